@@ -1,0 +1,86 @@
+/*
+ * config: backmx.conf, Postfix main.cf syntax (REFERENCE.md §7): "key =
+ * value", '#' comment lines, a line led by white space continues the one
+ * before, the last definition wins, $name / ${name} expand another key.
+ * Times take s, m, h, d, w (a bare number is seconds); sizes take K, M, G
+ * (powers of 1024; a bare number is bytes); booleans yes/no.
+ *
+ * Every key is one row of the table in config.c, with its type, default and
+ * documentation; docs/configuration.md and `backmxctl config` come from the
+ * same rows. An unknown key, a bad value or an unreadable file is an error
+ * "FILE:LINE: what is wrong" and the start stops.
+ */
+#ifndef BACKMX_CONFIG_H
+#define BACKMX_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define CONFIG_LISTEN_MAX	16
+
+struct config_listen {
+	struct sockaddr_storage	ss;
+	socklen_t		sslen;
+	char			text[64];	/* "127.0.0.1:2525", "[::1]:25" */
+};
+
+struct config {
+	char		path[PATH_MAX];
+
+	struct config_listen listen[CONFIG_LISTEN_MAX];
+	size_t		nlisten;
+	char		myhostname[256];
+	char		spool_dir[PATH_MAX];
+	char		state_dir[PATH_MAX];
+	char		domains_file[PATH_MAX];
+	char		control_socket[PATH_MAX];
+	char		log_level[16];
+
+	uint64_t	message_size_limit;	/* bytes */
+	unsigned	smtpd_recipient_limit;
+	unsigned	smtpd_timeout;		/* seconds, per read */
+	unsigned	smtpd_data_timeout;	/* seconds, whole DATA phase */
+	unsigned	smtpd_max_connections;
+	unsigned	smtpd_max_connections_per_ip;
+	unsigned	smtpd_greet_pause;	/* seconds */
+	unsigned	smtpd_error_limit;	/* errors before 421 */
+	unsigned	smtpd_junk_command_limit; /* NOOP/VRFY/RSET/HELP/... */
+	uint64_t	smtpd_body_buffer;	/* bytes in memory before spill */
+	char		tls_cert_file[PATH_MAX];
+	char		tls_key_file[PATH_MAX];
+};
+
+/* Fill *c with every default. */
+void	config_defaults(struct config *c);
+
+/*
+ * Read FILE over the defaults in *c. Returns 0, or -1 with "FILE:LINE: what
+ * is wrong" in err (errsz bytes). Checks the values' relations too (e.g.
+ * tls_cert_file without tls_key_file).
+ */
+int	config_load(struct config *c, const char *path, char *err,
+	    size_t errsz);
+
+/* Parse from memory (fuzz target, tests); 'name' stands for the file in
+ * error texts. Same return as config_load(). */
+int	config_parse(struct config *c, const char *name, const char *text,
+	    size_t len, char *err, size_t errsz);
+
+/*
+ * Print every key "key = value" in table order, the effective value in the
+ * unit it was written in where possible. With only_changed, only keys whose
+ * value differs from its default (postconf -n).
+ */
+void	config_print(const struct config *c, FILE *out, int only_changed);
+
+/* Parse helpers, shared with domains_file and tests: 0 or -1. */
+int	config_parse_time(const char *s, unsigned *secs_out);
+int	config_parse_size(const char *s, uint64_t *bytes_out);
+int	config_parse_bool(const char *s, int *out);
+/* "ADDR:PORT", "[IPv6]:PORT", "*:PORT" into *out. */
+int	config_parse_listen(const char *s, struct config_listen *out);
+
+#endif

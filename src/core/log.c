@@ -1,0 +1,147 @@
+/*
+ * log: formatting and the two sinks (stderr, syslog LOG_MAIL). Nothing here
+ * knows about mail; callers build the key=value text.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+static int		log_stderr = 1;
+static enum log_level	log_max = LOG_LEVEL_INFO;
+static const char	*log_ident = "backmx";
+
+static const char *const level_names[] = {
+	[LOG_LEVEL_ERR] = "err",
+	[LOG_LEVEL_WARNING] = "warning",
+	[LOG_LEVEL_INFO] = "info",
+	[LOG_LEVEL_DEBUG] = "debug",
+};
+
+void
+log_init(const char *ident, int to_stderr)
+{
+	log_ident = ident;
+	log_stderr = to_stderr;
+	if (!to_stderr)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+void
+log_set_level(enum log_level l)
+{
+	log_max = l;
+}
+
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	return -1;
+}
+
+int
+log_enabled(enum log_level l)
+{
+	return l <= log_max;
+}
+
+static void
+log_vmsg(enum log_level l, const char *fmt, va_list ap)
+{
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	char line[4096];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (log_stderr) {
+		struct timespec ts;
+		struct tm tm;
+		char when[32];
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		/* One fprintf per line: lines from a crash stay whole. */
+		fprintf(stderr, "%s.%03ldZ %s[%ld]: %s: %s\n", when,
+		    ts.tv_nsec / 1000000, log_ident, (long)getpid(),
+		    level_names[l], line);
+	} else
+		syslog(prio[l], "%s: %s", level_names[l], line);
+}
+
+void
+log_msg(enum log_level l, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(l))
+		return;
+	va_start(ap, fmt);
+	log_vmsg(l, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_LEVEL_ERR, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+log_panic(const char *file, int line, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_msg(LOG_LEVEL_ERR, "event=panic file=%s line=%d what=\"%s\"",
+	    file, line, msg);
+	abort();
+}
+
+const char *
+log_escape(char *out, size_t outsz, const char *in, size_t inlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+
+	for (i = 0; i < inlen; i++) {
+		unsigned char c = (unsigned char)in[i];
+		size_t need = (c >= 0x20 && c < 0x7f && c != '\\' &&
+		    c != '"') ? 1 : 4;
+
+		if (o + need + 4 > outsz) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (need == 1)
+			out[o++] = (char)c;
+		else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}

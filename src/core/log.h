@@ -1,0 +1,47 @@
+/*
+ * log: one line per event, lowercase key=value pairs (STYLE.md §7).
+ * To syslog's mail facility by default, to stderr in the foreground (-f)
+ * and in tests. Peer text must go through log_escape() first.
+ */
+#ifndef BACKMX_LOG_H
+#define BACKMX_LOG_H
+
+#include <stddef.h>
+
+enum log_level {
+	LOG_LEVEL_ERR,
+	LOG_LEVEL_WARNING,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+/* Start logging as 'ident'; to stderr when to_stderr, else syslog LOG_MAIL. */
+void	log_init(const char *ident, int to_stderr);
+void	log_set_level(enum log_level);
+int	log_level_parse(const char *, enum log_level *out);
+int	log_enabled(enum log_level);
+
+void	log_msg(enum log_level, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+#define log_err(...)	log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
+#define log_warn(...)	log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
+#define log_info(...)	log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)	do { if (log_enabled(LOG_LEVEL_DEBUG)) \
+	log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
+
+/* Cannot start: log and exit(1). Only before the event loop runs. */
+void	fatal(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+/* Our own bug: log file:line and abort for a core. */
+void	log_panic(const char *, int, const char *, ...)
+	    __attribute__((format(printf, 3, 4), noreturn));
+#define panic(...)	log_panic(__FILE__, __LINE__, __VA_ARGS__)
+
+/*
+ * Copy peer text 'in' (inlen bytes) into 'out' (outsz >= 4) for a log
+ * line: printable ASCII but '\' and '"' as is, everything else as \xHH,
+ * cut with "..." when it does not fit. Returns out.
+ */
+const char *log_escape(char *out, size_t outsz, const char *in, size_t inlen);
+
+#endif

@@ -1,0 +1,55 @@
+/* str: bounded copies and ASCII-only case folding (never locale-dependent). */
+#include "str.h"
+
+#include <string.h>
+
+int
+str_ncopy(char *dst, size_t dstsz, const char *src, size_t n)
+{
+	int rc = 0;
+
+	if (n >= dstsz) {
+		n = dstsz - 1;
+		rc = -1;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return rc;
+}
+
+int
+str_copy(char *dst, size_t dstsz, const char *src)
+{
+	return str_ncopy(dst, dstsz, src, strlen(src));
+}
+
+void
+str_lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+static int
+is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
+	    c == '\v' || c == '\f';
+}
+
+char *
+str_trim(char *s)
+{
+	size_t n;
+	char *p = s;
+
+	while (is_ws(*p))
+		p++;
+	n = strlen(p);
+	while (n > 0 && is_ws(p[n - 1]))
+		n--;
+	memmove(s, p, n);
+	s[n] = '\0';
+	return s;
+}

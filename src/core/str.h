@@ -1,0 +1,20 @@
+/*
+ * str: small string helpers with explicit bounds. glibc 2.36 has no
+ * strlcpy, so str_copy() reports truncation itself.
+ */
+#ifndef BACKMX_STR_H
+#define BACKMX_STR_H
+
+#include <stddef.h>
+
+/* Copy src into dst (dstsz > 0), always NUL-terminated.
+ * Returns 0, or -1 when src did not fit (dst holds the cut copy). */
+int	str_copy(char *dst, size_t dstsz, const char *src);
+/* Same for a counted source of n bytes. */
+int	str_ncopy(char *dst, size_t dstsz, const char *src, size_t n);
+/* Lower-case ASCII letters in place; other bytes untouched. */
+void	str_lower(char *);
+/* Strip ASCII white space at both ends, in place; returns s. */
+char	*str_trim(char *s);
+
+#endif
