@@ -31,8 +31,9 @@ build-asan/build.ninja: | deps
 	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 	    -Dwerror=true -Dtests=enabled
 
-check: deps build-asan/build.ninja
+check: deps build-asan/build.ninja build/build.ninja
 	ninja -C build-asan
+	ninja -C build
 	$(PY) scripts/check.py build-asan
 
 build-fuzz/build.ninja: | deps

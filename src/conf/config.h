@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #define CONFIG_LISTEN_MAX	16
+#define CONFIG_KEYS_MAX		32	/* room in unit[]; config.c checks */
 
 struct config_listen {
 	struct sockaddr_storage	ss;
@@ -51,6 +52,12 @@ struct config {
 	uint64_t	smtpd_body_buffer;	/* bytes in memory before spill */
 	char		tls_cert_file[PATH_MAX];
 	char		tls_key_file[PATH_MAX];
+
+	/* How each time and size value was written, by table row: its unit
+	 * letter ('m', 'K', ...) or 0 for a bare number, so config_print()
+	 * gives "5m" back rather than "300". Not part of the value:
+	 * "300s" and "5m" are the same setting. */
+	char		unit[CONFIG_KEYS_MAX];
 };
 
 /* Fill *c with every default. */
@@ -82,5 +89,16 @@ int	config_parse_size(const char *s, uint64_t *bytes_out);
 int	config_parse_bool(const char *s, int *out);
 /* "ADDR:PORT", "[IPv6]:PORT", "*:PORT" into *out. */
 int	config_parse_listen(const char *s, struct config_listen *out);
+/*
+ * 0 when 's' is a host name: dot-separated labels of ASCII letters, digits
+ * and '-', no label empty, longer than 63 or with a '-' at either end, 253
+ * bytes at most, no trailing dot; with need_dot, two labels at least.
+ */
+int	config_check_host(const char *s, int need_dot);
+
+/* The table's keys in order, for docs/configuration.md's test:
+ * config_key_name(i) for i < config_nkeys(), NULL past the end. */
+size_t	config_nkeys(void);
+const char *config_key_name(size_t i);
 
 #endif

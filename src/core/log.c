@@ -57,6 +57,9 @@ log_enabled(enum log_level l)
 	return l <= log_max;
 }
 
+static void	log_vmsg(enum log_level, const char *, va_list)
+		    __attribute__((format(printf, 2, 0)));
+
 static void
 log_vmsg(enum log_level l, const char *fmt, va_list ap)
 {

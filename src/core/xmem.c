@@ -38,7 +38,7 @@ xreallocarray(void *old, size_t nmemb, size_t size)
 
 	if (size != 0 && nmemb > SIZE_MAX / size)
 		panic("reallocarray overflow %zu * %zu", nmemb, size);
-	p = realloc(old, nmemb * size ? nmemb * size : 1);
+	p = realloc(old, (nmemb * size) != 0 ? nmemb * size : 1);
 	if (p == NULL)
 		panic("realloc(%zu) failed", nmemb * size);
 	return p;

@@ -44,15 +44,17 @@ struct rcpt_params {
 struct esmtp_error {
 	int		 code;		/* 501 or 555 */
 	const char	*enhanced;	/* "5.5.4" */
-	const char	*text;		/* e.g. "unknown MAIL parameter" */
+	const char	*text;		/* e.g. "Unsupported MAIL parameter" */
 };
 
 /*
  * Parse the parameters after the path: s is what follows '>' (len bytes,
  * not NUL-terminated), either empty or starting with a space, parameters
- * separated by single spaces. Returns 0 and fills *out, or -1 and fills
- * *err: 555 5.5.4 for an unknown keyword (RFC 5321 §4.1.1.11), 501 5.5.4
- * for a known keyword with a bad value, a repeated keyword or bad spacing.
+ * separated by one or more spaces (a tab or control byte is bad syntax).
+ * Returns 0 and fills *out, or -1 and fills *err (*out is then
+ * unspecified): 555 5.5.4 for an unknown keyword (RFC 5321 §4.1.1.11) and
+ * for BODY=BINARYMIME (not offered), 501 5.5.4 for a known keyword with a
+ * bad value, a repeated keyword or bad syntax.
  * A SIZE larger than UINT64_MAX is a syntax error; comparing SIZE with the
  * limit is the caller's.
  */

@@ -1,0 +1,1038 @@
+/*
+ * config: reads backmx.conf (Postfix main.cf syntax, REFERENCE.md §7) into
+ * struct config. Runs once at start and on SIGHUP, before anything uses the
+ * values; a failure leaves the caller's struct untouched.
+ *
+ * The table keys[] is the one list of keys: type, field, default and a
+ * line of documentation per row. Reading is three passes: collect the last
+ * "name = value" of every key (joining continuation lines), expand $name
+ * references against the final values, then convert each value by its
+ * row's type. Expansion is memoized per key, so neither a loop nor a value
+ * that fans out into many references can run away.
+ *
+ * Exposed to the operator's file only, never to peer bytes; it is still a
+ * fuzz target (fuzz/fuzz_config.c): no input may crash or leak.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "str.h"
+#include "xmem.h"
+
+#define CONFIG_FILE_MAX	(1024 * 1024)	/* a bigger file is a mistake */
+#define EXPAND_DEPTH	32		/* nested ${name?...} and $name */
+#define TEXT_MAX	(PATH_MAX + 64)	/* one value as text */
+
+enum conf_type {
+	CONF_PATH,	/* file or directory name */
+	CONF_HOST,	/* host name, see config_check_host() */
+	CONF_TIME,	/* unsigned seconds; s, m, h, d, w */
+	CONF_SIZE,	/* uint64_t bytes; K, M, G */
+	CONF_UINT,	/* unsigned */
+	CONF_BOOL,	/* int; yes or no */
+	CONF_LISTEN,	/* listen[] and nlisten */
+	CONF_LOGLEVEL,	/* char[]; err, warning, info, debug */
+};
+
+#define CONF_EMPTY_OK	0x01	/* a string that may be "" */
+
+struct conf_key {
+	const char	*name;
+	enum conf_type	 type;
+	size_t		 off;		/* of the field in struct config */
+	size_t		 size;		/* of the field */
+	const char	*def;		/* NULL: config_defaults() knows */
+	uint64_t	 min;		/* numbers only */
+	unsigned	 flags;
+	const char	*doc;
+};
+
+#define FIELD(f)	offsetof(struct config, f), \
+			sizeof(((struct config *)0)->f)
+
+/*
+ * One row per key, in the order config_print() shows them. Keep
+ * docs/configuration.md in step: config_test.c checks it names exactly
+ * these keys with these defaults.
+ */
+static const struct conf_key keys[] = {
+	{ "listen", CONF_LISTEN, FIELD(listen), "0.0.0.0:25, [::]:25", 0, 0,
+	    "addresses to accept SMTP on: ADDR:PORT, [IPv6]:PORT, *:PORT" },
+	{ "myhostname", CONF_HOST, FIELD(myhostname), NULL, 0, 0,
+	    "our name in the greeting, EHLO and Received: headers" },
+	{ "spool_dir", CONF_PATH, FIELD(spool_dir), "/var/spool/backmx", 0, 0,
+	    "the queue: queue.db and big/" },
+	{ "state_dir", CONF_PATH, FIELD(state_dir), "/var/lib/backmx", 0, 0,
+	    "the state store: greylist, recipients, domain state" },
+	{ "domains_file", CONF_PATH, FIELD(domains_file),
+	    "/etc/backmx/domains", 0, 0,
+	    "the customer domains we are backup MX for" },
+	{ "control_socket", CONF_PATH, FIELD(control_socket),
+	    "/run/backmx/control.sock", 0, 0,
+	    "UNIX socket backmxctl talks to" },
+	{ "log_level", CONF_LOGLEVEL, FIELD(log_level), "info", 0, 0,
+	    "least severe level logged: err, warning, info or debug" },
+	{ "message_size_limit", CONF_SIZE, FIELD(message_size_limit), "500M",
+	    1, 0, "largest message accepted, in bytes" },
+	{ "smtpd_recipient_limit", CONF_UINT, FIELD(smtpd_recipient_limit),
+	    "100", 1, 0, "most recipients in one transaction" },
+	{ "smtpd_timeout", CONF_TIME, FIELD(smtpd_timeout), "300s", 1, 0,
+	    "longest wait for a command line or a DATA line" },
+	{ "smtpd_data_timeout", CONF_TIME, FIELD(smtpd_data_timeout), "30m",
+	    1, 0, "longest time for a whole DATA phase" },
+	{ "smtpd_max_connections", CONF_UINT, FIELD(smtpd_max_connections),
+	    "1000", 1, 0, "most SMTP sessions at once" },
+	{ "smtpd_max_connections_per_ip", CONF_UINT,
+	    FIELD(smtpd_max_connections_per_ip), "20", 1, 0,
+	    "most SMTP sessions at once from one client address" },
+	{ "smtpd_greet_pause", CONF_TIME, FIELD(smtpd_greet_pause), "0s", 0,
+	    0, "wait before the 220 greeting; a client talking first is "
+	    "rejected" },
+	{ "smtpd_error_limit", CONF_UINT, FIELD(smtpd_error_limit), "10", 1,
+	    0, "errors in one session before 421 and close" },
+	{ "smtpd_junk_command_limit", CONF_UINT,
+	    FIELD(smtpd_junk_command_limit), "100", 1, 0,
+	    "NOOP, VRFY, RSET, HELP... in one session before 421 and close" },
+	{ "smtpd_body_buffer", CONF_SIZE, FIELD(smtpd_body_buffer), "256K", 0,
+	    0, "bytes of a body held in memory before it spills to a file" },
+	{ "tls_cert_file", CONF_PATH, FIELD(tls_cert_file), "", 0,
+	    CONF_EMPTY_OK, "PEM certificate chain for STARTTLS; \"\": none" },
+	{ "tls_key_file", CONF_PATH, FIELD(tls_key_file), "", 0,
+	    CONF_EMPTY_OK, "PEM private key for tls_cert_file" },
+};
+
+#define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+
+_Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
+_Static_assert(CONFIG_LISTEN_MAX * 66 < TEXT_MAX, "listen text too long");
+
+/* Units: a letter and its multiplier. */
+static const char	 time_units[] = "smhdw";
+static const uint64_t	 time_mult[] = { 1, 60, 3600, 86400, 604800 };
+static const char	 size_units[] = "KMGkmg";
+static const uint64_t	 size_mult[] = {
+	1ULL << 10, 1ULL << 20, 1ULL << 30, 1ULL << 10, 1ULL << 20, 1ULL << 30
+};
+
+/* A growable string, for logical lines and expanded values. */
+struct sbuf {
+	char	*p;
+	size_t	 len, cap;
+};
+
+/* What pass one collected for a key. */
+struct raw {
+	char	*text;		/* the last definition; NULL: not in the file */
+	char	*value;		/* after $expansion; NULL: not yet */
+	int	 line;		/* of that definition */
+	int	 busy;		/* being expanded: meeting it again is a loop */
+};
+
+struct parse {
+	const char	*name;		/* the file, for errors */
+	struct config	*c;		/* a copy; the caller's on success */
+	struct raw	 raw[NKEYS];
+	int		 line;		/* of the key being expanded */
+	size_t		 cur;		/* and its row */
+	char		*err;
+	size_t		 errsz;
+};
+
+static void	seterr(struct parse *, int, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+static void
+seterr(struct parse *p, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (p->errsz == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(p->err, p->errsz, "%s:%d: %s", p->name, line, msg);
+	else
+		snprintf(p->err, p->errsz, "%s: %s", p->name, msg);
+}
+
+static void
+sb_add(struct sbuf *sb, const char *s, size_t n)
+{
+	if (sb->len + n + 1 > sb->cap) {
+		while (sb->len + n + 1 > sb->cap)
+			sb->cap = sb->cap ? sb->cap * 2 : 128;
+		sb->p = xreallocarray(sb->p, sb->cap, 1);
+	}
+	memcpy(sb->p + sb->len, s, n);
+	sb->len += n;
+	sb->p[sb->len] = '\0';
+}
+
+static int
+is_blank(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' ||
+	    ch == '\v' || ch == '\f';
+}
+
+static int
+is_name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+static int
+find_key(const char *name, size_t n)
+{
+	size_t k;
+
+	for (k = 0; k < NKEYS; k++)
+		if (strlen(keys[k].name) == n &&
+		    memcmp(keys[k].name, name, n) == 0)
+			return (int)k;
+	return -1;
+}
+
+/*
+ * Decimal digits, then at most one letter of 'units' (multiplier in
+ * 'mult'), then nothing: no sign, no space. The product must not pass max.
+ */
+static int
+parse_scaled(const char *s, const char *units, const uint64_t *mult,
+    uint64_t max, uint64_t *out, char *unit_out)
+{
+	const char *p = s, *u;
+	uint64_t n = 0, m = 1;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	*unit_out = '\0';
+	if (*p != '\0') {
+		if (units == NULL || (u = strchr(units, *p)) == NULL ||
+		    p[1] != '\0')
+			return -1;
+		m = mult[u - units];
+		*unit_out = *p;
+	}
+	if (n > max / m)
+		return -1;
+	*out = n * m;
+	return 0;
+}
+
+int
+config_parse_time(const char *s, unsigned *secs_out)
+{
+	uint64_t v;
+	char unit;
+
+	if (parse_scaled(s, time_units, time_mult, UINT_MAX, &v, &unit) == -1)
+		return -1;
+	*secs_out = (unsigned)v;
+	return 0;
+}
+
+int
+config_parse_size(const char *s, uint64_t *bytes_out)
+{
+	char unit;
+
+	return parse_scaled(s, size_units, size_mult, UINT64_MAX, bytes_out,
+	    &unit);
+}
+
+int
+config_parse_bool(const char *s, int *out)
+{
+	if (strcasecmp(s, "yes") == 0)
+		*out = 1;
+	else if (strcasecmp(s, "no") == 0)
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+int
+config_check_host(const char *s, int need_dot)
+{
+	size_t len, label = 0;
+	int dots = 0;
+
+	for (len = 0; s[len] != '\0'; len++) {
+		char ch = s[len];
+
+		if (ch == '.') {
+			if (label == 0 || s[len - 1] == '-')
+				return -1;
+			label = 0;
+			dots++;
+		} else if ((ch >= 'a' && ch <= 'z') ||
+		    (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-') {
+			if (ch == '-' && label == 0)
+				return -1;
+			if (++label > 63)
+				return -1;
+		} else
+			return -1;
+	}
+	/* label == 0 here: empty, or a trailing dot the caller left on. */
+	if (len == 0 || len > 253 || label == 0 || s[len - 1] == '-')
+		return -1;
+	if (need_dot && dots == 0)
+		return -1;
+	return 0;
+}
+
+int
+config_parse_listen(const char *s, struct config_listen *out)
+{
+	char host[INET6_ADDRSTRLEN + 1], addr[INET6_ADDRSTRLEN];
+	const char *colon, *h, *p;
+	size_t hlen;
+	unsigned long port = 0;
+	int v6;
+
+	memset(out, 0, sizeof(*out));
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL)
+			return -1;
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+		v6 = 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		h = s;
+		hlen = (size_t)(colon - s);
+		v6 = 0;
+	}
+	if (*colon != ':' || hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+
+	/* Port 0 is allowed: the kernel picks one (the tests use it). */
+	p = colon + 1;
+	if (*p == '\0' || strlen(p) > 5)
+		return -1;
+	for (; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		port = port * 10 + (unsigned long)(*p - '0');
+	}
+	if (port > 65535)
+		return -1;
+
+	if (v6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
+
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		out->sslen = sizeof(*sin6);
+		inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
+		snprintf(out->text, sizeof(out->text), "[%s]:%lu", addr, port);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+
+		if (strcmp(host, "*") == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		out->sslen = sizeof(*sin);
+		inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+		snprintf(out->text, sizeof(out->text), "%s:%lu", addr, port);
+	}
+	return 0;
+}
+
+/* A list of addresses separated by commas or white space. */
+static int
+set_listen(struct config *c, const char *v, char *why, size_t whysz)
+{
+	struct config_listen l[CONFIG_LISTEN_MAX];
+	char item[128], e[96];
+	size_t n = 0, len, i;
+
+	while (*v != '\0') {
+		if (*v == ',' || is_blank(*v)) {
+			v++;
+			continue;
+		}
+		for (len = 0; v[len] != '\0' && v[len] != ',' &&
+		    !is_blank(v[len]); len++)
+			;
+		if (n == CONFIG_LISTEN_MAX) {
+			snprintf(why, whysz, "too many listen addresses "
+			    "(at most %d)", CONFIG_LISTEN_MAX);
+			return -1;
+		}
+		if (len >= sizeof(item) ||
+		    (str_ncopy(item, sizeof(item), v, len),
+		    config_parse_listen(item, &l[n]) == -1)) {
+			snprintf(why, whysz, "bad listen address '%s'",
+			    log_escape(e, sizeof(e), v, len));
+			return -1;
+		}
+		for (i = 0; i < n; i++)
+			if (strcmp(l[i].text, l[n].text) == 0) {
+				snprintf(why, whysz, "duplicate listen "
+				    "address '%s'", l[n].text);
+				return -1;
+			}
+		n++;
+		v += len;
+	}
+	if (n == 0) {
+		snprintf(why, whysz, "listen needs at least one address");
+		return -1;
+	}
+	/* Zero what is unused: two equal settings are equal bytes. */
+	memset(c->listen, 0, sizeof(c->listen));
+	memcpy(c->listen, l, n * sizeof(l[0]));
+	c->nlisten = n;
+	return 0;
+}
+
+/* Convert the text 'v' by row k's type into *c; -1 with 'why' on error. */
+static int
+set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
+{
+	const struct conf_key *key = &keys[k];
+	char *field = (char *)c + key->off;
+	char e[96], unit = '\0';
+	enum log_level level;
+	uint64_t n;
+	int b;
+
+	log_escape(e, sizeof(e), v, strlen(v));
+	switch (key->type) {
+	case CONF_LISTEN:
+		return set_listen(c, v, why, whysz);
+	case CONF_HOST:
+		if (config_check_host(v, 0) == -1) {
+			snprintf(why, whysz, "bad host name '%s' for %s", e,
+			    key->name);
+			return -1;
+		}
+		break;
+	case CONF_PATH:
+		if (*v == '\0' && !(key->flags & CONF_EMPTY_OK)) {
+			snprintf(why, whysz, "%s must not be empty",
+			    key->name);
+			return -1;
+		}
+		break;
+	case CONF_LOGLEVEL:
+		if (log_level_parse(v, &level) == -1) {
+			snprintf(why, whysz, "bad log level '%s' for %s "
+			    "(err, warning, info or debug)", e, key->name);
+			return -1;
+		}
+		break;
+	case CONF_TIME:
+		if (parse_scaled(v, time_units, time_mult, UINT_MAX, &n,
+		    &unit) == -1) {
+			snprintf(why, whysz, "bad time value '%s' for %s", e,
+			    key->name);
+			return -1;
+		}
+		if (n < key->min) {
+			snprintf(why, whysz, "bad time value '%s' for %s "
+			    "(at least %llus)", e, key->name,
+			    (unsigned long long)key->min);
+			return -1;
+		}
+		*(unsigned *)(void *)field = (unsigned)n;
+		c->unit[k] = unit;
+		return 0;
+	case CONF_SIZE:
+		if (parse_scaled(v, size_units, size_mult, UINT64_MAX, &n,
+		    &unit) == -1) {
+			snprintf(why, whysz, "bad size value '%s' for %s", e,
+			    key->name);
+			return -1;
+		}
+		if (n < key->min) {
+			snprintf(why, whysz, "bad size value '%s' for %s "
+			    "(at least %llu)", e, key->name,
+			    (unsigned long long)key->min);
+			return -1;
+		}
+		*(uint64_t *)(void *)field = n;
+		c->unit[k] = unit;
+		return 0;
+	case CONF_UINT:
+		if (parse_scaled(v, NULL, NULL, UINT_MAX, &n, &unit) == -1) {
+			snprintf(why, whysz, "bad number '%s' for %s (0 to "
+			    "%u)", e, key->name, UINT_MAX);
+			return -1;
+		}
+		if (n < key->min) {
+			snprintf(why, whysz, "bad number '%s' for %s "
+			    "(at least %llu)", e, key->name,
+			    (unsigned long long)key->min);
+			return -1;
+		}
+		*(unsigned *)(void *)field = (unsigned)n;
+		return 0;
+	case CONF_BOOL:
+		if (config_parse_bool(v, &b) == -1) {
+			snprintf(why, whysz, "bad boolean value '%s' for %s "
+			    "(yes or no)", e, key->name);
+			return -1;
+		}
+		*(int *)(void *)field = b;
+		return 0;
+	}
+	/* The string types. Clear the whole field first: two equal settings
+	 * are equal bytes (the tests and the fuzzer compare with memcmp). */
+	if (strlen(v) >= key->size) {
+		snprintf(why, whysz, "value of %s too long (at most %zu bytes)",
+		    key->name, key->size - 1);
+		return -1;
+	}
+	memset(field, 0, key->size);
+	memcpy(field, v, strlen(v));
+	return 0;
+}
+
+/* Number 'n' written with 'unit' if that is exact, else the largest unit
+ * that is, else bare. */
+static void
+format_scaled(uint64_t n, char unit, const char *units,
+    const uint64_t *mult, const char *fallback, char *buf, size_t bufsz)
+{
+	const char *u;
+
+	if (unit != '\0' && (u = strchr(units, unit)) != NULL &&
+	    n % mult[u - units] == 0) {
+		snprintf(buf, bufsz, "%llu%c",
+		    (unsigned long long)(n / mult[u - units]), unit);
+		return;
+	}
+	if (unit == '\0') {
+		snprintf(buf, bufsz, "%llu", (unsigned long long)n);
+		return;
+	}
+	for (u = fallback; *u != '\0'; u++) {
+		uint64_t m = mult[strchr(units, *u) - units];
+
+		if (n % m == 0 && (n != 0 || u[1] == '\0')) {
+			snprintf(buf, bufsz, "%llu%c",
+			    (unsigned long long)(n / m), *u);
+			return;
+		}
+	}
+	snprintf(buf, bufsz, "%llu", (unsigned long long)n);
+}
+
+/* Row k's value in *c as text, the way config_print() shows it (before
+ * '$' is doubled). */
+static void
+format_value(const struct config *c, size_t k, char *buf, size_t bufsz)
+{
+	const struct conf_key *key = &keys[k];
+	const char *field = (const char *)c + key->off;
+	size_t i, o;
+
+	switch (key->type) {
+	case CONF_LISTEN:
+		buf[0] = '\0';
+		for (i = 0, o = 0; i < c->nlisten && o < bufsz; i++)
+			o += (size_t)snprintf(buf + o, bufsz - o, "%s%s",
+			    i ? ", " : "", c->listen[i].text);
+		break;
+	case CONF_TIME:
+		format_scaled(*(const unsigned *)(const void *)field,
+		    c->unit[k], time_units, time_mult, "wdhms", buf, bufsz);
+		break;
+	case CONF_SIZE:
+		format_scaled(*(const uint64_t *)(const void *)field,
+		    c->unit[k], size_units, size_mult, "GMK", buf, bufsz);
+		break;
+	case CONF_UINT:
+		snprintf(buf, bufsz, "%u", *(const unsigned *)(const void *)
+		    field);
+		break;
+	case CONF_BOOL:
+		snprintf(buf, bufsz, "%s", *(const int *)(const void *)field ?
+		    "yes" : "no");
+		break;
+	case CONF_PATH:
+	case CONF_HOST:
+	case CONF_LOGLEVEL:
+		str_ncopy(buf, bufsz, field, strnlen(field, key->size));
+		break;
+	}
+}
+
+/* Same setting in a and b? The unit it was written in does not count. */
+static int
+same_value(const struct config *a, const struct config *b, size_t k)
+{
+	const struct conf_key *key = &keys[k];
+	const char *fa = (const char *)a + key->off;
+	const char *fb = (const char *)b + key->off;
+	size_t i;
+
+	switch (key->type) {
+	case CONF_LISTEN:
+		if (a->nlisten != b->nlisten)
+			return 0;
+		for (i = 0; i < a->nlisten; i++)
+			if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+				return 0;
+		return 1;
+	case CONF_TIME:
+	case CONF_UINT:
+		return *(const unsigned *)(const void *)fa ==
+		    *(const unsigned *)(const void *)fb;
+	case CONF_SIZE:
+		return *(const uint64_t *)(const void *)fa ==
+		    *(const uint64_t *)(const void *)fb;
+	case CONF_BOOL:
+		return *(const int *)(const void *)fa ==
+		    *(const int *)(const void *)fb;
+	case CONF_PATH:
+	case CONF_HOST:
+	case CONF_LOGLEVEL:
+		break;
+	}
+	return strncmp(fa, fb, key->size) == 0;
+}
+
+/* gethostname(), or "localhost" when that is no usable host name. */
+static void
+default_hostname(char *buf, size_t bufsz)
+{
+	if (gethostname(buf, bufsz) == -1)
+		buf[0] = '\0';
+	buf[bufsz - 1] = '\0';
+	if (config_check_host(buf, 0) == -1)
+		str_copy(buf, bufsz, "localhost");
+}
+
+void
+config_defaults(struct config *c)
+{
+	char why[256], host[256];
+	const char *def;
+	size_t k;
+
+	memset(c, 0, sizeof(*c));
+	for (k = 0; k < NKEYS; k++) {
+		if ((def = keys[k].def) == NULL) {
+			default_hostname(host, sizeof(host));
+			def = host;
+		}
+		if (set_value(c, k, def, why, sizeof(why)) == -1)
+			panic("default of %s: %s", keys[k].name, why);
+	}
+}
+
+/* Pass one: a logical line "name = value" becomes raw[name]. */
+static int
+define(struct parse *p, int line, const char *s, size_t n)
+{
+	const char *eq = memchr(s, '=', n), *v;
+	size_t nlen, vlen;
+	char e[96];
+	int k;
+
+	if (eq == NULL) {
+		seterr(p, line, "missing '=' in '%s'",
+		    log_escape(e, sizeof(e), s, n));
+		return -1;
+	}
+	for (nlen = (size_t)(eq - s); nlen > 0 && is_blank(s[nlen - 1]);
+	    nlen--)
+		;
+	if (nlen == 0) {
+		seterr(p, line, "missing key name before '='");
+		return -1;
+	}
+	if ((k = find_key(s, nlen)) == -1) {
+		seterr(p, line, "unknown key '%s'",
+		    log_escape(e, sizeof(e), s, nlen));
+		return -1;
+	}
+	for (v = eq + 1; v < s + n && is_blank(*v); v++)
+		;
+	vlen = (size_t)(s + n - v);	/* the caller trimmed the end */
+	free(p->raw[k].text);
+	p->raw[k].text = xstrndup(v, vlen);
+	p->raw[k].line = line;
+	return 0;
+}
+
+static int expand_key(struct parse *, size_t, int, const char **);
+
+/* Look up $name (n bytes at s) for expansion. */
+static int
+expand_name(struct parse *p, const char *s, size_t n, int depth,
+    const char **out)
+{
+	char e[96];
+	int k;
+
+	if ((k = find_key(s, n)) == -1) {
+		seterr(p, p->line, "unknown key '%s' in $expansion",
+		    log_escape(e, sizeof(e), s, n));
+		return -1;
+	}
+	return expand_key(p, (size_t)k, depth, out);
+}
+
+/*
+ * Append s (n bytes) to sb with $name, ${name}, ${name?text} (text when
+ * name is not empty), ${name:text} (text when it is) and $$ (one '$')
+ * replaced, as in postconf(5).
+ */
+static int
+expand_text(struct parse *p, const char *s, size_t n, int depth,
+    struct sbuf *sb)
+{
+	const char *v;
+	size_t i = 0, start, tstart, tlen;
+	int level;
+	char op;
+
+	if (depth > EXPAND_DEPTH) {
+		seterr(p, p->line, "recursive expansion (more than %d deep)",
+		    EXPAND_DEPTH);
+		return -1;
+	}
+	while (i < n) {
+		if (s[i] != '$') {
+			for (start = i; i < n && s[i] != '$'; i++)
+				;
+			sb_add(sb, s + start, i - start);
+		} else if (++i < n && s[i] == '$') {
+			sb_add(sb, "$", 1);
+			i++;
+		} else if (i < n && s[i] == '{') {
+			for (start = ++i; i < n && is_name_char(s[i]); i++)
+				;
+			op = i < n ? s[i] : '\0';
+			if (i == start || (op != '}' && op != '?' &&
+			    op != ':')) {
+				seterr(p, p->line, "bad '${' in value: "
+				    "${name}, ${name?text} or ${name:text}");
+				return -1;
+			}
+			if (expand_name(p, s + start, i - start, depth + 1,
+			    &v) == -1)
+				return -1;
+			if (op == '}') {
+				sb_add(sb, v, strlen(v));
+				i++;
+			} else {
+				for (tstart = ++i, level = 1; i < n; i++)
+					if (s[i] == '{')
+						level++;
+					else if (s[i] == '}' && --level == 0)
+						break;
+				if (i == n) {
+					seterr(p, p->line, "missing '}' in "
+					    "value");
+					return -1;
+				}
+				tlen = i++ - tstart;
+				if ((op == '?') == (v[0] != '\0') &&
+				    expand_text(p, s + tstart, tlen,
+				    depth + 1, sb) == -1)
+					return -1;
+			}
+		} else if (i < n && is_name_char(s[i])) {
+			for (start = i; i < n && is_name_char(s[i]); i++)
+				;
+			if (expand_name(p, s + start, i - start, depth + 1,
+			    &v) == -1)
+				return -1;
+			sb_add(sb, v, strlen(v));
+		} else {
+			seterr(p, p->line, "'$' not followed by a name, '{' "
+			    "or '$' (write $$ for a '$')");
+			return -1;
+		}
+		/* Bounds the work too: a key's value expands only once. */
+		if (sb->len >= TEXT_MAX) {
+			seterr(p, p->line, "value of %s too long",
+			    keys[p->cur].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The current value of a key the file does not set, as text. */
+static const char *
+unset_value(struct parse *p, size_t k)
+{
+	char buf[TEXT_MAX];
+
+	format_value(p->c, k, buf, sizeof(buf));
+	return p->raw[k].value = xstrdup(buf);
+}
+
+/* Key k's value after expansion, computed once; valid until the end of
+ * config_parse(). */
+static int
+expand_key(struct parse *p, size_t k, int depth, const char **out)
+{
+	struct raw *r = &p->raw[k];
+	struct sbuf sb = { NULL, 0, 0 };
+	size_t saved_cur;
+	int saved;
+
+	if (r->value != NULL) {
+		*out = r->value;
+		return 0;
+	}
+	if (r->text == NULL) {
+		*out = unset_value(p, k);
+		return 0;
+	}
+	if (r->busy) {
+		seterr(p, p->line, "recursive expansion of $%s",
+		    keys[k].name);
+		return -1;
+	}
+	r->busy = 1;
+	saved = p->line;
+	saved_cur = p->cur;
+	p->line = r->line;	/* errors name the line that holds the text */
+	p->cur = k;
+	sb_add(&sb, "", 0);
+	if (expand_text(p, r->text, strlen(r->text), depth, &sb) == -1) {
+		free(sb.p);
+		return -1;
+	}
+	p->line = saved;
+	p->cur = saved_cur;
+	r->busy = 0;
+	/* "a $empty" is "a": values never end in white space, so what
+	 * config_print() writes reads back the same. */
+	*out = r->value = str_trim(sb.p);
+	return 0;
+}
+
+/* Passes two and three, in the order of the lines in the file. */
+static int
+apply(struct parse *p)
+{
+	size_t order[NKEYS], n = 0, i, j, k;
+	const char *v;
+	char why[384];
+
+	for (k = 0; k < NKEYS; k++) {
+		if (p->raw[k].text == NULL)
+			continue;
+		for (i = n++; i > 0 && p->raw[order[i - 1]].line >
+		    p->raw[k].line; i--)
+			order[i] = order[i - 1];
+		order[i] = k;
+	}
+	for (j = 0; j < n; j++)
+		if (expand_key(p, order[j], 0, &v) == -1)
+			return -1;
+	for (j = 0; j < n; j++) {
+		k = order[j];
+		if (set_value(p->c, k, p->raw[k].value, why,
+		    sizeof(why)) == -1) {
+			seterr(p, p->raw[k].line, "%s", why);
+			return -1;
+		}
+	}
+	if (p->c->tls_cert_file[0] != '\0' && p->c->tls_key_file[0] == '\0') {
+		seterr(p, 0, "tls_cert_file needs tls_key_file");
+		return -1;
+	}
+	if (p->c->tls_key_file[0] != '\0' && p->c->tls_cert_file[0] == '\0') {
+		seterr(p, 0, "tls_key_file needs tls_cert_file");
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_parse(struct config *c, const char *name, const char *text,
+    size_t len, char *err, size_t errsz)
+{
+	struct parse p;
+	struct sbuf ll = { NULL, 0, 0 };	/* the logical line */
+	size_t pos = 0, i, n, k;
+	int line = 0, llline = 0, rc = -1;
+
+	memset(&p, 0, sizeof(p));
+	p.name = name;
+	p.err = err;
+	p.errsz = errsz;
+	if (errsz > 0)
+		err[0] = '\0';
+	p.c = xmalloc(sizeof(*p.c));
+	memcpy(p.c, c, sizeof(*c));
+
+	while (pos < len) {
+		const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+
+		n = nl != NULL ? (size_t)(nl - s) : len - pos;
+		pos += n + (nl != NULL);
+		line++;
+		if (memchr(s, '\0', n) != NULL) {
+			seterr(&p, line, "NUL character");
+			goto out;
+		}
+		for (i = 0; i < n && is_blank(s[i]); i++)
+			;
+		/* postconf(5): blank and comment lines are ignored, even
+		 * between a line and its continuation. */
+		if (i == n || s[i] == '#')
+			continue;
+		while (is_blank(s[n - 1]))
+			n--;
+		if (i > 0) {
+			if (llline == 0) {
+				seterr(&p, line, "continuation line (leading "
+				    "white space) with no line before it");
+				goto out;
+			}
+			sb_add(&ll, " ", 1);
+			sb_add(&ll, s + i, n - i);
+			continue;
+		}
+		if (llline > 0 && define(&p, llline, ll.p, ll.len) == -1)
+			goto out;
+		ll.len = 0;
+		sb_add(&ll, s, n);
+		llline = line;
+	}
+	if (llline > 0 && define(&p, llline, ll.p, ll.len) == -1)
+		goto out;
+	if (apply(&p) == -1)
+		goto out;
+
+	memset(p.c->path, 0, sizeof(p.c->path));
+	str_copy(p.c->path, sizeof(p.c->path), name);
+	memcpy(c, p.c, sizeof(*c));
+	rc = 0;
+out:
+	for (k = 0; k < NKEYS; k++) {
+		free(p.raw[k].text);
+		free(p.raw[k].value);
+	}
+	free(ll.p);
+	free(p.c);
+	return rc;
+}
+
+int
+config_load(struct config *c, const char *path, char *err, size_t errsz)
+{
+	char *buf;
+	size_t len = 0;
+	ssize_t r;
+	int fd, rc;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errsz, "%s: cannot open: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	buf = xmalloc(CONFIG_FILE_MAX + 1);
+	for (;;) {
+		r = read(fd, buf + len, CONFIG_FILE_MAX + 1 - len);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			snprintf(err, errsz, "%s: cannot read: %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > CONFIG_FILE_MAX) {
+			snprintf(err, errsz, "%s: larger than %d bytes", path,
+			    CONFIG_FILE_MAX);
+			goto fail;
+		}
+	}
+	close(fd);
+	rc = config_parse(c, path, buf, len, err, errsz);
+	free(buf);
+	return rc;
+fail:
+	close(fd);
+	free(buf);
+	return -1;
+}
+
+void
+config_print(const struct config *c, FILE *out, int only_changed)
+{
+	struct config *d = NULL;
+	char buf[TEXT_MAX];
+	const char *s;
+	size_t k;
+
+	if (only_changed) {
+		d = xmalloc(sizeof(*d));
+		config_defaults(d);
+	}
+	for (k = 0; k < NKEYS; k++) {
+		if (d != NULL && same_value(c, d, k))
+			continue;
+		format_value(c, k, buf, sizeof(buf));
+		fprintf(out, "%s =", keys[k].name);
+		if (buf[0] != '\0')
+			fputc(' ', out);
+		/* '$' is ours to expand: a literal one is written "$$". */
+		for (s = buf; *s != '\0'; s++) {
+			if (*s == '$')
+				fputc('$', out);
+			fputc(*s, out);
+		}
+		fputc('\n', out);
+	}
+	free(d);
+}
+
+size_t
+config_nkeys(void)
+{
+	return NKEYS;
+}
+
+const char *
+config_key_name(size_t i)
+{
+	return i < NKEYS ? keys[i].name : NULL;
+}

@@ -1,0 +1,370 @@
+/*
+ * domains_test: the domains file as an operator writes it, and the lookup
+ * relay control depends on. Rows are whole files (name "d") with the
+ * domains they must yield or the exact error. Also 10,000 domains, and the
+ * example etc/domains (read from SOURCE_ROOT).
+ */
+#include "domains.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#ifndef SOURCE_ROOT
+#define SOURCE_ROOT	"."
+#endif
+
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+/* A label of 63 letters, the most RFC 1035 §2.3.4 allows. */
+#define A63	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" \
+		"aaaaaaaaaaaaaaaa"
+
+static struct domains *
+parse(const char *text, char *err, size_t errsz)
+{
+	return domains_parse("d", text, strlen(text), err, errsz);
+}
+
+struct parse_row {
+	const char	*text;
+	const char	*names;		/* expected, in order, ' '-separated */
+	const char	*err;		/* NULL: parses */
+};
+
+static const struct parse_row parse_rows[] = {
+	{ "", "", NULL },
+	{ "\n\n   \n\t\n", "", NULL },
+	{ "# only a comment\n", "", NULL },
+	{ "example.com", "example.com", NULL },
+	{ "example.com\nexample.net\n", "example.com example.net", NULL },
+	{ "  Example.COM.  \r\n", "example.com", NULL },
+	{ "a.b\n# x\n\nc-d.e.f   # trailing comment\n", "a.b c-d.e.f", NULL },
+	{ "example.com #route=bogus", "example.com", NULL },
+	{ "xn--bcher-kva.example\n", "xn--bcher-kva.example", NULL },
+	{ "123.example", "123.example", NULL },
+	{ "a.b\tc.d", NULL, "d:1: bad option 'c.d': key=value expected" },
+	{ "example", NULL, "d:1: bad domain name 'example'" },
+	{ "a.b\n\nlocalhost", NULL, "d:3: bad domain name 'localhost'" },
+	{ ".example.com", NULL, "d:1: bad domain name '.example.com'" },
+	{ "example..com", NULL, "d:1: bad domain name 'example..com'" },
+	{ "example.com..", NULL, "d:1: bad domain name 'example.com..'" },
+	{ "-ex.com", NULL, "d:1: bad domain name '-ex.com'" },
+	{ "ex-.com", NULL, "d:1: bad domain name 'ex-.com'" },
+	{ "ex.-com", NULL, "d:1: bad domain name 'ex.-com'" },
+	{ "e_x.com", NULL, "d:1: bad domain name 'e_x.com'" },
+	{ "*.example.com", NULL, "d:1: bad domain name '*.example.com'" },
+	{ "[192.0.2.1]", NULL, "d:1: bad domain name '[192.0.2.1]'" },
+	{ "b\xc3\xbc" "cher.example", NULL,
+	    "d:1: bad domain name 'b\\xc3\\xbccher.example'" },
+	/* Labels up to 63, names up to 253 (RFC 1035 §2.3.4). */
+	{ A63 ".com", A63 ".com", NULL },
+	{ "a" A63 ".com", NULL, "d:1: bad domain name 'a" A63 ".com'" },
+	{ "example.com foo=bar", NULL, "d:1: unknown option 'foo'" },
+	{ "example.com\nexample.net Route=[a.b]", NULL,
+	    "d:2: unknown option 'Route'" },
+	{ "example.com =x", NULL, "d:1: unknown option ''" },
+	{ "example.com route", NULL,
+	    "d:1: bad option 'route': key=value expected" },
+	{ "example.com route=[a.b] route=[c.d]", NULL,
+	    "d:1: route given twice" },
+	/* Duplicates, whatever their case or trailing dot. */
+	{ "example.com\nexample.net\nEXAMPLE.com.\n", NULL,
+	    "d:3: duplicate domain 'example.com' (first on line 1)" },
+	{ "# c\nexample.com\nexample.com", NULL,
+	    "d:3: duplicate domain 'example.com' (first on line 2)" },
+};
+
+static void
+test_parse(void **state)
+{
+	char err[512], names[1024], long_name[300];
+	struct domains *d;
+	size_t i, j, o;
+
+	for (i = 0; i < nitems(parse_rows); i++) {
+		const struct parse_row *r = &parse_rows[i];
+
+		d = parse(r->text, err, sizeof(err));
+		if (r->err != NULL) {
+			if (d != NULL || strcmp(err, r->err) != 0)
+				fail_msg("row %zu \"%s\": error \"%s\", want "
+				    "\"%s\"", i, r->text, d ? "none" : err,
+				    r->err);
+			continue;
+		}
+		if (d == NULL)
+			fail_msg("row %zu \"%s\": %s", i, r->text, err);
+		names[0] = '\0';
+		for (j = 0, o = 0; j < domains_count(d); j++)
+			o += (size_t)snprintf(names + o, sizeof(names) - o,
+			    "%s%s", j ? " " : "", domains_at(d, j)->name);
+		if (strcmp(names, r->names) != 0)
+			fail_msg("row %zu: \"%s\", want \"%s\"", i, names,
+			    r->names);
+		assert_null(domains_at(d, domains_count(d)));
+		domains_free(d);
+	}
+	domains_free(NULL);
+
+	/* 253 bytes at most, not counting a trailing dot. */
+	memset(long_name, 'a', 253);
+	long_name[63] = long_name[127] = long_name[191] = '.';
+	strcpy(long_name + 253, ".");
+	d = parse(long_name, err, sizeof(err));
+	assert_non_null(d);
+	assert_int_equal(strlen(domains_at(d, 0)->name), 253);
+	assert_non_null(domains_lookup(d, long_name));
+	domains_free(d);
+	strcpy(long_name + 253, "a");
+	assert_null(parse(long_name, err, sizeof(err)));
+	assert_memory_equal(err, "d:1: bad domain name 'aaa", 25);
+}
+
+static void
+test_nul(void **state)
+{
+	static const char text[] = "example.com\nexa\0mple.net\n";
+	struct domains *d;
+	char err[256];
+
+	d = domains_parse("d", text, sizeof(text) - 1, err, sizeof(err));
+	assert_null(d);
+	assert_string_equal(err, "d:2: NUL character");
+	/* The length, not a NUL, ends the text. */
+	d = domains_parse("d", text, 12, err, sizeof(err));
+	assert_non_null(d);
+	assert_int_equal(domains_count(d), 1);
+	domains_free(d);
+}
+
+struct lookup_row {
+	const char	*name;
+	const char	*found;		/* NULL: not ours */
+};
+
+static void
+test_lookup(void **state)
+{
+	static const struct lookup_row rows[] = {
+		{ "example.com", "example.com" },
+		{ "EXAMPLE.COM", "example.com" },
+		{ "Example.Com.", "example.com" },
+		{ "mixed.case.example", "mixed.case.example" },
+		{ "MIXED.case.Example.", "mixed.case.example" },
+		{ "example.com..", NULL },
+		{ "sub.example.com", NULL },
+		{ "xample.com", NULL },
+		{ "example.co", NULL },
+		{ "example.com ", NULL },
+		{ "", NULL },
+		{ ".", NULL },
+		{ "[192.0.2.1]", NULL },
+	};
+	char err[256], longname[600];
+	struct domains *d;
+	size_t i;
+
+	d = parse("example.com\nMixed.Case.Example.\n", err, sizeof(err));
+	assert_non_null(d);
+	for (i = 0; i < nitems(rows); i++) {
+		const struct domain *dom = domains_lookup(d, rows[i].name);
+
+		if (rows[i].found == NULL ? dom != NULL : dom == NULL ||
+		    strcmp(dom->name, rows[i].found) != 0)
+			fail_msg("row %zu \"%s\": found %s", i, rows[i].name,
+			    dom ? dom->name : "nothing");
+	}
+	/* A peer's name far past any limit is just not found. */
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_null(domains_lookup(d, longname));
+	domains_free(d);
+
+	d = parse("", err, sizeof(err));
+	assert_non_null(d);
+	assert_int_equal(domains_count(d), 0);
+	assert_null(domains_lookup(d, "example.com"));
+	domains_free(d);
+}
+
+struct route_row {
+	const char	*route;		/* after "example.com route=" */
+	const char	*host;		/* NULL: refused */
+	unsigned	 port;
+	int		 no_mx;
+	const char	*err;
+};
+
+static const struct route_row route_rows[] = {
+	{ "[mx.example.net]:2525", "mx.example.net", 2525, 1, NULL },
+	{ "[mx.example.net]", "mx.example.net", 25, 1, NULL },
+	{ "mx.example.net:587", "mx.example.net", 587, 0, NULL },
+	{ "mx.example.net", "mx.example.net", 25, 0, NULL },
+	{ "MX.Example.NET.", "mx.example.net", 25, 0, NULL },
+	{ "[MX.Example.NET]:25", "mx.example.net", 25, 1, NULL },
+	{ "localhost:2526", "localhost", 2526, 0, NULL },
+	{ "[127.0.0.1]:2526", "127.0.0.1", 2526, 1, NULL },
+	{ "[192.0.2.7]", "192.0.2.7", 25, 1, NULL },
+	{ "[::1]:2526", "::1", 2526, 1, NULL },
+	{ "[2001:DB8:0:0::7]:25", "2001:db8::7", 25, 1, NULL },
+	{ "[::1]:65535", "::1", 65535, 1, NULL },
+	{ "", NULL, 0, 0, "d:1: bad route '': bad host" },
+	{ "[]:25", NULL, 0, 0, "d:1: bad route '[]:25': bad host" },
+	{ ":25", NULL, 0, 0, "d:1: bad route ':25': bad host" },
+	{ "[mx.example.net", NULL, 0, 0,
+	    "d:1: bad route '[mx.example.net': missing ']'" },
+	{ "[mx.example.net]:0", NULL, 0, 0,
+	    "d:1: bad route '[mx.example.net]:0': port must be 1 to 65535" },
+	{ "[mx.example.net]:65536", NULL, 0, 0, "d:1: bad route "
+	    "'[mx.example.net]:65536': port must be 1 to 65535" },
+	{ "[mx.example.net]:", NULL, 0, 0,
+	    "d:1: bad route '[mx.example.net]:': port must be 1 to 65535" },
+	{ "[mx.example.net]:25x", NULL, 0, 0,
+	    "d:1: bad route '[mx.example.net]:25x': port must be 1 to 65535" },
+	{ "[mx.example.net]x", NULL, 0, 0,
+	    "d:1: bad route '[mx.example.net]x': port must be 1 to 65535" },
+	{ "mx.example.net:-1", NULL, 0, 0,
+	    "d:1: bad route 'mx.example.net:-1': port must be 1 to 65535" },
+	{ "127.0.0.1:25", NULL, 0, 0, "d:1: bad route '127.0.0.1:25': an "
+	    "address needs brackets, [127.0.0.1]" },
+	{ "::1", NULL, 0, 0, "d:1: bad route '::1': an address needs "
+	    "brackets, [::1]" },
+	{ "2001:db8::7:25", NULL, 0, 0, "d:1: bad route '2001:db8::7:25': "
+	    "an address needs brackets, [2001:db8::7:25]" },
+	{ "mx_1.example.net", NULL, 0, 0,
+	    "d:1: bad route 'mx_1.example.net': bad host" },
+	{ "[mx..example]", NULL, 0, 0,
+	    "d:1: bad route '[mx..example]': bad host" },
+	{ "[fe80::1%eth0]:25", NULL, 0, 0,
+	    "d:1: bad route '[fe80::1%eth0]:25': bad host" },
+};
+
+static void
+test_routes(void **state)
+{
+	const struct domain *dom;
+	struct domains *d;
+	char text[512], err[512];
+	size_t i;
+
+	for (i = 0; i < nitems(route_rows); i++) {
+		const struct route_row *r = &route_rows[i];
+
+		snprintf(text, sizeof(text), "example.com route=%s\n",
+		    r->route);
+		d = parse(text, err, sizeof(err));
+		if (r->host == NULL) {
+			if (d != NULL || strcmp(err, r->err) != 0)
+				fail_msg("row %zu \"%s\": error \"%s\", want "
+				    "\"%s\"", i, r->route, d ? "none" : err,
+				    r->err);
+			continue;
+		}
+		if (d == NULL)
+			fail_msg("row %zu \"%s\": %s", i, r->route, err);
+		dom = domains_lookup(d, "example.com");
+		assert_non_null(dom);
+		if (strcmp(dom->route_host, r->host) != 0 ||
+		    dom->route_port != r->port || dom->route_no_mx != r->no_mx)
+			fail_msg("row %zu \"%s\": host \"%s\" port %u no_mx %u",
+			    i, r->route, dom->route_host, dom->route_port,
+			    dom->route_no_mx);
+		domains_free(d);
+	}
+
+	/* No route=: empty host, no port, delivery by MX. */
+	d = parse("example.com\n", err, sizeof(err));
+	assert_non_null(d);
+	dom = domains_at(d, 0);
+	assert_string_equal(dom->route_host, "");
+	assert_int_equal(dom->route_port, 0);
+	assert_int_equal(dom->route_no_mx, 0);
+	domains_free(d);
+}
+
+/* 10,000 customers: every one found, in any case, and nothing else. */
+static void
+test_many(void **state)
+{
+	const size_t n = 10000;
+	char *text, name[64], err[256];
+	struct domains *d;
+	size_t i, o = 0;
+
+	text = malloc(n * 64);
+	assert_non_null(text);
+	for (i = 0; i < n; i++)
+		o += (size_t)sprintf(text + o, "customer-%zu.example%s\n", i,
+		    i % 7 == 0 ? " route=[127.0.0.1]:2526" : "");
+	d = domains_parse("many", text, o, err, sizeof(err));
+	if (d == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(domains_count(d), n);
+	for (i = 0; i < n; i++) {
+		const struct domain *dom;
+
+		snprintf(name, sizeof(name), "Customer-%zu.EXAMPLE.", i);
+		dom = domains_lookup(d, name);
+		if (dom == NULL || dom != domains_at(d, i))
+			fail_msg("%s not found", name);
+		assert_int_equal(dom->route_port, i % 7 == 0 ? 2526 : 0);
+		snprintf(name, sizeof(name), "customer-%zu.example", i + n);
+		assert_null(domains_lookup(d, name));
+	}
+	domains_free(d);
+
+	/* A duplicate far down is still caught, with both lines. */
+	o += (size_t)sprintf(text + o, "CUSTOMER-5000.example\n");
+	d = domains_parse("many", text, o, err, sizeof(err));
+	assert_null(d);
+	assert_string_equal(err, "many:10001: duplicate domain "
+	    "'customer-5000.example' (first on line 5001)");
+	free(text);
+}
+
+static void
+test_load(void **state)
+{
+	const struct domain *dom;
+	struct domains *d;
+	char err[512];
+
+	/* The example `make run` uses. */
+	d = domains_load(SOURCE_ROOT "/etc/domains", err, sizeof(err));
+	if (d == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(domains_count(d), 2);
+	assert_non_null(domains_lookup(d, "example.com"));
+	dom = domains_lookup(d, "EXAMPLE.NET");
+	assert_non_null(dom);
+	assert_string_equal(dom->route_host, "127.0.0.1");
+	assert_int_equal(dom->route_port, 2526);
+	assert_int_equal(dom->route_no_mx, 1);
+	domains_free(d);
+
+	d = domains_load("/nonexistent/domains", err, sizeof(err));
+	assert_null(d);
+	assert_string_equal(err, "/nonexistent/domains: cannot open: "
+	    "No such file or directory");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_nul),
+		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_many),
+		cmocka_unit_test(test_load),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,158 @@
+/*
+ * backmxd: options, configuration, the customer domains, the spool, the
+ * TLS context and the listeners; then the one event loop. Everything that
+ * can stop the start does so here, before the loop runs, with a message
+ * that says what is wrong (STYLE.md §5).
+ *
+ * Signals: SIGTERM/SIGINT stop (listeners close at once; commits in flight
+ * finish, so no 250 is said for a message that is not on disk), SIGHUP
+ * re-reads domains_file without dropping sessions.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "config.h"
+#include "domains.h"
+#include "listener.h"
+#include "log.h"
+#include "queue.h"
+#include "server.h"
+#include "tls.h"
+
+static struct config	conf;
+static struct server	srv;
+static struct domains	*domains;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: backmxd [-f] [-c config]\n");
+	exit(64);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval grace = { 1, 0 };
+
+	log_info("event=stop signal=%d sessions=%zu", (int)sig,
+	    listener_sessions(srv.listener));
+	listener_disable(srv.listener);
+	/* Sessions still open get cut; none of them has heard a 250 for a
+	 * message that is not durable, so nothing is lost. */
+	event_base_loopexit(srv.base,
+	    listener_sessions(srv.listener) > 0 ? &grace : NULL);
+}
+
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	char err[1024];
+	struct domains *d;
+
+	if ((d = domains_load(conf.domains_file, err, sizeof(err))) == NULL) {
+		log_err("event=reload result=failed error=\"%s\"", err);
+		return;
+	}
+	/* Sessions look domains up per RCPT and keep no pointers into
+	 * them, so the old table can go now. */
+	srv.domains = d;
+	domains_free(domains);
+	domains = d;
+	log_info("event=reload result=ok domains=%zu", domains_count(d));
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = "/etc/backmx/backmx.conf";
+	struct event *ev_term, *ev_int, *ev_hup;
+	enum log_level level;
+	char err[1024];
+	int ch, foreground = 0;
+
+	while ((ch = getopt(argc, argv, "c:fh")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	log_init("backmxd", foreground);
+	config_defaults(&conf);
+	if (config_load(&conf, path, err, sizeof(err)) == -1) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=config_error error=\"%s\"", err);
+	}
+	if (log_level_parse(conf.log_level, &level) == 0)
+		log_set_level(level);
+	if ((domains = domains_load(conf.domains_file, err, sizeof(err))) ==
+	    NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=config_error error=\"%s\"", err);
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() == -1)
+		fatal("event=start_error error=\"evthread_use_pthreads\"");
+	if ((srv.base = event_base_new()) == NULL)
+		fatal("event=start_error error=\"event_base_new\"");
+	srv.conf = &conf;
+	srv.domains = domains;
+
+	if (conf.tls_cert_file[0] != '\0' &&
+	    (srv.tls = tls_server_ctx(conf.tls_cert_file, conf.tls_key_file,
+	    err, sizeof(err))) == NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=config_error error=\"%s\"", err);
+	}
+	if ((srv.queue = queue_open(srv.base, conf.spool_dir)) == NULL) {
+		fprintf(stderr, "backmxd: %s: %s\n", conf.spool_dir,
+		    strerror(errno));
+		fatal("event=start_error spool_dir=%s error=\"%s\"",
+		    conf.spool_dir, strerror(errno));
+	}
+	if ((srv.listener = listener_open(&srv, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=start_error error=\"%s\"", err);
+	}
+
+	ev_term = evsignal_new(srv.base, SIGTERM, stop_cb, NULL);
+	ev_int = evsignal_new(srv.base, SIGINT, stop_cb, NULL);
+	ev_hup = evsignal_new(srv.base, SIGHUP, reload_cb, NULL);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_hup, NULL);
+
+	log_info("event=ready listen=%s domains=%zu tls=%s version=%s",
+	    listener_addresses(srv.listener), domains_count(domains),
+	    srv.tls ? "yes" : "no", BACKMX_VERSION);
+
+	event_base_dispatch(srv.base);
+
+	listener_free(srv.listener);
+	queue_close(srv.queue);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	tls_ctx_free(srv.tls);
+	domains_free(domains);
+	log_info("event=stopped");
+	/* Sessions cut at exit are not freed one by one: the process ends. */
+	return 0;
+}

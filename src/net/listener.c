@@ -1,0 +1,287 @@
+/*
+ * listener: accept, count, hand over to session_new(). Per-address counts
+ * live in a small open-addressing table keyed by the client address (IPv6
+ * compared whole, IPv4 as mapped), sized to smtpd_max_connections so it
+ * never fills: every counted address holds at least one live connection.
+ */
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+#include "xmem.h"
+
+struct ipcount {
+	unsigned char	addr[16];
+	unsigned	count;		/* 0: free slot */
+};
+
+struct listener {
+	struct server		*srv;
+	struct evconnlistener	*l[CONFIG_LISTEN_MAX];
+	size_t			 nl;
+	char			 addresses[CONFIG_LISTEN_MAX * 64];
+	size_t			 sessions;
+	struct ipcount		*ips;
+	size_t			 nips;		/* table size, a power of 2 */
+};
+
+static void
+addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+	} else if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+	}
+}
+
+static size_t
+key_hash(const unsigned char key[16])
+{
+	uint64_t h = 1469598103934665603ULL;
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		h ^= key[i];
+		h *= 1099511628211ULL;
+	}
+	return (size_t)h;
+}
+
+/* The slot of key, or the free slot where it would go. */
+static struct ipcount *
+ip_slot(struct listener *l, const unsigned char key[16])
+{
+	size_t i = key_hash(key) & (l->nips - 1);
+
+	for (;;) {
+		struct ipcount *c = &l->ips[i];
+
+		if (c->count == 0 || memcmp(c->addr, key, 16) == 0)
+			return c;
+		i = (i + 1) & (l->nips - 1);
+	}
+}
+
+/* Remove the entry at slot (linear probing: re-place the cluster after). */
+static void
+ip_remove(struct listener *l, struct ipcount *slot)
+{
+	size_t i = (size_t)(slot - l->ips);
+
+	slot->count = 0;
+	for (i = (i + 1) & (l->nips - 1); l->ips[i].count != 0;
+	    i = (i + 1) & (l->nips - 1)) {
+		struct ipcount moved = l->ips[i];
+
+		l->ips[i].count = 0;
+		*ip_slot(l, moved.addr) = moved;
+	}
+}
+
+static void
+refuse(evutil_socket_t fd, const struct server *srv, const char *why)
+{
+	char line[512];
+	int n;
+
+	/* One best-effort line on a fresh socket: its buffer is empty, so a
+	 * non-blocking send of a short line does not block or split. */
+	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n",
+	    srv->conf->myhostname, why);
+	(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(fd);
+}
+
+static void
+accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct listener *l = arg;
+	const struct config *conf = l->srv->conf;
+	unsigned char key[16];
+	struct ipcount *c;
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)sa)->sin_addr,
+		    ip, sizeof(ip));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+		    &((struct sockaddr_in6 *)(void *)sa)->sin6_addr, ip,
+		    sizeof(ip));
+
+	/* STYLE.md §1.5: sessions in all and per address are bounded. */
+	if (l->sessions >= conf->smtpd_max_connections) {
+		log_warn("event=refuse client=%s reason=max_connections "
+		    "limit=%u", ip, conf->smtpd_max_connections);
+		refuse(fd, l->srv, "too many connections");
+		return;
+	}
+	addr_key(sa, key);
+	c = ip_slot(l, key);
+	if (c->count >= conf->smtpd_max_connections_per_ip) {
+		log_warn("event=refuse client=%s reason=max_connections_per_ip "
+		    "limit=%u", ip, conf->smtpd_max_connections_per_ip);
+		refuse(fd, l->srv, "too many connections from your address");
+		return;
+	}
+	if (c->count++ == 0)
+		memcpy(c->addr, key, 16);
+	l->sessions++;
+	evutil_make_socket_nonblocking(fd);
+	session_new(l->srv, fd, sa, (socklen_t)salen);
+}
+
+void
+listener_release(struct listener *l, const struct sockaddr *sa)
+{
+	unsigned char key[16];
+	struct ipcount *c;
+
+	addr_key(sa, key);
+	c = ip_slot(l, key);
+	if (c->count == 0)
+		panic("listener_release: address not counted");
+	if (--c->count == 0)
+		ip_remove(l, c);
+	l->sessions--;
+}
+
+size_t
+listener_sessions(const struct listener *l)
+{
+	return l->sessions;
+}
+
+static void
+error_cb(struct evconnlistener *el, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: say so, keep listening; libevent retries. */
+	log_warn("event=accept_error error=\"%s\"",
+	    evutil_socket_error_to_string(e));
+}
+
+/* Own socket setup: an IPv6 listener is IPv6-only, so "0.0.0.0:25,
+ * [::]:25" binds both. */
+static evutil_socket_t
+bind_socket(const struct config_listen *cl)
+{
+	int fd, on = 1, saved;
+
+	fd = socket(cl->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (cl->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (const struct sockaddr *)&cl->ss, cl->sslen) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+struct listener *
+listener_open(struct server *srv, char *err, size_t errsz)
+{
+	const struct config *conf = srv->conf;
+	struct listener *l = xcalloc(1, sizeof(*l));
+	size_t i, off = 0;
+
+	l->srv = srv;
+	for (l->nips = 16; l->nips < 2 * (size_t)conf->smtpd_max_connections;
+	    l->nips *= 2)
+		;
+	l->ips = xcalloc(l->nips, sizeof(*l->ips));
+
+	for (i = 0; i < conf->nlisten; i++) {
+		const struct config_listen *cl = &conf->listen[i];
+		struct sockaddr_storage ss;
+		socklen_t sslen = sizeof(ss);
+		char host[INET6_ADDRSTRLEN];
+		int port;
+
+		evutil_socket_t fd = bind_socket(cl);
+
+		if (fd == -1 || (l->l[i] = evconnlistener_new(srv->base,
+		    accept_cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+		    1024, fd)) == NULL) {
+			snprintf(err, errsz, "cannot listen on %s: %s",
+			    cl->text, strerror(errno));
+			if (fd != -1)
+				close(fd);
+			listener_free(l);
+			return NULL;
+		}
+		l->nl++;
+		evconnlistener_set_error_cb(l->l[i], error_cb);
+		getsockname(evconnlistener_get_fd(l->l[i]),
+		    (struct sockaddr *)&ss, &sslen);
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+			port = ntohs(s6->sin6_port);
+			off += (size_t)snprintf(l->addresses + off,
+			    sizeof(l->addresses) - off, "%s[%s]:%d",
+			    off ? "," : "", host, port);
+		} else {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+			port = ntohs(s4->sin_port);
+			off += (size_t)snprintf(l->addresses + off,
+			    sizeof(l->addresses) - off, "%s%s:%d",
+			    off ? "," : "", host, port);
+		}
+	}
+	return l;
+}
+
+const char *
+listener_addresses(const struct listener *l)
+{
+	return l->addresses;
+}
+
+void
+listener_disable(struct listener *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->nl; i++)
+		evconnlistener_disable(l->l[i]);
+}
+
+void
+listener_free(struct listener *l)
+{
+	size_t i;
+
+	if (l == NULL)
+		return;
+	for (i = 0; i < l->nl; i++)
+		evconnlistener_free(l->l[i]);
+	free(l->ips);
+	free(l);
+}

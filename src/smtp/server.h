@@ -1,0 +1,26 @@
+/*
+ * server: what every SMTP session shares — the loop, the configuration, the
+ * customer domains, the queue and the TLS context. main.c owns it; sessions
+ * read it. On SIGHUP main swaps 'domains' between sessions' callbacks, so a
+ * session looks domains up each time and keeps no pointer into them.
+ */
+#ifndef BACKMX_SERVER_H
+#define BACKMX_SERVER_H
+
+struct event_base;
+struct config;
+struct domains;
+struct queue;
+struct listener;
+typedef struct ssl_ctx_st SSL_CTX;
+
+struct server {
+	struct event_base	*base;
+	const struct config	*conf;
+	const struct domains	*domains;
+	struct queue		*queue;
+	SSL_CTX			*tls;		/* NULL: no STARTTLS */
+	struct listener		*listener;
+};
+
+#endif

@@ -1,0 +1,1221 @@
+/*
+ * session: the SMTP server state machine (RFC 5321), one per connection.
+ *
+ * Flow: accept -> (greet pause: anything sent now is an early talker) ->
+ * 220 -> EHLO/HELO -> MAIL -> RCPT* -> DATA -> the scanner streams the
+ * body into a bounded buffer that spills to disk -> queue_submit() -> the
+ * queue's callback says 250 once the message is durable, never before.
+ *
+ * Exposed to: every byte the peer sends. Lines are taken strictly with
+ * CRLF (a bare LF or CR, or a NUL, is refused), at most 512 octets; every
+ * count a peer can push on (errors, junk commands, recipients, bytes,
+ * seconds) has a limit from the configuration. Pipelining discipline is
+ * checked before a command runs (RFC 2920 §3.1, REFERENCE.md §4).
+ *
+ * Lifetime: a session that must end says its last line and marks itself
+ * closing; a zero-delay event frees it once the output drained (or at
+ * once on a dead socket), so no callback ever runs on a freed session. A
+ * pending queue commit is cancelled, never abandoned: the message may
+ * still be stored, a duplicate at worst, never lost.
+ */
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "addr.h"
+#include "body.h"
+#include "config.h"
+#include "data.h"
+#include "domains.h"
+#include "envelope.h"
+#include "esmtp.h"
+#include "listener.h"
+#include "log.h"
+#include "parse.h"
+#include "queue.h"
+#include "server.h"
+#include "str.h"
+#include "tls.h"
+#include "xmem.h"
+
+/* Input is read in bounded steps: libevent stops reading from the socket
+ * while this much waits unprocessed (DATA streams through in such steps). */
+#define SESSION_INPUT_MAX	(256 * 1024)
+/* After the last reply: how long and how much input is read and thrown
+ * away before the socket closes (see closing_drained()). */
+#define SESSION_LINGER_SECONDS	2
+#define SESSION_LINGER_BYTES	(1024 * 1024)
+
+enum state {
+	S_GREET,	/* greet pause: the client must stay silent */
+	S_CMD,		/* reading commands */
+	S_DATA,		/* reading message content after 354 */
+	S_COMMIT,	/* waiting for the queue; input is not read */
+	S_CLOSING,	/* last reply queued; freed once it is sent */
+};
+
+enum cmd_count {
+	C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP, C_QUIT,
+	C_STARTTLS, C_OTHER, C_NCOUNTS
+};
+
+static const char *const count_names[C_NCOUNTS] = {
+	"helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit",
+	"starttls", "other",
+};
+
+struct session {
+	struct server		*srv;
+	const struct config	*conf;
+	struct bufferevent	*bev;
+	int			 fd;
+	enum state		 state;
+	char			 id[8];
+	struct sockaddr_storage	 ss;
+	char			 addr[INET6_ADDRSTRLEN];
+	int			 port;
+
+	unsigned		 esmtp:1;	/* EHLO said: groups allowed */
+	unsigned		 helo_done:1;
+	unsigned		 tls:1;
+	unsigned		 in_tx:1;	/* MAIL accepted */
+	unsigned		 discard_line:1; /* inside an over-long line */
+	unsigned		 data_overflow:1;
+	char			 helo[256];
+	char			 tls_info[128];
+
+	struct envelope		 env;
+	unsigned		 rcpt_tried;
+	struct data_scan	 scan;
+	struct body		*body;
+	uint64_t		 data_bytes;
+	struct queue_job	*job;
+
+	unsigned		 errors;
+	unsigned		 junk;
+	unsigned		 counts[C_NCOUNTS];
+	unsigned		 commands;
+	const char		*close_reason;
+
+	struct event		*timer;		/* greet pause, DATA limit */
+	struct event		*ev_free;
+	struct evbuffer_cb_entry *under_cb;	/* TLS close: socket drained */
+	struct event		*linger;	/* half-closed, draining input */
+	size_t			 lingered;
+};
+
+static void	session_process(struct session *);
+static void	session_setup_bev(struct session *);
+static void	session_close(struct session *, const char *reason);
+
+/*
+ * Replies. Every reply but the greeting, EHLO and HELO carries an
+ * enhanced status code (RFC 2034, RFC 3463).
+ */
+static void
+reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (enh != NULL)
+		evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
+	else
+		evbuffer_add_printf(out, "%d %s\r\n", code, text);
+	log_debug("session=%s event=reply code=%d", s->id, code);
+}
+
+/*
+ * A reply that counts as the client's error. Past smtpd_error_limit the
+ * session ends with 421 (RFC 5321 §3.8: a server may close on abuse).
+ */
+static void
+reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
+	if (++s->errors >= s->conf->smtpd_error_limit) {
+		log_info("session=%s event=error_limit client=%s errors=%u",
+		    s->id, s->addr, s->errors);
+		reply(s, 421, "4.7.0", "%s Error: too many errors",
+		    s->conf->myhostname);
+		session_close(s, "error_limit");
+	}
+}
+
+/* NOOP, RSET, VRFY, HELP and the like: harmless alone, a tarpit in bulk. */
+static int
+junk_command(struct session *s)
+{
+	if (++s->junk <= s->conf->smtpd_junk_command_limit)
+		return 0;
+	log_info("session=%s event=junk_limit client=%s", s->id, s->addr);
+	reply(s, 421, "4.7.0", "%s Error: too many commands",
+	    s->conf->myhostname);
+	session_close(s, "junk_limit");
+	return 1;
+}
+
+static void
+transaction_reset(struct session *s)
+{
+	envelope_reset(&s->env);
+	s->in_tx = 0;
+	s->rcpt_tried = 0;
+	body_free(s->body);
+	s->body = NULL;
+	s->data_bytes = 0;
+	s->data_overflow = 0;
+}
+
+/* --- the end of a session ----------------------------------------------- */
+
+static void
+session_free(struct session *s)
+{
+	char counts[256];
+	size_t i, off = 0;
+
+	for (i = 0; i < C_NCOUNTS; i++)
+		if (s->counts[i] && off < sizeof(counts))
+			off += (size_t)snprintf(counts + off,
+			    sizeof(counts) - off, " %s=%u", count_names[i],
+			    s->counts[i]);
+	counts[off < sizeof(counts) ? off : sizeof(counts) - 1] = '\0';
+	log_info("session=%s event=disconnect client=%s%s commands=%u "
+	    "errors=%u reason=%s", s->id, s->addr, counts, s->commands,
+	    s->errors, s->close_reason ? s->close_reason : "unknown");
+
+	queue_cancel(s->job);
+	transaction_reset(s);
+	envelope_free(&s->env);
+	if (s->timer)
+		event_free(s->timer);
+	event_free(s->ev_free);
+	if (s->linger != NULL)
+		event_free(s->linger);
+	if (s->under_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(
+		    bufferevent_get_underlying(s->bev)), s->under_cb);
+	if (s->bev)
+		bufferevent_free(s->bev);
+	else if (s->fd != -1)
+		close(s->fd);
+	listener_release(s->srv->listener, (struct sockaddr *)&s->ss);
+	free(s);
+}
+
+static void
+free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_free(arg);
+}
+
+static void
+schedule_free(struct session *s)
+{
+	event_active(s->ev_free, EV_TIMEOUT, 0);
+}
+
+/* Bytes said but not yet on the wire: under TLS also those the filter
+ * already encrypted into the socket's bufferevent. */
+static size_t
+output_pending(struct session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	char buf[4096];
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		schedule_free(s);
+		return;
+	}
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		if ((s->lingered += (size_t)n) > SESSION_LINGER_BYTES)
+			break;
+	if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+		schedule_free(s);
+}
+
+/*
+ * Everything said is on the wire: half-close, then read and discard what
+ * the client still sends until it closes too (bounded in bytes and time).
+ * Closing a socket with unread input makes the kernel send a reset, and a
+ * reset can destroy our last reply before the client reads it — exactly
+ * the 554 a client that pipelined too much must see.
+ */
+static void
+closing_drained(struct session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	struct timeval tv = { SESSION_LINGER_SECONDS, 0 };
+
+	if (s->linger != NULL)
+		return;
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	if (under != NULL)
+		bufferevent_disable(under, EV_READ | EV_WRITE);
+	if (shutdown(s->fd, SHUT_WR) == -1) {
+		schedule_free(s);
+		return;
+	}
+	s->linger = event_new(s->srv->base, s->fd, EV_READ | EV_PERSIST,
+	    linger_cb, s);
+	event_add(s->linger, &tv);
+}
+
+static void
+closing_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (output_pending(s) == 0)
+		closing_drained(s);
+}
+
+static void
+closing_under_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct session *s = arg;
+
+	if (info->n_deleted > 0 && output_pending(s) == 0)
+		closing_drained(s);
+}
+
+static void
+closing_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	schedule_free(arg);
+}
+
+/*
+ * End the conversation after what is queued in the output has gone out.
+ * Safe to call from any callback: the session is freed later, from the
+ * loop, never on this stack.
+ */
+static void
+session_close(struct session *s, const char *reason)
+{
+	if (s->state == S_CLOSING)
+		return;
+	s->state = S_CLOSING;
+	s->close_reason = reason;
+	if (s->timer)
+		event_del(s->timer);
+	if (s->bev == NULL) {
+		schedule_free(s);
+		return;
+	}
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_setcb(s->bev, NULL, closing_write_cb, closing_event_cb, s);
+	if (bufferevent_get_underlying(s->bev) != NULL) {
+		/* The filter hands its bytes on at once; wait for the
+		 * socket's own buffer to drain. */
+		bufferevent_flush(s->bev, EV_WRITE, BEV_FLUSH);
+		s->under_cb = evbuffer_add_cb(bufferevent_get_output(
+		    bufferevent_get_underlying(s->bev)), closing_under_cb, s);
+	}
+	/* The write timeout bounds how long this may take. */
+	if (output_pending(s) == 0)
+		closing_drained(s);
+	else
+		bufferevent_enable(s->bev, EV_WRITE);
+}
+
+/* --- pipelining --------------------------------------------------------- */
+
+/* More bytes from the client than the command just taken? Looks into our
+ * buffer and, on a plain socket, into the kernel's. */
+static int
+more_input(struct session *s)
+{
+	char c;
+
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+		return 1;
+	if (!s->tls && recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+		return 1;
+	return 0;
+}
+
+static void
+sync_error(struct session *s, const char *after)
+{
+	/* RFC 2920 §3.1; Postfix and Exim answer the same. */
+	log_info("session=%s event=reject client=%s reason=pipelining "
+	    "after=%s", s->id, s->addr, after);
+	reply(s, 554, "5.5.0", "Error: SMTP protocol synchronization");
+	session_close(s, "pipelining");
+}
+
+/* --- commands ----------------------------------------------------------- */
+
+static void
+log_reject(struct session *s, const char *event, int code, const char *enh,
+    const char *reason, const char *arg, size_t arglen)
+{
+	char esc[600];
+
+	log_info("session=%s event=%s client=%s code=%d dsn=%s reason=%s "
+	    "arg=\"%s\"", s->id, event, s->addr, code, enh, reason,
+	    log_escape(esc, sizeof(esc), arg, arglen));
+}
+
+/* An address literal as EHLO argument, checked by the path parser. */
+static int
+helo_literal_valid(const char *a, size_t n)
+{
+	char path[ADDR_PATH_MAX + 8];
+	struct mailaddr tmp;
+	size_t used;
+	int len;
+
+	if (n == 0 || a[0] != '[')
+		return 0;
+	len = snprintf(path, sizeof(path), "<x@%.*s>", (int)n, a);
+	if (len < 0 || (size_t)len >= sizeof(path))
+		return 0;
+	return addr_parse_path(path, (size_t)len, 0, &tmp, &used) == ADDR_OK &&
+	    tmp.is_literal && used == (size_t)len;
+}
+
+static void
+cmd_helo(struct session *s, const struct smtp_cmd *cmd, int ehlo)
+{
+	const struct config *conf = s->conf;
+	const char *a = cmd->arg;
+	size_t n = cmd->arglen;
+
+	while (n > 0 && a[n - 1] == ' ')	/* trailing blanks: harmless */
+		n--;
+	if (n == 0) {
+		reply_error(s, 501, "5.5.4", "Syntax: %s hostname",
+		    ehlo ? "EHLO" : "HELO");
+		return;
+	}
+	/* RFC 5321 §4.1.1.1: a Domain or an address literal. Anything else
+	 * is no name a mail server would give itself. */
+	if (n >= sizeof(s->helo) || !(addr_domain_valid(a, n, 0) ||
+	    helo_literal_valid(a, n))) {
+		log_reject(s, ehlo ? "ehlo" : "helo", 501, "5.5.2",
+		    "bad_hostname", a, cmd->arglen);
+		reply_error(s, 501, "5.5.2", "Invalid %s hostname",
+		    ehlo ? "EHLO" : "HELO");
+		return;
+	}
+	str_ncopy(s->helo, sizeof(s->helo), a, n);
+	transaction_reset(s);
+	s->helo_done = 1;
+	s->esmtp = ehlo;
+	if (!ehlo) {
+		reply(s, 250, NULL, "%s", conf->myhostname);
+		return;
+	}
+	evbuffer_add_printf(bufferevent_get_output(s->bev),
+	    "250-%s\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %llu\r\n"
+	    "%s"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-DSN\r\n"
+	    "250 SMTPUTF8\r\n",
+	    conf->myhostname, (unsigned long long)conf->message_size_limit,
+	    (s->srv->tls != NULL && !s->tls) ? "250-STARTTLS\r\n" : "");
+}
+
+static void
+path_error(struct session *s, const char *event, enum addr_err e,
+    const char *enh, const struct smtp_cmd *cmd)
+{
+	log_reject(s, event, 501, enh, "bad_address", cmd->arg, cmd->arglen);
+	reply_error(s, 501, enh, "Bad %s address syntax: %s",
+	    strcmp(event, "mail") == 0 ? "sender" : "recipient",
+	    addr_strerror(e));
+}
+
+static void
+cmd_mail(struct session *s, const struct smtp_cmd *cmd)
+{
+	struct esmtp_error perr;
+	struct mailaddr a;
+	struct mail_params mp;
+	enum addr_err e;
+	size_t used;
+	char from[ADDR_PATH_MAX + 1];
+
+	if (!s->helo_done) {
+		reply_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->in_tx) {
+		reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
+		return;
+	}
+	if (cmd->arglen == 0 || cmd->arg[0] != '<') {
+		path_error(s, "mail", ADDR_ERR_NO_BRACKETS, "5.1.7", cmd);
+		return;
+	}
+	/* UTF-8 is allowed here and checked against SMTPUTF8 below: the
+	 * parameter comes after the path. */
+	e = addr_parse_path(cmd->arg, cmd->arglen, ADDR_ALLOW_NULL |
+	    ADDR_ALLOW_UTF8, &a, &used);
+	if (e != ADDR_OK) {
+		path_error(s, "mail", e, "5.1.7", cmd);
+		return;
+	}
+	if (!s->esmtp && used != cmd->arglen) {
+		/* RFC 5321 §4.1.1.2: parameters need EHLO. */
+		reply_error(s, 555, "5.5.4", "Error: parameters need EHLO");
+		return;
+	}
+	if (esmtp_parse_mail(cmd->arg + used, cmd->arglen - used, &mp,
+	    &perr) == -1) {
+		log_reject(s, "mail", perr.code, perr.enhanced, "bad_parameter",
+		    cmd->arg, cmd->arglen);
+		reply_error(s, perr.code, perr.enhanced, "%s", perr.text);
+		return;
+	}
+	if (a.is_utf8 && !mp.smtputf8) {
+		reply_error(s, 553, "5.6.7",
+		    "Error: non-ASCII address needs SMTPUTF8");
+		return;
+	}
+	if (mp.has_size && mp.size > s->conf->message_size_limit) {
+		log_reject(s, "mail", 552, "5.3.4", "size", cmd->arg,
+		    cmd->arglen);
+		reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		return;
+	}
+	envelope_reset(&s->env);
+	s->env.sender = a;
+	s->env.params = mp;
+	s->in_tx = 1;
+	s->rcpt_tried = 0;
+	addr_format(&a, from, sizeof(from));
+	log_info("session=%s event=mail client=%s from=<%s>", s->id, s->addr,
+	    from);
+	reply(s, 250, "2.1.0", "Ok");
+}
+
+static void
+cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
+{
+	const struct domain *dom = NULL;
+	struct esmtp_error perr;
+	struct rcpt_params rp;
+	struct mailaddr a;
+	enum addr_err e;
+	size_t used;
+	char to[ADDR_PATH_MAX + 1];
+
+	if (!s->in_tx) {
+		reply_error(s, 503, "5.5.1", "Error: need MAIL command");
+		return;
+	}
+	s->rcpt_tried++;
+	if (s->env.nrcpt >= s->conf->smtpd_recipient_limit) {
+		/* RFC 5321 §4.5.3.1.10: 452, the client sends the rest in
+		 * another transaction. Not the client's error. */
+		reply(s, 452, "4.5.3", "Error: too many recipients");
+		return;
+	}
+	if (cmd->arglen == 0 || cmd->arg[0] != '<') {
+		path_error(s, "rcpt", ADDR_ERR_NO_BRACKETS, "5.1.3", cmd);
+		return;
+	}
+	e = addr_parse_path(cmd->arg, cmd->arglen, ADDR_ALLOW_POSTMASTER |
+	    ADDR_ALLOW_UTF8, &a, &used);
+	if (e != ADDR_OK) {
+		path_error(s, "rcpt", e, "5.1.3", cmd);
+		return;
+	}
+	if (!s->esmtp && used != cmd->arglen) {
+		reply_error(s, 555, "5.5.4", "Error: parameters need EHLO");
+		return;
+	}
+	if (esmtp_parse_rcpt(cmd->arg + used, cmd->arglen - used, &rp,
+	    &perr) == -1) {
+		log_reject(s, "rcpt", perr.code, perr.enhanced, "bad_parameter",
+		    cmd->arg, cmd->arglen);
+		reply_error(s, perr.code, perr.enhanced, "%s", perr.text);
+		return;
+	}
+	addr_format(&a, to, sizeof(to));
+
+	/*
+	 * Relay control, before anything that could accept (STYLE.md §1.3):
+	 * only the customer domains of domains_file. An address literal or
+	 * a bare <Postmaster> names this host, which keeps no mail.
+	 */
+	if (!a.is_literal && a.domain[0] != '\0')
+		dom = domains_lookup(s->srv->domains, a.domain);
+	if (dom == NULL) {
+		log_reject(s, "rcpt", 554, "5.7.1", "relay_denied", to,
+		    strlen(to));
+		reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", to);
+		return;
+	}
+	/* user%host@ours, user!host@ours: a primary that still honours
+	 * such routing would make us an open relay (Postfix's
+	 * allow_untrusted_routing = no). */
+	if (a.has_route_chars) {
+		log_reject(s, "rcpt", 554, "5.7.1", "sender_routing", to,
+		    strlen(to));
+		reply_error(s, 554, "5.7.1",
+		    "<%s>: Sender-specified routing denied", to);
+		return;
+	}
+	if (a.is_utf8 && !s->env.params.smtputf8) {
+		reply_error(s, 553, "5.6.7",
+		    "Error: non-ASCII address needs SMTPUTF8");
+		return;
+	}
+	envelope_add_rcpt(&s->env, &a, &rp);
+	log_info("session=%s event=rcpt client=%s to=<%s> verdict=accept",
+	    s->id, s->addr, to);
+	reply(s, 250, "2.1.5", "Ok");
+}
+
+static void
+data_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	log_info("session=%s event=timeout client=%s state=data", s->id,
+	    s->addr);
+	reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
+	    s->conf->myhostname);
+	session_close(s, "data_timeout");
+}
+
+/* RFC 5322 date for the Received: header. */
+static void
+rfc5322_date(char *out, size_t sz, time_t t)
+{
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(out, sz, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+static void
+cmd_data(struct session *s, const struct smtp_cmd *cmd)
+{
+	const struct config *conf = s->conf;
+	char date[64], hdr[2048], to[ADDR_PATH_MAX + 1];
+	struct timeval tv;
+	int n;
+
+	if (!s->in_tx) {
+		reply_error(s, 503, "5.5.1", "Error: need MAIL command");
+		return;
+	}
+	if (s->env.nrcpt == 0) {
+		/* RFC 5321 §3.3: 554 when no recipient was accepted. */
+		if (s->rcpt_tried > 0)
+			reply_error(s, 554, "5.5.1",
+			    "Error: no valid recipients");
+		else
+			reply_error(s, 503, "5.5.1",
+			    "Error: need RCPT command");
+		return;
+	}
+	if (cmd->arglen > 0) {
+		reply_error(s, 501, "5.5.4", "Syntax: DATA");
+		return;
+	}
+
+	envelope_new_id(s->env.id);
+	s->env.arrival = time(NULL);
+	str_copy(s->env.helo, sizeof(s->env.helo), s->helo);
+	str_copy(s->env.client_addr, sizeof(s->env.client_addr), s->addr);
+	str_copy(s->env.client_name, sizeof(s->env.client_name), "unknown");
+	snprintf(s->env.proto, sizeof(s->env.proto), "%s%s%s",
+	    s->env.params.smtputf8 ? "UTF8SMTP" : (s->esmtp ? "ESMTP" :
+	    "SMTP"), s->tls ? "S" : "", "");
+
+	s->body = body_new(queue_tmpdir(s->srv->queue),
+	    (size_t)conf->smtpd_body_buffer);
+	s->data_bytes = 0;
+	s->data_overflow = 0;
+	data_scan_init(&s->scan);
+
+	/* RFC 5321 §4.4: our trace header goes first. Only checked values go
+	 * in: the HELO name passed addr_domain_valid(), the rest is ours. */
+	rfc5322_date(date, sizeof(date), s->env.arrival);
+	to[0] = '\0';
+	if (s->env.nrcpt == 1)
+		addr_format(&s->env.rcpts[0].addr, to, sizeof(to));
+	n = snprintf(hdr, sizeof(hdr),
+	    "Received: from %s (%s [%s])\r\n"
+	    "%s%s%s"
+	    "\tby %s (backmx) with %s id %s%s%s%s;\r\n"
+	    "\t%s\r\n",
+	    s->helo, s->env.client_name, s->addr,
+	    s->tls ? "\t(using " : "", s->tls ? s->tls_info : "",
+	    s->tls ? ")\r\n" : "",
+	    conf->myhostname, s->env.proto, s->env.id,
+	    to[0] ? "\r\n\tfor <" : "", to, to[0] ? ">" : "", date);
+	if (n > 0 && (size_t)n < sizeof(hdr))
+		body_append(s->body, hdr, (size_t)n);
+
+	log_info("session=%s queue=%s event=data client=%s nrcpt=%zu", s->id,
+	    s->env.id, s->addr, s->env.nrcpt);
+	reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	s->state = S_DATA;
+	tv.tv_sec = conf->smtpd_data_timeout;
+	tv.tv_usec = 0;
+	evtimer_assign(s->timer, s->srv->base, data_timeout_cb, s);
+	evtimer_add(s->timer, &tv);
+}
+
+static void
+cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
+{
+	struct bufferevent *tlsbev;
+	SSL *ssl;
+
+	if (s->srv->tls == NULL) {
+		reply_error(s, 502, "5.5.1", "Error: command not implemented");
+		return;
+	}
+	if (s->tls) {
+		reply_error(s, 554, "5.5.1", "Error: TLS already active");
+		return;
+	}
+	if (cmd->arglen > 0) {
+		reply_error(s, 501, "5.5.4", "Syntax: STARTTLS");
+		return;
+	}
+	if (!s->esmtp) {
+		reply_error(s, 503, "5.5.1", "Error: send EHLO first");
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	/* CVE-2011-0411: nothing sent in clear may run inside TLS. The
+	 * pipelining check already refused a client that sent more, but
+	 * drain anyway. */
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	if ((ssl = SSL_new(s->srv->tls)) == NULL) {
+		log_warn("session=%s event=tls_error reason=SSL_new", s->id);
+		session_close(s, "tls_error");
+		return;
+	}
+	/* The 220 sits in the plain bufferevent's output and leaves in
+	 * clear; the filter encrypts everything after it. Freeing the
+	 * filter frees the plain bufferevent and the socket. */
+	tlsbev = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS);
+	if (tlsbev == NULL) {
+		log_warn("session=%s event=tls_error reason=filter", s->id);
+		session_close(s, "tls_error");
+		return;
+	}
+	s->bev = tlsbev;
+	s->tls = 1;
+	session_setup_bev(s);
+	/* RFC 3207 §4.2: forget everything learnt before TLS. */
+	s->helo_done = 0;
+	s->esmtp = 0;
+	transaction_reset(s);
+}
+
+/* Run one command line (without its CRLF). */
+static void
+session_command(struct session *s, const char *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	enum parse_result pr;
+	char esc[128];
+
+	s->commands++;
+	pr = parse_command(line, len, &cmd);
+	if (pr == PARSE_BAD_BYTES) {
+		/* SMTP smuggling and friends: CRLF is the only line end. */
+		log_info("session=%s event=reject client=%s reason=bad_bytes "
+		    "line=\"%s\"", s->id, s->addr,
+		    log_escape(esc, sizeof(esc), line, len));
+		reply_error(s, 500, "5.5.2",
+		    "Error: bare CR, LF or NUL in command");
+		return;
+	}
+
+	/* Pipelining discipline, before the command runs: before EHLO and
+	 * in HELO sessions every command is a sync point, after EHLO only
+	 * those of RFC 2920 §3.1. */
+	if ((!s->esmtp || parse_ends_group(cmd.verb)) && more_input(s)) {
+		sync_error(s, cmd.name);
+		return;
+	}
+	if (pr == PARSE_SYNTAX) {
+		s->counts[C_OTHER]++;
+		reply_error(s, 501, "5.5.4", "Syntax: %s",
+		    cmd.verb == SMTP_MAIL ? "MAIL FROM:<address>" :
+		    "RCPT TO:<address>");
+		return;
+	}
+
+	switch (cmd.verb) {
+	case SMTP_HELO:
+		s->counts[C_HELO]++;
+		cmd_helo(s, &cmd, 0);
+		break;
+	case SMTP_EHLO:
+		s->counts[C_EHLO]++;
+		cmd_helo(s, &cmd, 1);
+		break;
+	case SMTP_MAIL:
+		s->counts[C_MAIL]++;
+		cmd_mail(s, &cmd);
+		break;
+	case SMTP_RCPT:
+		s->counts[C_RCPT]++;
+		cmd_rcpt(s, &cmd);
+		break;
+	case SMTP_DATA:
+		s->counts[C_DATA]++;
+		cmd_data(s, &cmd);
+		break;
+	case SMTP_RSET:
+		s->counts[C_RSET]++;
+		if (junk_command(s))
+			break;
+		transaction_reset(s);
+		reply(s, 250, "2.0.0", "Ok");
+		break;
+	case SMTP_NOOP:
+		s->counts[C_NOOP]++;
+		if (junk_command(s))
+			break;
+		reply(s, 250, "2.0.0", "Ok");
+		break;
+	case SMTP_QUIT:
+		s->counts[C_QUIT]++;
+		reply(s, 221, "2.0.0", "Bye");
+		session_close(s, "quit");
+		break;
+	case SMTP_HELP:
+		s->counts[C_OTHER]++;
+		if (junk_command(s))
+			break;
+		reply(s, 214, "2.0.0", "See RFC 5321; this is backmx, a "
+		    "backup MX");
+		break;
+	case SMTP_VRFY:
+		s->counts[C_OTHER]++;
+		if (junk_command(s))
+			break;
+		/* RFC 5321 §3.5.3: 252, and we never confirm anything. */
+		reply(s, 252, "2.1.5", "Cannot VRFY user, but will accept "
+		    "message and attempt delivery");
+		break;
+	case SMTP_STARTTLS:
+		s->counts[C_STARTTLS]++;
+		cmd_starttls(s, &cmd);
+		break;
+	case SMTP_EXPN:
+	case SMTP_ETRN:
+	case SMTP_TURN:
+	case SMTP_AUTH:
+	case SMTP_BDAT:
+		s->counts[C_OTHER]++;
+		reply_error(s, 502, "5.5.1", "Error: command not implemented");
+		break;
+	case SMTP_UNKNOWN:
+		s->counts[C_OTHER]++;
+		log_info("session=%s event=reject client=%s reason=unknown_"
+		    "command line=\"%s\"", s->id, s->addr,
+		    log_escape(esc, sizeof(esc), line, len));
+		reply_error(s, 500, "5.5.2", "Error: command not recognized");
+		break;
+	}
+}
+
+/* --- DATA --------------------------------------------------------------- */
+
+static void
+data_sink(const char *buf, size_t len, void *arg)
+{
+	struct session *s = arg;
+
+	s->data_bytes += len;
+	if (s->data_overflow)
+		return;
+	if (s->data_bytes > s->conf->message_size_limit) {
+		/* Keep reading to the final dot, store nothing more, answer
+		 * once (STYLE.md §5, sticky transaction error). */
+		s->data_overflow = 1;
+		body_free(s->body);
+		s->body = NULL;
+		return;
+	}
+	/* An error is sticky in the body and answered at the end. */
+	(void)body_append(s->body, buf, len);
+}
+
+static void
+commit_done(enum queue_result r, const char *id, void *arg)
+{
+	struct session *s = arg;
+
+	s->job = NULL;
+	if (s->state == S_CLOSING)
+		return;
+	switch (r) {
+	case QUEUE_OK:
+		/* The only 250 after DATA: the queue says it is durable. */
+		log_info("session=%s queue=%s event=queued client=%s size=%llu "
+		    "nrcpt=%zu", s->id, id, s->addr,
+		    (unsigned long long)s->data_bytes, s->env.nrcpt);
+		reply(s, 250, "2.0.0", "Ok: queued as %s", id);
+		break;
+	case QUEUE_NOSPACE:
+		reply(s, 452, "4.3.1", "Error: insufficient system storage");
+		break;
+	case QUEUE_IOERR:
+		reply(s, 451, "4.3.0", "Error: local error in processing");
+		break;
+	}
+	s->body = NULL;		/* the queue took and freed it */
+	transaction_reset(s);
+	s->state = S_CMD;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* The final dot was read: answer once for the whole message. */
+static void
+data_end(struct session *s)
+{
+	int berr;
+
+	event_del(s->timer);
+	s->state = S_CMD;
+	s->env.data_flags = s->scan.flags;
+
+	if (!s->esmtp && more_input(s)) {
+		/* Without PIPELINING the dot is a sync point too. */
+		transaction_reset(s);
+		sync_error(s, "DATA");
+		return;
+	}
+	if (s->scan.flags & DATA_ERR_BARE) {
+		log_info("session=%s queue=%s event=reject client=%s "
+		    "reason=bare_cr_lf", s->id, s->env.id, s->addr);
+		reply(s, 550, "5.5.2", "Error: message contains bare CR or LF "
+		    "(see RFC 5321 §2.3.8)");
+		transaction_reset(s);
+		return;
+	}
+	if (s->data_overflow) {
+		log_info("session=%s queue=%s event=reject client=%s "
+		    "reason=size size=%llu limit=%llu", s->id, s->env.id,
+		    s->addr, (unsigned long long)s->data_bytes,
+		    (unsigned long long)s->conf->message_size_limit);
+		reply(s, 552, "5.3.4", "Error: message size exceeds fixed "
+		    "limit");
+		transaction_reset(s);
+		return;
+	}
+	if ((berr = body_error(s->body)) != 0) {
+		log_warn("session=%s queue=%s event=spool_error error=\"%s\"",
+		    s->id, s->env.id, strerror(berr));
+		if (berr == ENOSPC || berr == EDQUOT)
+			reply(s, 452, "4.3.1", "Error: insufficient system "
+			    "storage");
+		else
+			reply(s, 451, "4.3.0", "Error: local error in "
+			    "processing");
+		transaction_reset(s);
+		return;
+	}
+	/* Hand over; 250 waits for the commit (commit_done). Input stays
+	 * unread meanwhile: pipelined commands run after the answer. */
+	s->state = S_COMMIT;
+	bufferevent_disable(s->bev, EV_READ);
+	s->job = queue_submit(s->srv->queue, &s->env, s->body, commit_done, s);
+	s->body = NULL;
+}
+
+/* Stream what is buffered through the scanner. */
+static void
+data_consume(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v[16];
+	int i, n, done = 0;
+
+	/* Chunk by chunk, no copy. Chunks may be empty (the TLS filter
+	 * leaves such), so progress is measured in bytes, not chunks. */
+	while (!done && evbuffer_get_length(in) > 0) {
+		size_t used = 0;
+
+		n = evbuffer_peek(in, -1, NULL, v, 16);
+		if (n > 16)
+			n = 16;
+		for (i = 0; i < n && !done; i++)
+			used += data_scan_feed(&s->scan, v[i].iov_base,
+			    v[i].iov_len, &done, data_sink, s);
+		evbuffer_drain(in, used);
+	}
+	if (done)
+		data_end(s);
+}
+
+/* --- input -------------------------------------------------------------- */
+
+/* Take one CRLF line, bounded. Returns 1 with a line, 0 when more input is
+ * needed. An over-long line is answered and skipped here. */
+static int
+take_line(struct session *s, char *line, size_t *len_out)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_ptr eol;
+	size_t eol_len, avail = evbuffer_get_length(in);
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+	if (eol.pos == -1) {
+		if (avail <= SMTP_LINE_MAX)
+			return 0;
+		/* No CRLF within the limit: skip what we have but a last
+		 * CR, which may be half of the CRLF that ends it. */
+		s->discard_line = 1;
+		evbuffer_drain(in, avail - 1);
+		return 0;
+	}
+	if (s->discard_line || (size_t)eol.pos + 2 > SMTP_LINE_MAX) {
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		s->discard_line = 0;
+		s->commands++;
+		log_info("session=%s event=reject client=%s reason=line_too_"
+		    "long", s->id, s->addr);
+		reply_error(s, 500, "5.5.2", "Error: line too long");
+		*len_out = (size_t)-1;
+		return 1;
+	}
+	evbuffer_remove(in, line, (size_t)eol.pos);
+	evbuffer_drain(in, eol_len);
+	*len_out = (size_t)eol.pos;
+	return 1;
+}
+
+/* Work through buffered input while the session can act on it. */
+static void
+session_process(struct session *s)
+{
+	char line[SMTP_LINE_MAX + 1];
+	size_t len;
+
+	for (;;) {
+		if (s->state == S_DATA) {
+			data_consume(s);
+			if (s->state == S_DATA)
+				return;		/* wants more bytes */
+			continue;
+		}
+		if (s->state != S_CMD)
+			return;
+		if (!take_line(s, line, &len))
+			return;
+		if (len == (size_t)-1)
+			continue;	/* over-long line, answered */
+		session_command(s, line, len);
+	}
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_GREET) {
+		/* An early talker: it did not wait for our 220. */
+		log_info("session=%s event=reject client=%s reason=early_talker",
+		    s->id, s->addr);
+		reply(s, 554, "5.5.0", "Error: SMTP protocol synchronization");
+		session_close(s, "early_talker");
+		return;
+	}
+	session_process(s);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake finished. */
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+		if (ssl != NULL) {
+			tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
+			log_info("session=%s event=starttls client=%s tls=\"%s\"",
+			    s->id, s->addr, s->tls_info);
+		}
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("session=%s event=timeout client=%s", s->id, s->addr);
+		if (what & BEV_EVENT_READING) {
+			reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
+			    s->conf->myhostname);
+			session_close(s, "timeout");
+		} else {
+			s->state = S_CLOSING;
+			s->close_reason = "write_timeout";
+			schedule_free(s);
+		}
+		return;
+	}
+	/* EOF or error: the peer is gone; nothing more can be said. */
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+
+		if (e != 0)
+			log_info("session=%s event=tls_error client=%s "
+			    "error=%lu", s->id, s->addr, e);
+	}
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	s->state = S_CLOSING;
+	if (s->close_reason == NULL)
+		s->close_reason = (what & BEV_EVENT_EOF) ? "lost" : "error";
+	schedule_free(s);
+}
+
+/* Callbacks, input bound and timeouts: on the socket, and again on the
+ * TLS filter after STARTTLS. */
+static void
+session_setup_bev(struct session *s)
+{
+	struct timeval tv;
+
+	bufferevent_setcb(s->bev, read_cb, NULL, event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SESSION_INPUT_MAX);
+	tv.tv_sec = s->conf->smtpd_timeout;
+	tv.tv_usec = 0;
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+greet(struct session *s)
+{
+	s->state = S_CMD;
+	reply(s, 220, NULL, "%s ESMTP backmx", s->conf->myhostname);
+}
+
+static void
+greet_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (more_input(s)) {
+		read_cb(s->bev, s);
+		return;
+	}
+	greet(s);
+}
+
+void
+session_new(struct server *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	static unsigned long long next_id;
+	const struct config *conf = srv->conf;
+	struct session *s = xcalloc(1, sizeof(*s));
+	struct timeval tv;
+
+	s->srv = srv;
+	s->conf = conf;
+	s->fd = fd;
+	memcpy(&s->ss, sa, salen < sizeof(s->ss) ? salen : sizeof(s->ss));
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, s->addr, sizeof(s->addr));
+		s->port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, s->addr, sizeof(s->addr));
+		s->port = ntohs(s4->sin_port);
+	}
+	snprintf(s->id, sizeof(s->id), "%06llx", ++next_id & 0xffffff);
+	envelope_init(&s->env);
+	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
+	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
+
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		log_warn("event=session_error client=%s reason=bufferevent",
+		    s->addr);
+		s->close_reason = "error";
+		s->state = S_CLOSING;
+		schedule_free(s);
+		return;
+	}
+	session_setup_bev(s);
+
+	log_info("session=%s event=connect client=%s port=%d", s->id, s->addr,
+	    s->port);
+
+	s->state = S_GREET;
+	if (conf->smtpd_greet_pause > 0) {
+		tv.tv_sec = conf->smtpd_greet_pause;
+		tv.tv_usec = 0;
+		evtimer_add(s->timer, &tv);
+	} else if (more_input(s)) {
+		read_cb(s->bev, s);	/* talked before we could greet */
+	} else
+		greet(s);
+}

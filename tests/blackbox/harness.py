@@ -1,0 +1,535 @@
+"""
+Black-box harness: start the real backmxd on 127.0.0.1 with an ephemeral
+port and a fresh spool, talk SMTP to it over real sockets (STYLE.md §10).
+
+Run under Debian's /usr/bin/python3 (REFERENCE.md §6.6). Environment:
+
+    BACKMXD         the daemon (default: build/backmxd, else build-asan/backmxd)
+    BACKMXCTL       the admin tool (default: backmxctl beside BACKMXD)
+    BACKMXD_PLAIN   a build without sanitizers, for the RSS bound of
+                    test_bigmsg (optional)
+    BACKMX_KEEP=1   keep each test's temp directory (config, log, spool)
+
+Every test gets its own daemon, temp directory and kernel-chosen port, so
+test modules can run in parallel (tests/run_blackbox.py -j N).
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+MYHOSTNAME = "mx2.backmx.test"
+CUSTOMER = "customer.example"
+OTHER = "other.example"
+
+# Things that must never be in a daemon's log (checked at stop()).
+LOG_CRASH_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                   "event=panic", "[err] ")     # the last: libevent's own
+
+
+def backmxd_path():
+    env = os.environ.get("BACKMXD")
+    if env:
+        return os.path.abspath(env)
+    plain = os.path.join(REPO, "build", "backmxd")
+    asan = os.path.join(REPO, "build-asan", "backmxd")
+    if not os.path.exists(plain) and os.path.exists(asan):
+        return asan
+    return plain
+
+
+def backmxctl_path():
+    env = os.environ.get("BACKMXCTL")
+    if env:
+        return os.path.abspath(env)
+    return os.path.join(os.path.dirname(backmxd_path()), "backmxctl")
+
+
+def require_daemon(binary=None):
+    """SkipTest when the daemon is not built (yet)."""
+    binary = binary or backmxd_path()
+    if not os.path.exists(binary):
+        raise unittest.SkipTest("no daemon at %s (set BACKMXD)" % binary)
+    return binary
+
+
+def is_sanitized(binary):
+    """True when the binary carries ASan instrumentation."""
+    try:
+        with open(binary, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+class DaemonError(AssertionError):
+    pass
+
+
+class Daemon:
+    """One backmxd in its own temp directory.
+
+    Daemon(domains=[...], **overrides): overrides are config keys
+    (smtpd_timeout="1s", message_size_limit="10K", ...). A value of None
+    removes a default key from the config. start=False writes the files
+    but does not start (for config tests); extra_config is appended raw.
+    """
+
+    DEFAULT_DOMAINS = (CUSTOMER, OTHER + " route=[127.0.0.1]:2526")
+
+    def __init__(self, domains=None, binary=None, start=True,
+                 extra_config="", env=None, **overrides):
+        self.binary = binary or backmxd_path()
+        self.extra_env = env or {}
+        self.dir = tempfile.mkdtemp(prefix="backmx-bb-")
+        self.spool = os.path.join(self.dir, "spool")
+        self.state = os.path.join(self.dir, "state")
+        self.conf = os.path.join(self.dir, "backmx.conf")
+        self.domains_file = os.path.join(self.dir, "domains")
+        self.logfile = os.path.join(self.dir, "log")
+        self.myhostname = overrides.get("myhostname", MYHOSTNAME)
+        self.proc = None
+        self.port = None
+        self.stopped = False
+        os.mkdir(self.state)
+
+        cfg = {
+            "listen": "127.0.0.1:0",
+            "myhostname": self.myhostname,
+            "spool_dir": self.spool,
+            "state_dir": self.state,
+            "domains_file": self.domains_file,
+            "control_socket": os.path.join(self.dir, "control.sock"),
+            "log_level": "info",
+        }
+        cfg.update(overrides)
+        self.config = {k: v for k, v in cfg.items() if v is not None}
+        with open(self.conf, "w") as f:
+            f.write("# written by tests/blackbox/harness.py\n")
+            for k, v in self.config.items():
+                f.write("%s = %s\n" % (k, v))
+            f.write(extra_config)
+        if domains is None:
+            domains = self.DEFAULT_DOMAINS
+        with open(self.domains_file, "w") as f:
+            for d in domains:
+                f.write(d + "\n")
+        if start:
+            self.start()
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self, timeout=10.0):
+        if not os.path.exists(self.binary):
+            raise unittest.SkipTest("no daemon at %s (set BACKMXD)" % self.binary)
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.update(self.extra_env)
+        self._logf = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "-f", "-c", self.conf],
+            stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf,
+            cwd=self.dir, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"event=ready\b.*?listen=127\.0\.0\.1:(\d+)",
+                          self.log())
+            if m:
+                self.port = int(m.group(1))
+                return self
+            if self.proc.poll() is not None:
+                raise DaemonError("backmxd exited with %s before ready:\n%s"
+                                  % (self.proc.returncode, self.log_tail()))
+            time.sleep(0.02)
+        self._kill()
+        raise DaemonError("no event=ready line within %.0f s:\n%s"
+                          % (timeout, self.log_tail()))
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM, wait <= 5 s, else SIGKILL. Fails on a crash, a
+        sanitizer report, a panic, or a daemon that died on its own."""
+        if self.stopped or self.proc is None:
+            self._cleanup(ok=True)
+            return
+        self.stopped = True
+        problems = []
+        if self.proc.poll() is not None:
+            problems.append("backmxd died during the test (exit status %s)"
+                            % self.proc.returncode)
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                problems.append("backmxd ignored SIGTERM for 5 s")
+                self._kill()
+        rc = self.proc.returncode
+        if rc not in (0, -signal.SIGTERM) and not problems:
+            problems.append("backmxd exited with status %s after SIGTERM" % rc)
+        self._logf.close()
+        text = self.log()
+        for mark in LOG_CRASH_MARKS:
+            if mark in text:
+                problems.append("log holds %r" % mark)
+        self._cleanup(ok=not problems)
+        if problems:
+            raise DaemonError("; ".join(problems) + "\n" + self.log_tail(60))
+
+    def _cleanup(self, ok):
+        if os.environ.get("BACKMX_KEEP") or not ok:
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- looking at it ------------------------------------------------------
+
+    def log(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_bytes(self):
+        with open(self.logfile, "rb") as f:
+            return f.read()
+
+    def log_tail(self, n=40):
+        lines = self.log().splitlines()
+        return "--- %s (last %d lines) ---\n%s" % (
+            self.logfile, n, "\n".join(lines[-n:]))
+
+    def wait_log(self, pattern, timeout=3.0, count=1):
+        """Wait until regex pattern matches at least count log lines;
+        returns the matching lines."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            hits = [l for l in self.log().splitlines() if rx.search(l)]
+            if len(hits) >= count or time.monotonic() > deadline:
+                return hits
+            time.sleep(0.05)
+
+    def rss_kb(self):
+        """VmRSS of the daemon and its children, in kB."""
+        total = 0
+        for pid in [self.proc.pid] + self._children(self.proc.pid):
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    @staticmethod
+    def _children(pid):
+        out = []
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                    out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+        return out
+
+    def connect(self, **kw):
+        return Client(self.port, **kw)
+
+
+# -- the spool (interim format of the front-door issue) -----------------------
+
+def queued_messages(daemon):
+    """Messages the daemon accepted, as dicts {id, sender, rcpts, data,
+    env}. data is the message as stored (our Received: header first).
+
+    Until the queue issue lands: SPOOL/incoming/ID.msg and ID.env (JSON:
+    id, sender, rcpts, helo, client, size). This is the one place that
+    knows; change it when the queue changes.
+    """
+    inc = os.path.join(daemon.spool, "incoming")
+    out = []
+    if not os.path.isdir(inc):
+        return out
+    for name in sorted(os.listdir(inc)):
+        if not name.endswith(".env"):
+            continue
+        qid = name[:-4]
+        with open(os.path.join(inc, name), "rb") as f:
+            env = json.loads(f.read().decode("utf-8"))
+        with open(os.path.join(inc, qid + ".msg"), "rb") as f:
+            data = f.read()
+        out.append({"id": env.get("id", qid), "file_id": qid,
+                    "sender": env.get("sender"), "rcpts": env.get("rcpts"),
+                    "data": data, "env": env})
+    return out
+
+
+def spool_files(daemon):
+    """Every non-directory entry under the spool (relative paths)."""
+    out = []
+    for root, dirs, files in os.walk(daemon.spool):
+        for n in files:
+            out.append(os.path.relpath(os.path.join(root, n), daemon.spool))
+    return sorted(out)
+
+
+def wait_spool_empty(daemon, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = spool_files(daemon)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def split_received(data):
+    """(first header unfolded, rest) of a stored message whose first header
+    is our Received:."""
+    if not data.startswith(b"Received:"):
+        raise AssertionError("stored message does not start with Received: %r"
+                             % data[:80])
+    pos = 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            raise AssertionError("unterminated Received: header")
+        pos = eol + 2
+        if data[pos:pos + 1] not in (b" ", b"\t"):
+            break
+    hdr = data[:pos]
+    unfolded = re.sub(rb"\r\n[ \t]+", b" ", hdr[:-2])
+    return unfolded.decode("utf-8", "replace"), data[pos:]
+
+
+# -- SMTP client ----------------------------------------------------------------
+
+class ConnectionClosed(AssertionError):
+    pass
+
+
+class Client:
+    """Raw SMTP client. send() is one sendall (one write), so the daemon
+    sees a pipelined group together. Replies are (code, lines) with lines
+    the text after "ddd-" / "ddd ". Reads the greeting unless
+    greeting=False (then self.greeting is None)."""
+
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=5.0,
+                 greeting=True):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source:
+            self.sock.bind((source, 0))
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.timeout = timeout
+        self.buf = b""
+        self.greeting = self.reply() if greeting else None
+
+    # raw I/O
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        except socket.timeout:
+            raise AssertionError("no reply within %.1f s (have %r)"
+                                 % (self.sock.gettimeout(), self.buf))
+        if not chunk:
+            raise ConnectionClosed("connection closed by backmxd (have %r)"
+                                   % self.buf)
+        self.buf += chunk
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            self._fill()
+        i = self.buf.index(b"\n")
+        line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            raise AssertionError("reply line not ended by CRLF only: %r" % line)
+        return line[:-2]
+
+    def reply(self):
+        lines = []
+        while True:
+            raw = self._line()
+            if len(raw) < 3 or not raw[:3].isdigit() or \
+                    (len(raw) > 3 and raw[3:4] not in (b" ", b"-")):
+                raise AssertionError("malformed reply line %r" % raw)
+            code = int(raw[:3])
+            if lines and code != lines[0][0]:
+                raise AssertionError("code changes inside a reply: %r" % raw)
+            lines.append((code, raw[4:].decode("utf-8", "replace")))
+            if raw[3:4] != b"-":
+                return code, [t for _, t in lines]
+
+    def cmd(self, line):
+        """Send one command line (CRLF added), return its reply."""
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def expect_closed(self, timeout=None):
+        """True when the daemon closes the connection (EOF or reset) within
+        timeout with nothing more to say; raises when it says more."""
+        self.sock.settimeout(timeout or self.timeout)
+        try:
+            while True:
+                if self.buf:
+                    raise AssertionError("unexpected bytes before close: %r"
+                                         % self.buf)
+                try:
+                    chunk = self.sock.recv(65536)
+                except ConnectionResetError:
+                    return True
+                except socket.timeout:
+                    raise AssertionError("connection still open after %.1f s"
+                                         % (timeout or self.timeout))
+                if not chunk:
+                    return True
+                self.buf += chunk
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def quiet_for(self, seconds):
+        """Assert nothing arrives (and no close) for 'seconds'."""
+        if self.buf:
+            raise AssertionError("unexpected bytes: %r" % self.buf)
+        r, _, _ = select.select([self.sock], [], [], seconds)
+        if r:
+            try:
+                chunk = self.sock.recv(65536, socket.MSG_PEEK)
+            except ConnectionResetError:
+                chunk = b""
+            raise AssertionError("unexpected %s within %.1f s"
+                                 % ("close" if not chunk else repr(chunk),
+                                    seconds))
+
+    def starttls(self, ctx=None, server_hostname="localhost"):
+        """Wrap after a 220 to STARTTLS. Returns the TLS version string."""
+        import ssl
+        if self.buf:
+            raise AssertionError("bytes pending before TLS: %r" % self.buf)
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+        return self.sock.version()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # conveniences
+    def ehlo(self, name="client.example"):
+        return self.cmd("EHLO " + name)
+
+    def helo(self, name="client.example"):
+        return self.cmd("HELO " + name)
+
+
+# -- TestCase -------------------------------------------------------------------
+
+ENH_RX = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
+
+
+class BlackboxTest(unittest.TestCase):
+    """Base for the scenarios: daemon() starts one that is stopped (and
+    checked for crashes) at cleanup; session() opens a client, EHLO done."""
+
+    maxDiff = 4000
+
+    def daemon(self, **kw):
+        d = Daemon(**kw)
+        self.addCleanup(d.stop)
+        return d
+
+    def client(self, d, **kw):
+        c = d.connect(**kw)
+        self.addCleanup(c.close)
+        return c
+
+    def session(self, d, ehlo="client.example", **kw):
+        c = self.client(d, **kw)
+        self.assertReply(c.greeting, 220)
+        if ehlo:
+            code, lines = c.ehlo(ehlo)
+            self.assertEqual(code, 250, lines)
+        return c
+
+    def assertReply(self, reply, code, enh=None, msg=None):
+        """reply == (code, lines); enh the enhanced status code every line
+        must carry ("5.5.2"), or None not to check it."""
+        got, lines = reply
+        self.assertEqual(got, code, msg or "reply %r, want %d %s"
+                         % (reply, code, enh or ""))
+        if enh is not None:
+            for t in lines:
+                m = ENH_RX.match(t)
+                self.assertTrue(m and t.split(" ", 1)[0] == enh,
+                                msg or "reply %r lacks enhanced code %s"
+                                % (reply, enh))
+        for t in lines:
+            m = ENH_RX.match(t)
+            if m:
+                self.assertEqual(m.group(1), str(code)[0],
+                                 "enhanced class differs from the code: %r"
+                                 % (reply,))
+
+    def assertClosed(self, c, timeout=3.0):
+        self.assertTrue(c.expect_closed(timeout))
+
+    def send_message(self, c, sender="a@sender.example",
+                     rcpts=("u@customer.example",), body=b"Subject: t\r\n\r\nhi\r\n",
+                     mail_params=""):
+        """A whole synchronous transaction; returns the final reply."""
+        self.assertReply(c.cmd("MAIL FROM:<%s>%s" % (sender, mail_params)),
+                         250, "2.1.0")
+        for r in rcpts:
+            self.assertReply(c.cmd("RCPT TO:<%s>" % r), 250, "2.1.5")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(body + b".\r\n")
+        return c.reply()
+
+    def queue_id(self, reply):
+        self.assertReply(reply, 250, "2.0.0")
+        qid = reply[1][-1].split()[-1]
+        self.assertRegex(qid, r"^[A-Za-z0-9]+$")
+        return qid
+
+    def assertNothingQueued(self, d):
+        self.assertEqual(queued_messages(d), [])
+        self.assertEqual(wait_spool_empty(d, 2.0), [],
+                         "files left in the spool")

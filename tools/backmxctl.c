@@ -1,0 +1,59 @@
+/*
+ * backmxctl: the operator's tool. Reads the same backmx.conf as backmxd.
+ *
+ *   backmxctl [-c FILE] config [-n]   effective configuration (-n: only
+ *                                     what differs from the defaults)
+ *
+ * Exit codes follow <sysexits.h>: 64 usage, 78 configuration error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n");
+	exit(64);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = "/etc/backmx/backmx.conf";
+	struct config conf;
+	char err[1024];
+	int ch;
+
+	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+
+	config_defaults(&conf);
+	if (config_load(&conf, path, err, sizeof(err)) == -1) {
+		fprintf(stderr, "backmxctl: %s\n", err);
+		return 78;
+	}
+	if (strcmp(argv[0], "config") == 0) {
+		int only_changed = argc > 1 && strcmp(argv[1], "-n") == 0;
+
+		if (argc > 2 || (argc == 2 && !only_changed))
+			usage();
+		config_print(&conf, stdout, only_changed);
+		return 0;
+	}
+	usage();
+}
