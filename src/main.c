@@ -22,6 +22,7 @@
 #include "domains.h"
 #include "listener.h"
 #include "log.h"
+#include "policy.h"
 #include "queue.h"
 #include "server.h"
 #include "tls.h"
@@ -121,6 +122,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=config_error error=\"%s\"", err);
 	}
+	{
+		struct policy_deps deps = { srv.base, &conf, NULL, NULL };
+
+		srv.policy = policy_new(&deps);
+	}
 	if ((srv.queue = queue_open(srv.base, conf.spool_dir)) == NULL) {
 		fprintf(stderr, "backmxd: %s: %s\n", conf.spool_dir,
 		    strerror(errno));
@@ -151,6 +157,7 @@ main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_hup);
 	tls_ctx_free(srv.tls);
+	policy_free(srv.policy);
 	domains_free(domains);
 	log_info("event=stopped");
 	/* Sessions cut at exit are not freed one by one: the process ends. */

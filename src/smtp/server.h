@@ -12,6 +12,7 @@ struct config;
 struct domains;
 struct queue;
 struct listener;
+struct policy;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
@@ -21,6 +22,7 @@ struct server {
 	struct queue		*queue;
 	SSL_CTX			*tls;		/* NULL: no STARTTLS */
 	struct listener		*listener;
+	struct policy		*policy;	/* the checks of DESIGN.md §3 */
 };
 
 #endif

@@ -47,6 +47,7 @@
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
+#include "policy.h"
 #include "queue.h"
 #include "server.h"
 #include "str.h"
@@ -61,9 +62,10 @@
 #define SESSION_LINGER_SECONDS	2
 #define SESSION_LINGER_BYTES	(1024 * 1024)
 
-enum state {
+enum session_state {
 	S_GREET,	/* greet pause: the client must stay silent */
 	S_CMD,		/* reading commands */
+	S_POLICY,	/* MAIL or RCPT waits for the checks */
 	S_DATA,		/* reading message content after 354 */
 	S_COMMIT,	/* waiting for the queue; input is not read */
 	S_CLOSING,	/* last reply queued; freed once it is sent */
@@ -84,7 +86,7 @@ struct session {
 	const struct config	*conf;
 	struct bufferevent	*bev;
 	int			 fd;
-	enum state		 state;
+	enum session_state	 state;
 	char			 id[8];
 	struct sockaddr_storage	 ss;
 	char			 addr[INET6_ADDRSTRLEN];
@@ -98,6 +100,11 @@ struct session {
 	unsigned		 data_overflow:1;
 	char			 helo[256];
 	char			 tls_info[128];
+
+	struct policy_client	*policy;
+	struct mailaddr		 pending_addr;	/* MAIL or RCPT under check */
+	struct mail_params	 pending_mail;
+	struct rcpt_params	 pending_rcpt;
 
 	struct envelope		 env;
 	unsigned		 rcpt_tried;
@@ -120,6 +127,8 @@ struct session {
 };
 
 static void	session_process(struct session *);
+static void	mail_checked(const struct verdict_info *, void *);
+static void	rcpt_checked(const struct verdict_info *, void *);
 static void	session_setup_bev(struct session *);
 static void	session_close(struct session *, const char *reason);
 
@@ -220,6 +229,7 @@ session_free(struct session *s)
 	    s->errors, s->close_reason ? s->close_reason : "unknown");
 
 	queue_cancel(s->job);
+	policy_client_free(s->policy);
 	transaction_reset(s);
 	envelope_free(&s->env);
 	if (s->timer)
@@ -346,6 +356,7 @@ session_close(struct session *s, const char *reason)
 		return;
 	s->state = S_CLOSING;
 	s->close_reason = reason;
+	policy_cancel(s->policy);
 	if (s->timer)
 		event_del(s->timer);
 	if (s->bev == NULL) {
@@ -488,7 +499,6 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	struct mail_params mp;
 	enum addr_err e;
 	size_t used;
-	char from[ADDR_PATH_MAX + 1];
 
 	if (!s->helo_done) {
 		reply_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
@@ -533,15 +543,42 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
 		return;
 	}
-	envelope_reset(&s->env);
-	s->env.sender = a;
-	s->env.params = mp;
-	s->in_tx = 1;
-	s->rcpt_tried = 0;
-	addr_format(&a, from, sizeof(from));
-	log_info("session=%s event=mail client=%s from=<%s>", s->id, s->addr,
-	    from);
-	reply(s, 250, "2.1.0", "Ok");
+	/* The syntax is right: now the checks (the sender's domain). The
+	 * answer comes back in mail_checked(). */
+	s->pending_addr = a;
+	s->pending_mail = mp;
+	s->state = S_POLICY;
+	policy_check_mail(s->policy, &a, mail_checked, s);
+}
+
+static void
+mail_checked(const struct verdict_info *v, void *arg)
+{
+	struct session *s = arg;
+	char from[ADDR_PATH_MAX + 1];
+
+	s->state = S_CMD;
+	addr_format(&s->pending_addr, from, sizeof(from));
+	if (v->v != VERDICT_ACCEPT) {
+		log_info("session=%s event=mail client=%s from=<%s> verdict=%s "
+		    "code=%d dsn=%s reason=%s", s->id, s->addr, from,
+		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
+		    v->enh, v->reason);
+		if (v->v == VERDICT_REJECT)
+			reply_error(s, v->code, v->enh, "%s", v->text);
+		else
+			reply(s, v->code, v->enh, "%s", v->text);
+	} else {
+		envelope_reset(&s->env);
+		s->env.sender = s->pending_addr;
+		s->env.params = s->pending_mail;
+		s->in_tx = 1;
+		s->rcpt_tried = 0;
+		log_info("session=%s event=mail client=%s from=<%s>", s->id,
+		    s->addr, from);
+		reply(s, 250, "2.1.0", "Ok");
+	}
+	session_process(s);
 }
 
 static void
@@ -617,10 +654,38 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		    "Error: non-ASCII address needs SMTPUTF8");
 		return;
 	}
-	envelope_add_rcpt(&s->env, &a, &rp);
-	log_info("session=%s event=rcpt client=%s to=<%s> verdict=accept",
-	    s->id, s->addr, to);
-	reply(s, 250, "2.1.5", "Ok");
+	/* Relay control passed: now the checks of DESIGN.md §3. The answer
+	 * comes back in rcpt_checked(). */
+	s->pending_addr = a;
+	s->pending_rcpt = rp;
+	s->state = S_POLICY;
+	policy_check_rcpt(s->policy, &s->env.sender, &a, dom, rcpt_checked, s);
+}
+
+static void
+rcpt_checked(const struct verdict_info *v, void *arg)
+{
+	struct session *s = arg;
+	char to[ADDR_PATH_MAX + 1];
+
+	s->state = S_CMD;
+	addr_format(&s->pending_addr, to, sizeof(to));
+	if (v->v != VERDICT_ACCEPT) {
+		log_info("session=%s event=rcpt client=%s to=<%s> verdict=%s "
+		    "code=%d dsn=%s reason=%s", s->id, s->addr, to,
+		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
+		    v->enh, v->reason);
+		if (v->v == VERDICT_REJECT)
+			reply_error(s, v->code, v->enh, "%s", v->text);
+		else
+			reply(s, v->code, v->enh, "%s", v->text);
+	} else {
+		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
+		log_info("session=%s event=rcpt client=%s to=<%s> "
+		    "verdict=accept", s->id, s->addr, to);
+		reply(s, 250, "2.1.5", "Ok");
+	}
+	session_process(s);
 }
 
 static void
@@ -1192,6 +1257,7 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	}
 	snprintf(s->id, sizeof(s->id), "%06llx", ++next_id & 0xffffff);
 	envelope_init(&s->env);
+	s->policy = policy_client_new(srv->policy, sa, s->addr);
 	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
 	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
 

@@ -138,10 +138,16 @@ class Daemon:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update(self.extra_env)
         self._logf = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "-f", "-c", self.conf],
-            stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf,
-            cwd=self.dir, env=env)
+        try:
+            self.proc = subprocess.Popen(
+                [self.binary, "-f", "-c", self.conf],
+                stdin=subprocess.DEVNULL, stdout=self._logf,
+                stderr=self._logf, cwd=self.dir, env=env)
+        except OSError:
+            # e.g. the binary is being relinked right now
+            self._logf.close()
+            self._cleanup(ok=True)
+            raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             m = re.search(r"event=ready\b.*?listen=127\.0\.0\.1:(\d+)",

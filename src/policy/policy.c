@@ -1,0 +1,252 @@
+/*
+ * policy: runs the checks of DESIGN.md §3 in order and merges their
+ * verdicts (verdict.h). Each check is a step: a function in a file of its
+ * own that answers through policy_step_done(), now or later.
+ *
+ * Order matters and is written down here, in the tables, and nowhere
+ * else. Relay control ran before (in the session). A definite REJECT
+ * ends the run; a TEMPFAIL is remembered and the rest still runs, so a
+ * later definite REJECT can win (STYLE.md §5).
+ *
+ * Answers always reach the session from the loop, through a zero-delay
+ * event, never on the stack of the call that asked: a session may end in
+ * its callback.
+ */
+#include "policy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "xmem.h"
+
+typedef void	policy_step_fn(struct policy_check *);
+
+struct step {
+	const char	*name;
+	policy_step_fn	*run;
+};
+
+/* MAIL FROM, in order. */
+static const struct step mail_steps[] = {
+	{ NULL, NULL }
+};
+
+/* RCPT TO for a customer domain, in order. */
+static const struct step rcpt_steps[] = {
+	{ NULL, NULL }
+};
+
+/* Modules with per-client state from connect to close. */
+struct client_hook {
+	void	(*connect)(struct policy_client *);
+	void	(*disconnect)(struct policy_client *);
+};
+static const struct client_hook client_hooks[] = {
+	{ NULL, NULL }
+};
+
+struct policy {
+	struct policy_deps	deps;
+};
+
+struct policy_client {
+	struct policy		*policy;
+	struct sockaddr_storage	 ss;
+	char			 addr[64];
+	void			*slots[POLICY_NSLOTS];
+
+	/* The check in flight, if any. */
+	int			 busy;
+	struct policy_check	 check;
+	const struct step	*steps;
+	size_t			 step;
+	int			 in_step;	/* a step is running now */
+	int			 step_done;	/* it answered synchronously */
+	policy_cancel_fn	*cancel;
+	void			*cancel_state;
+	policy_done_cb		*done;
+	void			*arg;
+	struct event		*ev_answer;
+};
+
+static void	run_steps(struct policy_client *);
+
+struct policy *
+policy_new(const struct policy_deps *deps)
+{
+	struct policy *p = xcalloc(1, sizeof(*p));
+
+	p->deps = *deps;
+	return p;
+}
+
+void
+policy_free(struct policy *p)
+{
+	free(p);
+}
+
+const struct policy_deps *
+policy_deps(const struct policy *p)
+{
+	return &p->deps;
+}
+
+static void
+answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct policy_client *c = arg;
+	struct verdict_info v = c->check.verdict;
+
+	c->busy = 0;
+	c->done(&v, c->arg);
+}
+
+struct policy_client *
+policy_client_new(struct policy *p, const struct sockaddr *sa,
+    const char *addr)
+{
+	struct policy_client *c = xcalloc(1, sizeof(*c));
+	size_t i;
+
+	c->policy = p;
+	memcpy(&c->ss, sa, sa->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->ev_answer = event_new(p->deps.base, -1, 0, answer_cb, c);
+	for (i = 0; client_hooks[i].connect != NULL; i++)
+		client_hooks[i].connect(c);
+	return c;
+}
+
+void
+policy_client_free(struct policy_client *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	policy_cancel(c);
+	for (i = 0; client_hooks[i].disconnect != NULL; i++)
+		client_hooks[i].disconnect(c);
+	event_free(c->ev_answer);
+	free(c);
+}
+
+const struct sockaddr *
+policy_client_sa(const struct policy_client *c)
+{
+	return (const struct sockaddr *)&c->ss;
+}
+
+const char *
+policy_client_addr(const struct policy_client *c)
+{
+	return c->addr;
+}
+
+void **
+policy_client_slot(struct policy_client *c, enum policy_slot slot)
+{
+	return &c->slots[slot];
+}
+
+static void
+start(struct policy_client *c, enum policy_kind kind, const struct step *steps,
+    policy_done_cb *done, void *arg)
+{
+	if (c->busy)
+		panic("policy: a check is already in flight");
+	c->busy = 1;
+	c->check.policy = c->policy;
+	c->check.client = c;
+	c->check.kind = kind;
+	verdict_accept(&c->check.verdict);
+	c->steps = steps;
+	c->step = 0;
+	c->done = done;
+	c->arg = arg;
+	run_steps(c);
+}
+
+void
+policy_check_mail(struct policy_client *c, const struct mailaddr *sender,
+    policy_done_cb *done, void *arg)
+{
+	memset(&c->check, 0, sizeof(c->check));
+	c->check.sender = *sender;
+	start(c, POLICY_MAIL, mail_steps, done, arg);
+}
+
+void
+policy_check_rcpt(struct policy_client *c, const struct mailaddr *sender,
+    const struct mailaddr *rcpt, const struct domain *dom,
+    policy_done_cb *done, void *arg)
+{
+	memset(&c->check, 0, sizeof(c->check));
+	c->check.sender = *sender;
+	c->check.rcpt = *rcpt;
+	c->check.domain = *dom;
+	start(c, POLICY_RCPT, rcpt_steps, done, arg);
+}
+
+void
+policy_cancel(struct policy_client *c)
+{
+	if (!c->busy)
+		return;
+	if (c->cancel != NULL)
+		c->cancel(c->cancel_state);
+	c->cancel = NULL;
+	c->cancel_state = NULL;
+	event_del(c->ev_answer);
+	c->busy = 0;
+}
+
+void
+policy_step_pending(struct policy_check *chk, policy_cancel_fn *cancel,
+    void *state)
+{
+	chk->client->cancel = cancel;
+	chk->client->cancel_state = state;
+}
+
+void
+policy_step_done(struct policy_check *chk, const struct verdict_info *v)
+{
+	struct policy_client *c = chk->client;
+
+	c->cancel = NULL;
+	c->cancel_state = NULL;
+	verdict_merge(&c->check.verdict, v);
+	c->step++;
+	if (c->in_step) {
+		/* Answered inside run(): the loop in run_steps() goes on. */
+		c->step_done = 1;
+		return;
+	}
+	run_steps(c);
+}
+
+/* Run steps until one goes asynchronous, a REJECT ends it, or all ran. */
+static void
+run_steps(struct policy_client *c)
+{
+	for (;;) {
+		const struct step *st = &c->steps[c->step];
+
+		if (st->run == NULL || c->check.verdict.v == VERDICT_REJECT) {
+			event_active(c->ev_answer, EV_TIMEOUT, 0);
+			return;
+		}
+		c->in_step = 1;
+		c->step_done = 0;
+		st->run(&c->check);
+		c->in_step = 0;
+		if (!c->step_done)
+			return;		/* it answers later */
+	}
+}
