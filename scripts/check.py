@@ -67,9 +67,15 @@ def run_module(path):
     runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2,
                                      resultclass=_Result)
     r = runner.run(suite)
-    bad = [str(t) for t, _ in r.failures + r.errors + r.unexpectedSuccesses]
+    # One count per test: a failing subTest, or a failure in both the body
+    # and the cleanup, must not count the same test twice.
+    def tid(t):
+        return getattr(t, 'test_case', t).id()
+    bad = sorted({tid(t) for t, _ in r.failures + r.errors}
+                 | {tid(t) for t in r.unexpectedSuccesses})
+    skipped = {tid(t) for t, _ in r.skipped} - set(bad)
     print(json.dumps({'run': r.testsRun, 'failed': len(bad),
-                      'skipped': len(r.skipped), 'bad': bad}))
+                      'skipped': len(skipped), 'bad': bad}))
 
 
 def blackbox(build):
