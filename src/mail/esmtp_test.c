@@ -15,65 +15,13 @@
 
 #include <cmocka.h>
 
+#include "rows.h"
+
 #define EXPAND_MAX	2048
 
-/*
- * Copy in (inlen bytes) to out, replacing each "{x*N}" by N copies of x.
- * Returns the length written; the result is also NUL-terminated.
- */
-static size_t
-expand(const char *in, size_t inlen, char *out)
-{
-	const char *star, *close, *d;
-	size_t i = 0, n = 0, k, count;
-
-	while (i < inlen) {
-		star = close = NULL;
-		if (in[i] == '{') {
-			star = memchr(in + i, '*', inlen - i);
-			close = memchr(in + i, '}', inlen - i);
-		}
-		if (star != NULL && close != NULL && star < close &&
-		    star + 1 < close) {
-			for (d = star + 1; d < close && *d >= '0' && *d <= '9';
-			    d++)
-				;
-			if (d == close) {
-				count = strtoul(star + 1, NULL, 10);
-				k = (size_t)(star - (in + i + 1));
-				while (count-- > 0) {
-					assert_true(n + k < EXPAND_MAX);
-					memcpy(out + n, in + i + 1, k);
-					n += k;
-				}
-				i = (size_t)(close - in) + 1;
-				continue;
-			}
-		}
-		assert_true(n + 1 < EXPAND_MAX);
-		out[n++] = in[i++];
-	}
-	out[n] = '\0';
-	return n;
-}
-
-/* Printable form of a row's input for failure messages. */
-static const char *
-show(const char *s, size_t len)
-{
-	static char buf[4 * EXPAND_MAX + 1];
-	size_t i, n = 0;
-
-	for (i = 0; i < len && n < sizeof(buf) - 5; i++) {
-		if (s[i] >= 0x20 && s[i] < 0x7f)
-			buf[n++] = s[i];
-		else
-			n += (size_t)snprintf(buf + n, 5, "\\x%02x",
-			    (unsigned char)s[i]);
-	}
-	buf[n] = '\0';
-	return buf;
-}
+/* Rows write long inputs as "{x*N}" (tests/unit/rows.h). */
+#define expand(in, inlen, out)	rows_expand(in, inlen, out, EXPAND_MAX)
+#define show(s, len)		rows_show(s, len)
 
 /* Error texts the rows name; they are also what the peer reads. */
 #define T_SYN	"Bad parameter syntax"

@@ -1,0 +1,56 @@
+/* rows: shared helpers of the table-driven unit tests. */
+#include "rows.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "log.h"
+
+size_t
+rows_expand(const char *in, size_t inlen, char *out, size_t outsz)
+{
+	const char *star, *close, *d;
+	size_t i = 0, n = 0, k, count;
+
+	while (i < inlen) {
+		star = close = NULL;
+		if (in[i] == '{') {
+			star = memchr(in + i, '*', inlen - i);
+			close = memchr(in + i, '}', inlen - i);
+		}
+		if (star != NULL && close != NULL && star < close &&
+		    star + 1 < close) {
+			for (d = star + 1; d < close && *d >= '0' && *d <= '9';
+			    d++)
+				;
+			if (d == close) {
+				count = strtoul(star + 1, NULL, 10);
+				k = (size_t)(star - (in + i + 1));
+				while (count-- > 0) {
+					assert_true(n + k < outsz);
+					memcpy(out + n, in + i + 1, k);
+					n += k;
+				}
+				i = (size_t)(close - in) + 1;
+				continue;
+			}
+		}
+		assert_true(n + 1 < outsz);
+		out[n++] = in[i++];
+	}
+	out[n] = '\0';
+	return n;
+}
+
+const char *
+rows_show(const char *s, size_t len)
+{
+	static char buf[8192];
+
+	return log_escape(buf, sizeof(buf), s, len);
+}

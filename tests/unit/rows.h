@@ -1,0 +1,18 @@
+/*
+ * rows: helpers for table-driven unit tests. Rows write long inputs
+ * compactly: "{x*N}" stands for N copies of x ("<{a*65}@b.example>").
+ */
+#ifndef BACKMX_TEST_ROWS_H
+#define BACKMX_TEST_ROWS_H
+
+#include <stddef.h>
+
+/* Expand in (inlen bytes) into out (outsz bytes, NUL-terminated); returns
+ * the length. Aborts the test when out is too small. */
+size_t		rows_expand(const char *in, size_t inlen, char *out,
+		    size_t outsz);
+
+/* A printable copy of s for a failure message (static buffer). */
+const char	*rows_show(const char *s, size_t len);
+
+#endif
