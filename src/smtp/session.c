@@ -491,13 +491,54 @@ path_error(struct session *s, const char *event, enum addr_err e,
 	    addr_strerror(e));
 }
 
+/*
+ * The path of MAIL or RCPT, and where its parameters start (*used). UTF-8
+ * is let through here and checked against SMTPUTF8 by the caller: that
+ * parameter comes after the path. Returns -1 when it answered.
+ */
+static int
+take_path(struct session *s, const struct smtp_cmd *cmd, const char *event,
+    int flags, const char *enh, struct mailaddr *a, size_t *used)
+{
+	enum addr_err e = ADDR_ERR_NO_BRACKETS;
+
+	if (cmd->arglen > 0 && cmd->arg[0] == '<')
+		e = addr_parse_path(cmd->arg, cmd->arglen,
+		    flags | ADDR_ALLOW_UTF8, a, used);
+	if (e != ADDR_OK) {
+		path_error(s, event, e, enh, cmd);
+		return -1;
+	}
+	if (!s->esmtp && *used != cmd->arglen) {
+		/* RFC 5321 §4.1.1.2: parameters need EHLO. */
+		reply_error(s, 555, "5.5.4", "Error: parameters need EHLO");
+		return -1;
+	}
+	return 0;
+}
+
+/* A check did not accept: log it and answer. Only a definite REJECT
+ * counts as the client's error. */
+static void
+refuse(struct session *s, const char *event, const char *key,
+    const char *addr, const struct verdict_info *v)
+{
+	log_info("session=%s event=%s client=%s %s=<%s> verdict=%s code=%d "
+	    "dsn=%s reason=%s", s->id, event, s->addr, key, addr,
+	    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code, v->enh,
+	    v->reason);
+	if (v->v == VERDICT_REJECT)
+		reply_error(s, v->code, v->enh, "%s", v->text);
+	else
+		reply(s, v->code, v->enh, "%s", v->text);
+}
+
 static void
 cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 {
 	struct esmtp_error perr;
 	struct mailaddr a;
 	struct mail_params mp;
-	enum addr_err e;
 	size_t used;
 
 	if (!s->helo_done) {
@@ -508,23 +549,8 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
 		return;
 	}
-	if (cmd->arglen == 0 || cmd->arg[0] != '<') {
-		path_error(s, "mail", ADDR_ERR_NO_BRACKETS, "5.1.7", cmd);
+	if (take_path(s, cmd, "mail", ADDR_ALLOW_NULL, "5.1.7", &a, &used))
 		return;
-	}
-	/* UTF-8 is allowed here and checked against SMTPUTF8 below: the
-	 * parameter comes after the path. */
-	e = addr_parse_path(cmd->arg, cmd->arglen, ADDR_ALLOW_NULL |
-	    ADDR_ALLOW_UTF8, &a, &used);
-	if (e != ADDR_OK) {
-		path_error(s, "mail", e, "5.1.7", cmd);
-		return;
-	}
-	if (!s->esmtp && used != cmd->arglen) {
-		/* RFC 5321 §4.1.1.2: parameters need EHLO. */
-		reply_error(s, 555, "5.5.4", "Error: parameters need EHLO");
-		return;
-	}
 	if (esmtp_parse_mail(cmd->arg + used, cmd->arglen - used, &mp,
 	    &perr) == -1) {
 		log_reject(s, "mail", perr.code, perr.enhanced, "bad_parameter",
@@ -559,16 +585,9 @@ mail_checked(const struct verdict_info *v, void *arg)
 
 	s->state = S_CMD;
 	addr_format(&s->pending_addr, from, sizeof(from));
-	if (v->v != VERDICT_ACCEPT) {
-		log_info("session=%s event=mail client=%s from=<%s> verdict=%s "
-		    "code=%d dsn=%s reason=%s", s->id, s->addr, from,
-		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
-		    v->enh, v->reason);
-		if (v->v == VERDICT_REJECT)
-			reply_error(s, v->code, v->enh, "%s", v->text);
-		else
-			reply(s, v->code, v->enh, "%s", v->text);
-	} else {
+	if (v->v != VERDICT_ACCEPT)
+		refuse(s, "mail", "from", from, v);
+	else {
 		envelope_reset(&s->env);
 		s->env.sender = s->pending_addr;
 		s->env.params = s->pending_mail;
@@ -588,7 +607,6 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	struct esmtp_error perr;
 	struct rcpt_params rp;
 	struct mailaddr a;
-	enum addr_err e;
 	size_t used;
 	char to[ADDR_PATH_MAX + 1];
 
@@ -603,20 +621,9 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		reply(s, 452, "4.5.3", "Error: too many recipients");
 		return;
 	}
-	if (cmd->arglen == 0 || cmd->arg[0] != '<') {
-		path_error(s, "rcpt", ADDR_ERR_NO_BRACKETS, "5.1.3", cmd);
+	if (take_path(s, cmd, "rcpt", ADDR_ALLOW_POSTMASTER, "5.1.3", &a,
+	    &used))
 		return;
-	}
-	e = addr_parse_path(cmd->arg, cmd->arglen, ADDR_ALLOW_POSTMASTER |
-	    ADDR_ALLOW_UTF8, &a, &used);
-	if (e != ADDR_OK) {
-		path_error(s, "rcpt", e, "5.1.3", cmd);
-		return;
-	}
-	if (!s->esmtp && used != cmd->arglen) {
-		reply_error(s, 555, "5.5.4", "Error: parameters need EHLO");
-		return;
-	}
 	if (esmtp_parse_rcpt(cmd->arg + used, cmd->arglen - used, &rp,
 	    &perr) == -1) {
 		log_reject(s, "rcpt", perr.code, perr.enhanced, "bad_parameter",
@@ -670,16 +677,9 @@ rcpt_checked(const struct verdict_info *v, void *arg)
 
 	s->state = S_CMD;
 	addr_format(&s->pending_addr, to, sizeof(to));
-	if (v->v != VERDICT_ACCEPT) {
-		log_info("session=%s event=rcpt client=%s to=<%s> verdict=%s "
-		    "code=%d dsn=%s reason=%s", s->id, s->addr, to,
-		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
-		    v->enh, v->reason);
-		if (v->v == VERDICT_REJECT)
-			reply_error(s, v->code, v->enh, "%s", v->text);
-		else
-			reply(s, v->code, v->enh, "%s", v->text);
-	} else {
+	if (v->v != VERDICT_ACCEPT)
+		refuse(s, "rcpt", "to", to, v);
+	else {
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
 		log_info("session=%s event=rcpt client=%s to=<%s> "
 		    "verdict=accept", s->id, s->addr, to);
