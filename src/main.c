@@ -6,7 +6,8 @@
  *
  * Signals: SIGTERM/SIGINT stop (listeners close at once; commits in flight
  * finish, so no 250 is said for a message that is not on disk), SIGHUP
- * re-reads domains_file without dropping sessions.
+ * re-reads backmx.conf and domains_file without dropping sessions (what
+ * cannot change in a running process waits for a restart).
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,6 +31,7 @@
 static struct config	conf;
 static struct server	srv;
 static struct domains	*domains;
+static const char	*conf_path = "/etc/backmx/backmx.conf";
 
 static void
 usage(void)
@@ -52,16 +54,56 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	    listener_sessions(srv.listener) > 0 ? &grace : NULL);
 }
 
+/*
+ * What a reload cannot change in a running process: the sockets, the
+ * spool and state folders, the per-address table sized from
+ * smtpd_max_connections, the TLS context. Such keys keep their running
+ * value until a restart, and the log says so.
+ */
+static void
+keep_running_values(struct config *n)
+{
+	enum log_level level;
+
+#define KEEP(field) do {						\
+	if (memcmp(&n->field, &conf.field, sizeof(conf.field)) != 0)	\
+		log_warn("event=reload key=" #field " result=needs_restart"); \
+	memcpy(&n->field, &conf.field, sizeof(conf.field));		\
+} while (0)
+	KEEP(listen);
+	KEEP(nlisten);
+	KEEP(spool_dir);
+	KEEP(state_dir);
+	KEEP(control_socket);
+	KEEP(smtpd_max_connections);
+	KEEP(tls_cert_file);
+	KEEP(tls_key_file);
+#undef KEEP
+	if (log_level_parse(n->log_level, &level) == 0)
+		log_set_level(level);
+}
+
 static void
 reload_cb(evutil_socket_t sig, short what, void *arg)
 {
+	struct config n;
 	char err[1024];
 	struct domains *d;
 
-	if ((d = domains_load(conf.domains_file, err, sizeof(err))) == NULL) {
+	/* All or nothing: a bad file keeps the running configuration. */
+	config_defaults(&n);
+	if (config_load(&n, conf_path, err, sizeof(err)) == -1) {
 		log_err("event=reload result=failed error=\"%s\"", err);
 		return;
 	}
+	if ((d = domains_load(n.domains_file, err, sizeof(err))) == NULL) {
+		log_err("event=reload result=failed error=\"%s\"", err);
+		return;
+	}
+	keep_running_values(&n);
+	/* Everything runs on this one thread and reads the configuration
+	 * at the moment it needs a value: a plain copy is the swap. */
+	conf = n;
 	/* Sessions look domains up per RCPT and keep no pointers into
 	 * them, so the old table can go now. */
 	srv.domains = d;
@@ -73,7 +115,6 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 int
 main(int argc, char **argv)
 {
-	const char *path = "/etc/backmx/backmx.conf";
 	struct event *ev_term, *ev_int, *ev_hup;
 	enum log_level level;
 	char err[1024];
@@ -82,7 +123,7 @@ main(int argc, char **argv)
 	while ((ch = getopt(argc, argv, "c:fh")) != -1) {
 		switch (ch) {
 		case 'c':
-			path = optarg;
+			conf_path = optarg;
 			break;
 		case 'f':
 			foreground = 1;
@@ -96,7 +137,7 @@ main(int argc, char **argv)
 
 	log_init("backmxd", foreground);
 	config_defaults(&conf);
-	if (config_load(&conf, path, err, sizeof(err)) == -1) {
+	if (config_load(&conf, conf_path, err, sizeof(err)) == -1) {
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=config_error error=\"%s\"", err);
 	}

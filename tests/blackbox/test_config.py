@@ -200,3 +200,33 @@ class TestReload(ConfigTest):
         self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250, "2.1.0")
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250, "2.1.5")
         self.assertReply(c.cmd("RCPT TO:<u@broken.example>"), 554, "5.7.1")
+
+    def test_sighup_rereads_config(self):
+        d = self.daemon(smtpd_recipient_limit="1")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250, "2.1.0")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250, "2.1.5")
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 452, "4.5.3")
+        with open(d.conf, "a") as f:
+            f.write("smtpd_recipient_limit = 3\nlisten = 127.0.0.1:1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(d.wait_log(r"event=reload result=ok"), d.log_tail())
+        # the new limit holds at once, in the open session too; the new
+        # listen address waits for a restart and the log says so
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 250, "2.1.5")
+        self.assertRegex(d.log(), r"event=reload key=listen "
+                         r"result=needs_restart")
+        c2 = self.session(d)
+        self.assertReply(c2.cmd("NOOP"), 250, "2.0.0")
+
+    def test_bad_config_reload_keeps_running_values(self):
+        d = self.daemon(smtpd_recipient_limit="1")
+        with open(d.conf, "a") as f:
+            f.write("smtpd_recipient_limit = 5\nno_such_key = 1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(d.wait_log(r"event=reload result=failed"),
+                        d.log_tail())
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250, "2.1.0")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250, "2.1.5")
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 452, "4.5.3")
