@@ -17,7 +17,7 @@ for t in "$@"; do
 		echo "fuzz: $t FAILED, see fuzz/artifacts/$t.log" >&2
 		status=1
 	fi
-	grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ *DONE)' \
+	grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+[[:space:]]+DONE)' \
 	    "fuzz/artifacts/$t.log" | sed "s/^/fuzz: $t: /" || true
 	rm -rf "$work"
 done

@@ -21,16 +21,22 @@
 
 #include "config.h"
 #include "domains.h"
+#include "greylist.h"
 #include "listener.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
+#include "resolver.h"
 #include "server.h"
+#include "state.h"
 #include "tls.h"
 
 static struct config	conf;
 static struct server	srv;
 static struct domains	*domains;
+static struct state	*state;
+static struct greylist	*greylist;
+static struct resolver	*resolver;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
 
 static void
@@ -78,6 +84,23 @@ keep_running_values(struct config *n)
 	KEEP(smtpd_max_connections);
 	KEEP(tls_cert_file);
 	KEEP(tls_key_file);
+	/* The resolver and the parsed DNS check lists are built once. */
+	KEEP(dns_forward);
+	KEEP(dns_trust_anchor_file);
+	KEEP(dns_cache_max_ttl);
+	KEEP(dns_timeout);
+	KEEP(dns_max_queries);
+	KEEP(mx_invalid_networks);
+	KEEP(dnsbl_zones);
+	KEEP(dnsbl_allow);
+	KEEP(dnsbl_fail_action);
+	/* The store's timer and the parsed greylist allow lists are set up
+	 * once; the greylist timings are read per check and do change. */
+	KEEP(state_sweep_interval);
+	KEEP(state_sweep_batch);
+	KEEP(greylist_allow_clients);
+	KEEP(greylist_allow_senders);
+	KEEP(greylist_allow_recipients);
 #undef KEEP
 	if (log_level_parse(n->log_level, &level) == 0)
 		log_set_level(level);
@@ -107,6 +130,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	/* Sessions look domains up per RCPT and keep no pointers into
 	 * them, so the old table can go now. */
 	srv.domains = d;
+	queue_set_domains(srv.queue, d);
 	domains_free(domains);
 	domains = d;
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
@@ -163,17 +187,59 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=config_error error=\"%s\"", err);
 	}
+	/* The state store, before anything can ask it: one that cannot be
+	 * opened stops the start here, never a session later. */
 	{
-		struct policy_deps deps = { srv.base, &conf, NULL, NULL };
+		struct state_conf sc = { conf.state_sweep_interval,
+		    conf.state_sweep_batch };
 
+		if ((state = state_open(srv.base, conf.state_dir, &sc, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "backmxd: state store: %s\n", err);
+			fatal("event=start_error state_dir=%s error=\"%s\"",
+			    conf.state_dir, err);
+		}
+	}
+	if ((greylist = greylist_new(&conf, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=config_error error=\"%s\"", err);
+	}
+	/* DNS: libunbound on this loop (docs/dns.md). */
+	{
+		struct resolver_conf rc;
+
+		memset(&rc, 0, sizeof(rc));
+		rc.forward = conf.dns_forward;
+		rc.trust_anchor_file = conf.dns_trust_anchor_file;
+		rc.cache_max_ttl = conf.dns_cache_max_ttl;
+		rc.timeout = conf.dns_timeout;
+		rc.max_queries = conf.dns_max_queries;
+		if ((resolver = resolver_new(srv.base, &rc, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "backmxd: %s\n", err);
+			fatal("event=start_error error=\"%s\"", err);
+		}
+	}
+	{
+		struct policy_deps deps;
+
+		memset(&deps, 0, sizeof(deps));
+		deps.resolver = resolver;
+		deps.base = srv.base;
+		deps.conf = &conf;
+		deps.state = state;
+		deps.greylist = greylist;
 		srv.policy = policy_new(&deps);
 	}
-	if ((srv.queue = queue_open(srv.base, conf.spool_dir)) == NULL) {
-		fprintf(stderr, "backmxd: %s: %s\n", conf.spool_dir,
-		    strerror(errno));
+	if ((srv.queue = queue_open(srv.base, &conf, err, sizeof(err))) ==
+	    NULL) {
+		/* Nothing was deleted to make it start (docs/queue.md). */
+		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error spool_dir=%s error=\"%s\"",
-		    conf.spool_dir, strerror(errno));
+		    conf.spool_dir, err);
 	}
+	queue_set_domains(srv.queue, domains);
+	queue_set_resolver(srv.queue, resolver);
 	if ((srv.listener = listener_open(&srv, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);
@@ -199,6 +265,10 @@ main(int argc, char **argv)
 	event_free(ev_hup);
 	tls_ctx_free(srv.tls);
 	policy_free(srv.policy);
+	resolver_free(resolver);
+	/* After the sessions' last checks: what they staged commits here. */
+	state_close(state);
+	greylist_free(greylist);
 	domains_free(domains);
 	log_info("event=stopped");
 	/* Sessions cut at exit are not freed one by one: the process ends. */

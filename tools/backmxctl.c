@@ -3,6 +3,8 @@
  *
  *   backmxctl [-c FILE] config [-n]   effective configuration (-n: only
  *                                     what differs from the defaults)
+ *   backmxctl [-c FILE] greylist ...  triplets, networks, allow entries
+ *                                     (tools/ctl_greylist.c)
  *
  * Exit codes follow <sysexits.h>: 64 usage, 78 configuration error.
  */
@@ -12,11 +14,13 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_greylist.h"
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n");
+	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n"
+	    "       backmxctl [-c config] greylist list|allow|delete ...\n");
 	exit(64);
 }
 
@@ -55,5 +59,7 @@ main(int argc, char **argv)
 		config_print(&conf, stdout, only_changed);
 		return 0;
 	}
+	if (strcmp(argv[0], "greylist") == 0)
+		return ctl_greylist(&conf, argc, argv);
 	usage();
 }

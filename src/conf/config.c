@@ -24,7 +24,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dnsxl.h"
 #include "log.h"
+#include "ranges.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -41,6 +43,7 @@ enum conf_type {
 	CONF_BOOL,	/* int; yes or no */
 	CONF_LISTEN,	/* listen[] and nlisten */
 	CONF_LOGLEVEL,	/* char[]; err, warning, info, debug */
+	CONF_LIST,	/* char[]; items split by commas or white space */
 };
 
 #define CONF_EMPTY_OK	0x01	/* a string that may be "" */
@@ -55,6 +58,11 @@ struct conf_key {
 	unsigned	 flags;
 	const char	*doc;
 };
+
+static int	check_forward(const char *, char *, size_t);
+static int	check_networks(const char *, char *, size_t);
+static int	check_dnsbl_zones(const char *, char *, size_t);
+static int	check_fail_action(const char *, char *, size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
 			sizeof(((struct config *)0)->f)
@@ -73,6 +81,32 @@ static const struct conf_key keys[] = {
 	    "the queue: queue.db and big/" },
 	{ "state_dir", CONF_PATH, FIELD(state_dir), "/var/lib/backmx", 0, 0,
 	    "the state store: greylist, recipients, domain state" },
+	{ "state_sweep_interval", CONF_TIME, FIELD(state_sweep_interval),
+	    "60s", 1, 0, "how often expired state is deleted" },
+	{ "state_sweep_batch", CONF_UINT, FIELD(state_sweep_batch), "1000", 1,
+	    0, "most expired rows deleted in one transaction" },
+	{ "greylist", CONF_BOOL, FIELD(greylist), "yes", 0, 0,
+	    "greylist mail backmx would store (docs/greylisting.md)" },
+	{ "greylist_delay", CONF_TIME, FIELD(greylist_delay), "300s", 1, 0,
+	    "a new triplet passes when retried this long after its first try" },
+	{ "greylist_retry_window", CONF_TIME, FIELD(greylist_retry_window),
+	    "48h", 1, 0, "an unretried triplet is forgotten after this" },
+	{ "greylist_max_age", CONF_TIME, FIELD(greylist_max_age), "36d", 1, 0,
+	    "a passed triplet is kept this long after its last pass" },
+	{ "greylist_ipv4_prefix", CONF_UINT, FIELD(greylist_ipv4_prefix),
+	    "24", 0, 0, "IPv4 clients count by network of this length (0-32)" },
+	{ "greylist_ipv6_prefix", CONF_UINT, FIELD(greylist_ipv6_prefix),
+	    "64", 0, 0, "IPv6 clients count by network of this length (0-128)" },
+	{ "greylist_auto_allow_passes", CONF_UINT,
+	    FIELD(greylist_auto_allow_passes), "5", 0, 0,
+	    "passed triplets after which a network skips greylisting; 0: off" },
+	{ "greylist_allow_clients", CONF_LIST, FIELD(greylist_allow_clients),
+	    "", 0, 0, "clients never greylisted: addresses, networks, names" },
+	{ "greylist_allow_senders", CONF_LIST, FIELD(greylist_allow_senders),
+	    "", 0, 0, "senders never greylisted: domains, addresses" },
+	{ "greylist_allow_recipients", CONF_LIST,
+	    FIELD(greylist_allow_recipients), "", 0, 0,
+	    "recipients never greylisted: addresses, domains" },
 	{ "domains_file", CONF_PATH, FIELD(domains_file),
 	    "/etc/backmx/domains", 0, 0,
 	    "the customer domains we are backup MX for" },
@@ -108,9 +142,86 @@ static const struct conf_key keys[] = {
 	    CONF_EMPTY_OK, "PEM certificate chain for STARTTLS; \"\": none" },
 	{ "tls_key_file", CONF_PATH, FIELD(tls_key_file), "", 0,
 	    CONF_EMPTY_OK, "PEM private key for tls_cert_file" },
+	{ "dns_forward", CONF_LIST, FIELD(dns_forward), "", 0, 0,
+	    "forwarders ADDR[@PORT]; empty: resolve from the root" },
+	{ "dns_trust_anchor_file", CONF_PATH, FIELD(dns_trust_anchor_file),
+	    "/usr/share/dns/root.key", 0, CONF_EMPTY_OK,
+	    "DNSSEC trust anchor; empty or missing: no validation" },
+	{ "dns_cache_max_ttl", CONF_TIME, FIELD(dns_cache_max_ttl), "300s", 0,
+	    0, "longest a DNS answer, found or not found, is cached" },
+	{ "dns_timeout", CONF_TIME, FIELD(dns_timeout), "10s", 1, 0,
+	    "longest wait for one DNS answer before a 4xx" },
+	{ "dns_max_queries", CONF_UINT, FIELD(dns_max_queries), "1000", 1, 0,
+	    "DNS queries in flight at most; past it a 4xx" },
+	{ "check_sender_domain", CONF_BOOL, FIELD(check_sender_domain), "yes",
+	    0, 0, "MAIL FROM domain: FQDN, exists, no null MX, MX ranges" },
+	{ "check_recipient_domain", CONF_BOOL, FIELD(check_recipient_domain),
+	    "yes", 0, 0, "RCPT TO domain: FQDN, exists, no null MX, MX ranges" },
+	{ "check_mx_ranges", CONF_BOOL, FIELD(check_mx_ranges), "yes", 0, 0,
+	    "refuse domains whose MX hosts are all at special addresses" },
+	{ "mx_invalid_networks", CONF_LIST, FIELD(mx_invalid_networks), "", 0,
+	    0, "more ranges no MX host may be in" },
+	{ "check_dnsbl", CONF_BOOL, FIELD(check_dnsbl), "yes", 0, 0,
+	    "look the client up in dnsbl_zones" },
+	{ "dnsbl_zones", CONF_LIST, FIELD(dnsbl_zones), "zen.spamhaus.org", 0,
+	    0, "DNSBL zones, ZONE[=CODES]" },
+	{ "dnsbl_allow", CONF_LIST, FIELD(dnsbl_allow), "127.0.0.0/8, ::1", 0,
+	    0, "client networks never looked up" },
+	{ "dnsbl_fail_action", CONF_LIST, FIELD(dnsbl_fail_action),
+	    "tempfail", 0, 0, "a DNSBL that does not answer: tempfail or "
+	    "ignore" },
+	{ "queue_inline_max", CONF_SIZE, FIELD(queue_inline_max), "1M", 0, 0,
+	    "bodies up to this size live in queue.db, larger ones in big/" },
+	{ "queue_minfree", CONF_SIZE, FIELD(queue_minfree), "0", 0, 0,
+	    "free space under which MAIL gets 452; 0: 2 x message_size_limit" },
+	{ "minimal_backoff_time", CONF_TIME, FIELD(minimal_backoff_time),
+	    "1m", 1, 0, "first retry delay; doubles per attempt" },
+	{ "maximal_backoff_time", CONF_TIME, FIELD(maximal_backoff_time),
+	    "1h", 1, 0, "longest delay between two delivery attempts" },
+	{ "maximal_queue_lifetime", CONF_TIME, FIELD(maximal_queue_lifetime),
+	    "8d", 1, 0, "undelivered this long: bounce to the sender" },
+	{ "delay_warning_time", CONF_TIME, FIELD(delay_warning_time), "0s", 0,
+	    0, "undelivered this long: warn the sender once; 0s: never" },
+	{ "primary_probe_interval", CONF_TIME, FIELD(primary_probe_interval),
+	    "60s", 1, 0, "how often a down primary with queued mail is probed" },
+	{ "primary_down_after", CONF_UINT, FIELD(primary_down_after), "3", 1,
+	    0, "consecutive connection failures before a primary is down" },
+	{ "primary_connection_limit", CONF_UINT,
+	    FIELD(primary_connection_limit), "4", 1, 0,
+	    "parallel delivery connections to one primary" },
+	{ "smtp_connect_timeout", CONF_TIME, FIELD(smtp_connect_timeout),
+	    "30s", 1, 0, "delivery: longest wait for a TCP connection" },
+	{ "smtp_greeting_timeout", CONF_TIME, FIELD(smtp_greeting_timeout),
+	    "5m", 1, 0, "delivery: longest wait for the 220 greeting" },
+	{ "smtp_command_timeout", CONF_TIME, FIELD(smtp_command_timeout),
+	    "5m", 1, 0, "delivery: longest wait for EHLO, MAIL, RCPT replies" },
+	{ "smtp_data_init_timeout", CONF_TIME, FIELD(smtp_data_init_timeout),
+	    "2m", 1, 0, "delivery: longest wait for the 354 after DATA" },
+	{ "smtp_data_block_timeout", CONF_TIME,
+	    FIELD(smtp_data_block_timeout), "3m", 1, 0,
+	    "delivery: longest stall while sending the body" },
+	{ "smtp_data_done_timeout", CONF_TIME, FIELD(smtp_data_done_timeout),
+	    "10m", 1, 0, "delivery: longest wait for the reply to the dot" },
+	{ "mx_names", CONF_LIST, FIELD(mx_names), "", 0, 0,
+	    "names of this MX besides myhostname, for loop prevention" },
+	{ "delivery_port", CONF_UINT, FIELD(delivery_port), "25", 1, 0,
+	    "TCP port of MX hosts (routes name their own)" },
 };
 
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
+
+/* CONF_LIST keys whose syntax is checked when read: the same parsers
+ * their modules use, so a value that loads is a value that works. */
+static const struct {
+	const char	*name;
+	int		(*check)(const char *v, char *why, size_t whysz);
+} list_checks[] = {
+	{ "dns_forward", check_forward },
+	{ "mx_invalid_networks", check_networks },
+	{ "dnsbl_zones", check_dnsbl_zones },
+	{ "dnsbl_allow", check_networks },
+	{ "dnsbl_fail_action", check_fail_action },
+};
 
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
 _Static_assert(CONFIG_LISTEN_MAX * 66 < TEXT_MAX, "listen text too long");
@@ -449,6 +560,20 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 			return -1;
 		}
 		break;
+	case CONF_LIST: {
+		char r[160];
+		size_t i;
+
+		for (i = 0; i < sizeof(list_checks) / sizeof(list_checks[0]);
+		    i++)
+			if (strcmp(list_checks[i].name, key->name) == 0 &&
+			    list_checks[i].check(v, r, sizeof(r)) == -1) {
+				snprintf(why, whysz, "bad value for %s: %s",
+				    key->name, r);
+				return -1;
+			}
+		break;
+	}
 	case CONF_LOGLEVEL:
 		if (log_level_parse(v, &level) == -1) {
 			snprintf(why, whysz, "bad log level '%s' for %s "
@@ -588,6 +713,7 @@ format_value(const struct config *c, size_t k, char *buf, size_t bufsz)
 	case CONF_PATH:
 	case CONF_HOST:
 	case CONF_LOGLEVEL:
+	case CONF_LIST:
 		str_ncopy(buf, bufsz, field, strnlen(field, key->size));
 		break;
 	}
@@ -623,9 +749,87 @@ same_value(const struct config *a, const struct config *b, size_t k)
 	case CONF_PATH:
 	case CONF_HOST:
 	case CONF_LOGLEVEL:
+	case CONF_LIST:
 		break;
 	}
 	return strncmp(fa, fb, key->size) == 0;
+}
+
+/* dns_forward: "ADDR[@PORT]" items, numeric addresses only. */
+static int
+check_forward(const char *v, char *why, size_t whysz)
+{
+	char item[128], host[INET6_ADDRSTRLEN + 1];
+	unsigned char buf[16];
+	const char *at;
+	size_t len, hlen;
+	unsigned long port;
+	char *end;
+
+	while (*v != '\0') {
+		if (*v == ',' || is_blank(*v)) {
+			v++;
+			continue;
+		}
+		for (len = 0; v[len] != '\0' && v[len] != ',' &&
+		    !is_blank(v[len]); len++)
+			;
+		str_ncopy(item, sizeof(item), v, len);
+		v += len;
+		at = strchr(item, '@');
+		hlen = at != NULL ? (size_t)(at - item) : strlen(item);
+		if (len >= sizeof(item) || hlen >= sizeof(host))
+			goto bad;
+		str_ncopy(host, sizeof(host), item, hlen);
+		if (inet_pton(AF_INET, host, buf) != 1 &&
+		    inet_pton(AF_INET6, host, buf) != 1)
+			goto bad;
+		if (at != NULL) {
+			if (at[1] < '0' || at[1] > '9')
+				goto bad;
+			port = strtoul(at + 1, &end, 10);
+			if (*end != '\0' || port == 0 || port > 65535)
+				goto bad;
+		}
+		continue;
+bad:
+		snprintf(why, whysz, "'%s' is not ADDR or ADDR@PORT", item);
+		return -1;
+	}
+	return 0;
+}
+
+/* mx_invalid_networks, dnsbl_allow: address ranges (src/dns/ranges.h). */
+static int
+check_networks(const char *v, char *why, size_t whysz)
+{
+	struct range r[CONFIG_NETWORKS_MAX];
+	size_t n;
+
+	return ranges_parse_list(v, strlen(v), ", \t", r, CONFIG_NETWORKS_MAX,
+	    &n, why, whysz);
+}
+
+/* dnsbl_zones (src/dns/dnsxl.h). */
+static int
+check_dnsbl_zones(const char *v, char *why, size_t whysz)
+{
+	struct dnsxl_zone *z = xcalloc(DNSXL_ZONES_MAX, sizeof(*z));
+	size_t n;
+	int rc;
+
+	rc = dnsxl_zones_parse(v, z, DNSXL_ZONES_MAX, &n, why, whysz);
+	free(z);
+	return rc;
+}
+
+static int
+check_fail_action(const char *v, char *why, size_t whysz)
+{
+	if (strcmp(v, "tempfail") == 0 || strcmp(v, "ignore") == 0)
+		return 0;
+	snprintf(why, whysz, "tempfail or ignore");
+	return -1;
 }
 
 /* gethostname(), or "localhost" when that is no usable host name. */
@@ -877,6 +1081,17 @@ apply(struct parse *p)
 	}
 	if (p->c->tls_key_file[0] != '\0' && p->c->tls_cert_file[0] == '\0') {
 		seterr(p, 0, "tls_key_file needs tls_cert_file");
+		return -1;
+	}
+	if (p->c->greylist_ipv4_prefix > 32 ||
+	    p->c->greylist_ipv6_prefix > 128) {
+		seterr(p, 0, "greylist_ipv4_prefix is 0 to 32, "
+		    "greylist_ipv6_prefix 0 to 128");
+		return -1;
+	}
+	if (p->c->greylist_retry_window <= p->c->greylist_delay) {
+		seterr(p, 0, "greylist_retry_window must be longer than "
+		    "greylist_delay");
 		return -1;
 	}
 	return 0;

@@ -20,7 +20,9 @@
 #include <sys/socket.h>
 
 #define CONFIG_LISTEN_MAX	16
-#define CONFIG_KEYS_MAX		32	/* room in unit[]; config.c checks */
+#define CONFIG_NETWORKS_MAX	64	/* mx_invalid_networks, dnsbl_allow */
+#define CONFIG_LIST_MAX		4096	/* a list value, with its NUL */
+#define CONFIG_KEYS_MAX		96	/* room in unit[]; config.c checks */
 
 struct config_listen {
 	struct sockaddr_storage	ss;
@@ -52,6 +54,54 @@ struct config {
 	uint64_t	smtpd_body_buffer;	/* bytes in memory before spill */
 	char		tls_cert_file[PATH_MAX];
 	char		tls_key_file[PATH_MAX];
+
+	/* The queue and delivery (docs/queue.md). Times in seconds. */
+	uint64_t	queue_inline_max;	/* bytes of a body kept in the row */
+	uint64_t	queue_minfree;		/* 0: 2 x message_size_limit */
+	unsigned	minimal_backoff_time;
+	unsigned	maximal_backoff_time;
+	unsigned	maximal_queue_lifetime;
+	unsigned	delay_warning_time;	/* 0: off */
+	unsigned	primary_probe_interval;
+	unsigned	primary_down_after;	/* consecutive failures */
+	unsigned	primary_connection_limit;
+	unsigned	smtp_connect_timeout;
+	unsigned	smtp_greeting_timeout;
+	unsigned	smtp_command_timeout;	/* EHLO, MAIL, RCPT, QUIT */
+	unsigned	smtp_data_init_timeout;
+	unsigned	smtp_data_block_timeout;
+	unsigned	smtp_data_done_timeout;
+	char		mx_names[1024];		/* our other MX names, list */
+	unsigned	delivery_port;		/* TCP port of MX hosts */
+
+	/* The state store and greylisting (docs/greylisting.md). */
+	unsigned	state_sweep_interval;	/* seconds */
+	unsigned	state_sweep_batch;	/* rows per transaction */
+	int		greylist;
+	unsigned	greylist_delay;		/* seconds */
+	unsigned	greylist_retry_window;	/* seconds */
+	unsigned	greylist_max_age;	/* seconds */
+	unsigned	greylist_ipv4_prefix;
+	unsigned	greylist_ipv6_prefix;
+	unsigned	greylist_auto_allow_passes; /* 0: off */
+	char		greylist_allow_clients[CONFIG_LIST_MAX];
+	char		greylist_allow_senders[CONFIG_LIST_MAX];
+	char		greylist_allow_recipients[CONFIG_LIST_MAX];
+
+	/* DNS and the checks that use it (docs/dns.md). */
+	char		dns_forward[512];	/* "ADDR[@PORT] ..." or "" */
+	char		dns_trust_anchor_file[PATH_MAX];
+	unsigned	dns_cache_max_ttl;	/* seconds */
+	unsigned	dns_timeout;		/* seconds */
+	unsigned	dns_max_queries;
+	int		check_sender_domain;
+	int		check_recipient_domain;
+	int		check_mx_ranges;
+	char		mx_invalid_networks[1024];
+	int		check_dnsbl;
+	char		dnsbl_zones[1024];
+	char		dnsbl_allow[1024];
+	char		dnsbl_fail_action[16];	/* "tempfail" or "ignore" */
 
 	/* How each time and size value was written, by table row: its unit
 	 * letter ('m', 'K', ...) or 0 for a bare number, so config_print()

@@ -211,7 +211,7 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 	struct domain dom;
 	const char *w, *eq;
 	size_t i = 0, wlen, *slot;
-	int have_route = 0;
+	int have_route = 0, have_mx_check = 0, b;
 	char e[96];
 
 	memset(&dom, 0, sizeof(dom));
@@ -245,6 +245,22 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 			if (parse_route(p, &dom, eq + 1,
 			    wlen - (size_t)(eq + 1 - w)) == -1)
 				return -1;
+			continue;
+		}
+		if ((size_t)(eq - w) == 8 && memcmp(w, "mx_check", 8) == 0) {
+			char v[8];
+
+			if (have_mx_check++) {
+				derr(p, "mx_check given twice");
+				return -1;
+			}
+			if (wlen - 9 >= sizeof(v) ||
+			    (str_ncopy(v, sizeof(v), eq + 1, wlen - 9),
+			    config_parse_bool(v, &b) == -1)) {
+				derr(p, "bad mx_check '%s': yes or no", e);
+				return -1;
+			}
+			dom.mx_check_off = !b;
 			continue;
 		}
 		derr(p, "unknown option '%s'",

@@ -5,7 +5,8 @@
  * trailing dot. A domain not in the file is not ours (relay control).
  *
  * Options now: route=[HOST]:PORT or route=HOST:PORT or route=[ADDR]:PORT,
- * a static next hop ("[...]" means: no MX lookup, as in transport(5)).
+ * a static next hop ("[...]" means: no MX lookup, as in transport(5));
+ * mx_check=yes|no, whether RCPT's MX-range check (docs/dns.md) applies.
  * Later issues add more options; an unknown option is an error.
  */
 #ifndef BACKMX_DOMAINS_H
@@ -19,6 +20,7 @@ struct domain {
 	char		route_host[256];/* "" when no route= */
 	uint16_t	route_port;
 	unsigned	route_no_mx:1;	/* route given as [HOST] */
+	unsigned	mx_check_off:1;	/* mx_check=no: private MX is fine */
 };
 
 struct domains;

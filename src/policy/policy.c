@@ -19,6 +19,9 @@
 
 #include <event2/event.h>
 
+#include "dnsbl.h"
+#include "domaincheck.h"
+#include "greylist.h"
 #include "log.h"
 #include "xmem.h"
 
@@ -29,13 +32,22 @@ struct step {
 	policy_step_fn	*run;
 };
 
-/* MAIL FROM, in order. */
+/* MAIL FROM, in order: the sender's domain (FQDN, exists, null MX, MX
+ * ranges; docs/dns.md). */
 static const struct step mail_steps[] = {
+	{ "sender_domain", domaincheck_mail },
 	{ NULL, NULL }
 };
 
 /* RCPT TO for a customer domain, in order. */
 static const struct step rcpt_steps[] = {
+	/* The recipient's domain (docs/dns.md), then the client in the
+	 * DNSBLs: its lookup started at connect, so it has usually
+	 * answered by now. Definite, stateless checks first. */
+	{ "recipient_domain", domaincheck_rcpt },
+	{ "dnsbl", dnsbl_rcpt },
+	/* Last: only what nothing refused is worth a triplet. */
+	{ "greylist", greylist_step },
 	{ NULL, NULL }
 };
 
@@ -45,11 +57,25 @@ struct client_hook {
 	void	(*disconnect)(struct policy_client *);
 };
 static const struct client_hook client_hooks[] = {
+	{ dnsbl_connect, dnsbl_disconnect },
 	{ NULL, NULL }
+};
+
+/* Modules with state for the policy's life (policy_module()). */
+struct module_hook {
+	enum policy_module	 id;
+	void			*(*create)(const struct policy_deps *);
+	void			 (*destroy)(void *);
+};
+static const struct module_hook module_hooks[] = {
+	{ POLICY_MOD_DOMAINCHECK, domaincheck_new, domaincheck_free },
+	{ POLICY_MOD_DNSBL, dnsbl_new, dnsbl_free },
+	{ POLICY_NMODULES, NULL, NULL }
 };
 
 struct policy {
 	struct policy_deps	deps;
+	void			*modules[POLICY_NMODULES];
 };
 
 struct policy_client {
@@ -78,15 +104,31 @@ struct policy *
 policy_new(const struct policy_deps *deps)
 {
 	struct policy *p = xcalloc(1, sizeof(*p));
+	size_t i;
 
 	p->deps = *deps;
+	for (i = 0; module_hooks[i].create != NULL; i++)
+		p->modules[module_hooks[i].id] =
+		    module_hooks[i].create(&p->deps);
 	return p;
 }
 
 void
 policy_free(struct policy *p)
 {
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; module_hooks[i].create != NULL; i++)
+		module_hooks[i].destroy(p->modules[module_hooks[i].id]);
 	free(p);
+}
+
+void *
+policy_module(const struct policy *p, enum policy_module m)
+{
+	return p->modules[m];
 }
 
 const struct policy_deps *
@@ -134,6 +176,12 @@ policy_client_free(struct policy_client *c)
 		client_hooks[i].disconnect(c);
 	event_free(c->ev_answer);
 	free(c);
+}
+
+struct policy *
+policy_client_policy(const struct policy_client *c)
+{
+	return c->policy;
 }
 
 const struct sockaddr *

@@ -36,6 +36,7 @@ struct policy_deps {
 	const struct config	*conf;
 	struct resolver		*resolver;	/* src/dns */
 	struct state		*state;		/* src/state */
+	struct greylist		*greylist;	/* greylist.c: the static allow lists */
 };
 
 struct policy	*policy_new(const struct policy_deps *);
@@ -96,8 +97,22 @@ enum policy_slot {
 };
 void		**policy_client_slot(struct policy_client *, enum policy_slot);
 
+/*
+ * Per-policy state of a module (parsed configuration, counters): made by
+ * policy_new() and freed by policy_free() through the module table in
+ * policy.c. NULL when the module keeps none.
+ */
+enum policy_module {
+	POLICY_MOD_DOMAINCHECK,
+	POLICY_MOD_DNSBL,
+	POLICY_NMODULES
+};
+void		*policy_module(const struct policy *, enum policy_module);
+
 /* Shared parts, for the steps. */
 const struct policy_deps *policy_deps(const struct policy *);
+/* The policy a client belongs to. */
+struct policy		*policy_client_policy(const struct policy_client *);
 /* The client's address: sockaddr and text. */
 const struct sockaddr	*policy_client_sa(const struct policy_client *);
 const char		*policy_client_addr(const struct policy_client *);

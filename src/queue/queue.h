@@ -1,27 +1,27 @@
 /*
- * queue: the queue's face to the SMTP session. The session hands over a
- * finished message (envelope + body) and gets exactly one callback, on the
- * event loop, once the message is durable on disk or could not be made so.
+ * queue: the queue's face. The SMTP session hands over a finished message
+ * (envelope + body) and gets exactly one callback, on the event loop, once
+ * the message is durable in the queue database or could not be made so.
  * "250" is said in that callback and nowhere else (STYLE.md §1.1).
  *
- * The disk work (writes, fsync, rename, directory fsync) runs on a worker
- * thread, never on the event loop.
- *
- * XXX: this is the interim spool of the front-door issue: one pair of
- * files per message in spool_dir/incoming/ (ID.env, JSON written by us, and
- * ID.msg, the message). The durable-queue issue replaces it with the
- * SQLite queue database behind this same header.
+ * Behind it: qdb.c (queue.db and its writer thread: no SQLite write and no
+ * fsync on the event loop), sched.c (retry times, expiry, primary health)
+ * and deliver.c (the SMTP client to the primaries). docs/queue.md.
  */
 #ifndef BACKMX_QUEUE_H
 #define BACKMX_QUEUE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
 struct envelope;
 struct body;
+struct config;
+struct domains;
 struct queue;
 struct queue_job;
+struct qdb;
 
 enum queue_result {
 	QUEUE_OK = 0,
@@ -31,12 +31,39 @@ enum queue_result {
 
 typedef void	queue_done_cb(enum queue_result, const char *id, void *arg);
 
-/* Open (creating) spool_dir and its subfolders, remove leftovers of
- * messages that never committed, start the worker. NULL with errno and a
- * logged reason on failure. */
-struct queue	*queue_open(struct event_base *, const char *spool_dir);
-/* Wait for the jobs in flight, stop the worker, free. */
+/*
+ * Open (creating) spool_dir/queue.db, remove leftovers of messages that
+ * never committed, start the writer and schedule what is queued. NULL
+ * with a reason in err on failure (nothing is deleted then). 'conf' must
+ * outlive the queue.
+ */
+struct queue	*queue_open(struct event_base *, const struct config *,
+		    char *err, size_t errsz);
+/* Wait for the jobs in flight, stop the writer, free. */
 void		 queue_close(struct queue *);
+
+/* The customer domains (routes) delivery uses; main.c calls it at start
+ * and after each reload. Not owned; must stay valid until the next call. */
+void		 queue_set_domains(struct queue *, const struct domains *);
+/* The resolver delivery uses for MX and host lookups (not owned; must
+ * outlive the queue). Without one only routes to addresses work. */
+struct resolver;
+void		 queue_set_resolver(struct queue *, struct resolver *);
+
+/*
+ * 1 while spool_dir's file system has at least queue_minfree bytes free
+ * (default 2 x message_size_limit, capped at half the file system), else
+ * 0: the session answers MAIL with 452 4.3.1. Cheap: cached for a second.
+ */
+int		 queue_space_ok(struct queue *);
+
+/*
+ * ETRN (RFC 1985) and `backmxctl queue flush DOMAIN`: every message with
+ * recipients in 'domain' that is not on hold becomes due now. Returns the
+ * number of messages made due, or -1 when 'domain' is not a customer
+ * domain. NULL flushes the whole queue.
+ */
+int		 queue_flush_domain(struct queue *, const char *domain);
 
 /* Folder for bodies that spill while they stream (same file system). */
 const char	*queue_tmpdir(const struct queue *);
@@ -54,5 +81,23 @@ struct queue_job *queue_submit(struct queue *, const struct envelope *,
  * duplicate at worst, RFC 5321 §6.1), never lost.
  */
 void		 queue_cancel(struct queue_job *);
+
+/* Operators' changes to one message (backmxctl through control.c). */
+enum queue_admin {
+	QUEUE_ADMIN_DELETE,
+	QUEUE_ADMIN_HOLD,
+	QUEUE_ADMIN_RELEASE,
+	QUEUE_ADMIN_FLUSH,
+};
+/*
+ * Apply 'op' to message 'id'. Returns -1 when no such message is queued;
+ * else 0 and 'done' runs once on the loop when the change is committed
+ * (at once for FLUSH, which changes nothing on disk).
+ */
+int		 queue_admin(struct queue *, enum queue_admin, const char *id,
+		    queue_done_cb *done, void *arg);
+
+/* The database, for reads (queue list/show). Valid until queue_close(). */
+struct qdb	*queue_qdb(struct queue *);
 
 #endif

@@ -569,6 +569,15 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
 		return;
 	}
+	/* --- queue (issue 3): refuse while the spool is short of room,
+	 * queue_minfree (DESIGN.md §3 "doubt is 4xx"). --- */
+	if (!queue_space_ok(s->srv->queue)) {
+		log_reject(s, "mail", 452, "4.3.1", "queue_minfree", cmd->arg,
+		    cmd->arglen);
+		reply(s, 452, "4.3.1", "Error: insufficient system storage");
+		return;
+	}
+	/* --- end queue --- */
 	/* The syntax is right: now the checks (the sender's domain). The
 	 * answer comes back in mail_checked(). */
 	s->pending_addr = a;
@@ -927,8 +936,49 @@ session_command(struct session *s, const char *line, size_t len)
 		s->counts[C_STARTTLS]++;
 		cmd_starttls(s, &cmd);
 		break;
-	case SMTP_EXPN:
 	case SMTP_ETRN:
+		/* --- queue (issue 3): ETRN, RFC 1985 §5. "@domain" is taken
+		 * as the domain itself; "#queue" names no queue of ours. --- */
+		s->counts[C_OTHER]++;
+		if (junk_command(s))
+			break;
+		{
+			const char *d = cmd.arg;
+			size_t dl = cmd.arglen;
+			char dom[256];
+			int n;
+
+			if (dl > 0 && d[0] == '@') {
+				d++;
+				dl--;
+			}
+			if (cmd.arglen == 0) {
+				reply_error(s, 501, "5.5.4", "Syntax: ETRN domain");
+				break;
+			}
+			if (d[0] == '#' || dl >= sizeof(dom) ||
+			    !addr_domain_valid(d, dl, 0)) {
+				reply(s, 458, "4.1.2", "Unable to queue messages "
+				    "for that node");
+				break;
+			}
+			str_ncopy(dom, sizeof(dom), d, dl);
+			n = queue_flush_domain(s->srv->queue, dom);
+			log_info("session=%s event=etrn client=%s domain=%s "
+			    "messages=%d", s->id, s->addr, dom, n);
+			if (n < 0)
+				reply(s, 459, "4.7.1", "Node %s not allowed: not "
+				    "a domain backed up here", dom);
+			else if (n == 0)
+				reply(s, 251, "2.0.0", "OK, no messages waiting "
+				    "for node %s", dom);
+			else
+				reply(s, 250, "2.0.0", "OK, queuing for node %s "
+				    "started", dom);
+		}
+		break;
+		/* --- end queue --- */
+	case SMTP_EXPN:
 	case SMTP_TURN:
 	case SMTP_AUTH:
 	case SMTP_BDAT:

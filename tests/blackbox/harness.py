@@ -23,11 +23,14 @@ import signal
 import socket
 import subprocess
 import tempfile
+import sys
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
+import dns as fakedns  # noqa: E402  (tests/fakes/dns.py)
 
 MYHOSTNAME = "mx2.backmx.test"
 CUSTOMER = "customer.example"
@@ -84,13 +87,26 @@ class Daemon:
     (smtpd_timeout="1s", message_size_limit="10K", ...). A value of None
     removes a default key from the config. start=False writes the files
     but does not start (for config tests); extra_config is appended raw.
+
+    DNS: every daemon resolves through a scripted server (tests/fakes/
+    dns.py) on loopback, self.dns, never the real root: dns=FakeDNS
+    instance to share or preprogram one, default a fresh one whose
+    default answers give every *.example name a routable MX; dns=False
+    for none (dns_forward is then not set).
     """
 
     DEFAULT_DOMAINS = (CUSTOMER, OTHER + " route=[127.0.0.1]:2526")
 
     def __init__(self, domains=None, binary=None, start=True,
-                 extra_config="", env=None, **overrides):
+                 extra_config="", env=None, dns=None, **overrides):
         self.binary = binary or backmxd_path()
+        self.dns = None
+        self._own_dns = False
+        if dns is None:
+            dns = fakedns.FakeDNS().start()
+            self._own_dns = True
+        if dns:
+            self.dns = dns
         self.extra_env = env or {}
         self.dir = tempfile.mkdtemp(prefix="backmx-bb-")
         self.spool = os.path.join(self.dir, "spool")
@@ -112,7 +128,16 @@ class Daemon:
             "domains_file": self.domains_file,
             "control_socket": os.path.join(self.dir, "control.sock"),
             "log_level": "info",
+            # Greylisting defers every first RCPT: off unless a test
+            # turns it on (test_greylist*.py, greylist="yes").
+            "greylist": "no",
         }
+        if self.dns is not None:
+            # The fake has no DNSSEC: a trust anchor would make every
+            # answer bogus. 3 s: a test of "no answer" stays short.
+            cfg.update({"dns_forward": self.dns.forward,
+                        "dns_trust_anchor_file": "",
+                        "dns_timeout": "3s"})
         cfg.update(overrides)
         self.config = {k: v for k, v in cfg.items() if v is not None}
         with open(self.conf, "w") as f:
@@ -202,6 +227,9 @@ class Daemon:
             raise DaemonError("; ".join(problems) + "\n" + self.log_tail(60))
 
     def _cleanup(self, ok):
+        if self._own_dns and self.dns is not None:
+            self.dns.stop()
+            self._own_dns = False
         if os.environ.get("BACKMX_KEEP") or not ok:
             return
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -263,40 +291,64 @@ class Daemon:
         return Client(self.port, **kw)
 
 
-# -- the spool (interim format of the front-door issue) -----------------------
+# -- the queue (spool_dir/queue.db, docs/queue.md) ----------------------------
+
+QUEUE_DB_FILES = ("queue.db", "queue.db-wal", "queue.db-shm")
+
 
 def queued_messages(daemon):
-    """Messages the daemon accepted, as dicts {id, sender, rcpts, data,
-    env}. data is the message as stored (our Received: header first).
+    """Messages the daemon accepted and still holds, as dicts {id, sender,
+    rcpts, data, env}. data is the message as stored (our Received: header
+    first); env every column of the message's row (helo, client, ...).
 
-    Until the queue issue lands: SPOOL/incoming/ID.msg and ID.env (JSON:
-    id, sender, rcpts, helo, client, size). This is the one place that
-    knows; change it when the queue changes.
+    Reads spool_dir/queue.db with Python's sqlite3 (a WAL reader never
+    blocks the daemon) and big/ for bodies over queue_inline_max. This is
+    the one place that knows; change it when the queue changes.
     """
-    inc = os.path.join(daemon.spool, "incoming")
-    out = []
-    if not os.path.isdir(inc):
+    import sqlite3
+    path = os.path.join(daemon.spool, "queue.db")
+    if not os.path.exists(path):
+        return []
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    try:
+        db.row_factory = sqlite3.Row
+        try:
+            rows = db.execute("SELECT * FROM message ORDER BY arrival, id"
+                              ).fetchall()
+        except sqlite3.OperationalError:
+            return []       # no tables yet
+        out = []
+        for row in rows:
+            env = {k: row[k] for k in row.keys() if k != "body"}
+            env["client"] = env.get("client_addr")
+            rc = db.execute("SELECT * FROM recipient WHERE message_id = ? "
+                            "ORDER BY idx", (row["id"],)).fetchall()
+            env["recipients"] = [{k: r[k] for k in r.keys()} for r in rc]
+            if row["big_file"]:
+                with open(os.path.join(daemon.spool, "big",
+                                       row["big_file"]), "rb") as f:
+                    data = f.read()
+            else:
+                data = bytes(row["body"] or b"")
+            out.append({"id": row["id"], "file_id": row["id"],
+                        "sender": row["sender"],
+                        "rcpts": [r["address"] for r in rc],
+                        "data": data, "env": env})
         return out
-    for name in sorted(os.listdir(inc)):
-        if not name.endswith(".env"):
-            continue
-        qid = name[:-4]
-        with open(os.path.join(inc, name), "rb") as f:
-            env = json.loads(f.read().decode("utf-8"))
-        with open(os.path.join(inc, qid + ".msg"), "rb") as f:
-            data = f.read()
-        out.append({"id": env.get("id", qid), "file_id": qid,
-                    "sender": env.get("sender"), "rcpts": env.get("rcpts"),
-                    "data": data, "env": env})
-    return out
+    finally:
+        db.close()
 
 
 def spool_files(daemon):
-    """Every non-directory entry under the spool (relative paths)."""
+    """Every file under the spool but the queue database itself (relative
+    paths): bodies in big/, temporary files in tmp/."""
     out = []
     for root, dirs, files in os.walk(daemon.spool):
         for n in files:
-            out.append(os.path.relpath(os.path.join(root, n), daemon.spool))
+            rel = os.path.relpath(os.path.join(root, n), daemon.spool)
+            if rel in QUEUE_DB_FILES:
+                continue
+            out.append(rel)
     return sorted(out)
 
 

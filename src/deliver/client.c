@@ -1,0 +1,926 @@
+/*
+ * client: the SMTP client state machine (client.h). One struct per
+ * connection; the owner (deliver.c) hands it one transaction at a time.
+ *
+ * A transaction's replies are expected in order: MAIL, one per RCPT,
+ * DATA. With PIPELINING all of them go out in one write (RFC 2920 §3.1:
+ * DATA ends the group); without, one command per reply. Every recipient
+ * ends with a code: the primary's (RCPT refusal, DATA refusal or the
+ * answer to the dot) or ours (451 for a connection problem). Nothing here
+ * decides what a code means for the queue: deliver.c and sched.c do.
+ */
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "data.h"
+#include "esmtp.h"
+#include "log.h"
+#include "reply.h"
+#include "str.h"
+#include "xmem.h"
+
+#define CLIENT_CHUNK		(64 * 1024)	/* body read and stuffed */
+#define CLIENT_WRITE_LOW	(64 * 1024)	/* refill below this */
+
+enum cstate {
+	C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_IDLE, C_TX,
+	C_BODY, C_DOT, C_RSET, C_QUIT, C_DEAD,
+};
+
+static const char *const state_names[] = {
+	"connect", "greeting", "EHLO", "HELO", "STARTTLS", "idle",
+	"MAIL/RCPT/DATA", "body", "end of data", "RSET", "QUIT", "dead",
+};
+
+struct client {
+	struct event_base	*base;
+	const struct client_conf *conf;
+	struct bufferevent	*bev;
+	enum cstate		 state;
+	char			 host[256];
+	char			 relay[320];
+	char			 error[QDB_TEXT_MAX];
+	client_cb		*cb;
+	void			*arg;
+	struct reply		 reply;
+	struct event		*ev_later;	/* async TX_DONE */
+
+	unsigned		 try_tls:1;
+	unsigned		 tls:1;
+	unsigned		 tls_handshake:1;
+	unsigned		 tls_failed:1;
+	unsigned		 greeted:1;
+	unsigned		 esmtp:1;
+	unsigned		 ext_pipelining:1;
+	unsigned		 ext_8bitmime:1;
+	unsigned		 ext_smtputf8:1;
+	unsigned		 ext_dsn:1;
+	unsigned		 ext_starttls:1;
+	unsigned		 ext_size_offered:1;
+	uint64_t		 ext_size;	/* 0: no SIZE or no limit */
+	int			 busy;		/* inside one of our handlers */
+	int			 freed;		/* client_free() ran meanwhile */
+
+	/* the transaction */
+	struct client_tx	*tx;
+	unsigned char		*accepted;	/* per rcpt: RCPT got 2xx */
+	size_t			 nreplies;	/* replies taken in C_TX */
+	size_t			 nsent;		/* commands sent in C_TX */
+	size_t			 naccepted;
+	int			 mail_failed;
+	int			 empty_data;	/* 354 but nobody accepted */
+	int			 body_fd;
+	uint64_t		 body_off;
+	int			 bol;		/* next byte starts a line */
+};
+
+static void	client_fail(struct client *, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	client_destroy(struct client *);
+
+/*
+ * Our handlers run the owner's callbacks, and an owner may free us from
+ * inside one: enter() and leave() bracket every handler, client_free()
+ * only marks a busy client, and leave() frees it once the stack unwound.
+ * leave() returns 1 when the client is gone.
+ */
+static void
+notify(struct client *c, enum client_event ev)
+{
+	if (c->cb != NULL && !c->freed)
+		c->cb(c, ev, c->arg);
+}
+
+static void
+enter(struct client *c)
+{
+	c->busy++;
+}
+
+static int
+leave(struct client *c)
+{
+	if (--c->busy == 0 && c->freed) {
+		client_destroy(c);
+		return 1;
+	}
+	return 0;
+}
+static void	read_cb(struct bufferevent *, void *);
+static void	write_cb(struct bufferevent *, void *);
+static void	event_cb(struct bufferevent *, short, void *);
+
+size_t
+client_dotstuff(const char *in, size_t n, int *bol, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		/* RFC 5321 §4.5.2: a line that starts with "." gets one
+		 * more. */
+		if (*bol && in[i] == '.')
+			out[o++] = '.';
+		out[o++] = in[i];
+		*bol = in[i] == '\n';
+	}
+	return o;
+}
+
+static void
+set_timeouts(struct client *c, unsigned rd, unsigned wr)
+{
+	struct timeval r = { (time_t)rd, 0 }, w = { (time_t)wr, 0 };
+
+	bufferevent_set_timeouts(c->bev, rd ? &r : NULL, wr ? &w : NULL);
+}
+
+static void
+sendf(struct client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+sendf(struct client *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	va_end(ap);
+	evbuffer_add(bufferevent_get_output(c->bev), "\r\n", 2);
+}
+
+/* The reply as "CODE text", escaped, for results and logs. */
+static void
+reply_summary(const struct reply *r, char *out, size_t outsz)
+{
+	char esc[QDB_TEXT_MAX - 32];
+	size_t n;
+	const char *t = reply_first_text(r, &n);
+
+	log_escape(esc, sizeof(esc), t, n);
+	if (r->enh[0] != '\0')
+		snprintf(out, outsz, "%d %s %s", r->code, r->enh, esc);
+	else
+		snprintf(out, outsz, "%d %s", r->code, esc);
+}
+
+static void
+set_result(struct client_result *res, int code, const char *text)
+{
+	res->code = code;
+	str_copy(res->text, sizeof(res->text), text);
+}
+
+static void
+body_close(struct client *c)
+{
+	if (c->body_fd != -1)
+		close(c->body_fd);
+	c->body_fd = -1;
+}
+
+/* Every recipient still open gets 'code' and 'text'. */
+static void
+tx_resolve_open(struct client *c, int code, const char *text)
+{
+	size_t i;
+
+	if (c->tx == NULL)
+		return;
+	for (i = 0; i < c->tx->nrcpt; i++)
+		if (c->tx->res[i].code == 0)
+			set_result(&c->tx->res[i], code, text);
+}
+
+static void
+tx_clear(struct client *c)
+{
+	free(c->accepted);
+	c->accepted = NULL;
+	body_close(c);
+	c->tx = NULL;
+}
+
+static void
+client_fail(struct client *c, const char *fmt, ...)
+{
+	char text[QDB_TEXT_MAX];
+	va_list ap;
+
+	if (c->state == C_DEAD)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->error, sizeof(c->error), fmt, ap);
+	va_end(ap);
+	log_info("event=delivery_connection relay=%s state=%s error=\"%s\"",
+	    c->relay, state_names[c->state], c->error);
+	c->state = C_DEAD;
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	/* Doubt is 4xx: whatever the primary had not answered is kept. */
+	snprintf(text, sizeof(text), "451 4.4.2 lost connection with %.200s "
+	    "(%.250s)", c->relay, c->error);
+	tx_resolve_open(c, 451, text);
+	tx_clear(c);
+	notify(c, CLIENT_FAILED);
+}
+
+/* --- transactions ------------------------------------------------------- */
+
+static void
+send_mail(struct client *c)
+{
+	const struct qdb_msg *m = c->tx->msg;
+	char addr[ADDR_PATH_MAX + 1], envid[ESMTP_ENVID_MAX * 3 + 1];
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	addr_format(&m->sender, addr, sizeof(addr));
+	evbuffer_add_printf(out, "MAIL FROM:<%s>", addr);
+	if (c->ext_size_offered)
+		evbuffer_add_printf(out, " SIZE=%llu",
+		    (unsigned long long)m->size);
+	if (c->ext_8bitmime && (m->params.body == ESMTP_BODY_8BITMIME ||
+	    (m->data_flags & DATA_HAS_8BIT)))
+		evbuffer_add_printf(out, " BODY=8BITMIME");
+	else if (c->ext_8bitmime && m->params.body == ESMTP_BODY_7BIT)
+		evbuffer_add_printf(out, " BODY=7BIT");
+	if (c->ext_smtputf8 && m->params.smtputf8)
+		evbuffer_add_printf(out, " SMTPUTF8");
+	if (c->ext_dsn) {
+		if (m->params.ret == ESMTP_RET_FULL)
+			evbuffer_add_printf(out, " RET=FULL");
+		else if (m->params.ret == ESMTP_RET_HDRS)
+			evbuffer_add_printf(out, " RET=HDRS");
+		if (m->params.envid[0] != '\0' &&
+		    esmtp_xtext_encode(m->params.envid,
+		    strlen(m->params.envid), envid, sizeof(envid)) > 0)
+			evbuffer_add_printf(out, " ENVID=%s", envid);
+	}
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+send_rcpt(struct client *c, size_t i)
+{
+	const struct qdb_rcpt *r = c->tx->rcpts[i];
+	char addr[ADDR_PATH_MAX + 1], orcpt[ESMTP_ORCPT_MAX * 3 + 1];
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	addr_format(&r->addr, addr, sizeof(addr));
+	evbuffer_add_printf(out, "RCPT TO:<%s>", addr);
+	if (c->ext_dsn) {
+		int n = r->params.notify;
+
+		if (n & ESMTP_NOTIFY_NEVER)
+			evbuffer_add_printf(out, " NOTIFY=NEVER");
+		else if (n != 0)
+			evbuffer_add_printf(out, " NOTIFY=%s%s%s%s%s",
+			    (n & ESMTP_NOTIFY_SUCCESS) ? "SUCCESS" : "",
+			    (n & ESMTP_NOTIFY_SUCCESS) &&
+			    (n & (ESMTP_NOTIFY_FAILURE | ESMTP_NOTIFY_DELAY)) ?
+			    "," : "",
+			    (n & ESMTP_NOTIFY_FAILURE) ? "FAILURE" : "",
+			    (n & ESMTP_NOTIFY_FAILURE) &&
+			    (n & ESMTP_NOTIFY_DELAY) ? "," : "",
+			    (n & ESMTP_NOTIFY_DELAY) ? "DELAY" : "");
+		if (r->params.orcpt[0] != '\0' && esmtp_xtext_encode(
+		    r->params.orcpt, strlen(r->params.orcpt), orcpt,
+		    sizeof(orcpt)) > 0)
+			evbuffer_add_printf(out, " ORCPT=%s;%s",
+			    r->params.orcpt_type[0] ? r->params.orcpt_type :
+			    "rfc822", orcpt);
+	}
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* Send what may go out now: everything with PIPELINING, else the next. */
+static void
+tx_send_next(struct client *c)
+{
+	size_t total = c->tx->nrcpt + 2;
+
+	while (c->nsent < total) {
+		if (c->nsent == 0)
+			send_mail(c);
+		else if (c->nsent <= c->tx->nrcpt)
+			send_rcpt(c, c->nsent - 1);
+		else
+			sendf(c, "DATA");
+		c->nsent++;
+		if (!c->ext_pipelining)
+			break;
+	}
+	set_timeouts(c, c->nsent == total ? c->conf->data_init_timeout :
+	    c->conf->command_timeout, c->conf->data_block_timeout);
+}
+
+static void
+later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	enter(c);
+	tx_clear(c);
+	c->state = C_IDLE;
+	notify(c, CLIENT_TX_DONE);
+	leave(c);
+}
+
+/* The transaction is over; a failed one is RSET first (RFC 5321 §4.1.1.5)
+ * so the next starts clean. */
+static void
+tx_finish(struct client *c, int need_rset)
+{
+	if (need_rset) {
+		c->state = C_RSET;
+		sendf(c, "RSET");
+		set_timeouts(c, c->conf->command_timeout,
+		    c->conf->data_block_timeout);
+		return;
+	}
+	tx_clear(c);
+	c->state = C_IDLE;
+	notify(c, CLIENT_TX_DONE);
+}
+
+/* Refill the output with the next piece of the body. */
+static void
+body_pump(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const struct qdb_msg *m = c->tx->msg;
+	char in[CLIENT_CHUNK], *stuffed;
+	size_t n;
+
+	while (evbuffer_get_length(out) < CLIENT_WRITE_LOW) {
+		if (c->body_fd != -1) {
+			ssize_t r;
+
+			do
+				r = pread(c->body_fd, in, sizeof(in),
+				    (off_t)c->body_off);
+			while (r == -1 && errno == EINTR);
+			if (r == -1) {
+				client_fail(c, "reading the queued body: %s",
+				    strerror(errno));
+				return;
+			}
+			n = (size_t)r;
+		} else {
+			n = m->bodylen - (size_t)c->body_off;
+			if (n > sizeof(in))
+				n = sizeof(in);
+			memcpy(in, m->body + c->body_off, n);
+		}
+		if (n == 0)
+			break;
+		c->body_off += n;
+		stuffed = xmalloc(2 * n);
+		evbuffer_add(out, stuffed, client_dotstuff(in, n, &c->bol,
+		    stuffed));
+		free(stuffed);
+	}
+	if (evbuffer_get_length(out) >= CLIENT_WRITE_LOW)
+		return;
+	/* The end: a body that does not end in CRLF gets one, then the
+	 * dot (RFC 5321 §4.1.1.4). */
+	if (c->body_off > 0 && !c->bol)
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+	body_close(c);
+	c->state = C_DOT;
+	set_timeouts(c, c->conf->data_done_timeout,
+	    c->conf->data_block_timeout);
+}
+
+static void
+body_start(struct client *c)
+{
+	c->state = C_BODY;
+	c->body_off = 0;
+	c->bol = 1;
+	if (c->tx->body_path != NULL &&
+	    (c->body_fd = open(c->tx->body_path, O_RDONLY | O_CLOEXEC)) ==
+	    -1) {
+		client_fail(c, "opening the queued body: %s",
+		    strerror(errno));
+		return;
+	}
+	/* No reply is due while the body goes out; the write timeout
+	 * bounds a primary that stops reading. */
+	set_timeouts(c, 0, c->conf->data_block_timeout);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_WRITE_LOW, 0);
+	body_pump(c);
+}
+
+/* One reply inside the MAIL/RCPT/DATA group. */
+static void
+tx_reply(struct client *c)
+{
+	struct client_tx *tx = c->tx;
+	char text[QDB_TEXT_MAX];
+	size_t k = c->nreplies++, i;
+	int code = c->reply.code;
+
+	reply_summary(&c->reply, text, sizeof(text));
+	if (k == 0) {				/* MAIL */
+		if (code / 100 != 2) {
+			c->mail_failed = 1;
+			tx_resolve_open(c, code, text);
+		}
+	} else if (k <= tx->nrcpt) {		/* RCPT */
+		i = k - 1;
+		if (!c->mail_failed) {
+			if (code / 100 == 2) {
+				c->accepted[i] = 1;
+				c->naccepted++;
+			} else
+				set_result(&tx->res[i], code, text);
+		}
+	} else {				/* DATA */
+		if (code == 354) {
+			if (c->naccepted > 0 && !c->mail_failed) {
+				body_start(c);
+				return;
+			}
+			/* RFC 2920 §3.1: nobody to send to, yet 354: an
+			 * empty message ends it. */
+			c->empty_data = 1;
+			c->state = C_DOT;
+			sendf(c, ".");
+			set_timeouts(c, c->conf->data_done_timeout,
+			    c->conf->data_block_timeout);
+			return;
+		}
+		tx_resolve_open(c, code, text);
+		tx_finish(c, 1);
+		return;
+	}
+	if (c->nreplies < c->nsent)
+		return;			/* more replies of the group due */
+	/* Without PIPELINING: decide what to send next. */
+	if (c->mail_failed || (c->nsent == tx->nrcpt + 1 &&
+	    c->naccepted == 0)) {
+		tx_resolve_open(c, code, text);
+		tx_finish(c, 1);
+		return;
+	}
+	tx_send_next(c);
+}
+
+void
+client_send(struct client *c, struct client_tx *tx)
+{
+	const struct qdb_msg *m = tx->msg;
+	char text[QDB_TEXT_MAX];
+	size_t i;
+
+	if (c->state != C_IDLE || c->tx != NULL)
+		panic("client_send in state %s", state_names[c->state]);
+	c->tx = tx;
+	for (i = 0; i < tx->nrcpt; i++)
+		tx->res[i].code = 0;
+	c->accepted = xcalloc(tx->nrcpt ? tx->nrcpt : 1, 1);
+	c->nreplies = c->nsent = c->naccepted = 0;
+	c->mail_failed = c->empty_data = 0;
+	c->body_fd = -1;
+
+	text[0] = '\0';
+	if ((m->data_flags & DATA_HAS_8BIT) && !c->ext_8bitmime)
+		/* RFC 6152: 8-bit data to a server without 8BITMIME
+		 * would be mangled or refused; keep it and retry. */
+		snprintf(text, sizeof(text), "450 4.6.0 %s does not offer "
+		    "8BITMIME for this 8-bit message", c->relay);
+	else if (m->params.smtputf8 && !c->ext_smtputf8)
+		snprintf(text, sizeof(text), "450 4.6.7 %s does not offer "
+		    "SMTPUTF8", c->relay);
+	else if (c->ext_size > 0 && m->size > c->ext_size) {
+		/* RFC 1870 §6: a definite "too big" for this primary. */
+		snprintf(text, sizeof(text), "552 5.3.4 message size %llu "
+		    "exceeds the limit %llu of %s",
+		    (unsigned long long)m->size,
+		    (unsigned long long)c->ext_size, c->relay);
+		tx_resolve_open(c, 552, text);
+		event_active(c->ev_later, EV_TIMEOUT, 0);
+		return;
+	}
+	if (text[0] != '\0') {
+		tx_resolve_open(c, 450, text);
+		/* Not from inside the owner's call: it may be handing
+		 * transactions over in a loop. */
+		event_active(c->ev_later, EV_TIMEOUT, 0);
+		return;
+	}
+	c->state = C_TX;
+	tx_send_next(c);
+}
+
+/* --- greeting, EHLO, STARTTLS ------------------------------------------- */
+
+static void
+parse_ehlo(struct client *c)
+{
+	char param[64];
+
+	c->ext_pipelining = reply_has_keyword(&c->reply, "PIPELINING", NULL,
+	    0);
+	c->ext_8bitmime = reply_has_keyword(&c->reply, "8BITMIME", NULL, 0);
+	c->ext_smtputf8 = reply_has_keyword(&c->reply, "SMTPUTF8", NULL, 0);
+	c->ext_dsn = reply_has_keyword(&c->reply, "DSN", NULL, 0);
+	c->ext_starttls = reply_has_keyword(&c->reply, "STARTTLS", NULL, 0);
+	c->ext_size = 0;
+	c->ext_size_offered = reply_has_keyword(&c->reply, "SIZE", param,
+	    sizeof(param));
+	if (c->ext_size_offered)
+		c->ext_size = strtoull(param, NULL, 10);
+}
+
+static void
+log_tls(struct client *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	X509 *cert;
+	long v;
+
+	if (ssl == NULL)
+		return;
+	cert = SSL_get1_peer_certificate(ssl);
+	v = SSL_get_verify_result(ssl);
+	/* Opportunistic (RFC 7435): say what was used, never refuse. */
+	log_info("event=delivery_tls relay=%s version=%s cipher=%s "
+	    "peer_certificate=%s verify=\"%s\"", c->relay,
+	    SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+	    cert ? "yes" : "no", X509_verify_cert_error_string(v));
+	X509_free(cert);
+}
+
+static void
+start_tls(struct client *c)
+{
+	struct bufferevent *tlsbev;
+	SSL *ssl;
+
+	evbuffer_drain(bufferevent_get_input(c->bev),
+	    evbuffer_get_length(bufferevent_get_input(c->bev)));
+	if ((ssl = SSL_new(c->conf->tls)) == NULL) {
+		client_fail(c, "SSL_new failed");
+		return;
+	}
+	if (inet_addr(c->host) == INADDR_NONE && strchr(c->host, ':') == NULL)
+		SSL_set_tlsext_host_name(ssl, c->host);
+	tlsbev = bufferevent_openssl_filter_new(c->base, c->bev, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS);
+	if (tlsbev == NULL) {
+		client_fail(c, "TLS filter failed");
+		return;
+	}
+	c->bev = tlsbev;
+	c->tls = 1;
+	c->tls_handshake = 1;
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* RFC 3207 §4.2: start over with EHLO; it waits in the filter
+	 * until the handshake is done. */
+	c->state = C_EHLO;
+	c->greeted = 0;
+	sendf(c, "EHLO %s", c->conf->helo_name);
+	set_timeouts(c, c->conf->command_timeout,
+	    c->conf->data_block_timeout);
+}
+
+static void
+handle_reply(struct client *c)
+{
+	char text[QDB_TEXT_MAX];
+	int code = c->reply.code;
+
+	reply_summary(&c->reply, text, sizeof(text));
+	switch (c->state) {
+	case C_GREETING:
+		if (code != 220) {
+			client_fail(c, "greeting: %s", text);
+			return;
+		}
+		c->state = C_EHLO;
+		sendf(c, "EHLO %s", c->conf->helo_name);
+		set_timeouts(c, c->conf->command_timeout,
+		    c->conf->data_block_timeout);
+		return;
+	case C_EHLO:
+		if (c->tls_handshake) {
+			c->tls_handshake = 0;
+			log_tls(c);
+		}
+		if (code / 100 != 2) {
+			if (c->tls || code / 100 == 4) {
+				client_fail(c, "EHLO: %s", text);
+				return;
+			}
+			/* RFC 5321 §3.2: an old server; try HELO. */
+			c->state = C_HELO;
+			sendf(c, "HELO %s", c->conf->helo_name);
+			return;
+		}
+		c->esmtp = 1;
+		parse_ehlo(c);
+		if (c->try_tls && c->conf->tls != NULL && !c->tls &&
+		    c->ext_starttls) {
+			c->state = C_STARTTLS;
+			sendf(c, "STARTTLS");
+			return;
+		}
+		break;
+	case C_HELO:
+		if (code / 100 != 2) {
+			client_fail(c, "HELO: %s", text);
+			return;
+		}
+		c->esmtp = 0;
+		c->ext_pipelining = c->ext_8bitmime = c->ext_smtputf8 = 0;
+		c->ext_dsn = c->ext_starttls = c->ext_size_offered = 0;
+		c->ext_size = 0;
+		break;
+	case C_STARTTLS:
+		if (code == 220) {
+			start_tls(c);
+			return;
+		}
+		/* Refused: opportunistic TLS goes on in clear. */
+		log_info("event=delivery_tls relay=%s result=refused reply=\"%s\"",
+		    c->relay, text);
+		break;
+	case C_TX:
+		tx_reply(c);
+		return;
+	case C_DOT:
+		if (c->empty_data) {
+			tx_finish(c, 1);
+			return;
+		}
+		{
+			size_t i;
+
+			for (i = 0; i < c->tx->nrcpt; i++)
+				if (c->accepted[i])
+					set_result(&c->tx->res[i], code, text);
+		}
+		tx_finish(c, 0);
+		return;
+	case C_RSET:
+		if (code / 100 != 2) {
+			client_fail(c, "RSET: %s", text);
+			return;
+		}
+		tx_clear(c);
+		c->state = C_IDLE;
+		notify(c, CLIENT_TX_DONE);
+		return;
+	case C_QUIT:
+		c->state = C_DEAD;
+		client_free(c);
+		return;
+	default:
+		client_fail(c, "unexpected reply in state %s: %s",
+		    state_names[c->state], text);
+		return;
+	}
+	/* Greeted: idle, ask the owner for work. */
+	c->greeted = 1;
+	c->state = C_IDLE;
+	set_timeouts(c, c->conf->command_timeout,
+	    c->conf->data_block_timeout);
+	notify(c, CLIENT_READY);
+}
+
+/* --- I/O ---------------------------------------------------------------- */
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	enum reply_status rs;
+	char *line;
+	size_t n;
+
+	enter(c);
+	while (c->state != C_DEAD && !c->freed) {
+		line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
+		if (line == NULL) {
+			/* Bounded: no line end within the limit is an
+			 * endless reply. */
+			if (evbuffer_get_length(in) > REPLY_LINE_MAX + 2)
+				client_fail(c, "reply line too long");
+			break;
+		}
+		if (c->state == C_IDLE || c->state == C_BODY ||
+		    c->state == C_CONNECT) {
+			free(line);
+			client_fail(c, "reply where none was due");
+			break;
+		}
+		/* A bare LF inside the line is no CRLF line end. */
+		rs = memchr(line, '\n', n) != NULL ? REPLY_BAD :
+		    reply_feed(&c->reply, line, n);
+		free(line);
+		if (rs == REPLY_BAD) {
+			client_fail(c, "malformed reply");
+			break;
+		}
+		if (rs == REPLY_MORE)
+			continue;
+		handle_reply(c);
+		reply_init(&c->reply);
+	}
+	leave(c);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	enter(c);
+	if (c->state == C_BODY)
+		body_pump(c);
+	leave(c);
+}
+
+static void	event_handle(struct client *, struct bufferevent *, short);
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	enter(c);
+	event_handle(c, bev, what);
+	leave(c);
+}
+
+static void
+event_handle(struct client *c, struct bufferevent *bev, short what)
+{
+	unsigned long e;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->state == C_CONNECT) {
+			c->state = C_GREETING;
+			set_timeouts(c, c->conf->greeting_timeout,
+			    c->conf->data_block_timeout);
+		}
+		return;
+	}
+	if (c->state == C_QUIT || c->state == C_DEAD) {
+		c->state = C_DEAD;
+		client_free(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		client_fail(c, "timeout in state %s", state_names[c->state]);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		client_fail(c, "connection closed by the primary");
+		return;
+	}
+	if (c->tls_handshake) {
+		c->tls_failed = 1;
+		e = bufferevent_get_openssl_error(bev);
+		client_fail(c, "TLS handshake failed: %s",
+		    e ? ERR_reason_error_string(e) : "error");
+		return;
+	}
+	client_fail(c, "%s: %s", c->state == C_CONNECT ? "connect" : "I/O",
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+struct client *
+client_connect(struct event_base *base, const struct client_conf *conf,
+    const struct sockaddr *sa, socklen_t salen, const char *host,
+    int try_tls, client_cb *cb, void *arg)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+	char addr[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	c->base = base;
+	c->conf = conf;
+	c->cb = cb;
+	c->arg = arg;
+	c->try_tls = try_tls != 0;
+	c->body_fd = -1;
+	c->state = C_CONNECT;
+	str_copy(c->host, sizeof(c->host), host);
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, addr, sizeof(addr));
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, addr, sizeof(addr));
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(c->relay, sizeof(c->relay), "%s[%s]:%d", host, addr, port);
+	reply_init(&c->reply);
+	c->ev_later = evtimer_new(base, later_cb, c);
+	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS);
+	if (c->bev == NULL) {
+		event_free(c->ev_later);
+		free(c);
+		return NULL;
+	}
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	/* libevent bounds a connect by the write timeout. */
+	set_timeouts(c, conf->greeting_timeout, conf->connect_timeout);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)(void *)
+	    (uintptr_t)sa, (int)salen) == -1) {
+		/* The error event is deferred; it reports the failure. */
+		log_debug("event=delivery_connect relay=%s result=failed",
+		    c->relay);
+	}
+	return c;
+}
+
+void
+client_quit(struct client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->state != C_IDLE) {
+		client_free(c);
+		return;
+	}
+	c->state = C_QUIT;
+	sendf(c, "QUIT");
+	set_timeouts(c, c->conf->command_timeout,
+	    c->conf->data_block_timeout);
+}
+
+void
+client_free(struct client *c)
+{
+	if (c == NULL || c->freed)
+		return;
+	c->freed = 1;
+	c->cb = NULL;
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	if (c->busy == 0)
+		client_destroy(c);
+}
+
+static void
+client_destroy(struct client *c)
+{
+	tx_clear(c);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	event_free(c->ev_later);
+	free(c);
+}
+
+const char *
+client_error(const struct client *c)
+{
+	return c->error;
+}
+
+int
+client_greeted(const struct client *c)
+{
+	return c->greeted;
+}
+
+int
+client_tls_failed(const struct client *c)
+{
+	return c->tls_failed;
+}
+
+const char *
+client_relay(const struct client *c)
+{
+	return c->relay;
+}

@@ -1,0 +1,784 @@
+/*
+ * deliver: next hop and connection pools (deliver.h).
+ *
+ * A "primary" here is one next hop (address and port). Tasks for it wait
+ * in its FIFO; up to primary_connection_limit connections take them one
+ * after the other, so one connection carries every message for the
+ * primary in turn. A connection that cannot even greet us (refused,
+ * timeout, 421) while no other connection to that primary lives fails
+ * every task waiting for it: they would only fail the same way, one
+ * timeout after the other.
+ *
+ * Loop prevention (STYLE.md §1.4) belongs to MX selection: we deliver to
+ * an MX host only when its preference is lower than ours. Routes are the
+ * operator's word and are taken as they are.
+ */
+#include "deliver.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "domains.h"
+#include "log.h"
+#include "resolver.h"
+#include "str.h"
+#include "xmem.h"
+
+#define DELIVER_MX_MAX	32	/* MX hosts considered per domain */
+
+struct primary;
+
+struct conn {
+	struct conn		*next;
+	struct deliver		*d;
+	struct primary		*p;
+	struct client		*c;
+	struct deliver_task	*cur;		/* NULL: connecting or idle */
+	int			 probe;
+	deliver_probe_cb	*probe_cb;
+	void			*probe_arg;
+	char			 probe_domain[256];
+};
+
+struct primary {
+	struct primary		*next;
+	char			 key[320];	/* "addr:port" */
+	char			 host[256];
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	struct deliver_task	*tasks;		/* FIFO */
+	struct deliver_task	**tasks_tail;
+	size_t			 ntasks;
+	size_t			 nconn;
+	size_t			 nfree;		/* connections without a task */
+	int			 tls_broken;	/* handshake failed: clear text */
+	struct conn		*conns;
+};
+
+/* One MX (or route host) lookup for one task or probe. */
+struct lookup {
+	struct lookup		*next, *prev;
+	struct deliver		*d;
+	char			 domain[256];	/* whose MX we ask */
+	uint16_t		 port;
+	struct resolver_query	*rq;
+	struct {
+		uint16_t	pref;
+		char		host[256];
+	}			 mx[DELIVER_MX_MAX];
+	size_t			 nmx, cur;
+	uint16_t		 qtype;		/* of the address query */
+	struct deliver_task	*task;		/* or a probe: */
+	deliver_probe_cb	*probe_cb;
+	void			*probe_arg;
+	char			 probe_domain[256];
+};
+
+struct deliver {
+	struct event_base	*base;
+	struct resolver		*resolver;
+	struct lookup		*lookups;
+	const struct config	*conf;
+	const struct domains	*domains;
+	struct client_conf	 cconf;
+	SSL_CTX			*tls;
+	struct primary		*primaries;
+	struct deliver_task	*later;		/* finished without a hop */
+	struct deliver_task	**later_tail;
+	struct event		*ev_later;
+};
+
+static void	conn_cb(struct client *, enum client_event, void *);
+static void	primary_open(struct deliver *, struct primary *);
+static void	dispatch(struct deliver *, struct deliver_task *,
+		    deliver_probe_cb *, void *, const char *,
+		    const struct sockaddr_storage *, socklen_t, const char *);
+static void	lookup_start(struct deliver *, const char *domain,
+		    const char *host, int no_mx, uint16_t port,
+		    struct deliver_task *, deliver_probe_cb *, void *,
+		    const char *probe_domain);
+
+/* --- finishing tasks ---------------------------------------------------- */
+
+static void
+task_finish(struct deliver_task *t)
+{
+	t->done(t, t->arg);
+}
+
+static void
+later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct deliver *d = arg;
+	struct deliver_task *t;
+
+	while ((t = d->later) != NULL) {
+		d->later = t->next;
+		if (d->later == NULL)
+			d->later_tail = &d->later;
+		task_finish(t);
+	}
+}
+
+/* Finish t from the loop, not from the caller's stack. */
+static void
+task_finish_later(struct deliver *d, struct deliver_task *t)
+{
+	t->next = NULL;
+	*d->later_tail = t;
+	d->later_tail = &t->next;
+	event_active(d->ev_later, EV_TIMEOUT, 0);
+}
+
+static void
+task_resolve_all(struct deliver_task *t, int code, const char *text)
+{
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++) {
+		t->res[i].code = code;
+		str_copy(t->res[i].text, sizeof(t->res[i].text), text);
+	}
+}
+
+/* --- next hop ----------------------------------------------------------- */
+
+/*
+ * The next hop of 'domain' into *ss, or -1 with the reason in why (the
+ * tasks are deferred with it).
+ */
+static int
+next_hop(struct deliver *d, const char *domain, struct sockaddr_storage *ss,
+    socklen_t *sslen, char *host, size_t hostsz, char *why, size_t whysz)
+{
+	const struct domain *dom = d->domains ?
+	    domains_lookup(d->domains, domain) : NULL;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (dom != NULL && dom->route_host[0] != '\0') {
+		str_copy(host, hostsz, dom->route_host);
+		if (inet_pton(AF_INET, dom->route_host, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons(dom->route_port);
+			*sslen = sizeof(*s4);
+			return 0;
+		}
+		if (inet_pton(AF_INET6, dom->route_host, &s6->sin6_addr) ==
+		    1) {
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = htons(dom->route_port);
+			*sslen = sizeof(*s6);
+			return 0;
+		}
+		/* A host name: looked up (lookup_start). */
+		*sslen = 0;
+		return 1;
+	}
+	str_copy(host, hostsz, domain);
+	*sslen = 0;
+	if (d->resolver == NULL) {
+		snprintf(why, whysz, "451 4.4.3 no resolver for the MX of %s",
+		    domain);
+		return -1;
+	}
+	return 2;		/* MX lookup */
+}
+
+static struct primary *
+primary_get(struct deliver *d, const struct sockaddr_storage *ss,
+    socklen_t sslen, const char *host)
+{
+	char addr[INET6_ADDRSTRLEN], key[320];
+	struct primary *p;
+	int port;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, addr, sizeof(addr));
+		port = ntohs(s4->sin_port);
+	} else {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, addr, sizeof(addr));
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(key, sizeof(key), "%s:%d", addr, port);
+	for (p = d->primaries; p != NULL; p = p->next)
+		if (strcmp(p->key, key) == 0)
+			return p;
+	p = xcalloc(1, sizeof(*p));
+	str_copy(p->key, sizeof(p->key), key);
+	str_copy(p->host, sizeof(p->host), host);
+	memcpy(&p->ss, ss, sizeof(*ss));
+	p->sslen = sslen;
+	p->tasks_tail = &p->tasks;
+	p->next = d->primaries;
+	d->primaries = p;
+	return p;
+}
+
+static struct deliver_task *
+primary_take(struct primary *p)
+{
+	struct deliver_task *t = p->tasks;
+
+	if (t != NULL) {
+		p->tasks = t->next;
+		if (p->tasks == NULL)
+			p->tasks_tail = &p->tasks;
+		p->ntasks--;
+		t->next = NULL;
+	}
+	return t;
+}
+
+/* --- connections -------------------------------------------------------- */
+
+static void
+conn_remove(struct deliver *d, struct conn *cn)
+{
+	struct primary *p = cn->p;
+	struct conn **pp;
+
+	for (pp = &p->conns; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == cn) {
+			*pp = cn->next;
+			break;
+		}
+	p->nconn--;
+	if (cn->cur == NULL && !cn->probe)
+		p->nfree--;
+	free(cn);
+}
+
+static void
+conn_give_work(struct deliver *d, struct conn *cn)
+{
+	struct primary *p = cn->p;
+	struct deliver_task *t = primary_take(p);
+
+	if (t == NULL) {
+		/* Nothing waits: say QUIT; the client frees itself. */
+		client_quit(cn->c);
+		conn_remove(d, cn);
+		return;
+	}
+	cn->cur = t;
+	p->nfree--;
+	t->reached = 1;
+	str_copy(t->relay, sizeof(t->relay), client_relay(cn->c));
+	t->tx.msg = t->msg;
+	t->tx.body_path = t->body_path;
+	t->tx.rcpts = t->rcpts;
+	t->tx.nrcpt = t->nrcpt;
+	t->tx.res = t->res;
+	client_send(cn->c, &t->tx);
+}
+
+static void
+conn_cb(struct client *c, enum client_event ev, void *arg)
+{
+	struct conn *cn = arg;
+	struct primary *p = cn->p;
+	struct deliver *d = cn->d;
+	struct deliver_task *t;
+	char why[QDB_TEXT_MAX];
+	int greeted = client_greeted(c);
+
+	if (cn->probe) {
+		int ok = ev == CLIENT_READY;
+
+		snprintf(why, sizeof(why), "%s", ok ? "" : client_error(c));
+		if (ok)
+			client_quit(c);
+		else
+			client_free(c);
+		cn->probe_cb(cn->probe_domain, ok, why, cn->probe_arg);
+		conn_remove(d, cn);
+		return;
+	}
+	switch (ev) {
+	case CLIENT_TX_DONE:
+		t = cn->cur;
+		cn->cur = NULL;
+		p->nfree++;
+		task_finish(t);
+		/* FALLTHROUGH */
+	case CLIENT_READY:
+		conn_give_work(d, cn);
+		return;
+	case CLIENT_FAILED:
+		break;
+	}
+
+	/* The connection is gone. */
+	t = cn->cur;
+	if (t != NULL) {
+		/* Its recipients were deferred by the client. */
+		t->conn_failed = !greeted;
+		cn->cur = NULL;
+		p->nfree++;
+	}
+	if (client_tls_failed(c)) {
+		/* RFC 7435: after a failed handshake, clear text. */
+		p->tls_broken = 1;
+	}
+	snprintf(why, sizeof(why), "451 4.4.1 %s: %s", client_relay(c),
+	    client_error(c));
+	client_free(c);
+	conn_remove(d, cn);
+	if (t != NULL)
+		task_finish(t);
+	if (!greeted && !p->tls_broken && p->nconn == 0) {
+		/* Nobody reaches this primary now: every waiting task
+		 * fails the same way, at once. */
+		while ((t = primary_take(p)) != NULL) {
+			task_resolve_all(t, 451, why);
+			t->conn_failed = 1;
+			str_copy(t->relay, sizeof(t->relay), p->key);
+			task_finish_later(d, t);
+		}
+	}
+	if (p->ntasks > 0)
+		primary_open(d, p);
+}
+
+static struct conn *
+conn_new(struct deliver *d, struct primary *p)
+{
+	struct conn *cn = xcalloc(1, sizeof(*cn));
+
+	cn->d = d;
+	cn->p = p;
+	return cn;
+}
+
+static void
+conn_start(struct deliver *d, struct primary *p, struct conn *cn)
+{
+	cn->c = client_connect(d->base, &d->cconf,
+	    (const struct sockaddr *)&p->ss, p->sslen, p->host,
+	    !p->tls_broken, conn_cb, cn);
+	cn->next = p->conns;
+	p->conns = cn;
+	p->nconn++;
+	if (!cn->probe)
+		p->nfree++;
+	if (cn->c == NULL)
+		panic("client_connect: out of resources");
+}
+
+/* Open connections while tasks wait for them, up to the limit. */
+static void
+primary_open(struct deliver *d, struct primary *p)
+{
+	while (p->ntasks > p->nfree &&
+	    p->nconn < d->conf->primary_connection_limit)
+		conn_start(d, p, conn_new(d, p));
+}
+
+/* --- the face ----------------------------------------------------------- */
+
+void
+deliver_submit(struct deliver *d, struct deliver_task *t,
+    deliver_done_cb *done, void *arg)
+{
+	struct sockaddr_storage ss;
+	char host[256], why[QDB_TEXT_MAX];
+	socklen_t sslen;
+
+	t->done = done;
+	t->arg = arg;
+	t->next = NULL;
+	t->reached = t->conn_failed = 0;
+	t->relay[0] = '\0';
+	switch (next_hop(d, t->domain, &ss, &sslen, host, sizeof(host), why,
+	    sizeof(why))) {
+	case -1:
+		task_resolve_all(t, 451, why);
+		task_finish_later(d, t);
+		return;
+	case 0:
+		dispatch(d, t, NULL, NULL, NULL, &ss, sslen, host);
+		return;
+	default:
+		lookup_start(d, t->domain, host, 0, 0, t, NULL, NULL, NULL);
+		return;
+	}
+}
+
+void
+deliver_probe(struct deliver *d, const char *domain, deliver_probe_cb *done,
+    void *arg)
+{
+	struct sockaddr_storage ss;
+	char host[256], why[QDB_TEXT_MAX];
+	socklen_t sslen;
+
+	switch (next_hop(d, domain, &ss, &sslen, host, sizeof(host), why,
+	    sizeof(why))) {
+	case -1:
+		/* No hop: nothing to probe; the caller retries later. */
+		done(domain, 0, why, arg);
+		return;
+	case 0:
+		dispatch(d, NULL, done, arg, domain, &ss, sslen, host);
+		return;
+	default:
+		lookup_start(d, domain, host, 0, 0, NULL, done, arg, domain);
+		return;
+	}
+}
+
+/* A next hop is known: queue the task there, or start the probe. */
+static void
+dispatch(struct deliver *d, struct deliver_task *t, deliver_probe_cb *done,
+    void *arg, const char *probe_domain, const struct sockaddr_storage *ss,
+    socklen_t sslen, const char *host)
+{
+	struct primary *p = primary_get(d, ss, sslen, host);
+	struct conn *cn;
+
+	if (t != NULL) {
+		*p->tasks_tail = t;
+		p->tasks_tail = &t->next;
+		p->ntasks++;
+		primary_open(d, p);
+		return;
+	}
+	cn = conn_new(d, p);
+	cn->probe = 1;
+	cn->probe_cb = done;
+	cn->probe_arg = arg;
+	str_copy(cn->probe_domain, sizeof(cn->probe_domain), probe_domain);
+	conn_start(d, p, cn);
+}
+
+/* --- MX and host lookups (RFC 5321 §5.1) --------------------------------- */
+
+static void	lookup_addr(struct lookup *);
+
+static void
+lookup_free(struct lookup *l)
+{
+	struct deliver *d = l->d;
+
+	if (l->rq != NULL)
+		resolver_cancel(l->rq);
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		d->lookups = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	free(l);
+}
+
+/* No next hop: the task gets 'code'/'why', a probe fails. */
+static void
+lookup_fail(struct lookup *l, int code, const char *why)
+{
+	struct deliver *d = l->d;
+
+	if (l->task != NULL) {
+		task_resolve_all(l->task, code, why);
+		task_finish_later(d, l->task);
+	} else
+		l->probe_cb(l->probe_domain, 0, why, l->probe_arg);
+	lookup_free(l);
+}
+
+static int
+is_ours(const struct deliver *d, const char *host)
+{
+	const char *p = d->conf->mx_names;
+	size_t n;
+
+	if (strcasecmp(host, d->conf->myhostname) == 0)
+		return 1;
+	while (*p != '\0') {
+		n = strcspn(p, ", \t");
+		if (n > 0 && strlen(host) == n && strncasecmp(p, host, n) == 0)
+			return 1;
+		p += n;
+		p += strspn(p, ", \t");
+	}
+	return 0;
+}
+
+static void
+addr_answer(const struct dns_result *res, void *arg)
+{
+	struct lookup *l = arg;
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
+	size_t i;
+	char why[QDB_TEXT_MAX];
+
+	l->rq = NULL;
+	memset(&ss, 0, sizeof(ss));
+	for (i = 0; res->status == DNS_OK && i < res->nrr; i++) {
+		const struct dns_rr *rr = &res->rr[i];
+
+		if (rr->type == DNS_T_A && l->qtype == DNS_T_A) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			s4->sin_family = AF_INET;
+			memcpy(&s4->sin_addr, rr->u.a, 4);
+			s4->sin_port = htons(l->port);
+			sslen = sizeof(*s4);
+			break;
+		}
+		if (rr->type == DNS_T_AAAA && l->qtype == DNS_T_AAAA) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+			s6->sin6_family = AF_INET6;
+			memcpy(&s6->sin6_addr, rr->u.aaaa, 16);
+			s6->sin6_port = htons(l->port);
+			sslen = sizeof(*s6);
+			break;
+		}
+	}
+	if (sslen > 0) {
+		struct deliver *d = l->d;
+
+		dispatch(d, l->task, l->probe_cb, l->probe_arg,
+		    l->probe_domain, &ss, sslen, l->mx[l->cur].host);
+		l->task = NULL;
+		lookup_free(l);
+		return;
+	}
+	if (res->status == DNS_TEMPFAIL) {
+		snprintf(why, sizeof(why), "451 4.4.3 %s: address lookup "
+		    "failed (%s)", l->mx[l->cur].host, res->why);
+		lookup_fail(l, 451, why);
+		return;
+	}
+	if (l->qtype == DNS_T_A) {
+		l->qtype = DNS_T_AAAA;
+		lookup_addr(l);
+		return;
+	}
+	/* No address for this host: the next one by preference. */
+	l->cur++;
+	if (l->cur < l->nmx) {
+		l->qtype = DNS_T_A;
+		lookup_addr(l);
+		return;
+	}
+	snprintf(why, sizeof(why), "451 4.4.4 no address for the mail "
+	    "hosts of %s", l->domain);
+	lookup_fail(l, 451, why);
+}
+
+static void
+lookup_addr(struct lookup *l)
+{
+	l->rq = resolver_query(l->d->resolver, l->mx[l->cur].host, l->qtype,
+	    addr_answer, l);
+}
+
+static void
+mx_answer(const struct dns_result *res, void *arg)
+{
+	struct lookup *l = arg;
+	struct deliver *d = l->d;
+	char why[QDB_TEXT_MAX];
+	unsigned ours = 65536;
+	size_t i, j, n = 0;
+
+	l->rq = NULL;
+	switch (res->status) {
+	case DNS_TEMPFAIL:
+		snprintf(why, sizeof(why), "451 4.4.3 MX lookup for %s failed "
+		    "(%s)", l->domain, res->why);
+		lookup_fail(l, 451, why);
+		return;
+	case DNS_NXDOMAIN:
+		snprintf(why, sizeof(why), "550 5.1.2 domain %s does not "
+		    "exist", l->domain);
+		lookup_fail(l, 550, why);
+		return;
+	case DNS_NODATA:
+		/* RFC 5321 §5.1: no MX, the domain itself (implicit MX). */
+		l->mx[0].pref = 0;
+		str_copy(l->mx[0].host, sizeof(l->mx[0].host), l->domain);
+		l->nmx = 1;
+		break;
+	case DNS_OK:
+		for (i = 0; i < res->nrr; i++) {
+			const struct dns_rr *rr = &res->rr[i];
+			char host[256];
+			size_t hl;
+
+			if (rr->type != DNS_T_MX)
+				continue;
+			if (strcmp(rr->u.mx.host, ".") == 0) {
+				/* RFC 7505: this domain takes no mail. */
+				snprintf(why, sizeof(why), "556 5.1.10 %s "
+				    "accepts no mail (null MX)", l->domain);
+				lookup_fail(l, 556, why);
+				return;
+			}
+			str_copy(host, sizeof(host), rr->u.mx.host);
+			hl = strlen(host);
+			if (hl > 0 && host[hl - 1] == '.')
+				host[hl - 1] = '\0';
+			if (is_ours(d, host)) {
+				if (rr->u.mx.pref < ours)
+					ours = rr->u.mx.pref;
+				continue;
+			}
+			if (n == DELIVER_MX_MAX)
+				continue;
+			l->mx[n].pref = rr->u.mx.pref;
+			str_copy(l->mx[n].host, sizeof(l->mx[n].host), host);
+			n++;
+		}
+		/* STYLE.md §1.4: only hosts better than ourselves, or two
+		 * MXs would pass the mail back and forth. */
+		for (i = j = 0; i < n; i++)
+			if (l->mx[i].pref < ours)
+				l->mx[j++] = l->mx[i];
+		n = j;
+		/* Lowest preference first (insertion sort: n is small). */
+		for (i = 1; i < n; i++)
+			for (j = i; j > 0 && l->mx[j - 1].pref >
+			    l->mx[j].pref; j--) {
+				__typeof__(l->mx[0]) tmp = l->mx[j];
+
+				l->mx[j] = l->mx[j - 1];
+				l->mx[j - 1] = tmp;
+			}
+		l->nmx = n;
+		if (n == 0) {
+			log_warn("event=mx_loop domain=%s our_preference=%u",
+			    l->domain, ours);
+			snprintf(why, sizeof(why), "451 4.4.6 mail for %s loops "
+			    "back to myself (no MX better than ours)",
+			    l->domain);
+			lookup_fail(l, 451, why);
+			return;
+		}
+		break;
+	}
+	l->cur = 0;
+	l->qtype = DNS_T_A;
+	lookup_addr(l);
+}
+
+static void
+lookup_start(struct deliver *d, const char *domain, const char *host,
+    int no_mx, uint16_t port, struct deliver_task *t, deliver_probe_cb *done,
+    void *arg, const char *probe_domain)
+{
+	const struct domain *dom = d->domains ?
+	    domains_lookup(d->domains, domain) : NULL;
+	struct lookup *l = xcalloc(1, sizeof(*l));
+
+	l->d = d;
+	l->task = t;
+	l->probe_cb = done;
+	l->probe_arg = arg;
+	if (probe_domain != NULL)
+		str_copy(l->probe_domain, sizeof(l->probe_domain),
+		    probe_domain);
+	l->next = d->lookups;
+	if (d->lookups != NULL)
+		d->lookups->prev = l;
+	d->lookups = l;
+	l->port = (uint16_t)d->conf->delivery_port;
+	str_copy(l->domain, sizeof(l->domain), domain);
+	if (dom != NULL && dom->route_host[0] != '\0') {
+		/* route=HOST:PORT (MX of HOST) or route=[HOST]:PORT. */
+		l->port = dom->route_port;
+		str_copy(l->domain, sizeof(l->domain), dom->route_host);
+		no_mx = dom->route_no_mx;
+	}
+	(void)host;
+	(void)port;
+	if (d->resolver == NULL) {
+		lookup_fail(l, 451, "451 4.4.3 no resolver");
+		return;
+	}
+	if (no_mx) {
+		str_copy(l->mx[0].host, sizeof(l->mx[0].host), l->domain);
+		l->nmx = 1;
+		l->qtype = DNS_T_A;
+		lookup_addr(l);
+		return;
+	}
+	l->rq = resolver_query(d->resolver, l->domain, DNS_T_MX, mx_answer, l);
+}
+
+struct deliver *
+deliver_new(struct event_base *base, const struct config *conf)
+{
+	struct deliver *d = xcalloc(1, sizeof(*d));
+
+	d->base = base;
+	d->conf = conf;
+	d->later_tail = &d->later;
+	d->ev_later = event_new(base, -1, 0, later_cb, d);
+	/* One client context for every connection (REFERENCE.md §6.3). */
+	if ((d->tls = SSL_CTX_new(TLS_client_method())) != NULL) {
+		SSL_CTX_set_verify(d->tls, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_options(d->tls, SSL_OP_IGNORE_UNEXPECTED_EOF |
+		    SSL_OP_NO_RENEGOTIATION);
+	}
+	d->cconf.helo_name = conf->myhostname;
+	d->cconf.tls = d->tls;
+	d->cconf.connect_timeout = conf->smtp_connect_timeout;
+	d->cconf.greeting_timeout = conf->smtp_greeting_timeout;
+	d->cconf.command_timeout = conf->smtp_command_timeout;
+	d->cconf.data_init_timeout = conf->smtp_data_init_timeout;
+	d->cconf.data_block_timeout = conf->smtp_data_block_timeout;
+	d->cconf.data_done_timeout = conf->smtp_data_done_timeout;
+	return d;
+}
+
+void
+deliver_set_resolver(struct deliver *d, struct resolver *r)
+{
+	d->resolver = r;
+}
+
+void
+deliver_set_domains(struct deliver *d, const struct domains *doms)
+{
+	d->domains = doms;
+}
+
+void
+deliver_free(struct deliver *d)
+{
+	struct primary *p;
+	struct conn *cn;
+
+	if (d == NULL)
+		return;
+	while (d->lookups != NULL)
+		lookup_free(d->lookups);
+	while ((p = d->primaries) != NULL) {
+		d->primaries = p->next;
+		while ((cn = p->conns) != NULL) {
+			p->conns = cn->next;
+			client_free(cn->c);
+			free(cn);
+		}
+		free(p);
+	}
+	event_free(d->ev_later);
+	SSL_CTX_free(d->tls);
+	free(d);
+}

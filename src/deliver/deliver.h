@@ -1,0 +1,70 @@
+/*
+ * deliver: from "this message, these recipients, this domain" to SMTP
+ * conversations with the domain's primary. Picks the next hop (the
+ * domain's route= from domains_file; else its MX hosts better than our
+ * own preference, lowest first, through src/dns/resolver.h), keeps up to
+ * primary_connection_limit connections per next hop, and lets each
+ * connection carry one queued message after the other (client.c).
+ *
+ * Owns its connections; never owns a task (sched.c does). Decides nothing
+ * about the queue: it fills in per-recipient codes and says whether the
+ * primary could be reached at all.
+ */
+#ifndef BACKMX_DELIVER_H
+#define BACKMX_DELIVER_H
+
+#include <stddef.h>
+
+#include "client.h"
+#include "qdb.h"
+
+struct event_base;
+struct config;
+struct domains;
+struct deliver;
+struct deliver_task;
+
+typedef void	deliver_done_cb(struct deliver_task *, void *arg);
+
+/* One message to the recipients of one domain. Filled by the caller
+ * (msg, body_path, domain, rcpts, res with nrcpt entries); kept valid by
+ * it until 'done' runs. */
+struct deliver_task {
+	const struct qdb_msg	*msg;
+	const char		*body_path;	/* big body or NULL */
+	char			 domain[256];	/* lower case */
+	const struct qdb_rcpt	**rcpts;
+	struct client_result	*res;
+	size_t			 nrcpt;
+	/* out */
+	int			 reached;	/* the primary greeted us */
+	int			 conn_failed;	/* refused, timeout, 421... */
+	char			 relay[320];
+	/* private to deliver.c */
+	struct deliver_task	*next;
+	struct client_tx	 tx;
+	deliver_done_cb		*done;
+	void			*arg;
+};
+
+typedef void	deliver_probe_cb(const char *domain, int ok, const char *why,
+		    void *arg);
+
+struct deliver	*deliver_new(struct event_base *, const struct config *);
+/* Close every connection; callbacks of tasks in flight do not run. */
+void		 deliver_free(struct deliver *);
+void		 deliver_set_domains(struct deliver *, const struct domains *);
+/* MX and host lookups; without one, only routes to addresses work. */
+struct resolver;
+void		 deliver_set_resolver(struct deliver *, struct resolver *);
+
+/* Deliver; 'done' runs exactly once, later, on the loop (never from
+ * inside this call). */
+void		 deliver_submit(struct deliver *, struct deliver_task *,
+		    deliver_done_cb *, void *);
+/* Probe the domain's primary (connect, EHLO, QUIT); 'done' runs once,
+ * later. */
+void		 deliver_probe(struct deliver *, const char *domain,
+		    deliver_probe_cb *, void *);
+
+#endif

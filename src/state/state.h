@@ -1,0 +1,178 @@
+/*
+ * state: the state store (DESIGN.md §5), in backmx's terms: greylist
+ * triplets seen and passed, client networks and their passes, the
+ * operator's allow entries. Recipient knowledge, domain lifecycle and bulk
+ * counts join it in later issues, as more tables and more functions here.
+ *
+ * One implementation today: SQLite (state_sqlite.c), one database file
+ * state_dir/state.db in WAL mode, owned by the event-loop thread. A Redis
+ * backend for clusters (a later issue) becomes one more file behind this
+ * header; then state.c picks the backend and these functions dispatch
+ * (STYLE.md §2: a struct of function pointers once two implementations
+ * exist, not before).
+ *
+ * Reads answer at once from the loop thread. Writes are staged in the
+ * loop turn's transaction; state_commit_wait() calls back after that
+ * transaction committed (or failed), so a caller that must not answer
+ * before its write is durable — a greylist pass — waits for it. Every
+ * function returns -1 on a store error: the caller turns it into a
+ * TEMPFAIL, never an accept (STYLE.md §1.2).
+ *
+ * Times are Unix seconds, passed in by the caller (time is a parameter:
+ * the tests and the benchmark drive it).
+ */
+#ifndef BACKMX_STATE_H
+#define BACKMX_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct state;
+
+#define STATE_NET_MAX	64	/* "2001:db8:ffff:ffff::/64" and room */
+#define STATE_ADDR_MAX	257	/* an RFC 5321 address without brackets */
+#define STATE_SCHEMA	1	/* PRAGMA user_version this code writes */
+
+struct state_conf {
+	unsigned	sweep_interval;	/* seconds between expiry sweeps */
+	unsigned	sweep_batch;	/* rows per sweep transaction */
+};
+
+/*
+ * Open (creating it and its schema, or migrating it forward) the store in
+ * 'dir' for the daemon: expiry sweeps on a timer of 'base', checkpoints on
+ * a worker thread. NULL with a sentence in err when it cannot be opened,
+ * is not a database, or has a schema newer than this program.
+ */
+struct state	*state_open(struct event_base *base, const char *dir,
+		    const struct state_conf *, char *err, size_t errsz);
+/*
+ * For backmxctl, beside a running daemon: no loop, no timers, no worker;
+ * the database must exist; each write commits at once. A longer busy
+ * timeout than the daemon's: an operator can wait, a session cannot.
+ */
+struct state	*state_open_admin(const char *dir, char *err, size_t errsz);
+/* Commits what is staged, stops the worker, closes. NULL is fine. */
+void		 state_close(struct state *);
+/* The database file, for messages. Valid until state_close(). */
+const char	*state_path(const struct state *);
+
+/* --- greylist triplets ------------------------------------------------ */
+
+/* One (client network, normalised sender, recipient) triplet. */
+struct state_triplet {
+	char		net[STATE_NET_MAX];	/* "192.0.2.0/24" */
+	char		sender[STATE_ADDR_MAX];	/* "" for <> */
+	char		rcpt[STATE_ADDR_MAX];
+	int64_t		first_seen;	/* the try that started the delay */
+	int64_t		last_seen;
+	int64_t		passed;		/* first pass; 0: still pending */
+	int64_t		expires;	/* the sweep removes it after this */
+	unsigned	tries;		/* deferred tries */
+	unsigned	passes;		/* tries let through */
+};
+
+/* 1 and *out filled, 0 when unknown, -1 on a store error. */
+int	state_triplet_get(struct state *, const char *net, const char *sender,
+	    const char *rcpt, struct state_triplet *out);
+/* Insert or replace, staged in this turn's transaction. 0 or -1. */
+int	state_triplet_put(struct state *, const struct state_triplet *);
+
+/* --- client networks -------------------------------------------------- */
+
+/* What a client network earned: passed triplets, auto-allow. */
+struct state_net {
+	char		net[STATE_NET_MAX];
+	unsigned	passes;		/* distinct triplets passed */
+	int64_t		allowed;	/* auto-allowed since; 0: not */
+	int64_t		refreshed;	/* last time 'expires' moved */
+	int64_t		expires;
+};
+
+int	state_net_get(struct state *, const char *net, struct state_net *out);
+int	state_net_put(struct state *, const struct state_net *);
+
+/* --- the operator's allow entries (backmxctl greylist allow) ---------- */
+
+enum state_allow_kind {
+	STATE_ALLOW_CLIENT,	/* an address or network, "192.0.2.0/24" */
+	STATE_ALLOW_DOMAIN,	/* a sender domain and its subdomains */
+};
+
+/* 1 when the client address is inside an allowed network, 0 when not,
+ * -1 on a store error. Read each time: no cache, so what backmxctl
+ * commits counts from the next check on. */
+int	state_allow_client(struct state *, const struct sockaddr *);
+/* Same for a sender domain (lower case): it or a parent is allowed. */
+int	state_allow_domain(struct state *, const char *domain);
+
+/* --- writes' durability ----------------------------------------------- */
+
+struct state_wait;
+/* rc 0: every write staged before the wait committed; -1: the transaction
+ * failed and was rolled back. */
+typedef void	state_commit_cb(int rc, void *arg);
+/*
+ * Call 'cb' once this turn's transaction has committed (or failed), from
+ * the loop, never inside this call; unless state_commit_cancel() runs
+ * first. The returned handle is valid until the callback starts.
+ */
+struct state_wait *state_commit_wait(struct state *, state_commit_cb *,
+		    void *arg);
+void	state_commit_cancel(struct state_wait *);
+
+/* --- expiry ----------------------------------------------------------- */
+
+/*
+ * Delete at most 'batch' expired rows of each table (expires < now), in
+ * one transaction of its own, committed before it returns. Puts the count
+ * in *deleted_out. 0 or -1. The daemon runs it on its timer; exposed for
+ * the tests and the benchmark.
+ */
+int	state_sweep(struct state *, int64_t now, unsigned batch,
+	    size_t *deleted_out);
+
+/* --- for backmxctl ---------------------------------------------------- */
+
+enum state_list_filter {
+	STATE_LIST_ALL,
+	STATE_LIST_PENDING,
+	STATE_LIST_PASSED,
+};
+
+/* Calls a callback per row, in key order; a non-zero return stops the
+ * walk. The pointers are valid during the call only. 0 or -1. */
+typedef int	state_triplet_fn(const struct state_triplet *, void *arg);
+typedef int	state_net_fn(const struct state_net *, void *arg);
+typedef int	state_allow_fn(enum state_allow_kind, const char *value,
+		    int64_t added, void *arg);
+int	state_triplet_list(struct state *, enum state_list_filter,
+	    state_triplet_fn *, void *arg);
+int	state_net_list(struct state *, state_net_fn *, void *arg);
+int	state_allow_list(struct state *, state_allow_fn *, void *arg);
+
+/*
+ * Add an allow entry. A client is an IPv4 or IPv6 address, or a network
+ * "ADDR/LEN" (the host bits must be zero); a domain is a host name. Stored
+ * in canonical form. 0, 1 when it was there already, -1 on a store error,
+ * -2 when 'value' is not of its kind (a sentence in err).
+ */
+int	state_allow_add(struct state *, enum state_allow_kind,
+	    const char *value, int64_t now, char *err, size_t errsz);
+/*
+ * Delete what 'key' names: an allow entry, a client network's record,
+ * or the triplet (net, sender, rcpt) when sender is not NULL. The number
+ * of rows deleted, or -1.
+ */
+int	state_delete(struct state *, const char *key, const char *sender,
+	    const char *rcpt);
+
+/* Parse "ADDR" or "ADDR/LEN" into 16 bytes (IPv4 as ::ffff:a.b.c.d) and
+ * a prefix length over those 128 bits; 0 or -1. Shared with greylist.c's
+ * static allow lists. */
+int	state_parse_net(const char *s, uint8_t addr_out[16],
+	    unsigned *prefix_out);
+
+#endif

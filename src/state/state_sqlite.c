@@ -1,0 +1,1133 @@
+/*
+ * state_sqlite: the state store of state.h in one SQLite database,
+ * state_dir/state.db (DESIGN.md §5, REFERENCE.md §6.4).
+ *
+ * Owned by the event-loop thread: every statement is prepared once and
+ * runs there. WAL mode with synchronous=NORMAL (Debian's SQLite would sync
+ * the WAL fully): the last commits may roll back after a power loss, which
+ * costs a sender one more greylist delay, never a message. Writes of one
+ * loop turn share one transaction (BEGIN IMMEDIATE at the first write,
+ * COMMIT from a zero-delay event); callers that must not answer before
+ * their write is durable wait for that commit (state_commit_wait()).
+ * Automatic checkpoints are off on this connection: a worker thread with
+ * a connection of its own runs PASSIVE checkpoints, so no commit on the
+ * loop carries a checkpoint's fsyncs. Expiry deletes bounded batches on a
+ * timer, one short transaction each, never one long one.
+ *
+ * Exposed to the disk and to other processes (backmxctl, an operator's
+ * sqlite3 shell): a busy or failing database is a -1 for the caller, which
+ * makes it a 4xx; nothing here aborts on a database error. Peer bytes
+ * reach it only as bound parameters, never as SQL text.
+ */
+#include "state.h"
+
+#include <sys/queue.h>
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <sqlite3.h>
+
+#include "log.h"
+#include "str.h"
+#include "xmem.h"
+
+/* The loop waits at most this long for another connection's write lock
+ * (an operator's backmxctl): every session stalls meanwhile, so keep it
+ * short; SQLITE_BUSY after it is a 4xx. */
+#define BUSY_LOOP_MS	20
+#define BUSY_ADMIN_MS	5000
+/* WAL pages after which the worker checkpoints (SQLite's own default). */
+#define CKPT_PAGES	1000
+#define CKPT_IDLE_SECS	60	/* and at least this often */
+#define WAL_LIMIT	(64 * 1024 * 1024)	/* journal_size_limit */
+#define ERR_LOG_SECS	10	/* at most one error line per this */
+
+/*
+ * Forward migrations: schema[i] takes user_version i to i + 1. Never edit
+ * a row that has shipped; add one.
+ */
+static const char *const schema[] = {
+	/* 0 -> 1: greylisting (issue 5). */
+	"CREATE TABLE grey_triplet ("
+	"  net TEXT NOT NULL, sender TEXT NOT NULL, rcpt TEXT NOT NULL,"
+	"  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+	"  passed INTEGER NOT NULL, expires INTEGER NOT NULL,"
+	"  tries INTEGER NOT NULL, passes INTEGER NOT NULL,"
+	"  PRIMARY KEY (net, sender, rcpt));"
+	"CREATE INDEX grey_triplet_expires ON grey_triplet (expires);"
+	"CREATE TABLE grey_net ("
+	"  net TEXT PRIMARY KEY, passes INTEGER NOT NULL,"
+	"  allowed INTEGER NOT NULL, refreshed INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL);"
+	"CREATE INDEX grey_net_expires ON grey_net (expires);"
+	"CREATE TABLE grey_allow ("
+	"  kind TEXT NOT NULL, value TEXT NOT NULL,"
+	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
+	"  PRIMARY KEY (kind, value));"
+	"CREATE INDEX grey_allow_lo ON grey_allow (kind, lo);",
+};
+#define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
+_Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
+
+enum stmt {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_TRIPLET_GET,
+	S_TRIPLET_PUT,
+	S_NET_GET,
+	S_NET_PUT,
+	S_ALLOW_CLIENT,
+	S_ALLOW_DOMAIN,
+	S_SWEEP_TRIPLET,
+	S_SWEEP_NET,
+	NSTMT
+};
+
+static const char *const stmt_sql[NSTMT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_TRIPLET_GET] = "SELECT first_seen, last_seen, passed, expires, "
+	    "tries, passes FROM grey_triplet "
+	    "WHERE net = ?1 AND sender = ?2 AND rcpt = ?3",
+	[S_TRIPLET_PUT] = "INSERT OR REPLACE INTO grey_triplet (net, sender, "
+	    "rcpt, first_seen, last_seen, passed, expires, tries, passes) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_NET_GET] = "SELECT passes, allowed, refreshed, expires "
+	    "FROM grey_net WHERE net = ?1",
+	[S_NET_PUT] = "INSERT OR REPLACE INTO grey_net (net, passes, "
+	    "allowed, refreshed, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_ALLOW_CLIENT] = "SELECT 1 FROM grey_allow WHERE kind = 'client' "
+	    "AND lo <= ?1 AND hi >= ?1 LIMIT 1",
+	[S_ALLOW_DOMAIN] = "SELECT 1 FROM grey_allow WHERE kind = 'domain' "
+	    "AND value = ?1",
+	/* Bounded: the oldest first, at most ?2 rows (REFERENCE.md §6.4).
+	 * The rowid form needs no SQLITE_ENABLE_UPDATE_DELETE_LIMIT. */
+	[S_SWEEP_TRIPLET] = "DELETE FROM grey_triplet WHERE rowid IN "
+	    "(SELECT rowid FROM grey_triplet WHERE expires < ?1 "
+	    "ORDER BY expires LIMIT ?2)",
+	[S_SWEEP_NET] = "DELETE FROM grey_net WHERE rowid IN "
+	    "(SELECT rowid FROM grey_net WHERE expires < ?1 "
+	    "ORDER BY expires LIMIT ?2)",
+};
+
+struct state_wait {
+	TAILQ_ENTRY(state_wait)	 entry;
+	struct state		*st;
+	state_commit_cb		*cb;
+	void			*arg;
+	int			 firing;	/* in st->firing, not waiters */
+};
+TAILQ_HEAD(waitq, state_wait);
+
+struct state {
+	char			 path[4096];
+	sqlite3			*db;
+	sqlite3_stmt		*stmt[NSTMT];
+	int			 admin;		/* backmxctl: autocommit */
+
+	/* The loop turn's transaction. */
+	struct event_base	*base;
+	struct event		*ev_commit;
+	int			 in_txn;
+	int			 txn_failed;	/* a write in it failed */
+	struct waitq		 waiters;	/* for the open transaction */
+	struct waitq		 firing;	/* being called back now */
+
+	/* Expiry. */
+	struct state_conf	 conf;
+	struct event		*ev_sweep;
+
+	/* The checkpoint worker and its own connection. */
+	sqlite3			*ckpt_db;
+	pthread_t		 ckpt_thread;
+	int			 ckpt_running;
+	pthread_mutex_t		 ckpt_mtx;
+	pthread_cond_t		 ckpt_cond;
+	int			 ckpt_kick;
+	int			 ckpt_stop;
+	int			 ckpt_err;	/* last failure; read on the loop */
+
+	/* Rate limit of error lines. */
+	time_t			 err_logged;
+	unsigned		 err_suppressed;
+};
+
+static void	commit_cb(evutil_socket_t, short, void *);
+static void	sweep_cb(evutil_socket_t, short, void *);
+
+/* One warning line per ERR_LOG_SECS, whatever the peers make us do. */
+static void
+store_error(struct state *st, const char *op)
+{
+	time_t now = time(NULL);
+
+	if (st->admin) {
+		fprintf(stderr, "backmxctl: %s: %s: %s\n", st->path, op,
+		    sqlite3_errmsg(st->db));
+		return;
+	}
+	if (now - st->err_logged < ERR_LOG_SECS) {
+		st->err_suppressed++;
+		return;
+	}
+	log_warn("event=state_error op=%s code=%d error=\"%s\" "
+	    "suppressed=%u", op, sqlite3_extended_errcode(st->db),
+	    sqlite3_errmsg(st->db), st->err_suppressed);
+	st->err_logged = now;
+	st->err_suppressed = 0;
+}
+
+static int
+exec(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+const char *
+state_path(const struct state *st)
+{
+	return st->path;
+}
+
+/* --- opening ------------------------------------------------------------ */
+
+/* Bring the schema to STATE_SCHEMA, one transaction per step. */
+static int
+migrate(struct state *st, char *err, size_t errsz)
+{
+	sqlite3_stmt *s;
+	int version;
+
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s,
+	    NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
+		snprintf(err, errsz, "%s: %s", st->path,
+		    sqlite3_errmsg(st->db));
+		sqlite3_finalize(s);
+		return -1;
+	}
+	version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (version > STATE_SCHEMA) {
+		snprintf(err, errsz, "%s: schema version %d is newer than "
+		    "this backmx knows (%d)", st->path, version, STATE_SCHEMA);
+		return -1;
+	}
+	if (version < STATE_SCHEMA && st->admin) {
+		snprintf(err, errsz, "%s: schema version %d: start backmxd "
+		    "once to migrate it", st->path, version);
+		return -1;
+	}
+	for (; version < STATE_SCHEMA; version++) {
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+		    version + 1);
+		if (exec(st->db, "BEGIN IMMEDIATE") == -1 ||
+		    exec(st->db, schema[version]) == -1 ||
+		    exec(st->db, sql) == -1 || exec(st->db, "COMMIT") == -1) {
+			snprintf(err, errsz, "%s: migrating the schema to "
+			    "version %d: %s", st->path, version + 1,
+			    sqlite3_errmsg(st->db));
+			exec(st->db, "ROLLBACK");
+			return -1;
+		}
+		log_info("event=state_migrate path=%s schema=%d", st->path,
+		    version + 1);
+	}
+	return 0;
+}
+
+/* PRAGMAs every connection of ours needs. */
+static int
+setup_conn(sqlite3 *db, int busy_ms)
+{
+	char *mode = NULL;
+	sqlite3_stmt *s;
+	int ok;
+
+	sqlite3_busy_timeout(db, busy_ms);
+	sqlite3_extended_result_codes(db, 1);
+	/* journal_mode answers with the mode in effect: check it, a
+	 * database that cannot do WAL (e.g. on NFS) must not go on
+	 * silently in another mode. */
+	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &s,
+	    NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		mode = xstrdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	ok = mode != NULL && strcasecmp(mode, "wal") == 0;
+	free(mode);
+	if (!ok)
+		return -1;
+	/* REFERENCE.md §6.4: Debian's WAL default is FULL. */
+	return exec(db, "PRAGMA synchronous = NORMAL");
+}
+
+static void *ckpt_main(void *);
+
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct state *st = arg;
+
+	if (pages >= CKPT_PAGES) {
+		pthread_mutex_lock(&st->ckpt_mtx);
+		st->ckpt_kick = 1;
+		pthread_cond_signal(&st->ckpt_cond);
+		pthread_mutex_unlock(&st->ckpt_mtx);
+	}
+	return SQLITE_OK;
+}
+
+static void
+state_free(struct state *st)
+{
+	size_t i;
+
+	for (i = 0; i < NSTMT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	sqlite3_close(st->db);
+	sqlite3_close(st->ckpt_db);
+	if (st->ev_commit != NULL)
+		event_free(st->ev_commit);
+	if (st->ev_sweep != NULL)
+		event_free(st->ev_sweep);
+	pthread_mutex_destroy(&st->ckpt_mtx);
+	pthread_cond_destroy(&st->ckpt_cond);
+	free(st);
+}
+
+static struct state *
+open_common(struct event_base *base, const char *dir, int admin, char *err,
+    size_t errsz)
+{
+	struct state *st = xcalloc(1, sizeof(*st));
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	struct stat sb;
+	size_t i;
+
+	st->admin = admin;
+	st->base = base;
+	TAILQ_INIT(&st->waiters);
+	TAILQ_INIT(&st->firing);
+	pthread_mutex_init(&st->ckpt_mtx, NULL);
+	pthread_cond_init(&st->ckpt_cond, NULL);
+	if (snprintf(st->path, sizeof(st->path), "%s/state.db", dir) >=
+	    (int)sizeof(st->path)) {
+		snprintf(err, errsz, "%s: path too long", dir);
+		goto fail;
+	}
+	if (!admin) {
+		/* One level, like the spool: the parent is the
+		 * operator's to make. */
+		if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
+			snprintf(err, errsz, "%s: cannot create: %s", dir,
+			    strerror(errno));
+			goto fail;
+		}
+		flags |= SQLITE_OPEN_CREATE;
+	} else if (stat(st->path, &sb) == -1) {
+		snprintf(err, errsz, "%s: %s (has backmxd run with this "
+		    "state_dir?)", st->path, strerror(errno));
+		goto fail;
+	}
+	if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errsz, "%s: not a directory", dir);
+		goto fail;
+	}
+	if (sqlite3_open_v2(st->path, &st->db, flags, NULL) != SQLITE_OK) {
+		snprintf(err, errsz, "%s: cannot open: %s", st->path,
+		    st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		goto fail;
+	}
+	if (setup_conn(st->db, admin ? BUSY_ADMIN_MS : BUSY_LOOP_MS) == -1) {
+		snprintf(err, errsz, "%s: cannot use it in WAL mode: %s",
+		    st->path, sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	if (!admin && sqlite3_db_readonly(st->db, "main") == 1) {
+		snprintf(err, errsz, "%s: read-only", st->path);
+		goto fail;
+	}
+	if (migrate(st, err, errsz) == -1)
+		goto fail;
+	for (i = 0; i < NSTMT; i++)
+		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
+		    SQLITE_PREPARE_PERSISTENT, &st->stmt[i], NULL) !=
+		    SQLITE_OK) {
+			snprintf(err, errsz, "%s: %s", st->path,
+			    sqlite3_errmsg(st->db));
+			goto fail;
+		}
+	return st;
+fail:
+	state_free(st);
+	return NULL;
+}
+
+struct state *
+state_open(struct event_base *base, const char *dir,
+    const struct state_conf *conf, char *err, size_t errsz)
+{
+	struct state *st;
+	struct timeval tv = { conf->sweep_interval, 0 };
+
+	if ((st = open_common(base, dir, 0, err, errsz)) == NULL)
+		return NULL;
+	st->conf = *conf;
+	if (st->conf.sweep_batch == 0)
+		st->conf.sweep_batch = 1;
+
+	/* Checkpoints leave the loop (REFERENCE.md §6.4). */
+	if (exec(st->db, "PRAGMA wal_autocheckpoint = 0") == -1 ||
+	    sqlite3_open_v2(st->path, &st->ckpt_db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+	    setup_conn(st->ckpt_db, BUSY_ADMIN_MS) == -1) {
+		snprintf(err, errsz, "%s: checkpoint connection: %s", st->path,
+		    st->ckpt_db ? sqlite3_errmsg(st->ckpt_db) :
+		    sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	{
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %d",
+		    WAL_LIMIT);
+		exec(st->ckpt_db, sql);
+	}
+	sqlite3_wal_hook(st->db, wal_hook, st);
+	if (pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) != 0) {
+		snprintf(err, errsz, "%s: cannot start the checkpoint thread",
+		    st->path);
+		goto fail;
+	}
+	st->ckpt_running = 1;
+
+	st->ev_commit = event_new(base, -1, 0, commit_cb, st);
+	st->ev_sweep = evtimer_new(base, sweep_cb, st);
+	evtimer_add(st->ev_sweep, &tv);
+	return st;
+fail:
+	state_free(st);
+	return NULL;
+}
+
+struct state *
+state_open_admin(const char *dir, char *err, size_t errsz)
+{
+	return open_common(NULL, dir, 1, err, errsz);
+}
+
+void
+state_close(struct state *st)
+{
+	struct state_wait *w;
+
+	if (st == NULL)
+		return;
+	/* Nobody is left to hear them: the loop has ended, and their
+	 * owners are not to be called into any more. */
+	while ((w = TAILQ_FIRST(&st->waiters)) != NULL) {
+		TAILQ_REMOVE(&st->waiters, w, entry);
+		free(w);
+	}
+	if (st->in_txn)
+		commit_cb(-1, 0, st);
+	if (st->ckpt_running) {
+		pthread_mutex_lock(&st->ckpt_mtx);
+		st->ckpt_stop = 1;
+		pthread_cond_signal(&st->ckpt_cond);
+		pthread_mutex_unlock(&st->ckpt_mtx);
+		pthread_join(st->ckpt_thread, NULL);
+	}
+	state_free(st);
+}
+
+/* --- the checkpoint worker ---------------------------------------------- */
+
+/*
+ * Its own connection, its own thread: PASSIVE never waits for readers or
+ * the writer, copies what it can, and the WAL restarts from its beginning
+ * once a checkpoint caught up. The loop connection only kicks it.
+ */
+static void *
+ckpt_main(void *arg)
+{
+	struct state *st = arg;
+	struct timespec ts;
+	int rc;
+
+	pthread_mutex_lock(&st->ckpt_mtx);
+	while (!st->ckpt_stop) {
+		if (!st->ckpt_kick) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += CKPT_IDLE_SECS;
+			pthread_cond_timedwait(&st->ckpt_cond, &st->ckpt_mtx,
+			    &ts);
+			if (st->ckpt_stop)
+				break;
+		}
+		st->ckpt_kick = 0;
+		pthread_mutex_unlock(&st->ckpt_mtx);
+		rc = sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&st->ckpt_mtx);
+		/* BUSY: someone else checkpoints; the next kick retries. */
+		st->ckpt_err = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : rc;
+	}
+	pthread_mutex_unlock(&st->ckpt_mtx);
+	return NULL;
+}
+
+/* --- the loop turn's transaction ----------------------------------------- */
+
+static int
+step_done(struct state *st, sqlite3_stmt *s, const char *op)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		store_error(st, op);
+		return -1;
+	}
+	return 0;
+}
+
+/* Open the turn's transaction if none is open, and have it committed
+ * once this turn's callbacks have run. */
+static int
+begin_write(struct state *st)
+{
+	if (st->admin || st->in_txn)
+		return 0;
+	if (step_done(st, st->stmt[S_BEGIN], "begin") == -1)
+		return -1;
+	st->in_txn = 1;
+	st->txn_failed = 0;
+	event_active(st->ev_commit, EV_TIMEOUT, 0);
+	return 0;
+}
+
+/* A write failed: the whole turn's transaction goes (its waiters hear
+ * -1), since SQLite may have rolled part of it back already. */
+static int
+write_failed(struct state *st)
+{
+	if (st->in_txn)
+		st->txn_failed = 1;
+	return -1;
+}
+
+static void
+commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct state *st = arg;
+	struct state_wait *w;
+	int rc = 0, ckpt_err;
+
+	if (st->in_txn) {
+		if (st->txn_failed ||
+		    step_done(st, st->stmt[S_COMMIT], "commit") == -1) {
+			rc = -1;
+			/* After an I/O error SQLite may have rolled back
+			 * on its own; autocommit says whether it did. */
+			if (!sqlite3_get_autocommit(st->db))
+				step_done(st, st->stmt[S_ROLLBACK],
+				    "rollback");
+		}
+		st->in_txn = 0;
+		st->txn_failed = 0;
+	}
+	pthread_mutex_lock(&st->ckpt_mtx);
+	ckpt_err = st->ckpt_err;
+	st->ckpt_err = 0;
+	pthread_mutex_unlock(&st->ckpt_mtx);
+	if (ckpt_err != 0)
+		log_warn("event=state_checkpoint_error path=%s code=%d",
+		    st->path, ckpt_err);
+	/* Callbacks may stage writes again: those open the next
+	 * transaction, and its waiters are not these. A callback may
+	 * also cancel another waiter of this round: it is in 'firing'. */
+	TAILQ_FOREACH(w, &st->waiters, entry)
+		w->firing = 1;
+	TAILQ_CONCAT(&st->firing, &st->waiters, entry);
+	while ((w = TAILQ_FIRST(&st->firing)) != NULL) {
+		TAILQ_REMOVE(&st->firing, w, entry);
+		w->cb(rc, w->arg);
+		free(w);
+	}
+}
+
+struct state_wait *
+state_commit_wait(struct state *st, state_commit_cb *cb, void *arg)
+{
+	struct state_wait *w = xcalloc(1, sizeof(*w));
+
+	if (st->admin)
+		panic("state_commit_wait without a loop");
+	w->st = st;
+	w->cb = cb;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&st->waiters, w, entry);
+	event_active(st->ev_commit, EV_TIMEOUT, 0);
+	return w;
+}
+
+void
+state_commit_cancel(struct state_wait *w)
+{
+	if (w == NULL)
+		return;
+	if (w->firing)
+		TAILQ_REMOVE(&w->st->firing, w, entry);
+	else
+		TAILQ_REMOVE(&w->st->waiters, w, entry);
+	free(w);
+}
+
+/* --- triplets and networks ------------------------------------------------ */
+
+static void
+col_text(sqlite3_stmt *s, int i, char *buf, size_t bufsz)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	str_copy(buf, bufsz, t != NULL ? (const char *)t : "");
+}
+
+int
+state_triplet_get(struct state *st, const char *net, const char *sender,
+    const char *rcpt, struct state_triplet *out)
+{
+	sqlite3_stmt *s = st->stmt[S_TRIPLET_GET];
+	int rc;
+
+	sqlite3_bind_text(s, 1, net, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, rcpt, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		memset(out, 0, sizeof(*out));
+		str_copy(out->net, sizeof(out->net), net);
+		str_copy(out->sender, sizeof(out->sender), sender);
+		str_copy(out->rcpt, sizeof(out->rcpt), rcpt);
+		out->first_seen = sqlite3_column_int64(s, 0);
+		out->last_seen = sqlite3_column_int64(s, 1);
+		out->passed = sqlite3_column_int64(s, 2);
+		out->expires = sqlite3_column_int64(s, 3);
+		out->tries = (unsigned)sqlite3_column_int64(s, 4);
+		out->passes = (unsigned)sqlite3_column_int64(s, 5);
+	}
+	/* Reset at once: a statement left open is a read transaction that
+	 * stalls the checkpointer (REFERENCE.md §6.4). */
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	store_error(st, "triplet_get");
+	return -1;
+}
+
+int
+state_triplet_put(struct state *st, const struct state_triplet *t)
+{
+	sqlite3_stmt *s = st->stmt[S_TRIPLET_PUT];
+
+	if (begin_write(st) == -1)
+		return -1;
+	sqlite3_bind_text(s, 1, t->net, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, t->sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, t->rcpt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, t->first_seen);
+	sqlite3_bind_int64(s, 5, t->last_seen);
+	sqlite3_bind_int64(s, 6, t->passed);
+	sqlite3_bind_int64(s, 7, t->expires);
+	sqlite3_bind_int64(s, 8, t->tries);
+	sqlite3_bind_int64(s, 9, t->passes);
+	if (step_done(st, s, "triplet_put") == -1)
+		return write_failed(st);
+	return 0;
+}
+
+int
+state_net_get(struct state *st, const char *net, struct state_net *out)
+{
+	sqlite3_stmt *s = st->stmt[S_NET_GET];
+	int rc;
+
+	sqlite3_bind_text(s, 1, net, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		memset(out, 0, sizeof(*out));
+		str_copy(out->net, sizeof(out->net), net);
+		out->passes = (unsigned)sqlite3_column_int64(s, 0);
+		out->allowed = sqlite3_column_int64(s, 1);
+		out->refreshed = sqlite3_column_int64(s, 2);
+		out->expires = sqlite3_column_int64(s, 3);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	store_error(st, "net_get");
+	return -1;
+}
+
+int
+state_net_put(struct state *st, const struct state_net *n)
+{
+	sqlite3_stmt *s = st->stmt[S_NET_PUT];
+
+	if (begin_write(st) == -1)
+		return -1;
+	sqlite3_bind_text(s, 1, n->net, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, n->passes);
+	sqlite3_bind_int64(s, 3, n->allowed);
+	sqlite3_bind_int64(s, 4, n->refreshed);
+	sqlite3_bind_int64(s, 5, n->expires);
+	if (step_done(st, s, "net_put") == -1)
+		return write_failed(st);
+	return 0;
+}
+
+/* --- allow entries ------------------------------------------------------- */
+
+int
+state_parse_net(const char *s, uint8_t addr_out[16], unsigned *prefix_out)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	const char *slash;
+	struct in_addr a4;
+	unsigned long len;
+	char *end;
+	int v6;
+
+	if (str_copy(buf, sizeof(buf), s) == -1)
+		return -1;
+	if ((slash = strchr(buf, '/')) != NULL)
+		buf[slash - buf] = '\0';
+	memset(addr_out, 0, 16);
+	if (inet_pton(AF_INET6, buf, addr_out) == 1)
+		v6 = 1;
+	else if (inet_pton(AF_INET, buf, &a4) == 1) {
+		addr_out[10] = addr_out[11] = 0xff;
+		memcpy(addr_out + 12, &a4, 4);
+		v6 = 0;
+	} else
+		return -1;
+	if (slash == NULL) {
+		*prefix_out = 128;
+		return 0;
+	}
+	slash = s + (slash - buf) + 1;
+	if (*slash < '0' || *slash > '9')
+		return -1;
+	errno = 0;
+	len = strtoul(slash, &end, 10);
+	if (errno != 0 || *end != '\0' || len > (v6 ? 128u : 32u))
+		return -1;
+	*prefix_out = (unsigned)len + (v6 ? 0 : 96);
+	return 0;
+}
+
+/* 16 bytes of a client's address, IPv4 (and IPv4-mapped) as ::ffff:. */
+static int
+sa_bytes(const struct sockaddr *sa, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12,
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+		    4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(out,
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		    16);
+		return 0;
+	}
+	return -1;
+}
+
+int
+state_allow_client(struct state *st, const struct sockaddr *sa)
+{
+	sqlite3_stmt *s = st->stmt[S_ALLOW_CLIENT];
+	uint8_t ip[16];
+	int rc;
+
+	if (sa_bytes(sa, ip) == -1)
+		return 0;
+	sqlite3_bind_blob(s, 1, ip, 16, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	store_error(st, "allow_client");
+	return -1;
+}
+
+int
+state_allow_domain(struct state *st, const char *domain)
+{
+	sqlite3_stmt *s = st->stmt[S_ALLOW_DOMAIN];
+	const char *d = domain;
+	int rc;
+
+	/* The domain, then each parent: a.b.example, b.example, example. */
+	while (*d != '\0') {
+		sqlite3_bind_text(s, 1, d, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		if (rc == SQLITE_ROW)
+			return 1;
+		if (rc != SQLITE_DONE) {
+			store_error(st, "allow_domain");
+			return -1;
+		}
+		if ((d = strchr(d, '.')) == NULL)
+			break;
+		d++;
+	}
+	return 0;
+}
+
+/* A host name as config_check_host() takes it, lower-cased into out. */
+static int
+canon_domain(const char *v, char *out, size_t outsz)
+{
+	size_t i, label = 0;
+
+	if (str_copy(out, outsz, v) == -1 || out[0] == '\0')
+		return -1;
+	str_lower(out);
+	for (i = 0; out[i] != '\0'; i++) {
+		char c = out[i];
+
+		if (c == '.') {
+			if (label == 0 || out[i - 1] == '-')
+				return -1;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-') {
+			if ((c == '-' && label == 0) || ++label > 63)
+				return -1;
+		} else
+			return -1;
+	}
+	return label == 0 || out[i - 1] == '-' ? -1 : 0;
+}
+
+int
+state_allow_add(struct state *st, enum state_allow_kind kind,
+    const char *value, int64_t now, char *err, size_t errsz)
+{
+	char canon[256], text[INET6_ADDRSTRLEN];
+	uint8_t lo[16], hi[16];
+	unsigned prefix, i;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (kind == STATE_ALLOW_CLIENT) {
+		if (state_parse_net(value, lo, &prefix) == -1) {
+			snprintf(err, errsz, "'%s' is no address or network",
+			    value);
+			return -2;
+		}
+		for (i = 0; i < 16; i++) {
+			unsigned bits = prefix > i * 8 ? prefix - i * 8 : 0;
+			uint8_t mask = bits >= 8 ? 0xff :
+			    (uint8_t)(0xff << (8 - bits));
+
+			if ((lo[i] & (uint8_t)~mask) != 0) {
+				snprintf(err, errsz, "'%s': host bits set "
+				    "past the prefix", value);
+				return -2;
+			}
+			hi[i] = lo[i] | (uint8_t)~mask;
+		}
+		if (prefix >= 96 && memcmp(lo, "\0\0\0\0\0\0\0\0\0\0\xff\xff",
+		    12) == 0) {
+			inet_ntop(AF_INET, lo + 12, text, sizeof(text));
+			snprintf(canon, sizeof(canon), "%s/%u", text,
+			    prefix - 96);
+		} else {
+			inet_ntop(AF_INET6, lo, text, sizeof(text));
+			snprintf(canon, sizeof(canon), "%s/%u", text, prefix);
+		}
+	} else if (canon_domain(value, canon, sizeof(canon)) == -1) {
+		snprintf(err, errsz, "'%s' is no domain name", value);
+		return -2;
+	}
+	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO grey_allow "
+	    "(kind, value, lo, hi, added) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &s,
+	    NULL) != SQLITE_OK) {
+		store_error(st, "allow_add");
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, kind == STATE_ALLOW_CLIENT ? "client" :
+	    "domain", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, canon, -1, SQLITE_STATIC);
+	if (kind == STATE_ALLOW_CLIENT) {
+		sqlite3_bind_blob(s, 3, lo, 16, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 4, hi, 16, SQLITE_STATIC);
+	}
+	sqlite3_bind_int64(s, 5, now);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "allow_add");
+		return -1;
+	}
+	return sqlite3_changes(st->db) == 0 ? 1 : 0;
+}
+
+/* --- listing and deleting (backmxctl) ------------------------------------ */
+
+int
+state_triplet_list(struct state *st, enum state_list_filter filter,
+    state_triplet_fn *fn, void *arg)
+{
+	static const char *const sql[] = {
+		[STATE_LIST_ALL] = "",
+		[STATE_LIST_PENDING] = " WHERE passed = 0",
+		[STATE_LIST_PASSED] = " WHERE passed != 0",
+	};
+	struct state_triplet t;
+	char q[512];
+	sqlite3_stmt *s;
+	int rc;
+
+	snprintf(q, sizeof(q), "SELECT net, sender, rcpt, first_seen, "
+	    "last_seen, passed, expires, tries, passes FROM grey_triplet%s "
+	    "ORDER BY net, sender, rcpt", sql[filter]);
+	if (sqlite3_prepare_v2(st->db, q, -1, &s, NULL) != SQLITE_OK) {
+		store_error(st, "triplet_list");
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&t, 0, sizeof(t));
+		col_text(s, 0, t.net, sizeof(t.net));
+		col_text(s, 1, t.sender, sizeof(t.sender));
+		col_text(s, 2, t.rcpt, sizeof(t.rcpt));
+		t.first_seen = sqlite3_column_int64(s, 3);
+		t.last_seen = sqlite3_column_int64(s, 4);
+		t.passed = sqlite3_column_int64(s, 5);
+		t.expires = sqlite3_column_int64(s, 6);
+		t.tries = (unsigned)sqlite3_column_int64(s, 7);
+		t.passes = (unsigned)sqlite3_column_int64(s, 8);
+		if (fn(&t, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "triplet_list");
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_net_list(struct state *st, state_net_fn *fn, void *arg)
+{
+	struct state_net n;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT net, passes, allowed, "
+	    "refreshed, expires FROM grey_net ORDER BY net", -1, &s,
+	    NULL) != SQLITE_OK) {
+		store_error(st, "net_list");
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&n, 0, sizeof(n));
+		col_text(s, 0, n.net, sizeof(n.net));
+		n.passes = (unsigned)sqlite3_column_int64(s, 1);
+		n.allowed = sqlite3_column_int64(s, 2);
+		n.refreshed = sqlite3_column_int64(s, 3);
+		n.expires = sqlite3_column_int64(s, 4);
+		if (fn(&n, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "net_list");
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_allow_list(struct state *st, state_allow_fn *fn, void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT kind, value, added FROM "
+	    "grey_allow ORDER BY kind, value", -1, &s, NULL) != SQLITE_OK) {
+		store_error(st, "allow_list");
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *kind = (const char *)sqlite3_column_text(s, 0);
+		const char *value = (const char *)sqlite3_column_text(s, 1);
+
+		if (kind == NULL || value == NULL)
+			continue;
+		if (fn(strcmp(kind, "client") == 0 ? STATE_ALLOW_CLIENT :
+		    STATE_ALLOW_DOMAIN, value, sqlite3_column_int64(s, 2),
+		    arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "allow_list");
+		return -1;
+	}
+	return 0;
+}
+
+/* Run one parameterised DELETE; the rows it removed, or -1. */
+static int
+delete_rows(struct state *st, const char *sql, const char *a, const char *b,
+    const char *c)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		store_error(st, "delete");
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
+	if (b != NULL)
+		sqlite3_bind_text(s, 2, b, -1, SQLITE_STATIC);
+	if (c != NULL)
+		sqlite3_bind_text(s, 3, c, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "delete");
+		return -1;
+	}
+	return sqlite3_changes(st->db);
+}
+
+int
+state_delete(struct state *st, const char *key, const char *sender,
+    const char *rcpt)
+{
+	char canon[256];
+	int n, total = 0;
+
+	if (sender != NULL)
+		return delete_rows(st, "DELETE FROM grey_triplet WHERE "
+		    "net = ?1 AND sender = ?2 AND rcpt = ?3", key, sender,
+		    rcpt);
+	/* An allow entry, as written or in canonical form, or a
+	 * network's record (its auto-allow). */
+	if ((n = delete_rows(st, "DELETE FROM grey_allow WHERE value = ?1",
+	    key, NULL, NULL)) == -1)
+		return -1;
+	total += n;
+	if (total == 0 && canon_domain(key, canon, sizeof(canon)) == 0 &&
+	    strcmp(canon, key) != 0) {
+		if ((n = delete_rows(st, "DELETE FROM grey_allow WHERE "
+		    "value = ?1", canon, NULL, NULL)) == -1)
+			return -1;
+		total += n;
+	}
+	if ((n = delete_rows(st, "DELETE FROM grey_net WHERE net = ?1", key,
+	    NULL, NULL)) == -1)
+		return -1;
+	return total + n;
+}
+
+/* --- expiry -------------------------------------------------------------- */
+
+int
+state_sweep(struct state *st, int64_t now, unsigned batch,
+    size_t *deleted_out)
+{
+	static const enum stmt which[] = { S_SWEEP_TRIPLET, S_SWEEP_NET };
+	int own = !st->admin && !st->in_txn;
+	size_t i;
+
+	*deleted_out = 0;
+	/* Its own short transaction, unless this turn's is open: then it
+	 * joins that one and commits with it. */
+	if (own && step_done(st, st->stmt[S_BEGIN], "sweep_begin") == -1)
+		return -1;
+	for (i = 0; i < sizeof(which) / sizeof(which[0]); i++) {
+		sqlite3_stmt *s = st->stmt[which[i]];
+
+		sqlite3_bind_int64(s, 1, now);
+		sqlite3_bind_int64(s, 2, batch);
+		if (step_done(st, s, "sweep") == -1) {
+			if (own && !sqlite3_get_autocommit(st->db))
+				step_done(st, st->stmt[S_ROLLBACK],
+				    "rollback");
+			else if (!own)
+				write_failed(st);
+			return -1;
+		}
+		*deleted_out += (size_t)sqlite3_changes(st->db);
+	}
+	if (own && step_done(st, st->stmt[S_COMMIT], "sweep_commit") == -1) {
+		if (!sqlite3_get_autocommit(st->db))
+			step_done(st, st->stmt[S_ROLLBACK], "rollback");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct state *st = arg;
+	struct timeval tv = { st->conf.sweep_interval, 0 };
+	size_t n;
+
+	if (state_sweep(st, (int64_t)time(NULL), st->conf.sweep_batch,
+	    &n) == 0) {
+		if (n > 0)
+			log_debug("event=state_sweep deleted=%zu", n);
+		/* A full batch: more may wait. Go on next turn, after
+		 * whatever else is due, never in one long transaction. */
+		if (n >= st->conf.sweep_batch) {
+			tv.tv_sec = 0;
+			tv.tv_usec = 0;
+		}
+	}
+	evtimer_add(st->ev_sweep, &tv);
+}

@@ -1,0 +1,372 @@
+"""Store and forward: what backmx accepted reaches the primary (a scripted
+one, tests/fakes/mx.py), through retries, refusals and expiry; DSNs go to
+the sender (DESIGN.md §4, docs/queue.md)."""
+
+import os
+import re
+import sys
+import time
+
+from harness import BlackboxTest, queued_messages, split_received
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "fakes"))
+from mx import FakeMX  # noqa: E402
+
+FAST = dict(minimal_backoff_time="1s", maximal_backoff_time="2s",
+            primary_probe_interval="1s")
+
+
+class DeliverTest(BlackboxTest):
+
+    def fake(self, **kw):
+        mx = FakeMX(**kw).start()
+        self.addCleanup(mx.stop)
+        return mx
+
+    def relay(self, primary, sender_mx=None, **kw):
+        """customer.example goes to 'primary'; other.example (the
+        senders' domain in these tests) to sender_mx for DSNs."""
+        doms = ["customer.example " + primary.route()]
+        if sender_mx is not None:
+            doms.append("other.example " + sender_mx.route())
+        cfg = dict(FAST)
+        cfg.update(kw)
+        return self.daemon(domains=doms, **cfg)
+
+    def wait_queue_empty(self, d, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not queued_messages(d):
+                return True
+            time.sleep(0.1)
+        return False
+
+
+class TestDelivery(DeliverTest):
+
+    def test_delivered_once_and_removed(self):
+        mx = self.fake()
+        d = self.relay(mx)
+        c = self.session(d)
+        body = b"Subject: hi\r\n\r\n.leading dot\r\nline\r\n"
+        qid = self.queue_id(self.send_message(
+            c, sender="a@sender.example", rcpts=("u@customer.example",),
+            body=body.replace(b"\r\n.", b"\r\n..")))
+        [m] = mx.wait_received(1)
+        self.assertEqual(m["mail_from"], "a@sender.example")
+        self.assertEqual(m["rcpts"], ["u@customer.example"])
+        hdr, rest = split_received(m["data"])
+        self.assertIn(qid, hdr)
+        self.assertEqual(rest, body)        # dot-stuffing undone exactly
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*status=sent"
+                                   % qid))
+        time.sleep(1.5)
+        self.assertEqual(len(mx.received), 1)
+
+    def test_one_connection_carries_several_messages(self):
+        mx = self.fake()
+        d = self.relay(mx, primary_connection_limit="1")
+        c = self.session(d)
+        for i in range(5):
+            self.queue_id(self.send_message(
+                c, body=b"Subject: %d\r\n\r\nx\r\n" % i))
+        self.assertEqual(len(mx.wait_received(5)), 5, d.log_tail())
+        self.assertLessEqual(mx.connections, 5)
+
+    def test_params_passed_on(self):
+        mx = self.fake()
+        d = self.relay(mx)
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example> BODY=8BITMIME "
+                               "ENVID=e1 RET=HDRS"), 250, "2.1.0")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example> NOTIFY=FAILURE "
+                               "ORCPT=rfc822;u@customer.example"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: p\r\n\r\n\xc3\xa4\r\n.\r\n")
+        self.queue_id(c.reply())
+        [m] = mx.wait_received(1)
+        self.assertIn("BODY=8BITMIME", m["mail_params"])
+        self.assertIn("ENVID=e1", m["mail_params"])
+        self.assertIn("RET=HDRS", m["mail_params"])
+        self.assertIn("NOTIFY=FAILURE", m["rcpt_params"][0])
+        self.assertIn("ORCPT=rfc822;u@customer.example", m["rcpt_params"][0])
+
+
+class TestRetry(DeliverTest):
+
+    def retried(self, mx, d, fix, **kw):
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c))
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*"
+                                   r"status=deferred" % qid, timeout=15),
+                        d.log_tail())
+        self.assertEqual(mx.received, [])
+        self.assertEqual(len(queued_messages(d)), 1)
+        fix()
+        self.assertEqual(len(mx.wait_received(1, timeout=15)), 1,
+                         d.log_tail())
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+        return qid
+
+    def test_421_greeting(self):
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 not now"
+        d = self.relay(mx)
+        self.retried(mx, d, lambda: setattr(mx, "greeting", "220 ok"))
+
+    def test_drop_mid_data(self):
+        mx = self.fake()
+        mx.drop_in_data = True
+        d = self.relay(mx)
+        self.retried(mx, d, lambda: setattr(mx, "drop_in_data", False))
+
+    def test_451_after_dot(self):
+        mx = self.fake()
+        mx.data_final = "451 4.3.0 try again later"
+        d = self.relay(mx)
+        qid = self.retried(mx, d, lambda: setattr(mx, "data_final",
+                                                  "250 2.0.0 ok"))
+        self.assertTrue(d.wait_log(r"queue=%s .*status=deferred.*451 4\.3\.0"
+                                   % qid))
+
+    def test_stall_past_timeout(self):
+        mx = self.fake()
+        mx.stall_at = "dot"
+        d = self.relay(mx, smtp_data_done_timeout="2s")
+        self.retried(mx, d, lambda: setattr(mx, "stall_at", None))
+
+    def test_backoff_doubles(self):
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 not now"
+        d = self.relay(mx, minimal_backoff_time="1s",
+                       maximal_backoff_time="4s", primary_down_after="100")
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c))
+        hits = d.wait_log(r"queue=%s event=delivery .*status=deferred" % qid,
+                          count=4, timeout=20)
+        self.assertGreaterEqual(len(hits), 4, d.log_tail())
+        ts = [float(re.search(r"T\d\d:\d\d:(\d\d\.\d+)", h).group(1))
+              + 60 * int(re.search(r"T\d\d:(\d\d)", h).group(1))
+              for h in hits[:4]]
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        # 1 s, 2 s, 4 s (the one-second tick may add up to a second)
+        self.assertLess(gaps[0], gaps[2], gaps)
+        self.assertGreaterEqual(gaps[2], 3.0, gaps)
+
+
+class TestRefusals(DeliverTest):
+
+    def test_mixed_250_550_bounces_one_with_dsn(self):
+        mx = self.fake()
+        sink = self.fake()
+        mx.rcpt = {"bad@customer.example": "550 5.1.1 no such user"}
+        d = self.relay(mx, sink)
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(
+            c, sender="s@other.example",
+            rcpts=("good@customer.example", "bad@customer.example"),
+            body=b"Subject: mixed\r\nMessage-ID: <m1@x>\r\n\r\nbody\r\n"))
+        [m] = mx.wait_received(1)
+        self.assertEqual(m["rcpts"], ["good@customer.example"])
+        [dsn] = sink.wait_received(1)
+        self.assertEqual(dsn["mail_from"], "")
+        self.assertEqual(dsn["rcpts"], ["s@other.example"])
+        text = dsn["data"].decode("utf-8", "replace")
+        self.assertIn("multipart/report", text)
+        self.assertIn("report-type=delivery-status", text)
+        self.assertIn("Final-Recipient: rfc822; bad@customer.example", text)
+        self.assertIn("Action: failed", text)
+        self.assertIn("Status: 5.1.1", text)
+        self.assertIn("Message-ID: <m1@x>", text)     # original headers
+        self.assertNotIn("good@customer.example>: ", text)
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+        self.assertTrue(d.wait_log(r"queue=%s .*to=<bad@customer\.example>"
+                                   r".*status=bounced" % qid))
+
+    def test_5xx_from_null_sender_no_dsn(self):
+        mx = self.fake()
+        sink = self.fake()
+        mx.rcpt_default = "550 5.1.1 no such user"
+        d = self.relay(mx, sink)
+        c = self.session(d)
+        self.queue_id(self.send_message(c, sender=""))
+        self.assertTrue(d.wait_log(r"status=bounced"), d.log_tail())
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+        time.sleep(1.5)
+        self.assertEqual(sink.received, [])
+        self.assertEqual(mx.received, [])
+
+    def test_expiry_dsn(self):
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 down for maintenance"
+        sink = self.fake()
+        d = self.relay(mx, sink, maximal_queue_lifetime="3s")
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(
+            c, sender="s@other.example",
+            body=b"Subject: will expire\r\n\r\nx\r\n"))
+        [dsn] = sink.wait_received(1, timeout=15)
+        self.assertEqual(dsn["mail_from"], "")
+        text = dsn["data"].decode("utf-8", "replace")
+        self.assertIn("Action: failed", text)
+        self.assertIn("Status: 4.4.7", text)
+        self.assertIn("Subject: will expire", text)
+        self.assertIn(qid, text)
+        self.assertEqual(mx.received, [])
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+
+    def test_8bit_to_primary_without_8bitmime_deferred(self):
+        mx = self.fake()
+        mx.extensions = [e for e in mx.extensions if e != "8BITMIME"]
+        d = self.relay(mx)
+        c = self.session(d)
+        body = b"Subject: 8bit\r\n\r\n\xc3\xa4\xc3\xb6\r\n"
+        qid = self.queue_id(self.send_message(c, mail_params=" BODY=8BITMIME",
+                                              body=body))
+        self.assertTrue(d.wait_log(r"queue=%s .*status=deferred.*8BITMIME"
+                                   % qid, timeout=10), d.log_tail())
+        self.assertEqual(mx.received, [])
+        [m] = queued_messages(d)
+        self.assertEqual(split_received(m["data"])[1], body)  # not mangled
+        # a 7-bit message to the same primary goes through
+        self.queue_id(self.send_message(c, body=b"Subject: 7\r\n\r\nx\r\n"))
+        self.assertEqual(len(mx.wait_received(1)), 1)
+
+
+class TestHealth(DeliverTest):
+
+    def test_immediate_drain_when_primary_comes_back(self):
+        mx = self.fake()
+        port = mx.port
+        mx.stop()                   # the primary is down: refused
+        doms = ["customer.example route=[127.0.0.1]:%d" % port]
+        d = self.daemon(domains=doms, minimal_backoff_time="1h",
+                        maximal_backoff_time="1h", primary_down_after="1",
+                        primary_probe_interval="1s")
+        c = self.session(d)
+        for i in range(3):
+            self.queue_id(self.send_message(
+                c, body=b"Subject: %d\r\n\r\nx\r\n" % i))
+        self.assertTrue(d.wait_log(r"event=primary_down domain="
+                                   r"customer\.example", timeout=10),
+                        d.log_tail())
+        back = self.fake(port=port)
+        got = back.wait_received(3, timeout=10)
+        self.assertEqual(len(got), 3, d.log_tail())
+        self.assertTrue(d.wait_log(r"event=primary_up domain="
+                                   r"customer\.example"))
+        self.assertTrue(self.wait_queue_empty(d))
+
+
+class TestDurability(DeliverTest):
+
+    def test_kill9_after_250_keeps_message(self):
+        mx = self.fake()
+        port = mx.port
+        mx.stop()
+        doms = ["customer.example route=[127.0.0.1]:%d" % port]
+        d = self.daemon(domains=doms, **FAST)
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(
+            c, body=b"Subject: survive\r\n\r\nx\r\n"))
+        d.proc.kill()
+        d.proc.wait()
+        d._logf.close()
+        self.assertEqual([m["id"] for m in queued_messages(d)], [qid])
+        back = self.fake(port=port)
+        d.start()
+        [m] = back.wait_received(1, timeout=15)
+        self.assertIn(qid.encode(), m["data"])
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+
+    def test_restart_keeps_queue(self):
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 no"
+        d = self.relay(mx, minimal_backoff_time="1h")
+        c = self.session(d)
+        ids = {self.queue_id(self.send_message(c)) for _ in range(3)}
+        c.close()
+        d.proc.terminate()
+        d.proc.wait()
+        d._logf.close()
+        self.assertEqual({m["id"] for m in queued_messages(d)}, ids)
+        d.start()
+        self.assertEqual({m["id"] for m in queued_messages(d)}, ids)
+
+
+class TestMX(DeliverTest):
+    """Delivery by MX through the resolver (a scripted DNS server)."""
+
+    def mx_daemon(self, mx, records, **kw):
+        import dns as fakedns
+        dns = fakedns.FakeDNS().start()
+        self.addCleanup(dns.stop)
+        for name, rtype, value in records:
+            dns.add(name, rtype, value)
+        cfg = dict(FAST)
+        cfg.update(kw)
+        return self.daemon(domains=["mxcust.example"], dns=dns,
+                           delivery_port=str(mx.port),
+                           check_mx_ranges="no", **cfg)
+
+    def test_lowest_preference_better_than_ours(self):
+        mx = self.fake()
+        d = self.mx_daemon(mx, [
+            ("mxcust.example", "MX", (10, "primary.mxcust.example")),
+            ("mxcust.example", "MX", (20, "mx2.backmx.test")),
+            ("primary.mxcust.example", "A", "127.0.0.1")])
+        c = self.session(d)
+        self.queue_id(self.send_message(c, rcpts=("u@mxcust.example",)))
+        self.assertEqual(len(mx.wait_received(1)), 1, d.log_tail())
+
+    def test_loop_prevention_never_contacts_worse_mx(self):
+        mx = self.fake()
+        d = self.mx_daemon(mx, [
+            ("mxcust.example", "MX", (10, "mx2.backmx.test")),
+            ("mxcust.example", "MX", (20, "primary.mxcust.example")),
+            ("primary.mxcust.example", "A", "127.0.0.1")])
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c, rcpts=("u@mxcust.example",)))
+        self.assertTrue(d.wait_log(r"queue=%s .*status=deferred.*4\.4\.6"
+                                   % qid, timeout=10), d.log_tail())
+        self.assertTrue(d.wait_log(r"event=mx_loop domain=mxcust\.example"))
+        time.sleep(1.5)
+        self.assertEqual(mx.connections, 0)
+        self.assertEqual(len(queued_messages(d)), 1)
+
+    def test_mx_names_count_as_ours(self):
+        mx = self.fake()
+        d = self.mx_daemon(mx, [
+            ("mxcust.example", "MX", (5, "backup.isp.example")),
+            ("mxcust.example", "MX", (10, "primary.mxcust.example")),
+            ("primary.mxcust.example", "A", "127.0.0.1")],
+            mx_names="backup.isp.example")
+        c = self.session(d)
+        self.queue_id(self.send_message(c, rcpts=("u@mxcust.example",)))
+        self.assertTrue(d.wait_log(r"event=mx_loop", timeout=10),
+                        d.log_tail())
+        self.assertEqual(mx.connections, 0)
+
+
+class TestETRN(DeliverTest):
+
+    def test_etrn_flushes_customer_domain(self):
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 not yet"
+        d = self.relay(mx, minimal_backoff_time="1h",
+                       maximal_backoff_time="1h", primary_down_after="100")
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c))
+        self.assertTrue(d.wait_log(r"queue=%s .*status=deferred" % qid,
+                                   timeout=10), d.log_tail())
+        mx.greeting = "220 back"
+        self.assertReply(c.cmd("ETRN customer.example"), 250)
+        self.assertEqual(len(mx.wait_received(1, timeout=5)), 1,
+                         d.log_tail())
+        self.assertTrue(self.wait_queue_empty(d))
+        self.assertReply(c.cmd("ETRN customer.example"), 251)
+        self.assertReply(c.cmd("ETRN elsewhere.example"), 459)
+        self.assertReply(c.cmd("ETRN #queue"), 458)
+        self.assertReply(c.cmd("ETRN"), 501)
