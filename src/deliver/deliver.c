@@ -285,6 +285,18 @@ conn_give_work(struct deliver *d, struct conn *cn)
 	client_send(cn->c, &t->tx);
 }
 
+/* Does a connection of ours to p have the primary's greeting? */
+static int
+primary_talking(const struct primary *p)
+{
+	const struct conn *cn;
+
+	for (cn = p->conns; cn != NULL; cn = cn->next)
+		if (!cn->probe && cn->c != NULL && client_greeted(cn->c))
+			return 1;
+	return 0;
+}
+
 static void
 conn_cb(struct client *c, enum client_event ev, void *arg)
 {
@@ -339,16 +351,28 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	conn_remove(d, cn);
 	if (t != NULL)
 		task_finish(t);
-	if (!greeted && !p->tls_broken && p->nconn == 0) {
-		/* Nobody reaches this primary now: every waiting task
-		 * fails the same way, at once. */
-		while ((t = primary_take(p)) != NULL) {
-			task_resolve_all(t, 451, why);
-			t->conn_failed = 1;
-			str_copy(t->relay, sizeof(t->relay), p->key);
-			task_finish_later(d, t);
-		}
+	if (!greeted) {
+		/*
+		 * The primary did not even greet us (refused, timeout, 421).
+		 * Unless another connection of ours is talking to it, every
+		 * waiting task would fail the same way: fail them now, and
+		 * open no replacement. Reconnecting for each waiting task
+		 * while the primary refuses is a connection storm that
+		 * never ends (thousands of attempts a second), and the
+		 * deferrals are what tells sched that the primary is down.
+		 */
+		if (!primary_talking(p))
+			while ((t = primary_take(p)) != NULL) {
+				task_resolve_all(t, 451, why);
+				t->conn_failed = 1;
+				str_copy(t->relay, sizeof(t->relay), p->key);
+				task_finish_later(d, t);
+			}
+		return;
 	}
+	/* A connection that had been talking went away (dropped, timed
+	 * out mid-transaction): its task is deferred; a new connection
+	 * carries the rest. */
 	if (p->ntasks > 0)
 		primary_open(d, p);
 }

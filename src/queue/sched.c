@@ -83,7 +83,11 @@ struct sched {
 	struct deliver		*deliver;
 	struct entry		*head;
 	struct health		*health;
-	struct event		*tick;
+	struct event		*tick;		/* every second */
+	/* "Look now" (flush, a finished attempt). Not the tick itself:
+	 * activating a persistent timer by hand lost its timeout (libevent
+	 * 2.1), and the queue stalled until some other event woke it. */
+	struct event		*kick;
 	size_t			 active;
 	struct attempt		*attempts;	/* in flight */
 };
@@ -222,7 +226,7 @@ sched_add_env(struct sched *s, const struct envelope *env)
 		v[i] = &env->rcpts[i].addr;
 	entry_set_domains(e, v, env->nrcpt);
 	free(v);
-	event_active(s->tick, EV_TIMEOUT, 0);
+	event_active(s->kick, EV_TIMEOUT, 0);
 }
 
 /* --- health ------------------------------------------------------------- */
@@ -345,7 +349,7 @@ committed(enum qdb_result r, const char *id, void *arg)
 	s->active--;
 	e->busy = 0;
 	if (e->flushed)
-		event_active(s->tick, EV_TIMEOUT, 0);
+		event_active(s->kick, EV_TIMEOUT, 0);
 	if (r == QDB_NOTFOUND || e->gone || (r == QDB_OK && a->deleted)) {
 		if (r == QDB_OK && a->deleted)
 			log_info("queue=%s event=removed", e->id);
@@ -676,7 +680,7 @@ sched_flush(struct sched *s, const char *domain)
 			if (strcasecmp(h->domain, domain) == 0)
 				h->next_probe = now;
 	}
-	event_active(s->tick, EV_TIMEOUT, 0);
+	event_active(s->kick, EV_TIMEOUT, 0);
 	return n;
 }
 
@@ -688,7 +692,7 @@ sched_flush_id(struct sched *s, const char *id)
 	if (e == NULL)
 		return -1;
 	e->next_attempt = time(NULL);
-	event_active(s->tick, EV_TIMEOUT, 0);
+	event_active(s->kick, EV_TIMEOUT, 0);
 	return 0;
 }
 
@@ -756,6 +760,7 @@ sched_new(struct event_base *base, const struct config *conf, struct qdb *q,
 	s->deliver = d;
 	s->tick = event_new(base, -1, EV_PERSIST, tick_cb, s);
 	event_add(s->tick, &one);
+	s->kick = event_new(base, -1, 0, tick_cb, s);
 	return s;
 }
 
@@ -767,6 +772,7 @@ sched_free(struct sched *s)
 	if (s == NULL)
 		return;
 	event_free(s->tick);
+	event_free(s->kick);
 	/* Attempts still waiting for deliver.c (freed before us) end here;
 	 * those handed to the writer ended in qdb_close(). */
 	while (s->attempts != NULL)

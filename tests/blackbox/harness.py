@@ -162,6 +162,9 @@ class Daemon:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update(self.extra_env)
+        # A restart appends to the same log: only its own ready line
+        # names the port it got.
+        base = len(self.log()) if os.path.exists(self.logfile) else 0
         self._logf = open(self.logfile, "ab")
         try:
             self.proc = subprocess.Popen(
@@ -176,7 +179,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             m = re.search(r"event=ready\b.*?listen=127\.0\.0\.1:(\d+)",
-                          self.log())
+                          self.log()[base:])
             if m:
                 self.port = int(m.group(1))
                 return self

@@ -260,6 +260,45 @@ class TestHealth(DeliverTest):
         self.assertTrue(self.wait_queue_empty(d))
 
 
+    def test_refusing_primary_no_connection_storm_then_full_drain(self):
+        mx = self.fake()
+        port = mx.port
+        mx.stop()                   # refused
+        doms = ["customer.example route=[127.0.0.1]:%d" % port]
+        d = self.daemon(domains=doms, minimal_backoff_time="1s",
+                        maximal_backoff_time="1s", primary_down_after="3",
+                        primary_probe_interval="1h")
+        c = self.session(d)
+        n = 60
+        for i in range(n):
+            self.queue_id(self.send_message(
+                c, body=b"Subject: %d\r\n\r\nx\r\n" % i))
+        c.close()
+        # Restart: every message is due at once, the primary refuses.
+        d.proc.terminate()
+        d.proc.wait()
+        d._logf.close()
+        time.sleep(1.2)
+        mark = len(d.log())
+        d.start()
+        self.assertTrue(d.wait_log(r"event=primary_down domain="
+                                   r"customer\.example", timeout=10),
+                        d.log_tail())
+        time.sleep(1.5)
+        # A refused primary costs a connection per connection slot, not
+        # one per waiting message, and never a loop of them.
+        tries = len(re.findall(r"event=delivery_connection .*refused",
+                               d.log()[mark:]))
+        self.assertLessEqual(tries, 8, d.log_tail())
+        back = self.fake(port=port)
+        c = self.session(d)
+        c.send(b"ETRN customer.example\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        got = back.wait_received(n, timeout=20)
+        self.assertEqual(len(got), n, d.log_tail())
+        self.assertTrue(self.wait_queue_empty(d))
+
+
 class TestDurability(DeliverTest):
 
     def test_kill9_after_250_keeps_message(self):
