@@ -474,6 +474,7 @@ cmd_helo(struct session *s, const struct smtp_cmd *cmd, int ehlo)
 	    "250-SIZE %llu\r\n"
 	    "%s"
 	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250-ETRN\r\n"
 	    "250-8BITMIME\r\n"
 	    "250-DSN\r\n"
 	    "250 SMTPUTF8\r\n",
@@ -569,15 +570,14 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
 		return;
 	}
-	/* --- queue (issue 3): refuse while the spool is short of room,
-	 * queue_minfree (DESIGN.md §3 "doubt is 4xx"). --- */
+	/* Refuse while the spool is short of room (queue_minfree): the
+	 * message could not be stored, and doubt is 4xx. */
 	if (!queue_space_ok(s->srv->queue)) {
 		log_reject(s, "mail", 452, "4.3.1", "queue_minfree", cmd->arg,
 		    cmd->arglen);
 		reply(s, 452, "4.3.1", "Error: insufficient system storage");
 		return;
 	}
-	/* --- end queue --- */
 	/* The syntax is right: now the checks (the sender's domain). The
 	 * answer comes back in mail_checked(). */
 	s->pending_addr = a;
@@ -790,6 +790,45 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 	evtimer_add(s->timer, &tv);
 }
 
+/*
+ * ETRN (RFC 1985 §5): flush the queue of a customer domain now. "@domain"
+ * is taken as the domain itself (we keep no per-subdomain queues); "#queue"
+ * names no queue of ours.
+ */
+static void
+cmd_etrn(struct session *s, const struct smtp_cmd *cmd)
+{
+	const char *d = cmd->arg;
+	size_t dl = cmd->arglen;
+	char dom[256];
+	int n;
+
+	if (dl == 0) {
+		reply_error(s, 501, "5.5.4", "Syntax: ETRN domain");
+		return;
+	}
+	if (d[0] == '@') {
+		d++;
+		dl--;
+	}
+	if (dl == 0 || d[0] == '#' || dl >= sizeof(dom) ||
+	    !addr_domain_valid(d, dl, 0)) {
+		reply(s, 458, "4.1.2", "Unable to queue messages for that node");
+		return;
+	}
+	str_ncopy(dom, sizeof(dom), d, dl);
+	n = queue_flush_domain(s->srv->queue, dom);
+	log_info("session=%s event=etrn client=%s domain=%s messages=%d", s->id,
+	    s->addr, dom, n);
+	if (n < 0)
+		reply(s, 459, "4.7.1", "Node %s not allowed: not a domain "
+		    "backed up here", dom);
+	else if (n == 0)
+		reply(s, 251, "2.0.0", "OK, no messages waiting for node %s", dom);
+	else
+		reply(s, 250, "2.0.0", "OK, queuing for node %s started", dom);
+}
+
 static void
 cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
 {
@@ -937,47 +976,11 @@ session_command(struct session *s, const char *line, size_t len)
 		cmd_starttls(s, &cmd);
 		break;
 	case SMTP_ETRN:
-		/* --- queue (issue 3): ETRN, RFC 1985 §5. "@domain" is taken
-		 * as the domain itself; "#queue" names no queue of ours. --- */
 		s->counts[C_OTHER]++;
 		if (junk_command(s))
 			break;
-		{
-			const char *d = cmd.arg;
-			size_t dl = cmd.arglen;
-			char dom[256];
-			int n;
-
-			if (dl > 0 && d[0] == '@') {
-				d++;
-				dl--;
-			}
-			if (cmd.arglen == 0) {
-				reply_error(s, 501, "5.5.4", "Syntax: ETRN domain");
-				break;
-			}
-			if (d[0] == '#' || dl >= sizeof(dom) ||
-			    !addr_domain_valid(d, dl, 0)) {
-				reply(s, 458, "4.1.2", "Unable to queue messages "
-				    "for that node");
-				break;
-			}
-			str_ncopy(dom, sizeof(dom), d, dl);
-			n = queue_flush_domain(s->srv->queue, dom);
-			log_info("session=%s event=etrn client=%s domain=%s "
-			    "messages=%d", s->id, s->addr, dom, n);
-			if (n < 0)
-				reply(s, 459, "4.7.1", "Node %s not allowed: not "
-				    "a domain backed up here", dom);
-			else if (n == 0)
-				reply(s, 251, "2.0.0", "OK, no messages waiting "
-				    "for node %s", dom);
-			else
-				reply(s, 250, "2.0.0", "OK, queuing for node %s "
-				    "started", dom);
-		}
+		cmd_etrn(s, &cmd);
 		break;
-		/* --- end queue --- */
 	case SMTP_EXPN:
 	case SMTP_TURN:
 	case SMTP_AUTH:
