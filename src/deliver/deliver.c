@@ -100,6 +100,7 @@ static void	primary_open(struct deliver *, struct primary *);
 static void	dispatch(struct deliver *, struct deliver_task *,
 		    deliver_probe_cb *, void *, const char *,
 		    const struct sockaddr_storage *, socklen_t, const char *);
+static int	task_next_host(struct deliver *, struct deliver_task *);
 static void	lookup_start(struct deliver *, const char *domain,
 		    const char *host, int no_mx, uint16_t port,
 		    struct deliver_task *, deliver_probe_cb *, void *,
@@ -349,7 +350,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	    client_error(c));
 	client_free(c);
 	conn_remove(d, cn);
-	if (t != NULL)
+	if (t != NULL && !(t->conn_failed && task_next_host(d, t)))
 		task_finish(t);
 	if (!greeted) {
 		/*
@@ -366,7 +367,8 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 				task_resolve_all(t, 451, why);
 				t->conn_failed = 1;
 				str_copy(t->relay, sizeof(t->relay), p->key);
-				task_finish_later(d, t);
+				if (!task_next_host(d, t))
+					task_finish_later(d, t);
 			}
 		return;
 	}
@@ -425,6 +427,7 @@ deliver_submit(struct deliver *d, struct deliver_task *t,
 	t->arg = arg;
 	t->next = NULL;
 	t->reached = t->conn_failed = 0;
+	t->nalt = t->alt_next = 0;
 	t->relay[0] = '\0';
 	switch (next_hop(d, t->domain, &ss, &sslen, host, sizeof(host), why,
 	    sizeof(why))) {
@@ -515,8 +518,12 @@ lookup_fail(struct lookup *l, int code, const char *why)
 	struct deliver *d = l->d;
 
 	if (l->task != NULL) {
-		task_resolve_all(l->task, code, why);
-		task_finish_later(d, l->task);
+		struct deliver_task *t = l->task;
+
+		l->task = NULL;
+		task_resolve_all(t, code, why);
+		if (!task_next_host(d, t))
+			task_finish_later(d, t);
 	} else
 		l->probe_cb(l->probe_domain, 0, why, l->probe_arg);
 	lookup_free(l);
@@ -575,7 +582,17 @@ addr_answer(const struct dns_result *res, void *arg)
 	}
 	if (sslen > 0) {
 		struct deliver *d = l->d;
+		struct deliver_task *t = l->task;
 
+		if (t != NULL && l->nmx > 1) {
+			/* The hosts after this one, for task_next_host(). */
+			t->nalt = t->alt_next = 0;
+			t->alt_port = l->port;
+			for (i = l->cur + 1; i < l->nmx &&
+			    t->nalt < DELIVER_ALT_MAX; i++)
+				str_copy(t->alt[t->nalt++],
+				    sizeof(t->alt[0]), l->mx[i].host);
+		}
 		dispatch(d, l->task, l->probe_cb, l->probe_arg,
 		    l->probe_domain, &ss, sslen, l->mx[l->cur].host);
 		l->task = NULL;
@@ -699,6 +716,38 @@ mx_answer(const struct dns_result *res, void *arg)
 	l->cur = 0;
 	l->qtype = DNS_T_A;
 	lookup_addr(l);
+}
+
+/*
+ * The host tried for t did not greet us (or had no address): hand t to the
+ * next MX host by preference, if one is left. Returns 1 when t goes on
+ * (its callback runs later), 0 when it should be finished now.
+ */
+static int
+task_next_host(struct deliver *d, struct deliver_task *t)
+{
+	struct lookup *l;
+
+	if (t->alt_next >= t->nalt)
+		return 0;
+	l = xcalloc(1, sizeof(*l));
+	l->d = d;
+	l->task = t;
+	l->port = t->alt_port;
+	str_copy(l->domain, sizeof(l->domain), t->domain);
+	str_copy(l->mx[0].host, sizeof(l->mx[0].host), t->alt[t->alt_next]);
+	l->nmx = 1;
+	l->qtype = DNS_T_A;
+	l->next = d->lookups;
+	if (d->lookups != NULL)
+		d->lookups->prev = l;
+	d->lookups = l;
+	log_info("event=delivery_next_mx domain=%s host=%s", t->domain,
+	    t->alt[t->alt_next]);
+	t->alt_next++;
+	t->conn_failed = 0;
+	lookup_addr(l);
+	return 1;
 }
 
 static void

@@ -73,6 +73,7 @@ struct attempt {
 	struct client_result	*resv;
 	int			 expired;
 	int			 deleted;
+	int			 warned;	/* this attempt sent the warning */
 	struct envelope		*dsn_env;	/* copy for sched_add_env */
 };
 
@@ -361,6 +362,8 @@ committed(enum qdb_result r, const char *id, void *arg)
 		    r == QDB_NOSPACE ? "nospace" : "ioerr");
 		e->next_attempt = time(NULL) + SCHED_DB_RETRY;
 	} else {
+		if (a->warned)
+			e->warned = 1;
 		e->attempts = a->msg.attempts + 1;
 		e->next_attempt = time(NULL) + (time_t)sched_backoff(
 		    e->attempts, s->conf->minimal_backoff_time,
@@ -414,6 +417,7 @@ attempt_finish(struct attempt *a)
 	time_t now = time(NULL);
 	char addr[ADDR_PATH_MAX + 1];
 	const char *first_defer = NULL;
+	int delayed = 0;
 
 	bounced = xreallocarray(NULL, a->msg.nrcpt ? a->msg.nrcpt : 1,
 	    sizeof(*bounced));
@@ -488,12 +492,39 @@ attempt_finish(struct attempt *a)
 		bounced[nb].relay = "";
 		nb++;
 	}
+	/*
+	 * delay_warning_time: once per message, a "delayed" DSN (RFC 3464
+	 * Action: delayed) about the recipients still waiting. Not in an
+	 * attempt that bounces some (one notification per update); the
+	 * next attempt warns then.
+	 */
+	if (nb == 0 && pending > 0 && conf->delay_warning_time > 0 &&
+	    !a->msg.warned && now >= a->msg.arrival +
+	    (time_t)conf->delay_warning_time) {
+		for (i = 0; i < a->msg.nrcpt; i++) {
+			struct qdb_rcpt *r = &a->msg.rcpts[i];
+
+			if (r->status != QDB_RCPT_PENDING)
+				continue;
+			bounced[nb].rcpt = r;
+			bounced[nb].code = r->last_code ? r->last_code : 451;
+			bounced[nb].text = r->last_reply;
+			bounced[nb].relay = "";
+			nb++;
+		}
+		delayed = 1;
+		a->warned = 1;
+		u->set |= QDB_SET_WARNED;
+		u->warned = 1;
+		log_info("queue=%s event=delay_warning nrcpt=%zu", a->msg.id,
+		    nb);
+	}
 	if (nb > 0) {
 		char head[DSN_HEADERS_MAX];
 		size_t hl = read_head(a, head, sizeof(head));
 		struct envelope *env = xcalloc(1, sizeof(*env));
 
-		if (dsn_build(&a->msg, bounced, nb, 0, head, hl,
+		if (dsn_build(&a->msg, bounced, nb, delayed, head, hl,
 		    conf->myhostname, now, env, &u->dsn_body,
 		    &u->dsn_bodylen) == 0) {
 			size_t j;
@@ -626,6 +657,14 @@ all_down(const struct sched *s, const struct entry *e)
 	return e->ndomains > 0;
 }
 
+/* delay_warning_time passed and the sender was not told yet. */
+static int
+warning_due(const struct sched *s, const struct entry *e, time_t now)
+{
+	return s->conf->delay_warning_time > 0 && !e->warned && !e->is_dsn &&
+	    now >= e->arrival + (time_t)s->conf->delay_warning_time;
+}
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -642,6 +681,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		if (now >= e->arrival + (time_t)s->conf->maximal_queue_lifetime)
 			attempt_start(s, e, now);	/* expires it */
+		else if (warning_due(s, e, now))
+			attempt_start(s, e, now);	/* warns, even if down */
 		else if (e->next_attempt <= now && !all_down(s, e))
 			attempt_start(s, e, now);
 	}

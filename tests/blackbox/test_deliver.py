@@ -217,6 +217,32 @@ class TestRefusals(DeliverTest):
         self.assertEqual(mx.received, [])
         self.assertTrue(self.wait_queue_empty(d), d.log_tail())
 
+    def test_delay_warning_once_then_delivered(self):
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 down for maintenance"
+        sink = self.fake()
+        d = self.relay(mx, sink, delay_warning_time="2s",
+                       primary_down_after="1", primary_probe_interval="1s")
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(
+            c, sender="s@other.example",
+            body=b"Subject: slow\r\n\r\nx\r\n"))
+        [dsn] = sink.wait_received(1, timeout=15)
+        self.assertEqual(dsn["mail_from"], "")
+        self.assertEqual(dsn["rcpts"], ["s@other.example"])
+        text = dsn["data"].decode("utf-8", "replace")
+        self.assertIn("Action: delayed", text)
+        self.assertIn("Subject: slow", text)
+        self.assertIn(qid, text)
+        # Once only; the message stays queued and goes when the primary
+        # is back.
+        time.sleep(2.5)
+        self.assertEqual(len(sink.received), 1)
+        mx.greeting = "220 primary.example ESMTP fake"
+        self.assertEqual(len(mx.wait_received(1, timeout=15)), 1,
+                         d.log_tail())
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+
     def test_8bit_to_primary_without_8bitmime_deferred(self):
         mx = self.fake()
         mx.extensions = [e for e in mx.extensions if e != "8BITMIME"]
@@ -374,6 +400,22 @@ class TestMX(DeliverTest):
         time.sleep(1.5)
         self.assertEqual(mx.connections, 0)
         self.assertEqual(len(queued_messages(d)), 1)
+
+    def test_next_mx_when_the_best_does_not_greet(self):
+        # Both hosts use delivery_port; nothing listens on 127.0.0.2.
+        mx = self.fake(host="127.0.0.3")
+        d = self.mx_daemon(mx, [
+            ("mxcust.example", "MX", (10, "dead.mxcust.example")),
+            ("mxcust.example", "MX", (20, "alive.mxcust.example")),
+            ("mxcust.example", "MX", (30, "mx2.backmx.test")),
+            ("dead.mxcust.example", "A", "127.0.0.2"),
+            ("alive.mxcust.example", "A", "127.0.0.3")])
+        c = self.session(d)
+        self.queue_id(self.send_message(c, rcpts=("u@mxcust.example",)))
+        self.assertEqual(len(mx.wait_received(1)), 1, d.log_tail())
+        self.assertRegex(d.log(), r"event=delivery_next_mx "
+                         r"domain=mxcust\.example host=alive\.mxcust")
+        self.assertTrue(self.wait_queue_empty(d))
 
     def test_mx_names_count_as_ours(self):
         mx = self.fake()
