@@ -28,6 +28,7 @@
 #include "log.h"
 #include "ranges.h"
 #include "str.h"
+#include "file.h"
 #include "xmem.h"
 
 #define CONFIG_FILE_MAX	(1024 * 1024)	/* a bigger file is a mistake */
@@ -1172,42 +1173,14 @@ int
 config_load(struct config *c, const char *path, char *err, size_t errsz)
 {
 	char *buf;
-	size_t len = 0;
-	ssize_t r;
-	int fd, rc;
+	size_t len;
+	int rc;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		snprintf(err, errsz, "%s: cannot open: %s", path,
-		    strerror(errno));
+	if (file_read_all(path, CONFIG_FILE_MAX, &buf, &len, err, errsz) == -1)
 		return -1;
-	}
-	buf = xmalloc(CONFIG_FILE_MAX + 1);
-	for (;;) {
-		r = read(fd, buf + len, CONFIG_FILE_MAX + 1 - len);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			snprintf(err, errsz, "%s: cannot read: %s", path,
-			    strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (len > CONFIG_FILE_MAX) {
-			snprintf(err, errsz, "%s: larger than %d bytes", path,
-			    CONFIG_FILE_MAX);
-			goto fail;
-		}
-	}
-	close(fd);
 	rc = config_parse(c, path, buf, len, err, errsz);
 	free(buf);
 	return rc;
-fail:
-	close(fd);
-	free(buf);
-	return -1;
 }
 
 void

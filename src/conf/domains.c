@@ -25,6 +25,7 @@
 #include "config.h"
 #include "log.h"
 #include "str.h"
+#include "file.h"
 #include "xmem.h"
 
 #define DOMAINS_FILE_MAX	(256 * 1024 * 1024)
@@ -327,42 +328,13 @@ fail:
 struct domains *
 domains_load(const char *path, char *err, size_t errsz)
 {
-	struct domains *d = NULL;
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	ssize_t r;
-	int fd;
+	struct domains *d;
+	char *buf;
+	size_t len;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		snprintf(err, errsz, "%s: cannot open: %s", path,
-		    strerror(errno));
+	if (file_read_all(path, DOMAINS_FILE_MAX, &buf, &len, err, errsz) == -1)
 		return NULL;
-	}
-	for (;;) {
-		if (len == cap) {
-			if (cap >= DOMAINS_FILE_MAX) {
-				snprintf(err, errsz, "%s: larger than %d "
-				    "bytes", path, DOMAINS_FILE_MAX);
-				goto out;
-			}
-			cap = cap ? cap * 2 : 64 * 1024;
-			buf = xreallocarray(buf, cap, 1);
-		}
-		r = read(fd, buf + len, cap - len);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			snprintf(err, errsz, "%s: cannot read: %s", path,
-			    strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
 	d = domains_parse(path, buf, len, err, errsz);
-out:
-	close(fd);
 	free(buf);
 	return d;
 }

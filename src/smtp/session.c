@@ -136,6 +136,24 @@ static void	session_close(struct session *, const char *reason);
  * Replies. Every reply but the greeting, EHLO and HELO carries an
  * enhanced status code (RFC 2034, RFC 3463).
  */
+static void	vreply(struct session *, int, const char *, const char *,
+		    va_list) __attribute__((format(printf, 4, 0)));
+
+static void
+vreply(struct session *s, int code, const char *enh, const char *fmt,
+    va_list ap)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char text[512];
+
+	vsnprintf(text, sizeof(text), fmt, ap);
+	if (enh != NULL)
+		evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
+	else
+		evbuffer_add_printf(out, "%d %s\r\n", code, text);
+	log_debug("session=%s event=reply code=%d", s->id, code);
+}
+
 static void
 reply(struct session *s, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -143,18 +161,11 @@ reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 static void
 reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	char text[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	vreply(s, code, enh, fmt, ap);
 	va_end(ap);
-	if (enh != NULL)
-		evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
-	else
-		evbuffer_add_printf(out, "%d %s\r\n", code, text);
-	log_debug("session=%s event=reply code=%d", s->id, code);
 }
 
 /*
@@ -168,14 +179,11 @@ reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
 static void
 reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	char text[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	vreply(s, code, enh, fmt, ap);
 	va_end(ap);
-	evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
 	if (++s->errors >= s->conf->smtpd_error_limit) {
 		log_info("session=%s event=error_limit client=%s errors=%u",
 		    s->id, s->addr, s->errors);
