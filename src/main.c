@@ -20,6 +20,7 @@
 #include <event2/thread.h>
 
 #include "config.h"
+#include "control.h"
 #include "domains.h"
 #include "greylist.h"
 #include "listener.h"
@@ -37,6 +38,7 @@ static struct domains	*domains;
 static struct state	*state;
 static struct greylist	*greylist;
 static struct resolver	*resolver;
+static struct control	*control;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
 
 static void
@@ -240,6 +242,12 @@ main(int argc, char **argv)
 	}
 	queue_set_domains(srv.queue, domains);
 	queue_set_resolver(srv.queue, resolver);
+	/* The operator's socket (docs/queue.md "Admin"). */
+	if ((control = control_open(srv.base, conf.control_socket, srv.queue,
+	    err, sizeof(err))) == NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=start_error error=\"%s\"", err);
+	}
 	if ((srv.listener = listener_open(&srv, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);
@@ -260,6 +268,8 @@ main(int argc, char **argv)
 
 	listener_free(srv.listener);
 	queue_close(srv.queue);
+	/* After the queue: admin changes in flight answered their callers. */
+	control_close(control);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

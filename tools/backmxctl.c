@@ -5,6 +5,8 @@
  *                                     what differs from the defaults)
  *   backmxctl [-c FILE] greylist ...  triplets, networks, allow entries
  *                                     (tools/ctl_greylist.c)
+ *   backmxctl [-c FILE] queue ...     the queue, through backmxd's
+ *                                     control socket (tools/ctl_queue.c)
  *
  * Exit codes follow <sysexits.h>: 64 usage, 78 configuration error.
  */
@@ -15,12 +17,15 @@
 
 #include "config.h"
 #include "ctl_greylist.h"
+#include "ctl_queue.h"
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n"
-	    "       backmxctl [-c config] greylist list|allow|delete ...\n");
+	    "       backmxctl [-c config] greylist list|allow|delete ...\n"
+	    "       backmxctl [-c config] queue list|show|flush|delete|hold|"
+	    "release ...\n");
 	exit(64);
 }
 
@@ -61,5 +66,7 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "greylist") == 0)
 		return ctl_greylist(&conf, argc, argv);
+	if (strcmp(argv[0], "queue") == 0)
+		return ctl_queue(&conf, argc, argv);
 	usage();
 }
