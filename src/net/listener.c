@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "sockaddr.h"
 #include "server.h"
 #include "session.h"
 #include "xmem.h"
@@ -36,18 +37,6 @@ struct listener {
 	struct ipcount		*ips;
 	size_t			 nips;		/* table size, a power of 2 */
 };
-
-static void
-addr_key(const struct sockaddr *sa, unsigned char key[16])
-{
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-	} else if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-	}
-}
 
 static size_t
 key_hash(const unsigned char key[16])
@@ -113,7 +102,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct listener *l = arg;
 	const struct config *conf = l->srv->conf;
-	unsigned char key[16];
+	uint8_t key[16];
 	struct ipcount *c;
 	char ip[INET6_ADDRSTRLEN] = "?";
 
@@ -132,7 +121,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 		refuse(fd, l->srv, "too many connections");
 		return;
 	}
-	addr_key(sa, key);
+	(void)sockaddr_bytes(sa, key);
 	c = ip_slot(l, key);
 	if (c->count >= conf->smtpd_max_connections_per_ip) {
 		log_warn("event=refuse client=%s reason=max_connections_per_ip "
@@ -150,10 +139,10 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 void
 listener_release(struct listener *l, const struct sockaddr *sa)
 {
-	unsigned char key[16];
+	uint8_t key[16];
 	struct ipcount *c;
 
-	addr_key(sa, key);
+	(void)sockaddr_bytes(sa, key);
 	c = ip_slot(l, key);
 	if (c->count == 0)
 		panic("listener_release: address not counted");

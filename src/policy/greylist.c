@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "sockaddr.h"
 #include "policy.h"
 #include "resolver.h"
 #include "str.h"
@@ -187,21 +188,6 @@ greylist_has_client_names(const struct greylist *gl)
 	return gl->clients.nnames > 0;
 }
 
-static void
-sa_bytes(const struct sockaddr *sa, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12,
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-		    4);
-	} else if (sa->sa_family == AF_INET6)
-		memcpy(out,
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-		    16);
-}
-
 static int
 prefix_match(const uint8_t *a, const uint8_t *b, unsigned prefix)
 {
@@ -223,7 +209,7 @@ greylist_allow_client_addr(const struct greylist *gl,
 
 	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
 		return 0;
-	sa_bytes(sa, ip);
+	sockaddr_bytes(sa, ip);
 	for (i = 0; i < gl->clients.nnets; i++)
 		if (prefix_match(ip, gl->clients.nets[i].addr,
 		    gl->clients.nets[i].prefix))
@@ -306,7 +292,7 @@ greylist_client_net(const struct sockaddr *sa, unsigned v4prefix,
 
 	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
 		return -1;
-	sa_bytes(sa, ip);
+	sockaddr_bytes(sa, ip);
 	v4 = memcmp(ip, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0;
 	prefix = v4 ? 96 + (v4prefix > 32 ? 32 : v4prefix) :
 	    (v6prefix > 128 ? 128 : v6prefix);
@@ -677,7 +663,7 @@ name_next(struct greyreq *r)
 	const struct sockaddr *sa = policy_client_sa(r->chk->client);
 	uint8_t ip[16];
 
-	sa_bytes(sa, ip);
+	sockaddr_bytes(sa, ip);
 	if (r->name >= r->nnames) {
 		triplet_check(r);
 		return;
@@ -697,7 +683,7 @@ name_forward_cb(const struct dns_result *res, void *arg)
 	size_t i;
 
 	r->q = NULL;
-	sa_bytes(policy_client_sa(r->chk->client), ip);
+	sockaddr_bytes(policy_client_sa(r->chk->client), ip);
 	for (i = 0; res->status == DNS_OK && i < res->nrr; i++) {
 		const struct dns_rr *rr = &res->rr[i];
 
@@ -930,7 +916,7 @@ greylist_step(struct policy_check *chk)
 				r->gl->warned_no_dns = 1;
 			}
 		} else {
-			sa_bytes(sa, ip);
+			sockaddr_bytes(sa, ip);
 			reverse_name(ip, rev, sizeof(rev));
 			r->q = resolver_query(r->resolver, rev, DNS_T_PTR,
 			    name_ptr_cb, r);

@@ -90,6 +90,7 @@ struct sched {
 	 * 2.1), and the queue stalled until some other event woke it. */
 	struct event		*kick;
 	size_t			 active;
+	int			 capped;	/* last pass hit SCHED_ACTIVE_MAX */
 	struct attempt		*attempts;	/* in flight */
 };
 
@@ -349,8 +350,13 @@ committed(enum qdb_result r, const char *id, void *arg)
 
 	s->active--;
 	e->busy = 0;
-	if (e->flushed)
+	/* A pass stopped at SCHED_ACTIVE_MAX: go on once half the slots
+	 * are free again, not at the next one-second tick (a drain of
+	 * 10,000 messages would take ten ticks). */
+	if (e->flushed || (s->capped && s->active <= SCHED_ACTIVE_MAX / 2)) {
+		s->capped = 0;
 		event_active(s->kick, EV_TIMEOUT, 0);
+	}
 	if (r == QDB_NOTFOUND || e->gone || (r == QDB_OK && a->deleted)) {
 		if (r == QDB_OK && a->deleted)
 			log_info("queue=%s event=removed", e->id);
@@ -677,8 +683,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		next = e->next;
 		if (e->busy || e->hold)
 			continue;
-		if (s->active >= SCHED_ACTIVE_MAX)
+		if (s->active >= SCHED_ACTIVE_MAX) {
+			s->capped = 1;
 			break;
+		}
 		if (now >= e->arrival + (time_t)s->conf->maximal_queue_lifetime)
 			attempt_start(s, e, now);	/* expires it */
 		else if (warning_due(s, e, now))

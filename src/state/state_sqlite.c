@@ -36,6 +36,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "sockaddr.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -747,27 +748,6 @@ state_parse_net(const char *s, uint8_t addr_out[16], unsigned *prefix_out)
 	return 0;
 }
 
-/* 16 bytes of a client's address, IPv4 (and IPv4-mapped) as ::ffff:. */
-static int
-sa_bytes(const struct sockaddr *sa, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12,
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-		    4);
-		return 0;
-	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(out,
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-		    16);
-		return 0;
-	}
-	return -1;
-}
-
 int
 state_allow_client(struct state *st, const struct sockaddr *sa)
 {
@@ -775,7 +755,7 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 	uint8_t ip[16];
 	int rc;
 
-	if (sa_bytes(sa, ip) == -1)
+	if (sockaddr_bytes(sa, ip) == -1)
 		return 0;
 	sqlite3_bind_blob(s, 1, ip, 16, SQLITE_STATIC);
 	rc = sqlite3_step(s);
