@@ -609,6 +609,24 @@ col_text(sqlite3_stmt *s, int i, char *buf, size_t bufsz)
 	str_copy(buf, bufsz, t != NULL ? (const char *)t : "");
 }
 
+/*
+ * The end of a one-row lookup: reset the statement at once (one left open
+ * is a read transaction that stalls the checkpointer, REFERENCE.md §6.4).
+ * Returns 1 found, 0 not found, -1 store error (logged).
+ */
+static int
+get_done(struct state *st, sqlite3_stmt *s, int rc, const char *what)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	store_error(st, what);
+	return -1;
+}
+
 int
 state_triplet_get(struct state *st, const char *net, const char *sender,
     const char *rcpt, struct state_triplet *out)
@@ -632,16 +650,7 @@ state_triplet_get(struct state *st, const char *net, const char *sender,
 		out->tries = (unsigned)sqlite3_column_int64(s, 4);
 		out->passes = (unsigned)sqlite3_column_int64(s, 5);
 	}
-	/* Reset at once: a statement left open is a read transaction that
-	 * stalls the checkpointer (REFERENCE.md §6.4). */
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	store_error(st, "triplet_get");
-	return -1;
+	return get_done(st, s, rc, "triplet_get");
 }
 
 int
@@ -681,14 +690,7 @@ state_net_get(struct state *st, const char *net, struct state_net *out)
 		out->refreshed = sqlite3_column_int64(s, 2);
 		out->expires = sqlite3_column_int64(s, 3);
 	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	store_error(st, "net_get");
-	return -1;
+	return get_done(st, s, rc, "net_get");
 }
 
 int
@@ -759,14 +761,7 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 		return 0;
 	sqlite3_bind_blob(s, 1, ip, 16, SQLITE_STATIC);
 	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	store_error(st, "allow_client");
-	return -1;
+	return get_done(st, s, rc, "allow_client");
 }
 
 int
