@@ -258,7 +258,8 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 			if (wlen - 9 >= sizeof(v) ||
 			    (str_ncopy(v, sizeof(v), eq + 1, wlen - 9),
 			    config_parse_bool(v, &b) == -1)) {
-				derr(p, "bad mx_check '%s': yes or no", e);
+				derr(p, "bad mx_check '%s': yes or no",
+				    log_escape(e, sizeof(e), eq + 1, wlen - 9));
 				return -1;
 			}
 			dom.mx_check_off = !b;

@@ -193,6 +193,49 @@ test_lookup(void **state)
 	domains_free(d);
 }
 
+/* mx_check=yes|no per domain: the MX-range check (docs/dns.md). */
+static void
+test_mx_check(void **state)
+{
+	static const struct {
+		const char	*text;
+		int		 off;		/* expected mx_check_off */
+		const char	*err;		/* NULL: parses */
+	} rows[] = {
+		{ "example.com", 0, NULL },
+		{ "example.com mx_check=yes", 0, NULL },
+		{ "example.com mx_check=no", 1, NULL },
+		{ "example.com route=[a.example]:25 mx_check=no", 1, NULL },
+		{ "example.com mx_check=maybe", 0,
+		    "d:1: bad mx_check 'maybe': yes or no" },
+		{ "example.com mx_check=no mx_check=yes", 0,
+		    "d:1: mx_check given twice" },
+	};
+	char err[256];
+	size_t i;
+
+	for (i = 0; i < nitems(rows); i++) {
+		struct domains *d = parse(rows[i].text, err, sizeof(err));
+		const struct domain *dom;
+
+		if (rows[i].err != NULL) {
+			if (d != NULL || strcmp(err, rows[i].err) != 0)
+				fail_msg("row %zu: got '%s'", i,
+				    d ? "parsed" : err);
+			domains_free(d);
+			continue;
+		}
+		if (d == NULL)
+			fail_msg("row %zu: %s", i, err);
+		dom = domains_lookup(d, "example.com");
+		assert_non_null(dom);
+		if ((int)dom->mx_check_off != rows[i].off)
+			fail_msg("row %zu: mx_check_off %d", i,
+			    (int)dom->mx_check_off);
+		domains_free(d);
+	}
+}
+
 struct route_row {
 	const char	*route;		/* after "example.com route=" */
 	const char	*host;		/* NULL: refused */
@@ -361,6 +404,7 @@ main(void)
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_nul),
 		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_mx_check),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_load),
