@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "state.h"
+#include "str.h"
 
 struct out {
 	int	json;
@@ -41,18 +42,9 @@ usage(void)
 static void
 json_str(const char *s)
 {
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
+	char q[6 * 512 + 3];	/* keys and addresses are far shorter */
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	fputs(str_json(q, sizeof(q), s), stdout);
 }
 
 /* "2024-05-01T12:00:00Z", or "-" for 0. */

@@ -17,4 +17,12 @@ void	str_lower(char *);
 /* Strip ASCII white space at both ends, in place; returns s. */
 char	*str_trim(char *s);
 
+/*
+ * s as a JSON string, quotes included, into out (outsz >= 3): '"' and '\'
+ * escaped, control bytes as \u00XX, other bytes as they are (UTF-8 passes
+ * through). Cut short, still a valid string, when out is too small; a
+ * buffer of 6 * strlen(s) + 3 always fits. Returns out.
+ */
+const char	*str_json(char *out, size_t outsz, const char *s);
+
 #endif

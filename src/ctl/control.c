@@ -8,6 +8,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "str.h"
 #include "qdb.h"
 #include "queue.h"
 #include "xmem.h"
@@ -48,21 +50,14 @@ struct conn {
 	int			 dead;		/* peer gone while pending */
 };
 
+/* Every string we answer with is bounded (addresses, QDB_TEXT_MAX texts,
+ * paths). */
 static void
 json_str(struct evbuffer *b, const char *s)
 {
-	evbuffer_add(b, "\"", 1);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
+	char q[6 * PATH_MAX + 3];
 
-		if (c == '"' || c == '\\')
-			evbuffer_add_printf(b, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", c);
-		else
-			evbuffer_add(b, s, 1);
-	}
-	evbuffer_add(b, "\"", 1);
+	evbuffer_add_printf(b, "%s", str_json(q, sizeof(q), s));
 }
 
 /* Text output: control bytes shown as '?' so a peer's bytes in an error

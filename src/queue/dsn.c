@@ -13,17 +13,9 @@
 
 #include "data.h"
 #include "esmtp.h"
+#include "clock.h"
 #include "str.h"
 #include "xmem.h"
-
-static void
-rfc5322_date(char *out, size_t sz, time_t t)
-{
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-	strftime(out, sz, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
 
 /* RFC 3463 status from a reply text "ddd x.y.z ..." or from the code. */
 static void
@@ -101,8 +93,8 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
 		if ((unsigned char)head[i] >= 0x80)
 			eight = 1;
 
-	rfc5322_date(date, sizeof(date), now);
-	rfc5322_date(arrival, sizeof(arrival), m->arrival);
+	clock_rfc5322(date, sizeof(date), now);
+	clock_rfc5322(arrival, sizeof(arrival), m->arrival);
 	addr_format(&m->sender, addr, sizeof(addr));
 	if ((f = open_memstream(&text, &textlen)) == NULL)
 		return -1;

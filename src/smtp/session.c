@@ -50,6 +50,7 @@
 #include "policy.h"
 #include "queue.h"
 #include "server.h"
+#include "clock.h"
 #include "str.h"
 #include "tls.h"
 #include "xmem.h"
@@ -717,16 +718,6 @@ data_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	session_close(s, "data_timeout");
 }
 
-/* RFC 5322 date for the Received: header. */
-static void
-rfc5322_date(char *out, size_t sz, time_t t)
-{
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-	strftime(out, sz, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
 static void
 cmd_data(struct session *s, const struct smtp_cmd *cmd)
 {
@@ -771,7 +762,7 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 
 	/* RFC 5321 §4.4: our trace header goes first. Only checked values go
 	 * in: the HELO name passed addr_domain_valid(), the rest is ours. */
-	rfc5322_date(date, sizeof(date), s->env.arrival);
+	clock_rfc5322(date, sizeof(date), s->env.arrival);
 	to[0] = '\0';
 	if (s->env.nrcpt == 1)
 		addr_format(&s->env.rcpts[0].addr, to, sizeof(to));

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "rows.h"
 #include <event2/event.h>
 #include <sqlite3.h>
 
@@ -225,22 +227,8 @@ test_sweep(void **state)
 	assert_int_equal(state_net_get(f->st, "198.51.100.0/24", &n), 0);
 }
 
-static void
-make_sa(const char *ip, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (strchr(ip, ':') != NULL) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		s6->sin6_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-		s4->sin_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-	}
-}
+/* A client address for a row (tests/unit/rows.h). */
+#define make_sa(ip, ss)	rows_sockaddr(ip, ss)
 
 struct seen {
 	char	text[2048];

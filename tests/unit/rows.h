@@ -6,6 +6,7 @@
 #define BACKMX_TEST_ROWS_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 /* Expand in (inlen bytes) into out (outsz bytes, NUL-terminated); returns
  * the length. Aborts the test when out is too small. */
@@ -14,5 +15,9 @@ size_t		rows_expand(const char *in, size_t inlen, char *out,
 
 /* A printable copy of s for a failure message (static buffer). */
 const char	*rows_show(const char *s, size_t len);
+
+/* ss from a numeric IPv4 or IPv6 address; fails the test when ip is
+ * not one. */
+void		rows_sockaddr(const char *ip, struct sockaddr_storage *ss);
 
 #endif
