@@ -1,8 +1,9 @@
 /*
  * state: the state store (DESIGN.md §5), in backmx's terms: greylist
  * triplets seen and passed, client networks and their passes, the
- * operator's allow entries. Recipient knowledge, domain lifecycle and bulk
- * counts join it in later issues, as more tables and more functions here.
+ * operator's allow entries, learned recipients, customer domains'
+ * lifecycle and primary health (DESIGN.md §2). Bulk counts join it in a
+ * later issue, as more tables and more functions here.
  *
  * One implementation today: SQLite (state_sqlite.c), one database file
  * state_dir/state.db in WAL mode, owned by the event-loop thread. A Redis
@@ -33,7 +34,8 @@ struct state;
 
 #define STATE_NET_MAX	64	/* "2001:db8:ffff:ffff::/64" and room */
 #define STATE_ADDR_MAX	257	/* an RFC 5321 address without brackets */
-#define STATE_SCHEMA	1	/* PRAGMA user_version this code writes */
+#define STATE_WHY_MAX	200	/* last answer text kept with a record */
+#define STATE_SCHEMA	2	/* PRAGMA user_version this code writes */
 
 struct state_conf {
 	unsigned	sweep_interval;	/* seconds between expiry sweeps */
@@ -108,6 +110,72 @@ int	state_allow_client(struct state *, const struct sockaddr *);
 /* Same for a sender domain (lower case): it or a parent is allowed. */
 int	state_allow_domain(struct state *, const char *domain);
 
+/* --- recipients (DESIGN.md §2) ---------------------------------------- */
+
+/*
+ * What backmx learned about one address of a customer domain. Keys and
+ * domains are lower case as the caller gives them: nothing is folded
+ * here. Strings read back are cut to their fields, never overflow them.
+ */
+enum state_rcpt_status { STATE_RCPT_VALID = 1, STATE_RCPT_INVALID = 2 };
+enum state_rcpt_source {
+	STATE_SRC_PASSTHROUGH = 1,	/* a pass-through RCPT answer */
+	STATE_SRC_DELIVERY,		/* a delivery outcome */
+	STATE_SRC_CALLOUT,		/* a callout or acceptance probe */
+	STATE_SRC_ADMIN,		/* backmxctl recipients add: never expires */
+};
+struct state_rcpt {
+	char		domain[256];		/* lower case */
+	char		addr[STATE_ADDR_MAX];	/* lower case "local@domain", the key */
+	int		status;			/* enum state_rcpt_status */
+	int		source;			/* enum state_rcpt_source */
+	int64_t		first_seen;
+	int64_t		last_seen;
+	int64_t		expires;		/* 0: never */
+	char		why[STATE_WHY_MAX];	/* the answer that taught it, e.g. "550 5.1.1 no such user" */
+};
+/* 1 and *out, 0 unknown (or expired: expires != 0 && expires <= now), -1 error. */
+int	state_rcpt_get(struct state *, const char *addr, int64_t now, struct state_rcpt *out);
+/* Insert or replace (key addr), staged in this turn's transaction. 0 or -1. */
+int	state_rcpt_put(struct state *, const struct state_rcpt *);
+/* Rows deleted (0 or 1) or -1. Staged like a put. */
+int	state_rcpt_delete(struct state *, const char *addr);
+/* Called per row; a non-zero return stops the walk. The pointer is valid
+ * during the call only. */
+typedef int	state_rcpt_fn(const struct state_rcpt *, void *arg);
+/* Rows of one domain (NULL: all), ordered by addr; expired rows skipped.
+ * 0 or -1. */
+int	state_rcpt_list(struct state *, const char *domain, int64_t now, state_rcpt_fn *, void *arg);
+/* Counts of unexpired valid and invalid rows of one domain (NULL: all).
+ * 0 or -1. */
+int	state_rcpt_count(struct state *, const char *domain, int64_t now, size_t *valid, size_t *invalid);
+
+/* --- customer domains: lifecycle and primary health (DESIGN.md §2) ---- */
+
+/* One row per customer domain; never expires (state_sweep leaves it). */
+enum state_lifecycle { STATE_DOM_LEARNING = 1, STATE_DOM_ACTIVE, STATE_DOM_REFUSED };
+struct state_domain {
+	char		name[256];		/* lower case, the key */
+	int		lifecycle;		/* enum state_lifecycle */
+	int64_t		added;			/* first seen in domains_file */
+	int64_t		changed;		/* lifecycle last changed */
+	int64_t		first_accept;		/* first acceptance by the primary; 0 never */
+	int64_t		last_accept;
+	char		accept_how[32];		/* "delivery", "passthrough", "callout", "probe" */
+	int		health;			/* 1 up, 0 down */
+	int64_t		health_changed;		/* 0: never probed/changed */
+	char		health_why[STATE_WHY_MAX];
+	int64_t		last_probe;		/* last acceptance probe sent; 0 never */
+};
+/* 1 and *out, 0 unknown, -1 error. */
+int	state_domain_get(struct state *, const char *name, struct state_domain *out);
+/* Insert or replace (key name), staged in this turn's transaction. 0 or -1. */
+int	state_domain_put(struct state *, const struct state_domain *);
+/* Called per row; a non-zero return stops the walk. */
+typedef int	state_domain_fn(const struct state_domain *, void *arg);
+/* Every row, ordered by name. 0 or -1. */
+int	state_domain_list(struct state *, state_domain_fn *, void *arg);
+
 /* --- writes' durability ----------------------------------------------- */
 
 struct state_wait;
@@ -126,7 +194,8 @@ void	state_commit_cancel(struct state_wait *);
 /* --- expiry ----------------------------------------------------------- */
 
 /*
- * Delete at most 'batch' expired rows of each table (expires < now), in
+ * Delete at most 'batch' expired rows of each table (expires < now;
+ * recipients with expires 0 never go, domains never do), in
  * one transaction of its own, committed before it returns. Puts the count
  * in *deleted_out. 0 or -1. The daemon runs it on its timer; exposed for
  * the tests and the benchmark.

@@ -74,6 +74,25 @@ static const char *const schema[] = {
 	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
 	"  PRIMARY KEY (kind, value));"
 	"CREATE INDEX grey_allow_lo ON grey_allow (kind, lo);",
+	/* 1 -> 2: learned recipients, customer domains (DESIGN.md §2).
+	 * recipients_domain serves a domain's list and counts in addr
+	 * order; recipients_expires holds only rows that can expire, so
+	 * the sweep never walks past the operator's (expires 0). */
+	"CREATE TABLE recipients ("
+	"  addr TEXT PRIMARY KEY, domain TEXT NOT NULL,"
+	"  status INTEGER NOT NULL, source INTEGER NOT NULL,"
+	"  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL, why TEXT NOT NULL);"
+	"CREATE INDEX recipients_domain ON recipients (domain, addr);"
+	"CREATE INDEX recipients_expires ON recipients (expires) "
+	"  WHERE expires != 0;"
+	"CREATE TABLE domains ("
+	"  name TEXT PRIMARY KEY, lifecycle INTEGER NOT NULL,"
+	"  added INTEGER NOT NULL, changed INTEGER NOT NULL,"
+	"  first_accept INTEGER NOT NULL, last_accept INTEGER NOT NULL,"
+	"  accept_how TEXT NOT NULL, health INTEGER NOT NULL,"
+	"  health_changed INTEGER NOT NULL, health_why TEXT NOT NULL,"
+	"  last_probe INTEGER NOT NULL);",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
@@ -88,10 +107,27 @@ enum stmt {
 	S_NET_PUT,
 	S_ALLOW_CLIENT,
 	S_ALLOW_DOMAIN,
+	S_RCPT_GET,
+	S_RCPT_PUT,
+	S_RCPT_DELETE,
+	S_RCPT_LIST,
+	S_RCPT_LIST_DOMAIN,
+	S_RCPT_COUNT,
+	S_RCPT_COUNT_DOMAIN,
+	S_DOMAIN_GET,
+	S_DOMAIN_PUT,
+	S_DOMAIN_LIST,
 	S_SWEEP_TRIPLET,
 	S_SWEEP_NET,
+	S_SWEEP_RCPT,
 	NSTMT
 };
+
+#define RCPT_COLS	"addr, domain, status, source, first_seen, last_seen, " \
+			"expires, why"
+#define DOMAIN_COLS	"name, lifecycle, added, changed, first_accept, " \
+			"last_accept, accept_how, health, health_changed, " \
+			"health_why, last_probe"
 
 static const char *const stmt_sql[NSTMT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -111,6 +147,30 @@ static const char *const stmt_sql[NSTMT] = {
 	    "AND lo <= ?1 AND hi >= ?1 LIMIT 1",
 	[S_ALLOW_DOMAIN] = "SELECT 1 FROM grey_allow WHERE kind = 'domain' "
 	    "AND value = ?1",
+	/* Recipients: the columns in rcpt_row()'s order. Unexpired means
+	 * expires 0 (never) or later than now (?2). */
+	[S_RCPT_GET] = "SELECT " RCPT_COLS " FROM recipients "
+	    "WHERE addr = ?1 AND (expires = 0 OR expires > ?2)",
+	[S_RCPT_PUT] = "INSERT OR REPLACE INTO recipients (" RCPT_COLS ") "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_RCPT_DELETE] = "DELETE FROM recipients WHERE addr = ?1",
+	[S_RCPT_LIST] = "SELECT " RCPT_COLS " FROM recipients "
+	    "WHERE (expires = 0 OR expires > ?2) ORDER BY addr",
+	[S_RCPT_LIST_DOMAIN] = "SELECT " RCPT_COLS " FROM recipients "
+	    "WHERE domain = ?1 AND (expires = 0 OR expires > ?2) "
+	    "ORDER BY addr",
+	/* sum() of no rows is NULL: read as 0. */
+	[S_RCPT_COUNT] = "SELECT sum(status = 1), sum(status = 2) "
+	    "FROM recipients WHERE (expires = 0 OR expires > ?2)",
+	[S_RCPT_COUNT_DOMAIN] = "SELECT sum(status = 1), sum(status = 2) "
+	    "FROM recipients WHERE domain = ?1 "
+	    "AND (expires = 0 OR expires > ?2)",
+	[S_DOMAIN_GET] = "SELECT " DOMAIN_COLS " FROM domains "
+	    "WHERE name = ?1",
+	[S_DOMAIN_PUT] = "INSERT OR REPLACE INTO domains (" DOMAIN_COLS ") "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[S_DOMAIN_LIST] = "SELECT " DOMAIN_COLS " FROM domains "
+	    "ORDER BY name",
 	/* Bounded: the oldest first, at most ?2 rows (REFERENCE.md §6.4).
 	 * The rowid form needs no SQLITE_ENABLE_UPDATE_DELETE_LIMIT. */
 	[S_SWEEP_TRIPLET] = "DELETE FROM grey_triplet WHERE rowid IN "
@@ -119,6 +179,10 @@ static const char *const stmt_sql[NSTMT] = {
 	[S_SWEEP_NET] = "DELETE FROM grey_net WHERE rowid IN "
 	    "(SELECT rowid FROM grey_net WHERE expires < ?1 "
 	    "ORDER BY expires LIMIT ?2)",
+	/* "expires != 0" as written: it lets the partial index serve. */
+	[S_SWEEP_RCPT] = "DELETE FROM recipients WHERE rowid IN "
+	    "(SELECT rowid FROM recipients WHERE expires != 0 AND "
+	    "expires < ?1 ORDER BY expires LIMIT ?2)",
 };
 
 struct state_wait {
@@ -880,6 +944,241 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
 }
 
+/* --- recipients and customer domains (DESIGN.md §2) ---------------------- */
+
+/* A string field as a parameter, never read past its array even when the
+ * caller left it unterminated. */
+static void
+bind_field(sqlite3_stmt *s, int i, const char *field, size_t fieldsz)
+{
+	sqlite3_bind_text(s, i, field, (int)strnlen(field, fieldsz),
+	    SQLITE_STATIC);
+}
+
+/*
+ * The cached statement for a walk, or, when a callback of a walk on it is
+ * walking again (it is mid-step), one of its own for this walk. NULL on a
+ * store error (logged). walk_end() with the same 'own'.
+ */
+static sqlite3_stmt *
+walk_begin(struct state *st, enum stmt which, int *own_out, const char *op)
+{
+	sqlite3_stmt *s = st->stmt[which];
+
+	*own_out = 0;
+	if (!sqlite3_stmt_busy(s))
+		return s;
+	if (sqlite3_prepare_v2(st->db, stmt_sql[which], -1, &s, NULL) !=
+	    SQLITE_OK) {
+		store_error(st, op);
+		return NULL;
+	}
+	*own_out = 1;
+	return s;
+}
+
+/* Reset at once, as get_done() does: no read transaction left open. */
+static void
+walk_end(sqlite3_stmt *s, int own)
+{
+	if (own) {
+		sqlite3_finalize(s);
+		return;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+/* One row of RCPT_COLS. */
+static void
+rcpt_row(sqlite3_stmt *s, struct state_rcpt *r)
+{
+	memset(r, 0, sizeof(*r));
+	col_text(s, 0, r->addr, sizeof(r->addr));
+	col_text(s, 1, r->domain, sizeof(r->domain));
+	r->status = sqlite3_column_int(s, 2);
+	r->source = sqlite3_column_int(s, 3);
+	r->first_seen = sqlite3_column_int64(s, 4);
+	r->last_seen = sqlite3_column_int64(s, 5);
+	r->expires = sqlite3_column_int64(s, 6);
+	col_text(s, 7, r->why, sizeof(r->why));
+}
+
+int
+state_rcpt_get(struct state *st, const char *addr, int64_t now,
+    struct state_rcpt *out)
+{
+	sqlite3_stmt *s = st->stmt[S_RCPT_GET];
+	int rc;
+
+	sqlite3_bind_text(s, 1, addr, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		rcpt_row(s, out);
+	return get_done(st, s, rc, "rcpt_get");
+}
+
+int
+state_rcpt_put(struct state *st, const struct state_rcpt *r)
+{
+	sqlite3_stmt *s = st->stmt[S_RCPT_PUT];
+
+	if (begin_write(st) == -1)
+		return -1;
+	bind_field(s, 1, r->addr, sizeof(r->addr));
+	bind_field(s, 2, r->domain, sizeof(r->domain));
+	sqlite3_bind_int(s, 3, r->status);
+	sqlite3_bind_int(s, 4, r->source);
+	sqlite3_bind_int64(s, 5, r->first_seen);
+	sqlite3_bind_int64(s, 6, r->last_seen);
+	sqlite3_bind_int64(s, 7, r->expires);
+	bind_field(s, 8, r->why, sizeof(r->why));
+	if (step_done(st, s, "rcpt_put") == -1)
+		return write_failed(st);
+	return 0;
+}
+
+int
+state_rcpt_delete(struct state *st, const char *addr)
+{
+	sqlite3_stmt *s = st->stmt[S_RCPT_DELETE];
+
+	if (begin_write(st) == -1)
+		return -1;
+	sqlite3_bind_text(s, 1, addr, -1, SQLITE_STATIC);
+	if (step_done(st, s, "rcpt_delete") == -1)
+		return write_failed(st);
+	return sqlite3_changes(st->db);
+}
+
+int
+state_rcpt_list(struct state *st, const char *domain, int64_t now,
+    state_rcpt_fn *fn, void *arg)
+{
+	struct state_rcpt r;
+	sqlite3_stmt *s;
+	int own, rc;
+
+	if ((s = walk_begin(st, domain != NULL ? S_RCPT_LIST_DOMAIN :
+	    S_RCPT_LIST, &own, "rcpt_list")) == NULL)
+		return -1;
+	if (domain != NULL)
+		sqlite3_bind_text(s, 1, domain, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rcpt_row(s, &r);
+		if (fn(&r, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	walk_end(s, own);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "rcpt_list");
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_rcpt_count(struct state *st, const char *domain, int64_t now,
+    size_t *valid, size_t *invalid)
+{
+	sqlite3_stmt *s = st->stmt[domain != NULL ? S_RCPT_COUNT_DOMAIN :
+	    S_RCPT_COUNT];
+	int rc;
+
+	*valid = *invalid = 0;
+	if (domain != NULL)
+		sqlite3_bind_text(s, 1, domain, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*valid = (size_t)sqlite3_column_int64(s, 0);
+		*invalid = (size_t)sqlite3_column_int64(s, 1);
+	}
+	return get_done(st, s, rc, "rcpt_count") == -1 ? -1 : 0;
+}
+
+/* One row of DOMAIN_COLS. */
+static void
+domain_row(sqlite3_stmt *s, struct state_domain *d)
+{
+	memset(d, 0, sizeof(*d));
+	col_text(s, 0, d->name, sizeof(d->name));
+	d->lifecycle = sqlite3_column_int(s, 1);
+	d->added = sqlite3_column_int64(s, 2);
+	d->changed = sqlite3_column_int64(s, 3);
+	d->first_accept = sqlite3_column_int64(s, 4);
+	d->last_accept = sqlite3_column_int64(s, 5);
+	col_text(s, 6, d->accept_how, sizeof(d->accept_how));
+	d->health = sqlite3_column_int(s, 7);
+	d->health_changed = sqlite3_column_int64(s, 8);
+	col_text(s, 9, d->health_why, sizeof(d->health_why));
+	d->last_probe = sqlite3_column_int64(s, 10);
+}
+
+int
+state_domain_get(struct state *st, const char *name, struct state_domain *out)
+{
+	sqlite3_stmt *s = st->stmt[S_DOMAIN_GET];
+	int rc;
+
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		domain_row(s, out);
+	return get_done(st, s, rc, "domain_get");
+}
+
+int
+state_domain_put(struct state *st, const struct state_domain *d)
+{
+	sqlite3_stmt *s = st->stmt[S_DOMAIN_PUT];
+
+	if (begin_write(st) == -1)
+		return -1;
+	bind_field(s, 1, d->name, sizeof(d->name));
+	sqlite3_bind_int(s, 2, d->lifecycle);
+	sqlite3_bind_int64(s, 3, d->added);
+	sqlite3_bind_int64(s, 4, d->changed);
+	sqlite3_bind_int64(s, 5, d->first_accept);
+	sqlite3_bind_int64(s, 6, d->last_accept);
+	bind_field(s, 7, d->accept_how, sizeof(d->accept_how));
+	sqlite3_bind_int(s, 8, d->health);
+	sqlite3_bind_int64(s, 9, d->health_changed);
+	bind_field(s, 10, d->health_why, sizeof(d->health_why));
+	sqlite3_bind_int64(s, 11, d->last_probe);
+	if (step_done(st, s, "domain_put") == -1)
+		return write_failed(st);
+	return 0;
+}
+
+int
+state_domain_list(struct state *st, state_domain_fn *fn, void *arg)
+{
+	struct state_domain d;
+	sqlite3_stmt *s;
+	int own, rc;
+
+	if ((s = walk_begin(st, S_DOMAIN_LIST, &own, "domain_list")) == NULL)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		domain_row(s, &d);
+		if (fn(&d, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	walk_end(s, own);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "domain_list");
+		return -1;
+	}
+	return 0;
+}
+
 /* --- listing and deleting (backmxctl) ------------------------------------ */
 
 int
@@ -1054,7 +1353,8 @@ int
 state_sweep(struct state *st, int64_t now, unsigned batch,
     size_t *deleted_out)
 {
-	static const enum stmt which[] = { S_SWEEP_TRIPLET, S_SWEEP_NET };
+	static const enum stmt which[] = { S_SWEEP_TRIPLET, S_SWEEP_NET,
+	    S_SWEEP_RCPT };
 	int own = !st->admin && !st->in_txn;
 	size_t i;
 

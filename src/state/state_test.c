@@ -2,7 +2,9 @@
  * state_test: the SQLite store on a real database in a temporary
  * directory: schema and migration, the loop turn's transaction and its
  * waiters, allow entries, bounded expiry, a lock held by another
- * connection (a 4xx for the caller, never a crash), the admin side.
+ * connection (a 4xx for the caller, never a crash), the admin side;
+ * learned recipients and customer domains, and the migration from
+ * schema 1 that brought them.
  */
 #include "state.h"
 
@@ -357,6 +359,513 @@ test_open_errors(void **state)
 	event_base_free(base);
 }
 
+/* --- recipients and customer domains (schema 2) --------------------------- */
+
+static void
+rcpt(struct state_rcpt *r, const char *addr, int status, int64_t expires)
+{
+	const char *at = strchr(addr, '@');
+
+	memset(r, 0, sizeof(*r));
+	strcpy(r->addr, addr);
+	strcpy(r->domain, at != NULL ? at + 1 : "");
+	r->status = status;
+	r->source = STATE_SRC_PASSTHROUGH;
+	r->first_seen = r->last_seen = 1000;
+	r->expires = expires;
+	strcpy(r->why, status == STATE_RCPT_VALID ? "250 2.1.5 ok" :
+	    "550 5.1.1 no such user");
+}
+
+/* A statement on a second connection, as an operator's shell would. */
+static void
+raw_exec(const char *dir, const char *sql)
+{
+	char path[128];
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 2000);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+static void
+test_rcpt_put_get(void **state)
+{
+	struct fx *f = *state;
+	struct state_rcpt r, got;
+	struct waited w = { 0, 99 };
+
+	assert_int_equal(state_rcpt_get(f->st, "u@customer.example", 1000,
+	    &got), 0);
+	rcpt(&r, "u@customer.example", STATE_RCPT_INVALID, 5000);
+	r.source = STATE_SRC_DELIVERY;
+	r.first_seen = 900;
+	assert_int_equal(state_rcpt_put(f->st, &r), 0);
+	/* Read before the commit, every field back. */
+	assert_int_equal(state_rcpt_get(f->st, "u@customer.example", 1000,
+	    &got), 1);
+	assert_string_equal(got.addr, "u@customer.example");
+	assert_string_equal(got.domain, "customer.example");
+	assert_int_equal(got.status, STATE_RCPT_INVALID);
+	assert_int_equal(got.source, STATE_SRC_DELIVERY);
+	assert_int_equal(got.first_seen, 900);
+	assert_int_equal(got.last_seen, 1000);
+	assert_int_equal(got.expires, 5000);
+	assert_string_equal(got.why, "550 5.1.1 no such user");
+	state_commit_wait(f->st, waited_cb, &w);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(w.rc, 0);
+
+	/* Replace refreshes the row: one row, the new values. */
+	rcpt(&r, "u@customer.example", STATE_RCPT_VALID, 8000);
+	r.first_seen = 900;
+	r.last_seen = 2000;
+	assert_int_equal(state_rcpt_put(f->st, &r), 0);
+	assert_int_equal(state_rcpt_get(f->st, "u@customer.example", 2000,
+	    &got), 1);
+	assert_int_equal(got.status, STATE_RCPT_VALID);
+	assert_int_equal(got.source, STATE_SRC_PASSTHROUGH);
+	assert_int_equal(got.last_seen, 2000);
+	assert_int_equal(got.expires, 8000);
+	assert_string_equal(got.why, "250 2.1.5 ok");
+
+	/* Expiry: known the second before, unknown at 'expires'. */
+	assert_int_equal(state_rcpt_get(f->st, "u@customer.example", 7999,
+	    &got), 1);
+	assert_int_equal(state_rcpt_get(f->st, "u@customer.example", 8000,
+	    &got), 0);
+	/* expires 0: never. */
+	rcpt(&r, "admin@customer.example", STATE_RCPT_VALID, 0);
+	r.source = STATE_SRC_ADMIN;
+	assert_int_equal(state_rcpt_put(f->st, &r), 0);
+	assert_int_equal(state_rcpt_get(f->st, "admin@customer.example",
+	    INT64_MAX, &got), 1);
+	assert_int_equal(got.source, STATE_SRC_ADMIN);
+	assert_int_equal(got.expires, 0);
+
+	/* Delete: the rows it removed. */
+	assert_int_equal(state_rcpt_delete(f->st, "u@customer.example"), 1);
+	assert_int_equal(state_rcpt_delete(f->st, "u@customer.example"), 0);
+	assert_int_equal(state_rcpt_get(f->st, "u@customer.example", 2000,
+	    &got), 0);
+	w.calls = 0;
+	state_commit_wait(f->st, waited_cb, &w);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(w.rc, 0);
+}
+
+static void
+test_rcpt_bounds(void **state)
+{
+	struct fx *f = *state;
+	struct state_rcpt r, got;
+
+	/* An unterminated field is stored cut to its array... */
+	rcpt(&r, "long@customer.example", STATE_RCPT_INVALID, 0);
+	memset(r.why, 'x', sizeof(r.why));
+	assert_int_equal(state_rcpt_put(f->st, &r), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_rcpt_get(f->st, "long@customer.example", 1,
+	    &got), 1);
+	assert_int_equal(strlen(got.why), STATE_WHY_MAX - 1);
+	/* ...and what another writer made too long, or NULL, is read
+	 * back cut, never past a field. */
+	raw_exec(f->dir, "UPDATE recipients SET why = printf('%.*c', 5000, "
+	    "'y'), domain = printf('%.*c', 5000, 'd')");
+	assert_int_equal(state_rcpt_get(f->st, "long@customer.example", 1,
+	    &got), 1);
+	assert_int_equal(strlen(got.why), STATE_WHY_MAX - 1);
+	assert_int_equal(got.why[0], 'y');
+	assert_int_equal(strlen(got.domain), sizeof(got.domain) - 1);
+	{
+		struct state_domain d, dg;
+
+		memset(&d, 0, sizeof(d));
+		strcpy(d.name, "customer.example");
+		assert_int_equal(state_domain_put(f->st, &d), 0);
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		raw_exec(f->dir, "UPDATE domains SET health_why = "
+		    "printf('%.*c', 999, 'h'), accept_how = "
+		    "printf('%.*c', 99, 'a')");
+		assert_int_equal(state_domain_get(f->st, "customer.example",
+		    &dg), 1);
+		assert_int_equal(strlen(dg.health_why), STATE_WHY_MAX - 1);
+		assert_int_equal(strlen(dg.accept_how),
+		    sizeof(dg.accept_how) - 1);
+	}
+}
+
+struct walk {
+	char		 text[2048];
+	int		 stop_after;	/* 0: never */
+	int		 rows;
+	struct state	*st;		/* walk again from inside, if set */
+	int		 inner_rows;
+};
+
+static int
+count_rows(const struct state_rcpt *r, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int
+rcpt_seen(const struct state_rcpt *r, void *arg)
+{
+	struct walk *w = arg;
+
+	snprintf(w->text + strlen(w->text), sizeof(w->text) - strlen(w->text),
+	    "%s%s ", r->addr, r->status == STATE_RCPT_VALID ? "" : "!");
+	if (w->st != NULL)
+		assert_int_equal(state_rcpt_list(w->st, NULL, 2000, count_rows,
+		    &w->inner_rows), 0);
+	return ++w->rows == w->stop_after;
+}
+
+static void
+test_rcpt_list_count(void **state)
+{
+	struct fx *f = *state;
+	struct state_rcpt r;
+	struct walk w;
+	size_t valid, invalid;
+	static const struct {
+		const char	*addr;
+		int		 status;
+		int64_t		 expires;
+	} rows[] = {
+		{ "zed@a.example", STATE_RCPT_VALID, 9000 },
+		{ "bob@a.example", STATE_RCPT_INVALID, 9000 },
+		{ "old@a.example", STATE_RCPT_VALID, 1500 },	/* expired */
+		{ "now@a.example", STATE_RCPT_INVALID, 2000 },	/* == now */
+		{ "adm@a.example", STATE_RCPT_VALID, 0 },
+		{ "amy@b.example", STATE_RCPT_VALID, 9000 },
+		{ "abc@a.example.net", STATE_RCPT_INVALID, 9000 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		rcpt(&r, rows[i].addr, rows[i].status, rows[i].expires);
+		assert_int_equal(state_rcpt_put(f->st, &r), 0);
+	}
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(state_rcpt_list(f->st, "a.example", 2000, rcpt_seen,
+	    &w), 0);
+	assert_string_equal(w.text, "adm@a.example bob@a.example! "
+	    "zed@a.example ");
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(state_rcpt_list(f->st, NULL, 2000, rcpt_seen, &w),
+	    0);
+	assert_string_equal(w.text, "abc@a.example.net! adm@a.example "
+	    "amy@b.example bob@a.example! zed@a.example ");
+	/* A non-zero return stops the walk. */
+	memset(&w, 0, sizeof(w));
+	w.stop_after = 2;
+	assert_int_equal(state_rcpt_list(f->st, NULL, 2000, rcpt_seen, &w),
+	    0);
+	assert_string_equal(w.text, "abc@a.example.net! adm@a.example ");
+	/* A walk inside a walk (its statement is busy) has its own. */
+	memset(&w, 0, sizeof(w));
+	w.st = f->st;
+	assert_int_equal(state_rcpt_list(f->st, NULL, 2000, rcpt_seen, &w),
+	    0);
+	assert_int_equal(w.rows, 5);
+	assert_int_equal(w.inner_rows, 25);
+	/* Nothing of an unknown domain. */
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(state_rcpt_list(f->st, "c.example", 2000, rcpt_seen,
+	    &w), 0);
+	assert_int_equal(w.rows, 0);
+
+	assert_int_equal(state_rcpt_count(f->st, "a.example", 2000, &valid,
+	    &invalid), 0);
+	assert_int_equal(valid, 2);
+	assert_int_equal(invalid, 1);
+	assert_int_equal(state_rcpt_count(f->st, "a.example", 1000, &valid,
+	    &invalid), 0);
+	assert_int_equal(valid, 3);
+	assert_int_equal(invalid, 2);
+	assert_int_equal(state_rcpt_count(f->st, "c.example", 2000, &valid,
+	    &invalid), 0);
+	assert_int_equal(valid, 0);
+	assert_int_equal(invalid, 0);
+	assert_int_equal(state_rcpt_count(f->st, NULL, 2000, &valid,
+	    &invalid), 0);
+	assert_int_equal(valid, 3);
+	assert_int_equal(invalid, 2);
+}
+
+static void
+test_rcpt_sweep(void **state)
+{
+	struct fx *f = *state;
+	struct state_rcpt r;
+	char addr[64];
+	size_t del, total = 0, valid, invalid;
+	int i;
+
+	for (i = 0; i < 30; i++) {
+		snprintf(addr, sizeof(addr), "u%02d@customer.example", i);
+		/* 10 operator's (never), 10 expired, 10 alive. */
+		rcpt(&r, addr, STATE_RCPT_VALID, i < 10 ? 0 : i < 20 ?
+		    1000 + i : 900000);
+		assert_int_equal(state_rcpt_put(f->st, &r), 0);
+	}
+	/* The boundary: expires == now stays for the sweep (get already
+	 * calls it unknown). */
+	rcpt(&r, "edge@customer.example", STATE_RCPT_INVALID, 5000);
+	assert_int_equal(state_rcpt_put(f->st, &r), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+
+	do {
+		assert_int_equal(state_sweep(f->st, 5000, 4, &del), 0);
+		assert_true(del <= 4);
+		total += del;
+	} while (del > 0);
+	assert_int_equal(total, 10);
+	assert_int_equal(state_rcpt_count(f->st, "customer.example", 0,
+	    &valid, &invalid), 0);
+	assert_int_equal(valid, 20);
+	assert_int_equal(invalid, 1);
+	assert_int_equal(state_rcpt_get(f->st, "u00@customer.example",
+	    INT64_MAX, &r), 1);
+	assert_int_equal(state_sweep(f->st, 5001, 4, &del), 0);
+	assert_int_equal(del, 1);
+	assert_int_equal(state_sweep(f->st, INT64_MAX, 100, &del), 0);
+	assert_int_equal(del, 10);
+	assert_int_equal(state_rcpt_count(f->st, NULL, INT64_MAX, &valid,
+	    &invalid), 0);
+	assert_int_equal(valid, 10);	/* the operator's */
+	assert_int_equal(invalid, 0);
+}
+
+static int
+domain_seen(const struct state_domain *d, void *arg)
+{
+	struct walk *w = arg;
+
+	snprintf(w->text + strlen(w->text), sizeof(w->text) - strlen(w->text),
+	    "%s:%d ", d->name, d->lifecycle);
+	return ++w->rows == w->stop_after;
+}
+
+static void
+test_domain(void **state)
+{
+	struct fx *f = *state;
+	struct state_domain d, got;
+	struct walk w;
+	size_t del;
+
+	assert_int_equal(state_domain_get(f->st, "customer.example", &got),
+	    0);
+	memset(&d, 0, sizeof(d));
+	strcpy(d.name, "customer.example");
+	d.lifecycle = STATE_DOM_LEARNING;
+	d.added = d.changed = 1000;
+	d.health = 1;
+	assert_int_equal(state_domain_put(f->st, &d), 0);
+	assert_int_equal(state_domain_get(f->st, "customer.example", &got),
+	    1);
+	assert_memory_equal(&got, &d, sizeof(d));
+
+	/* Replace: every field back as put. */
+	d.lifecycle = STATE_DOM_ACTIVE;
+	d.changed = 2000;
+	d.first_accept = 1500;
+	d.last_accept = 1900;
+	strcpy(d.accept_how, "passthrough");
+	d.health = 0;
+	d.health_changed = 1950;
+	strcpy(d.health_why, "connect to mx1.customer.example: refused");
+	d.last_probe = 1960;
+	assert_int_equal(state_domain_put(f->st, &d), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_domain_get(f->st, "customer.example", &got),
+	    1);
+	assert_string_equal(got.name, "customer.example");
+	assert_int_equal(got.lifecycle, STATE_DOM_ACTIVE);
+	assert_int_equal(got.added, 1000);
+	assert_int_equal(got.changed, 2000);
+	assert_int_equal(got.first_accept, 1500);
+	assert_int_equal(got.last_accept, 1900);
+	assert_string_equal(got.accept_how, "passthrough");
+	assert_int_equal(got.health, 0);
+	assert_int_equal(got.health_changed, 1950);
+	assert_string_equal(got.health_why,
+	    "connect to mx1.customer.example: refused");
+	assert_int_equal(got.last_probe, 1960);
+
+	memset(&d, 0, sizeof(d));
+	strcpy(d.name, "a.example");
+	d.lifecycle = STATE_DOM_REFUSED;
+	assert_int_equal(state_domain_put(f->st, &d), 0);
+	strcpy(d.name, "z.example");
+	d.lifecycle = STATE_DOM_LEARNING;
+	assert_int_equal(state_domain_put(f->st, &d), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(state_domain_list(f->st, domain_seen, &w), 0);
+	assert_string_equal(w.text, "a.example:3 customer.example:2 "
+	    "z.example:1 ");
+	memset(&w, 0, sizeof(w));
+	w.stop_after = 1;
+	assert_int_equal(state_domain_list(f->st, domain_seen, &w), 0);
+	assert_string_equal(w.text, "a.example:3 ");
+
+	/* Domains never expire. */
+	assert_int_equal(state_sweep(f->st, INT64_MAX, 100, &del), 0);
+	assert_int_equal(del, 0);
+	assert_int_equal(state_domain_get(f->st, "a.example", &got), 1);
+}
+
+static void
+test_rcpt_domain_admin(void **state)
+{
+	struct fx *f = *state;
+	struct state *adm;
+	struct state_rcpt r, got;
+	struct state_domain d, dg;
+	char err[256];
+
+	adm = state_open_admin(f->dir, err, sizeof(err));
+	assert_non_null(adm);
+	/* The admin handle commits each write at once: the daemon's
+	 * connection sees it without a loop turn. */
+	rcpt(&r, "postmaster@customer.example", STATE_RCPT_VALID, 0);
+	r.source = STATE_SRC_ADMIN;
+	assert_int_equal(state_rcpt_put(adm, &r), 0);
+	assert_int_equal(state_rcpt_get(f->st, "postmaster@customer.example",
+	    5000, &got), 1);
+	assert_int_equal(got.source, STATE_SRC_ADMIN);
+	memset(&d, 0, sizeof(d));
+	strcpy(d.name, "customer.example");
+	d.lifecycle = STATE_DOM_ACTIVE;
+	assert_int_equal(state_domain_put(adm, &d), 0);
+	assert_int_equal(state_domain_get(f->st, "customer.example", &dg), 1);
+	assert_int_equal(dg.lifecycle, STATE_DOM_ACTIVE);
+	assert_int_equal(state_rcpt_delete(adm, "postmaster@customer.example"),
+	    1);
+	assert_int_equal(state_rcpt_get(f->st, "postmaster@customer.example",
+	    5000, &got), 0);
+	state_close(adm);
+}
+
+/* What schema 1 was, verbatim (issue 5): the migration starts from it. */
+static const char schema_v1[] =
+	"CREATE TABLE grey_triplet ("
+	"  net TEXT NOT NULL, sender TEXT NOT NULL, rcpt TEXT NOT NULL,"
+	"  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+	"  passed INTEGER NOT NULL, expires INTEGER NOT NULL,"
+	"  tries INTEGER NOT NULL, passes INTEGER NOT NULL,"
+	"  PRIMARY KEY (net, sender, rcpt));"
+	"CREATE INDEX grey_triplet_expires ON grey_triplet (expires);"
+	"CREATE TABLE grey_net ("
+	"  net TEXT PRIMARY KEY, passes INTEGER NOT NULL,"
+	"  allowed INTEGER NOT NULL, refreshed INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL);"
+	"CREATE INDEX grey_net_expires ON grey_net (expires);"
+	"CREATE TABLE grey_allow ("
+	"  kind TEXT NOT NULL, value TEXT NOT NULL,"
+	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
+	"  PRIMARY KEY (kind, value));"
+	"CREATE INDEX grey_allow_lo ON grey_allow (kind, lo);"
+	"INSERT INTO grey_triplet VALUES ('192.0.2.0/24', 'a@b.example', "
+	"  'u@customer.example', 1000, 1100, 1400, 90000, 2, 1);"
+	"PRAGMA journal_mode = WAL;"
+	"PRAGMA user_version = 1;";
+
+static int
+user_version(const char *dir)
+{
+	char path[128];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int v;
+
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static void
+test_migrate_v1(void **state)
+{
+	struct state_conf sc = { 3600, 100 };
+	struct event_base *base = event_base_new();
+	char dir[] = "/tmp/state_test_v1.XXXXXX", cmd[128], err[512];
+	struct state *st;
+	struct state_triplet t;
+	struct state_rcpt r;
+	struct state_domain d;
+	size_t valid, invalid;
+
+	assert_non_null(mkdtemp(dir));
+	raw_exec(dir, schema_v1);
+	assert_int_equal(user_version(dir), 1);
+
+	/* backmxctl does not migrate: the daemon does, at its start. */
+	assert_null(state_open_admin(dir, err, sizeof(err)));
+	assert_non_null(strstr(err, "schema version 1"));
+
+	st = state_open(base, dir, &sc, err, sizeof(err));
+	if (st == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(user_version(dir), STATE_SCHEMA);
+	assert_int_equal(STATE_SCHEMA, 2);
+	/* The greylist row from before survives... */
+	assert_int_equal(state_triplet_get(st, "192.0.2.0/24", "a@b.example",
+	    "u@customer.example", &t), 1);
+	assert_int_equal(t.passed, 1400);
+	assert_int_equal(t.passes, 1);
+	/* ...and the new tables work. */
+	rcpt(&r, "u@customer.example", STATE_RCPT_VALID, 0);
+	assert_int_equal(state_rcpt_put(st, &r), 0);
+	memset(&d, 0, sizeof(d));
+	strcpy(d.name, "customer.example");
+	d.lifecycle = STATE_DOM_LEARNING;
+	assert_int_equal(state_domain_put(st, &d), 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	state_close(st);
+
+	/* Opened again: nothing left to migrate, everything there. */
+	st = state_open(base, dir, &sc, err, sizeof(err));
+	if (st == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(state_rcpt_get(st, "u@customer.example", 5000, &r),
+	    1);
+	assert_int_equal(state_rcpt_count(st, "customer.example", 5000,
+	    &valid, &invalid), 0);
+	assert_int_equal(valid, 1);
+	assert_int_equal(state_domain_get(st, "customer.example", &d), 1);
+	assert_int_equal(state_triplet_get(st, "192.0.2.0/24", "a@b.example",
+	    "u@customer.example", &t), 1);
+	state_close(st);
+
+	/* One version past ours still refuses to open. */
+	raw_exec(dir, "PRAGMA user_version = 3");
+	assert_null(state_open(base, dir, &sc, err, sizeof(err)));
+	assert_non_null(strstr(err, "schema version 3 is newer"));
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	event_base_free(base);
+}
+
 static void
 test_parse_net(void **state)
 {
@@ -388,6 +897,18 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allow_admin, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_rcpt_put_get, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_rcpt_bounds, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_rcpt_list_count, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_rcpt_sweep, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_domain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rcpt_domain_admin, setup,
+		    teardown),
+		cmocka_unit_test(test_migrate_v1),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_parse_net),
 	};
