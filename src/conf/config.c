@@ -207,6 +207,34 @@ static const struct conf_key keys[] = {
 	    "names of this MX besides myhostname, for loop prevention" },
 	{ "delivery_port", CONF_UINT, FIELD(delivery_port), "25", 1, 0,
 	    "TCP port of MX hosts (routes name their own)" },
+	{ "passthrough", CONF_BOOL, FIELD(passthrough), "yes", 0, 0,
+	    "relay live to an up primary; no: always store and forward" },
+	{ "passthrough_connect_timeout", CONF_TIME,
+	    FIELD(passthrough_connect_timeout), "10s", 1, 0,
+	    "pass-through: connect, greeting and EHLO of the primary" },
+	{ "passthrough_reply_timeout", CONF_TIME,
+	    FIELD(passthrough_reply_timeout), "240s", 1, 0,
+	    "pass-through: longest wait for each reply of the primary" },
+	{ "accept_unverified", CONF_BOOL, FIELD(accept_unverified), "no", 0,
+	    0, "backup mode: accept recipients never verified (per domain "
+	    "too)" },
+	{ "domain_learning", CONF_BOOL, FIELD(domain_learning), "yes", 0, 0,
+	    "learn a new domain's recipients first; no: every domain active" },
+	{ "learning_period", CONF_TIME, FIELD(learning_period), "7d", 1, 0,
+	    "how long a new domain learns its recipients" },
+	{ "recipient_valid_ttl", CONF_TIME, FIELD(recipient_valid_ttl), "31d",
+	    1, 0, "a recipient the primary accepted is known valid this long" },
+	{ "recipient_invalid_ttl", CONF_TIME, FIELD(recipient_invalid_ttl),
+	    "3d", 1, 0, "a recipient the primary refused is known invalid "
+	    "this long" },
+	{ "callout_rate_limit", CONF_UINT, FIELD(callout_rate_limit), "30", 1,
+	    0, "recipient verifications per minute per customer domain" },
+	{ "callout_queue_limit", CONF_UINT, FIELD(callout_queue_limit),
+	    "10000", 1, 0, "addresses waiting for verification, in all" },
+	{ "acceptance_probe_interval", CONF_TIME,
+	    FIELD(acceptance_probe_interval), "1d", 1, 0,
+	    "how often RCPT TO:<postmaster@DOMAIN> checks a primary takes "
+	    "our mail" },
 };
 
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))

@@ -103,6 +103,20 @@ struct config {
 	char		dnsbl_allow[1024];
 	char		dnsbl_fail_action[16];	/* "tempfail" or "ignore" */
 
+	/* Pass-through and recipient learning (docs/configuration.md).
+	 * Times in seconds. */
+	int		passthrough;		/* relay live while primary up */
+	unsigned	passthrough_connect_timeout; /* connect+greeting+EHLO */
+	unsigned	passthrough_reply_timeout; /* each primary reply */
+	int		accept_unverified;	/* domains_file can override */
+	int		domain_learning;	/* 0: every domain active */
+	unsigned	learning_period;
+	unsigned	recipient_valid_ttl;
+	unsigned	recipient_invalid_ttl;
+	unsigned	callout_rate_limit;	/* per minute per domain */
+	unsigned	callout_queue_limit;	/* addresses waiting, in all */
+	unsigned	acceptance_probe_interval; /* RCPT postmaster@ probe */
+
 	/* How each time and size value was written, by table row: its unit
 	 * letter ('m', 'K', ...) or 0 for a bare number, so config_print()
 	 * gives "5m" back rather than "300". Not part of the value:

@@ -124,6 +124,19 @@ test_defaults(void **state)
 	assert_true(c.smtpd_body_buffer == 256 * 1024);
 	assert_string_equal(c.tls_cert_file, "");
 	assert_string_equal(c.tls_key_file, "");
+	/* Pass-through and recipient learning. */
+	assert_int_equal(c.passthrough, 1);
+	assert_int_equal(c.passthrough_connect_timeout, 10);
+	assert_int_equal(c.passthrough_reply_timeout, 240);
+	assert_int_equal(c.accept_unverified, 0);
+	assert_int_equal(c.domain_learning, 1);
+	assert_int_equal(c.learning_period, 7 * 86400);
+	assert_int_equal(c.recipient_valid_ttl, 31 * 86400);
+	assert_int_equal(c.recipient_invalid_ttl, 3 * 86400);
+	assert_int_equal(c.callout_rate_limit, 30);
+	assert_int_equal(c.callout_queue_limit, 10000);
+	assert_int_equal(c.acceptance_probe_interval, 86400);
+	assert_int_equal(c.primary_probe_interval, 60);
 	/* A host name without a dot is kept as it is. */
 	assert_int_equal(gethostname(host, sizeof(host)), 0);
 	host[sizeof(host) - 1] = '\0';
@@ -275,6 +288,52 @@ static const struct value_row type_rows[] = {
 	    "t.conf: tls_key_file needs tls_cert_file" },
 	{ "tls_cert_file = /c.pem\ntls_key_file = /k.pem\ntls_key_file =", ERR,
 	    "t.conf: tls_cert_file needs tls_key_file" },
+
+	/* pass-through and recipient learning */
+	{ "passthrough = no", UINTF(passthrough, 0), NULL },
+	{ "passthrough = YES", UINTF(passthrough, 1), NULL },
+	{ "passthrough = 1", ERR, "t.conf:1: bad boolean value '1' for "
+	    "passthrough (yes or no)" },
+	{ "passthrough_connect_timeout = 30s",
+	    UINTF(passthrough_connect_timeout, 30), NULL },
+	{ "passthrough_connect_timeout = 0", ERR, "t.conf:1: bad time value "
+	    "'0' for passthrough_connect_timeout (at least 1s)" },
+	{ "passthrough_reply_timeout = 3m",
+	    UINTF(passthrough_reply_timeout, 180), NULL },
+	{ "passthrough_reply_timeout = 0s", ERR, "t.conf:1: bad time value "
+	    "'0s' for passthrough_reply_timeout (at least 1s)" },
+	{ "passthrough_reply_timeout = 4x", ERR, "t.conf:1: bad time value "
+	    "'4x' for passthrough_reply_timeout" },
+	{ "accept_unverified = yes", UINTF(accept_unverified, 1), NULL },
+	{ "accept_unverified = maybe", ERR, "t.conf:1: bad boolean value "
+	    "'maybe' for accept_unverified (yes or no)" },
+	{ "domain_learning = no", UINTF(domain_learning, 0), NULL },
+	{ "domain_learning = off", ERR, "t.conf:1: bad boolean value 'off' "
+	    "for domain_learning (yes or no)" },
+	{ "learning_period = 2w", UINTF(learning_period, 1209600), NULL },
+	{ "learning_period = 0d", ERR, "t.conf:1: bad time value '0d' for "
+	    "learning_period (at least 1s)" },
+	{ "recipient_valid_ttl = 60d", UINTF(recipient_valid_ttl, 5184000),
+	    NULL },
+	{ "recipient_valid_ttl = 0", ERR, "t.conf:1: bad time value '0' for "
+	    "recipient_valid_ttl (at least 1s)" },
+	{ "recipient_invalid_ttl = 12h", UINTF(recipient_invalid_ttl, 43200),
+	    NULL },
+	{ "recipient_invalid_ttl = 1y", ERR, "t.conf:1: bad time value '1y' "
+	    "for recipient_invalid_ttl" },
+	{ "callout_rate_limit = 1", UINTF(callout_rate_limit, 1), NULL },
+	{ "callout_rate_limit = 0", ERR, "t.conf:1: bad number '0' for "
+	    "callout_rate_limit (at least 1)" },
+	{ "callout_queue_limit = 500", UINTF(callout_queue_limit, 500),
+	    NULL },
+	{ "callout_queue_limit = 0", ERR, "t.conf:1: bad number '0' for "
+	    "callout_queue_limit (at least 1)" },
+	{ "callout_queue_limit = 10k", ERR, "t.conf:1: bad number '10k' for "
+	    "callout_queue_limit (0 to 4294967295)" },
+	{ "acceptance_probe_interval = 6h",
+	    UINTF(acceptance_probe_interval, 21600), NULL },
+	{ "acceptance_probe_interval = 0", ERR, "t.conf:1: bad time value '0' "
+	    "for acceptance_probe_interval (at least 1s)" },
 };
 
 static void
@@ -741,6 +800,12 @@ test_print_roundtrip(void **state)
 	assert_non_null(strstr(t1, "\nsmtpd_data_timeout = 30m\n"));
 	assert_non_null(strstr(t1, "\nsmtpd_body_buffer = 256K\n"));
 	assert_non_null(strstr(t1, "\ntls_cert_file =\ntls_key_file =\n"));
+	assert_non_null(strstr(t1, "\npassthrough = yes\n"));
+	assert_non_null(strstr(t1, "\npassthrough_reply_timeout = 240s\n"));
+	assert_non_null(strstr(t1, "\nlearning_period = 7d\n"));
+	assert_non_null(strstr(t1, "\nrecipient_valid_ttl = 31d\n"));
+	assert_non_null(strstr(t1, "\ncallout_queue_limit = 10000\n"));
+	assert_non_null(strstr(t1, "\nacceptance_probe_interval = 1d\n"));
 	free(t1);
 }
 

@@ -11,17 +11,30 @@
  *
  * Input is the operator's file, never peer bytes; a lookup key is peer
  * bytes (the RCPT domain) and is only hashed and compared.
+ *
+ * A recipients=FILE list is read whole while its line is parsed: every
+ * address checked with the RFC 5321 path parser (src/mail/addr.h), kept
+ * lower case in one arena, then sorted and deduplicated so that
+ * domains_static_rcpt() is a bsearch. The file is bounded (lines,
+ * addresses) and must be a regular file: a FIFO or a device would block
+ * the reload, or never end.
  */
 #include "domains.h"
+
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "config.h"
 #include "log.h"
 #include "str.h"
@@ -39,11 +52,20 @@ struct domains {
 	size_t		 mask;		/* number of slots - 1 */
 };
 
+/* A recipients= list: the strings live in buf, v points into it. */
+struct domain_rcpts {
+	char		*buf;
+	size_t		 len, cap;
+	char		**v;		/* sorted, no duplicates */
+	size_t		 n;
+};
+
 struct dparse {
 	const char	*name;		/* the file, for errors */
 	int		 line;
 	char		*err;
 	size_t		 errsz;
+	const char	*dir;		/* "" or the file's directory with '/' */
 };
 
 static void	derr(struct dparse *, const char *, ...)
@@ -64,6 +86,24 @@ derr(struct dparse *p, const char *fmt, ...)
 		snprintf(p->err, p->errsz, "%s:%d: %s", p->name, p->line, msg);
 	else
 		snprintf(p->err, p->errsz, "%s: %s", p->name, msg);
+}
+
+static void	rerr(struct dparse *, const char *, int, const char *, ...)
+		    __attribute__((format(printf, 4, 5)));
+
+/* An error in a recipients= file: "FILE:LINE: what is wrong". */
+static void
+rerr(struct dparse *p, const char *file, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (p->errsz == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(p->err, p->errsz, "%s:%d: %s", file, line, msg);
 }
 
 static int
@@ -205,17 +245,243 @@ parse_route(struct dparse *p, struct domain *dom, const char *s, size_t n)
 	return 0;
 }
 
+static void
+rcpts_free(struct domain_rcpts *r)
+{
+	if (r == NULL)
+		return;
+	free(r->buf);
+	free(r->v);
+	free(r);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read one line of at most bufsz - 1 octets without its '\n'. */
+enum { RL_LINE, RL_EOF, RL_LONG, RL_NUL, RL_ERR };
+
+static int
+read_line(FILE *f, char *buf, size_t bufsz, size_t *len_out)
+{
+	size_t len = 0;
+	int c;
+
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (c == '\0')
+			return RL_NUL;
+		if (len == bufsz - 1)
+			return RL_LONG;
+		buf[len++] = (char)c;
+	}
+	if (c == EOF && ferror(f))
+		return RL_ERR;
+	if (c == EOF && len == 0)
+		return RL_EOF;
+	buf[len] = '\0';
+	*len_out = len;
+	return RL_LINE;
+}
+
+/*
+ * One line of a recipients= file, trimmed, not blank, no comment: "local"
+ * or "local@domain", checked as the path "<local@domain>" would be in a
+ * RCPT TO, appended to r lower case. The domain part is after the last
+ * '@' unless a '"' follows it (then the '@' is in a quoted local part).
+ */
+static int
+rcpts_add(struct dparse *p, struct domain_rcpts *r, size_t *noff,
+    size_t **off, size_t *offcap, const char *file, int line,
+    const char *domain, const char *s, size_t n)
+{
+	char path[DOMAINS_RCPT_LINE_MAX + DOMAIN_NAME_MAX + 8];
+	char out[ADDR_PATH_MAX + 1], e[96];
+	const char *at = NULL, *q;
+	struct mailaddr ma;
+	size_t llen = n, plen, consumed, olen;
+	enum addr_err ae;
+
+	for (q = s + n; q > s; q--)
+		if (q[-1] == '@') {
+			at = q - 1;
+			break;
+		}
+	if (at != NULL && memchr(at, '"', (size_t)(s + n - at)) == NULL) {
+		size_t dlen = (size_t)(s + n - at - 1);
+
+		llen = (size_t)(at - s);
+		if (dlen != strlen(domain) ||
+		    strncasecmp(at + 1, domain, dlen) != 0) {
+			rerr(p, file, line, "address '%s' is not in %s",
+			    log_escape(e, sizeof(e), s, n), domain);
+			return -1;
+		}
+	}
+	log_escape(e, sizeof(e), s, llen);
+	plen = (size_t)snprintf(path, sizeof(path), "<%.*s@%s>", (int)llen, s,
+	    domain);
+	ae = addr_parse_path(path, plen, 0, &ma, &consumed);
+	if (ae == ADDR_OK && (consumed != plen || strlen(ma.local) != llen ||
+	    memcmp(ma.local, s, llen) != 0))
+		ae = ADDR_ERR_SYNTAX;	/* a '>' inside, or a source route */
+	if (llen == 0 || ae != ADDR_OK) {
+		rerr(p, file, line, "bad local part '%s': %s", e,
+		    addr_strerror(ae == ADDR_OK ? ADDR_ERR_SYNTAX : ae));
+		return -1;
+	}
+	if (*noff == DOMAINS_RCPTS_MAX) {
+		rerr(p, file, line, "more than %d addresses",
+		    DOMAINS_RCPTS_MAX);
+		return -1;
+	}
+	if (addr_format(&ma, out, sizeof(out)) == -1) {
+		rerr(p, file, line, "bad local part '%s': %s", e,
+		    addr_strerror(ADDR_ERR_PATH_TOO_LONG));
+		return -1;
+	}
+	str_lower(out);
+	olen = strlen(out) + 1;
+	if (r->len + olen > r->cap) {
+		while (r->len + olen > r->cap)
+			r->cap = r->cap ? r->cap * 2 : 4096;
+		r->buf = xreallocarray(r->buf, r->cap, 1);
+	}
+	memcpy(r->buf + r->len, out, olen);
+	if (*noff == *offcap) {
+		*offcap = *offcap ? *offcap * 2 : 256;
+		*off = xreallocarray(*off, *offcap, sizeof(**off));
+	}
+	(*off)[(*noff)++] = r->len;
+	r->len += olen;
+	return 0;
+}
+
+/*
+ * recipients=FILE of 'domain': FILE relative to p->dir unless absolute.
+ * NULL with the error set when the file cannot be read or is wrong.
+ */
+static struct domain_rcpts *
+rcpts_load(struct dparse *p, const char *domain, const char *name, size_t n)
+{
+	char file[PATH_MAX], line[DOMAINS_RCPT_LINE_MAX + 1], e[96];
+	struct domain_rcpts *r = NULL;
+	size_t len, i, j, noff = 0, offcap = 0, *off = NULL;
+	struct stat st;
+	FILE *f = NULL;
+	int fd, lineno = 0, rl;
+
+	log_escape(e, sizeof(e), name, n);
+	if (n == 0) {
+		derr(p, "bad recipients '': a file name expected");
+		return NULL;
+	}
+	if ((size_t)snprintf(file, sizeof(file), "%s%.*s", name[0] == '/' ?
+	    "" : p->dir, (int)n, name) >= sizeof(file)) {
+		derr(p, "bad recipients '%s': file name too long", e);
+		return NULL;
+	}
+	/* Not blocking: a FIFO must not stall a reload (then refused). */
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1) {
+		derr(p, "recipients file %s: cannot open: %s", file,
+		    strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		derr(p, "recipients file %s: not a regular file", file);
+		close(fd);
+		return NULL;
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		derr(p, "recipients file %s: cannot open: %s", file,
+		    strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	r = xcalloc(1, sizeof(*r));
+	for (;;) {
+		const char *s = line;
+
+		rl = read_line(f, line, sizeof(line), &len);
+		if (rl == RL_EOF)
+			break;
+		lineno++;
+		if (rl == RL_LONG) {
+			rerr(p, file, lineno, "line longer than %d octets",
+			    DOMAINS_RCPT_LINE_MAX);
+			goto fail;
+		}
+		if (rl == RL_NUL) {
+			rerr(p, file, lineno, "NUL character");
+			goto fail;
+		}
+		if (rl == RL_ERR) {
+			derr(p, "recipients file %s: cannot read: %s", file,
+			    strerror(errno));
+			goto fail;
+		}
+		while (len > 0 && (is_blank(s[len - 1])))
+			len--;
+		while (len > 0 && is_blank(*s)) {
+			s++;
+			len--;
+		}
+		if (len == 0 || *s == '#')
+			continue;
+		if (rcpts_add(p, r, &noff, &off, &offcap, file, lineno, domain,
+		    s, len) == -1)
+			goto fail;
+	}
+	fclose(f);
+
+	/* r->buf is final now: point into it, sort, drop repeats. */
+	r->v = xreallocarray(NULL, noff ? noff : 1, sizeof(r->v[0]));
+	for (i = 0; i < noff; i++)
+		r->v[i] = r->buf + off[i];
+	free(off);
+	qsort(r->v, noff, sizeof(r->v[0]), cmp_str);
+	for (i = 0, j = 0; i < noff; i++)
+		if (j == 0 || strcmp(r->v[j - 1], r->v[i]) != 0)
+			r->v[j++] = r->v[i];
+	r->n = j;
+	return r;
+fail:
+	fclose(f);
+	free(off);
+	rcpts_free(r);
+	return NULL;
+}
+
+/* "yes" or "no" (either case), n bytes at v, for option 'key'. */
+static int
+parse_yesno(struct dparse *p, const char *key, const char *v, size_t n,
+    int *out)
+{
+	char buf[8], e[96];
+
+	if (n < sizeof(buf)) {
+		str_ncopy(buf, sizeof(buf), v, n);
+		if (config_parse_bool(buf, out) == 0)
+			return 0;
+	}
+	derr(p, "bad %s '%s': yes or no", key, log_escape(e, sizeof(e), v, n));
+	return -1;
+}
+
 /* One line: "domain [key=value ...] [# comment]". */
 static int
 parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 {
 	struct domain dom;
-	const char *w, *eq;
-	size_t i = 0, wlen, *slot;
-	int have_route = 0, have_mx_check = 0, b;
+	const char *w, *eq, *v;
+	size_t i = 0, wlen, klen, vlen, *slot;
+	int have_route = 0, have_mx_check = 0, have_filters = 0, b;
 	char e[96];
 
 	memset(&dom, 0, sizeof(dom));
+	dom.accept_unverified = -1;
 	for (;;) {
 		while (i < n && is_blank(s[i]))
 			i++;
@@ -236,38 +502,64 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 		}
 		if ((eq = memchr(w, '=', wlen)) == NULL) {
 			derr(p, "bad option '%s': key=value expected", e);
-			return -1;
+			goto fail;
 		}
-		if ((size_t)(eq - w) == 5 && memcmp(w, "route", 5) == 0) {
+		klen = (size_t)(eq - w);
+		v = eq + 1;
+		vlen = wlen - klen - 1;
+		if (klen == 5 && memcmp(w, "route", 5) == 0) {
 			if (have_route++) {
 				derr(p, "route given twice");
-				return -1;
+				goto fail;
 			}
-			if (parse_route(p, &dom, eq + 1,
-			    wlen - (size_t)(eq + 1 - w)) == -1)
-				return -1;
+			if (parse_route(p, &dom, v, vlen) == -1)
+				goto fail;
 			continue;
 		}
-		if ((size_t)(eq - w) == 8 && memcmp(w, "mx_check", 8) == 0) {
-			char v[8];
-
+		if (klen == 8 && memcmp(w, "mx_check", 8) == 0) {
 			if (have_mx_check++) {
 				derr(p, "mx_check given twice");
-				return -1;
+				goto fail;
 			}
-			if (wlen - 9 >= sizeof(v) ||
-			    (str_ncopy(v, sizeof(v), eq + 1, wlen - 9),
-			    config_parse_bool(v, &b) == -1)) {
-				derr(p, "bad mx_check '%s': yes or no",
-				    log_escape(e, sizeof(e), eq + 1, wlen - 9));
-				return -1;
-			}
+			if (parse_yesno(p, "mx_check", v, vlen, &b) == -1)
+				goto fail;
 			dom.mx_check_off = !b;
 			continue;
 		}
+		if (klen == 17 && memcmp(w, "accept_unverified", 17) == 0) {
+			if (dom.accept_unverified != -1) {
+				derr(p, "accept_unverified given twice");
+				goto fail;
+			}
+			if (parse_yesno(p, "accept_unverified", v, vlen,
+			    &dom.accept_unverified) == -1)
+				goto fail;
+			continue;
+		}
+		if (klen == 19 && memcmp(w, "passthrough_filters", 19) == 0) {
+			if (have_filters++) {
+				derr(p, "passthrough_filters given twice");
+				goto fail;
+			}
+			if (parse_yesno(p, "passthrough_filters", v, vlen,
+			    &b) == -1)
+				goto fail;
+			dom.passthrough_filters = b != 0;
+			continue;
+		}
+		if (klen == 10 && memcmp(w, "recipients", 10) == 0) {
+			if (dom.rcpts != NULL) {
+				derr(p, "recipients given twice");
+				goto fail;
+			}
+			if ((dom.rcpts = rcpts_load(p, dom.name, v, vlen)) ==
+			    NULL)
+				goto fail;
+			continue;
+		}
 		derr(p, "unknown option '%s'",
-		    log_escape(e, sizeof(e), w, (size_t)(eq - w)));
-		return -1;
+		    log_escape(e, sizeof(e), w, klen));
+		goto fail;
 	}
 	if (dom.name[0] == '\0')
 		return 0;		/* blank or comment */
@@ -275,24 +567,28 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 	if (*(slot = find_slot(d, dom.name)) != 0) {
 		derr(p, "duplicate domain '%s' (first on line %d)", dom.name,
 		    d->line[*slot - 1]);
-		return -1;
+		goto fail;
 	}
 	if (d->n == d->cap) {
 		d->cap = d->cap ? d->cap * 2 : 64;
 		d->v = xreallocarray(d->v, d->cap, sizeof(d->v[0]));
 		d->line = xreallocarray(d->line, d->cap, sizeof(d->line[0]));
 	}
-	d->v[d->n] = dom;
+	d->v[d->n] = dom;	/* d owns dom.rcpts from here */
 	d->line[d->n] = p->line;
 	*slot = ++d->n;
 	return 0;
+fail:
+	rcpts_free(dom.rcpts);
+	return -1;
 }
 
-struct domains *
-domains_parse(const char *name, const char *text, size_t len, char *err,
-    size_t errsz)
+/* domains_parse() with recipients= files relative to 'dir'. */
+static struct domains *
+parse_text(const char *name, const char *dir, const char *text, size_t len,
+    char *err, size_t errsz)
 {
-	struct dparse p = { name, 0, err, errsz };
+	struct dparse p = { name, 0, err, errsz, dir };
 	struct domains *d = xcalloc(1, sizeof(*d));
 	size_t pos, lines = 1, nslot = 16;
 
@@ -327,15 +623,26 @@ fail:
 }
 
 struct domains *
+domains_parse(const char *name, const char *text, size_t len, char *err,
+    size_t errsz)
+{
+	return parse_text(name, "", text, len, err, errsz);
+}
+
+struct domains *
 domains_load(const char *path, char *err, size_t errsz)
 {
 	struct domains *d;
-	char *buf;
+	char *buf, dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
 	size_t len;
 
+	/* recipients=FILE is relative to this file's directory. */
+	str_ncopy(dir, sizeof(dir), path, slash != NULL ?
+	    (size_t)(slash - path) + 1 : 0);
 	if (file_read_all(path, DOMAINS_FILE_MAX, &buf, &len, err, errsz) == -1)
 		return NULL;
-	d = domains_parse(path, buf, len, err, errsz);
+	d = parse_text(path, dir, buf, len, err, errsz);
 	free(buf);
 	return d;
 }
@@ -343,8 +650,12 @@ domains_load(const char *path, char *err, size_t errsz)
 void
 domains_free(struct domains *d)
 {
+	size_t i;
+
 	if (d == NULL)
 		return;
+	for (i = 0; i < d->n; i++)
+		rcpts_free(d->v[i].rcpts);
 	free(d->v);
 	free(d->line);
 	free(d->slot);
@@ -373,4 +684,33 @@ const struct domain *
 domains_at(const struct domains *d, size_t i)
 {
 	return i < d->n ? &d->v[i] : NULL;
+}
+
+int
+domain_accept_unverified(const struct domain *dom, const struct config *c)
+{
+	if (dom != NULL && dom->accept_unverified != -1)
+		return dom->accept_unverified;
+	return c->accept_unverified;
+}
+
+int
+domains_static_rcpt(const struct domain *dom, const char *addr_lower)
+{
+	if (dom == NULL || dom->rcpts == NULL || dom->rcpts->n == 0)
+		return 0;
+	return bsearch(&addr_lower, dom->rcpts->v, dom->rcpts->n,
+	    sizeof(dom->rcpts->v[0]), cmp_str) != NULL;
+}
+
+size_t
+domains_static_count(const struct domain *dom)
+{
+	return dom != NULL && dom->rcpts != NULL ? dom->rcpts->n : 0;
+}
+
+const char *
+domains_static_at(const struct domain *dom, size_t i)
+{
+	return i < domains_static_count(dom) ? dom->rcpts->v[i] : NULL;
 }

@@ -4,10 +4,21 @@
  * lines ignored. Names are matched case-insensitively (ASCII), without a
  * trailing dot. A domain not in the file is not ours (relay control).
  *
- * Options now: route=[HOST]:PORT or route=HOST:PORT or route=[ADDR]:PORT,
- * a static next hop ("[...]" means: no MX lookup, as in transport(5));
- * mx_check=yes|no, whether RCPT's MX-range check (docs/dns.md) applies.
- * Later issues add more options; an unknown option is an error.
+ * Options, each at most once (docs/configuration.md, "The domains file"):
+ *   route=[HOST]:PORT, route=HOST:PORT or route=[ADDR]:PORT: a static next
+ *     hop ("[...]" means: no MX lookup, as in transport(5));
+ *   mx_check=yes|no: whether RCPT's MX-range check (docs/dns.md) applies;
+ *   accept_unverified=yes|no: in backup mode, accept recipients never
+ *     verified; unset, the global key accept_unverified decides;
+ *   passthrough_filters=yes|no (no): the DNSBL and the sender and
+ *     recipient domain checks run on the pass-through path too;
+ *   recipients=FILE: the domain's valid recipients, never expired. FILE
+ *     is relative to the domains file's directory (to the current
+ *     directory for domains_parse()). One address a line, "local" or
+ *     "local@DOMAIN" (this line's domain, any case), '#' comment lines,
+ *     blank lines; at most DOMAINS_RCPTS_MAX addresses and lines of at
+ *     most DOMAINS_RCPT_LINE_MAX octets. Stored lower case, sorted, once.
+ * An unknown option is an error.
  */
 #ifndef BACKMX_DOMAINS_H
 #define BACKMX_DOMAINS_H
@@ -15,12 +26,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define DOMAINS_RCPTS_MAX	1000000	/* addresses in one recipients= file */
+#define DOMAINS_RCPT_LINE_MAX	1000	/* octets in one of its lines */
+
+struct config;
+struct domain_rcpts;			/* opaque; see domains_static_rcpt() */
+
+/*
+ * One customer domain. Copied by value elsewhere (the policy keeps one):
+ * a copy shares 'rcpts', which lives until domains_free() of the table it
+ * came from.
+ */
 struct domain {
 	char		name[256];	/* lower case, no trailing dot */
 	char		route_host[256];/* "" when no route= */
 	uint16_t	route_port;
 	unsigned	route_no_mx:1;	/* route given as [HOST] */
 	unsigned	mx_check_off:1;	/* mx_check=no: private MX is fine */
+	unsigned	passthrough_filters:1; /* DNSBL, DNS checks in pass-through */
+	int		accept_unverified; /* -1 unset (global key), 0 no, 1 yes */
+	struct domain_rcpts *rcpts;	/* recipients=; NULL: none. Owned by
+					 * struct domains */
 };
 
 struct domains;
@@ -37,5 +63,20 @@ void		 domains_free(struct domains *);
 const struct domain *domains_lookup(const struct domains *, const char *name);
 size_t		 domains_count(const struct domains *);
 const struct domain *domains_at(const struct domains *, size_t i);
+
+/* accept_unverified for this domain: its own option, else c's key. */
+int		 domain_accept_unverified(const struct domain *,
+		    const struct config *c);
+
+/*
+ * 1 when 'addr_lower' ("local@domain", already lower case) is in the
+ * domain's recipients= list, else 0 (also with no list). O(log n).
+ */
+int		 domains_static_rcpt(const struct domain *,
+		    const char *addr_lower);
+/* Addresses in the domain's recipients= list, after deduplication. */
+size_t		 domains_static_count(const struct domain *);
+/* The i-th of them in sorted order, NULL past the end (listings). */
+const char	*domains_static_at(const struct domain *, size_t i);
 
 #endif

@@ -1,11 +1,13 @@
 /*
  * domains_test: the domains file as an operator writes it, and the lookup
  * relay control depends on. Rows are whole files (name "d") with the
- * domains they must yield or the exact error. Also 10,000 domains, and the
- * example etc/domains (read from SOURCE_ROOT).
+ * domains they must yield or the exact error. Also 10,000 domains, the
+ * example etc/domains (read from SOURCE_ROOT), and recipients= files
+ * (written to a temporary directory).
  */
 #include "domains.h"
 
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,8 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+
+#include "config.h"
 
 #ifndef SOURCE_ROOT
 #define SOURCE_ROOT	"."
@@ -236,6 +241,374 @@ test_mx_check(void **state)
 	}
 }
 
+/* accept_unverified= and passthrough_filters=, yes or no, once each. */
+static void
+test_flag_options(void **state)
+{
+	static const struct {
+		const char	*text;
+		int		 accept;	/* expected accept_unverified */
+		int		 filters;	/* passthrough_filters */
+		const char	*err;		/* NULL: parses */
+	} rows[] = {
+		{ "example.com", -1, 0, NULL },
+		{ "example.com accept_unverified=yes", 1, 0, NULL },
+		{ "example.com accept_unverified=NO", 0, 0, NULL },
+		{ "example.com passthrough_filters=yes", -1, 1, NULL },
+		{ "example.com passthrough_filters=no accept_unverified=no",
+		    0, 0, NULL },
+		{ "example.com mx_check=no passthrough_filters=Yes "
+		    "route=[a.example]", -1, 1, NULL },
+		{ "example.com accept_unverified=1", 0, 0,
+		    "d:1: bad accept_unverified '1': yes or no" },
+		{ "example.com accept_unverified=", 0, 0,
+		    "d:1: bad accept_unverified '': yes or no" },
+		{ "example.com accept_unverified=yesyesyes", 0, 0,
+		    "d:1: bad accept_unverified 'yesyesyes': yes or no" },
+		{ "example.com passthrough_filters=on", 0, 0,
+		    "d:1: bad passthrough_filters 'on': yes or no" },
+		{ "example.com accept_unverified=no accept_unverified=no", 0,
+		    0, "d:1: accept_unverified given twice" },
+		{ "example.com passthrough_filters=no passthrough_filters=yes",
+		    0, 0, "d:1: passthrough_filters given twice" },
+		{ "example.com Accept_unverified=yes", 0, 0,
+		    "d:1: unknown option 'Accept_unverified'" },
+		{ "example.com passthrough=yes", 0, 0,
+		    "d:1: unknown option 'passthrough'" },
+	};
+	struct config c;
+	char err[256];
+	size_t i;
+
+	for (i = 0; i < nitems(rows); i++) {
+		struct domains *d = parse(rows[i].text, err, sizeof(err));
+		const struct domain *dom;
+
+		if (rows[i].err != NULL) {
+			if (d != NULL || strcmp(err, rows[i].err) != 0)
+				fail_msg("row %zu: got '%s'", i,
+				    d ? "parsed" : err);
+			continue;
+		}
+		if (d == NULL)
+			fail_msg("row %zu: %s", i, err);
+		dom = domains_lookup(d, "example.com");
+		assert_non_null(dom);
+		if (dom->accept_unverified != rows[i].accept ||
+		    (int)dom->passthrough_filters != rows[i].filters)
+			fail_msg("row %zu: accept_unverified %d, "
+			    "passthrough_filters %d", i,
+			    dom->accept_unverified,
+			    (int)dom->passthrough_filters);
+		domains_free(d);
+	}
+
+	/* The option overrides the key; unset, the key decides. */
+	config_defaults(&c);
+	assert_int_equal(c.accept_unverified, 0);
+	{
+		struct domains *d = parse("a.example accept_unverified=yes\n"
+		    "b.example accept_unverified=no\nc.example\n", err,
+		    sizeof(err));
+
+		assert_non_null(d);
+		assert_int_equal(domain_accept_unverified(domains_lookup(d,
+		    "a.example"), &c), 1);
+		assert_int_equal(domain_accept_unverified(domains_lookup(d,
+		    "b.example"), &c), 0);
+		assert_int_equal(domain_accept_unverified(domains_lookup(d,
+		    "c.example"), &c), 0);
+		c.accept_unverified = 1;
+		assert_int_equal(domain_accept_unverified(domains_lookup(d,
+		    "a.example"), &c), 1);
+		assert_int_equal(domain_accept_unverified(domains_lookup(d,
+		    "b.example"), &c), 0);
+		assert_int_equal(domain_accept_unverified(domains_lookup(d,
+		    "c.example"), &c), 1);
+		assert_int_equal(domain_accept_unverified(NULL, &c), 1);
+		domains_free(d);
+	}
+}
+
+/* A temporary directory for recipients= files, removed at the end. */
+static char	tmpdir[64];
+
+static void
+put(const char *name, const char *text)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* domains_load() of "domains" in tmpdir holding 'text'. */
+static struct domains *
+load(const char *text, char *err, size_t errsz)
+{
+	char path[PATH_MAX];
+
+	put("domains", text);
+	snprintf(path, sizeof(path), "%s/domains", tmpdir);
+	return domains_load(path, err, errsz);
+}
+
+/* The error of load(text), "TMP/" standing for the directory in 'want'. */
+static void
+load_fails(const char *text, const char *want)
+{
+	char err[1024], exp[1024];
+	const char *w;
+	size_t o = 0;
+	struct domains *d;
+
+	for (w = want; *w != '\0' && o < sizeof(exp) - 80; w++)
+		if (strncmp(w, "TMP/", 4) == 0) {
+			o += (size_t)snprintf(exp + o, sizeof(exp) - o, "%s/",
+			    tmpdir);
+			w += 3;
+		} else
+			exp[o++] = *w;
+	exp[o] = '\0';
+	d = load(text, err, sizeof(err));
+	if (d != NULL || strcmp(err, exp) != 0)
+		fail_msg("\"%s\": got \"%s\", want \"%s\"", text,
+		    d ? "parsed" : err, exp);
+}
+
+static void
+test_recipients(void **state)
+{
+	char err[1024], text[PATH_MAX + 64], cwd[PATH_MAX], *big;
+	const struct domain *dom;
+	struct domain copy;
+	struct domains *d;
+	size_t i;
+
+	strcpy(tmpdir, "/tmp/domains_test.XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+
+	put("r1", "# the static list\n\nAlice\nbob@Example.COM\n"
+	    "  carol@example.com \t\r\nalice@example.com\nALICE\n"
+	    "\"Quoted Name\"@example.com\n\"a@b\"\n"
+	    "   # indented comment\nlast.one");
+	put("r2", "x@example.net\n");
+	put("empty", "");
+
+	/* Relative to the domains file's directory, or absolute. */
+	snprintf(text, sizeof(text), "example.com recipients=r1\n"
+	    "example.net recipients=%s/r2 accept_unverified=yes\n"
+	    "example.org recipients=empty\nexample.info\n", tmpdir);
+	d = load(text, err, sizeof(err));
+	if (d == NULL)
+		fail_msg("%s", err);
+	dom = domains_lookup(d, "example.com");
+	assert_non_null(dom);
+	/* alice three times, once after folding; one quoted '@'. */
+	assert_int_equal(domains_static_count(dom), 6);
+	assert_int_equal(domains_static_rcpt(dom, "alice@example.com"), 1);
+	assert_int_equal(domains_static_rcpt(dom, "bob@example.com"), 1);
+	assert_int_equal(domains_static_rcpt(dom, "carol@example.com"), 1);
+	assert_int_equal(domains_static_rcpt(dom, "last.one@example.com"), 1);
+	assert_int_equal(domains_static_rcpt(dom,
+	    "\"quoted name\"@example.com"), 1);
+	assert_int_equal(domains_static_rcpt(dom, "\"a@b\"@example.com"), 1);
+	assert_int_equal(domains_static_rcpt(dom, "dave@example.com"), 0);
+	assert_int_equal(domains_static_rcpt(dom, "alice@example.net"), 0);
+	assert_int_equal(domains_static_rcpt(dom, "alice"), 0);
+	assert_int_equal(domains_static_rcpt(dom, ""), 0);
+	/* The caller folds case: the list is lower case. */
+	assert_int_equal(domains_static_rcpt(dom, "Alice@example.com"), 0);
+	/* In order, for listings. */
+	assert_string_equal(domains_static_at(dom, 0),
+	    "\"a@b\"@example.com");
+	assert_string_equal(domains_static_at(dom, 1),
+	    "\"quoted name\"@example.com");
+	assert_string_equal(domains_static_at(dom, 2), "alice@example.com");
+	assert_string_equal(domains_static_at(dom, 5),
+	    "last.one@example.com");
+	assert_null(domains_static_at(dom, 6));
+	assert_null(domains_static_at(NULL, 0));
+	/* A copy of the struct shares the list (the policy keeps one). */
+	memcpy(&copy, dom, sizeof(copy));
+	assert_int_equal(domains_static_rcpt(&copy, "bob@example.com"), 1);
+	assert_int_equal(domains_static_count(&copy), 6);
+
+	dom = domains_lookup(d, "example.net");
+	assert_int_equal(domains_static_count(dom), 1);
+	assert_int_equal(domains_static_rcpt(dom, "x@example.net"), 1);
+	assert_int_equal(dom->accept_unverified, 1);
+	dom = domains_lookup(d, "example.org");
+	assert_non_null(dom->rcpts);
+	assert_int_equal(domains_static_count(dom), 0);
+	assert_int_equal(domains_static_rcpt(dom, "x@example.org"), 0);
+	dom = domains_lookup(d, "example.info");
+	assert_null(dom->rcpts);
+	assert_int_equal(domains_static_count(dom), 0);
+	assert_int_equal(domains_static_rcpt(dom, "x@example.info"), 0);
+	assert_int_equal(domains_static_count(NULL), 0);
+	assert_int_equal(domains_static_rcpt(NULL, "x@example.info"), 0);
+	domains_free(d);
+
+	/* A file that is missing fails the whole load, with the reason. */
+	load_fails("example.com\nexample.net recipients=nothere\n",
+	    "TMP/domains:2: recipients file TMP/nothere: cannot open: "
+	    "No such file or directory");
+	load_fails("example.com recipients=/nonexistent/r",
+	    "TMP/domains:1: recipients file /nonexistent/r: cannot open: "
+	    "No such file or directory");
+	load_fails("example.com recipients=", "TMP/domains:1: bad recipients "
+	    "'': a file name expected");
+	load_fails("example.com recipients=/dev/null",
+	    "TMP/domains:1: recipients file /dev/null: not a regular file");
+	load_fails("example.com recipients=.",
+	    "TMP/domains:1: recipients file TMP/.: not a regular file");
+	load_fails("example.com recipients=r1 recipients=r1",
+	    "TMP/domains:1: recipients given twice");
+	/* The list read before a later error is freed (ASan checks). */
+	load_fails("example.com recipients=r1 foo=bar",
+	    "TMP/domains:1: unknown option 'foo'");
+	load_fails("example.com recipients=r1\nEXAMPLE.com recipients=r1",
+	    "TMP/domains:2: duplicate domain 'example.com' (first on line 1)");
+
+	/* What the file may hold. */
+	put("r3", "a@example.com\nb@example.net\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:2: address 'b@example.net' is not in example.com");
+	put("r3", "a@sub.example.com\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: address 'a@sub.example.com' is not in example.com");
+	put("r3", "a@example.com.\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: address 'a@example.com.' is not in example.com");
+	put("r3", "ok\na..b\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:2: bad local part 'a..b': bad address syntax");
+	put("r3", "john doe\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: bad local part 'john doe': bad address syntax");
+	put("r3", ".a\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: bad local part '.a': bad address syntax");
+	put("r3", "@example.com\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: bad local part '': bad address syntax");
+	put("r3", "a>b\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: bad local part 'a>b': bad address syntax");
+	/* A source route is no local part. */
+	put("r3", "@x.example:y@example.com\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: bad local part '@x.example:y': bad address syntax");
+	put("r3", "b\xc3\xbcr\n");
+	load_fails("example.com recipients=r3", "TMP/r3:1: bad local part "
+	    "'b\\xc3\\xbcr': 8-bit address needs SMTPUTF8 and valid UTF-8");
+	put("r3", "a\n"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "\n");
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:2: bad local part 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaa': local part too long");
+
+	/* Lines of 1000 octets at most; no NUL. */
+	big = malloc(DOMAINS_RCPT_LINE_MAX + 3);
+	assert_non_null(big);
+	memset(big, ' ', DOMAINS_RCPT_LINE_MAX + 1);
+	big[0] = 'a';
+	big[DOMAINS_RCPT_LINE_MAX] = '\n';
+	big[DOMAINS_RCPT_LINE_MAX + 1] = '\0';
+	put("r3", big);
+	d = load("example.com recipients=r3", err, sizeof(err));
+	if (d == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(domains_static_rcpt(domains_lookup(d, "example.com"),
+	    "a@example.com"), 1);
+	domains_free(d);
+	big[DOMAINS_RCPT_LINE_MAX] = ' ';
+	big[DOMAINS_RCPT_LINE_MAX + 1] = '\n';
+	big[DOMAINS_RCPT_LINE_MAX + 2] = '\0';
+	put("r3", big);
+	load_fails("example.com recipients=r3",
+	    "TMP/r3:1: line longer than 1000 octets");
+	free(big);
+	{
+		static const char nul[] = "a\nb\0c\n";
+		char path[PATH_MAX];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/r3", tmpdir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		assert_int_equal(fwrite(nul, 1, sizeof(nul) - 1, f),
+		    sizeof(nul) - 1);
+		assert_int_equal(fclose(f), 0);
+		load_fails("example.com recipients=r3",
+		    "TMP/r3:2: NUL character");
+	}
+
+	/* domains_parse(): relative to the current directory. */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(tmpdir), 0);
+	d = parse("example.net recipients=r2", err, sizeof(err));
+	if (d == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(domains_static_rcpt(domains_lookup(d, "example.net"),
+	    "x@example.net"), 1);
+	domains_free(d);
+	assert_null(parse("example.net recipients=nothere", err,
+	    sizeof(err)));
+	assert_string_equal(err, "d:1: recipients file nothere: cannot open: "
+	    "No such file or directory");
+	assert_int_equal(chdir(cwd), 0);
+	assert_null(parse("example.net recipients=r2", err, sizeof(err)));
+
+	/* At most 1,000,000 addresses, counted before deduplication. */
+	{
+		char path[PATH_MAX];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/r4", tmpdir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		for (i = 0; i < DOMAINS_RCPTS_MAX; i++)
+			fprintf(f, "u%zu\n", i % 500000);
+		assert_int_equal(fclose(f), 0);
+		d = load("example.com recipients=r4", err, sizeof(err));
+		if (d == NULL)
+			fail_msg("%s", err);
+		dom = domains_lookup(d, "example.com");
+		assert_int_equal(domains_static_count(dom), 500000);
+		assert_int_equal(domains_static_rcpt(dom, "u0@example.com"), 1);
+		assert_int_equal(domains_static_rcpt(dom,
+		    "u499999@example.com"), 1);
+		assert_int_equal(domains_static_rcpt(dom,
+		    "u500000@example.com"), 0);
+		domains_free(d);
+		f = fopen(path, "a");
+		assert_non_null(f);
+		fputs("# a comment does not count\none.more\n", f);
+		assert_int_equal(fclose(f), 0);
+		load_fails("example.com recipients=r4",
+		    "TMP/r4:1000002: more than 1000000 addresses");
+		unlink(path);
+	}
+
+	for (i = 0; i < 5; i++) {
+		static const char *const names[] = {
+			"r1", "r2", "r3", "empty", "domains"
+		};
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, names[i]);
+		unlink(path);
+	}
+	assert_int_equal(rmdir(tmpdir), 0);
+}
+
 struct route_row {
 	const char	*route;		/* after "example.com route=" */
 	const char	*host;		/* NULL: refused */
@@ -405,6 +778,8 @@ main(void)
 		cmocka_unit_test(test_nul),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_mx_check),
+		cmocka_unit_test(test_flag_options),
+		cmocka_unit_test(test_recipients),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_load),
