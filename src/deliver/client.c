@@ -8,6 +8,12 @@
  * ends with a code: the primary's (RCPT refusal, DATA refusal or the
  * answer to the dot) or ours (451 for a connection problem). Nothing here
  * decides what a code means for the queue: deliver.c and sched.c do.
+ *
+ * The owner's own commands (client_cmd, pass-through and callouts) take
+ * another road after the greeting: a bounded FIFO of lines and reply
+ * callbacks (C_CMD), the body the owner streams after a 354 (C_OBODY).
+ * Each reply awaited there has its own deadline (ev_reply) that a primary
+ * dribbling one byte at a time cannot push back.
  */
 #include "client.h"
 
@@ -19,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -40,17 +47,30 @@
 
 enum cstate {
 	C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_IDLE, C_TX,
-	C_BODY, C_DOT, C_RSET, C_QUIT, C_DEAD,
+	C_BODY, C_DOT, C_RSET, C_QUIT, C_DEAD, C_CMD, C_OBODY,
 };
 
 static const char *const state_names[] = {
 	"connect", "greeting", "EHLO", "HELO", "STARTTLS", "idle",
 	"MAIL/RCPT/DATA", "body", "end of data", "RSET", "QUIT", "dead",
+	"command", "owner's body",
+};
+
+/* One of the owner's commands: written (line freed) or waiting to be. */
+struct cmd {
+	char		*line;		/* NULL once written */
+	client_reply_cb	*cb;
+	void		*arg;
+	unsigned	 timeout;	/* seconds for its reply */
+	unsigned	 group_end:1;	/* RFC 2920 §3.1: last in a group */
+	unsigned	 is_data:1;
 };
 
 struct client {
 	struct event_base	*base;
-	const struct client_conf *conf;
+	const struct client_conf *conf;		/* &conf_copy */
+	struct client_conf	 conf_copy;
+	char			 helo[256];
 	struct bufferevent	*bev;
 	enum cstate		 state;
 	char			 host[256];
@@ -59,13 +79,25 @@ struct client {
 	client_cb		*cb;
 	void			*arg;
 	struct reply		 reply;
+	struct reply		 ehlo;		/* for client_has_ext() */
+	char			 greeting[REPLY_LINE_MAX + 1];
 	struct event		*ev_later;	/* async TX_DONE */
+
+	/* the owner's commands: a ring of CLIENT_CMD_MAX; the first
+	 * cmd_nsent of cmd_n are written and wait for their replies */
+	struct cmd		*cmds;
+	size_t			 cmd_head, cmd_n, cmd_nsent;
+	struct event		*ev_reply;	/* the first one's deadline */
+	int			 obol;		/* owner's body: at a line start */
+	void			(*drained_cb)(struct client *, void *);
+	void			*drained_arg;
 
 	unsigned		 try_tls:1;
 	unsigned		 tls:1;
 	unsigned		 tls_handshake:1;
 	unsigned		 tls_failed:1;
 	unsigned		 greeted:1;
+	unsigned		 got_greeting:1;
 	unsigned		 esmtp:1;
 	unsigned		 ext_pipelining:1;
 	unsigned		 ext_8bitmime:1;
@@ -93,6 +125,7 @@ struct client {
 static void	client_fail(struct client *, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	client_destroy(struct client *);
+static void	cmd_clear(struct client *);
 
 /*
  * Our handlers run the owner's callbacks, and an owner may free us from
@@ -223,6 +256,8 @@ client_fail(struct client *c, const char *fmt, ...)
 	char text[QDB_TEXT_MAX];
 	va_list ap;
 
+	int quitting = c->state == C_QUIT;
+
 	if (c->state == C_DEAD)
 		return;
 	va_start(ap, fmt);
@@ -233,6 +268,13 @@ client_fail(struct client *c, const char *fmt, ...)
 	c->state = C_DEAD;
 	if (c->bev != NULL)
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	/* The owner's replies still due never come. */
+	cmd_clear(c);
+	if (quitting) {
+		/* client_quit() promised: no callbacks, frees itself. */
+		client_free(c);
+		return;
+	}
 	/* Doubt is 4xx: whatever the primary had not answered is kept. */
 	snprintf(text, sizeof(text), "451 4.4.2 lost connection with %.200s "
 	    "(%.250s)", c->relay, c->error);
@@ -531,6 +573,261 @@ client_send(struct client *c, struct client_tx *tx)
 	tx_send_next(c);
 }
 
+/* --- the owner's commands (pass-through, callouts) ---------------------- */
+
+static struct cmd *
+cmd_at(struct client *c, size_t i)
+{
+	return &c->cmds[(c->cmd_head + i) % CLIENT_CMD_MAX];
+}
+
+/* Forget every command, written or not: their callbacks never run. */
+static void
+cmd_clear(struct client *c)
+{
+	while (c->cmd_n > 0) {
+		free(cmd_at(c, 0)->line);
+		c->cmd_head = (c->cmd_head + 1) % CLIENT_CMD_MAX;
+		c->cmd_n--;
+	}
+	c->cmd_nsent = 0;
+	if (c->ev_reply != NULL)
+		evtimer_del(c->ev_reply);
+}
+
+/* The first written command's reply is due within its own timeout from
+ * now; with nothing due, the idle timeout of C_IDLE. */
+static void
+cmd_arm(struct client *c)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (c->cmd_nsent == 0) {
+		evtimer_del(c->ev_reply);
+		set_timeouts(c, c->conf->command_timeout,
+		    c->conf->data_block_timeout);
+		return;
+	}
+	tv.tv_sec = (time_t)cmd_at(c, 0)->timeout;
+	evtimer_add(c->ev_reply, &tv);
+	/* The deadline above bounds the reply; the write timeout bounds a
+	 * primary that stops reading. */
+	set_timeouts(c, 0, c->conf->data_block_timeout);
+}
+
+/* Write what may go out now: all with PIPELINING up to a command that
+ * ends a group, else one at a time. */
+static void
+cmd_flush(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int was_waiting = c->cmd_nsent > 0;
+	struct cmd *k;
+
+	while (c->cmd_nsent < c->cmd_n) {
+		if (c->cmd_nsent > 0 && (!c->ext_pipelining ||
+		    cmd_at(c, c->cmd_nsent - 1)->group_end))
+			break;
+		k = cmd_at(c, c->cmd_nsent);
+		evbuffer_add(out, k->line, strlen(k->line));
+		evbuffer_add(out, "\r\n", 2);
+		free(k->line);
+		k->line = NULL;
+		c->cmd_nsent++;
+	}
+	if (!was_waiting && c->cmd_nsent > 0)
+		cmd_arm(c);
+}
+
+static int
+verb_is(const char *line, const char *verb)
+{
+	size_t n = strlen(verb);
+
+	return strncasecmp(line, verb, n) == 0 &&
+	    (line[n] == '\0' || line[n] == ' ');
+}
+
+/* The reply to the first written command. */
+static void
+cmd_reply(struct client *c)
+{
+	struct cmd k;
+
+	if (c->cmd_nsent == 0) {
+		client_fail(c, "reply where none was due");
+		return;
+	}
+	k = *cmd_at(c, 0);
+	c->cmd_head = (c->cmd_head + 1) % CLIENT_CMD_MAX;
+	c->cmd_n--;
+	c->cmd_nsent--;
+	if (k.is_data && c->reply.code == 354) {
+		/* The owner streams the body; no reply is due meanwhile.
+		 * Nothing can wait in the queue: client_cmd refuses
+		 * commands after DATA. */
+		c->state = C_OBODY;
+		c->obol = 1;
+		evtimer_del(c->ev_reply);
+		set_timeouts(c, 0, c->conf->data_block_timeout);
+	} else {
+		cmd_arm(c);
+		cmd_flush(c);
+	}
+	/* Last: the owner may queue more, or free us. */
+	if (k.cb != NULL)
+		k.cb(c, &c->reply, k.arg);
+}
+
+static void
+reply_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	enter(c);
+	client_fail(c, "timeout in state %s", state_names[c->state]);
+	leave(c);
+}
+
+int
+client_cmd(struct client *c, const char *line, unsigned timeout,
+    client_reply_cb *cb, void *arg)
+{
+	static const char *const group_end[] = {
+		"EHLO", "HELO", "DATA", "VRFY", "EXPN", "TURN", "QUIT", "NOOP",
+	};
+	size_t len = strlen(line), i;
+	struct cmd *k;
+
+	if (c->freed || (c->state != C_IDLE && c->state != C_CMD) ||
+	    c->tx != NULL)
+		return -1;
+	/* One line is one command: a CR or LF inside would smuggle
+	 * another past us. */
+	if (len > CLIENT_CMD_LINE_MAX || strpbrk(line, "\r\n") != NULL)
+		return -1;
+	/* Bounded: a primary that stops answering holds at most this. */
+	if (c->cmd_n >= CLIENT_CMD_MAX)
+		return -1;
+	/* TLS is ours to negotiate; and after DATA comes the body (or a
+	 * refusal), not the next command. */
+	if (verb_is(line, "STARTTLS") ||
+	    (c->cmd_n > 0 && cmd_at(c, c->cmd_n - 1)->is_data))
+		return -1;
+	if (c->cmds == NULL)
+		c->cmds = xcalloc(CLIENT_CMD_MAX, sizeof(*c->cmds));
+	c->state = C_CMD;
+	k = cmd_at(c, c->cmd_n++);
+	k->line = xstrdup(line);
+	k->cb = cb;
+	k->arg = arg;
+	k->timeout = timeout ? timeout : c->conf->command_timeout;
+	k->is_data = verb_is(line, "DATA");
+	k->group_end = 0;
+	for (i = 0; i < sizeof(group_end) / sizeof(group_end[0]); i++)
+		if (verb_is(line, group_end[i]))
+			k->group_end = 1;
+	cmd_flush(c);
+	return 0;
+}
+
+void
+client_body(struct client *c, const char *buf, size_t len)
+{
+	struct evbuffer *out;
+	char stuffed[2 * 8192];
+	size_t n;
+
+	if (c->freed || c->state == C_DEAD)
+		return;		/* CLIENT_FAILED says it */
+	if (c->state != C_OBODY)
+		panic("client_body in state %s", state_names[c->state]);
+	out = bufferevent_get_output(c->bev);
+	while (len > 0) {
+		n = len < sizeof(stuffed) / 2 ? len : sizeof(stuffed) / 2;
+		evbuffer_add(out, stuffed, client_dotstuff(buf, n, &c->obol,
+		    stuffed));
+		buf += n;
+		len -= n;
+	}
+}
+
+void
+client_body_end(struct client *c, unsigned timeout, client_reply_cb *cb,
+    void *arg)
+{
+	struct evbuffer *out;
+	struct cmd *k;
+
+	if (c->freed || c->state == C_DEAD)
+		return;
+	if (c->state != C_OBODY || c->cmd_n != 0)
+		panic("client_body_end in state %s", state_names[c->state]);
+	out = bufferevent_get_output(c->bev);
+	/* RFC 5321 §4.1.1.4: the dot on a line of its own. */
+	if (!c->obol)
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+	c->state = C_CMD;
+	k = cmd_at(c, c->cmd_n++);
+	memset(k, 0, sizeof(*k));
+	k->cb = cb;
+	k->arg = arg;
+	k->timeout = timeout ? timeout : c->conf->data_done_timeout;
+	k->group_end = 1;
+	c->cmd_nsent = 1;
+	cmd_arm(c);
+}
+
+void
+client_set_cb(struct client *c, client_cb *cb, void *arg)
+{
+	if (c->freed)
+		return;
+	c->cb = cb;
+	c->arg = arg;
+}
+
+size_t
+client_pending_out(const struct client *c)
+{
+	struct bufferevent *u;
+	size_t n;
+
+	if (c->bev == NULL)
+		return 0;
+	n = evbuffer_get_length(bufferevent_get_output(c->bev));
+	if (c->tls && (u = bufferevent_get_underlying(c->bev)) != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	return n;
+}
+
+void
+client_on_drained(struct client *c, void (*cb)(struct client *, void *),
+    void *arg)
+{
+	if (c->freed)
+		return;
+	c->drained_cb = cb;
+	c->drained_arg = arg;
+	/* The write callback runs once a write leaves this much or less. */
+	if (cb != NULL && c->bev != NULL && c->state != C_BODY)
+		bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_DRAIN_LOW,
+		    0);
+}
+
+int
+client_has_ext(const struct client *c, const char *keyword)
+{
+	return c->esmtp && reply_has_keyword(&c->ehlo, keyword, NULL, 0);
+}
+
+const char *
+client_greeting(const struct client *c)
+{
+	return c->got_greeting ? c->greeting : NULL;
+}
+
 /* --- greeting, EHLO, STARTTLS ------------------------------------------- */
 
 static void
@@ -591,6 +888,10 @@ start_tls(struct client *c)
 		client_fail(c, "TLS filter failed");
 		return;
 	}
+	/* The filter moves bytes down only while the socket layer holds
+	 * less than this: what waits stays bounded and visible to
+	 * client_pending_out() and the drained callback. */
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, CLIENT_DRAIN_LOW);
 	c->bev = tlsbev;
 	c->tls = 1;
 	c->tls_handshake = 1;
@@ -614,6 +915,16 @@ handle_reply(struct client *c)
 	reply_summary(&c->reply, text, sizeof(text));
 	switch (c->state) {
 	case C_GREETING:
+		{
+			/* The first line, bounded by REPLY_LINE_MAX. */
+			size_t n = strcspn(c->reply.text, "\n");
+
+			if (n >= sizeof(c->greeting))
+				n = sizeof(c->greeting) - 1;
+			memcpy(c->greeting, c->reply.text, n);
+			c->greeting[n] = '\0';
+			c->got_greeting = 1;
+		}
 		if (code != 220) {
 			client_fail(c, "greeting: %s", text);
 			return;
@@ -640,6 +951,7 @@ handle_reply(struct client *c)
 		}
 		c->esmtp = 1;
 		parse_ehlo(c);
+		c->ehlo = c->reply;
 		if (c->try_tls && c->conf->tls != NULL && !c->tls &&
 		    c->ext_starttls) {
 			c->state = C_STARTTLS;
@@ -653,6 +965,7 @@ handle_reply(struct client *c)
 			return;
 		}
 		c->esmtp = 0;
+		reply_init(&c->ehlo);
 		c->ext_pipelining = c->ext_8bitmime = c->ext_smtputf8 = 0;
 		c->ext_dsn = c->ext_starttls = c->ext_size_offered = 0;
 		c->ext_size = 0;
@@ -668,6 +981,9 @@ handle_reply(struct client *c)
 		break;
 	case C_TX:
 		tx_reply(c);
+		return;
+	case C_CMD:
+		cmd_reply(c);
 		return;
 	case C_DOT:
 		if (c->empty_data) {
@@ -731,7 +1047,8 @@ read_cb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		if (c->state == C_IDLE || c->state == C_BODY ||
-		    c->state == C_CONNECT) {
+		    c->state == C_CONNECT || c->state == C_OBODY ||
+		    (c->state == C_CMD && c->cmd_nsent == 0)) {
 			free(line);
 			client_fail(c, "reply where none was due");
 			break;
@@ -760,6 +1077,8 @@ write_cb(struct bufferevent *bev, void *arg)
 	enter(c);
 	if (c->state == C_BODY)
 		body_pump(c);
+	else if (c->drained_cb != NULL && c->state != C_DEAD && !c->freed)
+		c->drained_cb(c, c->drained_arg);
 	leave(c);
 }
 
@@ -822,7 +1141,12 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 	int port = 0;
 
 	c->base = base;
-	c->conf = conf;
+	/* A copy: a connection handed to a new owner outlives the
+	 * request that made it (deliver_connect). */
+	c->conf_copy = *conf;
+	str_copy(c->helo, sizeof(c->helo), conf->helo_name);
+	c->conf_copy.helo_name = c->helo;
+	c->conf = &c->conf_copy;
 	c->cb = cb;
 	c->arg = arg;
 	c->try_tls = try_tls != 0;
@@ -842,10 +1166,13 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 	}
 	snprintf(c->relay, sizeof(c->relay), "%s[%s]:%d", host, addr, port);
 	reply_init(&c->reply);
+	reply_init(&c->ehlo);
 	c->ev_later = evtimer_new(base, later_cb, c);
+	c->ev_reply = evtimer_new(base, reply_timeout_cb, c);
 	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE |
 	    BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL) {
+		event_free(c->ev_reply);
 		event_free(c->ev_later);
 		free(c);
 		return NULL;
@@ -866,12 +1193,15 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 void
 client_quit(struct client *c)
 {
-	if (c == NULL)
+	if (c == NULL || c->freed)
 		return;
-	if (c->state != C_IDLE) {
+	if (c->state != C_IDLE && !(c->state == C_CMD && c->cmd_n == 0)) {
 		client_free(c);
 		return;
 	}
+	/* No callback of any kind from now on. */
+	c->cb = NULL;
+	c->drained_cb = NULL;
 	c->state = C_QUIT;
 	sendf(c, "QUIT");
 	set_timeouts(c, c->conf->command_timeout,
@@ -885,6 +1215,7 @@ client_free(struct client *c)
 		return;
 	c->freed = 1;
 	c->cb = NULL;
+	c->drained_cb = NULL;
 	if (c->bev != NULL)
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	if (c->busy == 0)
@@ -895,8 +1226,11 @@ static void
 client_destroy(struct client *c)
 {
 	tx_clear(c);
+	cmd_clear(c);
+	free(c->cmds);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
+	event_free(c->ev_reply);
 	event_free(c->ev_later);
 	free(c);
 }

@@ -65,14 +65,17 @@ enum client_event {
 typedef void	client_cb(struct client *, enum client_event, void *arg);
 
 /* Start connecting to sa. 'host' names the peer in logs and SNI (a name
- * or an address). NULL when no socket could be made. */
+ * or an address). conf is copied (helo_name too). NULL when no socket
+ * could be made. */
 struct client	*client_connect(struct event_base *, const struct client_conf *,
 		    const struct sockaddr *, socklen_t, const char *host,
 		    int try_tls, client_cb *, void *arg);
 /* Hand over a transaction (only after CLIENT_READY or CLIENT_TX_DONE). The
  * tx must stay valid until CLIENT_TX_DONE or CLIENT_FAILED. */
 void		 client_send(struct client *, struct client_tx *);
-/* Say QUIT and close; the client frees itself, no more callbacks. */
+/* Say QUIT and close; the client frees itself, no more callbacks (none
+ * of the event, reply or drained kind). Idle only; otherwise the same as
+ * client_free. */
 void		 client_quit(struct client *);
 /* Close at once and free. NULL is fine. */
 void		 client_free(struct client *);
@@ -85,6 +88,50 @@ int		 client_greeted(const struct client *);
 int		 client_tls_failed(const struct client *);
 /* "host[addr]:port" of the peer. */
 const char	*client_relay(const struct client *);
+
+/* --- the owner's own commands (pass-through, callouts) -------------------
+ *
+ * Not mixed with client_send on one connection. A command is refused (-1)
+ * when the connection is failing or busy with something else, when the
+ * line is over CLIENT_CMD_LINE_MAX octets or holds CR, LF or NUL (one
+ * line is one command: no smuggling), for STARTTLS (the client negotiates
+ * TLS itself), after DATA until its reply came, during a body, and past
+ * CLIENT_CMD_MAX commands waiting for their replies. With PIPELINING a
+ * command that must end a group (RFC 2920 §3.1: EHLO, HELO, DATA, VRFY,
+ * EXPN, TURN, QUIT, NOOP) holds back the ones queued after it until its
+ * reply arrives. A QUIT's reply is followed by the primary's close: free
+ * the client from that reply's callback, or CLIENT_FAILED follows.
+ */
+#define CLIENT_CMD_LINE_MAX	1000
+#define CLIENT_CMD_MAX		128
+#define CLIENT_DRAIN_LOW	(64 * 1024)
+
+struct reply;	/* reply.h */
+/* The owner's own commands, for pass-through and callouts (not mixed with client_send on one connection). */
+typedef void	client_reply_cb(struct client *, const struct reply *, void *arg);
+/* Change who gets the connection's events (CLIENT_FAILED etc.): a connection handed from deliver_connect() to its new owner. */
+void		 client_set_cb(struct client *, client_cb *, void *arg);
+/* After CLIENT_READY, or from any reply callback: queue one command line (no CRLF; at most 1000 octets; -1 if longer or the connection is failing). Replies come back to each cb in order. Queued commands are written back to back when the server offered PIPELINING, else one at a time as replies arrive. A connection failure (drop, timeout, malformed reply) gives CLIENT_FAILED through the event callback; the reply callbacks still pending do not run. Each reply is awaited at most 'timeout' seconds (0: the conf's command_timeout). */
+int		 client_cmd(struct client *, const char *line, unsigned timeout, client_reply_cb *, void *arg);
+/* After a 354 to DATA: message bytes as the recipient must see them (unstuffed, CRLF line ends); the client dot-stuffs. */
+void		 client_body(struct client *, const char *buf, size_t len);
+/* ".\r\n" (after a CRLF if the body did not end with one) and the reply to cb, awaited at most 'timeout' seconds (0: data_done_timeout). */
+void		 client_body_end(struct client *, unsigned timeout, client_reply_cb *, void *arg);
+/* Octets accepted but not yet written to the socket (TLS: before
+ * encryption, in both layers); and a callback run from the write handler
+ * each time a write leaves at most CLIENT_DRAIN_LOW octets waiting above
+ * the socket layer (with TLS up to twice that in all) -- the session uses
+ * it as backpressure: it stops reading its client while the primary is
+ * slow. Check client_pending_out() first: the callback needs a write to
+ * happen. It stays until removed (NULL cb removes it). */
+size_t		 client_pending_out(const struct client *);
+void		 client_on_drained(struct client *, void (*cb)(struct client *, void *), void *arg);
+/* 1 when the EHLO reply offered the keyword (e.g. "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "DSN"). */
+int		 client_has_ext(const struct client *, const char *keyword);
+/* The greeting line's text (after the code; "" when it had none), NULL
+ * before a greeting arrived. The peer's name as used in logs is
+ * client_relay(). */
+const char	*client_greeting(const struct client *);
 
 /*
  * Dot-stuff 'n' bytes of a body (RFC 5321 §4.5.2) into out (room for 2n

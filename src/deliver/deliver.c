@@ -9,6 +9,11 @@
  * every task waiting for it: they would only fail the same way, one
  * timeout after the other.
  *
+ * deliver_connect() hands a greeted connection to another stage
+ * (pass-through, callouts): the same next hop, the same walk down the MX
+ * hosts, but outside the pools and their limit; the connection is the
+ * caller's from then on.
+ *
  * Loop prevention (STYLE.md §1.4) belongs to MX selection: we deliver to
  * an MX host only when its preference is lower than ours. Routes are the
  * operator's word and are taken as they are.
@@ -75,10 +80,36 @@ struct lookup {
 	}			 mx[DELIVER_MX_MAX];
 	size_t			 nmx, cur;
 	uint16_t		 qtype;		/* of the address query */
-	struct deliver_task	*task;		/* or a probe: */
+	struct deliver_task	*task;		/* or a connection request */
+	struct deliver_conn	*dc;		/* or a probe: */
 	deliver_probe_cb	*probe_cb;
 	void			*probe_arg;
 	char			 probe_domain[256];
+};
+
+/* One deliver_connect() request: looking up, connecting, or reporting a
+ * failure from the loop. */
+struct deliver_conn {
+	struct deliver_conn	*next, *prev;
+	struct deliver		*d;
+	char			 domain[256];
+	struct client_conf	 cconf;		/* the caller's, copied */
+	char			 helo[256];
+	deliver_connect_cb	*cb;
+	void			*arg;
+	struct lookup		*lookup;	/* running, or NULL */
+	struct client		*c;		/* connecting, or NULL */
+	struct event		*ev_fail;	/* the failure, from the loop */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 host[256];
+	int			 clear;		/* this host: no STARTTLS */
+	int			 reached;	/* some host greeted */
+	char			 why[QDB_TEXT_MAX];
+	/* the MX hosts after the one tried, as for a task */
+	char			 alt[DELIVER_ALT_MAX][256];
+	size_t			 nalt, alt_next;
+	uint16_t		 alt_port;
 };
 
 struct deliver {
@@ -90,6 +121,7 @@ struct deliver {
 	struct client_conf	 cconf;
 	SSL_CTX			*tls;
 	struct primary		*primaries;
+	struct deliver_conn	*dconns;	/* deliver_connect() requests */
 	struct deliver_task	*later;		/* finished without a hop */
 	struct deliver_task	**later_tail;
 	struct event		*ev_later;
@@ -104,7 +136,10 @@ static int	task_next_host(struct deliver *, struct deliver_task *);
 static void	lookup_start(struct deliver *, const char *domain,
 		    const char *host, int no_mx, uint16_t port,
 		    struct deliver_task *, deliver_probe_cb *, void *,
-		    const char *probe_domain);
+		    const char *probe_domain, struct deliver_conn *);
+static void	dconn_connect(struct deliver_conn *,
+		    const struct sockaddr_storage *, socklen_t, const char *);
+static void	dconn_failed(struct deliver_conn *);
 
 /* --- finishing tasks ---------------------------------------------------- */
 
@@ -194,12 +229,11 @@ next_hop(struct deliver *d, const char *domain, struct sockaddr_storage *ss,
 	return 2;		/* MX lookup */
 }
 
-static struct primary *
-primary_get(struct deliver *d, const struct sockaddr_storage *ss,
-    socklen_t sslen, const char *host)
+/* "addr:port" of ss, the key of a primary. */
+static void
+primary_key(const struct sockaddr_storage *ss, char *key, size_t keysz)
 {
-	char addr[INET6_ADDRSTRLEN], key[320];
-	struct primary *p;
+	char addr[INET6_ADDRSTRLEN];
 	int port;
 
 	if (ss->ss_family == AF_INET) {
@@ -213,10 +247,32 @@ primary_get(struct deliver *d, const struct sockaddr_storage *ss,
 		inet_ntop(AF_INET6, &s6->sin6_addr, addr, sizeof(addr));
 		port = ntohs(s6->sin6_port);
 	}
-	snprintf(key, sizeof(key), "%s:%d", addr, port);
+	snprintf(key, keysz, "%s:%d", addr, port);
+}
+
+static struct primary *
+primary_find(struct deliver *d, const struct sockaddr_storage *ss)
+{
+	char key[320];
+	struct primary *p;
+
+	primary_key(ss, key, sizeof(key));
 	for (p = d->primaries; p != NULL; p = p->next)
 		if (strcmp(p->key, key) == 0)
 			return p;
+	return NULL;
+}
+
+static struct primary *
+primary_get(struct deliver *d, const struct sockaddr_storage *ss,
+    socklen_t sslen, const char *host)
+{
+	char key[320];
+	struct primary *p;
+
+	if ((p = primary_find(d, ss)) != NULL)
+		return p;
+	primary_key(ss, key, sizeof(key));
 	p = xcalloc(1, sizeof(*p));
 	str_copy(p->key, sizeof(p->key), key);
 	str_copy(p->host, sizeof(p->host), host);
@@ -439,7 +495,8 @@ deliver_submit(struct deliver *d, struct deliver_task *t,
 		dispatch(d, t, NULL, NULL, NULL, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, t->domain, host, 0, 0, t, NULL, NULL, NULL);
+		lookup_start(d, t->domain, host, 0, 0, t, NULL, NULL, NULL,
+		    NULL);
 		return;
 	}
 }
@@ -462,7 +519,8 @@ deliver_probe(struct deliver *d, const char *domain, deliver_probe_cb *done,
 		dispatch(d, NULL, done, arg, domain, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, domain, host, 0, 0, NULL, done, arg, domain);
+		lookup_start(d, domain, host, 0, 0, NULL, done, arg, domain,
+		    NULL);
 		return;
 	}
 }
@@ -524,6 +582,14 @@ lookup_fail(struct lookup *l, int code, const char *why)
 		task_resolve_all(t, code, why);
 		if (!task_next_host(d, t))
 			task_finish_later(d, t);
+	} else if (l->dc != NULL) {
+		struct deliver_conn *dc = l->dc;
+
+		dc->lookup = NULL;
+		str_copy(dc->why, sizeof(dc->why), why);
+		lookup_free(l);
+		dconn_failed(dc);
+		return;
 	} else
 		l->probe_cb(l->probe_domain, 0, why, l->probe_arg);
 	lookup_free(l);
@@ -579,6 +645,25 @@ addr_answer(const struct dns_result *res, void *arg)
 			sslen = sizeof(*s6);
 			break;
 		}
+	}
+	if (sslen > 0 && l->dc != NULL) {
+		struct deliver_conn *dc = l->dc;
+		char host[256];
+
+		if (l->nmx > 1) {
+			/* The hosts after this one, for dconn_failed(). */
+			dc->nalt = dc->alt_next = 0;
+			dc->alt_port = l->port;
+			for (i = l->cur + 1; i < l->nmx &&
+			    dc->nalt < DELIVER_ALT_MAX; i++)
+				str_copy(dc->alt[dc->nalt++],
+				    sizeof(dc->alt[0]), l->mx[i].host);
+		}
+		str_copy(host, sizeof(host), l->mx[l->cur].host);
+		dc->lookup = NULL;
+		lookup_free(l);
+		dconn_connect(dc, &ss, sslen, host);
+		return;
 	}
 	if (sslen > 0) {
 		struct deliver *d = l->d;
@@ -753,7 +838,7 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 static void
 lookup_start(struct deliver *d, const char *domain, const char *host,
     int no_mx, uint16_t port, struct deliver_task *t, deliver_probe_cb *done,
-    void *arg, const char *probe_domain)
+    void *arg, const char *probe_domain, struct deliver_conn *dc)
 {
 	const struct domain *dom = d->domains ?
 	    domains_lookup(d->domains, domain) : NULL;
@@ -761,6 +846,9 @@ lookup_start(struct deliver *d, const char *domain, const char *host,
 
 	l->d = d;
 	l->task = t;
+	l->dc = dc;
+	if (dc != NULL)
+		dc->lookup = l;
 	l->probe_cb = done;
 	l->probe_arg = arg;
 	if (probe_domain != NULL)
@@ -840,6 +928,9 @@ deliver_free(struct deliver *d)
 
 	if (d == NULL)
 		return;
+	/* Their callbacks do not run. */
+	while (d->dconns != NULL)
+		deliver_connect_cancel(d->dconns);
 	while (d->lookups != NULL)
 		lookup_free(d->lookups);
 	while ((p = d->primaries) != NULL) {
@@ -854,4 +945,193 @@ deliver_free(struct deliver *d)
 	event_free(d->ev_later);
 	SSL_CTX_free(d->tls);
 	free(d);
+}
+
+/* --- connections for other stages (deliver_connect) --------------------- */
+
+static void
+dconn_free(struct deliver_conn *dc)
+{
+	struct deliver *d = dc->d;
+
+	if (dc->prev != NULL)
+		dc->prev->next = dc->next;
+	else
+		d->dconns = dc->next;
+	if (dc->next != NULL)
+		dc->next->prev = dc->prev;
+	event_free(dc->ev_fail);
+	free(dc);
+}
+
+static void
+dconn_fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct deliver_conn *dc = arg;
+	deliver_connect_cb *cb = dc->cb;
+	void *cbarg = dc->arg;
+	char why[QDB_TEXT_MAX];
+	int reached = dc->reached;
+
+	str_copy(why, sizeof(why), dc->why[0] ? dc->why : "no next hop");
+	dconn_free(dc);
+	cb(NULL, reached, why, cbarg);
+}
+
+static void	dconn_client_cb(struct client *, enum client_event, void *);
+
+static void
+dconn_start(struct deliver_conn *dc)
+{
+	struct primary *p = primary_find(dc->d, &dc->ss);
+
+	/* Opportunistic TLS as for deliveries: clear text where a
+	 * handshake with this next hop failed before. */
+	dc->c = client_connect(dc->d->base, &dc->cconf,
+	    (const struct sockaddr *)&dc->ss, dc->sslen, dc->host,
+	    !dc->clear && !(p != NULL && p->tls_broken), dconn_client_cb,
+	    dc);
+	if (dc->c == NULL) {
+		str_copy(dc->why, sizeof(dc->why),
+		    "connect: out of resources");
+		dconn_failed(dc);
+	}
+}
+
+static void
+dconn_connect(struct deliver_conn *dc, const struct sockaddr_storage *ss,
+    socklen_t sslen, const char *host)
+{
+	memcpy(&dc->ss, ss, sizeof(*ss));
+	dc->sslen = sslen;
+	str_copy(dc->host, sizeof(dc->host), host);
+	dc->clear = 0;
+	dconn_start(dc);
+}
+
+/*
+ * The host tried did not greet us, or had no address (the reason is in
+ * dc->why): the next MX host by preference as for a task, else the
+ * failure goes to the caller from the loop.
+ */
+static void
+dconn_failed(struct deliver_conn *dc)
+{
+	struct deliver *d = dc->d;
+	struct lookup *l;
+
+	if (dc->alt_next >= dc->nalt || d->resolver == NULL) {
+		event_active(dc->ev_fail, EV_TIMEOUT, 0);
+		return;
+	}
+	l = xcalloc(1, sizeof(*l));
+	l->d = d;
+	l->dc = dc;
+	dc->lookup = l;
+	l->port = dc->alt_port;
+	str_copy(l->domain, sizeof(l->domain), dc->domain);
+	str_copy(l->mx[0].host, sizeof(l->mx[0].host),
+	    dc->alt[dc->alt_next]);
+	l->nmx = 1;
+	l->qtype = DNS_T_A;
+	l->next = d->lookups;
+	if (d->lookups != NULL)
+		d->lookups->prev = l;
+	d->lookups = l;
+	log_info("event=connect_next_mx domain=%s host=%s", dc->domain,
+	    dc->alt[dc->alt_next]);
+	dc->alt_next++;
+	lookup_addr(l);
+}
+
+static void
+dconn_client_cb(struct client *c, enum client_event ev, void *arg)
+{
+	struct deliver_conn *dc = arg;
+	deliver_connect_cb *cb = dc->cb;
+	void *cbarg = dc->arg;
+	int tls_failed;
+
+	if (ev == CLIENT_READY) {
+		/* Greeted: the connection is the caller's now; until it
+		 * sets its own callback nobody hears of the client. */
+		client_set_cb(c, NULL, NULL);
+		dc->c = NULL;
+		dconn_free(dc);
+		cb(c, 1, NULL, cbarg);
+		return;
+	}
+	if (ev != CLIENT_FAILED)
+		return;
+	/* A greeting of any kind (421 too) means the host was reached. */
+	if (client_greeting(c) != NULL)
+		dc->reached = 1;
+	str_copy(dc->why, sizeof(dc->why), client_error(c));
+	tls_failed = client_tls_failed(c);
+	client_free(c);
+	dc->c = NULL;
+	if (tls_failed && !dc->clear) {
+		/* RFC 7435: the same host once more, in clear text. */
+		log_info("event=connect_tls_retry domain=%s host=%s",
+		    dc->domain, dc->host);
+		dc->clear = 1;
+		dconn_start(dc);
+		return;
+	}
+	dconn_failed(dc);
+}
+
+struct deliver_conn *
+deliver_connect(struct deliver *d, const char *domain,
+    const struct client_conf *conf, deliver_connect_cb *cb, void *arg)
+{
+	struct deliver_conn *dc = xcalloc(1, sizeof(*dc));
+	struct sockaddr_storage ss;
+	char host[256];
+	socklen_t sslen;
+
+	dc->d = d;
+	dc->cb = cb;
+	dc->arg = arg;
+	str_copy(dc->domain, sizeof(dc->domain), domain);
+	str_lower(dc->domain);
+	dc->cconf = *conf;
+	str_copy(dc->helo, sizeof(dc->helo), conf->helo_name);
+	dc->cconf.helo_name = dc->helo;
+	dc->ev_fail = event_new(d->base, -1, 0, dconn_fail_cb, dc);
+	dc->next = d->dconns;
+	if (d->dconns != NULL)
+		d->dconns->prev = dc;
+	d->dconns = dc;
+	switch (next_hop(d, dc->domain, &ss, &sslen, host, sizeof(host),
+	    dc->why, sizeof(dc->why))) {
+	case -1:
+		event_active(dc->ev_fail, EV_TIMEOUT, 0);
+		break;
+	case 0:
+		dconn_connect(dc, &ss, sslen, host);
+		break;
+	default:
+		lookup_start(d, dc->domain, host, 0, 0, NULL, NULL, NULL, NULL,
+		    dc);
+		break;
+	}
+	return dc;
+}
+
+void
+deliver_connect_cancel(struct deliver_conn *dc)
+{
+	if (dc == NULL)
+		return;
+	if (dc->lookup != NULL)
+		lookup_free(dc->lookup);
+	client_free(dc->c);
+	dconn_free(dc);
+}
+
+const struct client_conf *
+deliver_client_conf(const struct deliver *d)
+{
+	return &d->cconf;
 }

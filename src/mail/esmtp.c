@@ -13,6 +13,8 @@
 #include "esmtp.h"
 
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 /* One "keyword[=value]" of the list. */
@@ -425,4 +427,89 @@ esmtp_xtext_encode(const char *s, size_t len, char *out, size_t outsz)
 		return -1;
 	out[n] = '\0';
 	return (int)n;
+}
+
+/* Append to buf at *off; -1 once it does not fit (sticky). */
+static int
+line_add(char *buf, size_t bufsz, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int
+line_add(char *buf, size_t bufsz, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off >= bufsz)
+		return -1;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *off, bufsz - *off, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= bufsz - *off) {
+		*off = bufsz;
+		return -1;
+	}
+	*off += (size_t)n;
+	return 0;
+}
+
+int
+esmtp_mail_line(char *buf, size_t bufsz, const char *addr,
+    const struct mail_params *p, uint64_t size, int has_8bit, unsigned ext)
+{
+	char envid[ESMTP_ENVID_MAX * 3 + 1];
+	size_t off = 0;
+
+	line_add(buf, bufsz, &off, "MAIL FROM:<%s>", addr);
+	if ((ext & ESMTP_EXT_SIZE) && size != 0)
+		line_add(buf, bufsz, &off, " SIZE=%llu",
+		    (unsigned long long)size);
+	if ((ext & ESMTP_EXT_8BITMIME) &&
+	    (p->body == ESMTP_BODY_8BITMIME || has_8bit))
+		line_add(buf, bufsz, &off, " BODY=8BITMIME");
+	else if ((ext & ESMTP_EXT_8BITMIME) && p->body == ESMTP_BODY_7BIT)
+		line_add(buf, bufsz, &off, " BODY=7BIT");
+	if ((ext & ESMTP_EXT_SMTPUTF8) && p->smtputf8)
+		line_add(buf, bufsz, &off, " SMTPUTF8");
+	if (ext & ESMTP_EXT_DSN) {
+		if (p->ret == ESMTP_RET_FULL)
+			line_add(buf, bufsz, &off, " RET=FULL");
+		else if (p->ret == ESMTP_RET_HDRS)
+			line_add(buf, bufsz, &off, " RET=HDRS");
+		if (p->envid[0] != '\0' && esmtp_xtext_encode(p->envid,
+		    strlen(p->envid), envid, sizeof(envid)) > 0)
+			line_add(buf, bufsz, &off, " ENVID=%s", envid);
+	}
+	return off < bufsz ? (int)off : -1;
+}
+
+int
+esmtp_rcpt_line(char *buf, size_t bufsz, const char *addr,
+    const struct rcpt_params *p, unsigned ext)
+{
+	char orcpt[ESMTP_ORCPT_MAX * 3 + 1];
+	size_t off = 0;
+	int n = p->notify;
+
+	line_add(buf, bufsz, &off, "RCPT TO:<%s>", addr);
+	if (ext & ESMTP_EXT_DSN) {
+		if (n & ESMTP_NOTIFY_NEVER)
+			line_add(buf, bufsz, &off, " NOTIFY=NEVER");
+		else if (n != 0)
+			line_add(buf, bufsz, &off, " NOTIFY=%s%s%s%s%s",
+			    (n & ESMTP_NOTIFY_SUCCESS) ? "SUCCESS" : "",
+			    (n & ESMTP_NOTIFY_SUCCESS) &&
+			    (n & (ESMTP_NOTIFY_FAILURE | ESMTP_NOTIFY_DELAY)) ?
+			    "," : "",
+			    (n & ESMTP_NOTIFY_FAILURE) ? "FAILURE" : "",
+			    (n & ESMTP_NOTIFY_FAILURE) &&
+			    (n & ESMTP_NOTIFY_DELAY) ? "," : "",
+			    (n & ESMTP_NOTIFY_DELAY) ? "DELAY" : "");
+		if (p->orcpt[0] != '\0' && esmtp_xtext_encode(p->orcpt,
+		    strlen(p->orcpt), orcpt, sizeof(orcpt)) > 0)
+			line_add(buf, bufsz, &off, " ORCPT=%s;%s",
+			    p->orcpt_type[0] ? p->orcpt_type : "rfc822",
+			    orcpt);
+	}
+	return off < bufsz ? (int)off : -1;
 }

@@ -74,4 +74,22 @@ int	esmtp_xtext_decode(const char *s, size_t len, char *out, size_t outsz);
 /* Encode into xtext for sending on; returns length or -1 on overflow. */
 int	esmtp_xtext_encode(const char *s, size_t len, char *out, size_t outsz);
 
+/*
+ * The MAIL and RCPT command lines (no CRLF) to send on to a next hop, with
+ * the parameters it offered in its EHLO reply (ESMTP_EXT_* bits): SIZE
+ * when 'size' is not 0, BODY=, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT.
+ * 'has_8bit': the body is known to hold 8-bit bytes (BODY=8BITMIME is then
+ * said even if the sender did not). 'addr' is the path without brackets.
+ * Returns the length, or -1 when it does not fit in bufsz.
+ */
+#define ESMTP_EXT_SIZE		0x01
+#define ESMTP_EXT_8BITMIME	0x02
+#define ESMTP_EXT_SMTPUTF8	0x04
+#define ESMTP_EXT_DSN		0x08
+int	esmtp_mail_line(char *buf, size_t bufsz, const char *addr,
+	    const struct mail_params *, uint64_t size, int has_8bit,
+	    unsigned ext);
+int	esmtp_rcpt_line(char *buf, size_t bufsz, const char *addr,
+	    const struct rcpt_params *, unsigned ext);
+
 #endif

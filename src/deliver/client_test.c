@@ -1,0 +1,784 @@
+/* Unit tests for client.c's own-command API (client_cmd, client_body) and
+ * deliver_connect(): the real client against a scripted SMTP server on
+ * 127.0.0.1, both on one event_base. Nothing here depends on speed: a
+ * server step waits for the lines it expects, a watchdog only turns a
+ * hang into a failure, and the one timeout of 1 s is the point of its
+ * test. */
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "config.h"
+#include "deliver.h"
+#include "domains.h"
+#include "log.h"
+#include "reply.h"
+
+/* --- the scripted server ------------------------------------------------ */
+
+#define UNTIL_DOT	(-1)	/* a step reading lines up to "." */
+
+struct step {
+	int		 nlines;	/* lines to read, or UNTIL_DOT */
+	const char	*reply;		/* written once they are in; NULL: none */
+	int		 close;		/* then close (after the reply went) */
+};
+
+struct srv {
+	struct evconnlistener	*l;
+	struct bufferevent	*bev;
+	int			 port;
+	const char		*greeting;
+	const struct step	*steps;
+	size_t			 nsteps, step;
+	int			 got;		/* lines of this step so far */
+	char			 log[16384];	/* every line read, '\n' after */
+	size_t			 loglen;
+	size_t			 max_burst;	/* lines there at one read */
+	int			 accepted;
+	evutil_socket_t		 extra[8];	/* held open, never served */
+	int			 nextra;
+};
+
+static void
+srv_drop(struct srv *s)
+{
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	s->bev = NULL;
+}
+
+static void
+srv_close_when_sent(struct bufferevent *bev, void *arg)
+{
+	srv_drop(arg);
+}
+
+static void
+srv_event(struct bufferevent *bev, short what, void *arg)
+{
+	srv_drop(arg);
+}
+
+static void
+srv_read(struct bufferevent *bev, void *arg)
+{
+	struct srv *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in), n, burst = 0, i;
+	const unsigned char *p = evbuffer_pullup(in, -1);
+	char *line;
+
+	for (i = 0; i < len; i++)
+		burst += p[i] == '\n';
+	if (burst > s->max_burst)
+		s->max_burst = burst;
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT)) !=
+	    NULL) {
+		const struct step *st;
+		int done;
+
+		if (s->loglen + n + 2 < sizeof(s->log)) {
+			memcpy(s->log + s->loglen, line, n);
+			s->loglen += n;
+			s->log[s->loglen++] = '\n';
+			s->log[s->loglen] = '\0';
+		}
+		if (s->step >= s->nsteps) {
+			free(line);
+			continue;
+		}
+		st = &s->steps[s->step];
+		if (st->nlines == UNTIL_DOT)
+			done = strcmp(line, ".") == 0;
+		else
+			done = ++s->got == st->nlines;
+		free(line);
+		if (!done)
+			continue;
+		s->got = 0;
+		s->step++;
+		if (st->reply != NULL)
+			bufferevent_write(bev, st->reply, strlen(st->reply));
+		if (st->close) {
+			if (st->reply == NULL) {
+				srv_drop(s);
+				return;
+			}
+			bufferevent_setcb(bev, NULL, srv_close_when_sent,
+			    srv_event, s);
+			return;
+		}
+	}
+}
+
+static void
+srv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct srv *s = arg;
+
+	s->accepted++;
+	if (s->bev != NULL) {		/* one conversation at a time */
+		if (s->nextra < 8)
+			s->extra[s->nextra++] = fd;
+		else
+			evutil_closesocket(fd);
+		return;
+	}
+	s->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, srv_read, NULL, srv_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_write(s->bev, s->greeting, strlen(s->greeting));
+}
+
+static void
+srv_start(struct srv *s, struct event_base *base, const char *greeting,
+    const struct step *steps, size_t nsteps)
+{
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+
+	memset(s, 0, sizeof(*s));
+	s->greeting = greeting;
+	s->steps = steps;
+	s->nsteps = nsteps;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s->l = evconnlistener_new_bind(base, srv_accept, s,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+	    (struct sockaddr *)&sin, sizeof(sin));
+	assert_non_null(s->l);
+	assert_int_equal(getsockname(evconnlistener_get_fd(s->l),
+	    (struct sockaddr *)&sin, &slen), 0);
+	s->port = ntohs(sin.sin_port);
+}
+
+static void
+srv_stop(struct srv *s)
+{
+	srv_drop(s);
+	while (s->nextra > 0)
+		evutil_closesocket(s->extra[--s->nextra]);
+	if (s->l != NULL)
+		evconnlistener_free(s->l);
+	s->l = NULL;
+}
+
+/* --- the client side ---------------------------------------------------- */
+
+#define NREP	8
+
+struct t {
+	struct event_base	*base;
+	struct event		*watchdog;
+	struct client		*c;
+	struct client_conf	 conf;
+	int			 ready, failed, timed_out;
+	int			 codes[NREP];
+	char			 texts[NREP][REPLY_TEXT_MAX];
+	int			 nrep;
+	void			(*on_ready)(struct t *);
+	void			(*on_reply)(struct t *, int idx);
+	/* deliver_connect */
+	int			 dc_calls, dc_reached, dc_got_client;
+	char			 dc_why[512];
+};
+
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct t *t = arg;
+
+	t->timed_out = 1;
+	event_base_loopexit(t->base, NULL);
+}
+
+static void
+t_init(struct t *t)
+{
+	struct timeval tv = { 20, 0 };
+
+	memset(t, 0, sizeof(*t));
+	t->base = event_base_new();
+	assert_non_null(t->base);
+	t->watchdog = evtimer_new(t->base, watchdog_cb, t);
+	evtimer_add(t->watchdog, &tv);
+	t->conf.helo_name = "mx2.test";
+	t->conf.tls = NULL;
+	t->conf.connect_timeout = 30;
+	t->conf.greeting_timeout = 30;
+	t->conf.command_timeout = 30;
+	t->conf.data_init_timeout = 30;
+	t->conf.data_block_timeout = 30;
+	t->conf.data_done_timeout = 30;
+}
+
+static void
+t_done(struct t *t)
+{
+	client_free(t->c);
+	event_free(t->watchdog);
+	event_base_free(t->base);
+}
+
+static void
+t_stop(struct t *t)
+{
+	event_base_loopexit(t->base, NULL);
+}
+
+static void
+rcb(struct client *c, const struct reply *r, void *arg)
+{
+	struct t *t = arg;
+	int idx = t->nrep;
+
+	assert_ptr_equal(c, t->c);
+	assert_true(idx < NREP);
+	t->codes[idx] = r->code;
+	snprintf(t->texts[idx], sizeof(t->texts[idx]), "%s", r->text);
+	t->nrep++;
+	if (t->on_reply != NULL)
+		t->on_reply(t, idx);
+}
+
+static void
+ecb(struct client *c, enum client_event ev, void *arg)
+{
+	struct t *t = arg;
+
+	assert_ptr_equal(c, t->c);
+	if (ev == CLIENT_READY) {
+		t->ready++;
+		t->on_ready(t);
+		return;
+	}
+	assert_int_equal(ev, CLIENT_FAILED);
+	t->failed++;
+	client_free(c);
+	t->c = NULL;
+	t_stop(t);
+}
+
+static void
+t_connect(struct t *t, int port)
+{
+	struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	t->c = client_connect(t->base, &t->conf, (struct sockaddr *)&sin,
+	    sizeof(sin), "127.0.0.1", 0, ecb, t);
+	assert_non_null(t->c);
+}
+
+/* QUIT, and on its reply free the client and stop. */
+static void
+quit_now(struct t *t)
+{
+	assert_int_equal(client_cmd(t->c, "QUIT", 0, rcb, t), 0);
+}
+
+static void
+after_quit(struct t *t)
+{
+	client_free(t->c);
+	t->c = NULL;
+	t_stop(t);
+}
+
+/* --- PIPELINING --------------------------------------------------------- */
+
+static void
+pipe_ready(struct t *t)
+{
+	assert_true(client_has_ext(t->c, "PIPELINING"));
+	assert_true(client_has_ext(t->c, "size"));
+	assert_false(client_has_ext(t->c, "DSN"));
+	assert_string_equal(client_greeting(t->c), "test ESMTP");
+	assert_int_equal(client_cmd(t->c, "MAIL FROM:<a@sender.test>", 0,
+	    rcb, t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
+	    t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<y@example.org>", 0, rcb,
+	    t), 0);
+}
+
+static void
+three_then_quit(struct t *t, int idx)
+{
+	if (idx == 2)
+		quit_now(t);
+	else if (idx == 3)
+		after_quit(t);
+}
+
+static void
+test_pipelining(void **state)
+{
+	/* The second step needs all three lines before it answers: a
+	 * client that waited for MAIL's reply would hang here. */
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250-PIPELINING\r\n250 SIZE 1000\r\n", 0 },
+		{ 3, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
+		    "550-5.1.1 first\r\n550 5.1.1 second\r\n", 0 },
+		{ 1, "221 bye\r\n", 1 },
+	};
+	struct srv s;
+	struct t t;
+
+	t_init(&t);
+	srv_start(&s, t.base, "220 test ESMTP\r\n", steps, 3);
+	t.on_ready = pipe_ready;
+	t.on_reply = three_then_quit;
+	t_connect(&t, s.port);
+	event_base_dispatch(t.base);
+	assert_false(t.timed_out);
+	assert_int_equal(t.ready, 1);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(t.nrep, 4);
+	assert_int_equal(t.codes[0], 250);
+	assert_string_equal(t.texts[0], "2.1.0 ok");
+	assert_int_equal(t.codes[1], 250);
+	assert_string_equal(t.texts[1], "2.1.5 ok");
+	assert_int_equal(t.codes[2], 550);
+	assert_string_equal(t.texts[2], "5.1.1 first\n5.1.1 second");
+	assert_int_equal(t.codes[3], 221);
+	assert_string_equal(s.log, "EHLO mx2.test\n"
+	    "MAIL FROM:<a@sender.test>\nRCPT TO:<x@example.org>\n"
+	    "RCPT TO:<y@example.org>\nQUIT\n");
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* --- without PIPELINING: one at a time ---------------------------------- */
+
+static void
+nopipe_ready(struct t *t)
+{
+	assert_false(client_has_ext(t->c, "PIPELINING"));
+	assert_int_equal(client_cmd(t->c, "MAIL FROM:<>", 0, rcb, t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
+	    t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<y@example.org>", 0, rcb,
+	    t), 0);
+}
+
+static void
+test_no_pipelining(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250 8BITMIME\r\n", 0 },
+		{ 1, "250 ok\r\n", 0 },
+		{ 1, "550 5.1.1 no\r\n", 0 },
+		{ 1, "250 yes\r\n", 0 },
+		{ 1, "221 bye\r\n", 1 },
+	};
+	struct srv s;
+	struct t t;
+
+	t_init(&t);
+	srv_start(&s, t.base, "220 test\r\n", steps, 5);
+	t.on_ready = nopipe_ready;
+	t.on_reply = three_then_quit;
+	t_connect(&t, s.port);
+	event_base_dispatch(t.base);
+	assert_false(t.timed_out);
+	assert_int_equal(t.nrep, 4);
+	assert_int_equal(t.codes[0], 250);
+	assert_int_equal(t.codes[1], 550);
+	assert_string_equal(t.texts[1], "5.1.1 no");
+	assert_int_equal(t.codes[2], 250);
+	assert_int_equal(t.codes[3], 221);
+	/* Each command went out only after the reply before it. */
+	assert_int_equal(s.max_burst, 1);
+	assert_string_equal(s.log, "EHLO mx2.test\nMAIL FROM:<>\n"
+	    "RCPT TO:<x@example.org>\nRCPT TO:<y@example.org>\nQUIT\n");
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* --- DATA, body, dot ---------------------------------------------------- */
+
+static void
+data_ready(struct t *t)
+{
+	assert_int_equal(client_cmd(t->c, "MAIL FROM:<a@sender.test>", 0,
+	    rcb, t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
+	    t), 0);
+	assert_int_equal(client_cmd(t->c, "DATA", 0, rcb, t), 0);
+	/* After DATA comes the body, not another command. */
+	assert_int_equal(client_cmd(t->c, "RSET", 0, rcb, t), -1);
+	/* One line is one command. */
+	assert_int_equal(client_cmd(t->c, "NOOP\r\nRSET", 0, rcb, t), -1);
+}
+
+static void
+body_end_cb(struct client *c, const struct reply *r, void *arg)
+{
+	struct t *t = arg;
+
+	rcb(c, r, arg);
+	quit_now(t);
+}
+
+static void
+data_reply(struct t *t, int idx)
+{
+	static const char body1[] = "Subject: x\r\n\r\n.hidden\r\nli";
+	static const char body2[] = "ne\r\n..two\r\nlast";
+
+	if (idx == 2) {
+		assert_int_equal(t->codes[2], 354);
+		/* In two pieces, a line split across them. */
+		client_body(t->c, body1, sizeof(body1) - 1);
+		client_body(t->c, body2, sizeof(body2) - 1);
+		assert_int_equal(client_cmd(t->c, "NOOP", 0, rcb, t), -1);
+		client_body_end(t->c, 0, body_end_cb, t);
+	} else if (idx == 4)
+		after_quit(t);
+}
+
+static void
+test_data(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
+		{ 3, "250 ok\r\n250 ok\r\n354 go ahead\r\n", 0 },
+		{ UNTIL_DOT, "250 2.0.0 queued as X\r\n", 0 },
+		{ 1, "221 bye\r\n", 1 },
+	};
+	struct srv s;
+	struct t t;
+
+	t_init(&t);
+	srv_start(&s, t.base, "220 test\r\n", steps, 4);
+	t.on_ready = data_ready;
+	t.on_reply = data_reply;
+	t_connect(&t, s.port);
+	event_base_dispatch(t.base);
+	assert_false(t.timed_out);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(t.nrep, 5);
+	assert_int_equal(t.codes[3], 250);
+	assert_string_equal(t.texts[3], "2.0.0 queued as X");
+	assert_string_equal(s.log, "EHLO mx2.test\n"
+	    "MAIL FROM:<a@sender.test>\nRCPT TO:<x@example.org>\nDATA\n"
+	    "Subject: x\n\n..hidden\nline\n...two\nlast\n.\nQUIT\n");
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* --- the primary drops mid-transaction ---------------------------------- */
+
+static void
+drop_ready(struct t *t)
+{
+	assert_int_equal(client_cmd(t->c, "MAIL FROM:<>", 0, rcb, t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
+	    t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<y@example.org>", 0, rcb,
+	    t), 0);
+}
+
+static void
+test_drop(void **state)
+{
+	/* MAIL answered, then the connection closes with both RCPTs
+	 * unanswered. */
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
+		{ 3, "250 ok\r\n", 1 },
+	};
+	struct srv s;
+	struct t t;
+
+	t_init(&t);
+	srv_start(&s, t.base, "220 test\r\n", steps, 2);
+	t.on_ready = drop_ready;
+	t_connect(&t, s.port);
+	event_base_dispatch(t.base);
+	assert_false(t.timed_out);
+	assert_int_equal(t.failed, 1);
+	assert_int_equal(t.nrep, 1);
+	assert_int_equal(t.codes[0], 250);
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* --- a reply that never comes ------------------------------------------- */
+
+static void
+silent_ready(struct t *t)
+{
+	char long_line[CLIENT_CMD_LINE_MAX + 2];
+	int i;
+
+	memset(long_line, 'X', sizeof(long_line) - 1);
+	long_line[sizeof(long_line) - 1] = '\0';
+	assert_int_equal(client_cmd(t->c, long_line, 0, rcb, t), -1);
+	assert_int_equal(client_cmd(t->c, "STARTTLS", 0, rcb, t), -1);
+	assert_int_equal(client_cmd(t->c, "NOOP", 1, rcb, t), 0);
+	/* The queue is bounded. */
+	for (i = 1; i < CLIENT_CMD_MAX; i++)
+		assert_int_equal(client_cmd(t->c, "RSET", 0, rcb, t), 0);
+	assert_int_equal(client_cmd(t->c, "RSET", 0, rcb, t), -1);
+}
+
+static void
+test_timeout(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250 srv\r\n", 0 },
+		{ 1, NULL, 0 },			/* NOOP: silence */
+	};
+	struct srv s;
+	struct t t;
+
+	t_init(&t);
+	srv_start(&s, t.base, "220 test\r\n", steps, 2);
+	t.on_ready = silent_ready;
+	t_connect(&t, s.port);
+	event_base_dispatch(t.base);
+	assert_false(t.timed_out);
+	assert_int_equal(t.failed, 1);
+	assert_int_equal(t.nrep, 0);
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* --- deliver_connect ---------------------------------------------------- */
+
+static struct config conf;
+
+static void
+dc_ecb(struct client *c, enum client_event ev, void *arg)
+{
+	struct t *t = arg;
+
+	/* No failure expected on a connection handed over. */
+	t->failed++;
+	client_free(c);
+	t->c = NULL;
+	t_stop(t);
+}
+
+static void
+dc_reply(struct t *t, int idx)
+{
+	/* NOOP answered: say goodbye; no more callbacks after this. */
+	client_quit(t->c);
+	t->c = NULL;
+	t_stop(t);
+}
+
+static void
+dc_cb(struct client *c, int reached, const char *why, void *arg)
+{
+	struct t *t = arg;
+
+	t->dc_calls++;
+	t->dc_reached = reached;
+	snprintf(t->dc_why, sizeof(t->dc_why), "%s", why ? why : "");
+	if (c == NULL) {
+		assert_non_null(why);
+		t_stop(t);
+		return;
+	}
+	assert_null(why);
+	t->dc_got_client = 1;
+	t->c = c;
+	client_set_cb(c, dc_ecb, t);
+	t->on_reply = dc_reply;
+	assert_int_equal(client_cmd(c, "NOOP", 0, rcb, t), 0);
+}
+
+/* A deliver whose domain example.org routes to [127.0.0.1]:port. */
+static struct deliver *
+dc_deliver(struct t *t, int port, struct domains **doms_out)
+{
+	char text[128], err[256];
+	struct deliver *d;
+
+	config_defaults(&conf);
+	snprintf(conf.myhostname, sizeof(conf.myhostname), "mx2.test");
+	snprintf(text, sizeof(text), "example.org route=[127.0.0.1]:%d\n",
+	    port);
+	*doms_out = domains_parse("t", text, strlen(text), err, sizeof(err));
+	if (*doms_out == NULL)
+		fail_msg("%s", err);
+	d = deliver_new(t->base, &conf);
+	deliver_set_domains(d, *doms_out);
+	return d;
+}
+
+static void
+dc_run(struct t *t, struct deliver *d)
+{
+	struct deliver_conn *dc;
+
+	dc = deliver_connect(d, "Example.ORG", deliver_client_conf(d), dc_cb,
+	    t);
+	assert_non_null(dc);
+	assert_int_equal(t->dc_calls, 0);	/* never from inside */
+	event_base_dispatch(t->base);
+	assert_false(t->timed_out);
+	assert_int_equal(t->dc_calls, 1);
+}
+
+static void
+test_connect_ok(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
+		{ 1, "250 2.0.0 noop\r\n", 0 },
+		{ 1, "221 bye\r\n", 0 },
+	};
+	struct domains *doms;
+	struct deliver *d;
+	struct srv s;
+	struct t t;
+
+	t_init(&t);
+	srv_start(&s, t.base, "220 primary ready\r\n", steps, 3);
+	d = dc_deliver(&t, s.port, &doms);
+	dc_run(&t, d);
+	assert_int_equal(t.dc_got_client, 1);
+	assert_int_equal(t.dc_reached, 1);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(t.nrep, 1);
+	assert_int_equal(t.codes[0], 250);
+	/* The client says QUIT, frees itself on the 221 and closes: the
+	 * server sees the close. */
+	while (s.bev != NULL && !t.timed_out)
+		event_base_loop(t.base, EVLOOP_ONCE);
+	assert_false(t.timed_out);
+	assert_string_equal(s.log, "EHLO mx2.test\nNOOP\nQUIT\n");
+	deliver_free(d);
+	domains_free(doms);
+	srv_stop(&s);
+	t_done(&t);
+}
+
+static void
+test_connect_refused(void **state)
+{
+	struct domains *doms;
+	struct deliver *d;
+	struct srv s;
+	struct t t;
+	int port;
+
+	t_init(&t);
+	/* A port that was just free: nobody listens there. */
+	srv_start(&s, t.base, "", NULL, 0);
+	port = s.port;
+	srv_stop(&s);
+	d = dc_deliver(&t, port, &doms);
+	dc_run(&t, d);
+	assert_int_equal(t.dc_got_client, 0);
+	assert_int_equal(t.dc_reached, 0);
+	assert_non_null(strstr(t.dc_why, "connect"));
+	deliver_free(d);
+	domains_free(doms);
+	t_done(&t);
+}
+
+static void
+test_connect_421(void **state)
+{
+	struct domains *doms;
+	struct deliver *d;
+	struct srv s;
+	struct t t;
+
+	t_init(&t);
+	srv_start(&s, t.base, "421 4.3.2 too busy\r\n", NULL, 0);
+	d = dc_deliver(&t, s.port, &doms);
+	dc_run(&t, d);
+	assert_int_equal(t.dc_got_client, 0);
+	assert_int_equal(t.dc_reached, 1);
+	assert_non_null(strstr(t.dc_why, "421 4.3.2 too busy"));
+	deliver_free(d);
+	domains_free(doms);
+	srv_stop(&s);
+	t_done(&t);
+}
+
+static void
+never_cb(struct client *c, int reached, const char *why, void *arg)
+{
+	fail_msg("callback of a cancelled or freed request");
+}
+
+static void
+test_connect_cancel(void **state)
+{
+	struct domains *doms;
+	struct deliver *d;
+	struct srv s;
+	struct t t;
+	struct timeval tv = { 0, 200000 };
+
+	t_init(&t);
+	/* Silent: neither connection gets further than connected. */
+	srv_start(&s, t.base, "", NULL, 0);
+	d = dc_deliver(&t, s.port, &doms);
+	/* Cancelled at once, and one left pending for deliver_free: no
+	 * callback either way, nothing leaks (ASan). */
+	deliver_connect_cancel(deliver_connect(d, "example.org",
+	    deliver_client_conf(d), never_cb, &t));
+	deliver_connect(d, "example.org", deliver_client_conf(d), never_cb,
+	    &t);
+	deliver_connect_cancel(NULL);
+	event_base_loopexit(t.base, &tv);
+	event_base_dispatch(t.base);
+	/* A failure queued for the loop is forgotten too. */
+	deliver_connect(d, "no-route.example", deliver_client_conf(d),
+	    never_cb, &t);
+	deliver_free(d);
+	domains_free(doms);
+	srv_stop(&s);
+	t_done(&t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pipelining),
+		cmocka_unit_test(test_no_pipelining),
+		cmocka_unit_test(test_data),
+		cmocka_unit_test(test_drop),
+		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_connect_ok),
+		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_connect_421),
+		cmocka_unit_test(test_connect_cancel),
+	};
+
+	log_init("client_test", 1);
+	log_set_level(LOG_LEVEL_WARNING);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
