@@ -79,7 +79,8 @@ run(struct event_base *base, struct policy_client *pc, int n,
 		if (mail)
 			policy_check_mail(pc, from, done_cb, NULL);
 		else
-			policy_check_rcpt(pc, from, to, dom, done_cb, NULL);
+			policy_check_rcpt(pc, from, to, dom, POLICY_BACKUP, 0, done_cb,
+			    NULL);
 		wait_done(base);
 		if (last.v != VERDICT_ACCEPT) {
 			fprintf(stderr, "not accepted: %d %s\n", last.code,

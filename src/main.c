@@ -19,15 +19,18 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "callout.h"
 #include "config.h"
 #include "control.h"
 #include "domains.h"
 #include "greylist.h"
+#include "learn.h"
 #include "listener.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
 #include "resolver.h"
+#include "sched.h"
 #include "server.h"
 #include "state.h"
 #include "tls.h"
@@ -39,6 +42,8 @@ static struct state	*state;
 static struct greylist	*greylist;
 static struct resolver	*resolver;
 static struct control	*control;
+static struct learn	*learn;
+static struct callout	*callout;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
 
 static void
@@ -133,6 +138,9 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	 * them, so the old table can go now. */
 	srv.domains = d;
 	queue_set_domains(srv.queue, d);
+	learn_set_domains(learn, d);
+	callout_set_domains(callout, d);
+	control_set_knowledge(control, learn, state, d);
 	domains_free(domains);
 	domains = d;
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
@@ -222,17 +230,6 @@ main(int argc, char **argv)
 			fatal("event=start_error error=\"%s\"", err);
 		}
 	}
-	{
-		struct policy_deps deps;
-
-		memset(&deps, 0, sizeof(deps));
-		deps.resolver = resolver;
-		deps.base = srv.base;
-		deps.conf = &conf;
-		deps.state = state;
-		deps.greylist = greylist;
-		srv.policy = policy_new(&deps);
-	}
 	if ((srv.queue = queue_open(srv.base, &conf, err, sizeof(err))) ==
 	    NULL) {
 		/* Nothing was deleted to make it start (docs/queue.md). */
@@ -242,12 +239,35 @@ main(int argc, char **argv)
 	}
 	queue_set_domains(srv.queue, domains);
 	queue_set_resolver(srv.queue, resolver);
+	/* What backmx learns of each domain (docs/learning.md): from
+	 * deliveries, pass-through and callouts. */
+	learn = learn_new(srv.base, &conf, state);
+	learn_set_domains(learn, domains);
+	srv.learn = learn;
+	sched_set_learn(queue_sched(srv.queue), learn);
+	callout = callout_new(srv.base, &conf, queue_deliver(srv.queue),
+	    queue_sched(srv.queue), learn);
+	callout_set_domains(callout, domains);
+	{
+		struct policy_deps deps;
+
+		memset(&deps, 0, sizeof(deps));
+		deps.resolver = resolver;
+		deps.base = srv.base;
+		deps.conf = &conf;
+		deps.state = state;
+		deps.greylist = greylist;
+		deps.learn = learn;
+		deps.callout = callout;
+		srv.policy = policy_new(&deps);
+	}
 	/* The operator's socket (docs/queue.md "Admin"). */
 	if ((control = control_open(srv.base, conf.control_socket, srv.queue,
 	    err, sizeof(err))) == NULL) {
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);
 	}
+	control_set_knowledge(control, learn, state, domains);
 	if ((srv.listener = listener_open(&srv, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);
@@ -267,6 +287,7 @@ main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	listener_free(srv.listener);
+	callout_free(callout);
 	queue_close(srv.queue);
 	/* After the queue: admin changes in flight answered their callers. */
 	control_close(control);
@@ -277,6 +298,7 @@ main(int argc, char **argv)
 	policy_free(srv.policy);
 	resolver_free(resolver);
 	/* After the sessions' last checks: what they staged commits here. */
+	learn_free(learn);
 	state_close(state);
 	greylist_free(greylist);
 	domains_free(domains);

@@ -7,6 +7,8 @@
  *                                     (tools/ctl_greylist.c)
  *   backmxctl [-c FILE] queue ...     the queue, through backmxd's
  *                                     control socket (tools/ctl_queue.c)
+ *   backmxctl [-c FILE] domain ...    customer domains' lifecycle, health,
+ *   backmxctl [-c FILE] recipients ...  recipients (tools/ctl_domain.c)
  *
  * Exit codes follow <sysexits.h>: 64 usage, 78 configuration error.
  */
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_domain.h"
 #include "ctl_greylist.h"
 #include "ctl_queue.h"
 
@@ -25,7 +28,9 @@ usage(void)
 	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n"
 	    "       backmxctl [-c config] greylist list|allow|delete ...\n"
 	    "       backmxctl [-c config] queue list|show|flush|delete|hold|"
-	    "release ...\n");
+	    "release ...\n"
+	    "       backmxctl [-c config] domain list|show ...\n"
+	    "       backmxctl [-c config] recipients list|add|delete ...\n");
 	exit(64);
 }
 
@@ -68,5 +73,8 @@ main(int argc, char **argv)
 		return ctl_greylist(&conf, argc, argv);
 	if (strcmp(argv[0], "queue") == 0)
 		return ctl_queue(&conf, argc, argv);
+	if (strcmp(argv[0], "domain") == 0 ||
+	    strcmp(argv[0], "recipients") == 0)
+		return ctl_domain(&conf, argc, argv);
 	usage();
 }

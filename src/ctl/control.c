@@ -24,11 +24,16 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "addr.h"
+#include "domains.h"
 #include "envelope.h"
+#include "learn.h"
 #include "log.h"
 #include "str.h"
 #include "qdb.h"
 #include "queue.h"
+#include "sched.h"
+#include "state.h"
 #include "xmem.h"
 
 #define CONTROL_CONN_MAX	16	/* connections at once */
@@ -38,6 +43,9 @@ struct control {
 	struct event_base	*base;
 	struct evconnlistener	*lev;
 	struct queue		*queue;
+	struct learn		*learn;		/* control_set_knowledge */
+	struct state		*state;
+	const struct domains	*domains;
 	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	size_t			 nconn;
 };
@@ -48,6 +56,11 @@ struct conn {
 	int			 json;
 	int			 pending;	/* waiting for the writer */
 	int			 dead;		/* peer gone while pending */
+	/* recipients add|delete, waiting for the state store's commit */
+	char			 addr[STATE_ADDR_MAX];
+	int			 rcpt_status;	/* add: STATE_RCPT_* */
+	int			 deleted;	/* delete: it was there */
+	int			 still_static;	/* delete: in recipients= */
 };
 
 /* Every string we answer with is bounded (addresses, QDB_TEXT_MAX texts,
@@ -261,6 +274,343 @@ control_queue_show(const struct qdb_msg *m, struct evbuffer *b, int json)
 	}
 }
 
+/* --- domains and recipients (DESIGN.md §2, docs/queue.md) ------------- */
+
+static const char *
+lifecycle_name(int l)
+{
+	switch (l) {
+	case STATE_DOM_LEARNING:
+		return "learning";
+	case STATE_DOM_ACTIVE:
+		return "active";
+	case STATE_DOM_REFUSED:
+		return "refused";
+	}
+	return NULL;	/* no record (offline), or one we cannot read */
+}
+
+static const char *
+rcpt_status_name(int s)
+{
+	return s == STATE_RCPT_INVALID ? "invalid" : "valid";
+}
+
+static const char *
+rcpt_source_name(int s)
+{
+	switch (s) {
+	case STATE_SRC_PASSTHROUGH:
+		return "passthrough";
+	case STATE_SRC_DELIVERY:
+		return "delivery";
+	case STATE_SRC_CALLOUT:
+		return "callout";
+	case STATE_SRC_ADMIN:
+		return "admin";
+	}
+	return "unknown";
+}
+
+/* A JSON time: Unix seconds, null for 0 ("none"). */
+static void
+json_time(struct evbuffer *b, const char *key, int64_t t)
+{
+	if (t == 0)
+		evbuffer_add_printf(b, ",\"%s\":null", key);
+	else
+		evbuffer_add_printf(b, ",\"%s\":%lld", key, (long long)t);
+}
+
+/* A JSON text: null when empty. */
+static void
+json_text(struct evbuffer *b, const char *key, const char *s)
+{
+	evbuffer_add_printf(b, ",\"%s\":", key);
+	if (s == NULL || s[0] == '\0')
+		evbuffer_add_printf(b, "null");
+	else
+		json_str(b, s);
+}
+
+/* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
+static const char *
+age(int64_t since, int64_t now, char *buf, size_t bufsz)
+{
+	int64_t s = now - since;
+
+	if (since == 0)
+		return "-";
+	if (s < 0)
+		s = 0;
+	if (s < 60)
+		snprintf(buf, bufsz, "%llds", (long long)s);
+	else if (s < 3600)
+		snprintf(buf, bufsz, "%lldm", (long long)(s / 60));
+	else if (s < 86400)
+		snprintf(buf, bufsz, "%lldh%02lldm", (long long)(s / 3600),
+		    (long long)(s % 3600 / 60));
+	else
+		snprintf(buf, bufsz, "%lldd%02lldh", (long long)(s / 86400),
+		    (long long)(s % 86400 / 3600));
+	return buf;
+}
+
+/* Everything "domain list|show" says of one domain. */
+struct dview {
+	const struct domain	*d;
+	struct state_domain	 rec;
+	int			 have_rec;
+	int			 live;		/* health, queue known */
+	int			 up;
+	size_t			 queued;
+	time_t			 oldest;
+	size_t			 valid, invalid;
+};
+
+/*
+ * Live (learn != NULL, in the daemon): the record through learn_domain(),
+ * which brings the lifecycle up to date (and may stage its write), health
+ * and queue from the scheduler. Offline (backmxctl, daemon stopped): the
+ * stored record as it is; health and queue unknown. 0 or -1.
+ */
+static int
+dview_get(struct state *st, struct learn *ln, struct sched *sc,
+    const struct domain *d, int64_t now, struct dview *v)
+{
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	v->d = d;
+	if (ln != NULL) {
+		if (learn_domain(ln, d->name, now, &v->rec) == -1)
+			return -1;
+		v->have_rec = 1;
+	} else {
+		if ((rc = state_domain_get(st, d->name, &v->rec)) == -1)
+			return -1;
+		v->have_rec = rc == 1;
+	}
+	if (ln != NULL && sc != NULL) {
+		v->live = 1;
+		v->up = sched_primary_up(sc, d->name);
+		sched_domain_stats(sc, d->name, &v->queued, &v->oldest);
+	}
+	if (state_rcpt_count(st, d->name, now, &v->valid, &v->invalid) == -1)
+		return -1;
+	/* The static list counts as valid (an address in both the list
+	 * and the store counts twice: docs/queue.md). */
+	v->valid += domains_static_count(d);
+	return 0;
+}
+
+static void
+dview_json(const struct dview *v, struct evbuffer *b)
+{
+	const struct state_domain *r = &v->rec;
+	const char *lc = v->have_rec ? lifecycle_name(r->lifecycle) : NULL;
+
+	evbuffer_add_printf(b, "{\"domain\":");
+	json_str(b, v->d->name);
+	json_text(b, "lifecycle", lc);
+	json_text(b, "health", v->live ? (v->up ? "up" : "down") : NULL);
+	evbuffer_add_printf(b, ",\"valid\":%zu,\"invalid\":%zu", v->valid,
+	    v->invalid);
+	if (v->live)
+		evbuffer_add_printf(b, ",\"queued\":%zu", v->queued);
+	else
+		evbuffer_add_printf(b, ",\"queued\":null");
+	json_time(b, "oldest", v->live ? (int64_t)v->oldest : 0);
+	json_time(b, "added", v->have_rec ? r->added : 0);
+	json_time(b, "first_accept", v->have_rec ? r->first_accept : 0);
+	json_time(b, "last_accept", v->have_rec ? r->last_accept : 0);
+	json_text(b, "accept_how", v->have_rec ? r->accept_how : NULL);
+	json_time(b, "health_changed", v->have_rec ? r->health_changed : 0);
+	json_text(b, "health_why", v->have_rec ? r->health_why : NULL);
+	evbuffer_add_printf(b, "}\n");
+}
+
+/* "domain show": "key: value" lines, times as in "queue show". */
+static void
+dview_text(const struct dview *v, struct evbuffer *b)
+{
+	const struct state_domain *r = &v->rec;
+	const char *lc = v->have_rec ? lifecycle_name(r->lifecycle) : NULL;
+	char t[32];
+
+	evbuffer_add_printf(b, "domain: %s\nlifecycle: %s\nhealth: %s\n",
+	    v->d->name, lc ? lc : "-", v->live ? (v->up ? "up" : "down") :
+	    "-");
+	evbuffer_add_printf(b, "valid: %zu\ninvalid: %zu\n", v->valid,
+	    v->invalid);
+	if (v->live)
+		evbuffer_add_printf(b, "queued: %zu\n", v->queued);
+	else
+		evbuffer_add_printf(b, "queued: -\n");
+	evbuffer_add_printf(b, "oldest: %s\n", when(v->live ? v->oldest : 0,
+	    t, sizeof(t)));
+	if (!v->have_rec) {
+		evbuffer_add_printf(b, "added: -\nfirst_accept: -\n"
+		    "last_accept: -\naccept_how: -\nhealth_changed: -\n"
+		    "health_why: -\n");
+		return;
+	}
+	evbuffer_add_printf(b, "added: %s\n", when((time_t)r->added, t,
+	    sizeof(t)));
+	evbuffer_add_printf(b, "first_accept: %s\n",
+	    when((time_t)r->first_accept, t, sizeof(t)));
+	evbuffer_add_printf(b, "last_accept: %s\naccept_how: ",
+	    when((time_t)r->last_accept, t, sizeof(t)));
+	text_str(b, r->accept_how[0] ? r->accept_how : "-");
+	evbuffer_add_printf(b, "\nhealth_changed: %s\nhealth_why: ",
+	    when((time_t)r->health_changed, t, sizeof(t)));
+	text_str(b, r->health_why[0] ? r->health_why : "-");
+	evbuffer_add(b, "\n", 1);
+}
+
+int
+control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
+    const struct domains *ds, struct evbuffer *out, int json, int64_t now)
+{
+	size_t n = domains_count(ds), i, w = strlen("DOMAIN"), refused = 0;
+	struct dview *v;
+	char a[32];
+	int rc = 0;
+
+	/* Whole first: the text columns are as wide as the longest name. */
+	v = xcalloc(n ? n : 1, sizeof(*v));
+	for (i = 0; i < n; i++) {
+		if (dview_get(st, ln, sc, domains_at(ds, i), now, &v[i]) ==
+		    -1) {
+			rc = -1;
+			goto done;
+		}
+		if (strlen(v[i].d->name) > w)
+			w = strlen(v[i].d->name);
+		if (v[i].have_rec && v[i].rec.lifecycle == STATE_DOM_REFUSED)
+			refused++;
+	}
+	/* Live, the count the lifecycle timer keeps (and exports). */
+	if (ln != NULL)
+		refused = learn_refused_count(ln);
+	if (json) {
+		for (i = 0; i < n; i++)
+			dview_json(&v[i], out);
+		goto done;
+	}
+	evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7s  %7s  %6s  %s\n",
+	    (int)w, "DOMAIN", "LIFECYCLE", "HEALTH", "VALID", "INVALID",
+	    "QUEUED", "OLDEST");
+	for (i = 0; i < n; i++) {
+		const char *lc = v[i].have_rec ?
+		    lifecycle_name(v[i].rec.lifecycle) : NULL;
+		char q[24];
+
+		if (v[i].live)
+			snprintf(q, sizeof(q), "%zu", v[i].queued);
+		else
+			snprintf(q, sizeof(q), "-");
+		evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7zu  %7zu  %6s  "
+		    "%s\n", (int)w, v[i].d->name, lc ? lc : "-",
+		    v[i].live ? (v[i].up ? "up" : "down") : "-", v[i].valid,
+		    v[i].invalid, q, age(v[i].live ? (int64_t)v[i].oldest : 0,
+		    now, a, sizeof(a)));
+	}
+	evbuffer_add_printf(out, "-- %zu domain%s, %zu refused%s\n", n,
+	    n == 1 ? "" : "s", refused, refused == 0 ? "" :
+	    " (WARNING: a refused domain's primary never accepted mail from "
+	    "backmx: its mail is deferred)");
+done:
+	free(v);
+	return rc;
+}
+
+int
+control_domain_show(struct state *st, struct learn *ln, struct sched *sc,
+    const struct domain *d, struct evbuffer *out, int json, int64_t now)
+{
+	struct dview v;
+
+	if (dview_get(st, ln, sc, d, now, &v) == -1)
+		return -1;
+	if (json)
+		dview_json(&v, out);
+	else
+		dview_text(&v, out);
+	return 0;
+}
+
+struct rlisting {
+	struct evbuffer	*out;
+	int		 json;
+	size_t		 valid, invalid;
+};
+
+static void
+rcpt_line(struct rlisting *l, const char *addr, const char *status,
+    const char *source, int64_t first, int64_t last, int64_t expires,
+    const char *why)
+{
+	struct evbuffer *b = l->out;
+	char t1[32], t2[32], t3[32];
+
+	if (strcmp(status, "valid") == 0)
+		l->valid++;
+	else
+		l->invalid++;
+	if (l->json) {
+		evbuffer_add_printf(b, "{\"address\":");
+		json_str(b, addr);
+		evbuffer_add_printf(b, ",\"status\":\"%s\",\"source\":\"%s\"",
+		    status, source);
+		json_time(b, "first_seen", first);
+		json_time(b, "last_seen", last);
+		json_time(b, "expires", expires);
+		json_text(b, "why", why);
+		evbuffer_add_printf(b, "}\n");
+		return;
+	}
+	text_str(b, addr);
+	evbuffer_add_printf(b, " %s %s first=%s last=%s expires=%s", status,
+	    source, when((time_t)first, t1, sizeof(t1)), when((time_t)last,
+	    t2, sizeof(t2)), expires == 0 ? "never" : when((time_t)expires,
+	    t3, sizeof(t3)));
+	if (why != NULL && why[0] != '\0') {
+		evbuffer_add(b, " (", 2);
+		text_str(b, why);
+		evbuffer_add(b, ")", 1);
+	}
+	evbuffer_add(b, "\n", 1);
+}
+
+static int
+rcpt_each(const struct state_rcpt *r, void *arg)
+{
+	rcpt_line(arg, r->addr, rcpt_status_name(r->status),
+	    rcpt_source_name(r->source), r->first_seen, r->last_seen,
+	    r->expires, r->why);
+	return 0;
+}
+
+int
+control_rcpt_list(struct state *st, const struct domain *d,
+    struct evbuffer *out, int json, int64_t now)
+{
+	struct rlisting l = { out, json, 0, 0 };
+	size_t i, n = domains_static_count(d);
+
+	for (i = 0; i < n; i++)
+		rcpt_line(&l, domains_static_at(d, i), "valid", "static", 0,
+		    0, 0, NULL);
+	if (state_rcpt_list(st, d->name, now, rcpt_each, &l) == -1)
+		return -1;
+	if (!json)
+		evbuffer_add_printf(out, "-- %zu recipient%s: %zu valid, "
+		    "%zu invalid\n", l.valid + l.invalid, l.valid + l.invalid
+		    == 1 ? "" : "s", l.valid, l.invalid);
+	return 0;
+}
+
 /* A queue id: letters and digits, as envelope.c makes them. */
 static int
 valid_id(const char *s)
@@ -372,25 +722,15 @@ words(char *line, char **w, int max)
 	return n;
 }
 
+/* "queue list|show|flush|delete|hold|release [ARG]" */
 static void
-request(struct conn *c, char *line)
+queue_request(struct conn *c, char **w, int n)
 {
 	struct queue *q = c->ctl->queue;
 	struct evbuffer *b;
-	char *w[4];
-	int n, rc;
+	int rc;
 	enum queue_admin op;
 
-	if ((n = words(line, w, 4)) < 2 || strcmp(w[0], "queue") != 0) {
-		answer(c, "error usage unknown request", NULL);
-		return;
-	}
-	if (strcmp(w[n - 1], "json") == 0) {
-		c->json = 1;
-		n--;
-	}
-	log_info("event=control request=\"%s%s%s\"", w[1], n > 2 ? " " : "",
-	    n > 2 ? w[2] : "");
 	if (strcmp(w[1], "list") == 0 && n == 2) {
 		b = evbuffer_new();
 		if (control_queue_list(queue_qdb(q), b, c->json) == -1)
@@ -465,6 +805,247 @@ request(struct conn *c, char *line)
 	}
 }
 
+/* A DOMAIN argument: by shape, then one of domains_file's. NULL with the
+ * answer sent when it is not. */
+static const struct domain *
+customer_domain(struct conn *c, char *name)
+{
+	const struct domain *d;
+
+	if (!valid_domain(name) || !addr_domain_valid(name, strlen(name),
+	    0)) {
+		answer(c, "error usage not a domain name", NULL);
+		return NULL;
+	}
+	str_lower(name);
+	if ((d = domains_lookup(c->ctl->domains, name)) == NULL) {
+		answer(c, "error domain not a customer domain", NULL);
+		return NULL;
+	}
+	return d;
+}
+
+/*
+ * An ADDRESS argument, parsed as the RFC 5321 path "<ADDRESS>" (no <>,
+ * no Postmaster, no address literal, ASCII only: read_cb let nothing
+ * else in), into the lower-case key "local@domain" of key_out
+ * (STATE_ADDR_MAX bytes) and its domain part. -1 with the answer sent.
+ */
+static int
+rcpt_arg(struct conn *c, const char *arg, char *key_out,
+    const char **domain_out)
+{
+	char path[ADDR_PATH_MAX + 1];
+	struct mailaddr a;
+	size_t len = strlen(arg), used;
+
+	if (len + 2 > ADDR_PATH_MAX ||
+	    (size_t)snprintf(path, sizeof(path), "<%s>", arg) != len + 2 ||
+	    addr_parse_path(path, len + 2, 0, &a, &used) != ADDR_OK ||
+	    used != len + 2 || a.domain[0] == '\0' || a.is_literal) {
+		answer(c, "error address not an RFC 5321 address "
+		    "(local@domain)", NULL);
+		return -1;
+	}
+	learn_key(key_out, STATE_ADDR_MAX, a.local, a.domain);
+	if (key_out[0] == '\0') {
+		answer(c, "error address not an RFC 5321 address "
+		    "(local@domain)", NULL);
+		return -1;
+	}
+	*domain_out = strrchr(key_out, '@') + 1;
+	return 0;
+}
+
+/* "domain list" and "domain show DOMAIN". */
+static void
+domain_request(struct conn *c, char **w, int n)
+{
+	struct control *ctl = c->ctl;
+	const struct domain *d;
+	struct evbuffer *b;
+	int rc;
+
+	if (strcmp(w[1], "list") == 0 && n == 2) {
+		b = evbuffer_new();
+		rc = control_domain_list(ctl->state, ctl->learn,
+		    queue_sched(ctl->queue), ctl->domains, b, c->json,
+		    (int64_t)time(NULL));
+	} else if (strcmp(w[1], "show") == 0 && n == 3) {
+		if ((d = customer_domain(c, w[2])) == NULL)
+			return;
+		b = evbuffer_new();
+		rc = control_domain_show(ctl->state, ctl->learn,
+		    queue_sched(ctl->queue), d, b, c->json,
+		    (int64_t)time(NULL));
+	} else {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	if (rc == -1)
+		answer(c, "error io the state store could not be read", NULL);
+	else
+		answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/* The state store committed (or not) a "recipients add|delete". */
+static void
+rcpt_committed(int rc, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *b;
+
+	c->pending = 0;
+	if (c->dead) {
+		conn_free(c);
+		return;
+	}
+	if (rc == -1) {
+		answer(c, "error io the state store could not commit the "
+		    "change", NULL);
+		return;
+	}
+	b = evbuffer_new();
+	if (c->json) {
+		evbuffer_add_printf(b, "{\"address\":");
+		json_str(b, c->addr);
+		if (c->deleted)
+			evbuffer_add_printf(b, ",\"deleted\":true");
+		else
+			evbuffer_add_printf(b, ",\"status\":\"%s\"",
+			    rcpt_status_name(c->rcpt_status));
+		evbuffer_add_printf(b, ",\"result\":\"ok\"}\n");
+	} else if (c->deleted)
+		evbuffer_add_printf(b, "%s deleted%s\n", c->addr,
+		    c->still_static ? " (still valid: it is in the domain's "
+		    "recipients= list)" : "");
+	else
+		evbuffer_add_printf(b, "%s added as %s\n", c->addr,
+		    rcpt_status_name(c->rcpt_status));
+	answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/* "recipients list DOMAIN", "recipients add ADDRESS valid|invalid",
+ * "recipients delete ADDRESS". Writes are staged in the loop turn's
+ * transaction; the answer waits for its commit. */
+static void
+rcpt_request(struct conn *c, char **w, int n)
+{
+	struct control *ctl = c->ctl;
+	const struct domain *d;
+	const char *dom;
+	struct evbuffer *b;
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	if (strcmp(w[1], "list") == 0 && n == 3) {
+		if ((d = customer_domain(c, w[2])) == NULL)
+			return;
+		b = evbuffer_new();
+		if (control_rcpt_list(ctl->state, d, b, c->json, now) == -1)
+			answer(c, "error io the state store could not be read",
+			    NULL);
+		else
+			answer(c, "ok", b);
+		evbuffer_free(b);
+		return;
+	}
+	if (strcmp(w[1], "add") == 0 && (n == 3 || n == 4)) {
+		if (n == 4 && strcmp(w[3], "valid") == 0)
+			c->rcpt_status = STATE_RCPT_VALID;
+		else if (n == 4 && strcmp(w[3], "invalid") == 0)
+			c->rcpt_status = STATE_RCPT_INVALID;
+		else if (n == 3)
+			c->rcpt_status = STATE_RCPT_VALID;
+		else {
+			answer(c, "error usage the status is valid or invalid",
+			    NULL);
+			return;
+		}
+		if (rcpt_arg(c, w[2], c->addr, &dom) == -1)
+			return;
+		/* Relay control's rule (STYLE.md §1.3) for what we learn:
+		 * only addresses of our domains. learn_rcpt_add() checks
+		 * it again against its own copy of the table. */
+		if (domains_lookup(ctl->domains, dom) == NULL) {
+			answer(c, "error domain not a customer domain", NULL);
+			return;
+		}
+		rc = learn_rcpt_add(ctl->learn, c->addr, c->rcpt_status, now);
+		if (rc == -2) {
+			answer(c, "error domain not a customer domain", NULL);
+			return;
+		}
+	} else if (strcmp(w[1], "delete") == 0 && n == 3) {
+		/* Any domain: rows of a domain since removed from
+		 * domains_file can be cleaned up too. */
+		if (rcpt_arg(c, w[2], c->addr, &dom) == -1)
+			return;
+		if ((rc = state_rcpt_delete(ctl->state, c->addr)) == 0) {
+			answer(c, "error notfound no such recipient in the "
+			    "state store", NULL);
+			return;
+		}
+		if (rc == 1) {
+			c->deleted = 1;
+			d = domains_lookup(ctl->domains, dom);
+			c->still_static = d != NULL &&
+			    domains_static_rcpt(d, c->addr);
+			rc = 0;
+		}
+	} else {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	if (rc == -1) {
+		answer(c, "error io the state store could not stage the "
+		    "change", NULL);
+		return;
+	}
+	c->pending = 1;
+	state_commit_wait(ctl->state, rcpt_committed, c);
+}
+
+static void
+request(struct conn *c, char *line)
+{
+	char *w[5];
+	int n;
+
+	if ((n = words(line, w, 5)) < 2) {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	if (strcmp(w[n - 1], "json") == 0) {
+		c->json = 1;
+		n--;
+	}
+	if (n < 2) {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	log_info("event=control request=\"%s %s%s%s\"", w[0], w[1],
+	    n > 2 ? " " : "", n > 2 ? w[2] : "");
+	if (strcmp(w[0], "queue") == 0 && n <= 3)
+		queue_request(c, w, n);
+	else if (strcmp(w[0], "domain") == 0 || strcmp(w[0], "recipients") ==
+	    0) {
+		if (c->ctl->learn == NULL || c->ctl->state == NULL ||
+		    c->ctl->domains == NULL) {
+			answer(c, "error io domain knowledge is not available "
+			    "in this daemon", NULL);
+			return;
+		}
+		if (w[0][0] == 'd')
+			domain_request(c, w, n);
+		else
+			rcpt_request(c, w, n);
+	} else
+		answer(c, "error usage unknown request", NULL);
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
@@ -484,6 +1065,11 @@ read_cb(struct bufferevent *bev, void *arg)
 		answer(c, "error usage request line too long", NULL);
 		return;
 	}
+	/* One request per connection: nothing more is read, so a second
+	 * line cannot start a second change while the first one waits for
+	 * its commit (a peer gone meanwhile shows when the answer is
+	 * written). */
+	bufferevent_disable(bev, EV_READ);
 	evbuffer_remove(in, line, (size_t)p.pos);
 	line[p.pos] = '\0';
 	for (i = 0; i < (size_t)p.pos; i++)
@@ -649,6 +1235,15 @@ control_open(struct event_base *base, const char *path, struct queue *q,
 		return NULL;
 	}
 	return ctl;
+}
+
+void
+control_set_knowledge(struct control *ctl, struct learn *ln,
+    struct state *st, const struct domains *ds)
+{
+	ctl->learn = ln;
+	ctl->state = st;
+	ctl->domains = ds;
 }
 
 void

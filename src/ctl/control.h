@@ -13,14 +13,25 @@
  *   queue show ID [json]         one message
  *   queue flush [DOMAIN] [json]  make due now (all, or one domain's)
  *   queue delete|hold|release ID [json]
+ *   domain list [json]           every customer domain: lifecycle, health,
+ *                                recipients known, queue (DESIGN.md §2)
+ *   domain show DOMAIN [json]    one
+ *   recipients list DOMAIN [json]          static list, then the store's
+ *   recipients add ADDRESS [valid|invalid] [json]   source admin, no expiry
+ *   recipients delete ADDRESS [json]
  *
- * Changes go through the queue's writer thread (queue_admin()); reads use
- * the loop's read connection on queue.db.
+ * Queue changes go through the queue's writer thread (queue_admin());
+ * reads use the loop's read connection on queue.db. Recipient changes
+ * are staged in the state store's transaction of the loop turn and
+ * answered once it committed (state_commit_wait()). More error KINDs for
+ * these: address (not an RFC 5321 address). docs/queue.md "Domains and
+ * recipients".
  */
 #ifndef BACKMX_CONTROL_H
 #define BACKMX_CONTROL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct evbuffer;
@@ -28,6 +39,11 @@ struct queue;
 struct qdb;
 struct qdb_msg;
 struct control;
+struct domain;
+struct domains;
+struct learn;
+struct sched;
+struct state;
 
 #define CONTROL_LINE_MAX	512
 
@@ -39,6 +55,18 @@ struct control	*control_open(struct event_base *, const char *path,
 void		 control_close(struct control *);
 
 /*
+ * What "domain ..." and "recipients ..." work on: the domain-knowledge
+ * module, the state store it keeps its records in (reads, and the commit
+ * the answer to a change waits for) and the customer domains. None is
+ * owned. main.c calls it after control_open() and again after each
+ * reload with the new table, before freeing the old one; each must stay
+ * valid until the next call or control_close(). Until the first call
+ * those requests answer "error io".
+ */
+void		 control_set_knowledge(struct control *, struct learn *,
+		    struct state *, const struct domains *);
+
+/*
  * The result lines of "queue list" (without the status line) into out:
  * shared with backmxctl, which reads queue.db itself when the daemon is
  * stopped. 0, or -1 on a database error.
@@ -48,5 +76,24 @@ int		 control_queue_list(struct qdb *, struct evbuffer *out,
 /* One message as "queue show" renders it. */
 void		 control_queue_show(const struct qdb_msg *,
 		    struct evbuffer *out, int json);
+
+/*
+ * The result lines of "domain list", "domain show" and "recipients list"
+ * into out, shared with backmxctl's offline path. In the daemon 'learn'
+ * and 'sched' are given: the lifecycle is brought up to date through
+ * learn_domain() (which may stage a write) and health and queue are the
+ * live ones. Offline both are NULL: the lifecycle as stored, health and
+ * queue unknown ("-", JSON null). 0, or -1 on a store error.
+ */
+int		 control_domain_list(struct state *, struct learn *,
+		    struct sched *, const struct domains *,
+		    struct evbuffer *out, int json, int64_t now);
+int		 control_domain_show(struct state *, struct learn *,
+		    struct sched *, const struct domain *,
+		    struct evbuffer *out, int json, int64_t now);
+/* The domain's recipients= list (source "static"), then the store's
+ * unexpired rows. */
+int		 control_rcpt_list(struct state *, const struct domain *,
+		    struct evbuffer *out, int json, int64_t now);
 
 #endif

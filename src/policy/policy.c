@@ -23,32 +23,44 @@
 #include "domaincheck.h"
 #include "greylist.h"
 #include "log.h"
+#include "recipient.h"
 #include "xmem.h"
 
 typedef void	policy_step_fn(struct policy_check *);
 
+/* When a RCPT step runs: always, or only for mail that would be stored
+ * (backup mode), or only for the delayed sender check. */
+enum step_when { STEP_ALWAYS, STEP_BACKUP, STEP_SENDER };
+
 struct step {
 	const char	*name;
 	policy_step_fn	*run;
+	enum step_when	 when;
 };
 
 /* MAIL FROM, in order: the sender's domain (FQDN, exists, null MX, MX
  * ranges; docs/dns.md). */
 static const struct step mail_steps[] = {
-	{ "sender_domain", domaincheck_mail },
-	{ NULL, NULL }
+	{ "sender_domain", domaincheck_mail, STEP_ALWAYS },
+	{ NULL, NULL, STEP_ALWAYS }
 };
 
 /* RCPT TO for a customer domain, in order. */
 static const struct step rcpt_steps[] = {
+	/* The sender's domain when MAIL could not check it (pass-through
+	 * on: the mode is only known at the first RCPT). */
+	{ "sender_domain", domaincheck_mail, STEP_SENDER },
 	/* The recipient's domain (docs/dns.md), then the client in the
 	 * DNSBLs: its lookup started at connect, so it has usually
 	 * answered by now. Definite, stateless checks first. */
-	{ "recipient_domain", domaincheck_rcpt },
-	{ "dnsbl", dnsbl_rcpt },
-	/* Last: only what nothing refused is worth a triplet. */
-	{ "greylist", greylist_step },
-	{ NULL, NULL }
+	{ "recipient_domain", domaincheck_rcpt, STEP_ALWAYS },
+	{ "dnsbl", dnsbl_rcpt, STEP_ALWAYS },
+	/* Backup mode only: what the primary would say of the recipient
+	 * (docs/learning.md), then greylisting — last: only what nothing
+	 * refused is worth a triplet. */
+	{ "recipient", recipient_step, STEP_BACKUP },
+	{ "greylist", greylist_step, STEP_BACKUP },
+	{ NULL, NULL, STEP_ALWAYS }
 };
 
 /* Modules with per-client state from connect to close. */
@@ -232,12 +244,14 @@ policy_check_mail(struct policy_client *c, const struct mailaddr *sender,
 void
 policy_check_rcpt(struct policy_client *c, const struct mailaddr *sender,
     const struct mailaddr *rcpt, const struct domain *dom,
-    policy_done_cb *done, void *arg)
+    enum policy_mode mode, int check_sender, policy_done_cb *done, void *arg)
 {
 	memset(&c->check, 0, sizeof(c->check));
 	c->check.sender = *sender;
 	c->check.rcpt = *rcpt;
 	c->check.domain = *dom;
+	c->check.mode = mode;
+	c->check.check_sender = check_sender;
 	start(c, POLICY_RCPT, rcpt_steps, done, arg);
 }
 
@@ -289,6 +303,12 @@ run_steps(struct policy_client *c)
 		if (st->run == NULL || c->check.verdict.v == VERDICT_REJECT) {
 			event_active(c->ev_answer, EV_TIMEOUT, 0);
 			return;
+		}
+		if ((st->when == STEP_BACKUP &&
+		    c->check.mode != POLICY_BACKUP) ||
+		    (st->when == STEP_SENDER && !c->check.check_sender)) {
+			c->step++;
+			continue;
 		}
 		c->in_step = 1;
 		c->step_done = 0;

@@ -37,6 +37,8 @@ struct policy_deps {
 	struct resolver		*resolver;	/* src/dns */
 	struct state		*state;		/* src/state */
 	struct greylist		*greylist;	/* greylist.c: the static allow lists */
+	struct learn		*learn;		/* src/state/learn.h */
+	struct callout		*callout;	/* src/deliver/callout.h */
 };
 
 struct policy	*policy_new(const struct policy_deps *);
@@ -56,9 +58,20 @@ typedef void	policy_done_cb(const struct verdict_info *, void *arg);
  * copied. */
 void		 policy_check_mail(struct policy_client *,
 		    const struct mailaddr *sender, policy_done_cb *, void *);
+/*
+ * RCPT in one of two modes (DESIGN.md §3). POLICY_BACKUP: the primary is
+ * down and the message would be stored: every check. POLICY_FILTERED:
+ * pass-through with the domain's passthrough_filters=yes: the DNS checks
+ * and the DNSBL only, no recipient knowledge, no greylisting. With
+ * 'sender' set the sender's domain is checked first (a sender check
+ * delayed from MAIL, as Postfix's smtpd_delay_reject: at MAIL the mode
+ * is not known yet).
+ */
+enum policy_mode { POLICY_BACKUP, POLICY_FILTERED };
 void		 policy_check_rcpt(struct policy_client *,
 		    const struct mailaddr *sender, const struct mailaddr *rcpt,
-		    const struct domain *, policy_done_cb *, void *);
+		    const struct domain *, enum policy_mode, int check_sender,
+		    policy_done_cb *, void *);
 /* Forget the pending check: its callback will not run. */
 void		 policy_cancel(struct policy_client *);
 
@@ -75,6 +88,8 @@ struct policy_check {
 	struct mailaddr		 sender;
 	struct mailaddr		 rcpt;		/* RCPT only */
 	struct domain		 domain;	/* RCPT only; the customer's */
+	enum policy_mode	 mode;		/* RCPT only */
+	int			 check_sender;	/* RCPT only */
 	struct verdict_info	 verdict;	/* merged so far */
 };
 

@@ -249,3 +249,15 @@ queue_admin(struct queue *q, enum queue_admin op, const char *id,
 		free(a);
 	return rc;
 }
+
+struct sched *
+queue_sched(struct queue *q)
+{
+	return q->sched;
+}
+
+struct deliver *
+queue_deliver(struct queue *q)
+{
+	return q->deliver;
+}

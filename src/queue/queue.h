@@ -99,5 +99,11 @@ int		 queue_admin(struct queue *, enum queue_admin, const char *id,
 
 /* The database, for reads (queue list/show). Valid until queue_close(). */
 struct qdb	*queue_qdb(struct queue *);
+/* Its scheduler (primary health, per-domain counts) and its delivery
+ * agent (connections to the primaries), for pass-through and callouts. */
+struct sched;
+struct deliver;
+struct sched	*queue_sched(struct queue *);
+struct deliver	*queue_deliver(struct queue *);
 
 #endif

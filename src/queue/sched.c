@@ -26,6 +26,7 @@
 #include "config.h"
 #include "deliver.h"
 #include "dsn.h"
+#include "learn.h"
 #include "log.h"
 #include "str.h"
 #include "xmem.h"
@@ -92,6 +93,7 @@ struct sched {
 	size_t			 active;
 	int			 capped;	/* last pass hit SCHED_ACTIVE_MAX */
 	struct attempt		*attempts;	/* in flight */
+	struct learn		*learn;		/* NULL: nobody learns */
 };
 
 unsigned
@@ -260,18 +262,24 @@ sched_primary_up(const struct sched *s, const char *domain)
 }
 
 static void
+health_down(struct sched *s, struct health *h, const char *why)
+{
+	h->down = 1;
+	h->next_probe = time(NULL) + (time_t)s->conf->primary_probe_interval;
+	log_warn("event=primary_down domain=%s failures=%u reason=\"%s\"",
+	    h->domain, h->failures, why);
+	if (s->learn != NULL)
+		learn_health(s->learn, h->domain, 0, why, time(NULL));
+}
+
+static void
 health_failed(struct sched *s, const char *domain, const char *why)
 {
 	struct health *h = health_get(s, domain);
 
 	h->failures++;
-	if (!h->down && h->failures >= s->conf->primary_down_after) {
-		h->down = 1;
-		h->next_probe = time(NULL) +
-		    (time_t)s->conf->primary_probe_interval;
-		log_warn("event=primary_down domain=%s failures=%u "
-		    "reason=\"%s\"", h->domain, h->failures, why);
-	}
+	if (!h->down && h->failures >= s->conf->primary_down_after)
+		health_down(s, h, why);
 }
 
 static void
@@ -284,10 +292,56 @@ health_ok(struct sched *s, const char *domain)
 	if (!h->down)
 		return;
 	h->down = 0;
+	if (s->learn != NULL)
+		learn_health(s->learn, h->domain, 1, "", time(NULL));
 	/* DESIGN.md §2: the moment a domain goes up, its queue drains at
 	 * once; primary_connection_limit holds the rate. */
 	n = sched_flush(s, h->domain);
 	log_info("event=primary_up domain=%s drain=%zu", h->domain, n);
+}
+
+void
+sched_primary_failed(struct sched *s, const char *domain, const char *why,
+    int now)
+{
+	struct health *h = health_get(s, domain);
+
+	if (!now) {
+		health_failed(s, domain, why);
+		return;
+	}
+	h->failures++;
+	if (!h->down)
+		health_down(s, h, why);
+}
+
+void
+sched_primary_ok(struct sched *s, const char *domain)
+{
+	health_ok(s, domain);
+}
+
+void
+sched_domain_stats(const struct sched *s, const char *domain,
+    size_t *queued, time_t *oldest)
+{
+	const struct entry *e;
+
+	*queued = 0;
+	*oldest = 0;
+	for (e = s->head; e != NULL; e = e->next) {
+		if (e->gone || !entry_has_domain(e, domain))
+			continue;
+		(*queued)++;
+		if (*oldest == 0 || e->arrival < *oldest)
+			*oldest = e->arrival;
+	}
+}
+
+void
+sched_set_learn(struct sched *s, struct learn *l)
+{
+	s->learn = l;
 }
 
 static void
@@ -565,6 +619,39 @@ attempt_finish(struct attempt *a)
 	qdb_update(s->qdb, u, committed, a);
 }
 
+/*
+ * What the primary's answers teach (learn.h): only from a primary that
+ * greeted us, so that a lookup's or our own synthesized answer never
+ * marks an address.
+ */
+static void
+learn_outcomes(struct sched *s, const struct deliver_task *t)
+{
+	char key[STATE_ADDR_MAX], enh[16];
+	const char *p;
+	size_t i, n;
+
+	if (s->learn == NULL)
+		return;
+	for (i = 0; i < t->nrcpt; i++) {
+		/* "550 5.1.1 text": the enhanced code after the code. */
+		enh[0] = '\0';
+		p = t->res[i].text;
+		if (strlen(p) > 4 && p[3] == ' ') {
+			n = strcspn(p + 4, " ");
+			if (n < sizeof(enh) && n > 0 && p[4] >= '2' &&
+			    p[4] <= '5' && p[5] == '.') {
+				memcpy(enh, p + 4, n);
+				enh[n] = '\0';
+			}
+		}
+		learn_key(key, sizeof(key), t->rcpts[i]->addr.local,
+		    t->rcpts[i]->addr.domain);
+		learn_rcpt_answer(s->learn, key, t->res[i].code, enh,
+		    t->res[i].text, STATE_SRC_DELIVERY, time(NULL));
+	}
+}
+
 static void
 task_done(struct deliver_task *t, void *arg)
 {
@@ -573,8 +660,10 @@ task_done(struct deliver_task *t, void *arg)
 
 	if (t->conn_failed)
 		health_failed(s, t->domain, t->nrcpt ? t->res[0].text : "");
-	else if (t->reached)
+	else if (t->reached) {
 		health_ok(s, t->domain);
+		learn_outcomes(s, t);
+	}
 	if (++a->ndone == a->ntasks)
 		attempt_finish(a);
 }
@@ -695,8 +784,9 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			attempt_start(s, e, now);
 	}
 	for (h = s->health; h != NULL; h = h->next) {
-		if (!h->down || h->probing || now < h->next_probe ||
-		    !sched_has_domain(s, h->domain))
+		/* Every down primary is probed, with mail waiting or not:
+		 * pass-through and callouts wait for it too. */
+		if (!h->down || h->probing || now < h->next_probe)
 			continue;
 		h->probing = 1;
 		deliver_probe(s->deliver, h->domain, probe_done, s);

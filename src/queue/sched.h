@@ -55,6 +55,20 @@ int		 sched_flush_id(struct sched *, const char *id);
 
 /* Health of a domain's primary: 1 up (or never seen), 0 down. */
 int		 sched_primary_up(const struct sched *, const char *domain);
+/* What a pass-through or a callout found: a connection failure counts
+ * like a delivery's (down after primary_down_after); 'now' marks the
+ * primary down at once (a pass-through that could not reach it at the
+ * first RCPT). A success is a clean EHLO: up, and the queue drains. */
+void		 sched_primary_failed(struct sched *, const char *domain,
+		    const char *why, int now);
+void		 sched_primary_ok(struct sched *, const char *domain);
+/* Messages with a pending recipient in 'domain' and the arrival of the
+ * oldest (0 when none). */
+void		 sched_domain_stats(const struct sched *, const char *domain,
+		    size_t *queued, time_t *oldest);
+/* Who learns from health changes and delivery outcomes (learn.h). */
+struct learn;
+void		 sched_set_learn(struct sched *, struct learn *);
 
 /* The retry delay after 'attempts' attempts: min * 2^(attempts-1),
  * capped at max. Pure. */

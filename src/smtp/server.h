@@ -13,6 +13,7 @@ struct domains;
 struct queue;
 struct listener;
 struct policy;
+struct learn;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
@@ -23,6 +24,7 @@ struct server {
 	SSL_CTX			*tls;		/* NULL: no STARTTLS */
 	struct listener		*listener;
 	struct policy		*policy;	/* the checks of DESIGN.md §3 */
+	struct learn		*learn;		/* what we know of each domain */
 };
 
 #endif

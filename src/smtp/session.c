@@ -39,18 +39,24 @@
 
 #include "addr.h"
 #include "body.h"
+#include "client.h"
+#include "clock.h"
 #include "config.h"
 #include "data.h"
+#include "deliver.h"
 #include "domains.h"
 #include "envelope.h"
 #include "esmtp.h"
+#include "learn.h"
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
+#include "passthru.h"
 #include "policy.h"
 #include "queue.h"
+#include "reply.h"
+#include "sched.h"
 #include "server.h"
-#include "clock.h"
 #include "str.h"
 #include "tls.h"
 #include "xmem.h"
@@ -62,6 +68,9 @@
  * away before the socket closes (see closing_drained()). */
 #define SESSION_LINGER_SECONDS	2
 #define SESSION_LINGER_BYTES	(1024 * 1024)
+/* Pass-through: past this much body not yet written to the primary, the
+ * client is not read until it drains (the primary sets the pace). */
+#define SESSION_RELAY_OUT_MAX	(1024 * 1024)
 
 enum session_state {
 	S_GREET,	/* greet pause: the client must stay silent */
@@ -70,6 +79,20 @@ enum session_state {
 	S_DATA,		/* reading message content after 354 */
 	S_COMMIT,	/* waiting for the queue; input is not read */
 	S_CLOSING,	/* last reply queued; freed once it is sent */
+};
+
+/*
+ * What the transaction is (DESIGN.md §3), decided at its first RCPT that
+ * passes relay control: relayed live to a primary that is up, or checked
+ * hard and stored because the primary is down. One mode and one primary
+ * per transaction; a RCPT that would need another gets 452 4.5.3 and is
+ * sent again in a later transaction (RFC 5321 §3.3).
+ */
+enum tx_mode {
+	TX_UNDECIDED,
+	TX_PASS,	/* relayed to s->pt */
+	TX_BACKUP,	/* checked and queued */
+	TX_ABORTED,	/* the primary failed after answering: 451 4.4.2 */
 };
 
 enum cmd_count {
@@ -114,6 +137,23 @@ struct session {
 	uint64_t		 data_bytes;
 	struct queue_job	*job;
 
+	/* Pass-through: the connection to the primary outlives a
+	 * transaction and serves the session's next one to the same
+	 * primary. */
+	enum tx_mode		 mode;
+	unsigned		 sender_ok:1;	/* the sender's domain passed */
+	unsigned		 pt_mail_sent:1;/* MAIL went to the primary */
+	unsigned		 pt_waiting:1;	/* a command waits for its reply */
+	unsigned		 pt_failed:1;	/* lost during DATA */
+	unsigned		 pt_paused:1;	/* client not read: primary slow */
+	struct client		*pt;
+	struct deliver_conn	*pt_req;	/* connecting */
+	char			 pt_key[PASSTHRU_KEY_MAX];
+	char			 pt_domain[256];
+	struct reply		*pt_mail_refusal; /* the primary's no to MAIL */
+	char			 pending_domain[256];
+	char			 pending_key[PASSTHRU_KEY_MAX];
+
 	unsigned		 errors;
 	unsigned		 junk;
 	unsigned		 counts[C_NCOUNTS];
@@ -132,6 +172,13 @@ static void	mail_checked(const struct verdict_info *, void *);
 static void	rcpt_checked(const struct verdict_info *, void *);
 static void	session_setup_bev(struct session *);
 static void	session_close(struct session *, const char *reason);
+static void	pt_drop(struct session *, int polite);
+static int	primary_up(struct session *, const struct domain *);
+static void	rcpt_pass(struct session *, const struct domain *);
+static void	rcpt_backup(struct session *, const struct domain *);
+static void	mail_accept(struct session *);
+static void	rcpt_filtered(const struct verdict_info *, void *);
+static void	pt_data_end(struct session *);
 
 /*
  * Replies. Every reply but the greeting, EHLO and HELO carries an
@@ -212,6 +259,12 @@ transaction_reset(struct session *s)
 {
 	envelope_reset(&s->env);
 	s->in_tx = 0;
+	s->mode = TX_UNDECIDED;
+	s->sender_ok = 0;
+	s->pt_mail_sent = 0;
+	s->pt_failed = 0;
+	free(s->pt_mail_refusal);
+	s->pt_mail_refusal = NULL;
 	s->rcpt_tried = 0;
 	body_free(s->body);
 	s->body = NULL;
@@ -238,6 +291,7 @@ session_free(struct session *s)
 	    s->errors, s->close_reason ? s->close_reason : "unknown");
 
 	queue_cancel(s->job);
+	pt_drop(s, 0);
 	policy_client_free(s->policy);
 	transaction_reset(s);
 	envelope_free(&s->env);
@@ -363,6 +417,9 @@ session_close(struct session *s, const char *reason)
 {
 	if (s->state == S_CLOSING)
 		return;
+	/* QUIT to the primary only between commands: inside DATA it would
+	 * be body text. Dropping the connection aborts its transaction. */
+	pt_drop(s, !s->pt_waiting && s->state != S_DATA);
 	s->state = S_CLOSING;
 	s->close_reason = reason;
 	policy_cancel(s->policy);
@@ -579,6 +636,16 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
 		return;
 	}
+	s->pending_addr = a;
+	s->pending_mail = mp;
+	if (s->conf->passthrough) {
+		/* Whether this mail is relayed or stored is only known at
+		 * the first RCPT: the sender's checks and the spool's room
+		 * wait for it (rcpt_backup), as Postfix's
+		 * smtpd_delay_reject. */
+		mail_accept(s);
+		return;
+	}
 	/* Refuse while the spool is short of room (queue_minfree): the
 	 * message could not be stored, and doubt is 4xx. */
 	if (!queue_space_ok(s->srv->queue)) {
@@ -589,10 +656,26 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	}
 	/* The syntax is right: now the checks (the sender's domain). The
 	 * answer comes back in mail_checked(). */
-	s->pending_addr = a;
-	s->pending_mail = mp;
 	s->state = S_POLICY;
 	policy_check_mail(s->policy, &a, mail_checked, s);
+}
+
+/* MAIL passed what it is checked for: the transaction starts. */
+static void
+mail_accept(struct session *s)
+{
+	char from[ADDR_PATH_MAX + 1];
+
+	addr_format(&s->pending_addr, from, sizeof(from));
+	transaction_reset(s);
+	s->env.sender = s->pending_addr;
+	s->env.params = s->pending_mail;
+	s->in_tx = 1;
+	/* Without pass-through MAIL ran the sender's checks itself. */
+	s->sender_ok = !s->conf->passthrough;
+	log_info("session=%s event=mail client=%s from=<%s>", s->id, s->addr,
+	    from);
+	reply(s, 250, "2.1.0", "Ok");
 }
 
 static void
@@ -605,16 +688,8 @@ mail_checked(const struct verdict_info *v, void *arg)
 	addr_format(&s->pending_addr, from, sizeof(from));
 	if (v->v != VERDICT_ACCEPT)
 		refuse(s, "mail", "from", from, v);
-	else {
-		envelope_reset(&s->env);
-		s->env.sender = s->pending_addr;
-		s->env.params = s->pending_mail;
-		s->in_tx = 1;
-		s->rcpt_tried = 0;
-		log_info("session=%s event=mail client=%s from=<%s>", s->id,
-		    s->addr, from);
-		reply(s, 250, "2.1.0", "Ok");
-	}
+	else
+		mail_accept(s);
 	session_process(s);
 }
 
@@ -679,12 +754,72 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		    "Error: non-ASCII address needs SMTPUTF8");
 		return;
 	}
-	/* Relay control passed: now the checks of DESIGN.md §3. The answer
-	 * comes back in rcpt_checked(). */
+	/* Relay control passed: now the mode of the transaction, then what
+	 * that mode checks (DESIGN.md §3). */
 	s->pending_addr = a;
 	s->pending_rcpt = rp;
+	str_copy(s->pending_domain, sizeof(s->pending_domain), dom->name);
+	passthru_key(s->pending_key, sizeof(s->pending_key), dom);
+	switch (s->mode) {
+	case TX_ABORTED:
+		reply(s, 451, "4.4.2", "<%s>: Error: the primary mail server "
+		    "failed during this transaction; try again later", to);
+		return;
+	case TX_PASS:
+		if (strcmp(s->pending_key, s->pt_key) != 0) {
+			reply(s, 452, "4.5.3", "<%s>: Error: another primary "
+			    "mail server; send it in another transaction", to);
+			return;
+		}
+		rcpt_pass(s, dom);
+		return;
+	case TX_BACKUP:
+		if (primary_up(s, dom)) {
+			reply(s, 452, "4.5.3", "<%s>: Error: its primary mail "
+			    "server is up; send it in another transaction", to);
+			return;
+		}
+		rcpt_backup(s, dom);
+		return;
+	case TX_UNDECIDED:
+		if (primary_up(s, dom)) {
+			rcpt_pass(s, dom);
+			return;
+		}
+		s->mode = TX_BACKUP;
+		rcpt_backup(s, dom);
+		return;
+	}
+}
+
+/* Pass-through applies: switched on and the primary not known down. */
+static int
+primary_up(struct session *s, const struct domain *dom)
+{
+	return s->conf->passthrough &&
+	    sched_primary_up(queue_sched(s->srv->queue), dom->name);
+}
+
+/* Backup mode: the message would be stored, so every check runs. The
+ * answer comes back in rcpt_checked(). */
+static void
+rcpt_backup(struct session *s, const struct domain *dom)
+{
+	char to[ADDR_PATH_MAX + 1];
+
+	/* Short of room (queue_minfree): it could not be stored. With
+	 * pass-through on, MAIL could not know it would be. */
+	if (!queue_space_ok(s->srv->queue)) {
+		addr_format(&s->pending_addr, to, sizeof(to));
+		log_reject(s, "rcpt", 452, "4.3.1", "queue_minfree", to,
+		    strlen(to));
+		reply(s, 452, "4.3.1", "Error: insufficient system storage");
+		s->state = S_CMD;
+		return;
+	}
 	s->state = S_POLICY;
-	policy_check_rcpt(s->policy, &s->env.sender, &a, dom, rcpt_checked, s);
+	policy_check_rcpt(s->policy, &s->env.sender, &s->pending_addr, dom,
+	    POLICY_BACKUP, !s->sender_ok, rcpt_checked, s);
 }
 
 static void
@@ -698,12 +833,345 @@ rcpt_checked(const struct verdict_info *v, void *arg)
 	if (v->v != VERDICT_ACCEPT)
 		refuse(s, "rcpt", "to", to, v);
 	else {
+		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
 		log_info("session=%s event=rcpt client=%s to=<%s> "
 		    "verdict=accept", s->id, s->addr, to);
 		reply(s, 250, "2.1.5", "Ok");
 	}
 	session_process(s);
+}
+
+
+/* --- pass-through (DESIGN.md §3, docs/passthrough.md) -------------------- */
+
+static void	pt_go(struct session *);
+static void	pt_send_rcpt(struct session *);
+
+/* The EHLO keywords of the primary that MAIL and RCPT parameters need. */
+static unsigned
+pt_ext(struct session *s)
+{
+	return (client_has_ext(s->pt, "SIZE") ? ESMTP_EXT_SIZE : 0) |
+	    (client_has_ext(s->pt, "8BITMIME") ? ESMTP_EXT_8BITMIME : 0) |
+	    (client_has_ext(s->pt, "SMTPUTF8") ? ESMTP_EXT_SMTPUTF8 : 0) |
+	    (client_has_ext(s->pt, "DSN") ? ESMTP_EXT_DSN : 0);
+}
+
+/* Close the connection to the primary: QUIT when it is between
+ * commands, else drop it (which aborts its transaction: no dot, no
+ * message). */
+static void
+pt_drop(struct session *s, int polite)
+{
+	deliver_connect_cancel(s->pt_req);
+	s->pt_req = NULL;
+	if (s->pt == NULL)
+		return;
+	if (polite)
+		client_quit(s->pt);
+	else
+		client_free(s->pt);
+	s->pt = NULL;
+	s->pt_waiting = 0;
+	s->pt_paused = 0;
+}
+
+/*
+ * The primary failed after it answered us (a drop, a timeout, garbage):
+ * DESIGN.md §3, doubt is 4xx. Nothing was queued and, without its final
+ * dot, nothing was delivered: the transaction ends on both sides.
+ */
+static void
+pt_fail(struct session *s, const char *why)
+{
+	int waiting = s->pt_waiting;
+
+	log_warn("session=%s event=passthrough_failed client=%s domain=%s "
+	    "reason=\"%s\"", s->id, s->addr, s->pt_domain, why);
+	sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain, why, 0);
+	pt_drop(s, 0);
+	if (s->state == S_DATA) {
+		/* Read on to the client's dot, answer then (data_end). */
+		s->pt_failed = 1;
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+		return;
+	}
+	if (s->in_tx)
+		s->mode = TX_ABORTED;
+	if (!waiting)
+		return;
+	reply(s, 451, "4.4.2", "Error: the primary mail server failed during "
+	    "this transaction; try again later");
+	if (s->state == S_COMMIT) {
+		transaction_reset(s);
+		bufferevent_enable(s->bev, EV_READ);
+	}
+	s->state = S_CMD;
+	session_process(s);
+}
+
+static void
+pt_event(struct client *c, enum client_event ev, void *arg)
+{
+	struct session *s = arg;
+	char why[256];
+
+	if (ev != CLIENT_FAILED)
+		return;
+	str_copy(why, sizeof(why), client_error(c));
+	if (s->mode != TX_PASS && !s->pt_waiting) {
+		/* An idle connection between transactions: the primary's
+		 * own idle timeout, nothing lost. */
+		client_free(c);
+		s->pt = NULL;
+		return;
+	}
+	pt_fail(s, why);
+}
+
+/* Pass-through for this RCPT: the domain's own filters first, if any. */
+static void
+rcpt_pass(struct session *s, const struct domain *dom)
+{
+	s->state = S_POLICY;
+	if (dom->passthrough_filters) {
+		policy_check_rcpt(s->policy, &s->env.sender, &s->pending_addr,
+		    dom, POLICY_FILTERED, !s->sender_ok, rcpt_filtered, s);
+		return;
+	}
+	pt_go(s);
+}
+
+static void
+rcpt_filtered(const struct verdict_info *v, void *arg)
+{
+	struct session *s = arg;
+	char to[ADDR_PATH_MAX + 1];
+
+	if (v->v != VERDICT_ACCEPT) {
+		s->state = S_CMD;
+		addr_format(&s->pending_addr, to, sizeof(to));
+		refuse(s, "rcpt", "to", to, v);
+		session_process(s);
+		return;
+	}
+	s->sender_ok = 1;
+	pt_go(s);
+}
+
+static void
+pt_connected(struct client *c, int reached, const char *why, void *arg)
+{
+	struct session *s = arg;
+	const struct domain *dom;
+
+	s->pt_req = NULL;
+	if (c == NULL) {
+		/* Cannot be reached at the first RCPT: down at once, and
+		 * this transaction goes on in backup mode. */
+		log_info("session=%s event=passthrough_unreachable client=%s "
+		    "domain=%s reached=%d reason=\"%s\"", s->id, s->addr,
+		    s->pending_domain, reached, why);
+		sched_primary_failed(queue_sched(s->srv->queue),
+		    s->pending_domain, why, 1);
+		s->mode = TX_BACKUP;
+		if ((dom = domains_lookup(s->srv->domains,
+		    s->pending_domain)) == NULL) {
+			/* Gone from domains_file by a reload meanwhile. */
+			s->state = S_CMD;
+			reply(s, 451, "4.3.0", "Error: try again later");
+			session_process(s);
+			return;
+		}
+		rcpt_backup(s, dom);
+		return;
+	}
+	sched_primary_ok(queue_sched(s->srv->queue), s->pending_domain);
+	s->pt = c;
+	client_set_cb(c, pt_event, s);
+	str_copy(s->pt_key, sizeof(s->pt_key), s->pending_key);
+	str_copy(s->pt_domain, sizeof(s->pt_domain), s->pending_domain);
+	log_info("session=%s event=passthrough client=%s domain=%s relay=%s",
+	    s->id, s->addr, s->pt_domain, client_relay(c));
+	pt_send_rcpt(s);
+}
+
+/* A connection to this primary, then MAIL (once) and the RCPT. */
+static void
+pt_go(struct session *s)
+{
+	struct client_conf cc;
+	unsigned t = s->conf->passthrough_connect_timeout;
+
+	s->state = S_POLICY;
+	if (s->pt != NULL && strcmp(s->pt_key, s->pending_key) == 0) {
+		str_copy(s->pt_domain, sizeof(s->pt_domain),
+		    s->pending_domain);
+		pt_send_rcpt(s);
+		return;
+	}
+	pt_drop(s, 1);
+	cc = *deliver_client_conf(queue_deliver(s->srv->queue));
+	cc.connect_timeout = t;
+	cc.greeting_timeout = t;
+	cc.command_timeout = t;		/* EHLO; commands pass their own */
+	cc.data_init_timeout = s->conf->passthrough_reply_timeout;
+	cc.data_block_timeout = s->conf->passthrough_reply_timeout;
+	cc.data_done_timeout = s->conf->passthrough_reply_timeout;
+	s->pt_req = deliver_connect(queue_deliver(s->srv->queue),
+	    s->pending_domain, &cc, pt_connected, s);
+}
+
+static void
+pt_mail_reply(struct client *c, const struct reply *r, void *arg)
+{
+	struct session *s = arg;
+
+	if (!passthru_reply_ok(r, 0)) {
+		pt_fail(s, "unexpected reply to MAIL");
+		return;
+	}
+	if (r->code / 100 == 2)
+		return;
+	/* Refused: every RCPT of this transaction gets this answer (the
+	 * primary would only say "need MAIL"). */
+	if (s->pt_mail_refusal == NULL)
+		s->pt_mail_refusal = xmalloc(sizeof(*r));
+	*s->pt_mail_refusal = *r;
+}
+
+static void
+pt_rcpt_reply(struct client *c, const struct reply *r, void *arg)
+{
+	struct session *s = arg;
+	const struct reply *ans = s->pt_mail_refusal ? s->pt_mail_refusal : r;
+	char to[ADDR_PATH_MAX + 1], key[STATE_ADDR_MAX], text[STATE_WHY_MAX];
+	size_t n;
+	const char *t;
+
+	if (!passthru_reply_ok(r, 0)) {
+		pt_fail(s, "unexpected reply to RCPT");
+		return;
+	}
+	s->pt_waiting = 0;
+	s->state = S_CMD;
+	addr_format(&s->pending_addr, to, sizeof(to));
+	if (s->pt_mail_refusal == NULL) {
+		/* What the primary said teaches us (learn.h). */
+		t = reply_first_text(r, &n);
+		snprintf(text, sizeof(text), "%d%s%s %.*s", r->code,
+		    r->enh[0] ? " " : "", r->enh, (int)(n < 150 ? n : 150), t);
+		learn_key(key, sizeof(key), s->pending_addr.local,
+		    s->pending_addr.domain);
+		learn_rcpt_answer(s->srv->learn, key, r->code, r->enh, text,
+		    STATE_SRC_PASSTHROUGH, time(NULL));
+		if (r->code / 100 == 2)
+			envelope_add_rcpt(&s->env, &s->pending_addr,
+			    &s->pending_rcpt);
+	}
+	log_info("session=%s event=rcpt client=%s to=<%s> verdict=passthrough "
+	    "code=%d dsn=%s", s->id, s->addr, to, ans->code,
+	    ans->enh[0] ? ans->enh : "-");
+	passthru_reply_out(bufferevent_get_output(s->bev), ans);
+	session_process(s);
+}
+
+static void
+pt_send_rcpt(struct session *s)
+{
+	char line[ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256];
+	char addr[ADDR_PATH_MAX + 1];
+	unsigned t = s->conf->passthrough_reply_timeout;
+
+	s->mode = TX_PASS;
+	s->pt_waiting = 1;
+	if (!s->pt_mail_sent) {
+		addr_format(&s->env.sender, addr, sizeof(addr));
+		if (esmtp_mail_line(line, sizeof(line), addr, &s->env.params,
+		    s->env.params.has_size ? s->env.params.size : 0, 0,
+		    pt_ext(s)) == -1 ||
+		    client_cmd(s->pt, line, t, pt_mail_reply, s) == -1) {
+			pt_fail(s, "MAIL could not be sent");
+			return;
+		}
+		s->pt_mail_sent = 1;
+	}
+	addr_format(&s->pending_addr, addr, sizeof(addr));
+	if (esmtp_rcpt_line(line, sizeof(line), addr, &s->pending_rcpt,
+	    pt_ext(s)) == -1 ||
+	    client_cmd(s->pt, line, t, pt_rcpt_reply, s) == -1)
+		pt_fail(s, "RCPT could not be sent");
+}
+
+static void
+pt_rset_reply(struct client *c, const struct reply *r, void *arg)
+{
+	/* Nothing to tell: our client had its 250 already. */
+}
+
+/* RSET from our client: the primary forgets the transaction too. */
+static void
+pt_rset(struct session *s)
+{
+	if (s->pt == NULL || !s->pt_mail_sent)
+		return;
+	if (client_cmd(s->pt, "RSET", s->conf->passthrough_reply_timeout,
+	    pt_rset_reply, s) == -1)
+		pt_drop(s, 0);
+}
+
+static void
+pt_drained(struct client *c, void *arg)
+{
+	struct session *s = arg;
+
+	client_on_drained(c, NULL, NULL);
+	s->pt_paused = 0;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void
+pt_dot_reply(struct client *c, const struct reply *r, void *arg)
+{
+	struct session *s = arg;
+
+	if (!passthru_reply_ok(r, 0)) {
+		pt_fail(s, "unexpected reply to the end of data");
+		return;
+	}
+	s->pt_waiting = 0;
+	log_info("session=%s event=passthrough_done client=%s domain=%s "
+	    "size=%llu nrcpt=%zu code=%d dsn=%s", s->id, s->addr,
+	    s->pt_domain, (unsigned long long)s->data_bytes, s->env.nrcpt,
+	    r->code, r->enh[0] ? r->enh : "-");
+	if (r->code / 100 == 2)
+		learn_accepted(s->srv->learn, s->pt_domain, "passthrough",
+		    time(NULL));
+	passthru_reply_out(bufferevent_get_output(s->bev), r);
+	transaction_reset(s);
+	s->state = S_CMD;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* The final dot of a relayed message: the primary's answer is ours. */
+static void
+pt_data_end(struct session *s)
+{
+	if (s->pt == NULL || s->pt_failed) {
+		reply(s, 451, "4.4.2", "Error: the primary mail server failed "
+		    "during this transaction; try again later");
+		transaction_reset(s);
+		return;
+	}
+	s->state = S_COMMIT;
+	s->pt_waiting = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	client_body_end(s->pt, s->conf->passthrough_reply_timeout,
+	    pt_dot_reply, s);
 }
 
 static void
@@ -718,16 +1186,103 @@ data_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	session_close(s, "data_timeout");
 }
 
+/*
+ * The message's identity and our trace header (RFC 5321 §4.4), which goes
+ * first: into the spool body, or to the primary. Only checked values go
+ * in: the HELO name passed addr_domain_valid(), the rest is ours. Returns
+ * the header's length in hdr, 0 if it did not fit.
+ */
+static size_t
+data_begin(struct session *s, char *hdr, size_t hdrsz)
+{
+	char date[64], to[ADDR_PATH_MAX + 1];
+	int n;
+
+	envelope_new_id(s->env.id);
+	s->env.arrival = time(NULL);
+	str_copy(s->env.helo, sizeof(s->env.helo), s->helo);
+	str_copy(s->env.client_addr, sizeof(s->env.client_addr), s->addr);
+	str_copy(s->env.client_name, sizeof(s->env.client_name), "unknown");
+	snprintf(s->env.proto, sizeof(s->env.proto), "%s%s%s",
+	    s->env.params.smtputf8 ? "UTF8SMTP" : (s->esmtp ? "ESMTP" :
+	    "SMTP"), s->tls ? "S" : "", "");
+	s->data_bytes = 0;
+	s->data_overflow = 0;
+	s->pt_failed = 0;
+	data_scan_init(&s->scan);
+
+	clock_rfc5322(date, sizeof(date), s->env.arrival);
+	to[0] = '\0';
+	if (s->env.nrcpt == 1)
+		addr_format(&s->env.rcpts[0].addr, to, sizeof(to));
+	n = snprintf(hdr, hdrsz,
+	    "Received: from %s (%s [%s])\r\n"
+	    "%s%s%s"
+	    "\tby %s (backmx) with %s id %s%s%s%s;\r\n"
+	    "\t%s\r\n",
+	    s->helo, s->env.client_name, s->addr,
+	    s->tls ? "\t(using " : "", s->tls ? s->tls_info : "",
+	    s->tls ? ")\r\n" : "",
+	    s->conf->myhostname, s->env.proto, s->env.id,
+	    to[0] ? "\r\n\tfor <" : "", to, to[0] ? ">" : "", date);
+	return n > 0 && (size_t)n < hdrsz ? (size_t)n : 0;
+}
+
+/* 354 said: the body streams in, DATA's own time limit runs. */
+static void
+data_go(struct session *s)
+{
+	struct timeval tv;
+
+	log_info("session=%s queue=%s event=data client=%s nrcpt=%zu%s",
+	    s->id, s->env.id, s->addr, s->env.nrcpt,
+	    s->mode == TX_PASS ? " mode=passthrough" : "");
+	s->state = S_DATA;
+	tv.tv_sec = s->conf->smtpd_data_timeout;
+	tv.tv_usec = 0;
+	evtimer_assign(s->timer, s->srv->base, data_timeout_cb, s);
+	evtimer_add(s->timer, &tv);
+}
+
+static void
+pt_data_reply(struct client *c, const struct reply *r, void *arg)
+{
+	struct session *s = arg;
+	char hdr[2048];
+	size_t n;
+
+	if (!passthru_reply_ok(r, 1)) {
+		pt_fail(s, "unexpected reply to DATA");
+		return;
+	}
+	s->pt_waiting = 0;
+	s->state = S_CMD;
+	passthru_reply_out(bufferevent_get_output(s->bev), r);
+	if (r->code != 354) {
+		/* Refused: the client hears it, the transaction stays as
+		 * on the primary (RSET or QUIT next). */
+		session_process(s);
+		return;
+	}
+	if ((n = data_begin(s, hdr, sizeof(hdr))) > 0)
+		client_body(s->pt, hdr, n);
+	data_go(s);
+	session_process(s);
+}
+
 static void
 cmd_data(struct session *s, const struct smtp_cmd *cmd)
 {
-	const struct config *conf = s->conf;
-	char date[64], hdr[2048], to[ADDR_PATH_MAX + 1];
-	struct timeval tv;
-	int n;
+	char hdr[2048];
+	size_t n;
 
 	if (!s->in_tx) {
 		reply_error(s, 503, "5.5.1", "Error: need MAIL command");
+		return;
+	}
+	if (s->mode == TX_ABORTED) {
+		reply(s, 451, "4.4.2", "Error: the primary mail server failed "
+		    "during this transaction; try again later");
 		return;
 	}
 	if (s->env.nrcpt == 0) {
@@ -744,49 +1299,21 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 		reply_error(s, 501, "5.5.4", "Syntax: DATA");
 		return;
 	}
-
-	envelope_new_id(s->env.id);
-	s->env.arrival = time(NULL);
-	str_copy(s->env.helo, sizeof(s->env.helo), s->helo);
-	str_copy(s->env.client_addr, sizeof(s->env.client_addr), s->addr);
-	str_copy(s->env.client_name, sizeof(s->env.client_name), "unknown");
-	snprintf(s->env.proto, sizeof(s->env.proto), "%s%s%s",
-	    s->env.params.smtputf8 ? "UTF8SMTP" : (s->esmtp ? "ESMTP" :
-	    "SMTP"), s->tls ? "S" : "", "");
-
+	if (s->mode == TX_PASS) {
+		/* The primary's 354 (or its refusal) is the answer. */
+		s->state = S_POLICY;
+		s->pt_waiting = 1;
+		if (s->pt == NULL || client_cmd(s->pt, "DATA",
+		    s->conf->passthrough_reply_timeout, pt_data_reply, s) == -1)
+			pt_fail(s, "DATA could not be sent");
+		return;
+	}
 	s->body = body_new(queue_tmpdir(s->srv->queue),
-	    (size_t)conf->smtpd_body_buffer);
-	s->data_bytes = 0;
-	s->data_overflow = 0;
-	data_scan_init(&s->scan);
-
-	/* RFC 5321 §4.4: our trace header goes first. Only checked values go
-	 * in: the HELO name passed addr_domain_valid(), the rest is ours. */
-	clock_rfc5322(date, sizeof(date), s->env.arrival);
-	to[0] = '\0';
-	if (s->env.nrcpt == 1)
-		addr_format(&s->env.rcpts[0].addr, to, sizeof(to));
-	n = snprintf(hdr, sizeof(hdr),
-	    "Received: from %s (%s [%s])\r\n"
-	    "%s%s%s"
-	    "\tby %s (backmx) with %s id %s%s%s%s;\r\n"
-	    "\t%s\r\n",
-	    s->helo, s->env.client_name, s->addr,
-	    s->tls ? "\t(using " : "", s->tls ? s->tls_info : "",
-	    s->tls ? ")\r\n" : "",
-	    conf->myhostname, s->env.proto, s->env.id,
-	    to[0] ? "\r\n\tfor <" : "", to, to[0] ? ">" : "", date);
-	if (n > 0 && (size_t)n < sizeof(hdr))
-		body_append(s->body, hdr, (size_t)n);
-
-	log_info("session=%s queue=%s event=data client=%s nrcpt=%zu", s->id,
-	    s->env.id, s->addr, s->env.nrcpt);
+	    (size_t)s->conf->smtpd_body_buffer);
+	if ((n = data_begin(s, hdr, sizeof(hdr))) > 0)
+		body_append(s->body, hdr, n);
 	reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-	s->state = S_DATA;
-	tv.tv_sec = conf->smtpd_data_timeout;
-	tv.tv_usec = 0;
-	evtimer_assign(s->timer, s->srv->base, data_timeout_cb, s);
-	evtimer_add(s->timer, &tv);
+	data_go(s);
 }
 
 /*
@@ -941,6 +1468,7 @@ session_command(struct session *s, const char *line, size_t len)
 		s->counts[C_RSET]++;
 		if (junk_command(s))
 			break;
+		pt_rset(s);
 		transaction_reset(s);
 		reply(s, 250, "2.0.0", "Ok");
 		break;
@@ -1009,10 +1537,17 @@ data_sink(const char *buf, size_t len, void *arg)
 		return;
 	if (s->data_bytes > s->conf->message_size_limit) {
 		/* Keep reading to the final dot, store nothing more, answer
-		 * once (STYLE.md §5, sticky transaction error). */
+		 * once (STYLE.md §5, sticky transaction error). A relayed
+		 * message is aborted on the primary: no dot, no mail. */
 		s->data_overflow = 1;
 		body_free(s->body);
 		s->body = NULL;
+		pt_drop(s, 0);
+		return;
+	}
+	if (s->mode == TX_PASS) {
+		if (s->pt != NULL && !s->pt_failed)
+			client_body(s->pt, buf, len);
 		return;
 	}
 	/* An error is sticky in the body and answered at the end. */
@@ -1061,11 +1596,14 @@ data_end(struct session *s)
 
 	if (!s->esmtp && more_input(s)) {
 		/* Without PIPELINING the dot is a sync point too. */
+		pt_drop(s, 0);
 		transaction_reset(s);
 		sync_error(s, "DATA");
 		return;
 	}
 	if (s->scan.flags & DATA_ERR_BARE) {
+		/* Relayed: the primary never sees the dot. */
+		pt_drop(s, 0);
 		log_info("session=%s queue=%s event=reject client=%s "
 		    "reason=bare_cr_lf", s->id, s->env.id, s->addr);
 		reply(s, 550, "5.5.2", "Error: message contains bare CR or LF "
@@ -1081,6 +1619,10 @@ data_end(struct session *s)
 		reply(s, 552, "5.3.4", "Error: message size exceeds fixed "
 		    "limit");
 		transaction_reset(s);
+		return;
+	}
+	if (s->mode == TX_PASS) {
+		pt_data_end(s);
 		return;
 	}
 	if ((berr = body_error(s->body)) != 0) {
@@ -1123,6 +1665,15 @@ data_consume(struct session *s)
 			used += data_scan_feed(&s->scan, v[i].iov_base,
 			    v[i].iov_len, &done, data_sink, s);
 		evbuffer_drain(in, used);
+		if (!done && s->pt != NULL &&
+		    client_pending_out(s->pt) > SESSION_RELAY_OUT_MAX) {
+			/* The primary is slower than our client: stop
+			 * reading until it drained (pt_drained). */
+			s->pt_paused = 1;
+			bufferevent_disable(s->bev, EV_READ);
+			client_on_drained(s->pt, pt_drained, s);
+			return;
+		}
 	}
 	if (done)
 		data_end(s);
@@ -1174,6 +1725,8 @@ session_process(struct session *s)
 
 	for (;;) {
 		if (s->state == S_DATA) {
+			if (s->pt_paused)
+				return;
 			data_consume(s);
 			if (s->state == S_DATA)
 				return;		/* wants more bytes */

@@ -4,19 +4,50 @@ SMTP server on 127.0.0.1 in a thread of the test process, so that every
 misbehaviour a test needs is one attribute away.
 
     mx = FakeMX().start()           # or FakeMX(port=P) to take a port again
-    mx.greeting = "421 4.3.2 busy"  # then closes
+    mx.greeting = "421 4.3.2 busy"  # then closes (any non-220 does)
     mx.rcpt = {"bad@customer.example": "550 5.1.1 no such user"}
+    mx.rcpt_default = "250 2.1.5 ok"  # for addresses not in mx.rcpt
+    mx.mail_reply = "250 2.1.0 ok"
+    mx.data_reply = "354 go ahead"  # the reply to the DATA command
     mx.data_final = "451 4.3.0 try later"
     mx.drop_in_data = True          # close after the first body bytes
-    mx.stall_at = "dot"             # never answer the dot (or "greeting")
+    mx.drop_at = "rcpt"             # close instead of answering a RCPT;
+                                    # "data": close after the DATA command;
+                                    # also "ehlo", "mail", "dot"
+    mx.drop_after = "rcpt"          # close right after answering a RCPT
+                                    # (or "mail")
+    mx.stall_at = "dot"             # never answer: "greeting", "ehlo",
+                                    # "mail", "rcpt", "data" (the DATA
+                                    # command), "dot"
     mx.extensions = [...]           # EHLO keywords; drop "8BITMIME" etc.
-    mx.wait_received(1)             # messages answered 250 after the dot
+    mx.wait_received(1)             # messages answered 2xx after the dot
+    mx.wait_for(lambda mx: ...)     # poll any condition on the fake
     mx.stop()
 
-Each behaviour holds until changed. received: dicts {mail_from, rcpts,
-data, mail_params, rcpt_params} for every message answered 2xx after the
-dot (data with dot-stuffing undone, CRLF kept). connections counts
-accepted connections; commands logs every command line.
+Every reply (greeting, mail_reply, rcpt values, rcpt_default, data_reply,
+data_final) may be multi-line: a list of lines, or one string with "\r\n"
+inside ("550-5.1.1 first\r\n550 5.1.1 second"), is sent as is, each line
+ended by CRLF. Its first line's first digit says what it means (2xx: the
+recipient is taken, 354: go on with the body, ...).
+
+Each behaviour holds until changed. Records, read under no lock but only
+ever appended to:
+
+    received      dicts {mail_from, rcpts, data, mail_params, rcpt_params}
+                  for every message answered 2xx after the dot (data with
+                  dot-stuffing undone, CRLF kept)
+    transactions  one dict per MAIL command seen, aborted ones too:
+                  {conn, mail_from, mail_params, mail_reply,
+                   rcpts: [{address, params, reply}],   # every RCPT, any answer
+                   data_sent (the DATA command came), data_reply,
+                   dot (the final dot came), data (bytes so far),
+                   final_reply, ended}
+                  ended: None while open, else "dot", "rset", "mail" (a new
+                  MAIL), "mail refused", "quit", "eof", "drop" (we closed),
+                  "stop".
+    commands      every command line, all connections together
+    sessions      one list of command lines per connection, in accept order
+    connections   accepted connections (a count)
 """
 
 import asyncio
@@ -26,6 +57,23 @@ import time
 
 DEFAULT_EXTENSIONS = ["PIPELINING", "SIZE 0", "8BITMIME", "SMTPUTF8", "DSN",
                       "ENHANCEDSTATUSCODES"]
+
+
+def reply_lines(reply):
+    """The lines of a scripted reply (a list, or a string perhaps holding
+    CRLFs), without their CRLF."""
+    if isinstance(reply, (list, tuple)):
+        return [str(l) for l in reply]
+    return str(reply).split("\r\n")
+
+
+def reply_text(reply):
+    """A scripted reply as one string, lines joined by CRLF."""
+    return "\r\n".join(reply_lines(reply))
+
+
+class _Drop(Exception):
+    """Close the connection now (drop_at)."""
 
 
 class FakeMX:
@@ -40,13 +88,18 @@ class FakeMX:
         self.data_reply = "354 go ahead"
         self.data_final = "250 2.0.0 queued"
         self.drop_in_data = False
+        self.drop_at = None
+        self.drop_after = None
         self.stall_at = None
         self.received = []
+        self.transactions = []
         self.commands = []
+        self.sessions = []
         self.connections = 0
         self._lock = threading.Lock()
         self._loop = None
         self._server = None
+        self._sock = None
         self._thread = None
 
     # -- life cycle ----------------------------------------------------------
@@ -60,9 +113,12 @@ class FakeMX:
             asyncio.set_event_loop(self._loop)
             try:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                # A port given back by stop() (or by a test that found it
+                # free) may still have connections in TIME_WAIT.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((self.host, self.port))
                 sock.listen(128)
+                self._sock = sock
                 self._server = self._loop.run_until_complete(
                     asyncio.start_server(self._session, sock=sock))
                 self.port = sock.getsockname()[1]
@@ -72,29 +128,48 @@ class FakeMX:
                 return
             ready.set()
             self._loop.run_forever()
+            # Stopped: end every open session, then the server.
+            tasks = [t for t in asyncio.all_tasks(self._loop)
+                     if not t.done()]
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                self._loop.run_until_complete(
+                    asyncio.gather(*tasks, return_exceptions=True))
             self._server.close()
-            self._loop.run_until_complete(self._server.wait_closed())
+            try:
+                self._loop.run_until_complete(
+                    asyncio.wait_for(self._server.wait_closed(), 2))
+            except Exception:       # noqa: BLE001
+                pass
             self._loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
         ready.wait(5)
         if err:
+            self._loop = None
             raise err[0]
         return self
 
     def stop(self):
+        """Close the listening socket and every connection; the port is
+        free again on return (a new FakeMX(port=same) may take it)."""
         if self._loop is None:
             return
 
         def halt():
-            self._server.close()
-            for t in asyncio.all_tasks(self._loop):
-                t.cancel()
+            self._server.close()        # no new connections from here
             self._loop.stop()
         self._loop.call_soon_threadsafe(halt)
-        self._thread.join(5)
+        self._thread.join(10)
         self._loop = None
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
 
     def route(self):
         """The domains-file option that sends a domain here."""
@@ -110,14 +185,56 @@ class FakeMX:
         with self._lock:
             return list(self.received)
 
+    def wait_for(self, cond, timeout=10.0):
+        """Poll cond(self) until true or timeout; returns its last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                v = cond(self)
+            if v or time.monotonic() > deadline:
+                return v
+            time.sleep(0.05)
+
+    # -- records, for assertions -----------------------------------------------
+
+    def txns(self, mail_from=None):
+        """A copy of the transactions, only those of one sender when
+        mail_from is given ("" for the null sender)."""
+        with self._lock:
+            out = [dict(t, rcpts=[dict(r) for r in t["rcpts"]])
+                   for t in self.transactions]
+        if mail_from is not None:
+            out = [t for t in out if t["mail_from"] == mail_from]
+        return out
+
+    def rcpts_seen(self):
+        """Every RCPT address seen, in order, all connections."""
+        return [r["address"] for t in self.txns() for r in t["rcpts"]]
+
+    def rcpt_reply_for(self, addr):
+        """The scripted reply for one address: mx.rcpt (exact, then any
+        case), else mx.rcpt_default."""
+        if addr in self.rcpt:
+            return self.rcpt[addr]
+        low = addr.lower()
+        for k, v in self.rcpt.items():
+            if k.lower() == low:
+                return v
+        return self.rcpt_default
+
     # -- one connection ---------------------------------------------------------
 
     async def _session(self, reader, writer):
         with self._lock:
             self.connections += 1
+            conn = self.connections
+            cmds = []
+            self.sessions.append(cmds)
+        txn = None
 
-        async def say(line):
-            writer.write(line.encode() + b"\r\n")
+        async def say(reply):
+            writer.write("".join(l + "\r\n" for l in reply_lines(reply))
+                         .encode("utf-8"))
             await writer.drain()
 
         async def readline():
@@ -126,87 +243,141 @@ class FakeMX:
                 raise ConnectionError("eof")
             return line
 
-        try:
-            if self.stall_at == "greeting":
+        async def stall(where):
+            if self.stall_at == where:
                 await asyncio.sleep(3600)
+
+        def drop(where):
+            if self.drop_at == where:
+                raise _Drop(where)
+
+        def end(how):
+            nonlocal txn
+            if txn is not None:
+                with self._lock:
+                    if txn["ended"] is None:
+                        txn["ended"] = how
+                txn = None
+
+        try:
+            await stall("greeting")
             await say(self.greeting)
-            if not self.greeting.startswith("220"):
+            if not reply_lines(self.greeting)[0].startswith("220"):
                 writer.close()
                 return
-            mail = None
-            rcpts = []
-            params = {}
             while True:
                 line = await readline()
                 cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
                 with self._lock:
                     self.commands.append(cmd)
+                    cmds.append(cmd)
                 verb = cmd.split(" ", 1)[0].upper()
                 if verb == "EHLO":
+                    drop("ehlo")
+                    await stall("ehlo")
                     lines = ["primary.example hello"] + self.extensions
                     for i, t in enumerate(lines):
                         sep = " " if i == len(lines) - 1 else "-"
                         writer.write(("250%s%s\r\n" % (sep, t)).encode())
                     await writer.drain()
                 elif verb == "HELO":
+                    drop("ehlo")
+                    await stall("ehlo")
                     await say("250 primary.example")
                 elif verb == "MAIL":
+                    end("mail")
                     addr, _, rest = cmd[10:].partition(">")
-                    mail = addr.lstrip("<")
-                    params = {"mail": rest.strip()}
-                    rcpts = []
-                    await say(self.mail_reply)
+                    reply = self.mail_reply
+                    txn = {"conn": conn, "mail_from": addr.lstrip("<"),
+                           "mail_params": rest.strip(),
+                           "mail_reply": reply_text(reply), "rcpts": [],
+                           "data_sent": False, "data_reply": None,
+                           "dot": False, "data": b"", "final_reply": None,
+                           "ended": None}
+                    with self._lock:
+                        self.transactions.append(txn)
+                    drop("mail")
+                    await stall("mail")
+                    await say(reply)
+                    if self.drop_after == "mail":
+                        raise _Drop("after mail")
+                    if not reply_lines(reply)[0].startswith("2"):
+                        end("mail refused")
                 elif verb == "RCPT":
                     addr, _, rest = cmd[8:].partition(">")
                     addr = addr.lstrip("<")
-                    r = self.rcpt.get(addr, self.rcpt_default)
-                    if r.startswith("2"):
-                        rcpts.append((addr, rest.strip()))
-                    await say(r)
+                    reply = self.rcpt_reply_for(addr)
+                    r = {"address": addr, "params": rest.strip(),
+                         "reply": None}
+                    if txn is not None:
+                        with self._lock:
+                            txn["rcpts"].append(r)
+                    drop("rcpt")
+                    await stall("rcpt")
+                    r["reply"] = reply_text(reply)
+                    await say(reply)
+                    if self.drop_after == "rcpt":
+                        raise _Drop("after rcpt")
                 elif verb == "DATA":
-                    if not rcpts:
+                    ok = [r for r in (txn["rcpts"] if txn else [])
+                          if (r["reply"] or "").startswith("2")]
+                    if txn is not None:
+                        txn["data_sent"] = True
+                    if not ok:
+                        if txn is not None:
+                            txn["data_reply"] = "554 5.5.1 no valid recipients"
                         await say("554 5.5.1 no valid recipients")
                         continue
-                    await say(self.data_reply)
-                    if not self.data_reply.startswith("354"):
+                    drop("data")
+                    await stall("data")
+                    reply = self.data_reply
+                    txn["data_reply"] = reply_text(reply)
+                    await say(reply)
+                    if not reply_lines(reply)[0].startswith("354"):
                         continue
-                    data = b""
                     while True:
                         l = await readline()
                         if self.drop_in_data:
-                            writer.transport.abort()
-                            return
+                            raise _Drop("in data")
                         if l == b".\r\n":
                             break
                         if l.startswith(b"."):
                             l = l[1:]
-                        data += l
-                    if self.stall_at == "dot":
-                        await asyncio.sleep(3600)
+                        txn["data"] += l
+                    txn["dot"] = True
+                    drop("dot")
+                    await stall("dot")
                     final = self.data_final
-                    if final.startswith("2"):
+                    txn["final_reply"] = reply_text(final)
+                    if reply_lines(final)[0].startswith("2"):
                         with self._lock:
                             self.received.append({
-                                "mail_from": mail,
-                                "rcpts": [a for a, _ in rcpts],
-                                "rcpt_params": [p for _, p in rcpts],
-                                "mail_params": params.get("mail", ""),
-                                "data": data})
+                                "mail_from": txn["mail_from"],
+                                "rcpts": [r["address"] for r in ok],
+                                "rcpt_params": [r["params"] for r in ok],
+                                "mail_params": txn["mail_params"],
+                                "data": txn["data"]})
                     await say(final)
-                    rcpts = []
+                    end("dot")
                 elif verb == "RSET":
-                    rcpts = []
+                    end("rset")
                     await say("250 2.0.0 ok")
                 elif verb == "NOOP":
                     await say("250 2.0.0 ok")
                 elif verb == "QUIT":
+                    end("quit")
                     await say("221 2.0.0 bye")
                     writer.close()
                     return
                 else:
                     await say("502 5.5.1 not implemented")
-        except (ConnectionError, asyncio.CancelledError, OSError):
-            pass
+        except _Drop:
+            end("drop")
+            writer.transport.abort()
+        except asyncio.CancelledError:
+            end("stop")
+        except (ConnectionError, OSError):
+            end("eof")
         finally:
             try:
                 writer.close()

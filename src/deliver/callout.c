@@ -1,0 +1,397 @@
+/*
+ * callout: recipient verification and the acceptance probe (callout.h).
+ */
+#include "callout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "client.h"
+#include "config.h"
+#include "deliver.h"
+#include "domains.h"
+#include "learn.h"
+#include "log.h"
+#include "reply.h"
+#include "sched.h"
+#include "str.h"
+#include "xmem.h"
+
+/* RCPTs asked on one connection: a primary counts its own limits. */
+#define CALLOUT_BATCH	20
+
+struct caddr {
+	struct caddr	*next;
+	char		 addr[STATE_ADDR_MAX];
+	int		 probe;		/* the acceptance probe */
+};
+
+struct cdomain {
+	struct cdomain		*next;
+	struct callout		*co;
+	char			 name[256];
+	struct caddr		*wait;		/* FIFO */
+	struct caddr		**wait_tail;
+	struct caddr		*asked;		/* on the connection now */
+	size_t			 nwait;
+	size_t			 nasked;
+	size_t			 nanswered;
+	double			 tokens;	/* RCPTs we may ask now */
+	time_t			 refilled;
+	struct deliver_conn	*req;
+	struct client		*c;
+};
+
+struct callout {
+	struct event_base	*base;
+	const struct config	*conf;
+	struct deliver		*deliver;
+	struct sched		*sched;
+	struct learn		*learn;
+	const struct domains	*domains;
+	struct cdomain		*doms;
+	size_t			 nwait;		/* in all */
+	struct event		*tick;
+	time_t			 next_probe_walk;
+};
+
+static struct cdomain *
+cdomain_get(struct callout *co, const char *name)
+{
+	struct cdomain *cd;
+
+	for (cd = co->doms; cd != NULL; cd = cd->next)
+		if (strcasecmp(cd->name, name) == 0)
+			return cd;
+	cd = xcalloc(1, sizeof(*cd));
+	cd->co = co;
+	str_copy(cd->name, sizeof(cd->name), name);
+	cd->wait_tail = &cd->wait;
+	cd->tokens = co->conf->callout_rate_limit;
+	cd->refilled = time(NULL);
+	cd->next = co->doms;
+	co->doms = cd;
+	return cd;
+}
+
+static int
+listed(const struct caddr *a, const char *addr)
+{
+	for (; a != NULL; a = a->next)
+		if (strcmp(a->addr, addr) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+enqueue(struct callout *co, const char *domain, const char *addr, int probe)
+{
+	struct cdomain *cd = cdomain_get(co, domain);
+	struct caddr *a;
+
+	if (listed(cd->wait, addr) || listed(cd->asked, addr))
+		return;
+	if (co->nwait >= co->conf->callout_queue_limit) {
+		log_warn("event=callout_queue_full domain=%s rcpt=<%s> "
+		    "limit=%u", cd->name, addr, co->conf->callout_queue_limit);
+		return;
+	}
+	a = xcalloc(1, sizeof(*a));
+	str_copy(a->addr, sizeof(a->addr), addr);
+	a->probe = probe;
+	*cd->wait_tail = a;
+	cd->wait_tail = &a->next;
+	cd->nwait++;
+	co->nwait++;
+}
+
+void
+callout_want(struct callout *co, const char *domain, const char *addr)
+{
+	enqueue(co, domain, addr, 0);
+}
+
+static void
+free_list(struct caddr *a)
+{
+	struct caddr *n;
+
+	for (; a != NULL; a = n) {
+		n = a->next;
+		free(a);
+	}
+}
+
+/* The connection is over: what was not answered waits again, first. */
+static void
+session_end(struct cdomain *cd)
+{
+	struct callout *co = cd->co;
+	struct caddr *a, *last = NULL;
+
+	cd->req = NULL;
+	cd->c = NULL;
+	for (a = cd->asked; a != NULL; a = a->next)
+		last = a;
+	if (last != NULL) {
+		last->next = cd->wait;
+		if (cd->wait == NULL)
+			cd->wait_tail = &last->next;
+		cd->wait = cd->asked;
+		cd->nwait += cd->nasked;
+		co->nwait += cd->nasked;
+	}
+	cd->asked = NULL;
+	cd->nasked = 0;
+	cd->nanswered = 0;
+}
+
+/* The answered head of 'asked' goes. */
+static struct caddr *
+asked_pop(struct cdomain *cd)
+{
+	struct caddr *a = cd->asked;
+
+	if (a != NULL) {
+		cd->asked = a->next;
+		cd->nasked--;
+	}
+	return a;
+}
+
+static void
+summary(const struct reply *r, char *out, size_t outsz)
+{
+	size_t n;
+	const char *t = reply_first_text(r, &n);
+	char esc[STATE_WHY_MAX];
+	int k;
+
+	log_escape(esc, sizeof(esc), t, n);
+	k = snprintf(out, outsz, "%d%s%s ", r->code, r->enh[0] ? " " : "",
+	    r->enh);
+	if (k > 0 && (size_t)k < outsz)
+		str_copy(out + k, outsz - (size_t)k, esc);
+}
+
+static void
+rcpt_cb(struct client *c, const struct reply *r, void *arg)
+{
+	struct cdomain *cd = arg;
+	struct callout *co = cd->co;
+	struct caddr *a = asked_pop(cd);
+	char why[STATE_WHY_MAX];
+	time_t now = time(NULL);
+
+	(void)c;
+	if (a == NULL)
+		return;
+	summary(r, why, sizeof(why));
+	log_info("event=callout domain=%s rcpt=<%s> probe=%s reply=\"%s\"",
+	    cd->name, a->addr, a->probe ? "yes" : "no", why);
+	if (a->probe && r->code / 100 == 2)
+		learn_accepted(co->learn, cd->name, "probe", now);
+	learn_rcpt_answer(co->learn, a->addr, r->code, r->enh, why,
+	    STATE_SRC_CALLOUT, now);
+	free(a);
+}
+
+static void
+rset_cb(struct client *c, const struct reply *r, void *arg)
+{
+	struct cdomain *cd = arg;
+
+	(void)r;
+	client_quit(c);
+	session_end(cd);
+}
+
+static void
+mail_cb(struct client *c, const struct reply *r, void *arg)
+{
+	struct cdomain *cd = arg;
+	char why[STATE_WHY_MAX];
+
+	if (r->code / 100 == 2)
+		return;		/* the pipelined RCPTs answer next */
+	/* MAIL FROM:<> refused: the primary refuses backmx or null
+	 * senders; no RCPT answer can be trusted. Learn nothing. */
+	summary(r, why, sizeof(why));
+	log_warn("event=callout_refused domain=%s reply=\"%s\"", cd->name,
+	    why);
+	client_quit(c);
+	session_end(cd);
+}
+
+static void
+event_cb(struct client *c, enum client_event ev, void *arg)
+{
+	struct cdomain *cd = arg;
+
+	if (ev != CLIENT_FAILED)
+		return;
+	log_info("event=callout_failed domain=%s error=\"%s\"", cd->name,
+	    client_error(c));
+	client_free(c);
+	session_end(cd);
+}
+
+static void
+connected(struct client *c, int reached, const char *why, void *arg)
+{
+	struct cdomain *cd = arg;
+	struct callout *co = cd->co;
+	char line[STATE_ADDR_MAX + 16];
+	struct caddr *a;
+
+	cd->req = NULL;
+	if (c == NULL) {
+		log_info("event=callout_failed domain=%s error=\"%s\"",
+		    cd->name, why);
+		sched_primary_failed(co->sched, cd->name, why, 0);
+		session_end(cd);
+		return;
+	}
+	sched_primary_ok(co->sched, cd->name);
+	cd->c = c;
+	client_set_cb(c, event_cb, cd);
+	if (client_cmd(c, "MAIL FROM:<>", 0, mail_cb, cd) == -1)
+		goto fail;
+	for (a = cd->asked; a != NULL; a = a->next) {
+		snprintf(line, sizeof(line), "RCPT TO:<%s>", a->addr);
+		if (client_cmd(c, line, 0, rcpt_cb, cd) == -1)
+			goto fail;
+	}
+	if (client_cmd(c, "RSET", 0, rset_cb, cd) == -1)
+		goto fail;
+	return;
+fail:
+	client_free(c);
+	session_end(cd);
+}
+
+/* Move up to the budget from 'wait' to 'asked' and connect. */
+static void
+start(struct cdomain *cd, time_t now)
+{
+	struct callout *co = cd->co;
+	const struct client_conf *base = deliver_client_conf(co->deliver);
+	struct caddr *a, **tail = &cd->asked;
+	struct client_conf cc;
+
+	cd->tokens += (double)(now - cd->refilled) *
+	    co->conf->callout_rate_limit / 60.0;
+	if (cd->tokens > co->conf->callout_rate_limit)
+		cd->tokens = co->conf->callout_rate_limit;
+	cd->refilled = now;
+	while (cd->nasked < CALLOUT_BATCH && cd->tokens >= 1.0 &&
+	    (a = cd->wait) != NULL) {
+		cd->wait = a->next;
+		if (cd->wait == NULL)
+			cd->wait_tail = &cd->wait;
+		a->next = NULL;
+		*tail = a;
+		tail = &a->next;
+		cd->nasked++;
+		cd->nwait--;
+		co->nwait--;
+		cd->tokens -= 1.0;
+	}
+	if (cd->nasked == 0)
+		return;
+	cc = *base;
+	cc.connect_timeout = co->conf->passthrough_connect_timeout;
+	cc.greeting_timeout = co->conf->passthrough_connect_timeout;
+	cd->req = deliver_connect(co->deliver, cd->name, &cc, connected, cd);
+}
+
+/* Every acceptance_probe_interval per domain, while its primary is up. */
+static void
+probe_walk(struct callout *co, time_t now)
+{
+	struct state_domain d;
+	char addr[STATE_ADDR_MAX];
+	size_t i;
+	unsigned every = co->conf->acceptance_probe_interval;
+
+	if (co->domains == NULL || now < co->next_probe_walk)
+		return;
+	co->next_probe_walk = now + (every < 60 ? every : 60);
+	for (i = 0; i < domains_count(co->domains); i++) {
+		const struct domain *dom = domains_at(co->domains, i);
+
+		if (!sched_primary_up(co->sched, dom->name) ||
+		    learn_domain(co->learn, dom->name, now, &d) == -1 ||
+		    (d.last_probe != 0 && now < d.last_probe + (int64_t)every))
+			continue;
+		learn_key(addr, sizeof(addr), "postmaster", dom->name);
+		enqueue(co, dom->name, addr, 1);
+		learn_probed(co->learn, dom->name, now);
+	}
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct callout *co = arg;
+	struct cdomain *cd;
+	time_t now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	probe_walk(co, now);
+	for (cd = co->doms; cd != NULL; cd = cd->next) {
+		if (cd->wait == NULL || cd->req != NULL || cd->c != NULL ||
+		    !sched_primary_up(co->sched, cd->name))
+			continue;
+		start(cd, now);
+	}
+}
+
+struct callout *
+callout_new(struct event_base *base, const struct config *conf,
+    struct deliver *d, struct sched *s, struct learn *l)
+{
+	struct callout *co = xcalloc(1, sizeof(*co));
+	struct timeval one = { 1, 0 };
+
+	co->base = base;
+	co->conf = conf;
+	co->deliver = d;
+	co->sched = s;
+	co->learn = l;
+	co->tick = event_new(base, -1, EV_PERSIST, tick_cb, co);
+	event_add(co->tick, &one);
+	return co;
+}
+
+void
+callout_set_domains(struct callout *co, const struct domains *doms)
+{
+	co->domains = doms;
+	co->next_probe_walk = 0;
+}
+
+void
+callout_free(struct callout *co)
+{
+	struct cdomain *cd, *next;
+
+	if (co == NULL)
+		return;
+	for (cd = co->doms; cd != NULL; cd = next) {
+		next = cd->next;
+		deliver_connect_cancel(cd->req);
+		client_free(cd->c);
+		free_list(cd->wait);
+		free_list(cd->asked);
+		free(cd);
+	}
+	event_free(co->tick);
+	free(co);
+}

@@ -1,0 +1,42 @@
+/*
+ * callout: asking a customer's primary about recipients, without sending
+ * mail (DESIGN.md §2). An address deferred as unknown during an outage is
+ * queued here; once the domain's primary is up again, one connection
+ * asks it: EHLO, MAIL FROM:<>, RCPT TO:<address> for each address
+ * waiting (up to the domain's budget), RSET, QUIT. The answers go to
+ * learn.h, so the sender's retry finds the address known.
+ *
+ * The same connection carries the acceptance probe: every
+ * acceptance_probe_interval, RCPT TO:<postmaster@DOMAIN> (RFC 5321
+ * §4.5.1: postmaster must exist); a 2xx proves that the customer's server
+ * accepts mail from backmx (the domain lifecycle).
+ *
+ * Bounds: callout_rate_limit RCPTs per minute per domain, at most
+ * callout_queue_limit addresses waiting in all (beyond that, not queued:
+ * the sender retries and asks again), one connection per domain at a
+ * time. The queue is memory only: a restart forgets it, and the senders'
+ * retries fill it again.
+ */
+#ifndef BACKMX_CALLOUT_H
+#define BACKMX_CALLOUT_H
+
+struct event_base;
+struct config;
+struct deliver;
+struct domains;
+struct learn;
+struct sched;
+struct callout;
+
+struct callout	*callout_new(struct event_base *, const struct config *,
+		    struct deliver *, struct sched *, struct learn *);
+/* Closes its connections; nothing is learned from them any more. */
+void		 callout_free(struct callout *);
+/* The customer domains, for the acceptance probe (start and reload). */
+void		 callout_set_domains(struct callout *, const struct domains *);
+/* Verify 'addr' (lower case "local@domain") of customer domain
+ * 'domain' once its primary is up. Deduplicated. */
+void		 callout_want(struct callout *, const char *domain,
+		    const char *addr);
+
+#endif

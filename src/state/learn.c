@@ -1,0 +1,329 @@
+/*
+ * learn: recipient knowledge and the domain lifecycle (learn.h).
+ */
+#include "learn.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "config.h"
+#include "domains.h"
+#include "log.h"
+#include "str.h"
+#include "xmem.h"
+
+/* A record already saying the same thing is not rewritten more often
+ * than this: a busy pass-through must not write a row per RCPT. */
+#define LEARN_REFRESH	3600
+#define LEARN_ACCEPT_REFRESH 60
+
+struct learn {
+	const struct config	*conf;
+	struct state		*st;
+	const struct domains	*domains;
+	size_t			 refused;
+};
+
+static const char *const lifecycle_names[] = {
+	[STATE_DOM_LEARNING] = "learning",
+	[STATE_DOM_ACTIVE] = "active",
+	[STATE_DOM_REFUSED] = "refused",
+};
+
+static const char *const source_names[] = {
+	[STATE_SRC_PASSTHROUGH] = "passthrough",
+	[STATE_SRC_DELIVERY] = "delivery",
+	[STATE_SRC_CALLOUT] = "callout",
+	[STATE_SRC_ADMIN] = "admin",
+};
+
+static const char *
+lifecycle_name(int lc)
+{
+	if (lc < STATE_DOM_LEARNING || lc > STATE_DOM_REFUSED)
+		return "unknown";
+	return lifecycle_names[lc];
+}
+
+void
+learn_key(char *buf, size_t bufsz, const char *local, const char *domain)
+{
+	size_t i;
+	int n;
+
+	n = snprintf(buf, bufsz, "%s@%s", local, domain);
+	if (n < 0 || (size_t)n >= bufsz) {
+		buf[0] = '\0';
+		return;
+	}
+	for (i = 0; buf[i] != '\0'; i++)
+		buf[i] = (char)tolower((unsigned char)buf[i]);
+}
+
+/* The domain part of a key ("" when there is no '@'). */
+static const char *
+key_domain(const char *key)
+{
+	const char *at = strrchr(key, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+struct learn *
+learn_new(struct event_base *base, const struct config *conf,
+    struct state *st)
+{
+	struct learn *l = xcalloc(1, sizeof(*l));
+
+	(void)base;
+	l->conf = conf;
+	l->st = st;
+	return l;
+}
+
+void
+learn_free(struct learn *l)
+{
+	free(l);
+}
+
+static void
+transition(struct learn *l, struct state_domain *d, int to, int64_t now)
+{
+	if (d->lifecycle == STATE_DOM_REFUSED && l->refused > 0)
+		l->refused--;
+	if (to == STATE_DOM_REFUSED) {
+		l->refused++;
+		/* DESIGN.md §2: the customer runs no server, or firewalls
+		 * us. The operator must hear of it. */
+		log_warn("event=domain_lifecycle domain=%s from=%s to=refused "
+		    "reason=\"no acceptance by the primary in %us of "
+		    "learning\"", d->name, lifecycle_name(d->lifecycle),
+		    l->conf->learning_period);
+	} else
+		log_info("event=domain_lifecycle domain=%s from=%s to=%s",
+		    d->name, lifecycle_name(d->lifecycle), lifecycle_name(to));
+	d->lifecycle = to;
+	d->changed = now;
+}
+
+int
+learn_domain(struct learn *l, const char *domain, int64_t now,
+    struct state_domain *out)
+{
+	char name[256];
+	size_t i;
+	int rc;
+
+	for (i = 0; domain[i] != '\0' && i + 1 < sizeof(name); i++)
+		name[i] = (char)tolower((unsigned char)domain[i]);
+	name[i] = '\0';
+	if ((rc = state_domain_get(l->st, name, out)) == -1)
+		return -1;
+	if (rc == 0) {
+		memset(out, 0, sizeof(*out));
+		str_copy(out->name, sizeof(out->name), name);
+		out->lifecycle = STATE_DOM_LEARNING;
+		out->added = now;
+		out->changed = now;
+		out->health = 1;
+		log_info("event=domain_lifecycle domain=%s to=learning",
+		    out->name);
+		return state_domain_put(l->st, out);
+	}
+	if (out->lifecycle == STATE_DOM_LEARNING &&
+	    now >= out->added + (int64_t)l->conf->learning_period) {
+		transition(l, out, out->first_accept != 0 ?
+		    STATE_DOM_ACTIVE : STATE_DOM_REFUSED, now);
+		return state_domain_put(l->st, out);
+	}
+	return 0;
+}
+
+int
+learn_lifecycle(struct learn *l, const char *domain, int64_t now)
+{
+	struct state_domain d;
+
+	if (learn_domain(l, domain, now, &d) == -1)
+		return -1;
+	if (!l->conf->domain_learning)
+		return STATE_DOM_ACTIVE;
+	return d.lifecycle;
+}
+
+static int
+count_refused(const struct state_domain *d, void *arg)
+{
+	size_t *n = arg;
+
+	if (d->lifecycle == STATE_DOM_REFUSED)
+		(*n)++;
+	return 0;
+}
+
+void
+learn_set_domains(struct learn *l, const struct domains *doms)
+{
+	struct state_domain d;
+	int64_t now = time(NULL);
+	size_t i, n = 0;
+
+	l->domains = doms;
+	for (i = 0; i < domains_count(doms); i++)
+		if (learn_domain(l, domains_at(doms, i)->name, now, &d) == -1)
+			log_err("event=store_error op=domain domain=%s",
+			    domains_at(doms, i)->name);
+	if (state_domain_list(l->st, count_refused, &n) == 0)
+		l->refused = n;
+}
+
+size_t
+learn_refused_count(const struct learn *l)
+{
+	return l->refused;
+}
+
+int
+learn_rcpt_status(struct learn *l, const struct domain *dom,
+    const char *addr, int64_t now)
+{
+	struct state_rcpt r;
+	char key[STATE_ADDR_MAX];
+	size_t i;
+	int rc;
+
+	for (i = 0; addr[i] != '\0' && i + 1 < sizeof(key); i++)
+		key[i] = (char)tolower((unsigned char)addr[i]);
+	key[i] = '\0';
+	if (dom != NULL && domains_static_rcpt(dom, key))
+		return LEARN_VALID;
+	if ((rc = state_rcpt_get(l->st, key, now, &r)) <= 0)
+		return rc == 0 ? LEARN_UNKNOWN : -1;
+	return r.status == STATE_RCPT_VALID ? LEARN_VALID : LEARN_INVALID;
+}
+
+void
+learn_accepted(struct learn *l, const char *domain, const char *how,
+    int64_t now)
+{
+	struct state_domain d;
+
+	if (learn_domain(l, domain, now, &d) == -1)
+		return;
+	/* Same news again soon: nothing to write. */
+	if (d.first_accept != 0 && d.lifecycle != STATE_DOM_REFUSED &&
+	    now < d.last_accept + LEARN_ACCEPT_REFRESH)
+		return;
+	if (d.first_accept == 0) {
+		d.first_accept = now;
+		log_info("event=domain_accepted domain=%s how=%s", d.name,
+		    how);
+	}
+	d.last_accept = now;
+	str_copy(d.accept_how, sizeof(d.accept_how), how);
+	/* A refused domain comes back at its first acceptance; a learning
+	 * one waits for its period to end (learn_domain). */
+	if (d.lifecycle == STATE_DOM_REFUSED)
+		transition(l, &d, STATE_DOM_ACTIVE, now);
+	if (state_domain_put(l->st, &d) == -1)
+		log_err("event=store_error op=domain domain=%s", d.name);
+}
+
+void
+learn_rcpt_answer(struct learn *l, const char *addr, int code,
+    const char *enh, const char *text, int source, int64_t now)
+{
+	struct state_rcpt r, old;
+	int status, rc;
+
+	if (code == 250 || code == 251)
+		status = STATE_RCPT_VALID;
+	else if (code >= 500 && code <= 599 && strncmp(enh, "5.1.", 4) == 0)
+		status = STATE_RCPT_INVALID;
+	else
+		return;		/* a refusal of backmx, or doubt */
+	if (addr[0] == '\0' || key_domain(addr)[0] == '\0')
+		return;
+	if (status == STATE_RCPT_VALID)
+		learn_accepted(l, key_domain(addr), source > 0 && source <
+		    (int)(sizeof(source_names) / sizeof(source_names[0])) ?
+		    source_names[source] : "delivery", now);
+	if ((rc = state_rcpt_get(l->st, addr, now, &old)) == -1)
+		return;
+	if (rc == 1 && old.status == status && old.source == source &&
+	    now < old.last_seen + LEARN_REFRESH)
+		return;
+	memset(&r, 0, sizeof(r));
+	str_copy(r.addr, sizeof(r.addr), addr);
+	str_copy(r.domain, sizeof(r.domain), key_domain(addr));
+	r.status = status;
+	r.source = source;
+	r.first_seen = rc == 1 && old.status == status ? old.first_seen : now;
+	r.last_seen = now;
+	r.expires = now + (int64_t)(status == STATE_RCPT_VALID ?
+	    l->conf->recipient_valid_ttl : l->conf->recipient_invalid_ttl);
+	str_copy(r.why, sizeof(r.why), text);
+	if (rc == 0 || old.status != status)
+		log_info("event=recipient_learned rcpt=<%s> status=%s "
+		    "source=%s", addr, status == STATE_RCPT_VALID ? "valid" :
+		    "invalid", source_names[source]);
+	if (state_rcpt_put(l->st, &r) == -1)
+		log_err("event=store_error op=recipient rcpt=<%s>", addr);
+}
+
+void
+learn_health(struct learn *l, const char *domain, int up, const char *why,
+    int64_t now)
+{
+	struct state_domain d;
+
+	if (learn_domain(l, domain, now, &d) == -1)
+		return;
+	d.health = up;
+	d.health_changed = now;
+	str_copy(d.health_why, sizeof(d.health_why), why);
+	if (state_domain_put(l->st, &d) == -1)
+		log_err("event=store_error op=domain domain=%s", d.name);
+}
+
+void
+learn_probed(struct learn *l, const char *domain, int64_t now)
+{
+	struct state_domain d;
+
+	if (learn_domain(l, domain, now, &d) == -1)
+		return;
+	d.last_probe = now;
+	if (state_domain_put(l->st, &d) == -1)
+		log_err("event=store_error op=domain domain=%s", d.name);
+}
+
+int
+learn_rcpt_add(struct learn *l, const char *addr, int status, int64_t now)
+{
+	struct state_rcpt r;
+	char key[STATE_ADDR_MAX];
+	size_t i;
+
+	for (i = 0; addr[i] != '\0' && i + 1 < sizeof(key); i++)
+		key[i] = (char)tolower((unsigned char)addr[i]);
+	key[i] = '\0';
+	if (l->domains == NULL ||
+	    domains_lookup(l->domains, key_domain(key)) == NULL)
+		return -2;
+	memset(&r, 0, sizeof(r));
+	str_copy(r.addr, sizeof(r.addr), key);
+	str_copy(r.domain, sizeof(r.domain), key_domain(key));
+	r.status = status;
+	r.source = STATE_SRC_ADMIN;
+	r.first_seen = now;
+	r.last_seen = now;
+	r.expires = 0;
+	str_copy(r.why, sizeof(r.why), "added by the operator");
+	return state_rcpt_put(l->st, &r) == -1 ? -1 : 0;
+}

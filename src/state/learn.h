@@ -1,0 +1,101 @@
+/*
+ * learn: what backmx knows of each customer domain (DESIGN.md §2), kept in
+ * the state store: which recipients are real, where the domain is in its
+ * lifecycle (learning, active, refused), and the health of its primary as
+ * last seen. Every source of knowledge comes through here — pass-through
+ * RCPT answers, delivery outcomes, callouts and acceptance probes, the
+ * static lists of domains_file, the operator — so the rules of what an
+ * answer teaches live in one place:
+ *
+ *   2xx to RCPT (250, 251)          the address is valid, and the primary
+ *                                   accepted mail from backmx
+ *   5xx with a 5.1.x enhanced code  the address is invalid
+ *   anything else                   nothing (a 554 greeting, a 5.7.x, a
+ *                                   refused connection say something of
+ *                                   backmx, not of the address)
+ *
+ * The lifecycle is evaluated when asked (and by a timer for the log): a
+ * domain first seen in domains_file is `learning`; once learning_period
+ * has passed it is `active` if its primary accepted something from
+ * backmx, `refused` if not; a refused domain becomes active at its first
+ * acceptance.
+ *
+ * Loop thread only. Writes are staged in the state store's transaction of
+ * the loop turn; a store error is -1, which the policy turns into 4xx.
+ */
+#ifndef BACKMX_LEARN_H
+#define BACKMX_LEARN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "state.h"
+
+struct event_base;
+struct config;
+struct domain;
+struct domains;
+struct learn;
+
+enum learn_status {
+	LEARN_UNKNOWN = 0,
+	LEARN_VALID,
+	LEARN_INVALID,
+};
+
+struct learn	*learn_new(struct event_base *, const struct config *,
+		    struct state *);
+void		 learn_free(struct learn *);
+/* The customer domains (at start and after each reload): a domain seen
+ * for the first time starts learning now. */
+void		 learn_set_domains(struct learn *, const struct domains *);
+
+/*
+ * The domain's record, its lifecycle brought up to date with 'now'
+ * (transitions are written and logged). 0, or -1 on a store error. A
+ * domain never seen gets its record now.
+ */
+int		 learn_domain(struct learn *, const char *domain, int64_t now,
+		    struct state_domain *out);
+/* The lifecycle the policy acts on: as learn_domain(), but `active`
+ * whatever the record says when domain_learning = no. -1 on error. */
+int		 learn_lifecycle(struct learn *, const char *domain,
+		    int64_t now);
+
+/* What is known of one address ("local@domain", any case): the domain's
+ * static list first, then the store. -1 on a store error. */
+int		 learn_rcpt_status(struct learn *, const struct domain *,
+		    const char *addr, int64_t now);
+
+/*
+ * What the primary answered to RCPT for 'addr', and where we heard it
+ * (STATE_SRC_*). 'enh' may be "" and 'text' is the reply's text for the
+ * record. Learns per the table above; a 2xx also counts as an acceptance.
+ */
+void		 learn_rcpt_answer(struct learn *, const char *addr,
+		    int code, const char *enh, const char *text, int source,
+		    int64_t now);
+/* The primary accepted mail from backmx ('how': "delivery",
+ * "passthrough", "callout", "probe"). */
+void		 learn_accepted(struct learn *, const char *domain,
+		    const char *how, int64_t now);
+/* The primary's health changed (sched.c): recorded for backmxctl. */
+void		 learn_health(struct learn *, const char *domain, int up,
+		    const char *why, int64_t now);
+/* An acceptance probe was sent now. */
+void		 learn_probed(struct learn *, const char *domain, int64_t now);
+
+/* The operator's word (backmxctl recipients add): never expires. 0, -1
+ * store error, -2 not an address of a customer domain. */
+int		 learn_rcpt_add(struct learn *, const char *addr, int status,
+		    int64_t now);
+
+/* Domains refused now (for the operator: a metric). */
+size_t		 learn_refused_count(const struct learn *);
+
+/* Lower-case "local@domain" of an address into buf; "" when it does not
+ * fit. The key of every recipient record. */
+void		 learn_key(char *buf, size_t bufsz, const char *local,
+		    const char *domain);
+
+#endif

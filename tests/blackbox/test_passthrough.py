@@ -1,0 +1,412 @@
+"""
+Pass-through (DESIGN.md §1, §3 "primary up"; docs/configuration.md
+"Pass-through and recipient learning"): while a customer domain's primary
+answers, the transaction is relayed to it live. At the first RCPT backmx
+connects, sends EHLO and MAIL with the client's parameters, then the RCPT;
+every answer of the primary (RCPT, DATA, the final dot) reaches the client
+verbatim, multi-line replies whole; the body goes through behind our
+Received: header; nothing is queued. One primary per transaction (452
+4.5.3 for a recipient of another). An unreachable primary means backup
+mode; a primary that drops or stalls after it answered means 451 4.4.2 and
+nothing half-delivered.
+
+The primary is a FakeMX (tests/fakes/mx.py) on the domain's route. It may
+also see probes (connect, EHLO, QUIT) and acceptance probes (MAIL FROM:<>,
+RCPT TO:<postmaster@...>): the assertions pick the client's transaction
+by its sender.
+
+PassTest, the base class, is shared with test_learning.py.
+"""
+
+import os
+import sys
+import time
+
+from harness import (MYHOSTNAME, BlackboxTest, backmxctl_json, free_port,
+                     poll, queued_messages, split_received)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "fakes"))
+from mx import FakeMX  # noqa: E402
+
+CUST = "customer.example"
+OTHER = "other.example"
+SENDER = "a@sender.example"
+BODY = b"Subject: pass\r\n\r\n.leading dot\r\nline two\r\n"
+
+
+def closed_route(port=None):
+    """A route to a loopback port nobody listens on: the primary is down
+    (connections refused at once)."""
+    return "route=[127.0.0.1]:%d" % (port or free_port())
+
+
+class PassTest(BlackboxTest):
+    """Daemons with pass-through and recipient verification on (the
+    harness defaults turn them off for the older tests)."""
+
+    BASE = dict(passthrough="yes", accept_unverified="no",
+                domain_learning="no")
+
+    def fake(self, **kw):
+        mx = FakeMX(**kw).start()
+        self.addCleanup(mx.stop)
+        return mx
+
+    def pt_daemon(self, domains, **kw):
+        """domains: domains-file lines. kw: config overrides."""
+        cfg = dict(self.BASE)
+        cfg.update(kw)
+        return self.daemon(domains=list(domains), **cfg)
+
+    # -- SMTP -------------------------------------------------------------
+
+    def mail(self, c, sender=SENDER, params=""):
+        self.assertReply(c.cmd("MAIL FROM:<%s>%s" % (sender, params)),
+                         250, "2.1.0")
+
+    def body(self, c, body=BODY):
+        """After a 354: the body, dot-stuffed, and the final dot; returns
+        the reply."""
+        stuffed = body.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        c.send(stuffed + b".\r\n")
+        return c.reply()
+
+    def assertExact(self, reply, code, lines, msg=None):
+        """The primary's reply, verbatim: code and every line's text."""
+        self.assertEqual(reply, (code, list(lines)), msg)
+
+    def client_txn(self, mx, sender=SENDER, timeout=10.0):
+        """The FakeMX's record of the (first) transaction from 'sender'."""
+        got = mx.wait_for(lambda m: [t for t in m.transactions
+                                     if t["mail_from"] == sender], timeout)
+        self.assertTrue(got, "the primary saw no MAIL FROM:<%s>; "
+                        "commands %r" % (sender, mx.commands))
+        return mx.txns(sender)[0]
+
+    def assertNothingDelivered(self, mx):
+        """No message reached the primary, and no transaction got past
+        its final dot."""
+        self.assertEqual(mx.received, [])
+        for t in mx.txns():
+            self.assertFalse(t["dot"] and (t["final_reply"] or "")
+                             .startswith("2"), t)
+
+    # -- backmxctl ----------------------------------------------------------
+
+    def recipients(self, d, domain=CUST):
+        return backmxctl_json(d, "recipients", "list", domain)
+
+    def recipient(self, d, addr):
+        domain = addr.rsplit("@", 1)[1]
+        for r in self.recipients(d, domain):
+            if r.get("address", "").lower() == addr.lower():
+                return r
+        return None
+
+    def wait_recipient(self, d, addr, status, source=None, timeout=15.0):
+        """Poll `recipients list` until addr has status (and source);
+        returns its entry."""
+        def ok():
+            r = self.recipient(d, addr)
+            if r and r.get("status") == status and \
+                    (source is None or r.get("source") == source):
+                return r
+            return None
+        r = poll(ok, timeout)
+        if not r:
+            self.fail("%s never became %s (%s); list: %r\n%s"
+                      % (addr, status, source, self.recipients(
+                          d, addr.rsplit("@", 1)[1]), d.log_tail()))
+        return r
+
+    def domain_show(self, d, domain=CUST):
+        out = backmxctl_json(d, "domain", "show", domain)
+        self.assertEqual(len(out), 1, out)
+        return out[0]
+
+    def wait_domain(self, d, cond, domain=CUST, timeout=20.0, what=""):
+        """Poll `domain show` until cond(obj); returns the object."""
+        last = []
+
+        def ok():
+            o = self.domain_show(d, domain)
+            last[:] = [o]
+            return o if cond(o) else None
+        o = poll(ok, timeout, 0.2)
+        if not o:
+            self.fail("domain %s never %s; last: %r\n%s"
+                      % (domain, what, last, d.log_tail()))
+        return o
+
+
+class TestPassThrough(PassTest):
+
+    def test_replies_verbatim_body_through_nothing_queued(self):
+        mx = self.fake()
+        mx.rcpt = {"u@customer.example":
+                   "250 2.1.5 <u@customer.example> fine by the primary"}
+        mx.data_reply = "354 primary says: end with <CRLF>.<CRLF>"
+        mx.data_final = "250 2.0.0 Ok: queued as PRIMARY42"
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertExact(c.cmd("RCPT TO:<u@customer.example>"), 250,
+                         ["2.1.5 <u@customer.example> fine by the primary"])
+        r = c.cmd("DATA")
+        self.assertEqual(r[0], 354, r)
+        self.assertExact(self.body(c), 250, ["2.0.0 Ok: queued as PRIMARY42"])
+        [m] = mx.wait_received(1)
+        self.assertEqual(m["mail_from"], SENDER)
+        self.assertEqual(m["rcpts"], ["u@customer.example"])
+        hdr, rest = split_received(m["data"])
+        self.assertIn("by %s (backmx)" % MYHOSTNAME, hdr)
+        self.assertIn("[127.0.0.1]", hdr)
+        self.assertEqual(rest, BODY)         # dot-stuffing undone exactly
+        # The connection began with EHLO.
+        t = self.client_txn(mx)
+        self.assertTrue(mx.sessions[t["conn"] - 1][0].upper()
+                        .startswith("EHLO "), mx.sessions[t["conn"] - 1])
+        self.assertNothingQueued(d)
+
+    def test_mail_parameters_passed_on(self):
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c, params=" SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS "
+                            "ENVID=env42")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        t = self.client_txn(mx)
+        words = t["mail_params"].upper().split()
+        self.assertTrue(any(w.startswith("SIZE=") for w in words), t)
+        self.assertIn("BODY=8BITMIME", words)
+        self.assertIn("SMTPUTF8", words)
+        self.assertIn("RET=HDRS", words)
+        self.assertIn("ENVID=ENV42", words)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c, b"Subject: p\r\n\r\n\xc3\xa4\r\n"),
+                         250)
+        self.assertEqual(len(mx.wait_received(1)), 1)
+        self.assertNothingQueued(d)
+
+    def test_multiline_refusals_verbatim(self):
+        mx = self.fake()
+        mx.rcpt = {
+            "bad@customer.example":
+                "550-5.1.1 first line\r\n550 5.1.1 second line",
+            "list@customer.example":
+                ["250-2.1.5 one", "250-2.1.5 two", "250 2.1.5 three"],
+        }
+        mx.data_final = ["554-5.7.1 first reason", "554 5.7.1 second reason"]
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertExact(c.cmd("RCPT TO:<bad@customer.example>"), 550,
+                         ["5.1.1 first line", "5.1.1 second line"])
+        self.assertExact(c.cmd("RCPT TO:<list@customer.example>"), 250,
+                         ["2.1.5 one", "2.1.5 two", "2.1.5 three"])
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertExact(self.body(c), 554,
+                         ["5.7.1 first reason", "5.7.1 second reason"])
+        self.assertEqual(mx.received, [])
+        self.assertNothingQueued(d)
+        # The session goes on.
+        self.assertReply(c.cmd("RSET"), 250)
+
+    def test_data_refusal_verbatim(self):
+        mx = self.fake()
+        mx.data_reply = "452 4.3.1 primary short of space"
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertExact(c.cmd("DATA"), 452,
+                         ["4.3.1 primary short of space"])
+        self.assertTrue(self.client_txn(mx)["data_sent"])
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+
+    def test_pipelined_group_replies_in_order(self):
+        mx = self.fake()
+        mx.rcpt = {"bad@customer.example": "550 5.1.1 <bad> unknown here"}
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        c.send("MAIL FROM:<%s>\r\nRCPT TO:<u@customer.example>\r\n"
+               "RCPT TO:<bad@customer.example>\r\n"
+               "RCPT TO:<v@customer.example>\r\nDATA\r\n" % SENDER)
+        [m, r1, r2, r3, dt] = c.replies(5)
+        self.assertReply(m, 250, "2.1.0")
+        self.assertExact(r1, 250, ["2.1.5 ok"])
+        self.assertExact(r2, 550, ["5.1.1 <bad> unknown here"])
+        self.assertExact(r3, 250, ["2.1.5 ok"])
+        self.assertEqual(dt[0], 354, dt)
+        self.assertReply(self.body(c), 250)
+        [got] = mx.wait_received(1)
+        self.assertEqual(got["rcpts"], ["u@customer.example",
+                                        "v@customer.example"])
+        self.assertNothingQueued(d)
+
+    def test_two_transactions_one_session(self):
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertReply(c.cmd("RSET"), 250)
+        self.mail(c, sender="b@sender.example")
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        self.mail(c, sender="c@sender.example")
+        self.assertReply(c.cmd("RCPT TO:<w@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        got = mx.wait_received(2)
+        self.assertEqual([(m["mail_from"], m["rcpts"]) for m in got],
+                         [("b@sender.example", ["v@customer.example"]),
+                          ("c@sender.example", ["w@customer.example"])])
+        # The RSET transaction never reached DATA at the primary.
+        self.assertFalse(self.client_txn(mx)["data_sent"])
+        self.assertNothingQueued(d)
+
+
+class TestOnePrimary(PassTest):
+
+    def test_second_primary_452_then_own_transaction(self):
+        mx1 = self.fake()
+        mx2 = self.fake()
+        d = self.pt_daemon(["customer.example " + mx1.route(),
+                            "other.example " + mx2.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<v@other.example>"), 452, "4.5.3")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        [m] = mx1.wait_received(1)
+        self.assertEqual(m["rcpts"], ["u@customer.example"])
+        self.assertNotIn("v@other.example", mx2.rcpts_seen())
+        # A new transaction: other.example goes to its own primary.
+        self.mail(c, sender="b@sender.example")
+        self.assertReply(c.cmd("RCPT TO:<v@other.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        [m2] = mx2.wait_received(1)
+        self.assertEqual((m2["mail_from"], m2["rcpts"]),
+                         ("b@sender.example", ["v@other.example"]))
+        self.assertEqual(len(mx1.received), 1)
+        self.assertNothingQueued(d)
+
+
+class TestPrimaryUnreachable(PassTest):
+    """The route leads to a closed loopback port."""
+
+    DOWN = dict(primary_down_after="1", primary_probe_interval="1h",
+                acceptance_probe_interval="1d")
+
+    def test_backup_mode_accept_unverified_queues(self):
+        d = self.pt_daemon(["customer.example " + closed_route()],
+                           accept_unverified="yes", **self.DOWN)
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250, "2.1.5")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        qid = self.queue_id(self.body(c))
+        [m] = queued_messages(d)
+        self.assertEqual(m["id"], qid)
+        self.assertEqual(m["rcpts"], ["u@customer.example"])
+        _, rest = split_received(m["data"])
+        self.assertEqual(rest, BODY)
+
+    def test_backup_mode_unverified_450_no_retry_while_down(self):
+        port = free_port()
+        d = self.pt_daemon(["customer.example " + closed_route(port)],
+                           **self.DOWN)
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 450, "4.1.1")
+        c.cmd("QUIT")
+        self.wait_domain(d, lambda o: o.get("health") == "down",
+                         what="down")
+        # The primary comes up, but backmx does not know yet (no probe
+        # for an hour): sessions do not try it while it is marked down.
+        mx = self.fake(port=port)
+        c2 = self.session(d)
+        self.mail(c2)
+        self.assertReply(c2.cmd("RCPT TO:<u@customer.example>"), 450,
+                         "4.1.1")
+        self.assertReply(c2.cmd("RCPT TO:<v@customer.example>"), 450,
+                         "4.1.1")
+        c2.cmd("QUIT")
+        self.assertEqual(mx.connections, 0, mx.commands)
+
+
+class TestPrimaryFails(PassTest):
+    """The primary answered, then dropped or stalled: 451 4.4.2, nothing
+    queued, nothing half-delivered."""
+
+    def test_drop_at_data_command(self):
+        mx = self.fake()
+        mx.drop_at = "data"
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertReply(c.cmd("DATA"), 451, "4.4.2")
+        self.assertTrue(self.client_txn(mx)["data_sent"])
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+
+    def test_drop_mid_body(self):
+        mx = self.fake()
+        mx.drop_in_data = True
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c, BODY + b"x" * 70 + b"\r\n" * 200),
+                         451, "4.4.2")
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+        # The session is still usable.
+        self.assertReply(c.cmd("RSET"), 250)
+
+    def test_drop_after_rcpt_250(self):
+        mx = self.fake()
+        mx.drop_after = "rcpt"
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 451, "4.4.2")
+        self.assertReply(c.cmd("DATA"), 451, "4.4.2")
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+
+    def test_drop_at_second_rcpt(self):
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.session(d)
+        self.mail(c)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        mx.drop_at = "rcpt"         # closes instead of answering the next
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 451, "4.4.2")
+        self.assertReply(c.cmd("DATA"), 451, "4.4.2")
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+
+    def test_stall_at_rcpt_past_reply_timeout(self):
+        mx = self.fake()
+        mx.stall_at = "rcpt"
+        d = self.pt_daemon(["customer.example " + mx.route()],
+                           passthrough_reply_timeout="2s")
+        c = self.session(d, timeout=30.0)
+        self.mail(c)
+        t0 = time.monotonic()
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 451, "4.4.2")
+        self.assertGreaterEqual(time.monotonic() - t0, 1.5)
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)

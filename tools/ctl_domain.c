@@ -1,0 +1,276 @@
+/*
+ * ctl_domain: the per-domain knowledge of DESIGN.md §2 for the operator.
+ *
+ *   domain list [--json]                     every customer domain
+ *   domain show DOMAIN [--json]
+ *   recipients list DOMAIN [--json]          recipients= list, then learned
+ *   recipients add ADDRESS [valid|invalid] [--json]   never expires
+ *   recipients delete ADDRESS [--json]
+ *
+ * As ctl_queue.c: the daemon renders the answer, this side sends one
+ * line, checks the status line and copies the rest. Changes always go
+ * through the daemon (its state store transaction owns them). The three
+ * reads fall back to reading state_dir/state.db when the daemon is not
+ * running (socket missing or refused): the lifecycle is then the stored
+ * one and health and queue are unknown ("-", JSON null).
+ *
+ * Exit 0, 1 no such recipient (delete), 64 usage, 65 not a customer
+ * domain or not an address, 69 daemon not reachable, 75 store error.
+ */
+#include "ctl_domain.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "control.h"
+#include "domains.h"
+#include "state.h"
+
+#define CTL_TIMEOUT	60	/* seconds for the daemon's answer */
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: backmxctl [-c config] domain list [--json]\n"
+	    "       backmxctl [-c config] domain show DOMAIN [--json]\n"
+	    "       backmxctl [-c config] recipients list DOMAIN [--json]\n"
+	    "       backmxctl [-c config] recipients add ADDRESS "
+	    "[valid|invalid] [--json]\n"
+	    "       backmxctl [-c config] recipients delete ADDRESS "
+	    "[--json]\n");
+	exit(64);
+}
+
+/* One word of the request: printable ASCII without spaces. The daemon
+ * checks it again; this only keeps the line one line. */
+static int
+word_ok(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s > 0x7e)
+			return 0;
+	return 1;
+}
+
+static int
+flush_out(struct evbuffer *b)
+{
+	while (evbuffer_get_length(b) > 0)
+		if (evbuffer_write(b, STDOUT_FILENO) == -1)
+			return 74;
+	return 0;
+}
+
+/* Without the daemon: state.db and domains_file, rendered the same way.
+ * noun verb: "domain list", "domain show DOMAIN", "recipients list
+ * DOMAIN". */
+static int
+offline(const struct config *conf, const char *noun, const char *verb,
+    const char *arg, int json)
+{
+	struct domains *ds;
+	const struct domain *d = NULL;
+	struct state *st;
+	struct evbuffer *b;
+	char err[1024];
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	if ((ds = domains_load(conf->domains_file, err, sizeof(err))) ==
+	    NULL) {
+		fprintf(stderr, "backmxctl: %s\n", err);
+		return 78;
+	}
+	if (arg != NULL && (d = domains_lookup(ds, arg)) == NULL) {
+		fprintf(stderr, "backmxctl: not a customer domain: %s\n", arg);
+		domains_free(ds);
+		return 65;
+	}
+	if ((st = state_open_admin(conf->state_dir, err, sizeof(err))) ==
+	    NULL) {
+		fprintf(stderr, "backmxctl: %s\n", err);
+		domains_free(ds);
+		return 75;
+	}
+	fprintf(stderr, "backmxctl: backmxd is not running: %s from %s%s\n",
+	    strcmp(noun, "domain") == 0 ? "lifecycle as stored" : "recipients",
+	    state_path(st), strcmp(noun, "domain") == 0 ? ", health and queue "
+	    "unknown" : "");
+	b = evbuffer_new();
+	if (strcmp(noun, "recipients") == 0)
+		rc = control_rcpt_list(st, d, b, json, now);
+	else if (strcmp(verb, "show") == 0)
+		rc = control_domain_show(st, NULL, NULL, d, b, json, now);
+	else
+		rc = control_domain_list(st, NULL, NULL, ds, b, json, now);
+	if (rc == -1) {
+		fprintf(stderr, "backmxctl: %s: read error\n", state_path(st));
+		rc = 75;
+	} else
+		rc = flush_out(b);
+	evbuffer_free(b);
+	state_close(st);
+	domains_free(ds);
+	return rc;
+}
+
+static int
+dial(const char *path)
+{
+	struct sockaddr_un sun;
+	struct timeval tv = { CTL_TIMEOUT, 0 };
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* Send 'req', copy the answer's result lines to stdout; the exit status
+ * from its status line. */
+static int
+exchange(const struct config *conf, int fd, const char *req,
+    const char *arg)
+{
+	char status[1024], buf[8192];
+	const char *text;
+	size_t n;
+	FILE *f;
+	int rc = 0;
+
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		fprintf(stderr, "backmxctl: %s: %s\n", conf->control_socket,
+		    strerror(errno));
+		close(fd);
+		return 69;
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return 71;
+	}
+	if (fgets(status, sizeof(status), f) == NULL) {
+		fprintf(stderr, "backmxctl: %s: no answer\n",
+		    conf->control_socket);
+		fclose(f);
+		return 69;
+	}
+	status[strcspn(status, "\r\n")] = '\0';
+	if (strcmp(status, "ok") != 0) {
+		if (strncmp(status, "error notfound ", 15) == 0)
+			rc = 1;
+		else if (strncmp(status, "error usage ", 12) == 0)
+			rc = 64;
+		else if (strncmp(status, "error domain ", 13) == 0 ||
+		    strncmp(status, "error address ", 14) == 0)
+			rc = 65;
+		else
+			rc = 75;
+		text = status;
+		if (strncmp(text, "error ", 6) == 0 &&
+		    (text = strchr(text + 6, ' ')) != NULL)
+			text++;
+		else
+			text = status;
+		fprintf(stderr, "backmxctl: %s%s%s\n", text, arg ? ": " : "",
+		    arg ? arg : "");
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stdout);
+	if (ferror(f)) {
+		fprintf(stderr, "backmxctl: %s: read error\n",
+		    conf->control_socket);
+		rc = rc ? rc : 69;
+	}
+	fclose(f);
+	return rc;
+}
+
+int
+ctl_domain(const struct config *conf, int argc, char **argv)
+{
+	const char *noun = argv[0], *verb, *arg = NULL, *status = NULL;
+	char req[CONTROL_LINE_MAX + 1], *args[4];
+	int i, nargs = 0, json = 0, fd, reading;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (nargs < 4)
+			args[nargs++] = argv[i];
+		else
+			usage();
+	}
+	if (nargs == 0)
+		usage();
+	verb = args[0];
+	if (strcmp(noun, "domain") == 0) {
+		if (strcmp(verb, "list") == 0 && nargs == 1)
+			;
+		else if (strcmp(verb, "show") == 0 && nargs == 2)
+			arg = args[1];
+		else
+			usage();
+	} else {
+		if ((strcmp(verb, "list") == 0 || strcmp(verb, "delete") ==
+		    0) && nargs == 2)
+			arg = args[1];
+		else if (strcmp(verb, "add") == 0 && (nargs == 2 ||
+		    nargs == 3)) {
+			arg = args[1];
+			status = nargs == 3 ? args[2] : "valid";
+			if (strcmp(status, "valid") != 0 &&
+			    strcmp(status, "invalid") != 0)
+				usage();
+		} else
+			usage();
+	}
+	if (arg != NULL && !word_ok(arg)) {
+		fprintf(stderr, "backmxctl: not a %s: %s\n",
+		    strcmp(noun, "domain") == 0 || strcmp(verb, "list") == 0 ?
+		    "domain name" : "plain ASCII address", arg);
+		return 65;
+	}
+	if ((size_t)snprintf(req, sizeof(req), "%s %s%s%s%s%s%s\n", noun, verb,
+	    arg ? " " : "", arg ? arg : "", status ? " " : "",
+	    status ? status : "", json ? " json" : "") >= sizeof(req)) {
+		fprintf(stderr, "backmxctl: argument too long\n");
+		return 65;
+	}
+	reading = strcmp(verb, "list") == 0 || strcmp(verb, "show") == 0;
+	if ((fd = dial(conf->control_socket)) == -1) {
+		if (reading && (errno == ENOENT || errno == ECONNREFUSED))
+			return offline(conf, noun, verb, arg, json);
+		fprintf(stderr, "backmxctl: %s: %s (is backmxd running?)\n",
+		    conf->control_socket, strerror(errno));
+		return 69;
+	}
+	return exchange(conf, fd, req, arg);
+}
