@@ -19,24 +19,19 @@
  */
 #include "ctl_domain.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 
 #include "config.h"
 #include "control.h"
+#include "ctl_conn.h"
 #include "domains.h"
 #include "state.h"
-
-#define CTL_TIMEOUT	60	/* seconds for the daemon's answer */
 
 static void
 usage(void)
@@ -62,15 +57,6 @@ word_ok(const char *s)
 		if ((unsigned char)*s <= 0x20 || (unsigned char)*s > 0x7e)
 			return 0;
 	return 1;
-}
-
-static int
-flush_out(struct evbuffer *b)
-{
-	while (evbuffer_get_length(b) > 0)
-		if (evbuffer_write(b, STDOUT_FILENO) == -1)
-			return 74;
-	return 0;
 }
 
 /* Without the daemon: state.db and domains_file, rendered the same way.
@@ -119,97 +105,10 @@ offline(const struct config *conf, const char *noun, const char *verb,
 		fprintf(stderr, "backmxctl: %s: read error\n", state_path(st));
 		rc = 75;
 	} else
-		rc = flush_out(b);
+		rc = ctl_flush(b);
 	evbuffer_free(b);
 	state_close(st);
 	domains_free(ds);
-	return rc;
-}
-
-static int
-dial(const char *path)
-{
-	struct sockaddr_un sun;
-	struct timeval tv = { CTL_TIMEOUT, 0 };
-	int fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
-/* Send 'req', copy the answer's result lines to stdout; the exit status
- * from its status line. */
-static int
-exchange(const struct config *conf, int fd, const char *req,
-    const char *arg)
-{
-	char status[1024], buf[8192];
-	const char *text;
-	size_t n;
-	FILE *f;
-	int rc = 0;
-
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		fprintf(stderr, "backmxctl: %s: %s\n", conf->control_socket,
-		    strerror(errno));
-		close(fd);
-		return 69;
-	}
-	if ((f = fdopen(fd, "r")) == NULL) {
-		close(fd);
-		return 71;
-	}
-	if (fgets(status, sizeof(status), f) == NULL) {
-		fprintf(stderr, "backmxctl: %s: no answer\n",
-		    conf->control_socket);
-		fclose(f);
-		return 69;
-	}
-	status[strcspn(status, "\r\n")] = '\0';
-	if (strcmp(status, "ok") != 0) {
-		if (strncmp(status, "error notfound ", 15) == 0)
-			rc = 1;
-		else if (strncmp(status, "error usage ", 12) == 0)
-			rc = 64;
-		else if (strncmp(status, "error domain ", 13) == 0 ||
-		    strncmp(status, "error address ", 14) == 0)
-			rc = 65;
-		else
-			rc = 75;
-		text = status;
-		if (strncmp(text, "error ", 6) == 0 &&
-		    (text = strchr(text + 6, ' ')) != NULL)
-			text++;
-		else
-			text = status;
-		fprintf(stderr, "backmxctl: %s%s%s\n", text, arg ? ": " : "",
-		    arg ? arg : "");
-	}
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		fwrite(buf, 1, n, stdout);
-	if (ferror(f)) {
-		fprintf(stderr, "backmxctl: %s: read error\n",
-		    conf->control_socket);
-		rc = rc ? rc : 69;
-	}
-	fclose(f);
 	return rc;
 }
 
@@ -218,17 +117,9 @@ ctl_domain(const struct config *conf, int argc, char **argv)
 {
 	const char *noun = argv[0], *verb, *arg = NULL, *status = NULL;
 	char req[CONTROL_LINE_MAX + 1], *args[4];
-	int i, nargs = 0, json = 0, fd, reading;
+	int nargs, json = 0, rc;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = 1;
-		else if (nargs < 4)
-			args[nargs++] = argv[i];
-		else
-			usage();
-	}
-	if (nargs == 0)
+	if ((nargs = ctl_args(argc, argv, NULL, NULL, &json, args, 4)) <= 0)
 		usage();
 	verb = args[0];
 	if (strcmp(noun, "domain") == 0) {
@@ -264,13 +155,9 @@ ctl_domain(const struct config *conf, int argc, char **argv)
 		fprintf(stderr, "backmxctl: argument too long\n");
 		return 65;
 	}
-	reading = strcmp(verb, "list") == 0 || strcmp(verb, "show") == 0;
-	if ((fd = dial(conf->control_socket)) == -1) {
-		if (reading && (errno == ENOENT || errno == ECONNREFUSED))
-			return offline(conf, noun, verb, arg, json);
-		fprintf(stderr, "backmxctl: %s: %s (is backmxd running?)\n",
-		    conf->control_socket, strerror(errno));
-		return 69;
-	}
-	return exchange(conf, fd, req, arg);
+	/* Only the reads may do without the daemon. */
+	rc = ctl_request(conf, req, arg, strcmp(verb, "list") == 0 ||
+	    strcmp(verb, "show") == 0);
+	return rc == CTL_NOT_RUNNING ? offline(conf, noun, verb, arg, json) :
+	    rc;
 }

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "ctl_conn.h"
 #include "state.h"
 #include "str.h"
 
@@ -212,23 +213,16 @@ ctl_greylist(const struct config *conf, int argc, char **argv)
 {
 	enum state_list_filter filter = STATE_LIST_ALL;
 	struct state *st;
+	static const char *const flags[] = { "--pending", "--passed", NULL };
 	char err[1024], *args[4], *net, *sender, *rcpt, *key = NULL;
-	int i, nargs = 0, json = 0, rc;
+	int nargs, json = 0, flag = 0, rc;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = 1;
-		else if (strcmp(argv[i], "--pending") == 0)
-			filter = STATE_LIST_PENDING;
-		else if (strcmp(argv[i], "--passed") == 0)
-			filter = STATE_LIST_PASSED;
-		else if (nargs < 4)
-			args[nargs++] = argv[i];
-		else
-			usage();
-	}
-	if (nargs == 0)
+	if ((nargs = ctl_args(argc, argv, flags, &flag, &json, args, 4)) <= 0)
 		usage();
+	if (flag == 1)
+		filter = STATE_LIST_PENDING;
+	else if (flag == 2)
+		filter = STATE_LIST_PASSED;
 	if (strcmp(args[0], "list") == 0) {
 		if (nargs != 1)
 			usage();

@@ -13,21 +13,16 @@
  */
 #include "ctl_queue.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 
 #include "config.h"
 #include "control.h"
+#include "ctl_conn.h"
 #include "qdb.h"
-
-#define CTL_TIMEOUT	60	/* seconds for the daemon's answer */
 
 static void
 usage(void)
@@ -59,54 +54,19 @@ list_offline(const struct config *conf, int json)
 		fprintf(stderr, "backmxctl: %s/queue.db: read error\n",
 		    conf->spool_dir);
 		rc = 75;
-	} else if (evbuffer_write(b, STDOUT_FILENO) == -1 &&
-	    evbuffer_get_length(b) > 0)
-		rc = 74;
-	while (rc == 0 && evbuffer_get_length(b) > 0)
-		if (evbuffer_write(b, STDOUT_FILENO) == -1)
-			rc = 74;
+	} else
+		rc = ctl_flush(b);
 	evbuffer_free(b);
 	qdb_close(db);
 	return rc;
 }
 
-static int
-dial(const char *path)
-{
-	struct sockaddr_un sun;
-	struct timeval tv = { CTL_TIMEOUT, 0 };
-	int fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
 int
 ctl_queue(const struct config *conf, int argc, char **argv)
 {
-	char req[CONTROL_LINE_MAX + 1], status[1024];
+	char req[CONTROL_LINE_MAX + 1];
 	const char *verb, *arg = NULL;
-	int json = 0, fd, rc;
-	FILE *f;
-	size_t n;
-	char buf[8192];
+	int json = 0, rc;
 
 	if (argc > 1 && strcmp(argv[argc - 1], "--json") == 0) {
 		json = 1;
@@ -135,58 +95,6 @@ ctl_queue(const struct config *conf, int argc, char **argv)
 		fprintf(stderr, "backmxctl: argument too long\n");
 		return 65;
 	}
-	if ((fd = dial(conf->control_socket)) == -1) {
-		if (strcmp(verb, "list") == 0 && (errno == ENOENT ||
-		    errno == ECONNREFUSED))
-			return list_offline(conf, json);
-		fprintf(stderr, "backmxctl: %s: %s (is backmxd running?)\n",
-		    conf->control_socket, strerror(errno));
-		return 69;
-	}
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		fprintf(stderr, "backmxctl: %s: %s\n", conf->control_socket,
-		    strerror(errno));
-		close(fd);
-		return 69;
-	}
-	if ((f = fdopen(fd, "r")) == NULL) {
-		close(fd);
-		return 71;
-	}
-	if (fgets(status, sizeof(status), f) == NULL) {
-		fprintf(stderr, "backmxctl: %s: no answer\n",
-		    conf->control_socket);
-		fclose(f);
-		return 69;
-	}
-	status[strcspn(status, "\r\n")] = '\0';
-	rc = 0;
-	if (strcmp(status, "ok") != 0) {
-		const char *text = status;
-
-		if (strncmp(status, "error notfound ", 15) == 0)
-			rc = 1;
-		else if (strncmp(status, "error usage ", 12) == 0)
-			rc = 64;
-		else if (strncmp(status, "error domain ", 13) == 0)
-			rc = 65;
-		else
-			rc = 75;
-		if (strncmp(text, "error ", 6) == 0 &&
-		    (text = strchr(text + 6, ' ')) != NULL)
-			text++;
-		else
-			text = status;
-		fprintf(stderr, "backmxctl: %s%s%s\n", text, arg ? ": " : "",
-		    arg ? arg : "");
-	}
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		fwrite(buf, 1, n, stdout);
-	if (ferror(f)) {
-		fprintf(stderr, "backmxctl: %s: read error\n",
-		    conf->control_socket);
-		rc = rc ? rc : 69;
-	}
-	fclose(f);
-	return rc;
+	rc = ctl_request(conf, req, arg, strcmp(verb, "list") == 0);
+	return rc == CTL_NOT_RUNNING ? list_offline(conf, json) : rc;
 }

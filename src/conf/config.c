@@ -290,21 +290,29 @@ struct parse {
 static void	seterr(struct parse *, int, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 
+void
+config_verr(char *err, size_t errsz, const char *file, int line,
+    const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	if (errsz == 0)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (line > 0)
+		snprintf(err, errsz, "%s:%d: %s", file, line, msg);
+	else
+		snprintf(err, errsz, "%s: %s", file, msg);
+}
+
 static void
 seterr(struct parse *p, int line, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
-	if (p->errsz == 0)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	config_verr(p->err, p->errsz, p->name, line, fmt, ap);
 	va_end(ap);
-	if (line > 0)
-		snprintf(p->err, p->errsz, "%s:%d: %s", p->name, line, msg);
-	else
-		snprintf(p->err, p->errsz, "%s: %s", p->name, msg);
 }
 
 static void

@@ -14,6 +14,7 @@
 #define BACKMX_CONFIG_H
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -146,6 +147,14 @@ int	config_parse(struct config *c, const char *name, const char *text,
  * value differs from its default (postconf -n).
  */
 void	config_print(const struct config *c, FILE *out, int only_changed);
+
+/*
+ * An error text of the parsers (this one and domains_file's) into err
+ * (errsz bytes; nothing when errsz is 0): "FILE:LINE: message", or
+ * "FILE: message" when line is 0 or less.
+ */
+void	config_verr(char *err, size_t errsz, const char *file, int line,
+	    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 /* Parse helpers, shared with domains_file and tests: 0 or -1. */
 int	config_parse_time(const char *s, unsigned *secs_out);

@@ -44,6 +44,14 @@ struct value_row {
 #define U64F(f, n)	offsetof(struct config, f), K_U64, (n), NULL
 #define STRF(f, s)	offsetof(struct config, f), K_STR, 0, (s)
 #define ERR		0, K_UINT, 0, NULL
+/* Rows for a value refused, in the parser's words; 'why' "" or the
+ * " (hint)" it adds. */
+#define BAD_ROW(kind, k, v, why) { k " = " v, ERR, "t.conf:1: bad " kind \
+	" '" v "' for " k why }
+#define BAD_TIME(k, v, why)	BAD_ROW("time value", k, v, why)
+#define BAD_NUM(k, v, why)	BAD_ROW("number", k, v, why)
+#define BAD_BOOL(k, v)		BAD_ROW("boolean value", k, v, \
+	" (yes or no)")
 
 /* Defaults, then 'text' over them. */
 static int
@@ -292,48 +300,35 @@ static const struct value_row type_rows[] = {
 	/* pass-through and recipient learning */
 	{ "passthrough = no", UINTF(passthrough, 0), NULL },
 	{ "passthrough = YES", UINTF(passthrough, 1), NULL },
-	{ "passthrough = 1", ERR, "t.conf:1: bad boolean value '1' for "
-	    "passthrough (yes or no)" },
+	BAD_BOOL("passthrough", "1"),
 	{ "passthrough_connect_timeout = 30s",
 	    UINTF(passthrough_connect_timeout, 30), NULL },
-	{ "passthrough_connect_timeout = 0", ERR, "t.conf:1: bad time value "
-	    "'0' for passthrough_connect_timeout (at least 1s)" },
+	BAD_TIME("passthrough_connect_timeout", "0", " (at least 1s)"),
 	{ "passthrough_reply_timeout = 3m",
 	    UINTF(passthrough_reply_timeout, 180), NULL },
-	{ "passthrough_reply_timeout = 0s", ERR, "t.conf:1: bad time value "
-	    "'0s' for passthrough_reply_timeout (at least 1s)" },
-	{ "passthrough_reply_timeout = 4x", ERR, "t.conf:1: bad time value "
-	    "'4x' for passthrough_reply_timeout" },
+	BAD_TIME("passthrough_reply_timeout", "0s", " (at least 1s)"),
+	BAD_TIME("passthrough_reply_timeout", "4x", ""),
 	{ "accept_unverified = yes", UINTF(accept_unverified, 1), NULL },
-	{ "accept_unverified = maybe", ERR, "t.conf:1: bad boolean value "
-	    "'maybe' for accept_unverified (yes or no)" },
+	BAD_BOOL("accept_unverified", "maybe"),
 	{ "domain_learning = no", UINTF(domain_learning, 0), NULL },
-	{ "domain_learning = off", ERR, "t.conf:1: bad boolean value 'off' "
-	    "for domain_learning (yes or no)" },
+	BAD_BOOL("domain_learning", "off"),
 	{ "learning_period = 2w", UINTF(learning_period, 1209600), NULL },
-	{ "learning_period = 0d", ERR, "t.conf:1: bad time value '0d' for "
-	    "learning_period (at least 1s)" },
+	BAD_TIME("learning_period", "0d", " (at least 1s)"),
 	{ "recipient_valid_ttl = 60d", UINTF(recipient_valid_ttl, 5184000),
 	    NULL },
-	{ "recipient_valid_ttl = 0", ERR, "t.conf:1: bad time value '0' for "
-	    "recipient_valid_ttl (at least 1s)" },
+	BAD_TIME("recipient_valid_ttl", "0", " (at least 1s)"),
 	{ "recipient_invalid_ttl = 12h", UINTF(recipient_invalid_ttl, 43200),
 	    NULL },
-	{ "recipient_invalid_ttl = 1y", ERR, "t.conf:1: bad time value '1y' "
-	    "for recipient_invalid_ttl" },
+	BAD_TIME("recipient_invalid_ttl", "1y", ""),
 	{ "callout_rate_limit = 1", UINTF(callout_rate_limit, 1), NULL },
-	{ "callout_rate_limit = 0", ERR, "t.conf:1: bad number '0' for "
-	    "callout_rate_limit (at least 1)" },
+	BAD_NUM("callout_rate_limit", "0", " (at least 1)"),
 	{ "callout_queue_limit = 500", UINTF(callout_queue_limit, 500),
 	    NULL },
-	{ "callout_queue_limit = 0", ERR, "t.conf:1: bad number '0' for "
-	    "callout_queue_limit (at least 1)" },
-	{ "callout_queue_limit = 10k", ERR, "t.conf:1: bad number '10k' for "
-	    "callout_queue_limit (0 to 4294967295)" },
+	BAD_NUM("callout_queue_limit", "0", " (at least 1)"),
+	BAD_NUM("callout_queue_limit", "10k", " (0 to 4294967295)"),
 	{ "acceptance_probe_interval = 6h",
 	    UINTF(acceptance_probe_interval, 21600), NULL },
-	{ "acceptance_probe_interval = 0", ERR, "t.conf:1: bad time value '0' "
-	    "for acceptance_probe_interval (at least 1s)" },
+	BAD_TIME("acceptance_probe_interval", "0", " (at least 1s)"),
 };
 
 static void

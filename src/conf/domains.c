@@ -68,43 +68,22 @@ struct dparse {
 	const char	*dir;		/* "" or the file's directory with '/' */
 };
 
-static void	derr(struct dparse *, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
-
-static void
-derr(struct dparse *p, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (p->errsz == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (p->line > 0)
-		snprintf(p->err, p->errsz, "%s:%d: %s", p->name, p->line, msg);
-	else
-		snprintf(p->err, p->errsz, "%s: %s", p->name, msg);
-}
-
 static void	rerr(struct dparse *, const char *, int, const char *, ...)
 		    __attribute__((format(printf, 4, 5)));
 
-/* An error in a recipients= file: "FILE:LINE: what is wrong". */
+/* An error at "FILE:LINE: what is wrong": in a recipients= file, or
+ * (derr) on the line of domains_file being parsed. */
 static void
 rerr(struct dparse *p, const char *file, int line, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
-	if (p->errsz == 0)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	config_verr(p->err, p->errsz, file, line, fmt, ap);
 	va_end(ap);
-	snprintf(p->err, p->errsz, "%s:%d: %s", file, line, msg);
 }
+
+#define derr(p, ...)	rerr((p), (p)->name, (p)->line, __VA_ARGS__)
 
 static int
 is_blank(char ch)

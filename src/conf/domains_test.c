@@ -36,6 +36,31 @@ parse(const char *text, char *err, size_t errsz)
 	return domains_parse("d", text, strlen(text), err, errsz);
 }
 
+/*
+ * Row i of a table: 'text' parsed. With 'want' (an error text) it must
+ * fail with it, and NULL is returned; else it must parse, and *dom is
+ * example.com's entry.
+ */
+static struct domains *
+parse_one(size_t i, const char *text, const char *want,
+    const struct domain **dom)
+{
+	char err[256];
+	struct domains *d = parse(text, err, sizeof(err));
+
+	if (want != NULL) {
+		if (d != NULL || strcmp(err, want) != 0)
+			fail_msg("row %zu: got '%s'", i, d ? "parsed" : err);
+		domains_free(d);
+		return NULL;
+	}
+	if (d == NULL)
+		fail_msg("row %zu: %s", i, err);
+	*dom = domains_lookup(d, "example.com");
+	assert_non_null(*dom);
+	return d;
+}
+
 struct parse_row {
 	const char	*text;
 	const char	*names;		/* expected, in order, ' '-separated */
@@ -198,110 +223,91 @@ test_lookup(void **state)
 	domains_free(d);
 }
 
+/* A domain line's options: what example.com gets, or the error. */
+struct opt_row {
+	const char	*text;
+	int		 off;		/* expected mx_check_off */
+	int		 accept;	/* accept_unverified */
+	int		 filters;	/* passthrough_filters */
+	const char	*err;		/* NULL: parses */
+};
+
+static void
+check_opt_rows(const struct opt_row *rows, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct domain *dom;
+		struct domains *d = parse_one(i, rows[i].text, rows[i].err,
+		    &dom);
+
+		if (d == NULL)
+			continue;
+		if ((int)dom->mx_check_off != rows[i].off ||
+		    dom->accept_unverified != rows[i].accept ||
+		    (int)dom->passthrough_filters != rows[i].filters)
+			fail_msg("row %zu: mx_check_off %d, accept_unverified "
+			    "%d, passthrough_filters %d", i,
+			    (int)dom->mx_check_off, dom->accept_unverified,
+			    (int)dom->passthrough_filters);
+		domains_free(d);
+	}
+}
+
 /* mx_check=yes|no per domain: the MX-range check (docs/dns.md). */
 static void
 test_mx_check(void **state)
 {
-	static const struct {
-		const char	*text;
-		int		 off;		/* expected mx_check_off */
-		const char	*err;		/* NULL: parses */
-	} rows[] = {
-		{ "example.com", 0, NULL },
-		{ "example.com mx_check=yes", 0, NULL },
-		{ "example.com mx_check=no", 1, NULL },
-		{ "example.com route=[a.example]:25 mx_check=no", 1, NULL },
-		{ "example.com mx_check=maybe", 0,
+	static const struct opt_row rows[] = {
+		{ "example.com", 0, -1, 0, NULL },
+		{ "example.com mx_check=yes", 0, -1, 0, NULL },
+		{ "example.com mx_check=no", 1, -1, 0, NULL },
+		{ "example.com route=[a.example]:25 mx_check=no", 1, -1, 0,
+		    NULL },
+		{ "example.com mx_check=maybe", 0, 0, 0,
 		    "d:1: bad mx_check 'maybe': yes or no" },
-		{ "example.com mx_check=no mx_check=yes", 0,
+		{ "example.com mx_check=no mx_check=yes", 0, 0, 0,
 		    "d:1: mx_check given twice" },
 	};
-	char err[256];
-	size_t i;
 
-	for (i = 0; i < nitems(rows); i++) {
-		struct domains *d = parse(rows[i].text, err, sizeof(err));
-		const struct domain *dom;
-
-		if (rows[i].err != NULL) {
-			if (d != NULL || strcmp(err, rows[i].err) != 0)
-				fail_msg("row %zu: got '%s'", i,
-				    d ? "parsed" : err);
-			domains_free(d);
-			continue;
-		}
-		if (d == NULL)
-			fail_msg("row %zu: %s", i, err);
-		dom = domains_lookup(d, "example.com");
-		assert_non_null(dom);
-		if ((int)dom->mx_check_off != rows[i].off)
-			fail_msg("row %zu: mx_check_off %d", i,
-			    (int)dom->mx_check_off);
-		domains_free(d);
-	}
+	check_opt_rows(rows, nitems(rows));
 }
 
 /* accept_unverified= and passthrough_filters=, yes or no, once each. */
 static void
 test_flag_options(void **state)
 {
-	static const struct {
-		const char	*text;
-		int		 accept;	/* expected accept_unverified */
-		int		 filters;	/* passthrough_filters */
-		const char	*err;		/* NULL: parses */
-	} rows[] = {
-		{ "example.com", -1, 0, NULL },
-		{ "example.com accept_unverified=yes", 1, 0, NULL },
-		{ "example.com accept_unverified=NO", 0, 0, NULL },
-		{ "example.com passthrough_filters=yes", -1, 1, NULL },
+	static const struct opt_row rows[] = {
+		{ "example.com", 0, -1, 0, NULL },
+		{ "example.com accept_unverified=yes", 0, 1, 0, NULL },
+		{ "example.com accept_unverified=NO", 0, 0, 0, NULL },
+		{ "example.com passthrough_filters=yes", 0, -1, 1, NULL },
 		{ "example.com passthrough_filters=no accept_unverified=no",
-		    0, 0, NULL },
+		    0, 0, 0, NULL },
 		{ "example.com mx_check=no passthrough_filters=Yes "
-		    "route=[a.example]", -1, 1, NULL },
-		{ "example.com accept_unverified=1", 0, 0,
+		    "route=[a.example]", 1, -1, 1, NULL },
+		{ "example.com accept_unverified=1", 0, 0, 0,
 		    "d:1: bad accept_unverified '1': yes or no" },
-		{ "example.com accept_unverified=", 0, 0,
+		{ "example.com accept_unverified=", 0, 0, 0,
 		    "d:1: bad accept_unverified '': yes or no" },
-		{ "example.com accept_unverified=yesyesyes", 0, 0,
+		{ "example.com accept_unverified=yesyesyes", 0, 0, 0,
 		    "d:1: bad accept_unverified 'yesyesyes': yes or no" },
-		{ "example.com passthrough_filters=on", 0, 0,
+		{ "example.com passthrough_filters=on", 0, 0, 0,
 		    "d:1: bad passthrough_filters 'on': yes or no" },
 		{ "example.com accept_unverified=no accept_unverified=no", 0,
-		    0, "d:1: accept_unverified given twice" },
+		    0, 0, "d:1: accept_unverified given twice" },
 		{ "example.com passthrough_filters=no passthrough_filters=yes",
-		    0, 0, "d:1: passthrough_filters given twice" },
-		{ "example.com Accept_unverified=yes", 0, 0,
+		    0, 0, 0, "d:1: passthrough_filters given twice" },
+		{ "example.com Accept_unverified=yes", 0, 0, 0,
 		    "d:1: unknown option 'Accept_unverified'" },
-		{ "example.com passthrough=yes", 0, 0,
+		{ "example.com passthrough=yes", 0, 0, 0,
 		    "d:1: unknown option 'passthrough'" },
 	};
 	struct config c;
 	char err[256];
-	size_t i;
 
-	for (i = 0; i < nitems(rows); i++) {
-		struct domains *d = parse(rows[i].text, err, sizeof(err));
-		const struct domain *dom;
-
-		if (rows[i].err != NULL) {
-			if (d != NULL || strcmp(err, rows[i].err) != 0)
-				fail_msg("row %zu: got '%s'", i,
-				    d ? "parsed" : err);
-			continue;
-		}
-		if (d == NULL)
-			fail_msg("row %zu: %s", i, err);
-		dom = domains_lookup(d, "example.com");
-		assert_non_null(dom);
-		if (dom->accept_unverified != rows[i].accept ||
-		    (int)dom->passthrough_filters != rows[i].filters)
-			fail_msg("row %zu: accept_unverified %d, "
-			    "passthrough_filters %d", i,
-			    dom->accept_unverified,
-			    (int)dom->passthrough_filters);
-		domains_free(d);
-	}
+	check_opt_rows(rows, nitems(rows));
 
 	/* The option overrides the key; unset, the key decides. */
 	config_defaults(&c);

@@ -679,22 +679,51 @@ answer(struct conn *c, const char *status, struct evbuffer *body)
 	written_cb(c->bev, c);
 }
 
+/* The answer to a read: "ok" and 'b', rendered by rc 0, or 'store''s
+ * read error for rc -1. Frees b. */
+static void
+answer_read(struct conn *c, int rc, struct evbuffer *b, const char *store)
+{
+	char status[128];
+
+	if (rc == -1) {
+		snprintf(status, sizeof(status), "error io %s could not be "
+		    "read", store);
+		answer(c, status, NULL);
+	} else
+		answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/* The commit of c's change came back: 0 when c is to get its "ok" now,
+ * -1 when c is gone or was answered 'store''s commit error. */
+static int
+committed(struct conn *c, int ok, const char *store)
+{
+	char status[128];
+
+	c->pending = 0;
+	if (c->dead) {
+		conn_free(c);
+		return -1;
+	}
+	if (!ok) {
+		snprintf(status, sizeof(status), "error io %s could not "
+		    "commit the change", store);
+		answer(c, status, NULL);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 admin_cb(enum queue_result r, const char *id, void *arg)
 {
 	struct conn *c = arg;
 	struct evbuffer *b;
 
-	c->pending = 0;
-	if (c->dead) {
-		conn_free(c);
+	if (committed(c, r == QUEUE_OK, "the queue database") == -1)
 		return;
-	}
-	if (r != QUEUE_OK) {
-		answer(c, "error io the queue database could not commit the "
-		    "change", NULL);
-		return;
-	}
 	b = evbuffer_new();
 	if (c->json) {
 		evbuffer_add_printf(b, "{\"queue_id\":");
@@ -733,12 +762,8 @@ queue_request(struct conn *c, char **w, int n)
 
 	if (strcmp(w[1], "list") == 0 && n == 2) {
 		b = evbuffer_new();
-		if (control_queue_list(queue_qdb(q), b, c->json) == -1)
-			answer(c, "error io the queue database could not be "
-			    "read", NULL);
-		else
-			answer(c, "ok", b);
-		evbuffer_free(b);
+		answer_read(c, control_queue_list(queue_qdb(q), b, c->json),
+		    b, "the queue database");
 		return;
 	}
 	if (strcmp(w[1], "show") == 0 && n == 3) {
@@ -882,11 +907,7 @@ domain_request(struct conn *c, char **w, int n)
 		answer(c, "error usage unknown request", NULL);
 		return;
 	}
-	if (rc == -1)
-		answer(c, "error io the state store could not be read", NULL);
-	else
-		answer(c, "ok", b);
-	evbuffer_free(b);
+	answer_read(c, rc, b, "the state store");
 }
 
 /* The state store committed (or not) a "recipients add|delete". */
@@ -896,16 +917,8 @@ rcpt_committed(int rc, void *arg)
 	struct conn *c = arg;
 	struct evbuffer *b;
 
-	c->pending = 0;
-	if (c->dead) {
-		conn_free(c);
+	if (committed(c, rc != -1, "the state store") == -1)
 		return;
-	}
-	if (rc == -1) {
-		answer(c, "error io the state store could not commit the "
-		    "change", NULL);
-		return;
-	}
 	b = evbuffer_new();
 	if (c->json) {
 		evbuffer_add_printf(b, "{\"address\":");
@@ -944,12 +957,8 @@ rcpt_request(struct conn *c, char **w, int n)
 		if ((d = customer_domain(c, w[2])) == NULL)
 			return;
 		b = evbuffer_new();
-		if (control_rcpt_list(ctl->state, d, b, c->json, now) == -1)
-			answer(c, "error io the state store could not be read",
-			    NULL);
-		else
-			answer(c, "ok", b);
-		evbuffer_free(b);
+		answer_read(c, control_rcpt_list(ctl->state, d, b, c->json,
+		    now), b, "the state store");
 		return;
 	}
 	if (strcmp(w[1], "add") == 0 && (n == 3 || n == 4)) {

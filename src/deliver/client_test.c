@@ -307,7 +307,34 @@ after_quit(struct t *t)
 	t_stop(t);
 }
 
+/* A server saying 'greeting' and then 'steps', t connected to it with
+ * these callbacks, run until done; the watchdog must not have fired. */
+static void
+t_run(struct t *t, struct srv *s, const char *greeting,
+    const struct step *steps, size_t nsteps, void (*on_ready)(struct t *),
+    void (*on_reply)(struct t *, int idx))
+{
+	t_init(t);
+	srv_start(s, t->base, greeting, steps, nsteps);
+	t->on_ready = on_ready;
+	t->on_reply = on_reply;
+	t_connect(t, s->port);
+	event_base_dispatch(t->base);
+	assert_false(t->timed_out);
+}
+
 /* --- PIPELINING --------------------------------------------------------- */
+
+/* 'mail', then RCPT TO x@ and y@example.org: three commands queued. */
+static void
+mail_two_rcpts(struct t *t, const char *mail)
+{
+	assert_int_equal(client_cmd(t->c, mail, 0, rcb, t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
+	    t), 0);
+	assert_int_equal(client_cmd(t->c, "RCPT TO:<y@example.org>", 0, rcb,
+	    t), 0);
+}
 
 static void
 pipe_ready(struct t *t)
@@ -316,12 +343,7 @@ pipe_ready(struct t *t)
 	assert_true(client_has_ext(t->c, "size"));
 	assert_false(client_has_ext(t->c, "DSN"));
 	assert_string_equal(client_greeting(t->c), "test ESMTP");
-	assert_int_equal(client_cmd(t->c, "MAIL FROM:<a@sender.test>", 0,
-	    rcb, t), 0);
-	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
-	    t), 0);
-	assert_int_equal(client_cmd(t->c, "RCPT TO:<y@example.org>", 0, rcb,
-	    t), 0);
+	mail_two_rcpts(t, "MAIL FROM:<a@sender.test>");
 }
 
 static void
@@ -347,13 +369,8 @@ test_pipelining(void **state)
 	struct srv s;
 	struct t t;
 
-	t_init(&t);
-	srv_start(&s, t.base, "220 test ESMTP\r\n", steps, 3);
-	t.on_ready = pipe_ready;
-	t.on_reply = three_then_quit;
-	t_connect(&t, s.port);
-	event_base_dispatch(t.base);
-	assert_false(t.timed_out);
+	t_run(&t, &s, "220 test ESMTP\r\n", steps, 3,
+	    pipe_ready, three_then_quit);
 	assert_int_equal(t.ready, 1);
 	assert_int_equal(t.failed, 0);
 	assert_int_equal(t.nrep, 4);
@@ -377,11 +394,7 @@ static void
 nopipe_ready(struct t *t)
 {
 	assert_false(client_has_ext(t->c, "PIPELINING"));
-	assert_int_equal(client_cmd(t->c, "MAIL FROM:<>", 0, rcb, t), 0);
-	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
-	    t), 0);
-	assert_int_equal(client_cmd(t->c, "RCPT TO:<y@example.org>", 0, rcb,
-	    t), 0);
+	mail_two_rcpts(t, "MAIL FROM:<>");
 }
 
 static void
@@ -397,13 +410,8 @@ test_no_pipelining(void **state)
 	struct srv s;
 	struct t t;
 
-	t_init(&t);
-	srv_start(&s, t.base, "220 test\r\n", steps, 5);
-	t.on_ready = nopipe_ready;
-	t.on_reply = three_then_quit;
-	t_connect(&t, s.port);
-	event_base_dispatch(t.base);
-	assert_false(t.timed_out);
+	t_run(&t, &s, "220 test\r\n", steps, 5, nopipe_ready,
+	    three_then_quit);
 	assert_int_equal(t.nrep, 4);
 	assert_int_equal(t.codes[0], 250);
 	assert_int_equal(t.codes[1], 550);
@@ -472,13 +480,7 @@ test_data(void **state)
 	struct srv s;
 	struct t t;
 
-	t_init(&t);
-	srv_start(&s, t.base, "220 test\r\n", steps, 4);
-	t.on_ready = data_ready;
-	t.on_reply = data_reply;
-	t_connect(&t, s.port);
-	event_base_dispatch(t.base);
-	assert_false(t.timed_out);
+	t_run(&t, &s, "220 test\r\n", steps, 4, data_ready, data_reply);
 	assert_int_equal(t.failed, 0);
 	assert_int_equal(t.nrep, 5);
 	assert_int_equal(t.codes[3], 250);
@@ -495,11 +497,7 @@ test_data(void **state)
 static void
 drop_ready(struct t *t)
 {
-	assert_int_equal(client_cmd(t->c, "MAIL FROM:<>", 0, rcb, t), 0);
-	assert_int_equal(client_cmd(t->c, "RCPT TO:<x@example.org>", 0, rcb,
-	    t), 0);
-	assert_int_equal(client_cmd(t->c, "RCPT TO:<y@example.org>", 0, rcb,
-	    t), 0);
+	mail_two_rcpts(t, "MAIL FROM:<>");
 }
 
 static void
@@ -514,12 +512,7 @@ test_drop(void **state)
 	struct srv s;
 	struct t t;
 
-	t_init(&t);
-	srv_start(&s, t.base, "220 test\r\n", steps, 2);
-	t.on_ready = drop_ready;
-	t_connect(&t, s.port);
-	event_base_dispatch(t.base);
-	assert_false(t.timed_out);
+	t_run(&t, &s, "220 test\r\n", steps, 2, drop_ready, NULL);
 	assert_int_equal(t.failed, 1);
 	assert_int_equal(t.nrep, 1);
 	assert_int_equal(t.codes[0], 250);
@@ -556,12 +549,7 @@ test_timeout(void **state)
 	struct srv s;
 	struct t t;
 
-	t_init(&t);
-	srv_start(&s, t.base, "220 test\r\n", steps, 2);
-	t.on_ready = silent_ready;
-	t_connect(&t, s.port);
-	event_base_dispatch(t.base);
-	assert_false(t.timed_out);
+	t_run(&t, &s, "220 test\r\n", steps, 2, silent_ready, NULL);
 	assert_int_equal(t.failed, 1);
 	assert_int_equal(t.nrep, 0);
 	srv_stop(&s);
@@ -614,13 +602,19 @@ dc_cb(struct client *c, int reached, const char *why, void *arg)
 	assert_int_equal(client_cmd(c, "NOOP", 0, rcb, t), 0);
 }
 
-/* A deliver whose domain example.org routes to [127.0.0.1]:port. */
+/* t, a server saying 'greeting' then 'steps', and a deliver whose domain
+ * example.org routes to that server's port. */
 static struct deliver *
-dc_deliver(struct t *t, int port, struct domains **doms_out)
+dc_deliver(struct t *t, struct srv *s, const char *greeting,
+    const struct step *steps, size_t nsteps, struct domains **doms_out)
 {
 	char text[128], err[256];
 	struct deliver *d;
+	int port;
 
+	t_init(t);
+	srv_start(s, t->base, greeting, steps, nsteps);
+	port = s->port;
 	config_defaults(&conf);
 	snprintf(conf.myhostname, sizeof(conf.myhostname), "mx2.test");
 	snprintf(text, sizeof(text), "example.org route=[127.0.0.1]:%d\n",
@@ -633,8 +627,10 @@ dc_deliver(struct t *t, int port, struct domains **doms_out)
 	return d;
 }
 
+/* One deliver_connect() to example.org, run until its callback: it got
+ * a client or not, the primary was reached or not. */
 static void
-dc_run(struct t *t, struct deliver *d)
+dc_run(struct t *t, struct deliver *d, int got_client, int reached)
 {
 	struct deliver_conn *dc;
 
@@ -645,6 +641,18 @@ dc_run(struct t *t, struct deliver *d)
 	event_base_dispatch(t->base);
 	assert_false(t->timed_out);
 	assert_int_equal(t->dc_calls, 1);
+	assert_int_equal(t->dc_got_client, got_client);
+	assert_int_equal(t->dc_reached, reached);
+}
+
+/* After dc_deliver(): everything freed, the server stopped (again). */
+static void
+dc_done(struct t *t, struct srv *s, struct deliver *d, struct domains *doms)
+{
+	deliver_free(d);
+	domains_free(doms);
+	srv_stop(s);
+	t_done(t);
 }
 
 static void
@@ -660,12 +668,8 @@ test_connect_ok(void **state)
 	struct srv s;
 	struct t t;
 
-	t_init(&t);
-	srv_start(&s, t.base, "220 primary ready\r\n", steps, 3);
-	d = dc_deliver(&t, s.port, &doms);
-	dc_run(&t, d);
-	assert_int_equal(t.dc_got_client, 1);
-	assert_int_equal(t.dc_reached, 1);
+	d = dc_deliver(&t, &s, "220 primary ready\r\n", steps, 3, &doms);
+	dc_run(&t, d, 1, 1);
 	assert_int_equal(t.failed, 0);
 	assert_int_equal(t.nrep, 1);
 	assert_int_equal(t.codes[0], 250);
@@ -675,10 +679,7 @@ test_connect_ok(void **state)
 		event_base_loop(t.base, EVLOOP_ONCE);
 	assert_false(t.timed_out);
 	assert_string_equal(s.log, "EHLO mx2.test\nNOOP\nQUIT\n");
-	deliver_free(d);
-	domains_free(doms);
-	srv_stop(&s);
-	t_done(&t);
+	dc_done(&t, &s, d, doms);
 }
 
 static void
@@ -688,21 +689,13 @@ test_connect_refused(void **state)
 	struct deliver *d;
 	struct srv s;
 	struct t t;
-	int port;
 
-	t_init(&t);
 	/* A port that was just free: nobody listens there. */
-	srv_start(&s, t.base, "", NULL, 0);
-	port = s.port;
+	d = dc_deliver(&t, &s, "", NULL, 0, &doms);
 	srv_stop(&s);
-	d = dc_deliver(&t, port, &doms);
-	dc_run(&t, d);
-	assert_int_equal(t.dc_got_client, 0);
-	assert_int_equal(t.dc_reached, 0);
+	dc_run(&t, d, 0, 0);
 	assert_non_null(strstr(t.dc_why, "connect"));
-	deliver_free(d);
-	domains_free(doms);
-	t_done(&t);
+	dc_done(&t, &s, d, doms);
 }
 
 static void
@@ -713,17 +706,10 @@ test_connect_421(void **state)
 	struct srv s;
 	struct t t;
 
-	t_init(&t);
-	srv_start(&s, t.base, "421 4.3.2 too busy\r\n", NULL, 0);
-	d = dc_deliver(&t, s.port, &doms);
-	dc_run(&t, d);
-	assert_int_equal(t.dc_got_client, 0);
-	assert_int_equal(t.dc_reached, 1);
+	d = dc_deliver(&t, &s, "421 4.3.2 too busy\r\n", NULL, 0, &doms);
+	dc_run(&t, d, 0, 1);
 	assert_non_null(strstr(t.dc_why, "421 4.3.2 too busy"));
-	deliver_free(d);
-	domains_free(doms);
-	srv_stop(&s);
-	t_done(&t);
+	dc_done(&t, &s, d, doms);
 }
 
 static void
@@ -741,10 +727,8 @@ test_connect_cancel(void **state)
 	struct t t;
 	struct timeval tv = { 0, 200000 };
 
-	t_init(&t);
 	/* Silent: neither connection gets further than connected. */
-	srv_start(&s, t.base, "", NULL, 0);
-	d = dc_deliver(&t, s.port, &doms);
+	d = dc_deliver(&t, &s, "", NULL, 0, &doms);
 	/* Cancelled at once, and one left pending for deliver_free: no
 	 * callback either way, nothing leaks (ASan). */
 	deliver_connect_cancel(deliver_connect(d, "example.org",
@@ -757,10 +741,7 @@ test_connect_cancel(void **state)
 	/* A failure queued for the loop is forgotten too. */
 	deliver_connect(d, "no-route.example", deliver_client_conf(d),
 	    never_cb, &t);
-	deliver_free(d);
-	domains_free(doms);
-	srv_stop(&s);
-	t_done(&t);
+	dc_done(&t, &s, d, doms);
 }
 
 int

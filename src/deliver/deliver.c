@@ -803,6 +803,42 @@ mx_answer(const struct dns_result *res, void *arg)
 	lookup_addr(l);
 }
 
+/* A new lookup on d's list, for the task t or the connection dc. */
+static struct lookup *
+lookup_new(struct deliver *d, struct deliver_task *t,
+    struct deliver_conn *dc)
+{
+	struct lookup *l = xcalloc(1, sizeof(*l));
+
+	l->d = d;
+	l->task = t;
+	l->dc = dc;
+	if (dc != NULL)
+		dc->lookup = l;
+	l->next = d->lookups;
+	if (d->lookups != NULL)
+		d->lookups->prev = l;
+	d->lookups = l;
+	return l;
+}
+
+/* A new lookup of one MX host's addresses (an alternate of domain's),
+ * ready for lookup_addr(). */
+static struct lookup *
+lookup_host(struct deliver *d, struct deliver_task *t,
+    struct deliver_conn *dc, const char *domain, const char *host,
+    uint16_t port)
+{
+	struct lookup *l = lookup_new(d, t, dc);
+
+	l->port = port;
+	str_copy(l->domain, sizeof(l->domain), domain);
+	str_copy(l->mx[0].host, sizeof(l->mx[0].host), host);
+	l->nmx = 1;
+	l->qtype = DNS_T_A;
+	return l;
+}
+
 /*
  * The host tried for t did not greet us (or had no address): hand t to the
  * next MX host by preference, if one is left. Returns 1 when t goes on
@@ -815,18 +851,8 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 
 	if (t->alt_next >= t->nalt)
 		return 0;
-	l = xcalloc(1, sizeof(*l));
-	l->d = d;
-	l->task = t;
-	l->port = t->alt_port;
-	str_copy(l->domain, sizeof(l->domain), t->domain);
-	str_copy(l->mx[0].host, sizeof(l->mx[0].host), t->alt[t->alt_next]);
-	l->nmx = 1;
-	l->qtype = DNS_T_A;
-	l->next = d->lookups;
-	if (d->lookups != NULL)
-		d->lookups->prev = l;
-	d->lookups = l;
+	l = lookup_host(d, t, NULL, t->domain, t->alt[t->alt_next],
+	    t->alt_port);
 	log_info("event=delivery_next_mx domain=%s host=%s", t->domain,
 	    t->alt[t->alt_next]);
 	t->alt_next++;
@@ -842,22 +868,13 @@ lookup_start(struct deliver *d, const char *domain, const char *host,
 {
 	const struct domain *dom = d->domains ?
 	    domains_lookup(d->domains, domain) : NULL;
-	struct lookup *l = xcalloc(1, sizeof(*l));
+	struct lookup *l = lookup_new(d, t, dc);
 
-	l->d = d;
-	l->task = t;
-	l->dc = dc;
-	if (dc != NULL)
-		dc->lookup = l;
 	l->probe_cb = done;
 	l->probe_arg = arg;
 	if (probe_domain != NULL)
 		str_copy(l->probe_domain, sizeof(l->probe_domain),
 		    probe_domain);
-	l->next = d->lookups;
-	if (d->lookups != NULL)
-		d->lookups->prev = l;
-	d->lookups = l;
 	l->port = (uint16_t)d->conf->delivery_port;
 	str_copy(l->domain, sizeof(l->domain), domain);
 	if (dom != NULL && dom->route_host[0] != '\0') {
@@ -1024,20 +1041,8 @@ dconn_failed(struct deliver_conn *dc)
 		event_active(dc->ev_fail, EV_TIMEOUT, 0);
 		return;
 	}
-	l = xcalloc(1, sizeof(*l));
-	l->d = d;
-	l->dc = dc;
-	dc->lookup = l;
-	l->port = dc->alt_port;
-	str_copy(l->domain, sizeof(l->domain), dc->domain);
-	str_copy(l->mx[0].host, sizeof(l->mx[0].host),
-	    dc->alt[dc->alt_next]);
-	l->nmx = 1;
-	l->qtype = DNS_T_A;
-	l->next = d->lookups;
-	if (d->lookups != NULL)
-		d->lookups->prev = l;
-	d->lookups = l;
+	l = lookup_host(d, NULL, dc, dc->domain, dc->alt[dc->alt_next],
+	    dc->alt_port);
 	log_info("event=connect_next_mx domain=%s host=%s", dc->domain,
 	    dc->alt[dc->alt_next]);
 	dc->alt_next++;
