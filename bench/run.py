@@ -4,13 +4,18 @@ backmx against Postfix, side by side, on this machine and in this run
 (issue 6). Run by `make bench` (or `make bench QUICK=1`); see bench/README.md.
 
     /usr/bin/python3 bench/run.py [--quick] [--backmxd PATH] [--rounds N]
-                                  [--only accept,fsync,idle,drain,big]
+                                  [--only accept,fsync,idle,drain,big,
+                                          passthrough]
 
 A private Postfix instance (its own config, queue and data directories under
 a temporary directory, loopback only, a high port, never port 25) and
 backmxd, both backup MX for bench.example whose primary is down (a port
 nothing listens on), take the same load from smtp-source. Prints one table
 and writes bench/results/latest.json and a dated copy beside it.
+
+The passthrough scenario (bench/passthrough.py) is backmxd alone, its
+primary up (smtp-sink): the latency and throughput a live relay adds over
+a direct connection to that primary.
 
 Standard library only; installs the postfix package (unconfigured) and
 strace with apt-get when they are missing.
@@ -1056,18 +1061,23 @@ def etrn(port, domain):
 
 
 class Sink:
-    """smtp-sink on a port, counting received messages (its -c counter)."""
+    """smtp-sink on a port, counting received messages (its -c counter);
+    delay: its -w (seconds before the reply to DATA)."""
 
-    def __init__(self, port):
+    def __init__(self, port, delay=0):
         self.port = port
         self.mesg = 0
-        self.p = subprocess.Popen(["smtp-sink", "-c", "-u", "nobody",
-                                   "127.0.0.1:%d" % port, "1000"],
-                                  stdout=subprocess.PIPE,
+        cmd = ["smtp-sink", "-c", "-u", "nobody"]
+        if delay:
+            cmd += ["-w", str(delay)]
+        self.cmd = cmd + ["127.0.0.1:%d" % port, "1000"]
+        self.p = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL)
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
-        wait_listen(port, 5)
+        if not wait_listen(port, 5):
+            self.stop()
+            raise BenchError("smtp-sink did not listen on %d" % port)
 
     def _read(self):
         buf = b""
@@ -1081,6 +1091,8 @@ class Sink:
                 self.mesg = int(m[-1])
 
     def stop(self):
+        if self.p.poll() is not None:
+            return
         self.p.terminate()
         try:
             self.p.wait(5)
@@ -1329,6 +1341,9 @@ def table(res):
                              s, x["wall_s"], x["peak_rss_kb_max_process"],
                              x["peak_rss_kb_sum_sampled"], x["accepted"],
                              (" ERR " + x["error"]) if x.get("error") else ""))
+    if res.get("passthrough"):
+        import passthrough          # bench/passthrough.py
+        L.extend(passthrough.table(res["passthrough"]))
     fl = res.get("floors")
     if fl:
         L.append("")
@@ -1428,7 +1443,8 @@ def main():
                                                       "backmxd"))
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default="",
-                    help="comma list of accept,fsync,idle,drain,big")
+                    help="comma list of accept,fsync,idle,drain,big,"
+                         "passthrough")
     ap.add_argument("--no-save", action="store_true",
                     help="print, do not write bench/results/")
     args = ap.parse_args()
@@ -1501,6 +1517,10 @@ def main():
         if want("big"):
             res["big"] = scenario_big([s for s in servers
                                        if s.name in big_servers], big_size)
+        if want("passthrough"):
+            import passthrough      # bench/passthrough.py
+            res["passthrough"] = passthrough.scenario(binary, top, quick,
+                                                      args.rounds)
         res["backmx_config"] = getattr(bx, "config", None)
         res["backmx_keys_not_in_this_build"] = getattr(bx, "skipped_keys",
                                                        None)

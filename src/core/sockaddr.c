@@ -2,6 +2,7 @@
 #include "sockaddr.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 int
@@ -22,4 +23,12 @@ sockaddr_bytes(const struct sockaddr *sa, uint8_t out[16])
 		return 0;
 	}
 	return -1;
+}
+
+int
+sockaddr_nodelay(int fd)
+{
+	int one = 1;
+
+	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }

@@ -39,6 +39,7 @@
 #include "esmtp.h"
 #include "log.h"
 #include "reply.h"
+#include "sockaddr.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -285,70 +286,44 @@ client_fail(struct client *c, const char *fmt, ...)
 
 /* --- transactions ------------------------------------------------------- */
 
+/* The parameters the primary's EHLO offered, as esmtp_mail_line() and
+ * esmtp_rcpt_line() take them. */
+static unsigned
+tx_ext(const struct client *c)
+{
+	return (c->ext_size_offered ? ESMTP_EXT_SIZE : 0) |
+	    (c->ext_8bitmime ? ESMTP_EXT_8BITMIME : 0) |
+	    (c->ext_smtputf8 ? ESMTP_EXT_SMTPUTF8 : 0) |
+	    (c->ext_dsn ? ESMTP_EXT_DSN : 0);
+}
+
+/* Room for the longest path, ORCPT or ENVID and every other parameter:
+ * the lines below always fit. */
+#define TX_LINE_MAX	(ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256)
+
 static void
 send_mail(struct client *c)
 {
 	const struct qdb_msg *m = c->tx->msg;
-	char addr[ADDR_PATH_MAX + 1], envid[ESMTP_ENVID_MAX * 3 + 1];
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char addr[ADDR_PATH_MAX + 1], line[TX_LINE_MAX];
 
 	addr_format(&m->sender, addr, sizeof(addr));
-	evbuffer_add_printf(out, "MAIL FROM:<%s>", addr);
-	if (c->ext_size_offered)
-		evbuffer_add_printf(out, " SIZE=%llu",
-		    (unsigned long long)m->size);
-	if (c->ext_8bitmime && (m->params.body == ESMTP_BODY_8BITMIME ||
-	    (m->data_flags & DATA_HAS_8BIT)))
-		evbuffer_add_printf(out, " BODY=8BITMIME");
-	else if (c->ext_8bitmime && m->params.body == ESMTP_BODY_7BIT)
-		evbuffer_add_printf(out, " BODY=7BIT");
-	if (c->ext_smtputf8 && m->params.smtputf8)
-		evbuffer_add_printf(out, " SMTPUTF8");
-	if (c->ext_dsn) {
-		if (m->params.ret == ESMTP_RET_FULL)
-			evbuffer_add_printf(out, " RET=FULL");
-		else if (m->params.ret == ESMTP_RET_HDRS)
-			evbuffer_add_printf(out, " RET=HDRS");
-		if (m->params.envid[0] != '\0' &&
-		    esmtp_xtext_encode(m->params.envid,
-		    strlen(m->params.envid), envid, sizeof(envid)) > 0)
-			evbuffer_add_printf(out, " ENVID=%s", envid);
-	}
-	evbuffer_add(out, "\r\n", 2);
+	/* m->size is never 0 (the body holds our Received: line at
+	 * least), so SIZE= goes out whenever it is offered. */
+	esmtp_mail_line(line, sizeof(line), addr, &m->params, m->size,
+	    (m->data_flags & DATA_HAS_8BIT) != 0, tx_ext(c));
+	sendf(c, "%s", line);
 }
 
 static void
 send_rcpt(struct client *c, size_t i)
 {
 	const struct qdb_rcpt *r = c->tx->rcpts[i];
-	char addr[ADDR_PATH_MAX + 1], orcpt[ESMTP_ORCPT_MAX * 3 + 1];
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char addr[ADDR_PATH_MAX + 1], line[TX_LINE_MAX];
 
 	addr_format(&r->addr, addr, sizeof(addr));
-	evbuffer_add_printf(out, "RCPT TO:<%s>", addr);
-	if (c->ext_dsn) {
-		int n = r->params.notify;
-
-		if (n & ESMTP_NOTIFY_NEVER)
-			evbuffer_add_printf(out, " NOTIFY=NEVER");
-		else if (n != 0)
-			evbuffer_add_printf(out, " NOTIFY=%s%s%s%s%s",
-			    (n & ESMTP_NOTIFY_SUCCESS) ? "SUCCESS" : "",
-			    (n & ESMTP_NOTIFY_SUCCESS) &&
-			    (n & (ESMTP_NOTIFY_FAILURE | ESMTP_NOTIFY_DELAY)) ?
-			    "," : "",
-			    (n & ESMTP_NOTIFY_FAILURE) ? "FAILURE" : "",
-			    (n & ESMTP_NOTIFY_FAILURE) &&
-			    (n & ESMTP_NOTIFY_DELAY) ? "," : "",
-			    (n & ESMTP_NOTIFY_DELAY) ? "DELAY" : "");
-		if (r->params.orcpt[0] != '\0' && esmtp_xtext_encode(
-		    r->params.orcpt, strlen(r->params.orcpt), orcpt,
-		    sizeof(orcpt)) > 0)
-			evbuffer_add_printf(out, " ORCPT=%s;%s",
-			    r->params.orcpt_type[0] ? r->params.orcpt_type :
-			    "rfc822", orcpt);
-	}
-	evbuffer_add(out, "\r\n", 2);
+	esmtp_rcpt_line(line, sizeof(line), addr, &r->params, tx_ext(c));
+	sendf(c, "%s", line);
 }
 
 /* Send what may go out now: everything with PIPELINING, else the next. */
@@ -1186,7 +1161,8 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 		/* The error event is deferred; it reports the failure. */
 		log_debug("event=delivery_connect relay=%s result=failed",
 		    c->relay);
-	}
+	} else
+		(void)sockaddr_nodelay(bufferevent_getfd(c->bev));
 	return c;
 }
 
