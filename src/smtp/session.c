@@ -57,6 +57,7 @@
 #include "reply.h"
 #include "sched.h"
 #include "server.h"
+#include "sockaddr.h"
 #include "str.h"
 #include "tls.h"
 #include "xmem.h"
@@ -93,6 +94,20 @@ enum tx_mode {
 	TX_PASS,	/* relayed to s->pt */
 	TX_BACKUP,	/* checked and queued */
 	TX_ABORTED,	/* the primary failed after answering: 451 4.4.2 */
+};
+
+/*
+ * Replies in the order of the commands (RFC 2920 §3.1) while relayed
+ * RCPTs wait for the primary: each such RCPT holds a place in this queue
+ * and every reply said meanwhile queues behind it. Only RCPTs are taken
+ * from the client while places are held (session_process), so nothing
+ * else can change the transaction under them.
+ */
+struct outq {
+	struct outq		*next;
+	struct evbuffer		*text;		/* NULL: waits for the primary */
+	struct mailaddr		 addr;		/* the relayed RCPT's */
+	struct rcpt_params	 params;
 };
 
 enum cmd_count {
@@ -143,7 +158,7 @@ struct session {
 	enum tx_mode		 mode;
 	unsigned		 sender_ok:1;	/* the sender's domain passed */
 	unsigned		 pt_mail_sent:1;/* MAIL went to the primary */
-	unsigned		 pt_waiting:1;	/* a command waits for its reply */
+	unsigned		 pt_waiting:1;	/* DATA or the dot waits */
 	unsigned		 pt_failed:1;	/* lost during DATA */
 	unsigned		 pt_paused:1;	/* client not read: primary slow */
 	struct client		*pt;
@@ -151,6 +166,8 @@ struct session {
 	char			 pt_key[PASSTHRU_KEY_MAX];
 	char			 pt_domain[256];
 	struct reply		*pt_mail_refusal; /* the primary's no to MAIL */
+	struct outq		*outq, **outq_tail;
+	unsigned		 pt_inflight;	/* RCPTs sent, not answered */
 	char			 pending_domain[256];
 	char			 pending_key[PASSTHRU_KEY_MAX];
 
@@ -180,6 +197,59 @@ static void	mail_accept(struct session *);
 static void	rcpt_filtered(const struct verdict_info *, void *);
 static void	pt_data_end(struct session *);
 
+/* --- replies in order ---------------------------------------------------- */
+
+/* A place in the queue: a reply said now (addr NULL; its text to fill),
+ * or a relayed RCPT's, filled when the primary answers. */
+static struct evbuffer *
+outq_add(struct session *s, const struct mailaddr *addr,
+    const struct rcpt_params *params)
+{
+	struct outq *q = xcalloc(1, sizeof(*q));
+
+	if (addr != NULL) {
+		q->addr = *addr;
+		q->params = *params;
+	} else
+		q->text = evbuffer_new();
+	if (s->outq == NULL)
+		s->outq_tail = &s->outq;
+	*s->outq_tail = q;
+	s->outq_tail = &q->next;
+	return q->text;
+}
+
+/* The first relayed RCPT still waiting for its answer. */
+static struct outq *
+outq_waiting(struct session *s)
+{
+	struct outq *q;
+
+	for (q = s->outq; q != NULL; q = q->next)
+		if (q->text == NULL)
+			return q;
+	return NULL;
+}
+
+/* Say what is ready at the head; with 'all', also drop the places that
+ * will never be answered (the session ends). */
+static void
+outq_flush(struct session *s, int all)
+{
+	struct outq *q;
+
+	while ((q = s->outq) != NULL && (q->text != NULL || all)) {
+		if (q->text != NULL) {
+			if (s->bev != NULL)
+				evbuffer_add_buffer(bufferevent_get_output(
+				    s->bev), q->text);
+			evbuffer_free(q->text);
+		}
+		s->outq = q->next;
+		free(q);
+	}
+}
+
 /*
  * Replies. Every reply but the greeting, EHLO and HELO carries an
  * enhanced status code (RFC 2034, RFC 3463).
@@ -195,6 +265,8 @@ vreply(struct session *s, int code, const char *enh, const char *fmt,
 	char text[512];
 
 	vsnprintf(text, sizeof(text), fmt, ap);
+	if (s->outq != NULL)
+		out = outq_add(s, NULL, NULL);	/* behind relayed RCPTs */
 	if (enh != NULL)
 		evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
 	else
@@ -292,6 +364,7 @@ session_free(struct session *s)
 
 	queue_cancel(s->job);
 	pt_drop(s, 0);
+	outq_flush(s, 1);
 	policy_client_free(s->policy);
 	transaction_reset(s);
 	envelope_free(&s->env);
@@ -419,7 +492,12 @@ session_close(struct session *s, const char *reason)
 		return;
 	/* QUIT to the primary only between commands: inside DATA it would
 	 * be body text. Dropping the connection aborts its transaction. */
-	pt_drop(s, !s->pt_waiting && s->state != S_DATA);
+	pt_drop(s, !s->pt_waiting && s->pt_inflight == 0 &&
+	    s->state != S_DATA);
+	s->pt_inflight = 0;
+	/* What was said goes out; relayed RCPTs unanswered get nothing
+	 * more (the session ends for a reason of its own). */
+	outq_flush(s, 1);
 	s->state = S_CLOSING;
 	s->close_reason = reason;
 	policy_cancel(s->policy);
@@ -886,11 +964,22 @@ static void
 pt_fail(struct session *s, const char *why)
 {
 	int waiting = s->pt_waiting;
+	char to[ADDR_PATH_MAX + 1];
+	struct outq *q;
 
 	log_warn("session=%s event=passthrough_failed client=%s domain=%s "
 	    "reason=\"%s\"", s->id, s->addr, s->pt_domain, why);
 	sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain, why, 0);
 	pt_drop(s, 0);
+	/* Relayed RCPTs still waiting get theirs, in their places. */
+	while ((q = outq_waiting(s)) != NULL) {
+		addr_format(&q->addr, to, sizeof(to));
+		q->text = evbuffer_new();
+		evbuffer_add_printf(q->text, "451 4.4.2 <%s>: Error: the "
+		    "primary mail server failed; try again later\r\n", to);
+	}
+	s->pt_inflight = 0;
+	outq_flush(s, 0);
 	if (s->state == S_DATA) {
 		/* Read on to the client's dot, answer then (data_end). */
 		s->pt_failed = 1;
@@ -929,6 +1018,7 @@ pt_event(struct client *c, enum client_event ev, void *arg)
 		return;
 	}
 	pt_fail(s, why);
+	session_process(s);
 }
 
 /* Pass-through for this RCPT: the domain's own filters first, if any. */
@@ -959,6 +1049,7 @@ rcpt_filtered(const struct verdict_info *v, void *arg)
 	}
 	s->sender_ok = 1;
 	pt_go(s);
+	session_process(s);
 }
 
 static void
@@ -996,6 +1087,7 @@ pt_connected(struct client *c, int reached, const char *why, void *arg)
 	log_info("session=%s event=passthrough client=%s domain=%s relay=%s",
 	    s->id, s->addr, s->pt_domain, client_relay(c));
 	pt_send_rcpt(s);
+	session_process(s);
 }
 
 /* A connection to this primary, then MAIL (once) and the RCPT. */
@@ -1031,6 +1123,7 @@ pt_mail_reply(struct client *c, const struct reply *r, void *arg)
 
 	if (!passthru_reply_ok(r, 0)) {
 		pt_fail(s, "unexpected reply to MAIL");
+		session_process(s);
 		return;
 	}
 	if (r->code / 100 == 2)
@@ -1048,36 +1141,45 @@ pt_rcpt_reply(struct client *c, const struct reply *r, void *arg)
 	struct session *s = arg;
 	const struct reply *ans = s->pt_mail_refusal ? s->pt_mail_refusal : r;
 	char to[ADDR_PATH_MAX + 1], key[STATE_ADDR_MAX], text[STATE_WHY_MAX];
+	struct outq *q = outq_waiting(s);
 	size_t n;
 	const char *t;
 
+	if (q == NULL)
+		return;		/* cannot be: one place per RCPT sent */
 	if (!passthru_reply_ok(r, 0)) {
 		pt_fail(s, "unexpected reply to RCPT");
+		session_process(s);
 		return;
 	}
-	s->pt_waiting = 0;
-	s->state = S_CMD;
-	addr_format(&s->pending_addr, to, sizeof(to));
+	s->pt_inflight--;
+	addr_format(&q->addr, to, sizeof(to));
 	if (s->pt_mail_refusal == NULL) {
 		/* What the primary said teaches us (learn.h). */
 		t = reply_first_text(r, &n);
 		snprintf(text, sizeof(text), "%d%s%s %.*s", r->code,
 		    r->enh[0] ? " " : "", r->enh, (int)(n < 150 ? n : 150), t);
-		learn_key(key, sizeof(key), s->pending_addr.local,
-		    s->pending_addr.domain);
+		learn_key(key, sizeof(key), q->addr.local, q->addr.domain);
 		learn_rcpt_answer(s->srv->learn, key, r->code, r->enh, text,
 		    STATE_SRC_PASSTHROUGH, time(NULL));
 		if (r->code / 100 == 2)
-			envelope_add_rcpt(&s->env, &s->pending_addr,
-			    &s->pending_rcpt);
+			envelope_add_rcpt(&s->env, &q->addr, &q->params);
 	}
 	log_info("session=%s event=rcpt client=%s to=<%s> verdict=passthrough "
 	    "code=%d dsn=%s", s->id, s->addr, to, ans->code,
 	    ans->enh[0] ? ans->enh : "-");
-	passthru_reply_out(bufferevent_get_output(s->bev), ans);
+	q->text = evbuffer_new();
+	passthru_reply_out(q->text, ans);
+	outq_flush(s, 0);
 	session_process(s);
 }
 
+/*
+ * Relay the pending RCPT (and MAIL, the first time). Its reply takes a
+ * place in the reply queue and the session reads on: a pipelining client
+ * gets its RCPTs pipelined to the primary too when it offers PIPELINING
+ * (client.c), and the answers come back in order.
+ */
 static void
 pt_send_rcpt(struct session *s)
 {
@@ -1086,13 +1188,14 @@ pt_send_rcpt(struct session *s)
 	unsigned t = s->conf->passthrough_reply_timeout;
 
 	s->mode = TX_PASS;
-	s->pt_waiting = 1;
+	s->state = S_CMD;
 	if (!s->pt_mail_sent) {
 		addr_format(&s->env.sender, addr, sizeof(addr));
 		if (esmtp_mail_line(line, sizeof(line), addr, &s->env.params,
 		    s->env.params.has_size ? s->env.params.size : 0, 0,
 		    pt_ext(s)) == -1 ||
 		    client_cmd(s->pt, line, t, pt_mail_reply, s) == -1) {
+			reply(s, 451, "4.4.2", "Error: try again later");
 			pt_fail(s, "MAIL could not be sent");
 			return;
 		}
@@ -1101,8 +1204,14 @@ pt_send_rcpt(struct session *s)
 	addr_format(&s->pending_addr, addr, sizeof(addr));
 	if (esmtp_rcpt_line(line, sizeof(line), addr, &s->pending_rcpt,
 	    pt_ext(s)) == -1 ||
-	    client_cmd(s->pt, line, t, pt_rcpt_reply, s) == -1)
-		pt_fail(s, "RCPT could not be sent");
+	    client_cmd(s->pt, line, t, pt_rcpt_reply, s) == -1) {
+		/* The primary's command queue is full (a flood of RCPTs)
+		 * or the connection is failing: no answer will come. */
+		reply(s, 451, "4.4.2", "<%s>: Error: try again later", addr);
+		return;
+	}
+	outq_add(s, &s->pending_addr, &s->pending_rcpt);
+	s->pt_inflight++;
 }
 
 static void
@@ -1716,6 +1825,19 @@ take_line(struct session *s, char *line, size_t *len_out)
 	return 1;
 }
 
+/* Is the next command a RCPT? The only one taken while relayed RCPTs
+ * wait for their answers. */
+static int
+next_is_rcpt(struct session *s)
+{
+	char head[5];
+
+	if (evbuffer_copyout(bufferevent_get_input(s->bev), head,
+	    sizeof(head)) != (ev_ssize_t)sizeof(head))
+		return 0;
+	return strncasecmp(head, "RCPT ", sizeof(head)) == 0;
+}
+
 /* Work through buffered input while the session can act on it. */
 static void
 session_process(struct session *s)
@@ -1734,6 +1856,8 @@ session_process(struct session *s)
 		}
 		if (s->state != S_CMD)
 			return;
+		if (s->outq != NULL && !next_is_rcpt(s))
+			return;		/* waits for the primary's answers */
 		if (!take_line(s, line, &len))
 			return;
 		if (len == (size_t)-1)
@@ -1866,6 +1990,7 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
 	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
 
+	(void)sockaddr_nodelay(fd);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		log_warn("event=session_error client=%s reason=bufferevent",

@@ -42,8 +42,7 @@ class LearnTest(PassTest):
 
     def attempt(self, d, rcpts, sender=SENDER):
         """One session: MAIL, the RCPTs, QUIT. Returns the RCPT replies."""
-        c = self.session(d)
-        self.mail(c, sender=sender)
+        c = self.mail_session(d, sender=sender)
         out = [c.cmd("RCPT TO:<%s>" % r) for r in rcpts]
         c.cmd("QUIT")
         c.close()
@@ -210,14 +209,10 @@ class TestBackupMode(LearnTest):
         d = self.pt_daemon(["customer.example " + closed_route()], **DOWN)
         self.ctl_recipients(d, "add", "alice@customer.example", "valid")
         self.ctl_recipients(d, "add", "bad@customer.example", "invalid")
-        c = self.session(d)
-        self.mail(c)
-        self.assertReply(c.cmd("RCPT TO:<alice@customer.example>"), 250,
-                         "2.1.5")
-        self.assertReply(c.cmd("RCPT TO:<bad@customer.example>"), 450,
-                         "4.1.1")
-        self.assertReply(c.cmd("RCPT TO:<carol@customer.example>"), 450,
-                         "4.1.1")
+        c = self.mail_session(d)
+        self.assertRcpts(c, [("alice@customer.example", 250, "2.1.5"),
+                             ("bad@customer.example", 450, "4.1.1"),
+                             ("carol@customer.example", 450, "4.1.1")])
         o = self.domain_show(d)
         for k in DOMAIN_FIELDS:
             self.assertIn(k, o)
@@ -240,12 +235,9 @@ class TestBackupMode(LearnTest):
                             % closed_route(),
                             "other.example " + closed_route()], **DOWN)
         self.ctl_recipients(d, "add", "bad@customer.example", "invalid")
-        c = self.session(d)
-        self.mail(c)
-        self.assertReply(c.cmd("RCPT TO:<carol@customer.example>"), 250,
-                         "2.1.5")
-        self.assertReply(c.cmd("RCPT TO:<bad@customer.example>"), 450,
-                         "4.1.1")
+        c = self.mail_session(d)
+        self.assertRcpts(c, [("carol@customer.example", 250, "2.1.5"),
+                             ("bad@customer.example", 450, "4.1.1")])
         # other.example's primary was never tried, so it is not known
         # down: one mode per transaction, it waits for a transaction
         # of its own.
@@ -304,8 +296,7 @@ class TestCallout(LearnTest):
         # Down again; the sender retries: pass-through fails, backup mode
         # knows u now.
         mx.stop()
-        c = self.session(d)
-        self.mail(c)
+        c = self.mail_session(d)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250, "2.1.5")
         self.assertEqual(c.cmd("DATA")[0], 354)
         qid = self.queue_id(self.body(c))

@@ -65,6 +65,27 @@ class PassTest(BlackboxTest):
         self.assertReply(c.cmd("MAIL FROM:<%s>%s" % (sender, params)),
                          250, "2.1.0")
 
+    def mail_session(self, d, sender=SENDER, params=""):
+        """A session to d with its MAIL FROM accepted."""
+        c = self.session(d)
+        self.mail(c, sender, params)
+        return c
+
+    def pt_to_fake(self, **mx_attrs):
+        """A FakeMX as customer.example's primary (mx_attrs set on it), a
+        daemon passing through to it, and a session with its MAIL FROM
+        accepted: (mx, d, c)."""
+        mx = self.fake()
+        for k, v in mx_attrs.items():
+            setattr(mx, k, v)
+        d = self.pt_daemon([CUST + " " + mx.route()])
+        return mx, d, self.mail_session(d)
+
+    def assertRcpts(self, c, rows):
+        """RCPT TO each (address, code[, enhanced code]) of rows."""
+        for addr, *want in rows:
+            self.assertReply(c.cmd("RCPT TO:<%s>" % addr), *want)
+
     def body(self, c, body=BODY):
         """After a 354: the body, dot-stuffed, and the final dot; returns
         the reply."""
@@ -151,8 +172,7 @@ class TestPassThrough(PassTest):
         mx.data_reply = "354 primary says: end with <CRLF>.<CRLF>"
         mx.data_final = "250 2.0.0 Ok: queued as PRIMARY42"
         d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        c = self.mail_session(d)
         self.assertExact(c.cmd("RCPT TO:<u@customer.example>"), 250,
                          ["2.1.5 <u@customer.example> fine by the primary"])
         r = c.cmd("DATA")
@@ -201,8 +221,7 @@ class TestPassThrough(PassTest):
         }
         mx.data_final = ["554-5.7.1 first reason", "554 5.7.1 second reason"]
         d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        c = self.mail_session(d)
         self.assertExact(c.cmd("RCPT TO:<bad@customer.example>"), 550,
                          ["5.1.1 first line", "5.1.1 second line"])
         self.assertExact(c.cmd("RCPT TO:<list@customer.example>"), 250,
@@ -216,11 +235,8 @@ class TestPassThrough(PassTest):
         self.assertReply(c.cmd("RSET"), 250)
 
     def test_data_refusal_verbatim(self):
-        mx = self.fake()
-        mx.data_reply = "452 4.3.1 primary short of space"
-        d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        mx, d, c = self.pt_to_fake(
+            data_reply="452 4.3.1 primary short of space")
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertExact(c.cmd("DATA"), 452,
                          ["4.3.1 primary short of space"])
@@ -231,6 +247,10 @@ class TestPassThrough(PassTest):
     def test_pipelined_group_replies_in_order(self):
         mx = self.fake()
         mx.rcpt = {"bad@customer.example": "550 5.1.1 <bad> unknown here"}
+        # The primary answers no RCPT before it has all three: backmx
+        # must pipeline them to it (it offers PIPELINING), not wait for
+        # each answer.
+        mx.hold_rcpts = 3
         d = self.pt_daemon(["customer.example " + mx.route()])
         c = self.session(d)
         c.send("MAIL FROM:<%s>\r\nRCPT TO:<u@customer.example>\r\n"
@@ -246,13 +266,11 @@ class TestPassThrough(PassTest):
         [got] = mx.wait_received(1)
         self.assertEqual(got["rcpts"], ["u@customer.example",
                                         "v@customer.example"])
+        self.assertEqual(mx.hold_timeouts, 0, "RCPTs not pipelined")
         self.assertNothingQueued(d)
 
     def test_two_transactions_one_session(self):
-        mx = self.fake()
-        d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        mx, d, c = self.pt_to_fake()
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertReply(c.cmd("RSET"), 250)
         self.mail(c, sender="b@sender.example")
@@ -279,8 +297,7 @@ class TestOnePrimary(PassTest):
         mx2 = self.fake()
         d = self.pt_daemon(["customer.example " + mx1.route(),
                             "other.example " + mx2.route()])
-        c = self.session(d)
-        self.mail(c)
+        c = self.mail_session(d)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertReply(c.cmd("RCPT TO:<v@other.example>"), 452, "4.5.3")
         self.assertEqual(c.cmd("DATA")[0], 354)
@@ -309,8 +326,7 @@ class TestPrimaryUnreachable(PassTest):
     def test_backup_mode_accept_unverified_queues(self):
         d = self.pt_daemon(["customer.example " + closed_route()],
                            accept_unverified="yes", **self.DOWN)
-        c = self.session(d)
-        self.mail(c)
+        c = self.mail_session(d)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250, "2.1.5")
         self.assertEqual(c.cmd("DATA")[0], 354)
         qid = self.queue_id(self.body(c))
@@ -324,8 +340,7 @@ class TestPrimaryUnreachable(PassTest):
         port = free_port()
         d = self.pt_daemon(["customer.example " + closed_route(port)],
                            **self.DOWN)
-        c = self.session(d)
-        self.mail(c)
+        c = self.mail_session(d)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 450, "4.1.1")
         c.cmd("QUIT")
         self.wait_domain(d, lambda o: o.get("health") == "down",
@@ -333,12 +348,9 @@ class TestPrimaryUnreachable(PassTest):
         # The primary comes up, but backmx does not know yet (no probe
         # for an hour): sessions do not try it while it is marked down.
         mx = self.fake(port=port)
-        c2 = self.session(d)
-        self.mail(c2)
-        self.assertReply(c2.cmd("RCPT TO:<u@customer.example>"), 450,
-                         "4.1.1")
-        self.assertReply(c2.cmd("RCPT TO:<v@customer.example>"), 450,
-                         "4.1.1")
+        c2 = self.mail_session(d)
+        self.assertRcpts(c2, [("u@customer.example", 450, "4.1.1"),
+                              ("v@customer.example", 450, "4.1.1")])
         c2.cmd("QUIT")
         self.assertEqual(mx.connections, 0, mx.commands)
 
@@ -348,11 +360,7 @@ class TestPrimaryFails(PassTest):
     queued, nothing half-delivered."""
 
     def test_drop_at_data_command(self):
-        mx = self.fake()
-        mx.drop_at = "data"
-        d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        mx, d, c = self.pt_to_fake(drop_at="data")
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertReply(c.cmd("DATA"), 451, "4.4.2")
         self.assertTrue(self.client_txn(mx)["data_sent"])
@@ -360,11 +368,7 @@ class TestPrimaryFails(PassTest):
         self.assertNothingQueued(d)
 
     def test_drop_mid_body(self):
-        mx = self.fake()
-        mx.drop_in_data = True
-        d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        mx, d, c = self.pt_to_fake(drop_in_data=True)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertEqual(c.cmd("DATA")[0], 354)
         self.assertReply(self.body(c, BODY + b"x" * 70 + b"\r\n" * 200),
@@ -375,11 +379,7 @@ class TestPrimaryFails(PassTest):
         self.assertReply(c.cmd("RSET"), 250)
 
     def test_drop_after_rcpt_250(self):
-        mx = self.fake()
-        mx.drop_after = "rcpt"
-        d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        mx, d, c = self.pt_to_fake(drop_after="rcpt")
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 451, "4.4.2")
         self.assertReply(c.cmd("DATA"), 451, "4.4.2")
@@ -387,10 +387,7 @@ class TestPrimaryFails(PassTest):
         self.assertNothingQueued(d)
 
     def test_drop_at_second_rcpt(self):
-        mx = self.fake()
-        d = self.pt_daemon(["customer.example " + mx.route()])
-        c = self.session(d)
-        self.mail(c)
+        mx, d, c = self.pt_to_fake()
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         mx.drop_at = "rcpt"         # closes instead of answering the next
         self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 451, "4.4.2")

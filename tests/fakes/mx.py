@@ -90,6 +90,12 @@ class FakeMX:
         self.drop_in_data = False
         self.drop_at = None
         self.drop_after = None
+        # Hold RCPT answers until this many RCPTs of the transaction
+        # arrived (a client that pipelines sends them all without
+        # waiting); after 3 s of waiting they go anyway and
+        # hold_timeouts counts it.
+        self.hold_rcpts = 0
+        self.hold_timeouts = 0
         self.stall_at = None
         self.received = []
         self.transactions = []
@@ -265,9 +271,28 @@ class FakeMX:
             if not reply_lines(self.greeting)[0].startswith("220"):
                 writer.close()
                 return
+            held = []
+
+            async def flush_held():
+                for rr, rep in held:
+                    rr["reply"] = reply_text(rep)
+                    await say(rep)
+                held.clear()
+
             while True:
-                line = await readline()
+                if held:
+                    try:
+                        line = await asyncio.wait_for(readline(), 3.0)
+                    except asyncio.TimeoutError:
+                        with self._lock:
+                            self.hold_timeouts += 1
+                        await flush_held()
+                        line = await readline()
+                else:
+                    line = await readline()
                 cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                if held and not cmd.upper().startswith("RCPT"):
+                    await flush_held()
                 with self._lock:
                     self.commands.append(cmd)
                     cmds.append(cmd)
@@ -314,6 +339,11 @@ class FakeMX:
                             txn["rcpts"].append(r)
                     drop("rcpt")
                     await stall("rcpt")
+                    if self.hold_rcpts and txn is not None:
+                        held.append((r, reply))
+                        if len(txn["rcpts"]) >= self.hold_rcpts:
+                            await flush_held()
+                        continue
                     r["reply"] = reply_text(reply)
                     await say(reply)
                     if self.drop_after == "rcpt":
