@@ -35,18 +35,9 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct state_conf sc = { 3600, 100 };
-	char err[512];
 
-	strcpy(f->dir, "/tmp/state_test.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if ((f->st = rows_state_open("state_test", f->dir, &f->base)) == NULL)
 		return -1;
-	f->base = event_base_new();
-	f->st = state_open(f->base, f->dir, &sc, err, sizeof(err));
-	if (f->st == NULL) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
 	*state = f;
 	return 0;
 }
@@ -55,15 +46,10 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
+	int rc = rows_state_close(f->st, f->base, f->dir);
 
-	state_close(f->st);
-	event_base_free(f->base);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	if (system(cmd) != 0)
-		return -1;
 	free(f);
-	return 0;
+	return rc;
 }
 
 static void

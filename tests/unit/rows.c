@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -11,7 +12,10 @@
 
 #include <cmocka.h>
 
+#include <event2/event.h>
+
 #include "log.h"
+#include "state.h"
 
 size_t
 rows_expand(const char *in, size_t inlen, char *out, size_t outsz)
@@ -72,4 +76,31 @@ rows_sockaddr(const char *ip, struct sockaddr_storage *ss)
 		s4->sin_family = AF_INET;
 		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
 	}
+}
+
+struct state *
+rows_state_open(const char *name, char *dir, struct event_base **base_out)
+{
+	struct state_conf sc = { 3600, 100 };
+	struct state *st;
+	char err[512];
+
+	snprintf(dir, 64, "/tmp/%.40s.XXXXXX", name);
+	if (mkdtemp(dir) == NULL)
+		return NULL;
+	*base_out = event_base_new();
+	if ((st = state_open(*base_out, dir, &sc, err, sizeof(err))) == NULL)
+		fprintf(stderr, "%s\n", err);
+	return st;
+}
+
+int
+rows_state_close(struct state *st, struct event_base *base, const char *dir)
+{
+	char cmd[128];
+
+	state_close(st);
+	event_base_free(base);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
 }

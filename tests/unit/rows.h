@@ -20,4 +20,17 @@ const char	*rows_show(const char *s, size_t len);
  * not one. */
 void		rows_sockaddr(const char *ip, struct sockaddr_storage *ss);
 
+/*
+ * A state store on a real database in a fresh directory /tmp/NAME.XXXXXX
+ * (dir: at least 64 bytes) with a new event base: for the tests of
+ * src/state. NULL (and why on stderr) when it cannot be made.
+ */
+struct event_base;
+struct state;
+struct state	*rows_state_open(const char *name, char *dir,
+		    struct event_base **base_out);
+/* Close it, free the base, remove the directory. 0 or -1. */
+int		 rows_state_close(struct state *, struct event_base *,
+		    const char *dir);
+
 #endif
