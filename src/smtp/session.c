@@ -168,6 +168,7 @@ struct session {
 	struct reply		*pt_mail_refusal; /* the primary's no to MAIL */
 	struct outq		*outq, **outq_tail;
 	unsigned		 pt_inflight;	/* RCPTs sent, not answered */
+	unsigned		 pt_answered;	/* RCPT answers relayed in this tx */
 	char			 pending_domain[256];
 	char			 pending_key[PASSTHRU_KEY_MAX];
 
@@ -196,6 +197,8 @@ static void	rcpt_backup(struct session *, const struct domain *);
 static void	mail_accept(struct session *);
 static void	rcpt_filtered(const struct verdict_info *, void *);
 static void	pt_data_end(struct session *);
+static void	replay_next(struct session *);
+static void	replay_checked(const struct verdict_info *, void *);
 
 /* --- replies in order ---------------------------------------------------- */
 
@@ -335,6 +338,7 @@ transaction_reset(struct session *s)
 	s->sender_ok = 0;
 	s->pt_mail_sent = 0;
 	s->pt_failed = 0;
+	s->pt_answered = 0;
 	free(s->pt_mail_refusal);
 	s->pt_mail_refusal = NULL;
 	s->rcpt_tried = 0;
@@ -969,6 +973,21 @@ pt_fail(struct session *s, const char *why)
 
 	log_warn("session=%s event=passthrough_failed client=%s domain=%s "
 	    "reason=\"%s\"", s->id, s->addr, s->pt_domain, why);
+	if (s->mode == TX_PASS && s->pt_answered == 0 &&
+	    outq_waiting(s) != NULL) {
+		/* Gone before it answered a single RCPT of this transaction:
+		 * our client has heard nothing from it, so this is "cannot
+		 * be reached at the first RCPT" — down at once, and the
+		 * RCPTs waiting are judged in backup mode. */
+		sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain,
+		    why, 1);
+		pt_drop(s, 0);
+		s->pt_inflight = 0;
+		s->pt_mail_sent = 0;
+		s->mode = TX_BACKUP;
+		replay_next(s);
+		return;
+	}
 	sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain, why, 0);
 	pt_drop(s, 0);
 	/* Relayed RCPTs still waiting get theirs, in their places. */
@@ -998,6 +1017,71 @@ pt_fail(struct session *s, const char *why)
 		bufferevent_enable(s->bev, EV_READ);
 	}
 	s->state = S_CMD;
+	session_process(s);
+}
+
+/*
+ * Backup mode for the RCPTs that were waiting for a primary that went
+ * away: one after the other, each answer into its own place in the reply
+ * queue.
+ */
+static void
+replay_next(struct session *s)
+{
+	struct outq *q = outq_waiting(s);
+	const struct domain *dom;
+	char to[ADDR_PATH_MAX + 1];
+
+	for (; q != NULL; q = outq_waiting(s)) {
+		addr_format(&q->addr, to, sizeof(to));
+		dom = domains_lookup(s->srv->domains, q->addr.domain);
+		if (dom != NULL && queue_space_ok(s->srv->queue))
+			break;
+		/* Gone from domains_file meanwhile, or no room to store. */
+		q->text = evbuffer_new();
+		evbuffer_add_printf(q->text, dom == NULL ?
+		    "451 4.3.0 <%s>: Error: try again later\r\n" :
+		    "452 4.3.1 <%s>: Error: insufficient system storage\r\n",
+		    to);
+	}
+	if (q == NULL) {
+		s->state = S_CMD;
+		outq_flush(s, 0);
+		return;
+	}
+	s->pending_addr = q->addr;
+	s->pending_rcpt = q->params;
+	s->state = S_POLICY;
+	policy_check_rcpt(s->policy, &s->env.sender, &q->addr, dom,
+	    POLICY_BACKUP, !s->sender_ok, replay_checked, s);
+}
+
+static void
+replay_checked(const struct verdict_info *v, void *arg)
+{
+	struct session *s = arg;
+	struct outq *q = outq_waiting(s);
+	char to[ADDR_PATH_MAX + 1];
+
+	if (q == NULL)
+		return;
+	addr_format(&q->addr, to, sizeof(to));
+	q->text = evbuffer_new();
+	if (v->v != VERDICT_ACCEPT) {
+		log_info("session=%s event=rcpt client=%s to=<%s> verdict=%s "
+		    "code=%d dsn=%s reason=%s", s->id, s->addr, to,
+		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
+		    v->enh, v->reason);
+		evbuffer_add_printf(q->text, "%d %s %s\r\n", v->code, v->enh,
+		    v->text);
+	} else {
+		s->sender_ok = 1;
+		envelope_add_rcpt(&s->env, &q->addr, &q->params);
+		log_info("session=%s event=rcpt client=%s to=<%s> "
+		    "verdict=accept", s->id, s->addr, to);
+		evbuffer_add_printf(q->text, "250 2.1.5 Ok\r\n");
+	}
+	replay_next(s);
 	session_process(s);
 }
 
@@ -1153,6 +1237,7 @@ pt_rcpt_reply(struct client *c, const struct reply *r, void *arg)
 		return;
 	}
 	s->pt_inflight--;
+	s->pt_answered++;
 	addr_format(&q->addr, to, sizeof(to));
 	if (s->pt_mail_refusal == NULL) {
 		/* What the primary said teaches us (learn.h). */

@@ -395,7 +395,11 @@ class TestPrimaryFails(PassTest):
         self.assertNothingDelivered(mx)
         self.assertNothingQueued(d)
 
-    def test_stall_at_rcpt_past_reply_timeout(self):
+    def test_stall_at_first_rcpt_backup_mode(self):
+        # Past passthrough_reply_timeout without answering the first
+        # RCPT: the client has heard nothing from the primary, so it is
+        # "cannot be reached" — down, and the RCPT judged in backup mode
+        # (unknown recipient: 450 4.1.1).
         mx = self.fake()
         mx.stall_at = "rcpt"
         d = self.pt_daemon(["customer.example " + mx.route()],
@@ -403,7 +407,59 @@ class TestPrimaryFails(PassTest):
         c = self.session(d, timeout=30.0)
         self.mail(c)
         t0 = time.monotonic()
-        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 451, "4.4.2")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 450, "4.1.1")
         self.assertGreaterEqual(time.monotonic() - t0, 1.5)
+        self.assertEqual(self.domain_show(d)["health"], "down")
         self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+
+    def test_drop_at_first_rcpt_backup_mode(self):
+        # The primary greets, takes MAIL, then dies at the first RCPT:
+        # backup mode for every RCPT it left unanswered, in order.
+        mx = self.fake()
+        mx.drop_at = "rcpt"
+        d = self.pt_daemon(["customer.example " + mx.route()],
+                           accept_unverified="yes")
+        c = self.session(d)
+        c.send("MAIL FROM:<%s>\r\nRCPT TO:<u@customer.example>\r\n"
+               "RCPT TO:<v@customer.example>\r\nDATA\r\n" % SENDER)
+        [m, r1, r2, dt] = c.replies(4)
+        self.assertReply(m, 250, "2.1.0")
+        self.assertReply(r1, 250, "2.1.5")
+        self.assertReply(r2, 250, "2.1.5")
+        self.assertEqual(dt[0], 354, dt)
+        qid = self.queue_id(self.body(c))
+        [q] = queued_messages(d)
+        self.assertEqual((q["id"], q["rcpts"]),
+                         (qid, ["u@customer.example", "v@customer.example"]))
+        self.assertEqual(self.domain_show(d)["health"], "down")
+        self.assertNothingDelivered(mx)
+
+class TestFilters(PassTest):
+    """passthrough_filters: pass-through is unfiltered unless the domain
+    asks for the DNS checks and the DNSBL."""
+
+    def test_unfiltered_by_default(self):
+        # A sender domain that does not exist: the primary decides, and
+        # backmx does not even ask the DNS.
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.mail_session(d, sender="a@nowhere.test")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(d.dns.count("nowhere.test", "MX"), 0)
+        self.assertEqual(mx.rcpts_seen(), ["u@customer.example"])
+
+    def test_filters_check_the_sender_before_the_primary(self):
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example passthrough_filters=yes "
+                            + mx.route()])
+        c = self.mail_session(d, sender="a@nowhere.test")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 550, "5.1.8")
+        self.assertEqual(mx.connections, 0)
+        c.cmd("QUIT")
+        c2 = self.mail_session(d)
+        self.assertReply(c2.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c2.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c2), 250)
+        self.assertEqual(mx.rcpts_seen(), ["u@customer.example"])
         self.assertNothingQueued(d)
