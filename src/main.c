@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -26,6 +27,7 @@
 #include "greylist.h"
 #include "learn.h"
 #include "listener.h"
+#include "passthru.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
@@ -146,6 +148,31 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
 }
 
+/*
+ * A primary that was down when we stopped is down now, until its probe
+ * says otherwise: pass-through would otherwise wait for it at a first
+ * RCPT (up to passthrough_connect_timeout) for every such domain after
+ * each restart. Before sched_set_learn(): the record keeps its time.
+ */
+static void
+restore_health(struct sched *s, struct learn *l, const struct domains *d)
+{
+	struct state_domain rec;
+	char why[STATE_WHY_MAX + 32];
+	int64_t now = time(NULL);
+	size_t i;
+
+	for (i = 0; i < domains_count(d); i++) {
+		const char *name = domains_at(d, i)->name;
+
+		if (learn_domain(l, name, now, &rec) == 0 && !rec.health) {
+			snprintf(why, sizeof(why), "down at the last stop: %s",
+			    rec.health_why);
+			sched_primary_failed(s, name, why, 1);
+		}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -244,6 +271,8 @@ main(int argc, char **argv)
 	learn = learn_new(srv.base, &conf, state);
 	learn_set_domains(learn, domains);
 	srv.learn = learn;
+	srv.ptpool = passthru_pool_new(&conf);
+	restore_health(queue_sched(srv.queue), learn, domains);
 	sched_set_learn(queue_sched(srv.queue), learn);
 	callout = callout_new(srv.base, &conf, queue_deliver(srv.queue),
 	    queue_sched(srv.queue), learn);
@@ -287,6 +316,7 @@ main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	listener_free(srv.listener);
+	passthru_pool_free(srv.ptpool);
 	callout_free(callout);
 	queue_close(srv.queue);
 	/* After the queue: admin changes in flight answered their callers. */

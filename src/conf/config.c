@@ -215,6 +215,9 @@ static const struct conf_key keys[] = {
 	{ "passthrough_reply_timeout", CONF_TIME,
 	    FIELD(passthrough_reply_timeout), "240s", 1, 0,
 	    "pass-through: longest wait for each reply of the primary" },
+	{ "passthrough_pool_size", CONF_UINT, FIELD(passthrough_pool_size),
+	    "2", 0, 0, "pass-through: idle connections kept per primary for "
+	    "the next session (0: none)" },
 	{ "accept_unverified", CONF_BOOL, FIELD(accept_unverified), "no", 0,
 	    0, "backup mode: accept recipients never verified (per domain "
 	    "too)" },

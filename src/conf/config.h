@@ -109,6 +109,7 @@ struct config {
 	int		passthrough;		/* relay live while primary up */
 	unsigned	passthrough_connect_timeout; /* connect+greeting+EHLO */
 	unsigned	passthrough_reply_timeout; /* each primary reply */
+	unsigned	passthrough_pool_size;	/* idle connections per primary */
 	int		accept_unverified;	/* domains_file can override */
 	int		domain_learning;	/* 0: every domain active */
 	unsigned	learning_period;

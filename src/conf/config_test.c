@@ -142,6 +142,7 @@ test_defaults(void **state)
 	assert_int_equal(c.recipient_valid_ttl, 31 * 86400);
 	assert_int_equal(c.recipient_invalid_ttl, 3 * 86400);
 	assert_int_equal(c.callout_rate_limit, 30);
+	assert_int_equal(c.passthrough_pool_size, 2);
 	assert_int_equal(c.callout_queue_limit, 10000);
 	assert_int_equal(c.acceptance_probe_interval, 86400);
 	assert_int_equal(c.primary_probe_interval, 60);
@@ -321,6 +322,8 @@ static const struct value_row type_rows[] = {
 	    NULL },
 	BAD_TIME("recipient_invalid_ttl", "1y", ""),
 	{ "callout_rate_limit = 1", UINTF(callout_rate_limit, 1), NULL },
+	{ "passthrough_pool_size = 0", UINTF(passthrough_pool_size, 0), NULL },
+	BAD_NUM("passthrough_pool_size", "-1", " (0 to 4294967295)"),
 	BAD_NUM("callout_rate_limit", "0", " (at least 1)"),
 	{ "callout_queue_limit = 500", UINTF(callout_queue_limit, 500),
 	    NULL },

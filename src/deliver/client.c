@@ -1166,12 +1166,19 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 	return c;
 }
 
+int
+client_idle(const struct client *c)
+{
+	return c != NULL && !c->freed && (c->state == C_IDLE ||
+	    (c->state == C_CMD && c->cmd_n == 0));
+}
+
 void
 client_quit(struct client *c)
 {
 	if (c == NULL || c->freed)
 		return;
-	if (c->state != C_IDLE && !(c->state == C_CMD && c->cmd_n == 0)) {
+	if (!client_idle(c)) {
 		client_free(c);
 		return;
 	}

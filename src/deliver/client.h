@@ -128,6 +128,9 @@ size_t		 client_pending_out(const struct client *);
 void		 client_on_drained(struct client *, void (*cb)(struct client *, void *), void *arg);
 /* 1 when the EHLO reply offered the keyword (e.g. "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "DSN"). */
 int		 client_has_ext(const struct client *, const char *keyword);
+/* 1 when greeted and between commands: nothing sent waits for a reply,
+ * nothing is queued (a connection fit to be kept for later). */
+int		 client_idle(const struct client *);
 /* The greeting line's text (after the code; "" when it had none), NULL
  * before a greeting arrived. The peer's name as used in logs is
  * client_relay(). */

@@ -14,6 +14,7 @@ struct queue;
 struct listener;
 struct policy;
 struct learn;
+struct passthru_pool;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
@@ -25,6 +26,7 @@ struct server {
 	struct listener		*listener;
 	struct policy		*policy;	/* the checks of DESIGN.md §3 */
 	struct learn		*learn;		/* what we know of each domain */
+	struct passthru_pool	*ptpool;	/* idle primary connections */
 };
 
 #endif

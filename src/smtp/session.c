@@ -161,6 +161,7 @@ struct session {
 	unsigned		 pt_waiting:1;	/* DATA or the dot waits */
 	unsigned		 pt_failed:1;	/* lost during DATA */
 	unsigned		 pt_paused:1;	/* client not read: primary slow */
+	unsigned		 pt_pooled:1;	/* kept connection, no reply yet */
 	struct client		*pt;
 	struct deliver_conn	*pt_req;	/* connecting */
 	char			 pt_key[PASSTHRU_KEY_MAX];
@@ -198,6 +199,11 @@ static void	mail_accept(struct session *);
 static void	rcpt_filtered(const struct verdict_info *, void *);
 static void	pt_data_end(struct session *);
 static void	replay_next(struct session *);
+static void	pt_attach(struct session *, struct client *, int);
+static void	pt_connect(struct session *, deliver_connect_cb *);
+static int	pt_send_mail(struct session *);
+static void	pt_reconnected(struct client *, int, const char *, void *);
+static void	pt_rcpt_reply(struct client *, const struct reply *, void *);
 static void	replay_checked(const struct verdict_info *, void *);
 
 /* --- replies in order ---------------------------------------------------- */
@@ -950,11 +956,14 @@ pt_drop(struct session *s, int polite)
 	s->pt_req = NULL;
 	if (s->pt == NULL)
 		return;
-	if (polite)
+	if (polite && !s->pt_mail_sent && client_idle(s->pt))
+		passthru_pool_put(s->srv->ptpool, s->pt_key, s->pt);
+	else if (polite)
 		client_quit(s->pt);
 	else
 		client_free(s->pt);
 	s->pt = NULL;
+	s->pt_pooled = 0;
 	s->pt_waiting = 0;
 	s->pt_paused = 0;
 }
@@ -971,6 +980,20 @@ pt_fail(struct session *s, const char *why)
 	char to[ADDR_PATH_MAX + 1];
 	struct outq *q;
 
+	if (s->pt_pooled && s->mode == TX_PASS && !s->pt_waiting &&
+	    outq_waiting(s) != NULL) {
+		log_info("session=%s event=passthrough_stale client=%s "
+		    "domain=%s reason=\"%s\"", s->id, s->addr, s->pt_domain,
+		    why);
+		pt_drop(s, 0);
+		s->pt_inflight = 0;
+		s->pt_mail_sent = 0;
+		str_copy(s->pending_domain, sizeof(s->pending_domain),
+		    s->pt_domain);
+		str_copy(s->pending_key, sizeof(s->pending_key), s->pt_key);
+		pt_connect(s, pt_reconnected);
+		return;
+	}
 	log_warn("session=%s event=passthrough_failed client=%s domain=%s "
 	    "reason=\"%s\"", s->id, s->addr, s->pt_domain, why);
 	if (s->mode == TX_PASS && s->pt_answered == 0 &&
@@ -1164,13 +1187,87 @@ pt_connected(struct client *c, int reached, const char *why, void *arg)
 		return;
 	}
 	sched_primary_ok(queue_sched(s->srv->queue), s->pending_domain);
+	pt_attach(s, c, 0);
+	pt_send_rcpt(s);
+	session_process(s);
+}
+
+/* A connection to the pending RCPT's primary becomes the session's. */
+static void
+pt_attach(struct session *s, struct client *c, int pooled)
+{
 	s->pt = c;
+	s->pt_pooled = pooled;
 	client_set_cb(c, pt_event, s);
 	str_copy(s->pt_key, sizeof(s->pt_key), s->pending_key);
 	str_copy(s->pt_domain, sizeof(s->pt_domain), s->pending_domain);
-	log_info("session=%s event=passthrough client=%s domain=%s relay=%s",
-	    s->id, s->addr, s->pt_domain, client_relay(c));
-	pt_send_rcpt(s);
+	log_info("session=%s event=passthrough client=%s domain=%s relay=%s "
+	    "pooled=%s", s->id, s->addr, s->pt_domain, client_relay(c),
+	    pooled ? "yes" : "no");
+}
+
+/* Connect to the pending RCPT's primary; 'cb' gets the outcome. */
+static void
+pt_connect(struct session *s, deliver_connect_cb *cb)
+{
+	struct client_conf cc;
+	unsigned t = s->conf->passthrough_connect_timeout;
+
+	s->state = S_POLICY;
+	cc = *deliver_client_conf(queue_deliver(s->srv->queue));
+	cc.connect_timeout = t;
+	cc.greeting_timeout = t;
+	cc.command_timeout = t;		/* EHLO; commands pass their own */
+	cc.data_init_timeout = s->conf->passthrough_reply_timeout;
+	cc.data_block_timeout = s->conf->passthrough_reply_timeout;
+	cc.data_done_timeout = s->conf->passthrough_reply_timeout;
+	s->pt_req = deliver_connect(queue_deliver(s->srv->queue),
+	    s->pending_domain, &cc, cb, s);
+}
+
+/*
+ * A kept connection failed before its first reply: the primary closed it
+ * while it waited in the pool, which says nothing of the primary. Connect
+ * afresh and send MAIL and the RCPTs waiting again.
+ */
+static void
+pt_reconnected(struct client *c, int reached, const char *why, void *arg)
+{
+	struct session *s = arg;
+	char line[ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256];
+	char addr[ADDR_PATH_MAX + 1];
+	struct outq *q;
+
+	s->pt_req = NULL;
+	if (c == NULL) {
+		/* Now it really cannot be reached: backup mode. */
+		sched_primary_failed(queue_sched(s->srv->queue),
+		    s->pending_domain, why, 1);
+		s->mode = TX_BACKUP;
+		replay_next(s);
+		session_process(s);
+		return;
+	}
+	sched_primary_ok(queue_sched(s->srv->queue), s->pending_domain);
+	pt_attach(s, c, 0);
+	s->state = S_CMD;
+	if (pt_send_mail(s) == -1) {
+		pt_fail(s, "MAIL could not be sent");
+		session_process(s);
+		return;
+	}
+	for (q = s->outq; q != NULL; q = q->next) {
+		if (q->text != NULL)
+			continue;
+		addr_format(&q->addr, addr, sizeof(addr));
+		if (esmtp_rcpt_line(line, sizeof(line), addr, &q->params,
+		    pt_ext(s)) == -1 || client_cmd(s->pt, line,
+		    s->conf->passthrough_reply_timeout, pt_rcpt_reply, s) == -1) {
+			pt_fail(s, "RCPT could not be sent");
+			break;
+		}
+		s->pt_inflight++;
+	}
 	session_process(s);
 }
 
@@ -1178,8 +1275,7 @@ pt_connected(struct client *c, int reached, const char *why, void *arg)
 static void
 pt_go(struct session *s)
 {
-	struct client_conf cc;
-	unsigned t = s->conf->passthrough_connect_timeout;
+	struct client *c;
 
 	s->state = S_POLICY;
 	if (s->pt != NULL && strcmp(s->pt_key, s->pending_key) == 0) {
@@ -1189,15 +1285,13 @@ pt_go(struct session *s)
 		return;
 	}
 	pt_drop(s, 1);
-	cc = *deliver_client_conf(queue_deliver(s->srv->queue));
-	cc.connect_timeout = t;
-	cc.greeting_timeout = t;
-	cc.command_timeout = t;		/* EHLO; commands pass their own */
-	cc.data_init_timeout = s->conf->passthrough_reply_timeout;
-	cc.data_block_timeout = s->conf->passthrough_reply_timeout;
-	cc.data_done_timeout = s->conf->passthrough_reply_timeout;
-	s->pt_req = deliver_connect(queue_deliver(s->srv->queue),
-	    s->pending_domain, &cc, pt_connected, s);
+	if ((c = passthru_pool_take(s->srv->ptpool, s->pending_key)) != NULL) {
+		/* A kept connection: no connect, no greeting, no EHLO. */
+		pt_attach(s, c, 1);
+		pt_send_rcpt(s);
+		return;
+	}
+	pt_connect(s, pt_connected);
 }
 
 static void
@@ -1210,6 +1304,7 @@ pt_mail_reply(struct client *c, const struct reply *r, void *arg)
 		session_process(s);
 		return;
 	}
+	s->pt_pooled = 0;	/* alive: what fails now is the primary */
 	if (r->code / 100 == 2)
 		return;
 	/* Refused: every RCPT of this transaction gets this answer (the
@@ -1259,6 +1354,23 @@ pt_rcpt_reply(struct client *c, const struct reply *r, void *arg)
 	session_process(s);
 }
 
+/* MAIL with the client's parameters, those the primary offers. */
+static int
+pt_send_mail(struct session *s)
+{
+	char line[ADDR_PATH_MAX + ESMTP_ENVID_MAX * 3 + 128];
+	char addr[ADDR_PATH_MAX + 1];
+
+	addr_format(&s->env.sender, addr, sizeof(addr));
+	if (esmtp_mail_line(line, sizeof(line), addr, &s->env.params,
+	    s->env.params.has_size ? s->env.params.size : 0, 0,
+	    pt_ext(s)) == -1 || client_cmd(s->pt, line,
+	    s->conf->passthrough_reply_timeout, pt_mail_reply, s) == -1)
+		return -1;
+	s->pt_mail_sent = 1;
+	return 0;
+}
+
 /*
  * Relay the pending RCPT (and MAIL, the first time). Its reply takes a
  * place in the reply queue and the session reads on: a pipelining client
@@ -1274,17 +1386,10 @@ pt_send_rcpt(struct session *s)
 
 	s->mode = TX_PASS;
 	s->state = S_CMD;
-	if (!s->pt_mail_sent) {
-		addr_format(&s->env.sender, addr, sizeof(addr));
-		if (esmtp_mail_line(line, sizeof(line), addr, &s->env.params,
-		    s->env.params.has_size ? s->env.params.size : 0, 0,
-		    pt_ext(s)) == -1 ||
-		    client_cmd(s->pt, line, t, pt_mail_reply, s) == -1) {
-			reply(s, 451, "4.4.2", "Error: try again later");
-			pt_fail(s, "MAIL could not be sent");
-			return;
-		}
-		s->pt_mail_sent = 1;
+	if (!s->pt_mail_sent && pt_send_mail(s) == -1) {
+		reply(s, 451, "4.4.2", "Error: try again later");
+		pt_fail(s, "MAIL could not be sent");
+		return;
 	}
 	addr_format(&s->pending_addr, addr, sizeof(addr));
 	if (esmtp_rcpt_line(line, sizeof(line), addr, &s->pending_rcpt,

@@ -19,6 +19,7 @@ PassTest, the base class, is shared with test_learning.py.
 """
 
 import os
+import re
 import sys
 import time
 
@@ -336,7 +337,9 @@ class TestPrimaryUnreachable(PassTest):
         _, rest = split_received(m["data"])
         self.assertEqual(rest, BODY)
 
-    def test_backup_mode_unverified_450_no_retry_while_down(self):
+    def down_daemon(self):
+        """A daemon whose first session found customer.example's primary
+        unreachable (a closed port): (d, port)."""
         port = free_port()
         d = self.pt_daemon(["customer.example " + closed_route(port)],
                            **self.DOWN)
@@ -345,12 +348,33 @@ class TestPrimaryUnreachable(PassTest):
         c.cmd("QUIT")
         self.wait_domain(d, lambda o: o.get("health") == "down",
                          what="down")
+        return d, port
+
+    def test_backup_mode_unverified_450_no_retry_while_down(self):
+        d, port = self.down_daemon()
         # The primary comes up, but backmx does not know yet (no probe
         # for an hour): sessions do not try it while it is marked down.
         mx = self.fake(port=port)
         c2 = self.mail_session(d)
         self.assertRcpts(c2, [("u@customer.example", 450, "4.1.1"),
                               ("v@customer.example", 450, "4.1.1")])
+        c2.cmd("QUIT")
+        self.assertEqual(mx.connections, 0, mx.commands)
+
+
+    def test_down_survives_a_restart(self):
+        # Down when backmxd stopped: down after its restart, so a first
+        # RCPT does not wait for the primary again; the probe (an hour
+        # away here) decides when it is back.
+        d, port = self.down_daemon()
+        d.proc.terminate()
+        d.proc.wait()
+        d._logf.close()
+        mx = self.fake(port=port)
+        d.start()
+        self.assertEqual(self.domain_show(d)["health"], "down")
+        c2 = self.mail_session(d)
+        self.assertReply(c2.cmd("RCPT TO:<u@customer.example>"), 450, "4.1.1")
         c2.cmd("QUIT")
         self.assertEqual(mx.connections, 0, mx.commands)
 
@@ -377,6 +401,25 @@ class TestPrimaryFails(PassTest):
         self.assertNothingQueued(d)
         # The session is still usable.
         self.assertReply(c.cmd("RSET"), 250)
+
+    def test_kill9_mid_body_nothing_delivered(self):
+        # backmxd dies while the body streams to the primary: the
+        # primary never gets the dot, the sender never got a 250 and
+        # retries; nothing was queued either.
+        mx, d, c = self.pt_to_fake()
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: half\r\n\r\n" + b"x" * 60 + b"\r\n")
+        self.assertTrue(mx.wait_for(
+            lambda m: any(t["data_sent"] for t in m.transactions)))
+        d.proc.kill()
+        d.proc.wait()
+        d._logf.close()
+        self.assertTrue(mx.wait_for(
+            lambda m: all(t["ended"] for t in m.transactions)))
+        self.assertNothingDelivered(mx)
+        self.assertEqual(queued_messages(d), [])
+        d.start()       # for the harness's checks at the end
 
     def test_drop_after_rcpt_250(self):
         mx, d, c = self.pt_to_fake(drop_after="rcpt")
@@ -462,4 +505,149 @@ class TestFilters(PassTest):
         self.assertEqual(c2.cmd("DATA")[0], 354)
         self.assertReply(self.body(c2), 250)
         self.assertEqual(mx.rcpts_seen(), ["u@customer.example"])
+        self.assertNothingQueued(d)
+
+
+class TestChaos(PassTest):
+    """The promise, under a primary that misbehaves at random: a message
+    whose sender heard 2xx reaches the primary exactly once (relayed at
+    once, or queued in backup mode and delivered when it is back); one
+    whose sender heard anything else never does."""
+
+    SEED = int(os.environ.get("BACKMX_FAULT_SEED", "7112026"))
+
+    def test_random_failures_keep_the_promise(self):
+        import random
+        rnd = random.Random(self.SEED)
+        port = free_port()
+        mx = self.fake(port=port)
+        d = self.pt_daemon(["customer.example " + closed_route(port)],
+                           accept_unverified="yes", primary_down_after="100",
+                           primary_probe_interval="1s",
+                           minimal_backoff_time="1s",
+                           maximal_backoff_time="2s",
+                           passthrough_reply_timeout="1s",
+                           # Deliveries from the queue meet the faults
+                           # too: short waits, so that the drain ends.
+                           smtp_command_timeout="1s",
+                           smtp_data_init_timeout="1s",
+                           smtp_data_block_timeout="1s",
+                           smtp_data_done_timeout="1s")
+        faults = [dict(), dict(), dict(drop_at="rcpt"),
+                  dict(drop_at="data"), dict(drop_in_data=True),
+                  dict(drop_at="dot"), dict(stall_at="rcpt"),
+                  dict(stall_at="dot"), dict(drop_after="rcpt"),
+                  dict(rcpt_default="450 4.2.1 busy"),
+                  dict(data_final="451 4.3.0 later")]
+        got = {}
+        relayed = 0
+        for i in range(30):
+            # A primary marked down (it went away before answering a
+            # RCPT) is probed every second: wait for it, so that most
+            # faults meet a pass-through, not the queue.
+            self.wait_domain(d, lambda o: o.get("health") == "up",
+                             what="up")
+            for k in ("drop_at", "stall_at", "drop_after"):
+                setattr(mx, k, None)
+            mx.drop_in_data = False
+            mx.rcpt_default = "250 2.1.5 ok"
+            mx.data_final = "250 2.0.0 queued"
+            fault = rnd.choice(faults)
+            for k, v in fault.items():
+                setattr(mx, k, v)
+            tag = "chaos-%d-%d" % (self.SEED, i)
+            c = self.session(d, timeout=15.0)
+            self.mail(c)
+            r = c.cmd("RCPT TO:<u%d@customer.example>" % i)
+            final = None
+            if r[0] == 250:
+                dt = c.cmd("DATA")
+                if dt[0] == 354:
+                    final = self.body(c, b"Subject: " + tag.encode() +
+                                      b"\r\n\r\nx\r\n")
+            got[tag] = (fault, r, final)
+            c.close()
+            relayed = len(mx.txns())
+        # Everything well again: the queue drains to the primary.
+        for k in ("drop_at", "stall_at", "drop_after"):
+            setattr(mx, k, None)
+        mx.drop_in_data = False
+        mx.rcpt_default = "250 2.1.5 ok"
+        mx.data_final = "250 2.0.0 queued"
+        deadline = time.monotonic() + 60
+        while queued_messages(d) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(queued_messages(d), [], d.log_tail())
+        arrived = {}
+        for m in mx.received:
+            for tag in got:
+                if (b"Subject: " + tag.encode() + b"\r\n") in m["data"]:
+                    arrived[tag] = arrived.get(tag, 0) + 1
+        for tag, (fault, r, final) in sorted(got.items()):
+            ok = final is not None and final[0] == 250
+            want = 1 if ok else 0
+            self.assertEqual(arrived.get(tag, 0), want,
+                             "%s fault=%r rcpt=%r final=%r" %
+                             (tag, fault, r, final))
+        self.assertTrue(any(f is not None and f[0] == 250
+                            for _, _, f in got.values()))
+        self.assertTrue(any(f is not None and f[0] != 250
+                            for _, _, f in got.values()))
+        self.assertGreaterEqual(relayed, 20, "too few passed through")
+
+
+class TestPool(PassTest):
+    """Idle connections to a primary kept for the next session."""
+
+    def test_next_session_reuses_the_connection(self):
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        for i in range(3):
+            c = self.mail_session(d)
+            self.assertReply(c.cmd("RCPT TO:<u%d@customer.example>" % i),
+                             250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            self.assertReply(self.body(c), 250)
+            c.cmd("QUIT")
+            c.close()
+        mx.wait_received(3)
+        self.assertEqual(mx.connections, 1, mx.sessions)
+        self.assertEqual(len(re.findall(r"event=passthrough .*pooled=yes",
+                                        d.log())), 2, d.log_tail())
+
+    def test_pool_size_zero_keeps_nothing(self):
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example " + mx.route()],
+                           passthrough_pool_size="0")
+        for i in range(2):
+            c = self.mail_session(d)
+            self.assertReply(c.cmd("RCPT TO:<u%d@customer.example>" % i),
+                             250)
+            c.cmd("QUIT")
+            c.close()
+        self.assertEqual(mx.connections, 2)
+
+    def test_stale_kept_connection_connects_afresh(self):
+        # The kept connection dies at its first command (the primary
+        # closed it meanwhile): a fresh connection takes over, the
+        # client sees nothing, the primary is not marked down.
+        mx = self.fake()
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        c.cmd("QUIT")
+        c.close()
+        mx.drop_at = "mail"
+        mx.drop_conns = {1}
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        [_, m] = mx.wait_received(2)
+        self.assertEqual(m["rcpts"], ["v@customer.example"])
+        self.assertEqual(mx.connections, 2)
+        self.assertIn("event=passthrough_stale", d.log())
+        self.assertEqual(self.domain_show(d)["health"], "up")
         self.assertNothingQueued(d)

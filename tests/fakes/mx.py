@@ -90,6 +90,9 @@ class FakeMX:
         self.drop_in_data = False
         self.drop_at = None
         self.drop_after = None
+        # Non-empty: drop_at applies only to these connections (1 is
+        # the first accepted).
+        self.drop_conns = set()
         # Hold RCPT answers until this many RCPTs of the transaction
         # arrived (a client that pipelines sends them all without
         # waiting); after 3 s of waiting they go anyway and
@@ -254,7 +257,8 @@ class FakeMX:
                 await asyncio.sleep(3600)
 
         def drop(where):
-            if self.drop_at == where:
+            if self.drop_at == where and (not self.drop_conns or
+                                          conn in self.drop_conns):
                 raise _Drop(where)
 
         def end(how):
