@@ -43,6 +43,7 @@ struct cdomain {
 	size_t			 nanswered;
 	double			 tokens;	/* RCPTs we may ask now */
 	time_t			 refilled;
+	time_t			 retry_at;	/* after a failed callout */
 	struct deliver_conn	*req;
 	struct client		*c;
 };
@@ -127,15 +128,20 @@ free_list(struct caddr *a)
 	}
 }
 
-/* The connection is over: what was not answered waits again, first. */
+/* The connection is over: what was not answered waits again, first.
+ * After a failure ('failed'), not before primary_probe_interval: a
+ * primary that refuses us must not be asked every second. */
 static void
-session_end(struct cdomain *cd)
+session_end(struct cdomain *cd, int failed)
 {
 	struct callout *co = cd->co;
 	struct caddr *a, *last = NULL;
 
 	cd->req = NULL;
 	cd->c = NULL;
+	if (failed)
+		cd->retry_at = time(NULL) +
+		    (time_t)co->conf->primary_probe_interval;
 	for (a = cd->asked; a != NULL; a = a->next)
 		last = a;
 	if (last != NULL) {
@@ -208,7 +214,7 @@ rset_cb(struct client *c, const struct reply *r, void *arg)
 
 	(void)r;
 	client_quit(c);
-	session_end(cd);
+	session_end(cd, 0);
 }
 
 static void
@@ -225,7 +231,7 @@ mail_cb(struct client *c, const struct reply *r, void *arg)
 	log_warn("event=callout_refused domain=%s reply=\"%s\"", cd->name,
 	    why);
 	client_quit(c);
-	session_end(cd);
+	session_end(cd, 1);
 }
 
 static void
@@ -238,7 +244,7 @@ event_cb(struct client *c, enum client_event ev, void *arg)
 	log_info("event=callout_failed domain=%s error=\"%s\"", cd->name,
 	    client_error(c));
 	client_free(c);
-	session_end(cd);
+	session_end(cd, 1);
 }
 
 static void
@@ -254,7 +260,7 @@ connected(struct client *c, int reached, const char *why, void *arg)
 		log_info("event=callout_failed domain=%s error=\"%s\"",
 		    cd->name, why);
 		sched_primary_failed(co->sched, cd->name, why, 0);
-		session_end(cd);
+		session_end(cd, 1);
 		return;
 	}
 	sched_primary_ok(co->sched, cd->name);
@@ -272,7 +278,7 @@ connected(struct client *c, int reached, const char *why, void *arg)
 	return;
 fail:
 	client_free(c);
-	session_end(cd);
+	session_end(cd, 1);
 }
 
 /* Move up to the budget from 'wait' to 'asked' and connect. */
@@ -347,6 +353,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	probe_walk(co, now);
 	for (cd = co->doms; cd != NULL; cd = cd->next) {
 		if (cd->wait == NULL || cd->req != NULL || cd->c != NULL ||
+		    now < cd->retry_at ||
 		    !sched_primary_up(co->sched, cd->name))
 			continue;
 		start(cd, now);

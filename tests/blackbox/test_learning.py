@@ -322,6 +322,24 @@ class TestAcceptanceProbe(LearnTest):
         self.assertIn(o["accept_how"], ("probe", "callout"))
         self.assertEqual(mx.received, [])
 
+    def test_refused_callout_waits_a_probe_interval(self):
+        # A primary that refuses MAIL FROM:<> is not asked again every
+        # second (the probe is due every second here): the next try
+        # waits for primary_probe_interval (an hour).
+        mx = self.fake()
+        mx.mail_reply = "550 5.7.1 no null senders here"
+        d = self.pt_daemon(["customer.example " + mx.route()],
+                           acceptance_probe_interval="1s",
+                           primary_probe_interval="1h")
+
+        def null_mails(m):
+            return [c for c in m.commands if c.upper() == "MAIL FROM:<>"]
+        self.assertTrue(mx.wait_for(null_mails, 20), mx.commands)
+        self.log_event(d, "event=callout_refused")
+        # Waiting for something not to happen: three probe intervals.
+        time.sleep(3)
+        self.assertEqual(len(null_mails(mx)), 1, mx.commands)
+
 
 class TestLifecycle(LearnTest):
 
