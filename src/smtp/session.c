@@ -72,6 +72,9 @@
 /* Pass-through: past this much body not yet written to the primary, the
  * client is not read until it drains (the primary sets the pace). */
 #define SESSION_RELAY_OUT_MAX	(1024 * 1024)
+/* Replies held behind relayed RCPTs: past this many, the client is not
+ * read until the primary answers (a pipelined flood stays bounded). */
+#define SESSION_OUTQ_MAX	256
 
 enum session_state {
 	S_GREET,	/* greet pause: the client must stay silent */
@@ -168,6 +171,7 @@ struct session {
 	char			 pt_domain[256];
 	struct reply		*pt_mail_refusal; /* the primary's no to MAIL */
 	struct outq		*outq, **outq_tail;
+	size_t			 outq_n;
 	unsigned		 pt_inflight;	/* RCPTs sent, not answered */
 	unsigned		 pt_answered;	/* RCPT answers relayed in this tx */
 	char			 pending_domain[256];
@@ -225,6 +229,7 @@ outq_add(struct session *s, const struct mailaddr *addr,
 		s->outq_tail = &s->outq;
 	*s->outq_tail = q;
 	s->outq_tail = &q->next;
+	s->outq_n++;
 	return q->text;
 }
 
@@ -255,6 +260,7 @@ outq_flush(struct session *s, int all)
 			evbuffer_free(q->text);
 		}
 		s->outq = q->next;
+		s->outq_n--;
 		free(q);
 	}
 }
@@ -2046,7 +2052,8 @@ session_process(struct session *s)
 		}
 		if (s->state != S_CMD)
 			return;
-		if (s->outq != NULL && !next_is_rcpt(s))
+		if (s->outq != NULL && (!next_is_rcpt(s) ||
+		    s->outq_n >= SESSION_OUTQ_MAX))
 			return;		/* waits for the primary's answers */
 		if (!take_line(s, line, &len))
 			return;
