@@ -93,6 +93,8 @@ class FakeMX:
         # Non-empty: drop_at applies only to these connections (1 is
         # the first accepted).
         self.drop_conns = set()
+        # (n, seconds): a slow reader, pausing after every n body lines.
+        self.body_pause = None
         # Hold RCPT answers until this many RCPTs of the transaction
         # arrived (a client that pipelines sends them all without
         # waiting); after 3 s of waiting they go anyway and
@@ -369,6 +371,8 @@ class FakeMX:
                     await say(reply)
                     if not reply_lines(reply)[0].startswith("354"):
                         continue
+                    body = bytearray()
+                    n = 0
                     while True:
                         l = await readline()
                         if self.drop_in_data:
@@ -377,7 +381,11 @@ class FakeMX:
                             break
                         if l.startswith(b"."):
                             l = l[1:]
-                        txn["data"] += l
+                        body += l
+                        n += 1
+                        if self.body_pause and n % self.body_pause[0] == 0:
+                            await asyncio.sleep(self.body_pause[1])
+                    txn["data"] = bytes(body)
                     txn["dot"] = True
                     drop("dot")
                     await stall("dot")
