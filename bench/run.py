@@ -546,6 +546,11 @@ class Backmx:
                      ("check_recipient_domain", "no"),
                      ("check_mx_ranges", "no"), ("check_dnsbl", "no")):
             cfg[k] = v
+        # Postfix as a backup MX takes every recipient of relay_domains:
+        # backmx the same (no recipient verification, no learning
+        # period), or with its primary down it would defer them all.
+        cfg["accept_unverified"] = "yes"
+        cfg["domain_learning"] = "no"
         cfg.update(extra)
         self.config = {k: v for k, v in cfg.items()
                        if k in keys and v is not None}
