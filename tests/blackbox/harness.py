@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import sys
 import time
 import unittest
@@ -74,6 +75,53 @@ def is_sanitized(binary):
             return b"__asan_init" in f.read()
     except OSError:
         return False
+
+
+def rss_binary():
+    """(binary, env) for a test that bounds the daemon's RSS: the plain
+    build when BACKMXD_PLAIN names one, since ASan's shadow memory and
+    quarantine inflate RSS; under a sanitized binary a small quarantine
+    (8 MB instead of 256), so that the growth means something. Also
+    whether it is sanitized: then only the growth can be bounded."""
+    plain = os.environ.get("BACKMXD_PLAIN")
+    binary = os.path.abspath(plain) if plain else backmxd_path()
+    if not os.path.exists(binary):
+        raise unittest.SkipTest("no daemon at %s" % binary)
+    env = {}
+    sanitized = is_sanitized(binary)
+    if sanitized:
+        env["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
+                               ":quarantine_size_mb=8").lstrip(":")
+    return binary, env, sanitized
+
+
+class RssSampler:
+    """with RssSampler(d) as r: ... samples d's RSS every 'every' s in a
+    thread; r.samples, r.peak() afterwards."""
+
+    def __init__(self, daemon, every=0.2):
+        self.d = daemon
+        self.every = every
+        self.samples = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append(self.d.rss_kb())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        return False
+
+    def peak(self):
+        return max(self.samples + [self.d.rss_kb()])
 
 
 class DaemonError(AssertionError):

@@ -21,11 +21,10 @@ PassTest, the base class, is shared with test_learning.py.
 import os
 import re
 import sys
-import threading
 import time
 
-from harness import (MYHOSTNAME, BlackboxTest, backmxctl_json, backmxd_path,
-                     free_port, is_sanitized, poll, queued_messages,
+from harness import (MYHOSTNAME, BlackboxTest, RssSampler, backmxctl_json,
+                     free_port, poll, queued_messages, rss_binary,
                      split_received)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
@@ -660,14 +659,7 @@ class TestBackpressure(PassTest):
     reading the sender instead of holding the body in memory."""
 
     def test_slow_primary_bounds_memory(self):
-        # As test_bigmsg.py: the plain build when BACKMXD_PLAIN names one;
-        # under ASan only the growth, with a small quarantine.
-        plain = os.environ.get("BACKMXD_PLAIN")
-        binary = os.path.abspath(plain) if plain else backmxd_path()
-        env = {}
-        if is_sanitized(binary):
-            env["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") +
-                                   ":quarantine_size_mb=8").lstrip(":")
+        binary, env, _ = rss_binary()
         mx = self.fake()
         mx.body_pause = (1000, 0.1)     # about 10 MB/s of 1,000-byte lines
         d = self.pt_daemon(["customer.example " + mx.route()],
@@ -677,37 +669,24 @@ class TestBackpressure(PassTest):
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertEqual(c.cmd("DATA")[0], 354)
         baseline = d.rss_kb()
-        samples = []
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                samples.append(d.rss_kb())
-                stop.wait(0.1)
-
-        t = threading.Thread(target=sample)
-        t.start()
         line = b"0123456789abcdef" * 62 + b"0123456789\r\n"
         assert len(line) == 1004
         chunk = line * 1000
         total = 40
-        try:
+        with RssSampler(d, every=0.1) as rss:
             c.send(b"Subject: slow\r\n\r\n")
             for _ in range(total):
                 c.send(chunk)
             c.send(b".\r\n")
             reply = c.reply()
-        finally:
-            stop.set()
-            t.join()
         self.assertReply(reply, 250)
         [m] = mx.wait_received(1)
         self.assertEqual(len(m["data"]) - m["data"].index(b"Subject: slow"),
                          len(b"Subject: slow\r\n\r\n") + total * len(chunk))
-        peak = max(samples + [d.rss_kb()])
+        peak = rss.peak()
         info = "baseline %d kB, peak %d kB, %d samples" % (
-            baseline, peak, len(samples))
+            baseline, peak, len(rss.samples))
         # 40 MB went through; the session holds at most about 1 MB for
         # the primary and 256 KB of input.
-        self.assertGreater(len(samples), 5, info)
+        self.assertGreater(len(rss.samples), 5, info)
         self.assertLess(peak - baseline, 16 * 1024, info)
