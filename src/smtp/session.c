@@ -5,6 +5,8 @@
  * 220 -> EHLO/HELO -> MAIL -> RCPT* -> DATA -> the scanner streams the
  * body into a bounded buffer that spills to disk -> queue_submit() -> the
  * queue's callback says 250 once the message is durable, never before.
+ * At the first RCPT the transaction's mode is decided: backup (the flow
+ * above) or pass-through, relayed live to the primary (session_pass.c).
  *
  * Exposed to: every byte the peer sends. Lines are taken strictly with
  * CRLF (a bare LF or CR, or a NUL, is refused), at most 512 octets; every
@@ -19,6 +21,7 @@
  * still be stored, a duplicate at worst, never lost.
  */
 #include "session.h"
+#include "session_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,11 +46,9 @@
 #include "clock.h"
 #include "config.h"
 #include "data.h"
-#include "deliver.h"
 #include "domains.h"
 #include "envelope.h"
 #include "esmtp.h"
-#include "learn.h"
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
@@ -62,160 +63,24 @@
 #include "tls.h"
 #include "xmem.h"
 
-/* Input is read in bounded steps: libevent stops reading from the socket
- * while this much waits unprocessed (DATA streams through in such steps). */
-#define SESSION_INPUT_MAX	(256 * 1024)
-/* After the last reply: how long and how much input is read and thrown
- * away before the socket closes (see closing_drained()). */
-#define SESSION_LINGER_SECONDS	2
-#define SESSION_LINGER_BYTES	(1024 * 1024)
-/* Pass-through: past this much body not yet written to the primary, the
- * client is not read until it drains (the primary sets the pace). */
-#define SESSION_RELAY_OUT_MAX	(1024 * 1024)
-/* Replies held behind relayed RCPTs: past this many, the client is not
- * read until the primary answers (a pipelined flood stays bounded). */
-#define SESSION_OUTQ_MAX	256
-
-enum session_state {
-	S_GREET,	/* greet pause: the client must stay silent */
-	S_CMD,		/* reading commands */
-	S_POLICY,	/* MAIL or RCPT waits for the checks */
-	S_DATA,		/* reading message content after 354 */
-	S_COMMIT,	/* waiting for the queue; input is not read */
-	S_CLOSING,	/* last reply queued; freed once it is sent */
-};
-
-/*
- * What the transaction is (DESIGN.md §3), decided at its first RCPT that
- * passes relay control: relayed live to a primary that is up, or checked
- * hard and stored because the primary is down. One mode and one primary
- * per transaction; a RCPT that would need another gets 452 4.5.3 and is
- * sent again in a later transaction (RFC 5321 §3.3).
- */
-enum tx_mode {
-	TX_UNDECIDED,
-	TX_PASS,	/* relayed to s->pt */
-	TX_BACKUP,	/* checked and queued */
-	TX_ABORTED,	/* the primary failed after answering: 451 4.4.2 */
-};
-
-/*
- * Replies in the order of the commands (RFC 2920 §3.1) while relayed
- * RCPTs wait for the primary: each such RCPT holds a place in this queue
- * and every reply said meanwhile queues behind it. Only RCPTs are taken
- * from the client while places are held (session_process), so nothing
- * else can change the transaction under them.
- */
-struct outq {
-	struct outq		*next;
-	struct evbuffer		*text;		/* NULL: waits for the primary */
-	struct mailaddr		 addr;		/* the relayed RCPT's */
-	struct rcpt_params	 params;
-};
-
-enum cmd_count {
-	C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP, C_QUIT,
-	C_STARTTLS, C_OTHER, C_NCOUNTS
-};
-
 static const char *const count_names[C_NCOUNTS] = {
 	"helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit",
 	"starttls", "other",
 };
 
-struct session {
-	struct server		*srv;
-	const struct config	*conf;
-	struct bufferevent	*bev;
-	int			 fd;
-	enum session_state	 state;
-	char			 id[8];
-	struct sockaddr_storage	 ss;
-	char			 addr[INET6_ADDRSTRLEN];
-	int			 port;
-
-	unsigned		 esmtp:1;	/* EHLO said: groups allowed */
-	unsigned		 helo_done:1;
-	unsigned		 tls:1;
-	unsigned		 in_tx:1;	/* MAIL accepted */
-	unsigned		 discard_line:1; /* inside an over-long line */
-	unsigned		 data_overflow:1;
-	char			 helo[256];
-	char			 tls_info[128];
-
-	struct policy_client	*policy;
-	struct mailaddr		 pending_addr;	/* MAIL or RCPT under check */
-	struct mail_params	 pending_mail;
-	struct rcpt_params	 pending_rcpt;
-
-	struct envelope		 env;
-	unsigned		 rcpt_tried;
-	struct data_scan	 scan;
-	struct body		*body;
-	uint64_t		 data_bytes;
-	struct queue_job	*job;
-
-	/* Pass-through: the connection to the primary outlives a
-	 * transaction and serves the session's next one to the same
-	 * primary. */
-	enum tx_mode		 mode;
-	unsigned		 sender_ok:1;	/* the sender's domain passed */
-	unsigned		 pt_mail_sent:1;/* MAIL went to the primary */
-	unsigned		 pt_waiting:1;	/* DATA or the dot waits */
-	unsigned		 pt_failed:1;	/* lost during DATA */
-	unsigned		 pt_paused:1;	/* client not read: primary slow */
-	unsigned		 pt_pooled:1;	/* kept connection, no reply yet */
-	struct client		*pt;
-	struct deliver_conn	*pt_req;	/* connecting */
-	char			 pt_key[PASSTHRU_KEY_MAX];
-	char			 pt_domain[256];
-	struct reply		*pt_mail_refusal; /* the primary's no to MAIL */
-	struct outq		*outq, **outq_tail;
-	size_t			 outq_n;
-	unsigned		 pt_inflight;	/* RCPTs sent, not answered */
-	unsigned		 pt_answered;	/* RCPT answers relayed in this tx */
-	char			 pending_domain[256];
-	char			 pending_key[PASSTHRU_KEY_MAX];
-
-	unsigned		 errors;
-	unsigned		 junk;
-	unsigned		 counts[C_NCOUNTS];
-	unsigned		 commands;
-	const char		*close_reason;
-
-	struct event		*timer;		/* greet pause, DATA limit */
-	struct event		*ev_free;
-	struct evbuffer_cb_entry *under_cb;	/* TLS close: socket drained */
-	struct event		*linger;	/* half-closed, draining input */
-	size_t			 lingered;
-};
-
-static void	session_process(struct session *);
 static void	mail_checked(const struct verdict_info *, void *);
 static void	rcpt_checked(const struct verdict_info *, void *);
 static void	session_setup_bev(struct session *);
 static void	session_close(struct session *, const char *reason);
-static void	pt_drop(struct session *, int polite);
-static int	primary_up(struct session *, const struct domain *);
-static void	rcpt_pass(struct session *, const struct domain *);
-static void	rcpt_backup(struct session *, const struct domain *);
 static void	mail_accept(struct session *);
-static void	rcpt_filtered(const struct verdict_info *, void *);
-static void	pt_data_end(struct session *);
-static void	replay_next(struct session *);
-static void	pt_attach(struct session *, struct client *, int);
-static void	pt_connect(struct session *, deliver_connect_cb *);
-static int	pt_send_mail(struct session *);
-static void	pt_reconnected(struct client *, int, const char *, void *);
-static void	pt_rcpt_reply(struct client *, const struct reply *, void *);
-static void	replay_checked(const struct verdict_info *, void *);
+static int	primary_up(struct session *, const struct domain *);
 
 /* --- replies in order ---------------------------------------------------- */
 
 /* A place in the queue: a reply said now (addr NULL; its text to fill),
  * or a relayed RCPT's, filled when the primary answers. */
-static struct evbuffer *
-outq_add(struct session *s, const struct mailaddr *addr,
+struct evbuffer *
+session_outq_add(struct session *s, const struct mailaddr *addr,
     const struct rcpt_params *params)
 {
 	struct outq *q = xcalloc(1, sizeof(*q));
@@ -234,8 +99,8 @@ outq_add(struct session *s, const struct mailaddr *addr,
 }
 
 /* The first relayed RCPT still waiting for its answer. */
-static struct outq *
-outq_waiting(struct session *s)
+struct outq *
+session_outq_waiting(struct session *s)
 {
 	struct outq *q;
 
@@ -247,8 +112,8 @@ outq_waiting(struct session *s)
 
 /* Say what is ready at the head; with 'all', also drop the places that
  * will never be answered (the session ends). */
-static void
-outq_flush(struct session *s, int all)
+void
+session_outq_flush(struct session *s, int all)
 {
 	struct outq *q;
 
@@ -281,7 +146,7 @@ vreply(struct session *s, int code, const char *enh, const char *fmt,
 
 	vsnprintf(text, sizeof(text), fmt, ap);
 	if (s->outq != NULL)
-		out = outq_add(s, NULL, NULL);	/* behind relayed RCPTs */
+		out = session_outq_add(s, NULL, NULL);	/* behind relayed RCPTs */
 	if (enh != NULL)
 		evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
 	else
@@ -328,6 +193,17 @@ reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
 	}
 }
 
+void
+session_reply(struct session *s, int code, const char *enh, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, code, enh, fmt, ap);
+	va_end(ap);
+}
+
 /* NOOP, RSET, VRFY, HELP and the like: harmless alone, a tarpit in bulk. */
 static int
 junk_command(struct session *s)
@@ -341,8 +217,8 @@ junk_command(struct session *s)
 	return 1;
 }
 
-static void
-transaction_reset(struct session *s)
+void
+session_tx_reset(struct session *s)
 {
 	envelope_reset(&s->env);
 	s->in_tx = 0;
@@ -379,10 +255,10 @@ session_free(struct session *s)
 	    s->errors, s->close_reason ? s->close_reason : "unknown");
 
 	queue_cancel(s->job);
-	pt_drop(s, 0);
-	outq_flush(s, 1);
+	session_pt_drop(s, 0);
+	session_outq_flush(s, 1);
 	policy_client_free(s->policy);
-	transaction_reset(s);
+	session_tx_reset(s);
 	envelope_free(&s->env);
 	if (s->timer)
 		event_free(s->timer);
@@ -508,12 +384,12 @@ session_close(struct session *s, const char *reason)
 		return;
 	/* QUIT to the primary only between commands: inside DATA it would
 	 * be body text. Dropping the connection aborts its transaction. */
-	pt_drop(s, !s->pt_waiting && s->pt_inflight == 0 &&
+	session_pt_drop(s, !s->pt_waiting && s->pt_inflight == 0 &&
 	    s->state != S_DATA);
 	s->pt_inflight = 0;
 	/* What was said goes out; relayed RCPTs unanswered get nothing
 	 * more (the session ends for a reason of its own). */
-	outq_flush(s, 1);
+	session_outq_flush(s, 1);
 	s->state = S_CLOSING;
 	s->close_reason = reason;
 	policy_cancel(s->policy);
@@ -621,7 +497,7 @@ cmd_helo(struct session *s, const struct smtp_cmd *cmd, int ehlo)
 		return;
 	}
 	str_ncopy(s->helo, sizeof(s->helo), a, n);
-	transaction_reset(s);
+	session_tx_reset(s);
 	s->helo_done = 1;
 	s->esmtp = ehlo;
 	if (!ehlo) {
@@ -680,8 +556,8 @@ take_path(struct session *s, const struct smtp_cmd *cmd, const char *event,
 
 /* A check did not accept: log it and answer. Only a definite REJECT
  * counts as the client's error. */
-static void
-refuse(struct session *s, const char *event, const char *key,
+void
+session_refuse(struct session *s, const char *event, const char *key,
     const char *addr, const struct verdict_info *v)
 {
 	log_info("session=%s event=%s client=%s %s=<%s> verdict=%s code=%d "
@@ -761,7 +637,7 @@ mail_accept(struct session *s)
 	char from[ADDR_PATH_MAX + 1];
 
 	addr_format(&s->pending_addr, from, sizeof(from));
-	transaction_reset(s);
+	session_tx_reset(s);
 	s->env.sender = s->pending_addr;
 	s->env.params = s->pending_mail;
 	s->in_tx = 1;
@@ -781,7 +657,7 @@ mail_checked(const struct verdict_info *v, void *arg)
 	s->state = S_CMD;
 	addr_format(&s->pending_addr, from, sizeof(from));
 	if (v->v != VERDICT_ACCEPT)
-		refuse(s, "mail", "from", from, v);
+		session_refuse(s, "mail", "from", from, v);
 	else
 		mail_accept(s);
 	session_process(s);
@@ -865,7 +741,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 			    "mail server; send it in another transaction", to);
 			return;
 		}
-		rcpt_pass(s, dom);
+		session_pt_rcpt(s, dom);
 		return;
 	case TX_BACKUP:
 		if (primary_up(s, dom)) {
@@ -873,15 +749,15 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 			    "server is up; send it in another transaction", to);
 			return;
 		}
-		rcpt_backup(s, dom);
+		session_rcpt_backup(s, dom);
 		return;
 	case TX_UNDECIDED:
 		if (primary_up(s, dom)) {
-			rcpt_pass(s, dom);
+			session_pt_rcpt(s, dom);
 			return;
 		}
 		s->mode = TX_BACKUP;
-		rcpt_backup(s, dom);
+		session_rcpt_backup(s, dom);
 		return;
 	}
 }
@@ -896,8 +772,8 @@ primary_up(struct session *s, const struct domain *dom)
 
 /* Backup mode: the message would be stored, so every check runs. The
  * answer comes back in rcpt_checked(). */
-static void
-rcpt_backup(struct session *s, const struct domain *dom)
+void
+session_rcpt_backup(struct session *s, const struct domain *dom)
 {
 	char to[ADDR_PATH_MAX + 1];
 
@@ -925,7 +801,7 @@ rcpt_checked(const struct verdict_info *v, void *arg)
 	s->state = S_CMD;
 	addr_format(&s->pending_addr, to, sizeof(to));
 	if (v->v != VERDICT_ACCEPT)
-		refuse(s, "rcpt", "to", to, v);
+		session_refuse(s, "rcpt", "to", to, v);
 	else {
 		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
@@ -936,548 +812,6 @@ rcpt_checked(const struct verdict_info *v, void *arg)
 	session_process(s);
 }
 
-
-/* --- pass-through (DESIGN.md §3, docs/passthrough.md) -------------------- */
-
-static void	pt_go(struct session *);
-static void	pt_send_rcpt(struct session *);
-
-/* The EHLO keywords of the primary that MAIL and RCPT parameters need. */
-static unsigned
-pt_ext(struct session *s)
-{
-	return (client_has_ext(s->pt, "SIZE") ? ESMTP_EXT_SIZE : 0) |
-	    (client_has_ext(s->pt, "8BITMIME") ? ESMTP_EXT_8BITMIME : 0) |
-	    (client_has_ext(s->pt, "SMTPUTF8") ? ESMTP_EXT_SMTPUTF8 : 0) |
-	    (client_has_ext(s->pt, "DSN") ? ESMTP_EXT_DSN : 0);
-}
-
-/* Close the connection to the primary: QUIT when it is between
- * commands, else drop it (which aborts its transaction: no dot, no
- * message). */
-static void
-pt_drop(struct session *s, int polite)
-{
-	deliver_connect_cancel(s->pt_req);
-	s->pt_req = NULL;
-	if (s->pt == NULL)
-		return;
-	if (polite && !s->pt_mail_sent && client_idle(s->pt))
-		passthru_pool_put(s->srv->ptpool, s->pt_key, s->pt);
-	else if (polite)
-		client_quit(s->pt);
-	else
-		client_free(s->pt);
-	s->pt = NULL;
-	s->pt_pooled = 0;
-	s->pt_waiting = 0;
-	s->pt_paused = 0;
-}
-
-/*
- * The primary failed after it answered us (a drop, a timeout, garbage):
- * DESIGN.md §3, doubt is 4xx. Nothing was queued and, without its final
- * dot, nothing was delivered: the transaction ends on both sides.
- */
-static void
-pt_fail(struct session *s, const char *why)
-{
-	int waiting = s->pt_waiting;
-	char to[ADDR_PATH_MAX + 1];
-	struct outq *q;
-
-	if (s->pt_pooled && s->mode == TX_PASS && !s->pt_waiting &&
-	    outq_waiting(s) != NULL) {
-		log_info("session=%s event=passthrough_stale client=%s "
-		    "domain=%s reason=\"%s\"", s->id, s->addr, s->pt_domain,
-		    why);
-		pt_drop(s, 0);
-		s->pt_inflight = 0;
-		s->pt_mail_sent = 0;
-		str_copy(s->pending_domain, sizeof(s->pending_domain),
-		    s->pt_domain);
-		str_copy(s->pending_key, sizeof(s->pending_key), s->pt_key);
-		pt_connect(s, pt_reconnected);
-		return;
-	}
-	log_warn("session=%s event=passthrough_failed client=%s domain=%s "
-	    "reason=\"%s\"", s->id, s->addr, s->pt_domain, why);
-	if (s->mode == TX_PASS && s->pt_answered == 0 &&
-	    outq_waiting(s) != NULL) {
-		/* Gone before it answered a single RCPT of this transaction:
-		 * our client has heard nothing from it, so this is "cannot
-		 * be reached at the first RCPT" — down at once, and the
-		 * RCPTs waiting are judged in backup mode. */
-		sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain,
-		    why, 1);
-		pt_drop(s, 0);
-		s->pt_inflight = 0;
-		s->pt_mail_sent = 0;
-		s->mode = TX_BACKUP;
-		replay_next(s);
-		return;
-	}
-	sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain, why, 0);
-	pt_drop(s, 0);
-	/* Relayed RCPTs still waiting get theirs, in their places. */
-	while ((q = outq_waiting(s)) != NULL) {
-		addr_format(&q->addr, to, sizeof(to));
-		q->text = evbuffer_new();
-		evbuffer_add_printf(q->text, "451 4.4.2 <%s>: Error: the "
-		    "primary mail server failed; try again later\r\n", to);
-	}
-	s->pt_inflight = 0;
-	outq_flush(s, 0);
-	if (s->state == S_DATA) {
-		/* Read on to the client's dot, answer then (data_end). */
-		s->pt_failed = 1;
-		bufferevent_enable(s->bev, EV_READ);
-		session_process(s);
-		return;
-	}
-	if (s->in_tx)
-		s->mode = TX_ABORTED;
-	if (!waiting)
-		return;
-	reply(s, 451, "4.4.2", "Error: the primary mail server failed during "
-	    "this transaction; try again later");
-	if (s->state == S_COMMIT) {
-		transaction_reset(s);
-		bufferevent_enable(s->bev, EV_READ);
-	}
-	s->state = S_CMD;
-	session_process(s);
-}
-
-/*
- * Backup mode for the RCPTs that were waiting for a primary that went
- * away: one after the other, each answer into its own place in the reply
- * queue.
- */
-static void
-replay_next(struct session *s)
-{
-	struct outq *q = outq_waiting(s);
-	const struct domain *dom;
-	char to[ADDR_PATH_MAX + 1];
-
-	for (; q != NULL; q = outq_waiting(s)) {
-		addr_format(&q->addr, to, sizeof(to));
-		dom = domains_lookup(s->srv->domains, q->addr.domain);
-		if (dom != NULL && queue_space_ok(s->srv->queue))
-			break;
-		/* Gone from domains_file meanwhile, or no room to store. */
-		q->text = evbuffer_new();
-		evbuffer_add_printf(q->text, dom == NULL ?
-		    "451 4.3.0 <%s>: Error: try again later\r\n" :
-		    "452 4.3.1 <%s>: Error: insufficient system storage\r\n",
-		    to);
-	}
-	if (q == NULL) {
-		s->state = S_CMD;
-		outq_flush(s, 0);
-		return;
-	}
-	s->pending_addr = q->addr;
-	s->pending_rcpt = q->params;
-	s->state = S_POLICY;
-	policy_check_rcpt(s->policy, &s->env.sender, &q->addr, dom,
-	    POLICY_BACKUP, !s->sender_ok, replay_checked, s);
-}
-
-static void
-replay_checked(const struct verdict_info *v, void *arg)
-{
-	struct session *s = arg;
-	struct outq *q = outq_waiting(s);
-	char to[ADDR_PATH_MAX + 1];
-
-	if (q == NULL)
-		return;
-	addr_format(&q->addr, to, sizeof(to));
-	q->text = evbuffer_new();
-	if (v->v != VERDICT_ACCEPT) {
-		log_info("session=%s event=rcpt client=%s to=<%s> verdict=%s "
-		    "code=%d dsn=%s reason=%s", s->id, s->addr, to,
-		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
-		    v->enh, v->reason);
-		evbuffer_add_printf(q->text, "%d %s %s\r\n", v->code, v->enh,
-		    v->text);
-	} else {
-		s->sender_ok = 1;
-		envelope_add_rcpt(&s->env, &q->addr, &q->params);
-		log_info("session=%s event=rcpt client=%s to=<%s> "
-		    "verdict=accept", s->id, s->addr, to);
-		evbuffer_add_printf(q->text, "250 2.1.5 Ok\r\n");
-	}
-	replay_next(s);
-	session_process(s);
-}
-
-static void
-pt_event(struct client *c, enum client_event ev, void *arg)
-{
-	struct session *s = arg;
-	char why[256];
-
-	if (ev != CLIENT_FAILED)
-		return;
-	str_copy(why, sizeof(why), client_error(c));
-	if (s->mode != TX_PASS && !s->pt_waiting) {
-		/* An idle connection between transactions: the primary's
-		 * own idle timeout, nothing lost. */
-		client_free(c);
-		s->pt = NULL;
-		return;
-	}
-	pt_fail(s, why);
-	session_process(s);
-}
-
-/* Pass-through for this RCPT: the domain's own filters first, if any. */
-static void
-rcpt_pass(struct session *s, const struct domain *dom)
-{
-	s->state = S_POLICY;
-	if (dom->passthrough_filters) {
-		policy_check_rcpt(s->policy, &s->env.sender, &s->pending_addr,
-		    dom, POLICY_FILTERED, !s->sender_ok, rcpt_filtered, s);
-		return;
-	}
-	pt_go(s);
-}
-
-static void
-rcpt_filtered(const struct verdict_info *v, void *arg)
-{
-	struct session *s = arg;
-	char to[ADDR_PATH_MAX + 1];
-
-	if (v->v != VERDICT_ACCEPT) {
-		s->state = S_CMD;
-		addr_format(&s->pending_addr, to, sizeof(to));
-		refuse(s, "rcpt", "to", to, v);
-		session_process(s);
-		return;
-	}
-	s->sender_ok = 1;
-	pt_go(s);
-	session_process(s);
-}
-
-static void
-pt_connected(struct client *c, int reached, const char *why, void *arg)
-{
-	struct session *s = arg;
-	const struct domain *dom;
-
-	s->pt_req = NULL;
-	if (c == NULL) {
-		/* Cannot be reached at the first RCPT: down at once, and
-		 * this transaction goes on in backup mode. */
-		log_info("session=%s event=passthrough_unreachable client=%s "
-		    "domain=%s reached=%d reason=\"%s\"", s->id, s->addr,
-		    s->pending_domain, reached, why);
-		sched_primary_failed(queue_sched(s->srv->queue),
-		    s->pending_domain, why, 1);
-		s->mode = TX_BACKUP;
-		if ((dom = domains_lookup(s->srv->domains,
-		    s->pending_domain)) == NULL) {
-			/* Gone from domains_file by a reload meanwhile. */
-			s->state = S_CMD;
-			reply(s, 451, "4.3.0", "Error: try again later");
-			session_process(s);
-			return;
-		}
-		rcpt_backup(s, dom);
-		return;
-	}
-	sched_primary_ok(queue_sched(s->srv->queue), s->pending_domain);
-	pt_attach(s, c, 0);
-	pt_send_rcpt(s);
-	session_process(s);
-}
-
-/* A connection to the pending RCPT's primary becomes the session's. */
-static void
-pt_attach(struct session *s, struct client *c, int pooled)
-{
-	s->pt = c;
-	s->pt_pooled = pooled;
-	client_set_cb(c, pt_event, s);
-	str_copy(s->pt_key, sizeof(s->pt_key), s->pending_key);
-	str_copy(s->pt_domain, sizeof(s->pt_domain), s->pending_domain);
-	log_info("session=%s event=passthrough client=%s domain=%s relay=%s "
-	    "pooled=%s", s->id, s->addr, s->pt_domain, client_relay(c),
-	    pooled ? "yes" : "no");
-}
-
-/* Connect to the pending RCPT's primary; 'cb' gets the outcome. */
-static void
-pt_connect(struct session *s, deliver_connect_cb *cb)
-{
-	struct client_conf cc;
-	unsigned t = s->conf->passthrough_connect_timeout;
-
-	s->state = S_POLICY;
-	cc = *deliver_client_conf(queue_deliver(s->srv->queue));
-	cc.connect_timeout = t;
-	cc.greeting_timeout = t;
-	cc.command_timeout = t;		/* EHLO; commands pass their own */
-	cc.data_init_timeout = s->conf->passthrough_reply_timeout;
-	cc.data_block_timeout = s->conf->passthrough_reply_timeout;
-	cc.data_done_timeout = s->conf->passthrough_reply_timeout;
-	s->pt_req = deliver_connect(queue_deliver(s->srv->queue),
-	    s->pending_domain, &cc, cb, s);
-}
-
-/*
- * A kept connection failed before its first reply: the primary closed it
- * while it waited in the pool, which says nothing of the primary. Connect
- * afresh and send MAIL and the RCPTs waiting again.
- */
-static void
-pt_reconnected(struct client *c, int reached, const char *why, void *arg)
-{
-	struct session *s = arg;
-	char line[ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256];
-	char addr[ADDR_PATH_MAX + 1];
-	struct outq *q;
-
-	s->pt_req = NULL;
-	if (c == NULL) {
-		/* Now it really cannot be reached: backup mode. */
-		sched_primary_failed(queue_sched(s->srv->queue),
-		    s->pending_domain, why, 1);
-		s->mode = TX_BACKUP;
-		replay_next(s);
-		session_process(s);
-		return;
-	}
-	sched_primary_ok(queue_sched(s->srv->queue), s->pending_domain);
-	pt_attach(s, c, 0);
-	s->state = S_CMD;
-	if (pt_send_mail(s) == -1) {
-		pt_fail(s, "MAIL could not be sent");
-		session_process(s);
-		return;
-	}
-	for (q = s->outq; q != NULL; q = q->next) {
-		if (q->text != NULL)
-			continue;
-		addr_format(&q->addr, addr, sizeof(addr));
-		if (esmtp_rcpt_line(line, sizeof(line), addr, &q->params,
-		    pt_ext(s)) == -1 || client_cmd(s->pt, line,
-		    s->conf->passthrough_reply_timeout, pt_rcpt_reply, s) == -1) {
-			pt_fail(s, "RCPT could not be sent");
-			break;
-		}
-		s->pt_inflight++;
-	}
-	session_process(s);
-}
-
-/* A connection to this primary, then MAIL (once) and the RCPT. */
-static void
-pt_go(struct session *s)
-{
-	struct client *c;
-
-	s->state = S_POLICY;
-	if (s->pt != NULL && strcmp(s->pt_key, s->pending_key) == 0) {
-		str_copy(s->pt_domain, sizeof(s->pt_domain),
-		    s->pending_domain);
-		pt_send_rcpt(s);
-		return;
-	}
-	pt_drop(s, 1);
-	if ((c = passthru_pool_take(s->srv->ptpool, s->pending_key)) != NULL) {
-		/* A kept connection: no connect, no greeting, no EHLO. */
-		pt_attach(s, c, 1);
-		pt_send_rcpt(s);
-		return;
-	}
-	pt_connect(s, pt_connected);
-}
-
-static void
-pt_mail_reply(struct client *c, const struct reply *r, void *arg)
-{
-	struct session *s = arg;
-
-	if (!passthru_reply_ok(r, 0)) {
-		pt_fail(s, "unexpected reply to MAIL");
-		session_process(s);
-		return;
-	}
-	s->pt_pooled = 0;	/* alive: what fails now is the primary */
-	if (r->code / 100 == 2)
-		return;
-	/* Refused: every RCPT of this transaction gets this answer (the
-	 * primary would only say "need MAIL"). */
-	if (s->pt_mail_refusal == NULL)
-		s->pt_mail_refusal = xmalloc(sizeof(*r));
-	*s->pt_mail_refusal = *r;
-}
-
-static void
-pt_rcpt_reply(struct client *c, const struct reply *r, void *arg)
-{
-	struct session *s = arg;
-	const struct reply *ans = s->pt_mail_refusal ? s->pt_mail_refusal : r;
-	char to[ADDR_PATH_MAX + 1], key[STATE_ADDR_MAX], text[STATE_WHY_MAX];
-	struct outq *q = outq_waiting(s);
-	size_t n;
-	const char *t;
-
-	if (q == NULL)
-		return;		/* cannot be: one place per RCPT sent */
-	if (!passthru_reply_ok(r, 0)) {
-		pt_fail(s, "unexpected reply to RCPT");
-		session_process(s);
-		return;
-	}
-	s->pt_inflight--;
-	s->pt_answered++;
-	addr_format(&q->addr, to, sizeof(to));
-	if (s->pt_mail_refusal == NULL) {
-		/* What the primary said teaches us (learn.h). */
-		t = reply_first_text(r, &n);
-		snprintf(text, sizeof(text), "%d%s%s %.*s", r->code,
-		    r->enh[0] ? " " : "", r->enh, (int)(n < 150 ? n : 150), t);
-		learn_key(key, sizeof(key), q->addr.local, q->addr.domain);
-		learn_rcpt_answer(s->srv->learn, key, r->code, r->enh, text,
-		    STATE_SRC_PASSTHROUGH, time(NULL));
-		if (r->code / 100 == 2)
-			envelope_add_rcpt(&s->env, &q->addr, &q->params);
-	}
-	log_info("session=%s event=rcpt client=%s to=<%s> verdict=passthrough "
-	    "code=%d dsn=%s", s->id, s->addr, to, ans->code,
-	    ans->enh[0] ? ans->enh : "-");
-	q->text = evbuffer_new();
-	passthru_reply_out(q->text, ans);
-	outq_flush(s, 0);
-	session_process(s);
-}
-
-/* MAIL with the client's parameters, those the primary offers. */
-static int
-pt_send_mail(struct session *s)
-{
-	char line[ADDR_PATH_MAX + ESMTP_ENVID_MAX * 3 + 128];
-	char addr[ADDR_PATH_MAX + 1];
-
-	addr_format(&s->env.sender, addr, sizeof(addr));
-	if (esmtp_mail_line(line, sizeof(line), addr, &s->env.params,
-	    s->env.params.has_size ? s->env.params.size : 0, 0,
-	    pt_ext(s)) == -1 || client_cmd(s->pt, line,
-	    s->conf->passthrough_reply_timeout, pt_mail_reply, s) == -1)
-		return -1;
-	s->pt_mail_sent = 1;
-	return 0;
-}
-
-/*
- * Relay the pending RCPT (and MAIL, the first time). Its reply takes a
- * place in the reply queue and the session reads on: a pipelining client
- * gets its RCPTs pipelined to the primary too when it offers PIPELINING
- * (client.c), and the answers come back in order.
- */
-static void
-pt_send_rcpt(struct session *s)
-{
-	char line[ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256];
-	char addr[ADDR_PATH_MAX + 1];
-	unsigned t = s->conf->passthrough_reply_timeout;
-
-	s->mode = TX_PASS;
-	s->state = S_CMD;
-	if (!s->pt_mail_sent && pt_send_mail(s) == -1) {
-		reply(s, 451, "4.4.2", "Error: try again later");
-		pt_fail(s, "MAIL could not be sent");
-		return;
-	}
-	addr_format(&s->pending_addr, addr, sizeof(addr));
-	if (esmtp_rcpt_line(line, sizeof(line), addr, &s->pending_rcpt,
-	    pt_ext(s)) == -1 ||
-	    client_cmd(s->pt, line, t, pt_rcpt_reply, s) == -1) {
-		/* The primary's command queue is full (a flood of RCPTs)
-		 * or the connection is failing: no answer will come. */
-		reply(s, 451, "4.4.2", "<%s>: Error: try again later", addr);
-		return;
-	}
-	outq_add(s, &s->pending_addr, &s->pending_rcpt);
-	s->pt_inflight++;
-}
-
-static void
-pt_rset_reply(struct client *c, const struct reply *r, void *arg)
-{
-	/* Nothing to tell: our client had its 250 already. */
-}
-
-/* RSET from our client: the primary forgets the transaction too. */
-static void
-pt_rset(struct session *s)
-{
-	if (s->pt == NULL || !s->pt_mail_sent)
-		return;
-	if (client_cmd(s->pt, "RSET", s->conf->passthrough_reply_timeout,
-	    pt_rset_reply, s) == -1)
-		pt_drop(s, 0);
-}
-
-static void
-pt_drained(struct client *c, void *arg)
-{
-	struct session *s = arg;
-
-	client_on_drained(c, NULL, NULL);
-	s->pt_paused = 0;
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
-}
-
-static void
-pt_dot_reply(struct client *c, const struct reply *r, void *arg)
-{
-	struct session *s = arg;
-
-	if (!passthru_reply_ok(r, 0)) {
-		pt_fail(s, "unexpected reply to the end of data");
-		return;
-	}
-	s->pt_waiting = 0;
-	log_info("session=%s event=passthrough_done client=%s domain=%s "
-	    "size=%llu nrcpt=%zu code=%d dsn=%s", s->id, s->addr,
-	    s->pt_domain, (unsigned long long)s->data_bytes, s->env.nrcpt,
-	    r->code, r->enh[0] ? r->enh : "-");
-	if (r->code / 100 == 2)
-		learn_accepted(s->srv->learn, s->pt_domain, "passthrough",
-		    time(NULL));
-	passthru_reply_out(bufferevent_get_output(s->bev), r);
-	transaction_reset(s);
-	s->state = S_CMD;
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
-}
-
-/* The final dot of a relayed message: the primary's answer is ours. */
-static void
-pt_data_end(struct session *s)
-{
-	if (s->pt == NULL || s->pt_failed) {
-		reply(s, 451, "4.4.2", "Error: the primary mail server failed "
-		    "during this transaction; try again later");
-		transaction_reset(s);
-		return;
-	}
-	s->state = S_COMMIT;
-	s->pt_waiting = 1;
-	bufferevent_disable(s->bev, EV_READ);
-	client_body_end(s->pt, s->conf->passthrough_reply_timeout,
-	    pt_dot_reply, s);
-}
 
 static void
 data_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -1497,8 +831,8 @@ data_timeout_cb(evutil_socket_t fd, short what, void *arg)
  * in: the HELO name passed addr_domain_valid(), the rest is ours. Returns
  * the header's length in hdr, 0 if it did not fit.
  */
-static size_t
-data_begin(struct session *s, char *hdr, size_t hdrsz)
+size_t
+session_data_begin(struct session *s, char *hdr, size_t hdrsz)
 {
 	char date[64], to[ADDR_PATH_MAX + 1];
 	int n;
@@ -1534,8 +868,8 @@ data_begin(struct session *s, char *hdr, size_t hdrsz)
 }
 
 /* 354 said: the body streams in, DATA's own time limit runs. */
-static void
-data_go(struct session *s)
+void
+session_data_go(struct session *s)
 {
 	struct timeval tv;
 
@@ -1547,32 +881,6 @@ data_go(struct session *s)
 	tv.tv_usec = 0;
 	evtimer_assign(s->timer, s->srv->base, data_timeout_cb, s);
 	evtimer_add(s->timer, &tv);
-}
-
-static void
-pt_data_reply(struct client *c, const struct reply *r, void *arg)
-{
-	struct session *s = arg;
-	char hdr[2048];
-	size_t n;
-
-	if (!passthru_reply_ok(r, 1)) {
-		pt_fail(s, "unexpected reply to DATA");
-		return;
-	}
-	s->pt_waiting = 0;
-	s->state = S_CMD;
-	passthru_reply_out(bufferevent_get_output(s->bev), r);
-	if (r->code != 354) {
-		/* Refused: the client hears it, the transaction stays as
-		 * on the primary (RSET or QUIT next). */
-		session_process(s);
-		return;
-	}
-	if ((n = data_begin(s, hdr, sizeof(hdr))) > 0)
-		client_body(s->pt, hdr, n);
-	data_go(s);
-	session_process(s);
 }
 
 static void
@@ -1605,20 +913,15 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	if (s->mode == TX_PASS) {
-		/* The primary's 354 (or its refusal) is the answer. */
-		s->state = S_POLICY;
-		s->pt_waiting = 1;
-		if (s->pt == NULL || client_cmd(s->pt, "DATA",
-		    s->conf->passthrough_reply_timeout, pt_data_reply, s) == -1)
-			pt_fail(s, "DATA could not be sent");
+		session_pt_data(s);
 		return;
 	}
 	s->body = body_new(queue_tmpdir(s->srv->queue),
 	    (size_t)s->conf->smtpd_body_buffer);
-	if ((n = data_begin(s, hdr, sizeof(hdr))) > 0)
+	if ((n = session_data_begin(s, hdr, sizeof(hdr))) > 0)
 		body_append(s->body, hdr, n);
 	reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-	data_go(s);
+	session_data_go(s);
 }
 
 /*
@@ -1710,7 +1013,7 @@ cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
 	/* RFC 3207 §4.2: forget everything learnt before TLS. */
 	s->helo_done = 0;
 	s->esmtp = 0;
-	transaction_reset(s);
+	session_tx_reset(s);
 }
 
 /* Run one command line (without its CRLF). */
@@ -1773,8 +1076,8 @@ session_command(struct session *s, const char *line, size_t len)
 		s->counts[C_RSET]++;
 		if (junk_command(s))
 			break;
-		pt_rset(s);
-		transaction_reset(s);
+		session_pt_rset(s);
+		session_tx_reset(s);
 		reply(s, 250, "2.0.0", "Ok");
 		break;
 	case SMTP_NOOP:
@@ -1847,7 +1150,7 @@ data_sink(const char *buf, size_t len, void *arg)
 		s->data_overflow = 1;
 		body_free(s->body);
 		s->body = NULL;
-		pt_drop(s, 0);
+		session_pt_drop(s, 0);
 		return;
 	}
 	if (s->mode == TX_PASS) {
@@ -1883,7 +1186,7 @@ commit_done(enum queue_result r, const char *id, void *arg)
 		break;
 	}
 	s->body = NULL;		/* the queue took and freed it */
-	transaction_reset(s);
+	session_tx_reset(s);
 	s->state = S_CMD;
 	bufferevent_enable(s->bev, EV_READ);
 	session_process(s);
@@ -1901,19 +1204,19 @@ data_end(struct session *s)
 
 	if (!s->esmtp && more_input(s)) {
 		/* Without PIPELINING the dot is a sync point too. */
-		pt_drop(s, 0);
-		transaction_reset(s);
+		session_pt_drop(s, 0);
+		session_tx_reset(s);
 		sync_error(s, "DATA");
 		return;
 	}
 	if (s->scan.flags & DATA_ERR_BARE) {
 		/* Relayed: the primary never sees the dot. */
-		pt_drop(s, 0);
+		session_pt_drop(s, 0);
 		log_info("session=%s queue=%s event=reject client=%s "
 		    "reason=bare_cr_lf", s->id, s->env.id, s->addr);
 		reply(s, 550, "5.5.2", "Error: message contains bare CR or LF "
 		    "(see RFC 5321 §2.3.8)");
-		transaction_reset(s);
+		session_tx_reset(s);
 		return;
 	}
 	if (s->data_overflow) {
@@ -1923,11 +1226,11 @@ data_end(struct session *s)
 		    (unsigned long long)s->conf->message_size_limit);
 		reply(s, 552, "5.3.4", "Error: message size exceeds fixed "
 		    "limit");
-		transaction_reset(s);
+		session_tx_reset(s);
 		return;
 	}
 	if (s->mode == TX_PASS) {
-		pt_data_end(s);
+		session_pt_data_end(s);
 		return;
 	}
 	if ((berr = body_error(s->body)) != 0) {
@@ -1939,7 +1242,7 @@ data_end(struct session *s)
 		else
 			reply(s, 451, "4.3.0", "Error: local error in "
 			    "processing");
-		transaction_reset(s);
+		session_tx_reset(s);
 		return;
 	}
 	/* Hand over; 250 waits for the commit (commit_done). Input stays
@@ -1973,10 +1276,10 @@ data_consume(struct session *s)
 		if (!done && s->pt != NULL &&
 		    client_pending_out(s->pt) > SESSION_RELAY_OUT_MAX) {
 			/* The primary is slower than our client: stop
-			 * reading until it drained (pt_drained). */
+			 * reading until it drained (session_pt_drained). */
 			s->pt_paused = 1;
 			bufferevent_disable(s->bev, EV_READ);
-			client_on_drained(s->pt, pt_drained, s);
+			client_on_drained(s->pt, session_pt_drained, s);
 			return;
 		}
 	}
@@ -2035,7 +1338,7 @@ next_is_rcpt(struct session *s)
 }
 
 /* Work through buffered input while the session can act on it. */
-static void
+void
 session_process(struct session *s)
 {
 	char line[SMTP_LINE_MAX + 1];
