@@ -176,6 +176,18 @@ client_dotstuff(const char *in, size_t n, int *bol, char *out)
 	return o;
 }
 
+/* Append n body bytes to out, dot-stuffed in place: no copy in between. */
+static void
+add_stuffed(struct evbuffer *out, const char *in, size_t n, int *bol)
+{
+	struct evbuffer_iovec v;
+
+	if (evbuffer_reserve_space(out, (ev_ssize_t)(2 * n), &v, 1) != 1)
+		panic("evbuffer_reserve_space: out of memory");
+	v.iov_len = client_dotstuff(in, n, bol, v.iov_base);
+	evbuffer_commit_space(out, &v, 1);
+}
+
 static void
 set_timeouts(struct client *c, unsigned rd, unsigned wr)
 {
@@ -347,18 +359,6 @@ tx_send_next(struct client *c)
 	    c->conf->command_timeout, c->conf->data_block_timeout);
 }
 
-static void
-later_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct client *c = arg;
-
-	enter(c);
-	tx_clear(c);
-	c->state = C_IDLE;
-	notify(c, CLIENT_TX_DONE);
-	leave(c);
-}
-
 /* The transaction is over; a failed one is RSET first (RFC 5321 §4.1.1.5)
  * so the next starts clean. */
 static void
@@ -376,13 +376,25 @@ tx_finish(struct client *c, int need_rset)
 	notify(c, CLIENT_TX_DONE);
 }
 
+/* A transaction client_send() ended at once, finished from the loop. */
+static void
+later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	enter(c);
+	tx_finish(c, 0);
+	leave(c);
+}
+
 /* Refill the output with the next piece of the body. */
 static void
 body_pump(struct client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	const struct qdb_msg *m = c->tx->msg;
-	char in[CLIENT_CHUNK], *stuffed;
+	char in[CLIENT_CHUNK];
+	const char *p;
 	size_t n;
 
 	while (evbuffer_get_length(out) < CLIENT_WRITE_LOW) {
@@ -399,19 +411,17 @@ body_pump(struct client *c)
 				return;
 			}
 			n = (size_t)r;
+			p = in;
 		} else {
 			n = m->bodylen - (size_t)c->body_off;
-			if (n > sizeof(in))
-				n = sizeof(in);
-			memcpy(in, m->body + c->body_off, n);
+			if (n > CLIENT_CHUNK)
+				n = CLIENT_CHUNK;
+			p = (const char *)m->body + c->body_off;
 		}
 		if (n == 0)
 			break;
 		c->body_off += n;
-		stuffed = xmalloc(2 * n);
-		evbuffer_add(out, stuffed, client_dotstuff(in, n, &c->bol,
-		    stuffed));
-		free(stuffed);
+		add_stuffed(out, p, n, &c->bol);
 	}
 	if (evbuffer_get_length(out) >= CLIENT_WRITE_LOW)
 		return;
@@ -506,6 +516,7 @@ client_send(struct client *c, struct client_tx *tx)
 {
 	const struct qdb_msg *m = tx->msg;
 	char text[QDB_TEXT_MAX];
+	int code = 450;
 	size_t i;
 
 	if (c->state != C_IDLE || c->tx != NULL)
@@ -529,16 +540,14 @@ client_send(struct client *c, struct client_tx *tx)
 		    "SMTPUTF8", c->relay);
 	else if (c->ext_size > 0 && m->size > c->ext_size) {
 		/* RFC 1870 §6: a definite "too big" for this primary. */
+		code = 552;
 		snprintf(text, sizeof(text), "552 5.3.4 message size %llu "
 		    "exceeds the limit %llu of %s",
 		    (unsigned long long)m->size,
 		    (unsigned long long)c->ext_size, c->relay);
-		tx_resolve_open(c, 552, text);
-		event_active(c->ev_later, EV_TIMEOUT, 0);
-		return;
 	}
 	if (text[0] != '\0') {
-		tx_resolve_open(c, 450, text);
+		tx_resolve_open(c, code, text);
 		/* Not from inside the owner's call: it may be handing
 		 * transactions over in a loop. */
 		event_active(c->ev_later, EV_TIMEOUT, 0);
@@ -709,22 +718,12 @@ client_cmd(struct client *c, const char *line, unsigned timeout,
 void
 client_body(struct client *c, const char *buf, size_t len)
 {
-	struct evbuffer *out;
-	char stuffed[2 * 8192];
-	size_t n;
-
 	if (c->freed || c->state == C_DEAD)
 		return;		/* CLIENT_FAILED says it */
 	if (c->state != C_OBODY)
 		panic("client_body in state %s", state_names[c->state]);
-	out = bufferevent_get_output(c->bev);
-	while (len > 0) {
-		n = len < sizeof(stuffed) / 2 ? len : sizeof(stuffed) / 2;
-		evbuffer_add(out, stuffed, client_dotstuff(buf, n, &c->obol,
-		    stuffed));
-		buf += n;
-		len -= n;
-	}
+	if (len > 0)
+		add_stuffed(bufferevent_get_output(c->bev), buf, len, &c->obol);
 }
 
 void
@@ -979,9 +978,7 @@ handle_reply(struct client *c)
 			client_fail(c, "RSET: %s", text);
 			return;
 		}
-		tx_clear(c);
-		c->state = C_IDLE;
-		notify(c, CLIENT_TX_DONE);
+		tx_finish(c, 0);
 		return;
 	case C_QUIT:
 		c->state = C_DEAD;

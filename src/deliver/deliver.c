@@ -106,10 +106,7 @@ struct deliver_conn {
 	int			 clear;		/* this host: no STARTTLS */
 	int			 reached;	/* some host greeted */
 	char			 why[QDB_TEXT_MAX];
-	/* the MX hosts after the one tried, as for a task */
-	char			 alt[DELIVER_ALT_MAX][256];
-	size_t			 nalt, alt_next;
-	uint16_t		 alt_port;
+	struct deliver_alts	 alts;		/* as for a task */
 };
 
 struct deliver {
@@ -134,9 +131,8 @@ static void	dispatch(struct deliver *, struct deliver_task *,
 		    const struct sockaddr_storage *, socklen_t, const char *);
 static int	task_next_host(struct deliver *, struct deliver_task *);
 static void	lookup_start(struct deliver *, const char *domain,
-		    const char *host, int no_mx, uint16_t port,
 		    struct deliver_task *, deliver_probe_cb *, void *,
-		    const char *probe_domain, struct deliver_conn *);
+		    struct deliver_conn *);
 static void	dconn_connect(struct deliver_conn *,
 		    const struct sockaddr_storage *, socklen_t, const char *);
 static void	dconn_failed(struct deliver_conn *);
@@ -483,7 +479,7 @@ deliver_submit(struct deliver *d, struct deliver_task *t,
 	t->arg = arg;
 	t->next = NULL;
 	t->reached = t->conn_failed = 0;
-	t->nalt = t->alt_next = 0;
+	t->alts.n = t->alts.next = 0;
 	t->relay[0] = '\0';
 	switch (next_hop(d, t->domain, &ss, &sslen, host, sizeof(host), why,
 	    sizeof(why))) {
@@ -495,8 +491,7 @@ deliver_submit(struct deliver *d, struct deliver_task *t,
 		dispatch(d, t, NULL, NULL, NULL, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, t->domain, host, 0, 0, t, NULL, NULL, NULL,
-		    NULL);
+		lookup_start(d, t->domain, t, NULL, NULL, NULL);
 		return;
 	}
 }
@@ -519,8 +514,7 @@ deliver_probe(struct deliver *d, const char *domain, deliver_probe_cb *done,
 		dispatch(d, NULL, done, arg, domain, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, domain, host, 0, 0, NULL, done, arg, domain,
-		    NULL);
+		lookup_start(d, domain, NULL, done, arg, NULL);
 		return;
 	}
 }
@@ -613,6 +607,19 @@ is_ours(const struct deliver *d, const char *host)
 	return 0;
 }
 
+/* The hosts after the one l found an address for, for task_next_host()
+ * and dconn_failed(). */
+static void
+alts_fill(struct deliver_alts *a, const struct lookup *l)
+{
+	size_t i;
+
+	a->n = a->next = 0;
+	a->port = l->port;
+	for (i = l->cur + 1; i < l->nmx && a->n < DELIVER_ALT_MAX; i++)
+		str_copy(a->host[a->n++], sizeof(a->host[0]), l->mx[i].host);
+}
+
 static void
 addr_answer(const struct dns_result *res, void *arg)
 {
@@ -650,15 +657,8 @@ addr_answer(const struct dns_result *res, void *arg)
 		struct deliver_conn *dc = l->dc;
 		char host[256];
 
-		if (l->nmx > 1) {
-			/* The hosts after this one, for dconn_failed(). */
-			dc->nalt = dc->alt_next = 0;
-			dc->alt_port = l->port;
-			for (i = l->cur + 1; i < l->nmx &&
-			    dc->nalt < DELIVER_ALT_MAX; i++)
-				str_copy(dc->alt[dc->nalt++],
-				    sizeof(dc->alt[0]), l->mx[i].host);
-		}
+		if (l->nmx > 1)
+			alts_fill(&dc->alts, l);
 		str_copy(host, sizeof(host), l->mx[l->cur].host);
 		dc->lookup = NULL;
 		lookup_free(l);
@@ -669,15 +669,8 @@ addr_answer(const struct dns_result *res, void *arg)
 		struct deliver *d = l->d;
 		struct deliver_task *t = l->task;
 
-		if (t != NULL && l->nmx > 1) {
-			/* The hosts after this one, for task_next_host(). */
-			t->nalt = t->alt_next = 0;
-			t->alt_port = l->port;
-			for (i = l->cur + 1; i < l->nmx &&
-			    t->nalt < DELIVER_ALT_MAX; i++)
-				str_copy(t->alt[t->nalt++],
-				    sizeof(t->alt[0]), l->mx[i].host);
-		}
+		if (t != NULL && l->nmx > 1)
+			alts_fill(&t->alts, l);
 		dispatch(d, l->task, l->probe_cb, l->probe_arg,
 		    l->probe_domain, &ss, sslen, l->mx[l->cur].host);
 		l->task = NULL;
@@ -849,32 +842,33 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 {
 	struct lookup *l;
 
-	if (t->alt_next >= t->nalt)
+	if (t->alts.next >= t->alts.n)
 		return 0;
-	l = lookup_host(d, t, NULL, t->domain, t->alt[t->alt_next],
-	    t->alt_port);
+	l = lookup_host(d, t, NULL, t->domain, t->alts.host[t->alts.next],
+	    t->alts.port);
 	log_info("event=delivery_next_mx domain=%s host=%s", t->domain,
-	    t->alt[t->alt_next]);
-	t->alt_next++;
+	    t->alts.host[t->alts.next]);
+	t->alts.next++;
 	t->conn_failed = 0;
 	lookup_addr(l);
 	return 1;
 }
 
+/* The next hop of 'domain' for the task t, the probe 'done' or the
+ * connection request dc: its route host's or its own MX hosts. */
 static void
-lookup_start(struct deliver *d, const char *domain, const char *host,
-    int no_mx, uint16_t port, struct deliver_task *t, deliver_probe_cb *done,
-    void *arg, const char *probe_domain, struct deliver_conn *dc)
+lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
+    deliver_probe_cb *done, void *arg, struct deliver_conn *dc)
 {
 	const struct domain *dom = d->domains ?
 	    domains_lookup(d->domains, domain) : NULL;
 	struct lookup *l = lookup_new(d, t, dc);
+	int no_mx = 0;
 
 	l->probe_cb = done;
 	l->probe_arg = arg;
-	if (probe_domain != NULL)
-		str_copy(l->probe_domain, sizeof(l->probe_domain),
-		    probe_domain);
+	if (done != NULL)
+		str_copy(l->probe_domain, sizeof(l->probe_domain), domain);
 	l->port = (uint16_t)d->conf->delivery_port;
 	str_copy(l->domain, sizeof(l->domain), domain);
 	if (dom != NULL && dom->route_host[0] != '\0') {
@@ -883,8 +877,6 @@ lookup_start(struct deliver *d, const char *domain, const char *host,
 		str_copy(l->domain, sizeof(l->domain), dom->route_host);
 		no_mx = dom->route_no_mx;
 	}
-	(void)host;
-	(void)port;
 	if (d->resolver == NULL) {
 		lookup_fail(l, 451, "451 4.4.3 no resolver");
 		return;
@@ -1037,15 +1029,15 @@ dconn_failed(struct deliver_conn *dc)
 	struct deliver *d = dc->d;
 	struct lookup *l;
 
-	if (dc->alt_next >= dc->nalt || d->resolver == NULL) {
+	if (dc->alts.next >= dc->alts.n || d->resolver == NULL) {
 		event_active(dc->ev_fail, EV_TIMEOUT, 0);
 		return;
 	}
-	l = lookup_host(d, NULL, dc, dc->domain, dc->alt[dc->alt_next],
-	    dc->alt_port);
+	l = lookup_host(d, NULL, dc, dc->domain, dc->alts.host[dc->alts.next],
+	    dc->alts.port);
 	log_info("event=connect_next_mx domain=%s host=%s", dc->domain,
-	    dc->alt[dc->alt_next]);
-	dc->alt_next++;
+	    dc->alts.host[dc->alts.next]);
+	dc->alts.next++;
 	lookup_addr(l);
 }
 
@@ -1117,8 +1109,7 @@ deliver_connect(struct deliver *d, const char *domain,
 		dconn_connect(dc, &ss, sslen, host);
 		break;
 	default:
-		lookup_start(d, dc->domain, host, 0, 0, NULL, NULL, NULL, NULL,
-		    dc);
+		lookup_start(d, dc->domain, NULL, NULL, NULL, dc);
 		break;
 	}
 	return dc;

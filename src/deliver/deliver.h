@@ -30,6 +30,14 @@ typedef void	deliver_done_cb(struct deliver_task *, void *arg);
  * smtp_mx_address_limit). */
 #define DELIVER_ALT_MAX	4
 
+/* The MX hosts after the one tried, by preference: a host that does not
+ * greet us hands the work on to the next (RFC 5321 §5.1). */
+struct deliver_alts {
+	char			 host[DELIVER_ALT_MAX][256];
+	size_t			 n, next;
+	uint16_t		 port;
+};
+
 /* One message to the recipients of one domain. Filled by the caller
  * (msg, body_path, domain, rcpts, res with nrcpt entries); kept valid by
  * it until 'done' runs. */
@@ -45,11 +53,7 @@ struct deliver_task {
 	int			 conn_failed;	/* refused, timeout, 421... */
 	char			 relay[320];
 	/* private to deliver.c */
-	/* The MX hosts after the one tried, by preference: a host that does
-	 * not greet us hands the task on to the next (RFC 5321 §5.1). */
-	char			 alt[DELIVER_ALT_MAX][256];
-	size_t			 nalt, alt_next;
-	uint16_t		 alt_port;
+	struct deliver_alts	 alts;
 	struct deliver_task	*next;
 	struct client_tx	 tx;
 	deliver_done_cb		*done;

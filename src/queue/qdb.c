@@ -713,7 +713,9 @@ finished_cb(evutil_socket_t fd, short what, void *arg)
 			struct qdb_job *j = jobs[i];
 
 			if (!j->cancelled && j->done != NULL)
-				j->done(j->result, j->id, j->arg);
+				j->done(j->result, j->id, j->kind ==
+				    JOB_INSERT ? &j->env : j->upd->dsn_env,
+				    j->arg);
 			job_free(j);
 		}
 	}
@@ -729,16 +731,29 @@ enqueue(struct qdb *q, struct qdb_job *j)
 	pthread_mutex_unlock(&q->lock);
 }
 
+static struct qdb_job *
+job_new(struct qdb *q, enum job_kind kind, const char *id, qdb_done_cb *done,
+    void *arg)
+{
+	struct qdb_job *j;
+
+	if (q->readonly)
+		panic("qdb write on a read-only queue");
+	j = xcalloc(1, sizeof(*j));
+	j->kind = kind;
+	str_copy(j->id, sizeof(j->id), id);
+	j->done = done;
+	j->arg = arg;
+	return j;
+}
+
 struct qdb_job *
 qdb_insert(struct qdb *q, const struct envelope *e, struct body *b,
     qdb_done_cb *done, void *arg)
 {
-	struct qdb_job *j = xcalloc(1, sizeof(*j));
+	struct qdb_job *j = job_new(q, JOB_INSERT, e->id, done, arg);
 	size_t i;
 
-	if (q->readonly)
-		panic("qdb_insert on a read-only queue");
-	j->kind = JOB_INSERT;
 	j->env = *e;
 	j->env.rcpts = NULL;
 	j->env.nrcpt = j->env.rcptcap = 0;
@@ -746,9 +761,6 @@ qdb_insert(struct qdb *q, const struct envelope *e, struct body *b,
 		envelope_add_rcpt(&j->env, &e->rcpts[i].addr,
 		    &e->rcpts[i].params);
 	j->body = b;
-	str_copy(j->id, sizeof(j->id), e->id);
-	j->done = done;
-	j->arg = arg;
 	enqueue(q, j);
 	return j;
 }
@@ -757,15 +769,9 @@ struct qdb_job *
 qdb_update(struct qdb *q, struct qdb_update *u, qdb_done_cb *done,
     void *arg)
 {
-	struct qdb_job *j = xcalloc(1, sizeof(*j));
+	struct qdb_job *j = job_new(q, JOB_UPDATE, u->id, done, arg);
 
-	if (q->readonly)
-		panic("qdb_update on a read-only queue");
-	j->kind = JOB_UPDATE;
 	j->upd = u;
-	str_copy(j->id, sizeof(j->id), u->id);
-	j->done = done;
-	j->arg = arg;
 	enqueue(q, j);
 	return j;
 }

@@ -122,7 +122,13 @@ struct qdb_update {
 	size_t			 dsn_bodylen;
 };
 
-typedef void	qdb_done_cb(enum qdb_result, const char *id, void *arg);
+/*
+ * 'env' is the message the job stored, valid only during the call: an
+ * insert's envelope, or the DSN an update carried (NULL when it carried
+ * none). Committed only when the result is QDB_OK.
+ */
+typedef void	qdb_done_cb(enum qdb_result, const char *id,
+		    const struct envelope *env, void *arg);
 
 /*
  * Open (creating) spool_dir/queue.db and its folders big/ and tmp/, set

@@ -34,7 +34,6 @@
 
 struct queue_job {
 	struct queue		*q;
-	struct envelope		 env;	/* for the scheduler after commit */
 	queue_done_cb		*done;
 	void			*arg;
 	int			 cancelled;
@@ -167,18 +166,23 @@ queue_flush_domain(struct queue *q, const char *domain)
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
+static enum queue_result
+queue_result(enum qdb_result r)
+{
+	return r == QDB_OK ? QUEUE_OK : r == QDB_NOSPACE ? QUEUE_NOSPACE :
+	    QUEUE_IOERR;
+}
+
 static void
-inserted(enum qdb_result r, const char *id, void *arg)
+inserted(enum qdb_result r, const char *id, const struct envelope *env,
+    void *arg)
 {
 	struct queue_job *j = arg;
-	enum queue_result qr = r == QDB_OK ? QUEUE_OK : r == QDB_NOSPACE ?
-	    QUEUE_NOSPACE : QUEUE_IOERR;
 
 	if (r == QDB_OK)
-		sched_add_env(j->q->sched, &j->env);
+		sched_add_env(j->q->sched, env);
 	if (!j->cancelled)
-		j->done(qr, id, j->arg);
-	envelope_free(&j->env);
+		j->done(queue_result(r), id, j->arg);
 	free(j);
 }
 
@@ -187,15 +191,8 @@ queue_submit(struct queue *q, const struct envelope *e, struct body *b,
     queue_done_cb *done, void *arg)
 {
 	struct queue_job *j = xcalloc(1, sizeof(*j));
-	size_t i;
 
 	j->q = q;
-	j->env = *e;
-	j->env.rcpts = NULL;
-	j->env.nrcpt = j->env.rcptcap = 0;
-	for (i = 0; i < e->nrcpt; i++)
-		envelope_add_rcpt(&j->env, &e->rcpts[i].addr,
-		    &e->rcpts[i].params);
 	j->done = done;
 	j->arg = arg;
 	qdb_insert(q->qdb, e, b, inserted, j);
@@ -215,12 +212,12 @@ struct admin_job {
 };
 
 static void
-admin_done(enum qdb_result r, const char *id, void *arg)
+admin_done(enum qdb_result r, const char *id, const struct envelope *env,
+    void *arg)
 {
 	struct admin_job *a = arg;
 
-	a->done(r == QDB_OK ? QUEUE_OK : r == QDB_NOSPACE ? QUEUE_NOSPACE :
-	    QUEUE_IOERR, id, a->arg);
+	a->done(queue_result(r), id, a->arg);
 	free(a);
 }
 

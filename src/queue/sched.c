@@ -75,7 +75,6 @@ struct attempt {
 	int			 expired;
 	int			 deleted;
 	int			 warned;	/* this attempt sent the warning */
-	struct envelope		*dsn_env;	/* copy for sched_add_env */
 };
 
 struct sched {
@@ -142,6 +141,21 @@ entry_set_domains(struct entry *e, const struct mailaddr *const *addrs,
 	}
 }
 
+/* The domains of the recipients still pending. */
+static void
+entry_set_pending(struct entry *e, const struct qdb_rcpt *rcpts, size_t n)
+{
+	const struct mailaddr **v;
+	size_t i, k = 0;
+
+	v = xreallocarray(NULL, n ? n : 1, sizeof(*v));
+	for (i = 0; i < n; i++)
+		if (rcpts[i].status == QDB_RCPT_PENDING)
+			v[k++] = &rcpts[i].addr;
+	entry_set_domains(e, v, k);
+	free(v);
+}
+
 static struct entry *
 entry_new(struct sched *s, const char *id)
 {
@@ -197,9 +211,7 @@ entry_has_domain(const struct entry *e, const char *domain)
 void
 sched_add_msg(struct sched *s, const struct qdb_msg *m)
 {
-	const struct mailaddr **v;
 	struct entry *e = entry_new(s, m->id);
-	size_t i, n = 0;
 
 	e->arrival = m->arrival;
 	e->next_attempt = m->next_attempt;
@@ -207,12 +219,7 @@ sched_add_msg(struct sched *s, const struct qdb_msg *m)
 	e->hold = m->hold != 0;
 	e->warned = m->warned != 0;
 	e->is_dsn = m->is_dsn != 0;
-	v = xreallocarray(NULL, m->nrcpt ? m->nrcpt : 1, sizeof(*v));
-	for (i = 0; i < m->nrcpt; i++)
-		if (m->rcpts[i].status == QDB_RCPT_PENDING)
-			v[n++] = &m->rcpts[i].addr;
-	entry_set_domains(e, v, n);
-	free(v);
+	entry_set_pending(e, m->rcpts, m->nrcpt);
 }
 
 void
@@ -236,13 +243,23 @@ sched_add_env(struct sched *s, const struct envelope *env)
 /* --- health ------------------------------------------------------------- */
 
 static struct health *
-health_get(struct sched *s, const char *domain)
+health_find(const struct sched *s, const char *domain)
 {
 	struct health *h;
 
 	for (h = s->health; h != NULL; h = h->next)
 		if (strcasecmp(h->domain, domain) == 0)
 			return h;
+	return NULL;
+}
+
+static struct health *
+health_get(struct sched *s, const char *domain)
+{
+	struct health *h;
+
+	if ((h = health_find(s, domain)) != NULL)
+		return h;
 	h = xcalloc(1, sizeof(*h));
 	lower(h->domain, sizeof(h->domain), domain);
 	h->next = s->health;
@@ -253,12 +270,9 @@ health_get(struct sched *s, const char *domain)
 int
 sched_primary_up(const struct sched *s, const char *domain)
 {
-	const struct health *h;
+	const struct health *h = health_find(s, domain);
 
-	for (h = s->health; h != NULL; h = h->next)
-		if (strcasecmp(h->domain, domain) == 0)
-			return !h->down;
-	return 1;
+	return h == NULL || !h->down;
 }
 
 static void
@@ -272,13 +286,15 @@ health_down(struct sched *s, struct health *h, const char *why)
 		learn_health(s->learn, h->domain, 0, why, time(NULL));
 }
 
+/* A connection failure; 'now': down at once, not after
+ * primary_down_after of them. */
 static void
-health_failed(struct sched *s, const char *domain, const char *why)
+health_failed(struct sched *s, const char *domain, const char *why, int now)
 {
 	struct health *h = health_get(s, domain);
 
 	h->failures++;
-	if (!h->down && h->failures >= s->conf->primary_down_after)
+	if (!h->down && (now || h->failures >= s->conf->primary_down_after))
 		health_down(s, h, why);
 }
 
@@ -304,15 +320,7 @@ void
 sched_primary_failed(struct sched *s, const char *domain, const char *why,
     int now)
 {
-	struct health *h = health_get(s, domain);
-
-	if (!now) {
-		health_failed(s, domain, why);
-		return;
-	}
-	h->failures++;
-	if (!h->down)
-		health_down(s, h, why);
+	health_failed(s, domain, why, now);
 }
 
 void
@@ -378,10 +386,6 @@ attempt_free(struct attempt *a)
 	free(a->idx);
 	free(a->rcptv);
 	free(a->resv);
-	if (a->dsn_env != NULL) {
-		envelope_free(a->dsn_env);
-		free(a->dsn_env);
-	}
 	qdb_msg_free(&a->msg);
 	free(a);
 }
@@ -393,14 +397,15 @@ status_word(enum qdb_rcpt_status st)
 	    "bounced" : "deferred";
 }
 
+/* The attempt's update is back from the writer; 'dsn' is the DSN it
+ * carried, if any. */
 static void
-committed(enum qdb_result r, const char *id, void *arg)
+committed(enum qdb_result r, const char *id, const struct envelope *dsn,
+    void *arg)
 {
 	struct attempt *a = arg;
 	struct sched *s = a->s;
 	struct entry *e = a->e;
-	const struct mailaddr **v;
-	size_t i, n = 0;
 
 	s->active--;
 	e->busy = 0;
@@ -430,18 +435,11 @@ committed(enum qdb_result r, const char *id, void *arg)
 		    s->conf->maximal_backoff_time);
 		if (e->flushed)
 			e->next_attempt = time(NULL);
-		v = xreallocarray(NULL, a->msg.nrcpt ? a->msg.nrcpt : 1,
-		    sizeof(*v));
-		for (i = 0; i < a->msg.nrcpt; i++)
-			if (a->msg.rcpts[i].status == QDB_RCPT_PENDING)
-				v[n++] = &a->msg.rcpts[i].addr;
-		entry_set_domains(e, v, n);
-		free(v);
+		entry_set_pending(e, a->msg.rcpts, a->msg.nrcpt);
 	}
-	if (r == QDB_OK && a->dsn_env != NULL) {
-		log_info("queue=%s event=dsn_queued dsn=%s", id,
-		    a->dsn_env->id);
-		sched_add_env(s, a->dsn_env);
+	if (r == QDB_OK && dsn != NULL) {
+		log_info("queue=%s event=dsn_queued dsn=%s", id, dsn->id);
+		sched_add_env(s, dsn);
 	}
 	attempt_free(a);
 }
@@ -586,18 +584,9 @@ attempt_finish(struct attempt *a)
 
 		if (dsn_build(&a->msg, bounced, nb, delayed, head, hl,
 		    conf->myhostname, now, env, &u->dsn_body,
-		    &u->dsn_bodylen) == 0) {
-			size_t j;
-
+		    &u->dsn_bodylen) == 0)
 			u->dsn_env = env;
-			a->dsn_env = xcalloc(1, sizeof(*a->dsn_env));
-			*a->dsn_env = *env;
-			a->dsn_env->rcpts = NULL;
-			a->dsn_env->nrcpt = a->dsn_env->rcptcap = 0;
-			for (j = 0; j < env->nrcpt; j++)
-				envelope_add_rcpt(a->dsn_env,
-				    &env->rcpts[j].addr, &env->rcpts[j].params);
-		} else
+		else
 			free(env);
 	}
 	free(bounced);
@@ -659,7 +648,7 @@ task_done(struct deliver_task *t, void *arg)
 	struct sched *s = a->s;
 
 	if (t->conn_failed)
-		health_failed(s, t->domain, t->nrcpt ? t->res[0].text : "");
+		health_failed(s, t->domain, t->nrcpt ? t->res[0].text : "", 0);
 	else if (t->reached) {
 		health_ok(s, t->domain);
 		learn_outcomes(s, t);
@@ -812,12 +801,11 @@ sched_flush(struct sched *s, const char *domain)
 		n++;
 	}
 	if (domain != NULL) {
-		struct health *h;
+		struct health *h = health_find(s, domain);
 
 		/* An operator's or ETRN's flush is worth a probe now. */
-		for (h = s->health; h != NULL; h = h->next)
-			if (strcasecmp(h->domain, domain) == 0)
-				h->next_probe = now;
+		if (h != NULL)
+			h->next_probe = now;
 	}
 	event_active(s->kick, EV_TIMEOUT, 0);
 	return n;
