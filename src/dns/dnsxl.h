@@ -41,8 +41,9 @@ int	dnsxl_zones_parse(const char *text, struct dnsxl_zone *out,
 	    size_t max, size_t *n_out, char *why, size_t whysz);
 
 /* The query name for address a (16 bytes, IPv4-mapped for IPv4) in
- * zone: reversed octets (RFC 5782 §2.1) or 32 reversed nibbles (§2.4).
- * -1 when it does not fit in sz. */
+ * zone: reversed octets (RFC 5782 §2.1) or 32 reversed nibbles (§2.4),
+ * the form of in-addr.arpa and ip6.arpa names too. -1 when it does not
+ * fit in sz. */
 int	dnsxl_query_name(const uint8_t a[16], const char *zone, char *buf,
 	    size_t sz);
 

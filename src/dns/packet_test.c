@@ -90,6 +90,17 @@ rr(struct pkt *p, const char *owner, unsigned type, const void *rd,
 	put(p, rd, rdlen);
 }
 
+/* A CNAME record: owner -> target. */
+static void
+cname(struct pkt *p, const char *owner, const char *target)
+{
+	struct pkt rd;
+
+	rd.len = 0;
+	name(&rd, target);
+	rr(p, owner, DNS_T_CNAME, rd.b, rd.len);
+}
+
 static void
 test_a_and_mx(void **state)
 {
@@ -137,17 +148,13 @@ static void
 test_cname_chain(void **state)
 {
 	struct packet_answer ans;
-	struct pkt p, rd;
+	struct pkt p;
 	uint8_t a[4] = { 100, 0, 0, 25 };
 
 	header(&p, 0, 3);
 	question(&p, "alias.test", DNS_T_A);
-	rd.len = 0;
-	name(&rd, "mid.test");
-	rr(&p, "alias.test", DNS_T_CNAME, rd.b, rd.len);
-	rd.len = 0;
-	name(&rd, "real.test");
-	rr(&p, "mid.test", DNS_T_CNAME, rd.b, rd.len);
+	cname(&p, "alias.test", "mid.test");
+	cname(&p, "mid.test", "real.test");
 	rr(&p, "real.test", DNS_T_A, a, 4);
 	assert_int_equal(packet_parse(p.b, p.len, "alias.test", DNS_T_A,
 	    &ans), 0);
@@ -166,12 +173,8 @@ test_cname_chain(void **state)
 	/* A CNAME loop is refused. */
 	header(&p, 0, 2);
 	question(&p, "x.test", DNS_T_A);
-	rd.len = 0;
-	name(&rd, "y.test");
-	rr(&p, "x.test", DNS_T_CNAME, rd.b, rd.len);
-	rd.len = 0;
-	name(&rd, "x.test");
-	rr(&p, "y.test", DNS_T_CNAME, rd.b, rd.len);
+	cname(&p, "x.test", "y.test");
+	cname(&p, "y.test", "x.test");
 	assert_int_equal(packet_parse(p.b, p.len, "x.test", DNS_T_A, &ans),
 	    -1);
 }

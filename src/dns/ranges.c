@@ -147,9 +147,8 @@ static const uint8_t nat64_prefix[12] = {
 	0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0
 };
 
-/* Does the /len block at 'net' hold 'a'? */
-static int
-in_prefix(const uint8_t net[16], unsigned len, const uint8_t a[16])
+int
+ranges_in_prefix(const uint8_t net[16], unsigned len, const uint8_t a[16])
 {
 	unsigned full = len / 8, rest = len % 8;
 
@@ -194,12 +193,12 @@ ranges_special(const uint8_t a[16])
 	}
 	if (memcmp(a, mapped_prefix, 12) == 0) {
 		for (i = 0; i < NV4; i++)
-			if (in_prefix(v4_rows[i].addr, v4_rows[i].len, a))
+			if (ranges_in_prefix(v4_rows[i].addr, v4_rows[i].len, a))
 				return &v4_rows[i].row;
 		return NULL;
 	}
 	for (i = 0; i < NV6 - 1; i++)
-		if (in_prefix(v6_rows[i].addr, v6_rows[i].len, a))
+		if (ranges_in_prefix(v6_rows[i].addr, v6_rows[i].len, a))
 			return &v6_rows[i].row;
 	if ((a[0] & 0xe0) != 0x20)
 		return &v6_rows[NV6 - 1].row;

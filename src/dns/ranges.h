@@ -67,6 +67,11 @@ int	ranges_parse_list(const char *s, size_t n, const char *seps,
  * range holds only IPv4 addresses, an IPv6 range only IPv6 ones. */
 int	ranges_find(const struct range *r, size_t n, const uint8_t a[16]);
 
+/* 1 when the /len block at 'net' (len over the 128 bits, 96 + the IPv4
+ * length for an IPv4 block) holds 'a'. */
+int	ranges_in_prefix(const uint8_t net[16], unsigned len,
+	    const uint8_t a[16]);
+
 /* Addresses in and out of the 16-byte form. */
 void	ranges_from_v4(const uint8_t v4[4], uint8_t out[16]);
 int	ranges_is_v4(const uint8_t a[16]);	/* IPv4-mapped */

@@ -136,7 +136,7 @@ resolver_new(struct event_base *base, const struct resolver_conf *conf,
 	struct resolver *r = xcalloc(1, sizeof(*r));
 	char ttl[16];
 	size_t i;
-	int nfwd = 0, rc;
+	int nfwd = 0, dnssec = 0, rc;
 
 	r->base = base;
 	r->conf = *conf;
@@ -173,7 +173,8 @@ resolver_new(struct event_base *base, const struct resolver_conf *conf,
 			snprintf(err, errsz, "dns_trust_anchor_file %s: %s",
 			    conf->trust_anchor_file, ub_strerror(rc));
 			goto fail;
-		}
+		} else
+			dnssec = 1;
 	}
 	/*
 	 * libunbound answers RFC 6761 names itself (REFERENCE.md §6.1):
@@ -192,9 +193,7 @@ resolver_new(struct event_base *base, const struct resolver_conf *conf,
 		}
 	log_info("event=dns_ready mode=%s forwarders=%d cache_max_ttl=%u "
 	    "dnssec=%s", nfwd > 0 ? "forward" : "recursive", nfwd,
-	    conf->cache_max_ttl, conf->trust_anchor_file != NULL &&
-	    conf->trust_anchor_file[0] != '\0' &&
-	    access(conf->trust_anchor_file, R_OK) == 0 ? "on" : "off");
+	    conf->cache_max_ttl, dnssec ? "on" : "off");
 	return r;
 fail:
 	if (r->ctx != NULL)
@@ -260,14 +259,21 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 		query_free(q);
 }
 
-/* Answer the caller soon with TEMPFAIL 'why' (the loop delivers it). */
+/* Answer the caller soon with what q holds (the loop delivers it). */
+static void
+answer_soon(struct resolver_query *q)
+{
+	q->answering = 1;
+	event_active(q->ev_done, EV_TIMEOUT, 0);
+}
+
+/* Answer the caller soon with TEMPFAIL 'why'. */
 static void
 tempfail_soon(struct resolver_query *q, const char *why)
 {
 	q->status = DNS_TEMPFAIL;
 	q->why = why;
-	q->answering = 1;
-	event_active(q->ev_done, EV_TIMEOUT, 0);
+	answer_soon(q);
 }
 
 static void
@@ -339,8 +345,7 @@ ub_cb(void *mydata, int rcode, void *packet, int len, int sec,
 		    "error";
 		break;
 	}
-	q->answering = 1;
-	event_active(q->ev_done, EV_TIMEOUT, 0);
+	answer_soon(q);
 }
 
 struct resolver_query *

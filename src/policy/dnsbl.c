@@ -160,6 +160,7 @@ answer_cb(const struct dns_result *res, void *arg)
 	struct dnsbl *m = cl->m;
 	uint8_t a[PACKET_RR_MAX][4];
 	size_t i, n = 0, which = 0;
+	enum dnsxl_answer k;
 
 	z->q = NULL;
 	switch (res->status) {
@@ -178,27 +179,21 @@ answer_cb(const struct dns_result *res, void *arg)
 		for (i = 0; i < res->nrr; i++)
 			if (res->rr[i].type == DNS_T_A)
 				memcpy(a[n++], res->rr[i].u.a, 4);
-		switch (dnsxl_classify(z->zone, (const uint8_t (*)[4])a, n,
-		    &which)) {
-		case DNSXL_NOT_LISTED:
+		k = dnsxl_classify(z->zone, (const uint8_t (*)[4])a, n, &which);
+		if (k == DNSXL_NOT_LISTED) {
 			z->state = Z_NOT_LISTED;
 			break;
-		case DNSXL_LISTED:
+		}
+		snprintf(z->code, sizeof(z->code), "%u.%u.%u.%u", a[which][0],
+		    a[which][1], a[which][2], a[which][3]);
+		if (k == DNSXL_LISTED) {
 			z->state = Z_LISTED;
-			snprintf(z->code, sizeof(z->code), "%u.%u.%u.%u",
-			    a[which][0], a[which][1], a[which][2],
-			    a[which][3]);
 			m->stats.listed++;
 			log_info("event=dnsbl zone=%s client=%s result=listed "
 			    "code=%s", z->zone->name, cl->ip, z->code);
-			break;
-		case DNSXL_ERROR:
+		} else {
 			z->state = Z_ERROR;
-			snprintf(z->code, sizeof(z->code), "%u.%u.%u.%u",
-			    a[which][0], a[which][1], a[which][2],
-			    a[which][3]);
 			log_error_answer(m, z);
-			break;
 		}
 		break;
 	}
@@ -231,6 +226,8 @@ dnsbl_connect(struct policy_client *pc)
 	cl->m = m;
 	cl->pc = pc;
 	ranges_addr_text(a, cl->ip, sizeof(cl->ip));
+	/* Each query is counted before it goes out; its answer comes
+	 * from the loop anyway, never inside resolver_query(). */
 	for (i = 0; i < m->nzones; i++) {
 		struct zq *z = &cl->z[cl->nz];
 
@@ -242,16 +239,11 @@ dnsbl_connect(struct policy_client *pc)
 		z->state = Z_PENDING;
 		cl->nz++;
 		cl->pending++;
-	}
-	*policy_client_slot(pc, POLICY_SLOT_DNSBL) = cl;
-	for (i = 0; i < cl->nz; i++) {
-		struct zq *z = &cl->z[i];
-
-		dnsxl_query_name(a, z->zone->name, name, sizeof(name));
 		m->stats.lookups++;
 		z->q = resolver_query(m->resolver, name, DNS_T_A, answer_cb,
 		    z);
 	}
+	*policy_client_slot(pc, POLICY_SLOT_DNSBL) = cl;
 }
 
 void

@@ -25,9 +25,11 @@
 #include <time.h>
 
 #include "config.h"
+#include "dnsxl.h"
 #include "log.h"
 #include "sockaddr.h"
 #include "policy.h"
+#include "ranges.h"
 #include "resolver.h"
 #include "str.h"
 #include "xmem.h"
@@ -188,18 +190,6 @@ greylist_has_client_names(const struct greylist *gl)
 	return gl->clients.nnames > 0;
 }
 
-static int
-prefix_match(const uint8_t *a, const uint8_t *b, unsigned prefix)
-{
-	unsigned full = prefix / 8, rest = prefix % 8;
-
-	if (memcmp(a, b, full) != 0)
-		return 0;
-	if (rest == 0)
-		return 1;
-	return ((a[full] ^ b[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
-}
-
 int
 greylist_allow_client_addr(const struct greylist *gl,
     const struct sockaddr *sa)
@@ -211,8 +201,8 @@ greylist_allow_client_addr(const struct greylist *gl,
 		return 0;
 	sockaddr_bytes(sa, ip);
 	for (i = 0; i < gl->clients.nnets; i++)
-		if (prefix_match(ip, gl->clients.nets[i].addr,
-		    gl->clients.nets[i].prefix))
+		if (ranges_in_prefix(gl->clients.nets[i].addr,
+		    gl->clients.nets[i].prefix, ip))
 			return 1;
 	return 0;
 }
@@ -293,7 +283,7 @@ greylist_client_net(const struct sockaddr *sa, unsigned v4prefix,
 	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
 		return -1;
 	sockaddr_bytes(sa, ip);
-	v4 = memcmp(ip, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0;
+	v4 = ranges_is_v4(ip);
 	prefix = v4 ? 96 + (v4prefix > 32 ? 32 : v4prefix) :
 	    (v6prefix > 128 ? 128 : v6prefix);
 	for (i = 0; i < 16; i++) {
@@ -351,15 +341,21 @@ strip_batv(const char *l)
 	return p + n + 1;
 }
 
-/* Skip one "=FIELD" of an SRS address; NULL when it is not there. */
+/* "{sep}HHHH=TT=domain=local", the part of SRS0 and of SRS1's first hop
+ * that changes per message: where "=domain=local" starts, or NULL. */
 static const char *
-srs_field(const char *p)
+srs_skip_hash_time(const char *p)
 {
+	if (!is_sep(*p))
+		return NULL;
+	p++;
+	p += strcspn(p, "=");		/* HHHH */
 	if (*p != '=')
 		return NULL;
 	p++;
-	while (*p != '\0' && *p != '=')
-		p++;
+	p += strcspn(p, "=");		/* TT */
+	if (*p != '=' || p[1] == '\0')
+		return NULL;
 	return p;
 }
 
@@ -375,14 +371,7 @@ strip_srs(const char *l, char *out, size_t outsz)
 	const char *p, *fwd, *fwd_end;
 
 	if (strncmp(l, "srs0", 4) == 0 && is_sep(l[4])) {
-		/* "=HHHH" "=TT" then "=domain=local" */
-		p = l + 4;
-		if (!is_sep(*p))
-			return -1;
-		p++;
-		while (*p != '\0' && *p != '=')
-			p++;
-		if ((p = srs_field(p)) == NULL || *p != '=' || p[1] == '\0')
+		if ((p = srs_skip_hash_time(l + 4)) == NULL)
 			return -1;
 		snprintf(out, outsz, "srs0%s", p);
 		return 0;
@@ -398,13 +387,7 @@ strip_srs(const char *l, char *out, size_t outsz)
 		fwd = p + 1;
 		if ((fwd_end = strchr(fwd, '=')) == NULL || fwd_end == fwd)
 			return -1;
-		p = fwd_end + 1;
-		if (!is_sep(*p))
-			return -1;
-		p++;
-		while (*p != '\0' && *p != '=')
-			p++;
-		if ((p = srs_field(p)) == NULL || *p != '=' || p[1] == '\0')
+		if ((p = srs_skip_hash_time(fwd_end + 1)) == NULL)
 			return -1;
 		snprintf(out, outsz, "srs1=%.*s%s", (int)(fwd_end - fwd), fwd,
 		    p);
@@ -669,8 +652,7 @@ name_next(struct greyreq *r)
 		return;
 	}
 	r->q = resolver_query(r->resolver, r->names[r->name],
-	    memcmp(ip, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 ? DNS_T_A :
-	    DNS_T_AAAA, name_forward_cb, r);
+	    ranges_is_v4(ip) ? DNS_T_A : DNS_T_AAAA, name_forward_cb, r);
 	policy_step_pending(r->chk, req_cancel, r);
 }
 
@@ -718,28 +700,6 @@ name_ptr_cb(const struct dns_result *res, void *arg)
 	    res->status == DNS_TEMPFAIL ? res->why : "none", r->nnames);
 	r->name = 0;
 	name_next(r);
-}
-
-/* "d.c.b.a.in-addr.arpa" or the nibbles of ip6.arpa. */
-static void
-reverse_name(const uint8_t ip[16], char *out, size_t outsz)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	int i;
-
-	if (memcmp(ip, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
-		snprintf(out, outsz, "%u.%u.%u.%u.in-addr.arpa", ip[15],
-		    ip[14], ip[13], ip[12]);
-		return;
-	}
-	for (i = 15; i >= 0 && o + 4 < outsz; i--) {
-		out[o++] = hex[ip[i] & 0xf];
-		out[o++] = '.';
-		out[o++] = hex[ip[i] >> 4];
-		out[o++] = '.';
-	}
-	snprintf(out + o, outsz - o, "ip6.arpa");
 }
 
 static void
@@ -916,8 +876,11 @@ greylist_step(struct policy_check *chk)
 				r->gl->warned_no_dns = 1;
 			}
 		} else {
+			/* The reverse name has the DNSBL form (RFC 5782
+			 * §2.1, §2.4) under in-addr.arpa or ip6.arpa. */
 			sockaddr_bytes(sa, ip);
-			reverse_name(ip, rev, sizeof(rev));
+			dnsxl_query_name(ip, ranges_is_v4(ip) ? "in-addr.arpa" :
+			    "ip6.arpa", rev, sizeof(rev));
 			r->q = resolver_query(r->resolver, rev, DNS_T_PTR,
 			    name_ptr_cb, r);
 			policy_step_pending(chk, req_cancel, r);
