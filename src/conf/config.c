@@ -258,12 +258,31 @@ static const struct {
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
 _Static_assert(CONFIG_LISTEN_MAX * 66 < TEXT_MAX, "listen text too long");
 
-/* Units: a letter and its multiplier. */
-static const char	 time_units[] = "smhdw";
+/* A number type: how it is written (unit letters, their multipliers, and
+ * the ones config_print() may pick, largest first), its bound, and how
+ * its errors name it. */
+struct num_type {
+	const char	*units;		/* NULL: a bare number only */
+	const uint64_t	*mult;
+	const char	*best;
+	uint64_t	 max;
+	const char	*what;		/* "bad WHAT '...' for KEY" */
+	const char	*min_unit;	/* "(at least 1s)" */
+	int		 show_range;	/* bad: "(0 to MAX)" */
+};
+
 static const uint64_t	 time_mult[] = { 1, 60, 3600, 86400, 604800 };
-static const char	 size_units[] = "KMGkmg";
 static const uint64_t	 size_mult[] = {
 	1ULL << 10, 1ULL << 20, 1ULL << 30, 1ULL << 10, 1ULL << 20, 1ULL << 30
+};
+static const struct num_type num_time = {
+	"smhdw", time_mult, "wdhms", UINT_MAX, "time value", "s", 0
+};
+static const struct num_type num_size = {
+	"KMGkmg", size_mult, "GMK", UINT64_MAX, "size value", "", 0
+};
+static const struct num_type num_uint = {
+	NULL, NULL, NULL, UINT_MAX, "number", "", 1
 };
 
 /* A growable string, for logical lines and expanded values. */
@@ -345,6 +364,21 @@ is_name_char(char ch)
 	    (ch >= '0' && ch <= '9') || ch == '_';
 }
 
+/* The next item of a list split by commas and white space: *v moves to
+ * its start; returns its length, 0 at the end of the list. */
+static size_t
+next_item(const char **v)
+{
+	size_t len;
+
+	while (**v == ',' || is_blank(**v))
+		(*v)++;
+	for (len = 0; (*v)[len] != '\0' && (*v)[len] != ',' &&
+	    !is_blank((*v)[len]); len++)
+		;
+	return len;
+}
+
 static int
 find_key(const char *name, size_t n)
 {
@@ -358,12 +392,12 @@ find_key(const char *name, size_t n)
 }
 
 /*
- * Decimal digits, then at most one letter of 'units' (multiplier in
- * 'mult'), then nothing: no sign, no space. The product must not pass max.
+ * Decimal digits, then at most one of t's unit letters, then nothing: no
+ * sign, no space. The product must not pass t->max.
  */
 static int
-parse_scaled(const char *s, const char *units, const uint64_t *mult,
-    uint64_t max, uint64_t *out, char *unit_out)
+parse_scaled(const char *s, const struct num_type *t, uint64_t *out,
+    char *unit_out)
 {
 	const char *p = s, *u;
 	uint64_t n = 0, m = 1;
@@ -377,13 +411,13 @@ parse_scaled(const char *s, const char *units, const uint64_t *mult,
 	}
 	*unit_out = '\0';
 	if (*p != '\0') {
-		if (units == NULL || (u = strchr(units, *p)) == NULL ||
+		if (t->units == NULL || (u = strchr(t->units, *p)) == NULL ||
 		    p[1] != '\0')
 			return -1;
-		m = mult[u - units];
+		m = t->mult[u - t->units];
 		*unit_out = *p;
 	}
-	if (n > max / m)
+	if (n > t->max / m)
 		return -1;
 	*out = n * m;
 	return 0;
@@ -395,7 +429,7 @@ config_parse_time(const char *s, unsigned *secs_out)
 	uint64_t v;
 	char unit;
 
-	if (parse_scaled(s, time_units, time_mult, UINT_MAX, &v, &unit) == -1)
+	if (parse_scaled(s, &num_time, &v, &unit) == -1)
 		return -1;
 	*secs_out = (unsigned)v;
 	return 0;
@@ -406,8 +440,7 @@ config_parse_size(const char *s, uint64_t *bytes_out)
 {
 	char unit;
 
-	return parse_scaled(s, size_units, size_mult, UINT64_MAX, bytes_out,
-	    &unit);
+	return parse_scaled(s, &num_size, bytes_out, &unit);
 }
 
 int
@@ -531,14 +564,7 @@ set_listen(struct config *c, const char *v, char *why, size_t whysz)
 	char item[128], e[96];
 	size_t n = 0, len, i;
 
-	while (*v != '\0') {
-		if (*v == ',' || is_blank(*v)) {
-			v++;
-			continue;
-		}
-		for (len = 0; v[len] != '\0' && v[len] != ',' &&
-		    !is_blank(v[len]); len++)
-			;
+	while ((len = next_item(&v)) > 0) {
 		if (n == CONFIG_LISTEN_MAX) {
 			snprintf(why, whysz, "too many listen addresses "
 			    "(at most %d)", CONFIG_LISTEN_MAX);
@@ -571,15 +597,47 @@ set_listen(struct config *c, const char *v, char *why, size_t whysz)
 	return 0;
 }
 
+/* Row k's number (of type t) from the text 'v' ('e' escaped) into *c,
+ * with the unit it was written in. */
+static int
+set_number(struct config *c, size_t k, const struct num_type *t,
+    const char *v, const char *e, char *why, size_t whysz)
+{
+	const struct conf_key *key = &keys[k];
+	void *field = (char *)c + key->off;
+	char range[32] = "", unit;
+	uint64_t n;
+
+	if (parse_scaled(v, t, &n, &unit) == -1) {
+		if (t->show_range)
+			snprintf(range, sizeof(range), " (0 to %llu)",
+			    (unsigned long long)t->max);
+		snprintf(why, whysz, "bad %s '%s' for %s%s", t->what, e,
+		    key->name, range);
+		return -1;
+	}
+	if (n < key->min) {
+		snprintf(why, whysz, "bad %s '%s' for %s (at least %llu%s)",
+		    t->what, e, key->name, (unsigned long long)key->min,
+		    t->min_unit);
+		return -1;
+	}
+	if (key->type == CONF_SIZE)
+		*(uint64_t *)field = n;
+	else
+		*(unsigned *)field = (unsigned)n;
+	c->unit[k] = unit;
+	return 0;
+}
+
 /* Convert the text 'v' by row k's type into *c; -1 with 'why' on error. */
 static int
 set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 {
 	const struct conf_key *key = &keys[k];
 	char *field = (char *)c + key->off;
-	char e[96], unit = '\0';
+	char e[96];
 	enum log_level level;
-	uint64_t n;
 	int b;
 
 	log_escape(e, sizeof(e), v, strlen(v));
@@ -622,51 +680,11 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 		}
 		break;
 	case CONF_TIME:
-		if (parse_scaled(v, time_units, time_mult, UINT_MAX, &n,
-		    &unit) == -1) {
-			snprintf(why, whysz, "bad time value '%s' for %s", e,
-			    key->name);
-			return -1;
-		}
-		if (n < key->min) {
-			snprintf(why, whysz, "bad time value '%s' for %s "
-			    "(at least %llus)", e, key->name,
-			    (unsigned long long)key->min);
-			return -1;
-		}
-		*(unsigned *)(void *)field = (unsigned)n;
-		c->unit[k] = unit;
-		return 0;
+		return set_number(c, k, &num_time, v, e, why, whysz);
 	case CONF_SIZE:
-		if (parse_scaled(v, size_units, size_mult, UINT64_MAX, &n,
-		    &unit) == -1) {
-			snprintf(why, whysz, "bad size value '%s' for %s", e,
-			    key->name);
-			return -1;
-		}
-		if (n < key->min) {
-			snprintf(why, whysz, "bad size value '%s' for %s "
-			    "(at least %llu)", e, key->name,
-			    (unsigned long long)key->min);
-			return -1;
-		}
-		*(uint64_t *)(void *)field = n;
-		c->unit[k] = unit;
-		return 0;
+		return set_number(c, k, &num_size, v, e, why, whysz);
 	case CONF_UINT:
-		if (parse_scaled(v, NULL, NULL, UINT_MAX, &n, &unit) == -1) {
-			snprintf(why, whysz, "bad number '%s' for %s (0 to "
-			    "%u)", e, key->name, UINT_MAX);
-			return -1;
-		}
-		if (n < key->min) {
-			snprintf(why, whysz, "bad number '%s' for %s "
-			    "(at least %llu)", e, key->name,
-			    (unsigned long long)key->min);
-			return -1;
-		}
-		*(unsigned *)(void *)field = (unsigned)n;
-		return 0;
+		return set_number(c, k, &num_uint, v, e, why, whysz);
 	case CONF_BOOL:
 		if (config_parse_bool(v, &b) == -1) {
 			snprintf(why, whysz, "bad boolean value '%s' for %s "
@@ -691,23 +709,23 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 /* Number 'n' written with 'unit' if that is exact, else the largest unit
  * that is, else bare. */
 static void
-format_scaled(uint64_t n, char unit, const char *units,
-    const uint64_t *mult, const char *fallback, char *buf, size_t bufsz)
+format_scaled(uint64_t n, char unit, const struct num_type *t, char *buf,
+    size_t bufsz)
 {
 	const char *u;
 
-	if (unit != '\0' && (u = strchr(units, unit)) != NULL &&
-	    n % mult[u - units] == 0) {
+	if (unit != '\0' && (u = strchr(t->units, unit)) != NULL &&
+	    n % t->mult[u - t->units] == 0) {
 		snprintf(buf, bufsz, "%llu%c",
-		    (unsigned long long)(n / mult[u - units]), unit);
+		    (unsigned long long)(n / t->mult[u - t->units]), unit);
 		return;
 	}
 	if (unit == '\0') {
 		snprintf(buf, bufsz, "%llu", (unsigned long long)n);
 		return;
 	}
-	for (u = fallback; *u != '\0'; u++) {
-		uint64_t m = mult[strchr(units, *u) - units];
+	for (u = t->best; *u != '\0'; u++) {
+		uint64_t m = t->mult[strchr(t->units, *u) - t->units];
 
 		if (n % m == 0 && (n != 0 || u[1] == '\0')) {
 			snprintf(buf, bufsz, "%llu%c",
@@ -736,11 +754,11 @@ format_value(const struct config *c, size_t k, char *buf, size_t bufsz)
 		break;
 	case CONF_TIME:
 		format_scaled(*(const unsigned *)(const void *)field,
-		    c->unit[k], time_units, time_mult, "wdhms", buf, bufsz);
+		    c->unit[k], &num_time, buf, bufsz);
 		break;
 	case CONF_SIZE:
 		format_scaled(*(const uint64_t *)(const void *)field,
-		    c->unit[k], size_units, size_mult, "GMK", buf, bufsz);
+		    c->unit[k], &num_size, buf, bufsz);
 		break;
 	case CONF_UINT:
 		snprintf(buf, bufsz, "%u", *(const unsigned *)(const void *)
@@ -806,14 +824,7 @@ check_forward(const char *v, char *why, size_t whysz)
 	unsigned long port;
 	char *end;
 
-	while (*v != '\0') {
-		if (*v == ',' || is_blank(*v)) {
-			v++;
-			continue;
-		}
-		for (len = 0; v[len] != '\0' && v[len] != ',' &&
-		    !is_blank(v[len]); len++)
-			;
+	while ((len = next_item(&v)) > 0) {
 		str_ncopy(item, sizeof(item), v, len);
 		v += len;
 		at = strchr(item, '@');

@@ -449,14 +449,64 @@ parse_yesno(struct dparse *p, const char *key, const char *v, size_t n,
 	return -1;
 }
 
+/* The options of a domain line, each allowed once. */
+enum { OPT_ROUTE, OPT_MX_CHECK, OPT_ACCEPT_UNVERIFIED,
+    OPT_PASSTHROUGH_FILTERS, OPT_RECIPIENTS, OPT_N };
+static const char *const options[OPT_N] = {
+	"route", "mx_check", "accept_unverified", "passthrough_filters",
+	"recipients"
+};
+
+/* Option 'w' (klen bytes, before its '=') with value v (vlen bytes) into
+ * dom; 'seen' has a bit for each option given so far. */
+static int
+parse_option(struct dparse *p, struct domain *dom, unsigned *seen,
+    const char *w, size_t klen, const char *v, size_t vlen)
+{
+	char e[96];
+	int o, b;
+
+	for (o = 0; o < OPT_N; o++)
+		if (strlen(options[o]) == klen &&
+		    memcmp(w, options[o], klen) == 0)
+			break;
+	if (o == OPT_N) {
+		derr(p, "unknown option '%s'",
+		    log_escape(e, sizeof(e), w, klen));
+		return -1;
+	}
+	if (*seen & (1u << o)) {
+		derr(p, "%s given twice", options[o]);
+		return -1;
+	}
+	*seen |= 1u << o;
+	switch (o) {
+	case OPT_ROUTE:
+		return parse_route(p, dom, v, vlen);
+	case OPT_RECIPIENTS:
+		dom->rcpts = rcpts_load(p, dom->name, v, vlen);
+		return dom->rcpts != NULL ? 0 : -1;
+	}
+	/* The others are yes or no. */
+	if (parse_yesno(p, options[o], v, vlen, &b) == -1)
+		return -1;
+	if (o == OPT_MX_CHECK)
+		dom->mx_check_off = !b;
+	else if (o == OPT_ACCEPT_UNVERIFIED)
+		dom->accept_unverified = b;
+	else
+		dom->passthrough_filters = b != 0;
+	return 0;
+}
+
 /* One line: "domain [key=value ...] [# comment]". */
 static int
 parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 {
 	struct domain dom;
-	const char *w, *eq, *v;
-	size_t i = 0, wlen, klen, vlen, *slot;
-	int have_route = 0, have_mx_check = 0, have_filters = 0, b;
+	const char *w, *eq;
+	size_t i = 0, wlen, klen, *slot;
+	unsigned seen = 0;
 	char e[96];
 
 	memset(&dom, 0, sizeof(dom));
@@ -484,61 +534,9 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 			goto fail;
 		}
 		klen = (size_t)(eq - w);
-		v = eq + 1;
-		vlen = wlen - klen - 1;
-		if (klen == 5 && memcmp(w, "route", 5) == 0) {
-			if (have_route++) {
-				derr(p, "route given twice");
-				goto fail;
-			}
-			if (parse_route(p, &dom, v, vlen) == -1)
-				goto fail;
-			continue;
-		}
-		if (klen == 8 && memcmp(w, "mx_check", 8) == 0) {
-			if (have_mx_check++) {
-				derr(p, "mx_check given twice");
-				goto fail;
-			}
-			if (parse_yesno(p, "mx_check", v, vlen, &b) == -1)
-				goto fail;
-			dom.mx_check_off = !b;
-			continue;
-		}
-		if (klen == 17 && memcmp(w, "accept_unverified", 17) == 0) {
-			if (dom.accept_unverified != -1) {
-				derr(p, "accept_unverified given twice");
-				goto fail;
-			}
-			if (parse_yesno(p, "accept_unverified", v, vlen,
-			    &dom.accept_unverified) == -1)
-				goto fail;
-			continue;
-		}
-		if (klen == 19 && memcmp(w, "passthrough_filters", 19) == 0) {
-			if (have_filters++) {
-				derr(p, "passthrough_filters given twice");
-				goto fail;
-			}
-			if (parse_yesno(p, "passthrough_filters", v, vlen,
-			    &b) == -1)
-				goto fail;
-			dom.passthrough_filters = b != 0;
-			continue;
-		}
-		if (klen == 10 && memcmp(w, "recipients", 10) == 0) {
-			if (dom.rcpts != NULL) {
-				derr(p, "recipients given twice");
-				goto fail;
-			}
-			if ((dom.rcpts = rcpts_load(p, dom.name, v, vlen)) ==
-			    NULL)
-				goto fail;
-			continue;
-		}
-		derr(p, "unknown option '%s'",
-		    log_escape(e, sizeof(e), w, klen));
-		goto fail;
+		if (parse_option(p, &dom, &seen, w, klen, eq + 1,
+		    wlen - klen - 1) == -1)
+			goto fail;
 	}
 	if (dom.name[0] == '\0')
 		return 0;		/* blank or comment */

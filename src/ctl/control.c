@@ -73,6 +73,14 @@ json_str(struct evbuffer *b, const char *s)
 	evbuffer_add_printf(b, "%s", str_json(q, sizeof(q), s));
 }
 
+/* A JSON member after the first: ,"key":"s". */
+static void
+json_member(struct evbuffer *b, const char *key, const char *s)
+{
+	evbuffer_add_printf(b, ",\"%s\":", key);
+	json_str(b, s);
+}
+
 /* Text output: control bytes shown as '?' so a peer's bytes in an error
  * text cannot move the operator's terminal. */
 static void
@@ -114,26 +122,22 @@ msg_json(const struct qdb_msg *m, struct evbuffer *b, int detail)
 	evbuffer_add_printf(b, "{\"queue_name\":\"%s\",\"queue_id\":",
 	    m->hold ? "hold" : "deferred");
 	json_str(b, m->id);
-	evbuffer_add_printf(b, ",\"arrival_time\":%lld,\"message_size\":%llu,"
-	    "\"sender\":", (long long)m->arrival, (unsigned long long)m->size);
-	json_str(b, a);
+	evbuffer_add_printf(b, ",\"arrival_time\":%lld,\"message_size\":%llu",
+	    (long long)m->arrival, (unsigned long long)m->size);
+	json_member(b, "sender", a);
 	evbuffer_add_printf(b, ",\"hold\":%s,\"attempts\":%u,"
-	    "\"last_attempt\":%lld,\"next_attempt\":%lld,\"last_error\":",
+	    "\"last_attempt\":%lld,\"next_attempt\":%lld",
 	    m->hold ? "true" : "false", m->attempts,
 	    (long long)m->last_attempt, (long long)m->next_attempt);
-	json_str(b, m->last_error);
+	json_member(b, "last_error", m->last_error);
 	if (detail) {
-		evbuffer_add_printf(b, ",\"is_dsn\":%s,\"helo\":",
+		evbuffer_add_printf(b, ",\"is_dsn\":%s",
 		    m->is_dsn ? "true" : "false");
-		json_str(b, m->helo);
-		evbuffer_add_printf(b, ",\"client_addr\":");
-		json_str(b, m->client_addr);
-		evbuffer_add_printf(b, ",\"client_name\":");
-		json_str(b, m->client_name);
-		evbuffer_add_printf(b, ",\"protocol\":");
-		json_str(b, m->proto);
-		evbuffer_add_printf(b, ",\"body_file\":");
-		json_str(b, m->big);
+		json_member(b, "helo", m->helo);
+		json_member(b, "client_addr", m->client_addr);
+		json_member(b, "client_name", m->client_name);
+		json_member(b, "protocol", m->proto);
+		json_member(b, "body_file", m->big);
 	}
 	evbuffer_add_printf(b, ",\"recipients\":[");
 	for (i = 0; i < m->nrcpt; i++) {
@@ -326,11 +330,10 @@ json_time(struct evbuffer *b, const char *key, int64_t t)
 static void
 json_text(struct evbuffer *b, const char *key, const char *s)
 {
-	evbuffer_add_printf(b, ",\"%s\":", key);
 	if (s == NULL || s[0] == '\0')
-		evbuffer_add_printf(b, "null");
+		evbuffer_add_printf(b, ",\"%s\":null", key);
 	else
-		json_str(b, s);
+		json_member(b, key, s);
 }
 
 /* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
@@ -359,8 +362,7 @@ age(int64_t since, int64_t now, char *buf, size_t bufsz)
 /* Everything "domain list|show" says of one domain. */
 struct dview {
 	const struct domain	*d;
-	struct state_domain	 rec;
-	int			 have_rec;
+	struct state_domain	 rec;		/* all 0: no record */
 	int			 live;		/* health, queue known */
 	int			 up;
 	size_t			 queued;
@@ -385,11 +387,11 @@ dview_get(struct state *st, struct learn *ln, struct sched *sc,
 	if (ln != NULL) {
 		if (learn_domain(ln, d->name, now, &v->rec) == -1)
 			return -1;
-		v->have_rec = 1;
 	} else {
 		if ((rc = state_domain_get(st, d->name, &v->rec)) == -1)
 			return -1;
-		v->have_rec = rc == 1;
+		if (rc == 0)
+			memset(&v->rec, 0, sizeof(v->rec));
 	}
 	if (ln != NULL && sc != NULL) {
 		v->live = 1;
@@ -404,68 +406,78 @@ dview_get(struct state *st, struct learn *ln, struct sched *sc,
 	return 0;
 }
 
-static void
-dview_json(const struct dview *v, struct evbuffer *b)
+/* "up", "down", or NULL when not known (offline). */
+static const char *
+dview_health(const struct dview *v)
 {
-	const struct state_domain *r = &v->rec;
-	const char *lc = v->have_rec ? lifecycle_name(r->lifecycle) : NULL;
-
-	evbuffer_add_printf(b, "{\"domain\":");
-	json_str(b, v->d->name);
-	json_text(b, "lifecycle", lc);
-	json_text(b, "health", v->live ? (v->up ? "up" : "down") : NULL);
-	evbuffer_add_printf(b, ",\"valid\":%zu,\"invalid\":%zu", v->valid,
-	    v->invalid);
-	if (v->live)
-		evbuffer_add_printf(b, ",\"queued\":%zu", v->queued);
-	else
-		evbuffer_add_printf(b, ",\"queued\":null");
-	json_time(b, "oldest", v->live ? (int64_t)v->oldest : 0);
-	json_time(b, "added", v->have_rec ? r->added : 0);
-	json_time(b, "first_accept", v->have_rec ? r->first_accept : 0);
-	json_time(b, "last_accept", v->have_rec ? r->last_accept : 0);
-	json_text(b, "accept_how", v->have_rec ? r->accept_how : NULL);
-	json_time(b, "health_changed", v->have_rec ? r->health_changed : 0);
-	json_text(b, "health_why", v->have_rec ? r->health_why : NULL);
-	evbuffer_add_printf(b, "}\n");
+	return v->live ? (v->up ? "up" : "down") : NULL;
 }
 
-/* "domain show": "key: value" lines, times as in "queue show". */
+/*
+ * One field of "domain show": a "key: value" line, or with json a member
+ * of its one-line document. NULL, "" and time 0 stand for nothing: "-"
+ * in text, null in JSON; times are shown as in "queue show".
+ */
 static void
-dview_text(const struct dview *v, struct evbuffer *b)
+show_text(struct evbuffer *b, int json, const char *key, const char *s)
 {
-	const struct state_domain *r = &v->rec;
-	const char *lc = v->have_rec ? lifecycle_name(r->lifecycle) : NULL;
-	char t[32];
-
-	evbuffer_add_printf(b, "domain: %s\nlifecycle: %s\nhealth: %s\n",
-	    v->d->name, lc ? lc : "-", v->live ? (v->up ? "up" : "down") :
-	    "-");
-	evbuffer_add_printf(b, "valid: %zu\ninvalid: %zu\n", v->valid,
-	    v->invalid);
-	if (v->live)
-		evbuffer_add_printf(b, "queued: %zu\n", v->queued);
-	else
-		evbuffer_add_printf(b, "queued: -\n");
-	evbuffer_add_printf(b, "oldest: %s\n", when(v->live ? v->oldest : 0,
-	    t, sizeof(t)));
-	if (!v->have_rec) {
-		evbuffer_add_printf(b, "added: -\nfirst_accept: -\n"
-		    "last_accept: -\naccept_how: -\nhealth_changed: -\n"
-		    "health_why: -\n");
+	if (json) {
+		json_text(b, key, s);
 		return;
 	}
-	evbuffer_add_printf(b, "added: %s\n", when((time_t)r->added, t,
-	    sizeof(t)));
-	evbuffer_add_printf(b, "first_accept: %s\n",
-	    when((time_t)r->first_accept, t, sizeof(t)));
-	evbuffer_add_printf(b, "last_accept: %s\naccept_how: ",
-	    when((time_t)r->last_accept, t, sizeof(t)));
-	text_str(b, r->accept_how[0] ? r->accept_how : "-");
-	evbuffer_add_printf(b, "\nhealth_changed: %s\nhealth_why: ",
-	    when((time_t)r->health_changed, t, sizeof(t)));
-	text_str(b, r->health_why[0] ? r->health_why : "-");
+	evbuffer_add_printf(b, "%s: ", key);
+	text_str(b, s != NULL && s[0] != '\0' ? s : "-");
 	evbuffer_add(b, "\n", 1);
+}
+
+static void
+show_time(struct evbuffer *b, int json, const char *key, int64_t t)
+{
+	char buf[32];
+
+	if (json)
+		json_time(b, key, t);
+	else
+		evbuffer_add_printf(b, "%s: %s\n", key,
+		    when((time_t)t, buf, sizeof(buf)));
+}
+
+/* A count, or nothing when not 'known'. */
+static void
+show_count(struct evbuffer *b, int json, const char *key, int known,
+    size_t n)
+{
+	if (!known)
+		evbuffer_add_printf(b, json ? ",\"%s\":null" : "%s: -\n", key);
+	else
+		evbuffer_add_printf(b, json ? ",\"%s\":%zu" : "%s: %zu\n", key,
+		    n);
+}
+
+static void
+dview_show(const struct dview *v, struct evbuffer *b, int json)
+{
+	const struct state_domain *r = &v->rec;
+
+	if (json) {
+		evbuffer_add_printf(b, "{\"domain\":");
+		json_str(b, v->d->name);
+	} else
+		evbuffer_add_printf(b, "domain: %s\n", v->d->name);
+	show_text(b, json, "lifecycle", lifecycle_name(r->lifecycle));
+	show_text(b, json, "health", dview_health(v));
+	show_count(b, json, "valid", 1, v->valid);
+	show_count(b, json, "invalid", 1, v->invalid);
+	show_count(b, json, "queued", v->live, v->queued);
+	show_time(b, json, "oldest", v->live ? (int64_t)v->oldest : 0);
+	show_time(b, json, "added", r->added);
+	show_time(b, json, "first_accept", r->first_accept);
+	show_time(b, json, "last_accept", r->last_accept);
+	show_text(b, json, "accept_how", r->accept_how);
+	show_time(b, json, "health_changed", r->health_changed);
+	show_text(b, json, "health_why", r->health_why);
+	if (json)
+		evbuffer_add_printf(b, "}\n");
 }
 
 int
@@ -487,7 +499,7 @@ control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
 		}
 		if (strlen(v[i].d->name) > w)
 			w = strlen(v[i].d->name);
-		if (v[i].have_rec && v[i].rec.lifecycle == STATE_DOM_REFUSED)
+		if (v[i].rec.lifecycle == STATE_DOM_REFUSED)
 			refused++;
 	}
 	/* Live, the count the lifecycle timer keeps (and exports). */
@@ -495,15 +507,15 @@ control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
 		refused = learn_refused_count(ln);
 	if (json) {
 		for (i = 0; i < n; i++)
-			dview_json(&v[i], out);
+			dview_show(&v[i], out, 1);
 		goto done;
 	}
 	evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7s  %7s  %6s  %s\n",
 	    (int)w, "DOMAIN", "LIFECYCLE", "HEALTH", "VALID", "INVALID",
 	    "QUEUED", "OLDEST");
 	for (i = 0; i < n; i++) {
-		const char *lc = v[i].have_rec ?
-		    lifecycle_name(v[i].rec.lifecycle) : NULL;
+		const char *lc = lifecycle_name(v[i].rec.lifecycle);
+		const char *health = dview_health(&v[i]);
 		char q[24];
 
 		if (v[i].live)
@@ -512,7 +524,7 @@ control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
 			snprintf(q, sizeof(q), "-");
 		evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7zu  %7zu  %6s  "
 		    "%s\n", (int)w, v[i].d->name, lc ? lc : "-",
-		    v[i].live ? (v[i].up ? "up" : "down") : "-", v[i].valid,
+		    health ? health : "-", v[i].valid,
 		    v[i].invalid, q, age(v[i].live ? (int64_t)v[i].oldest : 0,
 		    now, a, sizeof(a)));
 	}
@@ -533,10 +545,7 @@ control_domain_show(struct state *st, struct learn *ln, struct sched *sc,
 
 	if (dview_get(st, ln, sc, d, now, &v) == -1)
 		return -1;
-	if (json)
-		dview_json(&v, out);
-	else
-		dview_text(&v, out);
+	dview_show(&v, out, json);
 	return 0;
 }
 
@@ -774,20 +783,15 @@ queue_request(struct conn *c, char **w, int n)
 			return;
 		}
 		memset(&m, 0, sizeof(m));
-		rc = qdb_load(queue_qdb(q), w[2], 0, &m);
-		if (rc == 1)
+		if ((rc = qdb_load(queue_qdb(q), w[2], 0, &m)) == 1) {
 			answer(c, "error notfound no such message", NULL);
-		else if (rc == -1)
-			answer(c, "error io the queue database could not be "
-			    "read", NULL);
-		else {
-			b = evbuffer_new();
-			control_queue_show(&m, b, c->json);
-			answer(c, "ok", b);
-			evbuffer_free(b);
+			return;
 		}
-		if (rc != 1)
-			qdb_msg_free(&m);
+		b = evbuffer_new();
+		if (rc == 0)
+			control_queue_show(&m, b, c->json);
+		answer_read(c, rc, b, "the queue database");
+		qdb_msg_free(&m);
 		return;
 	}
 	if (strcmp(w[1], "flush") == 0 && (n == 2 || n == 3)) {
@@ -867,19 +871,17 @@ rcpt_arg(struct conn *c, const char *arg, char *key_out,
 	if (len + 2 > ADDR_PATH_MAX ||
 	    (size_t)snprintf(path, sizeof(path), "<%s>", arg) != len + 2 ||
 	    addr_parse_path(path, len + 2, 0, &a, &used) != ADDR_OK ||
-	    used != len + 2 || a.domain[0] == '\0' || a.is_literal) {
-		answer(c, "error address not an RFC 5321 address "
-		    "(local@domain)", NULL);
-		return -1;
-	}
+	    used != len + 2 || a.domain[0] == '\0' || a.is_literal)
+		goto bad;
 	learn_key(key_out, STATE_ADDR_MAX, a.local, a.domain);
-	if (key_out[0] == '\0') {
-		answer(c, "error address not an RFC 5321 address "
-		    "(local@domain)", NULL);
-		return -1;
-	}
+	if (key_out[0] == '\0')
+		goto bad;
 	*domain_out = strrchr(key_out, '@') + 1;
 	return 0;
+bad:
+	answer(c, "error address not an RFC 5321 address (local@domain)",
+	    NULL);
+	return -1;
 }
 
 /* "domain list" and "domain show DOMAIN". */
@@ -978,12 +980,9 @@ rcpt_request(struct conn *c, char **w, int n)
 		/* Relay control's rule (STYLE.md §1.3) for what we learn:
 		 * only addresses of our domains. learn_rcpt_add() checks
 		 * it again against its own copy of the table. */
-		if (domains_lookup(ctl->domains, dom) == NULL) {
-			answer(c, "error domain not a customer domain", NULL);
-			return;
-		}
-		rc = learn_rcpt_add(ctl->learn, c->addr, c->rcpt_status, now);
-		if (rc == -2) {
+		if (domains_lookup(ctl->domains, dom) == NULL ||
+		    (rc = learn_rcpt_add(ctl->learn, c->addr, c->rcpt_status,
+		    now)) == -2) {
 			answer(c, "error domain not a customer domain", NULL);
 			return;
 		}
@@ -1023,11 +1022,8 @@ request(struct conn *c, char *line)
 	char *w[5];
 	int n;
 
-	if ((n = words(line, w, 5)) < 2) {
-		answer(c, "error usage unknown request", NULL);
-		return;
-	}
-	if (strcmp(w[n - 1], "json") == 0) {
+	/* The trailing "json" is no word of the request proper. */
+	if ((n = words(line, w, 5)) > 0 && strcmp(w[n - 1], "json") == 0) {
 		c->json = 1;
 		n--;
 	}
