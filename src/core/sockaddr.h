@@ -5,11 +5,18 @@
 #ifndef BACKMX_SOCKADDR_H
 #define BACKMX_SOCKADDR_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 /* Fill out; returns 0, or -1 (out all zero) for another family. */
 int	sockaddr_bytes(const struct sockaddr *, uint8_t out[16]);
+
+/*
+ * The address as text, without brackets, into buf (INET6_ADDRSTRLEN
+ * bytes hold any); returns the port, or -1 (buf "?") for another family.
+ */
+int	sockaddr_ntop(const struct sockaddr *, char *buf, size_t bufsz);
 
 /*
  * TCP_NODELAY on an SMTP socket: a reply or a command is written whole or

@@ -6,7 +6,6 @@
  */
 #include "listener.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -104,18 +103,12 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 	const struct config *conf = l->srv->conf;
 	uint8_t key[16];
 	struct ipcount *c;
-	char ip[INET6_ADDRSTRLEN] = "?";
+	char ip[INET6_ADDRSTRLEN];
 
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)sa)->sin_addr,
-		    ip, sizeof(ip));
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-		    &((struct sockaddr_in6 *)(void *)sa)->sin6_addr, ip,
-		    sizeof(ip));
-
-	/* STYLE.md §1.5: sessions in all and per address are bounded. */
+	/* STYLE.md §1.5: sessions in all and per address are bounded. The
+	 * address as text only for a refusal: session_new() makes its own. */
 	if (l->sessions >= conf->smtpd_max_connections) {
+		(void)sockaddr_ntop(sa, ip, sizeof(ip));
 		log_warn("event=refuse client=%s reason=max_connections "
 		    "limit=%u", ip, conf->smtpd_max_connections);
 		refuse(fd, l->srv, "too many connections");
@@ -124,6 +117,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 	(void)sockaddr_bytes(sa, key);
 	c = ip_slot(l, key);
 	if (c->count >= conf->smtpd_max_connections_per_ip) {
+		(void)sockaddr_ntop(sa, ip, sizeof(ip));
 		log_warn("event=refuse client=%s reason=max_connections_per_ip "
 		    "limit=%u", ip, conf->smtpd_max_connections_per_ip);
 		refuse(fd, l->srv, "too many connections from your address");
@@ -208,7 +202,7 @@ listener_open(struct server *srv, char *err, size_t errsz)
 		struct sockaddr_storage ss;
 		socklen_t sslen = sizeof(ss);
 		char host[INET6_ADDRSTRLEN];
-		int port;
+		int port, v6;
 
 		evutil_socket_t fd = bind_socket(cl);
 
@@ -226,23 +220,12 @@ listener_open(struct server *srv, char *err, size_t errsz)
 		evconnlistener_set_error_cb(l->l[i], error_cb);
 		getsockname(evconnlistener_get_fd(l->l[i]),
 		    (struct sockaddr *)&ss, &sslen);
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-			port = ntohs(s6->sin6_port);
-			off += (size_t)snprintf(l->addresses + off,
-			    sizeof(l->addresses) - off, "%s[%s]:%d",
-			    off ? "," : "", host, port);
-		} else {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-			port = ntohs(s4->sin_port);
-			off += (size_t)snprintf(l->addresses + off,
-			    sizeof(l->addresses) - off, "%s%s:%d",
-			    off ? "," : "", host, port);
-		}
+		port = sockaddr_ntop((struct sockaddr *)&ss, host,
+		    sizeof(host));
+		v6 = ss.ss_family == AF_INET6;
+		off += (size_t)snprintf(l->addresses + off,
+		    sizeof(l->addresses) - off, "%s%s%s%s:%d", off ? "," : "",
+		    v6 ? "[" : "", host, v6 ? "]" : "", port);
 	}
 	return l;
 }

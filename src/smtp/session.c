@@ -23,7 +23,6 @@
 #include "session.h"
 #include "session_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -225,7 +224,6 @@ session_tx_reset(struct session *s)
 	s->mode = TX_UNDECIDED;
 	s->sender_ok = 0;
 	s->pt_mail_sent = 0;
-	s->pt_failed = 0;
 	s->pt_answered = 0;
 	free(s->pt_mail_refusal);
 	s->pt_mail_refusal = NULL;
@@ -847,7 +845,6 @@ session_data_begin(struct session *s, char *hdr, size_t hdrsz)
 	    "SMTP"), s->tls ? "S" : "", "");
 	s->data_bytes = 0;
 	s->data_overflow = 0;
-	s->pt_failed = 0;
 	data_scan_init(&s->scan);
 
 	clock_rfc5322(date, sizeof(date), s->env.arrival);
@@ -1154,7 +1151,9 @@ data_sink(const char *buf, size_t len, void *arg)
 		return;
 	}
 	if (s->mode == TX_PASS) {
-		if (s->pt != NULL && !s->pt_failed)
+		/* NULL once the primary failed (pt_fail): read on, send
+		 * nothing, answer at the dot. */
+		if (s->pt != NULL)
 			client_body(s->pt, buf, len);
 		return;
 	}
@@ -1473,17 +1472,7 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	s->conf = conf;
 	s->fd = fd;
 	memcpy(&s->ss, sa, salen < sizeof(s->ss) ? salen : sizeof(s->ss));
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, s->addr, sizeof(s->addr));
-		s->port = ntohs(s6->sin6_port);
-	} else {
-		const struct sockaddr_in *s4 = (const void *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, s->addr, sizeof(s->addr));
-		s->port = ntohs(s4->sin_port);
-	}
+	s->port = sockaddr_ntop(sa, s->addr, sizeof(s->addr));
 	snprintf(s->id, sizeof(s->id), "%06llx", ++next_id & 0xffffff);
 	envelope_init(&s->env);
 	s->policy = policy_client_new(srv->policy, sa, s->addr);

@@ -128,7 +128,6 @@ struct session {
 	unsigned		 sender_ok:1;	/* the sender's domain passed */
 	unsigned		 pt_mail_sent:1;/* MAIL went to the primary */
 	unsigned		 pt_waiting:1;	/* DATA or the dot waits */
-	unsigned		 pt_failed:1;	/* lost during DATA */
 	unsigned		 pt_paused:1;	/* client not read: primary slow */
 	unsigned		 pt_pooled:1;	/* kept connection, no reply yet */
 	struct client		*pt;

@@ -36,6 +36,8 @@ static void	replay_checked(const struct verdict_info *, void *);
 static void	pt_attach(struct session *, struct client *, int);
 static void	pt_connect(struct session *, deliver_connect_cb *);
 static int	pt_send_mail(struct session *);
+static int	pt_cmd_rcpt(struct session *, const struct mailaddr *,
+		    const struct rcpt_params *);
 static void	pt_reconnected(struct client *, int, const char *, void *);
 static void	pt_rcpt_reply(struct client *, const struct reply *, void *);
 static void	pt_data_reply(struct client *, const struct reply *, void *);
@@ -130,8 +132,8 @@ pt_fail(struct session *s, const char *why)
 	s->pt_inflight = 0;
 	session_outq_flush(s, 0);
 	if (s->state == S_DATA) {
-		/* Read on to the client's dot, answer then (data_end). */
-		s->pt_failed = 1;
+		/* Read on to the client's dot, answer then (data_end): with
+		 * s->pt gone, session_pt_data_end() says 451. */
 		bufferevent_enable(s->bev, EV_READ);
 		session_process(s);
 		return;
@@ -140,8 +142,8 @@ pt_fail(struct session *s, const char *why)
 		s->mode = TX_ABORTED;
 	if (!waiting)
 		return;
-	session_reply(s, 451, "4.4.2", "Error: the primary mail server failed during "
-	    "this transaction; try again later");
+	session_reply(s, 451, "4.4.2", "Error: the primary mail server failed "
+	    "during this transaction; try again later");
 	if (s->state == S_COMMIT) {
 		session_tx_reset(s);
 		bufferevent_enable(s->bev, EV_READ);
@@ -341,8 +343,6 @@ static void
 pt_reconnected(struct client *c, int reached, const char *why, void *arg)
 {
 	struct session *s = arg;
-	char line[ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256];
-	char addr[ADDR_PATH_MAX + 1];
 	struct outq *q;
 
 	s->pt_req = NULL;
@@ -363,18 +363,12 @@ pt_reconnected(struct client *c, int reached, const char *why, void *arg)
 		session_process(s);
 		return;
 	}
-	for (q = s->outq; q != NULL; q = q->next) {
-		if (q->text != NULL)
-			continue;
-		addr_format(&q->addr, addr, sizeof(addr));
-		if (esmtp_rcpt_line(line, sizeof(line), addr, &q->params,
-		    pt_ext(s)) == -1 || client_cmd(s->pt, line,
-		    s->conf->passthrough_reply_timeout, pt_rcpt_reply, s) == -1) {
+	for (q = s->outq; q != NULL; q = q->next)
+		if (q->text == NULL &&
+		    pt_cmd_rcpt(s, &q->addr, &q->params) == -1) {
 			pt_fail(s, "RCPT could not be sent");
 			break;
 		}
-		s->pt_inflight++;
-	}
 	session_process(s);
 }
 
@@ -478,6 +472,24 @@ pt_send_mail(struct session *s)
 	return 0;
 }
 
+/* RCPT with the client's parameters, those the primary offers; its
+ * answer comes to pt_rcpt_reply(). -1 when it could not be sent. */
+static int
+pt_cmd_rcpt(struct session *s, const struct mailaddr *a,
+    const struct rcpt_params *p)
+{
+	char line[ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256];
+	char addr[ADDR_PATH_MAX + 1];
+
+	addr_format(a, addr, sizeof(addr));
+	if (esmtp_rcpt_line(line, sizeof(line), addr, p, pt_ext(s)) == -1 ||
+	    client_cmd(s->pt, line, s->conf->passthrough_reply_timeout,
+	    pt_rcpt_reply, s) == -1)
+		return -1;
+	s->pt_inflight++;
+	return 0;
+}
+
 /*
  * Relay the pending RCPT (and MAIL, the first time). Its reply takes a
  * place in the reply queue and the session reads on: a pipelining client
@@ -487,9 +499,7 @@ pt_send_mail(struct session *s)
 static void
 pt_send_rcpt(struct session *s)
 {
-	char line[ADDR_PATH_MAX + ESMTP_ORCPT_MAX * 3 + 256];
 	char addr[ADDR_PATH_MAX + 1];
-	unsigned t = s->conf->passthrough_reply_timeout;
 
 	s->mode = TX_PASS;
 	s->state = S_CMD;
@@ -498,17 +508,15 @@ pt_send_rcpt(struct session *s)
 		pt_fail(s, "MAIL could not be sent");
 		return;
 	}
-	addr_format(&s->pending_addr, addr, sizeof(addr));
-	if (esmtp_rcpt_line(line, sizeof(line), addr, &s->pending_rcpt,
-	    pt_ext(s)) == -1 ||
-	    client_cmd(s->pt, line, t, pt_rcpt_reply, s) == -1) {
+	if (pt_cmd_rcpt(s, &s->pending_addr, &s->pending_rcpt) == -1) {
 		/* The primary's command queue is full (a flood of RCPTs)
 		 * or the connection is failing: no answer will come. */
-		session_reply(s, 451, "4.4.2", "<%s>: Error: try again later", addr);
+		addr_format(&s->pending_addr, addr, sizeof(addr));
+		session_reply(s, 451, "4.4.2", "<%s>: Error: try again later",
+		    addr);
 		return;
 	}
 	session_outq_add(s, &s->pending_addr, &s->pending_rcpt);
-	s->pt_inflight++;
 }
 
 static void
@@ -567,9 +575,9 @@ pt_dot_reply(struct client *c, const struct reply *r, void *arg)
 void
 session_pt_data_end(struct session *s)
 {
-	if (s->pt == NULL || s->pt_failed) {
-		session_reply(s, 451, "4.4.2", "Error: the primary mail server failed "
-		    "during this transaction; try again later");
+	if (s->pt == NULL) {
+		session_reply(s, 451, "4.4.2", "Error: the primary mail server "
+		    "failed during this transaction; try again later");
 		session_tx_reset(s);
 		return;
 	}
