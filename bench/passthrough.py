@@ -28,7 +28,6 @@ package (run.py installs it when it is missing).
 
 import argparse
 import datetime
-import json
 import math
 import os
 import re
@@ -36,7 +35,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,12 +83,6 @@ class PtSink(R.Sink):
 
     def __init__(self, delay=0):
         super().__init__(R.free_port(), delay)
-
-    def wait_count(self, n, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while self.mesg < n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.mesg
 
     def cpu(self):
         st = R.proc_stat(self.p.pid)
@@ -540,15 +532,7 @@ def main():
     print(text)
     res["table"] = text.splitlines()
     if not args.no_save:
-        os.makedirs(R.RESULTS, exist_ok=True)
-        stamp = started.strftime("%Y-%m-%dT%H%M")
-        body = json.dumps(res, indent=1) + "\n"
-        for name in ("passthrough-latest.json",
-                     "passthrough-%s.json" % stamp):
-            with open(os.path.join(R.RESULTS, name), "w") as f:
-                f.write(body)
-        log("wrote bench/results/passthrough-latest.json and "
-            "passthrough-%s.json" % stamp)
+        R.save_results(res, started, "passthrough-")
     return 0
 
 

@@ -179,14 +179,22 @@ def wait_listen(port, timeout=15.0):
     return False
 
 
-def proc_stat(pid):
-    """(utime+stime, cutime+cstime) in seconds, or None when gone."""
+def _stat_fields(pid):
+    """/proc/PID/stat from field 3 (state) on, split; None when gone. The
+    command name before it may hold spaces and parentheses."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             data = f.read()
     except OSError:
         return None
-    fields = data[data.rindex(")") + 2:].split()
+    return data[data.rindex(")") + 2:].split()
+
+
+def proc_stat(pid):
+    """(utime+stime, cutime+cstime) in seconds, or None when gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     # fields[0] is field 3 (state); utime is field 14.
     ut, st, cut, cst = (int(x) for x in fields[11:15])
     return (ut + st) / CLK_TCK, (cut + cst) / CLK_TCK
@@ -194,20 +202,15 @@ def proc_stat(pid):
 
 def proc_alive(pid):
     """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(")") + 2:][:1] != "Z"
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def proc_ppid(pid):
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-        return int(data[data.rindex(")") + 2:].split()[1])
-    except (OSError, ValueError):
+        fields = _stat_fields(pid)
+        return int(fields[1]) if fields is not None else None
+    except ValueError:
         return None
 
 
@@ -244,6 +247,19 @@ def mem_of(pid):
     except OSError:
         pass
     return out
+
+
+def settled(count, tries=40, every=0.05):
+    """count() again and again until two counts in a row agree (a server
+    still writing its queue or log); the last count when none do."""
+    last = -1
+    for _ in range(tries):
+        n = count()
+        if n == last:
+            return n
+        last = n
+        time.sleep(every)
+    return last
 
 
 def median_spread(values):
@@ -409,17 +425,13 @@ class Postfix:
         self.extra = {}
 
     def maillog_tail(self, n=20):
-        try:
-            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except (OSError, TypeError):
-            return ""
+        return "".join(self.maillog().splitlines(keepends=True)[-n:])
 
     def maillog(self):
         try:
             with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
                 return f.read()
-        except OSError:
+        except (OSError, TypeError):    # TypeError: no directory (yet)
             return ""
 
     # measurements
@@ -452,8 +464,7 @@ class Postfix:
     def accepted(self):
         """Messages in the queue: files under incoming, active, deferred
         and hold (counted until two counts agree)."""
-        last = -1
-        for _ in range(40):
+        def count():
             # Distinct queue ids: a file renamed from incoming/ to active/
             # between two listings is one message.
             ids = set()
@@ -461,12 +472,8 @@ class Postfix:
                 for _root, _dirs, files in os.walk(os.path.join(self.queue,
                                                                 sub)):
                     ids.update(files)
-            n = len(ids)
-            if n == last:
-                return n
-            last = n
-            time.sleep(0.05)
-        return last
+            return len(ids)
+        return settled(count)
 
     def strace_pids(self):
         return self.pids()
@@ -622,14 +629,8 @@ class Backmx:
 
     def accepted(self):
         """event=queued lines in the log (counted until two counts agree)."""
-        last = -1
-        for _ in range(40):
-            n = len(re.findall(r"\bevent=queued\b", self.log()))
-            if n == last:
-                return n
-            last = n
-            time.sleep(0.05)
-        return last
+        return settled(lambda: len(re.findall(r"\bevent=queued\b",
+                                              self.log())))
 
     def strace_pids(self):
         try:
@@ -1072,6 +1073,7 @@ class Sink:
     def __init__(self, port, delay=0):
         self.port = port
         self.mesg = 0
+        self._moved = threading.Condition()
         cmd = ["smtp-sink", "-c", "-u", "nobody"]
         if delay:
             cmd += ["-w", str(delay)]
@@ -1093,7 +1095,16 @@ class Sink:
             buf = (buf + chunk)[-4096:]
             m = re.findall(rb"mesg=(\d+)", buf)
             if m:
-                self.mesg = int(m[-1])
+                with self._moved:
+                    self.mesg = int(m[-1])
+                    self._moved.notify_all()
+
+    def wait_count(self, n, timeout=5.0):
+        """Wait until the sink has n messages or timeout passes; returns
+        its count."""
+        with self._moved:
+            self._moved.wait_for(lambda: self.mesg >= n, timeout)
+            return self.mesg
 
     def stop(self):
         if self.p.poll() is not None:
@@ -1120,11 +1131,8 @@ def backmx_delivers(binary, top, wait=8.0):
         _wall, err = smtp_source(b.port, 1, 1, 1024, False)
         if err:
             return "smtp-source failed: %s" % err
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if sink.mesg >= 1:
-                return None
-            time.sleep(0.1)
+        if sink.wait_count(1, wait) >= 1:
+            return None
         return ("backmxd accepted a message (event=queued) but did not "
                 "deliver it to a listening route (smtp-sink) within %.0f s: "
                 "delivery is not wired in yet" % wait
@@ -1154,9 +1162,7 @@ def scenario_drain(servers, n, timeout, size=4 * KB):
             sink = Sink(dead.port)
             t0 = time.monotonic()
             reply = s.flush()
-            deadline = t0 + timeout
-            while sink.mesg < acc and time.monotonic() < deadline:
-                time.sleep(0.05)
+            sink.wait_count(acc, t0 + timeout - time.monotonic())
             t1 = time.monotonic()
             out[s.name] = {"accepted": acc, "delivered": sink.mesg,
                            "complete": sink.mesg >= acc,
@@ -1432,6 +1438,19 @@ def floors(res):
 # -- main -----------------------------------------------------------------------
 
 
+def save_results(res, started, prefix=""):
+    """res as bench/results/PREFIXlatest.json and a copy named by the
+    minute the run started."""
+    os.makedirs(RESULTS, exist_ok=True)
+    names = ["%slatest.json" % prefix,
+             "%s%s.json" % (prefix, started.strftime("%Y-%m-%dT%H%M"))]
+    body = json.dumps(res, indent=1) + "\n"
+    for name in names:
+        with open(os.path.join(RESULTS, name), "w") as f:
+            f.write(body)
+    log("wrote bench/results/%s and bench/results/%s" % tuple(names))
+
+
 def raise_fd_limit(want=65536):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     new = want if hard == resource.RLIM_INFINITY else min(want, hard)
@@ -1545,14 +1564,7 @@ def main():
     print(text)
     res["table"] = text.splitlines()
     if not args.no_save:
-        os.makedirs(RESULTS, exist_ok=True)
-        stamp = started.strftime("%Y-%m-%dT%H%M")
-        body = json.dumps(res, indent=1, sort_keys=False) + "\n"
-        for name in ("latest.json", "%s.json" % stamp):
-            with open(os.path.join(RESULTS, name), "w") as f:
-                f.write(body)
-        log("wrote bench/results/latest.json and bench/results/%s.json"
-            % stamp)
+        save_results(res, started)
     return 0
 
 

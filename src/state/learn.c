@@ -3,7 +3,6 @@
  */
 #include "learn.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,7 +51,6 @@ lifecycle_name(int lc)
 void
 learn_key(char *buf, size_t bufsz, const char *local, const char *domain)
 {
-	size_t i;
 	int n;
 
 	n = snprintf(buf, bufsz, "%s@%s", local, domain);
@@ -60,8 +58,15 @@ learn_key(char *buf, size_t bufsz, const char *local, const char *domain)
 		buf[0] = '\0';
 		return;
 	}
-	for (i = 0; buf[i] != '\0'; i++)
-		buf[i] = (char)tolower((unsigned char)buf[i]);
+	str_lower(buf);
+}
+
+/* A lower-case copy of s into buf, cut to fit: the form of every key. */
+static void
+lower_copy(char *buf, size_t bufsz, const char *s)
+{
+	str_copy(buf, bufsz, s);
+	str_lower(buf);
 }
 
 /* The domain part of a key ("" when there is no '@'). */
@@ -116,12 +121,9 @@ learn_domain(struct learn *l, const char *domain, int64_t now,
     struct state_domain *out)
 {
 	char name[256];
-	size_t i;
 	int rc;
 
-	for (i = 0; domain[i] != '\0' && i + 1 < sizeof(name); i++)
-		name[i] = (char)tolower((unsigned char)domain[i]);
-	name[i] = '\0';
+	lower_copy(name, sizeof(name), domain);
 	if ((rc = state_domain_get(l->st, name, out)) == -1)
 		return -1;
 	if (rc == 0) {
@@ -194,12 +196,9 @@ learn_rcpt_status(struct learn *l, const struct domain *dom,
 {
 	struct state_rcpt r;
 	char key[STATE_ADDR_MAX];
-	size_t i;
 	int rc;
 
-	for (i = 0; addr[i] != '\0' && i + 1 < sizeof(key); i++)
-		key[i] = (char)tolower((unsigned char)addr[i]);
-	key[i] = '\0';
+	lower_copy(key, sizeof(key), addr);
 	if (dom != NULL && domains_static_rcpt(dom, key))
 		return LEARN_VALID;
 	if ((rc = state_rcpt_get(l->st, key, now, &r)) <= 0)
@@ -308,11 +307,8 @@ learn_rcpt_add(struct learn *l, const char *addr, int status, int64_t now)
 {
 	struct state_rcpt r;
 	char key[STATE_ADDR_MAX];
-	size_t i;
 
-	for (i = 0; addr[i] != '\0' && i + 1 < sizeof(key); i++)
-		key[i] = (char)tolower((unsigned char)addr[i]);
-	key[i] = '\0';
+	lower_copy(key, sizeof(key), addr);
 	if (l->domains == NULL ||
 	    domains_lookup(l->domains, key_domain(key)) == NULL)
 		return -2;

@@ -79,6 +79,26 @@ waited_cb(int rc, void *arg)
 	w->rc = rc;
 }
 
+/* PRAGMA user_version, read by a connection of its own. */
+static int
+user_version(const char *dir)
+{
+	char path[128];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int v;
+
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
 static void
 test_put_get_commit(void **state)
 {
@@ -119,13 +139,9 @@ test_put_get_commit(void **state)
 		assert_int_equal(sqlite3_step(s), SQLITE_ROW);
 		assert_int_equal(sqlite3_column_int(s, 0), 1);
 		sqlite3_finalize(s);
-		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version",
-		    -1, &s, NULL), SQLITE_OK);
-		assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-		assert_int_equal(sqlite3_column_int(s, 0), STATE_SCHEMA);
-		sqlite3_finalize(s);
 		sqlite3_close(db);
 	}
+	assert_int_equal(user_version(f->dir), STATE_SCHEMA);
 
 	/* A waiter with nothing staged hears 0 on the next turn. */
 	w.calls = 0;
@@ -768,25 +784,6 @@ static const char schema_v1[] =
 	"  'u@customer.example', 1000, 1100, 1400, 90000, 2, 1);"
 	"PRAGMA journal_mode = WAL;"
 	"PRAGMA user_version = 1;";
-
-static int
-user_version(const char *dir)
-{
-	char path[128];
-	sqlite3 *db;
-	sqlite3_stmt *s;
-	int v;
-
-	snprintf(path, sizeof(path), "%s/state.db", dir);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s,
-	    NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	v = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return v;
-}
 
 static void
 test_migrate_v1(void **state)

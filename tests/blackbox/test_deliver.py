@@ -7,7 +7,7 @@ import re
 import sys
 import time
 
-from harness import BlackboxTest, queued_messages, split_received
+from harness import BlackboxTest, poll, queued_messages, split_received
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fakes"))
@@ -35,12 +35,7 @@ class DeliverTest(BlackboxTest):
         return self.daemon(domains=doms, **cfg)
 
     def wait_queue_empty(self, d, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not queued_messages(d):
-                return True
-            time.sleep(0.1)
-        return False
+        return poll(lambda: not queued_messages(d), timeout)
 
 
 class TestDelivery(DeliverTest):

@@ -26,7 +26,8 @@ import unittest
 import warnings
 
 from harness import (BlackboxTest, Client, ConnectionClosed, Daemon,
-                     is_sanitized, queued_messages, spool_files, split_received)
+                     is_sanitized, poll, queued_messages, spool_files,
+                     split_received)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fakes"))
@@ -102,12 +103,7 @@ class FaultTest(BlackboxTest):
         return mx
 
     def wait_queue_empty(self, view, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not queued_ids(view):
-                return True
-            time.sleep(0.2)
-        return False
+        return poll(lambda: not queued_ids(view), timeout, 0.2)
 
     def transaction(self, c, token, body, before_dot=None):
         """MAIL, RCPT, DATA, body, dot; returns the first non-2xx/3xx
