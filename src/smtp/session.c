@@ -225,6 +225,7 @@ session_tx_reset(struct session *s)
 	s->sender_ok = 0;
 	s->pt_mail_sent = 0;
 	s->pt_answered = 0;
+	s->pt_fail_why[0] = '\0';
 	free(s->pt_mail_refusal);
 	s->pt_mail_refusal = NULL;
 	s->rcpt_tried = 0;

@@ -130,6 +130,8 @@ struct session {
 	unsigned		 pt_waiting:1;	/* DATA or the dot waits */
 	unsigned		 pt_paused:1;	/* client not read: primary slow */
 	unsigned		 pt_pooled:1;	/* kept connection, no reply yet */
+	unsigned		 pt_filtering:1;/* a RCPT's filter check runs */
+	char			 pt_fail_why[256]; /* failure held for it */
 	struct client		*pt;
 	struct deliver_conn	*pt_req;	/* connecting */
 	char			 pt_key[PASSTHRU_KEY_MAX];

@@ -89,6 +89,16 @@ pt_fail(struct session *s, const char *why)
 	char to[ADDR_PATH_MAX + 1];
 	struct outq *q;
 
+	if (s->pt_filtering) {
+		/* A pipelined RCPT's filter check is running on the
+		 * session's one policy client: what follows (a backup-mode
+		 * replay, a new connection) waits for its answer
+		 * (rcpt_filtered). */
+		if (s->pt_fail_why[0] == '\0')
+			str_copy(s->pt_fail_why, sizeof(s->pt_fail_why),
+			    why[0] != '\0' ? why : "failed");
+		return;
+	}
 	if (s->pt_pooled && s->mode == TX_PASS && !s->pt_waiting &&
 	    session_outq_waiting(s) != NULL) {
 		log_info("session=%s event=passthrough_stale client=%s "
@@ -243,6 +253,7 @@ session_pt_rcpt(struct session *s, const struct domain *dom)
 {
 	s->state = S_POLICY;
 	if (dom->passthrough_filters) {
+		s->pt_filtering = 1;
 		policy_check_rcpt(s->policy, &s->env.sender, &s->pending_addr,
 		    dom, POLICY_FILTERED, !s->sender_ok, rcpt_filtered, s);
 		return;
@@ -254,17 +265,29 @@ static void
 rcpt_filtered(const struct verdict_info *v, void *arg)
 {
 	struct session *s = arg;
-	char to[ADDR_PATH_MAX + 1];
+	char to[ADDR_PATH_MAX + 1], why[sizeof(s->pt_fail_why)];
 
+	s->pt_filtering = 0;
 	if (v->v != VERDICT_ACCEPT) {
 		s->state = S_CMD;
 		addr_format(&s->pending_addr, to, sizeof(to));
 		session_refuse(s, "rcpt", "to", to, v);
-		session_process(s);
-		return;
+	} else {
+		s->sender_ok = 1;
+		if (s->pt_fail_why[0] == '\0')
+			pt_go(s);
+		else {
+			/* The primary failed meanwhile: this RCPT waits
+			 * with the others for what that failure decides. */
+			s->state = S_CMD;
+			session_outq_add(s, &s->pending_addr, &s->pending_rcpt);
+		}
 	}
-	s->sender_ok = 1;
-	pt_go(s);
+	if (s->pt_fail_why[0] != '\0') {
+		str_copy(why, sizeof(why), s->pt_fail_why);
+		s->pt_fail_why[0] = '\0';
+		pt_fail(s, why);
+	}
 	session_process(s);
 }
 

@@ -508,6 +508,31 @@ class TestFilters(PassTest):
         self.assertEqual(mx.rcpts_seen(), ["u@customer.example"])
         self.assertNothingQueued(d)
 
+    def test_primary_fails_while_a_pipelined_rcpt_is_checked(self):
+        # Two domains, one primary (the same route); the second has
+        # passthrough_filters, and its checks wait for a DNS answer that
+        # never comes. The primary dies at the first RCPT meanwhile: the
+        # backup-mode replay must wait for the check, not start a
+        # second one beside it. Every RCPT gets its answer, in order.
+        mx = self.fake()
+        mx.drop_at = "rcpt"
+        d = self.pt_daemon(["plain.example " + mx.route(),
+                            "customer.example passthrough_filters=yes " +
+                            mx.route()], accept_unverified="yes")
+        d.dns.set("slow.example", "drop")
+        c = self.session(d, timeout=30.0)
+        c.send("MAIL FROM:<a@slow.example>\r\nRCPT TO:<u@plain.example>\r\n"
+               "RCPT TO:<v@customer.example>\r\n")
+        [m, r1, r2] = c.replies(3)
+        self.assertReply(m, 250, "2.1.0")
+        self.assertReply(r1, 451, "4.4.3")     # backup mode: sender DNS
+        self.assertReply(r2, 451, "4.4.3")     # the filter: sender DNS
+        self.assertReply(c.cmd("NOOP"), 250)
+        self.assertTrue(d.alive())
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+
+
 
 class TestChaos(PassTest):
     """The promise, under a primary that misbehaves at random: a message
