@@ -6,7 +6,8 @@ import re
 import signal
 import subprocess
 
-from harness import BlackboxTest, Daemon, backmxctl_path, require_daemon
+from harness import (BlackboxTest, Daemon, backmxctl_path, cannot_run,
+                     require_daemon)
 
 KEYS = ("listen", "myhostname", "spool_dir", "state_dir", "domains_file",
         "control_socket", "log_level", "message_size_limit",
@@ -47,7 +48,7 @@ class ConfigTest(BlackboxTest):
     def ctl(self, *args):
         ctl = backmxctl_path()
         if not os.path.exists(ctl):
-            self.skipTest("no backmxctl at %s" % ctl)
+            cannot_run("no backmxctl at %s" % ctl)
         r = subprocess.run([ctl] + list(args), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=10)
         return (r.returncode, r.stdout.decode("utf-8", "replace"),

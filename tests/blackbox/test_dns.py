@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 
-from harness import BlackboxTest, backmxctl_path, require_daemon
+from harness import BlackboxTest, backmxctl_path, cannot_run, require_daemon
 import dns as fakedns
 
 GOOD = "100.0.0.25"          # outside every special-purpose range
@@ -274,7 +274,7 @@ class TestCache(DnsTest):
         self.start(start=False)
         ctl = backmxctl_path()
         if not os.path.exists(ctl):
-            self.skipTest("no backmxctl")
+            cannot_run("no backmxctl at %s" % ctl)
         with open(self.d.conf) as f:
             text = f.read()
         # The harness sets the DNS keys a test needs, not the cap.

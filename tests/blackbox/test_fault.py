@@ -10,6 +10,10 @@ and a message it refused never does.
                    (unshare -m), filled up: 452/451, never a false 250
     TestFsyncFails fsync/fdatasync failing (libfiu's fiu-run): 4xx, never
                    250, nothing delivered; a restart finds a consistent queue
+
+Skips: only where a test really cannot run (not root, for the tmpfs);
+with CI set, a missing or refusing tool that scripts/deps.sh provides
+fails instead (harness.cannot_run(), docs/testing.md "Skips").
 """
 
 import gc
@@ -26,7 +30,7 @@ import unittest
 import warnings
 
 from harness import (BlackboxTest, Client, ConnectionClosed, Daemon,
-                     is_sanitized, poll, queued_messages, spool_files,
+                     cannot_run, is_sanitized, poll, queued_messages, spool_files,
                      split_received)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
@@ -35,6 +39,7 @@ from mx import FakeMX  # noqa: E402
 
 FAST = dict(minimal_backoff_time="1s", maximal_backoff_time="2s",
             primary_probe_interval="1s")
+FIU_POSIX_PRELOAD = "/usr/lib/fiu/fiu_posix_preload.so"
 TOKEN_RX = re.compile(rb"^Subject: (tok-[0-9a-z-]+)\r\n", re.M)
 
 
@@ -312,14 +317,21 @@ class TestDiskFull(FaultTest):
     def ns_daemon(self, mx, **kw):
         """backmxd in a private mount namespace with spool_dir a tmpfs."""
         if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root for unshare -m / mount")
+            raise unittest.SkipTest("needs root (euid is %d) for unshare -m "
+                                    "and mount -t tmpfs" % os.geteuid())
+        missing = [t for t in ("unshare", "nsenter") if not shutil.which(t)]
+        if missing:
+            cannot_run("%s not installed (Debian util-linux)"
+                       % " and ".join(missing))
+        # Root, with the tools: from here on a refusal is a failure on CI
+        # (a container without CAP_SYS_ADMIN is no place for CI).
         probe = subprocess.run(
             ["unshare", "-m", "sh", "-c",
              "mount -t tmpfs -o size=1m tmpfs /mnt && umount /mnt"],
             capture_output=True, text=True)
         if probe.returncode != 0:
-            raise unittest.SkipTest("unshare -m / mount tmpfs not permitted: "
-                                    + probe.stderr.strip())
+            cannot_run("as root, unshare -m / mount -t tmpfs refused: "
+                       + probe.stderr.strip())
         d = Daemon(domains=["customer.example " + mx.route()], start=False,
                    **kw)
         self.addCleanup(d.stop)
@@ -457,11 +469,13 @@ class TestFsyncFails(FaultTest):
     FAULT = "posix/io/sync/*"     # fsync and fdatasync (libfiu's POSIX preload)
 
     def fiu_daemon(self, mx, **kw):
-        if not shutil.which("fiu-run") or not shutil.which("fiu-ctrl"):
-            raise unittest.SkipTest("fiu-run/fiu-ctrl not installed "
-                                    "(Debian fiu-utils, libfiu-dev)")
-        if not os.path.exists("/usr/lib/fiu/fiu_posix_preload.so"):
-            raise unittest.SkipTest("libfiu's POSIX preload missing")
+        # scripts/deps.sh installs libfiu: on CI its absence is a failure.
+        missing = [t for t in ("fiu-run", "fiu-ctrl") if not shutil.which(t)]
+        if missing:
+            cannot_run("%s not installed (Debian fiu-utils)"
+                       % " and ".join(missing))
+        if not os.path.exists(FIU_POSIX_PRELOAD):
+            cannot_run("%s missing (Debian libfiu-dev)" % FIU_POSIX_PRELOAD)
         # ASan wants to be first in the library list; fiu-run preloads its
         # own libraries ahead of it.
         env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:"
@@ -479,8 +493,8 @@ class TestFsyncFails(FaultTest):
                                   capture_output=True, text=True
                                   ).stdout.strip()
             if not os.path.isabs(asan):
-                raise unittest.SkipTest("sanitized backmxd but no libasan.so "
-                                        "to preload ahead of libfiu")
+                cannot_run("sanitized backmxd but gcc names no libasan.so "
+                           "to preload ahead of libfiu")
         with open(wrapper, "w") as f:
             f.write("#!/bin/sh\nexec fiu-run -x -f %s sh -c "
                     "'LD_PRELOAD=\"%s $LD_PRELOAD\" exec \"$0\" \"$@\"' "

@@ -12,7 +12,7 @@ import subprocess
 import time
 import unittest
 
-from harness import Daemon, DaemonError
+from harness import Daemon, DaemonError, cannot_run
 from greylist_util import DELAY, GreylistTest, RCPT
 
 # A ULA prefix routed to lo for the IPv6 test only (root only; removed
@@ -75,8 +75,11 @@ class TestGreylistStore(GreylistTest):
     def test_unwritable_store_is_4xx(self):
         """The store's files cannot be written (as on a file system gone
         read-only): 4xx, and mail flows again once they can."""
-        if os.geteuid() != 0 or shutil.which("chattr") is None:
-            raise unittest.SkipTest("needs root and chattr")
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root (euid is %d) for chattr +i"
+                                    % os.geteuid())
+        if shutil.which("chattr") is None:
+            cannot_run("chattr not installed (Debian e2fsprogs)")
         d = self.grey_daemon()
         self._pass_one(d)
         wal = os.path.join(d.state, "state.db-wal")
@@ -84,7 +87,7 @@ class TestGreylistStore(GreylistTest):
         # Never the -shm: it is mapped, and writes to it would fault.
         p = subprocess.run(["chattr", "+i", wal], capture_output=True)
         if p.returncode != 0:
-            raise unittest.SkipTest("chattr +i: %s" % p.stderr.strip())
+            cannot_run("as root, chattr +i refused: %s" % p.stderr.strip())
         try:
             self.assertReply(self.attempt(d), 451, "4.3.0")
             r = self.attempt(d, sender="other@sender.example")
@@ -119,13 +122,16 @@ class TestGreylistStore(GreylistTest):
         d2._logf.close()
 
     def test_ipv6_clients_by_64(self):
-        if os.geteuid() != 0 or shutil.which("ip") is None:
-            raise unittest.SkipTest("needs root and ip(8) for a local "
-                                    "IPv6 route")
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root (euid is %d) for a local "
+                                    "IPv6 route" % os.geteuid())
+        if shutil.which("ip") is None:
+            cannot_run("ip(8) not installed (Debian iproute2)")
         p = subprocess.run(["ip", "-6", "route", "add", "local", V6_PREFIX,
                             "dev", "lo"], capture_output=True, text=True)
         if p.returncode != 0 and "File exists" not in p.stderr:
-            raise unittest.SkipTest("ip route: %s" % p.stderr.strip())
+            cannot_run("as root, ip -6 route add refused: %s"
+                       % p.stderr.strip())
         if p.returncode == 0:
             self.addCleanup(subprocess.run, ["ip", "-6", "route", "del",
                             "local", V6_PREFIX, "dev", "lo"],
