@@ -444,6 +444,16 @@ def poll(cond, timeout=10.0, interval=0.1):
 QUEUE_DB_FILES = ("queue.db", "queue.db-wal", "queue.db-shm")
 
 
+class NoQueue(AssertionError):
+    """The queue database or its table is not there (queued_messages())."""
+
+
+def queue_db_exists(daemon):
+    """Whether spool_dir/queue.db exists: for a test that looks before the
+    daemon ever started, or at a start that must have failed."""
+    return os.path.exists(os.path.join(daemon.spool, "queue.db"))
+
+
 def queued_messages(daemon):
     """Messages the daemon accepted and still holds, as dicts {id, sender,
     rcpts, data, env}. data is the message as stored (our Received: header
@@ -452,19 +462,25 @@ def queued_messages(daemon):
     Reads spool_dir/queue.db with Python's sqlite3 (a WAL reader never
     blocks the daemon) and big/ for bodies over queue_inline_max. This is
     the one place that knows; change it when the queue changes.
+
+    A missing queue.db or message table raises NoQueue: "nothing queued"
+    must not pass because the daemon never made its queue (it makes both
+    before its ready line, docs/queue.md). A test about the time before
+    the daemon ever ran says so with queue_db_exists().
     """
     import sqlite3
     path = os.path.join(daemon.spool, "queue.db")
     if not os.path.exists(path):
-        return []
+        raise NoQueue("no queue database at %s: the daemon never made its "
+                      "queue" % path)
     db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
     try:
         db.row_factory = sqlite3.Row
         try:
             rows = db.execute("SELECT * FROM message ORDER BY arrival, id"
                               ).fetchall()
-        except sqlite3.OperationalError:
-            return []       # no tables yet
+        except sqlite3.OperationalError as e:
+            raise NoQueue("%s: no message table (%s)" % (path, e)) from e
         out = []
         for row in rows:
             env = {k: row[k] for k in row.keys() if k != "body"}
