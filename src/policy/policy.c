@@ -26,41 +26,29 @@
 #include "recipient.h"
 #include "xmem.h"
 
-typedef void	policy_step_fn(struct policy_check *);
-
-/* When a RCPT step runs: always, or only for mail that would be stored
- * (backup mode), or only for the delayed sender check. */
-enum step_when { STEP_ALWAYS, STEP_BACKUP, STEP_SENDER };
-
-struct step {
-	const char	*name;
-	policy_step_fn	*run;
-	enum step_when	 when;
-};
-
 /* MAIL FROM, in order: the sender's domain (FQDN, exists, null MX, MX
  * ranges; docs/dns.md). */
-static const struct step mail_steps[] = {
-	{ "sender_domain", domaincheck_mail, STEP_ALWAYS },
-	{ NULL, NULL, STEP_ALWAYS }
+static const struct policy_step mail_steps[] = {
+	{ "sender_domain", domaincheck_mail, POLICY_STEP_ALWAYS },
+	{ NULL, NULL, POLICY_STEP_ALWAYS }
 };
 
 /* RCPT TO for a customer domain, in order. */
-static const struct step rcpt_steps[] = {
+static const struct policy_step rcpt_steps[] = {
 	/* The sender's domain when MAIL could not check it (pass-through
 	 * on: the mode is only known at the first RCPT). */
-	{ "sender_domain", domaincheck_mail, STEP_SENDER },
+	{ "sender_domain", domaincheck_mail, POLICY_STEP_SENDER },
 	/* The recipient's domain (docs/dns.md), then the client in the
 	 * DNSBLs: its lookup started at connect, so it has usually
 	 * answered by now. Definite, stateless checks first. */
-	{ "recipient_domain", domaincheck_rcpt, STEP_ALWAYS },
-	{ "dnsbl", dnsbl_rcpt, STEP_ALWAYS },
+	{ "recipient_domain", domaincheck_rcpt, POLICY_STEP_ALWAYS },
+	{ "dnsbl", dnsbl_rcpt, POLICY_STEP_ALWAYS },
 	/* Backup mode only: what the primary would say of the recipient
 	 * (docs/learning.md), then greylisting — last: only what nothing
 	 * refused is worth a triplet. */
-	{ "recipient", recipient_step, STEP_BACKUP },
-	{ "greylist", greylist_step, STEP_BACKUP },
-	{ NULL, NULL, STEP_ALWAYS }
+	{ "recipient", recipient_step, POLICY_STEP_BACKUP },
+	{ "greylist", greylist_step, POLICY_STEP_BACKUP },
+	{ NULL, NULL, POLICY_STEP_ALWAYS }
 };
 
 /* Modules with per-client state from connect to close. */
@@ -99,7 +87,7 @@ struct policy_client {
 	/* The check in flight, if any. */
 	int			 busy;
 	struct policy_check	 check;
-	const struct step	*steps;
+	const struct policy_step *steps;
 	size_t			 step;
 	int			 in_step;	/* a step is running now */
 	int			 step_done;	/* it answered synchronously */
@@ -214,16 +202,16 @@ policy_client_slot(struct policy_client *c, enum policy_slot slot)
 	return &c->slots[slot];
 }
 
-static void
-start(struct policy_client *c, enum policy_kind kind, const struct step *steps,
-    policy_done_cb *done, void *arg)
+void
+policy_run(struct policy_client *c, const struct policy_check *what,
+    const struct policy_step *steps, policy_done_cb *done, void *arg)
 {
 	if (c->busy)
 		panic("policy: a check is already in flight");
 	c->busy = 1;
+	c->check = *what;
 	c->check.policy = c->policy;
 	c->check.client = c;
-	c->check.kind = kind;
 	verdict_accept(&c->check.verdict);
 	c->steps = steps;
 	c->step = 0;
@@ -236,9 +224,12 @@ void
 policy_check_mail(struct policy_client *c, const struct mailaddr *sender,
     policy_done_cb *done, void *arg)
 {
-	memset(&c->check, 0, sizeof(c->check));
-	c->check.sender = *sender;
-	start(c, POLICY_MAIL, mail_steps, done, arg);
+	struct policy_check what;
+
+	memset(&what, 0, sizeof(what));
+	what.kind = POLICY_MAIL;
+	what.sender = *sender;
+	policy_run(c, &what, mail_steps, done, arg);
 }
 
 void
@@ -246,13 +237,16 @@ policy_check_rcpt(struct policy_client *c, const struct mailaddr *sender,
     const struct mailaddr *rcpt, const struct domain *dom,
     enum policy_mode mode, int check_sender, policy_done_cb *done, void *arg)
 {
-	memset(&c->check, 0, sizeof(c->check));
-	c->check.sender = *sender;
-	c->check.rcpt = *rcpt;
-	c->check.domain = *dom;
-	c->check.mode = mode;
-	c->check.check_sender = check_sender;
-	start(c, POLICY_RCPT, rcpt_steps, done, arg);
+	struct policy_check what;
+
+	memset(&what, 0, sizeof(what));
+	what.kind = POLICY_RCPT;
+	what.sender = *sender;
+	what.rcpt = *rcpt;
+	what.domain = *dom;
+	what.mode = mode;
+	what.check_sender = check_sender;
+	policy_run(c, &what, rcpt_steps, done, arg);
 }
 
 void
@@ -298,15 +292,16 @@ static void
 run_steps(struct policy_client *c)
 {
 	for (;;) {
-		const struct step *st = &c->steps[c->step];
+		const struct policy_step *st = &c->steps[c->step];
 
 		if (st->run == NULL || c->check.verdict.v == VERDICT_REJECT) {
 			event_active(c->ev_answer, EV_TIMEOUT, 0);
 			return;
 		}
-		if ((st->when == STEP_BACKUP &&
+		if ((st->when == POLICY_STEP_BACKUP &&
 		    c->check.mode != POLICY_BACKUP) ||
-		    (st->when == STEP_SENDER && !c->check.check_sender)) {
+		    (st->when == POLICY_STEP_SENDER &&
+		    !c->check.check_sender)) {
 			c->step++;
 			continue;
 		}

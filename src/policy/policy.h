@@ -102,6 +102,27 @@ void		policy_step_done(struct policy_check *,
 		    const struct verdict_info *);
 
 /*
+ * The runner over a step table: what policy_check_mail() and
+ * policy_check_rcpt() do with the tables of policy.c, open so that
+ * policy_test.c runs the real runner over fake steps. The table ends
+ * with a NULL run. 'what' gives kind, sender, rcpt, domain, mode and
+ * check_sender; the rest is the runner's.
+ */
+enum policy_step_when {
+	POLICY_STEP_ALWAYS,
+	POLICY_STEP_BACKUP,	/* RCPT in POLICY_BACKUP mode only */
+	POLICY_STEP_SENDER	/* RCPT with check_sender only */
+};
+struct policy_step {
+	const char		*name;
+	void			(*run)(struct policy_check *);
+	enum policy_step_when	 when;
+};
+void		policy_run(struct policy_client *,
+		    const struct policy_check *what, const struct policy_step *,
+		    policy_done_cb *, void *);
+
+/*
  * Per-client state of a step that begins at connect (the DNSBL lookup):
  * a slot per such module, set by its connect hook and released by its
  * disconnect hook (the tables in policy.c).
