@@ -1,9 +1,11 @@
 /*
  * dsn: RFC 3464 reports (dsn.h). Everything from a peer that goes into
- * the report — addresses, reply texts — is printable ASCII by the time it
- * gets here (addresses were parsed strictly, reply texts escaped); the
- * original headers are quoted as a text/rfc822-headers part, untouched
- * but cut at a line end.
+ * the report — addresses, reply texts — should be printable ASCII by the
+ * time it gets here (addresses were parsed strictly, reply texts
+ * escaped); a reply text is still cleaned once more on the way in
+ * (clean_text()), since one stray CR or LF there would end its field and
+ * forge the next. The original headers are quoted as a
+ * text/rfc822-headers part, untouched but cut at a line end.
  */
 #include "dsn.h"
 
@@ -39,6 +41,26 @@ status_of(int code, const char *text, char *out, size_t outsz)
 	snprintf(out, outsz, "%d.0.0", code / 100 == 5 ? 5 : 4);
 }
 
+/* A reply text as one line of printable US-ASCII: line breaks and tabs
+ * become spaces, any other control or 8-bit octet '?'. */
+static const char *
+clean_text(const char *in, char *out, size_t outsz)
+{
+	size_t i;
+
+	for (i = 0; in != NULL && in[i] != '\0' && i + 1 < outsz; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch == '\r' || ch == '\n' || ch == '\t')
+			ch = ' ';
+		else if (ch < 0x20 || ch > 0x7e)
+			ch = '?';
+		out[i] = (char)ch;
+	}
+	out[i] = '\0';
+	return out;
+}
+
 static int
 wants_report(const struct qdb_rcpt *r, int delayed)
 {
@@ -59,6 +81,7 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
     unsigned char **body_out, size_t *bodylen_out)
 {
 	char date[64], arrival[64], addr[ADDR_PATH_MAX + 1], st[32];
+	char txt[QDB_TEXT_MAX];
 	struct rcpt_params none;
 	size_t i, n, hl = 0, want = 0;
 	char *text = NULL;
@@ -131,8 +154,8 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
 		if (!wants_report(rcpts[i].rcpt, delayed))
 			continue;
 		addr_format(&rcpts[i].rcpt->addr, addr, sizeof(addr));
-		fprintf(f, "<%s>: %s\r\n", addr, rcpts[i].text ?
-		    rcpts[i].text : "");
+		fprintf(f, "<%s>: %s\r\n", addr, clean_text(rcpts[i].text,
+		    txt, sizeof(txt)));
 	}
 	fprintf(f, "\r\n--%s/%s\r\n"
 	    "Content-Type: message/delivery-status\r\n"
@@ -161,7 +184,7 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
 			fprintf(f, "Remote-MTA: dns; %s\r\n", rcpts[i].relay);
 		if (rcpts[i].text != NULL && rcpts[i].code > 0)
 			fprintf(f, "Diagnostic-Code: smtp; %s\r\n",
-			    rcpts[i].text);
+			    clean_text(rcpts[i].text, txt, sizeof(txt)));
 		fprintf(f, "Last-Attempt-Date: %s\r\n", date);
 	}
 	fprintf(f, "\r\n--%s/%s\r\n"
