@@ -48,7 +48,6 @@
 #include "domains.h"
 #include "envelope.h"
 #include "esmtp.h"
-#include "listener.h"
 #include "log.h"
 #include "parse.h"
 #include "passthru.h"
@@ -271,7 +270,7 @@ session_free(struct session *s)
 		bufferevent_free(s->bev);
 	else if (s->fd != -1)
 		close(s->fd);
-	listener_release(s->srv->listener, (struct sockaddr *)&s->ss);
+	s->end((struct sockaddr *)&s->ss, s->end_arg);
 	free(s);
 }
 
@@ -1462,7 +1461,7 @@ greet_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void
 session_new(struct server *srv, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+    socklen_t salen, session_end_cb *end, void *end_arg)
 {
 	static unsigned long long next_id;
 	const struct config *conf = srv->conf;
@@ -1472,6 +1471,8 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	s->srv = srv;
 	s->conf = conf;
 	s->fd = fd;
+	s->end = end;
+	s->end_arg = end_arg;
 	memcpy(&s->ss, sa, salen < sizeof(s->ss) ? salen : sizeof(s->ss));
 	s->port = sockaddr_ntop(sa, s->addr, sizeof(s->addr));
 	snprintf(s->id, sizeof(s->id), "%06llx", ++next_id & 0xffffff);

@@ -16,6 +16,7 @@
 #include "envelope.h"
 #include "esmtp.h"
 #include "passthru.h"
+#include "session.h"
 
 struct body;
 struct bufferevent;
@@ -97,6 +98,8 @@ struct session {
 	enum session_state	 state;
 	char			 id[8];
 	struct sockaddr_storage	 ss;
+	session_end_cb		*end;		/* at the free: main.c */
+	void			*end_arg;
 	char			 addr[INET6_ADDRSTRLEN];
 	int			 port;
 
