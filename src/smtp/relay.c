@@ -120,6 +120,12 @@ relay_state(const struct relay *r)
 	return r->state;
 }
 
+int
+relay_connected(const struct relay *r)
+{
+	return r->c != NULL;
+}
+
 const char *
 relay_state_name(enum relay_state s)
 {
@@ -406,6 +412,7 @@ start_connect(struct relay *r)
 	unsigned t = r->deps.conf->passthrough_connect_timeout;
 
 	memset(&cc, 0, sizeof(cc));
+	cc.helo_name = r->deps.conf->myhostname;
 	if (r->deps.queue != NULL)
 		cc = *deliver_client_conf(queue_deliver(r->deps.queue));
 	cc.connect_timeout = t;

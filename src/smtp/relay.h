@@ -120,6 +120,8 @@ struct relay	*relay_new(const struct relay_deps *, struct envelope *env,
 void		 relay_free(struct relay *);
 
 enum relay_state relay_state(const struct relay *);
+/* 1 while the stage holds a connection to a primary. */
+int		 relay_connected(const struct relay *);
 const char	*relay_state_name(enum relay_state);
 /* Changes outside the table of legal transitions, since the start (for
  * tests; each is logged). */
