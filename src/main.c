@@ -34,6 +34,7 @@
 #include "resolver.h"
 #include "sched.h"
 #include "server.h"
+#include "session.h"
 #include "state.h"
 #include "tls.h"
 
@@ -46,7 +47,22 @@ static struct resolver	*resolver;
 static struct control	*control;
 static struct learn	*learn;
 static struct callout	*callout;
+static struct listener	*listener;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
+
+/* A session ended: its slot in the listener's limits is free again. */
+static void
+session_ended(const struct sockaddr *sa, void *arg)
+{
+	listener_release(listener, sa);
+}
+
+/* The listener accepted a connection within the limits: a session. */
+static void
+accepted(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	session_new(&srv, fd, sa, salen, session_ended, NULL);
+}
 
 static void
 usage(void)
@@ -61,12 +77,12 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	struct timeval grace = { 1, 0 };
 
 	log_info("event=stop signal=%d sessions=%zu", (int)sig,
-	    listener_sessions(srv.listener));
-	listener_disable(srv.listener);
+	    listener_sessions(listener));
+	listener_disable(listener);
 	/* Sessions still open get cut; none of them has heard a 250 for a
 	 * message that is not durable, so nothing is lost. */
 	event_base_loopexit(srv.base,
-	    listener_sessions(srv.listener) > 0 ? &grace : NULL);
+	    listener_sessions(listener) > 0 ? &grace : NULL);
 }
 
 /*
@@ -297,7 +313,8 @@ main(int argc, char **argv)
 		fatal("event=start_error error=\"%s\"", err);
 	}
 	control_set_knowledge(control, learn, state, domains);
-	if ((srv.listener = listener_open(&srv, err, sizeof(err))) == NULL) {
+	if ((listener = listener_open(srv.base, &conf, accepted, NULL, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);
 	}
@@ -310,12 +327,12 @@ main(int argc, char **argv)
 	evsignal_add(ev_hup, NULL);
 
 	log_info("event=ready listen=%s domains=%zu tls=%s version=%s",
-	    listener_addresses(srv.listener), domains_count(domains),
+	    listener_addresses(listener), domains_count(domains),
 	    srv.tls ? "yes" : "no", BACKMX_VERSION);
 
 	event_base_dispatch(srv.base);
 
-	listener_free(srv.listener);
+	listener_free(listener);
 	passthru_pool_free(srv.ptpool);
 	callout_free(callout);
 	queue_close(srv.queue);

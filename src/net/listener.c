@@ -1,5 +1,6 @@
 /*
- * listener: accept, count, hand over to session_new(). Per-address counts
+ * listener: accept, count, hand over to the owner's callback (main.c
+ * starts a session there). Per-address counts
  * live in a small open-addressing table keyed by the client address (IPv6
  * compared whole, IPv4 as mapped), sized to smtpd_max_connections so it
  * never fills: every counted address holds at least one live connection.
@@ -18,8 +19,6 @@
 #include "config.h"
 #include "log.h"
 #include "sockaddr.h"
-#include "server.h"
-#include "session.h"
 #include "xmem.h"
 
 struct ipcount {
@@ -28,7 +27,10 @@ struct ipcount {
 };
 
 struct listener {
-	struct server		*srv;
+	struct event_base	*base;
+	const struct config	*conf;
+	listener_accept_cb	*accept;
+	void			*accept_arg;
 	struct evconnlistener	*l[CONFIG_LISTEN_MAX];
 	size_t			 nl;
 	char			 addresses[CONFIG_LISTEN_MAX * 64];
@@ -82,7 +84,7 @@ ip_remove(struct listener *l, struct ipcount *slot)
 }
 
 static void
-refuse(evutil_socket_t fd, const struct server *srv, const char *why)
+refuse(evutil_socket_t fd, const struct config *conf, const char *why)
 {
 	char line[512];
 	int n;
@@ -90,7 +92,7 @@ refuse(evutil_socket_t fd, const struct server *srv, const char *why)
 	/* One best-effort line on a fresh socket: its buffer is empty, so a
 	 * non-blocking send of a short line does not block or split. */
 	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n",
-	    srv->conf->myhostname, why);
+	    conf->myhostname, why);
 	(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	close(fd);
 }
@@ -100,18 +102,18 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
 	struct listener *l = arg;
-	const struct config *conf = l->srv->conf;
+	const struct config *conf = l->conf;
 	uint8_t key[16];
 	struct ipcount *c;
 	char ip[INET6_ADDRSTRLEN];
 
 	/* STYLE.md §1.5: sessions in all and per address are bounded. The
-	 * address as text only for a refusal: session_new() makes its own. */
+	 * address as text only for a refusal: the session makes its own. */
 	if (l->sessions >= conf->smtpd_max_connections) {
 		(void)sockaddr_ntop(sa, ip, sizeof(ip));
 		log_warn("event=refuse client=%s reason=max_connections "
 		    "limit=%u", ip, conf->smtpd_max_connections);
-		refuse(fd, l->srv, "too many connections");
+		refuse(fd, conf, "too many connections");
 		return;
 	}
 	(void)sockaddr_bytes(sa, key);
@@ -120,14 +122,14 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 		(void)sockaddr_ntop(sa, ip, sizeof(ip));
 		log_warn("event=refuse client=%s reason=max_connections_per_ip "
 		    "limit=%u", ip, conf->smtpd_max_connections_per_ip);
-		refuse(fd, l->srv, "too many connections from your address");
+		refuse(fd, conf, "too many connections from your address");
 		return;
 	}
 	if (c->count++ == 0)
 		memcpy(c->addr, key, 16);
 	l->sessions++;
 	evutil_make_socket_nonblocking(fd);
-	session_new(l->srv, fd, sa, (socklen_t)salen);
+	l->accept(fd, sa, (socklen_t)salen, l->accept_arg);
 }
 
 void
@@ -185,13 +187,16 @@ bind_socket(const struct config_listen *cl)
 }
 
 struct listener *
-listener_open(struct server *srv, char *err, size_t errsz)
+listener_open(struct event_base *base, const struct config *conf,
+    listener_accept_cb *accept, void *arg, char *err, size_t errsz)
 {
-	const struct config *conf = srv->conf;
 	struct listener *l = xcalloc(1, sizeof(*l));
 	size_t i, off = 0;
 
-	l->srv = srv;
+	l->base = base;
+	l->conf = conf;
+	l->accept = accept;
+	l->accept_arg = arg;
 	for (l->nips = 16; l->nips < 2 * (size_t)conf->smtpd_max_connections;
 	    l->nips *= 2)
 		;
@@ -206,7 +211,7 @@ listener_open(struct server *srv, char *err, size_t errsz)
 
 		evutil_socket_t fd = bind_socket(cl);
 
-		if (fd == -1 || (l->l[i] = evconnlistener_new(srv->base,
+		if (fd == -1 || (l->l[i] = evconnlistener_new(base,
 		    accept_cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 		    1024, fd)) == NULL) {
 			snprintf(err, errsz, "cannot listen on %s: %s",

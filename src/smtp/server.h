@@ -11,7 +11,6 @@ struct event_base;
 struct config;
 struct domains;
 struct queue;
-struct listener;
 struct policy;
 struct learn;
 struct passthru_pool;
@@ -23,7 +22,6 @@ struct server {
 	const struct domains	*domains;
 	struct queue		*queue;
 	SSL_CTX			*tls;		/* NULL: no STARTTLS */
-	struct listener		*listener;
 	struct policy		*policy;	/* the checks of DESIGN.md §3 */
 	struct learn		*learn;		/* what we know of each domain */
 	struct passthru_pool	*ptpool;	/* idle primary connections */

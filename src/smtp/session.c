@@ -6,7 +6,8 @@
  * body into a bounded buffer that spills to disk -> queue_submit() -> the
  * queue's callback says 250 once the message is durable, never before.
  * At the first RCPT the transaction's mode is decided: backup (the flow
- * above) or pass-through, relayed live to the primary (session_pass.c).
+ * above) or pass-through, relayed live to the primary by the relay stage
+ * (relay.h): the session asks it to relay and says what it answers.
  *
  * Exposed to: every byte the peer sends. Lines are taken strictly with
  * CRLF (a bare LF or CR, or a NUL, is refused), at most 512 octets; every
@@ -21,7 +22,6 @@
  * still be stored, a duplicate at worst, never lost.
  */
 #include "session.h"
-#include "session_int.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -41,26 +41,115 @@
 
 #include "addr.h"
 #include "body.h"
-#include "client.h"
 #include "clock.h"
 #include "config.h"
 #include "data.h"
 #include "domains.h"
 #include "envelope.h"
 #include "esmtp.h"
-#include "listener.h"
 #include "log.h"
 #include "parse.h"
-#include "passthru.h"
 #include "policy.h"
 #include "queue.h"
-#include "reply.h"
-#include "sched.h"
+#include "relay.h"
 #include "server.h"
 #include "sockaddr.h"
 #include "str.h"
 #include "tls.h"
 #include "xmem.h"
+
+/* Input is read in bounded steps: libevent stops reading from the socket
+ * while this much waits unprocessed (DATA streams through in such steps). */
+#define SESSION_INPUT_MAX	(256 * 1024)
+/* After the last reply: how long and how much input is read and thrown
+ * away before the socket closes (see closing_drained()). */
+#define SESSION_LINGER_SECONDS	2
+#define SESSION_LINGER_BYTES	(1024 * 1024)
+
+enum session_state {
+	S_GREET,	/* greet pause: the client must stay silent */
+	S_CMD,		/* reading commands */
+	S_POLICY,	/* MAIL or RCPT waits for the checks */
+	S_DATA,		/* reading message content after 354 */
+	S_COMMIT,	/* waiting for the queue; input is not read */
+	S_CLOSING,	/* last reply queued; freed once it is sent */
+};
+
+/*
+ * What the transaction is (DESIGN.md §3), decided at its first RCPT that
+ * passes relay control: relayed live to a primary that is up, or checked
+ * hard and stored because the primary is down. One mode and one primary
+ * per transaction; a RCPT that would need another gets 452 4.5.3 and is
+ * sent again in a later transaction (RFC 5321 §3.3).
+ */
+enum tx_mode {
+	TX_UNDECIDED,
+	TX_PASS,	/* relayed by s->relay */
+	TX_BACKUP,	/* checked and queued */
+	TX_ABORTED,	/* the primary failed after answering: 451 4.4.2 */
+};
+
+enum cmd_count {
+	C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP, C_QUIT,
+	C_STARTTLS, C_OTHER, C_NCOUNTS
+};
+
+
+struct session {
+	struct server		*srv;
+	const struct config	*conf;
+	struct bufferevent	*bev;
+	int			 fd;
+	enum session_state	 state;
+	char			 id[8];
+	struct sockaddr_storage	 ss;
+	session_end_cb		*end;		/* at the free: main.c */
+	void			*end_arg;
+	char			 addr[INET6_ADDRSTRLEN];
+	int			 port;
+
+	unsigned		 esmtp:1;	/* EHLO said: groups allowed */
+	unsigned		 helo_done:1;
+	unsigned		 tls:1;
+	unsigned		 in_tx:1;	/* MAIL accepted */
+	unsigned		 discard_line:1; /* inside an over-long line */
+	unsigned		 data_overflow:1;
+	char			 helo[256];
+	char			 tls_info[128];
+
+	struct policy_client	*policy;
+	struct mailaddr		 pending_addr;	/* MAIL or RCPT under check */
+	struct mail_params	 pending_mail;
+	struct rcpt_params	 pending_rcpt;
+
+	struct envelope		 env;
+	unsigned		 rcpt_tried;
+	struct data_scan	 scan;
+	struct body		*body;
+	uint64_t		 data_bytes;
+	struct queue_job	*job;
+
+	/* The transaction's mode; pass-through is the relay stage's. */
+	enum tx_mode		 mode;
+	unsigned		 sender_ok:1;	/* the sender's domain passed */
+	unsigned		 filtering:1;	/* a RCPT's filter check runs */
+	unsigned		 replay_wanted:1; /* backup verdicts wait for it */
+	unsigned		 paused:1;	/* client not read: primary slow */
+	struct relay		*relay;
+	char			 pending_domain[256];
+
+	unsigned		 errors;
+	unsigned		 junk;
+	unsigned		 counts[C_NCOUNTS];
+	unsigned		 commands;
+	const char		*close_reason;
+
+	struct event		*timer;		/* greet pause, DATA limit */
+	struct event		*ev_free;
+	struct evbuffer_cb_entry *under_cb;	/* TLS close: socket drained */
+	struct event		*linger;	/* half-closed, draining input */
+	size_t			 lingered;
+};
 
 static const char *const count_names[C_NCOUNTS] = {
 	"helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit",
@@ -69,65 +158,13 @@ static const char *const count_names[C_NCOUNTS] = {
 
 static void	mail_checked(const struct verdict_info *, void *);
 static void	rcpt_checked(const struct verdict_info *, void *);
+static void	rcpt_backup(struct session *, const struct domain *);
+static void	rcpt_pass(struct session *, const struct domain *);
+static void	replay_next(struct session *);
+static void	session_process(struct session *);
 static void	session_setup_bev(struct session *);
 static void	session_close(struct session *, const char *reason);
 static void	mail_accept(struct session *);
-static int	primary_up(struct session *, const struct domain *);
-
-/* --- replies in order ---------------------------------------------------- */
-
-/* A place in the queue: a reply said now (addr NULL; its text to fill),
- * or a relayed RCPT's, filled when the primary answers. */
-struct evbuffer *
-session_outq_add(struct session *s, const struct mailaddr *addr,
-    const struct rcpt_params *params)
-{
-	struct outq *q = xcalloc(1, sizeof(*q));
-
-	if (addr != NULL) {
-		q->addr = *addr;
-		q->params = *params;
-	} else
-		q->text = evbuffer_new();
-	if (s->outq == NULL)
-		s->outq_tail = &s->outq;
-	*s->outq_tail = q;
-	s->outq_tail = &q->next;
-	s->outq_n++;
-	return q->text;
-}
-
-/* The first relayed RCPT still waiting for its answer. */
-struct outq *
-session_outq_waiting(struct session *s)
-{
-	struct outq *q;
-
-	for (q = s->outq; q != NULL; q = q->next)
-		if (q->text == NULL)
-			return q;
-	return NULL;
-}
-
-/* Say what is ready at the head; with 'all', also drop the places that
- * will never be answered (the session ends). */
-void
-session_outq_flush(struct session *s, int all)
-{
-	struct outq *q;
-
-	while ((q = s->outq) != NULL && (q->text != NULL || all)) {
-		if (q->text != NULL) {
-			if (s->bev != NULL)
-				evbuffer_add_buffer(bufferevent_get_output(
-				    s->bev), q->text);
-			evbuffer_free(q->text);
-		}
-		s->outq = q->next;
-		s->outq_n--;
-		free(q);
-	}
-}
 
 /*
  * Replies. Every reply but the greeting, EHLO and HELO carries an
@@ -140,12 +177,12 @@ static void
 vreply(struct session *s, int code, const char *enh, const char *fmt,
     va_list ap)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev), *place;
 	char text[512];
 
 	vsnprintf(text, sizeof(text), fmt, ap);
-	if (s->outq != NULL)
-		out = session_outq_add(s, NULL, NULL);	/* behind relayed RCPTs */
+	if ((place = relay_reply_place(s->relay)) != NULL)
+		out = place;	/* behind relayed RCPTs (RFC 2920 §3.1) */
 	if (enh != NULL)
 		evbuffer_add_printf(out, "%d %s %s\r\n", code, enh, text);
 	else
@@ -192,17 +229,6 @@ reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
 	}
 }
 
-void
-session_reply(struct session *s, int code, const char *enh, const char *fmt,
-    ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vreply(s, code, enh, fmt, ap);
-	va_end(ap);
-}
-
 /* NOOP, RSET, VRFY, HELP and the like: harmless alone, a tarpit in bulk. */
 static int
 junk_command(struct session *s)
@@ -216,18 +242,16 @@ junk_command(struct session *s)
 	return 1;
 }
 
-void
+/* The transaction ends, on the primary too when it was relayed. */
+static void
 session_tx_reset(struct session *s)
 {
+	if (s->relay != NULL)
+		relay_reset(s->relay);
 	envelope_reset(&s->env);
 	s->in_tx = 0;
 	s->mode = TX_UNDECIDED;
 	s->sender_ok = 0;
-	s->pt_mail_sent = 0;
-	s->pt_answered = 0;
-	s->pt_fail_why[0] = '\0';
-	free(s->pt_mail_refusal);
-	s->pt_mail_refusal = NULL;
 	s->rcpt_tried = 0;
 	body_free(s->body);
 	s->body = NULL;
@@ -254,8 +278,8 @@ session_free(struct session *s)
 	    s->errors, s->close_reason ? s->close_reason : "unknown");
 
 	queue_cancel(s->job);
-	session_pt_drop(s, 0);
-	session_outq_flush(s, 1);
+	relay_free(s->relay);
+	s->relay = NULL;
 	policy_client_free(s->policy);
 	session_tx_reset(s);
 	envelope_free(&s->env);
@@ -271,7 +295,7 @@ session_free(struct session *s)
 		bufferevent_free(s->bev);
 	else if (s->fd != -1)
 		close(s->fd);
-	listener_release(s->srv->listener, (struct sockaddr *)&s->ss);
+	s->end((struct sockaddr *)&s->ss, s->end_arg);
 	free(s);
 }
 
@@ -381,14 +405,10 @@ session_close(struct session *s, const char *reason)
 {
 	if (s->state == S_CLOSING)
 		return;
-	/* QUIT to the primary only between commands: inside DATA it would
-	 * be body text. Dropping the connection aborts its transaction. */
-	session_pt_drop(s, !s->pt_waiting && s->pt_inflight == 0 &&
-	    s->state != S_DATA);
-	s->pt_inflight = 0;
 	/* What was said goes out; relayed RCPTs unanswered get nothing
-	 * more (the session ends for a reason of its own). */
-	session_outq_flush(s, 1);
+	 * more (the session ends for a reason of its own); the primary's
+	 * transaction ends with QUIT or the connection's drop. */
+	relay_close(s->relay);
 	s->state = S_CLOSING;
 	s->close_reason = reason;
 	policy_cancel(s->policy);
@@ -555,7 +575,7 @@ take_path(struct session *s, const struct smtp_cmd *cmd, const char *event,
 
 /* A check did not accept: log it and answer. Only a definite REJECT
  * counts as the client's error. */
-void
+static void
 session_refuse(struct session *s, const char *event, const char *key,
     const char *addr, const struct verdict_info *v)
 {
@@ -728,51 +748,42 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	s->pending_addr = a;
 	s->pending_rcpt = rp;
 	str_copy(s->pending_domain, sizeof(s->pending_domain), dom->name);
-	passthru_key(s->pending_key, sizeof(s->pending_key), dom);
 	switch (s->mode) {
 	case TX_ABORTED:
 		reply(s, 451, "4.4.2", "<%s>: Error: the primary mail server "
 		    "failed during this transaction; try again later", to);
 		return;
 	case TX_PASS:
-		if (strcmp(s->pending_key, s->pt_key) != 0) {
+		if (!relay_same_primary(s->relay, dom)) {
 			reply(s, 452, "4.5.3", "<%s>: Error: another primary "
 			    "mail server; send it in another transaction", to);
 			return;
 		}
-		session_pt_rcpt(s, dom);
+		rcpt_pass(s, dom);
 		return;
 	case TX_BACKUP:
-		if (primary_up(s, dom)) {
+		if (relay_primary_up(s->relay, dom)) {
 			reply(s, 452, "4.5.3", "<%s>: Error: its primary mail "
 			    "server is up; send it in another transaction", to);
 			return;
 		}
-		session_rcpt_backup(s, dom);
+		rcpt_backup(s, dom);
 		return;
 	case TX_UNDECIDED:
-		if (primary_up(s, dom)) {
-			session_pt_rcpt(s, dom);
+		if (relay_primary_up(s->relay, dom)) {
+			rcpt_pass(s, dom);
 			return;
 		}
 		s->mode = TX_BACKUP;
-		session_rcpt_backup(s, dom);
+		rcpt_backup(s, dom);
 		return;
 	}
 }
 
-/* Pass-through applies: switched on and the primary not known down. */
-static int
-primary_up(struct session *s, const struct domain *dom)
-{
-	return s->conf->passthrough &&
-	    sched_primary_up(queue_sched(s->srv->queue), dom->name);
-}
-
 /* Backup mode: the message would be stored, so every check runs. The
  * answer comes back in rcpt_checked(). */
-void
-session_rcpt_backup(struct session *s, const struct domain *dom)
+static void
+rcpt_backup(struct session *s, const struct domain *dom)
 {
 	char to[ADDR_PATH_MAX + 1];
 
@@ -812,6 +823,244 @@ rcpt_checked(const struct verdict_info *v, void *arg)
 }
 
 
+/* --- pass-through: what the session asks of the relay stage -------------- */
+
+/* Relay the pending RCPT: it takes its place in the reply queue and the
+ * session reads on (only RCPTs while places are held). */
+static void
+rcpt_relay(struct session *s, const struct domain *dom)
+{
+	s->mode = TX_PASS;
+	s->state = S_CMD;
+	relay_rcpt(s->relay, dom, &s->pending_addr, &s->pending_rcpt);
+}
+
+static void
+rcpt_filtered(const struct verdict_info *v, void *arg)
+{
+	struct session *s = arg;
+	const struct domain *dom;
+	char to[ADDR_PATH_MAX + 1];
+
+	s->filtering = 0;
+	s->state = S_CMD;
+	addr_format(&s->pending_addr, to, sizeof(to));
+	if (v->v == VERDICT_ACCEPT)
+		s->sender_ok = 1;
+	if (v->v != VERDICT_ACCEPT)
+		session_refuse(s, "rcpt", "to", to, v);
+	else if (s->replay_wanted)
+		/* The primary failed before answering meanwhile: this RCPT
+		 * is judged in backup mode with those that waited. */
+		relay_hold(s->relay, &s->pending_addr, &s->pending_rcpt);
+	else if (s->mode == TX_ABORTED)
+		reply(s, 451, "4.4.2", "<%s>: Error: the primary mail server "
+		    "failed during this transaction; try again later", to);
+	else if ((dom = domains_lookup(s->srv->domains,
+	    s->pending_domain)) == NULL)
+		reply(s, 451, "4.3.0", "<%s>: Error: try again later", to);
+	else
+		rcpt_relay(s, dom);
+	if (s->replay_wanted) {
+		s->replay_wanted = 0;
+		replay_next(s);
+	}
+	session_process(s);
+}
+
+/* Pass-through for the pending RCPT: the domain's own filters first
+ * (passthrough_filters), on the session's one policy client. */
+static void
+rcpt_pass(struct session *s, const struct domain *dom)
+{
+	if (dom->passthrough_filters) {
+		s->state = S_POLICY;
+		s->filtering = 1;
+		policy_check_rcpt(s->policy, &s->env.sender, &s->pending_addr,
+		    dom, POLICY_FILTERED, !s->sender_ok, rcpt_filtered, s);
+		return;
+	}
+	rcpt_relay(s, dom);
+}
+
+static void	replay_checked(const struct verdict_info *, void *);
+
+/*
+ * Backup mode for the RCPTs that were waiting for a primary that went
+ * away before answering: one after the other, each answer into its own
+ * place in the reply queue.
+ */
+static void
+replay_next(struct session *s)
+{
+	const struct mailaddr *a;
+	const struct rcpt_params *p;
+	const struct domain *dom = NULL;
+	char to[ADDR_PATH_MAX + 1], line[ADDR_PATH_MAX + 128];
+
+	while ((a = relay_waiting(s->relay, &p)) != NULL) {
+		dom = domains_lookup(s->srv->domains, a->domain);
+		if (dom != NULL && queue_space_ok(s->srv->queue))
+			break;
+		/* Gone from domains_file meanwhile, or no room to store. */
+		addr_format(a, to, sizeof(to));
+		if (dom == NULL)
+			snprintf(line, sizeof(line), "451 4.3.0 <%s>: Error: "
+			    "try again later", to);
+		else
+			snprintf(line, sizeof(line), "452 4.3.1 <%s>: Error: "
+			    "insufficient system storage", to);
+		relay_answer(s->relay, line);
+	}
+	if (a == NULL) {
+		s->state = S_CMD;
+		return;
+	}
+	s->pending_addr = *a;
+	s->pending_rcpt = *p;
+	s->state = S_POLICY;
+	policy_check_rcpt(s->policy, &s->env.sender, &s->pending_addr, dom,
+	    POLICY_BACKUP, !s->sender_ok, replay_checked, s);
+}
+
+static void
+replay_checked(const struct verdict_info *v, void *arg)
+{
+	struct session *s = arg;
+	char to[ADDR_PATH_MAX + 1], line[1024];
+
+	if (relay_waiting(s->relay, NULL) == NULL)
+		return;
+	addr_format(&s->pending_addr, to, sizeof(to));
+	if (v->v != VERDICT_ACCEPT) {
+		log_info("session=%s event=rcpt client=%s to=<%s> verdict=%s "
+		    "code=%d dsn=%s reason=%s", s->id, s->addr, to,
+		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
+		    v->enh, v->reason);
+		snprintf(line, sizeof(line), "%d %s %s", v->code, v->enh,
+		    v->text);
+	} else {
+		s->sender_ok = 1;
+		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
+		log_info("session=%s event=rcpt client=%s to=<%s> "
+		    "verdict=accept", s->id, s->addr, to);
+		snprintf(line, sizeof(line), "250 2.1.5 Ok");
+	}
+	relay_answer(s->relay, line);
+	replay_next(s);
+	session_process(s);
+}
+
+/* --- what the relay stage tells the session (relay.h) ------------------- */
+
+static void
+relay_say_cb(struct evbuffer *text, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->bev != NULL)
+		evbuffer_add_buffer(bufferevent_get_output(s->bev), text);
+}
+
+static void
+relay_backup_cb(void *arg)
+{
+	struct session *s = arg;
+
+	s->mode = TX_BACKUP;
+	if (s->filtering) {
+		/* The policy client is busy with a RCPT's filter check:
+		 * the verdicts wait for it (rcpt_filtered). */
+		s->replay_wanted = 1;
+		return;
+	}
+	replay_next(s);
+}
+
+static void
+relay_failed_cb(enum relay_state was, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->in_tx)
+		s->mode = TX_ABORTED;
+	switch (was) {
+	case RELAY_BODY:
+		/* Read on to the client's dot, answer then (data_end). */
+		if (s->paused) {
+			s->paused = 0;
+			bufferevent_enable(s->bev, EV_READ);
+		}
+		break;
+	case RELAY_DATA:
+	case RELAY_DOT_SENT:
+		reply(s, 451, "4.4.2", "Error: the primary mail server failed "
+		    "during this transaction; try again later");
+		if (s->state == S_COMMIT) {
+			session_tx_reset(s);
+			bufferevent_enable(s->bev, EV_READ);
+		}
+		s->state = S_CMD;
+		break;
+	default:
+		break;
+	}
+}
+
+static void	data_go(struct session *);
+static size_t	data_begin(struct session *, char *, size_t);
+
+static void
+relay_data_cb(int go, void *arg)
+{
+	struct session *s = arg;
+	char hdr[2048];
+	size_t n;
+
+	s->state = S_CMD;
+	if (!go)
+		return;	/* refused: RSET, EHLO or QUIT next */
+	if ((n = data_begin(s, hdr, sizeof(hdr))) > 0)
+		relay_body(s->relay, hdr, n);
+	data_go(s);
+}
+
+static void
+relay_done_cb(void *arg)
+{
+	struct session *s = arg;
+
+	session_tx_reset(s);
+	s->state = S_CMD;
+	bufferevent_enable(s->bev, EV_READ);
+}
+
+static void
+relay_resume_cb(void *arg)
+{
+	struct session *s = arg;
+
+	s->paused = 0;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void
+relay_process_cb(void *arg)
+{
+	session_process(arg);
+}
+
+static const struct relay_cbs relay_cbs = {
+	.say = relay_say_cb,
+	.backup = relay_backup_cb,
+	.failed = relay_failed_cb,
+	.data_answered = relay_data_cb,
+	.done = relay_done_cb,
+	.resume = relay_resume_cb,
+	.process = relay_process_cb,
+};
+
 static void
 data_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -830,8 +1079,8 @@ data_timeout_cb(evutil_socket_t fd, short what, void *arg)
  * in: the HELO name passed addr_domain_valid(), the rest is ours. Returns
  * the header's length in hdr, 0 if it did not fit.
  */
-size_t
-session_data_begin(struct session *s, char *hdr, size_t hdrsz)
+static size_t
+data_begin(struct session *s, char *hdr, size_t hdrsz)
 {
 	char date[64], to[ADDR_PATH_MAX + 1];
 	int n;
@@ -866,8 +1115,8 @@ session_data_begin(struct session *s, char *hdr, size_t hdrsz)
 }
 
 /* 354 said: the body streams in, DATA's own time limit runs. */
-void
-session_data_go(struct session *s)
+static void
+data_go(struct session *s)
 {
 	struct timeval tv;
 
@@ -911,15 +1160,17 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	if (s->mode == TX_PASS) {
-		session_pt_data(s);
+		/* The primary's 354 or refusal is the answer. */
+		s->state = S_POLICY;
+		relay_data(s->relay);
 		return;
 	}
 	s->body = body_new(queue_tmpdir(s->srv->queue),
 	    (size_t)s->conf->smtpd_body_buffer);
-	if ((n = session_data_begin(s, hdr, sizeof(hdr))) > 0)
+	if ((n = data_begin(s, hdr, sizeof(hdr))) > 0)
 		body_append(s->body, hdr, n);
 	reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-	session_data_go(s);
+	data_go(s);
 }
 
 /*
@@ -1074,7 +1325,6 @@ session_command(struct session *s, const char *line, size_t len)
 		s->counts[C_RSET]++;
 		if (junk_command(s))
 			break;
-		session_pt_rset(s);
 		session_tx_reset(s);
 		reply(s, 250, "2.0.0", "Ok");
 		break;
@@ -1148,16 +1398,16 @@ data_sink(const char *buf, size_t len, void *arg)
 		s->data_overflow = 1;
 		body_free(s->body);
 		s->body = NULL;
-		session_pt_drop(s, 0);
+		if (s->mode == TX_PASS)
+			relay_abort(s->relay);
 		return;
 	}
 	if (s->mode == TX_PASS) {
-		/* NULL once the primary failed (pt_fail): read on, send
-		 * nothing, answer at the dot. */
-		if (s->pt != NULL)
-			client_body(s->pt, buf, len);
+		relay_body(s->relay, buf, len);
 		return;
 	}
+	if (s->mode == TX_ABORTED)
+		return;		/* the primary failed: answer at the dot */
 	/* An error is sticky in the body and answered at the end. */
 	(void)body_append(s->body, buf, len);
 }
@@ -1203,15 +1453,18 @@ data_end(struct session *s)
 	s->env.data_flags = s->scan.flags;
 
 	if (!s->esmtp && more_input(s)) {
-		/* Without PIPELINING the dot is a sync point too. */
-		session_pt_drop(s, 0);
+		/* Without PIPELINING the dot is a sync point too. The
+		 * primary never sees the dot: the reset drops it. */
+		if (s->mode == TX_PASS)
+			relay_abort(s->relay);
 		session_tx_reset(s);
 		sync_error(s, "DATA");
 		return;
 	}
 	if (s->scan.flags & DATA_ERR_BARE) {
 		/* Relayed: the primary never sees the dot. */
-		session_pt_drop(s, 0);
+		if (s->mode == TX_PASS)
+			relay_abort(s->relay);
 		log_info("session=%s queue=%s event=reject client=%s "
 		    "reason=bare_cr_lf", s->id, s->env.id, s->addr);
 		reply(s, 550, "5.5.2", "Error: message contains bare CR or LF "
@@ -1229,8 +1482,19 @@ data_end(struct session *s)
 		session_tx_reset(s);
 		return;
 	}
+	if (s->mode == TX_ABORTED) {
+		/* The primary failed during the body: it got no dot, so
+		 * nothing was delivered, and nothing was queued. */
+		reply(s, 451, "4.4.2", "Error: the primary mail server failed "
+		    "during this transaction; try again later");
+		session_tx_reset(s);
+		return;
+	}
 	if (s->mode == TX_PASS) {
-		session_pt_data_end(s);
+		/* The primary's answer to the dot is ours (relay_done_cb). */
+		s->state = S_COMMIT;
+		bufferevent_disable(s->bev, EV_READ);
+		relay_dot(s->relay, (unsigned long long)s->data_bytes);
 		return;
 	}
 	if ((berr = body_error(s->body)) != 0) {
@@ -1273,13 +1537,11 @@ data_consume(struct session *s)
 			used += data_scan_feed(&s->scan, v[i].iov_base,
 			    v[i].iov_len, &done, data_sink, s);
 		evbuffer_drain(in, used);
-		if (!done && s->pt != NULL &&
-		    client_pending_out(s->pt) > SESSION_RELAY_OUT_MAX) {
+		if (!done && s->mode == TX_PASS && relay_pause(s->relay)) {
 			/* The primary is slower than our client: stop
-			 * reading until it drained (session_pt_drained). */
-			s->pt_paused = 1;
+			 * reading until it drained (relay_resume_cb). */
+			s->paused = 1;
 			bufferevent_disable(s->bev, EV_READ);
-			client_on_drained(s->pt, session_pt_drained, s);
 			return;
 		}
 	}
@@ -1338,7 +1600,7 @@ next_is_rcpt(struct session *s)
 }
 
 /* Work through buffered input while the session can act on it. */
-void
+static void
 session_process(struct session *s)
 {
 	char line[SMTP_LINE_MAX + 1];
@@ -1346,7 +1608,7 @@ session_process(struct session *s)
 
 	for (;;) {
 		if (s->state == S_DATA) {
-			if (s->pt_paused)
+			if (s->paused)
 				return;
 			data_consume(s);
 			if (s->state == S_DATA)
@@ -1355,8 +1617,8 @@ session_process(struct session *s)
 		}
 		if (s->state != S_CMD)
 			return;
-		if (s->outq != NULL && (!next_is_rcpt(s) ||
-		    s->outq_n >= SESSION_OUTQ_MAX))
+		if (relay_places(s->relay) > 0 && (!next_is_rcpt(s) ||
+		    relay_places(s->relay) >= RELAY_PLACES_MAX))
 			return;		/* waits for the primary's answers */
 		if (!take_line(s, line, &len))
 			return;
@@ -1462,21 +1724,30 @@ greet_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void
 session_new(struct server *srv, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+    socklen_t salen, session_end_cb *end, void *end_arg)
 {
 	static unsigned long long next_id;
 	const struct config *conf = srv->conf;
 	struct session *s = xcalloc(1, sizeof(*s));
+	struct relay_deps deps;
 	struct timeval tv;
 
+	memset(&deps, 0, sizeof(deps));
 	s->srv = srv;
 	s->conf = conf;
 	s->fd = fd;
+	s->end = end;
+	s->end_arg = end_arg;
 	memcpy(&s->ss, sa, salen < sizeof(s->ss) ? salen : sizeof(s->ss));
 	s->port = sockaddr_ntop(sa, s->addr, sizeof(s->addr));
 	snprintf(s->id, sizeof(s->id), "%06llx", ++next_id & 0xffffff);
 	envelope_init(&s->env);
 	s->policy = policy_client_new(srv->policy, sa, s->addr);
+	deps.conf = conf;
+	deps.queue = srv->queue;
+	deps.pool = srv->ptpool;
+	deps.learn = srv->learn;
+	s->relay = relay_new(&deps, &s->env, s->id, s->addr, &relay_cbs, s);
 	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
 	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
 

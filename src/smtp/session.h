@@ -2,7 +2,7 @@
  * session: one SMTP server conversation, from the accepted socket to the
  * close. The session owns its bufferevent, its transaction (envelope and
  * body) and its timers; it frees itself when the conversation ends and
- * tells the listener.
+ * tells whoever started it (the listener's slot, through main.c).
  */
 #ifndef BACKMX_SESSION_H
 #define BACKMX_SESSION_H
@@ -11,9 +11,13 @@
 
 struct server;
 
+/* Called once, when the session is freed: 'sa' is the client's
+ * address as given to session_new(). */
+typedef void	session_end_cb(const struct sockaddr *sa, void *arg);
+
 /* Start a session on an accepted, non-blocking socket. Never fails: a
- * session that cannot start closes the socket and releases its slot. */
+ * session that cannot start closes the socket and calls 'end'. */
 void	session_new(struct server *, int fd, const struct sockaddr *,
-	    socklen_t);
+	    socklen_t, session_end_cb *end, void *arg);
 
 #endif

@@ -20,6 +20,10 @@ misbehaviour a test needs is one attribute away.
                                     # "mail", "rcpt", "data" (the DATA
                                     # command), "dot"
     mx.extensions = [...]           # EHLO keywords; drop "8BITMIME" etc.
+    mx.nested_mail = "503 5.5.1 ..." # the answer to a MAIL while a
+                                    # transaction is open (Postfix's by
+                                    # default; None: the new MAIL ends
+                                    # the open one); nested_refused counts
     mx.wait_received(1)             # messages answered 2xx after the dot
     mx.wait_for(lambda mx: ...)     # poll any condition on the fake
     mx.stop()
@@ -43,7 +47,7 @@ ever appended to:
                    dot (the final dot came), data (bytes so far),
                    final_reply, ended}
                   ended: None while open, else "dot", "rset", "mail" (a new
-                  MAIL), "mail refused", "quit", "eof", "drop" (we closed),
+                  MAIL, only with nested_mail None), "mail refused", "quit", "eof", "drop" (we closed),
                   "stop".
     commands      every command line, all connections together
     sessions      one list of command lines per connection, in accept order
@@ -102,6 +106,10 @@ class FakeMX:
         self.hold_rcpts = 0
         self.hold_timeouts = 0
         self.stall_at = None
+        # The reply to a MAIL inside an open transaction (Postfix's);
+        # None: a new MAIL ends the open one (ended "mail").
+        self.nested_mail = "503 5.5.1 Error: nested MAIL command"
+        self.nested_refused = 0
         self.received = []
         self.transactions = []
         self.commands = []
@@ -316,6 +324,13 @@ class FakeMX:
                     await stall("ehlo")
                     await say("250 primary.example")
                 elif verb == "MAIL":
+                    if txn is not None and self.nested_mail is not None:
+                        # Postfix: a MAIL inside an open transaction is
+                        # refused and the open one goes on.
+                        with self._lock:
+                            self.nested_refused += 1
+                        await say(self.nested_mail)
+                        continue
                     end("mail")
                     addr, _, rest = cmd[10:].partition(">")
                     reply = self.mail_reply
