@@ -35,7 +35,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "data.h"
+#include "envelope.h"
 #include "esmtp.h"
 #include "log.h"
 #include "reply.h"
