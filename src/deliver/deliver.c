@@ -38,6 +38,9 @@
 
 #define DELIVER_MX_MAX	32	/* MX hosts considered per domain */
 
+/* A reply's text goes from the client into the queue's row uncut. */
+_Static_assert(CLIENT_TEXT_MAX <= QDB_TEXT_MAX, "client text fits a row");
+
 struct primary;
 
 struct conn {
@@ -297,6 +300,43 @@ primary_take(struct primary *p)
 
 /* --- connections -------------------------------------------------------- */
 
+/*
+ * The queued message as the client's transaction: the client knows no
+ * queue rows. Its recipient array lives while a connection carries the
+ * task (task_untx() when it leaves the connection).
+ */
+static void
+task_tx(struct deliver_task *t)
+{
+	const struct qdb_msg *m = t->msg;
+	size_t i;
+
+	t->crcpts = xreallocarray(NULL, t->nrcpt ? t->nrcpt : 1,
+	    sizeof(*t->crcpts));
+	for (i = 0; i < t->nrcpt; i++) {
+		t->crcpts[i].addr = &t->rcpts[i]->addr;
+		t->crcpts[i].params = &t->rcpts[i]->params;
+	}
+	memset(&t->tx, 0, sizeof(t->tx));
+	t->tx.sender = &m->sender;
+	t->tx.params = &m->params;
+	t->tx.size = m->size;
+	t->tx.data_flags = m->data_flags;
+	t->tx.body = m->body;
+	t->tx.bodylen = m->bodylen;
+	t->tx.body_path = t->body_path;
+	t->tx.rcpts = t->crcpts;
+	t->tx.nrcpt = t->nrcpt;
+	t->tx.res = t->res;
+}
+
+static void
+task_untx(struct deliver_task *t)
+{
+	free(t->crcpts);
+	t->crcpts = NULL;
+}
+
 static void
 conn_remove(struct deliver *d, struct conn *cn)
 {
@@ -330,11 +370,7 @@ conn_give_work(struct deliver *d, struct conn *cn)
 	p->nfree--;
 	t->reached = 1;
 	str_copy(t->relay, sizeof(t->relay), client_relay(cn->c));
-	t->tx.msg = t->msg;
-	t->tx.body_path = t->body_path;
-	t->tx.rcpts = t->rcpts;
-	t->tx.nrcpt = t->nrcpt;
-	t->tx.res = t->res;
+	task_tx(t);
 	client_send(cn->c, &t->tx);
 }
 
@@ -377,6 +413,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		t = cn->cur;
 		cn->cur = NULL;
 		p->nfree++;
+		task_untx(t);
 		task_finish(t);
 		/* FALLTHROUGH */
 	case CLIENT_READY:
@@ -392,6 +429,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		/* Its recipients were deferred by the client. */
 		t->conn_failed = !greeted;
 		cn->cur = NULL;
+		task_untx(t);
 		p->nfree++;
 	}
 	if (client_tls_failed(c)) {
@@ -946,6 +984,8 @@ deliver_free(struct deliver *d)
 		d->primaries = p->next;
 		while ((cn = p->conns) != NULL) {
 			p->conns = cn->next;
+			if (cn->cur != NULL)
+				task_untx(cn->cur);
 			client_free(cn->c);
 			free(cn);
 		}

@@ -56,6 +56,7 @@ struct deliver_task {
 	struct deliver_alts	 alts;
 	struct deliver_task	*next;
 	struct client_tx	 tx;
+	struct client_rcpt	*crcpts;	/* tx's, while sent */
 	deliver_done_cb		*done;
 	void			*arg;
 };

@@ -4,7 +4,7 @@
  * domain has (one per transaction), and the primary's replies written
  * back to our client verbatim — code, enhanced code, every line of text.
  *
- * The connection itself is an SMTP client (src/deliver/client.h) got
+ * The connection itself is an SMTP client (src/client/client.h) got
  * from deliver_connect(), or from the pool of idle connections kept here
  * for the next session; the session drives it command by command.
  */
