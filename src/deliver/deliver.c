@@ -32,11 +32,12 @@
 #include "config.h"
 #include "domains.h"
 #include "log.h"
+#include "mx.h"
+#include "ranges.h"
 #include "resolver.h"
 #include "str.h"
 #include "xmem.h"
 
-#define DELIVER_MX_MAX	32	/* MX hosts considered per domain */
 
 /* A reply's text goes from the client into the queue's row uncut. */
 _Static_assert(CLIENT_TEXT_MAX <= QDB_TEXT_MAX, "client text fits a row");
@@ -80,7 +81,7 @@ struct lookup {
 	struct {
 		uint16_t	pref;
 		char		host[256];
-	}			 mx[DELIVER_MX_MAX];
+	}			 mx[MX_HOPS_MAX];
 	size_t			 nmx, cur;
 	uint16_t		 qtype;		/* of the address query */
 	struct deliver_task	*task;		/* or a connection request */
@@ -120,6 +121,10 @@ struct deliver {
 	const struct domains	*domains;
 	struct client_conf	 cconf;
 	SSL_CTX			*tls;
+	/* Who we are for MX selection: our names, and the addresses we
+	 * listen on at delivery_port (a connection there reaches us). */
+	struct mx_self		 self;
+	uint8_t			 self_addr[MX_SELF_ADDRS_MAX][16];
 	struct primary		*primaries;
 	struct deliver_conn	*dconns;	/* deliver_connect() requests */
 	struct deliver_task	*later;		/* finished without a hop */
@@ -627,24 +632,6 @@ lookup_fail(struct lookup *l, int code, const char *why)
 	lookup_free(l);
 }
 
-static int
-is_ours(const struct deliver *d, const char *host)
-{
-	const char *p = d->conf->mx_names;
-	size_t n;
-
-	if (strcasecmp(host, d->conf->myhostname) == 0)
-		return 1;
-	while (*p != '\0') {
-		n = strcspn(p, ", \t");
-		if (n > 0 && strlen(host) == n && strncasecmp(p, host, n) == 0)
-			return 1;
-		p += n;
-		p += strspn(p, ", \t");
-	}
-	return 0;
-}
-
 /* The hosts after the one l found an address for, for task_next_host()
  * and dconn_failed(). */
 static void
@@ -656,6 +643,40 @@ alts_fill(struct deliver_alts *a, const struct lookup *l)
 	a->port = l->port;
 	for (i = l->cur + 1; i < l->nmx && a->n < DELIVER_ALT_MAX; i++)
 		str_copy(a->host[a->n++], sizeof(a->host[0]), l->mx[i].host);
+}
+
+/* What one address answer of the host l is at means (mx.h). Our own
+ * addresses count only where we would connect to our own port. */
+static enum mx_addr
+addr_verdict(const struct lookup *l, const struct dns_rr *rr)
+{
+	struct mx_self self = l->d->self;
+	uint8_t a[16];
+
+	if (rr->type == DNS_T_A)
+		ranges_from_v4(rr->u.a, a);
+	else
+		memcpy(a, rr->u.aaaa, 16);
+	if (l->port != l->d->conf->delivery_port)
+		self.naddr = 0;
+	return mx_addr_verdict(a, &self);
+}
+
+/* The host l is at resolved to one of our own addresses: it is us, and
+ * every host after it (no better preference) too. */
+static void
+lookup_self(struct lookup *l)
+{
+	struct mx_result res;
+	char why[QDB_TEXT_MAX];
+	int code;
+
+	memset(&res, 0, sizeof(res));
+	res.status = MX_LOOP;
+	code = mx_reason(&res, l->domain, why, sizeof(why));
+	log_warn("event=mx_loop domain=%s host=%s reason=own_address",
+	    l->domain, l->mx[l->cur].host);
+	lookup_fail(l, code, why);
 }
 
 static void
@@ -672,6 +693,17 @@ addr_answer(const struct dns_result *res, void *arg)
 	for (i = 0; res->status == DNS_OK && i < res->nrr; i++) {
 		const struct dns_rr *rr = &res->rr[i];
 
+		if (rr->type != l->qtype)
+			continue;
+		switch (addr_verdict(l, rr)) {
+		case MX_ADDR_NONE:
+			continue;
+		case MX_ADDR_SELF:
+			lookup_self(l);
+			return;
+		case MX_ADDR_USE:
+			break;
+		}
 		if (rr->type == DNS_T_A && l->qtype == DNS_T_A) {
 			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 
@@ -750,9 +782,12 @@ mx_answer(const struct dns_result *res, void *arg)
 {
 	struct lookup *l = arg;
 	struct deliver *d = l->d;
+	struct mx_record rr[MX_RECORDS_MAX];
+	struct mx_query q;
+	struct mx_result mx;
 	char why[QDB_TEXT_MAX];
-	unsigned ours = 65536;
-	size_t i, j, n = 0;
+	size_t i, n = 0;
+	int code;
 
 	l->rq = NULL;
 	switch (res->status) {
@@ -767,68 +802,39 @@ mx_answer(const struct dns_result *res, void *arg)
 		lookup_fail(l, 550, why);
 		return;
 	case DNS_NODATA:
-		/* RFC 5321 §5.1: no MX, the domain itself (implicit MX). */
-		l->mx[0].pref = 0;
-		str_copy(l->mx[0].host, sizeof(l->mx[0].host), l->domain);
-		l->nmx = 1;
-		break;
 	case DNS_OK:
-		for (i = 0; i < res->nrr; i++) {
-			const struct dns_rr *rr = &res->rr[i];
-			char host[256];
-			size_t hl;
-
-			if (rr->type != DNS_T_MX)
-				continue;
-			if (strcmp(rr->u.mx.host, ".") == 0) {
-				/* RFC 7505: this domain takes no mail. */
-				snprintf(why, sizeof(why), "556 5.1.10 %s "
-				    "accepts no mail (null MX)", l->domain);
-				lookup_fail(l, 556, why);
-				return;
-			}
-			str_copy(host, sizeof(host), rr->u.mx.host);
-			hl = strlen(host);
-			if (hl > 0 && host[hl - 1] == '.')
-				host[hl - 1] = '\0';
-			if (is_ours(d, host)) {
-				if (rr->u.mx.pref < ours)
-					ours = rr->u.mx.pref;
-				continue;
-			}
-			if (n == DELIVER_MX_MAX)
-				continue;
-			l->mx[n].pref = rr->u.mx.pref;
-			str_copy(l->mx[n].host, sizeof(l->mx[n].host), host);
-			n++;
-		}
-		/* STYLE.md §1.4: only hosts better than ourselves, or two
-		 * MXs would pass the mail back and forth. */
-		for (i = j = 0; i < n; i++)
-			if (l->mx[i].pref < ours)
-				l->mx[j++] = l->mx[i];
-		n = j;
-		/* Lowest preference first (insertion sort: n is small). */
-		for (i = 1; i < n; i++)
-			for (j = i; j > 0 && l->mx[j - 1].pref >
-			    l->mx[j].pref; j--) {
-				__typeof__(l->mx[0]) tmp = l->mx[j];
-
-				l->mx[j] = l->mx[j - 1];
-				l->mx[j - 1] = tmp;
-			}
-		l->nmx = n;
-		if (n == 0) {
-			log_warn("event=mx_loop domain=%s our_preference=%u",
-			    l->domain, ours);
-			snprintf(why, sizeof(why), "451 4.4.6 mail for %s loops "
-			    "back to myself (no MX better than ours)",
-			    l->domain);
-			lookup_fail(l, 451, why);
-			return;
-		}
 		break;
 	}
+	for (i = 0; res->status == DNS_OK && i < res->nrr && n < MX_RECORDS_MAX;
+	    i++)
+		if (res->rr[i].type == DNS_T_MX) {
+			rr[n].pref = res->rr[i].u.mx.pref;
+			rr[n].host = res->rr[i].u.mx.host;
+			n++;
+		}
+	/* Addresses are not known yet: addr_answer() judges each as it
+	 * comes (mx_addr_verdict). */
+	memset(&q, 0, sizeof(q));
+	q.domain = l->domain;
+	q.nodata = res->status == DNS_NODATA;
+	q.rr = rr;
+	q.nrr = n;
+	q.self = &d->self;
+	q.max = MX_HOPS_MAX;
+	mx_select(&q, &mx);
+	if (mx.status != MX_OK) {
+		if (mx.status == MX_LOOP)
+			log_warn("event=mx_loop domain=%s our_preference=%u",
+			    l->domain, mx.ours);
+		code = mx_reason(&mx, l->domain, why, sizeof(why));
+		lookup_fail(l, code, why);
+		return;
+	}
+	for (i = 0; i < mx.nhop; i++) {
+		l->mx[i].pref = (uint16_t)mx.hop[i].pref;
+		str_copy(l->mx[i].host, sizeof(l->mx[i].host), mx.hop[i].host);
+	}
+	l->nmx = mx.nhop;
 	l->cur = 0;
 	l->qtype = DNS_T_A;
 	lookup_addr(l);
@@ -929,6 +935,41 @@ lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
 	l->rq = resolver_query(d->resolver, l->domain, DNS_T_MX, mx_answer, l);
 }
 
+/* Our names and the addresses we listen on at delivery_port: a wildcard
+ * listener (0.0.0.0, ::) names none of them, so only the names catch a
+ * loop through it. */
+static void
+self_init(struct deliver *d)
+{
+	const struct config *conf = d->conf;
+	size_t i;
+
+	d->self.myhostname = conf->myhostname;
+	d->self.mx_names = conf->mx_names;
+	d->self.addr = (const uint8_t (*)[16])d->self_addr;
+	d->self.naddr = 0;
+	for (i = 0; i < conf->nlisten && d->self.naddr < MX_SELF_ADDRS_MAX;
+	    i++) {
+		const struct sockaddr *sa =
+		    (const struct sockaddr *)&conf->listen[i].ss;
+		uint8_t *a = d->self_addr[d->self.naddr];
+		unsigned port;
+
+		if (sa->sa_family == AF_INET)
+			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+		else if (sa->sa_family == AF_INET6)
+			port = ntohs(((const struct sockaddr_in6 *)sa)->
+			    sin6_port);
+		else
+			continue;
+		if (port != conf->delivery_port ||
+		    ranges_from_sockaddr(sa, a) == -1 ||
+		    mx_addr_verdict(a, &d->self) == MX_ADDR_NONE)
+			continue;
+		d->self.naddr++;
+	}
+}
+
 struct deliver *
 deliver_new(struct event_base *base, const struct config *conf)
 {
@@ -952,6 +993,7 @@ deliver_new(struct event_base *base, const struct config *conf)
 	d->cconf.data_init_timeout = conf->smtp_data_init_timeout;
 	d->cconf.data_block_timeout = conf->smtp_data_block_timeout;
 	d->cconf.data_done_timeout = conf->smtp_data_done_timeout;
+	self_init(d);
 	return d;
 }
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "client.h"
+#include "mx.h"
 #include "qdb.h"
 
 struct event_base;
@@ -26,9 +27,8 @@ struct deliver_task;
 
 typedef void	deliver_done_cb(struct deliver_task *, void *arg);
 
-/* MX hosts tried per attempt after the best one (Postfix tries 5 in all,
- * smtp_mx_address_limit). */
-#define DELIVER_ALT_MAX	4
+/* MX hosts tried per attempt after the best one (mx.h: 5 in all). */
+#define DELIVER_ALT_MAX	(MX_HOPS_MAX - 1)
 
 /* The MX hosts after the one tried, by preference: a host that does not
  * greet us hands the work on to the next (RFC 5321 §5.1). */
