@@ -23,8 +23,10 @@
 #include "callout.h"
 #include "config.h"
 #include "control.h"
+#include "deliver.h"
 #include "domains.h"
 #include "greylist.h"
+#include "health.h"
 #include "learn.h"
 #include "listener.h"
 #include "passthru.h"
@@ -46,6 +48,8 @@ static struct resolver	*resolver;
 static struct control	*control;
 static struct learn	*learn;
 static struct callout	*callout;
+static struct primary_health *health;
+static struct deliver	*deliver;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
 
 static void
@@ -140,6 +144,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	 * them, so the old table can go now. */
 	srv.domains = d;
 	queue_set_domains(srv.queue, d);
+	deliver_set_domains(deliver, d);
 	learn_set_domains(learn, d);
 	callout_set_domains(callout, d);
 	control_set_knowledge(control, learn, state, d);
@@ -148,14 +153,31 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
 }
 
+/* The scheduler's attempts go to deliver.c, which sits above the queue. */
+static void
+attempt(void *owner, struct sched_task *t, sched_task_done_cb *done,
+    void *arg)
+{
+	deliver_submit(owner, t, done, arg);
+}
+
+/* Health probes go through delivery's next hop (deliver_probe). */
+static void
+probe(void *owner, const char *domain, primary_probe_done_cb *done, void *arg)
+{
+	deliver_probe(owner, domain, done, arg);
+}
+
 /*
  * A primary that was down when we stopped is down now, until its probe
  * says otherwise: pass-through would otherwise wait for it at a first
  * RCPT (up to passthrough_connect_timeout) for every such domain after
- * each restart. Before sched_set_learn(): the record keeps its time.
+ * each restart. Before primary_health_set_learn(): the record keeps its
+ * time.
  */
 static void
-restore_health(struct sched *s, struct learn *l, const struct domains *d)
+restore_health(struct primary_health *h, struct learn *l,
+    const struct domains *d)
 {
 	struct state_domain rec;
 	char why[STATE_WHY_MAX + 32];
@@ -168,7 +190,7 @@ restore_health(struct sched *s, struct learn *l, const struct domains *d)
 		if (learn_domain(l, name, now, &rec) == 0 && !rec.health) {
 			snprintf(why, sizeof(why), "down at the last stop: %s",
 			    rec.health_why);
-			sched_primary_failed(s, name, why, 1);
+			primary_health_failed(h, name, why, 1);
 		}
 	}
 }
@@ -257,25 +279,33 @@ main(int argc, char **argv)
 			fatal("event=start_error error=\"%s\"", err);
 		}
 	}
-	if ((srv.queue = queue_open(srv.base, &conf, err, sizeof(err))) ==
-	    NULL) {
+	/* The primaries' health (docs/queue.md): the queue, the sessions
+	 * and callouts all read and feed it. */
+	health = primary_health_new(srv.base, &conf);
+	if ((srv.queue = queue_open(srv.base, &conf, health, err,
+	    sizeof(err))) == NULL) {
 		/* Nothing was deleted to make it start (docs/queue.md). */
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error spool_dir=%s error=\"%s\"",
 		    conf.spool_dir, err);
 	}
 	queue_set_domains(srv.queue, domains);
-	queue_set_resolver(srv.queue, resolver);
+	deliver = deliver_new(srv.base, &conf);
+	deliver_set_domains(deliver, domains);
+	deliver_set_resolver(deliver, resolver);
+	queue_set_deliver(srv.queue, deliver);
+	sched_set_deliver(queue_sched(srv.queue), attempt, deliver);
 	/* What backmx learns of each domain (docs/learning.md): from
 	 * deliveries, pass-through and callouts. */
 	learn = learn_new(srv.base, &conf, state);
 	learn_set_domains(learn, domains);
 	srv.learn = learn;
 	srv.ptpool = passthru_pool_new(&conf);
-	restore_health(queue_sched(srv.queue), learn, domains);
+	primary_health_set_prober(health, probe, deliver);
+	restore_health(health, learn, domains);
+	primary_health_set_learn(health, learn);
 	sched_set_learn(queue_sched(srv.queue), learn);
-	callout = callout_new(srv.base, &conf, queue_deliver(srv.queue),
-	    queue_sched(srv.queue), learn);
+	callout = callout_new(srv.base, &conf, deliver, health, learn);
 	callout_set_domains(callout, domains);
 	{
 		struct policy_deps deps;
@@ -318,7 +348,11 @@ main(int argc, char **argv)
 	listener_free(srv.listener);
 	passthru_pool_free(srv.ptpool);
 	callout_free(callout);
+	/* No more deliveries; then the writer finishes what it holds. */
+	deliver_free(deliver);
 	queue_close(srv.queue);
+	/* After the queue: its probes in flight are gone with deliver. */
+	primary_health_free(health);
 	/* After the queue: admin changes in flight answered their callers. */
 	control_close(control);
 	event_free(ev_term);

@@ -15,10 +15,10 @@
 #include "config.h"
 #include "deliver.h"
 #include "domains.h"
+#include "health.h"
 #include "learn.h"
 #include "log.h"
 #include "reply.h"
-#include "sched.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -52,7 +52,7 @@ struct callout {
 	struct event_base	*base;
 	const struct config	*conf;
 	struct deliver		*deliver;
-	struct sched		*sched;
+	struct primary_health	*health;
 	struct learn		*learn;
 	const struct domains	*domains;
 	struct cdomain		*doms;
@@ -259,11 +259,11 @@ connected(struct client *c, int reached, const char *why, void *arg)
 	if (c == NULL) {
 		log_info("event=callout_failed domain=%s error=\"%s\"",
 		    cd->name, why);
-		sched_primary_failed(co->sched, cd->name, why, 0);
+		primary_health_failed(co->health, cd->name, why, 0);
 		session_end(cd, 1);
 		return;
 	}
-	sched_primary_ok(co->sched, cd->name);
+	primary_health_ok(co->health, cd->name);
 	cd->c = c;
 	client_set_cb(c, event_cb, cd);
 	if (client_cmd(c, "MAIL FROM:<>", 0, mail_cb, cd) == -1)
@@ -331,7 +331,7 @@ probe_walk(struct callout *co, time_t now)
 	for (i = 0; i < domains_count(co->domains); i++) {
 		const struct domain *dom = domains_at(co->domains, i);
 
-		if (!sched_primary_up(co->sched, dom->name) ||
+		if (!primary_health_up(co->health, dom->name) ||
 		    learn_domain(co->learn, dom->name, now, &d) == -1 ||
 		    (d.last_probe != 0 && now < d.last_probe + (int64_t)every))
 			continue;
@@ -354,7 +354,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	for (cd = co->doms; cd != NULL; cd = cd->next) {
 		if (cd->wait == NULL || cd->req != NULL || cd->c != NULL ||
 		    now < cd->retry_at ||
-		    !sched_primary_up(co->sched, cd->name))
+		    !primary_health_up(co->health, cd->name))
 			continue;
 		start(cd, now);
 	}
@@ -362,7 +362,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 struct callout *
 callout_new(struct event_base *base, const struct config *conf,
-    struct deliver *d, struct sched *s, struct learn *l)
+    struct deliver *d, struct primary_health *h, struct learn *l)
 {
 	struct callout *co = xcalloc(1, sizeof(*co));
 	struct timeval one = { 1, 0 };
@@ -370,7 +370,7 @@ callout_new(struct event_base *base, const struct config *conf,
 	co->base = base;
 	co->conf = conf;
 	co->deliver = d;
-	co->sched = s;
+	co->health = h;
 	co->learn = l;
 	co->tick = event_new(base, -1, EV_PERSIST, tick_cb, co);
 	event_add(co->tick, &one);

@@ -44,6 +44,35 @@ _Static_assert(CLIENT_TEXT_MAX <= QDB_TEXT_MAX, "client text fits a row");
 
 struct primary;
 
+/* MX hosts tried per attempt after the best one (mx.h: 5 in all). */
+#define DELIVER_ALT_MAX	(MX_HOPS_MAX - 1)
+
+/* The MX hosts after the one tried, by preference: a host that does not
+ * greet us hands the work on to the next (RFC 5321 §5.1). */
+struct deliver_alts {
+	char			 host[DELIVER_ALT_MAX][256];
+	size_t			 n, next;
+	uint16_t		 port;
+};
+
+/* A sched_task while deliver.c holds it. */
+struct deliver_task {
+	struct sched_task	*st;		/* the scheduler's */
+	const char		*domain;	/* st's */
+	size_t			 nrcpt;
+	struct client_result	*res;		/* to st->res at the end */
+	int			 reached;	/* the primary greeted us */
+	int			 conn_failed;	/* refused, timeout, 421... */
+	char			 relay[320];
+	struct deliver_alts	 alts;
+	struct deliver_task	*next;		/* a FIFO, or the later list */
+	struct deliver_task	*lnext, *lprev;	/* d->live */
+	struct client_tx	 tx;
+	struct client_rcpt	*crcpts;	/* tx's, while sent */
+	sched_task_done_cb	*done;
+	void			*arg;
+};
+
 struct conn {
 	struct conn		*next;
 	struct deliver		*d;
@@ -127,6 +156,7 @@ struct deliver {
 	uint8_t			 self_addr[MX_SELF_ADDRS_MAX][16];
 	struct primary		*primaries;
 	struct deliver_conn	*dconns;	/* deliver_connect() requests */
+	struct deliver_task	*live;		/* every task not finished */
 	struct deliver_task	*later;		/* finished without a hop */
 	struct deliver_task	**later_tail;
 	struct event		*ev_later;
@@ -147,10 +177,41 @@ static void	dconn_failed(struct deliver_conn *);
 
 /* --- finishing tasks ---------------------------------------------------- */
 
+/* Forget t without a word (deliver_free) or after its results went
+ * back. */
 static void
-task_finish(struct deliver_task *t)
+task_free(struct deliver *d, struct deliver_task *t)
 {
-	t->done(t, t->arg);
+	if (t->lprev != NULL)
+		t->lprev->lnext = t->lnext;
+	else
+		d->live = t->lnext;
+	if (t->lnext != NULL)
+		t->lnext->lprev = t->lprev;
+	free(t->crcpts);
+	free(t->res);
+	free(t);
+}
+
+/* The results go back into the scheduler's task, then its callback. */
+static void
+task_finish(struct deliver *d, struct deliver_task *t)
+{
+	struct sched_task *st = t->st;
+	sched_task_done_cb *done = t->done;
+	void *arg = t->arg;
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++) {
+		st->res[i].code = t->res[i].code;
+		str_copy(st->res[i].text, sizeof(st->res[i].text),
+		    t->res[i].text);
+	}
+	st->reached = t->reached;
+	st->conn_failed = t->conn_failed;
+	str_copy(st->relay, sizeof(st->relay), t->relay);
+	task_free(d, t);
+	done(st, arg);
 }
 
 static void
@@ -163,7 +224,7 @@ later_cb(evutil_socket_t fd, short what, void *arg)
 		d->later = t->next;
 		if (d->later == NULL)
 			d->later_tail = &d->later;
-		task_finish(t);
+		task_finish(d, t);
 	}
 }
 
@@ -313,14 +374,14 @@ primary_take(struct primary *p)
 static void
 task_tx(struct deliver_task *t)
 {
-	const struct qdb_msg *m = t->msg;
+	const struct qdb_msg *m = t->st->msg;
 	size_t i;
 
 	t->crcpts = xreallocarray(NULL, t->nrcpt ? t->nrcpt : 1,
 	    sizeof(*t->crcpts));
 	for (i = 0; i < t->nrcpt; i++) {
-		t->crcpts[i].addr = &t->rcpts[i]->addr;
-		t->crcpts[i].params = &t->rcpts[i]->params;
+		t->crcpts[i].addr = &t->st->rcpts[i]->addr;
+		t->crcpts[i].params = &t->st->rcpts[i]->params;
 	}
 	memset(&t->tx, 0, sizeof(t->tx));
 	t->tx.sender = &m->sender;
@@ -329,7 +390,7 @@ task_tx(struct deliver_task *t)
 	t->tx.data_flags = m->data_flags;
 	t->tx.body = m->body;
 	t->tx.bodylen = m->bodylen;
-	t->tx.body_path = t->body_path;
+	t->tx.body_path = t->st->body_path;
 	t->tx.rcpts = t->crcpts;
 	t->tx.nrcpt = t->nrcpt;
 	t->tx.res = t->res;
@@ -419,7 +480,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		cn->cur = NULL;
 		p->nfree++;
 		task_untx(t);
-		task_finish(t);
+		task_finish(d, t);
 		/* FALLTHROUGH */
 	case CLIENT_READY:
 		conn_give_work(d, cn);
@@ -446,7 +507,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	client_free(c);
 	conn_remove(d, cn);
 	if (t != NULL && !(t->conn_failed && task_next_host(d, t)))
-		task_finish(t);
+		task_finish(d, t);
 	if (!greeted) {
 		/*
 		 * The primary did not even greet us (refused, timeout, 421).
@@ -511,19 +572,24 @@ primary_open(struct deliver *d, struct primary *p)
 /* --- the face ----------------------------------------------------------- */
 
 void
-deliver_submit(struct deliver *d, struct deliver_task *t,
-    deliver_done_cb *done, void *arg)
+deliver_submit(struct deliver *d, struct sched_task *st,
+    sched_task_done_cb *done, void *arg)
 {
+	struct deliver_task *t = xcalloc(1, sizeof(*t));
 	struct sockaddr_storage ss;
 	char host[256], why[QDB_TEXT_MAX];
 	socklen_t sslen;
 
+	t->st = st;
+	t->domain = st->domain;
+	t->nrcpt = st->nrcpt;
+	t->res = xcalloc(st->nrcpt ? st->nrcpt : 1, sizeof(*t->res));
 	t->done = done;
 	t->arg = arg;
-	t->next = NULL;
-	t->reached = t->conn_failed = 0;
-	t->alts.n = t->alts.next = 0;
-	t->relay[0] = '\0';
+	t->lnext = d->live;
+	if (d->live != NULL)
+		d->live->lprev = t;
+	d->live = t;
 	switch (next_hop(d, t->domain, &ss, &sslen, host, sizeof(host), why,
 	    sizeof(why))) {
 	case -1:
@@ -1026,13 +1092,13 @@ deliver_free(struct deliver *d)
 		d->primaries = p->next;
 		while ((cn = p->conns) != NULL) {
 			p->conns = cn->next;
-			if (cn->cur != NULL)
-				task_untx(cn->cur);
 			client_free(cn->c);
 			free(cn);
 		}
 		free(p);
 	}
+	while (d->live != NULL)
+		task_free(d, d->live);
 	event_free(d->ev_later);
 	SSL_CTX_free(d->tls);
 	free(d);

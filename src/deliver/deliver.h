@@ -6,9 +6,12 @@
  * primary_connection_limit connections per next hop, and lets each
  * connection carry one queued message after the other (client.c).
  *
- * Owns its connections; never owns a task (sched.c does). Decides nothing
- * about the queue: it fills in per-recipient codes and says whether the
- * primary could be reached at all.
+ * Above the queue: the scheduler hands it sched_tasks through the function
+ * main.c registers (sched_set_deliver). Owns its connections; never owns
+ * a task (sched.c does). Decides nothing about the queue: it fills in
+ * per-recipient codes and says whether the primary could be reached at
+ * all. The SMTP client (src/client/) knows no queue rows: deliver.c
+ * translates a task into the client's transaction and the results back.
  */
 #ifndef BACKMX_DELIVER_H
 #define BACKMX_DELIVER_H
@@ -16,50 +19,12 @@
 #include <stddef.h>
 
 #include "client.h"
-#include "mx.h"
-#include "qdb.h"
+#include "sched.h"
 
 struct event_base;
 struct config;
 struct domains;
 struct deliver;
-struct deliver_task;
-
-typedef void	deliver_done_cb(struct deliver_task *, void *arg);
-
-/* MX hosts tried per attempt after the best one (mx.h: 5 in all). */
-#define DELIVER_ALT_MAX	(MX_HOPS_MAX - 1)
-
-/* The MX hosts after the one tried, by preference: a host that does not
- * greet us hands the work on to the next (RFC 5321 §5.1). */
-struct deliver_alts {
-	char			 host[DELIVER_ALT_MAX][256];
-	size_t			 n, next;
-	uint16_t		 port;
-};
-
-/* One message to the recipients of one domain. Filled by the caller
- * (msg, body_path, domain, rcpts, res with nrcpt entries); kept valid by
- * it until 'done' runs. */
-struct deliver_task {
-	const struct qdb_msg	*msg;
-	const char		*body_path;	/* big body or NULL */
-	char			 domain[256];	/* lower case */
-	const struct qdb_rcpt	**rcpts;
-	struct client_result	*res;
-	size_t			 nrcpt;
-	/* out */
-	int			 reached;	/* the primary greeted us */
-	int			 conn_failed;	/* refused, timeout, 421... */
-	char			 relay[320];
-	/* private to deliver.c */
-	struct deliver_alts	 alts;
-	struct deliver_task	*next;
-	struct client_tx	 tx;
-	struct client_rcpt	*crcpts;	/* tx's, while sent */
-	deliver_done_cb		*done;
-	void			*arg;
-};
 
 typedef void	deliver_probe_cb(const char *domain, int ok, const char *why,
 		    void *arg);
@@ -73,9 +38,9 @@ struct resolver;
 void		 deliver_set_resolver(struct deliver *, struct resolver *);
 
 /* Deliver; 'done' runs exactly once, later, on the loop (never from
- * inside this call). */
-void		 deliver_submit(struct deliver *, struct deliver_task *,
-		    deliver_done_cb *, void *);
+ * inside this call). The task's res[] is filled when it runs. */
+void		 deliver_submit(struct deliver *, struct sched_task *,
+		    sched_task_done_cb *, void *);
 /* Probe the domain's primary (connect, EHLO, QUIT); 'done' runs once,
  * later. */
 void		 deliver_probe(struct deliver *, const char *domain,

@@ -48,6 +48,7 @@
 #include "domains.h"
 #include "envelope.h"
 #include "esmtp.h"
+#include "health.h"
 #include "listener.h"
 #include "log.h"
 #include "parse.h"
@@ -55,7 +56,6 @@
 #include "policy.h"
 #include "queue.h"
 #include "reply.h"
-#include "sched.h"
 #include "server.h"
 #include "sockaddr.h"
 #include "str.h"
@@ -766,7 +766,7 @@ static int
 primary_up(struct session *s, const struct domain *dom)
 {
 	return s->conf->passthrough &&
-	    sched_primary_up(queue_sched(s->srv->queue), dom->name);
+	    primary_health_up(queue_health(s->srv->queue), dom->name);
 }
 
 /* Backup mode: the message would be stored, so every check runs. The

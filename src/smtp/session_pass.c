@@ -19,12 +19,12 @@
 #include "config.h"
 #include "deliver.h"
 #include "domains.h"
+#include "health.h"
 #include "learn.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
 #include "reply.h"
-#include "sched.h"
 #include "server.h"
 #include "session_int.h"
 #include "str.h"
@@ -121,8 +121,8 @@ pt_fail(struct session *s, const char *why)
 		 * our client has heard nothing from it, so this is "cannot
 		 * be reached at the first RCPT" — down at once, and the
 		 * RCPTs waiting are judged in backup mode. */
-		sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain,
-		    why, 1);
+		primary_health_failed(queue_health(s->srv->queue),
+		    s->pt_domain, why, 1);
 		session_pt_drop(s, 0);
 		s->pt_inflight = 0;
 		s->pt_mail_sent = 0;
@@ -130,7 +130,8 @@ pt_fail(struct session *s, const char *why)
 		replay_next(s);
 		return;
 	}
-	sched_primary_failed(queue_sched(s->srv->queue), s->pt_domain, why, 0);
+	primary_health_failed(queue_health(s->srv->queue), s->pt_domain, why,
+	    0);
 	session_pt_drop(s, 0);
 	/* Relayed RCPTs still waiting get theirs, in their places. */
 	while ((q = session_outq_waiting(s)) != NULL) {
@@ -304,7 +305,7 @@ pt_connected(struct client *c, int reached, const char *why, void *arg)
 		log_info("session=%s event=passthrough_unreachable client=%s "
 		    "domain=%s reached=%d reason=\"%s\"", s->id, s->addr,
 		    s->pending_domain, reached, why);
-		sched_primary_failed(queue_sched(s->srv->queue),
+		primary_health_failed(queue_health(s->srv->queue),
 		    s->pending_domain, why, 1);
 		s->mode = TX_BACKUP;
 		if ((dom = domains_lookup(s->srv->domains,
@@ -318,7 +319,7 @@ pt_connected(struct client *c, int reached, const char *why, void *arg)
 		session_rcpt_backup(s, dom);
 		return;
 	}
-	sched_primary_ok(queue_sched(s->srv->queue), s->pending_domain);
+	primary_health_ok(queue_health(s->srv->queue), s->pending_domain);
 	pt_attach(s, c, 0);
 	pt_send_rcpt(s);
 	session_process(s);
@@ -371,14 +372,14 @@ pt_reconnected(struct client *c, int reached, const char *why, void *arg)
 	s->pt_req = NULL;
 	if (c == NULL) {
 		/* Now it really cannot be reached: backup mode. */
-		sched_primary_failed(queue_sched(s->srv->queue),
+		primary_health_failed(queue_health(s->srv->queue),
 		    s->pending_domain, why, 1);
 		s->mode = TX_BACKUP;
 		replay_next(s);
 		session_process(s);
 		return;
 	}
-	sched_primary_ok(queue_sched(s->srv->queue), s->pending_domain);
+	primary_health_ok(queue_health(s->srv->queue), s->pending_domain);
 	pt_attach(s, c, 0);
 	s->state = S_CMD;
 	if (pt_send_mail(s) == -1) {
