@@ -29,9 +29,9 @@
 #include "health.h"
 #include "learn.h"
 #include "listener.h"
-#include "passthru.h"
 #include "log.h"
 #include "policy.h"
+#include "pool.h"
 #include "queue.h"
 #include "resolver.h"
 #include "sched.h"
@@ -300,7 +300,7 @@ main(int argc, char **argv)
 	learn = learn_new(srv.base, &conf, state);
 	learn_set_domains(learn, domains);
 	srv.learn = learn;
-	srv.ptpool = passthru_pool_new(&conf);
+	srv.ptpool = primary_pool_new(&conf);
 	primary_health_set_prober(health, probe, deliver);
 	restore_health(health, learn, domains);
 	primary_health_set_learn(health, learn);
@@ -346,7 +346,7 @@ main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	listener_free(srv.listener);
-	passthru_pool_free(srv.ptpool);
+	primary_pool_free(srv.ptpool);
 	callout_free(callout);
 	/* No more deliveries; then the writer finishes what it holds. */
 	deliver_free(deliver);

@@ -14,7 +14,7 @@ struct queue;
 struct listener;
 struct policy;
 struct learn;
-struct passthru_pool;
+struct primary_pool;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
@@ -26,7 +26,7 @@ struct server {
 	struct listener		*listener;
 	struct policy		*policy;	/* the checks of DESIGN.md §3 */
 	struct learn		*learn;		/* what we know of each domain */
-	struct passthru_pool	*ptpool;	/* idle primary connections */
+	struct primary_pool	*ptpool;	/* idle primary connections */
 };
 
 #endif

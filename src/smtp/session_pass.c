@@ -23,6 +23,7 @@
 #include "learn.h"
 #include "log.h"
 #include "policy.h"
+#include "pool.h"
 #include "queue.h"
 #include "reply.h"
 #include "server.h"
@@ -66,7 +67,7 @@ session_pt_drop(struct session *s, int polite)
 	if (s->pt == NULL)
 		return;
 	if (polite && !s->pt_mail_sent && client_idle(s->pt))
-		passthru_pool_put(s->srv->ptpool, s->pt_key, s->pt);
+		primary_pool_put(s->srv->ptpool, s->pt_key, s->pt);
 	else if (polite)
 		client_quit(s->pt);
 	else
@@ -410,7 +411,7 @@ pt_go(struct session *s)
 		return;
 	}
 	session_pt_drop(s, 1);
-	if ((c = passthru_pool_take(s->srv->ptpool, s->pending_key)) != NULL) {
+	if ((c = primary_pool_take(s->srv->ptpool, s->pending_key)) != NULL) {
 		/* A kept connection: no connect, no greeting, no EHLO. */
 		pt_attach(s, c, 1);
 		pt_send_rcpt(s);
