@@ -22,6 +22,7 @@
 
 #include "callout.h"
 #include "config.h"
+#include "connect.h"
 #include "control.h"
 #include "deliver.h"
 #include "domains.h"
@@ -50,6 +51,7 @@ static struct learn	*learn;
 static struct callout	*callout;
 static struct primary_health *health;
 static struct deliver	*deliver;
+static struct primary_connector *connector;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
 
 static void
@@ -145,6 +147,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	srv.domains = d;
 	queue_set_domains(srv.queue, d);
 	deliver_set_domains(deliver, d);
+	primary_connector_set_domains(connector, d);
 	learn_set_domains(learn, d);
 	callout_set_domains(callout, d);
 	control_set_knowledge(control, learn, state, d);
@@ -159,6 +162,14 @@ attempt(void *owner, struct sched_task *t, sched_task_done_cb *done,
     void *arg)
 {
 	deliver_submit(owner, t, done, arg);
+}
+
+/* Pass-through and callouts go in clear text where deliveries found a
+ * next hop's TLS handshake broken. */
+static int
+tls_hint(void *arg, const struct sockaddr *sa, socklen_t salen)
+{
+	return deliver_tls_broken(arg, sa, salen);
 }
 
 /* Health probes go through delivery's next hop (deliver_probe). */
@@ -293,7 +304,11 @@ main(int argc, char **argv)
 	deliver = deliver_new(srv.base, &conf);
 	deliver_set_domains(deliver, domains);
 	deliver_set_resolver(deliver, resolver);
-	queue_set_deliver(srv.queue, deliver);
+	connector = primary_connector_new(srv.base, &conf);
+	primary_connector_set_domains(connector, domains);
+	primary_connector_set_resolver(connector, resolver);
+	primary_connector_set_tls_hint(connector, tls_hint, deliver);
+	queue_set_connector(srv.queue, connector);
 	sched_set_deliver(queue_sched(srv.queue), attempt, deliver);
 	/* What backmx learns of each domain (docs/learning.md): from
 	 * deliveries, pass-through and callouts. */
@@ -305,7 +320,7 @@ main(int argc, char **argv)
 	restore_health(health, learn, domains);
 	primary_health_set_learn(health, learn);
 	sched_set_learn(queue_sched(srv.queue), learn);
-	callout = callout_new(srv.base, &conf, deliver, health, learn);
+	callout = callout_new(srv.base, &conf, connector, health, learn);
 	callout_set_domains(callout, domains);
 	{
 		struct policy_deps deps;
@@ -348,6 +363,8 @@ main(int argc, char **argv)
 	listener_free(srv.listener);
 	primary_pool_free(srv.ptpool);
 	callout_free(callout);
+	/* After the sessions and callouts that asked it for connections. */
+	primary_connector_free(connector);
 	/* No more deliveries; then the writer finishes what it holds. */
 	deliver_free(deliver);
 	queue_close(srv.queue);

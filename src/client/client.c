@@ -1114,7 +1114,7 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 
 	c->base = base;
 	/* A copy: a connection handed to a new owner outlives the
-	 * request that made it (deliver_connect). */
+	 * request that made it (primary_connect). */
 	c->conf_copy = *conf;
 	str_copy(c->helo, sizeof(c->helo), conf->helo_name);
 	c->conf_copy.helo_name = c->helo;

@@ -131,7 +131,7 @@ const char	*client_relay(const struct client *);
 struct reply;	/* reply.h */
 /* The owner's own commands, for pass-through and callouts (not mixed with client_send on one connection). */
 typedef void	client_reply_cb(struct client *, const struct reply *, void *arg);
-/* Change who gets the connection's events (CLIENT_FAILED etc.): a connection handed from deliver_connect() to its new owner. */
+/* Change who gets the connection's events (CLIENT_FAILED etc.): a connection handed from primary_connect() to its new owner. */
 void		 client_set_cb(struct client *, client_cb *, void *arg);
 /* After CLIENT_READY, or from any reply callback: queue one command line (no CRLF; at most 1000 octets; -1 if longer or the connection is failing). Replies come back to each cb in order. Queued commands are written back to back when the server offered PIPELINING, else one at a time as replies arrive. A connection failure (drop, timeout, malformed reply) gives CLIENT_FAILED through the event callback; the reply callbacks still pending do not run. Each reply is awaited at most 'timeout' seconds (0: the conf's command_timeout). */
 int		 client_cmd(struct client *, const char *line, unsigned timeout, client_reply_cb *, void *arg);

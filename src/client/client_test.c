@@ -1,5 +1,5 @@
 /* Unit tests for client.c's own-command API (client_cmd, client_body) and
- * deliver_connect(): the real client against a scripted SMTP server on
+ * primary_connect(): the real client against a scripted SMTP server on
  * 127.0.0.1, both on one event_base. Nothing here depends on speed: a
  * server step waits for the lines it expects, a watchdog only turns a
  * hang into a failure, and the one timeout of 1 s is the point of its
@@ -24,7 +24,7 @@
 #include <event2/listener.h>
 
 #include "config.h"
-#include "deliver.h"
+#include "connect.h"
 #include "domains.h"
 #include "log.h"
 #include "reply.h"
@@ -197,7 +197,7 @@ struct t {
 	int			 nrep;
 	void			(*on_ready)(struct t *);
 	void			(*on_reply)(struct t *, int idx);
-	/* deliver_connect */
+	/* primary_connect */
 	int			 dc_calls, dc_reached, dc_got_client;
 	char			 dc_why[512];
 };
@@ -556,7 +556,7 @@ test_timeout(void **state)
 	t_done(&t);
 }
 
-/* --- deliver_connect ---------------------------------------------------- */
+/* --- primary_connect ---------------------------------------------------- */
 
 static struct config conf;
 
@@ -602,14 +602,14 @@ dc_cb(struct client *c, int reached, const char *why, void *arg)
 	assert_int_equal(client_cmd(c, "NOOP", 0, rcb, t), 0);
 }
 
-/* t, a server saying 'greeting' then 'steps', and a deliver whose domain
+/* t, a server saying 'greeting' then 'steps', and a connector whose domain
  * example.org routes to that server's port. */
-static struct deliver *
-dc_deliver(struct t *t, struct srv *s, const char *greeting,
+static struct primary_connector *
+dc_connector(struct t *t, struct srv *s, const char *greeting,
     const struct step *steps, size_t nsteps, struct domains **doms_out)
 {
 	char text[128], err[256];
-	struct deliver *d;
+	struct primary_connector *d;
 	int port;
 
 	t_init(t);
@@ -622,19 +622,19 @@ dc_deliver(struct t *t, struct srv *s, const char *greeting,
 	*doms_out = domains_parse("t", text, strlen(text), err, sizeof(err));
 	if (*doms_out == NULL)
 		fail_msg("%s", err);
-	d = deliver_new(t->base, &conf);
-	deliver_set_domains(d, *doms_out);
+	d = primary_connector_new(t->base, &conf);
+	primary_connector_set_domains(d, *doms_out);
 	return d;
 }
 
-/* One deliver_connect() to example.org, run until its callback: it got
+/* One primary_connect() to example.org, run until its callback: it got
  * a client or not, the primary was reached or not. */
 static void
-dc_run(struct t *t, struct deliver *d, int got_client, int reached)
+dc_run(struct t *t, struct primary_connector *d, int got_client, int reached)
 {
-	struct deliver_conn *dc;
+	struct primary_conn *dc;
 
-	dc = deliver_connect(d, "Example.ORG", deliver_client_conf(d), dc_cb,
+	dc = primary_connect(d, "Example.ORG", primary_client_conf(d), dc_cb,
 	    t);
 	assert_non_null(dc);
 	assert_int_equal(t->dc_calls, 0);	/* never from inside */
@@ -645,11 +645,11 @@ dc_run(struct t *t, struct deliver *d, int got_client, int reached)
 	assert_int_equal(t->dc_reached, reached);
 }
 
-/* After dc_deliver(): everything freed, the server stopped (again). */
+/* After dc_connector(): everything freed, the server stopped (again). */
 static void
-dc_done(struct t *t, struct srv *s, struct deliver *d, struct domains *doms)
+dc_done(struct t *t, struct srv *s, struct primary_connector *d, struct domains *doms)
 {
-	deliver_free(d);
+	primary_connector_free(d);
 	domains_free(doms);
 	srv_stop(s);
 	t_done(t);
@@ -664,11 +664,11 @@ test_connect_ok(void **state)
 		{ 1, "221 bye\r\n", 0 },
 	};
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 
-	d = dc_deliver(&t, &s, "220 primary ready\r\n", steps, 3, &doms);
+	d = dc_connector(&t, &s, "220 primary ready\r\n", steps, 3, &doms);
 	dc_run(&t, d, 1, 1);
 	assert_int_equal(t.failed, 0);
 	assert_int_equal(t.nrep, 1);
@@ -686,12 +686,12 @@ static void
 test_connect_refused(void **state)
 {
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 
 	/* A port that was just free: nobody listens there. */
-	d = dc_deliver(&t, &s, "", NULL, 0, &doms);
+	d = dc_connector(&t, &s, "", NULL, 0, &doms);
 	srv_stop(&s);
 	dc_run(&t, d, 0, 0);
 	assert_non_null(strstr(t.dc_why, "connect"));
@@ -702,11 +702,11 @@ static void
 test_connect_421(void **state)
 {
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 
-	d = dc_deliver(&t, &s, "421 4.3.2 too busy\r\n", NULL, 0, &doms);
+	d = dc_connector(&t, &s, "421 4.3.2 too busy\r\n", NULL, 0, &doms);
 	dc_run(&t, d, 0, 1);
 	assert_non_null(strstr(t.dc_why, "421 4.3.2 too busy"));
 	dc_done(&t, &s, d, doms);
@@ -722,24 +722,24 @@ static void
 test_connect_cancel(void **state)
 {
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 	struct timeval tv = { 0, 200000 };
 
 	/* Silent: neither connection gets further than connected. */
-	d = dc_deliver(&t, &s, "", NULL, 0, &doms);
-	/* Cancelled at once, and one left pending for deliver_free: no
+	d = dc_connector(&t, &s, "", NULL, 0, &doms);
+	/* Cancelled at once, and one left pending for primary_connector_free: no
 	 * callback either way, nothing leaks (ASan). */
-	deliver_connect_cancel(deliver_connect(d, "example.org",
-	    deliver_client_conf(d), never_cb, &t));
-	deliver_connect(d, "example.org", deliver_client_conf(d), never_cb,
+	primary_connect_cancel(primary_connect(d, "example.org",
+	    primary_client_conf(d), never_cb, &t));
+	primary_connect(d, "example.org", primary_client_conf(d), never_cb,
 	    &t);
-	deliver_connect_cancel(NULL);
+	primary_connect_cancel(NULL);
 	event_base_loopexit(t.base, &tv);
 	event_base_dispatch(t.base);
 	/* A failure queued for the loop is forgotten too. */
-	deliver_connect(d, "no-route.example", deliver_client_conf(d),
+	primary_connect(d, "no-route.example", primary_client_conf(d),
 	    never_cb, &t);
 	dc_done(&t, &s, d, doms);
 }

@@ -9,10 +9,8 @@
  * every task waiting for it: they would only fail the same way, one
  * timeout after the other.
  *
- * deliver_connect() hands a greeted connection to another stage
- * (pass-through, callouts): the same next hop, the same walk down the MX
- * hosts, but outside the pools and their limit; the connection is the
- * caller's from then on.
+ * Pass-through and callouts connect through src/primary/connect.c; they
+ * ask deliver_tls_broken() where a delivery's handshake failed.
  *
  * Loop prevention (STYLE.md §1.4) belongs to MX selection: we deliver to
  * an MX host only when its preference is lower than ours. Routes are the
@@ -113,33 +111,10 @@ struct lookup {
 	}			 mx[MX_HOPS_MAX];
 	size_t			 nmx, cur;
 	uint16_t		 qtype;		/* of the address query */
-	struct deliver_task	*task;		/* or a connection request */
-	struct deliver_conn	*dc;		/* or a probe: */
+	struct deliver_task	*task;		/* or a probe: */
 	deliver_probe_cb	*probe_cb;
 	void			*probe_arg;
 	char			 probe_domain[256];
-};
-
-/* One deliver_connect() request: looking up, connecting, or reporting a
- * failure from the loop. */
-struct deliver_conn {
-	struct deliver_conn	*next, *prev;
-	struct deliver		*d;
-	char			 domain[256];
-	struct client_conf	 cconf;		/* the caller's, copied */
-	char			 helo[256];
-	deliver_connect_cb	*cb;
-	void			*arg;
-	struct lookup		*lookup;	/* running, or NULL */
-	struct client		*c;		/* connecting, or NULL */
-	struct event		*ev_fail;	/* the failure, from the loop */
-	struct sockaddr_storage	 ss;
-	socklen_t		 sslen;
-	char			 host[256];
-	int			 clear;		/* this host: no STARTTLS */
-	int			 reached;	/* some host greeted */
-	char			 why[QDB_TEXT_MAX];
-	struct deliver_alts	 alts;		/* as for a task */
 };
 
 struct deliver {
@@ -155,7 +130,6 @@ struct deliver {
 	struct mx_self		 self;
 	uint8_t			 self_addr[MX_SELF_ADDRS_MAX][16];
 	struct primary		*primaries;
-	struct deliver_conn	*dconns;	/* deliver_connect() requests */
 	struct deliver_task	*live;		/* every task not finished */
 	struct deliver_task	*later;		/* finished without a hop */
 	struct deliver_task	**later_tail;
@@ -169,11 +143,7 @@ static void	dispatch(struct deliver *, struct deliver_task *,
 		    const struct sockaddr_storage *, socklen_t, const char *);
 static int	task_next_host(struct deliver *, struct deliver_task *);
 static void	lookup_start(struct deliver *, const char *domain,
-		    struct deliver_task *, deliver_probe_cb *, void *,
-		    struct deliver_conn *);
-static void	dconn_connect(struct deliver_conn *,
-		    const struct sockaddr_storage *, socklen_t, const char *);
-static void	dconn_failed(struct deliver_conn *);
+		    struct deliver_task *, deliver_probe_cb *, void *);
 
 /* --- finishing tasks ---------------------------------------------------- */
 
@@ -316,7 +286,7 @@ primary_key(const struct sockaddr_storage *ss, char *key, size_t keysz)
 }
 
 static struct primary *
-primary_find(struct deliver *d, const struct sockaddr_storage *ss)
+primary_find(const struct deliver *d, const struct sockaddr_storage *ss)
 {
 	char key[320];
 	struct primary *p;
@@ -600,7 +570,7 @@ deliver_submit(struct deliver *d, struct sched_task *st,
 		dispatch(d, t, NULL, NULL, NULL, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, t->domain, t, NULL, NULL, NULL);
+		lookup_start(d, t->domain, t, NULL, NULL);
 		return;
 	}
 }
@@ -623,7 +593,7 @@ deliver_probe(struct deliver *d, const char *domain, deliver_probe_cb *done,
 		dispatch(d, NULL, done, arg, domain, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, domain, NULL, done, arg, NULL);
+		lookup_start(d, domain, NULL, done, arg);
 		return;
 	}
 }
@@ -685,21 +655,12 @@ lookup_fail(struct lookup *l, int code, const char *why)
 		task_resolve_all(t, code, why);
 		if (!task_next_host(d, t))
 			task_finish_later(d, t);
-	} else if (l->dc != NULL) {
-		struct deliver_conn *dc = l->dc;
-
-		dc->lookup = NULL;
-		str_copy(dc->why, sizeof(dc->why), why);
-		lookup_free(l);
-		dconn_failed(dc);
-		return;
 	} else
 		l->probe_cb(l->probe_domain, 0, why, l->probe_arg);
 	lookup_free(l);
 }
 
-/* The hosts after the one l found an address for, for task_next_host()
- * and dconn_failed(). */
+/* The hosts after the one l found an address for, for task_next_host(). */
 static void
 alts_fill(struct deliver_alts *a, const struct lookup *l)
 {
@@ -788,18 +749,6 @@ addr_answer(const struct dns_result *res, void *arg)
 			sslen = sizeof(*s6);
 			break;
 		}
-	}
-	if (sslen > 0 && l->dc != NULL) {
-		struct deliver_conn *dc = l->dc;
-		char host[256];
-
-		if (l->nmx > 1)
-			alts_fill(&dc->alts, l);
-		str_copy(host, sizeof(host), l->mx[l->cur].host);
-		dc->lookup = NULL;
-		lookup_free(l);
-		dconn_connect(dc, &ss, sslen, host);
-		return;
 	}
 	if (sslen > 0) {
 		struct deliver *d = l->d;
@@ -906,18 +855,14 @@ mx_answer(const struct dns_result *res, void *arg)
 	lookup_addr(l);
 }
 
-/* A new lookup on d's list, for the task t or the connection dc. */
+/* A new lookup on d's list, for the task t (or a probe). */
 static struct lookup *
-lookup_new(struct deliver *d, struct deliver_task *t,
-    struct deliver_conn *dc)
+lookup_new(struct deliver *d, struct deliver_task *t)
 {
 	struct lookup *l = xcalloc(1, sizeof(*l));
 
 	l->d = d;
 	l->task = t;
-	l->dc = dc;
-	if (dc != NULL)
-		dc->lookup = l;
 	l->next = d->lookups;
 	if (d->lookups != NULL)
 		d->lookups->prev = l;
@@ -928,11 +873,10 @@ lookup_new(struct deliver *d, struct deliver_task *t,
 /* A new lookup of one MX host's addresses (an alternate of domain's),
  * ready for lookup_addr(). */
 static struct lookup *
-lookup_host(struct deliver *d, struct deliver_task *t,
-    struct deliver_conn *dc, const char *domain, const char *host,
-    uint16_t port)
+lookup_host(struct deliver *d, struct deliver_task *t, const char *domain,
+    const char *host, uint16_t port)
 {
-	struct lookup *l = lookup_new(d, t, dc);
+	struct lookup *l = lookup_new(d, t);
 
 	l->port = port;
 	str_copy(l->domain, sizeof(l->domain), domain);
@@ -954,7 +898,7 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 
 	if (t->alts.next >= t->alts.n)
 		return 0;
-	l = lookup_host(d, t, NULL, t->domain, t->alts.host[t->alts.next],
+	l = lookup_host(d, t, t->domain, t->alts.host[t->alts.next],
 	    t->alts.port);
 	log_info("event=delivery_next_mx domain=%s host=%s", t->domain,
 	    t->alts.host[t->alts.next]);
@@ -964,15 +908,15 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 	return 1;
 }
 
-/* The next hop of 'domain' for the task t, the probe 'done' or the
- * connection request dc: its route host's or its own MX hosts. */
+/* The next hop of 'domain' for the task t or the probe 'done': its route
+ * host's or its own MX hosts. */
 static void
 lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
-    deliver_probe_cb *done, void *arg, struct deliver_conn *dc)
+    deliver_probe_cb *done, void *arg)
 {
 	const struct domain *dom = d->domains ?
 	    domains_lookup(d->domains, domain) : NULL;
-	struct lookup *l = lookup_new(d, t, dc);
+	struct lookup *l = lookup_new(d, t);
 	int no_mx = 0;
 
 	l->probe_cb = done;
@@ -1001,41 +945,6 @@ lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
 	l->rq = resolver_query(d->resolver, l->domain, DNS_T_MX, mx_answer, l);
 }
 
-/* Our names and the addresses we listen on at delivery_port: a wildcard
- * listener (0.0.0.0, ::) names none of them, so only the names catch a
- * loop through it. */
-static void
-self_init(struct deliver *d)
-{
-	const struct config *conf = d->conf;
-	size_t i;
-
-	d->self.myhostname = conf->myhostname;
-	d->self.mx_names = conf->mx_names;
-	d->self.addr = (const uint8_t (*)[16])d->self_addr;
-	d->self.naddr = 0;
-	for (i = 0; i < conf->nlisten && d->self.naddr < MX_SELF_ADDRS_MAX;
-	    i++) {
-		const struct sockaddr *sa =
-		    (const struct sockaddr *)&conf->listen[i].ss;
-		uint8_t *a = d->self_addr[d->self.naddr];
-		unsigned port;
-
-		if (sa->sa_family == AF_INET)
-			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-		else if (sa->sa_family == AF_INET6)
-			port = ntohs(((const struct sockaddr_in6 *)sa)->
-			    sin6_port);
-		else
-			continue;
-		if (port != conf->delivery_port ||
-		    ranges_from_sockaddr(sa, a) == -1 ||
-		    mx_addr_verdict(a, &d->self) == MX_ADDR_NONE)
-			continue;
-		d->self.naddr++;
-	}
-}
-
 struct deliver *
 deliver_new(struct event_base *base, const struct config *conf)
 {
@@ -1059,7 +968,7 @@ deliver_new(struct event_base *base, const struct config *conf)
 	d->cconf.data_init_timeout = conf->smtp_data_init_timeout;
 	d->cconf.data_block_timeout = conf->smtp_data_block_timeout;
 	d->cconf.data_done_timeout = conf->smtp_data_done_timeout;
-	self_init(d);
+	mx_self_init(&d->self, d->self_addr, conf);
 	return d;
 }
 
@@ -1084,8 +993,6 @@ deliver_free(struct deliver *d)
 	if (d == NULL)
 		return;
 	/* Their callbacks do not run. */
-	while (d->dconns != NULL)
-		deliver_connect_cancel(d->dconns);
 	while (d->lookups != NULL)
 		lookup_free(d->lookups);
 	while ((p = d->primaries) != NULL) {
@@ -1104,178 +1011,17 @@ deliver_free(struct deliver *d)
 	free(d);
 }
 
-/* --- connections for other stages (deliver_connect) --------------------- */
-
-static void
-dconn_free(struct deliver_conn *dc)
+int
+deliver_tls_broken(const struct deliver *d, const struct sockaddr *sa,
+    socklen_t salen)
 {
-	struct deliver *d = dc->d;
-
-	if (dc->prev != NULL)
-		dc->prev->next = dc->next;
-	else
-		d->dconns = dc->next;
-	if (dc->next != NULL)
-		dc->next->prev = dc->prev;
-	event_free(dc->ev_fail);
-	free(dc);
-}
-
-static void
-dconn_fail_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct deliver_conn *dc = arg;
-	deliver_connect_cb *cb = dc->cb;
-	void *cbarg = dc->arg;
-	char why[QDB_TEXT_MAX];
-	int reached = dc->reached;
-
-	str_copy(why, sizeof(why), dc->why[0] ? dc->why : "no next hop");
-	dconn_free(dc);
-	cb(NULL, reached, why, cbarg);
-}
-
-static void	dconn_client_cb(struct client *, enum client_event, void *);
-
-static void
-dconn_start(struct deliver_conn *dc)
-{
-	struct primary *p = primary_find(dc->d, &dc->ss);
-
-	/* Opportunistic TLS as for deliveries: clear text where a
-	 * handshake with this next hop failed before. */
-	dc->c = client_connect(dc->d->base, &dc->cconf,
-	    (const struct sockaddr *)&dc->ss, dc->sslen, dc->host,
-	    !dc->clear && !(p != NULL && p->tls_broken), dconn_client_cb,
-	    dc);
-	if (dc->c == NULL) {
-		str_copy(dc->why, sizeof(dc->why),
-		    "connect: out of resources");
-		dconn_failed(dc);
-	}
-}
-
-static void
-dconn_connect(struct deliver_conn *dc, const struct sockaddr_storage *ss,
-    socklen_t sslen, const char *host)
-{
-	memcpy(&dc->ss, ss, sizeof(*ss));
-	dc->sslen = sslen;
-	str_copy(dc->host, sizeof(dc->host), host);
-	dc->clear = 0;
-	dconn_start(dc);
-}
-
-/*
- * The host tried did not greet us, or had no address (the reason is in
- * dc->why): the next MX host by preference as for a task, else the
- * failure goes to the caller from the loop.
- */
-static void
-dconn_failed(struct deliver_conn *dc)
-{
-	struct deliver *d = dc->d;
-	struct lookup *l;
-
-	if (dc->alts.next >= dc->alts.n || d->resolver == NULL) {
-		event_active(dc->ev_fail, EV_TIMEOUT, 0);
-		return;
-	}
-	l = lookup_host(d, NULL, dc, dc->domain, dc->alts.host[dc->alts.next],
-	    dc->alts.port);
-	log_info("event=connect_next_mx domain=%s host=%s", dc->domain,
-	    dc->alts.host[dc->alts.next]);
-	dc->alts.next++;
-	lookup_addr(l);
-}
-
-static void
-dconn_client_cb(struct client *c, enum client_event ev, void *arg)
-{
-	struct deliver_conn *dc = arg;
-	deliver_connect_cb *cb = dc->cb;
-	void *cbarg = dc->arg;
-	int tls_failed;
-
-	if (ev == CLIENT_READY) {
-		/* Greeted: the connection is the caller's now; until it
-		 * sets its own callback nobody hears of the client. */
-		client_set_cb(c, NULL, NULL);
-		dc->c = NULL;
-		dconn_free(dc);
-		cb(c, 1, NULL, cbarg);
-		return;
-	}
-	if (ev != CLIENT_FAILED)
-		return;
-	/* A greeting of any kind (421 too) means the host was reached. */
-	if (client_greeting(c) != NULL)
-		dc->reached = 1;
-	str_copy(dc->why, sizeof(dc->why), client_error(c));
-	tls_failed = client_tls_failed(c);
-	client_free(c);
-	dc->c = NULL;
-	if (tls_failed && !dc->clear) {
-		/* RFC 7435: the same host once more, in clear text. */
-		log_info("event=connect_tls_retry domain=%s host=%s",
-		    dc->domain, dc->host);
-		dc->clear = 1;
-		dconn_start(dc);
-		return;
-	}
-	dconn_failed(dc);
-}
-
-struct deliver_conn *
-deliver_connect(struct deliver *d, const char *domain,
-    const struct client_conf *conf, deliver_connect_cb *cb, void *arg)
-{
-	struct deliver_conn *dc = xcalloc(1, sizeof(*dc));
 	struct sockaddr_storage ss;
-	char host[256];
-	socklen_t sslen;
+	const struct primary *p;
 
-	dc->d = d;
-	dc->cb = cb;
-	dc->arg = arg;
-	str_copy(dc->domain, sizeof(dc->domain), domain);
-	str_lower(dc->domain);
-	dc->cconf = *conf;
-	str_copy(dc->helo, sizeof(dc->helo), conf->helo_name);
-	dc->cconf.helo_name = dc->helo;
-	dc->ev_fail = event_new(d->base, -1, 0, dconn_fail_cb, dc);
-	dc->next = d->dconns;
-	if (d->dconns != NULL)
-		d->dconns->prev = dc;
-	d->dconns = dc;
-	switch (next_hop(d, dc->domain, &ss, &sslen, host, sizeof(host),
-	    dc->why, sizeof(dc->why))) {
-	case -1:
-		event_active(dc->ev_fail, EV_TIMEOUT, 0);
-		break;
-	case 0:
-		dconn_connect(dc, &ss, sslen, host);
-		break;
-	default:
-		lookup_start(d, dc->domain, NULL, NULL, NULL, dc);
-		break;
-	}
-	return dc;
-}
-
-void
-deliver_connect_cancel(struct deliver_conn *dc)
-{
-	if (dc == NULL)
-		return;
-	if (dc->lookup != NULL)
-		lookup_free(dc->lookup);
-	client_free(dc->c);
-	dconn_free(dc);
-}
-
-const struct client_conf *
-deliver_client_conf(const struct deliver *d)
-{
-	return &d->cconf;
+	if (salen > sizeof(ss))
+		return 0;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, sa, salen);
+	p = primary_find(d, &ss);
+	return p != NULL && p->tls_broken;
 }

@@ -46,19 +46,10 @@ void		 deliver_submit(struct deliver *, struct sched_task *,
 void		 deliver_probe(struct deliver *, const char *domain,
 		    deliver_probe_cb *, void *);
 
-/* Pass-through and callouts: a greeted connection to the domain's primary, chosen as deliver_submit() chooses (route=, else MX hosts better than ours, lowest first; the next host when one does not greet, as for a task). 'conf' gives the timeouts (copied). 'cb' runs exactly once, later from the loop: with the client (now the caller's: set its callback with client_set_cb, free it with client_quit/client_free) and why == NULL, or with NULL and a sentence in why ("connect: Connection refused", "no MX host better than ours", a 421 greeting's text...) and 'reached': 1 when some host greeted (e.g. 421 or EHLO failure after a greeting), 0 when none could be connected at all. Not counted against primary_connection_limit of queued delivery.
- *
- * Until client_set_cb the handed-over client calls nobody. STARTTLS as for
- * deliveries (opportunistic; clear text where a delivery's handshake with
- * the same next hop failed); a handshake that fails here is retried once
- * in clear text with the same host before the next host is tried. 'why'
- * is valid only during the call. */
-struct deliver_conn;
-typedef void	deliver_connect_cb(struct client *, int reached, const char *why, void *arg);
-struct deliver_conn *deliver_connect(struct deliver *, const char *domain, const struct client_conf *, deliver_connect_cb *, void *arg);
-/* Forget a request whose cb has not run yet (a client that connected meanwhile is closed). NULL is fine. */
-void		 deliver_connect_cancel(struct deliver_conn *);
-/* The client_conf deliver uses for its own connections (helo name, TLS ctx, RFC 5321 timeouts), for callers to copy and adjust. */
-const struct client_conf *deliver_client_conf(const struct deliver *);
+/* 1 when a delivery's TLS handshake with this next hop failed (deliveries
+ * go on in clear text there): src/primary/connect.c asks, through the hint
+ * main.c registers. */
+int		 deliver_tls_broken(const struct deliver *,
+		    const struct sockaddr *, socklen_t);
 
 #endif

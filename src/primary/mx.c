@@ -5,10 +5,13 @@
  */
 #include "mx.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "config.h"
+#include "ranges.h"
 #include "str.h"
 
 /* n bytes at a equal the name b, case-insensitive, a trailing dot on
@@ -201,4 +204,36 @@ mx_reason(const struct mx_result *res, const char *domain, char *buf,
 	}
 	buf[0] = '\0';
 	return 0;
+}
+
+void
+mx_self_init(struct mx_self *self, uint8_t addr[MX_SELF_ADDRS_MAX][16],
+    const struct config *conf)
+{
+	size_t i;
+
+	memset(self, 0, sizeof(*self));
+	self->myhostname = conf->myhostname;
+	self->mx_names = conf->mx_names;
+	self->addr = (const uint8_t (*)[16])addr;
+	for (i = 0; i < conf->nlisten && self->naddr < MX_SELF_ADDRS_MAX;
+	    i++) {
+		const struct sockaddr *sa =
+		    (const struct sockaddr *)&conf->listen[i].ss;
+		uint8_t *a = addr[self->naddr];
+		unsigned port;
+
+		if (sa->sa_family == AF_INET)
+			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+		else if (sa->sa_family == AF_INET6)
+			port = ntohs(((const struct sockaddr_in6 *)sa)->
+			    sin6_port);
+		else
+			continue;
+		if (port != conf->delivery_port ||
+		    ranges_from_sockaddr(sa, a) == -1 ||
+		    mx_addr_verdict(a, self) == MX_ADDR_NONE)
+			continue;
+		self->naddr++;
+	}
 }

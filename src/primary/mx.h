@@ -93,6 +93,13 @@ enum mx_addr {
 	MX_ADDR_NONE,	/* 0.0.0.0 or ::, no host */
 };
 
+/* Who we are by conf: myhostname, mx_names, and the addresses we listen
+ * on at delivery_port (a connection there reaches us; a wildcard listener
+ * names none, so only the names catch a loop through it). addr[] is the
+ * caller's storage for the addresses, self->addr points into it. */
+struct config;
+void		mx_self_init(struct mx_self *self,
+		    uint8_t addr[MX_SELF_ADDRS_MAX][16], const struct config *);
 /* The next hops for q into *res; res->status says which. Pure. */
 void		mx_select(const struct mx_query *q, struct mx_result *res);
 /* What one address answer means (see the header comment). Pure. */

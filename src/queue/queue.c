@@ -45,7 +45,7 @@ struct queue {
 	const struct domains	*domains;
 	struct qdb		*qdb;
 	struct sched		*sched;
-	struct deliver		*deliver;
+	struct primary_connector *connector;
 	struct primary_health	*health;
 	time_t			 space_checked;
 	int			 space_ok;
@@ -247,15 +247,15 @@ queue_sched(struct queue *q)
 }
 
 void
-queue_set_deliver(struct queue *q, struct deliver *d)
+queue_set_connector(struct queue *q, struct primary_connector *pc)
 {
-	q->deliver = d;
+	q->connector = pc;
 }
 
-struct deliver *
-queue_deliver(struct queue *q)
+struct primary_connector *
+queue_connector(struct queue *q)
 {
-	return q->deliver;
+	return q->connector;
 }
 
 struct primary_health *

@@ -104,11 +104,12 @@ struct sched;
 struct sched	*queue_sched(struct queue *);
 /* The primaries' health queue_open() was given. */
 struct primary_health *queue_health(struct queue *);
-/* The delivery agent main.c made (connections to the primaries), kept
- * here only so that pass-through finds it; the queue itself never calls
- * it (the scheduler calls what sched_set_deliver() registered). */
-struct deliver;
-void		 queue_set_deliver(struct queue *, struct deliver *);
-struct deliver	*queue_deliver(struct queue *);
+/* The connector to the primaries main.c made (src/primary/connect.h),
+ * kept here only so that pass-through finds it; the queue never calls
+ * it. */
+struct primary_connector;
+void		 queue_set_connector(struct queue *,
+		    struct primary_connector *);
+struct primary_connector *queue_connector(struct queue *);
 
 #endif

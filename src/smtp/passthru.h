@@ -5,7 +5,7 @@
  * back to our client verbatim — code, enhanced code, every line of text.
  *
  * The connection itself is an SMTP client (src/client/client.h) got
- * from deliver_connect(), or from the pool of idle connections
+ * from primary_connect(), or from the pool of idle connections
  * (src/primary/pool.h) kept for the next session; the session drives it
  * command by command.
  */

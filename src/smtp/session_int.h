@@ -21,7 +21,7 @@ struct body;
 struct bufferevent;
 struct client;
 struct config;
-struct deliver_conn;
+struct primary_conn;
 struct domain;
 struct event;
 struct evbuffer;
@@ -133,7 +133,7 @@ struct session {
 	unsigned		 pt_filtering:1;/* a RCPT's filter check runs */
 	char			 pt_fail_why[256]; /* failure held for it */
 	struct client		*pt;
-	struct deliver_conn	*pt_req;	/* connecting */
+	struct primary_conn	*pt_req;	/* connecting */
 	char			 pt_key[PASSTHRU_KEY_MAX];
 	char			 pt_domain[256];
 	struct reply		*pt_mail_refusal; /* the primary's no to MAIL */

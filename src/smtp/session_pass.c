@@ -1,7 +1,7 @@
 /*
  * session_pass: the pass-through half of the SMTP session (DESIGN.md §3,
  * docs/passthrough.md): at the first RCPT for a domain whose primary is
- * up, a connection to it (from the pool, or deliver_connect), MAIL and
+ * up, a connection to it (from the pool, or primary_connect), MAIL and
  * the RCPTs relayed with their replies kept in order, DATA streamed, the
  * primary's answers verbatim; a primary gone before its first answer
  * sends the transaction to backup mode, one gone after gets 451 4.4.2.
@@ -17,7 +17,7 @@
 
 #include "client.h"
 #include "config.h"
-#include "deliver.h"
+#include "connect.h"
 #include "domains.h"
 #include "health.h"
 #include "learn.h"
@@ -35,7 +35,7 @@ static void	rcpt_filtered(const struct verdict_info *, void *);
 static void	replay_next(struct session *);
 static void	replay_checked(const struct verdict_info *, void *);
 static void	pt_attach(struct session *, struct client *, int);
-static void	pt_connect(struct session *, deliver_connect_cb *);
+static void	pt_connect(struct session *, primary_connect_cb *);
 static int	pt_send_mail(struct session *);
 static int	pt_cmd_rcpt(struct session *, const struct mailaddr *,
 		    const struct rcpt_params *);
@@ -62,7 +62,7 @@ pt_ext(struct session *s)
 void
 session_pt_drop(struct session *s, int polite)
 {
-	deliver_connect_cancel(s->pt_req);
+	primary_connect_cancel(s->pt_req);
 	s->pt_req = NULL;
 	if (s->pt == NULL)
 		return;
@@ -342,20 +342,20 @@ pt_attach(struct session *s, struct client *c, int pooled)
 
 /* Connect to the pending RCPT's primary; 'cb' gets the outcome. */
 static void
-pt_connect(struct session *s, deliver_connect_cb *cb)
+pt_connect(struct session *s, primary_connect_cb *cb)
 {
 	struct client_conf cc;
 	unsigned t = s->conf->passthrough_connect_timeout;
 
 	s->state = S_POLICY;
-	cc = *deliver_client_conf(queue_deliver(s->srv->queue));
+	cc = *primary_client_conf(queue_connector(s->srv->queue));
 	cc.connect_timeout = t;
 	cc.greeting_timeout = t;
 	cc.command_timeout = t;		/* EHLO; commands pass their own */
 	cc.data_init_timeout = s->conf->passthrough_reply_timeout;
 	cc.data_block_timeout = s->conf->passthrough_reply_timeout;
 	cc.data_done_timeout = s->conf->passthrough_reply_timeout;
-	s->pt_req = deliver_connect(queue_deliver(s->srv->queue),
+	s->pt_req = primary_connect(queue_connector(s->srv->queue),
 	    s->pending_domain, &cc, cb, s);
 }
 

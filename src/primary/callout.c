@@ -13,7 +13,7 @@
 
 #include "client.h"
 #include "config.h"
-#include "deliver.h"
+#include "connect.h"
 #include "domains.h"
 #include "health.h"
 #include "learn.h"
@@ -44,14 +44,14 @@ struct cdomain {
 	double			 tokens;	/* RCPTs we may ask now */
 	time_t			 refilled;
 	time_t			 retry_at;	/* after a failed callout */
-	struct deliver_conn	*req;
+	struct primary_conn	*req;
 	struct client		*c;
 };
 
 struct callout {
 	struct event_base	*base;
 	const struct config	*conf;
-	struct deliver		*deliver;
+	struct primary_connector *connector;
 	struct primary_health	*health;
 	struct learn		*learn;
 	const struct domains	*domains;
@@ -286,7 +286,7 @@ static void
 start(struct cdomain *cd, time_t now)
 {
 	struct callout *co = cd->co;
-	const struct client_conf *base = deliver_client_conf(co->deliver);
+	const struct client_conf *base = primary_client_conf(co->connector);
 	struct caddr *a, **tail = &cd->asked;
 	struct client_conf cc;
 
@@ -313,7 +313,7 @@ start(struct cdomain *cd, time_t now)
 	cc = *base;
 	cc.connect_timeout = co->conf->passthrough_connect_timeout;
 	cc.greeting_timeout = co->conf->passthrough_connect_timeout;
-	cd->req = deliver_connect(co->deliver, cd->name, &cc, connected, cd);
+	cd->req = primary_connect(co->connector, cd->name, &cc, connected, cd);
 }
 
 /* Every acceptance_probe_interval per domain, while its primary is up. */
@@ -362,14 +362,15 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 struct callout *
 callout_new(struct event_base *base, const struct config *conf,
-    struct deliver *d, struct primary_health *h, struct learn *l)
+    struct primary_connector *pc, struct primary_health *h,
+    struct learn *l)
 {
 	struct callout *co = xcalloc(1, sizeof(*co));
 	struct timeval one = { 1, 0 };
 
 	co->base = base;
 	co->conf = conf;
-	co->deliver = d;
+	co->connector = pc;
 	co->health = h;
 	co->learn = l;
 	co->tick = event_new(base, -1, EV_PERSIST, tick_cb, co);
@@ -393,7 +394,7 @@ callout_free(struct callout *co)
 		return;
 	for (cd = co->doms; cd != NULL; cd = next) {
 		next = cd->next;
-		deliver_connect_cancel(cd->req);
+		primary_connect_cancel(cd->req);
 		client_free(cd->c);
 		free_list(cd->wait);
 		free_list(cd->asked);
