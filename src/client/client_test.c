@@ -1,4 +1,5 @@
-/* Unit tests for client.c's own-command API (client_cmd, client_body) and
+/* Unit tests for client.c's transactions (client_send with the client's own
+ * client_tx), its own-command API (client_cmd, client_body) and
  * primary_connect(): the real client against a scripted SMTP server on
  * 127.0.0.1, both on one event_base. Nothing here depends on speed: a
  * server step waits for the lines it expects, a watchdog only turns a
@@ -26,6 +27,7 @@
 #include "config.h"
 #include "connect.h"
 #include "domains.h"
+#include "envelope.h"
 #include "log.h"
 #include "reply.h"
 
@@ -556,6 +558,155 @@ test_timeout(void **state)
 	t_done(&t);
 }
 
+/* --- one transaction (client_send) -------------------------------------- */
+
+/* The transaction of the tx tests: the client's own types, no queue row
+ * anywhere. */
+static struct mailaddr tx_sender, tx_to[3];
+static struct mail_params tx_mp;
+static struct rcpt_params tx_rp[3];
+static struct client_rcpt tx_rcpts[3];
+static struct client_result tx_res[3];
+static struct client_tx tx;
+static int tx_done;
+
+static void
+tx_setup(const char *body, int data_flags)
+{
+	static const char *local[3] = { "a", "b", "c" };
+	size_t i;
+
+	memset(&tx_sender, 0, sizeof(tx_sender));
+	snprintf(tx_sender.local, sizeof(tx_sender.local), "s");
+	snprintf(tx_sender.domain, sizeof(tx_sender.domain), "sender.example");
+	memset(&tx_mp, 0, sizeof(tx_mp));
+	snprintf(tx_mp.envid, sizeof(tx_mp.envid), "E1");
+	for (i = 0; i < 3; i++) {
+		memset(&tx_to[i], 0, sizeof(tx_to[i]));
+		snprintf(tx_to[i].local, sizeof(tx_to[i].local), "%s",
+		    local[i]);
+		snprintf(tx_to[i].domain, sizeof(tx_to[i].domain),
+		    "example.org");
+		memset(&tx_rp[i], 0, sizeof(tx_rp[i]));
+		tx_rcpts[i].addr = &tx_to[i];
+		tx_rcpts[i].params = &tx_rp[i];
+		tx_res[i].code = -1;
+	}
+	tx_rp[1].notify = ESMTP_NOTIFY_FAILURE;
+	memset(&tx, 0, sizeof(tx));
+	tx.sender = &tx_sender;
+	tx.params = &tx_mp;
+	tx.size = strlen(body);
+	tx.data_flags = data_flags;
+	tx.body = (const unsigned char *)body;
+	tx.bodylen = strlen(body);
+	tx.rcpts = tx_rcpts;
+	tx.nrcpt = 3;
+	tx.res = tx_res;
+	tx_done = 0;
+}
+
+static void
+tx_ecb(struct client *c, enum client_event ev, void *arg)
+{
+	struct t *t = arg;
+
+	switch (ev) {
+	case CLIENT_READY:
+		t->ready++;
+		client_send(c, &tx);
+		return;
+	case CLIENT_TX_DONE:
+		tx_done++;
+		client_free(c);
+		t->c = NULL;
+		t_stop(t);
+		return;
+	case CLIENT_FAILED:
+		t->failed++;
+		client_free(c);
+		t->c = NULL;
+		t_stop(t);
+		return;
+	}
+}
+
+static void
+tx_run(struct t *t, struct srv *s, const struct step *steps, size_t nsteps)
+{
+	struct sockaddr_in sin;
+
+	t_init(t);
+	srv_start(s, t->base, "220 primary ready\r\n", steps, nsteps);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)s->port);
+	t->c = client_connect(t->base, &t->conf, (struct sockaddr *)&sin,
+	    sizeof(sin), "127.0.0.1", 0, tx_ecb, t);
+	assert_non_null(t->c);
+	event_base_dispatch(t->base);
+	assert_false(t->timed_out);
+}
+
+/* The sender, its parameters, each recipient with its own, the body
+ * dot-stuffed; each recipient's answer comes back in its place. */
+static void
+test_tx(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250-PIPELINING\r\n250-SIZE 100000\r\n"
+		  "250-8BITMIME\r\n250 DSN\r\n", 0 },
+		{ 5, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n"
+		  "452 4.2.2 full\r\n354 go\r\n", 0 },
+		{ UNTIL_DOT, "250 2.0.0 queued\r\n", 0 },
+	};
+	struct srv s;
+	struct t t;
+
+	tx_setup("Subject: x\r\n\r\n.dot\r\nend\r\n", 0);
+	tx_run(&t, &s, steps, 3);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(tx_done, 1);
+	assert_int_equal(tx_res[0].code, 250);
+	assert_int_equal(tx_res[1].code, 550);
+	assert_string_equal(tx_res[1].text, "550 5.1.1 no such user");
+	assert_int_equal(tx_res[2].code, 452);
+	assert_string_equal(s.log, "EHLO mx2.test\n"
+	    "MAIL FROM:<s@sender.example> SIZE=25 ENVID=E1\n"
+	    "RCPT TO:<a@example.org>\n"
+	    "RCPT TO:<b@example.org> NOTIFY=FAILURE\n"
+	    "RCPT TO:<c@example.org>\n"
+	    "DATA\n"
+	    "Subject: x\n\n..dot\nend\n.\n");
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* An 8-bit body and a primary without 8BITMIME: nothing is sent, every
+ * recipient is deferred (RFC 6152), none bounced. */
+static void
+test_tx_8bit(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
+	};
+	struct srv s;
+	struct t t;
+	size_t i;
+
+	tx_setup("Subject: \xe9\r\n\r\nbody\r\n", DATA_HAS_8BIT);
+	tx_run(&t, &s, steps, 1);
+	assert_int_equal(tx_done, 1);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(tx_res[i].code, 450);
+		assert_non_null(strstr(tx_res[i].text, "4.6.0"));
+	}
+	assert_string_equal(s.log, "EHLO mx2.test\n");
+	srv_stop(&s);
+	t_done(&t);
+}
+
 /* --- primary_connect ---------------------------------------------------- */
 
 static struct config conf;
@@ -753,6 +904,8 @@ main(void)
 		cmocka_unit_test(test_data),
 		cmocka_unit_test(test_drop),
 		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_tx),
+		cmocka_unit_test(test_tx_8bit),
 		cmocka_unit_test(test_connect_ok),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_connect_421),
