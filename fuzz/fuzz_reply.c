@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the primary's reply parser (src/deliver/reply.c):
+ * libFuzzer harness for the primary's reply parser (src/client/reply.c):
  * the input is split at CRLF into lines fed one after the other, as
  * client.c does. Whatever the bytes: no crash, the kept text stays inside
  * its buffer and NUL-terminated, a finished reply has a code 200..559 and

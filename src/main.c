@@ -22,14 +22,17 @@
 
 #include "callout.h"
 #include "config.h"
+#include "connect.h"
 #include "control.h"
+#include "deliver.h"
 #include "domains.h"
 #include "greylist.h"
+#include "health.h"
 #include "learn.h"
 #include "listener.h"
-#include "passthru.h"
 #include "log.h"
 #include "policy.h"
+#include "pool.h"
 #include "queue.h"
 #include "resolver.h"
 #include "sched.h"
@@ -48,6 +51,9 @@ static struct control	*control;
 static struct learn	*learn;
 static struct callout	*callout;
 static struct listener	*listener;
+static struct primary_health *health;
+static struct deliver	*deliver;
+static struct primary_connector *connector;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
 
 /* A session ended: its slot in the listener's limits is free again. */
@@ -156,6 +162,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	 * them, so the old table can go now. */
 	srv.domains = d;
 	queue_set_domains(srv.queue, d);
+	deliver_set_domains(deliver, d);
+	primary_connector_set_domains(connector, d);
 	learn_set_domains(learn, d);
 	callout_set_domains(callout, d);
 	control_set_knowledge(control, learn, state, d);
@@ -164,14 +172,39 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
 }
 
+/* The scheduler's attempts go to deliver.c, which sits above the queue. */
+static void
+attempt(void *owner, struct sched_task *t, sched_task_done_cb *done,
+    void *arg)
+{
+	deliver_submit(owner, t, done, arg);
+}
+
+/* Pass-through and callouts go in clear text where deliveries found a
+ * next hop's TLS handshake broken. */
+static int
+tls_hint(void *arg, const struct sockaddr *sa, socklen_t salen)
+{
+	return deliver_tls_broken(arg, sa, salen);
+}
+
+/* Health probes go through delivery's next hop (deliver_probe). */
+static void
+probe(void *owner, const char *domain, primary_probe_done_cb *done, void *arg)
+{
+	deliver_probe(owner, domain, done, arg);
+}
+
 /*
  * A primary that was down when we stopped is down now, until its probe
  * says otherwise: pass-through would otherwise wait for it at a first
  * RCPT (up to passthrough_connect_timeout) for every such domain after
- * each restart. Before sched_set_learn(): the record keeps its time.
+ * each restart. Before primary_health_set_learn(): the record keeps its
+ * time.
  */
 static void
-restore_health(struct sched *s, struct learn *l, const struct domains *d)
+restore_health(struct primary_health *h, struct learn *l,
+    const struct domains *d)
 {
 	struct state_domain rec;
 	char why[STATE_WHY_MAX + 32];
@@ -184,7 +217,7 @@ restore_health(struct sched *s, struct learn *l, const struct domains *d)
 		if (learn_domain(l, name, now, &rec) == 0 && !rec.health) {
 			snprintf(why, sizeof(why), "down at the last stop: %s",
 			    rec.health_why);
-			sched_primary_failed(s, name, why, 1);
+			primary_health_failed(h, name, why, 1);
 		}
 	}
 }
@@ -273,25 +306,38 @@ main(int argc, char **argv)
 			fatal("event=start_error error=\"%s\"", err);
 		}
 	}
-	if ((srv.queue = queue_open(srv.base, &conf, err, sizeof(err))) ==
-	    NULL) {
+	/* The primaries' health (docs/queue.md): the queue, the sessions
+	 * and callouts all read and feed it. */
+	health = primary_health_new(srv.base, &conf);
+	srv.health = health;
+	if ((srv.queue = queue_open(srv.base, &conf, health, err,
+	    sizeof(err))) == NULL) {
 		/* Nothing was deleted to make it start (docs/queue.md). */
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error spool_dir=%s error=\"%s\"",
 		    conf.spool_dir, err);
 	}
 	queue_set_domains(srv.queue, domains);
-	queue_set_resolver(srv.queue, resolver);
+	deliver = deliver_new(srv.base, &conf);
+	deliver_set_domains(deliver, domains);
+	deliver_set_resolver(deliver, resolver);
+	connector = primary_connector_new(srv.base, &conf);
+	primary_connector_set_domains(connector, domains);
+	primary_connector_set_resolver(connector, resolver);
+	primary_connector_set_tls_hint(connector, tls_hint, deliver);
+	srv.connector = connector;
+	sched_set_deliver(queue_sched(srv.queue), attempt, deliver);
 	/* What backmx learns of each domain (docs/learning.md): from
 	 * deliveries, pass-through and callouts. */
 	learn = learn_new(srv.base, &conf, state);
 	learn_set_domains(learn, domains);
 	srv.learn = learn;
-	srv.ptpool = passthru_pool_new(&conf);
-	restore_health(queue_sched(srv.queue), learn, domains);
+	srv.ptpool = primary_pool_new(&conf);
+	primary_health_set_prober(health, probe, deliver);
+	restore_health(health, learn, domains);
+	primary_health_set_learn(health, learn);
 	sched_set_learn(queue_sched(srv.queue), learn);
-	callout = callout_new(srv.base, &conf, queue_deliver(srv.queue),
-	    queue_sched(srv.queue), learn);
+	callout = callout_new(srv.base, &conf, connector, health, learn);
 	callout_set_domains(callout, domains);
 	{
 		struct policy_deps deps;
@@ -333,9 +379,15 @@ main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	listener_free(listener);
-	passthru_pool_free(srv.ptpool);
+	primary_pool_free(srv.ptpool);
 	callout_free(callout);
+	/* After the sessions and callouts that asked it for connections. */
+	primary_connector_free(connector);
+	/* No more deliveries; then the writer finishes what it holds. */
+	deliver_free(deliver);
 	queue_close(srv.queue);
+	/* After the queue: its probes in flight are gone with deliver. */
+	primary_health_free(health);
 	/* After the queue: admin changes in flight answered their callers. */
 	control_close(control);
 	event_free(ev_term);

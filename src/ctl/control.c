@@ -32,6 +32,7 @@
 #include "str.h"
 #include "qdb.h"
 #include "queue.h"
+#include "health.h"
 #include "sched.h"
 #include "state.h"
 #include "xmem.h"
@@ -395,7 +396,7 @@ dview_get(struct state *st, struct learn *ln, struct sched *sc,
 	}
 	if (ln != NULL && sc != NULL) {
 		v->live = 1;
-		v->up = sched_primary_up(sc, d->name);
+		v->up = primary_health_up(sched_health(sc), d->name);
 		sched_domain_stats(sc, d->name, &v->queued, &v->oldest);
 	}
 	if (state_rcpt_count(st, d->name, now, &v->valid, &v->invalid) == -1)

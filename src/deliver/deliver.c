@@ -9,10 +9,8 @@
  * every task waiting for it: they would only fail the same way, one
  * timeout after the other.
  *
- * deliver_connect() hands a greeted connection to another stage
- * (pass-through, callouts): the same next hop, the same walk down the MX
- * hosts, but outside the pools and their limit; the connection is the
- * caller's from then on.
+ * Pass-through and callouts connect through src/primary/connect.c; they
+ * ask deliver_tls_broken() where a delivery's handshake failed.
  *
  * Loop prevention (STYLE.md §1.4) belongs to MX selection: we deliver to
  * an MX host only when its preference is lower than ours. Routes are the
@@ -32,13 +30,46 @@
 #include "config.h"
 #include "domains.h"
 #include "log.h"
+#include "mx.h"
+#include "ranges.h"
 #include "resolver.h"
 #include "str.h"
 #include "xmem.h"
 
-#define DELIVER_MX_MAX	32	/* MX hosts considered per domain */
+
+/* A reply's text goes from the client into the queue's row uncut. */
+_Static_assert(CLIENT_TEXT_MAX <= QDB_TEXT_MAX, "client text fits a row");
 
 struct primary;
+
+/* MX hosts tried per attempt after the best one (mx.h: 5 in all). */
+#define DELIVER_ALT_MAX	(MX_HOPS_MAX - 1)
+
+/* The MX hosts after the one tried, by preference: a host that does not
+ * greet us hands the work on to the next (RFC 5321 §5.1). */
+struct deliver_alts {
+	char			 host[DELIVER_ALT_MAX][256];
+	size_t			 n, next;
+	uint16_t		 port;
+};
+
+/* A sched_task while deliver.c holds it. */
+struct deliver_task {
+	struct sched_task	*st;		/* the scheduler's */
+	const char		*domain;	/* st's */
+	size_t			 nrcpt;
+	struct client_result	*res;		/* to st->res at the end */
+	int			 reached;	/* the primary greeted us */
+	int			 conn_failed;	/* refused, timeout, 421... */
+	char			 relay[320];
+	struct deliver_alts	 alts;
+	struct deliver_task	*next;		/* a FIFO, or the later list */
+	struct deliver_task	*lnext, *lprev;	/* d->live */
+	struct client_tx	 tx;
+	struct client_rcpt	*crcpts;	/* tx's, while sent */
+	sched_task_done_cb	*done;
+	void			*arg;
+};
 
 struct conn {
 	struct conn		*next;
@@ -77,36 +108,13 @@ struct lookup {
 	struct {
 		uint16_t	pref;
 		char		host[256];
-	}			 mx[DELIVER_MX_MAX];
+	}			 mx[MX_HOPS_MAX];
 	size_t			 nmx, cur;
 	uint16_t		 qtype;		/* of the address query */
-	struct deliver_task	*task;		/* or a connection request */
-	struct deliver_conn	*dc;		/* or a probe: */
+	struct deliver_task	*task;		/* or a probe: */
 	deliver_probe_cb	*probe_cb;
 	void			*probe_arg;
 	char			 probe_domain[256];
-};
-
-/* One deliver_connect() request: looking up, connecting, or reporting a
- * failure from the loop. */
-struct deliver_conn {
-	struct deliver_conn	*next, *prev;
-	struct deliver		*d;
-	char			 domain[256];
-	struct client_conf	 cconf;		/* the caller's, copied */
-	char			 helo[256];
-	deliver_connect_cb	*cb;
-	void			*arg;
-	struct lookup		*lookup;	/* running, or NULL */
-	struct client		*c;		/* connecting, or NULL */
-	struct event		*ev_fail;	/* the failure, from the loop */
-	struct sockaddr_storage	 ss;
-	socklen_t		 sslen;
-	char			 host[256];
-	int			 clear;		/* this host: no STARTTLS */
-	int			 reached;	/* some host greeted */
-	char			 why[QDB_TEXT_MAX];
-	struct deliver_alts	 alts;		/* as for a task */
 };
 
 struct deliver {
@@ -117,8 +125,12 @@ struct deliver {
 	const struct domains	*domains;
 	struct client_conf	 cconf;
 	SSL_CTX			*tls;
+	/* Who we are for MX selection: our names, and the addresses we
+	 * listen on at delivery_port (a connection there reaches us). */
+	struct mx_self		 self;
+	uint8_t			 self_addr[MX_SELF_ADDRS_MAX][16];
 	struct primary		*primaries;
-	struct deliver_conn	*dconns;	/* deliver_connect() requests */
+	struct deliver_task	*live;		/* every task not finished */
 	struct deliver_task	*later;		/* finished without a hop */
 	struct deliver_task	**later_tail;
 	struct event		*ev_later;
@@ -131,18 +143,45 @@ static void	dispatch(struct deliver *, struct deliver_task *,
 		    const struct sockaddr_storage *, socklen_t, const char *);
 static int	task_next_host(struct deliver *, struct deliver_task *);
 static void	lookup_start(struct deliver *, const char *domain,
-		    struct deliver_task *, deliver_probe_cb *, void *,
-		    struct deliver_conn *);
-static void	dconn_connect(struct deliver_conn *,
-		    const struct sockaddr_storage *, socklen_t, const char *);
-static void	dconn_failed(struct deliver_conn *);
+		    struct deliver_task *, deliver_probe_cb *, void *);
 
 /* --- finishing tasks ---------------------------------------------------- */
 
+/* Forget t without a word (deliver_free) or after its results went
+ * back. */
 static void
-task_finish(struct deliver_task *t)
+task_free(struct deliver *d, struct deliver_task *t)
 {
-	t->done(t, t->arg);
+	if (t->lprev != NULL)
+		t->lprev->lnext = t->lnext;
+	else
+		d->live = t->lnext;
+	if (t->lnext != NULL)
+		t->lnext->lprev = t->lprev;
+	free(t->crcpts);
+	free(t->res);
+	free(t);
+}
+
+/* The results go back into the scheduler's task, then its callback. */
+static void
+task_finish(struct deliver *d, struct deliver_task *t)
+{
+	struct sched_task *st = t->st;
+	sched_task_done_cb *done = t->done;
+	void *arg = t->arg;
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++) {
+		st->res[i].code = t->res[i].code;
+		str_copy(st->res[i].text, sizeof(st->res[i].text),
+		    t->res[i].text);
+	}
+	st->reached = t->reached;
+	st->conn_failed = t->conn_failed;
+	str_copy(st->relay, sizeof(st->relay), t->relay);
+	task_free(d, t);
+	done(st, arg);
 }
 
 static void
@@ -155,7 +194,7 @@ later_cb(evutil_socket_t fd, short what, void *arg)
 		d->later = t->next;
 		if (d->later == NULL)
 			d->later_tail = &d->later;
-		task_finish(t);
+		task_finish(d, t);
 	}
 }
 
@@ -247,7 +286,7 @@ primary_key(const struct sockaddr_storage *ss, char *key, size_t keysz)
 }
 
 static struct primary *
-primary_find(struct deliver *d, const struct sockaddr_storage *ss)
+primary_find(const struct deliver *d, const struct sockaddr_storage *ss)
 {
 	char key[320];
 	struct primary *p;
@@ -297,6 +336,43 @@ primary_take(struct primary *p)
 
 /* --- connections -------------------------------------------------------- */
 
+/*
+ * The queued message as the client's transaction: the client knows no
+ * queue rows. Its recipient array lives while a connection carries the
+ * task (task_untx() when it leaves the connection).
+ */
+static void
+task_tx(struct deliver_task *t)
+{
+	const struct qdb_msg *m = t->st->msg;
+	size_t i;
+
+	t->crcpts = xreallocarray(NULL, t->nrcpt ? t->nrcpt : 1,
+	    sizeof(*t->crcpts));
+	for (i = 0; i < t->nrcpt; i++) {
+		t->crcpts[i].addr = &t->st->rcpts[i]->addr;
+		t->crcpts[i].params = &t->st->rcpts[i]->params;
+	}
+	memset(&t->tx, 0, sizeof(t->tx));
+	t->tx.sender = &m->sender;
+	t->tx.params = &m->params;
+	t->tx.size = m->size;
+	t->tx.data_flags = m->data_flags;
+	t->tx.body = m->body;
+	t->tx.bodylen = m->bodylen;
+	t->tx.body_path = t->st->body_path;
+	t->tx.rcpts = t->crcpts;
+	t->tx.nrcpt = t->nrcpt;
+	t->tx.res = t->res;
+}
+
+static void
+task_untx(struct deliver_task *t)
+{
+	free(t->crcpts);
+	t->crcpts = NULL;
+}
+
 static void
 conn_remove(struct deliver *d, struct conn *cn)
 {
@@ -330,11 +406,7 @@ conn_give_work(struct deliver *d, struct conn *cn)
 	p->nfree--;
 	t->reached = 1;
 	str_copy(t->relay, sizeof(t->relay), client_relay(cn->c));
-	t->tx.msg = t->msg;
-	t->tx.body_path = t->body_path;
-	t->tx.rcpts = t->rcpts;
-	t->tx.nrcpt = t->nrcpt;
-	t->tx.res = t->res;
+	task_tx(t);
 	client_send(cn->c, &t->tx);
 }
 
@@ -377,7 +449,8 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		t = cn->cur;
 		cn->cur = NULL;
 		p->nfree++;
-		task_finish(t);
+		task_untx(t);
+		task_finish(d, t);
 		/* FALLTHROUGH */
 	case CLIENT_READY:
 		conn_give_work(d, cn);
@@ -392,6 +465,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		/* Its recipients were deferred by the client. */
 		t->conn_failed = !greeted;
 		cn->cur = NULL;
+		task_untx(t);
 		p->nfree++;
 	}
 	if (client_tls_failed(c)) {
@@ -403,7 +477,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	client_free(c);
 	conn_remove(d, cn);
 	if (t != NULL && !(t->conn_failed && task_next_host(d, t)))
-		task_finish(t);
+		task_finish(d, t);
 	if (!greeted) {
 		/*
 		 * The primary did not even greet us (refused, timeout, 421).
@@ -468,19 +542,24 @@ primary_open(struct deliver *d, struct primary *p)
 /* --- the face ----------------------------------------------------------- */
 
 void
-deliver_submit(struct deliver *d, struct deliver_task *t,
-    deliver_done_cb *done, void *arg)
+deliver_submit(struct deliver *d, struct sched_task *st,
+    sched_task_done_cb *done, void *arg)
 {
+	struct deliver_task *t = xcalloc(1, sizeof(*t));
 	struct sockaddr_storage ss;
 	char host[256], why[QDB_TEXT_MAX];
 	socklen_t sslen;
 
+	t->st = st;
+	t->domain = st->domain;
+	t->nrcpt = st->nrcpt;
+	t->res = xcalloc(st->nrcpt ? st->nrcpt : 1, sizeof(*t->res));
 	t->done = done;
 	t->arg = arg;
-	t->next = NULL;
-	t->reached = t->conn_failed = 0;
-	t->alts.n = t->alts.next = 0;
-	t->relay[0] = '\0';
+	t->lnext = d->live;
+	if (d->live != NULL)
+		d->live->lprev = t;
+	d->live = t;
 	switch (next_hop(d, t->domain, &ss, &sslen, host, sizeof(host), why,
 	    sizeof(why))) {
 	case -1:
@@ -491,7 +570,7 @@ deliver_submit(struct deliver *d, struct deliver_task *t,
 		dispatch(d, t, NULL, NULL, NULL, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, t->domain, t, NULL, NULL, NULL);
+		lookup_start(d, t->domain, t, NULL, NULL);
 		return;
 	}
 }
@@ -514,7 +593,7 @@ deliver_probe(struct deliver *d, const char *domain, deliver_probe_cb *done,
 		dispatch(d, NULL, done, arg, domain, &ss, sslen, host);
 		return;
 	default:
-		lookup_start(d, domain, NULL, done, arg, NULL);
+		lookup_start(d, domain, NULL, done, arg);
 		return;
 	}
 }
@@ -576,39 +655,12 @@ lookup_fail(struct lookup *l, int code, const char *why)
 		task_resolve_all(t, code, why);
 		if (!task_next_host(d, t))
 			task_finish_later(d, t);
-	} else if (l->dc != NULL) {
-		struct deliver_conn *dc = l->dc;
-
-		dc->lookup = NULL;
-		str_copy(dc->why, sizeof(dc->why), why);
-		lookup_free(l);
-		dconn_failed(dc);
-		return;
 	} else
 		l->probe_cb(l->probe_domain, 0, why, l->probe_arg);
 	lookup_free(l);
 }
 
-static int
-is_ours(const struct deliver *d, const char *host)
-{
-	const char *p = d->conf->mx_names;
-	size_t n;
-
-	if (strcasecmp(host, d->conf->myhostname) == 0)
-		return 1;
-	while (*p != '\0') {
-		n = strcspn(p, ", \t");
-		if (n > 0 && strlen(host) == n && strncasecmp(p, host, n) == 0)
-			return 1;
-		p += n;
-		p += strspn(p, ", \t");
-	}
-	return 0;
-}
-
-/* The hosts after the one l found an address for, for task_next_host()
- * and dconn_failed(). */
+/* The hosts after the one l found an address for, for task_next_host(). */
 static void
 alts_fill(struct deliver_alts *a, const struct lookup *l)
 {
@@ -618,6 +670,40 @@ alts_fill(struct deliver_alts *a, const struct lookup *l)
 	a->port = l->port;
 	for (i = l->cur + 1; i < l->nmx && a->n < DELIVER_ALT_MAX; i++)
 		str_copy(a->host[a->n++], sizeof(a->host[0]), l->mx[i].host);
+}
+
+/* What one address answer of the host l is at means (mx.h). Our own
+ * addresses count only where we would connect to our own port. */
+static enum mx_addr
+addr_verdict(const struct lookup *l, const struct dns_rr *rr)
+{
+	struct mx_self self = l->d->self;
+	uint8_t a[16];
+
+	if (rr->type == DNS_T_A)
+		ranges_from_v4(rr->u.a, a);
+	else
+		memcpy(a, rr->u.aaaa, 16);
+	if (l->port != l->d->conf->delivery_port)
+		self.naddr = 0;
+	return mx_addr_verdict(a, &self);
+}
+
+/* The host l is at resolved to one of our own addresses: it is us, and
+ * every host after it (no better preference) too. */
+static void
+lookup_self(struct lookup *l)
+{
+	struct mx_result res;
+	char why[QDB_TEXT_MAX];
+	int code;
+
+	memset(&res, 0, sizeof(res));
+	res.status = MX_LOOP;
+	code = mx_reason(&res, l->domain, why, sizeof(why));
+	log_warn("event=mx_loop domain=%s host=%s reason=own_address",
+	    l->domain, l->mx[l->cur].host);
+	lookup_fail(l, code, why);
 }
 
 static void
@@ -634,6 +720,17 @@ addr_answer(const struct dns_result *res, void *arg)
 	for (i = 0; res->status == DNS_OK && i < res->nrr; i++) {
 		const struct dns_rr *rr = &res->rr[i];
 
+		if (rr->type != l->qtype)
+			continue;
+		switch (addr_verdict(l, rr)) {
+		case MX_ADDR_NONE:
+			continue;
+		case MX_ADDR_SELF:
+			lookup_self(l);
+			return;
+		case MX_ADDR_USE:
+			break;
+		}
 		if (rr->type == DNS_T_A && l->qtype == DNS_T_A) {
 			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 
@@ -652,18 +749,6 @@ addr_answer(const struct dns_result *res, void *arg)
 			sslen = sizeof(*s6);
 			break;
 		}
-	}
-	if (sslen > 0 && l->dc != NULL) {
-		struct deliver_conn *dc = l->dc;
-		char host[256];
-
-		if (l->nmx > 1)
-			alts_fill(&dc->alts, l);
-		str_copy(host, sizeof(host), l->mx[l->cur].host);
-		dc->lookup = NULL;
-		lookup_free(l);
-		dconn_connect(dc, &ss, sslen, host);
-		return;
 	}
 	if (sslen > 0) {
 		struct deliver *d = l->d;
@@ -712,9 +797,12 @@ mx_answer(const struct dns_result *res, void *arg)
 {
 	struct lookup *l = arg;
 	struct deliver *d = l->d;
+	struct mx_record rr[MX_RECORDS_MAX];
+	struct mx_query q;
+	struct mx_result mx;
 	char why[QDB_TEXT_MAX];
-	unsigned ours = 65536;
-	size_t i, j, n = 0;
+	size_t i, n = 0;
+	int code;
 
 	l->rq = NULL;
 	switch (res->status) {
@@ -729,85 +817,52 @@ mx_answer(const struct dns_result *res, void *arg)
 		lookup_fail(l, 550, why);
 		return;
 	case DNS_NODATA:
-		/* RFC 5321 §5.1: no MX, the domain itself (implicit MX). */
-		l->mx[0].pref = 0;
-		str_copy(l->mx[0].host, sizeof(l->mx[0].host), l->domain);
-		l->nmx = 1;
-		break;
 	case DNS_OK:
-		for (i = 0; i < res->nrr; i++) {
-			const struct dns_rr *rr = &res->rr[i];
-			char host[256];
-			size_t hl;
-
-			if (rr->type != DNS_T_MX)
-				continue;
-			if (strcmp(rr->u.mx.host, ".") == 0) {
-				/* RFC 7505: this domain takes no mail. */
-				snprintf(why, sizeof(why), "556 5.1.10 %s "
-				    "accepts no mail (null MX)", l->domain);
-				lookup_fail(l, 556, why);
-				return;
-			}
-			str_copy(host, sizeof(host), rr->u.mx.host);
-			hl = strlen(host);
-			if (hl > 0 && host[hl - 1] == '.')
-				host[hl - 1] = '\0';
-			if (is_ours(d, host)) {
-				if (rr->u.mx.pref < ours)
-					ours = rr->u.mx.pref;
-				continue;
-			}
-			if (n == DELIVER_MX_MAX)
-				continue;
-			l->mx[n].pref = rr->u.mx.pref;
-			str_copy(l->mx[n].host, sizeof(l->mx[n].host), host);
-			n++;
-		}
-		/* STYLE.md §1.4: only hosts better than ourselves, or two
-		 * MXs would pass the mail back and forth. */
-		for (i = j = 0; i < n; i++)
-			if (l->mx[i].pref < ours)
-				l->mx[j++] = l->mx[i];
-		n = j;
-		/* Lowest preference first (insertion sort: n is small). */
-		for (i = 1; i < n; i++)
-			for (j = i; j > 0 && l->mx[j - 1].pref >
-			    l->mx[j].pref; j--) {
-				__typeof__(l->mx[0]) tmp = l->mx[j];
-
-				l->mx[j] = l->mx[j - 1];
-				l->mx[j - 1] = tmp;
-			}
-		l->nmx = n;
-		if (n == 0) {
-			log_warn("event=mx_loop domain=%s our_preference=%u",
-			    l->domain, ours);
-			snprintf(why, sizeof(why), "451 4.4.6 mail for %s loops "
-			    "back to myself (no MX better than ours)",
-			    l->domain);
-			lookup_fail(l, 451, why);
-			return;
-		}
 		break;
 	}
+	for (i = 0; res->status == DNS_OK && i < res->nrr && n < MX_RECORDS_MAX;
+	    i++)
+		if (res->rr[i].type == DNS_T_MX) {
+			rr[n].pref = res->rr[i].u.mx.pref;
+			rr[n].host = res->rr[i].u.mx.host;
+			n++;
+		}
+	/* Addresses are not known yet: addr_answer() judges each as it
+	 * comes (mx_addr_verdict). */
+	memset(&q, 0, sizeof(q));
+	q.domain = l->domain;
+	q.nodata = res->status == DNS_NODATA;
+	q.rr = rr;
+	q.nrr = n;
+	q.self = &d->self;
+	q.max = MX_HOPS_MAX;
+	mx_select(&q, &mx);
+	if (mx.status != MX_OK) {
+		if (mx.status == MX_LOOP)
+			log_warn("event=mx_loop domain=%s our_preference=%u",
+			    l->domain, mx.ours);
+		code = mx_reason(&mx, l->domain, why, sizeof(why));
+		lookup_fail(l, code, why);
+		return;
+	}
+	for (i = 0; i < mx.nhop; i++) {
+		l->mx[i].pref = (uint16_t)mx.hop[i].pref;
+		str_copy(l->mx[i].host, sizeof(l->mx[i].host), mx.hop[i].host);
+	}
+	l->nmx = mx.nhop;
 	l->cur = 0;
 	l->qtype = DNS_T_A;
 	lookup_addr(l);
 }
 
-/* A new lookup on d's list, for the task t or the connection dc. */
+/* A new lookup on d's list, for the task t (or a probe). */
 static struct lookup *
-lookup_new(struct deliver *d, struct deliver_task *t,
-    struct deliver_conn *dc)
+lookup_new(struct deliver *d, struct deliver_task *t)
 {
 	struct lookup *l = xcalloc(1, sizeof(*l));
 
 	l->d = d;
 	l->task = t;
-	l->dc = dc;
-	if (dc != NULL)
-		dc->lookup = l;
 	l->next = d->lookups;
 	if (d->lookups != NULL)
 		d->lookups->prev = l;
@@ -818,11 +873,10 @@ lookup_new(struct deliver *d, struct deliver_task *t,
 /* A new lookup of one MX host's addresses (an alternate of domain's),
  * ready for lookup_addr(). */
 static struct lookup *
-lookup_host(struct deliver *d, struct deliver_task *t,
-    struct deliver_conn *dc, const char *domain, const char *host,
-    uint16_t port)
+lookup_host(struct deliver *d, struct deliver_task *t, const char *domain,
+    const char *host, uint16_t port)
 {
-	struct lookup *l = lookup_new(d, t, dc);
+	struct lookup *l = lookup_new(d, t);
 
 	l->port = port;
 	str_copy(l->domain, sizeof(l->domain), domain);
@@ -844,7 +898,7 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 
 	if (t->alts.next >= t->alts.n)
 		return 0;
-	l = lookup_host(d, t, NULL, t->domain, t->alts.host[t->alts.next],
+	l = lookup_host(d, t, t->domain, t->alts.host[t->alts.next],
 	    t->alts.port);
 	log_info("event=delivery_next_mx domain=%s host=%s", t->domain,
 	    t->alts.host[t->alts.next]);
@@ -854,15 +908,15 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 	return 1;
 }
 
-/* The next hop of 'domain' for the task t, the probe 'done' or the
- * connection request dc: its route host's or its own MX hosts. */
+/* The next hop of 'domain' for the task t or the probe 'done': its route
+ * host's or its own MX hosts. */
 static void
 lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
-    deliver_probe_cb *done, void *arg, struct deliver_conn *dc)
+    deliver_probe_cb *done, void *arg)
 {
 	const struct domain *dom = d->domains ?
 	    domains_lookup(d->domains, domain) : NULL;
-	struct lookup *l = lookup_new(d, t, dc);
+	struct lookup *l = lookup_new(d, t);
 	int no_mx = 0;
 
 	l->probe_cb = done;
@@ -914,6 +968,7 @@ deliver_new(struct event_base *base, const struct config *conf)
 	d->cconf.data_init_timeout = conf->smtp_data_init_timeout;
 	d->cconf.data_block_timeout = conf->smtp_data_block_timeout;
 	d->cconf.data_done_timeout = conf->smtp_data_done_timeout;
+	mx_self_init(&d->self, d->self_addr, conf);
 	return d;
 }
 
@@ -938,8 +993,6 @@ deliver_free(struct deliver *d)
 	if (d == NULL)
 		return;
 	/* Their callbacks do not run. */
-	while (d->dconns != NULL)
-		deliver_connect_cancel(d->dconns);
 	while (d->lookups != NULL)
 		lookup_free(d->lookups);
 	while ((p = d->primaries) != NULL) {
@@ -951,183 +1004,24 @@ deliver_free(struct deliver *d)
 		}
 		free(p);
 	}
+	while (d->live != NULL)
+		task_free(d, d->live);
 	event_free(d->ev_later);
 	SSL_CTX_free(d->tls);
 	free(d);
 }
 
-/* --- connections for other stages (deliver_connect) --------------------- */
-
-static void
-dconn_free(struct deliver_conn *dc)
+int
+deliver_tls_broken(const struct deliver *d, const struct sockaddr *sa,
+    socklen_t salen)
 {
-	struct deliver *d = dc->d;
-
-	if (dc->prev != NULL)
-		dc->prev->next = dc->next;
-	else
-		d->dconns = dc->next;
-	if (dc->next != NULL)
-		dc->next->prev = dc->prev;
-	event_free(dc->ev_fail);
-	free(dc);
-}
-
-static void
-dconn_fail_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct deliver_conn *dc = arg;
-	deliver_connect_cb *cb = dc->cb;
-	void *cbarg = dc->arg;
-	char why[QDB_TEXT_MAX];
-	int reached = dc->reached;
-
-	str_copy(why, sizeof(why), dc->why[0] ? dc->why : "no next hop");
-	dconn_free(dc);
-	cb(NULL, reached, why, cbarg);
-}
-
-static void	dconn_client_cb(struct client *, enum client_event, void *);
-
-static void
-dconn_start(struct deliver_conn *dc)
-{
-	struct primary *p = primary_find(dc->d, &dc->ss);
-
-	/* Opportunistic TLS as for deliveries: clear text where a
-	 * handshake with this next hop failed before. */
-	dc->c = client_connect(dc->d->base, &dc->cconf,
-	    (const struct sockaddr *)&dc->ss, dc->sslen, dc->host,
-	    !dc->clear && !(p != NULL && p->tls_broken), dconn_client_cb,
-	    dc);
-	if (dc->c == NULL) {
-		str_copy(dc->why, sizeof(dc->why),
-		    "connect: out of resources");
-		dconn_failed(dc);
-	}
-}
-
-static void
-dconn_connect(struct deliver_conn *dc, const struct sockaddr_storage *ss,
-    socklen_t sslen, const char *host)
-{
-	memcpy(&dc->ss, ss, sizeof(*ss));
-	dc->sslen = sslen;
-	str_copy(dc->host, sizeof(dc->host), host);
-	dc->clear = 0;
-	dconn_start(dc);
-}
-
-/*
- * The host tried did not greet us, or had no address (the reason is in
- * dc->why): the next MX host by preference as for a task, else the
- * failure goes to the caller from the loop.
- */
-static void
-dconn_failed(struct deliver_conn *dc)
-{
-	struct deliver *d = dc->d;
-	struct lookup *l;
-
-	if (dc->alts.next >= dc->alts.n || d->resolver == NULL) {
-		event_active(dc->ev_fail, EV_TIMEOUT, 0);
-		return;
-	}
-	l = lookup_host(d, NULL, dc, dc->domain, dc->alts.host[dc->alts.next],
-	    dc->alts.port);
-	log_info("event=connect_next_mx domain=%s host=%s", dc->domain,
-	    dc->alts.host[dc->alts.next]);
-	dc->alts.next++;
-	lookup_addr(l);
-}
-
-static void
-dconn_client_cb(struct client *c, enum client_event ev, void *arg)
-{
-	struct deliver_conn *dc = arg;
-	deliver_connect_cb *cb = dc->cb;
-	void *cbarg = dc->arg;
-	int tls_failed;
-
-	if (ev == CLIENT_READY) {
-		/* Greeted: the connection is the caller's now; until it
-		 * sets its own callback nobody hears of the client. */
-		client_set_cb(c, NULL, NULL);
-		dc->c = NULL;
-		dconn_free(dc);
-		cb(c, 1, NULL, cbarg);
-		return;
-	}
-	if (ev != CLIENT_FAILED)
-		return;
-	/* A greeting of any kind (421 too) means the host was reached. */
-	if (client_greeting(c) != NULL)
-		dc->reached = 1;
-	str_copy(dc->why, sizeof(dc->why), client_error(c));
-	tls_failed = client_tls_failed(c);
-	client_free(c);
-	dc->c = NULL;
-	if (tls_failed && !dc->clear) {
-		/* RFC 7435: the same host once more, in clear text. */
-		log_info("event=connect_tls_retry domain=%s host=%s",
-		    dc->domain, dc->host);
-		dc->clear = 1;
-		dconn_start(dc);
-		return;
-	}
-	dconn_failed(dc);
-}
-
-struct deliver_conn *
-deliver_connect(struct deliver *d, const char *domain,
-    const struct client_conf *conf, deliver_connect_cb *cb, void *arg)
-{
-	struct deliver_conn *dc = xcalloc(1, sizeof(*dc));
 	struct sockaddr_storage ss;
-	char host[256];
-	socklen_t sslen;
+	const struct primary *p;
 
-	dc->d = d;
-	dc->cb = cb;
-	dc->arg = arg;
-	str_copy(dc->domain, sizeof(dc->domain), domain);
-	str_lower(dc->domain);
-	dc->cconf = *conf;
-	str_copy(dc->helo, sizeof(dc->helo), conf->helo_name);
-	dc->cconf.helo_name = dc->helo;
-	dc->ev_fail = event_new(d->base, -1, 0, dconn_fail_cb, dc);
-	dc->next = d->dconns;
-	if (d->dconns != NULL)
-		d->dconns->prev = dc;
-	d->dconns = dc;
-	switch (next_hop(d, dc->domain, &ss, &sslen, host, sizeof(host),
-	    dc->why, sizeof(dc->why))) {
-	case -1:
-		event_active(dc->ev_fail, EV_TIMEOUT, 0);
-		break;
-	case 0:
-		dconn_connect(dc, &ss, sslen, host);
-		break;
-	default:
-		lookup_start(d, dc->domain, NULL, NULL, NULL, dc);
-		break;
-	}
-	return dc;
-}
-
-void
-deliver_connect_cancel(struct deliver_conn *dc)
-{
-	if (dc == NULL)
-		return;
-	if (dc->lookup != NULL)
-		lookup_free(dc->lookup);
-	client_free(dc->c);
-	dconn_free(dc);
-}
-
-const struct client_conf *
-deliver_client_conf(const struct deliver *d)
-{
-	return &d->cconf;
+	if (salen > sizeof(ss))
+		return 0;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, sa, salen);
+	p = primary_find(d, &ss);
+	return p != NULL && p->tls_broken;
 }

@@ -6,9 +6,12 @@
  * primary_connection_limit connections per next hop, and lets each
  * connection carry one queued message after the other (client.c).
  *
- * Owns its connections; never owns a task (sched.c does). Decides nothing
- * about the queue: it fills in per-recipient codes and says whether the
- * primary could be reached at all.
+ * Above the queue: the scheduler hands it sched_tasks through the function
+ * main.c registers (sched_set_deliver). Owns its connections; never owns
+ * a task (sched.c does). Decides nothing about the queue: it fills in
+ * per-recipient codes and says whether the primary could be reached at
+ * all. The SMTP client (src/client/) knows no queue rows: deliver.c
+ * translates a task into the client's transaction and the results back.
  */
 #ifndef BACKMX_DELIVER_H
 #define BACKMX_DELIVER_H
@@ -16,49 +19,12 @@
 #include <stddef.h>
 
 #include "client.h"
-#include "qdb.h"
+#include "sched.h"
 
 struct event_base;
 struct config;
 struct domains;
 struct deliver;
-struct deliver_task;
-
-typedef void	deliver_done_cb(struct deliver_task *, void *arg);
-
-/* MX hosts tried per attempt after the best one (Postfix tries 5 in all,
- * smtp_mx_address_limit). */
-#define DELIVER_ALT_MAX	4
-
-/* The MX hosts after the one tried, by preference: a host that does not
- * greet us hands the work on to the next (RFC 5321 §5.1). */
-struct deliver_alts {
-	char			 host[DELIVER_ALT_MAX][256];
-	size_t			 n, next;
-	uint16_t		 port;
-};
-
-/* One message to the recipients of one domain. Filled by the caller
- * (msg, body_path, domain, rcpts, res with nrcpt entries); kept valid by
- * it until 'done' runs. */
-struct deliver_task {
-	const struct qdb_msg	*msg;
-	const char		*body_path;	/* big body or NULL */
-	char			 domain[256];	/* lower case */
-	const struct qdb_rcpt	**rcpts;
-	struct client_result	*res;
-	size_t			 nrcpt;
-	/* out */
-	int			 reached;	/* the primary greeted us */
-	int			 conn_failed;	/* refused, timeout, 421... */
-	char			 relay[320];
-	/* private to deliver.c */
-	struct deliver_alts	 alts;
-	struct deliver_task	*next;
-	struct client_tx	 tx;
-	deliver_done_cb		*done;
-	void			*arg;
-};
 
 typedef void	deliver_probe_cb(const char *domain, int ok, const char *why,
 		    void *arg);
@@ -72,27 +38,18 @@ struct resolver;
 void		 deliver_set_resolver(struct deliver *, struct resolver *);
 
 /* Deliver; 'done' runs exactly once, later, on the loop (never from
- * inside this call). */
-void		 deliver_submit(struct deliver *, struct deliver_task *,
-		    deliver_done_cb *, void *);
+ * inside this call). The task's res[] is filled when it runs. */
+void		 deliver_submit(struct deliver *, struct sched_task *,
+		    sched_task_done_cb *, void *);
 /* Probe the domain's primary (connect, EHLO, QUIT); 'done' runs once,
  * later. */
 void		 deliver_probe(struct deliver *, const char *domain,
 		    deliver_probe_cb *, void *);
 
-/* Pass-through and callouts: a greeted connection to the domain's primary, chosen as deliver_submit() chooses (route=, else MX hosts better than ours, lowest first; the next host when one does not greet, as for a task). 'conf' gives the timeouts (copied). 'cb' runs exactly once, later from the loop: with the client (now the caller's: set its callback with client_set_cb, free it with client_quit/client_free) and why == NULL, or with NULL and a sentence in why ("connect: Connection refused", "no MX host better than ours", a 421 greeting's text...) and 'reached': 1 when some host greeted (e.g. 421 or EHLO failure after a greeting), 0 when none could be connected at all. Not counted against primary_connection_limit of queued delivery.
- *
- * Until client_set_cb the handed-over client calls nobody. STARTTLS as for
- * deliveries (opportunistic; clear text where a delivery's handshake with
- * the same next hop failed); a handshake that fails here is retried once
- * in clear text with the same host before the next host is tried. 'why'
- * is valid only during the call. */
-struct deliver_conn;
-typedef void	deliver_connect_cb(struct client *, int reached, const char *why, void *arg);
-struct deliver_conn *deliver_connect(struct deliver *, const char *domain, const struct client_conf *, deliver_connect_cb *, void *arg);
-/* Forget a request whose cb has not run yet (a client that connected meanwhile is closed). NULL is fine. */
-void		 deliver_connect_cancel(struct deliver_conn *);
-/* The client_conf deliver uses for its own connections (helo name, TLS ctx, RFC 5321 timeouts), for callers to copy and adjust. */
-const struct client_conf *deliver_client_conf(const struct deliver *);
+/* 1 when a delivery's TLS handshake with this next hop failed (deliveries
+ * go on in clear text there): src/primary/connect.c asks, through the hint
+ * main.c registers. */
+int		 deliver_tls_broken(const struct deliver *,
+		    const struct sockaddr *, socklen_t);
 
 #endif

@@ -15,6 +15,17 @@
 
 #define ENVELOPE_ID_MAX	24
 
+/*
+ * What the DATA scanner (src/smtp/data.c) saw in the body: sticky flags,
+ * OR-ed into data_scan.flags and kept as envelope.data_flags. Here, next
+ * to the envelope, because the queue (dsn.c) and the SMTP client read
+ * them too and must not depend on the SMTP server.
+ */
+#define DATA_ERR_BARE	0x01	/* bare CR or bare LF seen */
+#define DATA_HAS_8BIT	0x02	/* a byte >= 0x80 seen (8BITMIME check) */
+#define DATA_HAS_NUL	0x04	/* a NUL byte seen */
+#define DATA_LONG_LINE	0x08	/* a line over 998 octets + CRLF (§4.5.3.1.6) */
+
 struct envelope_rcpt {
 	struct mailaddr		addr;
 	struct rcpt_params	params;

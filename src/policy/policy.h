@@ -38,7 +38,7 @@ struct policy_deps {
 	struct state		*state;		/* src/state */
 	struct greylist		*greylist;	/* greylist.c: the static allow lists */
 	struct learn		*learn;		/* src/state/learn.h */
-	struct callout		*callout;	/* src/deliver/callout.h */
+	struct callout		*callout;	/* src/primary/callout.h */
 };
 
 struct policy	*policy_new(const struct policy_deps *);

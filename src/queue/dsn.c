@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
+#include "envelope.h"
 #include "esmtp.h"
 #include "clock.h"
 #include "str.h"

@@ -1,7 +1,8 @@
 /*
  * queue: the face of the queue (queue.h), tying qdb.c (the database and
- * its writer), sched.c (when, and what an outcome means) and deliver.c
- * (the SMTP client) together.
+ * its writer) and sched.c (when, and what an outcome means) together.
+ * Delivery (deliver.c) is above it: main.c registers it with the
+ * scheduler.
  *
  * A submitted message goes to the writer; its callback says OK only after
  * the transaction holding it committed, and only then does the session
@@ -23,7 +24,6 @@
 
 #include "body.h"
 #include "config.h"
-#include "deliver.h"
 #include "domains.h"
 #include "envelope.h"
 #include "log.h"
@@ -45,7 +45,7 @@ struct queue {
 	const struct domains	*domains;
 	struct qdb		*qdb;
 	struct sched		*sched;
-	struct deliver		*deliver;
+	struct primary_health	*health;
 	time_t			 space_checked;
 	int			 space_ok;
 };
@@ -57,21 +57,21 @@ scanned(const struct qdb_msg *m, void *arg)
 }
 
 struct queue *
-queue_open(struct event_base *base, const struct config *conf, char *err,
-    size_t errsz)
+queue_open(struct event_base *base, const struct config *conf,
+    struct primary_health *health, char *err, size_t errsz)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
 
 	q->base = base;
 	q->conf = conf;
 	q->space_ok = 1;
+	q->health = health;
 	if ((q->qdb = qdb_open(base, conf->spool_dir, conf->queue_inline_max,
 	    err, errsz)) == NULL) {
 		free(q);
 		return NULL;
 	}
-	q->deliver = deliver_new(base, conf);
-	q->sched = sched_new(base, conf, q->qdb, q->deliver);
+	q->sched = sched_new(base, conf, q->qdb, health);
 	if (qdb_scan(q->qdb, scanned, q->sched) == -1) {
 		snprintf(err, errsz, "%s/queue.db: cannot read the queue",
 		    conf->spool_dir);
@@ -87,10 +87,9 @@ queue_close(struct queue *q)
 {
 	if (q == NULL)
 		return;
-	/* Order: no more deliveries; the writer finishes what it holds
-	 * (outcomes included, their callbacks still reach the scheduler);
-	 * then the scheduler goes. */
-	deliver_free(q->deliver);
+	/* Order: no more deliveries (main.c freed the deliverer first); the
+	 * writer finishes what it holds (outcomes included, their callbacks
+	 * still reach the scheduler); then the scheduler goes. */
 	qdb_close(q->qdb);
 	sched_free(q->sched);
 	free(q);
@@ -100,13 +99,6 @@ void
 queue_set_domains(struct queue *q, const struct domains *d)
 {
 	q->domains = d;
-	deliver_set_domains(q->deliver, d);
-}
-
-void
-queue_set_resolver(struct queue *q, struct resolver *r)
-{
-	deliver_set_resolver(q->deliver, r);
 }
 
 const char *
@@ -251,10 +243,4 @@ struct sched *
 queue_sched(struct queue *q)
 {
 	return q->sched;
-}
-
-struct deliver *
-queue_deliver(struct queue *q)
-{
-	return q->deliver;
 }

@@ -5,8 +5,9 @@
  * "250" is said in that callback and nowhere else (STYLE.md §1.1).
  *
  * Behind it: qdb.c (queue.db and its writer thread: no SQLite write and no
- * fsync on the event loop), sched.c (retry times, expiry, primary health)
- * and deliver.c (the SMTP client to the primaries). docs/queue.md.
+ * fsync on the event loop) and sched.c (retry times, expiry). Who delivers
+ * (deliver.c) sits above it and registers with the scheduler; the
+ * primaries' health is src/primary/health.c's. docs/queue.md.
  */
 #ifndef BACKMX_QUEUE_H
 #define BACKMX_QUEUE_H
@@ -34,21 +35,20 @@ typedef void	queue_done_cb(enum queue_result, const char *id, void *arg);
 /*
  * Open (creating) spool_dir/queue.db, remove leftovers of messages that
  * never committed, start the writer and schedule what is queued. NULL
- * with a reason in err on failure (nothing is deleted then). 'conf' must
- * outlive the queue.
+ * with a reason in err on failure (nothing is deleted then). 'conf' and
+ * 'health' (the primaries' health, src/primary/health.h: the scheduler
+ * skips down domains and drains one that comes back) must outlive the
+ * queue.
  */
+struct primary_health;
 struct queue	*queue_open(struct event_base *, const struct config *,
-		    char *err, size_t errsz);
+		    struct primary_health *health, char *err, size_t errsz);
 /* Wait for the jobs in flight, stop the writer, free. */
 void		 queue_close(struct queue *);
 
-/* The customer domains (routes) delivery uses; main.c calls it at start
- * and after each reload. Not owned; must stay valid until the next call. */
+/* The customer domains (ETRN and flushes check them); main.c calls it at
+ * start and after each reload. Not owned; must stay valid until the next call. */
 void		 queue_set_domains(struct queue *, const struct domains *);
-/* The resolver delivery uses for MX and host lookups (not owned; must
- * outlive the queue). Without one only routes to addresses work. */
-struct resolver;
-void		 queue_set_resolver(struct queue *, struct resolver *);
 
 /*
  * 1 while spool_dir's file system has at least queue_minfree bytes free
@@ -99,11 +99,8 @@ int		 queue_admin(struct queue *, enum queue_admin, const char *id,
 
 /* The database, for reads (queue list/show). Valid until queue_close(). */
 struct qdb	*queue_qdb(struct queue *);
-/* Its scheduler (primary health, per-domain counts) and its delivery
- * agent (connections to the primaries), for pass-through and callouts. */
+/* Its scheduler (per-domain counts, flushes). */
 struct sched;
-struct deliver;
 struct sched	*queue_sched(struct queue *);
-struct deliver	*queue_deliver(struct queue *);
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * sched: retry times, outcomes, expiry and primary health (sched.h).
+ * sched: retry times, outcomes and expiry (sched.h).
  *
  * A one-second tick walks the entries: a due message not already in an
- * attempt is loaded from queue.db and handed to deliver.c, one task per
- * recipient domain whose primary is not down. When every task is back,
+ * attempt is loaded from queue.db and handed to whoever delivers
+ * (deliver.c, as main.c registers it), one task per recipient domain
+ * whose primary is not down. When every task is back,
  * the outcome of each recipient goes to the writer in one update (with a
  * DSN for the bounced ones, in the same transaction); only when that
  * committed does the entry change or go. So a crash at any point repeats
@@ -22,10 +23,9 @@
 
 #include <event2/event.h>
 
-#include "client.h"
 #include "config.h"
-#include "deliver.h"
 #include "dsn.h"
+#include "health.h"
 #include "learn.h"
 #include "log.h"
 #include "str.h"
@@ -50,15 +50,6 @@ struct entry {
 	size_t		 ndomains;
 };
 
-struct health {
-	struct health	*next;
-	char		 domain[256];
-	int		 down;
-	unsigned	 failures;
-	time_t		 next_probe;
-	int		 probing;
-};
-
 struct attempt {
 	struct attempt		*anext, *aprev;	/* sched's in-flight list */
 	int			 committing;	/* handed to the writer */
@@ -66,12 +57,12 @@ struct attempt {
 	struct entry		*e;
 	struct qdb_msg		 msg;
 	char			 big_path[PATH_MAX + 100];
-	struct deliver_task	*tasks;
+	struct sched_task	*tasks;
 	size_t			 ntasks;
 	size_t			 ndone;
 	size_t			*idx;		/* per task: rcpt indexes */
 	const struct qdb_rcpt	**rcptv;
-	struct client_result	*resv;
+	struct sched_result	*resv;
 	int			 expired;
 	int			 deleted;
 	int			 warned;	/* this attempt sent the warning */
@@ -81,9 +72,10 @@ struct sched {
 	struct event_base	*base;
 	const struct config	*conf;
 	struct qdb		*qdb;
-	struct deliver		*deliver;
+	sched_deliver_fn	*deliver;
+	void			*deliver_owner;
 	struct entry		*head;
-	struct health		*health;
+	struct primary_health	*health;	/* main.c's */
 	struct event		*tick;		/* every second */
 	/* "Look now" (flush, a finished attempt). Not the tick itself:
 	 * activating a persistent timer by hand lost its timeout (libevent
@@ -240,93 +232,11 @@ sched_add_env(struct sched *s, const struct envelope *env)
 	event_active(s->kick, EV_TIMEOUT, 0);
 }
 
-/* --- health ------------------------------------------------------------- */
-
-static struct health *
-health_find(const struct sched *s, const char *domain)
+/* The health of a domain's primary came back up: its queue drains now. */
+static size_t
+primary_back(const char *domain, void *arg)
 {
-	struct health *h;
-
-	for (h = s->health; h != NULL; h = h->next)
-		if (strcasecmp(h->domain, domain) == 0)
-			return h;
-	return NULL;
-}
-
-static struct health *
-health_get(struct sched *s, const char *domain)
-{
-	struct health *h;
-
-	if ((h = health_find(s, domain)) != NULL)
-		return h;
-	h = xcalloc(1, sizeof(*h));
-	lower(h->domain, sizeof(h->domain), domain);
-	h->next = s->health;
-	s->health = h;
-	return h;
-}
-
-int
-sched_primary_up(const struct sched *s, const char *domain)
-{
-	const struct health *h = health_find(s, domain);
-
-	return h == NULL || !h->down;
-}
-
-static void
-health_down(struct sched *s, struct health *h, const char *why)
-{
-	h->down = 1;
-	h->next_probe = time(NULL) + (time_t)s->conf->primary_probe_interval;
-	log_warn("event=primary_down domain=%s failures=%u reason=\"%s\"",
-	    h->domain, h->failures, why);
-	if (s->learn != NULL)
-		learn_health(s->learn, h->domain, 0, why, time(NULL));
-}
-
-/* A connection failure; 'now': down at once, not after
- * primary_down_after of them. */
-static void
-health_failed(struct sched *s, const char *domain, const char *why, int now)
-{
-	struct health *h = health_get(s, domain);
-
-	h->failures++;
-	if (!h->down && (now || h->failures >= s->conf->primary_down_after))
-		health_down(s, h, why);
-}
-
-static void
-health_ok(struct sched *s, const char *domain)
-{
-	struct health *h = health_get(s, domain);
-	size_t n;
-
-	h->failures = 0;
-	if (!h->down)
-		return;
-	h->down = 0;
-	if (s->learn != NULL)
-		learn_health(s->learn, h->domain, 1, "", time(NULL));
-	/* DESIGN.md §2: the moment a domain goes up, its queue drains at
-	 * once; primary_connection_limit holds the rate. */
-	n = sched_flush(s, h->domain);
-	log_info("event=primary_up domain=%s drain=%zu", h->domain, n);
-}
-
-void
-sched_primary_failed(struct sched *s, const char *domain, const char *why,
-    int now)
-{
-	health_failed(s, domain, why, now);
-}
-
-void
-sched_primary_ok(struct sched *s, const char *domain)
-{
-	health_ok(s, domain);
+	return sched_flush(arg, domain);
 }
 
 void
@@ -350,23 +260,6 @@ void
 sched_set_learn(struct sched *s, struct learn *l)
 {
 	s->learn = l;
-}
-
-static void
-probe_done(const char *domain, int ok, const char *why, void *arg)
-{
-	struct sched *s = arg;
-	struct health *h = health_get(s, domain);
-
-	h->probing = 0;
-	log_info("event=primary_probe domain=%s result=%s%s%s%s", h->domain,
-	    ok ? "up" : "down", ok ? "" : " reason=\"", ok ? "" : why,
-	    ok ? "" : "\"");
-	if (ok)
-		health_ok(s, domain);
-	else
-		h->next_probe = time(NULL) +
-		    (time_t)s->conf->primary_probe_interval;
 }
 
 /* --- attempts ----------------------------------------------------------- */
@@ -463,92 +356,74 @@ read_head(struct attempt *a, char *buf, size_t bufsz)
 	return n;
 }
 
-/* Every task is back: commit the outcome, then (committed()) act on it. */
-static void
-attempt_finish(struct attempt *a)
+/* --- what an attempt's outcome means (pure) ----------------------------- */
+
+enum qdb_rcpt_status
+sched_rcpt_status(int code)
 {
-	struct sched *s = a->s;
-	const struct config *conf = s->conf;
-	struct qdb_update *u = qdb_update_new(a->msg.id);
-	struct dsn_rcpt *bounced;
-	size_t nb = 0, pending = 0, i, t, k;
-	time_t now = time(NULL);
-	char addr[ADDR_PATH_MAX + 1];
-	const char *first_defer = NULL;
-	int delayed = 0;
+	if (code / 100 == 2)
+		return QDB_RCPT_SENT;
+	if (code / 100 == 5)
+		return QDB_RCPT_BOUNCED;
+	return QDB_RCPT_PENDING;	/* 4xx, or 0: a connection problem */
+}
 
-	bounced = xreallocarray(NULL, a->msg.nrcpt ? a->msg.nrcpt : 1,
-	    sizeof(*bounced));
-	a->expired = now >= a->msg.arrival +
-	    (time_t)conf->maximal_queue_lifetime;
-	for (t = 0, k = 0; t < a->ntasks; t++) {
-		struct deliver_task *tk = &a->tasks[t];
+void
+sched_outcome(const struct sched_rules *rules, struct qdb_msg *m,
+    const size_t *idx, const struct sched_result *res, size_t n, time_t now,
+    struct sched_outcome *o)
+{
+	size_t i;
 
-		for (i = 0; i < tk->nrcpt; i++, k++) {
-			size_t idx = a->idx[k];
-			struct qdb_rcpt *r = &a->msg.rcpts[idx];
-			const struct client_result *res = &tk->res[i];
-			enum qdb_rcpt_status st = QDB_RCPT_PENDING;
+	o->expired = now >= m->arrival + (time_t)rules->maximal_queue_lifetime;
+	o->delayed = o->deleted = 0;
+	o->pending = o->nnotice = 0;
+	o->first_defer = NULL;
+	for (i = 0; i < m->nrcpt; i++)
+		o->kind[i] = SCHED_UNTOUCHED;
+	/* What the primary said, recipient by recipient. */
+	for (i = 0; i < n; i++) {
+		struct qdb_rcpt *r = &m->rcpts[idx[i]];
+		enum qdb_rcpt_status st = sched_rcpt_status(res[i].code);
 
-			if (res->code / 100 == 2)
-				st = QDB_RCPT_SENT;
-			else if (res->code / 100 == 5)
-				st = QDB_RCPT_BOUNCED;
-			else if (first_defer == NULL)
-				first_defer = res->text;
-			r->status = st;
-			r->last_code = res->code;
-			str_copy(r->last_reply, sizeof(r->last_reply),
-			    res->text);
-			qdb_update_rcpt(u, idx, st, res->code, res->text);
-			addr_format(&r->addr, addr, sizeof(addr));
-			log_info("queue=%s event=delivery to=<%s> relay=%s "
-			    "delay=%lld attempt=%u status=%s (%s)", a->msg.id,
-			    addr, tk->relay[0] ? tk->relay : "none",
-			    (long long)(now - a->msg.arrival),
-			    a->msg.attempts + 1, status_word(st), res->text);
-			if (st == QDB_RCPT_BOUNCED) {
-				bounced[nb].rcpt = r;
-				bounced[nb].code = res->code;
-				bounced[nb].text = r->last_reply;
-				bounced[nb].relay = tk->relay;
-				nb++;
-			}
+		if (st == QDB_RCPT_PENDING && o->first_defer == NULL)
+			o->first_defer = res[i].text;
+		r->status = st;
+		r->last_code = res[i].code;
+		str_copy(r->last_reply, sizeof(r->last_reply), res[i].text);
+		o->kind[idx[i]] = SCHED_TRIED;
+		if (st == QDB_RCPT_BOUNCED) {
+			o->notice[o->nnotice].idx = idx[i];
+			o->notice[o->nnotice].code = res[i].code;
+			o->notice[o->nnotice].answered = 1;
+			o->nnotice++;
 		}
 	}
 	/* maximal_queue_lifetime: whatever is still pending bounces now,
 	 * with its last error. */
-	for (i = 0; i < a->msg.nrcpt; i++) {
-		struct qdb_rcpt *r = &a->msg.rcpts[i];
+	for (i = 0; i < m->nrcpt; i++) {
+		struct qdb_rcpt *r = &m->rcpts[i];
+		char text[QDB_TEXT_MAX];
 
 		if (r->status != QDB_RCPT_PENDING)
 			continue;
-		if (!a->expired) {
-			pending++;
+		if (!o->expired) {
+			o->pending++;
 			continue;
 		}
 		if (r->last_reply[0] == '\0')
 			str_copy(r->last_reply, sizeof(r->last_reply),
 			    "451 4.4.7 message expired in the queue");
-		{
-			char text[QDB_TEXT_MAX];
-
-			snprintf(text, sizeof(text), "4.4.7 message expired "
-			    "after %u s in the queue; last error: %.400s",
-			    conf->maximal_queue_lifetime, r->last_reply);
-			str_copy(r->last_reply, sizeof(r->last_reply), text);
-		}
+		snprintf(text, sizeof(text), "4.4.7 message expired after %u s "
+		    "in the queue; last error: %.400s",
+		    rules->maximal_queue_lifetime, r->last_reply);
+		str_copy(r->last_reply, sizeof(r->last_reply), text);
 		r->status = QDB_RCPT_BOUNCED;
-		qdb_update_rcpt(u, i, QDB_RCPT_BOUNCED, r->last_code,
-		    r->last_reply);
-		addr_format(&r->addr, addr, sizeof(addr));
-		log_info("queue=%s event=expired to=<%s> status=bounced "
-		    "(%s)", a->msg.id, addr, r->last_reply);
-		bounced[nb].rcpt = r;
-		bounced[nb].code = r->last_code ? r->last_code : 451;
-		bounced[nb].text = r->last_reply;
-		bounced[nb].relay = "";
-		nb++;
+		o->kind[i] = SCHED_EXPIRED;
+		o->notice[o->nnotice].idx = i;
+		o->notice[o->nnotice].code = r->last_code ? r->last_code : 451;
+		o->notice[o->nnotice].answered = 0;
+		o->nnotice++;
 	}
 	/*
 	 * delay_warning_time: once per message, a "delayed" DSN (RFC 3464
@@ -556,54 +431,133 @@ attempt_finish(struct attempt *a)
 	 * attempt that bounces some (one notification per update); the
 	 * next attempt warns then.
 	 */
-	if (nb == 0 && pending > 0 && conf->delay_warning_time > 0 &&
-	    !a->msg.warned && now >= a->msg.arrival +
-	    (time_t)conf->delay_warning_time) {
-		for (i = 0; i < a->msg.nrcpt; i++) {
-			struct qdb_rcpt *r = &a->msg.rcpts[i];
+	if (o->nnotice == 0 && o->pending > 0 && rules->delay_warning_time > 0 &&
+	    !m->warned && now >= m->arrival + (time_t)rules->delay_warning_time) {
+		for (i = 0; i < m->nrcpt; i++) {
+			const struct qdb_rcpt *r = &m->rcpts[i];
 
 			if (r->status != QDB_RCPT_PENDING)
 				continue;
-			bounced[nb].rcpt = r;
-			bounced[nb].code = r->last_code ? r->last_code : 451;
-			bounced[nb].text = r->last_reply;
-			bounced[nb].relay = "";
-			nb++;
+			o->notice[o->nnotice].idx = i;
+			o->notice[o->nnotice].code = r->last_code ?
+			    r->last_code : 451;
+			o->notice[o->nnotice].answered = 0;
+			o->nnotice++;
 		}
-		delayed = 1;
+		o->delayed = 1;
+	}
+	o->deleted = o->pending == 0;
+	o->next_attempt = now + (time_t)sched_backoff(m->attempts + 1,
+	    rules->minimal_backoff_time, rules->maximal_backoff_time);
+}
+
+/* --- attempts, continued ------------------------------------------------- */
+
+/* Every task is back: decide (sched_outcome), commit the outcome, then
+ * (committed()) act on it. */
+static void
+attempt_finish(struct attempt *a)
+{
+	struct sched *s = a->s;
+	const struct config *conf = s->conf;
+	struct qdb_update *u = qdb_update_new(a->msg.id);
+	struct sched_rules rules;
+	struct sched_outcome o;
+	struct dsn_rcpt *dr;
+	const char **relay;
+	size_t i, t, k;
+	time_t now = time(NULL);
+	char addr[ADDR_PATH_MAX + 1];
+
+	rules.maximal_queue_lifetime = conf->maximal_queue_lifetime;
+	rules.delay_warning_time = conf->delay_warning_time;
+	rules.minimal_backoff_time = conf->minimal_backoff_time;
+	rules.maximal_backoff_time = conf->maximal_backoff_time;
+	k = a->msg.nrcpt ? a->msg.nrcpt : 1;
+	o.kind = xreallocarray(NULL, k, sizeof(*o.kind));
+	o.notice = xreallocarray(NULL, k, sizeof(*o.notice));
+	dr = xreallocarray(NULL, k, sizeof(*dr));
+	relay = xcalloc(k, sizeof(*relay));
+	for (t = 0, k = 0; t < a->ntasks; t++)
+		for (i = 0; i < a->tasks[t].nrcpt; i++, k++)
+			relay[a->idx[k]] = a->tasks[t].relay;
+	sched_outcome(&rules, &a->msg, a->idx, a->resv, k, now, &o);
+	a->expired = o.expired;
+
+	/* The log and the rows, in the order the tasks answered. */
+	for (t = 0, k = 0; t < a->ntasks; t++) {
+		const struct sched_task *tk = &a->tasks[t];
+
+		for (i = 0; i < tk->nrcpt; i++, k++) {
+			const struct qdb_rcpt *r = &a->msg.rcpts[a->idx[k]];
+			const struct sched_result *res = &tk->res[i];
+			enum qdb_rcpt_status st = sched_rcpt_status(res->code);
+
+			qdb_update_rcpt(u, a->idx[k], st, res->code, res->text);
+			addr_format(&r->addr, addr, sizeof(addr));
+			log_info("queue=%s event=delivery to=<%s> relay=%s "
+			    "delay=%lld attempt=%u status=%s (%s)", a->msg.id,
+			    addr, tk->relay[0] ? tk->relay : "none",
+			    (long long)(now - a->msg.arrival),
+			    a->msg.attempts + 1, status_word(st), res->text);
+		}
+	}
+	for (i = 0; i < a->msg.nrcpt; i++) {
+		const struct qdb_rcpt *r = &a->msg.rcpts[i];
+
+		if (o.kind[i] != SCHED_EXPIRED)
+			continue;
+		qdb_update_rcpt(u, i, QDB_RCPT_BOUNCED, r->last_code,
+		    r->last_reply);
+		addr_format(&r->addr, addr, sizeof(addr));
+		log_info("queue=%s event=expired to=<%s> status=bounced "
+		    "(%s)", a->msg.id, addr, r->last_reply);
+	}
+	if (o.delayed) {
 		a->warned = 1;
 		u->set |= QDB_SET_WARNED;
 		u->warned = 1;
 		log_info("queue=%s event=delay_warning nrcpt=%zu", a->msg.id,
-		    nb);
+		    o.nnotice);
 	}
-	if (nb > 0) {
+	if (o.nnotice > 0) {
 		char head[DSN_HEADERS_MAX];
 		size_t hl = read_head(a, head, sizeof(head));
 		struct envelope *env = xcalloc(1, sizeof(*env));
 
-		if (dsn_build(&a->msg, bounced, nb, delayed, head, hl,
+		for (i = 0; i < o.nnotice; i++) {
+			size_t x = o.notice[i].idx;
+
+			dr[i].rcpt = &a->msg.rcpts[x];
+			dr[i].code = o.notice[i].code;
+			dr[i].text = a->msg.rcpts[x].last_reply;
+			dr[i].relay = o.notice[i].answered && relay[x] != NULL ?
+			    relay[x] : "";
+		}
+		if (dsn_build(&a->msg, dr, o.nnotice, o.delayed, head, hl,
 		    conf->myhostname, now, env, &u->dsn_body,
 		    &u->dsn_bodylen) == 0)
 			u->dsn_env = env;
 		else
 			free(env);
 	}
-	free(bounced);
 
 	u->set |= QDB_SET_ATTEMPT;
 	u->attempts = a->msg.attempts + 1;
 	u->last_attempt = now;
-	u->next_attempt = now + (time_t)sched_backoff(u->attempts,
-	    conf->minimal_backoff_time, conf->maximal_backoff_time);
+	u->next_attempt = o.next_attempt;
 	str_copy(u->last_error, sizeof(u->last_error),
-	    first_defer ? first_defer : "");
+	    o.first_defer ? o.first_defer : "");
 	str_copy(u->relay, sizeof(u->relay), a->ntasks ? a->tasks[0].relay :
 	    "");
-	if (pending == 0) {
+	if (o.deleted) {
 		u->set |= QDB_DELETE;
 		a->deleted = 1;
 	}
+	free(o.kind);
+	free(o.notice);
+	free(dr);
+	free(relay);
 	a->committing = 1;
 	qdb_update(s->qdb, u, committed, a);
 }
@@ -614,7 +568,7 @@ attempt_finish(struct attempt *a)
  * marks an address.
  */
 static void
-learn_outcomes(struct sched *s, const struct deliver_task *t)
+learn_outcomes(struct sched *s, const struct sched_task *t)
 {
 	char key[STATE_ADDR_MAX], enh[16];
 	const char *p;
@@ -642,22 +596,23 @@ learn_outcomes(struct sched *s, const struct deliver_task *t)
 }
 
 static void
-task_done(struct deliver_task *t, void *arg)
+task_done(struct sched_task *t, void *arg)
 {
 	struct attempt *a = arg;
 	struct sched *s = a->s;
 
 	if (t->conn_failed)
-		health_failed(s, t->domain, t->nrcpt ? t->res[0].text : "", 0);
+		primary_health_failed(s->health, t->domain,
+		    t->nrcpt ? t->res[0].text : "", 0);
 	else if (t->reached) {
-		health_ok(s, t->domain);
+		primary_health_ok(s->health, t->domain);
 		learn_outcomes(s, t);
 	}
 	if (++a->ndone == a->ntasks)
 		attempt_finish(a);
 }
 
-/* Load and hand to deliver.c; or finish at once when nothing is to send
+/* Load and hand to the deliverer; or finish at once when nothing is to send
  * (expired with every primary down). */
 static void
 attempt_start(struct sched *s, struct entry *e, time_t now)
@@ -695,9 +650,9 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 	a->tasks = xcalloc(e->ndomains + 1, sizeof(*a->tasks));
 	k = 0;
 	for (j = 0; j < e->ndomains; j++) {
-		struct deliver_task *t = &a->tasks[a->ntasks];
+		struct sched_task *t = &a->tasks[a->ntasks];
 
-		if (!sched_primary_up(s, e->domains[j]))
+		if (!primary_health_up(s->health, e->domains[j]))
 			continue;	/* the probe will drain it */
 		n = 0;
 		for (i = 0; i < a->msg.nrcpt; i++) {
@@ -727,7 +682,7 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 	}
 	n = a->ntasks;
 	for (j = 0; j < n; j++)
-		deliver_submit(s->deliver, &a->tasks[j], task_done, a);
+		s->deliver(s->deliver_owner, &a->tasks[j], task_done, a);
 }
 
 static int
@@ -736,7 +691,7 @@ all_down(const struct sched *s, const struct entry *e)
 	size_t i;
 
 	for (i = 0; i < e->ndomains; i++)
-		if (sched_primary_up(s, e->domains[i]))
+		if (primary_health_up(s->health, e->domains[i]))
 			return 0;
 	return e->ndomains > 0;
 }
@@ -754,9 +709,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
 	struct entry *e, *next;
-	struct health *h;
 	time_t now = time(NULL);
 
+	if (s->deliver == NULL)
+		return;			/* nobody to deliver yet */
 	for (e = s->head; e != NULL; e = next) {
 		next = e->next;
 		if (e->busy || e->hold)
@@ -771,14 +727,6 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			attempt_start(s, e, now);	/* warns, even if down */
 		else if (e->next_attempt <= now && !all_down(s, e))
 			attempt_start(s, e, now);
-	}
-	for (h = s->health; h != NULL; h = h->next) {
-		/* Every down primary is probed, with mail waiting or not:
-		 * pass-through and callouts wait for it too. */
-		if (!h->down || h->probing || now < h->next_probe)
-			continue;
-		h->probing = 1;
-		deliver_probe(s->deliver, h->domain, probe_done, s);
 	}
 }
 
@@ -800,13 +748,9 @@ sched_flush(struct sched *s, const char *domain)
 			e->flushed = 1;
 		n++;
 	}
-	if (domain != NULL) {
-		struct health *h = health_find(s, domain);
-
-		/* An operator's or ETRN's flush is worth a probe now. */
-		if (h != NULL)
-			h->next_probe = now;
-	}
+	/* An operator's or ETRN's flush is worth a probe now. */
+	if (domain != NULL)
+		primary_health_probe_soon(s->health, domain);
 	event_active(s->kick, EV_TIMEOUT, 0);
 	return n;
 }
@@ -876,7 +820,7 @@ sched_delete(struct sched *s, const char *id, qdb_done_cb *done, void *arg)
 
 struct sched *
 sched_new(struct event_base *base, const struct config *conf, struct qdb *q,
-    struct deliver *d)
+    struct primary_health *h)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 	struct timeval one = { 1, 0 };
@@ -884,7 +828,8 @@ sched_new(struct event_base *base, const struct config *conf, struct qdb *q,
 	s->base = base;
 	s->conf = conf;
 	s->qdb = q;
-	s->deliver = d;
+	s->health = h;
+	primary_health_on_up(h, primary_back, s);
 	s->tick = event_new(base, -1, EV_PERSIST, tick_cb, s);
 	event_add(s->tick, &one);
 	s->kick = event_new(base, -1, 0, tick_cb, s);
@@ -894,21 +839,30 @@ sched_new(struct event_base *base, const struct config *conf, struct qdb *q,
 void
 sched_free(struct sched *s)
 {
-	struct health *h;
-
 	if (s == NULL)
 		return;
 	event_free(s->tick);
 	event_free(s->kick);
-	/* Attempts still waiting for deliver.c (freed before us) end here;
+	/* Attempts still waiting for the deliverer (freed before us) end here;
 	 * those handed to the writer ended in qdb_close(). */
 	while (s->attempts != NULL)
 		attempt_free(s->attempts);
 	while (s->head != NULL)
 		entry_free(s, s->head);
-	while ((h = s->health) != NULL) {
-		s->health = h->next;
-		free(h);
-	}
+	primary_health_on_up(s->health, NULL, NULL);
 	free(s);
+}
+
+void
+sched_set_deliver(struct sched *s, sched_deliver_fn *fn, void *owner)
+{
+	s->deliver = fn;
+	s->deliver_owner = owner;
+	event_active(s->kick, EV_TIMEOUT, 0);
+}
+
+struct primary_health *
+sched_health(const struct sched *s)
+{
+	return s->health;
 }

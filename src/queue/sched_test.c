@@ -1,11 +1,13 @@
-/* Unit tests for sched.c's retry schedule and dsn.c: rows of attempts
- * and the delay they earn; a DSN never goes to <>. */
+/* Unit tests for sched.c's retry schedule and what an attempt's outcome
+ * means (sched_outcome), and dsn.c: rows of attempts and what they earn;
+ * a DSN never goes to <>. */
 #include "sched.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,167 @@ test_backoff(void **state)
 		    rows[i].want)
 			fail_msg("row %zu: %u", i, sched_backoff(
 			    rows[i].attempts, rows[i].min, rows[i].max));
+}
+
+/* --- sched_outcome ------------------------------------------------------ */
+
+#define OR_MAX	4
+#define LIFE	432000		/* maximal_queue_lifetime, 5 d */
+#define WARN	14400		/* delay_warning_time, 4 h */
+
+struct orow {
+	const char	*name;
+	long		 age;		/* now - arrival */
+	unsigned	 attempts;	/* before this one */
+	int		 warned;
+	const char	*pre;		/* status before: P, S, B per rcpt */
+	int		 code[OR_MAX];	/* this attempt's; -1: not tried */
+	const char	*want;		/* status after: P, S, B per rcpt */
+	const char	*want_notice;	/* "idx:code" ... ('a' answered) */
+	int		 want_delayed;
+	int		 want_deleted;
+	long		 want_next;	/* next_attempt - now */
+	const char	*want_defer;	/* first_defer, or NULL */
+	const char	*want_reply0;	/* in rcpt 0's last reply, or NULL */
+};
+
+static const struct orow orows[] = {
+	{ "2xx delivered", 10, 0, 0, "P", { 250 }, "S", "", 0, 1, 300,
+	  NULL, "250 reply" },
+	{ "4xx deferred with backoff", 10, 2, 0, "P", { 451 }, "P", "", 0,
+	  0, 1200, "451 reply", "451 reply" },
+	{ "a connection problem is deferred", 10, 0, 0, "P", { 0 }, "P", "",
+	  0, 0, 300, "0 reply", NULL },
+	{ "5xx bounced with a DSN", 10, 0, 0, "PP", { 550, 250 }, "BS",
+	  "0:550a", 0, 1, 300, NULL, "550 reply" },
+	{ "mixed: one deferred stays", 10, 0, 0, "PPP", { 250, 451, 550 },
+	  "SPB", "2:550a", 0, 0, 300, "451 reply", NULL },
+	{ "a bounce, no delay warning in the same update", WARN + 5, 0, 0,
+	  "PP", { 451, 554 }, "PB", "1:554a", 0, 0, 300, "451 reply", NULL },
+	{ "past maximal_queue_lifetime: bounced", LIFE, 3, 0, "P", { 451 },
+	  "B", "0:451", 0, 1, 2400, "451 reply",
+	  "4.4.7 message expired after 432000 s in the queue; last error: "
+	  "451 reply" },
+	{ "expired while its primary is down (never tried)", LIFE + 1, 3, 1,
+	  "P", { -1 }, "B", "0:451", 0, 1, 2400, NULL,
+	  "last error: 451 4.4.7 message expired in the queue" },
+	{ "expired: a sent one stays sent", LIFE, 3, 1, "SP", { -1, 452 },
+	  "SB", "1:452", 0, 1, 2400, "452 reply", NULL },
+	{ "delay warning once past delay_warning_time", WARN, 1, 0, "PP",
+	  { 451, 250 }, "PS", "0:451", 1, 0, 600, "451 reply", NULL },
+	{ "no second delay warning", WARN * 2, 1, 1, "P", { 451 }, "P", "",
+	  0, 0, 600, "451 reply", NULL },
+	{ "no delay warning before its time", WARN - 1, 1, 0, "P", { 451 },
+	  "P", "", 0, 0, 600, "451 reply", NULL },
+	{ "a recipient done before is untouched", 10, 1, 0, "SP",
+	  { -1, 250 }, "SS", "", 0, 1, 600, NULL, NULL },
+	{ "the first deferral is the message's last error", 10, 0, 0, "PP",
+	  { 451, 421 }, "PP", "", 0, 0, 300, "451 reply", NULL },
+	{ "backoff capped at maximal_backoff_time", 10, 9, 0, "P", { 421 },
+	  "P", "", 0, 0, 4000, "421 reply", NULL },
+};
+
+static enum qdb_rcpt_status
+status_of(char c)
+{
+	return c == 'S' ? QDB_RCPT_SENT : c == 'B' ? QDB_RCPT_BOUNCED :
+	    QDB_RCPT_PENDING;
+}
+
+static void
+run_orow(const struct orow *r)
+{
+	static const struct sched_rules rules = { LIFE, WARN, 300, 4000 };
+	struct qdb_rcpt rc[OR_MAX];
+	struct qdb_msg m;
+	struct sched_result res[OR_MAX];
+	struct sched_outcome o;
+	enum sched_kind kind[OR_MAX];
+	struct sched_notice notice[OR_MAX];
+	size_t idx[OR_MAX], i, n = 0, nr = strlen(r->pre);
+	char got[OR_MAX + 1], notices[128], one[32];
+	time_t now = 1000000000;
+
+	memset(&m, 0, sizeof(m));
+	memset(rc, 0, sizeof(rc));
+	memset(idx, 0, sizeof(idx));
+	memset(res, 0, sizeof(res));
+	m.arrival = now - r->age;
+	m.attempts = r->attempts;
+	m.warned = r->warned;
+	m.rcpts = rc;
+	m.nrcpt = nr;
+	for (i = 0; i < nr; i++) {
+		rc[i].status = status_of(r->pre[i]);
+		if (r->code[i] == -1)
+			continue;
+		idx[n] = i;
+		res[n].code = r->code[i];
+		snprintf(res[n].text, sizeof(res[n].text), "%d reply",
+		    r->code[i]);
+		n++;
+	}
+	memset(&o, 0, sizeof(o));
+	o.kind = kind;
+	o.notice = notice;
+	sched_outcome(&rules, &m, idx, res, n, now, &o);
+
+	for (i = 0; i < nr; i++)
+		got[i] = rc[i].status == QDB_RCPT_SENT ? 'S' :
+		    rc[i].status == QDB_RCPT_BOUNCED ? 'B' : 'P';
+	got[nr] = '\0';
+	notices[0] = '\0';
+	for (i = 0; i < o.nnotice; i++) {
+		snprintf(one, sizeof(one), "%s%zu:%d%s", i ? " " : "",
+		    notice[i].idx, notice[i].code,
+		    notice[i].answered ? "a" : "");
+		strcat(notices, one);
+	}
+	if (strcmp(got, r->want) != 0 || strcmp(notices, r->want_notice) != 0 ||
+	    o.delayed != r->want_delayed || o.deleted != r->want_deleted ||
+	    o.next_attempt - now != r->want_next ||
+	    (o.first_defer == NULL) != (r->want_defer == NULL) ||
+	    (r->want_defer != NULL && strcmp(o.first_defer, r->want_defer)) ||
+	    (r->want_reply0 != NULL && strstr(rc[0].last_reply,
+	    r->want_reply0) == NULL))
+		fail_msg("%s: status %s notice \"%s\" delayed %d deleted %d "
+		    "next +%lld defer \"%s\" reply0 \"%s\"", r->name, got,
+		    notices, o.delayed, o.deleted,
+		    (long long)(o.next_attempt - now),
+		    o.first_defer ? o.first_defer : "(none)", rc[0].last_reply);
+	/* The pending count agrees with the statuses. */
+	for (i = n = 0; i < nr; i++)
+		n += rc[i].status == QDB_RCPT_PENDING;
+	assert_int_equal(o.pending, n);
+	assert_int_equal(o.expired, r->age >= LIFE);
+}
+
+static void
+test_outcome(void **state)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(orows); i++)
+		run_orow(&orows[i]);
+}
+
+static void
+test_rcpt_status(void **state)
+{
+	static const struct {
+		int code;
+		enum qdb_rcpt_status want;
+	} v[] = {
+		{ 250, QDB_RCPT_SENT }, { 251, QDB_RCPT_SENT },
+		{ 421, QDB_RCPT_PENDING }, { 452, QDB_RCPT_PENDING },
+		{ 0, QDB_RCPT_PENDING }, { 550, QDB_RCPT_BOUNCED },
+		{ 556, QDB_RCPT_BOUNCED },
+	};
+	size_t i;
+
+	for (i = 0; i < nitems(v); i++)
+		if (sched_rcpt_status(v[i].code) != v[i].want)
+			fail_msg("%d", v[i].code);
 }
 
 static void
@@ -93,6 +256,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_rcpt_status),
+		cmocka_unit_test(test_outcome),
 		cmocka_unit_test(test_dsn),
 	};
 

@@ -17,11 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Sticky flags, OR-ed into data_scan.flags. */
-#define DATA_ERR_BARE	0x01	/* bare CR or bare LF seen */
-#define DATA_HAS_8BIT	0x02	/* a byte >= 0x80 seen (8BITMIME check) */
-#define DATA_HAS_NUL	0x04	/* a NUL byte seen */
-#define DATA_LONG_LINE	0x08	/* a line over 998 octets + CRLF (§4.5.3.1.6) */
+#include "envelope.h"
+
+/* The sticky DATA_* flags OR-ed into data_scan.flags live in envelope.h:
+ * they travel with the message into the queue and the SMTP client. */
 
 struct data_scan {
 	int		state;		/* private */

@@ -23,15 +23,15 @@
 
 #include "client.h"
 #include "config.h"
-#include "deliver.h"
+#include "connect.h"
 #include "domains.h"
 #include "envelope.h"
+#include "health.h"
 #include "learn.h"
 #include "log.h"
 #include "passthru.h"
-#include "queue.h"
+#include "pool.h"
 #include "reply.h"
-#include "sched.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -138,28 +138,27 @@ relay_illegal_transitions(void)
 	return illegal_count;
 }
 
-/* --- the primary's health: the one place the stage tells sched.c --------- */
+/* --- the primary's health: the one place the stage tells primary/health --------- */
 
 int
 relay_primary_up(const struct relay *r, const struct domain *dom)
 {
-	return r->deps.conf->passthrough && (r->deps.queue == NULL ||
-	    sched_primary_up(queue_sched(r->deps.queue), dom->name));
+	return r->deps.conf->passthrough && (r->deps.health == NULL ||
+	    primary_health_up(r->deps.health, dom->name));
 }
 
 static void
 primary_failed(struct relay *r, const char *why, int now)
 {
-	if (r->deps.queue != NULL)
-		sched_primary_failed(queue_sched(r->deps.queue), r->domain,
-		    why, now);
+	if (r->deps.health != NULL)
+		primary_health_failed(r->deps.health, r->domain, why, now);
 }
 
 static void
 primary_ok(struct relay *r)
 {
-	if (r->deps.queue != NULL)
-		sched_primary_ok(queue_sched(r->deps.queue), r->domain);
+	if (r->deps.health != NULL)
+		primary_health_ok(r->deps.health, r->domain);
 }
 
 /* --- the reply queue ------------------------------------------------------- */
@@ -281,13 +280,13 @@ conn_release(struct relay *r, int polite)
 		if (r->deps.cancel != NULL)
 			r->deps.cancel(r->req, r->deps.connect_arg);
 		else
-			deliver_connect_cancel(r->req);
+			primary_connect_cancel(r->req);
 		r->req = NULL;
 	}
 	if (r->c == NULL)
 		return;
 	if (polite && r->state == RELAY_IDLE && client_idle(r->c))
-		passthru_pool_put(r->deps.pool, r->key, r->c);
+		primary_pool_put(r->deps.pool, r->key, r->c);
 	else if (polite && (r->state == RELAY_IDLE ||
 	    r->state == RELAY_MAIL_SENT))
 		client_quit(r->c);
@@ -413,8 +412,8 @@ start_connect(struct relay *r)
 
 	memset(&cc, 0, sizeof(cc));
 	cc.helo_name = r->deps.conf->myhostname;
-	if (r->deps.queue != NULL)
-		cc = *deliver_client_conf(queue_deliver(r->deps.queue));
+	if (r->deps.connector != NULL)
+		cc = *primary_client_conf(r->deps.connector);
 	cc.connect_timeout = t;
 	cc.greeting_timeout = t;
 	cc.command_timeout = t;		/* EHLO; commands pass their own */
@@ -426,8 +425,8 @@ start_connect(struct relay *r)
 		r->req = r->deps.connect(r->domain, &cc, connected, r,
 		    r->deps.connect_arg);
 	else
-		r->req = deliver_connect(queue_deliver(r->deps.queue),
-		    r->domain, &cc, connected, r);
+		r->req = primary_connect(r->deps.connector, r->domain, &cc,
+		    connected, r);
 }
 
 /* --- MAIL and RCPT ----------------------------------------------------- */
@@ -592,7 +591,7 @@ relay_rcpt(struct relay *r, const struct domain *dom,
 	str_copy(r->domain, sizeof(r->domain), dom->name);
 	tx_forget(r);
 	if (r->c == NULL) {
-		if ((c = passthru_pool_take(r->deps.pool, r->key)) == NULL) {
+		if ((c = primary_pool_take(r->deps.pool, r->key)) == NULL) {
 			start_connect(r);
 			return;
 		}

@@ -27,15 +27,14 @@
 struct client;
 struct client_conf;
 struct config;
-struct deliver;
 struct domain;
 struct envelope;
 struct evbuffer;
 struct learn;
-struct passthru_pool;
-struct queue;
+struct primary_connector;
+struct primary_health;
+struct primary_pool;
 struct relay;
-struct sched;
 struct server;
 
 /* Replies held behind relayed RCPTs: past this many, the session does
@@ -90,18 +89,19 @@ struct relay_cbs {
 
 /* How a connection to a domain's primary is made; the stage calls it
  * with its own callback and frees nothing it returns but through
- * 'cancel'. The default is deliver_connect(). */
+ * 'cancel'. The default is primary_connect(). */
 typedef void	relay_connected_cb(struct client *, int reached,
 		    const char *why, void *arg);
 
 struct relay_deps {
 	const struct config	*conf;
-	struct queue		*queue;	/* deliver and sched; NULL: neither
-					   (unit tests: the connect hook
-					   below, no health kept) */
-	struct passthru_pool	*pool;
+	struct primary_health	*health;	/* NULL: no health kept
+						   (unit tests) */
+	struct primary_connector *connector;	/* NULL: the connect hook
+						   below (unit tests) */
+	struct primary_pool	*pool;
 	struct learn		*learn;	/* NULL: nothing learned (tests) */
-	/* NULL: deliver_connect. Otherwise returns a handle for 'cancel'
+	/* NULL: primary_connect. Otherwise returns a handle for 'cancel'
 	 * and later calls cb exactly once unless cancelled. */
 	void	*(*connect)(const char *domain, const struct client_conf *,
 		    relay_connected_cb *cb, void *cbarg, void *arg);

@@ -34,6 +34,7 @@
 #include "domains.h"
 #include "envelope.h"
 #include "passthru.h"
+#include "pool.h"
 
 /* --- the scripted primary ----------------------------------------------- */
 
@@ -330,7 +331,7 @@ static const struct relay_cbs cbs = {
 /* --- the fixture --------------------------------------------------------- */
 
 static struct config conf;
-static struct passthru_pool *pool;
+static struct primary_pool *pool;
 static struct domain dom;
 static struct envelope env;
 static struct relay *R, *R2;
@@ -395,7 +396,7 @@ setup(void **state)
 	conf.passthrough_connect_timeout = 5;
 	conf.passthrough_reply_timeout = 5;
 	conf.passthrough_pool_size = 2;
-	pool = passthru_pool_new(&conf);
+	pool = primary_pool_new(&conf);
 	memset(&dom, 0, sizeof(dom));
 	strcpy(dom.name, "customer.example");
 	envelope_init(&env);
@@ -421,7 +422,7 @@ teardown(void **state)
 {
 	relay_free(R);
 	relay_free(R2);
-	passthru_pool_free(pool);
+	primary_pool_free(pool);
 	envelope_free(&env);
 	p_drop_all();
 	evconnlistener_free(P.l);
@@ -502,7 +503,7 @@ reset_idle(void **state)
 	assert_int_equal(relay_state(R), RELAY_IDLE);
 	assert_false(p_saw("RSET"));	/* nothing open: nothing to say */
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 1);
+	assert_int_equal(primary_pool_count(pool), 1);
 	next_session_works();
 	assert_int_equal(dials, 1);	/* the kept connection served */
 }
@@ -514,7 +515,7 @@ reset_connecting(void **state)
 	assert_int_equal(relay_state(R), RELAY_CONNECTING);
 	relay_close(R);		/* the only way out while connecting */
 	assert_int_equal(relay_state(R), RELAY_IDLE);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 	assert_string_equal(S.said, "");
 }
 
@@ -528,7 +529,7 @@ reset_mail_sent(void **state)
 	assert_true(p_saw("1:RSET"));
 	assert_int_equal(P.conns[0].open, 0);
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 1);
+	assert_int_equal(primary_pool_count(pool), 1);
 	assert_false(p_saw("QUIT"));
 	next_session_works();
 	assert_int_equal(dials, 1);
@@ -544,7 +545,7 @@ reset_rset_sent_then_close(void **state)
 	assert_int_equal(relay_state(R), RELAY_RSET_SENT);
 	relay_close(R);
 	assert_int_equal(relay_state(R), RELAY_IDLE);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 	next_session_works();
 	assert_int_equal(dials, 2);
 }
@@ -576,7 +577,7 @@ reset_rcpt_pending(void **state)
 	run_to_nth("1:RCPT", 2);
 	relay_close(R);
 	assert_int_equal(relay_state(R), RELAY_IDLE);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 	run_until(primary_closed);
 	assert_false(p_saw("QUIT"));
 }
@@ -592,7 +593,7 @@ reset_data(void **state)
 	assert_int_equal(relay_state(R), RELAY_IDLE);
 	run_until(primary_closed);
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 	P.hold = NULL;
 	next_session_works();
 	assert_int_equal(dials, 2);
@@ -616,7 +617,7 @@ refused_data_then_reset(void **state)
 	run_to(RELAY_IDLE);
 	assert_true(p_saw("1:RSET"));
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 1);
+	assert_int_equal(primary_pool_count(pool), 1);
 	next_session_works();
 }
 
@@ -629,7 +630,7 @@ reset_body(void **state)
 	run_until(primary_closed);
 	assert_false(p_saw("1:."));
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 }
 
 static void
@@ -641,7 +642,7 @@ close_dot_sent(void **state)
 	assert_int_equal(relay_state(R), RELAY_DOT_SENT);
 	relay_close(R);		/* the session's timeout, say */
 	assert_int_equal(relay_state(R), RELAY_IDLE);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 }
 
 static void
@@ -650,7 +651,7 @@ close_mail_sent_quits(void **state)
 	/* QUIT after RCPT: QUIT ends the transaction; never pooled. */
 	to_mail_sent();
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 	run_to_line("1:QUIT");
 	next_session_works();
 	assert_int_equal(dials, 2);
@@ -669,7 +670,7 @@ drop_idle(void **state)
 	assert_int_equal(S.failed + S.backups, 0);
 	assert_string_equal(S.said, "");
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 }
 
 static void
@@ -727,7 +728,7 @@ drop_mail_sent(void **state)
 	assert_int_equal(relay_state(R), RELAY_FAILED);
 	assert_int_equal(S.failed_was, RELAY_MAIL_SENT);
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 }
 
 static void
@@ -778,7 +779,7 @@ drop_rset_sent(void **state)
 	run_to(RELAY_IDLE);
 	assert_int_equal(S.failed + S.backups, 0);	/* nothing was open */
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 0);
+	assert_int_equal(primary_pool_count(pool), 0);
 }
 
 static void
@@ -788,7 +789,7 @@ stale_pooled_connects_afresh(void **state)
 	 * the RCPT again; the session sees only the 250. */
 	to_idle_connected();
 	relay_close(R);
-	assert_int_equal(passthru_pool_count(pool), 1);
+	assert_int_equal(primary_pool_count(pool), 1);
 	P.hold = "MAIL";
 	relay_rcpt(R2, &dom, &rcpt, &rparams);
 	assert_int_equal(relay_state(R2), RELAY_RCPT_PENDING);

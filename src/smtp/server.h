@@ -13,7 +13,9 @@ struct domains;
 struct queue;
 struct policy;
 struct learn;
-struct passthru_pool;
+struct primary_pool;
+struct primary_health;
+struct primary_connector;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
@@ -24,7 +26,9 @@ struct server {
 	SSL_CTX			*tls;		/* NULL: no STARTTLS */
 	struct policy		*policy;	/* the checks of DESIGN.md §3 */
 	struct learn		*learn;		/* what we know of each domain */
-	struct passthru_pool	*ptpool;	/* idle primary connections */
+	struct primary_pool	*ptpool;	/* idle primary connections */
+	struct primary_health	*health;	/* is each primary up */
+	struct primary_connector *connector;	/* connections to them */
 };
 
 #endif

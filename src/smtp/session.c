@@ -1744,7 +1744,8 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	envelope_init(&s->env);
 	s->policy = policy_client_new(srv->policy, sa, s->addr);
 	deps.conf = conf;
-	deps.queue = srv->queue;
+	deps.health = srv->health;
+	deps.connector = srv->connector;
 	deps.pool = srv->ptpool;
 	deps.learn = srv->learn;
 	s->relay = relay_new(&deps, &s->env, s->id, s->addr, &relay_cbs, s);

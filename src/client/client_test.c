@@ -1,5 +1,6 @@
-/* Unit tests for client.c's own-command API (client_cmd, client_body) and
- * deliver_connect(): the real client against a scripted SMTP server on
+/* Unit tests for client.c's transactions (client_send with the client's own
+ * client_tx), its own-command API (client_cmd, client_body) and
+ * primary_connect(): the real client against a scripted SMTP server on
  * 127.0.0.1, both on one event_base. Nothing here depends on speed: a
  * server step waits for the lines it expects, a watchdog only turns a
  * hang into a failure, and the one timeout of 1 s is the point of its
@@ -24,8 +25,9 @@
 #include <event2/listener.h>
 
 #include "config.h"
-#include "deliver.h"
+#include "connect.h"
 #include "domains.h"
+#include "envelope.h"
 #include "log.h"
 #include "reply.h"
 
@@ -197,7 +199,7 @@ struct t {
 	int			 nrep;
 	void			(*on_ready)(struct t *);
 	void			(*on_reply)(struct t *, int idx);
-	/* deliver_connect */
+	/* primary_connect */
 	int			 dc_calls, dc_reached, dc_got_client;
 	char			 dc_why[512];
 };
@@ -556,7 +558,156 @@ test_timeout(void **state)
 	t_done(&t);
 }
 
-/* --- deliver_connect ---------------------------------------------------- */
+/* --- one transaction (client_send) -------------------------------------- */
+
+/* The transaction of the tx tests: the client's own types, no queue row
+ * anywhere. */
+static struct mailaddr tx_sender, tx_to[3];
+static struct mail_params tx_mp;
+static struct rcpt_params tx_rp[3];
+static struct client_rcpt tx_rcpts[3];
+static struct client_result tx_res[3];
+static struct client_tx tx;
+static int tx_done;
+
+static void
+tx_setup(const char *body, int data_flags)
+{
+	static const char *local[3] = { "a", "b", "c" };
+	size_t i;
+
+	memset(&tx_sender, 0, sizeof(tx_sender));
+	snprintf(tx_sender.local, sizeof(tx_sender.local), "s");
+	snprintf(tx_sender.domain, sizeof(tx_sender.domain), "sender.example");
+	memset(&tx_mp, 0, sizeof(tx_mp));
+	snprintf(tx_mp.envid, sizeof(tx_mp.envid), "E1");
+	for (i = 0; i < 3; i++) {
+		memset(&tx_to[i], 0, sizeof(tx_to[i]));
+		snprintf(tx_to[i].local, sizeof(tx_to[i].local), "%s",
+		    local[i]);
+		snprintf(tx_to[i].domain, sizeof(tx_to[i].domain),
+		    "example.org");
+		memset(&tx_rp[i], 0, sizeof(tx_rp[i]));
+		tx_rcpts[i].addr = &tx_to[i];
+		tx_rcpts[i].params = &tx_rp[i];
+		tx_res[i].code = -1;
+	}
+	tx_rp[1].notify = ESMTP_NOTIFY_FAILURE;
+	memset(&tx, 0, sizeof(tx));
+	tx.sender = &tx_sender;
+	tx.params = &tx_mp;
+	tx.size = strlen(body);
+	tx.data_flags = data_flags;
+	tx.body = (const unsigned char *)body;
+	tx.bodylen = strlen(body);
+	tx.rcpts = tx_rcpts;
+	tx.nrcpt = 3;
+	tx.res = tx_res;
+	tx_done = 0;
+}
+
+static void
+tx_ecb(struct client *c, enum client_event ev, void *arg)
+{
+	struct t *t = arg;
+
+	switch (ev) {
+	case CLIENT_READY:
+		t->ready++;
+		client_send(c, &tx);
+		return;
+	case CLIENT_TX_DONE:
+		tx_done++;
+		client_free(c);
+		t->c = NULL;
+		t_stop(t);
+		return;
+	case CLIENT_FAILED:
+		t->failed++;
+		client_free(c);
+		t->c = NULL;
+		t_stop(t);
+		return;
+	}
+}
+
+static void
+tx_run(struct t *t, struct srv *s, const struct step *steps, size_t nsteps)
+{
+	struct sockaddr_in sin;
+
+	t_init(t);
+	srv_start(s, t->base, "220 primary ready\r\n", steps, nsteps);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)s->port);
+	t->c = client_connect(t->base, &t->conf, (struct sockaddr *)&sin,
+	    sizeof(sin), "127.0.0.1", 0, tx_ecb, t);
+	assert_non_null(t->c);
+	event_base_dispatch(t->base);
+	assert_false(t->timed_out);
+}
+
+/* The sender, its parameters, each recipient with its own, the body
+ * dot-stuffed; each recipient's answer comes back in its place. */
+static void
+test_tx(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250-PIPELINING\r\n250-SIZE 100000\r\n"
+		  "250-8BITMIME\r\n250 DSN\r\n", 0 },
+		{ 5, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n"
+		  "452 4.2.2 full\r\n354 go\r\n", 0 },
+		{ UNTIL_DOT, "250 2.0.0 queued\r\n", 0 },
+	};
+	struct srv s;
+	struct t t;
+
+	tx_setup("Subject: x\r\n\r\n.dot\r\nend\r\n", 0);
+	tx_run(&t, &s, steps, 3);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(tx_done, 1);
+	assert_int_equal(tx_res[0].code, 250);
+	assert_int_equal(tx_res[1].code, 550);
+	assert_string_equal(tx_res[1].text, "550 5.1.1 no such user");
+	assert_int_equal(tx_res[2].code, 452);
+	assert_string_equal(s.log, "EHLO mx2.test\n"
+	    "MAIL FROM:<s@sender.example> SIZE=25 ENVID=E1\n"
+	    "RCPT TO:<a@example.org>\n"
+	    "RCPT TO:<b@example.org> NOTIFY=FAILURE\n"
+	    "RCPT TO:<c@example.org>\n"
+	    "DATA\n"
+	    "Subject: x\n\n..dot\nend\n.\n");
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* An 8-bit body and a primary without 8BITMIME: nothing is sent, every
+ * recipient is deferred (RFC 6152), none bounced. */
+static void
+test_tx_8bit(void **state)
+{
+	static const struct step steps[] = {
+		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
+	};
+	struct srv s;
+	struct t t;
+	size_t i;
+
+	tx_setup("Subject: \xe9\r\n\r\nbody\r\n", DATA_HAS_8BIT);
+	tx_run(&t, &s, steps, 1);
+	assert_int_equal(tx_done, 1);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(tx_res[i].code, 450);
+		assert_non_null(strstr(tx_res[i].text, "4.6.0"));
+	}
+	assert_string_equal(s.log, "EHLO mx2.test\n");
+	srv_stop(&s);
+	t_done(&t);
+}
+
+/* --- primary_connect ---------------------------------------------------- */
 
 static struct config conf;
 
@@ -602,14 +753,14 @@ dc_cb(struct client *c, int reached, const char *why, void *arg)
 	assert_int_equal(client_cmd(c, "NOOP", 0, rcb, t), 0);
 }
 
-/* t, a server saying 'greeting' then 'steps', and a deliver whose domain
+/* t, a server saying 'greeting' then 'steps', and a connector whose domain
  * example.org routes to that server's port. */
-static struct deliver *
-dc_deliver(struct t *t, struct srv *s, const char *greeting,
+static struct primary_connector *
+dc_connector(struct t *t, struct srv *s, const char *greeting,
     const struct step *steps, size_t nsteps, struct domains **doms_out)
 {
 	char text[128], err[256];
-	struct deliver *d;
+	struct primary_connector *d;
 	int port;
 
 	t_init(t);
@@ -622,19 +773,19 @@ dc_deliver(struct t *t, struct srv *s, const char *greeting,
 	*doms_out = domains_parse("t", text, strlen(text), err, sizeof(err));
 	if (*doms_out == NULL)
 		fail_msg("%s", err);
-	d = deliver_new(t->base, &conf);
-	deliver_set_domains(d, *doms_out);
+	d = primary_connector_new(t->base, &conf);
+	primary_connector_set_domains(d, *doms_out);
 	return d;
 }
 
-/* One deliver_connect() to example.org, run until its callback: it got
+/* One primary_connect() to example.org, run until its callback: it got
  * a client or not, the primary was reached or not. */
 static void
-dc_run(struct t *t, struct deliver *d, int got_client, int reached)
+dc_run(struct t *t, struct primary_connector *d, int got_client, int reached)
 {
-	struct deliver_conn *dc;
+	struct primary_conn *dc;
 
-	dc = deliver_connect(d, "Example.ORG", deliver_client_conf(d), dc_cb,
+	dc = primary_connect(d, "Example.ORG", primary_client_conf(d), dc_cb,
 	    t);
 	assert_non_null(dc);
 	assert_int_equal(t->dc_calls, 0);	/* never from inside */
@@ -645,11 +796,11 @@ dc_run(struct t *t, struct deliver *d, int got_client, int reached)
 	assert_int_equal(t->dc_reached, reached);
 }
 
-/* After dc_deliver(): everything freed, the server stopped (again). */
+/* After dc_connector(): everything freed, the server stopped (again). */
 static void
-dc_done(struct t *t, struct srv *s, struct deliver *d, struct domains *doms)
+dc_done(struct t *t, struct srv *s, struct primary_connector *d, struct domains *doms)
 {
-	deliver_free(d);
+	primary_connector_free(d);
 	domains_free(doms);
 	srv_stop(s);
 	t_done(t);
@@ -664,11 +815,11 @@ test_connect_ok(void **state)
 		{ 1, "221 bye\r\n", 0 },
 	};
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 
-	d = dc_deliver(&t, &s, "220 primary ready\r\n", steps, 3, &doms);
+	d = dc_connector(&t, &s, "220 primary ready\r\n", steps, 3, &doms);
 	dc_run(&t, d, 1, 1);
 	assert_int_equal(t.failed, 0);
 	assert_int_equal(t.nrep, 1);
@@ -686,12 +837,12 @@ static void
 test_connect_refused(void **state)
 {
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 
 	/* A port that was just free: nobody listens there. */
-	d = dc_deliver(&t, &s, "", NULL, 0, &doms);
+	d = dc_connector(&t, &s, "", NULL, 0, &doms);
 	srv_stop(&s);
 	dc_run(&t, d, 0, 0);
 	assert_non_null(strstr(t.dc_why, "connect"));
@@ -702,11 +853,11 @@ static void
 test_connect_421(void **state)
 {
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 
-	d = dc_deliver(&t, &s, "421 4.3.2 too busy\r\n", NULL, 0, &doms);
+	d = dc_connector(&t, &s, "421 4.3.2 too busy\r\n", NULL, 0, &doms);
 	dc_run(&t, d, 0, 1);
 	assert_non_null(strstr(t.dc_why, "421 4.3.2 too busy"));
 	dc_done(&t, &s, d, doms);
@@ -722,24 +873,24 @@ static void
 test_connect_cancel(void **state)
 {
 	struct domains *doms;
-	struct deliver *d;
+	struct primary_connector *d;
 	struct srv s;
 	struct t t;
 	struct timeval tv = { 0, 200000 };
 
 	/* Silent: neither connection gets further than connected. */
-	d = dc_deliver(&t, &s, "", NULL, 0, &doms);
-	/* Cancelled at once, and one left pending for deliver_free: no
+	d = dc_connector(&t, &s, "", NULL, 0, &doms);
+	/* Cancelled at once, and one left pending for primary_connector_free: no
 	 * callback either way, nothing leaks (ASan). */
-	deliver_connect_cancel(deliver_connect(d, "example.org",
-	    deliver_client_conf(d), never_cb, &t));
-	deliver_connect(d, "example.org", deliver_client_conf(d), never_cb,
+	primary_connect_cancel(primary_connect(d, "example.org",
+	    primary_client_conf(d), never_cb, &t));
+	primary_connect(d, "example.org", primary_client_conf(d), never_cb,
 	    &t);
-	deliver_connect_cancel(NULL);
+	primary_connect_cancel(NULL);
 	event_base_loopexit(t.base, &tv);
 	event_base_dispatch(t.base);
 	/* A failure queued for the loop is forgotten too. */
-	deliver_connect(d, "no-route.example", deliver_client_conf(d),
+	primary_connect(d, "no-route.example", primary_client_conf(d),
 	    never_cb, &t);
 	dc_done(&t, &s, d, doms);
 }
@@ -753,6 +904,8 @@ main(void)
 		cmocka_unit_test(test_data),
 		cmocka_unit_test(test_drop),
 		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_tx),
+		cmocka_unit_test(test_tx_8bit),
 		cmocka_unit_test(test_connect_ok),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_connect_421),

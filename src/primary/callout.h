@@ -22,14 +22,15 @@
 
 struct event_base;
 struct config;
-struct deliver;
+struct primary_connector;
 struct domains;
 struct learn;
-struct sched;
+struct primary_health;
 struct callout;
 
 struct callout	*callout_new(struct event_base *, const struct config *,
-		    struct deliver *, struct sched *, struct learn *);
+		    struct primary_connector *, struct primary_health *,
+		    struct learn *);
 /* Closes its connections; nothing is learned from them any more. */
 void		 callout_free(struct callout *);
 /* The customer domains, for the acceptance probe (start and reload). */

@@ -13,12 +13,12 @@
 
 #include "client.h"
 #include "config.h"
-#include "deliver.h"
+#include "connect.h"
 #include "domains.h"
+#include "health.h"
 #include "learn.h"
 #include "log.h"
 #include "reply.h"
-#include "sched.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -44,15 +44,15 @@ struct cdomain {
 	double			 tokens;	/* RCPTs we may ask now */
 	time_t			 refilled;
 	time_t			 retry_at;	/* after a failed callout */
-	struct deliver_conn	*req;
+	struct primary_conn	*req;
 	struct client		*c;
 };
 
 struct callout {
 	struct event_base	*base;
 	const struct config	*conf;
-	struct deliver		*deliver;
-	struct sched		*sched;
+	struct primary_connector *connector;
+	struct primary_health	*health;
 	struct learn		*learn;
 	const struct domains	*domains;
 	struct cdomain		*doms;
@@ -259,11 +259,11 @@ connected(struct client *c, int reached, const char *why, void *arg)
 	if (c == NULL) {
 		log_info("event=callout_failed domain=%s error=\"%s\"",
 		    cd->name, why);
-		sched_primary_failed(co->sched, cd->name, why, 0);
+		primary_health_failed(co->health, cd->name, why, 0);
 		session_end(cd, 1);
 		return;
 	}
-	sched_primary_ok(co->sched, cd->name);
+	primary_health_ok(co->health, cd->name);
 	cd->c = c;
 	client_set_cb(c, event_cb, cd);
 	if (client_cmd(c, "MAIL FROM:<>", 0, mail_cb, cd) == -1)
@@ -286,7 +286,7 @@ static void
 start(struct cdomain *cd, time_t now)
 {
 	struct callout *co = cd->co;
-	const struct client_conf *base = deliver_client_conf(co->deliver);
+	const struct client_conf *base = primary_client_conf(co->connector);
 	struct caddr *a, **tail = &cd->asked;
 	struct client_conf cc;
 
@@ -313,7 +313,7 @@ start(struct cdomain *cd, time_t now)
 	cc = *base;
 	cc.connect_timeout = co->conf->passthrough_connect_timeout;
 	cc.greeting_timeout = co->conf->passthrough_connect_timeout;
-	cd->req = deliver_connect(co->deliver, cd->name, &cc, connected, cd);
+	cd->req = primary_connect(co->connector, cd->name, &cc, connected, cd);
 }
 
 /* Every acceptance_probe_interval per domain, while its primary is up. */
@@ -331,7 +331,7 @@ probe_walk(struct callout *co, time_t now)
 	for (i = 0; i < domains_count(co->domains); i++) {
 		const struct domain *dom = domains_at(co->domains, i);
 
-		if (!sched_primary_up(co->sched, dom->name) ||
+		if (!primary_health_up(co->health, dom->name) ||
 		    learn_domain(co->learn, dom->name, now, &d) == -1 ||
 		    (d.last_probe != 0 && now < d.last_probe + (int64_t)every))
 			continue;
@@ -354,7 +354,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	for (cd = co->doms; cd != NULL; cd = cd->next) {
 		if (cd->wait == NULL || cd->req != NULL || cd->c != NULL ||
 		    now < cd->retry_at ||
-		    !sched_primary_up(co->sched, cd->name))
+		    !primary_health_up(co->health, cd->name))
 			continue;
 		start(cd, now);
 	}
@@ -362,15 +362,16 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 struct callout *
 callout_new(struct event_base *base, const struct config *conf,
-    struct deliver *d, struct sched *s, struct learn *l)
+    struct primary_connector *pc, struct primary_health *h,
+    struct learn *l)
 {
 	struct callout *co = xcalloc(1, sizeof(*co));
 	struct timeval one = { 1, 0 };
 
 	co->base = base;
 	co->conf = conf;
-	co->deliver = d;
-	co->sched = s;
+	co->connector = pc;
+	co->health = h;
 	co->learn = l;
 	co->tick = event_new(base, -1, EV_PERSIST, tick_cb, co);
 	event_add(co->tick, &one);
@@ -393,7 +394,7 @@ callout_free(struct callout *co)
 		return;
 	for (cd = co->doms; cd != NULL; cd = next) {
 		next = cd->next;
-		deliver_connect_cancel(cd->req);
+		primary_connect_cancel(cd->req);
 		client_free(cd->c);
 		free_list(cd->wait);
 		free_list(cd->asked);

@@ -20,9 +20,11 @@
 #define BACKMX_CLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
-#include "qdb.h"
+#include "addr.h"
+#include "esmtp.h"
 
 struct event_base;
 struct client;
@@ -39,20 +41,40 @@ struct client_conf {
 	unsigned	 data_done_timeout;
 };
 
+/* A reply or error text as the client reports it (the queue keeps 512
+ * octets too: nothing is cut on the way). */
+#define CLIENT_TEXT_MAX	512
+
 /* One recipient's outcome: an SMTP code (ours when synthesized, e.g. 451
  * for a lost connection) and the text for the log and the DSN. */
 struct client_result {
 	int	code;
-	char	text[QDB_TEXT_MAX];
+	char	text[CLIENT_TEXT_MAX];
 };
 
-/* One transaction: a message to some of its recipients. */
+/* One recipient of a transaction: its path and its RFC 3461 parameters. */
+struct client_rcpt {
+	const struct mailaddr		*addr;
+	const struct rcpt_params	*params;
+};
+
+/*
+ * One transaction: a message to some of its recipients, in the client's
+ * own terms (the caller translates whatever it stores into this). Every
+ * pointer is the caller's and stays valid until CLIENT_TX_DONE or
+ * CLIENT_FAILED.
+ */
 struct client_tx {
-	const struct qdb_msg	*msg;
-	const char		*body_path;	/* big body, or NULL: msg->body */
-	const struct qdb_rcpt	**rcpts;
-	size_t			 nrcpt;
-	struct client_result	*res;		/* nrcpt entries, filled */
+	const struct mailaddr		*sender;
+	const struct mail_params	*params;
+	uint64_t			 size;		/* for SIZE=, never 0 */
+	int				 data_flags;	/* DATA_* (envelope.h) */
+	const unsigned char		*body;		/* in memory, or: */
+	size_t				 bodylen;
+	const char			*body_path;	/* a file, or NULL */
+	const struct client_rcpt	*rcpts;
+	size_t				 nrcpt;
+	struct client_result		*res;		/* nrcpt, filled */
 };
 
 enum client_event {
@@ -109,7 +131,7 @@ const char	*client_relay(const struct client *);
 struct reply;	/* reply.h */
 /* The owner's own commands, for pass-through and callouts (not mixed with client_send on one connection). */
 typedef void	client_reply_cb(struct client *, const struct reply *, void *arg);
-/* Change who gets the connection's events (CLIENT_FAILED etc.): a connection handed from deliver_connect() to its new owner. */
+/* Change who gets the connection's events (CLIENT_FAILED etc.): a connection handed from primary_connect() to its new owner. */
 void		 client_set_cb(struct client *, client_cb *, void *arg);
 /* After CLIENT_READY, or from any reply callback: queue one command line (no CRLF; at most 1000 octets; -1 if longer or the connection is failing). Replies come back to each cb in order. Queued commands are written back to back when the server offered PIPELINING, else one at a time as replies arrive. A connection failure (drop, timeout, malformed reply) gives CLIENT_FAILED through the event callback; the reply callbacks still pending do not run. Each reply is awaited at most 'timeout' seconds (0: the conf's command_timeout). */
 int		 client_cmd(struct client *, const char *line, unsigned timeout, client_reply_cb *, void *arg);

@@ -35,7 +35,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "data.h"
+#include "envelope.h"
 #include "esmtp.h"
 #include "log.h"
 #include "reply.h"
@@ -76,7 +76,7 @@ struct client {
 	enum cstate		 state;
 	char			 host[256];
 	char			 relay[320];
-	char			 error[QDB_TEXT_MAX];
+	char			 error[CLIENT_TEXT_MAX];
 	client_cb		*cb;
 	void			*arg;
 	struct reply		 reply;
@@ -215,7 +215,7 @@ sendf(struct client *c, const char *fmt, ...)
 static void
 reply_summary(const struct reply *r, char *out, size_t outsz)
 {
-	char esc[QDB_TEXT_MAX - 32];
+	char esc[CLIENT_TEXT_MAX - 32];
 	size_t n;
 	const char *t = reply_first_text(r, &n);
 
@@ -266,7 +266,7 @@ tx_clear(struct client *c)
 static void
 client_fail(struct client *c, const char *fmt, ...)
 {
-	char text[QDB_TEXT_MAX];
+	char text[CLIENT_TEXT_MAX];
 	va_list ap;
 
 	int quitting = c->state == C_QUIT;
@@ -316,13 +316,13 @@ tx_ext(const struct client *c)
 static void
 send_mail(struct client *c)
 {
-	const struct qdb_msg *m = c->tx->msg;
+	const struct client_tx *m = c->tx;
 	char addr[ADDR_PATH_MAX + 1], line[TX_LINE_MAX];
 
-	addr_format(&m->sender, addr, sizeof(addr));
+	addr_format(m->sender, addr, sizeof(addr));
 	/* m->size is never 0 (the body holds our Received: line at
 	 * least), so SIZE= goes out whenever it is offered. */
-	esmtp_mail_line(line, sizeof(line), addr, &m->params, m->size,
+	esmtp_mail_line(line, sizeof(line), addr, m->params, m->size,
 	    (m->data_flags & DATA_HAS_8BIT) != 0, tx_ext(c));
 	sendf(c, "%s", line);
 }
@@ -330,11 +330,11 @@ send_mail(struct client *c)
 static void
 send_rcpt(struct client *c, size_t i)
 {
-	const struct qdb_rcpt *r = c->tx->rcpts[i];
+	const struct client_rcpt *r = &c->tx->rcpts[i];
 	char addr[ADDR_PATH_MAX + 1], line[TX_LINE_MAX];
 
-	addr_format(&r->addr, addr, sizeof(addr));
-	esmtp_rcpt_line(line, sizeof(line), addr, &r->params, tx_ext(c));
+	addr_format(r->addr, addr, sizeof(addr));
+	esmtp_rcpt_line(line, sizeof(line), addr, r->params, tx_ext(c));
 	sendf(c, "%s", line);
 }
 
@@ -392,7 +392,7 @@ static void
 body_pump(struct client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	const struct qdb_msg *m = c->tx->msg;
+	const struct client_tx *m = c->tx;
 	char in[CLIENT_CHUNK];
 	const char *p;
 	size_t n;
@@ -461,7 +461,7 @@ static void
 tx_reply(struct client *c)
 {
 	struct client_tx *tx = c->tx;
-	char text[QDB_TEXT_MAX];
+	char text[CLIENT_TEXT_MAX];
 	size_t k = c->nreplies++, i;
 	int code = c->reply.code;
 
@@ -514,8 +514,8 @@ tx_reply(struct client *c)
 void
 client_send(struct client *c, struct client_tx *tx)
 {
-	const struct qdb_msg *m = tx->msg;
-	char text[QDB_TEXT_MAX];
+	const struct client_tx *m = tx;
+	char text[CLIENT_TEXT_MAX];
 	int code = 450;
 	size_t i;
 
@@ -535,7 +535,7 @@ client_send(struct client *c, struct client_tx *tx)
 		 * would be mangled or refused; keep it and retry. */
 		snprintf(text, sizeof(text), "450 4.6.0 %s does not offer "
 		    "8BITMIME for this 8-bit message", c->relay);
-	else if (m->params.smtputf8 && !c->ext_smtputf8)
+	else if (m->params->smtputf8 && !c->ext_smtputf8)
 		snprintf(text, sizeof(text), "450 4.6.7 %s does not offer "
 		    "SMTPUTF8", c->relay);
 	else if (c->ext_size > 0 && m->size > c->ext_size) {
@@ -883,7 +883,7 @@ start_tls(struct client *c)
 static void
 handle_reply(struct client *c)
 {
-	char text[QDB_TEXT_MAX];
+	char text[CLIENT_TEXT_MAX];
 	int code = c->reply.code;
 
 	reply_summary(&c->reply, text, sizeof(text));
@@ -1114,7 +1114,7 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 
 	c->base = base;
 	/* A copy: a connection handed to a new owner outlives the
-	 * request that made it (deliver_connect). */
+	 * request that made it (primary_connect). */
 	c->conf_copy = *conf;
 	str_copy(c->helo, sizeof(c->helo), conf->helo_name);
 	c->conf_copy.helo_name = c->helo;

@@ -1,0 +1,333 @@
+/*
+ * health: per-domain primary health (health.h).
+ *
+ * Records live in a chained hash table (FNV-1a of the lower-cased
+ * domain, doubled when it holds as many records as buckets) and are kept
+ * until the end: a customer domain is a handful of bytes, and its
+ * failure count must survive between attempts. The down ones are also on
+ * a list, which the probe timer walks: it never looks at the up ones.
+ */
+#include "health.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "learn.h"
+#include "log.h"
+#include "str.h"
+#include "xmem.h"
+
+#define HEALTH_BUCKETS_MIN	64
+
+struct rec {
+	struct rec	*hnext;			/* bucket chain */
+	struct rec	*dnext, *dprev;		/* the down list */
+	char		 domain[256];		/* lower case */
+	int		 down;
+	unsigned	 failures;
+	time_t		 next_probe;
+	int		 probing;
+};
+
+struct primary_health {
+	const struct config	*conf;
+	struct rec		**bucket;
+	size_t			 nbucket;	/* a power of two */
+	size_t			 nrec;
+	struct rec		*down;		/* down records */
+	struct event		*tick;		/* every second */
+	/* "Probe now" (primary_probe_soon). Not the tick itself: activating
+	 * a persistent timer by hand lost its timeout (libevent 2.1). */
+	struct event		*kick;
+	primary_probe_fn	*probe;
+	void			*probe_owner;
+	primary_up_cb		*up_cb;
+	void			*up_arg;
+	struct learn		*learn;
+};
+
+static uint32_t
+hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/* The door: every name is lower-cased once, here. */
+static void
+key(char out[256], const char *domain)
+{
+	str_copy(out, 256, domain);
+	str_lower(out);
+}
+
+static struct rec *
+find(const struct primary_health *h, const char *k)
+{
+	struct rec *r;
+
+	for (r = h->bucket[hash(k) & (h->nbucket - 1)]; r != NULL;
+	    r = r->hnext)
+		if (strcmp(r->domain, k) == 0)
+			return r;
+	return NULL;
+}
+
+static void
+grow(struct primary_health *h)
+{
+	size_t n = h->nbucket * 2, i;
+	struct rec **b = xcalloc(n, sizeof(*b)), *r, *next;
+
+	for (i = 0; i < h->nbucket; i++)
+		for (r = h->bucket[i]; r != NULL; r = next) {
+			next = r->hnext;
+			r->hnext = b[hash(r->domain) & (n - 1)];
+			b[hash(r->domain) & (n - 1)] = r;
+		}
+	free(h->bucket);
+	h->bucket = b;
+	h->nbucket = n;
+}
+
+static struct rec *
+get(struct primary_health *h, const char *k)
+{
+	struct rec *r;
+	size_t b;
+
+	if ((r = find(h, k)) != NULL)
+		return r;
+	if (h->nrec >= h->nbucket)
+		grow(h);
+	r = xcalloc(1, sizeof(*r));
+	str_copy(r->domain, sizeof(r->domain), k);
+	b = hash(k) & (h->nbucket - 1);
+	r->hnext = h->bucket[b];
+	h->bucket[b] = r;
+	h->nrec++;
+	return r;
+}
+
+static void
+down_link(struct primary_health *h, struct rec *r)
+{
+	r->dprev = NULL;
+	r->dnext = h->down;
+	if (h->down != NULL)
+		h->down->dprev = r;
+	h->down = r;
+}
+
+static void
+down_unlink(struct primary_health *h, struct rec *r)
+{
+	if (r->dprev != NULL)
+		r->dprev->dnext = r->dnext;
+	else
+		h->down = r->dnext;
+	if (r->dnext != NULL)
+		r->dnext->dprev = r->dprev;
+	r->dnext = r->dprev = NULL;
+}
+
+int
+primary_health_up(const struct primary_health *h, const char *domain)
+{
+	char k[256];
+	const struct rec *r;
+
+	key(k, domain);
+	r = find(h, k);
+	return r == NULL || !r->down;
+}
+
+unsigned
+primary_health_failures(const struct primary_health *h, const char *domain)
+{
+	char k[256];
+	const struct rec *r;
+
+	key(k, domain);
+	r = find(h, k);
+	return r != NULL ? r->failures : 0;
+}
+
+static void
+mark_down(struct primary_health *h, struct rec *r, const char *why)
+{
+	r->down = 1;
+	r->next_probe = time(NULL) + (time_t)h->conf->primary_probe_interval;
+	down_link(h, r);
+	log_warn("event=primary_down domain=%s failures=%u reason=\"%s\"",
+	    r->domain, r->failures, why);
+	if (h->learn != NULL)
+		learn_health(h->learn, r->domain, 0, why, time(NULL));
+}
+
+void
+primary_health_failed(struct primary_health *h, const char *domain,
+    const char *why, int now)
+{
+	char k[256];
+	struct rec *r;
+
+	key(k, domain);
+	r = get(h, k);
+	r->failures++;
+	if (!r->down && (now || r->failures >= h->conf->primary_down_after))
+		mark_down(h, r, why);
+}
+
+static void
+mark_ok(struct primary_health *h, struct rec *r)
+{
+	size_t n = 0;
+
+	r->failures = 0;
+	if (!r->down)
+		return;
+	r->down = 0;
+	down_unlink(h, r);
+	if (h->learn != NULL)
+		learn_health(h->learn, r->domain, 1, "", time(NULL));
+	/* docs/queue.md: the moment a domain goes up, its queue drains at
+	 * once; primary_connection_limit holds the rate. */
+	if (h->up_cb != NULL)
+		n = h->up_cb(r->domain, h->up_arg);
+	log_info("event=primary_up domain=%s drain=%zu", r->domain, n);
+}
+
+void
+primary_health_ok(struct primary_health *h, const char *domain)
+{
+	char k[256];
+
+	key(k, domain);
+	mark_ok(h, get(h, k));
+}
+
+void
+primary_health_probe_soon(struct primary_health *h, const char *domain)
+{
+	char k[256];
+	struct rec *r;
+
+	key(k, domain);
+	if ((r = find(h, k)) == NULL)
+		return;
+	r->next_probe = time(NULL);
+	if (r->down && h->kick != NULL)
+		event_active(h->kick, EV_TIMEOUT, 0);
+}
+
+static void
+probe_done(const char *domain, int ok, const char *why, void *arg)
+{
+	struct primary_health *h = arg;
+	char k[256];
+	struct rec *r;
+
+	key(k, domain);
+	r = get(h, k);
+	r->probing = 0;
+	log_info("event=primary_probe domain=%s result=%s%s%s%s", r->domain,
+	    ok ? "up" : "down", ok ? "" : " reason=\"", ok ? "" : why,
+	    ok ? "" : "\"");
+	if (ok)
+		mark_ok(h, r);
+	else
+		r->next_probe = time(NULL) +
+		    (time_t)h->conf->primary_probe_interval;
+}
+
+void
+primary_health_tick(struct primary_health *h, time_t now)
+{
+	struct rec *r, *next;
+
+	if (h->probe == NULL)
+		return;
+	for (r = h->down; r != NULL; r = next) {
+		/* A probe's callback may run at once and unlink r. */
+		next = r->dnext;
+		if (r->probing || now < r->next_probe)
+			continue;
+		r->probing = 1;
+		h->probe(h->probe_owner, r->domain, probe_done, h);
+	}
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	primary_health_tick(arg, time(NULL));
+}
+
+struct primary_health *
+primary_health_new(struct event_base *base, const struct config *conf)
+{
+	struct primary_health *h = xcalloc(1, sizeof(*h));
+	struct timeval one = { 1, 0 };
+
+	h->conf = conf;
+	h->nbucket = HEALTH_BUCKETS_MIN;
+	h->bucket = xcalloc(h->nbucket, sizeof(*h->bucket));
+	if (base != NULL) {
+		h->tick = event_new(base, -1, EV_PERSIST, tick_cb, h);
+		event_add(h->tick, &one);
+		h->kick = event_new(base, -1, 0, tick_cb, h);
+	}
+	return h;
+}
+
+void
+primary_health_free(struct primary_health *h)
+{
+	struct rec *r;
+	size_t i;
+
+	if (h == NULL)
+		return;
+	if (h->tick != NULL) {
+		event_free(h->tick);
+		event_free(h->kick);
+	}
+	for (i = 0; i < h->nbucket; i++)
+		while ((r = h->bucket[i]) != NULL) {
+			h->bucket[i] = r->hnext;
+			free(r);
+		}
+	free(h->bucket);
+	free(h);
+}
+
+void
+primary_health_set_prober(struct primary_health *h, primary_probe_fn *fn,
+    void *owner)
+{
+	h->probe = fn;
+	h->probe_owner = owner;
+}
+
+void
+primary_health_on_up(struct primary_health *h, primary_up_cb *cb, void *arg)
+{
+	h->up_cb = cb;
+	h->up_arg = arg;
+}
+
+void
+primary_health_set_learn(struct primary_health *h, struct learn *l)
+{
+	h->learn = l;
+}

@@ -1,0 +1,75 @@
+/*
+ * health: is each customer domain's primary up? One record per domain
+ * that ever failed or answered, in a hash table keyed by the lower-cased
+ * domain (lower-cased once, here at the door): every lookup is O(1),
+ * however many domains there are. docs/queue.md "Primary health".
+ *
+ * A primary is down after primary_down_after consecutive connection
+ * failures (deliveries, pass-through, callouts all count), or at once
+ * when the caller says so (a pass-through that could not reach it at the
+ * first RCPT, a down record restored at start). While down it is probed
+ * every primary_probe_interval, with mail waiting or not: pass-through and
+ * callouts wait for it too. The first clean EHLO (a probe's, a delivery's,
+ * a pass-through's or a callout's) marks it up; the up callback runs then
+ * (the scheduler drains the domain's queue at once). Every change is also
+ * written to the domain's record in the state store (learn_health).
+ *
+ * Owned by main.c; handed to the scheduler, the sessions and callouts. The
+ * probe itself is somebody else's I/O: whoever can reach a primary
+ * registers it (primary_health_set_prober).
+ */
+#ifndef BACKMX_HEALTH_H
+#define BACKMX_HEALTH_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct event_base;
+struct config;
+struct learn;
+struct primary_health;
+
+/* A probe's outcome: ok, or the reason it failed. */
+typedef void	primary_probe_done_cb(const char *domain, int ok,
+		    const char *why, void *arg);
+/* Probe domain's primary (connect, EHLO, QUIT); 'done' runs once, later. */
+typedef void	primary_probe_fn(void *owner, const char *domain,
+		    primary_probe_done_cb *done, void *arg);
+/* The primary of domain came back; returns how many queued messages were
+ * made due (for the log). */
+typedef size_t	primary_up_cb(const char *domain, void *arg);
+
+/* base NULL: no probe timer (tests drive primary_health_tick). */
+struct primary_health *primary_health_new(struct event_base *,
+		    const struct config *);
+void		 primary_health_free(struct primary_health *);
+/* Who probes, who hears of a primary coming back, who keeps the record
+ * (any may be NULL: nobody). */
+void		 primary_health_set_prober(struct primary_health *,
+		    primary_probe_fn *, void *owner);
+void		 primary_health_on_up(struct primary_health *,
+		    primary_up_cb *, void *arg);
+void		 primary_health_set_learn(struct primary_health *,
+		    struct learn *);
+
+/* 1 up (or never seen), 0 down. Any case. */
+int		 primary_health_up(const struct primary_health *,
+		    const char *domain);
+/* A connection failure; 'now': down at once, not after
+ * primary_down_after of them. */
+void		 primary_health_failed(struct primary_health *,
+		    const char *domain, const char *why, int now);
+/* A clean EHLO: up; if it was down, the up callback runs. */
+void		 primary_health_ok(struct primary_health *,
+		    const char *domain);
+/* A down primary is worth a probe now (an operator's flush, ETRN). */
+void		 primary_health_probe_soon(struct primary_health *,
+		    const char *domain);
+/* Consecutive failures so far (0 when never seen). */
+unsigned	 primary_health_failures(const struct primary_health *,
+		    const char *domain);
+/* Start the probes that are due at 'now' (the timer calls it each
+ * second). */
+void		 primary_health_tick(struct primary_health *, time_t now);
+
+#endif

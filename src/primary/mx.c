@@ -1,0 +1,239 @@
+/*
+ * mx: next-hop selection (mx.h). Two passes over the answer: the first
+ * finds our own preference (by name, then by address), the second keeps
+ * the hosts strictly better than it, sorted, up to the limit.
+ */
+#include "mx.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "ranges.h"
+#include "str.h"
+
+/* n bytes at a equal the name b, case-insensitive, a trailing dot on
+ * either side ignored. */
+static int
+name_eq(const char *a, size_t n, const char *b)
+{
+	size_t m = strlen(b);
+
+	if (n > 0 && a[n - 1] == '.')
+		n--;
+	if (m > 0 && b[m - 1] == '.')
+		m--;
+	return n > 0 && n == m && strncasecmp(a, b, n) == 0;
+}
+
+int
+mx_is_self_name(const char *host, const struct mx_self *self)
+{
+	const char *p = self->mx_names != NULL ? self->mx_names : "";
+	size_t n;
+
+	if (self->myhostname != NULL &&
+	    name_eq(self->myhostname, strlen(self->myhostname), host))
+		return 1;
+	while (*p != '\0') {
+		n = strcspn(p, ", \t");
+		if (name_eq(p, n, host))
+			return 1;
+		p += n;
+		p += strspn(p, ", \t");
+	}
+	return 0;
+}
+
+enum mx_addr
+mx_addr_verdict(const uint8_t a[16], const struct mx_self *self)
+{
+	static const uint8_t any6[16];
+	static const uint8_t any4[16] = { [10] = 0xff, [11] = 0xff };
+	size_t i;
+
+	if (memcmp(a, any6, 16) == 0 || memcmp(a, any4, 16) == 0)
+		return MX_ADDR_NONE;
+	for (i = 0; i < self->naddr; i++)
+		if (memcmp(a, self->addr[i], 16) == 0)
+			return MX_ADDR_SELF;
+	return MX_ADDR_USE;
+}
+
+/* The known addresses of host, or NULL when none were given. */
+static const struct mx_host_addrs *
+host_addrs(const struct mx_query *q, const char *host)
+{
+	size_t i;
+
+	for (i = 0; i < q->naddrs; i++)
+		if (name_eq(q->addrs[i].host, strlen(q->addrs[i].host), host))
+			return &q->addrs[i];
+	return NULL;
+}
+
+/* What the host is, by name and by its known addresses. */
+enum host_kind { HOST_USE, HOST_SELF, HOST_NOADDR };
+
+static enum host_kind
+host_kind(const struct mx_query *q, const char *host)
+{
+	const struct mx_host_addrs *ha;
+	size_t i, usable = 0;
+
+	if (mx_is_self_name(host, q->self))
+		return HOST_SELF;
+	if ((ha = host_addrs(q, host)) == NULL)
+		return HOST_USE;	/* not looked up yet */
+	for (i = 0; i < ha->naddr; i++)
+		switch (mx_addr_verdict(ha->addr[i], q->self)) {
+		case MX_ADDR_SELF:
+			return HOST_SELF;
+		case MX_ADDR_USE:
+			usable++;
+			break;
+		case MX_ADDR_NONE:
+			break;
+		}
+	return usable > 0 ? HOST_USE : HOST_NOADDR;
+}
+
+void
+mx_select(const struct mx_query *q, struct mx_result *res)
+{
+	size_t max = q->max < MX_HOPS_MAX ? q->max : MX_HOPS_MAX;
+	size_t i, j, n, nrr = q->nrr < MX_RECORDS_MAX ? q->nrr : MX_RECORDS_MAX;
+	int noaddr = 0;
+
+	memset(res, 0, sizeof(*res));
+	res->ours = MX_NO_PREF;
+	if (q->nodata) {
+		/* RFC 5321 §5.1: no MX, the domain itself at preference 0. */
+		switch (host_kind(q, q->domain)) {
+		case HOST_SELF:
+			res->ours = 0;
+			res->status = MX_LOOP;
+			return;
+		case HOST_NOADDR:
+			res->status = MX_NO_ADDRESS;
+			return;
+		case HOST_USE:
+			break;
+		}
+		str_copy(res->hop[0].host, sizeof(res->hop[0].host),
+		    q->domain);
+		res->nhop = max > 0;
+		res->status = res->nhop ? MX_OK : MX_NO_ADDRESS;
+		return;
+	}
+	for (i = 0; i < nrr; i++)
+		if (strcmp(q->rr[i].host, ".") == 0) {
+			/* RFC 7505: this domain takes no mail. */
+			res->status = MX_NULL;
+			return;
+		}
+	for (i = 0; i < nrr; i++)
+		if (q->rr[i].pref < res->ours &&
+		    host_kind(q, q->rr[i].host) == HOST_SELF)
+			res->ours = q->rr[i].pref;
+	/*
+	 * Strictly better than ours, lowest first; equal preferences keep
+	 * the answer's order (a stable insertion into hop[]). A host past
+	 * the limit by preference is dropped.
+	 */
+	n = 0;
+	for (i = 0; i < nrr; i++) {
+		const struct mx_record *rr = &q->rr[i];
+		size_t hl;
+
+		if (rr->pref >= res->ours)
+			continue;
+		if (host_kind(q, rr->host) == HOST_NOADDR) {
+			noaddr = 1;
+			continue;
+		}
+		for (j = 0; j < n; j++)
+			if (name_eq(res->hop[j].host, strlen(res->hop[j].host),
+			    rr->host))
+				break;
+		if (j < n)
+			continue;	/* the same host twice */
+		for (j = n; j > 0 && res->hop[j - 1].pref > rr->pref; j--)
+			;
+		if (j >= max)
+			continue;
+		if (n == max)
+			n--;		/* the worst one falls off */
+		memmove(&res->hop[j + 1], &res->hop[j],
+		    (n - j) * sizeof(res->hop[0]));
+		res->hop[j].pref = rr->pref;
+		str_copy(res->hop[j].host, sizeof(res->hop[j].host), rr->host);
+		hl = strlen(res->hop[j].host);
+		if (hl > 0 && res->hop[j].host[hl - 1] == '.')
+			res->hop[j].host[hl - 1] = '\0';
+		n++;
+	}
+	res->nhop = n;
+	if (n > 0)
+		res->status = MX_OK;
+	else
+		res->status = noaddr ? MX_NO_ADDRESS : MX_LOOP;
+}
+
+int
+mx_reason(const struct mx_result *res, const char *domain, char *buf,
+    size_t bufsz)
+{
+	switch (res->status) {
+	case MX_NULL:
+		snprintf(buf, bufsz, "556 5.1.10 %s accepts no mail (null MX)",
+		    domain);
+		return 556;
+	case MX_LOOP:
+		snprintf(buf, bufsz, "451 4.4.6 mail for %s loops back to "
+		    "myself (no MX better than ours)", domain);
+		return 451;
+	case MX_NO_ADDRESS:
+		snprintf(buf, bufsz, "451 4.4.4 no address for the mail hosts "
+		    "of %s", domain);
+		return 451;
+	case MX_OK:
+		break;
+	}
+	buf[0] = '\0';
+	return 0;
+}
+
+void
+mx_self_init(struct mx_self *self, uint8_t addr[MX_SELF_ADDRS_MAX][16],
+    const struct config *conf)
+{
+	size_t i;
+
+	memset(self, 0, sizeof(*self));
+	self->myhostname = conf->myhostname;
+	self->mx_names = conf->mx_names;
+	self->addr = (const uint8_t (*)[16])addr;
+	for (i = 0; i < conf->nlisten && self->naddr < MX_SELF_ADDRS_MAX;
+	    i++) {
+		const struct sockaddr *sa =
+		    (const struct sockaddr *)&conf->listen[i].ss;
+		uint8_t *a = addr[self->naddr];
+		unsigned port;
+
+		if (sa->sa_family == AF_INET)
+			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+		else if (sa->sa_family == AF_INET6)
+			port = ntohs(((const struct sockaddr_in6 *)sa)->
+			    sin6_port);
+		else
+			continue;
+		if (port != conf->delivery_port ||
+		    ranges_from_sockaddr(sa, a) == -1 ||
+		    mx_addr_verdict(a, self) == MX_ADDR_NONE)
+			continue;
+		self->naddr++;
+	}
+}

@@ -1,0 +1,135 @@
+/*
+ * pool: greeted connections to primaries kept between pass-through
+ * transactions (pool.h). A plain list: a handful per primary at most.
+ */
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "str.h"
+#include "xmem.h"
+
+struct pooled {
+	struct pooled		*next, *prev;
+	struct primary_pool	*pool;
+	char			 key[PRIMARY_POOL_KEY_MAX];
+	struct client		*c;
+};
+
+struct primary_pool {
+	const struct config	*conf;
+	struct pooled		*head;
+	size_t			 n;
+};
+
+struct primary_pool *
+primary_pool_new(const struct config *conf)
+{
+	struct primary_pool *p = xcalloc(1, sizeof(*p));
+
+	p->conf = conf;
+	return p;
+}
+
+static void
+unlink_pooled(struct pooled *e)
+{
+	struct primary_pool *p = e->pool;
+
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		p->head = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	p->n--;
+}
+
+/* A kept connection failed (the primary closed it, or it fell silent):
+ * nothing was in flight on it. */
+static void
+pooled_event(struct client *c, enum client_event ev, void *arg)
+{
+	struct pooled *e = arg;
+
+	if (ev != CLIENT_FAILED)
+		return;
+	log_debug("event=passthrough_pool_closed relay=%s error=\"%s\"",
+	    client_relay(c), client_error(c));
+	unlink_pooled(e);
+	client_free(c);
+	free(e);
+}
+
+struct client *
+primary_pool_take(struct primary_pool *p, const char *key)
+{
+	struct pooled *e;
+	struct client *c;
+
+	if (p == NULL)
+		return NULL;
+	for (e = p->head; e != NULL; e = e->next)
+		if (strcmp(e->key, key) == 0 && client_idle(e->c))
+			break;
+	if (e == NULL)
+		return NULL;
+	unlink_pooled(e);
+	c = e->c;
+	client_set_cb(c, NULL, NULL);
+	free(e);
+	return c;
+}
+
+void
+primary_pool_put(struct primary_pool *p, const char *key, struct client *c)
+{
+	struct pooled *e;
+	size_t n = 0;
+
+	if (p != NULL && client_idle(c))
+		for (e = p->head; e != NULL; e = e->next)
+			if (strcmp(e->key, key) == 0)
+				n++;
+	if (p == NULL || !client_idle(c) ||
+	    n >= p->conf->passthrough_pool_size) {
+		client_quit(c);
+		return;
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->pool = p;
+	e->c = c;
+	str_copy(e->key, sizeof(e->key), key);
+	e->next = p->head;
+	if (p->head != NULL)
+		p->head->prev = e;
+	p->head = e;
+	p->n++;
+	client_set_cb(c, pooled_event, e);
+}
+
+size_t
+primary_pool_count(const struct primary_pool *p)
+{
+	return p != NULL ? p->n : 0;
+}
+
+void
+primary_pool_free(struct primary_pool *p)
+{
+	struct pooled *e;
+
+	if (p == NULL)
+		return;
+	/* The loop has stopped: a QUIT would never be sent. */
+	while ((e = p->head) != NULL) {
+		p->head = e->next;
+		client_free(e->c);
+		free(e);
+	}
+	free(p);
+}
