@@ -364,21 +364,6 @@ is_name_char(char ch)
 	    (ch >= '0' && ch <= '9') || ch == '_';
 }
 
-/* The next item of a list split by commas and white space: *v moves to
- * its start; returns its length, 0 at the end of the list. */
-static size_t
-next_item(const char **v)
-{
-	size_t len;
-
-	while (**v == ',' || is_blank(**v))
-		(*v)++;
-	for (len = 0; (*v)[len] != '\0' && (*v)[len] != ',' &&
-	    !is_blank((*v)[len]); len++)
-		;
-	return len;
-}
-
 static int
 find_key(const char *name, size_t n)
 {
@@ -564,7 +549,7 @@ set_listen(struct config *c, const char *v, char *why, size_t whysz)
 	char item[128], e[96];
 	size_t n = 0, len, i;
 
-	while ((len = next_item(&v)) > 0) {
+	while ((len = str_list_next(&v)) > 0) {
 		if (n == CONFIG_LISTEN_MAX) {
 			snprintf(why, whysz, "too many listen addresses "
 			    "(at most %d)", CONFIG_LISTEN_MAX);
@@ -824,7 +809,7 @@ check_forward(const char *v, char *why, size_t whysz)
 	unsigned long port;
 	char *end;
 
-	while ((len = next_item(&v)) > 0) {
+	while ((len = str_list_next(&v)) > 0) {
 		str_ncopy(item, sizeof(item), v, len);
 		v += len;
 		at = strchr(item, '@');

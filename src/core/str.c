@@ -55,6 +55,20 @@ str_trim(char *s)
 	return s;
 }
 
+size_t
+str_list_next(const char **p)
+{
+	const char *s = *p;
+	size_t n = 0;
+
+	while (*s == ',' || is_ws(*s))
+		s++;
+	while (s[n] != '\0' && s[n] != ',' && !is_ws(s[n]))
+		n++;
+	*p = s;
+	return n;
+}
+
 const char *
 str_json(char *out, size_t outsz, const char *s)
 {

@@ -18,6 +18,15 @@ void	str_lower(char *);
 char	*str_trim(char *s);
 
 /*
+ * The next item of a list whose items are separated by commas and white
+ * space (a continuation line's newline included), the one list syntax of backmx.conf and the admin tools:
+ * *p moves to the item's start and the item's length is returned; 0 at
+ * the end of the list. Call again with *p += length for the next one.
+ *	for (p = v; (n = str_list_next(&p)) > 0; p += n) ...
+ */
+size_t	str_list_next(const char **p);
+
+/*
  * s as a JSON string, quotes included, into out (outsz >= 3): '"' and '\'
  * escaped, control bytes as \u00XX, other bytes as they are (UTF-8 passes
  * through). Cut short, still a valid string, when out is too small; a

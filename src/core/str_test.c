@@ -89,6 +89,47 @@ test_json(void **state)
 	}
 }
 
+/* Each row: a list and its items joined by '|'. */
+static void
+test_list(void **state)
+{
+	static const struct {
+		const char	*in;
+		const char	*items;
+	} rows[] = {
+		{ "", "" },
+		{ " ,\t, ", "" },
+		{ "a", "a" },
+		{ "a,b", "a|b" },
+		{ "a, b\tc  d", "a|b|c|d" },
+		{ ",,a,,", "a" },
+		{ " mx1.example.org , mx2.example.org ", "mx1.example.org|"
+		    "mx2.example.org" },
+		{ "x=127.0.0.2;127.0.0.3,y", "x=127.0.0.2;127.0.0.3|y" },
+		{ "a\n\tb\r\n", "a|b" },	/* a continuation line */
+	};
+	char got[128];
+	const char *p;
+	size_t i, n, o;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		o = 0;
+		got[0] = '\0';
+		for (p = rows[i].in; (n = str_list_next(&p)) > 0; p += n) {
+			assert_true(o + n + 2 < sizeof(got));
+			if (o > 0)
+				got[o++] = '|';
+			memcpy(got + o, p, n);
+			o += n;
+			got[o] = '\0';
+		}
+		assert_int_equal(*p, '\0');
+		if (strcmp(got, rows[i].items) != 0)
+			fail_msg("row %zu: got '%s' want '%s'", i, got,
+			    rows[i].items);
+	}
+}
+
 int
 main(void)
 {
@@ -97,6 +138,7 @@ main(void)
 		cmocka_unit_test(test_lower_trim),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_list),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

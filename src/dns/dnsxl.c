@@ -59,12 +59,7 @@ dnsxl_zones_parse(const char *text, struct dnsxl_zone *out, size_t max,
 	const char *eq;
 	char e[64];
 
-	while (*text != '\0') {
-		if (*text == ',' || *text == ' ' || *text == '\t') {
-			text++;
-			continue;
-		}
-		len = strcspn(text, ", \t");
+	for (; (len = str_list_next(&text)) > 0; text += len) {
 		str_ncopy(e, sizeof(e), text, len);
 		if (n == max) {
 			snprintf(why, whysz, "more than %zu zones", max);
@@ -111,7 +106,6 @@ dnsxl_zones_parse(const char *text, struct dnsxl_zone *out, size_t max,
 				return -1;
 			}
 		n++;
-		text += len;
 	}
 	*n_out = n;
 	return 0;

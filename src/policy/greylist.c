@@ -93,19 +93,13 @@ parse_list(struct allow_list *l, const char *key, const char *v, int clients,
 	char item[512];
 	size_t len;
 
-	while (*v != '\0') {
-		if (*v == ',' || *v == ' ' || *v == '\t') {
-			v++;
-			continue;
-		}
-		len = strcspn(v, ", \t");
+	for (; (len = str_list_next(&v)) > 0; v += len) {
 		if (len >= sizeof(item)) {
 			snprintf(err, errsz, "%s: entry too long", key);
 			return -1;
 		}
 		memcpy(item, v, len);
 		item[len] = '\0';
-		v += len;
 		str_lower(item);
 		if (clients && strchr(item, '@') == NULL &&
 		    (strchr(item, ':') != NULL || strchr(item, '/') != NULL ||
