@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dname.h"
 #include "dnsxl.h"
 #include "log.h"
 #include "ranges.h"
@@ -37,7 +38,7 @@
 
 enum conf_type {
 	CONF_PATH,	/* file or directory name */
-	CONF_HOST,	/* host name, see config_check_host() */
+	CONF_HOST,	/* host name, src/core/dname.h */
 	CONF_TIME,	/* unsigned seconds; s, m, h, d, w */
 	CONF_SIZE,	/* uint64_t bytes; K, M, G */
 	CONF_UINT,	/* unsigned */
@@ -441,38 +442,6 @@ config_parse_bool(const char *s, int *out)
 }
 
 int
-config_check_host(const char *s, int need_dot)
-{
-	size_t len, label = 0;
-	int dots = 0;
-
-	for (len = 0; s[len] != '\0'; len++) {
-		char ch = s[len];
-
-		if (ch == '.') {
-			if (label == 0 || s[len - 1] == '-')
-				return -1;
-			label = 0;
-			dots++;
-		} else if ((ch >= 'a' && ch <= 'z') ||
-		    (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-') {
-			if (ch == '-' && label == 0)
-				return -1;
-			if (++label > 63)
-				return -1;
-		} else
-			return -1;
-	}
-	/* label == 0 here: empty, or a trailing dot the caller left on. */
-	if (len == 0 || len > 253 || label == 0 || s[len - 1] == '-')
-		return -1;
-	if (need_dot && dots == 0)
-		return -1;
-	return 0;
-}
-
-int
 config_parse_listen(const char *s, struct config_listen *out)
 {
 	char host[INET6_ADDRSTRLEN + 1], addr[INET6_ADDRSTRLEN];
@@ -630,7 +599,7 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 	case CONF_LISTEN:
 		return set_listen(c, v, why, whysz);
 	case CONF_HOST:
-		if (config_check_host(v, 0) == -1) {
+		if (!dname_valid(v, 0)) {
 			snprintf(why, whysz, "bad host name '%s' for %s", e,
 			    key->name);
 			return -1;
@@ -875,7 +844,7 @@ default_hostname(char *buf, size_t bufsz)
 	if (gethostname(buf, bufsz) == -1)
 		buf[0] = '\0';
 	buf[bufsz - 1] = '\0';
-	if (config_check_host(buf, 0) == -1)
+	if (!dname_valid(buf, 0))
 		str_copy(buf, bufsz, "localhost");
 }
 

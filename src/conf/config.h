@@ -163,12 +163,6 @@ int	config_parse_size(const char *s, uint64_t *bytes_out);
 int	config_parse_bool(const char *s, int *out);
 /* "ADDR:PORT", "[IPv6]:PORT", "*:PORT" into *out. */
 int	config_parse_listen(const char *s, struct config_listen *out);
-/*
- * 0 when 's' is a host name: dot-separated labels of ASCII letters, digits
- * and '-', no label empty, longer than 63 or with a '-' at either end, 253
- * bytes at most, no trailing dot; with need_dot, two labels at least.
- */
-int	config_check_host(const char *s, int need_dot);
 
 /* The table's keys in order, for docs/configuration.md's test:
  * config_key_name(i) for i < config_nkeys(), NULL past the end. */

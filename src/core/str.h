@@ -18,6 +18,13 @@ void	str_lower(char *);
 char	*str_trim(char *s);
 
 /*
+ * Length of the well-formed UTF-8 sequence for one non-ASCII code point at
+ * p (avail bytes, avail > 0), or 0. RFC 3629 §4: no overlong forms, no
+ * surrogates, nothing above U+10FFFF.
+ */
+size_t	str_utf8_len(const unsigned char *p, size_t avail);
+
+/*
  * The next item of a list whose items are separated by commas and white
  * space (a continuation line's newline included), the one list syntax of backmx.conf and the admin tools:
  * *p moves to the item's start and the item's length is returned; 0 at

@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 
 #include "addr.h"
+#include "dname.h"
 #include "domains.h"
 #include "envelope.h"
 #include "learn.h"
@@ -636,23 +637,6 @@ valid_id(const char *s)
 	return 1;
 }
 
-/* A domain name's shape (LDH labels and dots, at most 253). */
-static int
-valid_domain(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-')
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= 'a' && s[i] <= 'z') ||
-		    s[i] == '-' || s[i] == '.'))
-			return 0;
-	return 1;
-}
-
 static void
 conn_free(struct conn *c)
 {
@@ -795,7 +779,7 @@ queue_request(struct conn *c, char **w, int n)
 		return;
 	}
 	if (strcmp(w[1], "flush") == 0 && (n == 2 || n == 3)) {
-		if (n == 3 && !valid_domain(w[2])) {
+		if (n == 3 && !dname_valid(w[2], 0)) {
 			answer(c, "error usage not a domain name", NULL);
 			return;
 		}
@@ -841,8 +825,7 @@ customer_domain(struct conn *c, char *name)
 {
 	const struct domain *d;
 
-	if (!valid_domain(name) || !addr_domain_valid(name, strlen(name),
-	    0)) {
+	if (!dname_valid(name, 0)) {
 		answer(c, "error usage not a domain name", NULL);
 		return NULL;
 	}

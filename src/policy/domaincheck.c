@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "dname.h"
 #include "log.h"
 #include "policy.h"
 #include "ranges.h"
@@ -91,37 +92,6 @@ void
 domaincheck_free(void *dc)
 {
 	free(dc);
-}
-
-int
-domaincheck_fqdn(const char *d, size_t n)
-{
-	size_t i, label = 0, labels = 1;
-	int digits = 1;
-
-	if (n == 0 || n > 253 || d[n - 1] == '.')
-		return 0;
-	for (i = 0; i < n; i++) {
-		char c = d[i];
-
-		if (c == '.') {
-			if (label == 0 || d[i - 1] == '-')
-				return 0;
-			label = 0;
-			labels++;
-			digits = 1;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-'))
-			return 0;
-		if ((c == '-' && label == 0) || ++label > 63)
-			return 0;
-		if (c < '0' || c > '9')
-			digits = 0;
-	}
-	/* RFC 3696 §2: a top-level label is never all-numeric. */
-	return labels >= 2 && label > 0 && d[n - 1] != '-' && !digits;
 }
 
 static void
@@ -493,7 +463,7 @@ start(struct policy_check *chk, const struct mailaddr *a, int sender,
 		accept_now(j);
 		return;
 	}
-	if (!domaincheck_fqdn(j->domain, strlen(j->domain))) {
+	if (!dname_valid(j->domain, DNAME_FQDN)) {
 		verdict_set(&v, VERDICT_REJECT, 504, "5.5.2", "fqdn",
 		    "<%s>: %s address rejected: need fully-qualified address",
 		    j->addr, sender ? "Sender" : "Recipient");

@@ -238,10 +238,4 @@ int	state_allow_add(struct state *, enum state_allow_kind,
 int	state_delete(struct state *, const char *key, const char *sender,
 	    const char *rcpt);
 
-/* Parse "ADDR" or "ADDR/LEN" into 16 bytes (IPv4 as ::ffff:a.b.c.d) and
- * a prefix length over those 128 bits; 0 or -1. Shared with greylist.c's
- * static allow lists. */
-int	state_parse_net(const char *s, uint8_t addr_out[16],
-	    unsigned *prefix_out);
-
 #endif
