@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "dname.h"
@@ -64,6 +65,7 @@ struct conf_key {
 static int	check_forward(const char *, char *, size_t);
 static int	check_networks(const char *, char *, size_t);
 static int	check_dnsbl_zones(const char *, char *, size_t);
+static int	set_mx_names(struct config *, const char *, char *, size_t);
 static int	check_fail_action(const char *, char *, size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
@@ -624,6 +626,9 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 				    key->name, r);
 				return -1;
 			}
+		if (strcmp(key->name, "mx_names") == 0 &&
+		    set_mx_names(c, v, why, whysz) == -1)
+			return -1;
 		break;
 	}
 	case CONF_LOGLEVEL:
@@ -765,6 +770,48 @@ same_value(const struct config *a, const struct config *b, size_t k)
 		break;
 	}
 	return strncmp(fa, fb, key->size) == 0;
+}
+
+/* mx_names into the typed mx_name[]: host names, at most
+ * CONFIG_MX_NAMES_MAX, lower-cased so a lookup is a plain compare. */
+static int
+set_mx_names(struct config *c, const char *v, char *why, size_t whysz)
+{
+	char item[DNAME_MAX + 1], e[96];
+	size_t len, n = 0;
+
+	memset(c->mx_name, 0, sizeof(c->mx_name));
+	for (; (len = str_list_next(&v)) > 0; v += len) {
+		if (n == CONFIG_MX_NAMES_MAX) {
+			snprintf(why, whysz, "bad value for mx_names: more "
+			    "than %d names", CONFIG_MX_NAMES_MAX);
+			return -1;
+		}
+		if (len >= sizeof(item) || dname_check(v, len, 0) !=
+		    DNAME_OK) {
+			snprintf(why, whysz, "bad value for mx_names: '%s' is "
+			    "no host name", log_escape(e, sizeof(e), v, len));
+			return -1;
+		}
+		str_ncopy(item, sizeof(item), v, len);
+		str_lower(item);
+		memcpy(c->mx_name[n++], item, len + 1);
+	}
+	c->nmx_names = n;
+	return 0;
+}
+
+int
+config_is_our_mx(const struct config *c, const char *host)
+{
+	size_t i;
+
+	if (strcasecmp(host, c->myhostname) == 0)
+		return 1;
+	for (i = 0; i < c->nmx_names; i++)
+		if (strcasecmp(host, c->mx_name[i]) == 0)
+			return 1;
+	return 0;
 }
 
 /* dns_forward: "ADDR[@PORT]" items, numeric addresses only. */

@@ -20,10 +20,13 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "dname.h"
+
 #define CONFIG_LISTEN_MAX	16
 #define CONFIG_NETWORKS_MAX	64	/* mx_invalid_networks, dnsbl_allow */
 #define CONFIG_LIST_MAX		4096	/* a list value, with its NUL */
 #define CONFIG_KEYS_MAX		96	/* room in unit[]; config.c checks */
+#define CONFIG_MX_NAMES_MAX	16	/* items of mx_names */
 
 struct config_listen {
 	struct sockaddr_storage	ss;
@@ -73,6 +76,10 @@ struct config {
 	unsigned	smtp_data_block_timeout;
 	unsigned	smtp_data_done_timeout;
 	char		mx_names[1024];		/* our other MX names, list */
+	/* mx_names parsed once at load (and at every reload), lower case:
+	 * config_is_our_mx() reads these, never the text. */
+	char		mx_name[CONFIG_MX_NAMES_MAX][DNAME_MAX + 1];
+	size_t		nmx_names;
 	unsigned	delivery_port;		/* TCP port of MX hosts */
 
 	/* The state store and greylisting (docs/greylisting.md). */
@@ -163,6 +170,10 @@ int	config_parse_size(const char *s, uint64_t *bytes_out);
 int	config_parse_bool(const char *s, int *out);
 /* "ADDR:PORT", "[IPv6]:PORT", "*:PORT" into *out. */
 int	config_parse_listen(const char *s, struct config_listen *out);
+
+/* 1 when host (any case) names this MX: myhostname or one of mx_names.
+ * Delivery never sends to such a host (docs/queue.md, loop prevention). */
+int	config_is_our_mx(const struct config *c, const char *host);
 
 /* The table's keys in order, for docs/configuration.md's test:
  * config_key_name(i) for i < config_nkeys(), NULL past the end. */

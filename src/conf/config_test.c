@@ -1005,6 +1005,51 @@ test_key_names(void **state)
 		assert_non_null(config_key_name(i));
 }
 
+/* mx_names is parsed at load into mx_name[], and a reload (a second
+ * parse) replaces it whole; config_is_our_mx() reads only that. */
+static void
+test_mx_names(void **state)
+{
+	static const char one[] = "myhostname = mx2.example.net\n"
+	    "mx_names = Backup.ISP.example, mx3.example.net\n"
+	    "  mx4.example.net\n";
+	static const char two[] = "myhostname = mx2.example.net\n"
+	    "mx_names = mx5.example.net\n";
+	static const char *const bad[] = {
+		"mx_names = a..example\n",
+		"mx_names = ok.example bad_name.example\n",
+		"mx_names = a b c d e f g h i j k l m n o p q\n",	/* 17 */
+	};
+	struct config c;
+	char err[256];
+	size_t i;
+
+	config_defaults(&c);
+	assert_int_equal(c.nmx_names, 0);
+	assert_int_equal(config_parse(&c, "t.conf", one, sizeof(one) - 1,
+	    err, sizeof(err)), 0);
+	assert_int_equal(c.nmx_names, 3);
+	assert_string_equal(c.mx_name[0], "backup.isp.example");
+	assert_string_equal(c.mx_name[2], "mx4.example.net");
+	assert_true(config_is_our_mx(&c, "MX2.example.net"));
+	assert_true(config_is_our_mx(&c, "backup.isp.EXAMPLE"));
+	assert_true(config_is_our_mx(&c, "mx4.example.net"));
+	assert_false(config_is_our_mx(&c, "mx5.example.net"));
+	assert_false(config_is_our_mx(&c, "backup.isp"));
+
+	assert_int_equal(config_parse(&c, "t.conf", two, sizeof(two) - 1,
+	    err, sizeof(err)), 0);
+	assert_int_equal(c.nmx_names, 1);
+	assert_string_equal(c.mx_name[1], "");
+	assert_true(config_is_our_mx(&c, "mx5.example.net"));
+	assert_false(config_is_our_mx(&c, "mx3.example.net"));
+
+	for (i = 0; i < nitems(bad); i++)
+		if (config_parse(&c, "t.conf", bad[i], strlen(bad[i]), err,
+		    sizeof(err)) != -1 || strstr(err, "mx_names") == NULL)
+			fail_msg("bad row %zu: '%s'", i, err);
+}
+
 int
 main(void)
 {
@@ -1023,6 +1068,7 @@ main(void)
 		cmocka_unit_test(test_docs_match_table),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_key_names),
+		cmocka_unit_test(test_mx_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
