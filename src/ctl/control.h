@@ -34,15 +34,10 @@
 #include <stdint.h>
 
 struct event_base;
-struct evbuffer;
 struct queue;
-struct qdb;
-struct qdb_msg;
 struct control;
-struct domain;
 struct domains;
 struct learn;
-struct sched;
 struct state;
 
 #define CONTROL_LINE_MAX	512
@@ -65,35 +60,5 @@ void		 control_close(struct control *);
  */
 void		 control_set_knowledge(struct control *, struct learn *,
 		    struct state *, const struct domains *);
-
-/*
- * The result lines of "queue list" (without the status line) into out:
- * shared with backmxctl, which reads queue.db itself when the daemon is
- * stopped. 0, or -1 on a database error.
- */
-int		 control_queue_list(struct qdb *, struct evbuffer *out,
-		    int json);
-/* One message as "queue show" renders it. */
-void		 control_queue_show(const struct qdb_msg *,
-		    struct evbuffer *out, int json);
-
-/*
- * The result lines of "domain list", "domain show" and "recipients list"
- * into out, shared with backmxctl's offline path. In the daemon 'learn'
- * and 'sched' are given: the lifecycle is brought up to date through
- * learn_domain() (which may stage a write) and health and queue are the
- * live ones. Offline both are NULL: the lifecycle as stored, health and
- * queue unknown ("-", JSON null). 0, or -1 on a store error.
- */
-int		 control_domain_list(struct state *, struct learn *,
-		    struct sched *, const struct domains *,
-		    struct evbuffer *out, int json, int64_t now);
-int		 control_domain_show(struct state *, struct learn *,
-		    struct sched *, const struct domain *,
-		    struct evbuffer *out, int json, int64_t now);
-/* The domain's recipients= list (source "static"), then the store's
- * unexpired rows. */
-int		 control_rcpt_list(struct state *, const struct domain *,
-		    struct evbuffer *out, int json, int64_t now);
 
 #endif
