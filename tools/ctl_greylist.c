@@ -21,13 +21,12 @@
 
 #include "config.h"
 #include "ctl_conn.h"
+#include "json.h"
 #include "state.h"
-#include "str.h"
 
 struct out {
-	int	json;
-	int	n;		/* rows written in the current array */
-	int64_t	now;
+	struct json	*j;	/* NULL: text */
+	int64_t		 now;
 };
 
 static void
@@ -38,14 +37,6 @@ usage(void)
 	    "       backmxctl [-c config] greylist allow CLIENT|DOMAIN\n"
 	    "       backmxctl [-c config] greylist delete KEY\n");
 	exit(64);
-}
-
-static void
-json_str(const char *s)
-{
-	char q[6 * 512 + 3];	/* keys and addresses are far shorter */
-
-	fputs(str_json(q, sizeof(q), s), stdout);
 }
 
 /* "2024-05-01T12:00:00Z", or "-" for 0. */
@@ -66,8 +57,9 @@ triplet_row(const struct state_triplet *t, void *arg)
 {
 	struct out *o = arg;
 	char a[32], b[32], c[32], d[32];
+	char key[STATE_NET_MAX + 2 * STATE_ADDR_MAX + 8];
 
-	if (!o->json) {
+	if (o->j == NULL) {
 		printf("%-7s %s <%s> <%s> first=%s last=%s passed=%s "
 		    "expires=%s tries=%u passes=%u\n",
 		    t->passed ? "passed" : "pending", t->net, t->sender,
@@ -77,25 +69,21 @@ triplet_row(const struct state_triplet *t, void *arg)
 		    t->passes);
 		return 0;
 	}
-	printf("%s\n    {\"key\": ", o->n++ ? "," : "");
-	{
-		char key[STATE_NET_MAX + 2 * STATE_ADDR_MAX + 8];
-
-		snprintf(key, sizeof(key), "%s <%s> <%s>", t->net, t->sender,
-		    t->rcpt);
-		json_str(key);
-	}
-	printf(", \"state\": \"%s\", \"net\": ", t->passed ? "passed" :
-	    "pending");
-	json_str(t->net);
-	printf(", \"sender\": ");
-	json_str(t->sender);
-	printf(", \"rcpt\": ");
-	json_str(t->rcpt);
-	printf(", \"first_seen\": %lld, \"last_seen\": %lld, \"passed\": %lld"
-	    ", \"expires\": %lld, \"tries\": %u, \"passes\": %u}",
-	    (long long)t->first_seen, (long long)t->last_seen,
-	    (long long)t->passed, (long long)t->expires, t->tries, t->passes);
+	snprintf(key, sizeof(key), "%s <%s> <%s>", t->net, t->sender,
+	    t->rcpt);
+	json_object(o->j);
+	json_kstr(o->j, "key", key);
+	json_kstr(o->j, "state", t->passed ? "passed" : "pending");
+	json_kstr(o->j, "net", t->net);
+	json_kstr(o->j, "sender", t->sender);
+	json_kstr(o->j, "rcpt", t->rcpt);
+	json_kint(o->j, "first_seen", t->first_seen);
+	json_kint(o->j, "last_seen", t->last_seen);
+	json_kint(o->j, "passed", t->passed);
+	json_kint(o->j, "expires", t->expires);
+	json_kuint(o->j, "tries", t->tries);
+	json_kuint(o->j, "passes", t->passes);
+	json_end(o->j);
 	return 0;
 }
 
@@ -106,18 +94,20 @@ net_row(const struct state_net *n, void *arg)
 	int allowed = n->allowed != 0 && n->expires >= o->now;
 	char a[32], b[32];
 
-	if (!o->json) {
+	if (o->j == NULL) {
 		printf("network %s passes=%u auto_allowed=%s since=%s "
 		    "expires=%s\n", n->net, n->passes, allowed ? "yes" : "no",
 		    iso(n->allowed, a, sizeof(a)), iso(n->expires, b,
 		    sizeof(b)));
 		return 0;
 	}
-	printf("%s\n    {\"net\": ", o->n++ ? "," : "");
-	json_str(n->net);
-	printf(", \"passes\": %u, \"auto_allowed\": %s, \"since\": %lld, "
-	    "\"expires\": %lld}", n->passes, allowed ? "true" : "false",
-	    (long long)n->allowed, (long long)n->expires);
+	json_object(o->j);
+	json_kstr(o->j, "net", n->net);
+	json_kuint(o->j, "passes", n->passes);
+	json_kbool(o->j, "auto_allowed", allowed);
+	json_kint(o->j, "since", n->allowed);
+	json_kint(o->j, "expires", n->expires);
+	json_end(o->j);
 	return 0;
 }
 
@@ -129,41 +119,57 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
 	const char *k = kind == STATE_ALLOW_CLIENT ? "client" : "domain";
 	char a[32];
 
-	if (!o->json) {
+	if (o->j == NULL) {
 		printf("allow   %s %s added=%s\n", k, value, iso(added, a,
 		    sizeof(a)));
 		return 0;
 	}
-	printf("%s\n    {\"kind\": \"%s\", \"value\": ", o->n++ ? "," : "",
-	    k);
-	json_str(value);
-	printf(", \"added\": %lld}", (long long)added);
+	json_object(o->j);
+	json_kstr(o->j, "kind", k);
+	json_kstr(o->j, "value", value);
+	json_kint(o->j, "added", added);
+	json_end(o->j);
 	return 0;
 }
 
+/* The whole store: text one row a line, or one JSON document
+ * {"triplets": [...], "networks": [...], "allow": [...]} written row by
+ * row as the store is read. */
 static int
 list(struct state *st, enum state_list_filter filter, int json)
 {
-	struct out o = { json, 0, (int64_t)time(NULL) };
+	struct json j;
+	struct out o = { json ? &j : NULL, (int64_t)time(NULL) };
 
-	if (json)
-		printf("{\"triplets\": [");
+	json_init(&j, json_stdio, stdout);
+	if (json) {
+		json_object(&j);
+		json_key(&j, "triplets");
+		json_array(&j);
+	}
 	if (state_triplet_list(st, filter, triplet_row, &o) == -1)
 		return 75;
 	if (filter == STATE_LIST_ALL) {
-		if (json)
-			printf("%s],\n \"networks\": [", o.n ? "\n  " : "");
-		o.n = 0;
+		if (json) {
+			json_end(&j);
+			json_key(&j, "networks");
+			json_array(&j);
+		}
 		if (state_net_list(st, net_row, &o) == -1)
 			return 75;
-		if (json)
-			printf("%s],\n \"allow\": [", o.n ? "\n  " : "");
-		o.n = 0;
+		if (json) {
+			json_end(&j);
+			json_key(&j, "allow");
+			json_array(&j);
+		}
 		if (state_allow_list(st, allow_row, &o) == -1)
 			return 75;
 	}
-	if (json)
-		printf("%s]}\n", o.n ? "\n  " : "");
+	if (json) {
+		json_end(&j);
+		json_end(&j);
+		json_raw(&j, "\n");
+	}
 	return 0;
 }
 

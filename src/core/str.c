@@ -1,7 +1,6 @@
 /* str: bounded copies and ASCII-only case folding (never locale-dependent). */
 #include "str.h"
 
-#include <stdio.h>
 #include <string.h>
 
 int
@@ -97,33 +96,4 @@ str_list_next(const char **p)
 		n++;
 	*p = s;
 	return n;
-}
-
-const char *
-str_json(char *out, size_t outsz, const char *s)
-{
-	size_t o = 0;
-
-	out[o++] = '"';
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-		size_t n;
-
-		if (c == '"' || c == '\\')
-			n = (size_t)snprintf(esc, sizeof(esc), "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
-		else {
-			esc[0] = (char)c;
-			n = 1;
-		}
-		if (o + n + 2 > outsz)
-			break;
-		memcpy(out + o, esc, n);
-		o += n;
-	}
-	out[o++] = '"';
-	out[o] = '\0';
-	return out;
 }

@@ -33,12 +33,4 @@ size_t	str_utf8_len(const unsigned char *p, size_t avail);
  */
 size_t	str_list_next(const char **p);
 
-/*
- * s as a JSON string, quotes included, into out (outsz >= 3): '"' and '\'
- * escaped, control bytes as \u00XX, other bytes as they are (UTF-8 passes
- * through). Cut short, still a valid string, when out is too small; a
- * buffer of 6 * strlen(s) + 3 always fits. Returns out.
- */
-const char	*str_json(char *out, size_t outsz, const char *s);
-
 #endif

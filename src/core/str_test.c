@@ -62,33 +62,6 @@ test_escape(void **state)
 	}
 }
 
-static void
-test_json(void **state)
-{
-	static const struct {
-		const char	*in;
-		size_t		 outsz;
-		const char	*out;
-	} rows[] = {
-		{ "", 8, "\"\"" },
-		{ "a@b.example", 64, "\"a@b.example\"" },
-		{ "q\"\\", 64, "\"q\\\"\\\\\"" },
-		{ "\r\n\x7f", 64, "\"\\u000d\\u000a\\u007f\"" },
-		{ "b\xc3\xbc", 64, "\"b\xc3\xbc\"" },
-		{ "abcdef", 6, "\"abc\"" },
-		{ "\x01x", 8, "\"\"" },
-	};
-	char out[64];
-	size_t i;
-
-	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		str_json(out, rows[i].outsz, rows[i].in);
-		if (strcmp(out, rows[i].out) != 0)
-			fail_msg("row %zu: got '%s' want '%s'", i, out,
-			    rows[i].out);
-	}
-}
-
 /* Each row: a list and its items joined by '|'. */
 static void
 test_list(void **state)
@@ -137,7 +110,6 @@ main(void)
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_lower_trim),
 		cmocka_unit_test(test_escape),
-		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_list),
 	};
 

@@ -19,6 +19,7 @@
 
 #include "addr.h"
 #include "domains.h"
+#include "json.h"
 #include "learn.h"
 #include "qdb.h"
 #include "sched.h"
@@ -26,22 +27,11 @@
 #include "str.h"
 #include "xmem.h"
 
-/* Every string we answer with is bounded (addresses, QDB_TEXT_MAX texts,
- * paths). */
+/* The JSON writer's sink: the answer's buffer. */
 static void
-json_str(struct evbuffer *b, const char *s)
+evb_write(void *arg, const char *p, size_t n)
 {
-	char q[6 * PATH_MAX + 3];
-
-	evbuffer_add_printf(b, "%s", str_json(q, sizeof(q), s));
-}
-
-/* A JSON member after the first: ,"key":"s". */
-static void
-json_member(struct evbuffer *b, const char *key, const char *s)
-{
-	evbuffer_add_printf(b, ",\"%s\":", key);
-	json_str(b, s);
+	evbuffer_add(arg, p, n);
 }
 
 /* Text output: control bytes shown as '?' so a peer's bytes in an error
@@ -78,44 +68,47 @@ static void
 msg_json(const struct qdb_msg *m, struct evbuffer *b, int detail)
 {
 	char a[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	struct json j;
 	size_t i;
 
+	json_init(&j, evb_write, b);
 	addr_str(&m->sender, a, sizeof(a));
 	/* postqueue -j's names where they fit (REFERENCE.md §7). */
-	evbuffer_add_printf(b, "{\"queue_name\":\"%s\",\"queue_id\":",
-	    m->hold ? "hold" : "deferred");
-	json_str(b, m->id);
-	evbuffer_add_printf(b, ",\"arrival_time\":%lld,\"message_size\":%llu",
-	    (long long)m->arrival, (unsigned long long)m->size);
-	json_member(b, "sender", a);
-	evbuffer_add_printf(b, ",\"hold\":%s,\"attempts\":%u,"
-	    "\"last_attempt\":%lld,\"next_attempt\":%lld",
-	    m->hold ? "true" : "false", m->attempts,
-	    (long long)m->last_attempt, (long long)m->next_attempt);
-	json_member(b, "last_error", m->last_error);
+	json_object(&j);
+	json_kstr(&j, "queue_name", m->hold ? "hold" : "deferred");
+	json_kstr(&j, "queue_id", m->id);
+	json_kint(&j, "arrival_time", m->arrival);
+	json_kuint(&j, "message_size", m->size);
+	json_kstr(&j, "sender", a);
+	json_kbool(&j, "hold", m->hold);
+	json_kuint(&j, "attempts", m->attempts);
+	json_kint(&j, "last_attempt", m->last_attempt);
+	json_kint(&j, "next_attempt", m->next_attempt);
+	json_kstr(&j, "last_error", m->last_error);
 	if (detail) {
-		evbuffer_add_printf(b, ",\"is_dsn\":%s",
-		    m->is_dsn ? "true" : "false");
-		json_member(b, "helo", m->helo);
-		json_member(b, "client_addr", m->client_addr);
-		json_member(b, "client_name", m->client_name);
-		json_member(b, "protocol", m->proto);
-		json_member(b, "body_file", m->big);
+		json_kbool(&j, "is_dsn", m->is_dsn);
+		json_kstr(&j, "helo", m->helo);
+		json_kstr(&j, "client_addr", m->client_addr);
+		json_kstr(&j, "client_name", m->client_name);
+		json_kstr(&j, "protocol", m->proto);
+		json_kstr(&j, "body_file", m->big);
 	}
-	evbuffer_add_printf(b, ",\"recipients\":[");
+	json_key(&j, "recipients");
+	json_array(&j);
 	for (i = 0; i < m->nrcpt; i++) {
 		const struct qdb_rcpt *r = &m->rcpts[i];
 
 		addr_str(&r->addr, a, sizeof(a));
-		evbuffer_add_printf(b, "%s{\"address\":", i ? "," : "");
-		json_str(b, a);
-		evbuffer_add_printf(b, ",\"status\":\"%s\",\"last_code\":%d,"
-		    "\"delay_reason\":", rcpt_status(r->status),
-		    r->last_code);
-		json_str(b, r->last_reply);
-		evbuffer_add(b, "}", 1);
+		json_object(&j);
+		json_kstr(&j, "address", a);
+		json_kstr(&j, "status", rcpt_status(r->status));
+		json_kint(&j, "last_code", r->last_code);
+		json_kstr(&j, "delay_reason", r->last_reply);
+		json_end(&j);
 	}
-	evbuffer_add_printf(b, "]}\n");
+	json_end(&j);
+	json_end(&j);
+	json_raw(&j, "\n");
 }
 
 static const char *
@@ -279,26 +272,6 @@ rcpt_source_name(int s)
 	return "unknown";
 }
 
-/* A JSON time: Unix seconds, null for 0 ("none"). */
-static void
-json_time(struct evbuffer *b, const char *key, int64_t t)
-{
-	if (t == 0)
-		evbuffer_add_printf(b, ",\"%s\":null", key);
-	else
-		evbuffer_add_printf(b, ",\"%s\":%lld", key, (long long)t);
-}
-
-/* A JSON text: null when empty. */
-static void
-json_text(struct evbuffer *b, const char *key, const char *s)
-{
-	if (s == NULL || s[0] == '\0')
-		evbuffer_add_printf(b, ",\"%s\":null", key);
-	else
-		json_member(b, key, s);
-}
-
 /* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
 static const char *
 age(int64_t since, int64_t now, char *buf, size_t bufsz)
@@ -377,15 +350,16 @@ dview_health(const struct dview *v)
 }
 
 /*
- * One field of "domain show": a "key: value" line, or with json a member
- * of its one-line document. NULL, "" and time 0 stand for nothing: "-"
- * in text, null in JSON; times are shown as in "queue show".
+ * One field of "domain show": a "key: value" line, or with j a member of
+ * its one-line document. NULL, "" and time 0 stand for nothing: "-" in
+ * text, null in JSON; times are shown as in "queue show".
  */
 static void
-show_text(struct evbuffer *b, int json, const char *key, const char *s)
+show_text(struct evbuffer *b, struct json *j, const char *key,
+    const char *s)
 {
-	if (json) {
-		json_text(b, key, s);
+	if (j != NULL) {
+		json_kstr_or_null(j, key, s);
 		return;
 	}
 	evbuffer_add_printf(b, "%s: ", key);
@@ -394,12 +368,12 @@ show_text(struct evbuffer *b, int json, const char *key, const char *s)
 }
 
 static void
-show_time(struct evbuffer *b, int json, const char *key, int64_t t)
+show_time(struct evbuffer *b, struct json *j, const char *key, int64_t t)
 {
 	char buf[32];
 
-	if (json)
-		json_time(b, key, t);
+	if (j != NULL)
+		json_ktime(j, key, t);
 	else
 		evbuffer_add_printf(b, "%s: %s\n", key,
 		    when((time_t)t, buf, sizeof(buf)));
@@ -407,40 +381,50 @@ show_time(struct evbuffer *b, int json, const char *key, int64_t t)
 
 /* A count, or nothing when not 'known'. */
 static void
-show_count(struct evbuffer *b, int json, const char *key, int known,
+show_count(struct evbuffer *b, struct json *j, const char *key, int known,
     size_t n)
 {
-	if (!known)
-		evbuffer_add_printf(b, json ? ",\"%s\":null" : "%s: -\n", key);
+	if (j != NULL) {
+		json_key(j, key);
+		if (known)
+			json_uint(j, n);
+		else
+			json_null(j);
+	} else if (!known)
+		evbuffer_add_printf(b, "%s: -\n", key);
 	else
-		evbuffer_add_printf(b, json ? ",\"%s\":%zu" : "%s: %zu\n", key,
-		    n);
+		evbuffer_add_printf(b, "%s: %zu\n", key, n);
 }
 
 static void
 dview_show(const struct dview *v, struct evbuffer *b, int json)
 {
 	const struct state_domain *r = &v->rec;
+	struct json js, *j = NULL;
 
 	if (json) {
-		evbuffer_add_printf(b, "{\"domain\":");
-		json_str(b, v->d->name);
+		j = &js;
+		json_init(j, evb_write, b);
+		json_object(j);
+		json_kstr(j, "domain", v->d->name);
 	} else
 		evbuffer_add_printf(b, "domain: %s\n", v->d->name);
-	show_text(b, json, "lifecycle", lifecycle_name(r->lifecycle));
-	show_text(b, json, "health", dview_health(v));
-	show_count(b, json, "valid", 1, v->valid);
-	show_count(b, json, "invalid", 1, v->invalid);
-	show_count(b, json, "queued", v->live, v->queued);
-	show_time(b, json, "oldest", v->live ? (int64_t)v->oldest : 0);
-	show_time(b, json, "added", r->added);
-	show_time(b, json, "first_accept", r->first_accept);
-	show_time(b, json, "last_accept", r->last_accept);
-	show_text(b, json, "accept_how", r->accept_how);
-	show_time(b, json, "health_changed", r->health_changed);
-	show_text(b, json, "health_why", r->health_why);
-	if (json)
-		evbuffer_add_printf(b, "}\n");
+	show_text(b, j, "lifecycle", lifecycle_name(r->lifecycle));
+	show_text(b, j, "health", dview_health(v));
+	show_count(b, j, "valid", 1, v->valid);
+	show_count(b, j, "invalid", 1, v->invalid);
+	show_count(b, j, "queued", v->live, v->queued);
+	show_time(b, j, "oldest", v->live ? (int64_t)v->oldest : 0);
+	show_time(b, j, "added", r->added);
+	show_time(b, j, "first_accept", r->first_accept);
+	show_time(b, j, "last_accept", r->last_accept);
+	show_text(b, j, "accept_how", r->accept_how);
+	show_time(b, j, "health_changed", r->health_changed);
+	show_text(b, j, "health_why", r->health_why);
+	if (j != NULL) {
+		json_end(j);
+		json_raw(j, "\n");
+	}
 }
 
 int
@@ -531,15 +515,19 @@ rcpt_line(struct rlisting *l, const char *addr, const char *status,
 	else
 		l->invalid++;
 	if (l->json) {
-		evbuffer_add_printf(b, "{\"address\":");
-		json_str(b, addr);
-		evbuffer_add_printf(b, ",\"status\":\"%s\",\"source\":\"%s\"",
-		    status, source);
-		json_time(b, "first_seen", first);
-		json_time(b, "last_seen", last);
-		json_time(b, "expires", expires);
-		json_text(b, "why", why);
-		evbuffer_add_printf(b, "}\n");
+		struct json j;
+
+		json_init(&j, evb_write, b);
+		json_object(&j);
+		json_kstr(&j, "address", addr);
+		json_kstr(&j, "status", status);
+		json_kstr(&j, "source", source);
+		json_ktime(&j, "first_seen", first);
+		json_ktime(&j, "last_seen", last);
+		json_ktime(&j, "expires", expires);
+		json_kstr_or_null(&j, "why", why);
+		json_end(&j);
+		json_raw(&j, "\n");
 		return;
 	}
 	text_str(b, addr);
@@ -586,26 +574,35 @@ control_rcpt_list(struct state *st, const struct domain *d,
 void
 view_queue_changed(struct evbuffer *b, int json, const char *id)
 {
-	if (json) {
-		evbuffer_add_printf(b, "{\"queue_id\":");
-		json_str(b, id);
-		evbuffer_add_printf(b, ",\"result\":\"ok\"}\n");
-	}
+	struct json j;
+
+	if (!json)
+		return;
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kstr(&j, "queue_id", id);
+	json_kstr(&j, "result", "ok");
+	json_end(&j);
+	json_raw(&j, "\n");
 }
 
 void
 view_rcpt_changed(struct evbuffer *b, int json, const char *addr,
     int deleted, int still_static, int status)
 {
+	struct json j;
+
 	if (json) {
-		evbuffer_add_printf(b, "{\"address\":");
-		json_str(b, addr);
+		json_init(&j, evb_write, b);
+		json_object(&j);
+		json_kstr(&j, "address", addr);
 		if (deleted)
-			evbuffer_add_printf(b, ",\"deleted\":true");
+			json_kbool(&j, "deleted", 1);
 		else
-			evbuffer_add_printf(b, ",\"status\":\"%s\"",
-			    rcpt_status_name(status));
-		evbuffer_add_printf(b, ",\"result\":\"ok\"}\n");
+			json_kstr(&j, "status", rcpt_status_name(status));
+		json_kstr(&j, "result", "ok");
+		json_end(&j);
+		json_raw(&j, "\n");
 	} else if (deleted)
 		evbuffer_add_printf(b, "%s deleted%s\n", addr,
 		    still_static ? " (still valid: it is in the domain's "
