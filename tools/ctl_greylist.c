@@ -8,8 +8,17 @@
  *                                      (one word or three), an allow
  *                                      entry, or a network's record
  *
+ * list reads state.db itself (SQLite readers never block the daemon).
+ * allow and delete are requests to the running daemon, which writes its
+ * own store and answers once the change committed (src/ctl/control.h):
+ * its next RCPT check sees the change, and nothing but the daemon ever
+ * writes state.db while it runs. With no daemon they are refused (69),
+ * as "recipients add|delete" are: the entries meant to hold before a
+ * start belong in backmx.conf's greylist_allow_* keys.
+ *
  * Text by default, one line a row; --json: one JSON document. Exit 0, 1
- * when delete found nothing, 64 usage, 65 bad value, 75 store error.
+ * when delete found nothing, 64 usage, 65 bad value, 69 no daemon, 75
+ * store error.
  */
 #include "ctl_greylist.h"
 
@@ -20,6 +29,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "control.h"
 #include "ctl_conn.h"
 #include "json.h"
 #include "state.h"
@@ -214,13 +224,53 @@ strip_brackets(char *s)
 	return s;
 }
 
+/*
+ * "greylist allow|delete ..." as a request to the daemon: each argument
+ * one %XX-encoded word, a triplet's sender and recipient with their
+ * brackets ("<>" is the null sender). Returns the exit status.
+ */
+static int
+change(const struct config *conf, char **words, int n, int json,
+    const char *arg)
+{
+	char req[CONTROL_LINE_MAX + 1], w[CONTROL_LINE_MAX];
+	size_t o;
+	int i, rc;
+
+	o = (size_t)snprintf(req, sizeof(req), "greylist %s", words[0]);
+	for (i = 1; i < n; i++) {
+		if (control_word_encode(words[i], w, sizeof(w)) == -1 ||
+		    o + 1 + strlen(w) >= sizeof(req))
+			goto too_long;
+		o += (size_t)snprintf(req + o, sizeof(req) - o, " %s", w);
+	}
+	if (o + sizeof(" json\n") > sizeof(req))
+		goto too_long;
+	snprintf(req + o, sizeof(req) - o, "%s\n", json ? " json" : "");
+	rc = ctl_request(conf, req, arg, 1);
+	if (rc == CTL_NOT_RUNNING) {
+		fprintf(stderr, "backmxctl: backmxd is not running (no %s): "
+		    "greylist changes are made by the daemon; entries for "
+		    "before a start go in backmx.conf "
+		    "(greylist_allow_clients, greylist_allow_senders)\n",
+		    conf->control_socket);
+		return 69;
+	}
+	return rc;
+too_long:
+	fprintf(stderr, "backmxctl: argument too long: %s\n", arg);
+	return 65;
+}
+
 int
 ctl_greylist(const struct config *conf, int argc, char **argv)
 {
 	enum state_list_filter filter = STATE_LIST_ALL;
 	struct state *st;
 	static const char *const flags[] = { "--pending", "--passed", NULL };
-	char err[1024], *args[4], *net, *sender, *rcpt, *key = NULL;
+	char err[1024], *args[4], *w[4], *key = NULL;
+	char sender[STATE_ADDR_MAX + 3], rcpt[STATE_ADDR_MAX + 3];
+	char *net, *s, *r;
 	int nargs, json = 0, flag = 0, rc;
 
 	if ((nargs = ctl_args(argc, argv, flags, &flag, &json, args, 4)) <= 0)
@@ -235,9 +285,39 @@ ctl_greylist(const struct config *conf, int argc, char **argv)
 	} else if (strcmp(args[0], "allow") == 0) {
 		if (nargs != 2 || filter != STATE_LIST_ALL)
 			usage();
+		return change(conf, args, 2, json, args[1]);
 	} else if (strcmp(args[0], "delete") == 0) {
 		if ((nargs != 2 && nargs != 4) || filter != STATE_LIST_ALL)
 			usage();
+		if (nargs == 2 && strchr(args[1], ' ') == NULL)
+			return change(conf, args, 2, json, args[1]);
+		/* A triplet: three words, or the key as list shows it. */
+		if (nargs == 4) {
+			net = args[1];
+			s = strip_brackets(args[2]);
+			r = strip_brackets(args[3]);
+		} else if ((key = strdup(args[1])) == NULL ||
+		    split_key(key, &net, &s, &r) == -1) {
+			fprintf(stderr, "backmxctl: bad key '%s': NET <SENDER> "
+			    "<RCPT>\n", args[1]);
+			free(key);
+			return 65;
+		}
+		if ((size_t)snprintf(sender, sizeof(sender), "<%s>", s) >=
+		    sizeof(sender) || (size_t)snprintf(rcpt, sizeof(rcpt),
+		    "<%s>", r) >= sizeof(rcpt)) {
+			fprintf(stderr, "backmxctl: bad key '%s': address too "
+			    "long\n", args[1]);
+			free(key);
+			return 65;
+		}
+		w[0] = args[0];
+		w[1] = net;
+		w[2] = sender;
+		w[3] = rcpt;
+		rc = change(conf, w, 4, json, args[1]);
+		free(key);
+		return rc;
 	} else
 		usage();
 
@@ -246,65 +326,7 @@ ctl_greylist(const struct config *conf, int argc, char **argv)
 		fprintf(stderr, "backmxctl: %s\n", err);
 		return 75;
 	}
-	if (strcmp(args[0], "list") == 0)
-		rc = list(st, filter, json);
-	else if (strcmp(args[0], "allow") == 0) {
-		/* An address or a network has a digit-dot or a colon
-		 * shape; anything else is a sender domain. */
-		const char *v = args[1];
-		enum state_allow_kind kind = strchr(v, ':') != NULL ||
-		    strchr(v, '/') != NULL || strspn(v, "0123456789.") ==
-		    strlen(v) ? STATE_ALLOW_CLIENT : STATE_ALLOW_DOMAIN;
-
-		rc = state_allow_add(st, kind, v, (int64_t)time(NULL), err,
-		    sizeof(err));
-		if (rc == -2) {
-			fprintf(stderr, "backmxctl: %s\n", err);
-			rc = 65;
-		} else if (rc == -1)
-			rc = 75;
-		else {
-			if (json)
-				printf("{\"added\": %s}\n", rc ? "false" :
-				    "true");
-			else
-				printf("%s %s\n", v, rc ? "was allowed "
-				    "already" : "allowed");
-			rc = 0;
-		}
-	} else {
-		if (nargs == 4) {
-			net = args[1];
-			sender = strip_brackets(args[2]);
-			rcpt = strip_brackets(args[3]);
-			rc = state_delete(st, net, sender, rcpt);
-		} else {
-			key = strdup(args[1]);
-			if (key != NULL && strchr(key, ' ') != NULL) {
-				if (split_key(key, &net, &sender, &rcpt) ==
-				    -1) {
-					fprintf(stderr, "backmxctl: bad key "
-					    "'%s': NET <SENDER> <RCPT>\n",
-					    args[1]);
-					free(key);
-					state_close(st);
-					return 65;
-				}
-				rc = state_delete(st, net, sender, rcpt);
-			} else
-				rc = state_delete(st, args[1], NULL, NULL);
-		}
-		free(key);
-		if (rc == -1)
-			rc = 75;
-		else {
-			if (json)
-				printf("{\"deleted\": %d}\n", rc);
-			else
-				printf("%d deleted\n", rc);
-			rc = rc == 0 ? 1 : 0;
-		}
-	}
+	rc = list(st, filter, json);
 	state_close(st);
 	return rc;
 }

@@ -63,6 +63,10 @@ struct conn {
 	int			 rcpt_status;	/* add: STATE_RCPT_* */
 	int			 deleted;	/* delete: it was there */
 	int			 still_static;	/* delete: in recipients= */
+	/* greylist allow|delete, waiting for the same commit */
+	char			 value[STATE_ADDR_MAX];	/* allow: as given */
+	int			 grey_added;	/* allow: a new entry */
+	int			 grey_deleted;	/* delete: rows, or -1 */
 };
 
 /* A queue id: letters and digits, as envelope.c makes them. */
@@ -425,14 +429,176 @@ rcpt_request(struct conn *c, char **w, int n)
 	state_commit_wait(ctl->state, rcpt_committed, c);
 }
 
+int
+control_word_encode(const char *s, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch > ' ' && ch < 0x7f && ch != '%') {
+			if (o + 1 >= outsz)
+				return -1;
+			out[o++] = (char)ch;
+			continue;
+		}
+		if (o + 3 >= outsz)
+			return -1;
+		out[o++] = '%';
+		out[o++] = hex[ch >> 4];
+		out[o++] = hex[ch & 0x0f];
+	}
+	if (o >= outsz)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+int
+control_word_decode(const char *w, char *out, size_t outsz)
+{
+	size_t o = 0;
+	int hi, lo;
+
+	for (; *w != '\0'; w++) {
+		char ch = *w;
+
+		if (ch == '%') {
+			if ((hi = hexval(w[1])) == -1 ||
+			    (lo = hexval(w[2])) == -1 || (hi | lo) == 0)
+				return -1;
+			ch = (char)(hi << 4 | lo);
+			w += 2;
+		}
+		if (o + 1 >= outsz)
+			return -1;
+		out[o++] = ch;
+	}
+	if (o >= outsz)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+/* "<ADDR>" or "<>", decoded, without its brackets, into out. */
+static int
+bracketed_arg(const char *w, char *out, size_t outsz)
+{
+	size_t n;
+
+	if (control_word_decode(w, out, outsz) == -1)
+		return -1;
+	n = strlen(out);
+	if (n < 2 || out[0] != '<' || out[n - 1] != '>')
+		return -1;
+	memmove(out, out + 1, n - 2);
+	out[n - 2] = '\0';
+	return 0;
+}
+
+/* The state store committed (or not) a "greylist allow|delete". */
+static void
+grey_committed(int rc, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *b;
+
+	if (committed(c, rc != -1, "the state store") == -1)
+		return;
+	b = evbuffer_new();
+	if (c->grey_deleted >= 0)
+		view_greylist_deleted(b, c->json, c->grey_deleted);
+	else
+		view_greylist_allowed(b, c->json, c->value, c->grey_added);
+	answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/*
+ * "greylist allow VALUE", "greylist delete KEY", "greylist delete NET
+ * <SENDER> <RCPT>": the operator's writes, on the daemon's own store, so
+ * the next RCPT's check sees them. Staged in the loop turn's transaction
+ * and answered once it committed, as "recipients add" is.
+ */
+static void
+greylist_request(struct conn *c, char **w, int n)
+{
+	struct state *st = c->ctl->state;
+	char err[256], status[320], net[STATE_NET_MAX];
+	char sender[STATE_ADDR_MAX + 2], rcpt[STATE_ADDR_MAX + 2];
+	int rc;
+
+	c->grey_deleted = -1;
+	if (strcmp(w[1], "allow") == 0 && n == 3) {
+		if (control_word_decode(w[2], c->value, sizeof(c->value)) ==
+		    -1) {
+			answer(c, "error value not an address, network or "
+			    "domain", NULL);
+			return;
+		}
+		rc = state_allow_add(st, state_allow_kind_of(c->value),
+		    c->value, (int64_t)time(NULL), err, sizeof(err));
+		if (rc == -2) {
+			snprintf(status, sizeof(status), "error value %s",
+			    err);
+			answer(c, status, NULL);
+			return;
+		}
+		c->grey_added = rc == 0;
+	} else if (strcmp(w[1], "delete") == 0 && (n == 3 || n == 5)) {
+		if (control_word_decode(w[2], c->value, sizeof(c->value)) ==
+		    -1 || (n == 5 && (strlen(c->value) >= sizeof(net) ||
+		    bracketed_arg(w[3], sender, sizeof(sender)) == -1 ||
+		    bracketed_arg(w[4], rcpt, sizeof(rcpt)) == -1))) {
+			answer(c, "error value not a greylist key", NULL);
+			return;
+		}
+		if (n == 5) {
+			memcpy(net, c->value, strlen(c->value) + 1);
+			rc = state_delete(st, net, sender, rcpt);
+		} else
+			rc = state_delete(st, c->value, NULL, NULL);
+		if (rc == 0) {
+			answer(c, "error notfound nothing in the greylist "
+			    "store has that key", NULL);
+			return;
+		}
+		c->grey_deleted = rc;
+	} else {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	if (rc == -1) {
+		answer(c, "error io the state store could not stage the "
+		    "change", NULL);
+		return;
+	}
+	c->pending = 1;
+	state_commit_wait(st, grey_committed, c);
+}
+
 static void
 request(struct conn *c, char *line)
 {
-	char *w[5];
+	char *w[6];
 	int n;
 
 	/* The trailing "json" is no word of the request proper. */
-	if ((n = words(line, w, 5)) > 0 && strcmp(w[n - 1], "json") == 0) {
+	if ((n = words(line, w, 6)) > 0 && strcmp(w[n - 1], "json") == 0) {
 		c->json = 1;
 		n--;
 	}
@@ -456,6 +622,13 @@ request(struct conn *c, char *line)
 			domain_request(c, w, n);
 		else
 			rcpt_request(c, w, n);
+	} else if (strcmp(w[0], "greylist") == 0) {
+		if (c->ctl->state == NULL) {
+			answer(c, "error io the state store is not available "
+			    "in this daemon", NULL);
+			return;
+		}
+		greylist_request(c, w, n);
 	} else
 		answer(c, "error usage unknown request", NULL);
 }

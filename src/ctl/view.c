@@ -611,3 +611,38 @@ view_rcpt_changed(struct evbuffer *b, int json, const char *addr,
 		evbuffer_add_printf(b, "%s added as %s\n", addr,
 		    rcpt_status_name(status));
 }
+
+void
+view_greylist_allowed(struct evbuffer *b, int json, const char *value,
+    int added)
+{
+	struct json j;
+
+	if (!json) {
+		text_str(b, value);
+		evbuffer_add_printf(b, " %s\n", added ? "allowed" :
+		    "was allowed already");
+		return;
+	}
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kbool(&j, "added", added);
+	json_end(&j);
+	json_raw(&j, "\n");
+}
+
+void
+view_greylist_deleted(struct evbuffer *b, int json, int n)
+{
+	struct json j;
+
+	if (!json) {
+		evbuffer_add_printf(b, "%d deleted\n", n);
+		return;
+	}
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kint(&j, "deleted", n);
+	json_end(&j);
+	json_raw(&j, "\n");
+}

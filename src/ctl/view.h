@@ -58,5 +58,11 @@ void		 view_queue_changed(struct evbuffer *out, int json,
 void		 view_rcpt_changed(struct evbuffer *out, int json,
 		    const char *addr, int deleted, int still_static,
 		    int status);
+/* The answers to "greylist allow VALUE" (added: a new entry, else it was
+ * there already) and "greylist delete" (n rows). */
+void		 view_greylist_allowed(struct evbuffer *out, int json,
+		    const char *value, int added);
+void		 view_greylist_deleted(struct evbuffer *out, int json,
+		    int n);
 
 #endif

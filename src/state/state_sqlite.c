@@ -828,6 +828,14 @@ canon_domain(const char *v, char *out, size_t outsz)
 	return 0;
 }
 
+enum state_allow_kind
+state_allow_kind_of(const char *v)
+{
+	return strchr(v, ':') != NULL || strchr(v, '/') != NULL ||
+	    strspn(v, "0123456789.") == strlen(v) ? STATE_ALLOW_CLIENT :
+	    STATE_ALLOW_DOMAIN;
+}
+
 int
 state_allow_add(struct state *st, enum state_allow_kind kind,
     const char *value, int64_t now, char *err, size_t errsz)
@@ -857,11 +865,13 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 		snprintf(err, errsz, "'%s' is no domain name", value);
 		return -2;
 	}
+	if (begin_write(st) == -1)
+		return -1;
 	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO grey_allow "
 	    "(kind, value, lo, hi, added) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &s,
 	    NULL) != SQLITE_OK) {
 		store_error(st, "allow_add");
-		return -1;
+		return write_failed(st);
 	}
 	sqlite3_bind_text(s, 1, kind == STATE_ALLOW_CLIENT ? "client" :
 	    "domain", -1, SQLITE_STATIC);
@@ -875,7 +885,7 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		store_error(st, "allow_add");
-		return -1;
+		return write_failed(st);
 	}
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
 }
@@ -1235,9 +1245,11 @@ delete_rows(struct state *st, const char *sql, const char *a, const char *b,
 	sqlite3_stmt *s;
 	int rc;
 
+	if (begin_write(st) == -1)
+		return -1;
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
 		store_error(st, "delete");
-		return -1;
+		return write_failed(st);
 	}
 	sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
 	if (b != NULL)
@@ -1248,7 +1260,7 @@ delete_rows(struct state *st, const char *sql, const char *a, const char *b,
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		store_error(st, "delete");
-		return -1;
+		return write_failed(st);
 	}
 	return sqlite3_changes(st->db);
 }
