@@ -524,7 +524,7 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 
 		if (dom.name[0] == '\0') {
 			if (fold(w, wlen, dom.name) == -1 ||
-			    !dname_valid(dom.name, DNAME_FQDN)) {
+			    !dname_valid(dom.name, DNAME_DOTTED)) {
 				derr(p, "bad domain name '%s'", e);
 				return -1;
 			}

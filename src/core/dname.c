@@ -57,7 +57,8 @@ dname_check(const char *s, size_t n, unsigned flags)
 	if (n > ((flags & DNAME_SMTP_LENGTH) ? 255 : DNAME_MAX))
 		return DNAME_ERR_TOO_LONG;
 	/* digits: the last label's, the top-level domain. */
-	if ((flags & DNAME_FQDN) && (labels < 2 || digits))
+	if (((flags & DNAME_DOTTED) && labels < 2) ||
+	    ((flags & DNAME_ALPHA_TLD) && digits))
 		return DNAME_ERR_NOT_FQDN;
 	return DNAME_OK;
 }

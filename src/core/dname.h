@@ -18,10 +18,10 @@
 #define DNAME_MAX	253
 
 enum dname_flag {
-	/* Two labels at least, the last not all digits (RFC 3696 §2: no
-	 * top-level domain is numeric): a name mail can be addressed to,
-	 * not "localhost" or "192.0.2.1". */
-	DNAME_FQDN		= 1 << 0,
+	/* Two labels at least: not "localhost". The domains file (a
+	 * customer domain is one, whatever its top level) and DNSBL
+	 * zones. */
+	DNAME_DOTTED		= 1 << 0,
 	/* '_' in labels, as in DNSBL zones (a DQS key is a label) and in
 	 * the host names of real PTR records a greylist allow list may
 	 * name. Never for names a peer gives us. */
@@ -34,6 +34,11 @@ enum dname_flag {
 	/* 255 octets rather than 253: RFC 5321 §4.5.3.1.2's limit for the
 	 * domain of a path, which is what the peer is held to. */
 	DNAME_SMTP_LENGTH	= 1 << 3,
+	/* The last label not all digits (RFC 3696 §2: no top-level domain
+	 * is numeric), so not "192.0.2.1" either. */
+	DNAME_ALPHA_TLD		= 1 << 4,
+	/* A name mail can be addressed to: the peer's FQDN check. */
+	DNAME_FQDN		= DNAME_DOTTED | DNAME_ALPHA_TLD,
 };
 
 enum dname_err {
@@ -41,13 +46,14 @@ enum dname_err {
 	DNAME_ERR_SYNTAX,	/* a bad byte, label or dot */
 	DNAME_ERR_UTF8,		/* a byte >= 0x80 not allowed or not UTF-8 */
 	DNAME_ERR_TOO_LONG,	/* well-formed, but over the length limit */
-	DNAME_ERR_NOT_FQDN,	/* well-formed, but DNAME_FQDN refuses it */
+	DNAME_ERR_NOT_FQDN,	/* well-formed, but DNAME_DOTTED or
+				 * DNAME_ALPHA_TLD refuses it */
 };
 
 /*
  * Check n bytes at s (not NUL-terminated; a NUL byte is a syntax error)
  * under flags (enum dname_flag, or-ed). The first malformed label
- * decides; the length is checked once the syntax is good, the FQDN rule
+ * decides; the length is checked once the syntax is good, the FQDN rules
  * last.
  */
 enum dname_err	dname_check(const char *s, size_t n, unsigned flags);

@@ -13,6 +13,8 @@
 
 #define U	DNAME_UNDERSCORE
 #define F	DNAME_FQDN
+#define D	DNAME_DOTTED
+#define T	DNAME_ALPHA_TLD
 #define W	DNAME_UTF8
 #define L	DNAME_SMTP_LENGTH
 
@@ -67,6 +69,13 @@ static const struct {
 	{ "123.a1", 0, F, DNAME_OK },
 	{ "a..b", 0, F, DNAME_ERR_SYNTAX },
 	{ "a.b_c", 0, F | U, DNAME_OK },
+	/* Its two halves alone. */
+	{ "localhost", 0, D, DNAME_ERR_NOT_FQDN },
+	{ "1.2.3.4", 0, D, DNAME_OK },
+	{ "cust.123", 0, D, DNAME_OK },
+	{ "localhost", 0, T, DNAME_OK },
+	{ "123", 0, T, DNAME_ERR_NOT_FQDN },
+	{ "cust.123", 0, T, DNAME_ERR_NOT_FQDN },
 	/* DNAME_UTF8. */
 	{ "bücher.example", 0, 0, DNAME_ERR_UTF8 },
 	{ "bücher.example", 0, W, DNAME_OK },

@@ -30,7 +30,7 @@ ends_with(const char *s, const char *suffix)
 static int
 zone_valid(const char *z, size_t n)
 {
-	return n <= 200 && dname_check(z, n, DNAME_FQDN | DNAME_UNDERSCORE) ==
+	return n <= 200 && dname_check(z, n, DNAME_DOTTED | DNAME_UNDERSCORE) ==
 	    DNAME_OK;
 }
 
