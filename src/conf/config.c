@@ -62,11 +62,13 @@ struct conf_key {
 	const char	*doc;
 };
 
-static int	check_forward(const char *, char *, size_t);
-static int	check_networks(const char *, char *, size_t);
-static int	check_dnsbl_zones(const char *, char *, size_t);
+static int	check_forward(struct config *, const char *, char *, size_t);
+static int	set_mx_invalid(struct config *, const char *, char *, size_t);
+static int	set_dnsbl_zones(struct config *, const char *, char *, size_t);
+static int	set_dnsbl_allow(struct config *, const char *, char *, size_t);
 static int	set_mx_names(struct config *, const char *, char *, size_t);
-static int	check_fail_action(const char *, char *, size_t);
+static int	check_fail_action(struct config *, const char *, char *,
+		    size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
 			sizeof(((struct config *)0)->f)
@@ -245,17 +247,20 @@ static const struct conf_key keys[] = {
 
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 
-/* CONF_LIST keys whose syntax is checked when read: the same parsers
- * their modules use, so a value that loads is a value that works. */
+/* CONF_LIST keys whose syntax is checked when read, by the parsers their
+ * modules use, so a value that loads is a value that works; the set_
+ * ones also store the parsed list in *c (once, not at every use). */
 static const struct {
 	const char	*name;
-	int		(*check)(const char *v, char *why, size_t whysz);
+	int		(*check)(struct config *c, const char *v, char *why,
+			    size_t whysz);
 } list_checks[] = {
 	{ "dns_forward", check_forward },
-	{ "mx_invalid_networks", check_networks },
-	{ "dnsbl_zones", check_dnsbl_zones },
-	{ "dnsbl_allow", check_networks },
+	{ "mx_invalid_networks", set_mx_invalid },
+	{ "dnsbl_zones", set_dnsbl_zones },
+	{ "dnsbl_allow", set_dnsbl_allow },
 	{ "dnsbl_fail_action", check_fail_action },
+	{ "mx_names", set_mx_names },
 };
 
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
@@ -621,14 +626,11 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 		for (i = 0; i < sizeof(list_checks) / sizeof(list_checks[0]);
 		    i++)
 			if (strcmp(list_checks[i].name, key->name) == 0 &&
-			    list_checks[i].check(v, r, sizeof(r)) == -1) {
+			    list_checks[i].check(c, v, r, sizeof(r)) == -1) {
 				snprintf(why, whysz, "bad value for %s: %s",
 				    key->name, r);
 				return -1;
 			}
-		if (strcmp(key->name, "mx_names") == 0 &&
-		    set_mx_names(c, v, why, whysz) == -1)
-			return -1;
 		break;
 	}
 	case CONF_LOGLEVEL:
@@ -783,14 +785,14 @@ set_mx_names(struct config *c, const char *v, char *why, size_t whysz)
 	memset(c->mx_name, 0, sizeof(c->mx_name));
 	for (; (len = str_list_next(&v)) > 0; v += len) {
 		if (n == CONFIG_MX_NAMES_MAX) {
-			snprintf(why, whysz, "bad value for mx_names: more "
-			    "than %d names", CONFIG_MX_NAMES_MAX);
+			snprintf(why, whysz, "more than %d names",
+			    CONFIG_MX_NAMES_MAX);
 			return -1;
 		}
 		if (len >= sizeof(item) || dname_check(v, len, 0) !=
 		    DNAME_OK) {
-			snprintf(why, whysz, "bad value for mx_names: '%s' is "
-			    "no host name", log_escape(e, sizeof(e), v, len));
+			snprintf(why, whysz, "'%s' is no host name",
+			    log_escape(e, sizeof(e), v, len));
 			return -1;
 		}
 		str_ncopy(item, sizeof(item), v, len);
@@ -816,7 +818,7 @@ config_is_our_mx(const struct config *c, const char *host)
 
 /* dns_forward: "ADDR[@PORT]" items, numeric addresses only. */
 static int
-check_forward(const char *v, char *why, size_t whysz)
+check_forward(struct config *c, const char *v, char *why, size_t whysz)
 {
 	char item[128], host[INET6_ADDRSTRLEN + 1];
 	unsigned char buf[16];
@@ -851,32 +853,42 @@ bad:
 	return 0;
 }
 
-/* mx_invalid_networks, dnsbl_allow: address ranges (src/dns/ranges.h). */
+/* mx_invalid_networks, dnsbl_allow: address ranges (src/dns/ranges.h).
+ * Unused slots zeroed: two equal settings are equal bytes. */
 static int
-check_networks(const char *v, char *why, size_t whysz)
+set_networks(struct range *r, size_t *n, const char *v, char *why,
+    size_t whysz)
 {
-	struct range r[CONFIG_NETWORKS_MAX];
-	size_t n;
-
+	memset(r, 0, CONFIG_NETWORKS_MAX * sizeof(*r));
 	return ranges_parse_list(v, strlen(v), ", \t", r, CONFIG_NETWORKS_MAX,
-	    &n, why, whysz);
+	    n, why, whysz);
+}
+
+static int
+set_mx_invalid(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return set_networks(c->dns_lists.mx_invalid_net,
+	    &c->dns_lists.nmx_invalid_nets, v, why, whysz);
+}
+
+static int
+set_dnsbl_allow(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return set_networks(c->dns_lists.dnsbl_allow_net,
+	    &c->dns_lists.ndnsbl_allow_nets, v, why, whysz);
 }
 
 /* dnsbl_zones (src/dns/dnsxl.h). */
 static int
-check_dnsbl_zones(const char *v, char *why, size_t whysz)
+set_dnsbl_zones(struct config *c, const char *v, char *why, size_t whysz)
 {
-	struct dnsxl_zone *z = xcalloc(DNSXL_ZONES_MAX, sizeof(*z));
-	size_t n;
-	int rc;
-
-	rc = dnsxl_zones_parse(v, z, DNSXL_ZONES_MAX, &n, why, whysz);
-	free(z);
-	return rc;
+	memset(c->dns_lists.dnsbl_zone, 0, sizeof(c->dns_lists.dnsbl_zone));
+	return dnsxl_zones_parse(v, c->dns_lists.dnsbl_zone, DNSXL_ZONES_MAX,
+	    &c->dns_lists.ndnsbl_zones, why, whysz);
 }
 
 static int
-check_fail_action(const char *v, char *why, size_t whysz)
+check_fail_action(struct config *c, const char *v, char *why, size_t whysz)
 {
 	if (strcmp(v, "tempfail") == 0 || strcmp(v, "ignore") == 0)
 		return 0;

@@ -21,6 +21,8 @@
 #include <sys/socket.h>
 
 #include "dname.h"
+#include "dnsxl.h"
+#include "ranges.h"
 
 #define CONFIG_LISTEN_MAX	16
 #define CONFIG_NETWORKS_MAX	64	/* mx_invalid_networks, dnsbl_allow */
@@ -32,6 +34,21 @@ struct config_listen {
 	struct sockaddr_storage	ss;
 	socklen_t		sslen;
 	char			text[64];	/* "127.0.0.1:2525", "[::1]:25" */
+};
+
+/*
+ * The DNS check lists, parsed at load from their text keys (which stay
+ * for config_print()); the policy modules read these, never the text.
+ * Like those keys they need a restart: main.c keeps the running ones
+ * across a reload as one member.
+ */
+struct config_dns_lists {
+	struct range	 mx_invalid_net[CONFIG_NETWORKS_MAX];
+	size_t		 nmx_invalid_nets;
+	struct dnsxl_zone dnsbl_zone[DNSXL_ZONES_MAX];
+	size_t		 ndnsbl_zones;
+	struct range	 dnsbl_allow_net[CONFIG_NETWORKS_MAX];
+	size_t		 ndnsbl_allow_nets;
 };
 
 struct config {
@@ -110,6 +127,7 @@ struct config {
 	char		dnsbl_zones[1024];
 	char		dnsbl_allow[1024];
 	char		dnsbl_fail_action[16];	/* "tempfail" or "ignore" */
+	struct config_dns_lists dns_lists;	/* the three above, parsed */
 
 	/* Pass-through and recipient learning (docs/configuration.md).
 	 * Times in seconds. */

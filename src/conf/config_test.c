@@ -1050,6 +1050,49 @@ test_mx_names(void **state)
 			fail_msg("bad row %zu: '%s'", i, err);
 }
 
+/* The DNS check lists are parsed at load into dns_lists, zeroed past
+ * their end, and a later definition replaces them whole. */
+static void
+test_dns_lists(void **state)
+{
+	static const char text[] =
+	    "mx_invalid_networks = 10.0.0.0/8, 192.0.2.0/24\n"
+	    "dnsbl_zones = a.example=127.0.0.2;127.0.0.4, b.example\n"
+	    "dnsbl_allow = 198.51.100.7\n"
+	    "dnsbl_allow = ::1\n";
+	const struct config_dns_lists *l;
+	struct config c, c2;
+	uint8_t a[16];
+	char err[256];
+
+	config_defaults(&c);
+	l = &c.dns_lists;
+	assert_int_equal(l->nmx_invalid_nets, 0);
+	assert_int_equal(l->ndnsbl_zones, 1);
+	assert_string_equal(l->dnsbl_zone[0].name, "zen.spamhaus.org");
+	assert_int_equal(l->ndnsbl_allow_nets, 2);	/* 127/8, ::1 */
+
+	assert_int_equal(config_parse(&c, "t.conf", text, sizeof(text) - 1,
+	    err, sizeof(err)), 0);
+	assert_int_equal(l->nmx_invalid_nets, 2);
+	assert_int_equal(ranges_addr_parse("192.0.2.9", a), 0);
+	assert_int_equal(ranges_find(l->mx_invalid_net, l->nmx_invalid_nets,
+	    a), 1);
+	assert_int_equal(l->ndnsbl_zones, 2);
+	assert_string_equal(l->dnsbl_zone[1].name, "b.example");
+	assert_int_equal(l->dnsbl_zone[0].ncodes, 2);
+	assert_string_equal(l->dnsbl_zone[2].name, "");
+	assert_int_equal(l->ndnsbl_allow_nets, 1);
+	assert_int_equal(ranges_addr_parse("::1", a), 0);
+	assert_int_equal(ranges_find(l->dnsbl_allow_net, 1, a), 0);
+
+	/* The same text parsed again: the same bytes. */
+	config_defaults(&c2);
+	assert_int_equal(config_parse(&c2, "t.conf", text, sizeof(text) - 1,
+	    err, sizeof(err)), 0);
+	assert_memory_equal(&c.dns_lists, &c2.dns_lists, sizeof(c.dns_lists));
+}
+
 int
 main(void)
 {
@@ -1069,6 +1112,7 @@ main(void)
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_key_names),
 		cmocka_unit_test(test_mx_names),
+		cmocka_unit_test(test_dns_lists),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

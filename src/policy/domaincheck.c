@@ -35,8 +35,8 @@
 #define DC_HOSTS_MAX	10	/* MX hosts looked up, best first */
 
 struct domaincheck {
-	struct range	nets[CONFIG_NETWORKS_MAX];	/* mx_invalid_networks */
-	size_t		nnets;
+	/* mx_invalid_networks, parsed at load (config.h) */
+	const struct config_dns_lists *lists;
 };
 
 struct job;
@@ -78,13 +78,8 @@ void *
 domaincheck_new(const struct policy_deps *deps)
 {
 	struct domaincheck *dc = xcalloc(1, sizeof(*dc));
-	const char *v = deps->conf->mx_invalid_networks;
-	char why[128];
 
-	/* config.c checked the syntax with the same parser. */
-	if (ranges_parse_list(v, strlen(v), ", \t", dc->nets,
-	    CONFIG_NETWORKS_MAX, &dc->nnets, why, sizeof(why)) == -1)
-		panic("mx_invalid_networks: %s", why);
+	dc->lists = &deps->conf->dns_lists;
 	return dc;
 }
 
@@ -184,7 +179,8 @@ routable(struct job *j, const char *host, const uint8_t a[16])
 	char t[RANGES_TEXT_MAX];
 	int k = -1;
 
-	if (row == NULL && (k = ranges_find(j->dc->nets, j->dc->nnets,
+	if (row == NULL && (k = ranges_find(j->dc->lists->mx_invalid_net,
+	    j->dc->lists->nmx_invalid_nets,
 	    a)) == -1)
 		return 1;
 	if (j->bad[0] == '\0') {
