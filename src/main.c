@@ -125,6 +125,7 @@ keep_running_values(struct config *n)
 	KEEP(dnsbl_zones);
 	KEEP(dnsbl_allow);
 	KEEP(dnsbl_fail_action);
+	n->dns_lists = conf.dns_lists;	/* the three lists above, parsed */
 	/* The store's timer and the parsed greylist allow lists are set up
 	 * once; the greylist timings are read per check and do change. */
 	KEEP(state_sweep_interval);

@@ -58,7 +58,8 @@ status_rc(const char *status)
 	if (strncmp(status, "error usage ", 12) == 0)
 		return 64;
 	if (strncmp(status, "error domain ", 13) == 0 ||
-	    strncmp(status, "error address ", 14) == 0)
+	    strncmp(status, "error address ", 14) == 0 ||
+	    strncmp(status, "error value ", 12) == 0)
 		return 65;
 	return 75;
 }

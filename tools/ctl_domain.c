@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "view.h"
 #include "ctl_conn.h"
 #include "domains.h"
 #include "state.h"

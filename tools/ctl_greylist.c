@@ -8,8 +8,17 @@
  *                                      (one word or three), an allow
  *                                      entry, or a network's record
  *
+ * list reads state.db itself (SQLite readers never block the daemon).
+ * allow and delete are requests to the running daemon, which writes its
+ * own store and answers once the change committed (src/ctl/control.h):
+ * its next RCPT check sees the change, and nothing but the daemon ever
+ * writes state.db while it runs. With no daemon they are refused (69),
+ * as "recipients add|delete" are: the entries meant to hold before a
+ * start belong in backmx.conf's greylist_allow_* keys.
+ *
  * Text by default, one line a row; --json: one JSON document. Exit 0, 1
- * when delete found nothing, 64 usage, 65 bad value, 75 store error.
+ * when delete found nothing, 64 usage, 65 bad value, 69 no daemon, 75
+ * store error.
  */
 #include "ctl_greylist.h"
 
@@ -20,14 +29,14 @@
 #include <time.h>
 
 #include "config.h"
+#include "control.h"
 #include "ctl_conn.h"
+#include "json.h"
 #include "state.h"
-#include "str.h"
 
 struct out {
-	int	json;
-	int	n;		/* rows written in the current array */
-	int64_t	now;
+	struct json	*j;	/* NULL: text */
+	int64_t		 now;
 };
 
 static void
@@ -38,14 +47,6 @@ usage(void)
 	    "       backmxctl [-c config] greylist allow CLIENT|DOMAIN\n"
 	    "       backmxctl [-c config] greylist delete KEY\n");
 	exit(64);
-}
-
-static void
-json_str(const char *s)
-{
-	char q[6 * 512 + 3];	/* keys and addresses are far shorter */
-
-	fputs(str_json(q, sizeof(q), s), stdout);
 }
 
 /* "2024-05-01T12:00:00Z", or "-" for 0. */
@@ -66,8 +67,9 @@ triplet_row(const struct state_triplet *t, void *arg)
 {
 	struct out *o = arg;
 	char a[32], b[32], c[32], d[32];
+	char key[STATE_NET_MAX + 2 * STATE_ADDR_MAX + 8];
 
-	if (!o->json) {
+	if (o->j == NULL) {
 		printf("%-7s %s <%s> <%s> first=%s last=%s passed=%s "
 		    "expires=%s tries=%u passes=%u\n",
 		    t->passed ? "passed" : "pending", t->net, t->sender,
@@ -77,25 +79,21 @@ triplet_row(const struct state_triplet *t, void *arg)
 		    t->passes);
 		return 0;
 	}
-	printf("%s\n    {\"key\": ", o->n++ ? "," : "");
-	{
-		char key[STATE_NET_MAX + 2 * STATE_ADDR_MAX + 8];
-
-		snprintf(key, sizeof(key), "%s <%s> <%s>", t->net, t->sender,
-		    t->rcpt);
-		json_str(key);
-	}
-	printf(", \"state\": \"%s\", \"net\": ", t->passed ? "passed" :
-	    "pending");
-	json_str(t->net);
-	printf(", \"sender\": ");
-	json_str(t->sender);
-	printf(", \"rcpt\": ");
-	json_str(t->rcpt);
-	printf(", \"first_seen\": %lld, \"last_seen\": %lld, \"passed\": %lld"
-	    ", \"expires\": %lld, \"tries\": %u, \"passes\": %u}",
-	    (long long)t->first_seen, (long long)t->last_seen,
-	    (long long)t->passed, (long long)t->expires, t->tries, t->passes);
+	snprintf(key, sizeof(key), "%s <%s> <%s>", t->net, t->sender,
+	    t->rcpt);
+	json_object(o->j);
+	json_kstr(o->j, "key", key);
+	json_kstr(o->j, "state", t->passed ? "passed" : "pending");
+	json_kstr(o->j, "net", t->net);
+	json_kstr(o->j, "sender", t->sender);
+	json_kstr(o->j, "rcpt", t->rcpt);
+	json_kint(o->j, "first_seen", t->first_seen);
+	json_kint(o->j, "last_seen", t->last_seen);
+	json_kint(o->j, "passed", t->passed);
+	json_kint(o->j, "expires", t->expires);
+	json_kuint(o->j, "tries", t->tries);
+	json_kuint(o->j, "passes", t->passes);
+	json_end(o->j);
 	return 0;
 }
 
@@ -106,18 +104,20 @@ net_row(const struct state_net *n, void *arg)
 	int allowed = n->allowed != 0 && n->expires >= o->now;
 	char a[32], b[32];
 
-	if (!o->json) {
+	if (o->j == NULL) {
 		printf("network %s passes=%u auto_allowed=%s since=%s "
 		    "expires=%s\n", n->net, n->passes, allowed ? "yes" : "no",
 		    iso(n->allowed, a, sizeof(a)), iso(n->expires, b,
 		    sizeof(b)));
 		return 0;
 	}
-	printf("%s\n    {\"net\": ", o->n++ ? "," : "");
-	json_str(n->net);
-	printf(", \"passes\": %u, \"auto_allowed\": %s, \"since\": %lld, "
-	    "\"expires\": %lld}", n->passes, allowed ? "true" : "false",
-	    (long long)n->allowed, (long long)n->expires);
+	json_object(o->j);
+	json_kstr(o->j, "net", n->net);
+	json_kuint(o->j, "passes", n->passes);
+	json_kbool(o->j, "auto_allowed", allowed);
+	json_kint(o->j, "since", n->allowed);
+	json_kint(o->j, "expires", n->expires);
+	json_end(o->j);
 	return 0;
 }
 
@@ -129,41 +129,57 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
 	const char *k = kind == STATE_ALLOW_CLIENT ? "client" : "domain";
 	char a[32];
 
-	if (!o->json) {
+	if (o->j == NULL) {
 		printf("allow   %s %s added=%s\n", k, value, iso(added, a,
 		    sizeof(a)));
 		return 0;
 	}
-	printf("%s\n    {\"kind\": \"%s\", \"value\": ", o->n++ ? "," : "",
-	    k);
-	json_str(value);
-	printf(", \"added\": %lld}", (long long)added);
+	json_object(o->j);
+	json_kstr(o->j, "kind", k);
+	json_kstr(o->j, "value", value);
+	json_kint(o->j, "added", added);
+	json_end(o->j);
 	return 0;
 }
 
+/* The whole store: text one row a line, or one JSON document
+ * {"triplets": [...], "networks": [...], "allow": [...]} written row by
+ * row as the store is read. */
 static int
 list(struct state *st, enum state_list_filter filter, int json)
 {
-	struct out o = { json, 0, (int64_t)time(NULL) };
+	struct json j;
+	struct out o = { json ? &j : NULL, (int64_t)time(NULL) };
 
-	if (json)
-		printf("{\"triplets\": [");
+	json_init(&j, json_stdio, stdout);
+	if (json) {
+		json_object(&j);
+		json_key(&j, "triplets");
+		json_array(&j);
+	}
 	if (state_triplet_list(st, filter, triplet_row, &o) == -1)
 		return 75;
 	if (filter == STATE_LIST_ALL) {
-		if (json)
-			printf("%s],\n \"networks\": [", o.n ? "\n  " : "");
-		o.n = 0;
+		if (json) {
+			json_end(&j);
+			json_key(&j, "networks");
+			json_array(&j);
+		}
 		if (state_net_list(st, net_row, &o) == -1)
 			return 75;
-		if (json)
-			printf("%s],\n \"allow\": [", o.n ? "\n  " : "");
-		o.n = 0;
+		if (json) {
+			json_end(&j);
+			json_key(&j, "allow");
+			json_array(&j);
+		}
 		if (state_allow_list(st, allow_row, &o) == -1)
 			return 75;
 	}
-	if (json)
-		printf("%s]}\n", o.n ? "\n  " : "");
+	if (json) {
+		json_end(&j);
+		json_end(&j);
+		json_raw(&j, "\n");
+	}
 	return 0;
 }
 
@@ -208,13 +224,53 @@ strip_brackets(char *s)
 	return s;
 }
 
+/*
+ * "greylist allow|delete ..." as a request to the daemon: each argument
+ * one %XX-encoded word, a triplet's sender and recipient with their
+ * brackets ("<>" is the null sender). Returns the exit status.
+ */
+static int
+change(const struct config *conf, char **words, int n, int json,
+    const char *arg)
+{
+	char req[CONTROL_LINE_MAX + 1], w[CONTROL_LINE_MAX];
+	size_t o;
+	int i, rc;
+
+	o = (size_t)snprintf(req, sizeof(req), "greylist %s", words[0]);
+	for (i = 1; i < n; i++) {
+		if (control_word_encode(words[i], w, sizeof(w)) == -1 ||
+		    o + 1 + strlen(w) >= sizeof(req))
+			goto too_long;
+		o += (size_t)snprintf(req + o, sizeof(req) - o, " %s", w);
+	}
+	if (o + sizeof(" json\n") > sizeof(req))
+		goto too_long;
+	snprintf(req + o, sizeof(req) - o, "%s\n", json ? " json" : "");
+	rc = ctl_request(conf, req, arg, 1);
+	if (rc == CTL_NOT_RUNNING) {
+		fprintf(stderr, "backmxctl: backmxd is not running (no %s): "
+		    "greylist changes are made by the daemon; entries for "
+		    "before a start go in backmx.conf "
+		    "(greylist_allow_clients, greylist_allow_senders)\n",
+		    conf->control_socket);
+		return 69;
+	}
+	return rc;
+too_long:
+	fprintf(stderr, "backmxctl: argument too long: %s\n", arg);
+	return 65;
+}
+
 int
 ctl_greylist(const struct config *conf, int argc, char **argv)
 {
 	enum state_list_filter filter = STATE_LIST_ALL;
 	struct state *st;
 	static const char *const flags[] = { "--pending", "--passed", NULL };
-	char err[1024], *args[4], *net, *sender, *rcpt, *key = NULL;
+	char err[1024], *args[4], *w[4], *key = NULL;
+	char sender[STATE_ADDR_MAX + 3], rcpt[STATE_ADDR_MAX + 3];
+	char *net, *s, *r;
 	int nargs, json = 0, flag = 0, rc;
 
 	if ((nargs = ctl_args(argc, argv, flags, &flag, &json, args, 4)) <= 0)
@@ -229,9 +285,39 @@ ctl_greylist(const struct config *conf, int argc, char **argv)
 	} else if (strcmp(args[0], "allow") == 0) {
 		if (nargs != 2 || filter != STATE_LIST_ALL)
 			usage();
+		return change(conf, args, 2, json, args[1]);
 	} else if (strcmp(args[0], "delete") == 0) {
 		if ((nargs != 2 && nargs != 4) || filter != STATE_LIST_ALL)
 			usage();
+		if (nargs == 2 && strchr(args[1], ' ') == NULL)
+			return change(conf, args, 2, json, args[1]);
+		/* A triplet: three words, or the key as list shows it. */
+		if (nargs == 4) {
+			net = args[1];
+			s = strip_brackets(args[2]);
+			r = strip_brackets(args[3]);
+		} else if ((key = strdup(args[1])) == NULL ||
+		    split_key(key, &net, &s, &r) == -1) {
+			fprintf(stderr, "backmxctl: bad key '%s': NET <SENDER> "
+			    "<RCPT>\n", args[1]);
+			free(key);
+			return 65;
+		}
+		if ((size_t)snprintf(sender, sizeof(sender), "<%s>", s) >=
+		    sizeof(sender) || (size_t)snprintf(rcpt, sizeof(rcpt),
+		    "<%s>", r) >= sizeof(rcpt)) {
+			fprintf(stderr, "backmxctl: bad key '%s': address too "
+			    "long\n", args[1]);
+			free(key);
+			return 65;
+		}
+		w[0] = args[0];
+		w[1] = net;
+		w[2] = sender;
+		w[3] = rcpt;
+		rc = change(conf, w, 4, json, args[1]);
+		free(key);
+		return rc;
 	} else
 		usage();
 
@@ -240,65 +326,7 @@ ctl_greylist(const struct config *conf, int argc, char **argv)
 		fprintf(stderr, "backmxctl: %s\n", err);
 		return 75;
 	}
-	if (strcmp(args[0], "list") == 0)
-		rc = list(st, filter, json);
-	else if (strcmp(args[0], "allow") == 0) {
-		/* An address or a network has a digit-dot or a colon
-		 * shape; anything else is a sender domain. */
-		const char *v = args[1];
-		enum state_allow_kind kind = strchr(v, ':') != NULL ||
-		    strchr(v, '/') != NULL || strspn(v, "0123456789.") ==
-		    strlen(v) ? STATE_ALLOW_CLIENT : STATE_ALLOW_DOMAIN;
-
-		rc = state_allow_add(st, kind, v, (int64_t)time(NULL), err,
-		    sizeof(err));
-		if (rc == -2) {
-			fprintf(stderr, "backmxctl: %s\n", err);
-			rc = 65;
-		} else if (rc == -1)
-			rc = 75;
-		else {
-			if (json)
-				printf("{\"added\": %s}\n", rc ? "false" :
-				    "true");
-			else
-				printf("%s %s\n", v, rc ? "was allowed "
-				    "already" : "allowed");
-			rc = 0;
-		}
-	} else {
-		if (nargs == 4) {
-			net = args[1];
-			sender = strip_brackets(args[2]);
-			rcpt = strip_brackets(args[3]);
-			rc = state_delete(st, net, sender, rcpt);
-		} else {
-			key = strdup(args[1]);
-			if (key != NULL && strchr(key, ' ') != NULL) {
-				if (split_key(key, &net, &sender, &rcpt) ==
-				    -1) {
-					fprintf(stderr, "backmxctl: bad key "
-					    "'%s': NET <SENDER> <RCPT>\n",
-					    args[1]);
-					free(key);
-					state_close(st);
-					return 65;
-				}
-				rc = state_delete(st, net, sender, rcpt);
-			} else
-				rc = state_delete(st, args[1], NULL, NULL);
-		}
-		free(key);
-		if (rc == -1)
-			rc = 75;
-		else {
-			if (json)
-				printf("{\"deleted\": %d}\n", rc);
-			else
-				printf("%d deleted\n", rc);
-			rc = rc == 0 ? 1 : 0;
-		}
-	}
+	rc = list(st, filter, json);
 	state_close(st);
 	return rc;
 }

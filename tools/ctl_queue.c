@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "view.h"
 #include "ctl_conn.h"
 #include "qdb.h"
 

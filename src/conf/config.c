@@ -22,8 +22,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "dname.h"
 #include "dnsxl.h"
 #include "log.h"
 #include "ranges.h"
@@ -37,7 +39,7 @@
 
 enum conf_type {
 	CONF_PATH,	/* file or directory name */
-	CONF_HOST,	/* host name, see config_check_host() */
+	CONF_HOST,	/* host name, src/core/dname.h */
 	CONF_TIME,	/* unsigned seconds; s, m, h, d, w */
 	CONF_SIZE,	/* uint64_t bytes; K, M, G */
 	CONF_UINT,	/* unsigned */
@@ -60,10 +62,13 @@ struct conf_key {
 	const char	*doc;
 };
 
-static int	check_forward(const char *, char *, size_t);
-static int	check_networks(const char *, char *, size_t);
-static int	check_dnsbl_zones(const char *, char *, size_t);
-static int	check_fail_action(const char *, char *, size_t);
+static int	check_forward(struct config *, const char *, char *, size_t);
+static int	set_mx_invalid(struct config *, const char *, char *, size_t);
+static int	set_dnsbl_zones(struct config *, const char *, char *, size_t);
+static int	set_dnsbl_allow(struct config *, const char *, char *, size_t);
+static int	set_mx_names(struct config *, const char *, char *, size_t);
+static int	check_fail_action(struct config *, const char *, char *,
+		    size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
 			sizeof(((struct config *)0)->f)
@@ -242,17 +247,20 @@ static const struct conf_key keys[] = {
 
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 
-/* CONF_LIST keys whose syntax is checked when read: the same parsers
- * their modules use, so a value that loads is a value that works. */
+/* CONF_LIST keys whose syntax is checked when read, by the parsers their
+ * modules use, so a value that loads is a value that works; the set_
+ * ones also store the parsed list in *c (once, not at every use). */
 static const struct {
 	const char	*name;
-	int		(*check)(const char *v, char *why, size_t whysz);
+	int		(*check)(struct config *c, const char *v, char *why,
+			    size_t whysz);
 } list_checks[] = {
 	{ "dns_forward", check_forward },
-	{ "mx_invalid_networks", check_networks },
-	{ "dnsbl_zones", check_dnsbl_zones },
-	{ "dnsbl_allow", check_networks },
+	{ "mx_invalid_networks", set_mx_invalid },
+	{ "dnsbl_zones", set_dnsbl_zones },
+	{ "dnsbl_allow", set_dnsbl_allow },
 	{ "dnsbl_fail_action", check_fail_action },
+	{ "mx_names", set_mx_names },
 };
 
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
@@ -364,21 +372,6 @@ is_name_char(char ch)
 	    (ch >= '0' && ch <= '9') || ch == '_';
 }
 
-/* The next item of a list split by commas and white space: *v moves to
- * its start; returns its length, 0 at the end of the list. */
-static size_t
-next_item(const char **v)
-{
-	size_t len;
-
-	while (**v == ',' || is_blank(**v))
-		(*v)++;
-	for (len = 0; (*v)[len] != '\0' && (*v)[len] != ',' &&
-	    !is_blank((*v)[len]); len++)
-		;
-	return len;
-}
-
 static int
 find_key(const char *name, size_t n)
 {
@@ -451,38 +444,6 @@ config_parse_bool(const char *s, int *out)
 	else if (strcasecmp(s, "no") == 0)
 		*out = 0;
 	else
-		return -1;
-	return 0;
-}
-
-int
-config_check_host(const char *s, int need_dot)
-{
-	size_t len, label = 0;
-	int dots = 0;
-
-	for (len = 0; s[len] != '\0'; len++) {
-		char ch = s[len];
-
-		if (ch == '.') {
-			if (label == 0 || s[len - 1] == '-')
-				return -1;
-			label = 0;
-			dots++;
-		} else if ((ch >= 'a' && ch <= 'z') ||
-		    (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-') {
-			if (ch == '-' && label == 0)
-				return -1;
-			if (++label > 63)
-				return -1;
-		} else
-			return -1;
-	}
-	/* label == 0 here: empty, or a trailing dot the caller left on. */
-	if (len == 0 || len > 253 || label == 0 || s[len - 1] == '-')
-		return -1;
-	if (need_dot && dots == 0)
 		return -1;
 	return 0;
 }
@@ -564,7 +525,7 @@ set_listen(struct config *c, const char *v, char *why, size_t whysz)
 	char item[128], e[96];
 	size_t n = 0, len, i;
 
-	while ((len = next_item(&v)) > 0) {
+	while ((len = str_list_next(&v)) > 0) {
 		if (n == CONFIG_LISTEN_MAX) {
 			snprintf(why, whysz, "too many listen addresses "
 			    "(at most %d)", CONFIG_LISTEN_MAX);
@@ -645,7 +606,7 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 	case CONF_LISTEN:
 		return set_listen(c, v, why, whysz);
 	case CONF_HOST:
-		if (config_check_host(v, 0) == -1) {
+		if (!dname_valid(v, 0)) {
 			snprintf(why, whysz, "bad host name '%s' for %s", e,
 			    key->name);
 			return -1;
@@ -665,7 +626,7 @@ set_value(struct config *c, size_t k, const char *v, char *why, size_t whysz)
 		for (i = 0; i < sizeof(list_checks) / sizeof(list_checks[0]);
 		    i++)
 			if (strcmp(list_checks[i].name, key->name) == 0 &&
-			    list_checks[i].check(v, r, sizeof(r)) == -1) {
+			    list_checks[i].check(c, v, r, sizeof(r)) == -1) {
 				snprintf(why, whysz, "bad value for %s: %s",
 				    key->name, r);
 				return -1;
@@ -813,9 +774,57 @@ same_value(const struct config *a, const struct config *b, size_t k)
 	return strncmp(fa, fb, key->size) == 0;
 }
 
+/* mx_names into the typed mx_name[]: host names, at most
+ * CONFIG_MX_NAMES_MAX, lower-cased so a lookup is a plain compare. */
+static int
+set_mx_names(struct config *c, const char *v, char *why, size_t whysz)
+{
+	char item[DNAME_MAX + 1], e[96];
+	size_t len, n = 0;
+
+	memset(c->mx_name, 0, sizeof(c->mx_name));
+	for (; (len = str_list_next(&v)) > 0; v += len) {
+		size_t hl = len;
+
+		/* "mx.example.org." is the same host, as a DNS answer
+		 * writes it. */
+		if (hl > 1 && v[hl - 1] == '.')
+			hl--;
+		if (n == CONFIG_MX_NAMES_MAX) {
+			snprintf(why, whysz, "more than %d names",
+			    CONFIG_MX_NAMES_MAX);
+			return -1;
+		}
+		if (hl >= sizeof(item) || dname_check(v, hl, 0) !=
+		    DNAME_OK) {
+			snprintf(why, whysz, "'%s' is no host name",
+			    log_escape(e, sizeof(e), v, len));
+			return -1;
+		}
+		str_ncopy(item, sizeof(item), v, hl);
+		str_lower(item);
+		memcpy(c->mx_name[n++], item, hl + 1);
+	}
+	c->nmx_names = n;
+	return 0;
+}
+
+int
+config_is_our_mx(const struct config *c, const char *host)
+{
+	size_t i;
+
+	if (str_host_eq(host, c->myhostname))
+		return 1;
+	for (i = 0; i < c->nmx_names; i++)
+		if (str_host_eq(host, c->mx_name[i]))
+			return 1;
+	return 0;
+}
+
 /* dns_forward: "ADDR[@PORT]" items, numeric addresses only. */
 static int
-check_forward(const char *v, char *why, size_t whysz)
+check_forward(struct config *c, const char *v, char *why, size_t whysz)
 {
 	char item[128], host[INET6_ADDRSTRLEN + 1];
 	unsigned char buf[16];
@@ -824,7 +833,7 @@ check_forward(const char *v, char *why, size_t whysz)
 	unsigned long port;
 	char *end;
 
-	while ((len = next_item(&v)) > 0) {
+	while ((len = str_list_next(&v)) > 0) {
 		str_ncopy(item, sizeof(item), v, len);
 		v += len;
 		at = strchr(item, '@');
@@ -850,32 +859,42 @@ bad:
 	return 0;
 }
 
-/* mx_invalid_networks, dnsbl_allow: address ranges (src/dns/ranges.h). */
+/* mx_invalid_networks, dnsbl_allow: address ranges (src/dns/ranges.h).
+ * Unused slots zeroed: two equal settings are equal bytes. */
 static int
-check_networks(const char *v, char *why, size_t whysz)
+set_networks(struct range *r, size_t *n, const char *v, char *why,
+    size_t whysz)
 {
-	struct range r[CONFIG_NETWORKS_MAX];
-	size_t n;
-
+	memset(r, 0, CONFIG_NETWORKS_MAX * sizeof(*r));
 	return ranges_parse_list(v, strlen(v), ", \t", r, CONFIG_NETWORKS_MAX,
-	    &n, why, whysz);
+	    n, why, whysz);
+}
+
+static int
+set_mx_invalid(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return set_networks(c->dns_lists.mx_invalid_net,
+	    &c->dns_lists.nmx_invalid_nets, v, why, whysz);
+}
+
+static int
+set_dnsbl_allow(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return set_networks(c->dns_lists.dnsbl_allow_net,
+	    &c->dns_lists.ndnsbl_allow_nets, v, why, whysz);
 }
 
 /* dnsbl_zones (src/dns/dnsxl.h). */
 static int
-check_dnsbl_zones(const char *v, char *why, size_t whysz)
+set_dnsbl_zones(struct config *c, const char *v, char *why, size_t whysz)
 {
-	struct dnsxl_zone *z = xcalloc(DNSXL_ZONES_MAX, sizeof(*z));
-	size_t n;
-	int rc;
-
-	rc = dnsxl_zones_parse(v, z, DNSXL_ZONES_MAX, &n, why, whysz);
-	free(z);
-	return rc;
+	memset(c->dns_lists.dnsbl_zone, 0, sizeof(c->dns_lists.dnsbl_zone));
+	return dnsxl_zones_parse(v, c->dns_lists.dnsbl_zone, DNSXL_ZONES_MAX,
+	    &c->dns_lists.ndnsbl_zones, why, whysz);
 }
 
 static int
-check_fail_action(const char *v, char *why, size_t whysz)
+check_fail_action(struct config *c, const char *v, char *why, size_t whysz)
 {
 	if (strcmp(v, "tempfail") == 0 || strcmp(v, "ignore") == 0)
 		return 0;
@@ -890,7 +909,7 @@ default_hostname(char *buf, size_t bufsz)
 	if (gethostname(buf, bufsz) == -1)
 		buf[0] = '\0';
 	buf[bufsz - 1] = '\0';
-	if (config_check_host(buf, 0) == -1)
+	if (!dname_valid(buf, 0))
 		str_copy(buf, bufsz, "localhost");
 }
 

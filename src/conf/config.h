@@ -20,15 +20,35 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "dname.h"
+#include "dnsxl.h"
+#include "ranges.h"
+
 #define CONFIG_LISTEN_MAX	16
 #define CONFIG_NETWORKS_MAX	64	/* mx_invalid_networks, dnsbl_allow */
 #define CONFIG_LIST_MAX		4096	/* a list value, with its NUL */
 #define CONFIG_KEYS_MAX		96	/* room in unit[]; config.c checks */
+#define CONFIG_MX_NAMES_MAX	16	/* items of mx_names */
 
 struct config_listen {
 	struct sockaddr_storage	ss;
 	socklen_t		sslen;
 	char			text[64];	/* "127.0.0.1:2525", "[::1]:25" */
+};
+
+/*
+ * The DNS check lists, parsed at load from their text keys (which stay
+ * for config_print()); the policy modules read these, never the text.
+ * Like those keys they need a restart: main.c keeps the running ones
+ * across a reload as one member.
+ */
+struct config_dns_lists {
+	struct range	 mx_invalid_net[CONFIG_NETWORKS_MAX];
+	size_t		 nmx_invalid_nets;
+	struct dnsxl_zone dnsbl_zone[DNSXL_ZONES_MAX];
+	size_t		 ndnsbl_zones;
+	struct range	 dnsbl_allow_net[CONFIG_NETWORKS_MAX];
+	size_t		 ndnsbl_allow_nets;
 };
 
 struct config {
@@ -73,6 +93,10 @@ struct config {
 	unsigned	smtp_data_block_timeout;
 	unsigned	smtp_data_done_timeout;
 	char		mx_names[1024];		/* our other MX names, list */
+	/* mx_names parsed once at load (and at every reload), lower case:
+	 * config_is_our_mx() reads these, never the text. */
+	char		mx_name[CONFIG_MX_NAMES_MAX][DNAME_MAX + 1];
+	size_t		nmx_names;
 	unsigned	delivery_port;		/* TCP port of MX hosts */
 
 	/* The state store and greylisting (docs/greylisting.md). */
@@ -103,6 +127,7 @@ struct config {
 	char		dnsbl_zones[1024];
 	char		dnsbl_allow[1024];
 	char		dnsbl_fail_action[16];	/* "tempfail" or "ignore" */
+	struct config_dns_lists dns_lists;	/* the three above, parsed */
 
 	/* Pass-through and recipient learning (docs/configuration.md).
 	 * Times in seconds. */
@@ -163,12 +188,12 @@ int	config_parse_size(const char *s, uint64_t *bytes_out);
 int	config_parse_bool(const char *s, int *out);
 /* "ADDR:PORT", "[IPv6]:PORT", "*:PORT" into *out. */
 int	config_parse_listen(const char *s, struct config_listen *out);
-/*
- * 0 when 's' is a host name: dot-separated labels of ASCII letters, digits
- * and '-', no label empty, longer than 63 or with a '-' at either end, 253
- * bytes at most, no trailing dot; with need_dot, two labels at least.
- */
-int	config_check_host(const char *s, int need_dot);
+
+/* 1 when host (any case, trailing dot or not) names this MX: myhostname
+ * or one of mx_names. The one matcher of our own names (src/primary/mx.c
+ * asks it).
+ * Delivery never sends to such a host (docs/queue.md, loop prevention). */
+int	config_is_our_mx(const struct config *c, const char *host);
 
 /* The table's keys in order, for docs/configuration.md's test:
  * config_key_name(i) for i < config_nkeys(), NULL past the end. */

@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "dname.h"
+
 #ifndef SOURCE_ROOT
 #define SOURCE_ROOT	"."
 #endif
@@ -149,7 +151,7 @@ test_defaults(void **state)
 	/* A host name without a dot is kept as it is. */
 	assert_int_equal(gethostname(host, sizeof(host)), 0);
 	host[sizeof(host) - 1] = '\0';
-	if (config_check_host(host, 0) == 0)
+	if (dname_valid(host, 0))
 		assert_string_equal(c.myhostname, host);
 	else
 		assert_string_equal(c.myhostname, "localhost");
@@ -678,13 +680,6 @@ test_helpers(void **state)
 		{ "No", 0, 0 }, { "true", -1, 0 }, { "1", -1, 0 },
 		{ "", -1, 0 }, { "yes ", -1, 0 },
 	};
-	static const struct helper_row hosts[] = {
-		{ "a", 0, 0 }, { "a.b", 0, 1 }, { "1.2.3.4", 0, 1 },
-		{ "xn--bcher-kva.example", 0, 1 },
-		{ "", -1, 0 }, { ".", -1, 0 },
-		{ "a.", -1, 0 }, { ".a", -1, 0 }, { "a_b", -1, 0 },
-		{ "a b", -1, 0 }, { "\xc3\xa9.example", -1, 0 },
-	};
 	unsigned secs;
 	uint64_t bytes;
 	int b;
@@ -708,12 +703,6 @@ test_helpers(void **state)
 		    (bools[i].rc == 0 && (uint64_t)b != bools[i].want))
 			fail_msg("bool row %zu \"%s\"", i, bools[i].in);
 	}
-	/* want: 1 when the name passes with need_dot too */
-	for (i = 0; i < nitems(hosts); i++)
-		if (config_check_host(hosts[i].in, 0) != hosts[i].rc ||
-		    config_check_host(hosts[i].in, 1) !=
-		    (hosts[i].want ? 0 : -1))
-			fail_msg("host row %zu \"%s\"", i, hosts[i].in);
 }
 
 /* config_print() into a string the caller frees. */
@@ -1016,6 +1005,95 @@ test_key_names(void **state)
 		assert_non_null(config_key_name(i));
 }
 
+/* mx_names is parsed at load into mx_name[], and a reload (a second
+ * parse) replaces it whole; config_is_our_mx() reads only that. */
+static void
+test_mx_names(void **state)
+{
+	static const char one[] = "myhostname = mx2.example.net\n"
+	    "mx_names = Backup.ISP.example, mx3.example.net\n"
+	    "  mx4.example.net\n";
+	static const char two[] = "myhostname = mx2.example.net\n"
+	    "mx_names = mx5.example.net\n";
+	static const char *const bad[] = {
+		"mx_names = a..example\n",
+		"mx_names = ok.example bad_name.example\n",
+		"mx_names = a b c d e f g h i j k l m n o p q\n",	/* 17 */
+	};
+	struct config c;
+	char err[256];
+	size_t i;
+
+	config_defaults(&c);
+	assert_int_equal(c.nmx_names, 0);
+	assert_int_equal(config_parse(&c, "t.conf", one, sizeof(one) - 1,
+	    err, sizeof(err)), 0);
+	assert_int_equal(c.nmx_names, 3);
+	assert_string_equal(c.mx_name[0], "backup.isp.example");
+	assert_string_equal(c.mx_name[2], "mx4.example.net");
+	assert_true(config_is_our_mx(&c, "MX2.example.net"));
+	assert_true(config_is_our_mx(&c, "backup.isp.EXAMPLE"));
+	assert_true(config_is_our_mx(&c, "mx4.example.net"));
+	assert_false(config_is_our_mx(&c, "mx5.example.net"));
+	assert_false(config_is_our_mx(&c, "backup.isp"));
+	assert_true(config_is_our_mx(&c, "mx3.example.net."));
+
+	assert_int_equal(config_parse(&c, "t.conf", two, sizeof(two) - 1,
+	    err, sizeof(err)), 0);
+	assert_int_equal(c.nmx_names, 1);
+	assert_string_equal(c.mx_name[1], "");
+	assert_true(config_is_our_mx(&c, "mx5.example.net"));
+	assert_false(config_is_our_mx(&c, "mx3.example.net"));
+
+	for (i = 0; i < nitems(bad); i++)
+		if (config_parse(&c, "t.conf", bad[i], strlen(bad[i]), err,
+		    sizeof(err)) != -1 || strstr(err, "mx_names") == NULL)
+			fail_msg("bad row %zu: '%s'", i, err);
+}
+
+/* The DNS check lists are parsed at load into dns_lists, zeroed past
+ * their end, and a later definition replaces them whole. */
+static void
+test_dns_lists(void **state)
+{
+	static const char text[] =
+	    "mx_invalid_networks = 10.0.0.0/8, 192.0.2.0/24\n"
+	    "dnsbl_zones = a.example=127.0.0.2;127.0.0.4, b.example\n"
+	    "dnsbl_allow = 198.51.100.7\n"
+	    "dnsbl_allow = ::1\n";
+	const struct config_dns_lists *l;
+	struct config c, c2;
+	uint8_t a[16];
+	char err[256];
+
+	config_defaults(&c);
+	l = &c.dns_lists;
+	assert_int_equal(l->nmx_invalid_nets, 0);
+	assert_int_equal(l->ndnsbl_zones, 1);
+	assert_string_equal(l->dnsbl_zone[0].name, "zen.spamhaus.org");
+	assert_int_equal(l->ndnsbl_allow_nets, 2);	/* 127/8, ::1 */
+
+	assert_int_equal(config_parse(&c, "t.conf", text, sizeof(text) - 1,
+	    err, sizeof(err)), 0);
+	assert_int_equal(l->nmx_invalid_nets, 2);
+	assert_int_equal(ranges_addr_parse("192.0.2.9", a), 0);
+	assert_int_equal(ranges_find(l->mx_invalid_net, l->nmx_invalid_nets,
+	    a), 1);
+	assert_int_equal(l->ndnsbl_zones, 2);
+	assert_string_equal(l->dnsbl_zone[1].name, "b.example");
+	assert_int_equal(l->dnsbl_zone[0].ncodes, 2);
+	assert_string_equal(l->dnsbl_zone[2].name, "");
+	assert_int_equal(l->ndnsbl_allow_nets, 1);
+	assert_int_equal(ranges_addr_parse("::1", a), 0);
+	assert_int_equal(ranges_find(l->dnsbl_allow_net, 1, a), 0);
+
+	/* The same text parsed again: the same bytes. */
+	config_defaults(&c2);
+	assert_int_equal(config_parse(&c2, "t.conf", text, sizeof(text) - 1,
+	    err, sizeof(err)), 0);
+	assert_memory_equal(&c.dns_lists, &c2.dns_lists, sizeof(c.dns_lists));
+}
+
 int
 main(void)
 {
@@ -1034,6 +1112,8 @@ main(void)
 		cmocka_unit_test(test_docs_match_table),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_key_names),
+		cmocka_unit_test(test_mx_names),
+		cmocka_unit_test(test_dns_lists),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -36,6 +36,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "dname.h"
 #include "log.h"
 #include "str.h"
 #include "file.h"
@@ -215,7 +216,7 @@ parse_route(struct dparse *p, struct domain *dom, const char *s, size_t n)
 		inet_ntop(af, addr, dom->route_host, sizeof(dom->route_host));
 		return 0;
 	}
-	if (config_check_host(host, 0) == -1) {
+	if (!dname_valid(host, 0)) {
 		derr(p, "bad route '%s': bad host", e);
 		return -1;
 	}
@@ -523,7 +524,7 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 
 		if (dom.name[0] == '\0') {
 			if (fold(w, wlen, dom.name) == -1 ||
-			    config_check_host(dom.name, 1) == -1) {
+			    !dname_valid(dom.name, DNAME_DOTTED)) {
 				derr(p, "bad domain name '%s'", e);
 				return -1;
 			}

@@ -1,8 +1,8 @@
 /* str: bounded copies and ASCII-only case folding (never locale-dependent). */
 #include "str.h"
 
-#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 int
 str_ncopy(char *dst, size_t dstsz, const char *src, size_t n)
@@ -55,31 +55,58 @@ str_trim(char *s)
 	return s;
 }
 
-const char *
-str_json(char *out, size_t outsz, const char *s)
+size_t
+str_utf8_len(const unsigned char *p, size_t avail)
 {
-	size_t o = 0;
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t i, n;
 
-	out[o++] = '"';
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-		size_t n;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (p[0] == 0xed)
+			hi = 0x9f;	/* UTF-16 surrogates */
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (p[0] == 0xf4)
+			hi = 0x8f;	/* above U+10FFFF */
+	} else
+		return 0;
+	if (avail < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
 
-		if (c == '"' || c == '\\')
-			n = (size_t)snprintf(esc, sizeof(esc), "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
-		else {
-			esc[0] = (char)c;
-			n = 1;
-		}
-		if (o + n + 2 > outsz)
-			break;
-		memcpy(out + o, esc, n);
-		o += n;
-	}
-	out[o++] = '"';
-	out[o] = '\0';
-	return out;
+size_t
+str_list_next(const char **p)
+{
+	const char *s = *p;
+	size_t n = 0;
+
+	while (*s == ',' || is_ws(*s))
+		s++;
+	while (s[n] != '\0' && s[n] != ',' && !is_ws(s[n]))
+		n++;
+	*p = s;
+	return n;
+}
+
+int
+str_host_eq(const char *a, const char *b)
+{
+	size_t n = strlen(a), m = strlen(b);
+
+	if (n > 0 && a[n - 1] == '.')
+		n--;
+	if (m > 0 && b[m - 1] == '.')
+		m--;
+	return n > 0 && n == m && strncasecmp(a, b, n) == 0;
 }

@@ -14,15 +14,26 @@ int	str_copy(char *dst, size_t dstsz, const char *src);
 int	str_ncopy(char *dst, size_t dstsz, const char *src, size_t n);
 /* Lower-case ASCII letters in place; other bytes untouched. */
 void	str_lower(char *);
+/* 1 when a and b name the same host: any case, one trailing dot on
+ * either ("MX.example.org." is "mx.example.org"); never for "". */
+int	str_host_eq(const char *a, const char *b);
 /* Strip ASCII white space at both ends, in place; returns s. */
 char	*str_trim(char *s);
 
 /*
- * s as a JSON string, quotes included, into out (outsz >= 3): '"' and '\'
- * escaped, control bytes as \u00XX, other bytes as they are (UTF-8 passes
- * through). Cut short, still a valid string, when out is too small; a
- * buffer of 6 * strlen(s) + 3 always fits. Returns out.
+ * Length of the well-formed UTF-8 sequence for one non-ASCII code point at
+ * p (avail bytes, avail > 0), or 0. RFC 3629 §4: no overlong forms, no
+ * surrogates, nothing above U+10FFFF.
  */
-const char	*str_json(char *out, size_t outsz, const char *s);
+size_t	str_utf8_len(const unsigned char *p, size_t avail);
+
+/*
+ * The next item of a list whose items are separated by commas and white
+ * space (a continuation line's newline included), the one list syntax of backmx.conf and the admin tools:
+ * *p moves to the item's start and the item's length is returned; 0 at
+ * the end of the list. Call again with *p += length for the next one.
+ *	for (p = v; (n = str_list_next(&p)) > 0; p += n) ...
+ */
+size_t	str_list_next(const char **p);
 
 #endif

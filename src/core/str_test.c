@@ -62,31 +62,59 @@ test_escape(void **state)
 	}
 }
 
+/* Each row: a list and its items joined by '|'. */
 static void
-test_json(void **state)
+test_list(void **state)
 {
 	static const struct {
 		const char	*in;
-		size_t		 outsz;
-		const char	*out;
+		const char	*items;
 	} rows[] = {
-		{ "", 8, "\"\"" },
-		{ "a@b.example", 64, "\"a@b.example\"" },
-		{ "q\"\\", 64, "\"q\\\"\\\\\"" },
-		{ "\r\n\x7f", 64, "\"\\u000d\\u000a\\u007f\"" },
-		{ "b\xc3\xbc", 64, "\"b\xc3\xbc\"" },
-		{ "abcdef", 6, "\"abc\"" },
-		{ "\x01x", 8, "\"\"" },
+		{ "", "" },
+		{ " ,\t, ", "" },
+		{ "a", "a" },
+		{ "a,b", "a|b" },
+		{ "a, b\tc  d", "a|b|c|d" },
+		{ ",,a,,", "a" },
+		{ " mx1.example.org , mx2.example.org ", "mx1.example.org|"
+		    "mx2.example.org" },
+		{ "x=127.0.0.2;127.0.0.3,y", "x=127.0.0.2;127.0.0.3|y" },
+		{ "a\n\tb\r\n", "a|b" },	/* a continuation line */
 	};
-	char out[64];
-	size_t i;
+	char got[128];
+	const char *p;
+	size_t i, n, o;
 
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		str_json(out, rows[i].outsz, rows[i].in);
-		if (strcmp(out, rows[i].out) != 0)
-			fail_msg("row %zu: got '%s' want '%s'", i, out,
-			    rows[i].out);
+		o = 0;
+		got[0] = '\0';
+		for (p = rows[i].in; (n = str_list_next(&p)) > 0; p += n) {
+			assert_true(o + n + 2 < sizeof(got));
+			if (o > 0)
+				got[o++] = '|';
+			memcpy(got + o, p, n);
+			o += n;
+			got[o] = '\0';
+		}
+		assert_int_equal(*p, '\0');
+		if (strcmp(got, rows[i].items) != 0)
+			fail_msg("row %zu: got '%s' want '%s'", i, got,
+			    rows[i].items);
 	}
+}
+
+/* Host names compare as DNS does: any case, one trailing dot. */
+static void
+test_host_eq(void **state)
+{
+	assert_true(str_host_eq("mx.example.org", "MX.Example.ORG"));
+	assert_true(str_host_eq("mx.example.org.", "mx.example.org"));
+	assert_true(str_host_eq("mx.example.org", "mx.example.org."));
+	assert_false(str_host_eq("mx.example.org", "mx.example.or"));
+	assert_false(str_host_eq("mx.example.org", "mx.example.org.."));
+	assert_false(str_host_eq("mx.example.org", "x.example.org"));
+	assert_false(str_host_eq("", ""));
+	assert_false(str_host_eq(".", ""));
 }
 
 int
@@ -96,7 +124,8 @@ main(void)
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_lower_trim),
 		cmocka_unit_test(test_escape),
-		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_host_eq),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 
 #include "addr.h"
+#include "dname.h"
 #include "domains.h"
 #include "envelope.h"
 #include "learn.h"
@@ -32,9 +33,9 @@
 #include "str.h"
 #include "qdb.h"
 #include "queue.h"
-#include "health.h"
 #include "sched.h"
 #include "state.h"
+#include "view.h"
 #include "xmem.h"
 
 #define CONTROL_CONN_MAX	16	/* connections at once */
@@ -62,564 +63,11 @@ struct conn {
 	int			 rcpt_status;	/* add: STATE_RCPT_* */
 	int			 deleted;	/* delete: it was there */
 	int			 still_static;	/* delete: in recipients= */
+	/* greylist allow|delete, waiting for the same commit */
+	char			 value[STATE_ADDR_MAX];	/* allow: as given */
+	int			 grey_added;	/* allow: a new entry */
+	int			 grey_deleted;	/* delete: rows, or -1 */
 };
-
-/* Every string we answer with is bounded (addresses, QDB_TEXT_MAX texts,
- * paths). */
-static void
-json_str(struct evbuffer *b, const char *s)
-{
-	char q[6 * PATH_MAX + 3];
-
-	evbuffer_add_printf(b, "%s", str_json(q, sizeof(q), s));
-}
-
-/* A JSON member after the first: ,"key":"s". */
-static void
-json_member(struct evbuffer *b, const char *key, const char *s)
-{
-	evbuffer_add_printf(b, ",\"%s\":", key);
-	json_str(b, s);
-}
-
-/* Text output: control bytes shown as '?' so a peer's bytes in an error
- * text cannot move the operator's terminal. */
-static void
-text_str(struct evbuffer *b, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		evbuffer_add(b, c < 0x20 || c == 0x7f ? "?" : s, 1);
-	}
-}
-
-static void
-addr_str(const struct mailaddr *a, char *buf, size_t bufsz)
-{
-	if (a->is_null)
-		buf[0] = '\0';
-	else if (a->domain[0] == '\0')
-		snprintf(buf, bufsz, "%s", a->local);
-	else
-		snprintf(buf, bufsz, "%s@%s", a->local, a->domain);
-}
-
-static const char *
-rcpt_status(enum qdb_rcpt_status s)
-{
-	return s == QDB_RCPT_SENT ? "sent" : s == QDB_RCPT_BOUNCED ?
-	    "bounced" : "pending";
-}
-
-static void
-msg_json(const struct qdb_msg *m, struct evbuffer *b, int detail)
-{
-	char a[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
-	size_t i;
-
-	addr_str(&m->sender, a, sizeof(a));
-	/* postqueue -j's names where they fit (REFERENCE.md §7). */
-	evbuffer_add_printf(b, "{\"queue_name\":\"%s\",\"queue_id\":",
-	    m->hold ? "hold" : "deferred");
-	json_str(b, m->id);
-	evbuffer_add_printf(b, ",\"arrival_time\":%lld,\"message_size\":%llu",
-	    (long long)m->arrival, (unsigned long long)m->size);
-	json_member(b, "sender", a);
-	evbuffer_add_printf(b, ",\"hold\":%s,\"attempts\":%u,"
-	    "\"last_attempt\":%lld,\"next_attempt\":%lld",
-	    m->hold ? "true" : "false", m->attempts,
-	    (long long)m->last_attempt, (long long)m->next_attempt);
-	json_member(b, "last_error", m->last_error);
-	if (detail) {
-		evbuffer_add_printf(b, ",\"is_dsn\":%s",
-		    m->is_dsn ? "true" : "false");
-		json_member(b, "helo", m->helo);
-		json_member(b, "client_addr", m->client_addr);
-		json_member(b, "client_name", m->client_name);
-		json_member(b, "protocol", m->proto);
-		json_member(b, "body_file", m->big);
-	}
-	evbuffer_add_printf(b, ",\"recipients\":[");
-	for (i = 0; i < m->nrcpt; i++) {
-		const struct qdb_rcpt *r = &m->rcpts[i];
-
-		addr_str(&r->addr, a, sizeof(a));
-		evbuffer_add_printf(b, "%s{\"address\":", i ? "," : "");
-		json_str(b, a);
-		evbuffer_add_printf(b, ",\"status\":\"%s\",\"last_code\":%d,"
-		    "\"delay_reason\":", rcpt_status(r->status),
-		    r->last_code);
-		json_str(b, r->last_reply);
-		evbuffer_add(b, "}", 1);
-	}
-	evbuffer_add_printf(b, "]}\n");
-}
-
-static const char *
-when(time_t t, char *buf, size_t bufsz)
-{
-	struct tm tm;
-
-	if (t == 0 || gmtime_r(&t, &tm) == NULL)
-		return "-";
-	strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
-}
-
-/* mailq's shape: id ('!' on hold), size, arrival, sender; the last error
- * in parentheses; the pending recipients indented. */
-static void
-msg_text(const struct qdb_msg *m, struct evbuffer *b)
-{
-	char a[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2], t[32];
-	size_t i;
-
-	addr_str(&m->sender, a, sizeof(a));
-	evbuffer_add_printf(b, "%s%c %8llu %s  ", m->id, m->hold ? '!' : ' ',
-	    (unsigned long long)m->size, when(m->arrival, t, sizeof(t)));
-	text_str(b, a[0] ? a : "<>");
-	evbuffer_add(b, "\n", 1);
-	if (m->last_error[0] != '\0') {
-		evbuffer_add(b, "   (", 4);
-		text_str(b, m->last_error);
-		evbuffer_add(b, ")\n", 2);
-	}
-	for (i = 0; i < m->nrcpt; i++) {
-		if (m->rcpts[i].status != QDB_RCPT_PENDING)
-			continue;
-		addr_str(&m->rcpts[i].addr, a, sizeof(a));
-		evbuffer_add(b, "      ", 6);
-		text_str(b, a);
-		evbuffer_add(b, "\n", 1);
-	}
-}
-
-struct listing {
-	struct evbuffer	*out;
-	int		 json;
-	size_t		 n;
-	uint64_t	 bytes;
-};
-
-static void
-list_each(const struct qdb_msg *m, void *arg)
-{
-	struct listing *l = arg;
-
-	l->n++;
-	l->bytes += m->size;
-	if (l->json)
-		msg_json(m, l->out, 0);
-	else
-		msg_text(m, l->out);
-}
-
-int
-control_queue_list(struct qdb *db, struct evbuffer *out, int json)
-{
-	struct listing l = { out, json, 0, 0 };
-
-	if (qdb_scan(db, list_each, &l) == -1)
-		return -1;
-	if (!json) {
-		if (l.n == 0)
-			evbuffer_add_printf(out, "Mail queue is empty\n");
-		else
-			evbuffer_add_printf(out, "-- %llu Kbytes in %zu "
-			    "Request%s.\n",
-			    (unsigned long long)((l.bytes + 1023) / 1024),
-			    l.n, l.n == 1 ? "" : "s");
-	}
-	return 0;
-}
-
-void
-control_queue_show(const struct qdb_msg *m, struct evbuffer *b, int json)
-{
-	char a[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2], t[32];
-	size_t i;
-
-	if (json) {
-		msg_json(m, b, 1);
-		return;
-	}
-	addr_str(&m->sender, a, sizeof(a));
-	evbuffer_add_printf(b, "id: %s\nsize: %llu\narrival: %s\nsender: ",
-	    m->id, (unsigned long long)m->size,
-	    when(m->arrival, t, sizeof(t)));
-	text_str(b, a[0] ? a : "<>");
-	evbuffer_add_printf(b, "\nhold: %s\nattempts: %u\nlast_attempt: %s\n",
-	    m->hold ? "yes" : "no", m->attempts,
-	    when(m->last_attempt, t, sizeof(t)));
-	evbuffer_add_printf(b, "next_attempt: %s\nlast_error: ",
-	    when(m->next_attempt, t, sizeof(t)));
-	text_str(b, m->last_error);
-	evbuffer_add_printf(b, "\nclient: ");
-	text_str(b, m->client_name);
-	evbuffer_add_printf(b, " [");
-	text_str(b, m->client_addr);
-	evbuffer_add_printf(b, "] helo=");
-	text_str(b, m->helo);
-	evbuffer_add_printf(b, " proto=");
-	text_str(b, m->proto);
-	evbuffer_add(b, "\n", 1);
-	for (i = 0; i < m->nrcpt; i++) {
-		const struct qdb_rcpt *r = &m->rcpts[i];
-
-		addr_str(&r->addr, a, sizeof(a));
-		evbuffer_add_printf(b, "recipient: ");
-		text_str(b, a);
-		evbuffer_add_printf(b, " %s", rcpt_status(r->status));
-		if (r->last_code != 0) {
-			evbuffer_add_printf(b, " %d ", r->last_code);
-			text_str(b, r->last_reply);
-		}
-		evbuffer_add(b, "\n", 1);
-	}
-}
-
-/* --- domains and recipients (DESIGN.md §2, docs/queue.md) ------------- */
-
-static const char *
-lifecycle_name(int l)
-{
-	switch (l) {
-	case STATE_DOM_LEARNING:
-		return "learning";
-	case STATE_DOM_ACTIVE:
-		return "active";
-	case STATE_DOM_REFUSED:
-		return "refused";
-	}
-	return NULL;	/* no record (offline), or one we cannot read */
-}
-
-static const char *
-rcpt_status_name(int s)
-{
-	return s == STATE_RCPT_INVALID ? "invalid" : "valid";
-}
-
-static const char *
-rcpt_source_name(int s)
-{
-	switch (s) {
-	case STATE_SRC_PASSTHROUGH:
-		return "passthrough";
-	case STATE_SRC_DELIVERY:
-		return "delivery";
-	case STATE_SRC_CALLOUT:
-		return "callout";
-	case STATE_SRC_ADMIN:
-		return "admin";
-	}
-	return "unknown";
-}
-
-/* A JSON time: Unix seconds, null for 0 ("none"). */
-static void
-json_time(struct evbuffer *b, const char *key, int64_t t)
-{
-	if (t == 0)
-		evbuffer_add_printf(b, ",\"%s\":null", key);
-	else
-		evbuffer_add_printf(b, ",\"%s\":%lld", key, (long long)t);
-}
-
-/* A JSON text: null when empty. */
-static void
-json_text(struct evbuffer *b, const char *key, const char *s)
-{
-	if (s == NULL || s[0] == '\0')
-		evbuffer_add_printf(b, ",\"%s\":null", key);
-	else
-		json_member(b, key, s);
-}
-
-/* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
-static const char *
-age(int64_t since, int64_t now, char *buf, size_t bufsz)
-{
-	int64_t s = now - since;
-
-	if (since == 0)
-		return "-";
-	if (s < 0)
-		s = 0;
-	if (s < 60)
-		snprintf(buf, bufsz, "%llds", (long long)s);
-	else if (s < 3600)
-		snprintf(buf, bufsz, "%lldm", (long long)(s / 60));
-	else if (s < 86400)
-		snprintf(buf, bufsz, "%lldh%02lldm", (long long)(s / 3600),
-		    (long long)(s % 3600 / 60));
-	else
-		snprintf(buf, bufsz, "%lldd%02lldh", (long long)(s / 86400),
-		    (long long)(s % 86400 / 3600));
-	return buf;
-}
-
-/* Everything "domain list|show" says of one domain. */
-struct dview {
-	const struct domain	*d;
-	struct state_domain	 rec;		/* all 0: no record */
-	int			 live;		/* health, queue known */
-	int			 up;
-	size_t			 queued;
-	time_t			 oldest;
-	size_t			 valid, invalid;
-};
-
-/*
- * Live (learn != NULL, in the daemon): the record through learn_domain(),
- * which brings the lifecycle up to date (and may stage its write), health
- * and queue from the scheduler. Offline (backmxctl, daemon stopped): the
- * stored record as it is; health and queue unknown. 0 or -1.
- */
-static int
-dview_get(struct state *st, struct learn *ln, struct sched *sc,
-    const struct domain *d, int64_t now, struct dview *v)
-{
-	int rc;
-
-	memset(v, 0, sizeof(*v));
-	v->d = d;
-	if (ln != NULL) {
-		if (learn_domain(ln, d->name, now, &v->rec) == -1)
-			return -1;
-	} else {
-		if ((rc = state_domain_get(st, d->name, &v->rec)) == -1)
-			return -1;
-		if (rc == 0)
-			memset(&v->rec, 0, sizeof(v->rec));
-	}
-	if (ln != NULL && sc != NULL) {
-		v->live = 1;
-		v->up = primary_health_up(sched_health(sc), d->name);
-		sched_domain_stats(sc, d->name, &v->queued, &v->oldest);
-	}
-	if (state_rcpt_count(st, d->name, now, &v->valid, &v->invalid) == -1)
-		return -1;
-	/* The static list counts as valid (an address in both the list
-	 * and the store counts twice: docs/queue.md). */
-	v->valid += domains_static_count(d);
-	return 0;
-}
-
-/* "up", "down", or NULL when not known (offline). */
-static const char *
-dview_health(const struct dview *v)
-{
-	return v->live ? (v->up ? "up" : "down") : NULL;
-}
-
-/*
- * One field of "domain show": a "key: value" line, or with json a member
- * of its one-line document. NULL, "" and time 0 stand for nothing: "-"
- * in text, null in JSON; times are shown as in "queue show".
- */
-static void
-show_text(struct evbuffer *b, int json, const char *key, const char *s)
-{
-	if (json) {
-		json_text(b, key, s);
-		return;
-	}
-	evbuffer_add_printf(b, "%s: ", key);
-	text_str(b, s != NULL && s[0] != '\0' ? s : "-");
-	evbuffer_add(b, "\n", 1);
-}
-
-static void
-show_time(struct evbuffer *b, int json, const char *key, int64_t t)
-{
-	char buf[32];
-
-	if (json)
-		json_time(b, key, t);
-	else
-		evbuffer_add_printf(b, "%s: %s\n", key,
-		    when((time_t)t, buf, sizeof(buf)));
-}
-
-/* A count, or nothing when not 'known'. */
-static void
-show_count(struct evbuffer *b, int json, const char *key, int known,
-    size_t n)
-{
-	if (!known)
-		evbuffer_add_printf(b, json ? ",\"%s\":null" : "%s: -\n", key);
-	else
-		evbuffer_add_printf(b, json ? ",\"%s\":%zu" : "%s: %zu\n", key,
-		    n);
-}
-
-static void
-dview_show(const struct dview *v, struct evbuffer *b, int json)
-{
-	const struct state_domain *r = &v->rec;
-
-	if (json) {
-		evbuffer_add_printf(b, "{\"domain\":");
-		json_str(b, v->d->name);
-	} else
-		evbuffer_add_printf(b, "domain: %s\n", v->d->name);
-	show_text(b, json, "lifecycle", lifecycle_name(r->lifecycle));
-	show_text(b, json, "health", dview_health(v));
-	show_count(b, json, "valid", 1, v->valid);
-	show_count(b, json, "invalid", 1, v->invalid);
-	show_count(b, json, "queued", v->live, v->queued);
-	show_time(b, json, "oldest", v->live ? (int64_t)v->oldest : 0);
-	show_time(b, json, "added", r->added);
-	show_time(b, json, "first_accept", r->first_accept);
-	show_time(b, json, "last_accept", r->last_accept);
-	show_text(b, json, "accept_how", r->accept_how);
-	show_time(b, json, "health_changed", r->health_changed);
-	show_text(b, json, "health_why", r->health_why);
-	if (json)
-		evbuffer_add_printf(b, "}\n");
-}
-
-int
-control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
-    const struct domains *ds, struct evbuffer *out, int json, int64_t now)
-{
-	size_t n = domains_count(ds), i, w = strlen("DOMAIN"), refused = 0;
-	struct dview *v;
-	char a[32];
-	int rc = 0;
-
-	/* Whole first: the text columns are as wide as the longest name. */
-	v = xcalloc(n ? n : 1, sizeof(*v));
-	for (i = 0; i < n; i++) {
-		if (dview_get(st, ln, sc, domains_at(ds, i), now, &v[i]) ==
-		    -1) {
-			rc = -1;
-			goto done;
-		}
-		if (strlen(v[i].d->name) > w)
-			w = strlen(v[i].d->name);
-		if (v[i].rec.lifecycle == STATE_DOM_REFUSED)
-			refused++;
-	}
-	/* Live, the count the lifecycle timer keeps (and exports). */
-	if (ln != NULL)
-		refused = learn_refused_count(ln);
-	if (json) {
-		for (i = 0; i < n; i++)
-			dview_show(&v[i], out, 1);
-		goto done;
-	}
-	evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7s  %7s  %6s  %s\n",
-	    (int)w, "DOMAIN", "LIFECYCLE", "HEALTH", "VALID", "INVALID",
-	    "QUEUED", "OLDEST");
-	for (i = 0; i < n; i++) {
-		const char *lc = lifecycle_name(v[i].rec.lifecycle);
-		const char *health = dview_health(&v[i]);
-		char q[24];
-
-		if (v[i].live)
-			snprintf(q, sizeof(q), "%zu", v[i].queued);
-		else
-			snprintf(q, sizeof(q), "-");
-		evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7zu  %7zu  %6s  "
-		    "%s\n", (int)w, v[i].d->name, lc ? lc : "-",
-		    health ? health : "-", v[i].valid,
-		    v[i].invalid, q, age(v[i].live ? (int64_t)v[i].oldest : 0,
-		    now, a, sizeof(a)));
-	}
-	evbuffer_add_printf(out, "-- %zu domain%s, %zu refused%s\n", n,
-	    n == 1 ? "" : "s", refused, refused == 0 ? "" :
-	    " (WARNING: a refused domain's primary never accepted mail from "
-	    "backmx: its mail is deferred)");
-done:
-	free(v);
-	return rc;
-}
-
-int
-control_domain_show(struct state *st, struct learn *ln, struct sched *sc,
-    const struct domain *d, struct evbuffer *out, int json, int64_t now)
-{
-	struct dview v;
-
-	if (dview_get(st, ln, sc, d, now, &v) == -1)
-		return -1;
-	dview_show(&v, out, json);
-	return 0;
-}
-
-struct rlisting {
-	struct evbuffer	*out;
-	int		 json;
-	size_t		 valid, invalid;
-};
-
-static void
-rcpt_line(struct rlisting *l, const char *addr, const char *status,
-    const char *source, int64_t first, int64_t last, int64_t expires,
-    const char *why)
-{
-	struct evbuffer *b = l->out;
-	char t1[32], t2[32], t3[32];
-
-	if (strcmp(status, "valid") == 0)
-		l->valid++;
-	else
-		l->invalid++;
-	if (l->json) {
-		evbuffer_add_printf(b, "{\"address\":");
-		json_str(b, addr);
-		evbuffer_add_printf(b, ",\"status\":\"%s\",\"source\":\"%s\"",
-		    status, source);
-		json_time(b, "first_seen", first);
-		json_time(b, "last_seen", last);
-		json_time(b, "expires", expires);
-		json_text(b, "why", why);
-		evbuffer_add_printf(b, "}\n");
-		return;
-	}
-	text_str(b, addr);
-	evbuffer_add_printf(b, " %s %s first=%s last=%s expires=%s", status,
-	    source, when((time_t)first, t1, sizeof(t1)), when((time_t)last,
-	    t2, sizeof(t2)), expires == 0 ? "never" : when((time_t)expires,
-	    t3, sizeof(t3)));
-	if (why != NULL && why[0] != '\0') {
-		evbuffer_add(b, " (", 2);
-		text_str(b, why);
-		evbuffer_add(b, ")", 1);
-	}
-	evbuffer_add(b, "\n", 1);
-}
-
-static int
-rcpt_each(const struct state_rcpt *r, void *arg)
-{
-	rcpt_line(arg, r->addr, rcpt_status_name(r->status),
-	    rcpt_source_name(r->source), r->first_seen, r->last_seen,
-	    r->expires, r->why);
-	return 0;
-}
-
-int
-control_rcpt_list(struct state *st, const struct domain *d,
-    struct evbuffer *out, int json, int64_t now)
-{
-	struct rlisting l = { out, json, 0, 0 };
-	size_t i, n = domains_static_count(d);
-
-	for (i = 0; i < n; i++)
-		rcpt_line(&l, domains_static_at(d, i), "valid", "static", 0,
-		    0, 0, NULL);
-	if (state_rcpt_list(st, d->name, now, rcpt_each, &l) == -1)
-		return -1;
-	if (!json)
-		evbuffer_add_printf(out, "-- %zu recipient%s: %zu valid, "
-		    "%zu invalid\n", l.valid + l.invalid, l.valid + l.invalid
-		    == 1 ? "" : "s", l.valid, l.invalid);
-	return 0;
-}
 
 /* A queue id: letters and digits, as envelope.c makes them. */
 static int
@@ -633,23 +81,6 @@ valid_id(const char *s)
 		if (!((s[i] >= '0' && s[i] <= '9') ||
 		    (s[i] >= 'A' && s[i] <= 'Z') ||
 		    (s[i] >= 'a' && s[i] <= 'z')))
-			return 0;
-	return 1;
-}
-
-/* A domain name's shape (LDH labels and dots, at most 253). */
-static int
-valid_domain(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-')
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= 'a' && s[i] <= 'z') ||
-		    s[i] == '-' || s[i] == '.'))
 			return 0;
 	return 1;
 }
@@ -735,11 +166,7 @@ admin_cb(enum queue_result r, const char *id, void *arg)
 	if (committed(c, r == QUEUE_OK, "the queue database") == -1)
 		return;
 	b = evbuffer_new();
-	if (c->json) {
-		evbuffer_add_printf(b, "{\"queue_id\":");
-		json_str(b, id);
-		evbuffer_add_printf(b, ",\"result\":\"ok\"}\n");
-	}
+	view_queue_changed(b, c->json, id);
 	answer(c, "ok", b);
 	evbuffer_free(b);
 }
@@ -796,7 +223,7 @@ queue_request(struct conn *c, char **w, int n)
 		return;
 	}
 	if (strcmp(w[1], "flush") == 0 && (n == 2 || n == 3)) {
-		if (n == 3 && !valid_domain(w[2])) {
+		if (n == 3 && !dname_valid(w[2], 0)) {
 			answer(c, "error usage not a domain name", NULL);
 			return;
 		}
@@ -842,8 +269,7 @@ customer_domain(struct conn *c, char *name)
 {
 	const struct domain *d;
 
-	if (!valid_domain(name) || !addr_domain_valid(name, strlen(name),
-	    0)) {
+	if (!dname_valid(name, 0)) {
 		answer(c, "error usage not a domain name", NULL);
 		return NULL;
 	}
@@ -923,22 +349,8 @@ rcpt_committed(int rc, void *arg)
 	if (committed(c, rc != -1, "the state store") == -1)
 		return;
 	b = evbuffer_new();
-	if (c->json) {
-		evbuffer_add_printf(b, "{\"address\":");
-		json_str(b, c->addr);
-		if (c->deleted)
-			evbuffer_add_printf(b, ",\"deleted\":true");
-		else
-			evbuffer_add_printf(b, ",\"status\":\"%s\"",
-			    rcpt_status_name(c->rcpt_status));
-		evbuffer_add_printf(b, ",\"result\":\"ok\"}\n");
-	} else if (c->deleted)
-		evbuffer_add_printf(b, "%s deleted%s\n", c->addr,
-		    c->still_static ? " (still valid: it is in the domain's "
-		    "recipients= list)" : "");
-	else
-		evbuffer_add_printf(b, "%s added as %s\n", c->addr,
-		    rcpt_status_name(c->rcpt_status));
+	view_rcpt_changed(b, c->json, c->addr, c->deleted, c->still_static,
+	    c->rcpt_status);
 	answer(c, "ok", b);
 	evbuffer_free(b);
 }
@@ -1017,14 +429,176 @@ rcpt_request(struct conn *c, char **w, int n)
 	state_commit_wait(ctl->state, rcpt_committed, c);
 }
 
+int
+control_word_encode(const char *s, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch > ' ' && ch < 0x7f && ch != '%') {
+			if (o + 1 >= outsz)
+				return -1;
+			out[o++] = (char)ch;
+			continue;
+		}
+		if (o + 3 >= outsz)
+			return -1;
+		out[o++] = '%';
+		out[o++] = hex[ch >> 4];
+		out[o++] = hex[ch & 0x0f];
+	}
+	if (o >= outsz)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+int
+control_word_decode(const char *w, char *out, size_t outsz)
+{
+	size_t o = 0;
+	int hi, lo;
+
+	for (; *w != '\0'; w++) {
+		char ch = *w;
+
+		if (ch == '%') {
+			if ((hi = hexval(w[1])) == -1 ||
+			    (lo = hexval(w[2])) == -1 || (hi | lo) == 0)
+				return -1;
+			ch = (char)(hi << 4 | lo);
+			w += 2;
+		}
+		if (o + 1 >= outsz)
+			return -1;
+		out[o++] = ch;
+	}
+	if (o >= outsz)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+/* "<ADDR>" or "<>", decoded, without its brackets, into out. */
+static int
+bracketed_arg(const char *w, char *out, size_t outsz)
+{
+	size_t n;
+
+	if (control_word_decode(w, out, outsz) == -1)
+		return -1;
+	n = strlen(out);
+	if (n < 2 || out[0] != '<' || out[n - 1] != '>')
+		return -1;
+	memmove(out, out + 1, n - 2);
+	out[n - 2] = '\0';
+	return 0;
+}
+
+/* The state store committed (or not) a "greylist allow|delete". */
+static void
+grey_committed(int rc, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *b;
+
+	if (committed(c, rc != -1, "the state store") == -1)
+		return;
+	b = evbuffer_new();
+	if (c->grey_deleted >= 0)
+		view_greylist_deleted(b, c->json, c->grey_deleted);
+	else
+		view_greylist_allowed(b, c->json, c->value, c->grey_added);
+	answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/*
+ * "greylist allow VALUE", "greylist delete KEY", "greylist delete NET
+ * <SENDER> <RCPT>": the operator's writes, on the daemon's own store, so
+ * the next RCPT's check sees them. Staged in the loop turn's transaction
+ * and answered once it committed, as "recipients add" is.
+ */
+static void
+greylist_request(struct conn *c, char **w, int n)
+{
+	struct state *st = c->ctl->state;
+	char err[256], status[320], net[STATE_NET_MAX];
+	char sender[STATE_ADDR_MAX + 2], rcpt[STATE_ADDR_MAX + 2];
+	int rc;
+
+	c->grey_deleted = -1;
+	if (strcmp(w[1], "allow") == 0 && n == 3) {
+		if (control_word_decode(w[2], c->value, sizeof(c->value)) ==
+		    -1) {
+			answer(c, "error value not an address, network or "
+			    "domain", NULL);
+			return;
+		}
+		rc = state_allow_add(st, state_allow_kind_of(c->value),
+		    c->value, (int64_t)time(NULL), err, sizeof(err));
+		if (rc == -2) {
+			snprintf(status, sizeof(status), "error value %s",
+			    err);
+			answer(c, status, NULL);
+			return;
+		}
+		c->grey_added = rc == 0;
+	} else if (strcmp(w[1], "delete") == 0 && (n == 3 || n == 5)) {
+		if (control_word_decode(w[2], c->value, sizeof(c->value)) ==
+		    -1 || (n == 5 && (strlen(c->value) >= sizeof(net) ||
+		    bracketed_arg(w[3], sender, sizeof(sender)) == -1 ||
+		    bracketed_arg(w[4], rcpt, sizeof(rcpt)) == -1))) {
+			answer(c, "error value not a greylist key", NULL);
+			return;
+		}
+		if (n == 5) {
+			memcpy(net, c->value, strlen(c->value) + 1);
+			rc = state_delete(st, net, sender, rcpt);
+		} else
+			rc = state_delete(st, c->value, NULL, NULL);
+		if (rc == 0) {
+			answer(c, "error notfound nothing in the greylist "
+			    "store has that key", NULL);
+			return;
+		}
+		c->grey_deleted = rc;
+	} else {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	if (rc == -1) {
+		answer(c, "error io the state store could not stage the "
+		    "change", NULL);
+		return;
+	}
+	c->pending = 1;
+	state_commit_wait(st, grey_committed, c);
+}
+
 static void
 request(struct conn *c, char *line)
 {
-	char *w[5];
+	char *w[6];
 	int n;
 
 	/* The trailing "json" is no word of the request proper. */
-	if ((n = words(line, w, 5)) > 0 && strcmp(w[n - 1], "json") == 0) {
+	if ((n = words(line, w, 6)) > 0 && strcmp(w[n - 1], "json") == 0) {
 		c->json = 1;
 		n--;
 	}
@@ -1048,6 +622,13 @@ request(struct conn *c, char *line)
 			domain_request(c, w, n);
 		else
 			rcpt_request(c, w, n);
+	} else if (strcmp(w[0], "greylist") == 0) {
+		if (c->ctl->state == NULL) {
+			answer(c, "error io the state store is not available "
+			    "in this daemon", NULL);
+			return;
+		}
+		greylist_request(c, w, n);
 	} else
 		answer(c, "error usage unknown request", NULL);
 }

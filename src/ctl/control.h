@@ -19,6 +19,9 @@
  *   recipients list DOMAIN [json]          static list, then the store's
  *   recipients add ADDRESS [valid|invalid] [json]   source admin, no expiry
  *   recipients delete ADDRESS [json]
+ *   greylist allow VALUE [json]   an address, ADDR/LEN or a sender domain
+ *   greylist delete KEY [json]    an allow entry or a network's record
+ *   greylist delete NET <SENDER> <RCPT> [json]   one triplet
  *
  * Queue changes go through the queue's writer thread (queue_admin());
  * reads use the loop's read connection on queue.db. Recipient changes
@@ -26,6 +29,14 @@
  * answered once it committed (state_commit_wait()). More error KINDs for
  * these: address (not an RFC 5321 address). docs/queue.md "Domains and
  * recipients".
+ *
+ * Greylist changes are the daemon's too, on its own state store, staged
+ * and answered the same way (docs/greylisting.md "Admin"): backmxctl
+ * never writes state.db behind a running daemon. Their arguments are
+ * operator or peer text (a triplet's addresses may be SMTPUTF8, may even
+ * be quoted with spaces), so each is one word %XX-encoded
+ * (control_word_encode()). More error KINDs: value (not an address,
+ * network or domain).
  */
 #ifndef BACKMX_CONTROL_H
 #define BACKMX_CONTROL_H
@@ -34,18 +45,22 @@
 #include <stdint.h>
 
 struct event_base;
-struct evbuffer;
 struct queue;
-struct qdb;
-struct qdb_msg;
 struct control;
-struct domain;
 struct domains;
 struct learn;
-struct sched;
 struct state;
 
-#define CONTROL_LINE_MAX	512
+#define CONTROL_LINE_MAX	2048	/* a triplet key, %XX-encoded */
+
+/*
+ * One request word for an argument that may hold any byte: bytes outside
+ * '!'..'~', and '%' itself, as %XX. 0, or -1 when out (outsz bytes) is too
+ * small: 3 * strlen(s) + 1 always fits.
+ */
+int		 control_word_encode(const char *s, char *out, size_t outsz);
+/* The inverse: 0, or -1 on a bad escape, a NUL byte or no room. */
+int		 control_word_decode(const char *w, char *out, size_t outsz);
 
 /* Bind 'path' (a stale socket there is removed first; anything else
  * there is an error). NULL with a reason in err. */
@@ -65,35 +80,5 @@ void		 control_close(struct control *);
  */
 void		 control_set_knowledge(struct control *, struct learn *,
 		    struct state *, const struct domains *);
-
-/*
- * The result lines of "queue list" (without the status line) into out:
- * shared with backmxctl, which reads queue.db itself when the daemon is
- * stopped. 0, or -1 on a database error.
- */
-int		 control_queue_list(struct qdb *, struct evbuffer *out,
-		    int json);
-/* One message as "queue show" renders it. */
-void		 control_queue_show(const struct qdb_msg *,
-		    struct evbuffer *out, int json);
-
-/*
- * The result lines of "domain list", "domain show" and "recipients list"
- * into out, shared with backmxctl's offline path. In the daemon 'learn'
- * and 'sched' are given: the lifecycle is brought up to date through
- * learn_domain() (which may stage a write) and health and queue are the
- * live ones. Offline both are NULL: the lifecycle as stored, health and
- * queue unknown ("-", JSON null). 0, or -1 on a store error.
- */
-int		 control_domain_list(struct state *, struct learn *,
-		    struct sched *, const struct domains *,
-		    struct evbuffer *out, int json, int64_t now);
-int		 control_domain_show(struct state *, struct learn *,
-		    struct sched *, const struct domain *,
-		    struct evbuffer *out, int json, int64_t now);
-/* The domain's recipients= list (source "static"), then the store's
- * unexpired rows. */
-int		 control_rcpt_list(struct state *, const struct domain *,
-		    struct evbuffer *out, int json, int64_t now);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dname.h"
 #include "str.h"
 
 /* Spamhaus's errors: "should NOT be interpreted as any sort of
@@ -24,31 +25,13 @@ ends_with(const char *s, const char *suffix)
 	return ls >= lx && strcasecmp(s + ls - lx, suffix) == 0;
 }
 
-/* A zone name: dot-separated LDH labels (a DQS key is one), no trailing
- * dot, two labels at least. */
+/* A zone name (src/core/dname.h): two labels at least, '_' allowed (a DQS
+ * key is a label), short enough for a reversed IPv6 address before it. */
 static int
 zone_valid(const char *z, size_t n)
 {
-	size_t i, label = 0, dots = 0;
-
-	if (n == 0 || n > 200)
-		return 0;
-	for (i = 0; i < n; i++) {
-		char c = z[i];
-
-		if (c == '.') {
-			if (label == 0 || z[i - 1] == '-')
-				return 0;
-			label = 0;
-			dots++;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_') {
-			if (++label > 63 || (c == '-' && label == 1))
-				return 0;
-		} else
-			return 0;
-	}
-	return label > 0 && z[n - 1] != '-' && dots > 0;
+	return n <= 200 && dname_check(z, n, DNAME_DOTTED | DNAME_UNDERSCORE) ==
+	    DNAME_OK;
 }
 
 int
@@ -59,12 +42,7 @@ dnsxl_zones_parse(const char *text, struct dnsxl_zone *out, size_t max,
 	const char *eq;
 	char e[64];
 
-	while (*text != '\0') {
-		if (*text == ',' || *text == ' ' || *text == '\t') {
-			text++;
-			continue;
-		}
-		len = strcspn(text, ", \t");
+	for (; (len = str_list_next(&text)) > 0; text += len) {
 		str_ncopy(e, sizeof(e), text, len);
 		if (n == max) {
 			snprintf(why, whysz, "more than %zu zones", max);
@@ -111,7 +89,6 @@ dnsxl_zones_parse(const char *text, struct dnsxl_zone *out, size_t max,
 				return -1;
 			}
 		n++;
-		text += len;
 	}
 	*n_out = n;
 	return 0;

@@ -160,8 +160,8 @@ ranges_in_prefix(const uint8_t net[16], unsigned len, const uint8_t a[16])
 }
 
 /* The range a /len block at 'net' covers. */
-static void
-prefix_range(const uint8_t net[16], unsigned len, struct range *r)
+void
+ranges_prefix(const uint8_t net[16], unsigned len, struct range *r)
 {
 	unsigned i;
 
@@ -226,7 +226,7 @@ ranges_row_at(size_t i, struct range *r_out)
 			memset(r_out->hi, 0xff, 16);
 			r_out->hi[0] = 0x1f;
 		} else
-			prefix_range(s->addr, s->len, r_out);
+			ranges_prefix(s->addr, s->len, r_out);
 	}
 	return &s->row;
 }
@@ -300,16 +300,52 @@ addr_n(const char *s, size_t n, uint8_t out[16])
 }
 
 int
-ranges_parse(const char *s, size_t n, struct range *out)
+ranges_parse_prefix(const char *s, size_t n, uint8_t net[16],
+    unsigned *len_out)
 {
-	const char *slash = memchr(s, '/', n), *dash = memchr(s, '-', n);
-	uint8_t a[16], b[16];
+	const char *slash = memchr(s, '/', n);
+	struct range r;
 	unsigned len = 0;
 	size_t i;
 
-	if (slash != NULL && dash != NULL)
+	if (slash == NULL) {
+		if (addr_n(s, n, net) == -1)
+			return -1;
+		*len_out = 128;
+		return 0;
+	}
+	if (addr_n(s, (size_t)(slash - s), net) == -1)
 		return -1;
+	if (slash + 1 == s + n || n - (size_t)(slash + 1 - s) > 3)
+		return -1;
+	for (i = (size_t)(slash + 1 - s); i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		len = len * 10 + (unsigned)(s[i] - '0');
+	}
+	if (ranges_is_v4(net)) {
+		if (len > 32)
+			return -1;
+		len += 96;
+	} else if (len > 128)
+		return -1;
+	ranges_prefix(net, len, &r);
+	if (memcmp(r.lo, net, 16) != 0)
+		return -1;		/* bits set past the prefix */
+	*len_out = len;
+	return 0;
+}
+
+int
+ranges_parse(const char *s, size_t n, struct range *out)
+{
+	const char *dash = memchr(s, '-', n);
+	uint8_t a[16], b[16];
+	unsigned len;
+
 	if (dash != NULL) {
+		if (memchr(s, '/', n) != NULL)
+			return -1;
 		if (addr_n(s, (size_t)(dash - s), a) == -1 ||
 		    addr_n(dash + 1, n - (size_t)(dash + 1 - s), b) == -1 ||
 		    ranges_is_v4(a) != ranges_is_v4(b) ||
@@ -319,31 +355,9 @@ ranges_parse(const char *s, size_t n, struct range *out)
 		memcpy(out->hi, b, 16);
 		return 0;
 	}
-	if (slash == NULL) {
-		if (addr_n(s, n, a) == -1)
-			return -1;
-		memcpy(out->lo, a, 16);
-		memcpy(out->hi, a, 16);
-		return 0;
-	}
-	if (addr_n(s, (size_t)(slash - s), a) == -1)
+	if (ranges_parse_prefix(s, n, a, &len) == -1)
 		return -1;
-	if (slash + 1 == s + n || n - (size_t)(slash + 1 - s) > 3)
-		return -1;
-	for (i = (size_t)(slash + 1 - s); i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		len = len * 10 + (unsigned)(s[i] - '0');
-	}
-	if (ranges_is_v4(a)) {
-		if (len > 32)
-			return -1;
-		len += 96;
-	} else if (len > 128)
-		return -1;
-	prefix_range(a, len, out);
-	if (memcmp(out->lo, a, 16) != 0)
-		return -1;		/* bits set past the prefix */
+	ranges_prefix(a, len, out);
 	return 0;
 }
 

@@ -55,6 +55,17 @@ const struct ranges_row *ranges_row_at(size_t i, struct range *r_out);
 int	ranges_parse(const char *s, size_t n, struct range *out);
 
 /*
+ * The CIDR parser: "ADDR" or "ADDR/LEN", n bytes at s, into net (IPv4 as
+ * ::ffff:a.b.c.d) and *len_out over the 128 bits (96 + LEN for IPv4,
+ * 128 for a bare address). The bits past LEN must be zero, as for
+ * ranges_parse(). Returns 0 or -1.
+ */
+int	ranges_parse_prefix(const char *s, size_t n, uint8_t net[16],
+	    unsigned *len_out);
+/* The /len block at net as a range. */
+void	ranges_prefix(const uint8_t net[16], unsigned len, struct range *out);
+
+/*
  * A list of ranges separated by any byte of 'seps' (e.g. ", \t"), at
  * most 'max' of them, into out[]; *n_out is how many. An empty list is
  * valid. Returns 0, or -1 with the reason in why.

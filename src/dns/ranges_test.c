@@ -270,6 +270,54 @@ test_parse(void **state)
 	}
 }
 
+/* The CIDR parser alone: the prefix length over 128 bits it gives. */
+static const struct {
+	const char	*text;
+	int		 ok;
+	unsigned	 len;
+} cidr_rows[] = {
+	{ "192.0.2.0/24", 1, 120 },
+	{ "192.0.2.7", 1, 128 },
+	{ "0.0.0.0/0", 1, 96 },
+	{ "2001:db8::/32", 1, 32 },
+	{ "2001:db8::1", 1, 128 },
+	{ "::/0", 1, 0 },
+	{ "192.0.2.1/24", 0, 0 },		/* host bits */
+	{ "192.0.2.0/33", 0, 0 },
+	{ "192.0.2.0/", 0, 0 },
+	{ "192.0.2.0/-1", 0, 0 },
+	{ "192.0.2.0/0024", 0, 0 },
+	{ "2001:db8::/129", 0, 0 },
+	{ "300.1.2.3/8", 0, 0 },
+	{ "127.0.0.2-127.0.0.3", 0, 0 },	/* a range is no prefix */
+	{ "example.org", 0, 0 },
+	{ "", 0, 0 },
+};
+
+static void
+test_cidr(void **state)
+{
+	uint8_t net[16];
+	unsigned len;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < nitems(cidr_rows); i++) {
+		len = 999;
+		rc = ranges_parse_prefix(cidr_rows[i].text,
+		    strlen(cidr_rows[i].text), net, &len);
+		if ((rc == 0) != cidr_rows[i].ok ||
+		    (rc == 0 && len != cidr_rows[i].len))
+			fail_msg("'%s': rc %d len %u", cidr_rows[i].text, rc,
+			    len);
+	}
+	assert_int_equal(ranges_parse_prefix("192.0.2.0/24", 12, net, &len),
+	    0);
+	assert_true(ranges_is_v4(net));
+	assert_int_equal(net[12], 192);
+	assert_int_equal(net[15], 0);
+}
+
 static void
 test_list(void **state)
 {
@@ -301,6 +349,7 @@ main(void)
 		cmocka_unit_test(test_every_row_and_edges),
 		cmocka_unit_test(test_rows),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_list),
 	};
 

@@ -104,12 +104,7 @@ set_forwarders(struct resolver *r, const char *list, int *n_out, char *err,
 	int rc;
 
 	*n_out = 0;
-	while (*list != '\0') {
-		if (*list == ',' || *list == ' ' || *list == '\t') {
-			list++;
-			continue;
-		}
-		len = strcspn(list, ", \t");
+	for (; (len = str_list_next(&list)) > 0; list += len) {
 		if (len >= sizeof(item)) {
 			snprintf(err, errsz, "dns_forward: item too long");
 			return -1;
@@ -121,7 +116,6 @@ set_forwarders(struct resolver *r, const char *list, int *n_out, char *err,
 			return -1;
 		}
 		(*n_out)++;
-		list += len;
 	}
 	return 0;
 }

@@ -18,17 +18,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dname.h"
 #include "log.h"
-
-/* RFC 1035 §2.3.4: 63 octets per label. */
-#define LABEL_MAX	63
-/*
- * A U-label's A-label is "xn--" plus at least one character per code
- * point, so more than 59 code points can never fit 63 octets. The exact
- * length needs Punycode, which is the resolver's business; we only refuse
- * what is certainly too long.
- */
-#define ULABEL_CP_MAX	(LABEL_MAX - 4)
+#include "str.h"
 
 struct cur {
 	const unsigned char	*p;	/* next byte */
@@ -84,41 +76,6 @@ lower(int c)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence for one non-ASCII code point at
- * p (avail bytes), or 0. RFC 3629 §4: no overlong forms, no surrogates,
- * nothing above U+10FFFF.
- */
-static size_t
-utf8_seq(const unsigned char *p, size_t avail)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t i, n;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		n = 3;
-		if (p[0] == 0xe0)
-			lo = 0xa0;	/* overlong */
-		else if (p[0] == 0xed)
-			hi = 0x9f;	/* UTF-16 surrogates */
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4;
-		if (p[0] == 0xf0)
-			lo = 0x90;	/* overlong */
-		else if (p[0] == 0xf4)
-			hi = 0x8f;	/* above U+10FFFF */
-	} else
-		return 0;
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-/*
  * A byte >= 0x80 at c->p: RFC 6531 allows UTF8-non-ascii only after
  * SMTPUTF8, and only well-formed. On ADDR_OK *n_out is the sequence
  * length; whether the grammar allows it here is the caller's question.
@@ -128,52 +85,32 @@ eight_bit(const struct cur *c, size_t *n_out)
 {
 	if (!(c->flags & ADDR_ALLOW_UTF8))
 		return ADDR_ERR_UTF8;
-	if ((*n_out = utf8_seq(c->p, (size_t)(c->end - c->p))) == 0)
+	if ((*n_out = str_utf8_len(c->p, (size_t)(c->end - c->p))) == 0)
 		return ADDR_ERR_UTF8;
 	return ADDR_OK;
 }
 
 /*
  * Domain = sub-domain *("." sub-domain), sub-domain = Let-dig [Ldh-str]
- * (RFC 5321 §4.1.2), or a U-label (RFC 6531 §3.3) when allow_utf8. We
- * cannot run IDNA2008 here; a U-label is any well-formed UTF-8 mixed with
- * letters, digits and inner hyphens.
+ * (RFC 5321 §4.1.2), or a U-label (RFC 6531 §3.3) when allow_utf8, at
+ * most 255 octets (§4.5.3.1.2): src/core/dname.h's rules.
  */
 static enum addr_err
 domain_check(const unsigned char *d, size_t len, int allow_utf8)
 {
-	size_t i = 0, start, cps, n;
-	int utf8;
-
-	for (;;) {
-		start = i;
-		cps = 0;
-		utf8 = 0;
-		while (i < len && d[i] != '.') {
-			if (d[i] >= 0x80) {
-				if (!allow_utf8 ||
-				    (n = utf8_seq(d + i, len - i)) == 0)
-					return ADDR_ERR_UTF8;
-				utf8 = 1;
-				i += n;
-			} else if (is_letdig(d[i]) || d[i] == '-')
-				i++;
-			else
-				return ADDR_ERR_SYNTAX;
-			cps++;
-		}
-		/* Empty label: leading, double or trailing dot. */
-		if (i == start || d[start] == '-' || d[i - 1] == '-')
-			return ADDR_ERR_SYNTAX;
-		if (utf8 ? cps > ULABEL_CP_MAX : i - start > LABEL_MAX)
-			return ADDR_ERR_SYNTAX;
-		if (i == len)
-			break;
-		i++;			/* the dot */
-	}
-	if (len > ADDR_DOMAIN_MAX)
+	switch (dname_check((const char *)d, len, DNAME_SMTP_LENGTH |
+	    (allow_utf8 ? DNAME_UTF8 : 0))) {
+	case DNAME_OK:
+		return ADDR_OK;
+	case DNAME_ERR_UTF8:
+		return ADDR_ERR_UTF8;
+	case DNAME_ERR_TOO_LONG:
 		return ADDR_ERR_DOMAIN_TOO_LONG;
-	return ADDR_OK;
+	case DNAME_ERR_SYNTAX:
+	case DNAME_ERR_NOT_FQDN:
+		break;
+	}
+	return ADDR_ERR_SYNTAX;
 }
 
 /*

@@ -28,9 +28,10 @@
 #include "xmem.h"
 
 struct dnsbl {
-	struct dnsxl_zone	 zones[DNSXL_ZONES_MAX];
-	size_t			 nzones;
-	struct range		 allow[CONFIG_NETWORKS_MAX];
+	/* dnsbl_zones and dnsbl_allow, parsed at load (config.h) */
+	const struct dnsxl_zone	*zones;
+	size_t			 nzones;	/* 0: check_dnsbl off */
+	const struct range	*allow;
 	size_t			 nallow;
 	int			 fail_tempfail;
 	struct resolver		*resolver;
@@ -67,18 +68,13 @@ dnsbl_new(const struct policy_deps *deps)
 {
 	const struct config *conf = deps->conf;
 	struct dnsbl *m = xcalloc(1, sizeof(*m));
-	char why[160];
 
 	m->resolver = deps->resolver;
 	m->fail_tempfail = strcmp(conf->dnsbl_fail_action, "ignore") != 0;
-	/* config.c checked both with the same parsers. */
-	if (dnsxl_zones_parse(conf->dnsbl_zones, m->zones, DNSXL_ZONES_MAX,
-	    &m->nzones, why, sizeof(why)) == -1)
-		panic("dnsbl_zones: %s", why);
-	if (ranges_parse_list(conf->dnsbl_allow, strlen(conf->dnsbl_allow),
-	    ", \t", m->allow, CONFIG_NETWORKS_MAX, &m->nallow, why,
-	    sizeof(why)) == -1)
-		panic("dnsbl_allow: %s", why);
+	m->zones = conf->dns_lists.dnsbl_zone;
+	m->nzones = conf->dns_lists.ndnsbl_zones;
+	m->allow = conf->dns_lists.dnsbl_allow_net;
+	m->nallow = conf->dns_lists.ndnsbl_allow_nets;
 	if (!conf->check_dnsbl)
 		m->nzones = 0;
 	return m;

@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "dname.h"
 #include "log.h"
 #include "policy.h"
 #include "ranges.h"
@@ -34,8 +35,8 @@
 #define DC_HOSTS_MAX	10	/* MX hosts looked up, best first */
 
 struct domaincheck {
-	struct range	nets[CONFIG_NETWORKS_MAX];	/* mx_invalid_networks */
-	size_t		nnets;
+	/* mx_invalid_networks, parsed at load (config.h) */
+	const struct config_dns_lists *lists;
 };
 
 struct job;
@@ -77,13 +78,8 @@ void *
 domaincheck_new(const struct policy_deps *deps)
 {
 	struct domaincheck *dc = xcalloc(1, sizeof(*dc));
-	const char *v = deps->conf->mx_invalid_networks;
-	char why[128];
 
-	/* config.c checked the syntax with the same parser. */
-	if (ranges_parse_list(v, strlen(v), ", \t", dc->nets,
-	    CONFIG_NETWORKS_MAX, &dc->nnets, why, sizeof(why)) == -1)
-		panic("mx_invalid_networks: %s", why);
+	dc->lists = &deps->conf->dns_lists;
 	return dc;
 }
 
@@ -91,37 +87,6 @@ void
 domaincheck_free(void *dc)
 {
 	free(dc);
-}
-
-int
-domaincheck_fqdn(const char *d, size_t n)
-{
-	size_t i, label = 0, labels = 1;
-	int digits = 1;
-
-	if (n == 0 || n > 253 || d[n - 1] == '.')
-		return 0;
-	for (i = 0; i < n; i++) {
-		char c = d[i];
-
-		if (c == '.') {
-			if (label == 0 || d[i - 1] == '-')
-				return 0;
-			label = 0;
-			labels++;
-			digits = 1;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-'))
-			return 0;
-		if ((c == '-' && label == 0) || ++label > 63)
-			return 0;
-		if (c < '0' || c > '9')
-			digits = 0;
-	}
-	/* RFC 3696 §2: a top-level label is never all-numeric. */
-	return labels >= 2 && label > 0 && d[n - 1] != '-' && !digits;
 }
 
 static void
@@ -214,7 +179,8 @@ routable(struct job *j, const char *host, const uint8_t a[16])
 	char t[RANGES_TEXT_MAX];
 	int k = -1;
 
-	if (row == NULL && (k = ranges_find(j->dc->nets, j->dc->nnets,
+	if (row == NULL && (k = ranges_find(j->dc->lists->mx_invalid_net,
+	    j->dc->lists->nmx_invalid_nets,
 	    a)) == -1)
 		return 1;
 	if (j->bad[0] == '\0') {
@@ -493,7 +459,7 @@ start(struct policy_check *chk, const struct mailaddr *a, int sender,
 		accept_now(j);
 		return;
 	}
-	if (!domaincheck_fqdn(j->domain, strlen(j->domain))) {
+	if (!dname_valid(j->domain, DNAME_FQDN)) {
 		verdict_set(&v, VERDICT_REJECT, 504, "5.5.2", "fqdn",
 		    "<%s>: %s address rejected: need fully-qualified address",
 		    j->addr, sender ? "Sender" : "Recipient");

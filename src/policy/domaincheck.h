@@ -23,12 +23,4 @@ void	 domaincheck_free(void *);
 void	 domaincheck_mail(struct policy_check *);
 void	 domaincheck_rcpt(struct policy_check *);
 
-/*
- * RFC 1035 §2.3.1 / RFC 5321 §2.3.5 fully qualified domain name, n bytes
- * at d: two labels at least, each 1 to 63 letters, digits and '-' (not
- * at either end), 253 bytes at most, no trailing dot, and a top-level
- * label that is not all digits. 1 when it is one.
- */
-int	 domaincheck_fqdn(const char *d, size_t n);
-
 #endif

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "dname.h"
 #include "dnsxl.h"
 #include "log.h"
 #include "sockaddr.h"
@@ -59,28 +60,6 @@ struct greylist {
 
 /* --- static allow lists ------------------------------------------------- */
 
-static int
-host_ok(const char *s)
-{
-	size_t i, label = 0;
-
-	for (i = 0; s[i] != '\0'; i++) {
-		char c = s[i];
-
-		if (c == '.') {
-			if (label == 0)
-				return 0;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '_') {
-			if (++label > 63)
-				return 0;
-		} else
-			return 0;
-	}
-	return i > 0 && i <= 253 && label > 0;
-}
-
 /*
  * Items split by commas or white space. Clients: address, ADDR/LEN, or a
  * host name ("example.com" or ".example.com": it and its subdomains).
@@ -93,26 +72,21 @@ parse_list(struct allow_list *l, const char *key, const char *v, int clients,
 	char item[512];
 	size_t len;
 
-	while (*v != '\0') {
-		if (*v == ',' || *v == ' ' || *v == '\t') {
-			v++;
-			continue;
-		}
-		len = strcspn(v, ", \t");
+	for (; (len = str_list_next(&v)) > 0; v += len) {
 		if (len >= sizeof(item)) {
 			snprintf(err, errsz, "%s: entry too long", key);
 			return -1;
 		}
 		memcpy(item, v, len);
 		item[len] = '\0';
-		v += len;
 		str_lower(item);
 		if (clients && strchr(item, '@') == NULL &&
 		    (strchr(item, ':') != NULL || strchr(item, '/') != NULL ||
 		    strspn(item, "0123456789.") == len)) {
 			struct allow_net n;
 
-			if (state_parse_net(item, n.addr, &n.prefix) == -1) {
+			if (ranges_parse_prefix(item, len, n.addr, &n.prefix) ==
+			    -1) {
 				snprintf(err, errsz, "%s: bad address or "
 				    "network '%s'", key, item);
 				return -1;
@@ -128,7 +102,7 @@ parse_list(struct allow_list *l, const char *key, const char *v, int clients,
 
 			if (*dom == '.')
 				dom++;
-			if ((clients && at != NULL) || !host_ok(dom) ||
+			if ((clients && at != NULL) || !dname_valid(dom, DNAME_UNDERSCORE) ||
 			    (at != NULL && at == item)) {
 				snprintf(err, errsz, "%s: bad entry '%s'", key,
 				    item);

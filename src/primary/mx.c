@@ -14,37 +14,10 @@
 #include "ranges.h"
 #include "str.h"
 
-/* n bytes at a equal the name b, case-insensitive, a trailing dot on
- * either side ignored. */
-static int
-name_eq(const char *a, size_t n, const char *b)
-{
-	size_t m = strlen(b);
-
-	if (n > 0 && a[n - 1] == '.')
-		n--;
-	if (m > 0 && b[m - 1] == '.')
-		m--;
-	return n > 0 && n == m && strncasecmp(a, b, n) == 0;
-}
-
 int
 mx_is_self_name(const char *host, const struct mx_self *self)
 {
-	const char *p = self->mx_names != NULL ? self->mx_names : "";
-	size_t n;
-
-	if (self->myhostname != NULL &&
-	    name_eq(self->myhostname, strlen(self->myhostname), host))
-		return 1;
-	while (*p != '\0') {
-		n = strcspn(p, ", \t");
-		if (name_eq(p, n, host))
-			return 1;
-		p += n;
-		p += strspn(p, ", \t");
-	}
-	return 0;
+	return self->conf != NULL && config_is_our_mx(self->conf, host);
 }
 
 enum mx_addr
@@ -69,7 +42,7 @@ host_addrs(const struct mx_query *q, const char *host)
 	size_t i;
 
 	for (i = 0; i < q->naddrs; i++)
-		if (name_eq(q->addrs[i].host, strlen(q->addrs[i].host), host))
+		if (str_host_eq(q->addrs[i].host, host))
 			return &q->addrs[i];
 	return NULL;
 }
@@ -155,8 +128,7 @@ mx_select(const struct mx_query *q, struct mx_result *res)
 			continue;
 		}
 		for (j = 0; j < n; j++)
-			if (name_eq(res->hop[j].host, strlen(res->hop[j].host),
-			    rr->host))
+			if (str_host_eq(res->hop[j].host, rr->host))
 				break;
 		if (j < n)
 			continue;	/* the same host twice */
@@ -213,8 +185,7 @@ mx_self_init(struct mx_self *self, uint8_t addr[MX_SELF_ADDRS_MAX][16],
 	size_t i;
 
 	memset(self, 0, sizeof(*self));
-	self->myhostname = conf->myhostname;
-	self->mx_names = conf->mx_names;
+	self->conf = conf;
 	self->addr = (const uint8_t (*)[16])addr;
 	for (i = 0; i < conf->nlisten && self->naddr < MX_SELF_ADDRS_MAX;
 	    i++) {

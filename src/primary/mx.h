@@ -50,8 +50,8 @@ struct mx_host_addrs {
 
 /* Who we are. */
 struct mx_self {
-	const char	*myhostname;
-	const char	*mx_names;	/* ", \t"-separated list, may be "" */
+	const struct config *conf;	/* myhostname, mx_names; NULL: no
+					   name is ours */
 	const uint8_t	(*addr)[16];	/* our own addresses, may be NULL */
 	size_t		 naddr;
 };

@@ -11,7 +11,25 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "ranges.h"
+
+/* Our names as backmx.conf gives them: mx_names written with a trailing
+ * dot on one entry, as an operator copying a zone file would. */
+static const struct config *
+self_conf(void)
+{
+	static const char text[] = "myhostname = mx2.example.net\n"
+	    "mx_names = backup.example.org., other.example.com\n";
+	static struct config c;
+	char err[256];
+
+	config_defaults(&c);
+	if (config_parse(&c, "mx_test.conf", text, sizeof(text) - 1, err,
+	    sizeof(err)) != 0)
+		fail_msg("%s", err);
+	return &c;
+}
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 #define RR_MAX		40
@@ -140,8 +158,7 @@ run_row(const struct row *r)
 		assert_int_equal(ranges_addr_parse(self_addrs_text[i],
 		    self_addr[i]), 0);
 	memset(&self, 0, sizeof(self));
-	self.myhostname = "mx2.example.net";
-	self.mx_names = "backup.example.org., other.example.com";
+	self.conf = self_conf();
 	self.addr = (const uint8_t (*)[16])self_addr;
 	self.naddr = 2;
 	while (nrr < RR_MAX && r->rr[nrr].host != NULL)
@@ -229,7 +246,7 @@ test_addr_verdict(void **state)
 		{ "192.0.2.26", MX_ADDR_USE },
 	};
 	uint8_t self_addr[16], a[16];
-	struct mx_self self = { "mx2.example.net", "", NULL, 1 };
+	struct mx_self self = { self_conf(), NULL, 1 };
 	size_t i;
 
 	assert_int_equal(ranges_addr_parse("192.0.2.25", self_addr), 0);

@@ -203,7 +203,7 @@ void	state_commit_cancel(struct state_wait *);
 int	state_sweep(struct state *, int64_t now, unsigned batch,
 	    size_t *deleted_out);
 
-/* --- for backmxctl ---------------------------------------------------- */
+/* --- for backmxctl and the control socket ------------------------------ */
 
 enum state_list_filter {
 	STATE_LIST_ALL,
@@ -226,10 +226,15 @@ int	state_allow_list(struct state *, state_allow_fn *, void *arg);
  * Add an allow entry. A client is an IPv4 or IPv6 address, or a network
  * "ADDR/LEN" (the host bits must be zero); a domain is a host name. Stored
  * in canonical form. 0, 1 when it was there already, -1 on a store error,
- * -2 when 'value' is not of its kind (a sentence in err).
+ * -2 when 'value' is not of its kind (a sentence in err). In the daemon
+ * the write joins the loop turn's transaction (state_commit_wait());
+ * on an admin connection it commits at once, as state_delete() does.
  */
 int	state_allow_add(struct state *, enum state_allow_kind,
 	    const char *value, int64_t now, char *err, size_t errsz);
+/* Which kind an operator's VALUE is: an address or a network has a
+ * digit-dot or a colon shape (or a '/'); anything else is a domain. */
+enum state_allow_kind state_allow_kind_of(const char *value);
 /*
  * Delete what 'key' names: an allow entry, a client network's record,
  * or the triplet (net, sender, rcpt) when sender is not NULL. The number
@@ -237,11 +242,5 @@ int	state_allow_add(struct state *, enum state_allow_kind,
  */
 int	state_delete(struct state *, const char *key, const char *sender,
 	    const char *rcpt);
-
-/* Parse "ADDR" or "ADDR/LEN" into 16 bytes (IPv4 as ::ffff:a.b.c.d) and
- * a prefix length over those 128 bits; 0 or -1. Shared with greylist.c's
- * static allow lists. */
-int	state_parse_net(const char *s, uint8_t addr_out[16],
-	    unsigned *prefix_out);
 
 #endif

@@ -35,7 +35,9 @@
 #include <event2/event.h>
 #include <sqlite3.h>
 
+#include "dname.h"
 #include "log.h"
+#include "ranges.h"
 #include "sockaddr.h"
 #include "str.h"
 #include "xmem.h"
@@ -777,44 +779,6 @@ state_net_put(struct state *st, const struct state_net *n)
 /* --- allow entries ------------------------------------------------------- */
 
 int
-state_parse_net(const char *s, uint8_t addr_out[16], unsigned *prefix_out)
-{
-	char buf[INET6_ADDRSTRLEN + 8];
-	const char *slash;
-	struct in_addr a4;
-	unsigned long len;
-	char *end;
-	int v6;
-
-	if (str_copy(buf, sizeof(buf), s) == -1)
-		return -1;
-	if ((slash = strchr(buf, '/')) != NULL)
-		buf[slash - buf] = '\0';
-	memset(addr_out, 0, 16);
-	if (inet_pton(AF_INET6, buf, addr_out) == 1)
-		v6 = 1;
-	else if (inet_pton(AF_INET, buf, &a4) == 1) {
-		addr_out[10] = addr_out[11] = 0xff;
-		memcpy(addr_out + 12, &a4, 4);
-		v6 = 0;
-	} else
-		return -1;
-	if (slash == NULL) {
-		*prefix_out = 128;
-		return 0;
-	}
-	slash = s + (slash - buf) + 1;
-	if (*slash < '0' || *slash > '9')
-		return -1;
-	errno = 0;
-	len = strtoul(slash, &end, 10);
-	if (errno != 0 || *end != '\0' || len > (v6 ? 128u : 32u))
-		return -1;
-	*prefix_out = (unsigned)len + (v6 ? 0 : 96);
-	return 0;
-}
-
-int
 state_allow_client(struct state *st, const struct sockaddr *sa)
 {
 	sqlite3_stmt *s = st->stmt[S_ALLOW_CLIENT];
@@ -854,30 +818,22 @@ state_allow_domain(struct state *st, const char *domain)
 	return 0;
 }
 
-/* A host name as config_check_host() takes it, lower-cased into out. */
+/* A host name (src/core/dname.h), lower-cased into out. */
 static int
 canon_domain(const char *v, char *out, size_t outsz)
 {
-	size_t i, label = 0;
-
-	if (str_copy(out, outsz, v) == -1 || out[0] == '\0')
+	if (str_copy(out, outsz, v) == -1 || !dname_valid(out, 0))
 		return -1;
 	str_lower(out);
-	for (i = 0; out[i] != '\0'; i++) {
-		char c = out[i];
+	return 0;
+}
 
-		if (c == '.') {
-			if (label == 0 || out[i - 1] == '-')
-				return -1;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-') {
-			if ((c == '-' && label == 0) || ++label > 63)
-				return -1;
-		} else
-			return -1;
-	}
-	return label == 0 || out[i - 1] == '-' ? -1 : 0;
+enum state_allow_kind
+state_allow_kind_of(const char *v)
+{
+	return strchr(v, ':') != NULL || strchr(v, '/') != NULL ||
+	    strspn(v, "0123456789.") == strlen(v) ? STATE_ALLOW_CLIENT :
+	    STATE_ALLOW_DOMAIN;
 }
 
 int
@@ -886,46 +842,36 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 {
 	char canon[256], text[INET6_ADDRSTRLEN];
 	uint8_t lo[16], hi[16];
-	unsigned prefix, i;
+	unsigned prefix;
 	sqlite3_stmt *s;
 	int rc;
 
 	if (kind == STATE_ALLOW_CLIENT) {
-		if (state_parse_net(value, lo, &prefix) == -1) {
-			snprintf(err, errsz, "'%s' is no address or network",
+		struct range r;
+
+		if (ranges_parse_prefix(value, strlen(value), lo, &prefix) ==
+		    -1) {
+			snprintf(err, errsz, "'%s' is no address or network "
+			    "(ADDR or ADDR/LEN, no host bits past LEN)",
 			    value);
 			return -2;
 		}
-		for (i = 0; i < 16; i++) {
-			unsigned bits = prefix > i * 8 ? prefix - i * 8 : 0;
-			uint8_t mask = bits >= 8 ? 0xff :
-			    (uint8_t)(0xff << (8 - bits));
-
-			if ((lo[i] & (uint8_t)~mask) != 0) {
-				snprintf(err, errsz, "'%s': host bits set "
-				    "past the prefix", value);
-				return -2;
-			}
-			hi[i] = lo[i] | (uint8_t)~mask;
-		}
-		if (prefix >= 96 && memcmp(lo, "\0\0\0\0\0\0\0\0\0\0\xff\xff",
-		    12) == 0) {
-			inet_ntop(AF_INET, lo + 12, text, sizeof(text));
-			snprintf(canon, sizeof(canon), "%s/%u", text,
-			    prefix - 96);
-		} else {
-			inet_ntop(AF_INET6, lo, text, sizeof(text));
-			snprintf(canon, sizeof(canon), "%s/%u", text, prefix);
-		}
+		ranges_prefix(lo, prefix, &r);
+		memcpy(hi, r.hi, 16);
+		ranges_addr_text(lo, text, sizeof(text));
+		snprintf(canon, sizeof(canon), "%s/%u", text,
+		    ranges_is_v4(lo) ? prefix - 96 : prefix);
 	} else if (canon_domain(value, canon, sizeof(canon)) == -1) {
 		snprintf(err, errsz, "'%s' is no domain name", value);
 		return -2;
 	}
+	if (begin_write(st) == -1)
+		return -1;
 	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO grey_allow "
 	    "(kind, value, lo, hi, added) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &s,
 	    NULL) != SQLITE_OK) {
 		store_error(st, "allow_add");
-		return -1;
+		return write_failed(st);
 	}
 	sqlite3_bind_text(s, 1, kind == STATE_ALLOW_CLIENT ? "client" :
 	    "domain", -1, SQLITE_STATIC);
@@ -939,7 +885,7 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		store_error(st, "allow_add");
-		return -1;
+		return write_failed(st);
 	}
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
 }
@@ -1299,9 +1245,11 @@ delete_rows(struct state *st, const char *sql, const char *a, const char *b,
 	sqlite3_stmt *s;
 	int rc;
 
+	if (begin_write(st) == -1)
+		return -1;
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
 		store_error(st, "delete");
-		return -1;
+		return write_failed(st);
 	}
 	sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
 	if (b != NULL)
@@ -1312,7 +1260,7 @@ delete_rows(struct state *st, const char *sql, const char *a, const char *b,
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		store_error(st, "delete");
-		return -1;
+		return write_failed(st);
 	}
 	return sqlite3_changes(st->db);
 }

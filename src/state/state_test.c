@@ -849,27 +849,6 @@ test_migrate_v1(void **state)
 	event_base_free(base);
 }
 
-static void
-test_parse_net(void **state)
-{
-	uint8_t a[16];
-	unsigned p;
-
-	assert_int_equal(state_parse_net("192.0.2.0/24", a, &p), 0);
-	assert_int_equal(p, 120);
-	assert_int_equal(a[10], 0xff);
-	assert_int_equal(a[12], 192);
-	assert_int_equal(state_parse_net("2001:db8::/32", a, &p), 0);
-	assert_int_equal(p, 32);
-	assert_int_equal(state_parse_net("2001:db8::1", a, &p), 0);
-	assert_int_equal(p, 128);
-	assert_int_equal(state_parse_net("192.0.2.0/33", a, &p), -1);
-	assert_int_equal(state_parse_net("192.0.2.0/", a, &p), -1);
-	assert_int_equal(state_parse_net("192.0.2.0/-1", a, &p), -1);
-	assert_int_equal(state_parse_net("2001:db8::/129", a, &p), -1);
-	assert_int_equal(state_parse_net("example.org", a, &p), -1);
-}
-
 int
 main(void)
 {
@@ -893,7 +872,6 @@ main(void)
 		    teardown),
 		cmocka_unit_test(test_migrate_v1),
 		cmocka_unit_test(test_open_errors),
-		cmocka_unit_test(test_parse_net),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

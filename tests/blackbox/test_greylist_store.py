@@ -2,17 +2,20 @@
 The state store under greylisting (issue 5): state kept across a restart,
 expiry after the retry window (and the sweep), a locked or unwritable store
 answering 4xx and never 250, a store that cannot be opened stopping the
-start, and IPv6 clients keyed by their /64.
+start, IPv6 clients keyed by their /64, and the operator's changes made by
+the running daemon on its own store (refused when it is not running).
 """
 
+import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import time
 import unittest
 
-from harness import Daemon, DaemonError, cannot_run
+from harness import Daemon, DaemonError, backmxctl_path, cannot_run
 from greylist_util import DELAY, GreylistTest, RCPT
 
 # A ULA prefix routed to lo for the IPv6 test only (root only; removed
@@ -163,6 +166,92 @@ class TestGreylistStore(GreylistTest):
         self.wait_delay()
         self.assertPasses(self.attempt(d2, host="::1", port=port2,
                                        source="fd5b:4d58:6772:2::7"))
+
+    # --- the operator's writes go through the daemon (issue 11) ---------
+
+    def _ctl_conf_without_store(self, d):
+        """A copy of d's configuration for backmxctl whose state_dir is a
+        path with nothing there: the tool can reach the daemon's control
+        socket but not its state files, so whatever it changes the daemon
+        must have written."""
+        other = os.path.join(d.dir, "ctl-only")
+        os.mkdir(other)
+        with open(d.conf) as f:
+            text = f.read()
+        nowhere = os.path.join(other, "no-state-here")
+        self.assertIn("state_dir = " + d.state, text)
+        text = text.replace("state_dir = " + d.state, "state_dir = " + nowhere)
+        conf = os.path.join(other, "backmx.conf")
+        with open(conf, "w") as f:
+            f.write(text)
+        return conf, nowhere
+
+    def _ctl_with(self, conf, *args):
+        return subprocess.run([backmxctl_path(), "-c", conf, "greylist"]
+                              + list(args), capture_output=True, text=True,
+                              timeout=30)
+
+    def test_ctl_writes_are_the_daemons(self):
+        """allow and delete are done by the running daemon on its own
+        store: they work from a backmxctl that cannot see state.db at
+        all, and the daemon's very next RCPT check sees them."""
+        d = self.grey_daemon()
+        conf, nowhere = self._ctl_conf_without_store(d)
+        self.assertGreylisted(self.attempt(d, source="127.0.6.9"))
+        p = self._ctl_with(conf, "allow", "127.0.6.0/24")
+        self.assertEqual((p.returncode, p.stdout), (0, "127.0.6.0/24 "
+                         "allowed\n"), p.stderr)
+        self.assertPasses(self.attempt(d, source="127.0.6.9"))
+        p = self._ctl_with(conf, "allow", "127.0.6.0/24", "--json")
+        self.assertEqual(json.loads(p.stdout), {"added": False})
+        p = self._ctl_with(conf, "delete", "127.0.6.0/24")
+        self.assertEqual((p.returncode, p.stdout), (0, "1 deleted\n"),
+                         p.stderr)
+        self.assertGreylisted(self.attempt(d, source="127.0.6.10",
+                                           sender="z@sender.example"))
+        # A triplet with the null sender, by its key as list shows it:
+        # the daemon forgets it, and the next attempt starts over.
+        self.assertGreylisted(self.attempt(d, sender=""))
+        key = "127.0.0.0/24 <> <%s>" % RCPT
+        self.assertIn(key, [t["key"] for t in
+                            self.listing(d)["triplets"]])
+        p = self._ctl_with(conf, "delete", key, "--json")
+        self.assertEqual((p.returncode, json.loads(p.stdout)),
+                         (0, {"deleted": 1}), p.stderr)
+        self.assertNotIn(key, [t["key"] for t in
+                               self.listing(d)["triplets"]])
+        self.assertEqual(self._ctl_with(conf, "delete", key).returncode, 1)
+        # A bad value: the daemon's reason, exit 65.
+        p = self._ctl_with(conf, "allow", "192.0.2.1/24")
+        self.assertEqual(p.returncode, 65)
+        self.assertIn("192.0.2.1/24", p.stderr)
+        # The tool never created anything where its state_dir points.
+        self.assertFalse(os.path.exists(nowhere))
+        self.assertTrue(d.wait_log(r"event=control request=\"greylist "
+                                   r"allow 127\.0\.6\.0/24\""))
+
+    def test_ctl_writes_need_the_daemon(self):
+        """With no daemon running a change is refused (69) with the
+        reason, and state.db is left as it was; list still reads it."""
+        d = self.grey_daemon()
+        self.assertGreylisted(self.attempt(d))
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(10)
+        d._logf.close()
+        p = self.ctl(d, "allow", "127.0.7.0/24", check=False)
+        self.assertEqual(p.returncode, 69)
+        self.assertIn("not running", p.stderr)
+        self.assertIn("greylist_allow_clients", p.stderr)
+        p = self.ctl(d, "delete", "127.0.0.0/24 <a@sender.example> <%s>"
+                     % RCPT, check=False)
+        self.assertEqual(p.returncode, 69)
+        listing = self.listing(d)
+        self.assertEqual(listing["allow"], [])
+        self.assertEqual(len(listing["triplets"]), 1)
+        # Started again: the refused entry is nowhere.
+        os.rename(d.logfile, d.logfile + ".%d" % time.monotonic_ns())
+        d.start()
+        self.assertGreylisted(self.attempt(d, source="127.0.7.9"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,649 @@
+/*
+ * view: what the control socket answers, rendered. The queue, domain and
+ * recipient listings (shared with backmxctl, which renders them itself
+ * from the databases when the daemon is stopped) and the short answers
+ * to a change. Text for a terminal (a peer's control bytes shown as '?'),
+ * or JSON, one document a line. Reads only; the socket, its requests and
+ * the writes they make are control.c's.
+ */
+#include "view.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "addr.h"
+#include "domains.h"
+#include "health.h"
+#include "json.h"
+#include "learn.h"
+#include "qdb.h"
+#include "sched.h"
+#include "state.h"
+#include "str.h"
+#include "xmem.h"
+
+/* The JSON writer's sink: the answer's buffer. */
+static void
+evb_write(void *arg, const char *p, size_t n)
+{
+	evbuffer_add(arg, p, n);
+}
+
+/* Text output: control bytes shown as '?' so a peer's bytes in an error
+ * text cannot move the operator's terminal. */
+static void
+text_str(struct evbuffer *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		evbuffer_add(b, c < 0x20 || c == 0x7f ? "?" : s, 1);
+	}
+}
+
+static void
+addr_str(const struct mailaddr *a, char *buf, size_t bufsz)
+{
+	if (a->is_null)
+		buf[0] = '\0';
+	else if (a->domain[0] == '\0')
+		snprintf(buf, bufsz, "%s", a->local);
+	else
+		snprintf(buf, bufsz, "%s@%s", a->local, a->domain);
+}
+
+static const char *
+rcpt_status(enum qdb_rcpt_status s)
+{
+	return s == QDB_RCPT_SENT ? "sent" : s == QDB_RCPT_BOUNCED ?
+	    "bounced" : "pending";
+}
+
+static void
+msg_json(const struct qdb_msg *m, struct evbuffer *b, int detail)
+{
+	char a[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	struct json j;
+	size_t i;
+
+	json_init(&j, evb_write, b);
+	addr_str(&m->sender, a, sizeof(a));
+	/* postqueue -j's names where they fit (REFERENCE.md §7). */
+	json_object(&j);
+	json_kstr(&j, "queue_name", m->hold ? "hold" : "deferred");
+	json_kstr(&j, "queue_id", m->id);
+	json_kint(&j, "arrival_time", m->arrival);
+	json_kuint(&j, "message_size", m->size);
+	json_kstr(&j, "sender", a);
+	json_kbool(&j, "hold", m->hold);
+	json_kuint(&j, "attempts", m->attempts);
+	json_kint(&j, "last_attempt", m->last_attempt);
+	json_kint(&j, "next_attempt", m->next_attempt);
+	json_kstr(&j, "last_error", m->last_error);
+	if (detail) {
+		json_kbool(&j, "is_dsn", m->is_dsn);
+		json_kstr(&j, "helo", m->helo);
+		json_kstr(&j, "client_addr", m->client_addr);
+		json_kstr(&j, "client_name", m->client_name);
+		json_kstr(&j, "protocol", m->proto);
+		json_kstr(&j, "body_file", m->big);
+	}
+	json_key(&j, "recipients");
+	json_array(&j);
+	for (i = 0; i < m->nrcpt; i++) {
+		const struct qdb_rcpt *r = &m->rcpts[i];
+
+		addr_str(&r->addr, a, sizeof(a));
+		json_object(&j);
+		json_kstr(&j, "address", a);
+		json_kstr(&j, "status", rcpt_status(r->status));
+		json_kint(&j, "last_code", r->last_code);
+		json_kstr(&j, "delay_reason", r->last_reply);
+		json_end(&j);
+	}
+	json_end(&j);
+	json_end(&j);
+	json_raw(&j, "\n");
+}
+
+static const char *
+when(time_t t, char *buf, size_t bufsz)
+{
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&t, &tm) == NULL)
+		return "-";
+	strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+/* mailq's shape: id ('!' on hold), size, arrival, sender; the last error
+ * in parentheses; the pending recipients indented. */
+static void
+msg_text(const struct qdb_msg *m, struct evbuffer *b)
+{
+	char a[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2], t[32];
+	size_t i;
+
+	addr_str(&m->sender, a, sizeof(a));
+	evbuffer_add_printf(b, "%s%c %8llu %s  ", m->id, m->hold ? '!' : ' ',
+	    (unsigned long long)m->size, when(m->arrival, t, sizeof(t)));
+	text_str(b, a[0] ? a : "<>");
+	evbuffer_add(b, "\n", 1);
+	if (m->last_error[0] != '\0') {
+		evbuffer_add(b, "   (", 4);
+		text_str(b, m->last_error);
+		evbuffer_add(b, ")\n", 2);
+	}
+	for (i = 0; i < m->nrcpt; i++) {
+		if (m->rcpts[i].status != QDB_RCPT_PENDING)
+			continue;
+		addr_str(&m->rcpts[i].addr, a, sizeof(a));
+		evbuffer_add(b, "      ", 6);
+		text_str(b, a);
+		evbuffer_add(b, "\n", 1);
+	}
+}
+
+struct listing {
+	struct evbuffer	*out;
+	int		 json;
+	size_t		 n;
+	uint64_t	 bytes;
+};
+
+static void
+list_each(const struct qdb_msg *m, void *arg)
+{
+	struct listing *l = arg;
+
+	l->n++;
+	l->bytes += m->size;
+	if (l->json)
+		msg_json(m, l->out, 0);
+	else
+		msg_text(m, l->out);
+}
+
+int
+control_queue_list(struct qdb *db, struct evbuffer *out, int json)
+{
+	struct listing l = { out, json, 0, 0 };
+
+	if (qdb_scan(db, list_each, &l) == -1)
+		return -1;
+	if (!json) {
+		if (l.n == 0)
+			evbuffer_add_printf(out, "Mail queue is empty\n");
+		else
+			evbuffer_add_printf(out, "-- %llu Kbytes in %zu "
+			    "Request%s.\n",
+			    (unsigned long long)((l.bytes + 1023) / 1024),
+			    l.n, l.n == 1 ? "" : "s");
+	}
+	return 0;
+}
+
+void
+control_queue_show(const struct qdb_msg *m, struct evbuffer *b, int json)
+{
+	char a[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2], t[32];
+	size_t i;
+
+	if (json) {
+		msg_json(m, b, 1);
+		return;
+	}
+	addr_str(&m->sender, a, sizeof(a));
+	evbuffer_add_printf(b, "id: %s\nsize: %llu\narrival: %s\nsender: ",
+	    m->id, (unsigned long long)m->size,
+	    when(m->arrival, t, sizeof(t)));
+	text_str(b, a[0] ? a : "<>");
+	evbuffer_add_printf(b, "\nhold: %s\nattempts: %u\nlast_attempt: %s\n",
+	    m->hold ? "yes" : "no", m->attempts,
+	    when(m->last_attempt, t, sizeof(t)));
+	evbuffer_add_printf(b, "next_attempt: %s\nlast_error: ",
+	    when(m->next_attempt, t, sizeof(t)));
+	text_str(b, m->last_error);
+	evbuffer_add_printf(b, "\nclient: ");
+	text_str(b, m->client_name);
+	evbuffer_add_printf(b, " [");
+	text_str(b, m->client_addr);
+	evbuffer_add_printf(b, "] helo=");
+	text_str(b, m->helo);
+	evbuffer_add_printf(b, " proto=");
+	text_str(b, m->proto);
+	evbuffer_add(b, "\n", 1);
+	for (i = 0; i < m->nrcpt; i++) {
+		const struct qdb_rcpt *r = &m->rcpts[i];
+
+		addr_str(&r->addr, a, sizeof(a));
+		evbuffer_add_printf(b, "recipient: ");
+		text_str(b, a);
+		evbuffer_add_printf(b, " %s", rcpt_status(r->status));
+		if (r->last_code != 0) {
+			evbuffer_add_printf(b, " %d ", r->last_code);
+			text_str(b, r->last_reply);
+		}
+		evbuffer_add(b, "\n", 1);
+	}
+}
+
+/* --- domains and recipients (DESIGN.md §2, docs/queue.md) ------------- */
+
+static const char *
+lifecycle_name(int l)
+{
+	switch (l) {
+	case STATE_DOM_LEARNING:
+		return "learning";
+	case STATE_DOM_ACTIVE:
+		return "active";
+	case STATE_DOM_REFUSED:
+		return "refused";
+	}
+	return NULL;	/* no record (offline), or one we cannot read */
+}
+
+static const char *
+rcpt_status_name(int s)
+{
+	return s == STATE_RCPT_INVALID ? "invalid" : "valid";
+}
+
+static const char *
+rcpt_source_name(int s)
+{
+	switch (s) {
+	case STATE_SRC_PASSTHROUGH:
+		return "passthrough";
+	case STATE_SRC_DELIVERY:
+		return "delivery";
+	case STATE_SRC_CALLOUT:
+		return "callout";
+	case STATE_SRC_ADMIN:
+		return "admin";
+	}
+	return "unknown";
+}
+
+/* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
+static const char *
+age(int64_t since, int64_t now, char *buf, size_t bufsz)
+{
+	int64_t s = now - since;
+
+	if (since == 0)
+		return "-";
+	if (s < 0)
+		s = 0;
+	if (s < 60)
+		snprintf(buf, bufsz, "%llds", (long long)s);
+	else if (s < 3600)
+		snprintf(buf, bufsz, "%lldm", (long long)(s / 60));
+	else if (s < 86400)
+		snprintf(buf, bufsz, "%lldh%02lldm", (long long)(s / 3600),
+		    (long long)(s % 3600 / 60));
+	else
+		snprintf(buf, bufsz, "%lldd%02lldh", (long long)(s / 86400),
+		    (long long)(s % 86400 / 3600));
+	return buf;
+}
+
+/* Everything "domain list|show" says of one domain. */
+struct dview {
+	const struct domain	*d;
+	struct state_domain	 rec;		/* all 0: no record */
+	int			 live;		/* health, queue known */
+	int			 up;
+	size_t			 queued;
+	time_t			 oldest;
+	size_t			 valid, invalid;
+};
+
+/*
+ * Live (learn != NULL, in the daemon): the record through learn_domain(),
+ * which brings the lifecycle up to date (and may stage its write), health
+ * and queue from the scheduler. Offline (backmxctl, daemon stopped): the
+ * stored record as it is; health and queue unknown. 0 or -1.
+ */
+static int
+dview_get(struct state *st, struct learn *ln, struct sched *sc,
+    const struct domain *d, int64_t now, struct dview *v)
+{
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	v->d = d;
+	if (ln != NULL) {
+		if (learn_domain(ln, d->name, now, &v->rec) == -1)
+			return -1;
+	} else {
+		if ((rc = state_domain_get(st, d->name, &v->rec)) == -1)
+			return -1;
+		if (rc == 0)
+			memset(&v->rec, 0, sizeof(v->rec));
+	}
+	if (ln != NULL && sc != NULL) {
+		v->live = 1;
+		v->up = primary_health_up(sched_health(sc), d->name);
+		sched_domain_stats(sc, d->name, &v->queued, &v->oldest);
+	}
+	if (state_rcpt_count(st, d->name, now, &v->valid, &v->invalid) == -1)
+		return -1;
+	/* The static list counts as valid (an address in both the list
+	 * and the store counts twice: docs/queue.md). */
+	v->valid += domains_static_count(d);
+	return 0;
+}
+
+/* "up", "down", or NULL when not known (offline). */
+static const char *
+dview_health(const struct dview *v)
+{
+	return v->live ? (v->up ? "up" : "down") : NULL;
+}
+
+/*
+ * One field of "domain show": a "key: value" line, or with j a member of
+ * its one-line document. NULL, "" and time 0 stand for nothing: "-" in
+ * text, null in JSON; times are shown as in "queue show".
+ */
+static void
+show_text(struct evbuffer *b, struct json *j, const char *key,
+    const char *s)
+{
+	if (j != NULL) {
+		json_kstr_or_null(j, key, s);
+		return;
+	}
+	evbuffer_add_printf(b, "%s: ", key);
+	text_str(b, s != NULL && s[0] != '\0' ? s : "-");
+	evbuffer_add(b, "\n", 1);
+}
+
+static void
+show_time(struct evbuffer *b, struct json *j, const char *key, int64_t t)
+{
+	char buf[32];
+
+	if (j != NULL)
+		json_ktime(j, key, t);
+	else
+		evbuffer_add_printf(b, "%s: %s\n", key,
+		    when((time_t)t, buf, sizeof(buf)));
+}
+
+/* A count, or nothing when not 'known'. */
+static void
+show_count(struct evbuffer *b, struct json *j, const char *key, int known,
+    size_t n)
+{
+	if (j != NULL) {
+		json_key(j, key);
+		if (known)
+			json_uint(j, n);
+		else
+			json_null(j);
+	} else if (!known)
+		evbuffer_add_printf(b, "%s: -\n", key);
+	else
+		evbuffer_add_printf(b, "%s: %zu\n", key, n);
+}
+
+static void
+dview_show(const struct dview *v, struct evbuffer *b, int json)
+{
+	const struct state_domain *r = &v->rec;
+	struct json js, *j = NULL;
+
+	if (json) {
+		j = &js;
+		json_init(j, evb_write, b);
+		json_object(j);
+		json_kstr(j, "domain", v->d->name);
+	} else
+		evbuffer_add_printf(b, "domain: %s\n", v->d->name);
+	show_text(b, j, "lifecycle", lifecycle_name(r->lifecycle));
+	show_text(b, j, "health", dview_health(v));
+	show_count(b, j, "valid", 1, v->valid);
+	show_count(b, j, "invalid", 1, v->invalid);
+	show_count(b, j, "queued", v->live, v->queued);
+	show_time(b, j, "oldest", v->live ? (int64_t)v->oldest : 0);
+	show_time(b, j, "added", r->added);
+	show_time(b, j, "first_accept", r->first_accept);
+	show_time(b, j, "last_accept", r->last_accept);
+	show_text(b, j, "accept_how", r->accept_how);
+	show_time(b, j, "health_changed", r->health_changed);
+	show_text(b, j, "health_why", r->health_why);
+	if (j != NULL) {
+		json_end(j);
+		json_raw(j, "\n");
+	}
+}
+
+int
+control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
+    const struct domains *ds, struct evbuffer *out, int json, int64_t now)
+{
+	size_t n = domains_count(ds), i, w = strlen("DOMAIN"), refused = 0;
+	struct dview *v;
+	char a[32];
+	int rc = 0;
+
+	/* Whole first: the text columns are as wide as the longest name. */
+	v = xcalloc(n ? n : 1, sizeof(*v));
+	for (i = 0; i < n; i++) {
+		if (dview_get(st, ln, sc, domains_at(ds, i), now, &v[i]) ==
+		    -1) {
+			rc = -1;
+			goto done;
+		}
+		if (strlen(v[i].d->name) > w)
+			w = strlen(v[i].d->name);
+		if (v[i].rec.lifecycle == STATE_DOM_REFUSED)
+			refused++;
+	}
+	/* Live, the count the lifecycle timer keeps (and exports). */
+	if (ln != NULL)
+		refused = learn_refused_count(ln);
+	if (json) {
+		for (i = 0; i < n; i++)
+			dview_show(&v[i], out, 1);
+		goto done;
+	}
+	evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7s  %7s  %6s  %s\n",
+	    (int)w, "DOMAIN", "LIFECYCLE", "HEALTH", "VALID", "INVALID",
+	    "QUEUED", "OLDEST");
+	for (i = 0; i < n; i++) {
+		const char *lc = lifecycle_name(v[i].rec.lifecycle);
+		const char *health = dview_health(&v[i]);
+		char q[24];
+
+		if (v[i].live)
+			snprintf(q, sizeof(q), "%zu", v[i].queued);
+		else
+			snprintf(q, sizeof(q), "-");
+		evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7zu  %7zu  %6s  "
+		    "%s\n", (int)w, v[i].d->name, lc ? lc : "-",
+		    health ? health : "-", v[i].valid,
+		    v[i].invalid, q, age(v[i].live ? (int64_t)v[i].oldest : 0,
+		    now, a, sizeof(a)));
+	}
+	evbuffer_add_printf(out, "-- %zu domain%s, %zu refused%s\n", n,
+	    n == 1 ? "" : "s", refused, refused == 0 ? "" :
+	    " (WARNING: a refused domain's primary never accepted mail from "
+	    "backmx: its mail is deferred)");
+done:
+	free(v);
+	return rc;
+}
+
+int
+control_domain_show(struct state *st, struct learn *ln, struct sched *sc,
+    const struct domain *d, struct evbuffer *out, int json, int64_t now)
+{
+	struct dview v;
+
+	if (dview_get(st, ln, sc, d, now, &v) == -1)
+		return -1;
+	dview_show(&v, out, json);
+	return 0;
+}
+
+struct rlisting {
+	struct evbuffer	*out;
+	int		 json;
+	size_t		 valid, invalid;
+};
+
+static void
+rcpt_line(struct rlisting *l, const char *addr, const char *status,
+    const char *source, int64_t first, int64_t last, int64_t expires,
+    const char *why)
+{
+	struct evbuffer *b = l->out;
+	char t1[32], t2[32], t3[32];
+
+	if (strcmp(status, "valid") == 0)
+		l->valid++;
+	else
+		l->invalid++;
+	if (l->json) {
+		struct json j;
+
+		json_init(&j, evb_write, b);
+		json_object(&j);
+		json_kstr(&j, "address", addr);
+		json_kstr(&j, "status", status);
+		json_kstr(&j, "source", source);
+		json_ktime(&j, "first_seen", first);
+		json_ktime(&j, "last_seen", last);
+		json_ktime(&j, "expires", expires);
+		json_kstr_or_null(&j, "why", why);
+		json_end(&j);
+		json_raw(&j, "\n");
+		return;
+	}
+	text_str(b, addr);
+	evbuffer_add_printf(b, " %s %s first=%s last=%s expires=%s", status,
+	    source, when((time_t)first, t1, sizeof(t1)), when((time_t)last,
+	    t2, sizeof(t2)), expires == 0 ? "never" : when((time_t)expires,
+	    t3, sizeof(t3)));
+	if (why != NULL && why[0] != '\0') {
+		evbuffer_add(b, " (", 2);
+		text_str(b, why);
+		evbuffer_add(b, ")", 1);
+	}
+	evbuffer_add(b, "\n", 1);
+}
+
+static int
+rcpt_each(const struct state_rcpt *r, void *arg)
+{
+	rcpt_line(arg, r->addr, rcpt_status_name(r->status),
+	    rcpt_source_name(r->source), r->first_seen, r->last_seen,
+	    r->expires, r->why);
+	return 0;
+}
+
+int
+control_rcpt_list(struct state *st, const struct domain *d,
+    struct evbuffer *out, int json, int64_t now)
+{
+	struct rlisting l = { out, json, 0, 0 };
+	size_t i, n = domains_static_count(d);
+
+	for (i = 0; i < n; i++)
+		rcpt_line(&l, domains_static_at(d, i), "valid", "static", 0,
+		    0, 0, NULL);
+	if (state_rcpt_list(st, d->name, now, rcpt_each, &l) == -1)
+		return -1;
+	if (!json)
+		evbuffer_add_printf(out, "-- %zu recipient%s: %zu valid, "
+		    "%zu invalid\n", l.valid + l.invalid, l.valid + l.invalid
+		    == 1 ? "" : "s", l.valid, l.invalid);
+	return 0;
+}
+
+void
+view_queue_changed(struct evbuffer *b, int json, const char *id)
+{
+	struct json j;
+
+	if (!json)
+		return;
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kstr(&j, "queue_id", id);
+	json_kstr(&j, "result", "ok");
+	json_end(&j);
+	json_raw(&j, "\n");
+}
+
+void
+view_rcpt_changed(struct evbuffer *b, int json, const char *addr,
+    int deleted, int still_static, int status)
+{
+	struct json j;
+
+	if (json) {
+		json_init(&j, evb_write, b);
+		json_object(&j);
+		json_kstr(&j, "address", addr);
+		if (deleted)
+			json_kbool(&j, "deleted", 1);
+		else
+			json_kstr(&j, "status", rcpt_status_name(status));
+		json_kstr(&j, "result", "ok");
+		json_end(&j);
+		json_raw(&j, "\n");
+	} else if (deleted)
+		evbuffer_add_printf(b, "%s deleted%s\n", addr,
+		    still_static ? " (still valid: it is in the domain's "
+		    "recipients= list)" : "");
+	else
+		evbuffer_add_printf(b, "%s added as %s\n", addr,
+		    rcpt_status_name(status));
+}
+
+void
+view_greylist_allowed(struct evbuffer *b, int json, const char *value,
+    int added)
+{
+	struct json j;
+
+	if (!json) {
+		text_str(b, value);
+		evbuffer_add_printf(b, " %s\n", added ? "allowed" :
+		    "was allowed already");
+		return;
+	}
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kbool(&j, "added", added);
+	json_end(&j);
+	json_raw(&j, "\n");
+}
+
+void
+view_greylist_deleted(struct evbuffer *b, int json, int n)
+{
+	struct json j;
+
+	if (!json) {
+		evbuffer_add_printf(b, "%d deleted\n", n);
+		return;
+	}
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kint(&j, "deleted", n);
+	json_end(&j);
+	json_raw(&j, "\n");
+}
