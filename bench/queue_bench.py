@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Accepted messages per second into the queue (DESIGN.md §4): C
+"""Accepted messages per second into the queue (docs/queue.md): C
 concurrent senders on loopback, 4 KB messages, fsync on (queue.db is
-always synchronous=FULL). Not a test (STYLE.md §10).
+always synchronous=FULL). Not a test (docs/testing.md).
 
     bench/queue_bench.py [--daemon build/backmxd] [--senders 1,10,50]
                          [--messages 2000] [--strace]

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Run every unit test and every black-box test; end with one line
-"N passed, N failed" over all of them (STYLE.md §10); exit 1 on any failure.
+"N passed, N failed" over all of them (docs/testing.md); exit 1 on any failure.
 
 Usage: check.py BUILD_DIR            (make check)
        check.py --module FILE        (internal: one black-box module)

@@ -2,7 +2,7 @@
  * backmxd: options, configuration, the customer domains, the spool, the
  * TLS context and the listeners; then the one event loop. Everything that
  * can stop the start does so here, before the loop runs, with a message
- * that says what is wrong (STYLE.md §5).
+ * that says what is wrong (docs/principles.md §2).
  *
  * Signals: SIGTERM/SIGINT stop (listeners close at once; commits in flight
  * finish, so no 250 is said for a message that is not on disk), SIGHUP

@@ -1,5 +1,5 @@
 /*
- * config: reads backmx.conf (Postfix main.cf syntax, REFERENCE.md §7) into
+ * config: reads backmx.conf (Postfix main.cf syntax, docs/configuration.md) into
  * struct config. Runs once at start and on SIGHUP, before anything uses the
  * values; a failure leaves the caller's struct untouched.
  *

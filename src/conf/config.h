@@ -1,5 +1,5 @@
 /*
- * config: backmx.conf, Postfix main.cf syntax (REFERENCE.md §7): "key =
+ * config: backmx.conf, Postfix main.cf syntax (docs/configuration.md): "key =
  * value", '#' comment lines, a line led by white space continues the one
  * before, the last definition wins, $name / ${name} expand another key.
  * Times take s, m, h, d, w (a bare number is seconds); sizes take K, M, G

@@ -1,5 +1,5 @@
 /*
- * log: one line per event, lowercase key=value pairs (STYLE.md §7).
+ * log: one line per event, lowercase key=value pairs (docs/principles.md §4).
  * To syslog's mail facility by default, to stderr in the foreground (-f)
  * and in tests. Peer text must go through log_escape() first.
  */

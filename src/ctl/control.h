@@ -14,7 +14,7 @@
  *   queue flush [DOMAIN] [json]  make due now (all, or one domain's)
  *   queue delete|hold|release ID [json]
  *   domain list [json]           every customer domain: lifecycle, health,
- *                                recipients known, queue (DESIGN.md §2)
+ *                                recipients known, queue (docs/architecture.md §6)
  *   domain show DOMAIN [json]    one
  *   recipients list DOMAIN [json]          static list, then the store's
  *   recipients add ADDRESS [valid|invalid] [json]   source admin, no expiry

@@ -74,7 +74,7 @@ msg_json(const struct qdb_msg *m, struct evbuffer *b, int detail)
 
 	json_init(&j, evb_write, b);
 	addr_str(&m->sender, a, sizeof(a));
-	/* postqueue -j's names where they fit (REFERENCE.md §7). */
+	/* postqueue -j's names where they fit (docs/configuration.md). */
 	json_object(&j);
 	json_kstr(&j, "queue_name", m->hold ? "hold" : "deferred");
 	json_kstr(&j, "queue_id", m->id);
@@ -235,7 +235,7 @@ control_queue_show(const struct qdb_msg *m, struct evbuffer *b, int json)
 	}
 }
 
-/* --- domains and recipients (DESIGN.md §2, docs/queue.md) ------------- */
+/* --- domains and recipients (docs/architecture.md §6, docs/queue.md) ------------- */
 
 static const char *
 lifecycle_name(int l)

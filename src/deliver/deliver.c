@@ -12,7 +12,7 @@
  * Pass-through and callouts connect through src/primary/connect.c; they
  * ask deliver_tls_broken() where a delivery's handshake failed.
  *
- * Loop prevention (STYLE.md §1.4) belongs to MX selection: we deliver to
+ * Loop prevention (docs/principles.md §1.4) belongs to MX selection: we deliver to
  * an MX host only when its preference is lower than ours. Routes are the
  * operator's word and are taken as they are.
  */
@@ -954,7 +954,7 @@ deliver_new(struct event_base *base, const struct config *conf)
 	d->conf = conf;
 	d->later_tail = &d->later;
 	d->ev_later = event_new(base, -1, 0, later_cb, d);
-	/* One client context for every connection (REFERENCE.md §6.3). */
+	/* One client context for every connection (docs/dependencies.md §3). */
 	if ((d->tls = SSL_CTX_new(TLS_client_method())) != NULL) {
 		SSL_CTX_set_verify(d->tls, SSL_VERIFY_NONE, NULL);
 		SSL_CTX_set_options(d->tls, SSL_OP_IGNORE_UNEXPECTED_EOF |

@@ -11,7 +11,7 @@
 #include "str.h"
 
 /* Spamhaus's errors: "should NOT be interpreted as any sort of
- * reputation" (spamhaus.org news 788, REFERENCE.md §1). */
+ * reputation" (spamhaus.org news 788, docs/dns.md, "DNSBL"). */
 static const struct range error_block = {
 	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 255, 255, 0 },
 	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 255, 255, 255 },
@@ -73,7 +73,7 @@ dnsxl_zones_parse(const char *text, struct dnsxl_zone *out, size_t max,
 					return -1;
 				}
 		} else {
-			/* REFERENCE.md §1: ZEN lists with .2-.11 only. */
+			/* docs/dns.md, "DNSBL": ZEN lists with .2-.11 only. */
 			const char *def = strcmp(out[n].name,
 			    "zen.spamhaus.org") == 0 || ends_with(out[n].name,
 			    ".zen.dq.spamhaus.net") ? "127.0.0.2-127.0.0.11" :

@@ -2,7 +2,7 @@
  * dnsxl: the DNS side of DNS blocklists (RFC 5782), pure: the zone list
  * as the operator writes it, the query name for an address, and what the
  * A records of an answer mean. src/policy/dnsbl.c asks and decides; the
- * facts about Spamhaus's answers are in REFERENCE.md §1.
+ * facts about Spamhaus's answers are in docs/dns.md, "DNSBL".
  */
 #ifndef BACKMX_DNSXL_H
 #define BACKMX_DNSXL_H

@@ -1,5 +1,5 @@
 /*
- * dnsxl_test: DNSBL query names (RFC 5782 §2.1, §2.4, REFERENCE.md §1),
+ * dnsxl_test: DNSBL query names (RFC 5782 §2.1, §2.4, docs/dns.md, "DNSBL"),
  * what answer codes mean (listing, not listed, the list's own error), and
  * the dnsbl_zones syntax.
  */

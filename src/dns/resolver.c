@@ -2,7 +2,7 @@
  * resolver: libunbound in event mode on backmx's loop, behind a small
  * query/callback API (resolver.h). Owns the ub_ctx and every query handle.
  *
- * Lifetimes, the part that bites (STYLE.md §6):
+ * Lifetimes, the part that bites (docs/principles.md §3):
  * - libunbound may call back inside ub_resolve_event() (a cache hit, a
  *   local zone), so its callback only records the answer and activates a
  *   zero-delay event; the caller's callback runs from there.
@@ -171,7 +171,7 @@ resolver_new(struct event_base *base, const struct resolver_conf *conf,
 			dnssec = 1;
 	}
 	/*
-	 * libunbound answers RFC 6761 names itself (REFERENCE.md §6.1):
+	 * libunbound answers RFC 6761 names itself (docs/dependencies.md §1):
 	 * every name under test. is NXDOMAIN without a packet sent. With
 	 * a forwarder, let the forwarder answer those (the tests use
 	 * .test). The other default zones stay (127.in-addr.arpa and
@@ -286,7 +286,7 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 /*
  * libunbound's answer (unbound-event.h). NXDOMAIN comes as rcode 0 with
  * RCODE 3 in the packet; SERVFAIL as rcode 2, maybe without a packet
- * (REFERENCE.md §6.1). Only the packet's own words count.
+ * (docs/dependencies.md §1). Only the packet's own words count.
  */
 static void
 ub_cb(void *mydata, int rcode, void *packet, int len, int sec,
@@ -362,7 +362,7 @@ resolver_query(struct resolver *r, const char *name, uint16_t type,
 		tempfail_soon(q, "error");
 		return q;
 	}
-	/* STYLE.md §1.5: pending DNS queries are bounded. Detached queries
+	/* docs/principles.md §1.5: pending DNS queries are bounded. Detached queries
 	 * still count: libunbound is still working on them. */
 	if (r->stats.in_flight >= r->conf.max_queries) {
 		r->stats.busy++;

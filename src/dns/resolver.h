@@ -1,6 +1,6 @@
 /*
  * resolver: asynchronous DNS for every part of backmx (the checks of
- * DESIGN.md §3, delivery's MX lookups, later ones): libunbound on our own
+ * docs/architecture.md §5, delivery's MX lookups, later ones): libunbound on our own
  * libevent loop (ub_ctx_create_event: no thread, no fork), with its cache
  * capped at dns_cache_max_ttl for positive and negative answers alike.
  * Without forwarders it recurses from the root itself, as Spamhaus wants.
@@ -9,7 +9,7 @@
  * resolver_query()), already parsed: OK with the records, NXDOMAIN,
  * NODATA, or TEMPFAIL for anything in doubt (SERVFAIL, timeout, a DNSSEC
  * failure, a packet we could not read, too many queries in flight). A
- * TEMPFAIL is never a reason for a 5xx (STYLE.md §1.2).
+ * TEMPFAIL is never a reason for a 5xx (docs/principles.md §1.2).
  *
  * Loop thread only (libunbound's event mode is not thread-safe).
  */

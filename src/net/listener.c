@@ -107,7 +107,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 	struct ipcount *c;
 	char ip[INET6_ADDRSTRLEN];
 
-	/* STYLE.md §1.5: sessions in all and per address are bounded. The
+	/* docs/principles.md §1.5: sessions in all and per address are bounded. The
 	 * address as text only for a refusal: the session makes its own. */
 	if (l->sessions >= conf->smtpd_max_connections) {
 		(void)sockaddr_ntop(sa, ip, sizeof(ip));

@@ -1,9 +1,9 @@
 /*
- * dnsbl: DNS blocklist lookups of the client (REFERENCE.md §1). The
+ * dnsbl: DNS blocklist lookups of the client (docs/dns.md, "DNSBL"). The
  * connect hook asks every zone at once; the RCPT step answers from what
  * came back, waiting for the rest if need be. Per-client state lives in
  * the policy client's POLICY_SLOT_DNSBL from connect to close; every
- * pending query is cancelled in the disconnect hook (STYLE.md §6).
+ * pending query is cancelled in the disconnect hook (docs/principles.md §3).
  *
  * Decisions (docs/dns.md): listed in any zone (an A record with one of
  * the zone's codes) -> 554 5.7.1 naming the zone and the code; an answer
@@ -127,7 +127,7 @@ verdict_of(const struct client *cl, struct verdict_info *v)
 }
 
 /* The 127.255.255.0/24 warning, at most once a minute: a peer can make
- * us ask, so a peer can make it happen (STYLE.md §7). */
+ * us ask, so a peer can make it happen (docs/principles.md §4). */
 static void
 log_error_answer(struct dnsbl *m, const struct zq *z)
 {

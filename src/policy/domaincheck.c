@@ -1,12 +1,12 @@
 /*
  * domaincheck: is the MAIL FROM or RCPT TO domain one mail can go to?
- * (DESIGN.md §3, docs/dns.md). A step of policy.c, asynchronous through
+ * (docs/architecture.md §5, docs/dns.md). A step of policy.c, asynchronous through
  * the resolver:
  *
  *   FQDN syntax -> MX -> (null MX?) -> A and AAAA of each MX host, or of
  *   the domain itself when it has no MX (RFC 5321 §5.1 implicit MX)
  *
- * Only a definite answer rejects (STYLE.md §1.2): NXDOMAIN; NOERROR with
+ * Only a definite answer rejects (docs/principles.md §1.2): NXDOMAIN; NOERROR with
  * no MX, no A and no AAAA; a null MX; every MX host without an address
  * outside the special-purpose table (src/dns/ranges.c) and
  * mx_invalid_networks. Any lookup in doubt (TEMPFAIL) that could have
@@ -260,7 +260,7 @@ addr_cb(const struct dns_result *res, void *arg)
 }
 
 /* MX host names that are addresses ("10 192.0.2.1."): a host without a
- * valid address (RFC 1035 §3.3.9, REFERENCE.md §2). */
+ * valid address (RFC 1035 §3.3.9, docs/dns.md, "The special-purpose table"). */
 static int
 looks_numeric(const char *name)
 {
@@ -349,7 +349,7 @@ mx_cb(const struct dns_result *res, void *arg)
 		return;
 	}
 	/* A null MX beside real ones is a misconfiguration: ignore it
-	 * (REFERENCE.md §2). */
+	 * (docs/dns.md, "The special-purpose table"). */
 	for (i = 0; i < res->nrr && n < PACKET_RR_MAX; i++)
 		if (res->rr[i].type == DNS_T_MX &&
 		    strcmp(res->rr[i].u.mx.host, ".") != 0)

@@ -1,6 +1,6 @@
 /*
  * domaincheck: the sender's domain at MAIL and the recipient's at RCPT
- * (DESIGN.md §3): fully qualified, existing, no null MX, and some MX host
+ * (docs/architecture.md §5): fully qualified, existing, no null MX, and some MX host
  * (or, without MX, the domain itself) at an address a mail server can
  * have. Steps of policy.c; DNS through src/dns/resolver.h. Decisions and
  * reply codes: docs/dns.md.

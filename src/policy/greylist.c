@@ -1,5 +1,5 @@
 /*
- * greylist: the greylisting step of RCPT (DESIGN.md §3), the last check,
+ * greylist: the greylisting step of RCPT (docs/architecture.md §5), the last check,
  * after relay control and the DNS checks: only a customer domain's
  * recipient that nothing has refused reaches it.
  *
@@ -13,7 +13,7 @@
  *
  * Exposed to peer bytes (the addresses, already RFC 5321-checked by
  * addr.c) and to the store's errors: an error is 451 4.3.0, never an
- * accept (STYLE.md §1.2). A pass is answered only after the write that
+ * accept (docs/principles.md §1.2). A pass is answered only after the write that
  * records it committed.
  */
 #include "greylist.h"
@@ -571,7 +571,7 @@ store_failed(struct greyreq *r)
 {
 	struct verdict_info v;
 
-	/* Doubt is 4xx (STYLE.md §1.2): never an accept on a store error.
+	/* Doubt is 4xx (docs/principles.md §1.2): never an accept on a store error.
 	 * The store logged the error. */
 	verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0", "state_error",
 	    "Temporary state store failure, please try again later");
@@ -706,11 +706,11 @@ triplet_check(struct greyreq *r)
 	case GREYLIST_NEW:
 	case GREYLIST_EARLY:
 		/* Reply 451, not 450: some senders bounce on 450
-		 * (REFERENCE.md §3). */
+		 * (docs/greylisting.md). */
 		verdict_set(&r->v, VERDICT_TEMPFAIL, 451, "4.7.1", "greylist",
 		    "Greylisted, please try again in %u seconds", retry);
 		/* The session logs the 451 with reason=greylist: the
-		 * details only at debug (log once, STYLE.md §7). */
+		 * details only at debug (log once, docs/principles.md §4). */
 		log_debug("event=greylist client=%s net=%s from=<%s> to=<%s> "
 		    "action=%s retry=%u tries=%u", r->client, r->net, es, er,
 		    act == GREYLIST_NEW ? "new" : "early", retry, t.tries);

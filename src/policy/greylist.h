@@ -1,5 +1,5 @@
 /*
- * greylist: the last RCPT check (DESIGN.md §3, REFERENCE.md §3). Defers
+ * greylist: the last RCPT check (docs/architecture.md §5, docs/greylisting.md). Defers
  * mail from a (client network, sender, recipient) triplet the store has
  * not seen, lets the same triplet through once it came back after
  * greylist_delay and within greylist_retry_window, and keeps passed
@@ -57,7 +57,7 @@ int	greylist_client_net(const struct sockaddr *, unsigned v4prefix,
 
 /*
  * The sender as the key sees it: lower case; the per-message tags of
- * REFERENCE.md §3 removed: BATV "prvs=TAG=local" (and "msprvs1=") to
+ * docs/greylisting.md removed: BATV "prvs=TAG=local" (and "msprvs1=") to
  * "local", SRS0/SRS1 without their hash and time stamp, digit runs that
  * stand alone in the local part (VERP and tracking numbers) as "#".
  * "" for the null sender. 0, or -1 when out is too small.

@@ -1,12 +1,12 @@
 /*
- * policy: runs the checks of DESIGN.md §3 in order and merges their
+ * policy: runs the checks of docs/architecture.md §5 in order and merges their
  * verdicts (verdict.h). Each check is a step: a function in a file of its
  * own that answers through policy_step_done(), now or later.
  *
  * Order matters and is written down here, in the tables, and nowhere
  * else. Relay control ran before (in the session). A definite REJECT
  * ends the run; a TEMPFAIL is remembered and the rest still runs, so a
- * later definite REJECT can win (STYLE.md §5).
+ * later definite REJECT can win (docs/principles.md §2).
  *
  * Answers always reach the session from the loop, through a zero-delay
  * event, never on the stack of the call that asked: a session may end in

@@ -1,6 +1,6 @@
 /*
  * verdict: what a check says about a command, and how verdicts merge
- * (STYLE.md §5): a definite REJECT wins; a TEMPFAIL does not stop the
+ * (docs/principles.md §2): a definite REJECT wins; a TEMPFAIL does not stop the
  * checks after it, but once there is one the result is never ACCEPT.
  * Doubt is 4xx.
  */

@@ -1,6 +1,6 @@
 /*
  * callout: asking a customer's primary about recipients, without sending
- * mail (DESIGN.md §2). An address deferred as unknown during an outage is
+ * mail (docs/architecture.md §6). An address deferred as unknown during an outage is
  * queued here; once the domain's primary is up again, one connection
  * asks it: EHLO, MAIL FROM:<>, RCPT TO:<address> for each address
  * waiting (up to the domain's budget), RSET, QUIT. The answers go to

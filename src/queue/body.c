@@ -9,7 +9,7 @@
  * temporary file's name: body_free() unlinks a file nobody took. Writes
  * to local disk only; never fsyncs (the queue decides when bytes must be
  * durable). The first error sticks, so a session can read on to the final
- * dot and then answer once (STYLE.md §5).
+ * dot and then answer once (docs/principles.md §2).
  */
 /* mkostemp(3), for O_CLOEXEC at creation, is a GNU extension in glibc 2.36:
  * it must be asked for before any system header, ours included. */

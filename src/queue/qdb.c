@@ -1017,7 +1017,7 @@ open_db(const char *path, int flags, int busy_ms, char *err, size_t errsz)
 }
 
 /* Remove tmp/ leftovers and big/ files no committed row names: their
- * senders never heard a 250 (DESIGN.md §4). */
+ * senders never heard a 250 (docs/queue.md). */
 static void
 sweep(struct qdb *q)
 {
@@ -1085,7 +1085,7 @@ qdb_open(struct event_base *base, const char *spool_dir, uint64_t inline_max,
 	if ((q->wdb = open_db(q->path, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE, QDB_WRITER_BUSY_MS, err, errsz)) == NULL)
 		goto fail;
-	/* Debian's default for WAL is FULL already (REFERENCE.md §6.4);
+	/* Debian's default for WAL is FULL already (docs/dependencies.md §4);
 	 * say it anyway: the queue must never lose a commit. */
 	rc = sqlite3_exec(q->wdb, "PRAGMA journal_mode=WAL;"
 	    "PRAGMA synchronous=FULL;", NULL, NULL, &msg);

@@ -1,6 +1,6 @@
 /*
  * qdb: the queue database, spool_dir/queue.db (SQLite, WAL,
- * synchronous=FULL), and its writer thread. DESIGN.md §4, docs/queue.md.
+ * synchronous=FULL), and its writer thread. docs/queue.md, docs/queue.md.
  *
  * One row per message in `message`, one per recipient in `recipient`,
  * one per delivery attempt in `attempt`; every envelope field has its own

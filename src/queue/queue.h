@@ -2,7 +2,7 @@
  * queue: the queue's face. The SMTP session hands over a finished message
  * (envelope + body) and gets exactly one callback, on the event loop, once
  * the message is durable in the queue database or could not be made so.
- * "250" is said in that callback and nowhere else (STYLE.md §1.1).
+ * "250" is said in that callback and nowhere else (docs/principles.md §1.1).
  *
  * Behind it: qdb.c (queue.db and its writer thread: no SQLite write and no
  * fsync on the event loop) and sched.c (retry times, expiry). Who delivers

@@ -54,7 +54,7 @@ enum parse_result parse_command(const char *line, size_t len,
 		    struct smtp_cmd *out);
 
 /*
- * RFC 2920 §3.1 (and RFC 3207 §4, REFERENCE.md §4): commands that may only
+ * RFC 2920 §3.1 (and RFC 3207 §4, docs/smtp.md, "Pipelining"): commands that may only
  * end a pipelined group. Returns 1 for EHLO, HELO, DATA, VRFY, EXPN, TURN,
  * QUIT, NOOP and the later extensions that say nothing else: STARTTLS,
  * ETRN, AUTH. RSET, MAIL, RCPT, HELP, BDAT and unknown verbs return 0.

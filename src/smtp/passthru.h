@@ -1,6 +1,6 @@
 /*
  * passthru: what the session needs to relay a transaction live to a
- * customer's primary (DESIGN.md §3, "primary up"): which primary a
+ * customer's primary (docs/architecture.md §5, "primary up"): which primary a
  * domain has (one per transaction), and the primary's replies written
  * back to our client verbatim — code, enhanced code, every line of text.
  *

@@ -24,7 +24,7 @@ struct server {
 	const struct domains	*domains;
 	struct queue		*queue;
 	SSL_CTX			*tls;		/* NULL: no STARTTLS */
-	struct policy		*policy;	/* the checks of DESIGN.md §3 */
+	struct policy		*policy;	/* the checks of docs/architecture.md §5 */
 	struct learn		*learn;		/* what we know of each domain */
 	struct primary_pool	*ptpool;	/* idle primary connections */
 	struct primary_health	*health;	/* is each primary up */

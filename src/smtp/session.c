@@ -13,7 +13,7 @@
  * CRLF (a bare LF or CR, or a NUL, is refused), at most 512 octets; every
  * count a peer can push on (errors, junk commands, recipients, bytes,
  * seconds) has a limit from the configuration. Pipelining discipline is
- * checked before a command runs (RFC 2920 §3.1, REFERENCE.md §4).
+ * checked before a command runs (RFC 2920 §3.1, docs/smtp.md, "Pipelining").
  *
  * Lifetime: a session that must end says its last line and marks itself
  * closing; a zero-delay event frees it once the output drained (or at
@@ -76,7 +76,7 @@ enum session_state {
 };
 
 /*
- * What the transaction is (DESIGN.md §3), decided at its first RCPT that
+ * What the transaction is (docs/architecture.md §5), decided at its first RCPT that
  * passes relay control: relayed live to a primary that is up, or checked
  * hard and stored because the primary is down. One mode and one primary
  * per transaction; a RCPT that would need another gets 452 4.5.3 and is
@@ -716,7 +716,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	addr_format(&a, to, sizeof(to));
 
 	/*
-	 * Relay control, before anything that could accept (STYLE.md §1.3):
+	 * Relay control, before anything that could accept (docs/principles.md §1.3):
 	 * only the customer domains of domains_file. An address literal or
 	 * a bare <Postmaster> names this host, which keeps no mail.
 	 */
@@ -744,7 +744,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	/* Relay control passed: now the mode of the transaction, then what
-	 * that mode checks (DESIGN.md §3). */
+	 * that mode checks (docs/architecture.md §5). */
 	s->pending_addr = a;
 	s->pending_rcpt = rp;
 	str_copy(s->pending_domain, sizeof(s->pending_domain), dom->name);
@@ -1393,7 +1393,7 @@ data_sink(const char *buf, size_t len, void *arg)
 		return;
 	if (s->data_bytes > s->conf->message_size_limit) {
 		/* Keep reading to the final dot, store nothing more, answer
-		 * once (STYLE.md §5, sticky transaction error). A relayed
+		 * once (docs/principles.md §2, sticky transaction error). A relayed
 		 * message is aborted on the primary: no dot, no mail. */
 		s->data_overflow = 1;
 		body_free(s->body);

@@ -1,6 +1,6 @@
 /*
- * tls: OpenSSL 3 server context for STARTTLS. Options per REFERENCE.md
- * §6.3: no renegotiation, server cipher preference, and a peer that hangs
+ * tls: OpenSSL 3 server context for STARTTLS. Options per
+ * docs/dependencies.md §3: no renegotiation, server cipher preference, and a peer that hangs
  * up without close_notify is an EOF, not an error (SMTP shows truncation
  * itself: CRLF.CRLF and QUIT).
  */

@@ -1,6 +1,6 @@
 /*
  * tls: the server's OpenSSL context, made once (OpenSSL 3 makes contexts
- * slowly, REFERENCE.md §6.3) and shared by every session's STARTTLS.
+ * slowly, docs/dependencies.md §3) and shared by every session's STARTTLS.
  */
 #ifndef BACKMX_TLS_H
 #define BACKMX_TLS_H

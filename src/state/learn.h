@@ -1,5 +1,5 @@
 /*
- * learn: what backmx knows of each customer domain (DESIGN.md §2), kept in
+ * learn: what backmx knows of each customer domain (docs/architecture.md §6), kept in
  * the state store: which recipients are real, where the domain is in its
  * lifecycle (learning, active, refused), and the health of its primary as
  * last seen. Every source of knowledge comes through here — pass-through

@@ -1,15 +1,15 @@
 /*
- * state: the state store (DESIGN.md §5), in backmx's terms: greylist
+ * state: the state store (docs/architecture.md §2), in backmx's terms: greylist
  * triplets seen and passed, client networks and their passes, the
  * operator's allow entries, learned recipients, customer domains'
- * lifecycle and primary health (DESIGN.md §2). Bulk counts join it in a
+ * lifecycle and primary health (docs/architecture.md §6). Bulk counts join it in a
  * later issue, as more tables and more functions here.
  *
  * One implementation today: SQLite (state_sqlite.c), one database file
  * state_dir/state.db in WAL mode, owned by the event-loop thread. A Redis
  * backend for clusters (a later issue) becomes one more file behind this
  * header; then state.c picks the backend and these functions dispatch
- * (STYLE.md §2: a struct of function pointers once two implementations
+ * (docs/architecture.md §3: a struct of function pointers once two implementations
  * exist, not before).
  *
  * Reads answer at once from the loop thread. Writes are staged in the
@@ -17,7 +17,7 @@
  * transaction committed (or failed), so a caller that must not answer
  * before its write is durable — a greylist pass — waits for it. Every
  * function returns -1 on a store error: the caller turns it into a
- * TEMPFAIL, never an accept (STYLE.md §1.2).
+ * TEMPFAIL, never an accept (docs/principles.md §1.2).
  *
  * Times are Unix seconds, passed in by the caller (time is a parameter:
  * the tests and the benchmark drive it).
@@ -110,7 +110,7 @@ int	state_allow_client(struct state *, const struct sockaddr *);
 /* Same for a sender domain (lower case): it or a parent is allowed. */
 int	state_allow_domain(struct state *, const char *domain);
 
-/* --- recipients (DESIGN.md §2) ---------------------------------------- */
+/* --- recipients (docs/architecture.md §6) ---------------------------------------- */
 
 /*
  * What backmx learned about one address of a customer domain. Keys and
@@ -150,7 +150,7 @@ int	state_rcpt_list(struct state *, const char *domain, int64_t now, state_rcpt_
  * 0 or -1. */
 int	state_rcpt_count(struct state *, const char *domain, int64_t now, size_t *valid, size_t *invalid);
 
-/* --- customer domains: lifecycle and primary health (DESIGN.md §2) ---- */
+/* --- customer domains: lifecycle and primary health (docs/architecture.md §6) ---- */
 
 /* One row per customer domain; never expires (state_sweep leaves it). */
 enum state_lifecycle { STATE_DOM_LEARNING = 1, STATE_DOM_ACTIVE, STATE_DOM_REFUSED };

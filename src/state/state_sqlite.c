@@ -1,6 +1,6 @@
 /*
  * state_sqlite: the state store of state.h in one SQLite database,
- * state_dir/state.db (DESIGN.md §5, REFERENCE.md §6.4).
+ * state_dir/state.db (docs/architecture.md §2, docs/dependencies.md §4).
  *
  * Owned by the event-loop thread: every statement is prepared once and
  * runs there. WAL mode with synchronous=NORMAL (Debian's SQLite would sync
@@ -76,7 +76,7 @@ static const char *const schema[] = {
 	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
 	"  PRIMARY KEY (kind, value));"
 	"CREATE INDEX grey_allow_lo ON grey_allow (kind, lo);",
-	/* 1 -> 2: learned recipients, customer domains (DESIGN.md §2).
+	/* 1 -> 2: learned recipients, customer domains (docs/architecture.md §6).
 	 * recipients_domain serves a domain's list and counts in addr
 	 * order; recipients_expires holds only rows that can expire, so
 	 * the sweep never walks past the operator's (expires 0). */
@@ -173,7 +173,7 @@ static const char *const stmt_sql[NSTMT] = {
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[S_DOMAIN_LIST] = "SELECT " DOMAIN_COLS " FROM domains "
 	    "ORDER BY name",
-	/* Bounded: the oldest first, at most ?2 rows (REFERENCE.md §6.4).
+	/* Bounded: the oldest first, at most ?2 rows (docs/dependencies.md §4).
 	 * The rowid form needs no SQLITE_ENABLE_UPDATE_DELETE_LIMIT. */
 	[S_SWEEP_TRIPLET] = "DELETE FROM grey_triplet WHERE rowid IN "
 	    "(SELECT rowid FROM grey_triplet WHERE expires < ?1 "
@@ -337,7 +337,7 @@ setup_conn(sqlite3 *db, int busy_ms)
 	free(mode);
 	if (!ok)
 		return -1;
-	/* REFERENCE.md §6.4: Debian's WAL default is FULL. */
+	/* docs/dependencies.md §4: Debian's WAL default is FULL. */
 	return exec(db, "PRAGMA synchronous = NORMAL");
 }
 
@@ -456,7 +456,7 @@ state_open(struct event_base *base, const char *dir,
 	if (st->conf.sweep_batch == 0)
 		st->conf.sweep_batch = 1;
 
-	/* Checkpoints leave the loop (REFERENCE.md §6.4). */
+	/* Checkpoints leave the loop (docs/dependencies.md §4). */
 	if (exec(st->db, "PRAGMA wal_autocheckpoint = 0") == -1 ||
 	    sqlite3_open_v2(st->path, &st->ckpt_db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
@@ -677,7 +677,7 @@ col_text(sqlite3_stmt *s, int i, char *buf, size_t bufsz)
 
 /*
  * The end of a one-row lookup: reset the statement at once (one left open
- * is a read transaction that stalls the checkpointer, REFERENCE.md §6.4).
+ * is a read transaction that stalls the checkpointer, docs/dependencies.md §4).
  * Returns 1 found, 0 not found, -1 store error (logged).
  */
 static int
@@ -890,7 +890,7 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
 }
 
-/* --- recipients and customer domains (DESIGN.md §2) ---------------------- */
+/* --- recipients and customer domains (docs/architecture.md §6) ---------------------- */
 
 /* A string field as a parameter, never read past its array even when the
  * caller left it unterminated. */

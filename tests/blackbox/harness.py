@@ -1,8 +1,8 @@
 """
 Black-box harness: start the real backmxd on 127.0.0.1 with an ephemeral
-port and a fresh spool, talk SMTP to it over real sockets (STYLE.md §10).
+port and a fresh spool, talk SMTP to it over real sockets (docs/testing.md).
 
-Run under Debian's /usr/bin/python3 (REFERENCE.md §6.6). Environment:
+Run under Debian's /usr/bin/python3 (docs/dependencies.md §6). Environment:
 
     BACKMXD         the daemon (default: build/backmxd, else build-asan/backmxd)
     BACKMXCTL       the admin tool (default: backmxctl beside BACKMXD)

@@ -1,5 +1,5 @@
 """Configuration: errors stop the start with FILE:LINE, `backmxctl config`
-shows every key (REFERENCE.md §7, src/conf/config.h)."""
+shows every key (docs/configuration.md, src/conf/config.h)."""
 
 import os
 import re

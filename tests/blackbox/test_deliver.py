@@ -1,6 +1,6 @@
 """Store and forward: what backmx accepted reaches the primary (a scripted
 one, tests/fakes/mx.py), through retries, refusals and expiry; DSNs go to
-the sender (DESIGN.md §4, docs/queue.md)."""
+the sender (docs/queue.md, docs/queue.md)."""
 
 import calendar
 import os

@@ -1,4 +1,4 @@
-"""The domain checks of MAIL and RCPT (DESIGN.md §3, docs/dns.md) against
+"""The domain checks of MAIL and RCPT (docs/architecture.md §5, docs/dns.md) against
 a scripted DNS server (tests/fakes/dns.py): every row with its definite
 answer and its temporary one, and the cache cap proved by counting
 queries. Test domains live under .test (libunbound's local zone for it is

@@ -1,4 +1,4 @@
-"""DNSBL (DESIGN.md §3, REFERENCE.md §1, docs/dns.md): looked up from
+"""DNSBL (docs/architecture.md §5, docs/dns.md, "DNSBL", docs/dns.md): looked up from
 connect, answered at RCPT; listed is 554 5.7.1 naming the zone and the
 code; 127.255.255.0/24 is an error, never a listing; a list that does not
 answer is dnsbl_fail_action. The zone is dnsbl.test on the scripted DNS;
@@ -55,7 +55,7 @@ class TestListed(DnsblTest):
                                               "zen.spamhaus.test"), "A"), 1)
 
     def test_several_answers(self):
-        # .9 comes with .2 (REFERENCE.md §1): read them all.
+        # .9 comes with .2 (docs/dns.md, "DNSBL"): read them all.
         self.start()
         self.dns.add(qname("127.0.0.1"), "A", "127.0.0.9")
         self.dns.add(qname("127.0.0.1"), "A", "127.0.0.2")
@@ -161,7 +161,7 @@ class TestErrors(DnsblTest):
 
     def test_listed_beats_failure(self):
         # One zone lists, another does not answer: the definite
-        # answer wins (STYLE.md §5).
+        # answer wins (docs/principles.md §2).
         self.start(dnsbl_zones=ZONE + ", other.test")
         self.dns.add(qname("127.0.0.1"), "A", "127.0.0.2")
         self.dns.set(qname("127.0.0.1", "other.test"), "servfail")

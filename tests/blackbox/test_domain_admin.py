@@ -1,5 +1,5 @@
 """`backmxctl domain ...` and `backmxctl recipients ...` (docs/queue.md
-"Domains and recipients", DESIGN.md §2 and §6): every customer domain with
+"Domains and recipients", docs/architecture.md §6 and §6): every customer domain with
 its lifecycle, health, recipients and queue; one domain; the recipients
 of a domain (its recipients= list, then what the store learned); the
 operator's add and delete through the daemon; what is refused; the reads

@@ -1,5 +1,5 @@
 """
-Greylisting (issue 5, DESIGN.md §3, docs/greylisting.md): first try 451,
+Greylisting (issue 5, docs/architecture.md §5, docs/greylisting.md): first try 451,
 early retry 451 with the first-seen time kept, retry after the delay 250,
 later mail on the triplet at once, the client's /24 as the key, tagged
 senders (BATV, SRS, VERP) matching their retries, the null sender,

@@ -1,6 +1,6 @@
 """
 Recipient learning, backup mode, callouts, acceptance probes and the
-domain lifecycle (DESIGN.md §2, §3; docs/configuration.md "Pass-through and
+domain lifecycle (docs/architecture.md §6, §3; docs/configuration.md "Pass-through and
 recipient learning"), seen through SMTP answers, the FakeMX's records and
 `backmxctl recipients|domain ... --json`:
 

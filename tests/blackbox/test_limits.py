@@ -1,4 +1,4 @@
-"""Limits a peer can push on (DESIGN.md §3): idle time, errors, junk
+"""Limits a peer can push on (docs/architecture.md §5): idle time, errors, junk
 commands, connections in all and per client address."""
 
 import select

@@ -1,5 +1,5 @@
 """
-Pass-through (DESIGN.md §1, §3 "primary up"; docs/configuration.md
+Pass-through (docs/architecture.md §1, §3 "primary up"; docs/configuration.md
 "Pass-through and recipient learning"): while a customer domain's primary
 answers, the transaction is relayed to it live. At the first RCPT backmx
 connects, sends EHLO and MAIL with the client's parameters, then the RCPT;

@@ -1,5 +1,5 @@
 """MAIL FROM / RCPT TO paths (RFC 5321 §4.1.2, §4.5.3.1) and relay
-control (DESIGN.md §3)."""
+control (docs/architecture.md §5)."""
 
 from harness import BlackboxTest, CUSTOMER, OTHER, queued_messages
 

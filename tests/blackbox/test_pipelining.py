@@ -1,4 +1,4 @@
-"""Pipelining discipline (RFC 2920 §3.1, REFERENCE.md §4, DESIGN.md §3).
+"""Pipelining discipline (RFC 2920 §3.1, docs/smtp.md, "Pipelining", docs/architecture.md §5).
 Every case is sent in ONE write so that the daemon sees the group
 together; a violation is answered 554 5.5.0 and the connection closes."""
 

@@ -1,6 +1,6 @@
 """SMTP smuggling (CVE-2023-51764 and kin): only CR LF . CR LF ends the
 data; a bare CR or LF anywhere in it refuses the message once, after the
-real end, with 550 5.5.2 (DESIGN.md §3, src/smtp/data.h)."""
+real end, with 550 5.5.2 (docs/architecture.md §5, src/smtp/data.h)."""
 
 import threading
 import time

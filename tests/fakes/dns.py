@@ -1,6 +1,6 @@
 """
-Scripted DNS server for the black-box tests (STYLE.md §10, REFERENCE.md
-§6.6): python3-dnslib's DNSServer with our own resolver, UDP and TCP on
+Scripted DNS server for the black-box tests (docs/testing.md,
+docs/dependencies.md §6): python3-dnslib's DNSServer with our own resolver, UDP and TCP on
 127.0.0.1, a kernel-chosen port. Runs in a thread of the test process.
 
     dns = FakeDNS().start()

@@ -1,5 +1,5 @@
 """
-Scripted primary MX for the black-box tests (STYLE.md §10): a raw asyncio
+Scripted primary MX for the black-box tests (docs/testing.md): a raw asyncio
 SMTP server on 127.0.0.1 in a thread of the test process, so that every
 misbehaviour a test needs is one attribute away.
 
