@@ -1,6 +1,6 @@
 /* Unit tests for client.c's transactions (client_send with the client's own
- * client_tx), its own-command API (client_cmd, client_body) and
- * primary_connect(): the real client against a scripted SMTP server on
+ * client_tx) and its own-command API (client_cmd, client_body): the real
+ * client against the scripted SMTP server of tests/unit/smtpsrv.h on
  * 127.0.0.1, both on one event_base. Nothing here depends on speed: a
  * server step waits for the lines it expects, a watchdog only turns a
  * hang into a failure, and the one timeout of 1 s is the point of its
@@ -19,170 +19,12 @@
 #include <sys/socket.h>
 
 #include <cmocka.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
-#include "config.h"
-#include "connect.h"
-#include "domains.h"
 #include "envelope.h"
 #include "log.h"
 #include "reply.h"
-
-/* --- the scripted server ------------------------------------------------ */
-
-#define UNTIL_DOT	(-1)	/* a step reading lines up to "." */
-
-struct step {
-	int		 nlines;	/* lines to read, or UNTIL_DOT */
-	const char	*reply;		/* written once they are in; NULL: none */
-	int		 close;		/* then close (after the reply went) */
-};
-
-struct srv {
-	struct evconnlistener	*l;
-	struct bufferevent	*bev;
-	int			 port;
-	const char		*greeting;
-	const struct step	*steps;
-	size_t			 nsteps, step;
-	int			 got;		/* lines of this step so far */
-	char			 log[16384];	/* every line read, '\n' after */
-	size_t			 loglen;
-	size_t			 max_burst;	/* lines there at one read */
-	int			 accepted;
-	evutil_socket_t		 extra[8];	/* held open, never served */
-	int			 nextra;
-};
-
-static void
-srv_drop(struct srv *s)
-{
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
-	s->bev = NULL;
-}
-
-static void
-srv_close_when_sent(struct bufferevent *bev, void *arg)
-{
-	srv_drop(arg);
-}
-
-static void
-srv_event(struct bufferevent *bev, short what, void *arg)
-{
-	srv_drop(arg);
-}
-
-static void
-srv_read(struct bufferevent *bev, void *arg)
-{
-	struct srv *s = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len = evbuffer_get_length(in), n, burst = 0, i;
-	const unsigned char *p = evbuffer_pullup(in, -1);
-	char *line;
-
-	for (i = 0; i < len; i++)
-		burst += p[i] == '\n';
-	if (burst > s->max_burst)
-		s->max_burst = burst;
-	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT)) !=
-	    NULL) {
-		const struct step *st;
-		int done;
-
-		if (s->loglen + n + 2 < sizeof(s->log)) {
-			memcpy(s->log + s->loglen, line, n);
-			s->loglen += n;
-			s->log[s->loglen++] = '\n';
-			s->log[s->loglen] = '\0';
-		}
-		if (s->step >= s->nsteps) {
-			free(line);
-			continue;
-		}
-		st = &s->steps[s->step];
-		if (st->nlines == UNTIL_DOT)
-			done = strcmp(line, ".") == 0;
-		else
-			done = ++s->got == st->nlines;
-		free(line);
-		if (!done)
-			continue;
-		s->got = 0;
-		s->step++;
-		if (st->reply != NULL)
-			bufferevent_write(bev, st->reply, strlen(st->reply));
-		if (st->close) {
-			if (st->reply == NULL) {
-				srv_drop(s);
-				return;
-			}
-			bufferevent_setcb(bev, NULL, srv_close_when_sent,
-			    srv_event, s);
-			return;
-		}
-	}
-}
-
-static void
-srv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	struct srv *s = arg;
-
-	s->accepted++;
-	if (s->bev != NULL) {		/* one conversation at a time */
-		if (s->nextra < 8)
-			s->extra[s->nextra++] = fd;
-		else
-			evutil_closesocket(fd);
-		return;
-	}
-	s->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
-	    BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, srv_read, NULL, srv_event, s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	bufferevent_write(s->bev, s->greeting, strlen(s->greeting));
-}
-
-static void
-srv_start(struct srv *s, struct event_base *base, const char *greeting,
-    const struct step *steps, size_t nsteps)
-{
-	struct sockaddr_in sin;
-	socklen_t slen = sizeof(sin);
-
-	memset(s, 0, sizeof(*s));
-	s->greeting = greeting;
-	s->steps = steps;
-	s->nsteps = nsteps;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	s->l = evconnlistener_new_bind(base, srv_accept, s,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
-	    (struct sockaddr *)&sin, sizeof(sin));
-	assert_non_null(s->l);
-	assert_int_equal(getsockname(evconnlistener_get_fd(s->l),
-	    (struct sockaddr *)&sin, &slen), 0);
-	s->port = ntohs(sin.sin_port);
-}
-
-static void
-srv_stop(struct srv *s)
-{
-	srv_drop(s);
-	while (s->nextra > 0)
-		evutil_closesocket(s->extra[--s->nextra]);
-	if (s->l != NULL)
-		evconnlistener_free(s->l);
-	s->l = NULL;
-}
+#include "smtpsrv.h"
 
 /* --- the client side ---------------------------------------------------- */
 
@@ -199,9 +41,6 @@ struct t {
 	int			 nrep;
 	void			(*on_ready)(struct t *);
 	void			(*on_reply)(struct t *, int idx);
-	/* primary_connect */
-	int			 dc_calls, dc_reached, dc_got_client;
-	char			 dc_why[512];
 };
 
 static void
@@ -312,12 +151,13 @@ after_quit(struct t *t)
 /* A server saying 'greeting' and then 'steps', t connected to it with
  * these callbacks, run until done; the watchdog must not have fired. */
 static void
-t_run(struct t *t, struct srv *s, const char *greeting,
-    const struct step *steps, size_t nsteps, void (*on_ready)(struct t *),
+t_run(struct t *t, struct smtpsrv *s, const char *greeting,
+    const struct smtpsrv_step *steps, size_t nsteps,
+    void (*on_ready)(struct t *),
     void (*on_reply)(struct t *, int idx))
 {
 	t_init(t);
-	srv_start(s, t->base, greeting, steps, nsteps);
+	smtpsrv_start(s, t->base, greeting, steps, nsteps);
 	t->on_ready = on_ready;
 	t->on_reply = on_reply;
 	t_connect(t, s->port);
@@ -362,13 +202,13 @@ test_pipelining(void **state)
 {
 	/* The second step needs all three lines before it answers: a
 	 * client that waited for MAIL's reply would hang here. */
-	static const struct step steps[] = {
+	static const struct smtpsrv_step steps[] = {
 		{ 1, "250-srv\r\n250-PIPELINING\r\n250 SIZE 1000\r\n", 0 },
 		{ 3, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
 		    "550-5.1.1 first\r\n550 5.1.1 second\r\n", 0 },
 		{ 1, "221 bye\r\n", 1 },
 	};
-	struct srv s;
+	struct smtpsrv s;
 	struct t t;
 
 	t_run(&t, &s, "220 test ESMTP\r\n", steps, 3,
@@ -386,7 +226,7 @@ test_pipelining(void **state)
 	assert_string_equal(s.log, "EHLO mx2.test\n"
 	    "MAIL FROM:<a@sender.test>\nRCPT TO:<x@example.org>\n"
 	    "RCPT TO:<y@example.org>\nQUIT\n");
-	srv_stop(&s);
+	smtpsrv_stop(&s);
 	t_done(&t);
 }
 
@@ -402,14 +242,14 @@ nopipe_ready(struct t *t)
 static void
 test_no_pipelining(void **state)
 {
-	static const struct step steps[] = {
+	static const struct smtpsrv_step steps[] = {
 		{ 1, "250-srv\r\n250 8BITMIME\r\n", 0 },
 		{ 1, "250 ok\r\n", 0 },
 		{ 1, "550 5.1.1 no\r\n", 0 },
 		{ 1, "250 yes\r\n", 0 },
 		{ 1, "221 bye\r\n", 1 },
 	};
-	struct srv s;
+	struct smtpsrv s;
 	struct t t;
 
 	t_run(&t, &s, "220 test\r\n", steps, 5, nopipe_ready,
@@ -424,7 +264,7 @@ test_no_pipelining(void **state)
 	assert_int_equal(s.max_burst, 1);
 	assert_string_equal(s.log, "EHLO mx2.test\nMAIL FROM:<>\n"
 	    "RCPT TO:<x@example.org>\nRCPT TO:<y@example.org>\nQUIT\n");
-	srv_stop(&s);
+	smtpsrv_stop(&s);
 	t_done(&t);
 }
 
@@ -473,13 +313,13 @@ data_reply(struct t *t, int idx)
 static void
 test_data(void **state)
 {
-	static const struct step steps[] = {
+	static const struct smtpsrv_step steps[] = {
 		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
 		{ 3, "250 ok\r\n250 ok\r\n354 go ahead\r\n", 0 },
-		{ UNTIL_DOT, "250 2.0.0 queued as X\r\n", 0 },
+		{ SMTPSRV_UNTIL_DOT, "250 2.0.0 queued as X\r\n", 0 },
 		{ 1, "221 bye\r\n", 1 },
 	};
-	struct srv s;
+	struct smtpsrv s;
 	struct t t;
 
 	t_run(&t, &s, "220 test\r\n", steps, 4, data_ready, data_reply);
@@ -490,7 +330,7 @@ test_data(void **state)
 	assert_string_equal(s.log, "EHLO mx2.test\n"
 	    "MAIL FROM:<a@sender.test>\nRCPT TO:<x@example.org>\nDATA\n"
 	    "Subject: x\n\n..hidden\nline\n...two\nlast\n.\nQUIT\n");
-	srv_stop(&s);
+	smtpsrv_stop(&s);
 	t_done(&t);
 }
 
@@ -507,18 +347,18 @@ test_drop(void **state)
 {
 	/* MAIL answered, then the connection closes with both RCPTs
 	 * unanswered. */
-	static const struct step steps[] = {
+	static const struct smtpsrv_step steps[] = {
 		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
 		{ 3, "250 ok\r\n", 1 },
 	};
-	struct srv s;
+	struct smtpsrv s;
 	struct t t;
 
 	t_run(&t, &s, "220 test\r\n", steps, 2, drop_ready, NULL);
 	assert_int_equal(t.failed, 1);
 	assert_int_equal(t.nrep, 1);
 	assert_int_equal(t.codes[0], 250);
-	srv_stop(&s);
+	smtpsrv_stop(&s);
 	t_done(&t);
 }
 
@@ -544,17 +384,17 @@ silent_ready(struct t *t)
 static void
 test_timeout(void **state)
 {
-	static const struct step steps[] = {
+	static const struct smtpsrv_step steps[] = {
 		{ 1, "250 srv\r\n", 0 },
 		{ 1, NULL, 0 },			/* NOOP: silence */
 	};
-	struct srv s;
+	struct smtpsrv s;
 	struct t t;
 
 	t_run(&t, &s, "220 test\r\n", steps, 2, silent_ready, NULL);
 	assert_int_equal(t.failed, 1);
 	assert_int_equal(t.nrep, 0);
-	srv_stop(&s);
+	smtpsrv_stop(&s);
 	t_done(&t);
 }
 
@@ -632,12 +472,13 @@ tx_ecb(struct client *c, enum client_event ev, void *arg)
 }
 
 static void
-tx_run(struct t *t, struct srv *s, const struct step *steps, size_t nsteps)
+tx_run(struct t *t, struct smtpsrv *s, const struct smtpsrv_step *steps,
+    size_t nsteps)
 {
 	struct sockaddr_in sin;
 
 	t_init(t);
-	srv_start(s, t->base, "220 primary ready\r\n", steps, nsteps);
+	smtpsrv_start(s, t->base, "220 primary ready\r\n", steps, nsteps);
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -654,14 +495,14 @@ tx_run(struct t *t, struct srv *s, const struct step *steps, size_t nsteps)
 static void
 test_tx(void **state)
 {
-	static const struct step steps[] = {
+	static const struct smtpsrv_step steps[] = {
 		{ 1, "250-srv\r\n250-PIPELINING\r\n250-SIZE 100000\r\n"
 		  "250-8BITMIME\r\n250 DSN\r\n", 0 },
 		{ 5, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n"
 		  "452 4.2.2 full\r\n354 go\r\n", 0 },
-		{ UNTIL_DOT, "250 2.0.0 queued\r\n", 0 },
+		{ SMTPSRV_UNTIL_DOT, "250 2.0.0 queued\r\n", 0 },
 	};
-	struct srv s;
+	struct smtpsrv s;
 	struct t t;
 
 	tx_setup("Subject: x\r\n\r\n.dot\r\nend\r\n", 0);
@@ -679,7 +520,7 @@ test_tx(void **state)
 	    "RCPT TO:<c@example.org>\n"
 	    "DATA\n"
 	    "Subject: x\n\n..dot\nend\n.\n");
-	srv_stop(&s);
+	smtpsrv_stop(&s);
 	t_done(&t);
 }
 
@@ -688,10 +529,10 @@ test_tx(void **state)
 static void
 test_tx_8bit(void **state)
 {
-	static const struct step steps[] = {
+	static const struct smtpsrv_step steps[] = {
 		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
 	};
-	struct srv s;
+	struct smtpsrv s;
 	struct t t;
 	size_t i;
 
@@ -703,196 +544,8 @@ test_tx_8bit(void **state)
 		assert_non_null(strstr(tx_res[i].text, "4.6.0"));
 	}
 	assert_string_equal(s.log, "EHLO mx2.test\n");
-	srv_stop(&s);
+	smtpsrv_stop(&s);
 	t_done(&t);
-}
-
-/* --- primary_connect ---------------------------------------------------- */
-
-static struct config conf;
-
-static void
-dc_ecb(struct client *c, enum client_event ev, void *arg)
-{
-	struct t *t = arg;
-
-	/* No failure expected on a connection handed over. */
-	t->failed++;
-	client_free(c);
-	t->c = NULL;
-	t_stop(t);
-}
-
-static void
-dc_reply(struct t *t, int idx)
-{
-	/* NOOP answered: say goodbye; no more callbacks after this. */
-	client_quit(t->c);
-	t->c = NULL;
-	t_stop(t);
-}
-
-static void
-dc_cb(struct client *c, int reached, const char *why, void *arg)
-{
-	struct t *t = arg;
-
-	t->dc_calls++;
-	t->dc_reached = reached;
-	snprintf(t->dc_why, sizeof(t->dc_why), "%s", why ? why : "");
-	if (c == NULL) {
-		assert_non_null(why);
-		t_stop(t);
-		return;
-	}
-	assert_null(why);
-	t->dc_got_client = 1;
-	t->c = c;
-	client_set_cb(c, dc_ecb, t);
-	t->on_reply = dc_reply;
-	assert_int_equal(client_cmd(c, "NOOP", 0, rcb, t), 0);
-}
-
-/* t, a server saying 'greeting' then 'steps', and a connector whose domain
- * example.org routes to that server's port. */
-static struct primary_connector *
-dc_connector(struct t *t, struct srv *s, const char *greeting,
-    const struct step *steps, size_t nsteps, struct domains **doms_out)
-{
-	char text[128], err[256];
-	struct primary_connector *d;
-	int port;
-
-	t_init(t);
-	srv_start(s, t->base, greeting, steps, nsteps);
-	port = s->port;
-	config_defaults(&conf);
-	snprintf(conf.myhostname, sizeof(conf.myhostname), "mx2.test");
-	snprintf(text, sizeof(text), "example.org route=[127.0.0.1]:%d\n",
-	    port);
-	*doms_out = domains_parse("t", text, strlen(text), err, sizeof(err));
-	if (*doms_out == NULL)
-		fail_msg("%s", err);
-	d = primary_connector_new(t->base, &conf);
-	primary_connector_set_domains(d, *doms_out);
-	return d;
-}
-
-/* One primary_connect() to example.org, run until its callback: it got
- * a client or not, the primary was reached or not. */
-static void
-dc_run(struct t *t, struct primary_connector *d, int got_client, int reached)
-{
-	struct primary_conn *dc;
-
-	dc = primary_connect(d, "Example.ORG", primary_client_conf(d), dc_cb,
-	    t);
-	assert_non_null(dc);
-	assert_int_equal(t->dc_calls, 0);	/* never from inside */
-	event_base_dispatch(t->base);
-	assert_false(t->timed_out);
-	assert_int_equal(t->dc_calls, 1);
-	assert_int_equal(t->dc_got_client, got_client);
-	assert_int_equal(t->dc_reached, reached);
-}
-
-/* After dc_connector(): everything freed, the server stopped (again). */
-static void
-dc_done(struct t *t, struct srv *s, struct primary_connector *d, struct domains *doms)
-{
-	primary_connector_free(d);
-	domains_free(doms);
-	srv_stop(s);
-	t_done(t);
-}
-
-static void
-test_connect_ok(void **state)
-{
-	static const struct step steps[] = {
-		{ 1, "250-srv\r\n250 PIPELINING\r\n", 0 },
-		{ 1, "250 2.0.0 noop\r\n", 0 },
-		{ 1, "221 bye\r\n", 0 },
-	};
-	struct domains *doms;
-	struct primary_connector *d;
-	struct srv s;
-	struct t t;
-
-	d = dc_connector(&t, &s, "220 primary ready\r\n", steps, 3, &doms);
-	dc_run(&t, d, 1, 1);
-	assert_int_equal(t.failed, 0);
-	assert_int_equal(t.nrep, 1);
-	assert_int_equal(t.codes[0], 250);
-	/* The client says QUIT, frees itself on the 221 and closes: the
-	 * server sees the close. */
-	while (s.bev != NULL && !t.timed_out)
-		event_base_loop(t.base, EVLOOP_ONCE);
-	assert_false(t.timed_out);
-	assert_string_equal(s.log, "EHLO mx2.test\nNOOP\nQUIT\n");
-	dc_done(&t, &s, d, doms);
-}
-
-static void
-test_connect_refused(void **state)
-{
-	struct domains *doms;
-	struct primary_connector *d;
-	struct srv s;
-	struct t t;
-
-	/* A port that was just free: nobody listens there. */
-	d = dc_connector(&t, &s, "", NULL, 0, &doms);
-	srv_stop(&s);
-	dc_run(&t, d, 0, 0);
-	assert_non_null(strstr(t.dc_why, "connect"));
-	dc_done(&t, &s, d, doms);
-}
-
-static void
-test_connect_421(void **state)
-{
-	struct domains *doms;
-	struct primary_connector *d;
-	struct srv s;
-	struct t t;
-
-	d = dc_connector(&t, &s, "421 4.3.2 too busy\r\n", NULL, 0, &doms);
-	dc_run(&t, d, 0, 1);
-	assert_non_null(strstr(t.dc_why, "421 4.3.2 too busy"));
-	dc_done(&t, &s, d, doms);
-}
-
-static void
-never_cb(struct client *c, int reached, const char *why, void *arg)
-{
-	fail_msg("callback of a cancelled or freed request");
-}
-
-static void
-test_connect_cancel(void **state)
-{
-	struct domains *doms;
-	struct primary_connector *d;
-	struct srv s;
-	struct t t;
-	struct timeval tv = { 0, 200000 };
-
-	/* Silent: neither connection gets further than connected. */
-	d = dc_connector(&t, &s, "", NULL, 0, &doms);
-	/* Cancelled at once, and one left pending for primary_connector_free: no
-	 * callback either way, nothing leaks (ASan). */
-	primary_connect_cancel(primary_connect(d, "example.org",
-	    primary_client_conf(d), never_cb, &t));
-	primary_connect(d, "example.org", primary_client_conf(d), never_cb,
-	    &t);
-	primary_connect_cancel(NULL);
-	event_base_loopexit(t.base, &tv);
-	event_base_dispatch(t.base);
-	/* A failure queued for the loop is forgotten too. */
-	primary_connect(d, "no-route.example", primary_client_conf(d),
-	    never_cb, &t);
-	dc_done(&t, &s, d, doms);
 }
 
 int
@@ -906,10 +559,6 @@ main(void)
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_tx),
 		cmocka_unit_test(test_tx_8bit),
-		cmocka_unit_test(test_connect_ok),
-		cmocka_unit_test(test_connect_refused),
-		cmocka_unit_test(test_connect_421),
-		cmocka_unit_test(test_connect_cancel),
 	};
 
 	log_init("client_test", 1);
