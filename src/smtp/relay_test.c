@@ -3,10 +3,11 @@
  * each the session resetting its transaction (what EHLO, HELO, RSET and
  * STARTTLS do: relay_reset), the session ending (QUIT or its timeout:
  * relay_close), and the primary dropping the connection. The stage runs
- * for real: the real SMTP client (client.c) on loopback against a
- * scripted primary that answers a nested MAIL as Postfix does, on one
- * event_base. Asserted each time: the state after, what the session is
- * told to say, what the primary received, and what went to the pool.
+ * for real: the real SMTP client (client.c) on loopback against the
+ * scripted server of tests/unit/smtpsrv.h as a primary (it answers a
+ * nested MAIL as Postfix does), on one event_base. Asserted each time:
+ * the state after, what the session is told to say, what the primary
+ * received, and what went to the pool.
  * Only the connect step is the test's (client_connect to the scripted
  * primary instead of deliver.c's MX lookup); no primary health is kept.
  */
@@ -25,9 +26,7 @@
 
 #include <cmocka.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "client.h"
 #include "config.h"
@@ -35,181 +34,31 @@
 #include "envelope.h"
 #include "passthru.h"
 #include "pool.h"
+#include "smtpsrv.h"
 
-/* --- the scripted primary ----------------------------------------------- */
-
-struct conn {
-	struct bufferevent	*bev;
-	int			 open;		/* a transaction (MAIL taken) */
-	int			 in_body;
-};
-
-struct primary {
-	struct evconnlistener	*l;
-	struct conn		 conns[8];
-	int			 nconns;
-	char			 log[8192];	/* "n:LINE\n", n the conn */
-	size_t			 loglen;
-	const char		*hold;		/* verb read but not answered */
-	int			 nested;	/* 503s to a nested MAIL */
-	int			 closed;	/* connections closed by peer */
-};
+/* --- the primary: the shared scripted server, answering by verb --------- */
 
 static struct event_base *base;
-static struct primary P;
-
-static void
-p_log(int n, const char *line)
-{
-	int k = snprintf(P.log + P.loglen, sizeof(P.log) - P.loglen, "%d:%s\n",
-	    n, line);
-
-	if (k > 0 && (size_t)k < sizeof(P.log) - P.loglen)
-		P.loglen += (size_t)k;
-}
-
-static void
-p_say(struct conn *c, const char *s)
-{
-	bufferevent_write(c->bev, s, strlen(s));
-}
-
-static void
-p_drop(struct conn *c)
-{
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
-	c->bev = NULL;
-	c->open = c->in_body = 0;
-}
+static struct smtpsrv P;
 
 /* The primary drops every connection now. */
 static void
 p_drop_all(void)
 {
-	int i;
-
-	for (i = 0; i < P.nconns; i++)
-		p_drop(&P.conns[i]);
-}
-
-static void
-p_read(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-	int n = (int)(c - P.conns) + 1;
-	char *line;
-	size_t len;
-
-	while (c->bev != NULL && (line = evbuffer_readln(
-	    bufferevent_get_input(bev), &len, EVBUFFER_EOL_CRLF_STRICT)) !=
-	    NULL) {
-		if (c->in_body) {
-			if (strcmp(line, ".") == 0) {
-				p_log(n, ".");
-				if (P.hold != NULL && strcmp(P.hold, ".") == 0) {
-					free(line);
-					continue;
-				}
-				c->in_body = 0;
-				c->open = 0;
-				p_say(c, "250 2.0.0 queued\r\n");
-			}
-			free(line);
-			continue;
-		}
-		p_log(n, line);
-		if (P.hold != NULL && strncasecmp(line, P.hold,
-		    strlen(P.hold)) == 0) {
-			free(line);
-			continue;
-		}
-		if (strncasecmp(line, "EHLO", 4) == 0)
-			p_say(c, "250-primary\r\n250-PIPELINING\r\n"
-			    "250 8BITMIME\r\n");
-		else if (strncasecmp(line, "MAIL", 4) == 0) {
-			if (c->open) {
-				P.nested++;
-				p_say(c, "503 5.5.1 Error: nested MAIL "
-				    "command\r\n");
-			} else {
-				c->open = 1;
-				p_say(c, "250 2.1.0 ok\r\n");
-			}
-		} else if (strncasecmp(line, "RCPT", 4) == 0)
-			p_say(c, c->open ? "250 2.1.5 ok\r\n" :
-			    "503 5.5.1 need MAIL\r\n");
-		else if (strncasecmp(line, "DATA", 4) == 0) {
-			c->in_body = 1;
-			p_say(c, "354 go ahead\r\n");
-		} else if (strncasecmp(line, "RSET", 4) == 0) {
-			c->open = 0;
-			p_say(c, "250 2.0.0 ok\r\n");
-		} else if (strncasecmp(line, "QUIT", 4) == 0) {
-			c->open = 0;
-			p_say(c, "221 2.0.0 bye\r\n");
-		} else
-			p_say(c, "502 5.5.1 what\r\n");
-		free(line);
-	}
-}
-
-static void
-p_event(struct bufferevent *bev, short what, void *arg)
-{
-	P.closed++;
-	p_drop(arg);
-}
-
-static void
-p_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	struct conn *c = &P.conns[P.nconns++];
-
-	assert_true(P.nconns <= 8);
-	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(c->bev, p_read, NULL, p_event, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	p_say(c, "220 primary ESMTP\r\n");
-}
-
-static int
-p_start(void)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-
-	memset(&P, 0, sizeof(P));
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	P.l = evconnlistener_new_bind(base, p_accept, NULL,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
-	    (struct sockaddr *)&sin, sizeof(sin));
-	assert_non_null(P.l);
-	getsockname(evconnlistener_get_fd(P.l), (struct sockaddr *)&sin, &len);
-	return ntohs(sin.sin_port);
+	smtpsrv_drop_all(&P);
 }
 
 static int
 p_saw(const char *s)
 {
-	return strstr(P.log, s) != NULL;
+	return smtpsrv_saw(&P, s);
 }
 
 /* How many logged lines start with s ("1:RCPT"). */
 static int
 p_count(const char *s)
 {
-	const char *p = P.log;
-	int n = 0;
-
-	while (*p != '\0') {
-		n += strncmp(p, s, strlen(s)) == 0;
-		p = strchr(p, '\n') + 1;
-	}
-	return n;
+	return smtpsrv_count(&P, s);
 }
 
 /* --- the connect step: client_connect to the scripted primary ----------- */
@@ -388,7 +237,8 @@ setup(void **state)
 	struct relay_deps deps;
 
 	base = event_base_new();
-	port = p_start();
+	smtpsrv_start_primary(&P, base);
+	port = P.port;
 	dials = 0;
 	memset(&S, 0, sizeof(S));
 	config_defaults(&conf);
@@ -424,8 +274,7 @@ teardown(void **state)
 	relay_free(R2);
 	primary_pool_free(pool);
 	envelope_free(&env);
-	p_drop_all();
-	evconnlistener_free(P.l);
+	smtpsrv_stop(&P);
 	event_base_free(base);
 	assert_int_equal(relay_illegal_transitions(), 0);
 	return 0;
@@ -608,7 +457,7 @@ refused_data_then_reset(void **state)
 	P.hold = "DATA";
 	relay_data(R);
 	run_to_line("1:DATA");
-	bufferevent_write(P.conns[0].bev, "554 5.5.1 no\r\n", 14);
+	smtpsrv_say(&P, 1, "554 5.5.1 no\r\n");
 	run_to(RELAY_MAIL_SENT);
 	assert_int_equal(S.data_go, 0);
 	assert_string_equal(S.said, "554 5.5.1 no\r\n");
@@ -814,7 +663,7 @@ places_keep_order(void **state)
 	assert_int_equal(relay_places(R), 2);
 	run_to_nth("1:RCPT", 2);
 	assert_string_equal(S.said, "");
-	bufferevent_write(P.conns[0].bev, "550 5.1.1 no such user\r\n", 24);
+	smtpsrv_say(&P, 1, "550 5.1.1 no such user\r\n");
 	run_to(RELAY_MAIL_SENT);
 	assert_string_equal(S.said,
 	    "550 5.1.1 no such user\r\n452 4.5.3 other\r\n");
