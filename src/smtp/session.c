@@ -728,9 +728,11 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", to);
 		return;
 	}
-	/* user%host@ours, user!host@ours: a primary that still honours
-	 * such routing would make us an open relay (Postfix's
-	 * allow_untrusted_routing = no). */
+	/* user%host@ours, host!user@ours, "user@host"@ours: a primary
+	 * that still honours such routing (for us, a trusted host) would
+	 * make us an open relay (Postfix's allow_untrusted_routing = no).
+	 * One rule for all, before anything is relayed, learned or
+	 * queued (docs/smtp.md, "Threats"). */
 	if (a.has_route_chars) {
 		log_reject(s, "rcpt", 554, "5.7.1", "sender_routing", to,
 		    strlen(to));
