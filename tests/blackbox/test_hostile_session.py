@@ -86,15 +86,18 @@ class TestErrorLimits(PassTest):
         self.assertEqual(codes[:-1], [550] * 20, codes)
         # The primary was asked, and the state store written, at most
         # smtpd_hard_error_limit times, not 200.
-        self.assertLessEqual(len(mx.rcpts_seen()), 20)
-        invalid = [r for r in self.recipients(d) if r["status"] == "invalid"]
-        self.assertLessEqual(len(invalid), 20)
+        asked = [a for a in mx.rcpts_seen() if a.startswith("r")]
+        self.assertLessEqual(len(asked), 20, asked)
+        invalid = [r for r in self.recipients(d) if r["status"] == "invalid"
+                   and r["source"] == "passthrough"]
+        self.assertLessEqual(len(invalid), 20, invalid)
         self.assertIn("reason=hard_error_limit", disconnect_line(d))
 
     def test_size_refusals_count(self):
         d = self.daemon()
         c = self.session(d)
         c.send("MAIL FROM:<> SIZE=999999999999\r\n" * 60)
+        c.sock.settimeout(20)   # past the soft limit: a second each
         got = self.read_to_close(c)
         codes = [r[0] for r in got]
         self.assertEqual(codes, [552] * 20 + [421], codes)
@@ -124,10 +127,10 @@ class TestErrorLimits(PassTest):
         t0 = time.monotonic()
         for _ in range(3):
             self.assertReply(c.cmd("BOGUS"), 500)
-        # Each error past the soft limit waits a second: a lower bound,
-        # which a slow machine only lengthens.
-        self.assertGreaterEqual(time.monotonic() - t0, 2.9)
         self.assertReply(c.cmd("NOOP"), 250)
+        # Each error past the soft limit holds the next command a
+        # second: a lower bound, which a slow machine only lengthens.
+        self.assertGreaterEqual(time.monotonic() - t0, 2.9)
 
     def test_old_key_still_works(self):
         d = self.daemon(smtpd_error_limit=3)
@@ -152,7 +155,7 @@ class TestOutputBound(BlackboxTest):
         time.sleep(0.5)
         s.setblocking(False)
         chunk = b"RSET\r\n" * 10000
-        total = 4 * 1024 * 1024
+        total = 8 * 1024 * 1024
         sent, stalled = 0, None
         deadline = time.monotonic() + 30
         while sent < total and time.monotonic() < deadline:
@@ -170,10 +173,11 @@ class TestOutputBound(BlackboxTest):
         self.assertTrue(line, d.log_tail())
         m = re.search(r" rset=(\d+)", line)
         done = int(m.group(1)) if m else 0
-        # Without a bound it works through all it can read (700,000
+        # Without a bound it works through all it can read (1,400,000
         # RSETs, their answers held in memory); with one it stops once
-        # its unsent answers pass a small bound.
-        self.assertLess(done, 50000, line)
+        # its unsent answers pass a small bound (and the kernel's
+        # buffers are full: up to some MB here).
+        self.assertLess(done, 400000, line)
         self.assertIn("reason=output_timeout", line)
 
 
