@@ -1794,7 +1794,8 @@ output_full(struct session *s)
 		return 0;
 	s->out_full = 1;
 	s->out_since = time(NULL);
-	log_info("session=%s event=output_full client=%s pending=%zu", s->id,
+	/* Debug only: the client decides how often this happens. */
+	log_debug("session=%s event=output_full client=%s pending=%zu", s->id,
 	    s->addr, output_pending(s));
 	evtimer_add(s->out_timer, &tv);
 	return 1;
