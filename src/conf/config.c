@@ -67,6 +67,8 @@ static int	set_mx_invalid(struct config *, const char *, char *, size_t);
 static int	set_dnsbl_zones(struct config *, const char *, char *, size_t);
 static int	set_dnsbl_allow(struct config *, const char *, char *, size_t);
 static int	set_mx_names(struct config *, const char *, char *, size_t);
+static int	set_etrn_clients(struct config *, const char *, char *,
+		    size_t);
 static int	check_fail_action(struct config *, const char *, char *,
 		    size_t);
 
@@ -137,11 +139,26 @@ static const struct conf_key keys[] = {
 	{ "smtpd_greet_pause", CONF_TIME, FIELD(smtpd_greet_pause), "0s", 0,
 	    0, "wait before the 220 greeting; a client talking first is "
 	    "rejected" },
-	{ "smtpd_error_limit", CONF_UINT, FIELD(smtpd_error_limit), "10", 1,
-	    0, "errors in one session before 421 and close" },
+	{ "smtpd_soft_error_limit", CONF_UINT, FIELD(smtpd_soft_error_limit),
+	    "10", 1, 0, "4xx/5xx replies in one session before each further "
+	    "one waits smtpd_error_sleep_time" },
+	{ "smtpd_hard_error_limit", CONF_UINT, FIELD(smtpd_hard_error_limit),
+	    "20", 1, 0, "4xx/5xx replies in one session before 421 and "
+	    "close" },
+	{ "smtpd_error_sleep_time", CONF_TIME, FIELD(smtpd_error_sleep_time),
+	    "1s", 0, 0, "delay of each reply past smtpd_soft_error_limit" },
+	{ "smtpd_error_limit", CONF_UINT, FIELD(smtpd_error_limit), "0", 0,
+	    0, "old name of smtpd_hard_error_limit; set, it wins; 0: unset" },
+	{ "smtpd_recipient_overshoot_limit", CONF_UINT,
+	    FIELD(smtpd_recipient_overshoot_limit), "1000", 1, 0,
+	    "452 4.5.3 (too many recipients) replies in one session before "
+	    "they count as errors" },
 	{ "smtpd_junk_command_limit", CONF_UINT,
 	    FIELD(smtpd_junk_command_limit), "100", 1, 0,
 	    "NOOP, VRFY, RSET, HELP... in one session before 421 and close" },
+	{ "smtpd_etrn_clients", CONF_LIST, FIELD(smtpd_etrn_clients),
+	    "127.0.0.1, ::1", 0, CONF_EMPTY_OK, "networks whose ETRN is "
+	    "obeyed, besides each domain's own route= address" },
 	{ "smtpd_body_buffer", CONF_SIZE, FIELD(smtpd_body_buffer), "256K", 0,
 	    0, "bytes of a body held in memory before it spills to a file" },
 	{ "tls_cert_file", CONF_PATH, FIELD(tls_cert_file), "", 0,
@@ -261,6 +278,7 @@ static const struct {
 	{ "dnsbl_allow", set_dnsbl_allow },
 	{ "dnsbl_fail_action", check_fail_action },
 	{ "mx_names", set_mx_names },
+	{ "smtpd_etrn_clients", set_etrn_clients },
 };
 
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
@@ -882,6 +900,13 @@ set_dnsbl_allow(struct config *c, const char *v, char *why, size_t whysz)
 {
 	return set_networks(c->dns_lists.dnsbl_allow_net,
 	    &c->dns_lists.ndnsbl_allow_nets, v, why, whysz);
+}
+
+static int
+set_etrn_clients(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return set_networks(c->etrn_client_net, &c->netrn_client_nets, v,
+	    why, whysz);
 }
 
 /* dnsbl_zones (src/dns/dnsxl.h). */

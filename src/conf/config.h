@@ -70,8 +70,15 @@ struct config {
 	unsigned	smtpd_max_connections;
 	unsigned	smtpd_max_connections_per_ip;
 	unsigned	smtpd_greet_pause;	/* seconds */
-	unsigned	smtpd_error_limit;	/* errors before 421 */
+	unsigned	smtpd_soft_error_limit;	/* 4xx/5xx before each waits */
+	unsigned	smtpd_hard_error_limit;	/* 4xx/5xx before 421 */
+	unsigned	smtpd_error_sleep_time;	/* seconds, past the soft one */
+	unsigned	smtpd_error_limit;	/* old hard limit; 0: unset */
+	unsigned	smtpd_recipient_overshoot_limit; /* 452 4.5.3 uncounted */
 	unsigned	smtpd_junk_command_limit; /* NOOP/VRFY/RSET/HELP/... */
+	char		smtpd_etrn_clients[1024];
+	struct range	etrn_client_net[CONFIG_NETWORKS_MAX]; /* parsed */
+	size_t		netrn_client_nets;
 	uint64_t	smtpd_body_buffer;	/* bytes in memory before spill */
 	char		tls_cert_file[PATH_MAX];
 	char		tls_key_file[PATH_MAX];

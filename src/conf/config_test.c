@@ -129,7 +129,12 @@ test_defaults(void **state)
 	assert_int_equal(c.smtpd_max_connections, 1000);
 	assert_int_equal(c.smtpd_max_connections_per_ip, 20);
 	assert_int_equal(c.smtpd_greet_pause, 0);
-	assert_int_equal(c.smtpd_error_limit, 10);
+	assert_int_equal(c.smtpd_error_limit, 0);
+	assert_int_equal(c.smtpd_soft_error_limit, 10);
+	assert_int_equal(c.smtpd_hard_error_limit, 20);
+	assert_int_equal(c.smtpd_error_sleep_time, 1);
+	assert_int_equal(c.smtpd_recipient_overshoot_limit, 1000);
+	assert_int_equal(c.netrn_client_nets, 2);	/* 127.0.0.1, ::1 */
 	assert_int_equal(c.smtpd_junk_command_limit, 100);
 	assert_true(c.smtpd_body_buffer == 256 * 1024);
 	assert_string_equal(c.tls_cert_file, "");

@@ -257,6 +257,19 @@ route_scan(struct cur *c)
 }
 
 /*
+ * Routing inside a local part: "user%host", "host!user" and, quoted,
+ * "user@host". A primary that honours such sender-specified routing for
+ * backmx (Postfix with backmx in mynetworks) relays it on, so the session
+ * refuses them all with one rule (docs/smtp.md, "Threats"). An '@' can
+ * only appear quoted (it is no atext).
+ */
+static int
+is_route_char(unsigned char ch, int quoted)
+{
+	return ch == '%' || ch == '!' || (quoted && ch == '@');
+}
+
+/*
  * Local-part = Dot-string / Quoted-string. On ADDR_OK c->p is past it.
  * Sets the is_quoted, has_route_chars and is_utf8 bits of *a.
  */
@@ -271,14 +284,14 @@ local_scan(struct cur *c, struct mailaddr *a)
 		a->is_quoted = 1;
 		for (c->p++; c->p < c->end && *c->p != '"'; c->p += n) {
 			n = 1;
-			if (*c->p == '%' || *c->p == '!')
+			if (is_route_char(*c->p, 1))
 				a->has_route_chars = 1;
 			if (*c->p == '\\') {
 				/* quoted-pairSMTP = %d92 %d32-126 */
 				if (c->end - c->p < 2)
 					return ADDR_ERR_SYNTAX;
 				c->p++;
-				if (*c->p == '%' || *c->p == '!')
+				if (is_route_char(*c->p, 1))
 					a->has_route_chars = 1;
 				if (*c->p >= 0x80 &&
 				    (e = eight_bit(c, &n)) != ADDR_OK)
@@ -314,7 +327,7 @@ local_scan(struct cur *c, struct mailaddr *a)
 			a->is_utf8 = 1;
 			c->p += n;
 		} else if (is_atext(*c->p)) {
-			if (*c->p == '%' || *c->p == '!')
+			if (is_route_char(*c->p, 0))
 				a->has_route_chars = 1;
 			c->p++;
 		} else

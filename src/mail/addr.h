@@ -29,7 +29,8 @@ struct mailaddr {
 	unsigned is_null:1;	/* <> */
 	unsigned is_literal:1;	/* domain is [address literal] */
 	unsigned is_quoted:1;	/* local part is a Quoted-string */
-	unsigned has_route_chars:1; /* '%' or '!' in the local part */
+	unsigned has_route_chars:1; /* '%', '!' or a quoted '@' in the
+				     local part: sender routing */
 	unsigned is_utf8:1;	/* bytes >= 0x80 (RFC 6531) */
 };
 

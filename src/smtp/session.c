@@ -23,6 +23,7 @@
  */
 #include "session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -51,6 +52,7 @@
 #include "parse.h"
 #include "policy.h"
 #include "queue.h"
+#include "ranges.h"
 #include "relay.h"
 #include "server.h"
 #include "sockaddr.h"
@@ -65,6 +67,15 @@
  * away before the socket closes (see closing_drained()). */
 #define SESSION_LINGER_SECONDS	2
 #define SESSION_LINGER_BYTES	(1024 * 1024)
+/* Replies said but not yet sent: past this, no further command is taken
+ * until the client read them down to half (a client that pipelines and
+ * never reads is not served on; docs/smtp.md, "Threats"). Polled while
+ * blocked: under TLS the bytes sit in two buffers. */
+#define SESSION_OUTPUT_MAX	(64 * 1024)
+#define SESSION_OUTPUT_POLL_MS	100
+/* One ETRN flush per domain per this many seconds, whoever asks. */
+#define ETRN_INTERVAL		60
+#define ETRN_SLOTS		64
 
 enum session_state {
 	S_GREET,	/* greet pause: the client must stay silent */
@@ -138,7 +149,13 @@ struct session {
 	struct relay		*relay;
 	char			 pending_domain[256];
 
-	unsigned		 errors;
+	unsigned		 errors;	/* 4xx/5xx replies said */
+	unsigned		 overshoot;	/* 452 4.5.3 replies said */
+	unsigned		 sleeping:1;	/* past the soft limit: held */
+	unsigned		 out_full:1;	/* output over SESSION_OUTPUT_MAX */
+	time_t			 out_since;
+	struct event		*tarpit;	/* ends a sleep */
+	struct event		*out_timer;	/* polls a full output */
 	unsigned		 junk;
 	unsigned		 counts[C_NCOUNTS];
 	unsigned		 commands;
@@ -162,9 +179,11 @@ static void	rcpt_backup(struct session *, const struct domain *);
 static void	rcpt_pass(struct session *, const struct domain *);
 static void	replay_next(struct session *);
 static void	session_process(struct session *);
+static void	output_timer_cb(evutil_socket_t, short, void *);
 static void	session_setup_bev(struct session *);
 static void	session_close(struct session *, const char *reason);
 static void	mail_accept(struct session *);
+static void	count_reply(struct session *, int code, const char *enh);
 
 /*
  * Replies. Every reply but the greeting, EHLO and HELO carries an
@@ -188,6 +207,10 @@ vreply(struct session *s, int code, const char *enh, const char *fmt,
 	else
 		evbuffer_add_printf(out, "%d %s\r\n", code, text);
 	log_debug("session=%s event=reply code=%d", s->id, code);
+	/* Counted when it reaches the client: a placed reply through
+	 * relay_say_cb, with the primary's. */
+	if (place == NULL)
+		count_reply(s, code, enh);
 }
 
 static void
@@ -205,28 +228,109 @@ reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 }
 
 /*
- * A reply that counts as the client's error. Past smtpd_error_limit the
- * session ends with 421 (RFC 5321 §3.8: a server may close on abuse).
+ * A reply that is the client's error. Every 4xx/5xx counts (count_reply),
+ * this only names the intent at the call site.
+ */
+#define reply_error	reply
+
+/* --- the client's errors (docs/smtp.md, "Threats") ---------------------- */
+
+/* The hard limit: smtpd_hard_error_limit, or the old smtpd_error_limit
+ * when an old configuration still sets it. */
+static unsigned
+hard_error_limit(const struct session *s)
+{
+	return s->conf->smtpd_error_limit ? s->conf->smtpd_error_limit :
+	    s->conf->smtpd_hard_error_limit;
+}
+
+static void
+tarpit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	s->sleeping = 0;
+	if (s->state != S_CLOSING)
+		session_process(s);
+}
+
+/*
+ * Past smtpd_soft_error_limit, after each error reply no command is taken
+ * for smtpd_error_sleep_time. Postfix sleeps before the reply; a loop
+ * must not sleep, so the session does: what it reads waits, and the
+ * input watermark stops reading the socket. A pipelining client is slowed
+ * just the same: one error a sleep.
  */
 static void
-reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-reply_error(struct session *s, int code, const char *enh, const char *fmt, ...)
+error_sleep(struct session *s)
 {
-	va_list ap;
+	struct timeval tv = { s->conf->smtpd_error_sleep_time, 0 };
 
-	va_start(ap, fmt);
-	vreply(s, code, enh, fmt, ap);
-	va_end(ap);
-	if (++s->errors >= s->conf->smtpd_error_limit) {
-		log_info("session=%s event=error_limit client=%s errors=%u",
-		    s->id, s->addr, s->errors);
-		reply(s, 421, "4.7.0", "%s Error: too many errors",
-		    s->conf->myhostname);
-		session_close(s, "error_limit");
+	if (tv.tv_sec == 0 || s->sleeping || s->state == S_CLOSING)
+		return;
+	s->sleeping = 1;
+	evtimer_add(s->tarpit, &tv);
+}
+
+/*
+ * Every 4xx or 5xx reply the client receives, ours or the primary's, is
+ * one of its errors, as Postfix counts them: a relayed 550 5.1.1 to a
+ * harvester is as much an error as our own 554. Only 452 4.5.3 (too many
+ * recipients, another primary: RFC 5321 §4.5.3.1.10, a legitimate client
+ * sends the rest later) is exempt, up to smtpd_recipient_overshoot_limit.
+ * The hard limit acts before the next command (session_process).
+ */
+static void
+count_reply(struct session *s, int code, const char *enh)
+{
+	if (code < 400 || code > 599)
+		return;
+	if (code == 452 && enh != NULL && strcmp(enh, "4.5.3") == 0 &&
+	    ++s->overshoot <= s->conf->smtpd_recipient_overshoot_limit)
+		return;
+	if (++s->errors > s->conf->smtpd_soft_error_limit)
+		error_sleep(s);
+}
+
+/* The replies in a buffer about to be said (relay_say_cb): each one's
+ * last line, "DDD " or "DDD X.Y.Z ", is counted. */
+static void
+count_replies(struct session *s, struct evbuffer *text)
+{
+	size_t len = evbuffer_get_length(text), i = 0, eol;
+	const char *p = (const char *)evbuffer_pullup(text, -1);
+	char enh[16];
+	size_t n;
+
+	while (p != NULL && i + 4 <= len) {
+		const char *nl = memchr(p + i, '\n', len - i);
+
+		eol = nl != NULL ? (size_t)(nl - p) : len;
+		if (p[i + 3] == ' ' && p[i] >= '2' && p[i] <= '5') {
+			for (n = 0; i + 4 + n < eol && n < sizeof(enh) - 1 &&
+			    p[i + 4 + n] != ' ' && p[i + 4 + n] != '\r'; n++)
+				enh[n] = p[i + 4 + n];
+			enh[n] = '\0';
+			count_reply(s, (p[i] - '0') * 100 + (p[i + 1] - '0') *
+			    10 + (p[i + 2] - '0'), enh);
+		}
+		i = eol + 1;
 	}
+}
+
+/* The hard limit reached: 421 instead of the next command (Postfix's
+ * smtpd_hard_error_limit; RFC 5321 §3.8: a server may close on abuse). */
+static int
+error_limit_reached(struct session *s)
+{
+	if (s->errors < hard_error_limit(s))
+		return 0;
+	log_info("session=%s event=error_limit client=%s errors=%u", s->id,
+	    s->addr, s->errors);
+	reply(s, 421, "4.7.0", "%s Error: too many errors",
+	    s->conf->myhostname);
+	session_close(s, "hard_error_limit");
+	return 1;
 }
 
 /* NOOP, RSET, VRFY, HELP and the like: harmless alone, a tarpit in bulk. */
@@ -285,6 +389,8 @@ session_free(struct session *s)
 	envelope_free(&s->env);
 	if (s->timer)
 		event_free(s->timer);
+	event_free(s->tarpit);
+	event_free(s->out_timer);
 	event_free(s->ev_free);
 	if (s->linger != NULL)
 		event_free(s->linger);
@@ -414,6 +520,9 @@ session_close(struct session *s, const char *reason)
 	policy_cancel(s->policy);
 	if (s->timer)
 		event_del(s->timer);
+	event_del(s->tarpit);
+	event_del(s->out_timer);
+	s->sleeping = 0;
 	if (s->bev == NULL) {
 		schedule_free(s);
 		return;
@@ -728,9 +837,11 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", to);
 		return;
 	}
-	/* user%host@ours, user!host@ours: a primary that still honours
-	 * such routing would make us an open relay (Postfix's
-	 * allow_untrusted_routing = no). */
+	/* user%host@ours, host!user@ours, "user@host"@ours: a primary
+	 * that still honours such routing (for us, a trusted host) would
+	 * make us an open relay (Postfix's allow_untrusted_routing = no).
+	 * One rule for all, before anything is relayed, learned or
+	 * queued (docs/smtp.md, "Threats"). */
 	if (a.has_route_chars) {
 		log_reject(s, "rcpt", 554, "5.7.1", "sender_routing", to,
 		    strlen(to));
@@ -958,8 +1069,10 @@ relay_say_cb(struct evbuffer *text, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->bev != NULL)
-		evbuffer_add_buffer(bufferevent_get_output(s->bev), text);
+	if (s->bev == NULL)
+		return;
+	count_replies(s, text);
+	evbuffer_add_buffer(bufferevent_get_output(s->bev), text);
 }
 
 static void
@@ -1174,42 +1287,127 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 }
 
 /*
+ * May this client have 'dom' flushed? Loopback and smtpd_etrn_clients
+ * always, and the domain's own primary named by address in route= (its
+ * primary is who ETRN is for, RFC 1985 §1). A name in route= or an MX is
+ * not resolved for this: list its addresses in smtpd_etrn_clients.
+ */
+static int
+etrn_allowed(const struct session *s, const struct domain *dom)
+{
+	uint8_t a[16], r[16];
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (sockaddr_bytes((const struct sockaddr *)&s->ss, a) == -1)
+		return 0;
+	if (ranges_find(s->conf->etrn_client_net, s->conf->netrn_client_nets,
+	    a) != -1)
+		return 1;
+	if (dom == NULL || dom->route_host[0] == '\0')
+		return 0;
+	if (inet_pton(AF_INET, dom->route_host, &a4) == 1) {
+		memset(r, 0, 10);
+		r[10] = r[11] = 0xff;
+		memcpy(r + 12, &a4, 4);
+	} else if (inet_pton(AF_INET6, dom->route_host, &a6) == 1)
+		memcpy(r, &a6, 16);
+	else
+		return 0;
+	return memcmp(a, r, 16) == 0;
+}
+
+/*
+ * One flush per domain per ETRN_INTERVAL, however many clients ask: the
+ * queue run and the probe of the primary it starts are not repeated on
+ * demand. A small table, a slot per domain by hash; a collision at worst
+ * lets a flush through early.
+ */
+static int
+etrn_due(const char *dom, time_t now)
+{
+	static struct {
+		char	name[256];
+		time_t	at;
+	} slots[ETRN_SLOTS];
+	unsigned h = 5381;
+	const char *p;
+
+	for (p = dom; *p != '\0'; p++)
+		h = h * 33 + (unsigned char)*p;
+	h %= ETRN_SLOTS;
+	if (strcmp(slots[h].name, dom) == 0 && now >= slots[h].at &&
+	    now - slots[h].at < ETRN_INTERVAL)
+		return 0;
+	str_copy(slots[h].name, sizeof(slots[h].name), dom);
+	slots[h].at = now;
+	return 1;
+}
+
+/*
  * ETRN (RFC 1985 §5): flush the queue of a customer domain now. "@domain"
  * is taken as the domain itself (we keep no per-subdomain queues); "#queue"
- * names no queue of ours.
+ * names no queue of ours. Only from those etrn_allowed() names: anyone
+ * else gets the same refusal whatever it names, so ETRN tells a stranger
+ * neither which domains are ours nor whether mail waits for them.
  */
 static void
 cmd_etrn(struct session *s, const struct smtp_cmd *cmd)
 {
+	const struct domain *dom = NULL;
 	const char *d = cmd->arg;
 	size_t dl = cmd->arglen;
-	char dom[256];
-	int n;
+	char dom_name[256];
+	int n, valid;
 
-	if (dl == 0) {
-		reply_error(s, 501, "5.5.4", "Syntax: ETRN domain");
-		return;
-	}
-	if (d[0] == '@') {
+	if (dl > 0 && d[0] == '@') {
 		d++;
 		dl--;
 	}
-	if (dl == 0 || d[0] == '#' || dl >= sizeof(dom) ||
-	    !addr_domain_valid(d, dl, 0)) {
+	valid = dl > 0 && d[0] != '#' && dl < sizeof(dom_name) &&
+	    addr_domain_valid(d, dl, 0);
+	if (valid) {
+		str_ncopy(dom_name, sizeof(dom_name), d, dl);
+		dom = domains_lookup(s->srv->domains, dom_name);
+	}
+	if (!etrn_allowed(s, dom)) {
+		log_info("session=%s event=etrn client=%s verdict=reject "
+		    "reason=client_not_allowed", s->id, s->addr);
+		reply(s, 459, "4.7.1", "ETRN not allowed from this address");
+		return;
+	}
+	if (cmd->arglen == 0) {
+		reply(s, 501, "5.5.4", "Syntax: ETRN domain");
+		return;
+	}
+	if (!valid) {
 		reply(s, 458, "4.1.2", "Unable to queue messages for that node");
 		return;
 	}
-	str_ncopy(dom, sizeof(dom), d, dl);
-	n = queue_flush_domain(s->srv->queue, dom);
+	if (dom == NULL) {
+		reply(s, 459, "4.7.1", "Node %s not allowed: not a domain "
+		    "backed up here", dom_name);
+		return;
+	}
+	if (!etrn_due(dom->name, time(NULL))) {
+		log_info("session=%s event=etrn client=%s domain=%s "
+		    "verdict=limited", s->id, s->addr, dom->name);
+		reply(s, 251, "2.0.0", "OK, queuing for node %s was started "
+		    "less than %d seconds ago", dom->name, ETRN_INTERVAL);
+		return;
+	}
+	n = queue_flush_domain(s->srv->queue, dom->name);
 	log_info("session=%s event=etrn client=%s domain=%s messages=%d", s->id,
-	    s->addr, dom, n);
+	    s->addr, dom->name, n);
 	if (n < 0)
 		reply(s, 459, "4.7.1", "Node %s not allowed: not a domain "
-		    "backed up here", dom);
+		    "backed up here", dom->name);
 	else if (n == 0)
-		reply(s, 251, "2.0.0", "OK, no messages waiting for node %s", dom);
+		reply(s, 251, "2.0.0", "OK, no messages waiting for node %s",
+		    dom->name);
 	else
-		reply(s, 250, "2.0.0", "OK, queuing for node %s started", dom);
+		reply(s, 250, "2.0.0", "OK, queuing for node %s started",
+		    dom->name);
 }
 
 static void
@@ -1549,6 +1747,60 @@ data_consume(struct session *s)
 		data_end(s);
 }
 
+/* --- output the client does not read ----------------------------------- */
+
+static void
+output_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct timeval tv = { 0, SESSION_OUTPUT_POLL_MS * 1000 };
+
+	if (s->state == S_CLOSING)
+		return;
+	if (output_pending(s) <= SESSION_OUTPUT_MAX / 2) {
+		s->out_full = 0;
+		session_process(s);
+		return;
+	}
+	if (time(NULL) - s->out_since >= (time_t)s->conf->smtpd_timeout) {
+		/* It reads nothing: a last word would not be read either. */
+		log_info("session=%s event=timeout client=%s state=output "
+		    "pending=%zu", s->id, s->addr, output_pending(s));
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		s->state = S_CLOSING;
+		s->close_reason = "output_timeout";
+		event_del(s->tarpit);
+		schedule_free(s);
+		return;
+	}
+	evtimer_add(s->out_timer, &tv);
+}
+
+/*
+ * Backpressure toward the client, as the relay stage does toward the
+ * primary: while more than SESSION_OUTPUT_MAX of our replies wait unsent,
+ * no further command is taken, so the input watermark stops reading the
+ * socket; a client that has not read them down within smtpd_timeout is
+ * closed (docs/smtp.md, "Threats").
+ */
+static int
+output_full(struct session *s)
+{
+	struct timeval tv = { 0, SESSION_OUTPUT_POLL_MS * 1000 };
+
+	if (s->out_full)
+		return 1;
+	if (output_pending(s) <= SESSION_OUTPUT_MAX)
+		return 0;
+	s->out_full = 1;
+	s->out_since = time(NULL);
+	/* Debug only: the client decides how often this happens. */
+	log_debug("session=%s event=output_full client=%s pending=%zu", s->id,
+	    s->addr, output_pending(s));
+	evtimer_add(s->out_timer, &tv);
+	return 1;
+}
+
 /* --- input -------------------------------------------------------------- */
 
 /* Take one CRLF line, bounded. Returns 1 with a line, 0 when more input is
@@ -1615,10 +1867,17 @@ session_process(struct session *s)
 				return;		/* wants more bytes */
 			continue;
 		}
-		if (s->state != S_CMD)
+		if (s->state != S_CMD || s->sleeping)
 			return;
+		if (output_full(s) || error_limit_reached(s))
+			return;
+		/* Relayed RCPTs in flight: only RCPTs, and no more than
+		 * could still be answered before the hard limit, so a
+		 * pipelined harvest reaches the primary and the state store
+		 * at most that many times. */
 		if (relay_places(s->relay) > 0 && (!next_is_rcpt(s) ||
-		    relay_places(s->relay) >= RELAY_PLACES_MAX))
+		    relay_places(s->relay) >= RELAY_PLACES_MAX ||
+		    s->errors + relay_places(s->relay) >= hard_error_limit(s)))
 			return;		/* waits for the primary's answers */
 		if (!take_line(s, line, &len))
 			return;
@@ -1751,6 +2010,8 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	s->relay = relay_new(&deps, &s->env, s->id, s->addr, &relay_cbs, s);
 	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
 	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
+	s->tarpit = evtimer_new(srv->base, tarpit_cb, s);
+	s->out_timer = evtimer_new(srv->base, output_timer_cb, s);
 
 	(void)sockaddr_nodelay(fd);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
