@@ -781,7 +781,7 @@ dot_reply(struct client *c, const struct reply *rp, void *arg)
 	/* The primary reset itself after the dot. */
 	tx_forget(r);
 	set_state(r, RELAY_IDLE);
-	r->cbs.done(r->arg);
+	r->cbs.done(rp->code / 100 == 2, r->arg);
 	r->cbs.process(r->arg);
 }
 

@@ -79,8 +79,9 @@ struct relay_cbs {
 	/* DATA answered (said already): 'go' when it was 354 and the body
 	 * may stream (relay_body). */
 	void	(*data_answered)(int go, void *arg);
-	/* The dot answered (said already): the transaction is over. */
-	void	(*done)(void *arg);
+	/* The dot answered (said already): the transaction is over;
+	 * 'delivered' when the primary took the message (2xx). */
+	void	(*done)(int delivered, void *arg);
 	/* The primary drained what the body left waiting: read again. */
 	void	(*resume)(void *arg);
 	/* Something was said or changed: work through the input again. */

@@ -169,7 +169,7 @@ s_data(int go, void *arg)
 	S.data_go = go;
 }
 
-static void s_done(void *arg) { S.dones++; }
+static void s_done(int delivered, void *arg) { S.dones++; }
 static void s_resume(void *arg) { S.resumes++; }
 static void s_process(void *arg) { }
 

@@ -292,6 +292,18 @@ count_reply(struct session *s, int code, const char *enh)
 		error_sleep(s);
 }
 
+/* A message was delivered (queued, or taken by the primary): the errors
+ * and junk commands so far are forgiven, as Postfix counts them ("errors
+ * a client is allowed to make without delivering mail"). A sender with
+ * a long batch, each message greylisted or refused for some recipients,
+ * is not cut off; a client that only probes never delivers. */
+static void
+errors_forgiven(struct session *s)
+{
+	s->errors = 0;
+	s->junk = 0;
+}
+
 /* The replies in a buffer about to be said (relay_say_cb): each one's
  * last line, "DDD " or "DDD X.Y.Z ", is counted. */
 static void
@@ -1139,10 +1151,12 @@ relay_data_cb(int go, void *arg)
 }
 
 static void
-relay_done_cb(void *arg)
+relay_done_cb(int delivered, void *arg)
 {
 	struct session *s = arg;
 
+	if (delivered)
+		errors_forgiven(s);
 	session_tx_reset(s);
 	s->state = S_CMD;
 	bufferevent_enable(s->bev, EV_READ);
@@ -1625,6 +1639,7 @@ commit_done(enum queue_result r, const char *id, void *arg)
 		    "nrcpt=%zu", s->id, id, s->addr,
 		    (unsigned long long)s->data_bytes, s->env.nrcpt);
 		reply(s, 250, "2.0.0", "Ok: queued as %s", id);
+		errors_forgiven(s);
 		break;
 	case QUEUE_NOSPACE:
 		reply(s, 452, "4.3.1", "Error: insufficient system storage");

@@ -132,6 +132,21 @@ class TestErrorLimits(PassTest):
         # second: a lower bound, which a slow machine only lengthens.
         self.assertGreaterEqual(time.monotonic() - t0, 2.9)
 
+    def test_a_delivered_message_forgives_the_errors(self):
+        # 3 errors, a message queued, 3 more: under a hard limit of 5 the
+        # session goes on, as Postfix counts errors "without delivering
+        # mail"; a client that never delivers is still cut at 5.
+        d = self.daemon(smtpd_hard_error_limit=5)
+        c = self.session(d)
+        for _ in range(3):
+            self.assertReply(c.cmd("BOGUS"), 500)
+        self.queue_id(self.send_message(c))
+        for _ in range(3):
+            self.assertReply(c.cmd("BOGUS"), 500)
+        self.assertReply(c.cmd("NOOP"), 250)
+        codes = [c.cmd("BOGUS")[0] for _ in range(3)]
+        self.assertEqual(codes, [500, 500, 421], codes)
+
     def test_old_key_still_works(self):
         d = self.daemon(smtpd_error_limit=3)
         c = self.session(d)
