@@ -44,10 +44,14 @@ static const struct policy_step rcpt_steps[] = {
 	{ "recipient_domain", domaincheck_rcpt, POLICY_STEP_ALWAYS },
 	{ "dnsbl", dnsbl_rcpt, POLICY_STEP_ALWAYS },
 	/* Backup mode only: what the primary would say of the recipient
-	 * (docs/learning.md), then greylisting — last: only what nothing
-	 * refused is worth a triplet. */
+	 * (docs/learning.md), then greylisting — last, and only when
+	 * nothing before it refused or deferred: only what nothing refused
+	 * is worth a triplet. A recipient already deferred (450 4.1.1
+	 * invalid or unverified, 450 4.7.1 learning, a DNS tempfail) would
+	 * otherwise pass on its retries and count toward
+	 * greylist_auto_allow_passes (docs/greylisting.md). */
 	{ "recipient", recipient_step, POLICY_STEP_BACKUP },
-	{ "greylist", greylist_step, POLICY_STEP_BACKUP },
+	{ "greylist", greylist_step, POLICY_STEP_BACKUP_CLEAN },
 	{ NULL, NULL, POLICY_STEP_ALWAYS }
 };
 
@@ -287,6 +291,24 @@ policy_step_done(struct policy_check *chk, const struct verdict_info *v)
 	run_steps(c);
 }
 
+/* Whether a step's 'when' holds for the check in flight. */
+static int
+step_applies(const struct policy_client *c, const struct policy_step *st)
+{
+	switch (st->when) {
+	case POLICY_STEP_ALWAYS:
+		return 1;
+	case POLICY_STEP_BACKUP:
+		return c->check.mode == POLICY_BACKUP;
+	case POLICY_STEP_SENDER:
+		return c->check.check_sender;
+	case POLICY_STEP_BACKUP_CLEAN:
+		return c->check.mode == POLICY_BACKUP &&
+		    c->check.verdict.v == VERDICT_ACCEPT;
+	}
+	return 0;
+}
+
 /* Run steps until one goes asynchronous, a REJECT ends it, or all ran. */
 static void
 run_steps(struct policy_client *c)
@@ -298,10 +320,7 @@ run_steps(struct policy_client *c)
 			event_active(c->ev_answer, EV_TIMEOUT, 0);
 			return;
 		}
-		if ((st->when == POLICY_STEP_BACKUP &&
-		    c->check.mode != POLICY_BACKUP) ||
-		    (st->when == POLICY_STEP_SENDER &&
-		    !c->check.check_sender)) {
+		if (!step_applies(c, st)) {
 			c->step++;
 			continue;
 		}

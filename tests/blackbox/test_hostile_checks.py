@@ -1,0 +1,86 @@
+"""
+Issue 18, the checks a hostile client plays with (docs/smtp.md, "Threats"):
+
+- item 12: a recipient that an earlier check already refused or deferred
+  (450 4.1.1 invalid or unverified, 450 4.7.1 learning, any tempfail)
+  is worth no greylisting triplet: its retries must neither pass nor
+  count toward greylist_auto_allow_passes (docs/greylisting.md).
+- item 13: a primary's answer to RCPT teaches "invalid" only when it
+  definitely says the mailbox does not exist (5.1.1, 5.1.6, 5.1.10, not
+  about the sender); what a client provokes with its own sender -- as
+  Postfix answers an unlisted or unresolvable sender at RCPT time under
+  smtpd_delay_reject -- must not mark real recipients invalid
+  (docs/passthrough.md, "Learning").
+- item 10: one session's domain checks may start only so many DNS
+  lookups (dns_session_max_queries) and hold only so many in flight
+  (dns_session_max_inflight): past them that session is deferred and the
+  others still resolve (docs/dns.md, "Budget").
+"""
+
+from harness import backmxctl
+from greylist_util import GreylistTest
+from test_learning import LearnTest
+
+VALID = "u@customer.example"
+
+
+class TestRefusedRecipientsEarnNoPass(GreylistTest):
+
+    def test_refused_retries_do_not_auto_allow_the_network(self):
+        # Backup mode (the harness default), greylisting on, a network is
+        # allowed after five distinct passes (the default).
+        d = self.grey_daemon(greylist_auto_allow_passes="5")
+        bad = ["bad%d@customer.example" % i for i in range(5)]
+        for r in bad:
+            backmxctl(d, "recipients", "add", r, "invalid")
+        # First tries and retries past the delay: every one is refused
+        # by the recipient check (the primary says it does not exist).
+        for r in bad:
+            self.assertReply(self.attempt(d, rcpt=r), 450, "4.1.1")
+        self.wait_delay()
+        for r in bad:
+            self.assertReply(self.attempt(d, rcpt=r), 450, "4.1.1")
+        # The network earned nothing: a new triplet is still greylisted,
+        # and no triplet nor network was written for the refused ones.
+        self.assertGreylisted(self.attempt(d, sender="new@sender.example",
+                                           rcpt=VALID))
+        listing = self.listing(d)
+        self.assertEqual(listing["networks"], [])
+        keys = [t["key"] for t in listing["triplets"]]
+        self.assertEqual(keys, ["127.0.0.0/24 <new@sender.example> <%s>"
+                                % VALID])
+
+
+class TestSenderRefusalsTeachNothing(LearnTest):
+
+    def test_refusals_of_the_sender_do_not_mark_recipients_invalid(self):
+        mx = self.fake()
+        # What Postfix answers to RCPT when the *sender* is refused
+        # (smtpd_delay_reject = yes, the default), and other answers a
+        # client can provoke that are not about the recipient.
+        refusals = {
+            "alice@customer.example":
+                "550 5.1.0 <nobody@customer.example>: Sender address "
+                "rejected: User unknown in virtual mailbox table",
+            "bob@customer.example":
+                "550 5.1.8 <x@nx.example>: Sender address rejected: "
+                "Domain not found",
+            "carol@customer.example": "524 5.2.4 Mailing list expansion "
+                                      "problem",
+            "dave@customer.example": "552 5.2.2 <dave@customer.example> "
+                                     "Quota exceeded",
+            "erin@customer.example": "550 5.7.1 rate limit exceeded",
+        }
+        mx.rcpt = dict(refusals)
+        d = self.pt_daemon(["customer.example " + mx.route()])
+        rcpts = list(refusals) + ["v@customer.example"]
+        replies = self.attempt(d, rcpts, sender="nobody@customer.example")
+        for r, addr in zip(replies, rcpts):
+            want = 250 if addr.startswith("v@") else \
+                int(refusals[addr][:3])
+            self.assertEqual(r[0], want, (addr, r))
+        # v learned after the others were answered: they would be known
+        # by now.
+        self.wait_recipient(d, "v@customer.example", "valid", "passthrough")
+        for addr in refusals:
+            self.assertAbsent(d, addr)
