@@ -23,7 +23,9 @@
 #include "domaincheck.h"
 #include "greylist.h"
 #include "log.h"
+#include "config.h"
 #include "recipient.h"
+#include "resolver.h"
 #include "xmem.h"
 
 /* MAIL FROM, in order: the sender's domain (FQDN, exists, null MX, MX
@@ -87,6 +89,9 @@ struct policy_client {
 	struct sockaddr_storage	 ss;
 	char			 addr[64];
 	void			*slots[POLICY_NSLOTS];
+	/* What this session's checks may ask of the DNS (docs/dns.md,
+	 * "Bounds"): one client cannot use up dns_max_queries. */
+	struct resolver_budget	*dns;
 
 	/* The check in flight, if any. */
 	int			 busy;
@@ -163,6 +168,8 @@ policy_client_new(struct policy *p, const struct sockaddr *sa,
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->ev_answer = event_new(p->deps.base, -1, 0, answer_cb, c);
+	c->dns = resolver_budget_new(p->deps.conf->dns_session_max_queries,
+	    p->deps.conf->dns_session_max_inflight);
 	for (i = 0; client_hooks[i].connect != NULL; i++)
 		client_hooks[i].connect(c);
 	return c;
@@ -171,6 +178,7 @@ policy_client_new(struct policy *p, const struct sockaddr *sa,
 void
 policy_client_free(struct policy_client *c)
 {
+	unsigned sent, refused, inflight;
 	size_t i;
 
 	if (c == NULL)
@@ -178,6 +186,12 @@ policy_client_free(struct policy_client *c)
 	policy_cancel(c);
 	for (i = 0; client_hooks[i].disconnect != NULL; i++)
 		client_hooks[i].disconnect(c);
+	resolver_budget_counts(c->dns, &sent, &refused, &inflight);
+	if (refused > 0)
+		log_info("event=dns_budget client=%s sent=%u refused=%u "
+		    "in_flight=%u", c->addr, sent, refused, inflight);
+	/* Lives on while libunbound still has its questions. */
+	resolver_budget_free(c->dns);
 	event_free(c->ev_answer);
 	free(c);
 }
@@ -198,6 +212,12 @@ const char *
 policy_client_addr(const struct policy_client *c)
 {
 	return c->addr;
+}
+
+struct resolver_budget *
+policy_client_dns(const struct policy_client *c)
+{
+	return c->dns;
 }
 
 void **

@@ -156,5 +156,8 @@ struct policy		*policy_client_policy(const struct policy_client *);
 /* The client's address: sockaddr and text. */
 const struct sockaddr	*policy_client_sa(const struct policy_client *);
 const char		*policy_client_addr(const struct policy_client *);
+/* The client's DNS budget: every lookup a check starts for it goes
+ * through resolver_query_budget() with it (docs/dns.md, "Bounds"). */
+struct resolver_budget	*policy_client_dns(const struct policy_client *);
 
 #endif

@@ -17,7 +17,7 @@ Issue 18, the checks a hostile client plays with (docs/smtp.md, "Threats"):
   others still resolve (docs/dns.md, "Budget").
 """
 
-from harness import backmxctl
+from harness import BlackboxTest, backmxctl
 from greylist_util import GreylistTest
 from test_learning import LearnTest
 
@@ -84,3 +84,60 @@ class TestSenderRefusalsTeachNothing(LearnTest):
         self.wait_recipient(d, "v@customer.example", "valid", "passthrough")
         for addr in refusals:
             self.assertAbsent(d, addr)
+
+
+class TestDnsBudgetPerSession(BlackboxTest):
+
+    def attacker_domains(self, dns, n, hosts=10):
+        """rN.attacker.example, each with 'hosts' MX hosts whose A and
+        AAAA the DNS never answers: one check holds 2 * hosts lookups
+        until backmx gives up on them (dns_timeout), and libunbound
+        keeps them after that."""
+        doms = []
+        for i in range(n):
+            dom = "r%d.attacker.example" % i
+            for k in range(hosts):
+                host = "h%d.%s" % (k, dom)
+                dns.add(dom, "MX", (10, host))
+                dns.set(host, "drop")
+            doms.append(dom)
+        return doms
+
+    def test_one_session_cannot_use_up_the_dns_for_others(self):
+        # A small global pool, so that the test is short: one session
+        # looping over fresh sender domains must not fill it.
+        d = self.daemon(dns_timeout="1s", dns_max_queries="50")
+        doms = self.attacker_domains(d.dns, 6)
+        att = self.session(d)
+        for dom in doms:
+            r = att.cmd("MAIL FROM:<x@%s>" % dom)
+            self.assertReply(r, 451, "4.4.3")
+            self.assertEqual(att.cmd("RSET")[0], 250)
+        # Another client's check still gets its answer, while the
+        # attacker's lookups are still with the resolver.
+        v = self.session(d)
+        self.assertReply(v.cmd("MAIL FROM:<v@good.example>"), 250, "2.1.0")
+
+    def test_a_session_may_send_only_so_many_queries(self):
+        # Each fresh sender domain costs 3 questions (MX, then A and
+        # AAAA of its one host); the budget is 25: eight checks get
+        # their answers, the next ones are deferred without a question
+        # sent.
+        d = self.daemon(dns_session_max_queries="25",
+                        dns_session_max_inflight="0")
+        doms = ["s%d.attacker.example" % i for i in range(12)]
+        for dom in doms:
+            d.dns.mail_domain(dom)
+        att = self.session(d)
+        for dom in doms[:8]:
+            self.assertReply(att.cmd("MAIL FROM:<x@%s>" % dom), 250, "2.1.0")
+            self.assertEqual(att.cmd("RSET")[0], 250)
+        for dom in doms[8:]:
+            r = att.cmd("MAIL FROM:<x@%s>" % dom)
+            self.assertReply(r, 451, "4.4.3")
+            self.assertIn("budget", " ".join(r[1]))
+            self.assertEqual(att.cmd("RSET")[0], 250)
+        self.assertEqual(d.dns.count(doms[-1], "MX"), 0)
+        # The budget is the session's: another session resolves.
+        v = self.session(d)
+        self.assertReply(v.cmd("MAIL FROM:<x@%s>" % doms[-1]), 250, "2.1.0")
