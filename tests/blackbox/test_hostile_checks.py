@@ -148,3 +148,14 @@ class TestDnsBudgetPerSession(BlackboxTest):
         # The budget is the session's: another session resolves.
         v = self.session(d)
         self.assertReply(v.cmd("MAIL FROM:<x@%s>" % doms[-1]), 250, "2.1.0")
+
+    def test_answers_from_the_cache_cost_nothing(self):
+        # A real sender's long session names the same domains again and
+        # again: once cached, they do not draw on its budget.
+        d = self.daemon(dns_session_max_queries="10",
+                        dns_session_max_inflight="0")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250, "2.1.0")
+        for i in range(30):
+            self.assertReply(c.cmd("RCPT TO:<u%d@customer.example>" % i),
+                             250, "2.1.5")
