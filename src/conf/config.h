@@ -126,6 +126,8 @@ struct config {
 	unsigned	dns_cache_max_ttl;	/* seconds */
 	unsigned	dns_timeout;		/* seconds */
 	unsigned	dns_max_queries;
+	unsigned	dns_session_max_queries;	/* 0: no bound */
+	unsigned	dns_session_max_inflight;	/* 0: no bound */
 	int		check_sender_domain;
 	int		check_recipient_domain;
 	int		check_mx_ranges;

@@ -31,9 +31,20 @@
 #include "str.h"
 #include "xmem.h"
 
+/* resolver.h. refs: the owner's, and one per question with libunbound. */
+struct resolver_budget {
+	unsigned	max_queries;
+	unsigned	max_inflight;
+	unsigned	sent;
+	unsigned	refused;
+	unsigned	in_flight;
+	unsigned	refs;
+};
+
 struct resolver_query {
 	TAILQ_ENTRY(resolver_query) entry;
 	struct resolver		*r;
+	struct resolver_budget	*budget;	/* charged while ub_pending */
 	char			 name[DNS_NAME_MAX];
 	uint16_t		 type;
 	resolver_cb		*cb;		/* NULL once detached */
@@ -59,6 +70,53 @@ struct resolver {
 };
 
 static void	query_free(struct resolver_query *);
+
+struct resolver_budget *
+resolver_budget_new(unsigned max_queries, unsigned max_inflight)
+{
+	struct resolver_budget *b = xcalloc(1, sizeof(*b));
+
+	b->max_queries = max_queries;
+	b->max_inflight = max_inflight;
+	b->refs = 1;
+	return b;
+}
+
+static void
+budget_unref(struct resolver_budget *b)
+{
+	if (--b->refs == 0)
+		free(b);
+}
+
+void
+resolver_budget_free(struct resolver_budget *b)
+{
+	if (b != NULL)
+		budget_unref(b);
+}
+
+void
+resolver_budget_counts(const struct resolver_budget *b, unsigned *sent,
+    unsigned *refused, unsigned *in_flight)
+{
+	*sent = b->sent;
+	*refused = b->refused;
+	*in_flight = b->in_flight;
+}
+
+/* libunbound is done with q: what it cost in flight is given back. */
+static void
+ub_finished(struct resolver_query *q)
+{
+	q->ub_pending = 0;
+	q->r->stats.in_flight--;
+	if (q->budget != NULL) {
+		q->budget->in_flight--;
+		budget_unref(q->budget);
+		q->budget = NULL;
+	}
+}
 
 const char *
 resolver_type_name(uint16_t type)
@@ -206,7 +264,8 @@ resolver_free(struct resolver *r)
 	/* Drops libunbound's pending queries without calling back. */
 	ub_ctx_delete(r->ctx);
 	while ((q = TAILQ_FIRST(&r->queries)) != NULL) {
-		q->ub_pending = 0;
+		if (q->ub_pending)
+			ub_finished(q);
 		query_free(q);
 	}
 	free(r);
@@ -294,8 +353,7 @@ ub_cb(void *mydata, int rcode, void *packet, int len, int sec,
 {
 	struct resolver_query *q = mydata;
 
-	q->ub_pending = 0;
-	q->r->stats.in_flight--;
+	ub_finished(q);
 	evtimer_del(q->ev_timeout);
 	if (q->cb == NULL) {
 		/* Detached (cancelled or timed out): nobody waits. */
@@ -346,6 +404,28 @@ struct resolver_query *
 resolver_query(struct resolver *r, const char *name, uint16_t type,
     resolver_cb *cb, void *arg)
 {
+	return resolver_query_budget(r, NULL, name, type, cb, arg);
+}
+
+/* The client's share, before the pool's: one client past its own bound
+ * is refused without touching what the others may use. */
+static int
+budget_allows(struct resolver_budget *b)
+{
+	if (b == NULL)
+		return 1;
+	if ((b->max_queries > 0 && b->sent >= b->max_queries) ||
+	    (b->max_inflight > 0 && b->in_flight >= b->max_inflight)) {
+		b->refused++;
+		return 0;
+	}
+	return 1;
+}
+
+struct resolver_query *
+resolver_query_budget(struct resolver *r, struct resolver_budget *b,
+    const char *name, uint16_t type, resolver_cb *cb, void *arg)
+{
 	struct resolver_query *q = xcalloc(1, sizeof(*q));
 	struct timeval tv;
 	int rc, id = 0;
@@ -364,6 +444,11 @@ resolver_query(struct resolver *r, const char *name, uint16_t type,
 	}
 	/* docs/principles.md §1.5: pending DNS queries are bounded. Detached queries
 	 * still count: libunbound is still working on them. */
+	if (!budget_allows(b)) {
+		r->stats.over_budget++;
+		tempfail_soon(q, "budget");
+		return q;
+	}
 	if (r->stats.in_flight >= r->conf.max_queries) {
 		r->stats.busy++;
 		tempfail_soon(q, "busy");
@@ -372,6 +457,12 @@ resolver_query(struct resolver *r, const char *name, uint16_t type,
 	r->stats.queries++;
 	r->stats.in_flight++;
 	q->ub_pending = 1;
+	if (b != NULL) {
+		b->refs++;
+		b->in_flight++;
+		b->sent++;
+		q->budget = b;
+	}
 	tv.tv_sec = r->conf.timeout > 0 ? r->conf.timeout : 1;
 	tv.tv_usec = 0;
 	evtimer_add(q->ev_timeout, &tv);
@@ -380,14 +471,15 @@ resolver_query(struct resolver *r, const char *name, uint16_t type,
 	if (rc != 0) {
 		log_warn("event=dns_error name=%s type=%s error=\"%s\"",
 		    q->name, resolver_type_name(type), ub_strerror(rc));
-		if (q->ub_pending) {
-			q->ub_pending = 0;
-			r->stats.in_flight--;
-		}
+		if (b != NULL && q->ub_pending)
+			b->sent--;	/* nothing went out */
+		if (q->ub_pending)
+			ub_finished(q);
 		evtimer_del(q->ev_timeout);
 		if (!q->answering)
 			tempfail_soon(q, "error");
-	}
+	} else if (b != NULL && !q->ub_pending)
+		b->sent--;	/* answered inside the call: cache, local */
 	return q;
 }
 

@@ -8,7 +8,8 @@
  * One answer per query, always from the event loop (never on the stack of
  * resolver_query()), already parsed: OK with the records, NXDOMAIN,
  * NODATA, or TEMPFAIL for anything in doubt (SERVFAIL, timeout, a DNSSEC
- * failure, a packet we could not read, too many queries in flight). A
+ * failure, a packet we could not read, too many queries in flight, a
+ * client's budget spent). A
  * TEMPFAIL is never a reason for a 5xx (docs/principles.md §1.2).
  *
  * Loop thread only (libunbound's event mode is not thread-safe).
@@ -35,7 +36,8 @@ enum dns_status {
 struct dns_result {
 	enum dns_status	 status;
 	const char	*why;	/* TEMPFAIL: "servfail", "timeout", "bogus",
-				 * "parse", "busy", "error"; else "" */
+				 * "parse", "busy", "budget", "error";
+				 * else "" */
 	const char	*qname;	/* as asked */
 	uint16_t	 qtype;
 	const char	*canon;	/* end of the CNAME chain (qname if none) */
@@ -81,10 +83,36 @@ struct resolver_query *resolver_query(struct resolver *, const char *name,
 /* The callback will not run. */
 void		 resolver_cancel(struct resolver_query *);
 
+/*
+ * A budget: what one client of the resolver (an SMTP session's checks)
+ * may ask, so that one client cannot use up dns_max_queries for
+ * everyone (docs/dns.md, "Bounds"). 'max_inflight' bounds its questions
+ * with libunbound at once, detached ones included (cancelled or past
+ * dns_timeout, libunbound still works on them); 'max_queries' bounds the
+ * questions it sends in its life — an answer libunbound gives at once
+ * (its cache, a local zone) is not counted. Past either, a query
+ * answers TEMPFAIL "budget" without being asked. 0: no bound.
+ *
+ * resolver_budget_free() is the owner's release: the budget lives on
+ * while its questions are with libunbound, and goes with the last.
+ */
+struct resolver_budget;
+struct resolver_budget *resolver_budget_new(unsigned max_queries,
+		    unsigned max_inflight);
+void		 resolver_budget_free(struct resolver_budget *);
+/* resolver_query() on a budget; NULL: none, as resolver_query(). */
+struct resolver_query *resolver_query_budget(struct resolver *,
+		    struct resolver_budget *, const char *name, uint16_t type,
+		    resolver_cb *, void *arg);
+/* Questions sent and refused so far, and in flight now (for logs). */
+void		 resolver_budget_counts(const struct resolver_budget *,
+		    unsigned *sent, unsigned *refused, unsigned *in_flight);
+
 struct resolver_stats {
 	uint64_t	queries;	/* asked of libunbound */
 	uint64_t	tempfails;	/* answers that were TEMPFAIL */
 	uint64_t	busy;		/* refused: dns_max_queries reached */
+	uint64_t	over_budget;	/* refused: a client's budget spent */
 	uint64_t	timeouts;	/* dns_timeout passed */
 	unsigned	in_flight;
 };

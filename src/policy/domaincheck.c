@@ -58,6 +58,7 @@ struct job {
 	struct policy_check	*chk;
 	const struct domaincheck *dc;
 	struct resolver		*resolver;
+	struct resolver_budget	*dns;		/* the session's (policy.h) */
 	int			 sender;	/* MAIL, else RCPT */
 	int			 check_ranges;
 	char			 addr[ADDR_PATH_MAX + 1];	/* for texts */
@@ -288,8 +289,8 @@ lookup_hosts(struct job *j)
 	 * but keep the count whole before any of them can. */
 	for (i = 0; i < n; i++)
 		for (k = 0; k < 2; k++)
-			j->hosts[i].q[k] = resolver_query(j->resolver,
-			    j->hosts[i].name, types[k], addr_cb,
+			j->hosts[i].q[k] = resolver_query_budget(j->resolver,
+			    j->dns, j->hosts[i].name, types[k], addr_cb,
 			    &j->hosts[i].ref[k]);
 }
 
@@ -434,6 +435,7 @@ start(struct policy_check *chk, const struct mailaddr *a, int sender,
 	j->chk = chk;
 	j->dc = policy_module(chk->policy, POLICY_MOD_DOMAINCHECK);
 	j->resolver = deps->resolver;
+	j->dns = policy_client_dns(chk->client);
 	j->sender = sender;
 	j->check_ranges = check_ranges;
 	addr_format(a, j->addr, sizeof(j->addr));
@@ -471,7 +473,8 @@ start(struct policy_check *chk, const struct mailaddr *a, int sender,
 		return;
 	}
 	policy_step_pending(chk, job_cancel, j);
-	j->mxq = resolver_query(j->resolver, j->domain, DNS_T_MX, mx_cb, j);
+	j->mxq = resolver_query_budget(j->resolver, j->dns, j->domain,
+	    DNS_T_MX, mx_cb, j);
 }
 
 void

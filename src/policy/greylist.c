@@ -625,7 +625,8 @@ name_next(struct greyreq *r)
 		triplet_check(r);
 		return;
 	}
-	r->q = resolver_query(r->resolver, r->names[r->name],
+	r->q = resolver_query_budget(r->resolver,
+	    policy_client_dns(r->chk->client), r->names[r->name],
 	    ranges_is_v4(ip) ? DNS_T_A : DNS_T_AAAA, name_forward_cb, r);
 	policy_step_pending(r->chk, req_cancel, r);
 }
@@ -855,7 +856,8 @@ greylist_step(struct policy_check *chk)
 			sockaddr_bytes(sa, ip);
 			dnsxl_query_name(ip, ranges_is_v4(ip) ? "in-addr.arpa" :
 			    "ip6.arpa", rev, sizeof(rev));
-			r->q = resolver_query(r->resolver, rev, DNS_T_PTR,
+			r->q = resolver_query_budget(r->resolver,
+			    policy_client_dns(chk->client), rev, DNS_T_PTR,
 			    name_ptr_cb, r);
 			policy_step_pending(chk, req_cancel, r);
 			return;

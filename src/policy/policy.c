@@ -23,7 +23,9 @@
 #include "domaincheck.h"
 #include "greylist.h"
 #include "log.h"
+#include "config.h"
 #include "recipient.h"
+#include "resolver.h"
 #include "xmem.h"
 
 /* MAIL FROM, in order: the sender's domain (FQDN, exists, null MX, MX
@@ -44,10 +46,14 @@ static const struct policy_step rcpt_steps[] = {
 	{ "recipient_domain", domaincheck_rcpt, POLICY_STEP_ALWAYS },
 	{ "dnsbl", dnsbl_rcpt, POLICY_STEP_ALWAYS },
 	/* Backup mode only: what the primary would say of the recipient
-	 * (docs/learning.md), then greylisting — last: only what nothing
-	 * refused is worth a triplet. */
+	 * (docs/learning.md), then greylisting — last, and only when
+	 * nothing before it refused or deferred: only what nothing refused
+	 * is worth a triplet. A recipient already deferred (450 4.1.1
+	 * invalid or unverified, 450 4.7.1 learning, a DNS tempfail) would
+	 * otherwise pass on its retries and count toward
+	 * greylist_auto_allow_passes (docs/greylisting.md). */
 	{ "recipient", recipient_step, POLICY_STEP_BACKUP },
-	{ "greylist", greylist_step, POLICY_STEP_BACKUP },
+	{ "greylist", greylist_step, POLICY_STEP_BACKUP_CLEAN },
 	{ NULL, NULL, POLICY_STEP_ALWAYS }
 };
 
@@ -83,6 +89,9 @@ struct policy_client {
 	struct sockaddr_storage	 ss;
 	char			 addr[64];
 	void			*slots[POLICY_NSLOTS];
+	/* What this session's checks may ask of the DNS (docs/dns.md,
+	 * "Bounds"): one client cannot use up dns_max_queries. */
+	struct resolver_budget	*dns;
 
 	/* The check in flight, if any. */
 	int			 busy;
@@ -159,6 +168,8 @@ policy_client_new(struct policy *p, const struct sockaddr *sa,
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->ev_answer = event_new(p->deps.base, -1, 0, answer_cb, c);
+	c->dns = resolver_budget_new(p->deps.conf->dns_session_max_queries,
+	    p->deps.conf->dns_session_max_inflight);
 	for (i = 0; client_hooks[i].connect != NULL; i++)
 		client_hooks[i].connect(c);
 	return c;
@@ -167,6 +178,7 @@ policy_client_new(struct policy *p, const struct sockaddr *sa,
 void
 policy_client_free(struct policy_client *c)
 {
+	unsigned sent, refused, inflight;
 	size_t i;
 
 	if (c == NULL)
@@ -174,6 +186,12 @@ policy_client_free(struct policy_client *c)
 	policy_cancel(c);
 	for (i = 0; client_hooks[i].disconnect != NULL; i++)
 		client_hooks[i].disconnect(c);
+	resolver_budget_counts(c->dns, &sent, &refused, &inflight);
+	if (refused > 0)
+		log_info("event=dns_budget client=%s sent=%u refused=%u "
+		    "in_flight=%u", c->addr, sent, refused, inflight);
+	/* Lives on while libunbound still has its questions. */
+	resolver_budget_free(c->dns);
 	event_free(c->ev_answer);
 	free(c);
 }
@@ -194,6 +212,12 @@ const char *
 policy_client_addr(const struct policy_client *c)
 {
 	return c->addr;
+}
+
+struct resolver_budget *
+policy_client_dns(const struct policy_client *c)
+{
+	return c->dns;
 }
 
 void **
@@ -287,6 +311,24 @@ policy_step_done(struct policy_check *chk, const struct verdict_info *v)
 	run_steps(c);
 }
 
+/* Whether a step's 'when' holds for the check in flight. */
+static int
+step_applies(const struct policy_client *c, const struct policy_step *st)
+{
+	switch (st->when) {
+	case POLICY_STEP_ALWAYS:
+		return 1;
+	case POLICY_STEP_BACKUP:
+		return c->check.mode == POLICY_BACKUP;
+	case POLICY_STEP_SENDER:
+		return c->check.check_sender;
+	case POLICY_STEP_BACKUP_CLEAN:
+		return c->check.mode == POLICY_BACKUP &&
+		    c->check.verdict.v == VERDICT_ACCEPT;
+	}
+	return 0;
+}
+
 /* Run steps until one goes asynchronous, a REJECT ends it, or all ran. */
 static void
 run_steps(struct policy_client *c)
@@ -298,10 +340,7 @@ run_steps(struct policy_client *c)
 			event_active(c->ev_answer, EV_TIMEOUT, 0);
 			return;
 		}
-		if ((st->when == POLICY_STEP_BACKUP &&
-		    c->check.mode != POLICY_BACKUP) ||
-		    (st->when == POLICY_STEP_SENDER &&
-		    !c->check.check_sender)) {
+		if (!step_applies(c, st)) {
 			c->step++;
 			continue;
 		}

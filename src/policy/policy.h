@@ -111,7 +111,11 @@ void		policy_step_done(struct policy_check *,
 enum policy_step_when {
 	POLICY_STEP_ALWAYS,
 	POLICY_STEP_BACKUP,	/* RCPT in POLICY_BACKUP mode only */
-	POLICY_STEP_SENDER	/* RCPT with check_sender only */
+	POLICY_STEP_SENDER,	/* RCPT with check_sender only */
+	/* RCPT in POLICY_BACKUP mode, and only while every step before it
+	 * accepted: a step that records something for a recipient
+	 * (greylisting's triplet) must not run for one already deferred. */
+	POLICY_STEP_BACKUP_CLEAN
 };
 struct policy_step {
 	const char		*name;
@@ -152,5 +156,8 @@ struct policy		*policy_client_policy(const struct policy_client *);
 /* The client's address: sockaddr and text. */
 const struct sockaddr	*policy_client_sa(const struct policy_client *);
 const char		*policy_client_addr(const struct policy_client *);
+/* The client's DNS budget: every lookup a check starts for it goes
+ * through resolver_query_budget() with it (docs/dns.md, "Bounds"). */
+struct resolver_budget	*policy_client_dns(const struct policy_client *);
 
 #endif

@@ -408,6 +408,38 @@ test_when(void **state)
 	assert_int_equal(t.got.code, 451);
 }
 
+/* A step for a clean recipient only (greylisting's place): it does not
+ * run once an earlier step deferred or refused, so it records nothing
+ * for a recipient already refused (docs/greylisting.md). */
+static void
+test_clean_only(void **state)
+{
+	static const struct policy_step table[] = {
+		{ "always", step0, POLICY_STEP_ALWAYS },
+		{ "backup", step1, POLICY_STEP_BACKUP },
+		{ "clean", step2, POLICY_STEP_BACKUP_CLEAN },
+		{ NULL, NULL, POLICY_STEP_ALWAYS }
+	};
+
+	set_plan("aaaaa");
+	run(table, POLICY_BACKUP, 0);
+	assert_string_equal(t.ran, "012");
+	assert_int_equal(t.got.v, VERDICT_ACCEPT);
+	/* Deferred by the step before: the answer is its tempfail. */
+	set_plan("ataaa");
+	run(table, POLICY_BACKUP, 0);
+	assert_string_equal(t.ran, "01");
+	assert_int_equal(t.got.v, VERDICT_TEMPFAIL);
+	set_plan("taaaa");
+	run(table, POLICY_BACKUP, 0);
+	assert_string_equal(t.ran, "01");
+	assert_int_equal(t.got.v, VERDICT_TEMPFAIL);
+	/* Not in filtered pass-through, as any backup-only step. */
+	set_plan("aaaaa");
+	run(table, POLICY_FILTERED, 0);
+	assert_string_equal(t.ran, "0");
+}
+
 int
 main(void)
 {
@@ -423,6 +455,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_free_in_flight, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_when, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clean_only, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

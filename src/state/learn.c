@@ -233,6 +233,45 @@ learn_accepted(struct learn *l, const char *domain, const char *how,
 		log_err("event=store_error op=domain domain=%s", d.name);
 }
 
+/* 'text' names the sender ("Sender address rejected"), in any case. */
+static int
+names_sender(const char *text)
+{
+	static const char word[] = "sender";
+	size_t i, n = sizeof(word) - 1;
+
+	for (; *text != '\0'; text++) {
+		for (i = 0; i < n && text[i] != '\0' &&
+		    (text[i] | 0x20) == word[i]; i++)
+			;
+		if (i == n)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Definite "no such mailbox" (docs/passthrough.md, "Learning"): a 5xx
+ * whose enhanced code says the destination mailbox does not exist —
+ * X.1.1 bad destination mailbox, X.1.6 mailbox moved, X.1.10 recipient
+ * not found (Exchange) — and whose text is not about the sender. Every
+ * other 5.1.x is not about the recipient's existence: 5.1.0 is Postfix's
+ * code for an unlisted *sender*, 5.1.7 and 5.1.8 are the sender's (all
+ * answered at RCPT under smtpd_delay_reject), 5.1.2 the primary's own
+ * DNS, 5.1.3 the syntax of what backmx sent. Anything an attacker can
+ * provoke with its own sender or rate must teach nothing here.
+ */
+int
+learn_says_invalid(int code, const char *enh, const char *text)
+{
+	if (code < 500 || code > 599 || enh == NULL)
+		return 0;
+	if (strcmp(enh, "5.1.1") != 0 && strcmp(enh, "5.1.6") != 0 &&
+	    strcmp(enh, "5.1.10") != 0)
+		return 0;
+	return text == NULL || !names_sender(text);
+}
+
 void
 learn_rcpt_answer(struct learn *l, const char *addr, int code,
     const char *enh, const char *text, int source, int64_t now)
@@ -242,7 +281,7 @@ learn_rcpt_answer(struct learn *l, const char *addr, int code,
 
 	if (code == 250 || code == 251)
 		status = STATE_RCPT_VALID;
-	else if (code >= 500 && code <= 599 && strncmp(enh, "5.1.", 4) == 0)
+	else if (learn_says_invalid(code, enh, text))
 		status = STATE_RCPT_INVALID;
 	else
 		return;		/* a refusal of backmx, or doubt */

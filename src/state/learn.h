@@ -9,10 +9,13 @@
  *
  *   2xx to RCPT (250, 251)          the address is valid, and the primary
  *                                   accepted mail from backmx
- *   5xx with a 5.1.x enhanced code  the address is invalid
+ *   5xx with 5.1.1, 5.1.6 or 5.1.10 the address is invalid, unless the
+ *                                   text is about the sender
  *   anything else                   nothing (a 554 greeting, a 5.7.x, a
- *                                   refused connection say something of
- *                                   backmx, not of the address)
+ *                                   421, a 5.2.2, a 5.1.0 or 5.1.8 about
+ *                                   the sender, a refused connection say
+ *                                   something of backmx or of the client,
+ *                                   not of the address)
  *
  * The lifecycle is evaluated when asked (and by a timer for the log): a
  * domain first seen in domains_file is `learning`; once learning_period
@@ -84,6 +87,11 @@ void		 learn_health(struct learn *, const char *domain, int up,
 		    const char *why, int64_t now);
 /* An acceptance probe was sent now. */
 void		 learn_probed(struct learn *, const char *domain, int64_t now);
+
+/* The rule of "invalid" in the table above, alone: 1 when a reply
+ * (code, enhanced code or "", its text) says the mailbox does not exist. */
+int		 learn_says_invalid(int code, const char *enh,
+		    const char *text);
 
 /* The operator's word (backmxctl recipients add): never expires. 0, -1
  * store error, -2 not an address of a customer domain. */
