@@ -583,7 +583,8 @@ session_refuse(struct session *s, const char *event, const char *key,
 
 	log_info("session=%s event=%s client=%s %s=%s verdict=%s code=%d "
 	    "dsn=%s reason=%s", s->id, event, s->addr, key,
-	    log_path(la, sizeof(la), addr), v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code, v->enh,
+	    log_path(la, sizeof(la), addr),
+	    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code, v->enh,
 	    v->reason);
 	if (v->v == VERDICT_REJECT)
 		reply_error(s, v->code, v->enh, "%s", v->text);

@@ -270,8 +270,9 @@ learn_rcpt_answer(struct learn *l, const char *addr, int code,
 	str_copy(r.why, sizeof(r.why), text);
 	if (rc == 0 || old.status != status)
 		log_info("event=recipient_learned rcpt=%s status=%s "
-		    "source=%s", log_path(la, sizeof(la), addr), status == STATE_RCPT_VALID ? "valid" :
-		    "invalid", source_names[source]);
+		    "source=%s", log_path(la, sizeof(la), addr),
+		    status == STATE_RCPT_VALID ? "valid" : "invalid",
+		    source_names[source]);
 	if (state_rcpt_put(l->st, &r) == -1)
 		log_err("event=store_error op=recipient rcpt=%s",
 		    log_path(la, sizeof(la), addr));
