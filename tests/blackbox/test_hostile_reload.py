@@ -204,6 +204,27 @@ class TestLogInjection(BlackboxTest):
         got = sorted(r["address"] for r in m["recipients"])
         self.assertEqual(got, sorted([BIDI_RCPT, FORGED_RCPT]))
 
+    def test_bidi_escaped_in_greylist_listing(self):
+        """backmxctl greylist list reads state.db itself: its rows are a
+        client's addresses too."""
+        d = self.daemon(greylist="yes")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<\u202eboss@sender.example> "
+                               "SMTPUTF8"), 250)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % BIDI_RCPT), 451, "4.7.1")
+        self.assertReply(c.cmd("QUIT"), 221)
+        out = poll(lambda: (lambda o: o if "evil" in o else None)(
+            backmxctl(d, "greylist", "list")), 5.0)
+        self.assertTrue(out, "no triplet listed")
+        self.assertIsNone(RAW_CONTROL.search(out.encode("utf-8")), out)
+        self.assertIn("<?boss@sender.example>", out)
+        js = backmxctl(d, "greylist", "list", "--json")
+        self.assertIsNone(RAW_CONTROL.search(js.encode("utf-8")), js)
+        [doc] = backmxctl_json(d, "greylist", "list")
+        [t] = doc["triplets"]
+        self.assertEqual(t["rcpt"], BIDI_RCPT.lower())
+        self.assertEqual(t["sender"], "\u202eboss@sender.example")
+
 
 if __name__ == "__main__":
     unittest.main()
