@@ -226,5 +226,35 @@ class TestLogInjection(BlackboxTest):
         self.assertEqual(t["sender"], "\u202eboss@sender.example")
 
 
+class TestLogFormats(unittest.TestCase):
+    """Keeps the class closed as code is added: no log line of src/ may
+    print an address as "<%s>" again (docs/principles.md §4: an address
+    is a log_path() value). Reads the sources, as the build has them."""
+
+    def test_no_bare_address_format(self):
+        src = os.path.join(os.path.dirname(os.path.dirname(
+            os.path.dirname(os.path.abspath(__file__)))), "src")
+        call = re.compile(r"\blog_(?:info|warn|err|debug|msg)\s*\(")
+        bad = []
+        for dirpath, _, files in os.walk(src):
+            for name in files:
+                if not name.endswith(".c") or name.endswith("_test.c"):
+                    continue
+                path = os.path.join(dirpath, name)
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+                for m in call.finditer(text):
+                    end = text.find(";", m.end())
+                    fmt = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"',
+                                             text[m.end():end]))
+                    if "<%s>" in fmt:
+                        bad.append("%s:%d" % (os.path.relpath(path, src),
+                                              text.count("\n", 0,
+                                                         m.start()) + 1))
+        self.assertTrue(os.path.isdir(src), src)
+        self.assertEqual(bad, [], "log formats print an address raw "
+                         "(use log_path()): %s" % bad)
+
+
 if __name__ == "__main__":
     unittest.main()
