@@ -157,10 +157,18 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	keep_running_values(&n);
 	/* Everything runs on this one thread and reads the configuration
-	 * at the moment it needs a value: a plain copy is the swap. */
+	 * at the moment it needs a value: a plain copy is the swap. struct
+	 * config holds no pointer (fixed arrays only) and lives here, never
+	 * freed: whoever keeps &conf across a loop turn reads the new values
+	 * at its next turn, never freed memory. */
 	conf = n;
-	/* Sessions look domains up per RCPT and keep no pointers into
-	 * them, so the old table can go now. */
+	/* The parts below keep a pointer to the table and get the new one
+	 * in this same turn. Sessions look domains up per RCPT and keep a
+	 * name, not a pointer; the one holder of an entry across turns, a
+	 * RCPT's check in flight (its copy shares the recipients= list),
+	 * holds a reference (src/policy/policy.c): domains_free() drops
+	 * ours, and the old table goes with the last check that started
+	 * under it. */
 	srv.domains = d;
 	queue_set_domains(srv.queue, d);
 	deliver_set_domains(deliver, d);

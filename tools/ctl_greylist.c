@@ -33,6 +33,7 @@
 #include "ctl_conn.h"
 #include "json.h"
 #include "state.h"
+#include "str.h"
 
 struct out {
 	struct json	*j;	/* NULL: text */
@@ -66,14 +67,18 @@ static int
 triplet_row(const struct state_triplet *t, void *arg)
 {
 	struct out *o = arg;
-	char a[32], b[32], c[32], d[32];
+	char a[32], b[32], c[32], d[32], s[STATE_ADDR_MAX], r[STATE_ADDR_MAX];
 	char key[STATE_NET_MAX + 2 * STATE_ADDR_MAX + 8];
 
 	if (o->j == NULL) {
+		/* The addresses are a client's: no control or bidi
+		 * character reaches the terminal (str_term()). */
 		printf("%-7s %s <%s> <%s> first=%s last=%s passed=%s "
 		    "expires=%s tries=%u passes=%u\n",
-		    t->passed ? "passed" : "pending", t->net, t->sender,
-		    t->rcpt, iso(t->first_seen, a, sizeof(a)),
+		    t->passed ? "passed" : "pending", t->net,
+		    str_term(s, sizeof(s), t->sender),
+		    str_term(r, sizeof(r), t->rcpt), iso(t->first_seen, a,
+		    sizeof(a)),
 		    iso(t->last_seen, b, sizeof(b)), iso(t->passed, c,
 		    sizeof(c)), iso(t->expires, d, sizeof(d)), t->tries,
 		    t->passes);
@@ -127,11 +132,11 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
 {
 	struct out *o = arg;
 	const char *k = kind == STATE_ALLOW_CLIENT ? "client" : "domain";
-	char a[32];
+	char a[32], v[STATE_ADDR_MAX];
 
 	if (o->j == NULL) {
-		printf("allow   %s %s added=%s\n", k, value, iso(added, a,
-		    sizeof(a)));
+		printf("allow   %s %s added=%s\n", k,
+		    str_term(v, sizeof(v), value), iso(added, a, sizeof(a)));
 		return 0;
 	}
 	json_object(o->j);

@@ -51,6 +51,7 @@ struct domains {
 	size_t		 n, cap;
 	size_t		*slot;		/* index + 1 into v; 0: empty */
 	size_t		 mask;		/* number of slots - 1 */
+	unsigned	 refs;		/* domains_ref(); 1 at load */
 };
 
 /* A recipients= list: the strings live in buf, v points into it. */
@@ -568,7 +569,7 @@ parse_text(const char *name, const char *dir, const char *text, size_t len,
 {
 	struct dparse p = { name, 0, err, errsz, dir };
 	struct domains *d = xcalloc(1, sizeof(*d));
-	size_t pos, lines = 1, nslot = 16;
+	size_t i, pos, lines = 1, nslot = 16;
 
 	if (errsz > 0)
 		err[0] = '\0';
@@ -594,6 +595,11 @@ parse_text(const char *name, const char *dir, const char *text, size_t len,
 		if (parse_line(&p, d, s, n) == -1)
 			goto fail;
 	}
+	/* Once v has stopped moving: each entry names its table, so that
+	 * whoever keeps a copy of one can keep the table (domains_ref()). */
+	for (i = 0; i < d->n; i++)
+		d->v[i].table = d;
+	d->refs = 1;
 	return d;
 fail:
 	domains_free(d);
@@ -625,6 +631,17 @@ domains_load(const char *path, char *err, size_t errsz)
 	return d;
 }
 
+struct domains *
+domains_ref(struct domains *d)
+{
+	if (d != NULL) {
+		if (d->refs == 0 || d->refs == UINT_MAX)
+			panic("domains: reference count %u", d->refs);
+		d->refs++;
+	}
+	return d;
+}
+
 void
 domains_free(struct domains *d)
 {
@@ -632,6 +649,11 @@ domains_free(struct domains *d)
 
 	if (d == NULL)
 		return;
+	/* 0 only for a table that failed to load, never handed out. */
+	if (d->refs > 1) {
+		d->refs--;
+		return;
+	}
 	for (i = 0; i < d->n; i++)
 		rcpts_free(d->v[i].rcpts);
 	free(d->v);

@@ -34,8 +34,11 @@ struct domain_rcpts;			/* opaque; see domains_static_rcpt() */
 
 /*
  * One customer domain. Copied by value elsewhere (the policy keeps one):
- * a copy shares 'rcpts', which lives until domains_free() of the table it
- * came from.
+ * a copy shares 'rcpts', which lives as long as the table it came from,
+ * 'table'. Whoever keeps a copy, or a pointer into the table, past the
+ * current loop turn holds a reference on that table (domains_ref(),
+ * dropped with domains_free()): a reload replaces the table at any turn
+ * (docs/configuration.md, "Reload").
  */
 struct domain {
 	char		name[256];	/* lower case, no trailing dot */
@@ -47,15 +50,25 @@ struct domain {
 	int		accept_unverified; /* -1 unset (global key), 0 no, 1 yes */
 	struct domain_rcpts *rcpts;	/* recipients=; NULL: none. Owned by
 					 * struct domains */
+	struct domains	*table;		/* the table this entry is of; NULL
+					 * for one built by hand (tests) */
 };
 
 struct domains;
 
-/* Load the file; NULL with "FILE:LINE: what is wrong" in err on error. */
+/* Load the file; NULL with "FILE:LINE: what is wrong" in err on error.
+ * The table comes with one reference, the caller's. */
 struct domains	*domains_load(const char *path, char *err, size_t errsz);
 /* Same from memory (tests, fuzzing). */
 struct domains	*domains_parse(const char *name, const char *text, size_t len,
 		    char *err, size_t errsz);
+/*
+ * One more reference on the table (NULL: nothing); returns it. Each
+ * domains_ref() is matched by one domains_free(), which drops a reference
+ * and frees the table, its entries and their recipients= lists with the
+ * last one.
+ */
+struct domains	*domains_ref(struct domains *);
 void		 domains_free(struct domains *);
 
 /* The entry for 'name' (any case, trailing dot ignored) or NULL. Valid

@@ -458,7 +458,19 @@ test_recipients(void **state)
 	assert_int_equal(domains_static_rcpt(dom, "x@example.info"), 0);
 	assert_int_equal(domains_static_count(NULL), 0);
 	assert_int_equal(domains_static_rcpt(NULL, "x@example.info"), 0);
+
+	/* A copy kept across a reload (the policy's check in flight) holds
+	 * the table: the loader's domains_free() leaves it, and the list
+	 * stays readable (under ASan: not freed) until the holder's own. */
+	dom = domains_lookup(d, "example.com");
+	assert_ptr_equal(dom->table, d);
+	memcpy(&copy, dom, sizeof(copy));
+	assert_ptr_equal(domains_ref(copy.table), d);
 	domains_free(d);
+	assert_int_equal(domains_static_rcpt(&copy, "bob@example.com"), 1);
+	assert_int_equal(domains_static_count(&copy), 6);
+	domains_free(copy.table);
+	assert_null(domains_ref(NULL));
 
 	/* A file that is missing fails the whole load, with the reason. */
 	load_fails("example.com\nexample.net recipients=nothere\n",

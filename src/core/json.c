@@ -60,7 +60,7 @@ escaped(struct json *j, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, run = 0, len;
+	size_t i = 0, run = 0, len = 0;
 	char esc[6] = { '\\', 'u', '0', '0', 0, 0 };
 
 	while (i < n) {
@@ -71,13 +71,25 @@ escaped(struct json *j, const char *s, size_t n)
 			i++;
 			continue;
 		}
-		if (c >= 0x80 && (len = str_utf8_len(p + i, n - i)) > 0) {
+		if (c >= 0x80 && (len = str_utf8_len(p + i, n - i)) > 0 &&
+		    !str_cp_control(str_utf8_cp(p + i, len))) {
 			run += len;
 			i += len;
 			continue;
 		}
 		put(j, s + i - run, run);
 		run = 0;
+		if (c >= 0x80 && len > 0) {
+			/* C1 and bidi controls (docs/principles.md §4): all
+			 * in the BMP, so one \uXXXX each. */
+			uint32_t cp = str_utf8_cp(p + i, len);
+			char u[6] = { '\\', 'u', hex[cp >> 12 & 15],
+			    hex[cp >> 8 & 15], hex[cp >> 4 & 15], hex[cp & 15] };
+
+			put(j, u, 6);
+			i += len;
+			continue;
+		}
 		if (c == '"' || c == '\\') {
 			esc[1] = (char)c;
 			put(j, esc, 2);

@@ -6,8 +6,10 @@
  * writer keeps only the comma state of each open container.
  *
  * Strings are escaped for RFC 8259 and always come out as valid UTF-8:
- * '"' and '\' escaped, control bytes (and DEL) as \u00XX, well-formed
- * UTF-8 as it is, and any byte that is not part of well-formed UTF-8 as
+ * '"' and '\' escaped, control bytes (and DEL) as \u00XX, the C1 and
+ * bidi controls of str_cp_control() as \uXXXX (so a peer's text cannot
+ * reorder what a terminal shows), other well-formed UTF-8 as it is, and
+ * any byte that is not part of well-formed UTF-8 as
  * \ufffd (a peer's 8-bit reply text must not make the document
  * unreadable). Output is compact: no space, no newline unless asked for
  * with json_raw().

@@ -45,6 +45,12 @@ static const struct {
 	{ "b\xc3\xbc" "cher", 0, "\"b\xc3\xbc" "cher\"" },
 	{ "\xe4\xbe\x8b\xf0\x9f\x98\x80", 0,
 	    "\"\xe4\xbe\x8b\xf0\x9f\x98\x80\"" },
+	/* C1 and bidi controls as \uXXXX: a peer's text cannot reorder
+	 * what a terminal shows (str_cp_control()). */
+	{ "\xc2\x85", 0, "\"\\u0085\"" },
+	{ "a\xe2\x80\xae" "b", 0, "\"a\\u202eb\"" },
+	{ "\xe2\x81\xa6\xe2\x81\xa9", 0, "\"\\u2066\\u2069\"" },
+	{ "\xe2\x80\x8f\xd8\x9c", 0, "\"\\u200f\\u061c\"" },
 	/* Anything else: one U+FFFD a byte, so the document stays UTF-8. */
 	{ "a\xff" "b", 0, "\"a\\ufffdb\"" },
 	{ "\xc0\xaf", 0, "\"\\ufffd\\ufffd\"" },		/* overlong */

@@ -148,3 +148,97 @@ log_escape(char *out, size_t outsz, const char *in, size_t inlen)
 	out[o] = '\0';
 	return out;
 }
+
+/* A byte that may stand bare in a value (log_value()). */
+static int
+bare_ok(unsigned char c)
+{
+	return c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* Bytes log_escape() makes of in[0..n), uncut. */
+static size_t
+escaped_len(const char *in, size_t n)
+{
+	size_t i, len = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		len += c >= 0x20 && c < 0x7f && c != '\\' && c != '"' ? 1 : 4;
+	}
+	return len;
+}
+
+/* in[0..n) escaped as log_escape() does, into out, which the caller made
+ * escaped_len(in, n) bytes long at least; returns that length. */
+static size_t
+escape_put(char *out, const char *in, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+			out[o++] = (char)c;
+		else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	return o;
+}
+
+/*
+ * pre, in[0..inlen), post as one value into out: bare, or quoted and
+ * escaped. pre and post are ours: short, printable, no quote. A value
+ * cut short keeps its closing quote and loses post.
+ */
+static const char *
+value(char *out, size_t outsz, const char *pre, const char *in,
+    size_t inlen, const char *post)
+{
+	size_t i, pl = strlen(pre), ql = strlen(post), o;
+	int bare = pl + inlen + ql > 0;
+
+	for (i = 0; i < inlen && bare; i++)
+		bare = bare_ok((unsigned char)in[i]);
+	if (bare && pl + inlen + ql < outsz) {
+		memcpy(out, pre, pl);
+		memcpy(out + pl, in, inlen);
+		memcpy(out + pl + inlen, post, ql);
+		out[pl + inlen + ql] = '\0';
+		return out;
+	}
+	out[0] = '"';
+	memcpy(out + 1, pre, pl);
+	o = 1 + pl;
+	if (o + escaped_len(in, inlen) + ql + 1 < outsz) {
+		o += escape_put(out + o, in, inlen);
+		memcpy(out + o, post, ql);
+		o += ql;
+	} else {
+		/* Room for the closing quote and the NUL is kept back. */
+		log_escape(out + o, outsz - o - 1, in, inlen);
+		o += strlen(out + o);
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
+const char *
+log_value(char *out, size_t outsz, const char *in, size_t inlen)
+{
+	return value(out, outsz, "", in, inlen, "");
+}
+
+const char *
+log_path(char *out, size_t outsz, const char *addr)
+{
+	return value(out, outsz, "<", addr, strlen(addr), ">");
+}

@@ -1,7 +1,10 @@
 /*
  * log: one line per event, lowercase key=value pairs (docs/principles.md §4).
  * To syslog's mail facility by default, to stderr in the foreground (-f)
- * and in tests. Peer text must go through log_escape() first.
+ * and in tests. A value a peer supplied (an address, a HELO or domain
+ * name, an ETRN argument, a reply text, a DNS name) goes through
+ * log_value() or log_path() to be one field, or through log_escape()
+ * inside a "..." field of ours: never printed raw (docs/principles.md §4).
  */
 #ifndef BACKMX_LOG_H
 #define BACKMX_LOG_H
@@ -43,5 +46,25 @@ void	log_panic(const char *, int, const char *, ...)
  * cut with "..." when it does not fit. Returns out.
  */
 const char *log_escape(char *out, size_t outsz, const char *in, size_t inlen);
+
+/*
+ * Peer text as the value of one key=value field (docs/principles.md §4):
+ * as it is when every byte is printable ASCII other than space, '"' and
+ * '\'; else between double quotes, escaped by log_escape()'s rules. So no
+ * byte a peer sends can end the value, start another field or line, or
+ * reach the log as a control or bidi character (non-ASCII is \xHH too).
+ * A value that does not fit is cut with "..." inside its quotes.
+ * LOG_VALUE_SIZE(n) bytes hold any n bytes of input uncut; outsz >= 8.
+ * Returns out.
+ */
+#define LOG_VALUE_SIZE(n)	(4 * (n) + 3)
+const char *log_value(char *out, size_t outsz, const char *in, size_t inlen);
+
+/* A mail address as a value: "<addr>" through log_value(), e.g.
+ * to=<u@example.com> or to="<\x22a b\x22@example.com>". LOG_PATH_SIZE
+ * holds an address of up to 256 bytes uncut (an RFC 5321 path is at
+ * most 256 octets with its brackets). */
+#define LOG_PATH_SIZE		LOG_VALUE_SIZE(256 + 2)
+const char *log_path(char *out, size_t outsz, const char *addr);
 
 #endif

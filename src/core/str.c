@@ -85,6 +85,66 @@ str_utf8_len(const unsigned char *p, size_t avail)
 	return n;
 }
 
+uint32_t
+str_utf8_cp(const unsigned char *p, size_t n)
+{
+	static const unsigned char lead_mask[5] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
+	uint32_t cp;
+	size_t i;
+
+	if (n == 0 || n > 4)
+		return 0xfffd;
+	cp = p[0] & lead_mask[n];
+	for (i = 1; i < n; i++)
+		cp = cp << 6 | (p[i] & 0x3f);
+	return cp;
+}
+
+int
+str_cp_control(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c ||
+	    cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069);
+}
+
+size_t
+str_term_next(const char *s, size_t avail, int *hide_out)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = *p < 0x80 ? 1 : str_utf8_len(p, avail);
+
+	if (n == 0) {
+		*hide_out = 1;
+		return 1;
+	}
+	*hide_out = str_cp_control(n == 1 ? *p : str_utf8_cp(p, n));
+	return n;
+}
+
+const char *
+str_term(char *out, size_t outsz, const char *s)
+{
+	size_t left = strlen(s), o = 0, n;
+	int hide;
+
+	while (left > 0) {
+		n = str_term_next(s, left, &hide);
+		if (o + (hide ? 1 : n) >= outsz)
+			break;
+		if (hide)
+			out[o++] = '?';
+		else {
+			memcpy(out + o, s, n);
+			o += n;
+		}
+		s += n;
+		left -= n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 size_t
 str_list_next(const char **p)
 {

@@ -6,6 +6,7 @@
 #define BACKMX_STR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Copy src into dst (dstsz > 0), always NUL-terminated.
  * Returns 0, or -1 when src did not fit (dst holds the cut copy). */
@@ -26,6 +27,27 @@ char	*str_trim(char *s);
  * surrogates, nothing above U+10FFFF.
  */
 size_t	str_utf8_len(const unsigned char *p, size_t avail);
+/* The code point of the n-byte sequence at p, n from str_utf8_len(). */
+uint32_t str_utf8_cp(const unsigned char *p, size_t n);
+/*
+ * 1 for a code point that must not reach a terminal or a log raw, because
+ * it can hide, move or reorder the text around it: C0 controls, DEL, C1
+ * controls, and the bidi controls (U+061C, U+200E, U+200F, U+202A to
+ * U+202E, U+2066 to U+2069). The one list of them (docs/principles.md §4).
+ */
+int	str_cp_control(uint32_t cp);
+/*
+ * For a terminal: the length of the next character at p (avail > 0 bytes):
+ * 1 for ASCII or a byte that does not start well-formed UTF-8, else its
+ * sequence; *hide_out is 1 when it must be shown as '?' instead (a
+ * control code point of str_cp_control() or a malformed byte).
+ */
+size_t	str_term_next(const char *p, size_t avail, int *hide_out);
+/*
+ * s for a terminal, into out (outsz > 0), by str_term_next(): each hidden
+ * character as '?'; cut to fit. Returns out.
+ */
+const char *str_term(char *out, size_t outsz, const char *s);
 
 /*
  * The next item of a list whose items are separated by commas and white

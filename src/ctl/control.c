@@ -594,7 +594,8 @@ greylist_request(struct conn *c, char **w, int n)
 static void
 request(struct conn *c, char *line)
 {
-	char *w[6];
+	char *w[6], req[CONTROL_LINE_MAX + 2];
+	char lr[LOG_VALUE_SIZE(CONTROL_LINE_MAX + 2)];
 	int n;
 
 	/* The trailing "json" is no word of the request proper. */
@@ -606,8 +607,12 @@ request(struct conn *c, char *line)
 		answer(c, "error usage unknown request", NULL);
 		return;
 	}
-	log_info("event=control request=\"%s %s%s%s\"", w[0], w[1],
-	    n > 2 ? " " : "", n > 2 ? w[2] : "");
+	/* The argument may be a client's address: the request is one
+	 * quoted value (docs/principles.md §4). */
+	snprintf(req, sizeof(req), "%s %s%s%s", w[0], w[1], n > 2 ? " " : "",
+	    n > 2 ? w[2] : "");
+	log_info("event=control request=%s", log_value(lr, sizeof(lr), req,
+	    strlen(req)));
 	if (strcmp(w[0], "queue") == 0 && n <= 3)
 		queue_request(c, w, n);
 	else if (strcmp(w[0], "domain") == 0 || strcmp(w[0], "recipients") ==

@@ -35,15 +35,19 @@ evb_write(void *arg, const char *p, size_t n)
 	evbuffer_add(arg, p, n);
 }
 
-/* Text output: control bytes shown as '?' so a peer's bytes in an error
- * text cannot move the operator's terminal. */
+/* Text output: control characters shown as '?' so that a peer's bytes in
+ * an address or an error text cannot move the operator's terminal or
+ * reorder what it shows (str_cp_control(): C0, DEL, C1, bidi); bytes
+ * that are not UTF-8 as '?' too. */
 static void
 text_str(struct evbuffer *b, const char *s)
 {
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
+	size_t left = strlen(s), n;
+	int hide;
 
-		evbuffer_add(b, c < 0x20 || c == 0x7f ? "?" : s, 1);
+	for (; left > 0; s += n, left -= n) {
+		n = str_term_next(s, left, &hide);
+		evbuffer_add(b, hide ? "?" : s, hide ? 1 : n);
 	}
 }
 

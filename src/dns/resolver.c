@@ -118,6 +118,16 @@ ub_finished(struct resolver_query *q)
 	}
 }
 
+/* The query's name as a log value: it comes from a peer's address or
+ * from DNS data (docs/principles.md §4). One buffer: one call per line. */
+static const char *
+qname(const struct resolver_query *q)
+{
+	static char buf[LOG_VALUE_SIZE(DNS_NAME_MAX)];
+
+	return log_value(buf, sizeof(buf), q->name, strlen(q->name));
+}
+
 const char *
 resolver_type_name(uint16_t type)
 {
@@ -337,7 +347,7 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 	if (q->cb == NULL || q->answering)
 		return;
 	q->r->stats.timeouts++;
-	log_debug("event=dns_timeout name=%s type=%s", q->name,
+	log_debug("event=dns_timeout name=%s type=%s", qname(q),
 	    resolver_type_name(q->type));
 	tempfail_soon(q, "timeout");
 }
@@ -365,7 +375,7 @@ ub_cb(void *mydata, int rcode, void *packet, int len, int sec,
 		return;		/* an answer (TEMPFAIL) is on its way */
 	if (sec == 1) {		/* bogus: DNSSEC says this is forged */
 		log_warn("event=dns_bogus name=%s type=%s why=\"%s\"",
-		    q->name, resolver_type_name(q->type),
+		    qname(q), resolver_type_name(q->type),
 		    why_bogus != NULL ? why_bogus : "");
 		tempfail_soon(q, "bogus");
 		return;
@@ -379,7 +389,7 @@ ub_cb(void *mydata, int rcode, void *packet, int len, int sec,
 	if (packet_parse(packet, (size_t)len, q->name, q->type, q->ans) ==
 	    -1) {
 		log_warn("event=dns_error name=%s type=%s error=parse",
-		    q->name, resolver_type_name(q->type));
+		    qname(q), resolver_type_name(q->type));
 		tempfail_soon(q, "parse");
 		return;
 	}
@@ -470,7 +480,7 @@ resolver_query_budget(struct resolver *r, struct resolver_budget *b,
 	rc = ub_resolve_event(r->ctx, q->name, type, 1, q, ub_cb, &id);
 	if (rc != 0) {
 		log_warn("event=dns_error name=%s type=%s error=\"%s\"",
-		    q->name, resolver_type_name(type), ub_strerror(rc));
+		    qname(q), resolver_type_name(type), ub_strerror(rc));
 		if (b != NULL && q->ub_pending)
 			b->sent--;	/* nothing went out */
 		if (q->ub_pending)

@@ -308,6 +308,7 @@ mx_cb(const struct dns_result *res, void *arg)
 	struct job *j = arg;
 	struct dns_rr mx[PACKET_RR_MAX];
 	struct verdict_info v;
+	char ld[LOG_VALUE_SIZE(ADDR_DOMAIN_MAX)];
 	size_t i, n = 0;
 
 	j->mxq = NULL;
@@ -366,7 +367,8 @@ mx_cb(const struct dns_result *res, void *arg)
 		 * say the rest have none: accept rather than guess. */
 		j->truncated = 1;
 		log_debug("event=domaincheck domain=%s mx_hosts=%zu "
-		    "checked=%d", j->domain, n, DC_HOSTS_MAX);
+		    "checked=%d", log_value(ld, sizeof(ld), j->domain,
+		    strlen(j->domain)), n, DC_HOSTS_MAX);
 	}
 	for (i = 0; i < n && j->nhosts < DC_HOSTS_MAX; i++) {
 		if (looks_numeric(mx[i].u.mx.host)) {

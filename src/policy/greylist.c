@@ -685,7 +685,7 @@ triplet_check(struct greyreq *r)
 	enum greylist_action act;
 	unsigned retry;
 	int found, nfound;
-	char es[96], er[96];
+	char es[LOG_PATH_SIZE], er[LOG_PATH_SIZE];
 
 	if ((found = state_triplet_get(r->st, r->net, r->sender, r->rcpt,
 	    &cur)) == -1) {
@@ -701,8 +701,8 @@ triplet_check(struct greyreq *r)
 		store_failed(r);
 		return;
 	}
-	log_escape(es, sizeof(es), r->sender, strlen(r->sender));
-	log_escape(er, sizeof(er), r->rcpt, strlen(r->rcpt));
+	log_path(es, sizeof(es), r->sender);
+	log_path(er, sizeof(er), r->rcpt);
 	switch (act) {
 	case GREYLIST_NEW:
 	case GREYLIST_EARLY:
@@ -712,7 +712,7 @@ triplet_check(struct greyreq *r)
 		    "Greylisted, please try again in %u seconds", retry);
 		/* The session logs the 451 with reason=greylist: the
 		 * details only at debug (log once, docs/principles.md §4). */
-		log_debug("event=greylist client=%s net=%s from=<%s> to=<%s> "
+		log_debug("event=greylist client=%s net=%s from=%s to=%s "
 		    "action=%s retry=%u tries=%u", r->client, r->net, es, er,
 		    act == GREYLIST_NEW ? "new" : "early", retry, t.tries);
 		break;
@@ -731,7 +731,7 @@ triplet_check(struct greyreq *r)
 			store_failed(r);
 			return;
 		}
-		log_info("event=greylist client=%s net=%s from=<%s> to=<%s> "
+		log_info("event=greylist client=%s net=%s from=%s to=%s "
 		    "action=pass waited=%lld tries=%u net_passes=%u%s",
 		    r->client, r->net, es, er,
 		    (long long)(r->now - t.first_seen), t.tries, n.passes,
@@ -739,7 +739,7 @@ triplet_check(struct greyreq *r)
 		break;
 	case GREYLIST_PASSED:
 		verdict_accept(&r->v);
-		log_debug("event=greylist client=%s net=%s from=<%s> to=<%s> "
+		log_debug("event=greylist client=%s net=%s from=%s to=%s "
 		    "action=passed passes=%u", r->client, r->net, es, er,
 		    t.passes);
 		break;

@@ -146,6 +146,15 @@ policy_deps(const struct policy *p)
 	return &p->deps;
 }
 
+/* The check is over: its hold on the domains table goes (policy_run()). */
+static void
+check_release(struct policy_client *c)
+{
+	domains_free(c->check.domain.table);
+	c->check.domain.table = NULL;
+	c->check.domain.rcpts = NULL;
+}
+
 static void
 answer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -153,6 +162,7 @@ answer_cb(evutil_socket_t fd, short what, void *arg)
 	struct verdict_info v = c->check.verdict;
 
 	c->busy = 0;
+	check_release(c);
 	c->done(&v, c->arg);
 }
 
@@ -234,6 +244,10 @@ policy_run(struct policy_client *c, const struct policy_check *what,
 		panic("policy: a check is already in flight");
 	c->busy = 1;
 	c->check = *what;
+	/* The check's copy of the domain shares its table's recipients=
+	 * list, and a reload may replace that table before the steps that
+	 * read it run: the table stays until check_release(). */
+	domains_ref(c->check.domain.table);
 	c->check.policy = c->policy;
 	c->check.client = c;
 	verdict_accept(&c->check.verdict);
@@ -284,6 +298,7 @@ policy_cancel(struct policy_client *c)
 	c->cancel_state = NULL;
 	event_del(c->ev_answer);
 	c->busy = 0;
+	check_release(c);
 }
 
 void

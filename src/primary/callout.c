@@ -94,12 +94,14 @@ enqueue(struct callout *co, const char *domain, const char *addr, int probe)
 {
 	struct cdomain *cd = cdomain_get(co, domain);
 	struct caddr *a;
+	char la[LOG_PATH_SIZE];
 
 	if (listed(cd->wait, addr) || listed(cd->asked, addr))
 		return;
 	if (co->nwait >= co->conf->callout_queue_limit) {
-		log_warn("event=callout_queue_full domain=%s rcpt=<%s> "
-		    "limit=%u", cd->name, addr, co->conf->callout_queue_limit);
+		log_warn("event=callout_queue_full domain=%s rcpt=%s "
+		    "limit=%u", cd->name, log_path(la, sizeof(la), addr),
+		    co->conf->callout_queue_limit);
 		return;
 	}
 	a = xcalloc(1, sizeof(*a));
@@ -191,15 +193,15 @@ rcpt_cb(struct client *c, const struct reply *r, void *arg)
 	struct cdomain *cd = arg;
 	struct callout *co = cd->co;
 	struct caddr *a = asked_pop(cd);
-	char why[STATE_WHY_MAX];
+	char why[STATE_WHY_MAX], la[LOG_PATH_SIZE];
 	time_t now = time(NULL);
 
 	(void)c;
 	if (a == NULL)
 		return;
 	summary(r, why, sizeof(why));
-	log_info("event=callout domain=%s rcpt=<%s> probe=%s reply=\"%s\"",
-	    cd->name, a->addr, a->probe ? "yes" : "no", why);
+	log_info("event=callout domain=%s rcpt=%s probe=%s reply=\"%s\"",
+	    cd->name, log_path(la, sizeof(la), a->addr), a->probe ? "yes" : "no", why);
 	if (a->probe && r->code / 100 == 2)
 		learn_accepted(co->learn, cd->name, "probe", now);
 	learn_rcpt_answer(co->learn, a->addr, r->code, r->enh, why,

@@ -467,7 +467,8 @@ attempt_finish(struct attempt *a)
 	const char **relay;
 	size_t i, t, k;
 	time_t now = time(NULL);
-	char addr[ADDR_PATH_MAX + 1];
+	char addr[ADDR_PATH_MAX + 1], la[LOG_PATH_SIZE];
+	char lr[LOG_VALUE_SIZE(QDB_TEXT_MAX)];
 
 	rules.maximal_queue_lifetime = conf->maximal_queue_lifetime;
 	rules.delay_warning_time = conf->delay_warning_time;
@@ -495,11 +496,14 @@ attempt_finish(struct attempt *a)
 
 			qdb_update_rcpt(u, a->idx[k], st, res->code, res->text);
 			addr_format(&r->addr, addr, sizeof(addr));
-			log_info("queue=%s event=delivery to=<%s> relay=%s "
-			    "delay=%lld attempt=%u status=%s (%s)", a->msg.id,
-			    addr, tk->relay[0] ? tk->relay : "none",
+			log_info("queue=%s event=delivery to=%s relay=%s "
+			    "delay=%lld attempt=%u status=%s reply=%s",
+			    a->msg.id, log_path(la, sizeof(la), addr),
+			    tk->relay[0] ? tk->relay : "none",
 			    (long long)(now - a->msg.arrival),
-			    a->msg.attempts + 1, status_word(st), res->text);
+			    a->msg.attempts + 1, status_word(st),
+			    log_value(lr, sizeof(lr), res->text,
+			    strlen(res->text)));
 		}
 	}
 	for (i = 0; i < a->msg.nrcpt; i++) {
@@ -510,8 +514,10 @@ attempt_finish(struct attempt *a)
 		qdb_update_rcpt(u, i, QDB_RCPT_BOUNCED, r->last_code,
 		    r->last_reply);
 		addr_format(&r->addr, addr, sizeof(addr));
-		log_info("queue=%s event=expired to=<%s> status=bounced "
-		    "(%s)", a->msg.id, addr, r->last_reply);
+		log_info("queue=%s event=expired to=%s status=bounced "
+		    "reply=%s", a->msg.id, log_path(la, sizeof(la), addr),
+		    log_value(lr, sizeof(lr), r->last_reply,
+		    strlen(r->last_reply)));
 	}
 	if (o.delayed) {
 		a->warned = 1;

@@ -457,6 +457,7 @@ rcpt_reply(struct client *c, const struct reply *rp, void *arg)
 	struct relay *r = arg;
 	const struct reply *ans = r->mail_refusal ? r->mail_refusal : rp;
 	char to[ADDR_PATH_MAX + 1], key[STATE_ADDR_MAX], text[STATE_WHY_MAX];
+	char la[LOG_PATH_SIZE];
 	struct place *q = waiting(r);
 	size_t n;
 	const char *t;
@@ -484,8 +485,9 @@ rcpt_reply(struct client *c, const struct reply *rp, void *arg)
 		if (rp->code / 100 == 2)
 			envelope_add_rcpt(r->env, &q->addr, &q->params);
 	}
-	log_info("session=%s event=rcpt client=%s to=<%s> verdict=passthrough "
-	    "code=%d dsn=%s", r->id, r->client, to, ans->code,
+	log_info("session=%s event=rcpt client=%s to=%s verdict=passthrough "
+	    "code=%d dsn=%s", r->id, r->client,
+	    log_path(la, sizeof(la), to), ans->code,
 	    ans->enh[0] ? ans->enh : "-");
 	q->text = evbuffer_new();
 	passthru_reply_out(q->text, ans);

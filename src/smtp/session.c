@@ -700,8 +700,11 @@ static void
 session_refuse(struct session *s, const char *event, const char *key,
     const char *addr, const struct verdict_info *v)
 {
-	log_info("session=%s event=%s client=%s %s=<%s> verdict=%s code=%d "
-	    "dsn=%s reason=%s", s->id, event, s->addr, key, addr,
+	char la[LOG_PATH_SIZE];
+
+	log_info("session=%s event=%s client=%s %s=%s verdict=%s code=%d "
+	    "dsn=%s reason=%s", s->id, event, s->addr, key,
+	    log_path(la, sizeof(la), addr),
 	    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code, v->enh,
 	    v->reason);
 	if (v->v == VERDICT_REJECT)
@@ -774,7 +777,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 static void
 mail_accept(struct session *s)
 {
-	char from[ADDR_PATH_MAX + 1];
+	char from[ADDR_PATH_MAX + 1], la[LOG_PATH_SIZE];
 
 	addr_format(&s->pending_addr, from, sizeof(from));
 	session_tx_reset(s);
@@ -783,8 +786,8 @@ mail_accept(struct session *s)
 	s->in_tx = 1;
 	/* Without pass-through MAIL ran the sender's checks itself. */
 	s->sender_ok = !s->conf->passthrough;
-	log_info("session=%s event=mail client=%s from=<%s>", s->id, s->addr,
-	    from);
+	log_info("session=%s event=mail client=%s from=%s", s->id, s->addr,
+	    log_path(la, sizeof(la), from));
 	reply(s, 250, "2.1.0", "Ok");
 }
 
@@ -929,7 +932,7 @@ static void
 rcpt_checked(const struct verdict_info *v, void *arg)
 {
 	struct session *s = arg;
-	char to[ADDR_PATH_MAX + 1];
+	char to[ADDR_PATH_MAX + 1], la[LOG_PATH_SIZE];
 
 	s->state = S_CMD;
 	addr_format(&s->pending_addr, to, sizeof(to));
@@ -938,8 +941,9 @@ rcpt_checked(const struct verdict_info *v, void *arg)
 	else {
 		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
-		log_info("session=%s event=rcpt client=%s to=<%s> "
-		    "verdict=accept", s->id, s->addr, to);
+		log_info("session=%s event=rcpt client=%s to=%s "
+		    "verdict=accept", s->id, s->addr,
+		    log_path(la, sizeof(la), to));
 		reply(s, 250, "2.1.5", "Ok");
 	}
 	session_process(s);
@@ -1050,14 +1054,15 @@ static void
 replay_checked(const struct verdict_info *v, void *arg)
 {
 	struct session *s = arg;
-	char to[ADDR_PATH_MAX + 1], line[1024];
+	char to[ADDR_PATH_MAX + 1], line[1024], la[LOG_PATH_SIZE];
 
 	if (relay_waiting(s->relay, NULL) == NULL)
 		return;
 	addr_format(&s->pending_addr, to, sizeof(to));
+	log_path(la, sizeof(la), to);
 	if (v->v != VERDICT_ACCEPT) {
-		log_info("session=%s event=rcpt client=%s to=<%s> verdict=%s "
-		    "code=%d dsn=%s reason=%s", s->id, s->addr, to,
+		log_info("session=%s event=rcpt client=%s to=%s verdict=%s "
+		    "code=%d dsn=%s reason=%s", s->id, s->addr, la,
 		    v->v == VERDICT_REJECT ? "reject" : "tempfail", v->code,
 		    v->enh, v->reason);
 		snprintf(line, sizeof(line), "%d %s %s", v->code, v->enh,
@@ -1065,8 +1070,8 @@ replay_checked(const struct verdict_info *v, void *arg)
 	} else {
 		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
-		log_info("session=%s event=rcpt client=%s to=<%s> "
-		    "verdict=accept", s->id, s->addr, to);
+		log_info("session=%s event=rcpt client=%s to=%s "
+		    "verdict=accept", s->id, s->addr, la);
 		snprintf(line, sizeof(line), "250 2.1.5 Ok");
 	}
 	relay_answer(s->relay, line);

@@ -277,6 +277,7 @@ learn_rcpt_answer(struct learn *l, const char *addr, int code,
     const char *enh, const char *text, int source, int64_t now)
 {
 	struct state_rcpt r, old;
+	char la[LOG_PATH_SIZE];
 	int status, rc;
 
 	if (code == 250 || code == 251)
@@ -307,11 +308,13 @@ learn_rcpt_answer(struct learn *l, const char *addr, int code,
 	    l->conf->recipient_valid_ttl : l->conf->recipient_invalid_ttl);
 	str_copy(r.why, sizeof(r.why), text);
 	if (rc == 0 || old.status != status)
-		log_info("event=recipient_learned rcpt=<%s> status=%s "
-		    "source=%s", addr, status == STATE_RCPT_VALID ? "valid" :
-		    "invalid", source_names[source]);
+		log_info("event=recipient_learned rcpt=%s status=%s "
+		    "source=%s", log_path(la, sizeof(la), addr),
+		    status == STATE_RCPT_VALID ? "valid" : "invalid",
+		    source_names[source]);
 	if (state_rcpt_put(l->st, &r) == -1)
-		log_err("event=store_error op=recipient rcpt=<%s>", addr);
+		log_err("event=store_error op=recipient rcpt=%s",
+		    log_path(la, sizeof(la), addr));
 }
 
 void
