@@ -72,7 +72,8 @@ struct job {
 	const char		*tempwhy;
 	int			 any_addr;	/* some host had an address */
 	int			 truncated;	/* MX hosts left unchecked */
-	char			 bad[160];	/* first special address seen */
+	char			 bad[160];	/* the special address named */
+	unsigned		 bad_rank;	/* its place: see routable() */
 };
 
 void *
@@ -171,10 +172,12 @@ no_routable(struct job *j)
 	finish(j, &v);
 }
 
-/* Is 'a' an address a mail server may have? Notes the first one that is
- * not in j->bad. */
+/* Is 'a' an address a mail server may have? Notes in j->bad the one that
+ * is not with the lowest 'rank' (the host's place in preference order,
+ * then A before AAAA): the refusal names the same address whatever
+ * order the answers came in. */
 static int
-routable(struct job *j, const char *host, const uint8_t a[16])
+routable(struct job *j, const char *host, unsigned rank, const uint8_t a[16])
 {
 	const struct ranges_row *row = ranges_special(a);
 	char t[RANGES_TEXT_MAX];
@@ -184,7 +187,8 @@ routable(struct job *j, const char *host, const uint8_t a[16])
 	    j->dc->lists->nmx_invalid_nets,
 	    a)) == -1)
 		return 1;
-	if (j->bad[0] == '\0') {
+	if (j->bad[0] == '\0' || rank < j->bad_rank) {
+		j->bad_rank = rank;
 		ranges_addr_text(a, t, sizeof(t));
 		if (row != NULL)
 			snprintf(j->bad, sizeof(j->bad), "%s%s%s %s, %s",
@@ -242,7 +246,8 @@ addr_cb(const struct dns_result *res, void *arg)
 			/* One routable address settles it (or, with the
 			 * range check off, any address at all). */
 			if (!j->check_ranges ||
-			    routable(j, j->implicit ? "" : h->name, a)) {
+			    routable(j, j->implicit ? "" : h->name,
+			    ref->host * 2 + ref->k, a)) {
 				accept_now(j);
 				return;
 			}
@@ -414,7 +419,7 @@ check_literal(struct job *j, const char *lit)
 		return;
 	}
 	if (ranges_addr_parse(t, a) == -1 || !j->check_ranges ||
-	    routable(j, "", a)) {
+	    routable(j, "", 0, a)) {
 		accept_now(j);
 		return;
 	}

@@ -163,6 +163,19 @@ class TestMxRanges(DnsTest):
         c, r = self.mail("a@priv.test", 550, "5.1.8")
         self.assertIn("RFC 1918", r[1][0])
 
+    def test_named_address_whatever_the_answer_order(self):
+        # The best host's A answer comes last: the refusal still names
+        # it (preference order, then A before AAAA), not whichever
+        # special address happened to arrive first.
+        self.start()
+        self.dns.add("slow.test", "MX", (10, "mx1.slow.test"))
+        self.dns.add("slow.test", "MX", (20, "mx2.slow.test"))
+        self.dns.add("mx1.slow.test", "A", "10.1.2.3")
+        self.dns.add("mx2.slow.test", "AAAA", "fd00::25")
+        self.dns.set("mx1.slow.test", "slow", "A")
+        c, r = self.mail("a@slow.test", 550, "5.1.8")
+        self.assertIn("mx1.slow.test: 10.1.2.3", r[1][0])
+
     def test_all_private_recipient(self):
         self.start(domains=["priv.test"])
         self.dns.mail_domain("priv.test", addrs=("127.0.0.1", "::1"))

@@ -28,6 +28,7 @@ unknown name is NXDOMAIN.
 import collections
 import socket
 import threading
+import time
 
 from dnslib import (AAAA, CNAME, MX, PTR, QTYPE, RCODE,
                     RR, SOA, TXT, A)
@@ -102,8 +103,10 @@ class FakeDNS(BaseResolver):
                     del self.behaviour[k]
 
     def set(self, name, how, rtype=None):
-        """how: "servfail", "drop" (no answer), "nxdomain", or None to
-        answer normally again; for one type or (None) all."""
+        """how: "servfail", "drop" (no answer), "nxdomain", "slow" (the
+        normal answer, 150 ms late, under libunbound's first retry:
+        answers arrive in another order than asked), or None to answer
+        normally again; for one type or (None) all."""
         with self.lock:
             if how is None:
                 self.behaviour.pop((_norm(name), rtype), None)
@@ -148,6 +151,10 @@ class FakeDNS(BaseResolver):
             self.counts[(name, rtype)] += 1
             how = self.behaviour.get((name, rtype)) or \
                 self.behaviour.get((name, None))
+        if how == "slow":
+            time.sleep(0.15)    # each request has its own thread
+            how = None
+        with self.lock:
             if how == "drop":
                 raise _Drop()
             if how == "servfail":
