@@ -36,6 +36,7 @@
 #include "queue.h"
 #include "resolver.h"
 #include "sched.h"
+#include "service.h"
 #include "server.h"
 #include "session.h"
 #include "state.h"
@@ -112,6 +113,8 @@ keep_running_values(struct config *n)
 	KEEP(spool_dir);
 	KEEP(state_dir);
 	KEEP(control_socket);
+	KEEP(user);
+	KEEP(group);
 	KEEP(smtpd_max_connections);
 	KEEP(tls_cert_file);
 	KEEP(tls_key_file);
@@ -274,6 +277,20 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=config_error error=\"%s\"", err);
 	}
+	/* The listeners are bound now (port 25 takes root), but nothing is
+	 * read from them before the loop runs. */
+	if ((listener = listener_open(srv.base, &conf, accepted, NULL, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=start_error error=\"%s\"", err);
+	}
+	/* Root leaves here, before any thread exists: the TLS key is read,
+	 * the listeners bound; the files below are made by the service user
+	 * (docs/service.md §2). */
+	if (service_drop(conf.user, conf.group, err, sizeof(err)) == -1) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=start_error error=\"%s\"", err);
+	}
 	/* The state store, before anything can ask it: one that cannot be
 	 * opened stops the start here, never a session later. */
 	{
@@ -360,11 +377,6 @@ main(int argc, char **argv)
 		fatal("event=start_error error=\"%s\"", err);
 	}
 	control_set_knowledge(control, learn, state, domains);
-	if ((listener = listener_open(srv.base, &conf, accepted, NULL, err,
-	    sizeof(err))) == NULL) {
-		fprintf(stderr, "backmxd: %s\n", err);
-		fatal("event=start_error error=\"%s\"", err);
-	}
 
 	ev_term = evsignal_new(srv.base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(srv.base, SIGINT, stop_cb, NULL);

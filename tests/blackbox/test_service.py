@@ -5,6 +5,7 @@ pages.
 """
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -91,6 +92,80 @@ class InstallTest(BlackboxTest):
         self.make("uninstall", dest)
         self.assertEqual(os.listdir(dest) if os.path.exists(dest) else [],
                          [])
+
+
+def proc_status(path):
+    """{field: [words]} of a /proc/.../status file."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.split()
+    return out
+
+
+class PrivilegeTest(BlackboxTest):
+    """Started as root, backmxd runs as `user` (docs/service.md §2)."""
+
+    def setUp(self):
+        require_daemon()
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root")
+
+    def test_drops_to_nobody(self):
+        nobody = pwd.getpwnam("nobody")
+        d = Daemon(start=False, user="nobody")
+        self.addCleanup(d.stop)
+        # nobody must reach its folders (mkdtemp made the top 0700), own
+        # them, and make the control socket in a folder of its own, as
+        # systemd's StateDirectory= and RuntimeDirectory= would.
+        os.chmod(d.dir, 0o755)
+        run_dir = os.path.join(d.dir, "run")
+        for p in (d.spool, run_dir):
+            os.makedirs(p, exist_ok=True)
+        for p in (d.spool, d.state, run_dir):
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)
+            os.chmod(p, 0o700)
+        with open(d.conf, "a") as f:
+            f.write("control_socket = %s/control.sock\n" % run_dir)
+        d.start()
+
+        # Every thread: nobody's ids, no other group, no capability left.
+        pid = d.proc.pid
+        for tid in os.listdir("/proc/%d/task" % pid):
+            st = proc_status("/proc/%d/task/%s/status" % (pid, tid))
+            self.assertEqual(st["Uid"], [str(nobody.pw_uid)] * 4, tid)
+            self.assertEqual(st["Gid"], [str(nobody.pw_gid)] * 4, tid)
+            self.assertIn(st.get("Groups", []),
+                          ([], [str(nobody.pw_gid)]), tid)
+            self.assertEqual(int(st["CapEff"][0], 16), 0, tid)
+            self.assertEqual(int(st["CapPrm"][0], 16), 0, tid)
+        self.assertTrue(d.wait_log(r"event=privileges result=dropped "
+                                   r"user=nobody"))
+
+        # The spool and state are still writable: a message is queued,
+        # in files nobody owns.
+        c = d.connect()
+        c.ehlo()
+        self.queue_id(self.send_message(c))
+        c.close()
+        self.assertEqual(len(queued_messages(d)), 1)
+        for top in (d.spool, d.state):
+            for name in os.listdir(top):
+                self.assertEqual(os.stat(os.path.join(top, name)).st_uid,
+                                 nobody.pw_uid, name)
+
+    def test_refuses_root_unless_told(self):
+        # The default user (backmx) is not on this machine, and backmxd
+        # will not stay root in its place.
+        if any(p.pw_name == "backmx" for p in pwd.getpwall()):
+            self.skipTest("a user backmx exists here")
+        d = Daemon(start=False, user=None)
+        self.addCleanup(d.stop)
+        p = subprocess.run([d.binary, "-f", "-c", d.conf],
+                           capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("user 'backmx' does not exist", p.stderr)
 
 
 if __name__ == "__main__":
