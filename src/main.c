@@ -85,6 +85,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 
 	log_info("event=stop signal=%d sessions=%zu", (int)sig,
 	    listener_sessions(listener));
+	service_notify("STOPPING=1\nSTATUS=stopping");
 	listener_disable(listener);
 	/* Sessions still open get cut; none of them has heard a 250 for a
 	 * message that is not durable, so nothing is lost. */
@@ -149,13 +150,13 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct domains *d;
 
 	/* All or nothing: a bad file keeps the running configuration. */
+	service_reloading();
 	config_defaults(&n);
-	if (config_load(&n, conf_path, err, sizeof(err)) == -1) {
+	if (config_load(&n, conf_path, err, sizeof(err)) == -1 ||
+	    (d = domains_load(n.domains_file, err, sizeof(err))) == NULL) {
 		log_err("event=reload result=failed error=\"%s\"", err);
-		return;
-	}
-	if ((d = domains_load(n.domains_file, err, sizeof(err))) == NULL) {
-		log_err("event=reload result=failed error=\"%s\"", err);
+		service_notify("READY=1\nSTATUS=reload failed, running as "
+		    "before: %.300s", err);
 		return;
 	}
 	keep_running_values(&n);
@@ -174,6 +175,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	domains_free(domains);
 	domains = d;
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
+	service_notify("READY=1\nSTATUS=reloaded: %zu domains",
+	    domains_count(d));
 }
 
 /* The scheduler's attempts go to deliver.c, which sits above the queue. */
@@ -388,6 +391,16 @@ main(int argc, char **argv)
 	log_info("event=ready listen=%s domains=%zu tls=%s version=%s",
 	    listener_addresses(listener), domains_count(domains),
 	    srv.tls ? "yes" : "no", BACKMX_VERSION);
+	/* The listeners are open and the queue recovered (docs/service.md
+	 * §3). */
+	{
+		char status[256];
+
+		snprintf(status, sizeof(status), "listening on %s, %zu "
+		    "domains", listener_addresses(listener),
+		    domains_count(domains));
+		service_ready(srv.base, status);
+	}
 
 	event_base_dispatch(srv.base);
 
@@ -406,6 +419,7 @@ main(int argc, char **argv)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	service_free();
 	tls_ctx_free(srv.tls);
 	policy_free(srv.policy);
 	resolver_free(resolver);

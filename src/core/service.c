@@ -15,7 +15,15 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <linux/capability.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -24,7 +32,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "log.h"
+
+static struct event	*watchdog;
 
 /* capset(2) without libcap: every set of this thread empty. */
 static int
@@ -176,4 +188,112 @@ service_drop(const char *user, const char *group, char *err, size_t errsz)
 	log_info("event=privileges result=dropped user=%s uid=%u gid=%u",
 	    user, (unsigned)uid, (unsigned)gid);
 	return 0;
+}
+
+/*
+ * sd_notify(3): "a datagram to the AF_UNIX socket named by NOTIFY_SOCKET",
+ * the interface systemd documents as stable, written here rather than
+ * linking libsystemd for one sendto().
+ */
+void
+service_notify(const char *fmt, ...)
+{
+	struct sockaddr_un sun;
+	const char *path = getenv("NOTIFY_SOCKET");
+	char msg[512];
+	socklen_t len;
+	size_t n;
+	va_list ap;
+	int fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@'))
+		return;
+	n = strlen(path);
+	if (n >= sizeof(sun.sun_path)) {
+		log_warn("event=notify result=failed error=\"NOTIFY_SOCKET "
+		    "too long\"");
+		return;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, n);
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';	/* an abstract name: not NUL-ended */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+	    (path[0] == '@' ? 0 : 1));
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) == -1)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+	    len) == -1)
+		log_warn("event=notify result=failed error=\"%s\"",
+		    strerror(errno));
+	close(fd);
+}
+
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	service_notify("WATCHDOG=1");
+}
+
+/* WATCHDOG_USEC, when it is meant for this process; 0 otherwise. */
+static uint64_t
+watchdog_usec(void)
+{
+	const char *s = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL)
+		return 0;
+	if (pid != NULL && strtol(pid, NULL, 10) != (long)getpid())
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0)
+		return 0;
+	return v;
+}
+
+void
+service_ready(struct event_base *base, const char *status)
+{
+	uint64_t usec = watchdog_usec();
+
+	service_notify("READY=1\nSTATUS=%s", status);
+	if (usec == 0 || watchdog != NULL)
+		return;
+	/* Half the interval, as sd_watchdog_enabled(3) advises. */
+	{
+		struct timeval tv = { (time_t)(usec / 2000000),
+		    (suseconds_t)(usec / 2 % 1000000) };
+
+		watchdog = event_new(base, -1, EV_PERSIST, watchdog_cb, NULL);
+		if (watchdog == NULL || event_add(watchdog, &tv) == -1)
+			panic("watchdog timer");
+	}
+	service_notify("WATCHDOG=1");
+}
+
+void
+service_reloading(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	service_notify("RELOADING=1\nMONOTONIC_USEC=%" PRIu64
+	    "\nSTATUS=reloading", (uint64_t)ts.tv_sec * 1000000 +
+	    (uint64_t)ts.tv_nsec / 1000);
+}
+
+void
+service_free(void)
+{
+	if (watchdog != NULL)
+		event_free(watchdog);
+	watchdog = NULL;
 }

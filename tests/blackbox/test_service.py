@@ -7,8 +7,11 @@ pages.
 import os
 import pwd
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import (REPO, BlackboxTest, Daemon, cannot_run, queued_messages,
@@ -166,6 +169,144 @@ class PrivilegeTest(BlackboxTest):
                            capture_output=True, text=True, timeout=20)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("user 'backmx' does not exist", p.stderr)
+
+
+class NotifySocket:
+    """A NOTIFY_SOCKET of the test's own, as systemd would hold it."""
+
+    def __init__(self, path=None):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if path is None:
+            # An abstract name: '@' in the variable, a NUL on the wire.
+            self.name = "@backmx-test-%d-%d" % (os.getpid(), id(self))
+            self.s.bind("\0" + self.name[1:])
+        else:
+            self.name = path
+            self.s.bind(path)
+
+    def next(self, timeout=10.0):
+        """The next message as {KEY: VALUE}; None when none comes."""
+        self.s.settimeout(timeout)
+        try:
+            data = self.s.recv(4096)
+        except socket.timeout:
+            return None
+        return dict(l.split("=", 1) for l in data.decode().splitlines())
+
+    def wait(self, key, timeout=10.0):
+        """Messages up to and including the first with key; fails when
+        none comes within timeout."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.next(deadline - time.monotonic())
+            if m is None:
+                break
+            seen.append(m)
+            if key in m:
+                return seen
+        raise AssertionError("no %s within %.0f s; got %r"
+                             % (key, timeout, seen))
+
+    def close(self):
+        self.s.close()
+
+
+class NotifyTest(BlackboxTest):
+    """sd_notify(3) to $NOTIFY_SOCKET (docs/service.md §3)."""
+
+    def setUp(self):
+        require_daemon()
+
+    def notify_daemon(self, sock, **env):
+        env["NOTIFY_SOCKET"] = sock.name
+        d = Daemon(env=env)
+        self.addCleanup(d.stop)
+        return d
+
+    def check_life(self, sock):
+        d = self.notify_daemon(sock)
+        ready = sock.wait("READY")[-1]
+        self.assertEqual(ready["READY"], "1")
+        self.assertIn("listening on 127.0.0.1:%d" % d.port, ready["STATUS"])
+        # It is ready when it says so: a message is taken at once.
+        c = d.connect()
+        c.ehlo()
+        self.queue_id(self.send_message(c))
+        c.close()
+
+        d.proc.send_signal(signal.SIGHUP)
+        reloading = sock.wait("RELOADING")[-1]
+        self.assertEqual(reloading["RELOADING"], "1")
+        usec = int(reloading["MONOTONIC_USEC"])
+        self.assertLessEqual(usec, time.clock_gettime_ns(
+            time.CLOCK_MONOTONIC) // 1000)
+        again = sock.wait("READY")[-1]
+        self.assertEqual(again["READY"], "1")
+        self.assertIn("reloaded", again["STATUS"])
+
+        d.stop()
+        stopping = sock.wait("STOPPING")[-1]
+        self.assertEqual(stopping["STOPPING"], "1")
+
+    def test_path_socket(self):
+        tmp = tempfile.mkdtemp(prefix="backmx-notify-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        sock = NotifySocket(os.path.join(tmp, "notify"))
+        self.addCleanup(sock.close)
+        self.check_life(sock)
+
+    def test_abstract_socket(self):
+        sock = NotifySocket()
+        self.addCleanup(sock.close)
+        self.check_life(sock)
+
+    def test_watchdog(self):
+        sock = NotifySocket()
+        self.addCleanup(sock.close)
+        d = self.notify_daemon(sock, WATCHDOG_USEC="400000")
+        sock.wait("READY")
+        for _ in range(3):          # it keeps coming, not once
+            self.assertEqual(sock.wait("WATCHDOG")[-1]["WATCHDOG"], "1")
+        # Meant for another process: not for this one.
+        sock2 = NotifySocket()
+        self.addCleanup(sock2.close)
+        self.notify_daemon(sock2, WATCHDOG_USEC="400000",
+                           WATCHDOG_PID="1")
+        seen = sock2.wait("READY")
+        self.assertIsNone(sock2.next(2.0))
+        self.assertFalse(any("WATCHDOG" in m for m in seen))
+        d.stop()
+
+
+class UnitTest(BlackboxTest):
+    """etc/backmx.service passes systemd-analyze verify, as installed."""
+
+    def test_verify(self):
+        if not shutil.which("systemd-analyze"):
+            cannot_run("no systemd-analyze (Debian's systemd)")
+        if not os.path.exists(os.path.join(REPO, "build", "build.ninja")):
+            cannot_run("no plain build in build/ (make check makes it)")
+        tmp = tempfile.mkdtemp(prefix="backmx-unit-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        dest = os.path.join(tmp, "dest")
+        p = run(["make", "-C", REPO, "install", "DESTDIR=" + dest])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        unit = os.path.join(dest, "usr/local/lib/systemd/system",
+                            "backmx.service")
+        with open(unit) as f:
+            text = f.read()
+        self.assertIn("ExecStart=/usr/local/sbin/backmxd -f -c "
+                      "/etc/backmx/backmx.conf\n", text)
+        # verify wants ExecStart's program to exist: the installed one,
+        # by its DESTDIR path, in a copy of the unit.
+        text = text.replace("/usr/local/sbin/backmxd",
+                            os.path.join(dest, "usr/local/sbin/backmxd"))
+        copy = os.path.join(tmp, "backmx.service")
+        with open(copy, "w") as f:
+            f.write(text)
+        p = run(["systemd-analyze", "verify", "--man=no", copy])
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
 
 
 if __name__ == "__main__":
