@@ -10,6 +10,7 @@
 #                   SYSCONFDIR, LOCALSTATEDIR, BACKMX_USER as usual
 #   make uninstall  the same, back out (a changed configuration and a
 #                   spool that holds mail stay)
+#   make man     man/backmx.conf.5 again from docs/configuration.md
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
@@ -20,7 +21,7 @@ LOCALSTATEDIR ?= /var
 BACKMX_USER ?= backmx
 DESTDIR	?=
 
-.PHONY: all deps build run check unit blackbox fuzz bench install uninstall clean
+.PHONY: all deps build run check unit blackbox fuzz bench install uninstall man clean
 
 all: build
 
@@ -67,6 +68,9 @@ install: build
 	meson configure build $(INSTALL_OPTS)
 	ninja -C build
 	DESTDIR="$(DESTDIR)" meson install -C build --no-rebuild --quiet
+
+man:
+	$(PY) scripts/man_conf.py
 
 uninstall:
 	DESTDIR="$(DESTDIR)" sh scripts/install.sh uninstall $(PREFIX) \

@@ -56,6 +56,10 @@ class InstallTest(BlackboxTest):
         var = os.path.join(dest, "var/lib/backmx")
         for f in ("backmxd", "backmxctl"):
             self.assertTrue(os.access(os.path.join(sbin, f), os.X_OK), f)
+        for f in ("man8/backmxd.8", "man8/backmxctl.8", "man5/backmx.conf.5",
+                  "../../lib/systemd/system/backmx.service"):
+            self.assertTrue(os.path.exists(os.path.join(
+                dest, "usr/local/share/man", f)), f)
         for d in (var, var + "/spool", var + "/state"):
             self.assertEqual(os.stat(d).st_mode & 0o777, 0o700, d)
 
@@ -305,8 +309,72 @@ class UnitTest(BlackboxTest):
         copy = os.path.join(tmp, "backmx.service")
         with open(copy, "w") as f:
             f.write(text)
-        p = run(["systemd-analyze", "verify", "--man=no", copy])
+        # Its Documentation= pages are looked up with man: the installed
+        # ones.
+        env = dict(os.environ, MANPATH=os.path.join(dest,
+                                                    "usr/local/share/man"))
+        p = run(["systemd-analyze", "verify", copy], env=env)
         self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
+
+
+MAN_PAGES = ("backmxd.8", "backmxctl.8", "backmx.conf.5")
+
+
+class ManTest(BlackboxTest):
+    """man/: rendered without a warning; backmx.conf(5) is what
+    scripts/man_conf.py makes of docs/configuration.md, and names every
+    key (docs/service.md §4)."""
+
+    def test_render_without_warnings(self):
+        for tool in ("groff", "man"):
+            if not shutil.which(tool):
+                cannot_run("no %s (Debian's groff-base, man-db)" % tool)
+        for page in MAN_PAGES:
+            path = os.path.join(REPO, "man", page)
+            with self.subTest(page=page):
+                p = run(["groff", "-ww", "-man", "-Tutf8", "-P-cbou", path])
+                self.assertEqual((p.returncode, p.stderr), (0, ""))
+                self.assertTrue(p.stdout.startswith(
+                    page.split(".")[0].upper()), p.stdout[:200])
+                self.assertIn("\nNAME\n", p.stdout)
+                p = run(["man", "--warnings", "-l", path],
+                        env=dict(os.environ, MANWIDTH="80"))
+                self.assertEqual((p.returncode, p.stderr), (0, ""))
+
+    def test_conf_page_is_generated_from_the_docs(self):
+        tmp = tempfile.mkdtemp(prefix="backmx-man-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        out = os.path.join(tmp, "backmx.conf.5")
+        p = run(["/usr/bin/python3",
+                 os.path.join(REPO, "scripts", "man_conf.py"), out])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            want = f.read()
+        with open(os.path.join(REPO, "man", "backmx.conf.5")) as f:
+            self.assertEqual(f.read(), want, "man/backmx.conf.5 is not "
+                             "what scripts/man_conf.py makes of "
+                             "docs/configuration.md: run it")
+
+    def test_conf_page_names_every_key(self):
+        # The keys as the daemon's own table prints them, not as the docs
+        # say (config_test checks the docs against the table).
+        from harness import backmxctl_path
+        ctl = backmxctl_path()
+        if not os.path.exists(ctl):
+            cannot_run("no backmxctl at %s" % ctl)
+        tmp = tempfile.mkdtemp(prefix="backmx-man-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        conf = os.path.join(tmp, "backmx.conf")
+        open(conf, "w").close()
+        p = run([ctl, "-c", conf, "config"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        keys = [l.split(" =")[0] for l in p.stdout.splitlines()]
+        self.assertGreater(len(keys), 50)
+        with open(os.path.join(REPO, "man", "backmx.conf.5")) as f:
+            sections = [l[4:] for l in f.read().splitlines()
+                        if l.startswith(".SS ")]
+        for k in keys:
+            self.assertEqual(sections.count(k), 1, k)
 
 
 if __name__ == "__main__":
