@@ -1,8 +1,9 @@
 /*
- * backmxd: options, configuration, the customer domains, the spool, the
- * TLS context and the listeners; then the one event loop. Everything that
- * can stop the start does so here, before the loop runs, with a message
- * that says what is wrong (docs/principles.md §2).
+ * backmxd: options, configuration, the customer domains, the TLS context
+ * and the listeners; then, as the service user (docs/service.md), the
+ * spool, the state store and the rest; then the one event loop.
+ * Everything that can stop the start does so here, before the loop runs,
+ * with a message that says what is wrong (docs/principles.md §2).
  *
  * Signals: SIGTERM/SIGINT stop (listeners close at once; commits in flight
  * finish, so no 250 is said for a message that is not on disk), SIGHUP
