@@ -100,6 +100,63 @@ class InstallTest(BlackboxTest):
         self.assertEqual(os.listdir(dest) if os.path.exists(dest) else [],
                          [])
 
+    def test_install_as_root_hands_the_folders_to_the_user(self):
+        # Without DESTDIR, as root: the folders are the service user's
+        # (here nobody, which exists everywhere; into a PREFIX of our
+        # own, not this machine's /usr/local), and a daemon dropping to
+        # that user queues mail in them.
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root")
+        nobody = pwd.getpwnam("nobody")
+        top = os.path.join(self.tmp, "root")
+        os.chmod(self.tmp, 0o755)      # nobody must reach the folders
+        p = run(["make", "-C", REPO, "install", "PREFIX=" + top + "/usr",
+                 "SYSCONFDIR=" + top + "/etc",
+                 "LOCALSTATEDIR=" + top + "/var", "BACKMX_USER=nobody"])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.addCleanup(run, ["make", "-C", REPO, "uninstall",
+                              "PREFIX=" + top + "/usr",
+                              "SYSCONFDIR=" + top + "/etc",
+                              "LOCALSTATEDIR=" + top + "/var"])
+        var = os.path.join(top, "var/lib/backmx")
+        for d in (var, var + "/spool", var + "/state"):
+            st = os.stat(d)
+            self.assertEqual((st.st_uid, st.st_mode & 0o777),
+                             (nobody.pw_uid, 0o700), d)
+        with open(os.path.join(top, "etc/backmx/backmx.conf")) as f:
+            conf = f.read()
+        self.assertIn("\nuser = nobody\n", conf)
+        self.assertIn("\nspool_dir = %s/spool\n" % var, conf)
+        with open(os.path.join(top, "usr/lib/systemd/system",
+                               "backmx.service")) as f:
+            self.assertIn("\nExecStart=%s/usr/sbin/backmxd -f -c %s/etc/"
+                          "backmx/backmx.conf\n" % (top, top), f.read())
+
+        run_dir = os.path.join(self.tmp, "run")
+        os.mkdir(run_dir)
+        os.chown(run_dir, nobody.pw_uid, nobody.pw_gid)
+        d = Daemon(binary=os.path.join(top, "usr/sbin/backmxd"),
+                   user="nobody", spool_dir=var + "/spool",
+                   state_dir=var + "/state",
+                   control_socket=run_dir + "/control.sock")
+        self.addCleanup(d.stop)
+        d.spool = var + "/spool"        # where queued_messages() looks
+        self.assertEqual(proc_status("/proc/%d/status" % d.proc.pid)["Uid"],
+                         [str(nobody.pw_uid)] * 4)
+        c = d.connect()
+        c.ehlo()
+        self.queue_id(self.send_message(c))
+        c.close()
+        self.assertEqual(len(queued_messages(d)), 1)
+        d.stop()
+        # A spool that holds mail survives uninstall.
+        p = run(["make", "-C", REPO, "uninstall", "PREFIX=" + top + "/usr",
+                 "SYSCONFDIR=" + top + "/etc",
+                 "LOCALSTATEDIR=" + top + "/var"])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("kept %s/spool (not empty)" % var, p.stdout)
+        self.assertTrue(os.path.exists(var + "/spool/queue.db"))
+        self.assertFalse(os.path.exists(os.path.join(top, "usr/sbin")))
 
 def proc_status(path):
     """{field: [words]} of a /proc/.../status file."""
