@@ -178,20 +178,7 @@ class PrivilegeTest(BlackboxTest):
 
     def test_drops_to_nobody(self):
         nobody = pwd.getpwnam("nobody")
-        d = Daemon(start=False, user="nobody")
-        self.addCleanup(d.stop)
-        # nobody must reach its folders (mkdtemp made the top 0700), own
-        # them, and make the control socket in a folder of its own, as
-        # systemd's StateDirectory= and RuntimeDirectory= would.
-        os.chmod(d.dir, 0o755)
-        run_dir = os.path.join(d.dir, "run")
-        for p in (d.spool, run_dir):
-            os.makedirs(p, exist_ok=True)
-        for p in (d.spool, d.state, run_dir):
-            os.chown(p, nobody.pw_uid, nobody.pw_gid)
-            os.chmod(p, 0o700)
-        with open(d.conf, "a") as f:
-            f.write("control_socket = %s/control.sock\n" % run_dir)
+        d = self.nobody_daemon(user="nobody")
         d.start()
 
         # Every thread: nobody's ids, no other group, no capability left.
@@ -218,6 +205,68 @@ class PrivilegeTest(BlackboxTest):
             for name in os.listdir(top):
                 self.assertEqual(os.stat(os.path.join(top, name)).st_uid,
                                  nobody.pw_uid, name)
+
+    def nobody_daemon(self, **kw):
+        """A daemon whose folders and control socket nobody can use."""
+        nobody = pwd.getpwnam("nobody")
+        d = Daemon(start=False, **kw)
+        self.addCleanup(d.stop)
+        # nobody must reach its folders (mkdtemp made the top 0700), own
+        # them, and make the control socket in a folder of its own, as
+        # systemd's StateDirectory= and RuntimeDirectory= would.
+        os.chmod(d.dir, 0o755)
+        run_dir = os.path.join(d.dir, "run")
+        for p in (d.spool, run_dir):
+            os.makedirs(p, exist_ok=True)
+        for p in (d.spool, d.state, run_dir):
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)
+            os.chmod(p, 0o700)
+        with open(d.conf, "a") as f:
+            f.write("control_socket = %s/control.sock\n" % run_dir)
+        return d
+
+    def test_non_root_with_the_bind_capability(self):
+        # As systemd runs it: User=nobody with
+        # AmbientCapabilities=CAP_NET_BIND_SERVICE. It binds a port below
+        # 1024, runs as that user, and gives the capability up.
+        if not shutil.which("setpriv"):
+            cannot_run("no setpriv (util-linux)")
+        nobody = pwd.getpwnam("nobody")
+        port = None
+        for p in range(1023, 900, -1):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+                port = p
+                break
+            except OSError:
+                continue
+            finally:
+                s.close()
+        if port is None:
+            self.skipTest("no free port below 1024")
+        d = self.nobody_daemon(listen="127.0.0.1:%d" % port)
+        wrapper = os.path.join(d.dir, "as-nobody")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec setpriv --reuid=%d --regid=%d "
+                    "--clear-groups --inh-caps=+net_bind_service "
+                    "--ambient-caps=+net_bind_service %s \"$@\"\n"
+                    % (nobody.pw_uid, nobody.pw_gid, d.binary))
+        os.chmod(wrapper, 0o755)
+        d.binary = wrapper
+        d.start()
+        self.assertEqual(d.port, port)
+        st = proc_status("/proc/%d/status" % d.proc.pid)
+        self.assertEqual(st["Uid"], [str(nobody.pw_uid)] * 4)
+        for cap in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+            self.assertEqual(int(st[cap][0], 16), 0, cap)
+        self.assertTrue(d.wait_log(r"event=privileges result=not_root "
+                                   r"uid=%d" % nobody.pw_uid))
+        c = d.connect()
+        c.ehlo()
+        self.queue_id(self.send_message(c))
+        c.close()
+        self.assertEqual(len(queued_messages(d)), 1)
 
     def test_refuses_root_unless_told(self):
         # The default user (backmx) is not on this machine, and backmxd
