@@ -5,12 +5,23 @@
 #   make check   ASan+UBSan build, every unit and black-box test
 #   make fuzz    libFuzzer harnesses, each for FUZZ_TIME seconds
 #   make bench   benchmarks against Postfix (bench/)
+#   make install    programs, example configuration, folders, man pages,
+#                   systemd unit (docs/service.md); PREFIX, DESTDIR,
+#                   SYSCONFDIR, LOCALSTATEDIR, BACKMX_USER as usual
+#   make uninstall  the same, back out (a changed configuration and a
+#                   spool that holds mail stay)
+#   make man     man/backmx.conf.5 again from docs/configuration.md
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
 FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply
+PREFIX	?= /usr/local
+SYSCONFDIR ?= /etc
+LOCALSTATEDIR ?= /var
+BACKMX_USER ?= backmx
+DESTDIR	?=
 
-.PHONY: all deps build run check unit blackbox fuzz bench install clean
+.PHONY: all deps build run check unit blackbox fuzz bench install uninstall man clean
 
 all: build
 
@@ -47,8 +58,23 @@ fuzz: deps build-fuzz/build.ninja
 bench: build
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
+# The paths are install-time only: nothing compiled depends on them
+# (backmxd's default -c is /etc/backmx/backmx.conf; the unit passes -c),
+# so changing them relinks nothing.
+INSTALL_OPTS = -Dprefix=$(PREFIX) -Dsysconfdir=$(SYSCONFDIR) \
+	-Dlocalstatedir=$(LOCALSTATEDIR) -Dservice_user=$(BACKMX_USER)
+
 install: build
-	meson install -C build
+	meson configure build $(INSTALL_OPTS)
+	ninja -C build
+	DESTDIR="$(DESTDIR)" meson install -C build --no-rebuild --quiet
+
+man:
+	$(PY) scripts/man_conf.py
+
+uninstall:
+	DESTDIR="$(DESTDIR)" sh scripts/install.sh uninstall $(PREFIX) \
+	    $(SYSCONFDIR) $(LOCALSTATEDIR) build/backmx.conf etc/install/domains
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,8 +1,9 @@
 /*
- * backmxd: options, configuration, the customer domains, the spool, the
- * TLS context and the listeners; then the one event loop. Everything that
- * can stop the start does so here, before the loop runs, with a message
- * that says what is wrong (docs/principles.md §2).
+ * backmxd: options, configuration, the customer domains, the TLS context
+ * and the listeners; then, as the service user (docs/service.md), the
+ * spool, the state store and the rest; then the one event loop.
+ * Everything that can stop the start does so here, before the loop runs,
+ * with a message that says what is wrong (docs/principles.md §2).
  *
  * Signals: SIGTERM/SIGINT stop (listeners close at once; commits in flight
  * finish, so no 250 is said for a message that is not on disk), SIGHUP
@@ -36,6 +37,7 @@
 #include "queue.h"
 #include "resolver.h"
 #include "sched.h"
+#include "service.h"
 #include "server.h"
 #include "session.h"
 #include "state.h"
@@ -84,6 +86,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 
 	log_info("event=stop signal=%d sessions=%zu", (int)sig,
 	    listener_sessions(listener));
+	service_notify("STOPPING=1\nSTATUS=stopping");
 	listener_disable(listener);
 	/* Sessions still open get cut; none of them has heard a 250 for a
 	 * message that is not durable, so nothing is lost. */
@@ -112,6 +115,8 @@ keep_running_values(struct config *n)
 	KEEP(spool_dir);
 	KEEP(state_dir);
 	KEEP(control_socket);
+	KEEP(user);
+	KEEP(group);
 	KEEP(smtpd_max_connections);
 	KEEP(tls_cert_file);
 	KEEP(tls_key_file);
@@ -146,13 +151,13 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	struct domains *d;
 
 	/* All or nothing: a bad file keeps the running configuration. */
+	service_reloading();
 	config_defaults(&n);
-	if (config_load(&n, conf_path, err, sizeof(err)) == -1) {
+	if (config_load(&n, conf_path, err, sizeof(err)) == -1 ||
+	    (d = domains_load(n.domains_file, err, sizeof(err))) == NULL) {
 		log_err("event=reload result=failed error=\"%s\"", err);
-		return;
-	}
-	if ((d = domains_load(n.domains_file, err, sizeof(err))) == NULL) {
-		log_err("event=reload result=failed error=\"%s\"", err);
+		service_notify("READY=1\nSTATUS=reload failed, running as "
+		    "before: %.300s", err);
 		return;
 	}
 	keep_running_values(&n);
@@ -179,6 +184,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	domains_free(domains);
 	domains = d;
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
+	service_notify("READY=1\nSTATUS=reloaded: %zu domains",
+	    domains_count(d));
 }
 
 /* The scheduler's attempts go to deliver.c, which sits above the queue. */
@@ -282,6 +289,20 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=config_error error=\"%s\"", err);
 	}
+	/* The listeners are bound now (port 25 takes root), but nothing is
+	 * read from them before the loop runs. */
+	if ((listener = listener_open(srv.base, &conf, accepted, NULL, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=start_error error=\"%s\"", err);
+	}
+	/* Root leaves here, before any thread exists: the TLS key is read,
+	 * the listeners bound; the files below are made by the service user
+	 * (docs/service.md §2). */
+	if (service_drop(conf.user, conf.group, err, sizeof(err)) == -1) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=start_error error=\"%s\"", err);
+	}
 	/* The state store, before anything can ask it: one that cannot be
 	 * opened stops the start here, never a session later. */
 	{
@@ -368,11 +389,6 @@ main(int argc, char **argv)
 		fatal("event=start_error error=\"%s\"", err);
 	}
 	control_set_knowledge(control, learn, state, domains);
-	if ((listener = listener_open(srv.base, &conf, accepted, NULL, err,
-	    sizeof(err))) == NULL) {
-		fprintf(stderr, "backmxd: %s\n", err);
-		fatal("event=start_error error=\"%s\"", err);
-	}
 
 	ev_term = evsignal_new(srv.base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(srv.base, SIGINT, stop_cb, NULL);
@@ -384,6 +400,16 @@ main(int argc, char **argv)
 	log_info("event=ready listen=%s domains=%zu tls=%s version=%s",
 	    listener_addresses(listener), domains_count(domains),
 	    srv.tls ? "yes" : "no", BACKMX_VERSION);
+	/* The listeners are open and the queue recovered (docs/service.md
+	 * §3). */
+	{
+		char status[256];
+
+		snprintf(status, sizeof(status), "listening on %s, %zu "
+		    "domains", listener_addresses(listener),
+		    domains_count(domains));
+		service_ready(srv.base, status);
+	}
 
 	event_base_dispatch(srv.base);
 
@@ -402,6 +428,7 @@ main(int argc, char **argv)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	service_free();
 	tls_ctx_free(srv.tls);
 	policy_free(srv.policy);
 	resolver_free(resolver);

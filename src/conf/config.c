@@ -71,6 +71,8 @@ static int	set_etrn_clients(struct config *, const char *, char *,
 		    size_t);
 static int	check_fail_action(struct config *, const char *, char *,
 		    size_t);
+static int	check_user(struct config *, const char *, char *, size_t);
+static int	check_group(struct config *, const char *, char *, size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
 			sizeof(((struct config *)0)->f)
@@ -121,6 +123,10 @@ static const struct conf_key keys[] = {
 	{ "control_socket", CONF_PATH, FIELD(control_socket),
 	    "/run/backmx/control.sock", 0, 0,
 	    "UNIX socket backmxctl talks to" },
+	{ "user", CONF_LIST, FIELD(user), "backmx", 0, 0,
+	    "started as root, run as this user; root: stay root" },
+	{ "group", CONF_LIST, FIELD(group), "", 0, 0,
+	    "and this group; empty: the user's own" },
 	{ "log_level", CONF_LOGLEVEL, FIELD(log_level), "info", 0, 0,
 	    "least severe level logged: err, warning, info or debug" },
 	{ "message_size_limit", CONF_SIZE, FIELD(message_size_limit), "500M",
@@ -283,6 +289,8 @@ static const struct {
 	{ "dnsbl_zones", set_dnsbl_zones },
 	{ "dnsbl_allow", set_dnsbl_allow },
 	{ "dnsbl_fail_action", check_fail_action },
+	{ "user", check_user },
+	{ "group", check_group },
 	{ "mx_names", set_mx_names },
 	{ "smtpd_etrn_clients", set_etrn_clients },
 };
@@ -931,6 +939,42 @@ check_fail_action(struct config *c, const char *v, char *why, size_t whysz)
 		return 0;
 	snprintf(why, whysz, "tempfail or ignore");
 	return -1;
+}
+
+/*
+ * A user or group name as useradd(8) takes it: letters, digits, '.', '_',
+ * '-', not led by '-', 32 bytes at most. Whether it exists is asked at
+ * start, by the daemon only (src/core/service.c): backmxctl reads the same
+ * file on machines where it may not.
+ */
+static int
+check_account(const char *v, int empty_ok, char *why, size_t whysz)
+{
+	size_t i, n = strlen(v);
+
+	if (n == 0 && empty_ok)
+		return 0;
+	if (n == 0 || n > 32 || v[0] == '-')
+		goto bad;
+	for (i = 0; i < n; i++)
+		if (!is_name_char(v[i]) && v[i] != '.' && v[i] != '-')
+			goto bad;
+	return 0;
+bad:
+	snprintf(why, whysz, "one name of letters, digits, '.', '_', '-'");
+	return -1;
+}
+
+static int
+check_user(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return check_account(v, 0, why, whysz);
+}
+
+static int
+check_group(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return check_account(v, 1, why, whysz);
 }
 
 /* gethostname(), or "localhost" when that is no usable host name. */

@@ -61,6 +61,8 @@ struct config {
 	char		state_dir[PATH_MAX];
 	char		domains_file[PATH_MAX];
 	char		control_socket[PATH_MAX];
+	char		user[33];		/* who backmxd runs as */
+	char		group[33];		/* "": the user's own */
 	char		log_level[16];
 
 	uint64_t	message_size_limit;	/* bytes */
