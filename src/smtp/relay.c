@@ -56,7 +56,13 @@ struct relay {
 	struct client		*c;
 	void			*req;		/* connecting */
 	unsigned		 pooled:1;	/* kept connection, no reply yet */
+	unsigned		 held:1;	/* counted in held_key's
+						   passthrough_connection_limit */
 	char			 key[PASSTHRU_KEY_MAX];
+	/* This transaction went to backup mode when this primary failed
+	 * us: not tried again until the transaction ends ("" none). */
+	char			 backup_key[PASSTHRU_KEY_MAX];
+	char			 held_key[PASSTHRU_KEY_MAX];
 	char			 domain[256];
 
 	struct reply		*mail_refusal;	/* the primary's no to MAIL */
@@ -140,18 +146,69 @@ relay_illegal_transitions(void)
 
 /* --- the primary's health: the one place the stage tells primary/health --------- */
 
+/*
+ * Pass-through for dom now: the primary is up, this transaction has not
+ * been sent to backup mode already, and a connection to it is ours or
+ * may be opened (passthrough_connection_limit, pool.h): beyond the bound
+ * a session is stored, for this transaction only, and nothing is marked
+ * down.
+ */
 int
 relay_primary_up(const struct relay *r, const struct domain *dom)
 {
-	return r->deps.conf->passthrough && (r->deps.health == NULL ||
-	    primary_health_up(r->deps.health, dom->name));
+	char key[PASSTHRU_KEY_MAX];
+
+	if (!r->deps.conf->passthrough || (r->deps.health != NULL &&
+	    !primary_health_up(r->deps.health, dom->name)))
+		return 0;
+	passthru_key(key, sizeof(key), dom);
+	if (strcmp(key, r->backup_key) == 0)
+		return 0;
+	if (r->held && strcmp(key, r->held_key) == 0)
+		return 1;
+	if (primary_pool_full(r->deps.pool, key)) {
+		log_info("session=%s event=passthrough_limit client=%s domain=%s "
+		    "limit=%u", r->id, r->client, dom->name,
+		    r->deps.conf->passthrough_connection_limit);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * The primary failed us. A client can provoke that (it filled the
+ * primary's per-client limit, it knows the primary drops some MAIL), so
+ * it is only a suspicion: the health monitor probes, and only its probe
+ * marks the primary down (docs/passthrough.md, "Failures").
+ */
+static void
+primary_failed(struct relay *r, const char *why)
+{
+	if (r->deps.health != NULL)
+		primary_health_suspect(r->deps.health, r->domain, why);
+}
+
+/* One connection to the transaction's primary more in our hands: 0 when
+ * it has passthrough_connection_limit already. */
+static int
+hold(struct relay *r)
+{
+	if (r->held)
+		return 1;
+	if (!primary_pool_hold(r->deps.pool, r->key))
+		return 0;
+	str_copy(r->held_key, sizeof(r->held_key), r->key);
+	r->held = 1;
+	return 1;
 }
 
 static void
-primary_failed(struct relay *r, const char *why, int now)
+unhold(struct relay *r)
 {
-	if (r->deps.health != NULL)
-		primary_health_failed(r->deps.health, r->domain, why, now);
+	if (!r->held)
+		return;
+	primary_pool_unhold(r->deps.pool, r->held_key);
+	r->held = 0;
 }
 
 static void
@@ -283,6 +340,7 @@ conn_release(struct relay *r, int polite)
 			primary_connect_cancel(r->req);
 		r->req = NULL;
 	}
+	unhold(r);
 	if (r->c == NULL)
 		return;
 	if (polite && r->state == RELAY_IDLE && client_idle(r->c))
@@ -383,14 +441,17 @@ connected(struct client *c, int reached, const char *why, void *arg)
 
 	r->req = NULL;
 	if (c == NULL) {
-		/* Cannot be reached at the first RCPT: down at once, and
-		 * the waiting RCPTs are judged in backup mode. */
+		/* Cannot be reached at the first RCPT: the waiting RCPTs and
+		 * the rest of the transaction are judged in backup mode, and
+		 * the probe says whether the primary is down. */
 		log_info("session=%s event=passthrough_unreachable client=%s "
 		    "domain=%s reached=%d reason=\"%s\"", r->id, r->client,
 		    r->domain, reached, why);
-		primary_failed(r, why, 1);
+		unhold(r);
+		primary_failed(r, why);
 		set_state(r, RELAY_IDLE);
 		tx_forget(r);
+		str_copy(r->backup_key, sizeof(r->backup_key), r->key);
 		r->cbs.backup(r->arg);
 		r->cbs.process(r->arg);
 		return;
@@ -591,6 +652,15 @@ relay_rcpt(struct relay *r, const struct domain *dom,
 	str_copy(r->domain, sizeof(r->domain), dom->name);
 	tx_forget(r);
 	if (r->c == NULL) {
+		if (!hold(r)) {
+			/* The bound was free when the mode was chosen
+			 * (relay_primary_up) and filled during this RCPT's
+			 * checks: this RCPT only, try again. */
+			fill(q, "too many connections to the primary mail "
+			    "server; try again later");
+			flush(r, 0);
+			return;
+		}
 		if ((c = primary_pool_take(r->deps.pool, r->key)) == NULL) {
 			start_connect(r);
 			return;
@@ -640,7 +710,14 @@ fail(struct relay *r, const char *why)
 		    why);
 		conn_release(r, 0);
 		tx_forget(r);
-		start_connect(r);
+		if (hold(r)) {
+			start_connect(r);
+			return;
+		}
+		/* Others took the bound meanwhile: backup mode. */
+		set_state(r, RELAY_IDLE);
+		str_copy(r->backup_key, sizeof(r->backup_key), r->key);
+		r->cbs.backup(r->arg);
 		return;
 	}
 	log_warn("session=%s event=passthrough_failed client=%s domain=%s "
@@ -650,14 +727,15 @@ fail(struct relay *r, const char *why)
 		/* Gone before it answered a single RCPT of this transaction:
 		 * our client has heard nothing from it, so this is "cannot
 		 * be reached at the first RCPT". */
-		primary_failed(r, why, 1);
+		primary_failed(r, why);
 		conn_release(r, 0);
 		set_state(r, RELAY_IDLE);
 		tx_forget(r);
+		str_copy(r->backup_key, sizeof(r->backup_key), r->key);
 		r->cbs.backup(r->arg);
 		return;
 	}
-	primary_failed(r, why, 0);
+	primary_failed(r, why);
 	conn_release(r, 0);
 	set_state(r, RELAY_FAILED);
 	/* Relayed RCPTs still waiting get theirs, in their places. */
@@ -813,6 +891,7 @@ relay_abort(struct relay *r)
 void
 relay_reset(struct relay *r)
 {
+	r->backup_key[0] = '\0';
 	if (waiting(r) != NULL)
 		log_warn("session=%s event=relay_illegal reset with RCPTs "
 		    "waiting", r->id);

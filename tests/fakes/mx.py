@@ -24,6 +24,15 @@ misbehaviour a test needs is one attribute away.
                                     # transaction is open (Postfix's by
                                     # default; None: the new MAIL ends
                                     # the open one); nested_refused counts
+    mx.conn_limit = 3               # at most 3 connections at once, like
+                                    # Postfix's smtpd_client_connection_
+                                    # count_limit: one more is greeted
+                                    # "421 4.7.0" and closed; conn_refused
+                                    # counts them, peak_conns is the most
+                                    # open at once
+    mx.xforward = True              # offer XFORWARD (Postfix); xclient:
+                                    # XCLIENT; what came: mx.xforwarded,
+                                    # mx.xclients (one list per command)
     mx.wait_received(1)             # messages answered 2xx after the dot
     mx.wait_for(lambda mx: ...)     # poll any condition on the fake
     mx.stop()
@@ -110,6 +119,14 @@ class FakeMX:
         # None: a new MAIL ends the open one (ended "mail").
         self.nested_mail = "503 5.5.1 Error: nested MAIL command"
         self.nested_refused = 0
+        self.conn_limit = 0
+        self.conn_refused = 0
+        self.open_conns = 0
+        self.peak_conns = 0
+        self.xforward = False
+        self.xclient = False
+        self.xforwarded = []
+        self.xclients = []
         self.received = []
         self.transactions = []
         self.commands = []
@@ -249,6 +266,11 @@ class FakeMX:
             conn = self.connections
             cmds = []
             self.sessions.append(cmds)
+            self.open_conns += 1
+            self.peak_conns = max(self.peak_conns, self.open_conns)
+            over = self.conn_limit and self.open_conns > self.conn_limit
+            if over:
+                self.conn_refused += 1
         txn = None
 
         async def say(reply):
@@ -280,6 +302,11 @@ class FakeMX:
                 txn = None
 
         try:
+            if over:
+                await say("421 4.7.0 primary.example Error: too many "
+                          "connections from 127.0.0.1")
+                writer.close()
+                return
             await stall("greeting")
             await say(self.greeting)
             if not reply_lines(self.greeting)[0].startswith("220"):
@@ -315,6 +342,10 @@ class FakeMX:
                     drop("ehlo")
                     await stall("ehlo")
                     lines = ["primary.example hello"] + self.extensions
+                    if self.xforward:
+                        lines.append("XFORWARD NAME ADDR PROTO HELO")
+                    if self.xclient:
+                        lines.append("XCLIENT NAME ADDR PROTO HELO")
                     for i, t in enumerate(lines):
                         sep = " " if i == len(lines) - 1 else "-"
                         writer.write(("250%s%s\r\n" % (sep, t)).encode())
@@ -419,6 +450,18 @@ class FakeMX:
                 elif verb == "RSET":
                     end("rset")
                     await say("250 2.0.0 ok")
+                elif verb in ("XFORWARD", "XCLIENT") and (
+                        self.xforward if verb == "XFORWARD"
+                        else self.xclient):
+                    with self._lock:
+                        (self.xforwarded if verb == "XFORWARD"
+                         else self.xclients).append(cmd[len(verb) + 1:])
+                    if verb == "XCLIENT":
+                        # Postfix: XCLIENT starts a new session, greeted
+                        # again.
+                        await say(self.greeting)
+                    else:
+                        await say("250 2.0.0 Ok")
                 elif verb == "NOOP":
                     await say("250 2.0.0 ok")
                 elif verb == "QUIT":
@@ -436,6 +479,8 @@ class FakeMX:
         except (ConnectionError, OSError):
             end("eof")
         finally:
+            with self._lock:
+                self.open_conns -= 1
             try:
                 writer.close()
             except Exception:       # noqa: BLE001
