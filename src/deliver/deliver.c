@@ -430,10 +430,12 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	struct deliver *d = cn->d;
 	struct deliver_task *t;
 	char why[QDB_TEXT_MAX];
-	int greeted = client_greeted(c);
+	int greeted = client_greeted(c), local;
 
 	if (cn->probe) {
-		int ok = ev == CLIENT_READY;
+		/* -1: no verdict, the failure was ours (health.h). */
+		int ok = ev == CLIENT_READY ? 1 :
+		    client_local_failure(c) ? -1 : 0;
 
 		snprintf(why, sizeof(why), "%s", ok ? "" : client_error(c));
 		if (ok)
@@ -459,11 +461,13 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		break;
 	}
 
-	/* The connection is gone. */
+	/* The connection is gone. Out of descriptors here: nothing is
+	 * known of the primary, so nothing counts against it. */
+	local = client_local_failure(c);
 	t = cn->cur;
 	if (t != NULL) {
 		/* Its recipients were deferred by the client. */
-		t->conn_failed = !greeted;
+		t->conn_failed = !greeted && !local;
 		cn->cur = NULL;
 		task_untx(t);
 		p->nfree++;
@@ -478,6 +482,16 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	conn_remove(d, cn);
 	if (t != NULL && !(t->conn_failed && task_next_host(d, t)))
 		task_finish(d, t);
+	if (local) {
+		/* The waiting tasks are deferred, the primary untouched. */
+		if (!primary_talking(p))
+			while ((t = primary_take(p)) != NULL) {
+				task_resolve_all(t, 451, why);
+				str_copy(t->relay, sizeof(t->relay), p->key);
+				task_finish_later(d, t);
+			}
+		return;
+	}
 	if (!greeted) {
 		/*
 		 * The primary did not even greet us (refused, timeout, 421).

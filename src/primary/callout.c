@@ -261,7 +261,8 @@ connected(struct client *c, int reached, const char *why, void *arg)
 		    cd->name, why);
 		/* Strangers' RCPTs start callouts: a failure is only a
 		 * suspicion, our own probe decides (health.h). */
-		primary_health_suspect(co->health, cd->name, why);
+		if (reached >= 0)	/* -1: out of descriptors here */
+			primary_health_suspect(co->health, cd->name, why);
 		session_end(cd, 1);
 		return;
 	}

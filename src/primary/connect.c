@@ -47,6 +47,10 @@ struct primary_conn {
 	socklen_t		 sslen;
 	int			 clear;		/* this host: no STARTTLS */
 	int			 reached;	/* some host greeted */
+	int			 local;		/* failed here: no descriptor */
+	int			 trusted;	/* the operator's route= or
+						   mx_check=no: special-purpose
+						   addresses are fine */
 	char			 why[CLIENT_TEXT_MAX];
 };
 
@@ -91,7 +95,7 @@ fail_cb(evutil_socket_t fd, short what, void *arg)
 	primary_connect_cb *cb = r->cb;
 	void *cbarg = r->arg;
 	char why[CLIENT_TEXT_MAX];
-	int reached = r->reached;
+	int reached = r->local ? -1 : r->reached;
 
 	str_copy(why, sizeof(why), r->why[0] ? r->why : "no next hop");
 	req_free(r);
@@ -300,6 +304,15 @@ conn_event(struct client *c, enum client_event ev, void *arg)
 		r->reached = 1;
 	str_copy(r->why, sizeof(r->why), client_error(c));
 	tls_failed = client_tls_failed(c);
+	if (client_local_failure(c)) {
+		/* Out of descriptors here: the next host would fail the
+		 * same way, and none of it is the primary's doing. */
+		client_free(c);
+		r->c = NULL;
+		r->local = 1;
+		fail_later(r);
+		return;
+	}
 	client_free(c);
 	r->c = NULL;
 	if (tls_failed && !r->clear) {
@@ -327,7 +340,8 @@ start_client(struct primary_conn *r)
 	    !r->clear && !broken, conn_event, r);
 	if (r->c == NULL) {
 		str_copy(r->why, sizeof(r->why), "connect: out of resources");
-		next_host(r);
+		r->local = 1;
+		fail_later(r);
 	}
 }
 

@@ -244,14 +244,21 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 	r = get(h, k);
 	r->probing = 0;
 	log_info("event=primary_probe domain=%s result=%s%s%s%s", r->domain,
-	    ok ? "up" : "down", ok ? "" : " reason=\"", ok ? "" : why,
-	    ok ? "" : "\"");
-	if (ok)
+	    ok > 0 ? "up" : ok < 0 ? "none" : "down", ok > 0 ? "" :
+	    " reason=\"", ok > 0 ? "" : why, ok > 0 ? "" : "\"");
+	if (ok > 0)
 		mark_ok(h, r);
-	else if (!r->down) {
-		/* A suspicion confirmed by our own probe: down now. */
+	else if (ok < 0) {
+		/* Our own trouble (no descriptor): no verdict, the next
+		 * probe decides. */
+		r->next_probe = time(NULL) +
+		    (time_t)h->conf->primary_probe_interval;
+	} else if (!r->down) {
+		/* A suspicion confirmed by our own probe: a failure of
+		 * ours, counted as a delivery's is. */
 		r->failures++;
-		mark_down(h, r, why);
+		if (r->failures >= h->conf->primary_down_after)
+			mark_down(h, r, why);
 	} else
 		r->next_probe = time(NULL) +
 		    (time_t)h->conf->primary_probe_interval;

@@ -194,6 +194,16 @@ test_suspect(void **state)
 	primary_health_suspect(h, "other.org", "refused");	/* down */
 	assert_int_equal(seen.nprobe, 2);
 	primary_health_free(h);
+
+	/* The probe's failure counts as one of primary_down_after. */
+	h = fresh(2);
+	primary_health_suspect(h, "example.org", "421 busy");
+	seen.done("example.org", 0, "421 busy", seen.done_arg);
+	assert_true(primary_health_up(h, "example.org"));
+	assert_int_equal(primary_health_failures(h, "example.org"), 1);
+	primary_health_failed(h, "example.org", "refused", 0);
+	assert_false(primary_health_up(h, "example.org"));
+	primary_health_free(h);
 }
 
 int

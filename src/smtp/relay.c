@@ -448,7 +448,8 @@ connected(struct client *c, int reached, const char *why, void *arg)
 		    "domain=%s reached=%d reason=\"%s\"", r->id, r->client,
 		    r->domain, reached, why);
 		unhold(r);
-		primary_failed(r, why);
+		if (reached >= 0)	/* -1: out of descriptors here */
+			primary_failed(r, why);
 		set_state(r, RELAY_IDLE);
 		tx_forget(r);
 		str_copy(r->backup_key, sizeof(r->backup_key), r->key);

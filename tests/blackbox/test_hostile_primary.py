@@ -23,10 +23,12 @@ The primary is a FakeMX (tests/fakes/mx.py).
 
 import os
 import re
+import shutil
 import subprocess
-import time
+import tempfile
 
-from harness import Daemon, DaemonError, free_port, poll
+from harness import (Client, Daemon, backmxd_path, cannot_run, free_port,
+                     is_sanitized, poll)
 from test_passthrough import CUST, PassTest
 
 SENDER = "a@sender.example"
@@ -59,10 +61,12 @@ class TestOneFailureIsNotDown(PassTest):
         self.assertTrue(self.client_txn(mx, "b@sender.example"))
 
     def test_unreachable_primary_down_by_its_probe(self):
-        # A primary that is really gone: the probe confirms, down.
+        # A primary that is really gone: the probe confirms, down (its
+        # failure counts toward primary_down_after, 1 here).
         port = free_port()
         d = self.pt_daemon([CUST + " route=[127.0.0.1]:%d" % port],
-                           primary_probe_interval="1h")
+                           primary_probe_interval="1h",
+                           primary_down_after="1")
         c = self.mail_session(d)
         self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 450, "4.1.1")
         c.cmd("QUIT")
@@ -110,3 +114,176 @@ class TestPassThroughBound(PassTest):
         v = self.mail_session(d, "victim@sender.example")
         self.assertReply(v.cmd("RCPT TO:<v@%s>" % CUST), 250, "2.1.5")
         self.assertEqual(self.domain_show(d)["health"], "up")
+
+
+def _limits(pid):
+    """(soft, hard) of "Max open files" in /proc/PID/limits."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no Max open files line")
+
+
+class TestDescriptors(PassTest):
+    """Item 9: descriptors for what the configuration allows, or no
+    start at all."""
+
+    def wrapper(self, shell_line):
+        """A backmxd started by sh after shell_line (a ulimit)."""
+        real = os.path.abspath(backmxd_path())
+        path = os.path.join(self.tmp(), "backmxd-wrapped")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n%s\nexec %s \"$@\"\n" % (shell_line, real))
+        os.chmod(path, 0o755)
+        return path
+
+    def tmp(self):
+        d = tempfile.mkdtemp(prefix="backmx-bb-fd-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
+    def test_soft_limit_raised_to_cover_the_sessions(self):
+        # Started with 64 descriptors (soft): 100 sessions, 2 each, and
+        # 1000 DNS queries would run out under load; backmxd raises its
+        # own soft limit at start.
+        d = self.daemon(binary=self.wrapper("ulimit -Sn 64"),
+                        smtpd_max_connections="100")
+        soft, hard = _limits(d.proc.pid)
+        self.assertGreaterEqual(soft, 100 * 2 + 1000)
+        d.wait_log(r"event=rlimit_nofile limit=\d+")
+
+    def test_refuses_to_start_without_enough(self):
+        # More sessions than the kernel allows descriptors for a process
+        # (fs.nr_open): not even root can raise the limit that far. It
+        # must not start, and must say why.
+        with open("/proc/sys/fs/nr_open") as f:
+            nr_open = int(f.read())
+        d = Daemon(start=False, smtpd_max_connections=str(nr_open // 2 + 1))
+        self.addCleanup(d.stop)
+        try:
+            r = subprocess.run([d.binary, "-f", "-c", d.conf],
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=20)
+        except subprocess.TimeoutExpired:
+            self.fail("backmxd started without the descriptors it needs")
+        out = r.stdout.decode("utf-8", "replace")
+        self.assertNotEqual(r.returncode, 0, out)
+        self.assertIn("too few file descriptors", out)
+        self.assertIn("smtpd_max_connections", out)
+
+
+# accept4() failing with EMFILE while a flag file exists: the listener's
+# view of a process out of descriptors, without exhausting them.
+ACCEPT_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int
+accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	static int (*real)(int, struct sockaddr *, socklen_t *, int);
+	const char *flag = getenv("BACKMX_TEST_EMFILE");
+
+	if (real == NULL)
+		real = (int (*)(int, struct sockaddr *, socklen_t *, int))
+		    dlsym(RTLD_NEXT, "accept4");
+	if (flag != NULL && access(flag, F_OK) == 0) {
+		errno = EMFILE;
+		return -1;
+	}
+	return real(fd, sa, len, flags);
+}
+
+/* TCP sockets (outbound connections) likewise, with their own flag. */
+int
+socket(int domain, int type, int protocol)
+{
+	static int (*real)(int, int, int);
+	const char *flag = getenv("BACKMX_TEST_EMFILE_TCP");
+
+	if (real == NULL)
+		real = (int (*)(int, int, int))dlsym(RTLD_NEXT, "socket");
+	if ((type & 0xf) == SOCK_STREAM && (domain == AF_INET ||
+	    domain == AF_INET6) && flag != NULL && access(flag, F_OK) == 0) {
+		errno = EMFILE;
+		return -1;
+	}
+	return real(domain, type, protocol);
+}
+"""
+
+
+class TestOutOfDescriptors(PassTest):
+    """Item 9: out of descriptors is our own trouble: accepting pauses
+    instead of spinning, and the primary is never blamed."""
+
+    def shim_env(self):
+        """(env, tmp) for a daemon whose accept4() and TCP socket() fail
+        with EMFILE while tmp/emfile or tmp/emfile-tcp exist."""
+        tmp = tempfile.mkdtemp(prefix="backmx-bb-emfile-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        src = os.path.join(tmp, "shim.c")
+        lib = os.path.join(tmp, "shim.so")
+        flag = os.path.join(tmp, "emfile")
+        with open(src, "w") as f:
+            f.write(ACCEPT_SHIM)
+        r = subprocess.run(["cc", "-shared", "-fPIC", "-o", lib, src,
+                            "-ldl"], capture_output=True, text=True)
+        if r.returncode != 0:
+            cannot_run("cc cannot build the accept4 shim: %s" % r.stderr)
+        binary = os.path.abspath(backmxd_path())
+        preload = lib
+        if is_sanitized(binary):
+            asan = subprocess.run(["gcc", "-print-file-name=libasan.so"],
+                                  capture_output=True, text=True
+                                  ).stdout.strip()
+            if not os.path.isabs(asan):
+                cannot_run("sanitized backmxd but no libasan.so to preload")
+            preload = asan + " " + lib
+        return {"LD_PRELOAD": preload, "BACKMX_TEST_EMFILE": flag,
+                "BACKMX_TEST_EMFILE_TCP": flag + "-tcp"}, flag
+
+    def test_emfile_pauses_then_serves(self):
+        env, flag = self.shim_env()
+        d = self.daemon(env=env)
+        open(flag, "w").close()
+        c = Client(d.port, timeout=30, greeting=False)
+        self.addCleanup(c.close)
+        # accept() fails while the flag is there; a spinning listener
+        # logs an accept_error for each of thousands of calls a second.
+        d.wait_log(r"event=accept_error", timeout=10)
+        c.quiet_for(2.0)
+        n = len(re.findall(r"event=accept_error", d.log()))
+        self.assertLess(n, 20, "accept() retried at once %d times" % n)
+        os.unlink(flag)
+        # Descriptors back: the client waiting in the backlog is served.
+        self.assertEqual(c.reply()[0], 220)
+
+    def test_no_socket_for_the_primary_is_not_its_fault(self):
+        # No descriptor for the connection to the primary: this
+        # transaction goes to backup mode, and the primary is neither
+        # marked down nor even suspected (a probe would fail the same
+        # way, here, and mark it down).
+        env, flag = self.shim_env()
+        mx = self.fake()
+        d = self.pt_daemon([CUST + " " + mx.route()], env=env,
+                           primary_probe_interval="1h")
+        open(flag + "-tcp", "w").close()
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 450, "4.1.1")
+        c.cmd("QUIT")
+        d.wait_log(r"event=passthrough_unreachable .*reached=-1")
+        # A probe, had one been asked, would start at once.
+        probed = poll(lambda: "event=primary_probe" in d.log(), 1.0)
+        os.unlink(flag + "-tcp")
+        self.assertFalse(probed, "probed: " + d.log_tail())
+        self.assertEqual(self.domain_show(d)["health"], "up")
+        c2 = self.mail_session(d, "b@sender.example")
+        self.assertReply(c2.cmd("RCPT TO:<v@%s>" % CUST), 250, "2.1.5")
+
