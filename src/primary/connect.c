@@ -62,7 +62,7 @@ struct primary_connector {
 	struct client_conf	 cconf;
 	SSL_CTX			*tls;
 	struct mx_self		 self;
-	uint8_t			 self_addr[MX_SELF_ADDRS_MAX][16];
+	struct mx_self_store	 self_store;
 	primary_tls_hint_fn	*tls_hint;
 	void			*tls_hint_arg;
 	struct primary_conn	*reqs;
@@ -153,9 +153,8 @@ addr_answer(const struct dns_result *res, void *arg)
 	size_t i;
 
 	r->rq = NULL;
-	/* Our own addresses count only where we would reach our port. */
-	if (r->port != r->pc->conf->delivery_port)
-		self.naddr = 0;
+	self.dport = r->port;
+	self.refuse_special = !r->trusted;
 	for (i = 0; res->status == DNS_OK && i < res->nrr; i++) {
 		const struct dns_rr *rr = &res->rr[i];
 
@@ -166,6 +165,11 @@ addr_answer(const struct dns_result *res, void *arg)
 		else
 			memcpy(a, rr->u.aaaa, 16);
 		switch (mx_addr_verdict(a, &self)) {
+		case MX_ADDR_SPECIAL:
+			log_warn("event=mx_refused domain=%s host=%s "
+			    "reason=special_purpose_address", r->domain,
+			    r->hop[r->cur].host);
+			continue;
 		case MX_ADDR_NONE:
 			continue;
 		case MX_ADDR_SELF:
@@ -369,6 +373,21 @@ route_addr(struct primary_conn *r, const char *host, uint16_t port)
 	return 1;
 }
 
+/* The route's address is one we listen on (route_addr() filled r->ss). */
+static int
+route_is_self(struct primary_conn *r)
+{
+	struct mx_self self = r->pc->self;
+	uint8_t a[16];
+
+	self.dport = r->port = ntohs(r->ss.ss_family == AF_INET ?
+	    ((struct sockaddr_in *)&r->ss)->sin_port :
+	    ((struct sockaddr_in6 *)&r->ss)->sin6_port);
+	self.refuse_special = 0;
+	return ranges_from_sockaddr((struct sockaddr *)&r->ss, a) == 0 &&
+	    mx_addr_verdict(a, &self) == MX_ADDR_SELF;
+}
+
 /* --- the face ----------------------------------------------------------- */
 
 struct primary_conn *
@@ -396,9 +415,17 @@ primary_connect(struct primary_connector *pc, const char *domain,
 	r->port = (uint16_t)pc->conf->delivery_port;
 	str_copy(r->name, sizeof(r->name), r->domain);
 	dom = pc->domains ? domains_lookup(pc->domains, r->domain) : NULL;
+	if (dom != NULL && dom->mx_check_off)
+		r->trusted = 1;		/* private MX hosts are known */
 	if (dom != NULL && dom->route_host[0] != '\0') {
-		/* The operator's word, taken as it is. */
+		/* The operator's word, taken as it is, except where it
+		 * names ourselves. */
+		r->trusted = 1;
 		if (route_addr(r, dom->route_host, dom->route_port)) {
+			if (route_is_self(r)) {
+				fail_self(r);
+				return r;
+			}
 			r->found = 1;
 			start_client(r);
 			return r;
@@ -462,7 +489,7 @@ primary_connector_new(struct event_base *base, const struct config *conf)
 	pc->cconf.data_init_timeout = conf->smtp_data_init_timeout;
 	pc->cconf.data_block_timeout = conf->smtp_data_block_timeout;
 	pc->cconf.data_done_timeout = conf->smtp_data_done_timeout;
-	mx_self_init(&pc->self, pc->self_addr, conf);
+	mx_self_init(&pc->self, &pc->self_store, conf);
 	return pc;
 }
 

@@ -287,3 +287,84 @@ class TestOutOfDescriptors(PassTest):
         c2 = self.mail_session(d, "b@sender.example")
         self.assertReply(c2.cmd("RCPT TO:<v@%s>" % CUST), 250, "2.1.5")
 
+
+class TestNeverOurselvesNorInternal(PassTest):
+    """Item 8: what a customer's DNS (or a careless route=) points at is
+    never this machine's own SMTP service, nor, unless the operator named
+    it, an internal or loopback address."""
+
+    def sessions(self, d):
+        return len(re.findall(r"event=connect client=", d.log()))
+
+    def mx_to(self, d, addr, host="mx.alias.example"):
+        d.dns.add(CUST, "MX", (10, host))
+        d.dns.add(host, "A", addr)
+
+    def test_mx_alias_of_a_wildcard_listen_is_us(self):
+        # backmx listens on 0.0.0.0:P; the customer's MX is another name
+        # for 127.0.0.1, so delivery_port P reaches backmx itself. Before
+        # the fix a wildcard listen named no address: pass-through
+        # connected to itself, session inside session.
+        p = free_port()
+        d = self.pt_daemon([CUST + " mx_check=no"],
+                           listen="127.0.0.1:0, 0.0.0.0:%d" % p,
+                           delivery_port=str(p),
+                           smtpd_max_connections_per_ip="5",
+                           primary_probe_interval="1h")
+        self.mx_to(d, "127.0.0.1")
+        c = self.mail_session(d)
+        c.sock.settimeout(30)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 450, "4.1.1")
+        d.wait_log(r"event=mx_loop domain=%s .*reason=own_address" % CUST)
+        self.assertEqual(self.sessions(d), 1, d.log_tail())
+
+    def test_route_to_our_own_listen_address_refused(self):
+        # route=[127.0.0.1]:P where backmx itself listens: a loop.
+        p = free_port()
+        d = self.pt_daemon([CUST + " route=[127.0.0.1]:%d" % p],
+                           listen="127.0.0.1:%d" % p,
+                           smtpd_max_connections_per_ip="5",
+                           primary_probe_interval="1h")
+        c = self.mail_session(d)
+        c.sock.settimeout(30)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 450, "4.1.1")
+        d.wait_log(r"event=mx_loop domain=%s .*reason=own_address" % CUST)
+        self.assertEqual(self.sessions(d), 1, d.log_tail())
+
+    def test_mx_in_loopback_not_connected_to(self):
+        # The customer's DNS points its MX at 127.0.0.1, where something
+        # else of this machine listens (here the fake primary). Without
+        # route= or mx_check=no it is never connected to.
+        # check_mx_ranges=no: the RCPT check in backup mode, which
+        # refuses such a domain (550 5.1.2), is not what is tested here.
+        mx = self.fake()
+        d = self.pt_daemon([CUST], delivery_port=str(mx.port),
+                           primary_probe_interval="1h",
+                           check_mx_ranges="no")
+        self.mx_to(d, "127.0.0.1", "mx.internal.example")
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 450, "4.1.1")
+        d.wait_log(r"event=mx_refused domain=%s .*special_purpose" % CUST)
+        self.assertEqual(mx.connections, 0, mx.commands)
+
+    def test_mx_in_loopback_with_mx_check_no_is_used(self):
+        # mx_check=no: the customer's servers are known to be private.
+        mx = self.fake()
+        d = self.pt_daemon([CUST + " mx_check=no"],
+                           delivery_port=str(mx.port))
+        self.mx_to(d, "127.0.0.1", "mx.internal.example")
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 250, "2.1.5")
+        self.assertTrue(self.client_txn(mx))
+
+    def test_queued_delivery_not_to_internal_address(self):
+        # Store and forward: the queued message is not delivered to an
+        # internal address either; it waits (deferred).
+        mx = self.fake()
+        d = self.daemon(domains=[CUST], delivery_port=str(mx.port),
+                        minimal_backoff_time="1h", check_mx_ranges="no")
+        self.mx_to(d, "127.0.0.1", "mx.internal.example")
+        c = self.session(d)
+        self.assertReply(self.send_message(c), 250)
+        d.wait_log(r"event=delivery .*status=deferred", timeout=15)
+        self.assertEqual(mx.connections, 0, mx.commands)
