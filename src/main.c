@@ -226,13 +226,14 @@ restore_health(struct primary_health *h, struct learn *l,
 }
 
 /*
- * Enough descriptors for what the configuration allows (docs/smtp.md
- * "Threats"): each session can hold two (the client, and the primary in
- * pass-through or a spool file in backup mode), each DNS query in flight
- * one, and FD_MARGIN covers the rest (stores, log, listeners, control,
- * deliveries, callouts, probes). The soft limit is raised to that; a
- * hard limit below it stops the start with a clear message, rather than
- * sessions failing at random under load. Returns -1 and says why in err.
+ * Enough descriptors for what the configuration allows
+ * (docs/configuration.md, smtpd_max_connections): each session can hold
+ * two (the client, and the primary in pass-through or a spool file in
+ * backup mode), each DNS query in flight one, and FD_MARGIN covers the
+ * rest (stores, log, listeners, control, deliveries, callouts, probes).
+ * The soft limit is raised to that; a hard limit below it stops the start
+ * with a clear message, rather than sessions failing at random under
+ * load. Returns -1 and says why in err.
  */
 #define FD_MARGIN	256
 

@@ -26,6 +26,7 @@
 #include "connect.h"
 #include "domains.h"
 #include "envelope.h"
+#include "esmtp.h"
 #include "health.h"
 #include "learn.h"
 #include "log.h"
@@ -58,6 +59,7 @@ struct relay {
 	unsigned		 pooled:1;	/* kept connection, no reply yet */
 	unsigned		 held:1;	/* counted in held_key's
 						   passthrough_connection_limit */
+	unsigned		 forward:1;	/* the domain's forward_client */
 	char			 key[PASSTHRU_KEY_MAX];
 	/* This transaction went to backup mode when this primary failed
 	 * us: not tried again until the transaction ends ("" none). */
@@ -557,6 +559,47 @@ rcpt_reply(struct client *c, const struct reply *rp, void *arg)
 	r->cbs.process(r->arg);
 }
 
+static void
+xforward_reply(struct client *c, const struct reply *rp, void *arg)
+{
+	struct relay *r = arg;
+
+	/* Refused (backmx not in smtpd_authorized_xforward_hosts): the
+	 * mail goes on, the primary sees backmx as the client. */
+	if (rp->code / 100 != 2)
+		log_warn("session=%s event=xforward_refused domain=%s code=%d",
+		    r->id, r->domain, rp->code);
+}
+
+/*
+ * forward_client=yes and the primary offers XFORWARD (Postfix,
+ * XFORWARD_README): who the client really is, before each MAIL (Postfix
+ * forgets the attributes when a transaction ends), so that the
+ * primary's own address checks, SPF and logs see the client, not
+ * backmx. NAME is [UNAVAILABLE]: backmx does not look the client's name
+ * up. Values are xtext (RFC 3461), the line under 512 octets. 0, or -1
+ * when it could not be sent.
+ */
+static int
+send_xforward(struct relay *r)
+{
+	char line[512], addr[200], helo[300];
+	const char *a = r->client;
+
+	if (!r->forward || !client_has_ext(r->c, "XFORWARD"))
+		return 0;
+	if (esmtp_xtext_encode(a, strlen(a), addr, sizeof(addr)) == -1 ||
+	    esmtp_xtext_encode(r->env->helo, strlen(r->env->helo), helo,
+	    sizeof(helo)) == -1)
+		return 0;	/* cannot be: both are short */
+	if ((size_t)snprintf(line, sizeof(line), "XFORWARD NAME=[UNAVAILABLE] "
+	    "ADDR=%s%s%s%s", strchr(a, ':') != NULL ? "IPV6:" : "", addr,
+	    helo[0] ? " HELO=" : "", helo) >= sizeof(line))
+		return 0;
+	return client_cmd(r->c, line, r->deps.conf->passthrough_reply_timeout,
+	    xforward_reply, r);
+}
+
 /* MAIL with the client's parameters, those the primary offers. */
 static int
 send_mail(struct relay *r)
@@ -565,6 +608,8 @@ send_mail(struct relay *r)
 	char addr[ADDR_PATH_MAX + 1];
 
 	addr_format(&r->env->sender, addr, sizeof(addr));
+	if (send_xforward(r) == -1)
+		return -1;
 	if (esmtp_mail_line(line, sizeof(line), addr, &r->env->params,
 	    r->env->params.has_size ? r->env->params.size : 0, 0,
 	    ext(r)) == -1 || client_cmd(r->c, line,
@@ -651,6 +696,7 @@ relay_rcpt(struct relay *r, const struct domain *dom,
 	}
 	str_copy(r->key, sizeof(r->key), key);
 	str_copy(r->domain, sizeof(r->domain), dom->name);
+	r->forward = dom->forward_client;
 	tx_forget(r);
 	if (r->c == NULL) {
 		if (!hold(r)) {

@@ -368,3 +368,49 @@ class TestNeverOurselvesNorInternal(PassTest):
         self.assertReply(self.send_message(c), 250)
         d.wait_log(r"event=delivery .*status=deferred", timeout=15)
         self.assertEqual(mx.connections, 0, mx.commands)
+
+
+class TestForwardClient(PassTest):
+    """forward_client=yes: a primary that offers XFORWARD (Postfix) learns
+    who the client is, before each MAIL; otherwise nothing is sent."""
+
+    def test_xforward_before_each_mail(self):
+        mx = self.fake()
+        mx.xforward = True
+        d = self.pt_daemon([CUST + " forward_client=yes " + mx.route()])
+        c = self.session(d, ehlo="helo.client.example")
+        for sender in ("a@sender.example", "b@sender.example"):
+            self.mail(c, sender)
+            self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 250, "2.1.5")
+            self.assertReply(c.cmd("RSET"), 250)
+        self.client_txn(mx, "b@sender.example")
+        self.assertEqual(mx.xforwarded,
+                         ["NAME=[UNAVAILABLE] ADDR=127.0.0.1 "
+                          "HELO=helo.client.example"] * 2)
+        # Each one right before its MAIL.
+        cmds = [x.split(" ")[0] for x in mx.commands
+                if x.split(" ")[0] in ("XFORWARD", "MAIL")]
+        self.assertEqual(cmds, ["XFORWARD", "MAIL"] * 2, mx.commands)
+
+    def test_not_without_the_option(self):
+        mx = self.fake()
+        mx.xforward = True
+        d = self.pt_daemon([CUST + " " + mx.route()])
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 250, "2.1.5")
+        self.client_txn(mx)
+        self.assertEqual(mx.xforwarded, [])
+
+    def test_refused_xforward_does_not_stop_the_mail(self):
+        # backmx not in smtpd_authorized_xforward_hosts: Postfix says
+        # 550; the mail goes on, the primary sees backmx.
+        mx = self.fake()
+        mx.xforward = True
+        mx.xforward_reply = "550 5.7.0 Error: insufficient authorization"
+        d = self.pt_daemon([CUST + " forward_client=yes " + mx.route()])
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 250, "2.1.5")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        self.assertEqual(len(mx.wait_received(1)), 1)
+        d.wait_log(r"event=xforward_refused domain=%s code=550" % CUST)

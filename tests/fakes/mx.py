@@ -30,9 +30,10 @@ misbehaviour a test needs is one attribute away.
                                     # "421 4.7.0" and closed; conn_refused
                                     # counts them, peak_conns is the most
                                     # open at once
-    mx.xforward = True              # offer XFORWARD (Postfix); xclient:
-                                    # XCLIENT; what came: mx.xforwarded,
-                                    # mx.xclients (one list per command)
+    mx.xforward = True              # offer XFORWARD (Postfix); what came:
+                                    # mx.xforwarded (the attributes of
+                                    # each command); xforward_reply: its
+                                    # answer
     mx.wait_received(1)             # messages answered 2xx after the dot
     mx.wait_for(lambda mx: ...)     # poll any condition on the fake
     mx.stop()
@@ -124,9 +125,8 @@ class FakeMX:
         self.open_conns = 0
         self.peak_conns = 0
         self.xforward = False
-        self.xclient = False
+        self.xforward_reply = "250 2.0.0 Ok"
         self.xforwarded = []
-        self.xclients = []
         self.received = []
         self.transactions = []
         self.commands = []
@@ -344,8 +344,6 @@ class FakeMX:
                     lines = ["primary.example hello"] + self.extensions
                     if self.xforward:
                         lines.append("XFORWARD NAME ADDR PROTO HELO")
-                    if self.xclient:
-                        lines.append("XCLIENT NAME ADDR PROTO HELO")
                     for i, t in enumerate(lines):
                         sep = " " if i == len(lines) - 1 else "-"
                         writer.write(("250%s%s\r\n" % (sep, t)).encode())
@@ -450,18 +448,10 @@ class FakeMX:
                 elif verb == "RSET":
                     end("rset")
                     await say("250 2.0.0 ok")
-                elif verb in ("XFORWARD", "XCLIENT") and (
-                        self.xforward if verb == "XFORWARD"
-                        else self.xclient):
+                elif verb == "XFORWARD" and self.xforward:
                     with self._lock:
-                        (self.xforwarded if verb == "XFORWARD"
-                         else self.xclients).append(cmd[len(verb) + 1:])
-                    if verb == "XCLIENT":
-                        # Postfix: XCLIENT starts a new session, greeted
-                        # again.
-                        await say(self.greeting)
-                    else:
-                        await say("250 2.0.0 Ok")
+                        self.xforwarded.append(cmd[len(verb) + 1:])
+                    await say(self.xforward_reply)
                 elif verb == "NOOP":
                     await say("250 2.0.0 ok")
                 elif verb == "QUIT":
