@@ -10,6 +10,8 @@
  * re-reads backmx.conf and domains_file without dropping sessions (what
  * cannot change in a running process waits for a restart).
  */
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -238,6 +240,50 @@ restore_health(struct primary_health *h, struct learn *l,
 	}
 }
 
+/*
+ * Enough descriptors for what the configuration allows
+ * (docs/configuration.md, smtpd_max_connections): each session can hold
+ * two (the client, and the primary in pass-through or a spool file in
+ * backup mode), each DNS query in flight one, and FD_MARGIN covers the
+ * rest (stores, log, listeners, control, deliveries, callouts, probes).
+ * The soft limit is raised to that; a hard limit below it stops the start
+ * with a clear message, rather than sessions failing at random under
+ * load. Returns -1 and says why in err.
+ */
+#define FD_MARGIN	256
+
+static int
+raise_nofile(const struct config *c, char *err, size_t errsz)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)c->smtpd_max_connections * 2 +
+	    (rlim_t)c->dns_max_queries + FD_MARGIN;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		snprintf(err, errsz, "getrlimit(RLIMIT_NOFILE): %s",
+		    strerror(errno));
+		return -1;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+		rl.rlim_max = need;	/* root may, up to fs.nr_open */
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		snprintf(err, errsz, "too few file descriptors: "
+		    "smtpd_max_connections=%u and dns_max_queries=%u need %llu "
+		    "(2 a session, 1 a DNS query, %d more), the hard limit "
+		    "(ulimit -Hn, RLIMIT_NOFILE) is %llu: raise it or lower "
+		    "smtpd_max_connections", c->smtpd_max_connections,
+		    c->dns_max_queries, (unsigned long long)need, FD_MARGIN,
+		    (unsigned long long)rl.rlim_max);
+		return -1;
+	}
+	log_info("event=rlimit_nofile limit=%llu", (unsigned long long)need);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -269,6 +315,10 @@ main(int argc, char **argv)
 	}
 	if (log_level_parse(conf.log_level, &level) == 0)
 		log_set_level(level);
+	if (raise_nofile(&conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=start_error error=\"%s\"", err);
+	}
 	if ((domains = domains_load(conf.domains_file, err, sizeof(err))) ==
 	    NULL) {
 		fprintf(stderr, "backmxd: %s\n", err);

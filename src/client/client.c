@@ -83,6 +83,8 @@ struct client {
 	struct reply		 ehlo;		/* for client_has_ext() */
 	char			 greeting[REPLY_LINE_MAX + 1];
 	struct event		*ev_later;	/* async TX_DONE */
+	struct event		*ev_noconn;	/* connect() failed at once */
+	int			 connect_errno;
 
 	/* the owner's commands: a ring of CLIENT_CMD_MAX; the first
 	 * cmd_nsent of cmd_n are written and wait for their replies */
@@ -97,6 +99,8 @@ struct client {
 	unsigned		 tls:1;
 	unsigned		 tls_handshake:1;
 	unsigned		 tls_failed:1;
+	int			 local_errno;	/* our own connect() failed
+						   for lack of resources */
 	unsigned		 greeted:1;
 	unsigned		 got_greeting:1;
 	unsigned		 esmtp:1;
@@ -384,6 +388,20 @@ later_cb(evutil_socket_t fd, short what, void *arg)
 
 	enter(c);
 	tx_finish(c, 0);
+	leave(c);
+}
+
+/* bufferevent_socket_connect() failed before any socket existed
+ * (libevent 2.1 raises no event for that): fail from the loop, as for
+ * any other connect failure, not after the connect timeout. */
+static void
+noconn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	enter(c);
+	client_fail(c, "connect: %s%s", strerror(c->connect_errno),
+	    c->local_errno ? " (here, not at the peer)" : "");
 	leave(c);
 }
 
@@ -1140,12 +1158,14 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 	reply_init(&c->reply);
 	reply_init(&c->ehlo);
 	c->ev_later = evtimer_new(base, later_cb, c);
+	c->ev_noconn = evtimer_new(base, noconn_cb, c);
 	c->ev_reply = evtimer_new(base, reply_timeout_cb, c);
 	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE |
 	    BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL) {
 		event_free(c->ev_reply);
 		event_free(c->ev_later);
+		event_free(c->ev_noconn);
 		free(c);
 		return NULL;
 	}
@@ -1155,7 +1175,14 @@ client_connect(struct event_base *base, const struct client_conf *conf,
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)(void *)
 	    (uintptr_t)sa, (int)salen) == -1) {
-		/* The error event is deferred; it reports the failure. */
+		/* No socket for lack of descriptors or memory is our own
+		 * trouble, never the peer's (local_errno: callers must not
+		 * count it against the primary). */
+		c->connect_errno = errno;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM)
+			c->local_errno = errno;
+		event_active(c->ev_noconn, EV_TIMEOUT, 0);
 		log_debug("event=delivery_connect relay=%s result=failed",
 		    c->relay);
 	} else
@@ -1212,6 +1239,7 @@ client_destroy(struct client *c)
 		bufferevent_free(c->bev);
 	event_free(c->ev_reply);
 	event_free(c->ev_later);
+	event_free(c->ev_noconn);
 	free(c);
 }
 
@@ -1231,6 +1259,12 @@ int
 client_tls_failed(const struct client *c)
 {
 	return c->tls_failed;
+}
+
+int
+client_local_failure(const struct client *c)
+{
+	return c->local_errno != 0;
 }
 
 const char *

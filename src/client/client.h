@@ -108,6 +108,10 @@ const char	*client_error(const struct client *);
 int		 client_greeted(const struct client *);
 /* 1 when the failure was a TLS handshake failure (retry in clear). */
 int		 client_tls_failed(const struct client *);
+/* 1 when the connection failed here, not at the peer: no socket for lack
+ * of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM). Such a
+ * failure says nothing about the primary and never counts against it. */
+int		 client_local_failure(const struct client *);
 /* "host[addr]:port" of the peer. */
 const char	*client_relay(const struct client *);
 

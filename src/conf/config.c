@@ -252,6 +252,10 @@ static const struct conf_key keys[] = {
 	{ "passthrough_pool_size", CONF_UINT, FIELD(passthrough_pool_size),
 	    "2", 0, 0, "pass-through: idle connections kept per primary for "
 	    "the next session (0: none)" },
+	{ "passthrough_connection_limit", CONF_UINT,
+	    FIELD(passthrough_connection_limit), "20", 1, 0,
+	    "pass-through: connections to one primary in use at once; a "
+	    "session beyond it is stored (backup mode)" },
 	{ "accept_unverified", CONF_BOOL, FIELD(accept_unverified), "no", 0,
 	    0, "backup mode: accept recipients never verified (per domain "
 	    "too)" },

@@ -146,6 +146,7 @@ struct config {
 	unsigned	passthrough_connect_timeout; /* connect+greeting+EHLO */
 	unsigned	passthrough_reply_timeout; /* each primary reply */
 	unsigned	passthrough_pool_size;	/* idle connections per primary */
+	unsigned	passthrough_connection_limit; /* in use, per primary */
 	int		accept_unverified;	/* domains_file can override */
 	int		domain_learning;	/* 0: every domain active */
 	unsigned	learning_period;

@@ -453,10 +453,10 @@ parse_yesno(struct dparse *p, const char *key, const char *v, size_t n,
 
 /* The options of a domain line, each allowed once. */
 enum { OPT_ROUTE, OPT_MX_CHECK, OPT_ACCEPT_UNVERIFIED,
-    OPT_PASSTHROUGH_FILTERS, OPT_RECIPIENTS, OPT_N };
+    OPT_PASSTHROUGH_FILTERS, OPT_RECIPIENTS, OPT_FORWARD_CLIENT, OPT_N };
 static const char *const options[OPT_N] = {
 	"route", "mx_check", "accept_unverified", "passthrough_filters",
-	"recipients"
+	"recipients", "forward_client"
 };
 
 /* Option 'w' (klen bytes, before its '=') with value v (vlen bytes) into
@@ -496,6 +496,8 @@ parse_option(struct dparse *p, struct domain *dom, unsigned *seen,
 		dom->mx_check_off = !b;
 	else if (o == OPT_ACCEPT_UNVERIFIED)
 		dom->accept_unverified = b;
+	else if (o == OPT_FORWARD_CLIENT)
+		dom->forward_client = b != 0;
 	else
 		dom->passthrough_filters = b != 0;
 	return 0;

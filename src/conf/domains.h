@@ -12,6 +12,8 @@
  *     verified; unset, the global key accept_unverified decides;
  *   passthrough_filters=yes|no (no): the DNSBL and the sender and
  *     recipient domain checks run on the pass-through path too;
+ *   forward_client=yes|no (no): in pass-through, tell a primary that
+ *     offers XFORWARD who the client is (docs/passthrough.md);
  *   recipients=FILE: the domain's valid recipients, never expired. FILE
  *     is relative to the domains file's directory (to the current
  *     directory for domains_parse()). One address a line, "local" or
@@ -47,6 +49,7 @@ struct domain {
 	unsigned	route_no_mx:1;	/* route given as [HOST] */
 	unsigned	mx_check_off:1;	/* mx_check=no: private MX is fine */
 	unsigned	passthrough_filters:1; /* DNSBL, DNS checks in pass-through */
+	unsigned	forward_client:1; /* XFORWARD the client in pass-through */
 	int		accept_unverified; /* -1 unset (global key), 0 no, 1 yes */
 	struct domain_rcpts *rcpts;	/* recipients=; NULL: none. Owned by
 					 * struct domains */

@@ -274,6 +274,39 @@ test_mx_check(void **state)
 	check_opt_rows(rows, nitems(rows));
 }
 
+/* forward_client=yes|no, once (docs/passthrough.md). */
+static void
+test_forward_client(void **state)
+{
+	static const struct {
+		const char	*text;
+		int		 want;
+		const char	*err;
+	} rows[] = {
+		{ "example.com", 0, NULL },
+		{ "example.com forward_client=yes", 1, NULL },
+		{ "example.com forward_client=no route=[a.example]", 0, NULL },
+		{ "example.com forward_client=xclient", 0,
+		    "d:1: bad forward_client 'xclient': yes or no" },
+		{ "example.com forward_client=yes forward_client=yes", 0,
+		    "d:1: forward_client given twice" },
+	};
+	size_t i;
+
+	for (i = 0; i < nitems(rows); i++) {
+		const struct domain *dom;
+		struct domains *d = parse_one(i, rows[i].text, rows[i].err,
+		    &dom);
+
+		if (d == NULL)
+			continue;
+		if ((int)dom->forward_client != rows[i].want)
+			fail_msg("row %zu: forward_client %d", i,
+			    (int)dom->forward_client);
+		domains_free(d);
+	}
+}
+
 /* accept_unverified= and passthrough_filters=, yes or no, once each. */
 static void
 test_flag_options(void **state)
@@ -797,6 +830,7 @@ main(void)
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_mx_check),
 		cmocka_unit_test(test_flag_options),
+		cmocka_unit_test(test_forward_client),
 		cmocka_unit_test(test_recipients),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_many),

@@ -104,6 +104,8 @@ struct lookup {
 	struct deliver		*d;
 	char			 domain[256];	/* whose MX we ask */
 	uint16_t		 port;
+	int			 trusted;	/* route= or mx_check=no: special-
+						   purpose addresses are fine */
 	struct resolver_query	*rq;
 	struct {
 		uint16_t	pref;
@@ -128,7 +130,7 @@ struct deliver {
 	/* Who we are for MX selection: our names, and the addresses we
 	 * listen on at delivery_port (a connection there reaches us). */
 	struct mx_self		 self;
-	uint8_t			 self_addr[MX_SELF_ADDRS_MAX][16];
+	struct mx_self_store	 self_store;
 	struct primary		*primaries;
 	struct deliver_task	*live;		/* every task not finished */
 	struct deliver_task	*later;		/* finished without a hop */
@@ -225,6 +227,29 @@ task_resolve_all(struct deliver_task *t, int code, const char *text)
  * The next hop of 'domain' into *ss, or -1 with the reason in why (the
  * tasks are deferred with it).
  */
+/* A route=[ADDR]:PORT that is one of our own listen addresses would
+ * deliver to ourselves: -1 with the loop's reason, else 0. */
+static int
+route_self(const struct deliver *d, const struct domain *dom,
+    const struct sockaddr_storage *ss, char *why, size_t whysz)
+{
+	struct mx_self self = d->self;
+	struct mx_result res;
+	uint8_t a[16];
+
+	self.dport = dom->route_port;
+	self.refuse_special = 0;
+	if (ranges_from_sockaddr((const struct sockaddr *)ss, a) == -1 ||
+	    mx_addr_verdict(a, &self) != MX_ADDR_SELF)
+		return 0;
+	log_warn("event=mx_loop domain=%s host=%s reason=own_address",
+	    dom->name, dom->route_host);
+	memset(&res, 0, sizeof(res));
+	res.status = MX_LOOP;
+	mx_reason(&res, dom->name, why, whysz);
+	return -1;
+}
+
 static int
 next_hop(struct deliver *d, const char *domain, struct sockaddr_storage *ss,
     socklen_t *sslen, char *host, size_t hostsz, char *why, size_t whysz)
@@ -241,14 +266,14 @@ next_hop(struct deliver *d, const char *domain, struct sockaddr_storage *ss,
 			s4->sin_family = AF_INET;
 			s4->sin_port = htons(dom->route_port);
 			*sslen = sizeof(*s4);
-			return 0;
+			return route_self(d, dom, ss, why, whysz);
 		}
 		if (inet_pton(AF_INET6, dom->route_host, &s6->sin6_addr) ==
 		    1) {
 			s6->sin6_family = AF_INET6;
 			s6->sin6_port = htons(dom->route_port);
 			*sslen = sizeof(*s6);
-			return 0;
+			return route_self(d, dom, ss, why, whysz);
 		}
 		/* A host name: looked up (lookup_start). */
 		*sslen = 0;
@@ -430,10 +455,12 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	struct deliver *d = cn->d;
 	struct deliver_task *t;
 	char why[QDB_TEXT_MAX];
-	int greeted = client_greeted(c);
+	int greeted = client_greeted(c), local;
 
 	if (cn->probe) {
-		int ok = ev == CLIENT_READY;
+		/* -1: no verdict, the failure was ours (health.h). */
+		int ok = ev == CLIENT_READY ? 1 :
+		    client_local_failure(c) ? -1 : 0;
 
 		snprintf(why, sizeof(why), "%s", ok ? "" : client_error(c));
 		if (ok)
@@ -459,11 +486,13 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		break;
 	}
 
-	/* The connection is gone. */
+	/* The connection is gone. Out of descriptors here: nothing is
+	 * known of the primary, so nothing counts against it. */
+	local = client_local_failure(c);
 	t = cn->cur;
 	if (t != NULL) {
 		/* Its recipients were deferred by the client. */
-		t->conn_failed = !greeted;
+		t->conn_failed = !greeted && !local;
 		cn->cur = NULL;
 		task_untx(t);
 		p->nfree++;
@@ -478,6 +507,16 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	conn_remove(d, cn);
 	if (t != NULL && !(t->conn_failed && task_next_host(d, t)))
 		task_finish(d, t);
+	if (local) {
+		/* The waiting tasks are deferred, the primary untouched. */
+		if (!primary_talking(p))
+			while ((t = primary_take(p)) != NULL) {
+				task_resolve_all(t, 451, why);
+				str_copy(t->relay, sizeof(t->relay), p->key);
+				task_finish_later(d, t);
+			}
+		return;
+	}
 	if (!greeted) {
 		/*
 		 * The primary did not even greet us (refused, timeout, 421).
@@ -672,8 +711,9 @@ alts_fill(struct deliver_alts *a, const struct lookup *l)
 		str_copy(a->host[a->n++], sizeof(a->host[0]), l->mx[i].host);
 }
 
-/* What one address answer of the host l is at means (mx.h). Our own
- * addresses count only where we would connect to our own port. */
+/* What one address answer of the host l is at means (mx.h): ours at the
+ * port we would connect to, or special-purpose where the operator did
+ * not name the host. */
 static enum mx_addr
 addr_verdict(const struct lookup *l, const struct dns_rr *rr)
 {
@@ -684,8 +724,8 @@ addr_verdict(const struct lookup *l, const struct dns_rr *rr)
 		ranges_from_v4(rr->u.a, a);
 	else
 		memcpy(a, rr->u.aaaa, 16);
-	if (l->port != l->d->conf->delivery_port)
-		self.naddr = 0;
+	self.dport = l->port;
+	self.refuse_special = !l->trusted;
 	return mx_addr_verdict(a, &self);
 }
 
@@ -723,6 +763,11 @@ addr_answer(const struct dns_result *res, void *arg)
 		if (rr->type != l->qtype)
 			continue;
 		switch (addr_verdict(l, rr)) {
+		case MX_ADDR_SPECIAL:
+			log_warn("event=mx_refused domain=%s host=%s "
+			    "reason=special_purpose_address", l->domain,
+			    l->mx[l->cur].host);
+			continue;
 		case MX_ADDR_NONE:
 			continue;
 		case MX_ADDR_SELF:
@@ -870,6 +915,18 @@ lookup_new(struct deliver *d, struct deliver_task *t)
 	return l;
 }
 
+/* The operator vouches for the next hops of customer domain 'domain'
+ * (route= or mx_check=no): special-purpose addresses are fine. */
+static int
+domain_trusted(const struct deliver *d, const char *domain)
+{
+	const struct domain *dom = d->domains ?
+	    domains_lookup(d->domains, domain) : NULL;
+
+	return dom != NULL && (dom->mx_check_off ||
+	    dom->route_host[0] != '\0');
+}
+
 /* A new lookup of one MX host's addresses (an alternate of domain's),
  * ready for lookup_addr(). */
 static struct lookup *
@@ -878,6 +935,7 @@ lookup_host(struct deliver *d, struct deliver_task *t, const char *domain,
 {
 	struct lookup *l = lookup_new(d, t);
 
+	l->trusted = domain_trusted(d, domain);
 	l->port = port;
 	str_copy(l->domain, sizeof(l->domain), domain);
 	str_copy(l->mx[0].host, sizeof(l->mx[0].host), host);
@@ -925,6 +983,7 @@ lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
 		str_copy(l->probe_domain, sizeof(l->probe_domain), domain);
 	l->port = (uint16_t)d->conf->delivery_port;
 	str_copy(l->domain, sizeof(l->domain), domain);
+	l->trusted = domain_trusted(d, domain);
 	if (dom != NULL && dom->route_host[0] != '\0') {
 		/* route=HOST:PORT (MX of HOST) or route=[HOST]:PORT. */
 		l->port = dom->route_port;
@@ -968,7 +1027,7 @@ deliver_new(struct event_base *base, const struct config *conf)
 	d->cconf.data_init_timeout = conf->smtp_data_init_timeout;
 	d->cconf.data_block_timeout = conf->smtp_data_block_timeout;
 	d->cconf.data_done_timeout = conf->smtp_data_done_timeout;
-	mx_self_init(&d->self, d->self_addr, conf);
+	mx_self_init(&d->self, &d->self_store, conf);
 	return d;
 }
 

@@ -26,6 +26,7 @@ struct config;
 struct domains;
 struct deliver;
 
+/* ok: 1 greeted, 0 failed (why), -1 no socket here (health.h). */
 typedef void	deliver_probe_cb(const char *domain, int ok, const char *why,
 		    void *arg);
 

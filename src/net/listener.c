@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 
 #include "config.h"
@@ -37,7 +38,13 @@ struct listener {
 	size_t			 sessions;
 	struct ipcount		*ips;
 	size_t			 nips;		/* table size, a power of 2 */
+	struct event		*ev_resume;	/* the end of an accept pause */
+	int			 paused;
+	int			 disabled;	/* listener_disable: for good */
 };
+
+/* Out of descriptors: accepting stops this long (OpenSMTPD's pause). */
+#define LISTENER_PAUSE_SEC	1
 
 static size_t
 key_hash(const unsigned char key[16])
@@ -154,13 +161,51 @@ listener_sessions(const struct listener *l)
 }
 
 static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	size_t i;
+
+	l->paused = 0;
+	if (l->disabled)
+		return;
+	for (i = 0; i < l->nl; i++)
+		evconnlistener_enable(l->l[i]);
+	log_info("event=accept_resume");
+}
+
+/*
+ * accept() failed. Out of descriptors or memory (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM) the pending connection stays in the backlog and the
+ * socket stays readable: listening on would call accept() again at once,
+ * forever, a loop that burns the CPU and floods the log while nothing
+ * gets better. Stop accepting for LISTENER_PAUSE_SEC instead; sessions
+ * ending meanwhile give descriptors back, and the kernel's backlog holds
+ * the waiting clients. Anything else (a client that reset before we
+ * took it): say so, go on.
+ */
+static void
 error_cb(struct evconnlistener *el, void *arg)
 {
+	struct listener *l = arg;
+	struct timeval tv = { LISTENER_PAUSE_SEC, 0 };
 	int e = EVUTIL_SOCKET_ERROR();
+	size_t i;
 
-	/* EMFILE and friends: say so, keep listening; libevent retries. */
-	log_warn("event=accept_error error=\"%s\"",
-	    evutil_socket_error_to_string(e));
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		log_warn("event=accept_error error=\"%s\"",
+		    evutil_socket_error_to_string(e));
+		return;
+	}
+	if (l->paused)
+		return;
+	log_warn("event=accept_error error=\"%s\" action=pause seconds=%d "
+	    "sessions=%zu", evutil_socket_error_to_string(e),
+	    LISTENER_PAUSE_SEC, l->sessions);
+	l->paused = 1;
+	for (i = 0; i < l->nl; i++)
+		evconnlistener_disable(l->l[i]);
+	evtimer_add(l->ev_resume, &tv);
 }
 
 /* Own socket setup: an IPv6 listener is IPv6-only, so "0.0.0.0:25,
@@ -201,6 +246,7 @@ listener_open(struct event_base *base, const struct config *conf,
 	    l->nips *= 2)
 		;
 	l->ips = xcalloc(l->nips, sizeof(*l->ips));
+	l->ev_resume = evtimer_new(base, resume_cb, l);
 
 	for (i = 0; i < conf->nlisten; i++) {
 		const struct config_listen *cl = &conf->listen[i];
@@ -246,6 +292,7 @@ listener_disable(struct listener *l)
 {
 	size_t i;
 
+	l->disabled = 1;
 	for (i = 0; i < l->nl; i++)
 		evconnlistener_disable(l->l[i]);
 }
@@ -259,6 +306,8 @@ listener_free(struct listener *l)
 		return;
 	for (i = 0; i < l->nl; i++)
 		evconnlistener_free(l->l[i]);
+	if (l->ev_resume != NULL)
+		event_free(l->ev_resume);
 	free(l->ips);
 	free(l);
 }

@@ -261,7 +261,10 @@ connected(struct client *c, int reached, const char *why, void *arg)
 	if (c == NULL) {
 		log_info("event=callout_failed domain=%s error=\"%s\"",
 		    cd->name, why);
-		primary_health_failed(co->health, cd->name, why, 0);
+		/* Strangers' RCPTs start callouts: a failure is only a
+		 * suspicion, our own probe decides (health.h). */
+		if (reached >= 0)	/* -1: out of descriptors here */
+			primary_health_suspect(co->health, cd->name, why);
 		session_end(cd, 1);
 		return;
 	}

@@ -47,6 +47,10 @@ struct primary_conn {
 	socklen_t		 sslen;
 	int			 clear;		/* this host: no STARTTLS */
 	int			 reached;	/* some host greeted */
+	int			 local;		/* failed here: no descriptor */
+	int			 trusted;	/* the operator's route= or
+						   mx_check=no: special-purpose
+						   addresses are fine */
 	char			 why[CLIENT_TEXT_MAX];
 };
 
@@ -58,7 +62,7 @@ struct primary_connector {
 	struct client_conf	 cconf;
 	SSL_CTX			*tls;
 	struct mx_self		 self;
-	uint8_t			 self_addr[MX_SELF_ADDRS_MAX][16];
+	struct mx_self_store	 self_store;
 	primary_tls_hint_fn	*tls_hint;
 	void			*tls_hint_arg;
 	struct primary_conn	*reqs;
@@ -91,7 +95,7 @@ fail_cb(evutil_socket_t fd, short what, void *arg)
 	primary_connect_cb *cb = r->cb;
 	void *cbarg = r->arg;
 	char why[CLIENT_TEXT_MAX];
-	int reached = r->reached;
+	int reached = r->local ? -1 : r->reached;
 
 	str_copy(why, sizeof(why), r->why[0] ? r->why : "no next hop");
 	req_free(r);
@@ -149,9 +153,8 @@ addr_answer(const struct dns_result *res, void *arg)
 	size_t i;
 
 	r->rq = NULL;
-	/* Our own addresses count only where we would reach our port. */
-	if (r->port != r->pc->conf->delivery_port)
-		self.naddr = 0;
+	self.dport = r->port;
+	self.refuse_special = !r->trusted;
 	for (i = 0; res->status == DNS_OK && i < res->nrr; i++) {
 		const struct dns_rr *rr = &res->rr[i];
 
@@ -162,6 +165,11 @@ addr_answer(const struct dns_result *res, void *arg)
 		else
 			memcpy(a, rr->u.aaaa, 16);
 		switch (mx_addr_verdict(a, &self)) {
+		case MX_ADDR_SPECIAL:
+			log_warn("event=mx_refused domain=%s host=%s "
+			    "reason=special_purpose_address", r->domain,
+			    r->hop[r->cur].host);
+			continue;
 		case MX_ADDR_NONE:
 			continue;
 		case MX_ADDR_SELF:
@@ -300,6 +308,15 @@ conn_event(struct client *c, enum client_event ev, void *arg)
 		r->reached = 1;
 	str_copy(r->why, sizeof(r->why), client_error(c));
 	tls_failed = client_tls_failed(c);
+	if (client_local_failure(c)) {
+		/* Out of descriptors here: the next host would fail the
+		 * same way, and none of it is the primary's doing. */
+		client_free(c);
+		r->c = NULL;
+		r->local = 1;
+		fail_later(r);
+		return;
+	}
 	client_free(c);
 	r->c = NULL;
 	if (tls_failed && !r->clear) {
@@ -327,7 +344,8 @@ start_client(struct primary_conn *r)
 	    !r->clear && !broken, conn_event, r);
 	if (r->c == NULL) {
 		str_copy(r->why, sizeof(r->why), "connect: out of resources");
-		next_host(r);
+		r->local = 1;
+		fail_later(r);
 	}
 }
 
@@ -353,6 +371,21 @@ route_addr(struct primary_conn *r, const char *host, uint16_t port)
 	r->nhop = 1;
 	r->cur = 0;
 	return 1;
+}
+
+/* The route's address is one we listen on (route_addr() filled r->ss). */
+static int
+route_is_self(struct primary_conn *r)
+{
+	struct mx_self self = r->pc->self;
+	uint8_t a[16];
+
+	self.dport = r->port = ntohs(r->ss.ss_family == AF_INET ?
+	    ((struct sockaddr_in *)&r->ss)->sin_port :
+	    ((struct sockaddr_in6 *)&r->ss)->sin6_port);
+	self.refuse_special = 0;
+	return ranges_from_sockaddr((struct sockaddr *)&r->ss, a) == 0 &&
+	    mx_addr_verdict(a, &self) == MX_ADDR_SELF;
 }
 
 /* --- the face ----------------------------------------------------------- */
@@ -382,9 +415,17 @@ primary_connect(struct primary_connector *pc, const char *domain,
 	r->port = (uint16_t)pc->conf->delivery_port;
 	str_copy(r->name, sizeof(r->name), r->domain);
 	dom = pc->domains ? domains_lookup(pc->domains, r->domain) : NULL;
+	if (dom != NULL && dom->mx_check_off)
+		r->trusted = 1;		/* private MX hosts are known */
 	if (dom != NULL && dom->route_host[0] != '\0') {
-		/* The operator's word, taken as it is. */
+		/* The operator's word, taken as it is, except where it
+		 * names ourselves. */
+		r->trusted = 1;
 		if (route_addr(r, dom->route_host, dom->route_port)) {
+			if (route_is_self(r)) {
+				fail_self(r);
+				return r;
+			}
 			r->found = 1;
 			start_client(r);
 			return r;
@@ -448,7 +489,7 @@ primary_connector_new(struct event_base *base, const struct config *conf)
 	pc->cconf.data_init_timeout = conf->smtp_data_init_timeout;
 	pc->cconf.data_block_timeout = conf->smtp_data_block_timeout;
 	pc->cconf.data_done_timeout = conf->smtp_data_done_timeout;
-	mx_self_init(&pc->self, pc->self_addr, conf);
+	mx_self_init(&pc->self, &pc->self_store, conf);
 	return pc;
 }
 

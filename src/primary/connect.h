@@ -54,7 +54,8 @@ const struct client_conf *primary_client_conf(
  * in why ("connect: Connection refused", "no MX host better than ours",
  * a 421 greeting's text...) and 'reached': 1 when some host greeted (e.g.
  * 421 or EHLO failure after a greeting), 0 when none could be connected
- * at all. 'why' is valid only during the call. Until client_set_cb the
+ * at all, -1 when the failure was ours (no file descriptor: say nothing
+ * about the primary, client_local_failure). 'why' is valid only during the call. Until client_set_cb the
  * handed-over client calls nobody. 'conf' gives the timeouts (copied).
  */
 typedef void	primary_connect_cb(struct client *, int reached,

@@ -22,6 +22,8 @@
 #include "xmem.h"
 
 #define HEALTH_BUCKETS_MIN	64
+#define HEALTH_SUSPECT_GAP	10	/* seconds between two suspicions'
+					   probes of one primary */
 
 struct rec {
 	struct rec	*hnext;			/* bucket chain */
@@ -31,6 +33,7 @@ struct rec {
 	unsigned	 failures;
 	time_t		 next_probe;
 	int		 probing;
+	time_t		 suspected;	/* last probe asked by a suspicion */
 };
 
 struct primary_health {
@@ -241,13 +244,53 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 	r = get(h, k);
 	r->probing = 0;
 	log_info("event=primary_probe domain=%s result=%s%s%s%s", r->domain,
-	    ok ? "up" : "down", ok ? "" : " reason=\"", ok ? "" : why,
-	    ok ? "" : "\"");
-	if (ok)
+	    ok > 0 ? "up" : ok < 0 ? "none" : "down", ok > 0 ? "" :
+	    " reason=\"", ok > 0 ? "" : why, ok > 0 ? "" : "\"");
+	if (ok > 0)
 		mark_ok(h, r);
-	else
+	else if (ok < 0) {
+		/* Our own trouble (no descriptor): no verdict, the next
+		 * probe decides. */
 		r->next_probe = time(NULL) +
 		    (time_t)h->conf->primary_probe_interval;
+	} else if (!r->down) {
+		/* A suspicion confirmed by our own probe: a failure of
+		 * ours, counted as a delivery's is. */
+		r->failures++;
+		if (r->failures >= h->conf->primary_down_after)
+			mark_down(h, r, why);
+	} else
+		r->next_probe = time(NULL) +
+		    (time_t)h->conf->primary_probe_interval;
+}
+
+/*
+ * What a client can provoke (a pass-through or a callout that failed)
+ * is only a suspicion: a probe of our own, now, decides (docs/queue.md
+ * "Primary health"). One probe at a time per primary, and at most one
+ * per HEALTH_SUSPECT_GAP, so strangers cannot turn failures into a
+ * stream of probes either.
+ */
+void
+primary_health_suspect(struct primary_health *h, const char *domain,
+    const char *why)
+{
+	char k[256];
+	struct rec *r;
+	time_t now = time(NULL);
+
+	key(k, domain);
+	r = get(h, k);
+	if (r->down || r->probing || (r->suspected != 0 &&
+	    now - r->suspected < HEALTH_SUSPECT_GAP))
+		return;
+	r->suspected = now;
+	log_info("event=primary_suspect domain=%s reason=\"%s\"", r->domain,
+	    why);
+	if (h->probe == NULL)
+		return;		/* nobody can probe: the deliveries decide */
+	r->probing = 1;
+	h->probe(h->probe_owner, r->domain, probe_done, h);
 }
 
 void

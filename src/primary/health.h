@@ -5,9 +5,11 @@
  * however many domains there are. docs/queue.md "Primary health".
  *
  * A primary is down after primary_down_after consecutive connection
- * failures (deliveries, pass-through, callouts all count), or at once
- * when the caller says so (a pass-through that could not reach it at the
- * first RCPT, a down record restored at start). While down it is probed
+ * failures of our own (queued deliveries, probes), or at once when the
+ * caller says so (a down record restored at start). What a client of
+ * ours can provoke -- a pass-through or a callout that failed -- is only
+ * a suspicion (primary_health_suspect): it starts a probe, and only the
+ * probe's failure counts (docs/queue.md "Primary health"). While down it is probed
  * every primary_probe_interval, with mail waiting or not: pass-through and
  * callouts wait for it too. The first clean EHLO (a probe's, a delivery's,
  * a pass-through's or a callout's) marks it up; the up callback runs then
@@ -29,7 +31,9 @@ struct config;
 struct learn;
 struct primary_health;
 
-/* A probe's outcome: ok, or the reason it failed. */
+/* A probe's outcome: ok 1, or 0 and the reason it failed; -1 when it
+ * could not be made for a reason of ours (no file descriptor): no
+ * verdict, the primary stays as it was. */
 typedef void	primary_probe_done_cb(const char *domain, int ok,
 		    const char *why, void *arg);
 /* Probe domain's primary (connect, EHLO, QUIT); 'done' runs once, later. */
@@ -59,6 +63,11 @@ int		 primary_health_up(const struct primary_health *,
  * primary_down_after of them. */
 void		 primary_health_failed(struct primary_health *,
 		    const char *domain, const char *why, int now);
+/* A failure a client could have provoked: probe now (unless a probe
+ * runs, the primary is down already, or one was asked in the last few
+ * seconds); only that probe's failure counts toward primary_down_after. */
+void		 primary_health_suspect(struct primary_health *,
+		    const char *domain, const char *why);
 /* A clean EHLO: up; if it was down, the up callback runs. */
 void		 primary_health_ok(struct primary_health *,
 		    const char *domain);

@@ -167,6 +167,45 @@ test_many(void **state)
 	primary_health_free(h);
 }
 
+/* A suspicion is a probe now, never "down" by itself: down only when
+ * that probe fails; one probe at a time, none again within a few
+ * seconds; nothing for a primary already down. */
+static void
+test_suspect(void **state)
+{
+	struct primary_health *h = fresh(1);
+
+	primary_health_suspect(h, "Example.org", "421 busy");
+	assert_true(primary_health_up(h, "example.org"));
+	assert_int_equal(seen.nprobe, 1);
+	assert_string_equal(seen.probed[0], "example.org");
+	primary_health_suspect(h, "example.org", "421 busy");	/* probing */
+	assert_int_equal(seen.nprobe, 1);
+	seen.done("example.org", 1, "", seen.done_arg);
+	assert_true(primary_health_up(h, "example.org"));
+	assert_int_equal(seen.nup, 0);
+	primary_health_suspect(h, "example.org", "421 busy");	/* too soon */
+	assert_int_equal(seen.nprobe, 1);
+
+	primary_health_suspect(h, "other.org", "refused");
+	assert_int_equal(seen.nprobe, 2);
+	seen.done("other.org", 0, "refused", seen.done_arg);
+	assert_false(primary_health_up(h, "other.org"));
+	primary_health_suspect(h, "other.org", "refused");	/* down */
+	assert_int_equal(seen.nprobe, 2);
+	primary_health_free(h);
+
+	/* The probe's failure counts as one of primary_down_after. */
+	h = fresh(2);
+	primary_health_suspect(h, "example.org", "421 busy");
+	seen.done("example.org", 0, "421 busy", seen.done_arg);
+	assert_true(primary_health_up(h, "example.org"));
+	assert_int_equal(primary_health_failures(h, "example.org"), 1);
+	primary_health_failed(h, "example.org", "refused", 0);
+	assert_false(primary_health_up(h, "example.org"));
+	primary_health_free(h);
+}
+
 int
 main(void)
 {
@@ -175,6 +214,7 @@ main(void)
 		cmocka_unit_test(test_now_and_back),
 		cmocka_unit_test(test_probes),
 		cmocka_unit_test(test_many),
+		cmocka_unit_test(test_suspect),
 	};
 
 	log_set_level(LOG_LEVEL_ERR);		/* 100,000 domains go down */

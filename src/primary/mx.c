@@ -5,6 +5,7 @@
  */
 #include "mx.h"
 
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,18 +21,36 @@ mx_is_self_name(const char *host, const struct mx_self *self)
 	return self->conf != NULL && config_is_our_mx(self->conf, host);
 }
 
+static const uint8_t any6[16];
+static const uint8_t any4[16] = { [10] = 0xff, [11] = 0xff };
+static const uint8_t loop6[16] = { [15] = 1 };
+
+/* 127.0.0.0/8 (IPv4-mapped): 0, ::1: 1, else -1. */
+static int
+loopback(const uint8_t a[16])
+{
+	if (memcmp(a, any4, 12) == 0 && a[12] == 127)
+		return 0;
+	return memcmp(a, loop6, 16) == 0 ? 1 : -1;
+}
+
 enum mx_addr
 mx_addr_verdict(const uint8_t a[16], const struct mx_self *self)
 {
-	static const uint8_t any6[16];
-	static const uint8_t any4[16] = { [10] = 0xff, [11] = 0xff };
 	size_t i;
+	int lo;
 
 	if (memcmp(a, any6, 16) == 0 || memcmp(a, any4, 16) == 0)
 		return MX_ADDR_NONE;
 	for (i = 0; i < self->naddr; i++)
-		if (memcmp(a, self->addr[i], 16) == 0)
+		if (memcmp(a, self->addr[i], 16) == 0 &&
+		    (self->port == NULL || self->port[i] == self->dport))
 			return MX_ADDR_SELF;
+	if ((lo = loopback(a)) != -1 && self->loop_port[lo] != 0 &&
+	    self->loop_port[lo] == self->dport)
+		return MX_ADDR_SELF;
+	if (self->refuse_special && ranges_special(a) != NULL)
+		return MX_ADDR_SPECIAL;
 	return MX_ADDR_USE;
 }
 
@@ -68,6 +87,7 @@ host_kind(const struct mx_query *q, const char *host)
 			usable++;
 			break;
 		case MX_ADDR_NONE:
+		case MX_ADDR_SPECIAL:
 			break;
 		}
 	return usable > 0 ? HOST_USE : HOST_NOADDR;
@@ -178,33 +198,74 @@ mx_reason(const struct mx_result *res, const char *domain, char *buf,
 	return 0;
 }
 
+/* One address of ours at 'port', if there is room. */
+static void
+self_add(struct mx_self *self, struct mx_self_store *st, const uint8_t a[16],
+    unsigned port)
+{
+	size_t i;
+
+	for (i = 0; i < self->naddr; i++)
+		if (memcmp(st->addr[i], a, 16) == 0 && st->port[i] == port)
+			return;
+	if (self->naddr >= MX_SELF_ADDRS_MAX)
+		return;
+	memcpy(st->addr[self->naddr], a, 16);
+	st->port[self->naddr] = (uint16_t)port;
+	self->naddr++;
+}
+
+/* A wildcard listen of this family at port: every interface address. */
+static void
+self_add_interfaces(struct mx_self *self, struct mx_self_store *st,
+    int family, unsigned port)
+{
+	struct ifaddrs *ifa, *i;
+	uint8_t a[16];
+
+	if (getifaddrs(&ifa) == -1)
+		return;		/* loop_port still catches loopback */
+	for (i = ifa; i != NULL; i = i->ifa_next)
+		if (i->ifa_addr != NULL && i->ifa_addr->sa_family == family &&
+		    ranges_from_sockaddr(i->ifa_addr, a) == 0)
+			self_add(self, st, a, port);
+	freeifaddrs(ifa);
+}
+
 void
-mx_self_init(struct mx_self *self, uint8_t addr[MX_SELF_ADDRS_MAX][16],
+mx_self_init(struct mx_self *self, struct mx_self_store *st,
     const struct config *conf)
 {
 	size_t i;
 
 	memset(self, 0, sizeof(*self));
 	self->conf = conf;
-	self->addr = (const uint8_t (*)[16])addr;
-	for (i = 0; i < conf->nlisten && self->naddr < MX_SELF_ADDRS_MAX;
-	    i++) {
+	self->addr = (const uint8_t (*)[16])st->addr;
+	self->port = st->port;
+	self->dport = conf->delivery_port;
+	self->refuse_special = 1;
+	for (i = 0; i < conf->nlisten; i++) {
 		const struct sockaddr *sa =
 		    (const struct sockaddr *)&conf->listen[i].ss;
-		uint8_t *a = addr[self->naddr];
+		uint8_t a[16];
 		unsigned port;
+		int v6 = sa->sa_family == AF_INET6;
 
 		if (sa->sa_family == AF_INET)
 			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-		else if (sa->sa_family == AF_INET6)
+		else if (v6)
 			port = ntohs(((const struct sockaddr_in6 *)sa)->
 			    sin6_port);
 		else
 			continue;
-		if (port != conf->delivery_port ||
-		    ranges_from_sockaddr(sa, a) == -1 ||
-		    mx_addr_verdict(a, self) == MX_ADDR_NONE)
+		if (port == 0 || ranges_from_sockaddr(sa, a) == -1)
 			continue;
-		self->naddr++;
+		if (memcmp(a, any6, 16) == 0 || memcmp(a, any4, 16) == 0) {
+			/* Every address of this machine reaches it. */
+			self->loop_port[v6] = (uint16_t)port;
+			self_add_interfaces(self, st, sa->sa_family, port);
+			continue;
+		}
+		self_add(self, st, a, port);
 	}
 }

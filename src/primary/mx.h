@@ -17,10 +17,16 @@
  *
  * Addresses (mx_addr_verdict): 0.0.0.0 and :: name no host (a connection
  * to them reaches this machine): such an address is never used, as if the
- * host had none. Loopback and the other special ranges (src/dns/ranges.h)
- * are used as they are: a primary on this machine behind another port is
- * an operator's choice. Only an address that is one of our own (where we
- * listen on the delivery port) makes a host "us".
+ * host had none. An address and port we listen on -- a wildcard listen
+ * stands for every address of this machine's interfaces and loopback --
+ * makes a host "us": never connected to, whatever its name (a CNAME, an
+ * alias, an address literal in route=). Loopback and the other
+ * special-purpose ranges (src/dns/ranges.h) are unusable too where the
+ * caller says so (refuse_special): a customer's DNS must not point our
+ * connections at this machine or an internal network. The operator's own
+ * route= and a domain's mx_check=no allow them (a primary on this machine
+ * behind another port is an operator's choice). docs/passthrough.md
+ * "Threats".
  */
 #ifndef BACKMX_MX_H
 #define BACKMX_MX_H
@@ -31,7 +37,7 @@
 #define MX_HOPS_MAX	5	/* hosts tried per attempt, in all (Postfix's
 				   smtp_mx_address_limit) */
 #define MX_RECORDS_MAX	32	/* MX records considered per answer */
-#define MX_SELF_ADDRS_MAX 16	/* our own addresses compared */
+#define MX_SELF_ADDRS_MAX 64	/* our own addresses compared */
 #define MX_NO_PREF	65536	/* "ours" when no MX host is us */
 
 /* One MX record as the answer holds it. */
@@ -54,6 +60,21 @@ struct mx_self {
 					   name is ours */
 	const uint8_t	(*addr)[16];	/* our own addresses, may be NULL */
 	size_t		 naddr;
+	const uint16_t	*port;		/* addr[i] is us at port[i] only;
+					   NULL: at any port */
+	unsigned	 dport;		/* the port the connection would go
+					   to (the caller's, per request) */
+	uint16_t	 loop_port[2];	/* a wildcard IPv4 [0] or IPv6 [1]
+					   listen: any loopback address at
+					   this port is us; 0: none */
+	int		 refuse_special; /* special-purpose addresses are
+					    unusable (MX_ADDR_SPECIAL) */
+};
+
+/* Storage for mx_self_init(). */
+struct mx_self_store {
+	uint8_t		addr[MX_SELF_ADDRS_MAX][16];
+	uint16_t	port[MX_SELF_ADDRS_MAX];
 };
 
 /* The question. */
@@ -91,15 +112,17 @@ enum mx_addr {
 	MX_ADDR_USE,	/* connect to it */
 	MX_ADDR_SELF,	/* one of our own: the host is us */
 	MX_ADDR_NONE,	/* 0.0.0.0 or ::, no host */
+	MX_ADDR_SPECIAL, /* special-purpose, refused: as if none */
 };
 
-/* Who we are by conf: myhostname, mx_names, and the addresses we listen
- * on at delivery_port (a connection there reaches us; a wildcard listener
- * names none, so only the names catch a loop through it). addr[] is the
- * caller's storage for the addresses, self->addr points into it. */
+/* Who we are by conf: myhostname, mx_names, and every address and port
+ * we listen on (a wildcard listen: each address of this machine's
+ * interfaces, and loopback). dport is delivery_port, refuse_special set:
+ * callers adjust both per request. A listen at port 0 (tests) is matched
+ * by nothing: its port is not known yet. st is the caller's storage. */
 struct config;
-void		mx_self_init(struct mx_self *self,
-		    uint8_t addr[MX_SELF_ADDRS_MAX][16], const struct config *);
+void		mx_self_init(struct mx_self *self, struct mx_self_store *st,
+		    const struct config *);
 /* The next hops for q into *res; res->status says which. Pure. */
 void		mx_select(const struct mx_query *q, struct mx_result *res);
 /* What one address answer means (see the header comment). Pure. */

@@ -246,7 +246,7 @@ test_addr_verdict(void **state)
 		{ "192.0.2.26", MX_ADDR_USE },
 	};
 	uint8_t self_addr[16], a[16];
-	struct mx_self self = { self_conf(), NULL, 1 };
+	struct mx_self self = { .conf = self_conf(), .naddr = 1 };
 	size_t i;
 
 	assert_int_equal(ranges_addr_parse("192.0.2.25", self_addr), 0);
@@ -258,6 +258,51 @@ test_addr_verdict(void **state)
 	}
 }
 
+/*
+ * Who is us, by address and port (issue 18 item 8): a listen address
+ * only at its own port; a wildcard listen makes every loopback address
+ * at its port us; special-purpose addresses refused where the caller
+ * says so, never where it does not (the operator's route=, mx_check=no).
+ */
+static void
+test_addr_verdict_ports(void **state)
+{
+	static const struct {
+		const char	*addr;
+		unsigned	 dport;
+		int		 refuse;
+		enum mx_addr	 want;
+	} v[] = {
+		{ "192.0.2.25", 25, 0, MX_ADDR_SELF },
+		{ "192.0.2.25", 2525, 0, MX_ADDR_USE },
+		{ "127.0.0.1", 25, 0, MX_ADDR_SELF },	/* wildcard at 25 */
+		{ "127.3.4.5", 25, 1, MX_ADDR_SELF },
+		{ "127.0.0.1", 2526, 0, MX_ADDR_USE },	/* another port */
+		{ "127.0.0.1", 2526, 1, MX_ADDR_SPECIAL },
+		{ "::1", 25, 1, MX_ADDR_SPECIAL },	/* no IPv6 wildcard */
+		{ "10.1.2.3", 25, 1, MX_ADDR_SPECIAL },
+		{ "10.1.2.3", 25, 0, MX_ADDR_USE },
+		{ "0.0.0.0", 25, 1, MX_ADDR_NONE },
+		{ "100.0.0.25", 25, 1, MX_ADDR_USE },
+	};
+	uint8_t self_addr[16], a[16];
+	uint16_t port[1] = { 25 };
+	struct mx_self self = { .conf = self_conf(), .naddr = 1,
+	    .port = port, .loop_port = { 25, 0 } };
+	size_t i;
+
+	assert_int_equal(ranges_addr_parse("192.0.2.25", self_addr), 0);
+	self.addr = (const uint8_t (*)[16])&self_addr;
+	for (i = 0; i < nitems(v); i++) {
+		assert_int_equal(ranges_addr_parse(v[i].addr, a), 0);
+		self.dport = v[i].dport;
+		self.refuse_special = v[i].refuse;
+		if (mx_addr_verdict(a, &self) != v[i].want)
+			fail_msg("%s:%u refuse=%d: %d", v[i].addr, v[i].dport,
+			    v[i].refuse, mx_addr_verdict(a, &self));
+	}
+}
+
 int
 main(void)
 {
@@ -265,6 +310,7 @@ main(void)
 		cmocka_unit_test(test_select),
 		cmocka_unit_test(test_reason),
 		cmocka_unit_test(test_addr_verdict),
+		cmocka_unit_test(test_addr_verdict_ports),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
  */
 #include "pool.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,10 +21,19 @@ struct pooled {
 	struct client		*c;
 };
 
+/* Pass-through connections of one primary in sessions' hands
+ * (connecting or attached), for passthrough_connection_limit. */
+struct busy {
+	struct busy		*next;
+	char			 key[PRIMARY_POOL_KEY_MAX];
+	unsigned		 n;
+};
+
 struct primary_pool {
 	const struct config	*conf;
 	struct pooled		*head;
 	size_t			 n;
+	struct busy		*busy;		/* primaries with n > 0 */
 };
 
 struct primary_pool *
@@ -112,6 +122,65 @@ primary_pool_put(struct primary_pool *p, const char *key, struct client *c)
 	client_set_cb(c, pooled_event, e);
 }
 
+static struct busy **
+busy_find(struct primary_pool *p, const char *key)
+{
+	struct busy **b;
+
+	for (b = &p->busy; *b != NULL; b = &(*b)->next)
+		if (strcmp((*b)->key, key) == 0)
+			break;
+	return b;
+}
+
+int
+primary_pool_hold(struct primary_pool *p, const char *key)
+{
+	struct busy **b, *e;
+
+	if (p == NULL)
+		return 1;
+	b = busy_find(p, key);
+	if ((e = *b) == NULL) {
+		e = *b = xcalloc(1, sizeof(*e));
+		str_copy(e->key, sizeof(e->key), key);
+	}
+	if (e->n >= p->conf->passthrough_connection_limit) {
+		if (e->n == 0) {
+			*b = e->next;
+			free(e);
+		}
+		return 0;
+	}
+	e->n++;
+	return 1;
+}
+
+void
+primary_pool_unhold(struct primary_pool *p, const char *key)
+{
+	struct busy **b, *e;
+
+	if (p == NULL || (e = *(b = busy_find(p, key))) == NULL)
+		return;
+	if (--e->n == 0) {
+		*b = e->next;
+		free(e);
+	}
+}
+
+int
+primary_pool_full(const struct primary_pool *p, const char *key)
+{
+	struct busy **b;
+
+	if (p == NULL)
+		return 0;
+	b = busy_find((struct primary_pool *)(uintptr_t)p, key);
+	return *b != NULL &&
+	    (*b)->n >= p->conf->passthrough_connection_limit;
+}
+
 size_t
 primary_pool_count(const struct primary_pool *p)
 {
@@ -130,6 +199,12 @@ primary_pool_free(struct primary_pool *p)
 		p->head = e->next;
 		client_free(e->c);
 		free(e);
+	}
+	while (p->busy != NULL) {
+		struct busy *b = p->busy;
+
+		p->busy = b->next;
+		free(b);
 	}
 	free(p);
 }

@@ -32,6 +32,20 @@ struct client *primary_pool_take(struct primary_pool *, const char *key);
  * primary is full. The pool owns it from now on. */
 void	primary_pool_put(struct primary_pool *, const char *key,
 	    struct client *);
+/*
+ * passthrough_connection_limit: the pass-through connections to one
+ * primary in sessions' hands (connecting or in a transaction; the idle
+ * ones kept here are bounded by passthrough_pool_size). A stranger's
+ * sessions must not fill the primary's own per-client limit (Postfix's
+ * smtpd_client_connection_count_limit) with connections from backmx:
+ * the next one would be greeted 421, and deliveries, probes and other
+ * clients' mail with it. hold: 1 and one more counted, or 0 when the
+ * primary has its limit already; every 1 is given back by unhold. full:
+ * 1 when a hold would fail now.
+ */
+int	primary_pool_hold(struct primary_pool *, const char *key);
+void	primary_pool_unhold(struct primary_pool *, const char *key);
+int	primary_pool_full(const struct primary_pool *, const char *key);
 /* Connections kept now, in all (for tests and logs). */
 size_t	primary_pool_count(const struct primary_pool *);
 

@@ -26,6 +26,7 @@
 #include "connect.h"
 #include "domains.h"
 #include "envelope.h"
+#include "esmtp.h"
 #include "health.h"
 #include "learn.h"
 #include "log.h"
@@ -56,7 +57,14 @@ struct relay {
 	struct client		*c;
 	void			*req;		/* connecting */
 	unsigned		 pooled:1;	/* kept connection, no reply yet */
+	unsigned		 held:1;	/* counted in held_key's
+						   passthrough_connection_limit */
+	unsigned		 forward:1;	/* the domain's forward_client */
 	char			 key[PASSTHRU_KEY_MAX];
+	/* This transaction went to backup mode when this primary failed
+	 * us: not tried again until the transaction ends ("" none). */
+	char			 backup_key[PASSTHRU_KEY_MAX];
+	char			 held_key[PASSTHRU_KEY_MAX];
 	char			 domain[256];
 
 	struct reply		*mail_refusal;	/* the primary's no to MAIL */
@@ -140,18 +148,69 @@ relay_illegal_transitions(void)
 
 /* --- the primary's health: the one place the stage tells primary/health --------- */
 
+/*
+ * Pass-through for dom now: the primary is up, this transaction has not
+ * been sent to backup mode already, and a connection to it is ours or
+ * may be opened (passthrough_connection_limit, pool.h): beyond the bound
+ * a session is stored, for this transaction only, and nothing is marked
+ * down.
+ */
 int
 relay_primary_up(const struct relay *r, const struct domain *dom)
 {
-	return r->deps.conf->passthrough && (r->deps.health == NULL ||
-	    primary_health_up(r->deps.health, dom->name));
+	char key[PASSTHRU_KEY_MAX];
+
+	if (!r->deps.conf->passthrough || (r->deps.health != NULL &&
+	    !primary_health_up(r->deps.health, dom->name)))
+		return 0;
+	passthru_key(key, sizeof(key), dom);
+	if (strcmp(key, r->backup_key) == 0)
+		return 0;
+	if (r->held && strcmp(key, r->held_key) == 0)
+		return 1;
+	if (primary_pool_full(r->deps.pool, key)) {
+		log_info("session=%s event=passthrough_limit client=%s domain=%s "
+		    "limit=%u", r->id, r->client, dom->name,
+		    r->deps.conf->passthrough_connection_limit);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * The primary failed us. A client can provoke that (it filled the
+ * primary's per-client limit, it knows the primary drops some MAIL), so
+ * it is only a suspicion: the health monitor probes, and only its probe
+ * marks the primary down (docs/passthrough.md, "Failures").
+ */
+static void
+primary_failed(struct relay *r, const char *why)
+{
+	if (r->deps.health != NULL)
+		primary_health_suspect(r->deps.health, r->domain, why);
+}
+
+/* One connection to the transaction's primary more in our hands: 0 when
+ * it has passthrough_connection_limit already. */
+static int
+hold(struct relay *r)
+{
+	if (r->held)
+		return 1;
+	if (!primary_pool_hold(r->deps.pool, r->key))
+		return 0;
+	str_copy(r->held_key, sizeof(r->held_key), r->key);
+	r->held = 1;
+	return 1;
 }
 
 static void
-primary_failed(struct relay *r, const char *why, int now)
+unhold(struct relay *r)
 {
-	if (r->deps.health != NULL)
-		primary_health_failed(r->deps.health, r->domain, why, now);
+	if (!r->held)
+		return;
+	primary_pool_unhold(r->deps.pool, r->held_key);
+	r->held = 0;
 }
 
 static void
@@ -283,6 +342,7 @@ conn_release(struct relay *r, int polite)
 			primary_connect_cancel(r->req);
 		r->req = NULL;
 	}
+	unhold(r);
 	if (r->c == NULL)
 		return;
 	if (polite && r->state == RELAY_IDLE && client_idle(r->c))
@@ -383,14 +443,18 @@ connected(struct client *c, int reached, const char *why, void *arg)
 
 	r->req = NULL;
 	if (c == NULL) {
-		/* Cannot be reached at the first RCPT: down at once, and
-		 * the waiting RCPTs are judged in backup mode. */
+		/* Cannot be reached at the first RCPT: the waiting RCPTs and
+		 * the rest of the transaction are judged in backup mode, and
+		 * the probe says whether the primary is down. */
 		log_info("session=%s event=passthrough_unreachable client=%s "
 		    "domain=%s reached=%d reason=\"%s\"", r->id, r->client,
 		    r->domain, reached, why);
-		primary_failed(r, why, 1);
+		unhold(r);
+		if (reached >= 0)	/* -1: out of descriptors here */
+			primary_failed(r, why);
 		set_state(r, RELAY_IDLE);
 		tx_forget(r);
+		str_copy(r->backup_key, sizeof(r->backup_key), r->key);
 		r->cbs.backup(r->arg);
 		r->cbs.process(r->arg);
 		return;
@@ -497,6 +561,47 @@ rcpt_reply(struct client *c, const struct reply *rp, void *arg)
 	r->cbs.process(r->arg);
 }
 
+static void
+xforward_reply(struct client *c, const struct reply *rp, void *arg)
+{
+	struct relay *r = arg;
+
+	/* Refused (backmx not in smtpd_authorized_xforward_hosts): the
+	 * mail goes on, the primary sees backmx as the client. */
+	if (rp->code / 100 != 2)
+		log_warn("session=%s event=xforward_refused domain=%s code=%d",
+		    r->id, r->domain, rp->code);
+}
+
+/*
+ * forward_client=yes and the primary offers XFORWARD (Postfix,
+ * XFORWARD_README): who the client really is, before each MAIL (Postfix
+ * forgets the attributes when a transaction ends), so that the
+ * primary's own address checks, SPF and logs see the client, not
+ * backmx. NAME is [UNAVAILABLE]: backmx does not look the client's name
+ * up. Values are xtext (RFC 3461), the line under 512 octets. 0, or -1
+ * when it could not be sent.
+ */
+static int
+send_xforward(struct relay *r)
+{
+	char line[512], addr[200], helo[300];
+	const char *a = r->client;
+
+	if (!r->forward || !client_has_ext(r->c, "XFORWARD"))
+		return 0;
+	if (esmtp_xtext_encode(a, strlen(a), addr, sizeof(addr)) == -1 ||
+	    esmtp_xtext_encode(r->env->helo, strlen(r->env->helo), helo,
+	    sizeof(helo)) == -1)
+		return 0;	/* cannot be: both are short */
+	if ((size_t)snprintf(line, sizeof(line), "XFORWARD NAME=[UNAVAILABLE] "
+	    "ADDR=%s%s%s%s", strchr(a, ':') != NULL ? "IPV6:" : "", addr,
+	    helo[0] ? " HELO=" : "", helo) >= sizeof(line))
+		return 0;
+	return client_cmd(r->c, line, r->deps.conf->passthrough_reply_timeout,
+	    xforward_reply, r);
+}
+
 /* MAIL with the client's parameters, those the primary offers. */
 static int
 send_mail(struct relay *r)
@@ -505,6 +610,8 @@ send_mail(struct relay *r)
 	char addr[ADDR_PATH_MAX + 1];
 
 	addr_format(&r->env->sender, addr, sizeof(addr));
+	if (send_xforward(r) == -1)
+		return -1;
 	if (esmtp_mail_line(line, sizeof(line), addr, &r->env->params,
 	    r->env->params.has_size ? r->env->params.size : 0, 0,
 	    ext(r)) == -1 || client_cmd(r->c, line,
@@ -591,8 +698,18 @@ relay_rcpt(struct relay *r, const struct domain *dom,
 	}
 	str_copy(r->key, sizeof(r->key), key);
 	str_copy(r->domain, sizeof(r->domain), dom->name);
+	r->forward = dom->forward_client;
 	tx_forget(r);
 	if (r->c == NULL) {
+		if (!hold(r)) {
+			/* The bound was free when the mode was chosen
+			 * (relay_primary_up) and filled during this RCPT's
+			 * checks: this RCPT only, try again. */
+			fill(q, "too many connections to the primary mail "
+			    "server; try again later");
+			flush(r, 0);
+			return;
+		}
 		if ((c = primary_pool_take(r->deps.pool, r->key)) == NULL) {
 			start_connect(r);
 			return;
@@ -642,7 +759,14 @@ fail(struct relay *r, const char *why)
 		    why);
 		conn_release(r, 0);
 		tx_forget(r);
-		start_connect(r);
+		if (hold(r)) {
+			start_connect(r);
+			return;
+		}
+		/* Others took the bound meanwhile: backup mode. */
+		set_state(r, RELAY_IDLE);
+		str_copy(r->backup_key, sizeof(r->backup_key), r->key);
+		r->cbs.backup(r->arg);
 		return;
 	}
 	log_warn("session=%s event=passthrough_failed client=%s domain=%s "
@@ -652,14 +776,15 @@ fail(struct relay *r, const char *why)
 		/* Gone before it answered a single RCPT of this transaction:
 		 * our client has heard nothing from it, so this is "cannot
 		 * be reached at the first RCPT". */
-		primary_failed(r, why, 1);
+		primary_failed(r, why);
 		conn_release(r, 0);
 		set_state(r, RELAY_IDLE);
 		tx_forget(r);
+		str_copy(r->backup_key, sizeof(r->backup_key), r->key);
 		r->cbs.backup(r->arg);
 		return;
 	}
-	primary_failed(r, why, 0);
+	primary_failed(r, why);
 	conn_release(r, 0);
 	set_state(r, RELAY_FAILED);
 	/* Relayed RCPTs still waiting get theirs, in their places. */
@@ -815,6 +940,7 @@ relay_abort(struct relay *r)
 void
 relay_reset(struct relay *r)
 {
+	r->backup_key[0] = '\0';
 	if (waiting(r) != NULL)
 		log_warn("session=%s event=relay_illegal reset with RCPTs "
 		    "waiting", r->id);

@@ -637,6 +637,8 @@ cmd_helo(struct session *s, const struct smtp_cmd *cmd, int ehlo)
 		return;
 	}
 	str_ncopy(s->helo, sizeof(s->helo), a, n);
+	/* Pass-through's XFORWARD sends it before DATA fills the rest. */
+	str_copy(s->env.helo, sizeof(s->env.helo), s->helo);
 	session_tx_reset(s);
 	s->helo_done = 1;
 	s->esmtp = ehlo;

@@ -24,6 +24,16 @@ misbehaviour a test needs is one attribute away.
                                     # transaction is open (Postfix's by
                                     # default; None: the new MAIL ends
                                     # the open one); nested_refused counts
+    mx.conn_limit = 3               # at most 3 connections at once, like
+                                    # Postfix's smtpd_client_connection_
+                                    # count_limit: one more is greeted
+                                    # "421 4.7.0" and closed; conn_refused
+                                    # counts them, peak_conns is the most
+                                    # open at once
+    mx.xforward = True              # offer XFORWARD (Postfix); what came:
+                                    # mx.xforwarded (the attributes of
+                                    # each command); xforward_reply: its
+                                    # answer
     mx.wait_received(1)             # messages answered 2xx after the dot
     mx.wait_for(lambda mx: ...)     # poll any condition on the fake
     mx.stop()
@@ -110,6 +120,13 @@ class FakeMX:
         # None: a new MAIL ends the open one (ended "mail").
         self.nested_mail = "503 5.5.1 Error: nested MAIL command"
         self.nested_refused = 0
+        self.conn_limit = 0
+        self.conn_refused = 0
+        self.open_conns = 0
+        self.peak_conns = 0
+        self.xforward = False
+        self.xforward_reply = "250 2.0.0 Ok"
+        self.xforwarded = []
         self.received = []
         self.transactions = []
         self.commands = []
@@ -249,6 +266,11 @@ class FakeMX:
             conn = self.connections
             cmds = []
             self.sessions.append(cmds)
+            self.open_conns += 1
+            self.peak_conns = max(self.peak_conns, self.open_conns)
+            over = self.conn_limit and self.open_conns > self.conn_limit
+            if over:
+                self.conn_refused += 1
         txn = None
 
         async def say(reply):
@@ -280,6 +302,11 @@ class FakeMX:
                 txn = None
 
         try:
+            if over:
+                await say("421 4.7.0 primary.example Error: too many "
+                          "connections from 127.0.0.1")
+                writer.close()
+                return
             await stall("greeting")
             await say(self.greeting)
             if not reply_lines(self.greeting)[0].startswith("220"):
@@ -315,6 +342,8 @@ class FakeMX:
                     drop("ehlo")
                     await stall("ehlo")
                     lines = ["primary.example hello"] + self.extensions
+                    if self.xforward:
+                        lines.append("XFORWARD NAME ADDR PROTO HELO")
                     for i, t in enumerate(lines):
                         sep = " " if i == len(lines) - 1 else "-"
                         writer.write(("250%s%s\r\n" % (sep, t)).encode())
@@ -419,6 +448,10 @@ class FakeMX:
                 elif verb == "RSET":
                     end("rset")
                     await say("250 2.0.0 ok")
+                elif verb == "XFORWARD" and self.xforward:
+                    with self._lock:
+                        self.xforwarded.append(cmd[len(verb) + 1:])
+                    await say(self.xforward_reply)
                 elif verb == "NOOP":
                     await say("250 2.0.0 ok")
                 elif verb == "QUIT":
@@ -436,6 +469,8 @@ class FakeMX:
         except (ConnectionError, OSError):
             end("eof")
         finally:
+            with self._lock:
+                self.open_conns -= 1
             try:
                 writer.close()
             except Exception:       # noqa: BLE001
