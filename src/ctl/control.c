@@ -44,6 +44,7 @@
 struct control {
 	struct event_base	*base;
 	struct evconnlistener	*lev;
+	struct event		*ev_resume;	/* accepting paused */
 	struct queue		*queue;
 	struct learn		*learn;		/* control_set_knowledge */
 	struct state		*state;
@@ -727,6 +728,34 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_enable(c->bev, EV_READ);
 }
 
+/* accept() failed. Out of descriptors or memory the connection stays in
+ * the backlog and the socket readable: accepting on would spin. Pause a
+ * second, as the SMTP listener does (src/net/listener.c). */
+static void
+accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct control *ctl = arg;
+	struct timeval tv = { 1, 0 };
+	int e = EVUTIL_SOCKET_ERROR();
+
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
+		return;
+	if (evtimer_pending(ctl->ev_resume, NULL))
+		return;
+	log_warn("event=control_accept_error error=\"%s\" action=pause "
+	    "seconds=1", evutil_socket_error_to_string(e));
+	evconnlistener_disable(lev);
+	evtimer_add(ctl->ev_resume, &tv);
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *ctl = arg;
+
+	evconnlistener_enable(ctl->lev);
+}
+
 /* Does something accept connections on this socket path? */
 static int
 socket_alive(const struct sockaddr_un *sun)
@@ -826,6 +855,8 @@ control_open(struct event_base *base, const char *path, struct queue *q,
 		free(ctl);
 		return NULL;
 	}
+	evconnlistener_set_error_cb(ctl->lev, accept_error_cb);
+	ctl->ev_resume = evtimer_new(base, accept_resume_cb, ctl);
 	return ctl;
 }
 
@@ -844,6 +875,7 @@ control_close(struct control *ctl)
 	if (ctl == NULL)
 		return;
 	evconnlistener_free(ctl->lev);
+	event_free(ctl->ev_resume);
 	unlink(ctl->path);
 	/* Connections still open are cut at exit with the loop. */
 	free(ctl);

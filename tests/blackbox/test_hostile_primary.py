@@ -24,8 +24,10 @@ The primary is a FakeMX (tests/fakes/mx.py).
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 
 from harness import (Client, Daemon, backmxd_path, cannot_run, free_port,
                      is_sanitized, poll)
@@ -264,6 +266,24 @@ class TestOutOfDescriptors(PassTest):
         os.unlink(flag)
         # Descriptors back: the client waiting in the backlog is served.
         self.assertEqual(c.reply()[0], 220)
+
+    def test_control_socket_pauses_too(self):
+        # The control socket's listener meets the same EMFILE: it pauses
+        # as the SMTP listener does, and serves once descriptors are back.
+        env, flag = self.shim_env()
+        d = self.daemon(env=env)
+        open(flag, "w").close()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(s.close)
+        s.settimeout(30)
+        s.connect(os.path.join(d.dir, "control.sock"))
+        d.wait_log(r"event=control_accept_error", timeout=10)
+        time.sleep(2.0)
+        n = len(re.findall(r"event=control_accept_error", d.log()))
+        self.assertLess(n, 20, "accept() retried at once %d times" % n)
+        os.unlink(flag)
+        s.sendall(b"queue list\n")
+        self.assertTrue(s.recv(4096))
 
     def test_no_socket_for_the_primary_is_not_its_fault(self):
         # No descriptor for the connection to the primary: this
