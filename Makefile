@@ -5,12 +5,14 @@
 #   make check   ASan+UBSan build, every unit and black-box test
 #   make fuzz    libFuzzer harnesses, each for FUZZ_TIME seconds
 #   make bench   benchmarks against Postfix (bench/)
+#   make bench-scale  how costs grow with queued messages and domains
+#                (bench/scale.py; long: SCALE_ARGS=--queued 1000000 for 1M)
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
 FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply
 
-.PHONY: all deps build run check unit blackbox fuzz bench install clean
+.PHONY: all deps build run check unit blackbox fuzz bench bench-scale install clean
 
 all: build
 
@@ -46,6 +48,11 @@ fuzz: deps build-fuzz/build.ninja
 
 bench: build
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
+
+SCALE_ARGS ?=
+bench-scale: build
+	ninja -C build bench_scale_load
+	nice $(PY) bench/scale.py $(SCALE_ARGS)
 
 install: build
 	meson install -C build
