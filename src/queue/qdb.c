@@ -139,7 +139,10 @@ static const char schema[] =
     " relay TEXT NOT NULL,"
     " result TEXT NOT NULL"
     ");"
-    "CREATE INDEX IF NOT EXISTS attempt_message ON attempt(message_id);";
+    "CREATE INDEX IF NOT EXISTS attempt_message ON attempt(message_id);"
+    /* The start-up scan and queue list go in arrival order: read down
+     * this index, not sorted whole in memory (a million rows). */
+    "CREATE INDEX IF NOT EXISTS message_arrival ON message(arrival, id);";
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -931,6 +934,39 @@ qdb_scan(struct qdb *q, void (*each)(const struct qdb_msg *, void *),
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+qdb_scan_page(struct qdb *q, struct qdb_cursor *cur, size_t limit,
+    void (*each)(const struct qdb_msg *, void *), void *arg)
+{
+	sqlite3_stmt *st;
+	struct qdb_msg m;
+	int rc, n = 0;
+
+	rc = sqlite3_prepare_v2(q->rdb, "SELECT " MSG_COLS " FROM message "
+	    "WHERE (arrival, id) > (?1, ?2) ORDER BY arrival, id LIMIT ?3",
+	    -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)cur->arrival);
+	sqlite3_bind_text(st, 2, cur->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		msg_from_row(st, &m);
+		if (load_rcpts(q, &m) == -1) {
+			qdb_msg_free(&m);
+			rc = SQLITE_ERROR;
+			break;
+		}
+		each(&m, arg);
+		cur->arrival = m.arrival;
+		str_copy(cur->id, sizeof(cur->id), m.id);
+		qdb_msg_free(&m);
+		n++;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? n : -1;
 }
 
 int
