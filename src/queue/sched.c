@@ -2,13 +2,14 @@
  * sched: retry times, outcomes and expiry (sched.h).
  *
  * A one-second tick takes the due entries off a heap (earliest first;
- * nothing to do costs nothing): a due message is loaded from queue.db and handed to whoever delivers
- * (deliver.c, as main.c registers it), one task per recipient domain
- * whose primary is not down. When every task is back,
- * the outcome of each recipient goes to the writer in one update (with a
- * DSN for the bounced ones, in the same transaction); only when that
- * committed does the entry change or go. So a crash at any point repeats
- * at most an attempt (a duplicate), never loses a recipient.
+ * nothing to do costs nothing): a due message is loaded from queue.db
+ * and handed to whoever delivers (deliver.c, as main.c registers it),
+ * one task per recipient domain whose primary is not down. When every
+ * task is back, the outcome of each recipient goes to the writer in one
+ * update (with a DSN for the bounced ones, in the same transaction); only
+ * when that committed does the entry change or go. So a crash at any
+ * point repeats at most an attempt (a duplicate), never loses a
+ * recipient.
  */
 #include "sched.h"
 
