@@ -5,6 +5,8 @@
 #   make check   ASan+UBSan build, every unit and black-box test
 #   make fuzz    libFuzzer harnesses, each for FUZZ_TIME seconds
 #   make bench   benchmarks against Postfix (bench/)
+#   make bench-scale  how costs grow with queued messages and domains
+#                (bench/scale.py; long: SCALE_ARGS=--queued 1000000 for 1M)
 #   make install    programs, example configuration, folders, man pages,
 #                   systemd unit (docs/service.md); PREFIX, DESTDIR,
 #                   SYSCONFDIR, LOCALSTATEDIR, BACKMX_USER as usual
@@ -21,7 +23,7 @@ LOCALSTATEDIR ?= /var
 BACKMX_USER ?= backmx
 DESTDIR	?=
 
-.PHONY: all deps build run check unit blackbox fuzz bench install uninstall man clean
+.PHONY: all deps build run check unit blackbox fuzz bench bench-scale install uninstall man clean
 
 all: build
 
@@ -57,6 +59,11 @@ fuzz: deps build-fuzz/build.ninja
 
 bench: build
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
+
+SCALE_ARGS ?=
+bench-scale: build
+	ninja -C build bench_scale_load
+	nice $(PY) bench/scale.py $(SCALE_ARGS)
 
 # The paths are install-time only: nothing compiled depends on them
 # (backmxd's default -c is /etc/backmx/backmx.conf; the unit passes -c),

@@ -41,9 +41,10 @@ static int
 list_offline(const struct config *conf, int json)
 {
 	struct evbuffer *b;
+	struct queue_listing *l;
 	struct qdb *db;
 	char err[1024];
-	int rc = 0;
+	int rc = 0, more;
 
 	if ((db = qdb_open_readonly(conf->spool_dir, err, sizeof(err))) ==
 	    NULL) {
@@ -51,12 +52,18 @@ list_offline(const struct config *conf, int json)
 		return 75;
 	}
 	b = evbuffer_new();
-	if (control_queue_list(db, b, json) == -1) {
-		fprintf(stderr, "backmxctl: %s/queue.db: read error\n",
-		    conf->spool_dir);
-		rc = 75;
-	} else
-		rc = ctl_flush(b);
+	l = control_queue_list_new(db, json);
+	/* A page at a time, printed as it comes: never the whole queue in
+	 * memory. */
+	do {
+		if ((more = control_queue_list_page(l, b, 256)) == -1) {
+			fprintf(stderr, "backmxctl: %s/queue.db: read error\n",
+			    conf->spool_dir);
+			rc = 75;
+		} else
+			rc = ctl_flush(b);
+	} while (more == 1 && rc == 0);
+	control_queue_list_free(l);
 	evbuffer_free(b);
 	qdb_close(db);
 	return rc;

@@ -40,6 +40,11 @@
 
 #define CONTROL_CONN_MAX	16	/* connections at once */
 #define CONTROL_TIMEOUT		10	/* seconds to send the line */
+/* queue list goes out as the peer takes it (issue 16: a million queued
+ * messages are not rendered whole in memory): a page of messages each
+ * time the unsent answer drops under the low-water mark. */
+#define CONTROL_LIST_PAGE	256
+#define CONTROL_LIST_LOWAT	(64 * 1024)
 
 struct control {
 	struct event_base	*base;
@@ -59,6 +64,7 @@ struct conn {
 	int			 json;
 	int			 pending;	/* waiting for the writer */
 	int			 dead;		/* peer gone while pending */
+	struct queue_listing	*list;		/* queue list being sent */
 	/* recipients add|delete, waiting for the state store's commit */
 	char			 addr[STATE_ADDR_MAX];
 	int			 rcpt_status;	/* add: STATE_RCPT_* */
@@ -91,6 +97,7 @@ conn_free(struct conn *c)
 {
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
+	control_queue_list_free(c->list);
 	c->ctl->nconn--;
 	free(c);
 }
@@ -172,6 +179,57 @@ admin_cb(enum queue_result r, const char *id, void *arg)
 	evbuffer_free(b);
 }
 
+/* The unsent part of a queue list is small: the next page. */
+static void
+list_more(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *out = bufferevent_get_output(bev);
+	int rc;
+
+	if (evbuffer_get_length(out) > CONTROL_LIST_LOWAT)
+		return;
+	if ((rc = control_queue_list_page(c->list, out, CONTROL_LIST_PAGE)) ==
+	    1)
+		return;
+	/* The "ok" went out with the first page: a read error later can
+	 * only cut the list short (the text trailer is missing then). */
+	if (rc == -1)
+		log_err("event=control_error request=\"queue list\" "
+		    "error=\"the queue database could not be read\"");
+	control_queue_list_free(c->list);
+	c->list = NULL;
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(bev, NULL, written_cb, event_cb, c);
+	written_cb(bev, c);
+}
+
+/* "queue list": the first page decides the status line (a database that
+ * cannot be read is answered as such); the rest follows as it drains. */
+static void
+list_start(struct conn *c)
+{
+	struct evbuffer *b = evbuffer_new(), *out;
+	int rc;
+
+	c->list = control_queue_list_new(queue_qdb(c->ctl->queue), c->json);
+	if ((rc = control_queue_list_page(c->list, b, CONTROL_LIST_PAGE)) !=
+	    1) {
+		control_queue_list_free(c->list);
+		c->list = NULL;
+		answer_read(c, rc, b, "the queue database");
+		return;
+	}
+	out = bufferevent_get_output(c->bev);
+	bufferevent_disable(c->bev, EV_READ);
+	evbuffer_add_printf(out, "ok\n");
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CONTROL_LIST_LOWAT, 0);
+	bufferevent_setcb(c->bev, NULL, list_more, event_cb, c);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
 /* Split 'line' at single spaces into at most 'max' words. -1 if more. */
 static int
 words(char *line, char **w, int max)
@@ -199,9 +257,7 @@ queue_request(struct conn *c, char **w, int n)
 	enum queue_admin op;
 
 	if (strcmp(w[1], "list") == 0 && n == 2) {
-		b = evbuffer_new();
-		answer_read(c, control_queue_list(queue_qdb(q), b, c->json),
-		    b, "the queue database");
+		list_start(c);
 		return;
 	}
 	if (strcmp(w[1], "show") == 0 && n == 3) {

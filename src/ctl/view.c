@@ -155,17 +155,20 @@ msg_text(const struct qdb_msg *m, struct evbuffer *b)
 	}
 }
 
-struct listing {
-	struct evbuffer	*out;
-	int		 json;
-	size_t		 n;
-	uint64_t	 bytes;
+/* "queue list" as a page-at-a-time cursor (view.h). */
+struct queue_listing {
+	struct qdb		*db;
+	struct qdb_cursor	 cur;
+	struct evbuffer		*out;		/* this page's */
+	int			 json;
+	size_t			 n;
+	uint64_t		 bytes;
 };
 
 static void
 list_each(const struct qdb_msg *m, void *arg)
 {
-	struct listing *l = arg;
+	struct queue_listing *l = arg;
 
 	l->n++;
 	l->bytes += m->size;
@@ -175,23 +178,43 @@ list_each(const struct qdb_msg *m, void *arg)
 		msg_text(m, l->out);
 }
 
-int
-control_queue_list(struct qdb *db, struct evbuffer *out, int json)
+struct queue_listing *
+control_queue_list_new(struct qdb *db, int json)
 {
-	struct listing l = { out, json, 0, 0 };
+	struct queue_listing *l = xcalloc(1, sizeof(*l));
 
-	if (qdb_scan(db, list_each, &l) == -1)
+	l->db = db;
+	l->json = json;
+	return l;
+}
+
+int
+control_queue_list_page(struct queue_listing *l, struct evbuffer *out,
+    size_t max)
+{
+	int n;
+
+	l->out = out;
+	if ((n = qdb_scan_page(l->db, &l->cur, max, list_each, l)) == -1)
 		return -1;
-	if (!json) {
-		if (l.n == 0)
+	if ((size_t)n == max)
+		return 1;
+	if (!l->json) {
+		if (l->n == 0)
 			evbuffer_add_printf(out, "Mail queue is empty\n");
 		else
 			evbuffer_add_printf(out, "-- %llu Kbytes in %zu "
 			    "Request%s.\n",
-			    (unsigned long long)((l.bytes + 1023) / 1024),
-			    l.n, l.n == 1 ? "" : "s");
+			    (unsigned long long)((l->bytes + 1023) / 1024),
+			    l->n, l->n == 1 ? "" : "s");
 	}
 	return 0;
+}
+
+void
+control_queue_list_free(struct queue_listing *l)
+{
+	free(l);
 }
 
 void

@@ -20,12 +20,18 @@ struct sched;
 struct state;
 
 /*
- * The result lines of "queue list" (without the status line) into out:
- * shared with backmxctl, which reads queue.db itself when the daemon is
- * stopped. 0, or -1 on a database error.
+ * The result lines of "queue list" (without the status line), a page at
+ * a time so that neither the daemon nor backmxctl holds a million of them
+ * (issue 16): each call renders up to 'max' messages into out and returns
+ * 1 while more may follow, 0 once the end (and the text trailer) is in
+ * out, -1 on a database error. Shared with backmxctl, which reads
+ * queue.db itself when the daemon is stopped.
  */
-int		 control_queue_list(struct qdb *, struct evbuffer *out,
-		    int json);
+struct queue_listing;
+struct queue_listing *control_queue_list_new(struct qdb *, int json);
+int		 control_queue_list_page(struct queue_listing *,
+		    struct evbuffer *out, size_t max);
+void		 control_queue_list_free(struct queue_listing *);
 /* One message as "queue show" renders it. */
 void		 control_queue_show(const struct qdb_msg *,
 		    struct evbuffer *out, int json);

@@ -24,6 +24,7 @@
 
 /* RCPTs asked on one connection: a primary counts its own limits. */
 #define CALLOUT_BATCH	20
+#define CDOM_BUCKETS_MIN 64
 
 struct caddr {
 	struct caddr	*next;
@@ -31,8 +32,16 @@ struct caddr {
 	int		 probe;		/* the acceptance probe */
 };
 
+/*
+ * A domain with callout work: waiting or asked addresses, a connection,
+ * a retry time or a spent budget. Found by name in a hash table; only
+ * these are looked at each second, and one that is idle again (nothing
+ * waiting, its budget full) is freed: 100,000 customer domains cost
+ * nothing here until they have work (issue 16).
+ */
 struct cdomain {
-	struct cdomain		*next;
+	struct cdomain		*hnext;		/* hash chain */
+	struct cdomain		*prev, *next;	/* every cdomain */
 	struct callout		*co;
 	char			 name[256];
 	struct caddr		*wait;		/* FIFO */
@@ -55,20 +64,97 @@ struct callout {
 	struct primary_health	*health;
 	struct learn		*learn;
 	const struct domains	*domains;
-	struct cdomain		*doms;
+	struct cdomain		*doms;		/* every cdomain */
+	struct cdomain		**bkt;		/* by lower-case name */
+	size_t			 nbkt, ndoms;
 	size_t			 nwait;		/* in all */
 	struct event		*tick;
-	time_t			 next_probe_walk;
+	size_t			 probe_next;	/* domains_at() to look at next */
 };
+
+static uint32_t
+hash_name(const char *p)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a, lower-cased */
+
+	for (; *p != '\0'; p++)
+		h = (h ^ (unsigned char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p))
+		    * 16777619u;
+	return h;
+}
+
+static void
+cdomain_rehash(struct callout *co)
+{
+	struct cdomain **nb, *cd;
+	size_t m = co->nbkt * 2, k;
+
+	nb = xcalloc(m, sizeof(*nb));
+	for (cd = co->doms; cd != NULL; cd = cd->next) {
+		k = hash_name(cd->name) & (m - 1);
+		cd->hnext = nb[k];
+		nb[k] = cd;
+	}
+	free(co->bkt);
+	co->bkt = nb;
+	co->nbkt = m;
+}
+
+static struct cdomain *
+cdomain_find(struct callout *co, const char *name)
+{
+	struct cdomain *cd;
+
+	for (cd = co->bkt[hash_name(name) & (co->nbkt - 1)]; cd != NULL;
+	    cd = cd->hnext)
+		if (strcasecmp(cd->name, name) == 0)
+			return cd;
+	return NULL;
+}
+
+static void
+cdomain_free(struct cdomain *cd)
+{
+	struct callout *co = cd->co;
+	struct cdomain **pp;
+
+	for (pp = &co->bkt[hash_name(cd->name) & (co->nbkt - 1)]; *pp != cd;
+	    pp = &(*pp)->hnext)
+		;
+	*pp = cd->hnext;
+	if (cd->prev != NULL)
+		cd->prev->next = cd->next;
+	else
+		co->doms = cd->next;
+	if (cd->next != NULL)
+		cd->next->prev = cd->prev;
+	co->ndoms--;
+	free(cd);
+}
+
+/* Nothing waiting, asked or connecting, no retry time ahead, and the
+ * budget full again: a new cdomain would be the same. */
+static int
+cdomain_idle(const struct cdomain *cd, time_t now)
+{
+	const struct config *c = cd->co->conf;
+
+	return cd->wait == NULL && cd->asked == NULL && cd->req == NULL &&
+	    cd->c == NULL && now >= cd->retry_at &&
+	    cd->tokens + (double)(now - cd->refilled) *
+	    c->callout_rate_limit / 60.0 >= c->callout_rate_limit;
+}
 
 static struct cdomain *
 cdomain_get(struct callout *co, const char *name)
 {
 	struct cdomain *cd;
+	size_t k;
 
-	for (cd = co->doms; cd != NULL; cd = cd->next)
-		if (strcasecmp(cd->name, name) == 0)
-			return cd;
+	if ((cd = cdomain_find(co, name)) != NULL)
+		return cd;
+	if (co->ndoms >= co->nbkt)
+		cdomain_rehash(co);
 	cd = xcalloc(1, sizeof(*cd));
 	cd->co = co;
 	str_copy(cd->name, sizeof(cd->name), name);
@@ -76,7 +162,13 @@ cdomain_get(struct callout *co, const char *name)
 	cd->tokens = co->conf->callout_rate_limit;
 	cd->refilled = time(NULL);
 	cd->next = co->doms;
+	if (co->doms != NULL)
+		co->doms->prev = cd;
 	co->doms = cd;
+	k = hash_name(cd->name) & (co->nbkt - 1);
+	cd->hnext = co->bkt[k];
+	co->bkt[k] = cd;
+	co->ndoms++;
 	return cd;
 }
 
@@ -321,21 +413,47 @@ start(struct cdomain *cd, time_t now)
 	cd->req = primary_connect(co->connector, cd->name, &cc, connected, cd);
 }
 
-/* Every acceptance_probe_interval per domain, while its primary is up. */
+size_t
+callout_probe_budget(size_t ndomains, unsigned interval)
+{
+	size_t n;
+
+	if (ndomains == 0)
+		return 0;
+	if (interval == 0)
+		interval = 1;
+	n = (ndomains + interval - 1) / interval;
+	return n < CALLOUT_PROBE_RATE_MAX ? n : CALLOUT_PROBE_RATE_MAX;
+}
+
+/*
+ * Every acceptance_probe_interval per domain, while its primary is up:
+ * each second the walk looks at the next callout_probe_budget() domains
+ * of domains_file, so the probes are spread over the interval, never all
+ * at start (issue 16: 100,000 domains queued at once filled the callout
+ * queue, logged ~9,000 lines a second and kept a core busy). While the
+ * callout queue is half full the walk waits: the senders' own callouts
+ * come first, and a probe that cannot be queued is not lost, only later.
+ */
 static void
 probe_walk(struct callout *co, time_t now)
 {
 	struct state_domain d;
 	char addr[STATE_ADDR_MAX];
-	size_t i;
+	size_t n, i, budget;
 	unsigned every = co->conf->acceptance_probe_interval;
 
-	if (co->domains == NULL || now < co->next_probe_walk)
+	if (co->domains == NULL || (n = domains_count(co->domains)) == 0)
 		return;
-	co->next_probe_walk = now + (every < 60 ? every : 60);
-	for (i = 0; i < domains_count(co->domains); i++) {
-		const struct domain *dom = domains_at(co->domains, i);
+	budget = callout_probe_budget(n, every);
+	for (i = 0; i < budget; i++) {
+		const struct domain *dom;
 
+		if (co->nwait >= (co->conf->callout_queue_limit + 1) / 2)
+			return;
+		if (co->probe_next >= n)
+			co->probe_next = 0;
+		dom = domains_at(co->domains, co->probe_next++);
 		if (!primary_health_up(co->health, dom->name) ||
 		    learn_domain(co->learn, dom->name, now, &d) == -1 ||
 		    (d.last_probe != 0 && now < d.last_probe + (int64_t)every))
@@ -350,13 +468,18 @@ static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct callout *co = arg;
-	struct cdomain *cd;
+	struct cdomain *cd, *next;
 	time_t now = time(NULL);
 
 	(void)fd;
 	(void)what;
 	probe_walk(co, now);
-	for (cd = co->doms; cd != NULL; cd = cd->next) {
+	for (cd = co->doms; cd != NULL; cd = next) {
+		next = cd->next;
+		if (cdomain_idle(cd, now)) {
+			cdomain_free(cd);
+			continue;
+		}
 		if (cd->wait == NULL || cd->req != NULL || cd->c != NULL ||
 		    now < cd->retry_at ||
 		    !primary_health_up(co->health, cd->name))
@@ -378,6 +501,8 @@ callout_new(struct event_base *base, const struct config *conf,
 	co->connector = pc;
 	co->health = h;
 	co->learn = l;
+	co->nbkt = CDOM_BUCKETS_MIN;
+	co->bkt = xcalloc(co->nbkt, sizeof(*co->bkt));
 	co->tick = event_new(base, -1, EV_PERSIST, tick_cb, co);
 	event_add(co->tick, &one);
 	return co;
@@ -387,7 +512,7 @@ void
 callout_set_domains(struct callout *co, const struct domains *doms)
 {
 	co->domains = doms;
-	co->next_probe_walk = 0;
+	co->probe_next = 0;
 }
 
 void
@@ -406,5 +531,6 @@ callout_free(struct callout *co)
 		free(cd);
 	}
 	event_free(co->tick);
+	free(co->bkt);
 	free(co);
 }

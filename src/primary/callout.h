@@ -14,11 +14,15 @@
  * Bounds: callout_rate_limit RCPTs per minute per domain, at most
  * callout_queue_limit addresses waiting in all (beyond that, not queued:
  * the sender retries and asks again), one connection per domain at a
- * time. The queue is memory only: a restart forgets it, and the senders'
- * retries fill it again.
+ * time; acceptance probes spread over their interval, at most
+ * CALLOUT_PROBE_RATE_MAX domains a second, and only while the queue is
+ * less than half full. The queue is memory only: a restart forgets it,
+ * and the senders' retries fill it again.
  */
 #ifndef BACKMX_CALLOUT_H
 #define BACKMX_CALLOUT_H
+
+#include <stddef.h>
 
 struct event_base;
 struct config;
@@ -39,5 +43,13 @@ void		 callout_set_domains(struct callout *, const struct domains *);
  * 'domain' once its primary is up. Deduplicated. */
 void		 callout_want(struct callout *, const char *domain,
 		    const char *addr);
+
+/* Acceptance probes started per second, at most, whatever the number of
+ * domains: with more than this times acceptance_probe_interval domains,
+ * each is probed less often than the interval says. */
+#define CALLOUT_PROBE_RATE_MAX	10
+/* How many domains the acceptance-probe walk looks at each second: all
+ * of them over 'interval' seconds, at most CALLOUT_PROBE_RATE_MAX. Pure. */
+size_t		 callout_probe_budget(size_t ndomains, unsigned interval);
 
 #endif

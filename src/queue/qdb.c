@@ -139,7 +139,10 @@ static const char schema[] =
     " relay TEXT NOT NULL,"
     " result TEXT NOT NULL"
     ");"
-    "CREATE INDEX IF NOT EXISTS attempt_message ON attempt(message_id);";
+    "CREATE INDEX IF NOT EXISTS attempt_message ON attempt(message_id);"
+    /* The start-up scan and queue list go in arrival order: read down
+     * this index, not sorted whole in memory (a million rows). */
+    "CREATE INDEX IF NOT EXISTS message_arrival ON message(arrival, id);";
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -863,16 +866,21 @@ msg_from_row(sqlite3_stmt *st, struct qdb_msg *m)
 }
 
 static int
-load_rcpts(struct qdb *q, struct qdb_msg *m)
+rcpts_prepare(struct qdb *q, sqlite3_stmt **st)
 {
-	sqlite3_stmt *st;
+	return sqlite3_prepare_v2(q->rdb, "SELECT local, domain, addr_flags,"
+	    " notify, orcpt_type, orcpt, status, last_code, last_reply FROM"
+	    " recipient WHERE message_id = ?1 ORDER BY idx", -1, st, NULL) ==
+	    SQLITE_OK ? 0 : -1;
+}
+
+/* m's recipients with st, rcpts_prepare()'s statement; st is reset for
+ * the next message (a scan of a million prepares it once). */
+static int
+load_rcpts_with(sqlite3_stmt *st, struct qdb_msg *m)
+{
 	int rc;
 
-	rc = sqlite3_prepare_v2(q->rdb, "SELECT local, domain, addr_flags,"
-	    " notify, orcpt_type, orcpt, status, last_code, last_reply FROM"
-	    " recipient WHERE message_id = ?1 ORDER BY idx", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return -1;
 	sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct qdb_rcpt *r;
@@ -891,8 +899,22 @@ load_rcpts(struct qdb *q, struct qdb_msg *m)
 		r->last_code = sqlite3_column_int(st, 7);
 		col_text(st, 8, r->last_reply, sizeof(r->last_reply));
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int
+load_rcpts(struct qdb *q, struct qdb_msg *m)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (rcpts_prepare(q, &st) == -1)
+		return -1;
+	rc = load_rcpts_with(st, m);
+	sqlite3_finalize(st);
+	return rc;
 }
 
 void
@@ -911,17 +933,21 @@ int
 qdb_scan(struct qdb *q, void (*each)(const struct qdb_msg *, void *),
     void *arg)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st, *rst;
 	struct qdb_msg m;
 	int rc;
 
+	if (rcpts_prepare(q, &rst) == -1)
+		return -1;
 	rc = sqlite3_prepare_v2(q->rdb, "SELECT " MSG_COLS " FROM message "
 	    "ORDER BY arrival, id", -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
+		sqlite3_finalize(rst);
 		return -1;
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		msg_from_row(st, &m);
-		if (load_rcpts(q, &m) == -1) {
+		if (load_rcpts_with(rst, &m) == -1) {
 			qdb_msg_free(&m);
 			rc = SQLITE_ERROR;
 			break;
@@ -930,7 +956,46 @@ qdb_scan(struct qdb *q, void (*each)(const struct qdb_msg *, void *),
 		qdb_msg_free(&m);
 	}
 	sqlite3_finalize(st);
+	sqlite3_finalize(rst);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+qdb_scan_page(struct qdb *q, struct qdb_cursor *cur, size_t limit,
+    void (*each)(const struct qdb_msg *, void *), void *arg)
+{
+	sqlite3_stmt *st, *rst;
+	struct qdb_msg m;
+	int rc, n = 0;
+
+	if (rcpts_prepare(q, &rst) == -1)
+		return -1;
+	rc = sqlite3_prepare_v2(q->rdb, "SELECT " MSG_COLS " FROM message "
+	    "WHERE (arrival, id) > (?1, ?2) ORDER BY arrival, id LIMIT ?3",
+	    -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_finalize(rst);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)cur->arrival);
+	sqlite3_bind_text(st, 2, cur->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		msg_from_row(st, &m);
+		if (load_rcpts_with(rst, &m) == -1) {
+			qdb_msg_free(&m);
+			rc = SQLITE_ERROR;
+			break;
+		}
+		each(&m, arg);
+		cur->arrival = m.arrival;
+		str_copy(cur->id, sizeof(cur->id), m.id);
+		qdb_msg_free(&m);
+		n++;
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(rst);
+	return rc == SQLITE_DONE ? n : -1;
 }
 
 int

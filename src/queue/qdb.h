@@ -179,6 +179,19 @@ void		 qdb_update_rcpt(struct qdb_update *u, size_t idx,
  */
 int		 qdb_scan(struct qdb *, void (*each)(const struct qdb_msg *,
 		    void *), void *);
+/*
+ * The same a page at a time, for a listing that is sent as the reader
+ * takes it (queue list): up to 'limit' messages after 'cur' (zeroed: from
+ * the start), each in its own short read, so no read transaction stays
+ * open between pages. Advances cur; returns how many, 0 at the end, -1
+ * on a database error.
+ */
+struct qdb_cursor {
+	time_t	arrival;
+	char	id[ENVELOPE_ID_MAX];
+};
+int		 qdb_scan_page(struct qdb *, struct qdb_cursor *, size_t limit,
+		    void (*each)(const struct qdb_msg *, void *), void *);
 /* Load one message (with its inline body when with_body). 0, 1 when it
  * is not there, -1 on error. */
 int		 qdb_load(struct qdb *, const char *id, int with_body,

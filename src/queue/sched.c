@@ -1,21 +1,20 @@
 /*
  * sched: retry times, outcomes and expiry (sched.h).
  *
- * A one-second tick walks the entries: a due message not already in an
- * attempt is loaded from queue.db and handed to whoever delivers
- * (deliver.c, as main.c registers it), one task per recipient domain
- * whose primary is not down. When every task is back,
- * the outcome of each recipient goes to the writer in one update (with a
- * DSN for the bounced ones, in the same transaction); only when that
- * committed does the entry change or go. So a crash at any point repeats
- * at most an attempt (a duplicate), never loses a recipient.
- *
- * XXX: the tick is O(queued messages) per second; fine for the tens of
- * thousands a backup MX holds, a heap when it must be more.
+ * A one-second tick takes the due entries off a heap (earliest first;
+ * nothing to do costs nothing): a due message is loaded from queue.db
+ * and handed to whoever delivers (deliver.c, as main.c registers it),
+ * one task per recipient domain whose primary is not down. When every
+ * task is back, the outcome of each recipient goes to the writer in one
+ * update (with a DSN for the bounced ones, in the same transaction); only
+ * when that committed does the entry change or go. So a crash at any
+ * point repeats at most an attempt (a duplicate), never loses a
+ * recipient.
  */
 #include "sched.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +33,30 @@
 #define SCHED_ACTIVE_MAX	1000	/* attempts in flight at once */
 #define SCHED_DB_RETRY		60	/* s after a failed load or commit */
 
+#define NOT_DUE		SIZE_MAX	/* entry.hidx: not in the heap */
+
+struct entry;
+
+/* A domain with pending recipients in the queue. */
+struct qdom {
+	struct qdom	*hnext;		/* hash chain */
+	struct dlink	*head, *tail;	/* its entries, in queued order */
+	size_t		 n;
+	char		 name[256];	/* lower case */
+};
+
+/* One entry in one domain's list. */
+struct dlink {
+	struct dlink	*prev, *next;
+	struct qdom	*d;
+	struct entry	*e;
+};
+
 struct entry {
-	struct entry	*prev, *next;
+	struct entry	*prev, *next;	/* every entry */
+	struct entry	*hnext;		/* hash chain, by id */
+	size_t		 hidx;		/* in the due heap, or NOT_DUE */
+	time_t		 due;		/* heap key: entry_due() */
 	char		 id[ENVELOPE_ID_MAX];
 	time_t		 arrival;
 	time_t		 next_attempt;
@@ -46,8 +67,9 @@ struct entry {
 	unsigned	 is_dsn:1;
 	unsigned	 gone:1;	/* deleted while busy */
 	unsigned	 flushed:1;	/* flushed while busy: due at once */
-	char		**domains;	/* pending recipients' domains */
-	size_t		 ndomains;
+	unsigned	 parked:1;	/* due, every primary down */
+	struct dlink	**links;	/* pending recipients' domains */
+	size_t		 nlinks;
 };
 
 struct attempt {
@@ -74,9 +96,15 @@ struct sched {
 	struct qdb		*qdb;
 	sched_deliver_fn	*deliver;
 	void			*deliver_owner;
-	struct entry		*head;
+	struct entry		*head;		/* every entry */
+	struct entry		**ids;		/* by id */
+	size_t			 nidbkt, nentries;
+	struct qdom		**doms;		/* by name */
+	size_t			 ndombkt, ndoms;
+	struct entry		**heap;		/* due first */
+	size_t			 nheap, heapcap;
 	struct primary_health	*health;	/* main.c's */
-	struct event		*tick;		/* every second */
+	struct event		*tick;		/* every second: the heap's top */
 	/* "Look now" (flush, a finished attempt). Not the tick itself:
 	 * activating a persistent timer by hand lost its timeout (libevent
 	 * 2.1), and the queue stalled until some other event woke it. */
@@ -108,34 +136,186 @@ lower(char *out, size_t outsz, const char *in)
 
 /* --- entries ------------------------------------------------------------ */
 
-static void
-entry_set_domains(struct entry *e, const struct mailaddr *const *addrs,
-    size_t n)
-{
-	char d[256];
-	size_t i, j;
+/*
+ * Every lookup here is O(1) or O(log n) in the number of queued messages
+ * (issue 16: an ISP's backup MX holds a million): entries by id in a hash
+ * table, per domain a list and a count kept as messages come and go, and
+ * the entries waiting for a time in a heap keyed by the earliest thing due
+ * (next attempt, delay warning, expiry). The one-second tick looks at the
+ * heap's top only, so an idle queue costs nothing however large it is.
+ */
 
-	for (i = 0; i < e->ndomains; i++)
-		free(e->domains[i]);
-	free(e->domains);
-	e->domains = NULL;
-	e->ndomains = 0;
+static uint32_t
+hash_str(const char *p)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return h;
+}
+
+/* Double a chained table's buckets when it holds as many items as it has
+ * buckets: chains stay about one long. (Two of them, typed: entries by
+ * id, domains by name.) */
+#define TABLE_GROW(fn, type, keyf)					\
+static void								\
+fn(type ***b, size_t *nb, size_t items)					\
+{									\
+	type **nbkt, *it, *next;					\
+	size_t i, m;							\
+									\
+	if (items < *nb)						\
+		return;							\
+	m = *nb * 2;							\
+	nbkt = xcalloc(m, sizeof(*nbkt));				\
+	for (i = 0; i < *nb; i++)					\
+		for (it = (*b)[i]; it != NULL; it = next) {		\
+			size_t k = hash_str(it->keyf) & (m - 1);	\
+									\
+			next = it->hnext;				\
+			it->hnext = nbkt[k];				\
+			nbkt[k] = it;					\
+		}							\
+	free(*b);							\
+	*b = nbkt;							\
+	*nb = m;							\
+}
+TABLE_GROW(ids_grow, struct entry, id)
+TABLE_GROW(doms_grow, struct qdom, name)
+
+static struct qdom *
+qdom_find(const struct sched *s, const char *lname)
+{
+	struct qdom *d;
+
+	for (d = s->doms[hash_str(lname) & (s->ndombkt - 1)]; d != NULL;
+	    d = d->hnext)
+		if (strcmp(d->name, lname) == 0)
+			return d;
+	return NULL;
+}
+
+static struct qdom *
+qdom_get(struct sched *s, const char *lname)
+{
+	struct qdom *d;
+	size_t k;
+
+	if ((d = qdom_find(s, lname)) != NULL)
+		return d;
+	doms_grow(&s->doms, &s->ndombkt, s->ndoms);
+	d = xcalloc(1, sizeof(*d));
+	str_copy(d->name, sizeof(d->name), lname);
+	k = hash_str(lname) & (s->ndombkt - 1);
+	d->hnext = s->doms[k];
+	s->doms[k] = d;
+	s->ndoms++;
+	return d;
+}
+
+static void
+qdom_free(struct sched *s, struct qdom *d)
+{
+	struct qdom **pp;
+
+	for (pp = &s->doms[hash_str(d->name) & (s->ndombkt - 1)]; *pp != d;
+	    pp = &(*pp)->hnext)
+		;
+	*pp = d->hnext;
+	s->ndoms--;
+	free(d);
+}
+
+/* e joins its domain's list at the tail: the lists are in the order the
+ * messages were queued (the startup scan goes oldest first), so a
+ * domain's head is its oldest. */
+static struct dlink *
+dlink_new(struct sched *s, struct entry *e, const char *lname)
+{
+	struct dlink *l = xcalloc(1, sizeof(*l));
+	struct qdom *d = qdom_get(s, lname);
+
+	l->d = d;
+	l->e = e;
+	l->prev = d->tail;
+	if (d->tail != NULL)
+		d->tail->next = l;
+	else
+		d->head = l;
+	d->tail = l;
+	d->n++;
+	return l;
+}
+
+static void
+dlink_free(struct sched *s, struct dlink *l)
+{
+	struct qdom *d = l->d;
+
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		d->head = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	else
+		d->tail = l->prev;
+	free(l);
+	if (--d->n == 0)
+		qdom_free(s, d);
+}
+
+static void
+entry_unlink_domains(struct sched *s, struct entry *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->nlinks; i++)
+		if (e->links[i] != NULL)
+			dlink_free(s, e->links[i]);
+	free(e->links);
+	e->links = NULL;
+	e->nlinks = 0;
+}
+
+/* The distinct domains of addrs become e's. A domain it already had keeps
+ * its place in that domain's list (the oldest stays the head). */
+static void
+entry_set_domains(struct sched *s, struct entry *e,
+    const struct mailaddr *const *addrs, size_t n)
+{
+	struct dlink **nl;
+	char d[256];
+	size_t i, j, nn = 0;
+
+	nl = xreallocarray(NULL, n ? n : 1, sizeof(*nl));
 	for (i = 0; i < n; i++) {
 		lower(d, sizeof(d), addrs[i]->domain);
-		for (j = 0; j < e->ndomains; j++)
-			if (strcmp(e->domains[j], d) == 0)
+		for (j = 0; j < nn; j++)
+			if (strcmp(nl[j]->d->name, d) == 0)
 				break;
-		if (j < e->ndomains)
+		if (j < nn)
 			continue;
-		e->domains = xreallocarray(e->domains, e->ndomains + 1,
-		    sizeof(*e->domains));
-		e->domains[e->ndomains++] = xstrdup(d);
+		for (j = 0; j < e->nlinks; j++)
+			if (e->links[j] != NULL &&
+			    strcmp(e->links[j]->d->name, d) == 0)
+				break;
+		if (j < e->nlinks) {
+			nl[nn++] = e->links[j];
+			e->links[j] = NULL;
+		} else
+			nl[nn++] = dlink_new(s, e, d);
 	}
+	entry_unlink_domains(s, e);
+	e->links = nl;
+	e->nlinks = nn;
 }
 
 /* The domains of the recipients still pending. */
 static void
-entry_set_pending(struct entry *e, const struct qdb_rcpt *rcpts, size_t n)
+entry_set_pending(struct sched *s, struct entry *e,
+    const struct qdb_rcpt *rcpts, size_t n)
 {
 	const struct mailaddr **v;
 	size_t i, k = 0;
@@ -144,37 +324,144 @@ entry_set_pending(struct entry *e, const struct qdb_rcpt *rcpts, size_t n)
 	for (i = 0; i < n; i++)
 		if (rcpts[i].status == QDB_RCPT_PENDING)
 			v[k++] = &rcpts[i].addr;
-	entry_set_domains(e, v, k);
+	entry_set_domains(s, e, v, k);
 	free(v);
+}
+
+/* --- the due heap: entries not busy nor held, by their next time ------- */
+
+static void
+heap_set(struct sched *s, size_t i, struct entry *e)
+{
+	s->heap[i] = e;
+	e->hidx = i;
+}
+
+static void
+heap_up(struct sched *s, size_t i)
+{
+	struct entry *e = s->heap[i];
+
+	while (i > 0 && s->heap[(i - 1) / 2]->due > e->due) {
+		heap_set(s, i, s->heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	heap_set(s, i, e);
+}
+
+static void
+heap_down(struct sched *s, size_t i)
+{
+	struct entry *e = s->heap[i];
+	size_t c;
+
+	while ((c = 2 * i + 1) < s->nheap) {
+		if (c + 1 < s->nheap && s->heap[c + 1]->due < s->heap[c]->due)
+			c++;
+		if (s->heap[c]->due >= e->due)
+			break;
+		heap_set(s, i, s->heap[c]);
+		i = c;
+	}
+	heap_set(s, i, e);
+}
+
+static void
+heap_remove(struct sched *s, struct entry *e)
+{
+	size_t i = e->hidx;
+	struct entry *last;
+
+	if (i == NOT_DUE)
+		return;
+	e->hidx = NOT_DUE;
+	last = s->heap[--s->nheap];
+	if (last == e)
+		return;
+	heap_set(s, i, last);
+	heap_up(s, i);
+	heap_down(s, last->hidx);
+}
+
+/* When e next needs a look: its next attempt (not while every primary
+ * of it is known down: the primary's return flushes it, sched_flush()),
+ * the delay warning (warning_due()), its expiry. */
+static time_t
+entry_due(const struct sched *s, const struct entry *e)
+{
+	const struct config *c = s->conf;
+	time_t t = e->arrival + (time_t)c->maximal_queue_lifetime;
+
+	if (c->delay_warning_time > 0 && !e->warned && !e->is_dsn &&
+	    e->arrival + (time_t)c->delay_warning_time < t)
+		t = e->arrival + (time_t)c->delay_warning_time;
+	if (!e->parked && e->next_attempt < t)
+		t = e->next_attempt;
+	return t;
+}
+
+/* After any change to e's times or flags: into, within or out of the
+ * heap. */
+static void
+entry_schedule(struct sched *s, struct entry *e)
+{
+	if (e->busy || e->hold || e->gone) {
+		heap_remove(s, e);
+		return;
+	}
+	e->due = entry_due(s, e);
+	if (e->hidx == NOT_DUE) {
+		if (s->nheap == s->heapcap) {
+			s->heapcap = s->heapcap ? s->heapcap * 2 : 1024;
+			s->heap = xreallocarray(s->heap, s->heapcap,
+			    sizeof(*s->heap));
+		}
+		heap_set(s, s->nheap++, e);
+		heap_up(s, e->hidx);
+	} else {
+		heap_up(s, e->hidx);
+		heap_down(s, e->hidx);
+	}
 }
 
 static struct entry *
 entry_new(struct sched *s, const char *id)
 {
 	struct entry *e = xcalloc(1, sizeof(*e));
+	size_t k;
 
 	str_copy(e->id, sizeof(e->id), id);
+	e->hidx = NOT_DUE;
 	e->next = s->head;
 	if (s->head != NULL)
 		s->head->prev = e;
 	s->head = e;
+	ids_grow(&s->ids, &s->nidbkt, s->nentries);
+	k = hash_str(e->id) & (s->nidbkt - 1);
+	e->hnext = s->ids[k];
+	s->ids[k] = e;
+	s->nentries++;
 	return e;
 }
 
 static void
 entry_free(struct sched *s, struct entry *e)
 {
-	size_t i;
+	struct entry **pp;
 
+	heap_remove(s, e);
+	for (pp = &s->ids[hash_str(e->id) & (s->nidbkt - 1)]; *pp != e;
+	    pp = &(*pp)->hnext)
+		;
+	*pp = e->hnext;
+	s->nentries--;
 	if (e->prev != NULL)
 		e->prev->next = e->next;
 	else
 		s->head = e->next;
 	if (e->next != NULL)
 		e->next->prev = e->prev;
-	for (i = 0; i < e->ndomains; i++)
-		free(e->domains[i]);
-	free(e->domains);
+	entry_unlink_domains(s, e);
 	free(e);
 }
 
@@ -183,21 +470,11 @@ entry_find(struct sched *s, const char *id)
 {
 	struct entry *e;
 
-	for (e = s->head; e != NULL; e = e->next)
+	for (e = s->ids[hash_str(id) & (s->nidbkt - 1)]; e != NULL;
+	    e = e->hnext)
 		if (strcmp(e->id, id) == 0)
 			return e;
 	return NULL;
-}
-
-static int
-entry_has_domain(const struct entry *e, const char *domain)
-{
-	size_t i;
-
-	for (i = 0; i < e->ndomains; i++)
-		if (strcasecmp(e->domains[i], domain) == 0)
-			return 1;
-	return 0;
 }
 
 void
@@ -211,7 +488,8 @@ sched_add_msg(struct sched *s, const struct qdb_msg *m)
 	e->hold = m->hold != 0;
 	e->warned = m->warned != 0;
 	e->is_dsn = m->is_dsn != 0;
-	entry_set_pending(e, m->rcpts, m->nrcpt);
+	entry_set_pending(s, e, m->rcpts, m->nrcpt);
+	entry_schedule(s, e);
 }
 
 void
@@ -227,8 +505,9 @@ sched_add_env(struct sched *s, const struct envelope *env)
 	v = xreallocarray(NULL, env->nrcpt ? env->nrcpt : 1, sizeof(*v));
 	for (i = 0; i < env->nrcpt; i++)
 		v[i] = &env->rcpts[i].addr;
-	entry_set_domains(e, v, env->nrcpt);
+	entry_set_domains(s, e, v, env->nrcpt);
 	free(v);
+	entry_schedule(s, e);
 	event_active(s->kick, EV_TIMEOUT, 0);
 }
 
@@ -243,17 +522,13 @@ void
 sched_domain_stats(const struct sched *s, const char *domain,
     size_t *queued, time_t *oldest)
 {
-	const struct entry *e;
+	const struct qdom *d;
+	char l[256];
 
-	*queued = 0;
-	*oldest = 0;
-	for (e = s->head; e != NULL; e = e->next) {
-		if (e->gone || !entry_has_domain(e, domain))
-			continue;
-		(*queued)++;
-		if (*oldest == 0 || e->arrival < *oldest)
-			*oldest = e->arrival;
-	}
+	lower(l, sizeof(l), domain);
+	d = qdom_find(s, l);
+	*queued = d != NULL ? d->n : 0;
+	*oldest = d != NULL ? d->head->e->arrival : 0;
 }
 
 void
@@ -299,6 +574,7 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 	struct attempt *a = arg;
 	struct sched *s = a->s;
 	struct entry *e = a->e;
+	int freed = 0;
 
 	s->active--;
 	e->busy = 0;
@@ -313,6 +589,7 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 		if (r == QDB_OK && a->deleted)
 			log_info("queue=%s event=removed", e->id);
 		entry_free(s, e);
+		freed = 1;
 	} else if (r != QDB_OK) {
 		/* The outcome is not on disk: the attempt counts for
 		 * nothing and is repeated (a duplicate at worst). */
@@ -328,7 +605,11 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 		    s->conf->maximal_backoff_time);
 		if (e->flushed)
 			e->next_attempt = time(NULL);
-		entry_set_pending(e, a->msg.rcpts, a->msg.nrcpt);
+		entry_set_pending(s, e, a->msg.rcpts, a->msg.nrcpt);
+	}
+	if (!freed) {
+		e->parked = 0;
+		entry_schedule(s, e);
 	}
 	if (r == QDB_OK && dsn != NULL) {
 		log_info("queue=%s event=dsn_queued dsn=%s", id, dsn->id);
@@ -639,6 +920,8 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 		} else {
 			log_err("queue=%s event=load_failed", e->id);
 			e->next_attempt = now + SCHED_DB_RETRY;
+			e->parked = 0;
+			entry_schedule(s, e);
 		}
 		attempt_free(a);
 		return;
@@ -648,23 +931,24 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 		    sizeof(a->big_path));
 	e->busy = 1;
 	e->flushed = 0;
+	heap_remove(s, e);
 	s->active++;
 
 	a->idx = xreallocarray(NULL, a->msg.nrcpt + 1, sizeof(*a->idx));
 	a->rcptv = xreallocarray(NULL, a->msg.nrcpt + 1, sizeof(*a->rcptv));
 	a->resv = xcalloc(a->msg.nrcpt + 1, sizeof(*a->resv));
-	a->tasks = xcalloc(e->ndomains + 1, sizeof(*a->tasks));
+	a->tasks = xcalloc(e->nlinks + 1, sizeof(*a->tasks));
 	k = 0;
-	for (j = 0; j < e->ndomains; j++) {
+	for (j = 0; j < e->nlinks; j++) {
 		struct sched_task *t = &a->tasks[a->ntasks];
+		const char *dom = e->links[j]->d->name;
 
-		if (!primary_health_up(s->health, e->domains[j]))
+		if (!primary_health_up(s->health, dom))
 			continue;	/* the probe will drain it */
 		n = 0;
 		for (i = 0; i < a->msg.nrcpt; i++) {
 			if (a->msg.rcpts[i].status != QDB_RCPT_PENDING ||
-			    strcasecmp(a->msg.rcpts[i].addr.domain,
-			    e->domains[j]) != 0)
+			    strcasecmp(a->msg.rcpts[i].addr.domain, dom) != 0)
 				continue;
 			a->idx[k + n] = i;
 			a->rcptv[k + n] = &a->msg.rcpts[i];
@@ -674,7 +958,7 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 			continue;
 		t->msg = &a->msg;
 		t->body_path = a->big_path[0] ? a->big_path : NULL;
-		str_copy(t->domain, sizeof(t->domain), e->domains[j]);
+		str_copy(t->domain, sizeof(t->domain), dom);
 		t->rcpts = &a->rcptv[k];
 		t->res = &a->resv[k];
 		t->nrcpt = n;
@@ -696,10 +980,10 @@ all_down(const struct sched *s, const struct entry *e)
 {
 	size_t i;
 
-	for (i = 0; i < e->ndomains; i++)
-		if (primary_health_up(s->health, e->domains[i]))
+	for (i = 0; i < e->nlinks; i++)
+		if (primary_health_up(s->health, e->links[i]->d->name))
 			return 0;
-	return e->ndomains > 0;
+	return e->nlinks > 0;
 }
 
 /* delay_warning_time passed and the sender was not told yet. */
@@ -710,19 +994,22 @@ warning_due(const struct sched *s, const struct entry *e, time_t now)
 	    now >= e->arrival + (time_t)s->conf->delay_warning_time;
 }
 
+/*
+ * What is due comes off the heap's top, earliest first: O(log n) per due
+ * entry, nothing for the rest. A due entry whose primaries are all down
+ * is parked (only its warning or expiry keeps a time) until one comes
+ * back: primary_back() flushes its domain.
+ */
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
-	struct entry *e, *next;
+	struct entry *e;
 	time_t now = time(NULL);
 
 	if (s->deliver == NULL)
 		return;			/* nobody to deliver yet */
-	for (e = s->head; e != NULL; e = next) {
-		next = e->next;
-		if (e->busy || e->hold)
-			continue;
+	while (s->nheap > 0 && (e = s->heap[0])->due <= now) {
 		if (s->active >= SCHED_ACTIVE_MAX) {
 			s->capped = 1;
 			break;
@@ -731,28 +1018,58 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			attempt_start(s, e, now);	/* expires it */
 		else if (warning_due(s, e, now))
 			attempt_start(s, e, now);	/* warns, even if down */
-		else if (e->next_attempt <= now && !all_down(s, e))
+		else if (e->next_attempt <= now && !e->parked && !all_down(s, e))
 			attempt_start(s, e, now);
+		else {
+			if (e->next_attempt <= now)
+				e->parked = 1;
+			entry_schedule(s, e);
+			/* A key from before a reload's new times: next tick. */
+			if (e->due <= now)
+				break;
+		}
 	}
+}
+
+/* Due now (or as soon as its attempt in flight ends). */
+static void
+entry_flush(struct sched *s, struct entry *e, time_t now)
+{
+	if (e->next_attempt > now)
+		e->next_attempt = now;
+	e->parked = 0;
+	/* An attempt in flight would set its own next time when it ends:
+	 * this flush wins over that. */
+	if (e->busy)
+		e->flushed = 1;
+	else
+		entry_schedule(s, e);
 }
 
 size_t
 sched_flush(struct sched *s, const char *domain)
 {
 	struct entry *e;
+	struct qdom *d;
+	struct dlink *l;
 	time_t now = time(NULL);
 	size_t n = 0;
+	char ld[256];
 
-	for (e = s->head; e != NULL; e = e->next) {
-		if (e->hold || (domain != NULL && !entry_has_domain(e, domain)))
-			continue;
-		if (e->next_attempt > now)
-			e->next_attempt = now;
-		/* An attempt in flight would set its own next time when it
-		 * ends: this flush wins over that. */
-		if (e->busy)
-			e->flushed = 1;
-		n++;
+	if (domain == NULL) {
+		for (e = s->head; e != NULL; e = e->next)
+			if (!e->hold && !e->gone) {
+				entry_flush(s, e, now);
+				n++;
+			}
+	} else {
+		lower(ld, sizeof(ld), domain);
+		d = qdom_find(s, ld);
+		for (l = d != NULL ? d->head : NULL; l != NULL; l = l->next)
+			if (!l->e->hold) {
+				entry_flush(s, l->e, now);
+				n++;
+			}
 	}
 	/* An operator's or ETRN's flush is worth a probe now. */
 	if (domain != NULL)
@@ -769,6 +1086,8 @@ sched_flush_id(struct sched *s, const char *id)
 	if (e == NULL)
 		return -1;
 	e->next_attempt = time(NULL);
+	e->parked = 0;
+	entry_schedule(s, e);
 	event_active(s->kick, EV_TIMEOUT, 0);
 	return 0;
 }
@@ -776,12 +1095,10 @@ sched_flush_id(struct sched *s, const char *id)
 int
 sched_has_domain(const struct sched *s, const char *domain)
 {
-	const struct entry *e;
+	char ld[256];
 
-	for (e = s->head; e != NULL; e = e->next)
-		if (entry_has_domain(e, domain))
-			return 1;
-	return 0;
+	lower(ld, sizeof(ld), domain);
+	return qdom_find(s, ld) != NULL;
 }
 
 int
@@ -800,7 +1117,9 @@ sched_hold(struct sched *s, const char *id, int hold, qdb_done_cb *done,
 	if (!hold) {
 		u->set |= QDB_SET_NEXT;
 		u->next_attempt = e->next_attempt = time(NULL);
+		e->parked = 0;
 	}
+	entry_schedule(s, e);
 	qdb_update(s->qdb, u, done, arg);
 	return 0;
 }
@@ -817,9 +1136,10 @@ sched_delete(struct sched *s, const char *id, qdb_done_cb *done, void *arg)
 	u->set = QDB_DELETE;
 	qdb_update(s->qdb, u, done, arg);
 	log_info("queue=%s event=deleted by=operator", id);
-	if (e->busy)
+	if (e->busy) {
 		e->gone = 1;	/* the attempt's update finds no row */
-	else
+		entry_unlink_domains(s, e);	/* counted no more */
+	} else
 		entry_free(s, e);
 	return 0;
 }
@@ -835,6 +1155,10 @@ sched_new(struct event_base *base, const struct config *conf, struct qdb *q,
 	s->conf = conf;
 	s->qdb = q;
 	s->health = h;
+	s->nidbkt = 1024;
+	s->ids = xcalloc(s->nidbkt, sizeof(*s->ids));
+	s->ndombkt = 256;
+	s->doms = xcalloc(s->ndombkt, sizeof(*s->doms));
 	primary_health_on_up(h, primary_back, s);
 	s->tick = event_new(base, -1, EV_PERSIST, tick_cb, s);
 	event_add(s->tick, &one);
@@ -855,6 +1179,9 @@ sched_free(struct sched *s)
 		attempt_free(s->attempts);
 	while (s->head != NULL)
 		entry_free(s, s->head);
+	free(s->ids);
+	free(s->doms);
+	free(s->heap);
 	primary_health_on_up(s->health, NULL, NULL);
 	free(s);
 }

@@ -12,8 +12,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
+#include "config.h"
 #include "dsn.h"
+#include "health.h"
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -251,6 +254,75 @@ test_dsn(void **state)
 	    "mx2.example", 0, &env, &body, &len), -1);
 }
 
+
+/* --- per-domain counts and lookups by id (issue 16) --------------------- */
+
+/*
+ * Counts kept as messages come (no queue walk): many messages over a few
+ * domains, in mixed case, several domains in one message; the oldest is
+ * the first queued; flushing a domain reaches exactly its messages; ids
+ * are found after the table grew. No database: nothing is delivered
+ * (no deliverer is set).
+ */
+static void
+test_domain_counts(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct config conf;
+	struct primary_health *h;
+	struct sched *s;
+	struct envelope env;
+	struct mailaddr a;
+	struct rcpt_params rp;
+	char ids[3000][ENVELOPE_ID_MAX];
+	size_t i, n;
+	time_t oldest;
+
+	config_defaults(&conf);
+	h = primary_health_new(NULL, &conf);
+	s = sched_new(base, &conf, NULL, h);
+	memset(&rp, 0, sizeof(rp));
+	for (i = 0; i < nitems(ids); i++) {
+		envelope_init(&env);
+		snprintf(env.id, sizeof(env.id), "id%06zu", i);
+		memcpy(ids[i], env.id, sizeof(env.id));
+		env.arrival = 1000000 + (time_t)i;
+		memset(&a, 0, sizeof(a));
+		snprintf(a.local, sizeof(a.local), "u");
+		/* every third in Big.Example; each also in small%zu */
+		if (i % 3 == 0) {
+			snprintf(a.domain, sizeof(a.domain), i % 2 ?
+			    "Big.Example" : "big.example");
+			envelope_add_rcpt(&env, &a, &rp);
+			envelope_add_rcpt(&env, &a, &rp);
+		}
+		snprintf(a.domain, sizeof(a.domain), "small%zu.example", i % 7);
+		envelope_add_rcpt(&env, &a, &rp);
+		sched_add_env(s, &env);
+		envelope_free(&env);
+	}
+	sched_domain_stats(s, "BIG.example", &n, &oldest);
+	assert_int_equal(n, 1000);
+	assert_int_equal(oldest, 1000000);
+	sched_domain_stats(s, "small3.example", &n, &oldest);
+	assert_int_equal(n, 3000 / 7 + (3000 % 7 > 3));
+	assert_int_equal(oldest, 1000003);
+	sched_domain_stats(s, "other.example", &n, &oldest);
+	assert_int_equal(n, 0);
+	assert_int_equal(oldest, 0);
+	assert_true(sched_has_domain(s, "Small6.Example"));
+	assert_false(sched_has_domain(s, "small7.example"));
+	assert_int_equal(sched_flush(s, "big.EXAMPLE"), 1000);
+	assert_int_equal(sched_flush(s, "nobody.example"), 0);
+	assert_int_equal(sched_flush(s, NULL), 3000);
+	for (i = 0; i < nitems(ids); i++)
+		assert_int_equal(sched_flush_id(s, ids[i]), 0);
+	assert_int_equal(sched_flush_id(s, "id999999"), -1);
+	sched_free(s);
+	primary_health_free(h);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -259,6 +331,7 @@ main(void)
 		cmocka_unit_test(test_rcpt_status),
 		cmocka_unit_test(test_outcome),
 		cmocka_unit_test(test_dsn),
+		cmocka_unit_test(test_domain_counts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

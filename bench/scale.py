@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""How backmxd's costs grow with the size of its work (issue 16):
+queued messages and customer domains. `make bench-scale`; not part of
+`make check` nor `make bench` (the 1M point alone takes many minutes).
+bench/README.md says how each figure is taken.
+
+    bench/scale.py [--queued 1000,10000,100000] [--domains 1000,10000,100000]
+                   [--queue-domains 1000] [--idle 30] [--out FILE]
+
+Queued points: bench_scale_load (bench/scale_load.c) fills a fresh
+spool's queue.db with N 4 KB messages over --queue-domains domains (half
+of them to 3 big ones) through the queue's own API (qdb_insert, the
+writer thread backmxd uses), then backmxd (release build) starts on it
+with every primary down (route= to a closed loopback port) and we measure
+restart time, RSS per queued message, idle CPU, `queue list --json` and
+`domain list`. Domain points: D customer domains in domains_file, nothing
+queued: start time, RSS, idle CPU, log lines per minute while idle.
+Results: a JSON file under bench/results/ and a table on stdout.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fakes"))
+import dns as fakedns  # noqa: E402  scripted DNS
+
+TICK = os.sysconf("SC_CLK_TCK")
+# Only the head of a big queue list is kept; the rest is counted.
+CHUNK = 1 << 16
+
+
+def cpu_ticks(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])          # utime + stime
+
+
+def status_kb(pid, key):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def log_lines(path):
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def write_conf(d, ndom, dns, names):
+    with open(os.path.join(d, "domains"), "w") as f:
+        for i in range(ndom):
+            f.write("%s route=[127.0.0.1]:9\n" % names(i))
+    conf = os.path.join(d, "backmx.conf")
+    with open(conf, "w") as f:
+        f.write("listen = 127.0.0.1:0\nmyhostname = bench.example\n"
+                "spool_dir = %s/spool\nstate_dir = %s/state\n"
+                "domains_file = %s/domains\ncontrol_socket = %s/ctl\n"
+                "log_level = info\ngreylist = no\ncheck_mx_ranges = no\n"
+                "dns_forward = %s\ndns_trust_anchor_file =\n"
+                % (d, d, d, d, dns.forward))
+    os.makedirs(os.path.join(d, "state"), exist_ok=True)
+    return conf
+
+
+def start(daemon, d, conf, timeout):
+    logp = os.path.join(d, "log")
+    log = open(logp, "ab")
+    t0 = time.monotonic()
+    p = subprocess.Popen([daemon, "-f", "-c", conf], stdout=log,
+                         stderr=log)
+    pos = 0
+    while time.monotonic() - t0 < timeout:
+        if p.poll() is not None:
+            sys.exit("backmxd exited; see %s" % logp)
+        with open(logp, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+        if re.search(rb"event=ready\b", data):
+            return p, time.monotonic() - t0
+        time.sleep(0.02)
+    p.kill()
+    sys.exit("backmxd not ready in %d s; see %s" % (timeout, logp))
+
+
+def stop(p):
+    p.terminate()
+    try:
+        p.wait(60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def idle(p, logp, secs):
+    """CPU share of one core and log lines over 'secs' of doing nothing."""
+    c0, l0, t0 = cpu_ticks(p.pid), log_lines(logp), time.monotonic()
+    time.sleep(secs)
+    c1, l1, t1 = cpu_ticks(p.pid), log_lines(logp), time.monotonic()
+    return (c1 - c0) / TICK / (t1 - t0), (l1 - l0) * 60.0 / (t1 - t0)
+
+
+def ctl(ctlbin, conf, args, pid):
+    """Wall time, output lines and backmxctl's peak RSS (KB); the
+    daemon's VmHWM after, to see whether answering grew it."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([ctlbin, "-c", conf] + args,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    lines = 0
+    while True:
+        b = p.stdout.read(CHUNK)
+        if not b:
+            break
+        lines += b.count(b"\n")
+    _, status, ru = os.wait4(p.pid, 0)
+    secs = time.monotonic() - t0
+    rc = os.waitstatus_to_exitcode(status)
+    p.returncode = rc
+    return {"seconds": round(secs, 3), "lines": lines, "rc": rc,
+            "ctl_peak_kb": ru.ru_maxrss,
+            "daemon_hwm_kb": status_kb(pid, "VmHWM")}
+
+
+def queued_point(a, dns, n):
+    d = tempfile.mkdtemp(prefix="backmx-scale-", dir=a.tmp)
+    try:
+        conf = write_conf(d, a.queue_domains, dns,
+                          lambda i: "cust%06d.example" % i)
+        r = {"queued": n, "domains": a.queue_domains}
+        if n > 0:
+            t0 = time.monotonic()
+            out = subprocess.run([a.loader, "-s", os.path.join(d, "spool"),
+                                  "-n", str(n), "-d", str(a.queue_domains)],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit("loader failed: %s" % out.stderr)
+            r["load_seconds"] = round(time.monotonic() - t0, 1)
+        p, secs = start(a.daemon, d, conf, a.timeout)
+        r["start_seconds"] = round(secs, 3)
+        # The first pass over the queue (every primary still "unknown",
+        # tried once, found down) is part of the restart; then idle.
+        time.sleep(a.settle)
+        r["rss_kb"] = status_kb(p.pid, "VmRSS")
+        cpu, lpm = idle(p, os.path.join(d, "log"), a.idle)
+        r["idle_cpu"] = round(cpu, 4)
+        r["idle_log_lines_per_min"] = round(lpm, 1)
+        r["daemon_hwm_before_list_kb"] = status_kb(p.pid, "VmHWM")
+        r["queue_list"] = ctl(a.ctl, conf, ["queue", "list", "--json"],
+                              p.pid)
+        r["domain_list"] = ctl(a.ctl, conf, ["domain", "list"], p.pid)
+        stop(p)
+        return r
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def domains_point(a, dns, nd):
+    d = tempfile.mkdtemp(prefix="backmx-scale-", dir=a.tmp)
+    try:
+        conf = write_conf(d, nd, dns, lambda i: "dom%06d.example" % i)
+        r = {"queued": 0, "domains": nd}
+        p, secs = start(a.daemon, d, conf, a.timeout)
+        r["start_seconds"] = round(secs, 3)
+        time.sleep(a.settle)
+        r["rss_kb"] = status_kb(p.pid, "VmRSS")
+        cpu, lpm = idle(p, os.path.join(d, "log"), a.idle)
+        r["idle_cpu"] = round(cpu, 4)
+        r["idle_log_lines_per_min"] = round(lpm, 1)
+        r["domain_list"] = ctl(a.ctl, conf, ["domain", "list"], p.pid)
+        stop(p)
+        return r
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def sizes(s):
+    return [int(x) for x in s.split(",") if x.strip()] if s else []
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--daemon", default=os.path.join(ROOT, "build/backmxd"))
+    ap.add_argument("--ctl", default=os.path.join(ROOT, "build/backmxctl"))
+    ap.add_argument("--loader",
+                    default=os.path.join(ROOT, "build/bench_scale_load"))
+    ap.add_argument("--queued", default="1000,10000,100000",
+                    help="queued-message points (add 1000000 for 1M)")
+    ap.add_argument("--queue-domains", type=int, default=1000)
+    ap.add_argument("--domains", default="1000,10000,100000",
+                    help="customer-domain points, nothing queued")
+    ap.add_argument("--idle", type=float, default=30.0)
+    ap.add_argument("--settle", type=float, default=10.0)
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--tmp", default="/tmp")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    dns = fakedns.FakeDNS().start()
+    res = {"label": a.label, "started": time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "loadavg_before": open("/proc/loadavg").read().split()[:3],
+           "ncpu": os.cpu_count(), "idle_seconds": a.idle,
+           "queued": [], "domains": []}
+    # A baseline with nothing queued: RSS per message is over it.
+    base = queued_point(a, dns, 0)
+    res["queued"].append(base)
+    for n in sizes(a.queued):
+        r = queued_point(a, dns, n)
+        r["rss_per_msg_bytes"] = round(
+            (r["rss_kb"] - base["rss_kb"]) * 1024.0 / n, 1)
+        res["queued"].append(r)
+        print(json.dumps(r), flush=True)
+    for nd in sizes(a.domains):
+        r = domains_point(a, dns, nd)
+        res["domains"].append(r)
+        print(json.dumps(r), flush=True)
+    res["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
+
+    out = a.out or os.path.join(ROOT, "bench", "results", "scale-%s.json" %
+                                time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+
+    print("\nqueued   load_s  start_s  rss_MB  B/msg  idle_cpu%  "
+          "list_s  list_lines  ctl_MB  hwm_MB  domlist_s")
+    for r in res["queued"]:
+        q = r["queue_list"]
+        print("%-8d %6s %8.2f %7.1f %6s %9.2f %7.2f %11d %7.1f %7.1f %10.3f"
+              % (r["queued"], r.get("load_seconds", "-"), r["start_seconds"],
+                 r["rss_kb"] / 1024.0, r.get("rss_per_msg_bytes", "-"),
+                 r["idle_cpu"] * 100, q["seconds"], q["lines"],
+                 q["ctl_peak_kb"] / 1024.0, q["daemon_hwm_kb"] / 1024.0,
+                 r["domain_list"]["seconds"]))
+    print("\ndomains  start_s  rss_MB  idle_cpu%  log_lines/min  domlist_s")
+    for r in res["domains"]:
+        print("%-8d %8.2f %7.1f %9.2f %14.1f %10.3f"
+              % (r["domains"], r["start_seconds"], r["rss_kb"] / 1024.0,
+                 r["idle_cpu"] * 100, r["idle_log_lines_per_min"],
+                 r["domain_list"]["seconds"]))
+    print("\nloadavg before %s after %s (%d CPUs; shared machine: other "
+          "work adds to the CPU figures)" % (
+              " ".join(res["loadavg_before"]), " ".join(res["loadavg_after"]),
+              res["ncpu"]))
+    print("results:", out)
+
+
+if __name__ == "__main__":
+    main()
