@@ -13,12 +13,12 @@ struct evbuffer;
 
 /*
  * Send 'req' (one line with its '\n') to the daemon and copy the answer's
- * result lines to stdout. Returns the exit status from the status line:
- * 0 "ok", 1 "error notfound", 64 "error usage", 65 "error domain",
- * "error address" or "error value", 75 any other error (its text on stderr, then ": arg"
- * when arg is not NULL); 69 when the daemon is not reachable. With
- * may_offline, CTL_NOT_RUNNING and nothing said when it is not running
- * (socket missing or refused): the caller reads the files itself.
+ * result lines to stdout. Returns the exit status from the status line: 0 "ok",
+ * 1 "error notfound", 64 "error usage", 65 "error domain", "error address" or
+ * "error value", 75 any other error (its text on stderr, then ": arg" when arg
+ * is not NULL); 69 when the daemon is not reachable. With may_offline,
+ * CTL_NOT_RUNNING and nothing said when it is not running (socket missing or
+ * refused): the caller reads the files itself.
  */
 int	ctl_request(const struct config *, const char *req, const char *arg,
 	    int may_offline);

@@ -1,5 +1,6 @@
 /*
- * ctl_domain: the per-domain knowledge of docs/architecture.md §6 for the operator.
+ * ctl_domain: the per-domain knowledge of docs/architecture.md §6 for the
+ * operator.
  *
  *   domain list [--json]                     every customer domain
  *   domain show DOMAIN [--json]

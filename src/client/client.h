@@ -133,15 +133,26 @@ const char	*client_relay(const struct client *);
 #define CLIENT_DRAIN_LOW	(64 * 1024)
 
 struct reply;	/* reply.h */
-/* The owner's own commands, for pass-through and callouts (not mixed with client_send on one connection). */
+/* The owner's own commands, for pass-through and callouts (not mixed with
+ * client_send on one connection). */
 typedef void	client_reply_cb(struct client *, const struct reply *, void *arg);
-/* Change who gets the connection's events (CLIENT_FAILED etc.): a connection handed from primary_connect() to its new owner. */
+/* Change who gets the connection's events (CLIENT_FAILED etc.): a connection
+ * handed from primary_connect() to its new owner. */
 void		 client_set_cb(struct client *, client_cb *, void *arg);
-/* After CLIENT_READY, or from any reply callback: queue one command line (no CRLF; at most 1000 octets; -1 if longer or the connection is failing). Replies come back to each cb in order. Queued commands are written back to back when the server offered PIPELINING, else one at a time as replies arrive. A connection failure (drop, timeout, malformed reply) gives CLIENT_FAILED through the event callback; the reply callbacks still pending do not run. Each reply is awaited at most 'timeout' seconds (0: the conf's command_timeout). */
+/* After CLIENT_READY, or from any reply callback: queue one command line (no
+ * CRLF; at most 1000 octets; -1 if longer or the connection is failing).
+ * Replies come back to each cb in order. Queued commands are written back to
+ * back when the server offered PIPELINING, else one at a time as replies
+ * arrive. A connection failure (drop, timeout, malformed reply) gives
+ * CLIENT_FAILED through the event callback; the reply callbacks still pending
+ * do not run. Each reply is awaited at most 'timeout' seconds (0: the conf's
+ * command_timeout). */
 int		 client_cmd(struct client *, const char *line, unsigned timeout, client_reply_cb *, void *arg);
-/* After a 354 to DATA: message bytes as the recipient must see them (unstuffed, CRLF line ends); the client dot-stuffs. */
+/* After a 354 to DATA: message bytes as the recipient must see them (unstuffed,
+ * CRLF line ends); the client dot-stuffs. */
 void		 client_body(struct client *, const char *buf, size_t len);
-/* ".\r\n" (after a CRLF if the body did not end with one) and the reply to cb, awaited at most 'timeout' seconds (0: data_done_timeout). */
+/* ".\r\n" (after a CRLF if the body did not end with one) and the reply to cb,
+ * awaited at most 'timeout' seconds (0: data_done_timeout). */
 void		 client_body_end(struct client *, unsigned timeout, client_reply_cb *, void *arg);
 /* Octets accepted but not yet written to the socket (TLS: before
  * encryption, in both layers); and a callback run from the write handler
@@ -152,7 +163,8 @@ void		 client_body_end(struct client *, unsigned timeout, client_reply_cb *, voi
  * happen. It stays until removed (NULL cb removes it). */
 size_t		 client_pending_out(const struct client *);
 void		 client_on_drained(struct client *, void (*cb)(struct client *, void *), void *arg);
-/* 1 when the EHLO reply offered the keyword (e.g. "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "DSN"). */
+/* 1 when the EHLO reply offered the keyword (e.g. "PIPELINING", "SIZE",
+ * "8BITMIME", "SMTPUTF8", "DSN"). */
 int		 client_has_ext(const struct client *, const char *keyword);
 /* 1 when greeted and between commands: nothing sent waits for a reply,
  * nothing is queued (a connection fit to be kept for later). */

@@ -1,7 +1,7 @@
 /*
- * config: reads backmx.conf (Postfix main.cf syntax, docs/configuration.md) into
- * struct config. Runs once at start and on SIGHUP, before anything uses the
- * values; a failure leaves the caller's struct untouched.
+ * config: reads backmx.conf (Postfix main.cf syntax, docs/configuration.md)
+ * into struct config. Runs once at start and on SIGHUP, before anything uses
+ * the values; a failure leaves the caller's struct untouched.
  *
  * The table keys[] is the one list of keys: type, field, default and a
  * line of documentation per row. Reading is three passes: collect the last

@@ -50,11 +50,11 @@ size_t	str_term_next(const char *p, size_t avail, int *hide_out);
 const char *str_term(char *out, size_t outsz, const char *s);
 
 /*
- * The next item of a list whose items are separated by commas and white
- * space (a continuation line's newline included), the one list syntax of backmx.conf and the admin tools:
- * *p moves to the item's start and the item's length is returned; 0 at
- * the end of the list. Call again with *p += length for the next one.
- *	for (p = v; (n = str_list_next(&p)) > 0; p += n) ...
+ * The next item of a list whose items are separated by commas and white space
+ * (a continuation line's newline included), the one list syntax of backmx.conf
+ * and the admin tools: *p moves to the item's start and the item's length is
+ * returned; 0 at the end of the list. Call again with *p += length for the next
+ * one. for (p = v; (n = str_list_next(&p)) > 0; p += n) ...
  */
 size_t	str_list_next(const char **p);
 

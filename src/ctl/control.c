@@ -447,8 +447,8 @@ rcpt_request(struct conn *c, char **w, int n)
 		}
 		if (rcpt_arg(c, w[2], c->addr, &dom) == -1)
 			return;
-		/* Relay control's rule (docs/principles.md §1.3) for what we learn:
-		 * only addresses of our domains. learn_rcpt_add() checks
+		/* Relay control's rule (docs/principles.md §1.3) for what we
+		 * learn: only addresses of our domains. learn_rcpt_add() checks
 		 * it again against its own copy of the table. */
 		if (domains_lookup(ctl->domains, dom) == NULL ||
 		    (rc = learn_rcpt_add(ctl->learn, c->addr, c->rcpt_status,

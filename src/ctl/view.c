@@ -262,7 +262,7 @@ control_queue_show(const struct qdb_msg *m, struct evbuffer *b, int json)
 	}
 }
 
-/* --- domains and recipients (docs/architecture.md §6, docs/queue.md) ------------- */
+/* --- domains and recipients (docs/architecture.md §6, docs/queue.md) ------ */
 
 static const char *
 lifecycle_name(int l)

@@ -12,8 +12,8 @@
  * Pass-through and callouts connect through src/primary/connect.c; they
  * ask deliver_tls_broken() where a delivery's handshake failed.
  *
- * Loop prevention (docs/principles.md §1.4) belongs to MX selection: we deliver to
- * an MX host only when its preference is lower than ours. Routes are the
+ * Loop prevention (docs/principles.md §1.4) belongs to MX selection: we deliver
+ * to an MX host only when its preference is lower than ours. Routes are the
  * operator's word and are taken as they are.
  */
 #include "deliver.h"

@@ -452,8 +452,8 @@ resolver_query_budget(struct resolver *r, struct resolver_budget *b,
 		tempfail_soon(q, "error");
 		return q;
 	}
-	/* docs/principles.md §1.5: pending DNS queries are bounded. Detached queries
-	 * still count: libunbound is still working on them. */
+	/* docs/principles.md §1.5: pending DNS queries are bounded. Detached
+	 * queries still count: libunbound is still working on them. */
 	if (!budget_allows(b)) {
 		r->stats.over_budget++;
 		tempfail_soon(q, "budget");

@@ -1,8 +1,8 @@
 /*
  * resolver: asynchronous DNS for every part of backmx (the checks of
- * docs/architecture.md §5, delivery's MX lookups, later ones): libunbound on our own
- * libevent loop (ub_ctx_create_event: no thread, no fork), with its cache
- * capped at dns_cache_max_ttl for positive and negative answers alike.
+ * docs/architecture.md §5, delivery's MX lookups, later ones): libunbound on
+ * our own libevent loop (ub_ctx_create_event: no thread, no fork), with its
+ * cache capped at dns_cache_max_ttl for positive and negative answers alike.
  * Without forwarders it recurses from the root itself, as Spamhaus wants.
  *
  * One answer per query, always from the event loop (never on the stack of

@@ -114,8 +114,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 	struct ipcount *c;
 	char ip[INET6_ADDRSTRLEN];
 
-	/* docs/principles.md §1.5: sessions in all and per address are bounded. The
-	 * address as text only for a refusal: the session makes its own. */
+	/* docs/principles.md §1.5: sessions in all and per address are bounded.
+	 * The address as text only for a refusal: the session makes its own. */
 	if (l->sessions >= conf->smtpd_max_connections) {
 		(void)sockaddr_ntop(sa, ip, sizeof(ip));
 		log_warn("event=refuse client=%s reason=max_connections "

@@ -1,11 +1,11 @@
 /*
- * dnsbl: the client's address in DNS blocklists (default Spamhaus ZEN),
- * asked the moment the client connects and answered at RCPT
- * (docs/architecture.md §5, docs/dns.md, "DNSBL"). Only a definite listing rejects (554 5.7.1, the
- * zone and the code in the text); an answer in 127.255.255.0/24 is the
- * list reporting an error about us (public resolver, over quota, bad
- * key): a warning and a counter, never a listing. A list that does not
- * answer: dnsbl_fail_action. Names and codes: src/dns/dnsxl.h.
+ * dnsbl: the client's address in DNS blocklists (default Spamhaus ZEN), asked
+ * the moment the client connects and answered at RCPT (docs/architecture.md §5,
+ * docs/dns.md, "DNSBL"). Only a definite listing rejects (554 5.7.1, the zone
+ * and the code in the text); an answer in 127.255.255.0/24 is the list
+ * reporting an error about us (public resolver, over quota, bad key): a warning
+ * and a counter, never a listing. A list that does not answer:
+ * dnsbl_fail_action. Names and codes: src/dns/dnsxl.h.
  */
 #ifndef BACKMX_DNSBL_H
 #define BACKMX_DNSBL_H

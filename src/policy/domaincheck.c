@@ -1,17 +1,17 @@
 /*
  * domaincheck: is the MAIL FROM or RCPT TO domain one mail can go to?
- * (docs/architecture.md §5, docs/dns.md). A step of policy.c, asynchronous through
- * the resolver:
+ * (docs/architecture.md §5, docs/dns.md). A step of policy.c, asynchronous
+ * through the resolver:
  *
  *   FQDN syntax -> MX -> (null MX?) -> A and AAAA of each MX host, or of
  *   the domain itself when it has no MX (RFC 5321 §5.1 implicit MX)
  *
- * Only a definite answer rejects (docs/principles.md §1.2): NXDOMAIN; NOERROR with
- * no MX, no A and no AAAA; a null MX; every MX host without an address
- * outside the special-purpose table (src/dns/ranges.c) and
- * mx_invalid_networks. Any lookup in doubt (TEMPFAIL) that could have
- * changed the answer makes the answer 451 4.4.3. The first routable
- * address found ends the check at once and cancels the other lookups.
+ * Only a definite answer rejects (docs/principles.md §1.2): NXDOMAIN; NOERROR
+ * with no MX, no A and no AAAA; a null MX; every MX host without an address
+ * outside the special-purpose table (src/dns/ranges.c) and mx_invalid_networks.
+ * Any lookup in doubt (TEMPFAIL) that could have changed the answer makes the
+ * answer 451 4.4.3. The first routable address found ends the check at once and
+ * cancels the other lookups.
  *
  * Exposed to peer-chosen domains and to whatever DNS says about them:
  * the number of MX hosts looked at is bounded (DC_HOSTS_MAX).

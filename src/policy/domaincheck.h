@@ -1,9 +1,9 @@
 /*
  * domaincheck: the sender's domain at MAIL and the recipient's at RCPT
- * (docs/architecture.md §5): fully qualified, existing, no null MX, and some MX host
- * (or, without MX, the domain itself) at an address a mail server can
- * have. Steps of policy.c; DNS through src/dns/resolver.h. Decisions and
- * reply codes: docs/dns.md.
+ * (docs/architecture.md §5): fully qualified, existing, no null MX, and some MX
+ * host (or, without MX, the domain itself) at an address a mail server can
+ * have. Steps of policy.c; DNS through src/dns/resolver.h. Decisions and reply
+ * codes: docs/dns.md.
  */
 #ifndef BACKMX_DOMAINCHECK_H
 #define BACKMX_DOMAINCHECK_H

@@ -1,6 +1,6 @@
 /*
- * greylist: the greylisting step of RCPT (docs/architecture.md §5), the last check,
- * after relay control and the DNS checks: only a customer domain's
+ * greylist: the greylisting step of RCPT (docs/architecture.md §5), the last
+ * check, after relay control and the DNS checks: only a customer domain's
  * recipient that nothing has refused reaches it.
  *
  * Order: the static allow lists of backmx.conf, the operator's allow
@@ -11,9 +11,9 @@
  * transitions are pure functions below the step, with the time as a
  * parameter.
  *
- * Exposed to peer bytes (the addresses, already RFC 5321-checked by
- * addr.c) and to the store's errors: an error is 451 4.3.0, never an
- * accept (docs/principles.md §1.2). A pass is answered only after the write that
+ * Exposed to peer bytes (the addresses, already RFC 5321-checked by addr.c) and
+ * to the store's errors: an error is 451 4.3.0, never an accept
+ * (docs/principles.md §1.2). A pass is answered only after the write that
  * records it committed.
  */
 #include "greylist.h"
@@ -442,7 +442,7 @@ greylist_rcpt_key(const struct mailaddr *a, char *out, size_t outsz)
 	return 0;
 }
 
-/* --- the transitions -------------------------------------------------------- */
+/* --- the transitions ------------------------------------------------------ */
 
 enum greylist_action
 greylist_decide(const struct state_triplet *cur, int64_t now,
@@ -521,7 +521,7 @@ greylist_net_refresh(struct state_net *n, int64_t now,
 	return 1;
 }
 
-/* --- the step ------------------------------------------------------------------ */
+/* --- the step ------------------------------------------------------------- */
 
 /* One RCPT's greylist check, from the step to its answer. */
 struct greyreq {
@@ -571,8 +571,8 @@ store_failed(struct greyreq *r)
 {
 	struct verdict_info v;
 
-	/* Doubt is 4xx (docs/principles.md §1.2): never an accept on a store error.
-	 * The store logged the error. */
+	/* Doubt is 4xx (docs/principles.md §1.2): never an accept on a store
+	 * error. The store logged the error. */
 	verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0", "state_error",
 	    "Temporary state store failure, please try again later");
 	answer(r, &v);

@@ -1,11 +1,10 @@
 /*
- * greylist: the last RCPT check (docs/architecture.md §5, docs/greylisting.md). Defers
- * mail from a (client network, sender, recipient) triplet the store has
+ * greylist: the last RCPT check (docs/architecture.md §5, docs/greylisting.md).
+ * Defers mail from a (client network, sender, recipient) triplet the store has
  * not seen, lets the same triplet through once it came back after
- * greylist_delay and within greylist_retry_window, and keeps passed
- * triplets for greylist_max_age. Networks that passed
- * greylist_auto_allow_passes distinct triplets, and the static and
- * operator allow lists, skip it.
+ * greylist_delay and within greylist_retry_window, and keeps passed triplets
+ * for greylist_max_age. Networks that passed greylist_auto_allow_passes
+ * distinct triplets, and the static and operator allow lists, skip it.
  *
  * The key and the transitions are pure functions with the time as a
  * parameter (greylist_test.c); the step reads and writes through state.h

@@ -1,12 +1,12 @@
 /*
- * policy: the checks of docs/architecture.md §5 that decide MAIL and RCPT once the
- * protocol is satisfied, in a fixed order, merged by the rules of
+ * policy: the checks of docs/architecture.md §5 that decide MAIL and RCPT once
+ * the protocol is satisfied, in a fixed order, merged by the rules of
  * verdict.h. The session asks; exactly one answer comes back through the
- * callback, always later from the event loop (never inside the call), or
- * none after policy_cancel().
+ * callback, always later from the event loop (never inside the call), or none
+ * after policy_cancel().
  *
- * Relay control is not here: the session runs it first, before anything
- * that could accept (docs/principles.md §1.3), and only a customer domain's RCPT
+ * Relay control is not here: the session runs it first, before anything that
+ * could accept (docs/principles.md §1.3), and only a customer domain's RCPT
  * reaches policy_check_rcpt().
  *
  * Each check is one step in the tables of policy.c and lives in a file of
@@ -59,13 +59,13 @@ typedef void	policy_done_cb(const struct verdict_info *, void *arg);
 void		 policy_check_mail(struct policy_client *,
 		    const struct mailaddr *sender, policy_done_cb *, void *);
 /*
- * RCPT in one of two modes (docs/architecture.md §5). POLICY_BACKUP: the primary is
- * down and the message would be stored: every check. POLICY_FILTERED:
- * pass-through with the domain's passthrough_filters=yes: the DNS checks
- * and the DNSBL only, no recipient knowledge, no greylisting. With
- * 'sender' set the sender's domain is checked first (a sender check
- * delayed from MAIL, as Postfix's smtpd_delay_reject: at MAIL the mode
- * is not known yet).
+ * RCPT in one of two modes (docs/architecture.md §5). POLICY_BACKUP: the
+ * primary is down and the message would be stored: every check.
+ * POLICY_FILTERED: pass-through with the domain's passthrough_filters=yes: the
+ * DNS checks and the DNSBL only, no recipient knowledge, no greylisting. With
+ * 'sender' set the sender's domain is checked first (a sender check delayed
+ * from MAIL, as Postfix's smtpd_delay_reject: at MAIL the mode is not known
+ * yet).
  */
 enum policy_mode { POLICY_BACKUP, POLICY_FILTERED };
 void		 policy_check_rcpt(struct policy_client *,

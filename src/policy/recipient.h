@@ -1,7 +1,7 @@
 /*
- * recipient: the backup-mode RCPT step of what backmx knows of the
- * domain and the address (docs/architecture.md §5–§6, learn.h). Runs only when the
- * message would be stored (the primary is down), before greylisting:
+ * recipient: the backup-mode RCPT step of what backmx knows of the domain and
+ * the address (docs/architecture.md §5–§6, learn.h). Runs only when the message
+ * would be stored (the primary is down), before greylisting:
  *
  *   domain learning or refused         450 4.7.1
  *   address invalid (the primary said

@@ -1,10 +1,10 @@
 /*
- * callout: asking a customer's primary about recipients, without sending
- * mail (docs/architecture.md §6). An address deferred as unknown during an outage is
- * queued here; once the domain's primary is up again, one connection
- * asks it: EHLO, MAIL FROM:<>, RCPT TO:<address> for each address
- * waiting (up to the domain's budget), RSET, QUIT. The answers go to
- * learn.h, so the sender's retry finds the address known.
+ * callout: asking a customer's primary about recipients, without sending mail
+ * (docs/architecture.md §6). An address deferred as unknown during an outage is
+ * queued here; once the domain's primary is up again, one connection asks it:
+ * EHLO, MAIL FROM:<>, RCPT TO:<address> for each address waiting (up to the
+ * domain's budget), RSET, QUIT. The answers go to learn.h, so the sender's
+ * retry finds the address known.
  *
  * The same connection carries the acceptance probe: every
  * acceptance_probe_interval, RCPT TO:<postmaster@DOMAIN> (RFC 5321

@@ -50,13 +50,14 @@ const struct client_conf *primary_client_conf(
 /*
  * 'cb' runs exactly once, later from the loop: with the client (now the
  * caller's: set its callback with client_set_cb, free it with
- * client_quit/client_free) and why == NULL, or with NULL and a sentence
- * in why ("connect: Connection refused", "no MX host better than ours",
- * a 421 greeting's text...) and 'reached': 1 when some host greeted (e.g.
- * 421 or EHLO failure after a greeting), 0 when none could be connected
- * at all, -1 when the failure was ours (no file descriptor: say nothing
- * about the primary, client_local_failure). 'why' is valid only during the call. Until client_set_cb the
- * handed-over client calls nobody. 'conf' gives the timeouts (copied).
+ * client_quit/client_free) and why == NULL, or with NULL and a sentence in why
+ * ("connect: Connection refused", "no MX host better than ours", a 421
+ * greeting's text...) and 'reached': 1 when some host greeted (e.g. 421 or EHLO
+ * failure after a greeting), 0 when none could be connected at all, -1 when the
+ * failure was ours (no file descriptor: say nothing about the primary,
+ * client_local_failure). 'why' is valid only during the call. Until
+ * client_set_cb the handed-over client calls nobody. 'conf' gives the timeouts
+ * (copied).
  */
 typedef void	primary_connect_cb(struct client *, int reached,
 		    const char *why, void *arg);

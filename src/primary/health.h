@@ -4,17 +4,17 @@
  * domain (lower-cased once, here at the door): every lookup is O(1),
  * however many domains there are. docs/queue.md "Primary health".
  *
- * A primary is down after primary_down_after consecutive connection
- * failures of our own (queued deliveries, probes), or at once when the
- * caller says so (a down record restored at start). What a client of
- * ours can provoke -- a pass-through or a callout that failed -- is only
- * a suspicion (primary_health_suspect): it starts a probe, and only the
- * probe's failure counts (docs/queue.md "Primary health"). While down it is probed
- * every primary_probe_interval, with mail waiting or not: pass-through and
- * callouts wait for it too. The first clean EHLO (a probe's, a delivery's,
- * a pass-through's or a callout's) marks it up; the up callback runs then
- * (the scheduler drains the domain's queue at once). Every change is also
- * written to the domain's record in the state store (learn_health).
+ * A primary is down after primary_down_after consecutive connection failures of
+ * our own (queued deliveries, probes), or at once when the caller says so (a
+ * down record restored at start). What a client of ours can provoke -- a
+ * pass-through or a callout that failed -- is only a suspicion
+ * (primary_health_suspect): it starts a probe, and only the probe's failure
+ * counts (docs/queue.md "Primary health"). While down it is probed every
+ * primary_probe_interval, with mail waiting or not: pass-through and callouts
+ * wait for it too. The first clean EHLO (a probe's, a delivery's, a
+ * pass-through's or a callout's) marks it up; the up callback runs then (the
+ * scheduler drains the domain's queue at once). Every change is also written to
+ * the domain's record in the state store (learn_health).
  *
  * Owned by main.c; handed to the scheduler, the sessions and callouts. The
  * probe itself is somebody else's I/O: whoever can reach a primary

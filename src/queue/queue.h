@@ -46,8 +46,8 @@ struct queue	*queue_open(struct event_base *, const struct config *,
 /* Wait for the jobs in flight, stop the writer, free. */
 void		 queue_close(struct queue *);
 
-/* The customer domains (ETRN and flushes check them); main.c calls it at
- * start and after each reload. Not owned; must stay valid until the next call. */
+/* The customer domains (ETRN and flushes check them); main.c calls it at start
+ * and after each reload. Not owned; must stay valid until the next call. */
 void		 queue_set_domains(struct queue *, const struct domains *);
 
 /*

@@ -54,9 +54,9 @@ enum parse_result parse_command(const char *line, size_t len,
 		    struct smtp_cmd *out);
 
 /*
- * RFC 2920 §3.1 (and RFC 3207 §4, docs/smtp.md, "Pipelining"): commands that may only
- * end a pipelined group. Returns 1 for EHLO, HELO, DATA, VRFY, EXPN, TURN,
- * QUIT, NOOP and the later extensions that say nothing else: STARTTLS,
+ * RFC 2920 §3.1 (and RFC 3207 §4, docs/smtp.md, "Pipelining"): commands that
+ * may only end a pipelined group. Returns 1 for EHLO, HELO, DATA, VRFY, EXPN,
+ * TURN, QUIT, NOOP and the later extensions that say nothing else: STARTTLS,
  * ETRN, AUTH. RSET, MAIL, RCPT, HELP, BDAT and unknown verbs return 0.
  */
 int		parse_ends_group(enum smtp_verb);

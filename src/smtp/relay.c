@@ -105,7 +105,7 @@ static void	fail(struct relay *, const char *why);
 static void	send_waiting(struct relay *);
 static void	event_cb(struct client *, enum client_event, void *);
 
-/* --- state ----------------------------------------------------------------- */
+/* --- state ---------------------------------------------------------------- */
 
 static void
 set_state(struct relay *r, enum relay_state to)
@@ -146,7 +146,7 @@ relay_illegal_transitions(void)
 	return illegal_count;
 }
 
-/* --- the primary's health: the one place the stage tells primary/health --------- */
+/* --- the primary's health: the one place the stage tells primary/health --- */
 
 /*
  * Pass-through for dom now: the primary is up, this transaction has not
@@ -220,7 +220,7 @@ primary_ok(struct relay *r)
 		primary_health_ok(r->deps.health, r->domain);
 }
 
-/* --- the reply queue ------------------------------------------------------- */
+/* --- the reply queue ------------------------------------------------------ */
 
 static struct place *
 place_add(struct relay *r, const struct mailaddr *addr,
@@ -324,7 +324,7 @@ relay_hold(struct relay *r, const struct mailaddr *addr,
 	place_add(r, addr, params);
 }
 
-/* --- the connection -------------------------------------------------------- */
+/* --- the connection ------------------------------------------------------- */
 
 /*
  * The connection leaves the stage: into the pool only when nothing is

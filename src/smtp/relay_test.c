@@ -280,7 +280,7 @@ teardown(void **state)
 	return 0;
 }
 
-/* --- getting into each state ----------------------------------------------- */
+/* --- getting into each state ---------------------------------------------- */
 
 /* MAIL and one RCPT answered: a transaction open on the primary. */
 static void
@@ -506,7 +506,7 @@ close_mail_sent_quits(void **state)
 	assert_int_equal(dials, 2);
 }
 
-/* --- the primary drops the connection in each state ------------------------ */
+/* --- the primary drops the connection in each state ----------------------- */
 
 static void
 drop_idle(void **state)

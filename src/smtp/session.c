@@ -87,11 +87,11 @@ enum session_state {
 };
 
 /*
- * What the transaction is (docs/architecture.md §5), decided at its first RCPT that
- * passes relay control: relayed live to a primary that is up, or checked
- * hard and stored because the primary is down. One mode and one primary
- * per transaction; a RCPT that would need another gets 452 4.5.3 and is
- * sent again in a later transaction (RFC 5321 §3.3).
+ * What the transaction is (docs/architecture.md §5), decided at its first RCPT
+ * that passes relay control: relayed live to a primary that is up, or checked
+ * hard and stored because the primary is down. One mode and one primary per
+ * transaction; a RCPT that would need another gets 452 4.5.3 and is sent again
+ * in a later transaction (RFC 5321 §3.3).
  */
 enum tx_mode {
 	TX_UNDECIDED,
@@ -842,9 +842,9 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	addr_format(&a, to, sizeof(to));
 
 	/*
-	 * Relay control, before anything that could accept (docs/principles.md §1.3):
-	 * only the customer domains of domains_file. An address literal or
-	 * a bare <Postmaster> names this host, which keeps no mail.
+	 * Relay control, before anything that could accept (docs/principles.md
+	 * §1.3): only the customer domains of domains_file. An address literal
+	 * or a bare <Postmaster> names this host, which keeps no mail.
 	 */
 	if (!a.is_literal && a.domain[0] != '\0')
 		dom = domains_lookup(s->srv->domains, a.domain);
@@ -1612,8 +1612,9 @@ data_sink(const char *buf, size_t len, void *arg)
 		return;
 	if (s->data_bytes > s->conf->message_size_limit) {
 		/* Keep reading to the final dot, store nothing more, answer
-		 * once (docs/principles.md §2, sticky transaction error). A relayed
-		 * message is aborted on the primary: no dot, no mail. */
+		 * once (docs/principles.md §2, sticky transaction error). A
+		 * relayed message is aborted on the primary: no dot, no mail.
+		 */
 		s->data_overflow = 1;
 		body_free(s->body);
 		s->body = NULL;

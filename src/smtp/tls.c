@@ -1,8 +1,8 @@
 /*
- * tls: OpenSSL 3 server context for STARTTLS. Options per
- * docs/dependencies.md §3: no renegotiation, server cipher preference, and a peer that hangs
- * up without close_notify is an EOF, not an error (SMTP shows truncation
- * itself: CRLF.CRLF and QUIT).
+ * tls: OpenSSL 3 server context for STARTTLS. Options per docs/dependencies.md
+ * §3: no renegotiation, server cipher preference, and a peer that hangs up
+ * without close_notify is an EOF, not an error (SMTP shows truncation itself:
+ * CRLF.CRLF and QUIT).
  */
 #include "tls.h"
 

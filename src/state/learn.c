@@ -103,8 +103,8 @@ transition(struct learn *l, struct state_domain *d, int to, int64_t now)
 		l->refused--;
 	if (to == STATE_DOM_REFUSED) {
 		l->refused++;
-		/* docs/architecture.md §6: the customer runs no server, or firewalls
-		 * us. The operator must hear of it. */
+		/* docs/architecture.md §6: the customer runs no server, or
+		 * firewalls us. The operator must hear of it. */
 		log_warn("event=domain_lifecycle domain=%s from=%s to=refused "
 		    "reason=\"no acceptance by the primary in %us of "
 		    "learning\"", d->name, lifecycle_name(d->lifecycle),

@@ -1,11 +1,11 @@
 /*
- * learn: what backmx knows of each customer domain (docs/architecture.md §6), kept in
- * the state store: which recipients are real, where the domain is in its
- * lifecycle (learning, active, refused), and the health of its primary as
- * last seen. Every source of knowledge comes through here — pass-through
- * RCPT answers, delivery outcomes, callouts and acceptance probes, the
- * static lists of domains_file, the operator — so the rules of what an
- * answer teaches live in one place:
+ * learn: what backmx knows of each customer domain (docs/architecture.md §6),
+ * kept in the state store: which recipients are real, where the domain is in
+ * its lifecycle (learning, active, refused), and the health of its primary as
+ * last seen. Every source of knowledge comes through here — pass-through RCPT
+ * answers, delivery outcomes, callouts and acceptance probes, the static lists
+ * of domains_file, the operator — so the rules of what an answer teaches live
+ * in one place:
  *
  *   2xx to RCPT (250, 251)          the address is valid, and the primary
  *                                   accepted mail from backmx

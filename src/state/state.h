@@ -1,16 +1,16 @@
 /*
  * state: the state store (docs/architecture.md §2), in backmx's terms: greylist
- * triplets seen and passed, client networks and their passes, the
- * operator's allow entries, learned recipients, customer domains'
- * lifecycle and primary health (docs/architecture.md §6). Bulk counts join it in a
- * later issue, as more tables and more functions here.
+ * triplets seen and passed, client networks and their passes, the operator's
+ * allow entries, learned recipients, customer domains' lifecycle and primary
+ * health (docs/architecture.md §6). Bulk counts join it in a later issue, as
+ * more tables and more functions here.
  *
  * One implementation today: SQLite (state_sqlite.c), one database file
  * state_dir/state.db in WAL mode, owned by the event-loop thread. A Redis
  * backend for clusters (a later issue) becomes one more file behind this
  * header; then state.c picks the backend and these functions dispatch
- * (docs/architecture.md §3: a struct of function pointers once two implementations
- * exist, not before).
+ * (docs/architecture.md §3: a struct of function pointers once two
+ * implementations exist, not before).
  *
  * Reads answer at once from the loop thread. Writes are staged in the
  * loop turn's transaction; state_commit_wait() calls back after that
@@ -110,7 +110,7 @@ int	state_allow_client(struct state *, const struct sockaddr *);
 /* Same for a sender domain (lower case): it or a parent is allowed. */
 int	state_allow_domain(struct state *, const char *domain);
 
-/* --- recipients (docs/architecture.md §6) ---------------------------------------- */
+/* --- recipients (docs/architecture.md §6) --------------------------------- */
 
 /*
  * What backmx learned about one address of a customer domain. Keys and
@@ -134,7 +134,8 @@ struct state_rcpt {
 	int64_t		expires;		/* 0: never */
 	char		why[STATE_WHY_MAX];	/* the answer that taught it, e.g. "550 5.1.1 no such user" */
 };
-/* 1 and *out, 0 unknown (or expired: expires != 0 && expires <= now), -1 error. */
+/* 1 and *out, 0 unknown (or expired: expires != 0 && expires <= now), -1 error.
+ */
 int	state_rcpt_get(struct state *, const char *addr, int64_t now, struct state_rcpt *out);
 /* Insert or replace (key addr), staged in this turn's transaction. 0 or -1. */
 int	state_rcpt_put(struct state *, const struct state_rcpt *);
@@ -150,7 +151,7 @@ int	state_rcpt_list(struct state *, const char *domain, int64_t now, state_rcpt_
  * 0 or -1. */
 int	state_rcpt_count(struct state *, const char *domain, int64_t now, size_t *valid, size_t *invalid);
 
-/* --- customer domains: lifecycle and primary health (docs/architecture.md §6) ---- */
+/* --- customer domains: lifecycle and primary health (docs/architecture.md §6) --- */
 
 /* One row per customer domain; never expires (state_sweep leaves it). */
 enum state_lifecycle { STATE_DOM_LEARNING = 1, STATE_DOM_ACTIVE, STATE_DOM_REFUSED };

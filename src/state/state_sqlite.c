@@ -76,10 +76,10 @@ static const char *const schema[] = {
 	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
 	"  PRIMARY KEY (kind, value));"
 	"CREATE INDEX grey_allow_lo ON grey_allow (kind, lo);",
-	/* 1 -> 2: learned recipients, customer domains (docs/architecture.md §6).
-	 * recipients_domain serves a domain's list and counts in addr
-	 * order; recipients_expires holds only rows that can expire, so
-	 * the sweep never walks past the operator's (expires 0). */
+	/* 1 -> 2: learned recipients, customer domains (docs/architecture.md
+	 * §6). recipients_domain serves a domain's list and counts in addr
+	 * order; recipients_expires holds only rows that can expire, so the
+	 * sweep never walks past the operator's (expires 0). */
 	"CREATE TABLE recipients ("
 	"  addr TEXT PRIMARY KEY, domain TEXT NOT NULL,"
 	"  status INTEGER NOT NULL, source INTEGER NOT NULL,"
@@ -890,7 +890,7 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
 }
 
-/* --- recipients and customer domains (docs/architecture.md §6) ---------------------- */
+/* --- recipients and customer domains (docs/architecture.md §6) ------------ */
 
 /* A string field as a parameter, never read past its array even when the
  * caller left it unterminated. */
