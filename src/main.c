@@ -398,16 +398,16 @@ main(int argc, char **argv)
 		    conf.spool_dir, err);
 	}
 	queue_set_domains(srv.queue, domains);
-	deliver = deliver_new(srv.base, &conf);
-	deliver_set_domains(deliver, domains);
-	deliver_set_resolver(deliver, resolver);
 	connector = primary_connector_new(srv.base, &conf);
 	primary_connector_set_domains(connector, domains);
 	primary_connector_set_resolver(connector, resolver);
+	deliver = deliver_new(srv.base, &conf, primary_client_conf(connector));
+	deliver_set_domains(deliver, domains);
+	deliver_set_resolver(deliver, resolver);
 	primary_connector_set_tls_hint(connector, tls_hint, deliver);
 	srv.connector = connector;
 	sched_set_deliver(queue_sched(srv.queue), attempt, deliver);
-	/* What backmx learns of each domain (docs/learning.md): from
+	/* What backmx learns of each domain (docs/passthrough.md, "Learning"): from
 	 * deliveries, pass-through and callouts. */
 	learn = learn_new(srv.base, &conf, state);
 	learn_set_domains(learn, domains);

@@ -125,8 +125,7 @@ struct deliver {
 	struct lookup		*lookups;
 	const struct config	*conf;
 	const struct domains	*domains;
-	struct client_conf	 cconf;
-	SSL_CTX			*tls;
+	struct client_conf	 cconf;	/* the connector's: one TLS context */
 	/* Who we are for MX selection: our names, and the addresses we
 	 * listen on at delivery_port (a connection there reaches us). */
 	struct mx_self		 self;
@@ -1005,7 +1004,8 @@ lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
 }
 
 struct deliver *
-deliver_new(struct event_base *base, const struct config *conf)
+deliver_new(struct event_base *base, const struct config *conf,
+    const struct client_conf *cc)
 {
 	struct deliver *d = xcalloc(1, sizeof(*d));
 
@@ -1013,20 +1013,9 @@ deliver_new(struct event_base *base, const struct config *conf)
 	d->conf = conf;
 	d->later_tail = &d->later;
 	d->ev_later = event_new(base, -1, 0, later_cb, d);
-	/* One client context for every connection (docs/dependencies.md §3). */
-	if ((d->tls = SSL_CTX_new(TLS_client_method())) != NULL) {
-		SSL_CTX_set_verify(d->tls, SSL_VERIFY_NONE, NULL);
-		SSL_CTX_set_options(d->tls, SSL_OP_IGNORE_UNEXPECTED_EOF |
-		    SSL_OP_NO_RENEGOTIATION);
-	}
-	d->cconf.helo_name = conf->myhostname;
-	d->cconf.tls = d->tls;
-	d->cconf.connect_timeout = conf->smtp_connect_timeout;
-	d->cconf.greeting_timeout = conf->smtp_greeting_timeout;
-	d->cconf.command_timeout = conf->smtp_command_timeout;
-	d->cconf.data_init_timeout = conf->smtp_data_init_timeout;
-	d->cconf.data_block_timeout = conf->smtp_data_block_timeout;
-	d->cconf.data_done_timeout = conf->smtp_data_done_timeout;
+	/* One client context for every connection to a primary, the
+	 * connector's (docs/dependencies.md §3). */
+	d->cconf = *cc;
 	mx_self_init(&d->self, &d->self_store, conf);
 	return d;
 }
@@ -1066,7 +1055,6 @@ deliver_free(struct deliver *d)
 	while (d->live != NULL)
 		task_free(d, d->live);
 	event_free(d->ev_later);
-	SSL_CTX_free(d->tls);
 	free(d);
 }
 

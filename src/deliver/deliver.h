@@ -30,7 +30,12 @@ struct deliver;
 typedef void	deliver_probe_cb(const char *domain, int ok, const char *why,
 		    void *arg);
 
-struct deliver	*deliver_new(struct event_base *, const struct config *);
+/* 'cc': how connections are made (primary_client_conf(): our name, the
+ * timeouts, the one TLS client context), copied; its TLS context must
+ * outlive the deliverer. */
+struct client_conf;
+struct deliver	*deliver_new(struct event_base *, const struct config *,
+		    const struct client_conf *cc);
 /* Close every connection; callbacks of tasks in flight do not run. */
 void		 deliver_free(struct deliver *);
 void		 deliver_set_domains(struct deliver *, const struct domains *);

@@ -46,7 +46,7 @@ static const struct policy_step rcpt_steps[] = {
 	{ "recipient_domain", domaincheck_rcpt, POLICY_STEP_ALWAYS },
 	{ "dnsbl", dnsbl_rcpt, POLICY_STEP_ALWAYS },
 	/* Backup mode only: what the primary would say of the recipient
-	 * (docs/learning.md), then greylisting — last, and only when
+	 * (docs/passthrough.md, "Learning"), then greylisting — last, and only when
 	 * nothing before it refused or deferred: only what nothing refused
 	 * is worth a triplet. A recipient already deferred (450 4.1.1
 	 * invalid or unverified, 450 4.7.1 learning, a DNS tempfail) would
