@@ -8,7 +8,7 @@
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply
+FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session
 
 .PHONY: all deps build run check unit blackbox fuzz bench install clean
 

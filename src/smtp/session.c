@@ -1748,6 +1748,11 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	deps.connector = srv->connector;
 	deps.pool = srv->ptpool;
 	deps.learn = srv->learn;
+	if (srv->relay_hooks != NULL) {
+		deps.connect = srv->relay_hooks->connect;
+		deps.cancel = srv->relay_hooks->cancel;
+		deps.connect_arg = srv->relay_hooks->connect_arg;
+	}
 	s->relay = relay_new(&deps, &s->env, s->id, s->addr, &relay_cbs, s);
 	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
 	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
