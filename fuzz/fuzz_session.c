@@ -29,8 +29,10 @@
  *     names a recipient the client sent after a MAIL of that sender;
  *   - a connection never carries a transaction into another: a MAIL
  *     arriving on a primary connection with MAIL open (answered 250, not
- *     reset) is a breach, and when the session is over no connection
- *     kept alive (the pool's) has one open.
+ *     reset) is a breach (unless the primary refused the RSET before it:
+ *     a MAIL pipelined behind RSET meets the old transaction, and backmx
+ *     must then drop the connection), and when the session is over no
+ *     connection kept alive (the pool's) has one open or a refused RSET.
  * At the end the session must end (client EOF, timers) and free all.
  *
  * Not covered: STARTTLS itself (no TLS context: it is refused), DNS
@@ -277,6 +279,8 @@ struct pconn {
 	int			 open;		/* MAIL taken, not reset */
 	int			 in_body;
 	int			 desync;	/* it said what was not asked */
+	int			 rset_refused;	/* backmx must drop it (RFC 5321
+						   knows only 250 to RSET) */
 	char			 mail[600];	/* the open MAIL's sender */
 };
 
@@ -411,7 +415,7 @@ p_line(struct pconn *c, const char *line)
 		    "250-SIZE 10240000\r\n250 8BITMIME\r\n") / 100 == 2)
 			c->open = 0;
 	} else if (strncasecmp(line, "MAIL", 4) == 0) {
-		if (c->open && !c->desync)
+		if (c->open && !c->desync && !c->rset_refused)
 			breach("MAIL on a primary connection with a "
 			    "transaction open (nested MAIL)");
 		p_check(c, line, 1);
@@ -434,6 +438,8 @@ p_line(struct pconn *c, const char *line)
 	} else if (strncasecmp(line, "RSET", 4) == 0) {
 		if (p_reply(c, 250, "250 2.0.0 ok\r\n") / 100 == 2)
 			c->open = 0;
+		else	/* a MAIL pipelined behind it may meet the old one */
+			c->rset_refused = 1;
 	} else if (strncasecmp(line, "QUIT", 4) == 0) {
 		p_say(c, "221 2.0.0 bye\r\n");
 		bufferevent_flush(c->bev, EV_WRITE, BEV_FLUSH);
@@ -835,7 +841,8 @@ finish(void)
 	close(C.fd);
 	C.fd = -1;
 	for (i = 0; i < PRIMARY_CONNS; i++)
-		if (P.c[i].bev != NULL && P.c[i].open && !P.c[i].desync)
+		if (P.c[i].bev != NULL && (P.c[i].open ||
+		    P.c[i].rset_refused) && !P.c[i].desync)
 			breach("a kept primary connection has a transaction "
 			    "open");
 	primary_pool_free(srv.ptpool);

@@ -135,6 +135,7 @@ struct session {
 	unsigned		 filtering:1;	/* a RCPT's filter check runs */
 	unsigned		 replay_wanted:1; /* backup verdicts wait for it */
 	unsigned		 paused:1;	/* client not read: primary slow */
+	unsigned		 input_full:1;	/* not read: input at its bound */
 	struct relay		*relay;
 	char			 pending_domain[256];
 
@@ -1606,6 +1607,10 @@ session_process(struct session *s)
 	char line[SMTP_LINE_MAX + 1];
 	size_t len;
 
+	if (s->input_full) {
+		s->input_full = 0;
+		bufferevent_enable(s->bev, EV_READ);
+	}
 	for (;;) {
 		if (s->state == S_DATA) {
 			if (s->paused)
@@ -1642,6 +1647,19 @@ read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	session_process(s);
+	/*
+	 * The session waits (relayed RCPTs unanswered, a check in flight)
+	 * with its input at the bound: libevent calls us again at once, and
+	 * again, as long as the buffer stays full and reading is on (its
+	 * high-watermark check after each read callback): a busy loop.
+	 * Stop reading until the session works through its input again
+	 * (session_process).
+	 */
+	if (s->state != S_CLOSING && evbuffer_get_length(
+	    bufferevent_get_input(s->bev)) >= SESSION_INPUT_MAX) {
+		bufferevent_disable(s->bev, EV_READ);
+		s->input_full = 1;
+	}
 }
 
 static void

@@ -46,6 +46,16 @@ class TestInputBoundWhileWaiting(PassTest):
         self.assertLess(used, 0.5, "backmxd used %.2f s of CPU in 3 s "
                         "while its client waited for the primary" % used)
 
+    def test_full_input_read_again_once_primary_answers(self):
+        # The primary answers the RCPT after 3 s (the fake's hold).
+        mx, d, c = self.pt_to_fake(hold_rcpts=2)
+        c.send(b"RCPT TO:<u@%s>\r\n" % CUST.encode())
+        c.send(b"NOOP\r\n" * (320 * 1024 // 6))
+        # Not left unread: the RCPT's answer, then the first NOOP's
+        # (which must end a group: the rest is a synchronisation error).
+        self.assertReply(c.reply(), 250, "2.1.5")
+        self.assertReply(c.reply(), 554, "5.5.0")
+
 
 if __name__ == "__main__":
     unittest.main()
