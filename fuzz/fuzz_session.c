@@ -37,8 +37,7 @@
  *
  * Not covered: STARTTLS itself (no TLS context: it is refused), DNS
  * checks, greylisting and learning (no resolver, no state store), the
- * primary's health (none: a failing primary sends the waiting RCPTs to
- * backup mode for that transaction only), reloads.
+ * primary's health probes (a fresh health per run, no prober), reloads.
  */
 #define _XOPEN_SOURCE 700	/* nftw */
 #include <sys/socket.h>
@@ -325,8 +324,11 @@ static int
 p_reply(struct pconn *c, int code, const char *dflt)
 {
 	static char longline[700];
+	enum answer a = p_answer();
 
-	switch (p_answer()) {
+	if (trace)
+		fprintf(stderr, "P%d> answer %d\n", (int)(c - P.c), (int)a);
+	switch (a) {
 	case A_DEFAULT:	p_say(c, dflt); return code;
 	case A_550:	p_say(c, "550 5.1.1 no such user\r\n"); return 550;
 	case A_450:	p_say(c, "450 4.2.0 try later\r\n"); return 450;
@@ -436,9 +438,11 @@ p_line(struct pconn *c, const char *line)
 		if (code == 354)
 			c->in_body = 1;
 	} else if (strncasecmp(line, "RSET", 4) == 0) {
-		if (p_reply(c, 250, "250 2.0.0 ok\r\n") / 100 == 2)
+		code = p_reply(c, 250, "250 2.0.0 ok\r\n");
+		if (code / 100 == 2)
 			c->open = 0;
-		else	/* a MAIL pipelined behind it may meet the old one */
+		else if (code != 0)	/* 0: dropped */
+			/* A MAIL pipelined behind it may meet the old one. */
 			c->rset_refused = 1;
 	} else if (strncasecmp(line, "QUIT", 4) == 0) {
 		p_say(c, "221 2.0.0 bye\r\n");
@@ -483,6 +487,7 @@ p_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		close(fd);	/* refused: a connect failure */
 		return;
 	}
+	memset(c, 0, sizeof(*c));
 	evutil_make_socket_nonblocking(fd);
 	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, p_read, NULL, p_event, c);
@@ -842,11 +847,17 @@ finish(void)
 	C.fd = -1;
 	for (i = 0; i < PRIMARY_CONNS; i++)
 		if (P.c[i].bev != NULL && (P.c[i].open ||
-		    P.c[i].rset_refused) && !P.c[i].desync)
+		    P.c[i].rset_refused) && !P.c[i].desync) {
+			fprintf(stderr, "P%d: open %d rset_refused %d mail "
+			    "<%s>\n", i, P.c[i].open, P.c[i].rset_refused,
+			    P.c[i].mail);
 			breach("a kept primary connection has a transaction "
 			    "open");
+		}
 	primary_pool_free(srv.ptpool);
 	srv.ptpool = NULL;
+	primary_health_free(srv.health);
+	srv.health = NULL;
 	settle();
 	for (i = 0; i < PRIMARY_CONNS; i++)
 		p_drop(&P.c[i]);
@@ -872,6 +883,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv.ptpool = primary_pool_new(&conf);
 	nbaseline = 0;
 	event_base_foreach_event(base, note_baseline, NULL);
+	/* A fresh health per run: a primary failing sends the domain's
+	 * next RCPTs to backup mode (primary_down_after), alike each run. */
+	srv.health = primary_health_new(base, &conf);
 	heap0 = __sanitizer_get_current_allocated_bytes();
 
 	memset(&sin, 0, sizeof(sin));
@@ -962,7 +976,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	srv.conf = &conf;
 	srv.domains = doms;
 	/* The queue's own health (its scheduler reads it); the sessions
-	 * keep none (srv.health NULL): every run starts alike. */
+	 * get a fresh one each run. */
 	if ((srv.queue = queue_open(base, &conf, primary_health_new(base,
 	    &conf), err, sizeof(err))) == NULL) {
 		fprintf(stderr, "fuzz_session: %s\n", err);
