@@ -16,6 +16,7 @@ struct learn;
 struct primary_pool;
 struct primary_health;
 struct primary_connector;
+struct relay_deps;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct server {
@@ -29,6 +30,9 @@ struct server {
 	struct primary_pool	*ptpool;	/* idle primary connections */
 	struct primary_health	*health;	/* is each primary up */
 	struct primary_connector *connector;	/* connections to them */
+	/* NULL in backmxd. The session fuzzer's scripted primary: its
+	 * connect, cancel and connect_arg replace primary_connect (relay.h). */
+	const struct relay_deps	*relay_hooks;
 };
 
 #endif

@@ -146,6 +146,7 @@ struct session {
 	unsigned		 filtering:1;	/* a RCPT's filter check runs */
 	unsigned		 replay_wanted:1; /* backup verdicts wait for it */
 	unsigned		 paused:1;	/* client not read: primary slow */
+	unsigned		 input_full:1;	/* not read: input at its bound */
 	struct relay		*relay;
 	char			 pending_domain[256];
 
@@ -1881,6 +1882,10 @@ session_process(struct session *s)
 	char line[SMTP_LINE_MAX + 1];
 	size_t len;
 
+	if (s->input_full) {
+		s->input_full = 0;
+		bufferevent_enable(s->bev, EV_READ);
+	}
 	for (;;) {
 		if (s->state == S_DATA) {
 			if (s->paused)
@@ -1924,6 +1929,19 @@ read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	session_process(s);
+	/*
+	 * The session waits (relayed RCPTs unanswered, a check in flight)
+	 * with its input at the bound: libevent calls us again at once, and
+	 * again, as long as the buffer stays full and reading is on (its
+	 * high-watermark check after each read callback): a busy loop.
+	 * Stop reading until the session works through its input again
+	 * (session_process).
+	 */
+	if (s->state != S_CLOSING && evbuffer_get_length(
+	    bufferevent_get_input(s->bev)) >= SESSION_INPUT_MAX) {
+		bufferevent_disable(s->bev, EV_READ);
+		s->input_full = 1;
+	}
 }
 
 static void
@@ -2030,6 +2048,11 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	deps.connector = srv->connector;
 	deps.pool = srv->ptpool;
 	deps.learn = srv->learn;
+	if (srv->relay_hooks != NULL) {
+		deps.connect = srv->relay_hooks->connect;
+		deps.cancel = srv->relay_hooks->cancel;
+		deps.connect_arg = srv->relay_hooks->connect_arg;
+	}
 	s->relay = relay_new(&deps, &s->env, s->id, s->addr, &relay_cbs, s);
 	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
 	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
