@@ -712,20 +712,15 @@ alts_fill(struct deliver_alts *a, const struct lookup *l)
 
 /* What one address answer of the host l is at means (mx.h): ours at the
  * port we would connect to, or special-purpose where the operator did
- * not name the host. */
+ * not name the host; the address to use in *ss. */
 static enum mx_addr
-addr_verdict(const struct lookup *l, const struct dns_rr *rr)
+addr_verdict(const struct lookup *l, const struct dns_rr *rr,
+    struct sockaddr_storage *ss, socklen_t *sslen)
 {
 	struct mx_self self = l->d->self;
-	uint8_t a[16];
 
-	if (rr->type == DNS_T_A)
-		ranges_from_v4(rr->u.a, a);
-	else
-		memcpy(a, rr->u.aaaa, 16);
-	self.dport = l->port;
 	self.refuse_special = !l->trusted;
-	return mx_addr_verdict(a, &self);
+	return mx_rr_target(rr, &self, l->port, ss, sslen);
 }
 
 /* The host l is at resolved to one of our own addresses: it is us, and
@@ -761,7 +756,7 @@ addr_answer(const struct dns_result *res, void *arg)
 
 		if (rr->type != l->qtype)
 			continue;
-		switch (addr_verdict(l, rr)) {
+		switch (addr_verdict(l, rr, &ss, &sslen)) {
 		case MX_ADDR_SPECIAL:
 			log_warn("event=mx_refused domain=%s host=%s "
 			    "reason=special_purpose_address", l->domain,
@@ -775,24 +770,7 @@ addr_answer(const struct dns_result *res, void *arg)
 		case MX_ADDR_USE:
 			break;
 		}
-		if (rr->type == DNS_T_A && l->qtype == DNS_T_A) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-			s4->sin_family = AF_INET;
-			memcpy(&s4->sin_addr, rr->u.a, 4);
-			s4->sin_port = htons(l->port);
-			sslen = sizeof(*s4);
-			break;
-		}
-		if (rr->type == DNS_T_AAAA && l->qtype == DNS_T_AAAA) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-			s6->sin6_family = AF_INET6;
-			memcpy(&s6->sin6_addr, rr->u.aaaa, 16);
-			s6->sin6_port = htons(l->port);
-			sslen = sizeof(*s6);
-			break;
-		}
+		break;
 	}
 	if (sslen > 0) {
 		struct deliver *d = l->d;
@@ -864,13 +842,7 @@ mx_answer(const struct dns_result *res, void *arg)
 	case DNS_OK:
 		break;
 	}
-	for (i = 0; res->status == DNS_OK && i < res->nrr && n < MX_RECORDS_MAX;
-	    i++)
-		if (res->rr[i].type == DNS_T_MX) {
-			rr[n].pref = res->rr[i].u.mx.pref;
-			rr[n].host = res->rr[i].u.mx.host;
-			n++;
-		}
+	n = mx_records(res, rr, MX_RECORDS_MAX);
 	/* Addresses are not known yet: addr_answer() judges each as it
 	 * comes (mx_addr_verdict). */
 	memset(&q, 0, sizeof(q));

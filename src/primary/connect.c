@@ -149,22 +149,16 @@ addr_answer(const struct dns_result *res, void *arg)
 {
 	struct primary_conn *r = arg;
 	struct mx_self self = r->pc->self;
-	uint8_t a[16];
 	size_t i;
 
 	r->rq = NULL;
-	self.dport = r->port;
 	self.refuse_special = !r->trusted;
 	for (i = 0; res->status == DNS_OK && i < res->nrr; i++) {
 		const struct dns_rr *rr = &res->rr[i];
 
 		if (rr->type != r->qtype)
 			continue;
-		if (rr->type == DNS_T_A)
-			ranges_from_v4(rr->u.a, a);
-		else
-			memcpy(a, rr->u.aaaa, 16);
-		switch (mx_addr_verdict(a, &self)) {
+		switch (mx_rr_target(rr, &self, r->port, &r->ss, &r->sslen)) {
 		case MX_ADDR_SPECIAL:
 			log_warn("event=mx_refused domain=%s host=%s "
 			    "reason=special_purpose_address", r->domain,
@@ -177,22 +171,6 @@ addr_answer(const struct dns_result *res, void *arg)
 			return;
 		case MX_ADDR_USE:
 			break;
-		}
-		memset(&r->ss, 0, sizeof(r->ss));
-		if (rr->type == DNS_T_A) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&r->ss;
-
-			s4->sin_family = AF_INET;
-			memcpy(&s4->sin_addr, rr->u.a, 4);
-			s4->sin_port = htons(r->port);
-			r->sslen = sizeof(*s4);
-		} else {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&r->ss;
-
-			s6->sin6_family = AF_INET6;
-			memcpy(&s6->sin6_addr, rr->u.aaaa, 16);
-			s6->sin6_port = htons(r->port);
-			r->sslen = sizeof(*s6);
 		}
 		r->found = 1;
 		r->clear = 0;
@@ -235,7 +213,7 @@ mx_answer(const struct dns_result *res, void *arg)
 	struct mx_record rr[MX_RECORDS_MAX];
 	struct mx_query q;
 	struct mx_result mx;
-	size_t i, n = 0;
+	size_t n;
 
 	r->rq = NULL;
 	switch (res->status) {
@@ -253,13 +231,7 @@ mx_answer(const struct dns_result *res, void *arg)
 	case DNS_OK:
 		break;
 	}
-	for (i = 0; res->status == DNS_OK && i < res->nrr && n < MX_RECORDS_MAX;
-	    i++)
-		if (res->rr[i].type == DNS_T_MX) {
-			rr[n].pref = res->rr[i].u.mx.pref;
-			rr[n].host = res->rr[i].u.mx.host;
-			n++;
-		}
+	n = mx_records(res, rr, MX_RECORDS_MAX);
 	memset(&q, 0, sizeof(q));
 	q.domain = r->name;
 	q.nodata = res->status == DNS_NODATA;

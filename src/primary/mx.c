@@ -7,11 +7,14 @@
 
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "config.h"
+#include "packet.h"
+#include "resolver.h"
 #include "ranges.h"
 #include "str.h"
 
@@ -268,4 +271,52 @@ mx_self_init(struct mx_self *self, struct mx_self_store *st,
 		}
 		self_add(self, st, a, port);
 	}
+}
+
+size_t
+mx_records(const struct dns_result *res, struct mx_record *rr, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; res->status == DNS_OK && i < res->nrr && n < max; i++)
+		if (res->rr[i].type == DNS_T_MX) {
+			rr[n].pref = res->rr[i].u.mx.pref;
+			rr[n].host = res->rr[i].u.mx.host;
+			n++;
+		}
+	return n;
+}
+
+enum mx_addr
+mx_rr_target(const struct dns_rr *rr, const struct mx_self *self,
+    uint16_t port, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	struct mx_self at = *self;
+	enum mx_addr v;
+	uint8_t a[16];
+
+	if (rr->type == DNS_T_A)
+		ranges_from_v4(rr->u.a, a);
+	else
+		memcpy(a, rr->u.aaaa, 16);
+	at.dport = port;
+	if ((v = mx_addr_verdict(a, &at)) != MX_ADDR_USE)
+		return v;
+	memset(ss, 0, sizeof(*ss));
+	if (rr->type == DNS_T_A) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, rr->u.a, 4);
+		s4->sin_port = htons(port);
+		*sslen = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		memcpy(&s6->sin6_addr, rr->u.aaaa, 16);
+		s6->sin6_port = htons(port);
+		*sslen = sizeof(*s6);
+	}
+	return v;
 }

@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define MX_HOPS_MAX	5	/* hosts tried per attempt, in all (Postfix's
 				   smtp_mx_address_limit) */
@@ -125,6 +126,18 @@ void		mx_self_init(struct mx_self *self, struct mx_self_store *st,
 		    const struct config *);
 /* The next hops for q into *res; res->status says which. Pure. */
 void		mx_select(const struct mx_query *q, struct mx_result *res);
+/* The MX records of a DNS answer into rr[], in the answer's order, at
+ * most max; returns how many. Pure. */
+struct dns_result;
+struct dns_rr;
+size_t		mx_records(const struct dns_result *, struct mx_record *rr,
+		    size_t max);
+/* One A or AAAA record of a next hop reached at 'port': what it means
+ * (mx_addr_verdict with self's refuse_special, at that port) and, when
+ * MX_ADDR_USE, the address to connect to in *ss and *sslen. Pure. */
+enum mx_addr	mx_rr_target(const struct dns_rr *, const struct mx_self *,
+		    uint16_t port, struct sockaddr_storage *ss,
+		    socklen_t *sslen);
 /* What one address answer means (see the header comment). Pure. */
 enum mx_addr	mx_addr_verdict(const uint8_t a[16], const struct mx_self *);
 /* 1 when 'host' (trailing dot or not, any case) is one of our names. */
