@@ -396,6 +396,20 @@ domain_request(struct conn *c, char **w, int n)
 	answer_read(c, rc, b, "the state store");
 }
 
+/* A write staged in the loop turn's transaction (rc 0), or not (-1):
+ * the answer waits for the commit (cb), or says so now. */
+static void
+staged(struct conn *c, struct state *st, int rc, state_commit_cb *cb)
+{
+	if (rc == -1) {
+		answer(c, "error io the state store could not stage the "
+		    "change", NULL);
+		return;
+	}
+	c->pending = 1;
+	state_commit_wait(st, cb, c);
+}
+
 /* The state store committed (or not) a "recipients add|delete". */
 static void
 rcpt_committed(int rc, void *arg)
@@ -477,13 +491,7 @@ rcpt_request(struct conn *c, char **w, int n)
 		answer(c, "error usage unknown request", NULL);
 		return;
 	}
-	if (rc == -1) {
-		answer(c, "error io the state store could not stage the "
-		    "change", NULL);
-		return;
-	}
-	c->pending = 1;
-	state_commit_wait(ctl->state, rcpt_committed, c);
+	staged(c, ctl->state, rc, rcpt_committed);
 }
 
 int
@@ -639,13 +647,7 @@ greylist_request(struct conn *c, char **w, int n)
 		answer(c, "error usage unknown request", NULL);
 		return;
 	}
-	if (rc == -1) {
-		answer(c, "error io the state store could not stage the "
-		    "change", NULL);
-		return;
-	}
-	c->pending = 1;
-	state_commit_wait(st, grey_committed, c);
+	staged(c, st, rc, grey_committed);
 }
 
 static void
