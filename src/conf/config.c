@@ -23,7 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <event2/util.h>
 
 #include "dname.h"
 #include "dnsxl.h"
@@ -72,6 +75,9 @@ static int	set_etrn_clients(struct config *, const char *, char *,
 static int	check_fail_action(struct config *, const char *, char *,
 		    size_t);
 static int	check_user(struct config *, const char *, char *, size_t);
+static int	check_milters(struct config *, const char *, char *, size_t);
+static int	check_milter_action(struct config *, const char *, char *,
+		    size_t);
 static int	check_group(struct config *, const char *, char *, size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
@@ -205,6 +211,17 @@ static const struct conf_key keys[] = {
 	{ "dnsbl_fail_action", CONF_LIST, FIELD(dnsbl_fail_action),
 	    "tempfail", 0, 0, "a DNSBL that does not answer: tempfail or "
 	    "ignore" },
+	{ "backup_milters", CONF_LIST, FIELD(backup_milters), "", 0,
+	    CONF_EMPTY_OK, "content filters asked in backup mode, in order: "
+	    "unix:PATH or inet:ADDR:PORT" },
+	{ "milter_connect_timeout", CONF_TIME, FIELD(milter_connect_timeout),
+	    "30s", 1, 0, "time to connect to a filter and agree on options" },
+	{ "milter_command_timeout", CONF_TIME, FIELD(milter_command_timeout),
+	    "30s", 1, 0, "time a filter has to answer a command" },
+	{ "milter_content_timeout", CONF_TIME, FIELD(milter_content_timeout),
+	    "300s", 1, 0, "time a filter has to answer the message content" },
+	{ "milter_default_action", CONF_LIST, FIELD(milter_default_action),
+	    "tempfail", 0, 0, "a filter that fails: tempfail or accept" },
 	{ "queue_inline_max", CONF_SIZE, FIELD(queue_inline_max), "1M", 0, 0,
 	    "bodies up to this size live in queue.db, larger ones in big/" },
 	{ "queue_minfree", CONF_SIZE, FIELD(queue_minfree), "0", 0, 0,
@@ -293,6 +310,8 @@ static const struct {
 	{ "dnsbl_zones", set_dnsbl_zones },
 	{ "dnsbl_allow", set_dnsbl_allow },
 	{ "dnsbl_fail_action", check_fail_action },
+	{ "backup_milters", check_milters },
+	{ "milter_default_action", check_milter_action },
 	{ "user", check_user },
 	{ "group", check_group },
 	{ "mx_names", set_mx_names },
@@ -942,6 +961,50 @@ check_fail_action(struct config *c, const char *v, char *why, size_t whysz)
 	if (strcmp(v, "tempfail") == 0 || strcmp(v, "ignore") == 0)
 		return 0;
 	snprintf(why, whysz, "tempfail or ignore");
+	return -1;
+}
+
+/* Each filter: unix:/ABSOLUTE/PATH or inet:ADDR:PORT (an address: the
+ * filters are the ISP's own, and no DNS runs on this path), 8 at most. */
+static int
+check_milters(struct config *c, const char *v, char *why, size_t whysz)
+{
+	char list[sizeof(c->backup_milters)], *p, *tok;
+	unsigned n = 0;
+
+	str_copy(list, sizeof(list), v);
+	for (p = list; (tok = strsep(&p, " \t,")) != NULL;) {
+		struct sockaddr_storage ss;
+		int len = (int)sizeof(ss);
+
+		if (*tok == '\0')
+			continue;
+		if (++n > 8) {
+			snprintf(why, whysz, "at most 8 filters");
+			return -1;
+		}
+		if (strncmp(tok, "unix:/", 6) == 0 && strlen(tok + 5) <
+		    sizeof(((struct sockaddr_un *)0)->sun_path))
+			continue;
+		if (strncmp(tok, "inet:", 5) == 0 &&
+		    evutil_parse_sockaddr_port(tok + 5, (struct sockaddr *)&ss,
+		    &len) == 0 && ((struct sockaddr_in *)&ss)->sin_port != 0)
+			continue;
+		snprintf(why, whysz, "\"%s\": unix:/PATH or inet:ADDR:PORT",
+		    tok);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_milter_action(struct config *c, const char *v, char *why,
+    size_t whysz)
+{
+	(void)c;
+	if (strcmp(v, "tempfail") == 0 || strcmp(v, "accept") == 0)
+		return 0;
+	snprintf(why, whysz, "tempfail or accept");
 	return -1;
 }
 

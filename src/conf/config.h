@@ -140,6 +140,13 @@ struct config {
 	char		dnsbl_fail_action[16];	/* "tempfail" or "ignore" */
 	struct config_dns_lists dns_lists;	/* the three above, parsed */
 
+	/* Content filters of backup mode (docs/milter.md). Seconds. */
+	char		backup_milters[1024];	/* unix:PATH inet:ADDR:PORT ... */
+	unsigned	milter_connect_timeout;
+	unsigned	milter_command_timeout;
+	unsigned	milter_content_timeout;
+	char		milter_default_action[16];	/* tempfail, accept */
+
 	/* Pass-through and recipient learning (docs/configuration.md).
 	 * Times in seconds. */
 	int		passthrough;		/* relay live while primary up */

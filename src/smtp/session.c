@@ -49,6 +49,7 @@
 #include "envelope.h"
 #include "esmtp.h"
 #include "log.h"
+#include "milter.h"
 #include "parse.h"
 #include "policy.h"
 #include "queue.h"
@@ -149,6 +150,8 @@ struct session {
 	unsigned		 input_full:1;	/* not read: input at its bound */
 	struct relay		*relay;
 	char			 pending_domain[256];
+	struct milter_tx	*milter;	/* backup mode's filters */
+	unsigned		 quarantine:1;	/* a filter said: hold it */
 
 	unsigned		 errors;	/* 4xx/5xx replies said */
 	unsigned		 overshoot;	/* 452 4.5.3 replies said */
@@ -184,6 +187,9 @@ static void	output_timer_cb(evutil_socket_t, short, void *);
 static void	session_setup_bev(struct session *);
 static void	session_close(struct session *, const char *reason);
 static void	mail_accept(struct session *);
+static void	quarantine(struct session *, const char *id);
+static void	eom_milter_done(const struct milter_verdict *, void *);
+static void	commit(struct session *);
 static void	count_reply(struct session *, int code, const char *enh);
 
 /*
@@ -374,6 +380,9 @@ session_tx_reset(struct session *s)
 	s->body = NULL;
 	s->data_bytes = 0;
 	s->data_overflow = 0;
+	milter_tx_free(s->milter);
+	s->milter = NULL;
+	s->quarantine = 0;
 }
 
 /* --- the end of a session ----------------------------------------------- */
@@ -931,10 +940,97 @@ rcpt_backup(struct session *s, const struct domain *dom)
 	    POLICY_BACKUP, !s->sender_ok, rcpt_checked, s);
 }
 
+/* --- backup mode's content filters (docs/milter.md) --------------------- */
+
+/* A filter's answer in the policy's terms: one reply for both. */
+static void
+milter_verdict_info(const struct milter_verdict *m, struct verdict_info *v)
+{
+	if (m->result == MILTER_PASS) {
+		verdict_accept(v);
+		return;
+	}
+	verdict_set(v, m->result == MILTER_REFUSE ? VERDICT_REJECT :
+	    VERDICT_TEMPFAIL, m->code, strlen(m->enh) < sizeof(v->enh) ?
+	    m->enh : (m->code >= 500 ? "5.7.1" : "4.7.1"), "milter", "%s",
+	    m->text);
+	log_info("milter=%s event=milter_verdict result=%s why=%s code=%d",
+	    m->filter, m->result == MILTER_REFUSE ? "reject" : "tempfail",
+	    m->why, m->code);
+}
+
+/* The filters see the recipient a policy accepted; the conversation opens
+ * at the transaction's first. Returns 0 when there are none to ask. */
+static int
+milter_rcpt(struct session *s, milter_done_cb *cb)
+{
+	char to[ADDR_PATH_MAX + 1];
+
+	if (s->conf->backup_milters[0] == '\0')
+		return 0;
+	if (s->milter == NULL) {
+		char from[ADDR_PATH_MAX + 1], size[32];
+		const char *args[4];
+		size_t n = 0;
+		struct milter_info in = {
+			.client_addr = s->addr, .client_name = "unknown",
+			.family = s->ss.ss_family, .port = (unsigned)s->port,
+			.helo = s->helo, .sender = from, .mail_args = args,
+		};
+
+		addr_format(&s->env.sender, from, sizeof(from));
+		if (s->env.params.has_size) {
+			snprintf(size, sizeof(size), "SIZE=%llu",
+			    (unsigned long long)s->env.params.size);
+			args[n++] = size;
+		}
+		if (s->env.params.body == ESMTP_BODY_8BITMIME)
+			args[n++] = "BODY=8BITMIME";
+		if (s->env.params.smtputf8)
+			args[n++] = "SMTPUTF8";
+		args[n] = NULL;
+		s->milter = milter_tx_new(s->srv->base, s->conf, &in);
+	}
+	addr_format(&s->pending_addr, to, sizeof(to));
+	s->state = S_POLICY;
+	milter_tx_rcpt(s->milter, to, cb, s);
+	return 1;
+}
+
+static void	rcpt_answer(struct session *, const struct verdict_info *);
+static void	replay_answer(struct session *, const struct verdict_info *);
+
+static void
+rcpt_milter_done(const struct milter_verdict *m, void *arg)
+{
+	struct verdict_info v;
+
+	milter_verdict_info(m, &v);
+	rcpt_answer(arg, &v);
+}
+
+static void
+replay_milter_done(const struct milter_verdict *m, void *arg)
+{
+	struct verdict_info v;
+
+	milter_verdict_info(m, &v);
+	replay_answer(arg, &v);
+}
+
 static void
 rcpt_checked(const struct verdict_info *v, void *arg)
 {
 	struct session *s = arg;
+
+	if (v->v == VERDICT_ACCEPT && milter_rcpt(s, rcpt_milter_done))
+		return;
+	rcpt_answer(s, v);
+}
+
+static void
+rcpt_answer(struct session *s, const struct verdict_info *v)
+{
 	char to[ADDR_PATH_MAX + 1], la[LOG_PATH_SIZE];
 
 	s->state = S_CMD;
@@ -1057,6 +1153,17 @@ static void
 replay_checked(const struct verdict_info *v, void *arg)
 {
 	struct session *s = arg;
+
+	if (relay_waiting(s->relay, NULL) == NULL)
+		return;
+	if (v->v == VERDICT_ACCEPT && milter_rcpt(s, replay_milter_done))
+		return;
+	replay_answer(s, v);
+}
+
+static void
+replay_answer(struct session *s, const struct verdict_info *v)
+{
 	char to[ADDR_PATH_MAX + 1], line[1024], la[LOG_PATH_SIZE];
 
 	if (relay_waiting(s->relay, NULL) == NULL)
@@ -1634,6 +1741,25 @@ data_sink(const char *buf, size_t len, void *arg)
 }
 
 static void
+held(enum queue_result r, const char *id, void *arg)
+{
+	(void)arg;
+	log_info("queue=%s event=quarantine result=%s", id,
+	    r == QUEUE_OK ? "held" : "error");
+}
+
+/* A filter asked for quarantine: the message is held for the operator
+ * (backmxctl queue release or delete), in the same loop turn as its
+ * commit, before the scheduler's first attempt can run. */
+static void
+quarantine(struct session *s, const char *id)
+{
+	if (queue_admin(s->srv->queue, QUEUE_ADMIN_HOLD, id, held, NULL) ==
+	    -1)
+		log_warn("queue=%s event=quarantine result=error", id);
+}
+
+static void
 commit_done(enum queue_result r, const char *id, void *arg)
 {
 	struct session *s = arg;
@@ -1649,6 +1775,8 @@ commit_done(enum queue_result r, const char *id, void *arg)
 		    (unsigned long long)s->data_bytes, s->env.nrcpt);
 		reply(s, 250, "2.0.0", "Ok: queued as %s", id);
 		errors_forgiven(s);
+		if (s->quarantine)
+			quarantine(s, id);
 		break;
 	case QUEUE_NOSPACE:
 		reply(s, 452, "4.3.1", "Error: insufficient system storage");
@@ -1658,6 +1786,51 @@ commit_done(enum queue_result r, const char *id, void *arg)
 		break;
 	}
 	s->body = NULL;		/* the queue took and freed it */
+	session_tx_reset(s);
+	s->state = S_CMD;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void
+commit(struct session *s)
+{
+	s->job = queue_submit(s->srv->queue, &s->env, s->body, commit_done, s);
+	s->body = NULL;
+}
+
+/* The filters' answer to the message: refused, or stored with their
+ * header changes made (docs/milter.md). */
+static void
+eom_milter_done(const struct milter_verdict *m, void *arg)
+{
+	struct session *s = arg;
+	struct verdict_info v;
+	struct body *nb;
+
+	if (m->result != MILTER_PASS) {
+		milter_verdict_info(m, &v);
+		session_refuse(s, "data", "queue", s->env.id, &v);
+	} else if (m->nedits > 0 && milter_apply_edits(m, s->body,
+	    queue_tmpdir(s->srv->queue), (size_t)s->conf->smtpd_body_buffer,
+	    &nb) == -1) {
+		log_warn("session=%s queue=%s event=milter_edit error=\"%s\"",
+		    s->id, s->env.id, strerror(errno));
+		reply(s, 451, "4.3.0", "Error: local error in processing");
+	} else {
+		if (m->nedits > 0) {
+			body_free(s->body);
+			s->body = nb;
+		}
+		s->quarantine = m->quarantine != 0;
+		if (s->quarantine)
+			log_info("session=%s queue=%s event=milter_quarantine "
+			    "reason=\"%s\"", s->id, s->env.id, m->reason);
+		milter_tx_free(s->milter);
+		s->milter = NULL;
+		commit(s);
+		return;
+	}
 	session_tx_reset(s);
 	s->state = S_CMD;
 	bufferevent_enable(s->bev, EV_READ);
@@ -1735,8 +1908,13 @@ data_end(struct session *s)
 	 * unread meanwhile: pipelined commands run after the answer. */
 	s->state = S_COMMIT;
 	bufferevent_disable(s->bev, EV_READ);
-	s->job = queue_submit(s->srv->queue, &s->env, s->body, commit_done, s);
-	s->body = NULL;
+	if (s->milter != NULL) {
+		/* The filters first; then the commit (eom_milter_done). */
+		milter_tx_eom(s->milter, s->body, s->env.id, eom_milter_done,
+		    s);
+		return;
+	}
+	commit(s);
 }
 
 /* Stream what is buffered through the scanner. */

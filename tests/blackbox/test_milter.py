@@ -1,0 +1,253 @@
+"""Backup mode's content filters through the milter protocol
+(docs/milter.md), against a scripted filter (tests/fakes/milter.py): each
+reply kind, each failure, and that pass-through never asks a filter."""
+
+import os
+import sys
+
+from harness import BlackboxTest, poll, queued_messages
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "fakes"))
+from milter import FakeMilter  # noqa: E402
+from mx import FakeMX  # noqa: E402
+
+MSG = (b"From: a@sender.example\r\nSubject: hello\r\nX-Old: 1\r\n"
+       b"X-Old: 2\r\n\r\nthe body\r\n")
+
+
+class MilterTest(BlackboxTest):
+
+    def milter(self, **kw):
+        m = FakeMilter(**kw).start()
+        self.addCleanup(m.stop)
+        return m
+
+    def filtered(self, *milters, **kw):
+        cfg = dict(backup_milters=" ".join(m.spec for m in milters),
+                   milter_command_timeout="2s",
+                   milter_content_timeout="2s")
+        cfg.update(kw)
+        return self.daemon(**cfg)
+
+    def rcpt_ok(self, c, rcpts=("u@customer.example",)):
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        for r in rcpts:
+            self.assertReply(c.cmd("RCPT TO:<%s>" % r), 250, "2.1.5")
+
+    def data(self, c, body=MSG):
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(body + b".\r\n")
+        return c.reply()
+
+
+class TestReplies(MilterTest):
+
+    def test_clean_message_queued_with_the_filters_headers(self):
+        m = self.milter(eom_actions=[
+            ("h", "X-Spam-Status", "No, score=0.1"),
+            ("m", 1, "Subject", "[checked] hello"),
+            ("m", 2, "X-Old", ""),
+            ("i", 0, "X-First", "top")])
+        d = self.filtered(m)
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c, body=MSG))
+        q = queued_messages(d)
+        self.assertEqual(len(q), 1)
+        data = q[0]["data"]
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        self.assertEqual(lines[0], b"X-First: top")
+        self.assertIn(b"Subject: [checked] hello", lines)
+        self.assertNotIn(b"Subject: hello", lines)
+        self.assertIn(b"X-Old: 1", lines)
+        self.assertNotIn(b"X-Old: 2", lines)
+        self.assertEqual(lines[-1], b"X-Spam-Status: No, score=0.1")
+        self.assertEqual(body, b"the body\r\n")
+        # What the filter was shown.
+        seen = m.conns[0]
+        self.assertEqual(seen["helo"], "client.example")
+        self.assertEqual(seen["mail"][0], "<a@sender.example>")
+        self.assertEqual(seen["rcpts"], ["<u@customer.example>"])
+        self.assertEqual(seen["macros"].get("{client_addr}"), "127.0.0.1")
+        self.assertEqual(seen["macros"].get("i"), qid)
+        self.assertIn(("Subject", "hello"), seen["headers"])
+        self.assertEqual(seen["body"], b"the body\r\n")
+
+    def test_reject_at_end_of_data(self):
+        d = self.filtered(self.milter(replies={"eom": "r"}))
+        c = self.session(d)
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c), 550, "5.7.1")
+        self.assertEqual(queued_messages(d), [])
+
+    def test_reply_code_passed_on(self):
+        d = self.filtered(self.milter(
+            replies={"eom": ("y", "554 5.7.1 Gtube pattern")}))
+        c = self.session(d)
+        self.rcpt_ok(c)
+        r = self.data(c)
+        self.assertReply(r, 554, "5.7.1")
+        self.assertIn("Gtube pattern", r[1][-1])
+        self.assertEqual(queued_messages(d), [])
+
+    def test_2xx_reply_code_is_garbage_not_an_accept(self):
+        d = self.filtered(self.milter(
+            replies={"eom": ("y", "250 2.0.0 fine")}))
+        c = self.session(d)
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c), 451, "4.7.1")
+        self.assertEqual(queued_messages(d), [])
+
+    def test_tempfail(self):
+        d = self.filtered(self.milter(replies={"eom": "t"}))
+        c = self.session(d)
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c), 451, "4.7.1")
+        self.assertEqual(queued_messages(d), [])
+
+    def test_discard_is_a_reject_never_a_silent_drop(self):
+        d = self.filtered(self.milter(replies={"eom": "d"}))
+        c = self.session(d)
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c), 550, "5.7.1")
+        self.assertEqual(queued_messages(d), [])
+
+    def test_recipient_refused_alone(self):
+        def per_rcpt(rcpt):
+            return ("y", "550 5.1.1 no such user") if "bad" in rcpt \
+                else "c"
+        d = self.filtered(self.milter(replies={"rcpt": per_rcpt}))
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<bad@customer.example>"), 550,
+                         "5.1.1")
+        self.assertReply(c.cmd("RCPT TO:<good@customer.example>"), 250)
+        self.queue_id(self.data(c))
+        self.assertEqual(queued_messages(d)[0]["rcpts"],
+                         ["good@customer.example"])
+
+    def test_reject_at_mail_refuses_every_recipient(self):
+        d = self.filtered(self.milter(replies={"mail": "r"}))
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 550,
+                         "5.7.1")
+        self.assertReply(c.cmd("RCPT TO:<v@customer.example>"), 550,
+                         "5.7.1")
+
+    def test_quarantine_holds_the_message(self):
+        d = self.filtered(self.milter(eom_actions=[("q", "virus?")]))
+        c = self.session(d)
+        self.queue_id(self.send_message(c))
+        self.assertTrue(poll(lambda: queued_messages(d)[0]["env"]["hold"]
+                             == 1, 5), queued_messages(d))
+
+    def test_progress_extends_the_time(self):
+        # 3 s of "working" against a 2 s content timeout: still passes.
+        d = self.filtered(self.milter(eom_actions=[("p", 1), ("p", 1),
+                                                   ("p", 1)]))
+        c = self.session(d, timeout=20)
+        self.queue_id(self.send_message(c))
+
+    def test_accept_skips_the_filter_for_the_rest(self):
+        m = self.milter(replies={"rcpt": "a"})
+        d = self.filtered(m)
+        c = self.session(d)
+        self.queue_id(self.send_message(c))
+        self.assertNotIn("E", m.conns[0]["commands"])
+
+    def test_two_filters_first_refusal_wins(self):
+        a = self.milter(eom_actions=[("h", "X-A", "1")])
+        b = self.milter(replies={"eom": ("y", "554 5.7.1 from b")})
+        d = self.filtered(a, b)
+        c = self.session(d)
+        self.rcpt_ok(c)
+        r = self.data(c)
+        self.assertReply(r, 554, "5.7.1")
+        self.assertIn("from b", r[1][-1])
+
+    def test_body_replacement_refused_in_negotiation(self):
+        # A filter that asks to change the envelope: we did not offer
+        # it; its actions are masked and the mail still flows.
+        m = self.milter(actions=0x1ff)
+        d = self.filtered(m)
+        c = self.session(d)
+        self.queue_id(self.send_message(c))
+
+
+class TestFailures(MilterTest):
+
+    def refused_4xx_at_rcpt(self, **kw):
+        d = self.filtered(self.milter(**kw))
+        c = self.session(d, timeout=20)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 451,
+                         "4.7.1")
+        self.assertEqual(queued_messages(d), [])
+        return d
+
+    def test_filter_down(self):
+        d = self.daemon(backup_milters="unix:/nonexistent/milter.sock")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 451,
+                         "4.7.1")
+        self.assertTrue(d.alive())
+
+    def test_filter_down_default_accept(self):
+        d = self.daemon(backup_milters="unix:/nonexistent/milter.sock",
+                        milter_default_action="accept")
+        c = self.session(d)
+        self.queue_id(self.send_message(c))
+
+    def test_wrong_version(self):
+        self.refused_4xx_at_rcpt(version=1)
+
+    def test_unknown_steps_asked(self):
+        # RCPT_REJ (0x800): not offered, a filter counting on it fails.
+        self.refused_4xx_at_rcpt(steps=0x800)
+
+    def test_stall_at_negotiation(self):
+        self.refused_4xx_at_rcpt(replies={"optneg": "stall"})
+
+    def test_garbage_at_rcpt(self):
+        self.refused_4xx_at_rcpt(replies={"rcpt": "garbage"})
+
+    def at_eom(self, **kw):
+        d = self.filtered(self.milter(**kw))
+        c = self.session(d, timeout=20)
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c), 451, "4.7.1")
+        self.assertEqual(queued_messages(d), [])
+        self.assertTrue(d.alive())
+
+    def test_stall_at_end_of_data(self):
+        self.at_eom(replies={"eom": "stall"})
+
+    def test_close_mid_body(self):
+        self.at_eom(replies={"body": "close"})
+
+    def test_garbage_at_end_of_data(self):
+        self.at_eom(replies={"eom": "garbage"})
+
+    def test_progress_is_bounded(self):
+        # "working" forever is a stall: 4x the content timeout at most.
+        self.at_eom(eom_actions=[("p", 0.5)] * 40)
+
+
+class TestPassThrough(MilterTest):
+
+    def test_passthrough_never_filtered(self):
+        mx = FakeMX().start()
+        self.addCleanup(mx.stop)
+        m = self.milter(replies={"eom": "r", "rcpt": "r"})
+        d = self.daemon(domains=["customer.example " + mx.route()],
+                        passthrough="yes", primary_probe_interval="1s",
+                        backup_milters=m.spec)
+        c = self.session(d)
+        r = self.send_message(c)
+        self.assertReply(r, 250)
+        self.assertEqual(queued_messages(d), [])
+        self.assertEqual(m.conns, [])
+        mx.wait_received(1)
