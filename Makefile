@@ -23,7 +23,7 @@ LOCALSTATEDIR ?= /var
 BACKMX_USER ?= backmx
 DESTDIR	?=
 
-.PHONY: all deps build run check unit blackbox fuzz bench bench-scale install uninstall man clean
+.PHONY: all deps build run check unit blackbox fuzz bench bench-milter bench-scale install uninstall man clean
 
 all: build
 
@@ -59,6 +59,10 @@ fuzz: deps build-fuzz/build.ninja
 
 bench: build
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
+
+# What one rspamd check costs backup mode (docs/milter.md "Cost").
+bench-milter: build
+	$(PY) bench/milter.py
 
 SCALE_ARGS ?=
 bench-scale: build

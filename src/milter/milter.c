@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -813,8 +814,19 @@ filter_open(struct filter *f)
 	bufferevent_enable(f->bev, EV_READ | EV_WRITE);
 	arm(f, f->tx->conf->milter_connect_timeout);
 	if (bufferevent_socket_connect(f->bev, (struct sockaddr *)&ss,
-	    (int)len) == -1)
+	    (int)len) == -1) {
 		filter_fail(f, "connect");
+		return;
+	}
+	if (ss.ss_family != AF_UNIX) {
+		/* Small packets that wait for no answer (a filter that asks
+		 * for none until the end): Nagle would hold each one for
+		 * the filter's delayed ACK. */
+		int one = 1;
+
+		(void)setsockopt(bufferevent_getfd(f->bev), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof(one));
+	}
 }
 
 /* --- the chain ---------------------------------------------------------- */
