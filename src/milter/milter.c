@@ -188,6 +188,7 @@ struct milter_tx {
 	size_t			 nedits;
 	milter_done_cb		*done;
 	void			*done_arg;
+	struct timeval		 stage_start;	/* for the log's latency */
 };
 
 static void	chain_next(struct milter_tx *);
@@ -202,8 +203,20 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	struct milter_tx *tx = arg;
 	milter_done_cb *cb = tx->done;
 
+	struct timeval now, d;
+
 	(void)fd;
 	(void)what;
+	/* One line per stage: who decided, what, and how long the filters
+	 * took (docs/milter.md). */
+	evutil_gettimeofday(&now, NULL);
+	evutil_timersub(&now, &tx->stage_start, &d);
+	log_info("milter=%s event=milter stage=%s result=%s why=%s code=%d "
+	    "ms=%ld", tx->v.filter[0] ? tx->v.filter : "all",
+	    tx->stage == STAGE_EOM ? "eom" : "rcpt",
+	    tx->v.result == MILTER_PASS ? "pass" : tx->v.result ==
+	    MILTER_REFUSE ? "reject" : "tempfail", tx->v.why ? tx->v.why :
+	    "pass", tx->v.code, (long)(d.tv_sec * 1000 + d.tv_usec / 1000));
 	tx->done = NULL;
 	tx->stage = STAGE_NONE;
 	tx->v.edits = tx->edits;
@@ -872,6 +885,7 @@ stage_begin(struct milter_tx *tx, enum stage st, milter_done_cb *cb,
 	str_copy(tx->v.reason, sizeof(tx->v.reason), reason);
 	tx->stage = st;
 	tx->cur = 0;
+	evutil_gettimeofday(&tx->stage_start, NULL);
 	tx->done = cb;
 	tx->done_arg = arg;
 	chain_next(tx);
@@ -939,6 +953,7 @@ milter_tx_eom(struct milter_tx *tx, const struct body *b,
 	hblock_free(tx->hb);
 	if (hblock_read(b, tx->hb) == -1) {
 		tx->stage = STAGE_EOM;
+		evutil_gettimeofday(&tx->stage_start, NULL);
 		tx->done = cb;
 		tx->done_arg = arg;
 		memset(&tx->v, 0, sizeof(tx->v));

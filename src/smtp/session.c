@@ -954,9 +954,6 @@ milter_verdict_info(const struct milter_verdict *m, struct verdict_info *v)
 	    VERDICT_TEMPFAIL, m->code, strlen(m->enh) < sizeof(v->enh) ?
 	    m->enh : (m->code >= 500 ? "5.7.1" : "4.7.1"), "milter", "%s",
 	    m->text);
-	log_info("milter=%s event=milter_verdict result=%s why=%s code=%d",
-	    m->filter, m->result == MILTER_REFUSE ? "reject" : "tempfail",
-	    m->why, m->code);
 }
 
 /* The filters see the recipient a policy accepted; the conversation opens
