@@ -5,7 +5,7 @@ backmxd (release build) in backup mode (its primary down), smtp-source
 -s 10 with 10 KB messages, one per connection, with backup_milters off and
 then pointed at Debian's rspamd (its rspamd_proxy worker in milter mode,
 the same private offline configuration as tests/blackbox/
-test_milter_rspamd.py, DNS answered by tests/fakes/dns.py). The runs
+test_milter_filters.py, DNS answered by tests/fakes/dns.py). The runs
 alternate, ROUNDS each; the figure is the median accept rate of each and
 their ratio, and the CPU of backmxd and of rspamd per message.
 
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "blackbox"))
 
 import run as R  # noqa: E402
 import dns as fakedns  # noqa: E402
-from test_milter_rspamd import Rspamd  # noqa: E402
+from test_milter_filters import Rspamd  # noqa: E402
 
 
 def rspamd_cpu(r):

@@ -178,6 +178,11 @@ struct milter_tx {
 	unsigned		 port;
 	char			*rcpt;
 	char			 queue_id[32];
+	char			*tmpdir;
+	size_t			 mem_max;
+	struct body		*newbody;	/* a filter's replacement */
+	struct filter		*newbody_by;
+	int			 newbody_cr;	/* its last byte was CR */
 	const struct body	*body;
 	struct hblock		*hb;		/* the header block */
 
@@ -221,6 +226,7 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	tx->stage = STAGE_NONE;
 	tx->v.edits = tx->edits;
 	tx->v.nedits = tx->nedits;
+	tx->v.body = tx->v.result == MILTER_PASS ? tx->newbody : NULL;
 	if (cb != NULL)
 		cb(&tx->v, tx->done_arg);
 }
@@ -547,6 +553,40 @@ take_edit(struct milter_tx *tx, struct filter *f,
 	return 0;
 }
 
+/*
+ * A chunk of the filter's new body, its bare LFs made CRLF (the stored
+ * message is in SMTP form). The last filter that replaces wins; the new
+ * body is bounded like a client's (message_size_limit).
+ */
+static int
+replace_body(struct milter_tx *tx, struct filter *f,
+    const struct milter_reply *r)
+{
+	size_t i, from = 0;
+
+	if (tx->newbody_by != f) {
+		body_free(tx->newbody);
+		tx->newbody = body_new(tx->tmpdir, tx->mem_max);
+		tx->newbody_by = f;
+		tx->newbody_cr = 0;
+	}
+	for (i = 0; i < r->datalen; i++) {
+		if (r->data[i] == '\n' && !(i > 0 ? r->data[i - 1] == '\r' :
+		    tx->newbody_cr)) {
+			body_append(tx->newbody, r->data + from, i - from);
+			body_append(tx->newbody, "\r\n", 2);
+			from = i + 1;
+		}
+	}
+	body_append(tx->newbody, r->data + from, r->datalen - from);
+	if (r->datalen > 0)
+		tx->newbody_cr = r->data[r->datalen - 1] == '\r';
+	if (body_size(tx->newbody) > tx->conf->message_size_limit ||
+	    body_error(tx->newbody) != 0)
+		return -1;
+	return 0;
+}
+
 /* A final answer to the step that waited for it. */
 static void
 filter_final(struct filter *f, const struct milter_reply *r)
@@ -685,6 +725,17 @@ filter_packet(struct filter *f, const struct milter_reply *r)
 		case MR_INSHEADER:
 			if (take_edit(tx, f, r) == -1)
 				filter_fail(f, "edit");
+			return;
+		case MR_REPLBODY:
+			if (!(f->actions & SMFIF_CHGBODY) ||
+			    replace_body(tx, f, r) == -1)
+				filter_fail(f, "body");
+			return;
+		case MR_ENVELOPE:
+			/* backmx stores the envelope its client gave: a
+			 * filter that adds, drops or rewrites addresses is
+			 * refused (docs/milter.md). */
+			filter_fail(f, "envelope_change");
 			return;
 		case MR_QUARANTINE:
 			if (!(f->actions & SMFIF_QUARANTINE)) {
@@ -913,6 +964,8 @@ milter_tx_new(struct event_base *base, const struct config *conf,
 	    i + 1 < sizeof(tx->args) / sizeof(tx->args[0]); i++)
 		tx->args[i] = xstrdup(in->mail_args[i]);
 	tx->family = in->family;
+	tx->tmpdir = xstrdup(in->tmpdir);
+	tx->mem_max = in->mem_max;
 	tx->port = in->port;
 
 	str_copy(list, sizeof(list), conf->backup_milters);
@@ -998,6 +1051,8 @@ milter_tx_free(struct milter_tx *tx)
 	for (i = 0; tx->args[i] != NULL; i++)
 		free(tx->args[i]);
 	event_free(tx->ev_done);
+	free(tx->tmpdir);
+	body_free(tx->newbody);
 	free(tx->client_addr);
 	free(tx->client_name);
 	free(tx->helo);
@@ -1106,9 +1161,15 @@ milter_apply_edits(const struct milter_verdict *v, const struct body *in,
 		    (v->edits[k].kind == MR_INSHEADER &&
 		    v->edits[k].index > h.nf))
 			put_field(out, v->edits[k].name, v->edits[k].value);
-	/* The rest as it came: the empty line and the body. */
+	/* The rest as it came (the empty line and the body), or the empty
+	 * line and the filter's body. */
 	off = h.fields_end;
 	hblock_free(&h);
+	if (v->body != NULL) {
+		body_append(out, "\r\n", 2);
+		in = v->body;
+		off = 0;
+	}
 	while ((n = body_read(in, off, chunk, sizeof(chunk))) > 0) {
 		body_append(out, chunk, (size_t)n);
 		off += (uint64_t)n;

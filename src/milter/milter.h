@@ -33,6 +33,8 @@ struct milter_info {
 	const char	*helo;
 	const char	*sender;	/* the path without <> ("" for null) */
 	const char	*const *mail_args; /* ESMTP parameters; NULL-ended */
+	const char	*tmpdir;	/* for a replaced body */
+	size_t		 mem_max;	/* in memory up to this, then spilled */
 };
 
 #define MILTER_EDITS_MAX	64	/* header changes one message may carry */
@@ -61,6 +63,7 @@ struct milter_verdict {
 	char			 reason[256];
 	const struct milter_edit *edits;	/* PASS at end of DATA */
 	size_t			 nedits;
+	const struct body	*body;		/* PASS: a new body, or NULL */
 };
 
 typedef void	milter_done_cb(const struct milter_verdict *, void *arg);
@@ -78,7 +81,8 @@ void		 milter_tx_eom(struct milter_tx *, const struct body *,
 void		 milter_tx_free(struct milter_tx *);
 
 /*
- * A copy of 'in' with the verdict's header changes made, in *out (a new
+ * A copy of 'in' with the verdict's header changes made and its body
+ * replaced when a filter replaced it, in *out (a new
  * body in tmpdir, spilling past mem_max). Returns 0, or -1 with errno set.
  * The header block read is bounded (docs/milter.md): a change past the
  * bound is refused with EMSGSIZE.

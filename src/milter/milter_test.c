@@ -48,8 +48,9 @@ static const struct row rows[] = {
 	{ R("m\0\0\0\1Subject\0new\0"), 1, MR_CHGHEADER, 0, "", "new" },
 	{ R("m\0\0\1"), -1, 0, 0, "", "" },		/* short index */
 	{ R("qvirus\0"), 1, MR_QUARANTINE, 0, "", "virus" },
-	{ R("bnew body"), -1, 0, 0, "", "" },		/* not offered */
-	{ R("+<x@y>\0"), -1, 0, 0, "", "" },		/* not offered */
+	{ R("bnew body"), 1, MR_REPLBODY, 0, "", "" },
+	{ R("+<x@y>\0"), 1, MR_ENVELOPE, 0, "", "" },	/* refused later */
+	{ R("Zzz"), -1, 0, 0, "", "" },			/* no such reply */
 	{ R("O\0\0\0\6\0\0\0\1\0\0\0\0"), 1, MR_OPTNEG, 0, "", "" },
 	{ R("O\0\0\0\6"), -1, 0, 0, "", "" },
 };

@@ -260,9 +260,21 @@ milter_parse(const unsigned char *buf, size_t len, struct milter_reply *r,
 			    (unsigned char)r->text[i] > 126)
 				r->text[i] = '?';
 		return 1;
+	case 'b':
+		r->kind = MR_REPLBODY;
+		r->data = p;
+		r->datalen = (size_t)(end - p);
+		return 1;
+	case '+':
+	case '-':
+	case 'e':
+	case '2':
+		/* Envelope changes: offered (libmilter wants them offered),
+		 * refused by milter.c when asked for. */
+		r->kind = MR_ENVELOPE;
+		r->name[0] = cmd;
+		return 1;
 	default:
-		/* Body replacement, envelope changes, anything else: not
-		 * offered, so not accepted. */
 		return -1;
 	}
 }

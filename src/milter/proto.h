@@ -58,14 +58,20 @@ struct evbuffer;
 #define SMFIP_HDR_LEADSPC	0x100000
 
 /*
- * What backmx offers. Actions: headers only (add, change, insert) and
- * quarantine; a filter that wants to replace the body or change the
- * envelope is refused in negotiation (docs/milter.md). Steps: every
- * "don't send" and "don't answer" bit and SKIP; not RCPT_REJ (rejected
- * recipients are never shown) and not HDR_LEADSPC.
+ * What backmx offers. Actions: every one a filter of version 6 may ask
+ * for, because libmilter drops the connection when the MTA offers less
+ * than the filter registered (spamass-milter registers body and
+ * recipient changes whether it uses them or not). What backmx does with
+ * them: headers, body replacement and quarantine are made; a change of
+ * the envelope (recipients, sender) is refused when it is asked for, as
+ * a filter failure (docs/milter.md). Steps: every "don't send" and "don't
+ * answer" bit and SKIP; not RCPT_REJ (rejected recipients are never
+ * shown) and not HDR_LEADSPC.
  */
-#define MILTER_OFFER_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGHDRS | \
-				 SMFIF_QUARANTINE)
+#define MILTER_OFFER_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGBODY | \
+				 SMFIF_ADDRCPT | SMFIF_DELRCPT | \
+				 SMFIF_CHGHDRS | SMFIF_QUARANTINE | \
+				 SMFIF_CHGFROM | SMFIF_ADDRCPT_PAR)
 #define MILTER_OFFER_STEPS	(0x0007ff | SMFIP_NR_CONN | SMFIP_NR_HELO | \
 				 SMFIP_NR_MAIL | SMFIP_NR_RCPT | \
 				 SMFIP_NR_DATA | SMFIP_NR_UNKN | \
@@ -94,6 +100,8 @@ enum milter_reply_kind {
 	MR_QUARANTINE,	/* 'q': reason in text */
 	MR_PROGRESS,	/* 'p' */
 	MR_OPTNEG,	/* 'O': version, actions, steps */
+	MR_REPLBODY,	/* 'b': data, datalen (a chunk of the new body) */
+	MR_ENVELOPE,	/* '+', '-', 'e', '2': a change we refuse */
 };
 
 struct milter_reply {
@@ -104,6 +112,8 @@ struct milter_reply {
 	char			 enh[16];	/* "5.7.1" or "" */
 	char			 name[MILTER_NAME_MAX];
 	char			 text[MILTER_TEXT_MAX];	/* value or text */
+	const unsigned char	*data;		/* REPLBODY: inside the input */
+	size_t			 datalen;
 };
 
 /*

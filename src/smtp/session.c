@@ -973,6 +973,8 @@ milter_rcpt(struct session *s, milter_done_cb *cb)
 			.client_addr = s->addr, .client_name = "unknown",
 			.family = s->ss.ss_family, .port = (unsigned)s->port,
 			.helo = s->helo, .sender = from, .mail_args = args,
+			.tmpdir = queue_tmpdir(s->srv->queue),
+			.mem_max = (size_t)s->conf->smtpd_body_buffer,
 		};
 
 		addr_format(&s->env.sender, from, sizeof(from));
@@ -1807,15 +1809,22 @@ eom_milter_done(const struct milter_verdict *m, void *arg)
 
 	if (m->result != MILTER_PASS) {
 		milter_verdict_info(m, &v);
-		session_refuse(s, "data", "queue", s->env.id, &v);
-	} else if (m->nedits > 0 && milter_apply_edits(m, s->body,
+		log_info("session=%s queue=%s event=reject client=%s "
+		    "reason=milter code=%d dsn=%s", s->id, s->env.id, s->addr,
+		    v.code, v.enh);
+		if (v.v == VERDICT_REJECT)
+			reply_error(s, v.code, v.enh, "%s", v.text);
+		else
+			reply(s, v.code, v.enh, "%s", v.text);
+	} else if ((m->nedits > 0 || m->body != NULL) &&
+	    milter_apply_edits(m, s->body,
 	    queue_tmpdir(s->srv->queue), (size_t)s->conf->smtpd_body_buffer,
 	    &nb) == -1) {
 		log_warn("session=%s queue=%s event=milter_edit error=\"%s\"",
 		    s->id, s->env.id, strerror(errno));
 		reply(s, 451, "4.3.0", "Error: local error in processing");
 	} else {
-		if (m->nedits > 0) {
+		if (m->nedits > 0 || m->body != NULL) {
 			body_free(s->body);
 			s->body = nb;
 		}

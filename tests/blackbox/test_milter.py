@@ -167,13 +167,27 @@ class TestReplies(MilterTest):
         self.assertReply(r, 554, "5.7.1")
         self.assertIn("from b", r[1][-1])
 
-    def test_body_replacement_refused_in_negotiation(self):
-        # A filter that asks to change the envelope: we did not offer
-        # it; its actions are masked and the mail still flows.
-        m = self.milter(actions=0x1ff)
+    def test_libmilter_style_filter_registering_every_action(self):
+        # libmilter drops a filter whose registered actions the MTA does
+        # not all offer: backmx offers them all, and makes a new body.
+        m = self.milter(actions=0x1ff, eom_actions=[
+            ("b", b"new body\nline two\n"), ("h", "X-Checked", "yes")])
         d = self.filtered(m)
         c = self.session(d)
-        self.queue_id(self.send_message(c))
+        self.queue_id(self.send_message(c, body=MSG))
+        head, _, body = queued_messages(d)[0]["data"].partition(
+            b"\r\n\r\n")
+        self.assertIn(b"Subject: hello", head)
+        self.assertTrue(head.endswith(b"X-Checked: yes"), head)
+        self.assertEqual(body, b"new body\r\nline two\r\n")
+
+    def test_envelope_change_refused(self):
+        d = self.filtered(self.milter(actions=0x1ff, eom_actions=[
+            ("+", "<bcc@elsewhere.example>")]))
+        c = self.session(d)
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c), 451, "4.7.1")
+        self.assertEqual(queued_messages(d), [])
 
 
 class TestFailures(MilterTest):

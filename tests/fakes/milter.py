@@ -10,7 +10,8 @@ FakeMilter(replies={...}, eom_actions=[...]): replies maps a stage
   a callable(data) returning one of those (e.g. per recipient).
 eom_actions: packets sent before the final answer to end-of-message:
   ('h', name, value), ('i', index, name, value), ('m', index, name, value),
-  ('q', reason), ('p', seconds) (progress, then that long asleep).
+  ('q', reason), ('p', seconds) (progress, then that long asleep),
+  ('b', bytes) (a chunk of a new body), ('+', '<rcpt>') (add a recipient).
 version / actions / steps: what the filter asks for in negotiation.
 
 What it saw: self.conns, one dict per connection: 'macros' {name: value},
@@ -170,6 +171,10 @@ class FakeMilter:
                     self._send(c, a[0].encode(), struct.pack(">I", a[1])
                                + a[2].encode() + b"\0" + a[3].encode()
                                + b"\0")
+                elif a[0] == "b":
+                    self._send(c, b"b", a[1])
+                elif a[0] == "+":
+                    self._send(c, b"+", a[1].encode() + b"\0")
                 elif a[0] == "q":
                     self._send(c, b"q", a[1].encode() + b"\0")
                 elif a[0] == "p":

@@ -149,3 +149,81 @@ class TestRspamd(BlackboxTest):
         self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 451,
                          "4.7.1")
+
+
+class SpamAssassin:
+    """spamd (local tests only: -L, no network) and spamass-milter in
+    front of it, on a socket of the test's own."""
+
+    def __init__(self, reject_score=5):
+        self.dir = tempfile.mkdtemp(prefix="backmx-sa-")
+        self.port = free_port()
+        self.sock = os.path.join(self.dir, "milter.sock")
+        self.score = reject_score
+        self.procs = []
+
+    def start(self, timeout=60.0):
+        spamd = shutil.which("spamd") or "/usr/sbin/spamd"
+        self.procs.append(subprocess.Popen(
+            [spamd, "--listen=127.0.0.1:%d" % self.port,
+             "--allowed-ips=127.0.0.1", "-L", "-u", "nobody",
+             "--pidfile=" + os.path.join(self.dir, "spamd.pid"),
+             "--max-children=2", "--syslog=stderr"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port),
+                                         0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("spamd did not listen")
+        self.procs.append(subprocess.Popen(
+            ["spamass-milter", "-p", self.sock, "-r", str(self.score),
+             "--", "-d", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        while time.monotonic() < deadline and not os.path.exists(self.sock):
+            time.sleep(0.1)
+        return self
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TestSpamAssassin(BlackboxTest):
+
+    def setUp(self):
+        if shutil.which("spamass-milter") is None:
+            cannot_run("spamass-milter and spamd (scripts/deps.sh)")
+
+    def test_gtube_refused_clean_queued_with_its_headers(self):
+        sa = SpamAssassin()
+        self.addCleanup(sa.cleanup)
+        sa.start()
+        d = self.daemon(backup_milters="unix:" + sa.sock,
+                        milter_content_timeout="60s")
+        c = self.session(d, timeout=60)
+        body = ("From: a@sender.example\r\nSubject: test\r\n\r\n%s\r\n"
+                % GTUBE).encode()
+        reply = self.send_message(c, body=body)
+        self.assertReply(reply, 550, "5.7.1")
+        self.assertIn("SpamAssassin", reply[1][-1])
+        self.assertEqual(queued_messages(d), [])
+        self.queue_id(self.send_message(
+            c, body=b"From: a@sender.example\r\nSubject: lunch\r\n\r\n"
+                    b"See you at noon.\r\n"))
+        data = queued_messages(d)[0]["data"]
+        self.assertIn(b"X-Spam-Status: No", data)
+        self.assertIn(b"Subject: lunch", data)
