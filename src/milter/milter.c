@@ -803,8 +803,12 @@ read_cb(struct bufferevent *bev, void *arg)
 			filter_fail(f, "garbage");
 			return;
 		}
-		evbuffer_drain(in, used);
+		/* The reply may point into the buffer (a body chunk): drain
+		 * after it was used, unless the filter is gone with it. */
 		filter_packet(f, &r);
+		if (f->bev == NULL)
+			return;
+		evbuffer_drain(in, used);
 	}
 }
 

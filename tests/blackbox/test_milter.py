@@ -24,9 +24,10 @@ class MilterTest(BlackboxTest):
         return m
 
     def filtered(self, *milters, **kw):
+        # Long enough for a loaded machine; the stall tests shorten it.
         cfg = dict(backup_milters=" ".join(m.spec for m in milters),
-                   milter_command_timeout="2s",
-                   milter_content_timeout="2s")
+                   milter_command_timeout="20s",
+                   milter_content_timeout="20s")
         cfg.update(kw)
         return self.daemon(**cfg)
 
@@ -144,9 +145,9 @@ class TestReplies(MilterTest):
                              == 1, 5), queued_messages(d))
 
     def test_progress_extends_the_time(self):
-        # 3 s of "working" against a 2 s content timeout: still passes.
-        d = self.filtered(self.milter(eom_actions=[("p", 1), ("p", 1),
-                                                   ("p", 1)]))
+        # 4 s of "working" against a 3 s content timeout: still passes.
+        d = self.filtered(self.milter(eom_actions=[("p", 1)] * 4),
+                          milter_content_timeout="3s")
         c = self.session(d, timeout=20)
         self.queue_id(self.send_message(c))
 
@@ -192,8 +193,11 @@ class TestReplies(MilterTest):
 
 class TestFailures(MilterTest):
 
+    STALL = dict(milter_command_timeout="2s", milter_content_timeout="2s",
+                 milter_connect_timeout="2s")
+
     def refused_4xx_at_rcpt(self, **kw):
-        d = self.filtered(self.milter(**kw))
+        d = self.filtered(self.milter(**kw), **self.STALL)
         c = self.session(d, timeout=20)
         self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 451,
@@ -229,7 +233,7 @@ class TestFailures(MilterTest):
         self.refused_4xx_at_rcpt(replies={"rcpt": "garbage"})
 
     def at_eom(self, **kw):
-        d = self.filtered(self.milter(**kw))
+        d = self.filtered(self.milter(**kw), **self.STALL)
         c = self.session(d, timeout=20)
         self.rcpt_ok(c)
         self.assertReply(self.data(c), 451, "4.7.1")
