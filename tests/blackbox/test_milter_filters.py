@@ -46,6 +46,17 @@ worker "rspamd_proxy" {
 """
 
 
+def stop_group(proc):
+    """Stop a filter started in a session of its own, and its children."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 class Rspamd:
 
     def __init__(self, dns):
@@ -93,13 +104,7 @@ class Rspamd:
             return ""
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
     def cleanup(self):
         self.stop()
@@ -192,13 +197,7 @@ class SpamAssassin:
 
     def cleanup(self):
         for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+            stop_group(p)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
