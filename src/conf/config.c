@@ -90,6 +90,11 @@ static const struct conf_key keys[] = {
 	{ "metrics_listen", CONF_LIST, FIELD(metrics_listen), "127.0.0.1:9125",
 	    0, CONF_EMPTY_OK, "address of the HTTP server for /metrics "
 	    "(docs/metrics.md): ADDR:PORT, [IPv6]:PORT; empty: off" },
+	{ "metrics_domains", CONF_BOOL, FIELD(metrics_domains), "no", 0, 0,
+	    "also export series per customer domain (a label each)" },
+	{ "metrics_domains_max", CONF_UINT, FIELD(metrics_domains_max), "100",
+	    0, 0, "per-domain series for at most this many domains, in the "
+	    "domains file's order" },
 	{ "myhostname", CONF_HOST, FIELD(myhostname), NULL, 0, 0,
 	    "our name in the greeting, EHLO and Received: headers" },
 	{ "spool_dir", CONF_PATH, FIELD(spool_dir), "/var/spool/backmx", 0, 0,

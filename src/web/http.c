@@ -334,8 +334,19 @@ http_send(struct evhttp_request *req, int code, const char *content_type,
 	evhttp_add_header(hd, "X-Content-Type-Options", "nosniff");
 	evhttp_add_header(hd, "Cache-Control", "no-store");
 	evhttp_add_header(hd, "Referrer-Policy", "no-referrer");
-	/* evhttp sends no body to a HEAD request itself; the length it
-	 * would have had is still announced. */
+	/* evhttp 2.1 would send the body to a HEAD request too: the length
+	 * a GET would get is announced, and nothing follows the headers. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char len[24];
+
+		snprintf(len, sizeof(len), "%zu",
+		    body != NULL ? evbuffer_get_length(body) : (size_t)0);
+		evhttp_add_header(hd, "Content-Length", len);
+		if (body != NULL)
+			evbuffer_drain(body, evbuffer_get_length(body));
+		evhttp_send_reply(req, code, NULL, NULL);
+		return;
+	}
 	evhttp_send_reply(req, code, NULL, body);
 }
 

@@ -3,11 +3,23 @@
 on; the scrape is valid for promtool and its counters move as real
 traffic says."""
 
+import os
 import re
+import shutil
+import signal
 import socket
+import subprocess
+import tempfile
 import time
 
-from harness import BlackboxTest, poll, require_daemon
+from harness import BlackboxTest, cannot_run, poll, require_daemon
+from test_passthrough import (BODY, CUST, OTHER, PassTest as PassTestBase,
+                              closed_route)
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "docs", "metrics.md")
+with open(os.path.join(os.path.dirname(DOC), "..", "meson.build")) as _f:
+    VERSION = re.search(r"version : '([^']+)'", _f.read()).group(1)
 
 # src/web/http.c
 CONN_MAX = 32
@@ -153,3 +165,168 @@ class HttpLimitsTest(BlackboxTest):
         # Freed slots serve again.
         self.assertTrue(poll(lambda: (get(self.port, "/x") or [0])[0] == 404,
                              timeout=10))
+
+
+def scrape(port, path="/metrics"):
+    r = get(port, path)
+    assert r is not None and r[0] == 200, r
+    return r
+
+
+def samples(text):
+    """{'name{labels}': value} of a scrape."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def promtool(*args, stdin=None):
+    exe = shutil.which("promtool")
+    if exe is None:
+        cannot_run("promtool not installed (sh scripts/deps.sh)")
+    return subprocess.run([exe] + list(args), input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+class MetricsTrafficTest(PassTestBase):
+    """One daemon; customer.example's primary is a FakeMX (pass-through),
+    other.example's is down (backup mode, greylisting on)."""
+
+    def setUp(self):
+        require_daemon()
+        self.mx = self.fake()
+        self.mx.rcpt["nobody@customer.example"] = \
+            "550 5.1.1 <nobody@customer.example>: no such user"
+        self.d = self.pt_daemon(
+            [CUST + " " + self.mx.route(), OTHER + " " + closed_route()],
+            metrics_listen="127.0.0.1:0", greylist="yes",
+            greylist_delay="1s", accept_unverified="yes",
+            metrics_domains="yes", primary_down_after="1")
+        self.port = http_port(self.d)
+
+    def metric(self, name):
+        return samples(scrape(self.port)[2].decode())[name]
+
+    def test_scrape_is_valid_and_counts_the_traffic(self):
+        before = samples(scrape(self.port)[2].decode())
+        # Every known series is there from the start, at 0.
+        self.assertEqual(before['backmx_transactions_total{mode="backup",'
+                                'result="accepted"}'], 0)
+        self.assertEqual(before['backmx_greylist_total{result="new"}'], 0)
+
+        # 1. Pass-through: the primary takes it; one recipient it refuses
+        # (relayed verbatim, learned invalid).
+        c = self.mail_session(self.d)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<nobody@customer.example>"), 550,
+                         "5.1.1")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertEqual(self.body(c)[0], 250)
+        c.close()
+        self.mx.wait_received(1)
+
+        # 2. A rejection of ours: not a customer domain.
+        c = self.mail_session(self.d)
+        self.assertReply(c.cmd("RCPT TO:<x@elsewhere.example>"), 554,
+                         "5.7.1")
+        c.close()
+
+        # 3. Backup mode: greylisted first, queued on the retry.
+        c = self.mail_session(self.d)
+        self.assertReply(c.cmd("RCPT TO:<u@other.example>"), 451, "4.7.1")
+        c.close()
+        time.sleep(2.3)     # greylist_delay, in whole seconds, and margin
+        c = self.mail_session(self.d)
+        self.assertReply(c.cmd("RCPT TO:<u@other.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250, "2.0.0")
+        c.close()
+
+        status, h, body = scrape(self.port)
+        text = body.decode()
+        self.assertEqual(h["content-type"],
+                         "text/plain; version=0.0.4; charset=utf-8")
+        r = promtool("check", "metrics", stdin=text)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout + r.stderr, "")
+        after = samples(text)
+
+        def moved(name):
+            return after[name] - before.get(name, 0)
+
+        self.assertEqual(moved('backmx_transactions_total{mode='
+                               '"passthrough",result="accepted"}'), 1)
+        self.assertEqual(moved('backmx_transactions_total{mode='
+                               '"backup",result="accepted"}'), 1)
+        self.assertEqual(moved('backmx_greylist_total{result="new"}'), 1)
+        self.assertEqual(moved('backmx_greylist_total{result="pass"}'), 1)
+        self.assertEqual(moved('backmx_recipients_learned_total'
+                               '{status="invalid"}'), 1)
+        self.assertGreaterEqual(moved('backmx_recipients_learned_total'
+                                      '{status="valid"}'), 1)
+        self.assertEqual(moved('backmx_connections_total'
+                               '{result="accepted"}'), 4)
+        # The primary's 550 5.1.1 and our 554 5.7.1, 451 4.7.1
+        self.assertEqual(moved('backmx_smtp_replies_total{class="5xx",'
+                               'reason="addressing"}'), 1)
+        self.assertEqual(moved('backmx_smtp_replies_total{class="5xx",'
+                               'reason="policy"}'), 1)
+        self.assertEqual(moved('backmx_smtp_replies_total{class="4xx",'
+                               'reason="policy"}'), 1)
+        # The queue holds the backup message, and its bytes.
+        self.assertEqual(after["backmx_queue_messages"], 1)
+        self.assertGreater(after["backmx_queue_bytes"], len(BODY))
+        self.assertEqual(after['backmx_domain_queue_messages'
+                               '{domain="other.example"}'], 1)
+        self.assertEqual(after['backmx_domain_queue_messages'
+                               '{domain="customer.example"}'], 0)
+        self.assertEqual(after['backmx_domains_primary{state="down"}'], 1)
+        self.assertEqual(after['backmx_domain_primary_up'
+                               '{domain="other.example"}'], 0)
+        self.assertGreater(after['backmx_state_operation_duration_seconds'
+                                 '_count{op="read"}'], 0)
+        self.assertEqual(after['backmx_build_info{version="%s"}'
+                               % VERSION], 1)
+        # HEAD: the headers, no body.
+        r = get(self.port, "/metrics", method="HEAD")
+        self.assertEqual(r[0], 200)
+        self.assertEqual(r[2], b"")
+
+    def test_reload_counted_and_address_kept(self):
+        with open(self.d.conf, "a") as f:
+            f.write("metrics_listen = 127.0.0.1:1\n")
+        self.d.proc.send_signal(signal.SIGHUP)
+        self.d.wait_log(r"event=reload result=ok", timeout=10)
+        self.assertRegex(self.d.log(), r"event=reload key=metrics_listen "
+                         r"result=needs_restart")
+        self.assertEqual(self.metric('backmx_config_reloads_total'
+                                     '{result="ok"}'), 1)
+
+
+class DocsTest(BlackboxTest):
+    """docs/metrics.md: its alert rules pass promtool, and every family a
+    scrape shows is documented."""
+
+    def test_alert_rules_check(self):
+        with open(DOC) as f:
+            doc = f.read()
+        m = re.search(r"```yaml\n(groups:.*?)```", doc, re.S)
+        self.assertTrue(m, "no rules block in docs/metrics.md")
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            f.write(m.group(1))
+            f.flush()
+            r = promtool("check", "rules", f.name)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("SUCCESS: 3 rules found", r.stdout)
+
+    def test_every_family_documented(self):
+        require_daemon()
+        d = self.daemon(metrics_listen="127.0.0.1:0", metrics_domains="yes")
+        text = scrape(http_port(d))[2].decode()
+        with open(DOC) as f:
+            doc = f.read()
+        for fam in set(re.findall(r"^# TYPE (\S+)", text, re.M)):
+            self.assertIn("`%s`" % fam, doc, fam + " not in docs/metrics.md")
