@@ -301,8 +301,32 @@ class MetricsTrafficTest(PassTestBase):
         self.d.wait_log(r"event=reload result=ok", timeout=10)
         self.assertRegex(self.d.log(), r"event=reload key=metrics_listen "
                          r"result=needs_restart")
+        # Still served where it was.
         self.assertEqual(self.metric('backmx_config_reloads_total'
                                      '{result="ok"}'), 1)
+
+
+class PerDomainTest(BlackboxTest):
+    """Per-domain series: off by default; on, capped by
+    metrics_domains_max, for configured domains only."""
+
+    def test_off_by_default_and_capped(self):
+        require_daemon()
+        d = self.daemon(metrics_listen="127.0.0.1:0")
+        text = scrape(http_port(d))[2].decode()
+        self.assertNotIn("domain=", text)
+        self.assertIn('backmx_domains_primary{state="up"} 2', text)
+        d2 = self.daemon(metrics_listen="127.0.0.1:0", metrics_domains="yes",
+                         metrics_domains_max="1")
+        s = samples(scrape(http_port(d2))[2].decode())
+        self.assertEqual([k for k in s
+                          if k.startswith("backmx_domain_primary_up")],
+                         ['backmx_domain_primary_up{domain="customer.example"}'])
+        # A client naming another domain does not make a series.
+        c = self.session(d2)
+        c.cmd("MAIL FROM:<a@sender.example>")
+        self.assertEqual(c.cmd("RCPT TO:<x@stranger.example>")[0], 554)
+        self.assertNotIn("stranger", scrape(http_port(d2))[2].decode())
 
 
 class DocsTest(BlackboxTest):
