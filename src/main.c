@@ -33,6 +33,8 @@
 #include "health.h"
 #include "learn.h"
 #include "listener.h"
+#include "http.h"
+#include "metrics.h"
 #include "log.h"
 #include "policy.h"
 #include "pool.h"
@@ -43,6 +45,7 @@
 #include "server.h"
 #include "session.h"
 #include "state.h"
+#include "stats.h"
 #include "tls.h"
 
 static struct config	conf;
@@ -55,6 +58,8 @@ static struct control	*control;
 static struct learn	*learn;
 static struct callout	*callout;
 static struct listener	*listener;
+static struct http	*web;		/* NULL: metrics_listen is empty */
+static struct metrics	*metrics;	/* NULL with web */
 static struct primary_health *health;
 static struct deliver	*deliver;
 static struct primary_connector *connector;
@@ -114,6 +119,7 @@ keep_running_values(struct config *n)
 } while (0)
 	KEEP(listen);
 	KEEP(nlisten);
+	KEEP(metrics_listen);	/* bound as root (docs/metrics.md) */
 	KEEP(spool_dir);
 	KEEP(state_dir);
 	KEEP(control_socket);
@@ -157,6 +163,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	config_defaults(&n);
 	if (config_load(&n, conf_path, err, sizeof(err)) == -1 ||
 	    (d = domains_load(n.domains_file, err, sizeof(err))) == NULL) {
+		stats_inc(STAT_RELOAD_FAILED);
 		log_err("event=reload result=failed error=\"%s\"", err);
 		service_notify("READY=1\nSTATUS=reload failed, running as "
 		    "before: %.300s", err);
@@ -183,8 +190,10 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	learn_set_domains(learn, d);
 	callout_set_domains(callout, d);
 	control_set_knowledge(control, learn, state, d);
+	metrics_set_domains(metrics, d);
 	domains_free(domains);
 	domains = d;
+	stats_inc(STAT_RELOAD_OK);
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
 	service_notify("READY=1\nSTATUS=reloaded: %zu domains",
 	    domains_count(d));
@@ -346,6 +355,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);
 	}
+	if (conf.metrics_listen[0] != '\0') {
+		if ((web = http_open(srv.base, conf.metrics_listen, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "backmxd: %s\n", err);
+			fatal("event=start_error error=\"%s\"", err);
+		}
+		log_info("event=http_listen address=%s", http_address(web));
+	}
 	/* Root leaves here, before any thread exists: the TLS key is read,
 	 * the listeners bound; the files below are made by the service user
 	 * (docs/service.md §2). */
@@ -439,6 +456,13 @@ main(int argc, char **argv)
 		fatal("event=start_error error=\"%s\"", err);
 	}
 	control_set_knowledge(control, learn, state, domains);
+	if (web != NULL) {
+		struct metrics_sources ms = { &conf, listener, srv.queue,
+		    health, state, resolver, srv.policy };
+
+		metrics = metrics_new(web, &ms);
+		metrics_set_domains(metrics, domains);
+	}
 
 	ev_term = evsignal_new(srv.base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(srv.base, SIGINT, stop_cb, NULL);
@@ -464,6 +488,8 @@ main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	listener_free(listener);
+	http_close(web);
+	metrics_free(metrics);
 	primary_pool_free(srv.ptpool);
 	callout_free(callout);
 	/* After the sessions and callouts that asked it for connections. */

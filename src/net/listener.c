@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "sockaddr.h"
+#include "stats.h"
 #include "xmem.h"
 
 struct ipcount {
@@ -120,6 +121,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 		(void)sockaddr_ntop(sa, ip, sizeof(ip));
 		log_warn("event=refuse client=%s reason=max_connections "
 		    "limit=%u", ip, conf->smtpd_max_connections);
+		stats_inc(STAT_CONN_REFUSED_MAX);
 		refuse(fd, conf, "too many connections");
 		return;
 	}
@@ -129,12 +131,14 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
 		(void)sockaddr_ntop(sa, ip, sizeof(ip));
 		log_warn("event=refuse client=%s reason=max_connections_per_ip "
 		    "limit=%u", ip, conf->smtpd_max_connections_per_ip);
+		stats_inc(STAT_CONN_REFUSED_PER_IP);
 		refuse(fd, conf, "too many connections from your address");
 		return;
 	}
 	if (c->count++ == 0)
 		memcpy(c->addr, key, 16);
 	l->sessions++;
+	stats_inc(STAT_CONN_ACCEPTED);
 	evutil_make_socket_nonblocking(fd);
 	l->accept(fd, sa, (socklen_t)salen, l->accept_arg);
 }

@@ -32,6 +32,7 @@
 #include "policy.h"
 #include "ranges.h"
 #include "resolver.h"
+#include "stats.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -703,6 +704,9 @@ triplet_check(struct greyreq *r)
 	}
 	log_path(es, sizeof(es), r->sender);
 	log_path(er, sizeof(er), r->rcpt);
+	stats_inc(act == GREYLIST_NEW ? STAT_GREYLIST_NEW :
+	    act == GREYLIST_EARLY ? STAT_GREYLIST_EARLY :
+	    act == GREYLIST_PASS ? STAT_GREYLIST_PASS : STAT_GREYLIST_PASSED);
 	switch (act) {
 	case GREYLIST_NEW:
 	case GREYLIST_EARLY:

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "learn.h"
 #include "log.h"
+#include "stats.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -243,6 +244,8 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 	key(k, domain);
 	r = get(h, k);
 	r->probing = 0;
+	stats_inc(ok > 0 ? STAT_PROBE_UP : ok < 0 ? STAT_PROBE_ERROR :
+	    STAT_PROBE_DOWN);
 	log_info("event=primary_probe domain=%s result=%s%s%s%s", r->domain,
 	    ok > 0 ? "up" : ok < 0 ? "none" : "down", ok > 0 ? "" :
 	    " reason=\"", ok > 0 ? "" : why, ok > 0 ? "" : "\"");

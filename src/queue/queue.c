@@ -37,6 +37,7 @@ struct queue_job {
 	queue_done_cb		*done;
 	void			*arg;
 	int			 cancelled;
+	uint64_t		 size;		/* of the body, for sched */
 };
 
 struct queue {
@@ -171,8 +172,10 @@ inserted(enum qdb_result r, const char *id, const struct envelope *env,
 {
 	struct queue_job *j = arg;
 
-	if (r == QDB_OK)
+	if (r == QDB_OK) {
 		sched_add_env(j->q->sched, env);
+		sched_note_size(j->q->sched, env->id, j->size);
+	}
 	if (!j->cancelled)
 		j->done(queue_result(r), id, j->arg);
 	free(j);
@@ -187,6 +190,7 @@ queue_submit(struct queue *q, const struct envelope *e, struct body *b,
 	j->q = q;
 	j->done = done;
 	j->arg = arg;
+	j->size = body_size(b);
 	qdb_insert(q->qdb, e, b, inserted, j);
 	return j;
 }

@@ -27,6 +27,7 @@
 #include "health.h"
 #include "learn.h"
 #include "log.h"
+#include "stats.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -60,6 +61,7 @@ struct entry {
 	char		 id[ENVELOPE_ID_MAX];
 	time_t		 arrival;
 	time_t		 next_attempt;
+	uint64_t	 size;		/* bytes, for the metrics */
 	unsigned	 attempts;
 	unsigned	 hold:1;
 	unsigned	 busy:1;
@@ -88,6 +90,7 @@ struct attempt {
 	int			 expired;
 	int			 deleted;
 	int			 warned;	/* this attempt sent the warning */
+	struct timespec		 started;	/* for the metrics */
 };
 
 struct sched {
@@ -99,6 +102,7 @@ struct sched {
 	struct entry		*head;		/* every entry */
 	struct entry		**ids;		/* by id */
 	size_t			 nidbkt, nentries;
+	uint64_t		 bytes;		/* of every entry's message */
 	struct qdom		**doms;		/* by name */
 	size_t			 ndombkt, ndoms;
 	struct entry		**heap;		/* due first */
@@ -455,6 +459,7 @@ entry_free(struct sched *s, struct entry *e)
 		;
 	*pp = e->hnext;
 	s->nentries--;
+	s->bytes -= e->size;
 	if (e->prev != NULL)
 		e->prev->next = e->next;
 	else
@@ -483,6 +488,8 @@ sched_add_msg(struct sched *s, const struct qdb_msg *m)
 	struct entry *e = entry_new(s, m->id);
 
 	e->arrival = m->arrival;
+	e->size = m->size;
+	s->bytes += e->size;
 	e->next_attempt = m->next_attempt;
 	e->attempts = m->attempts;
 	e->hold = m->hold != 0;
@@ -529,6 +536,35 @@ sched_domain_stats(const struct sched *s, const char *domain,
 	d = qdom_find(s, l);
 	*queued = d != NULL ? d->n : 0;
 	*oldest = d != NULL ? d->head->e->arrival : 0;
+}
+
+void
+sched_note_size(struct sched *s, const char *id, uint64_t size)
+{
+	struct entry *e = entry_find(s, id);
+
+	if (e == NULL)
+		return;
+	s->bytes += size - e->size;
+	e->size = size;
+}
+
+void
+sched_totals(const struct sched *s, size_t *messages, uint64_t *bytes,
+    time_t *oldest)
+{
+	const struct qdom *d;
+	size_t i;
+
+	*messages = s->nentries;
+	*bytes = s->bytes;
+	*oldest = 0;
+	/* Each domain's list is in queued order: its head is its oldest. */
+	for (i = 0; i < s->ndombkt; i++)
+		for (d = s->doms[i]; d != NULL; d = d->hnext)
+			if (d->head != NULL && (*oldest == 0 ||
+			    d->head->e->arrival < *oldest))
+				*oldest = d->head->e->arrival;
 }
 
 void
@@ -764,6 +800,8 @@ attempt_finish(struct attempt *a)
 		for (i = 0; i < a->tasks[t].nrcpt; i++, k++)
 			relay[a->idx[k]] = a->tasks[t].relay;
 	sched_outcome(&rules, &a->msg, a->idx, a->resv, k, now, &o);
+	if (a->ntasks > 0)
+		stats_observe(HIST_DELIVERY, stats_since(&a->started));
 	a->expired = o.expired;
 
 	/* The log and the rows, in the order the tasks answered. */
@@ -776,6 +814,9 @@ attempt_finish(struct attempt *a)
 			enum qdb_rcpt_status st = sched_rcpt_status(res->code);
 
 			qdb_update_rcpt(u, a->idx[k], st, res->code, res->text);
+			stats_inc(st == QDB_RCPT_SENT ? STAT_DELIVERY_SENT :
+			    st == QDB_RCPT_BOUNCED ? STAT_DELIVERY_BOUNCED :
+			    STAT_DELIVERY_DEFERRED);
 			addr_format(&r->addr, addr, sizeof(addr));
 			log_info("queue=%s event=delivery to=%s relay=%s "
 			    "delay=%lld attempt=%u status=%s reply=%s",
@@ -794,6 +835,7 @@ attempt_finish(struct attempt *a)
 			continue;
 		qdb_update_rcpt(u, i, QDB_RCPT_BOUNCED, r->last_code,
 		    r->last_reply);
+		stats_inc(STAT_DELIVERY_EXPIRED);
 		addr_format(&r->addr, addr, sizeof(addr));
 		log_info("queue=%s event=expired to=%s status=bounced "
 		    "reply=%s", a->msg.id, log_path(la, sizeof(la), addr),
@@ -971,6 +1013,7 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 		return;
 	}
 	n = a->ntasks;
+	stats_start(&a->started);
 	for (j = 0; j < n; j++)
 		s->deliver(s->deliver_owner, &a->tasks[j], task_done, a);
 }

@@ -92,6 +92,14 @@ struct primary_health *sched_health(const struct sched *);
  * oldest (0 when none). */
 void		 sched_domain_stats(const struct sched *, const char *domain,
 		    size_t *queued, time_t *oldest);
+/* The size of a message just added (sched_add_env() does not know it),
+ * and the whole queue for the metrics: messages, bytes, the arrival of
+ * the oldest with a pending recipient (0 when none). No walk of the
+ * queue: counts kept, and one look per domain. */
+void		 sched_note_size(struct sched *, const char *id,
+		    uint64_t size);
+void		 sched_totals(const struct sched *, size_t *messages,
+		    uint64_t *bytes, time_t *oldest);
 /* Who learns from delivery outcomes (learn.h). */
 struct learn;
 void		 sched_set_learn(struct sched *, struct learn *);

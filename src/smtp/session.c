@@ -57,6 +57,7 @@
 #include "relay.h"
 #include "server.h"
 #include "sockaddr.h"
+#include "stats.h"
 #include "str.h"
 #include "tls.h"
 #include "xmem.h"
@@ -290,6 +291,7 @@ error_sleep(struct session *s)
 static void
 count_reply(struct session *s, int code, const char *enh)
 {
+	stats_reply(code, enh);
 	if (code < 400 || code > 599)
 		return;
 	if (code == 452 && enh != NULL && strcmp(enh, "4.5.3") == 0 &&
@@ -1269,6 +1271,7 @@ relay_done_cb(int delivered, void *arg)
 {
 	struct session *s = arg;
 
+	stats_inc(delivered ? STAT_TX_PASS_ACCEPTED : STAT_TX_PASS_REJECTED);
 	if (delivered)
 		errors_forgiven(s);
 	session_tx_reset(s);
@@ -1764,6 +1767,8 @@ commit_done(enum queue_result r, const char *id, void *arg)
 	struct session *s = arg;
 
 	s->job = NULL;
+	stats_inc(r == QUEUE_OK ? STAT_TX_BACKUP_ACCEPTED :
+	    STAT_TX_BACKUP_FAILED);
 	if (s->state == S_CLOSING)
 		return;
 	switch (r) {
@@ -1868,6 +1873,8 @@ data_end(struct session *s)
 			relay_abort(s->relay);
 		log_info("session=%s queue=%s event=reject client=%s "
 		    "reason=bare_cr_lf", s->id, s->env.id, s->addr);
+		stats_inc(s->mode == TX_PASS ? STAT_TX_PASS_REJECTED :
+		    STAT_TX_BACKUP_REJECTED);
 		reply(s, 550, "5.5.2", "Error: message contains bare CR or LF "
 		    "(see RFC 5321 §2.3.8)");
 		session_tx_reset(s);
@@ -1878,6 +1885,8 @@ data_end(struct session *s)
 		    "reason=size size=%llu limit=%llu", s->id, s->env.id,
 		    s->addr, (unsigned long long)s->data_bytes,
 		    (unsigned long long)s->conf->message_size_limit);
+		stats_inc(s->mode == TX_PASS ? STAT_TX_PASS_REJECTED :
+		    STAT_TX_BACKUP_REJECTED);
 		reply(s, 552, "5.3.4", "Error: message size exceeds fixed "
 		    "limit");
 		session_tx_reset(s);
@@ -1886,6 +1895,7 @@ data_end(struct session *s)
 	if (s->mode == TX_ABORTED) {
 		/* The primary failed during the body: it got no dot, so
 		 * nothing was delivered, and nothing was queued. */
+		stats_inc(STAT_TX_PASS_FAILED);
 		reply(s, 451, "4.4.2", "Error: the primary mail server failed "
 		    "during this transaction; try again later");
 		session_tx_reset(s);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "domains.h"
 #include "log.h"
+#include "stats.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -307,6 +308,9 @@ learn_rcpt_answer(struct learn *l, const char *addr, int code,
 	r.expires = now + (int64_t)(status == STATE_RCPT_VALID ?
 	    l->conf->recipient_valid_ttl : l->conf->recipient_invalid_ttl);
 	str_copy(r.why, sizeof(r.why), text);
+	if (rc == 0 || old.status != status)
+		stats_inc(status == STATE_RCPT_VALID ? STAT_LEARNED_VALID :
+		    STAT_LEARNED_INVALID);
 	if (rc == 0 || old.status != status)
 		log_info("event=recipient_learned rcpt=%s status=%s "
 		    "source=%s", log_path(la, sizeof(la), addr),

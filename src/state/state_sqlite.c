@@ -39,6 +39,7 @@
 #include "log.h"
 #include "ranges.h"
 #include "sockaddr.h"
+#include "stats.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -559,10 +560,29 @@ ckpt_main(void *arg)
 
 /* --- the loop turn's transaction ----------------------------------------- */
 
+/* A one-row lookup's step, timed for the metrics (docs/metrics.md). */
+static int
+read_step(sqlite3_stmt *s)
+{
+	struct timespec t;
+	int rc;
+
+	stats_start(&t);
+	rc = sqlite3_step(s);
+	stats_observe(HIST_STATE_READ, stats_since(&t));
+	return rc;
+}
+
 static int
 step_done(struct state *st, sqlite3_stmt *s, const char *op)
 {
-	int rc = sqlite3_step(s);
+	struct timespec t;
+	int rc;
+
+	stats_start(&t);
+	rc = sqlite3_step(s);
+	stats_observe(s == st->stmt[S_COMMIT] ? HIST_STATE_COMMIT :
+	    HIST_STATE_WRITE, stats_since(&t));
 
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -703,7 +723,7 @@ state_triplet_get(struct state *st, const char *net, const char *sender,
 	sqlite3_bind_text(s, 1, net, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, sender, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, rcpt, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
+	rc = read_step(s);
 	if (rc == SQLITE_ROW) {
 		memset(out, 0, sizeof(*out));
 		str_copy(out->net, sizeof(out->net), net);
@@ -747,7 +767,7 @@ state_net_get(struct state *st, const char *net, struct state_net *out)
 	int rc;
 
 	sqlite3_bind_text(s, 1, net, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
+	rc = read_step(s);
 	if (rc == SQLITE_ROW) {
 		memset(out, 0, sizeof(*out));
 		str_copy(out->net, sizeof(out->net), net);
@@ -788,7 +808,7 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 	if (sockaddr_bytes(sa, ip) == -1)
 		return 0;
 	sqlite3_bind_blob(s, 1, ip, 16, SQLITE_STATIC);
-	rc = sqlite3_step(s);
+	rc = read_step(s);
 	return get_done(st, s, rc, "allow_client");
 }
 
@@ -802,7 +822,7 @@ state_allow_domain(struct state *st, const char *domain)
 	/* The domain, then each parent: a.b.example, b.example, example. */
 	while (*d != '\0') {
 		sqlite3_bind_text(s, 1, d, -1, SQLITE_STATIC);
-		rc = sqlite3_step(s);
+		rc = read_step(s);
 		sqlite3_reset(s);
 		sqlite3_clear_bindings(s);
 		if (rc == SQLITE_ROW)
@@ -959,7 +979,7 @@ state_rcpt_get(struct state *st, const char *addr, int64_t now,
 
 	sqlite3_bind_text(s, 1, addr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, now);
-	rc = sqlite3_step(s);
+	rc = read_step(s);
 	if (rc == SQLITE_ROW)
 		rcpt_row(s, out);
 	return get_done(st, s, rc, "rcpt_get");
@@ -1039,7 +1059,7 @@ state_rcpt_count(struct state *st, const char *domain, int64_t now,
 	if (domain != NULL)
 		sqlite3_bind_text(s, 1, domain, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, now);
-	rc = sqlite3_step(s);
+	rc = read_step(s);
 	if (rc == SQLITE_ROW) {
 		*valid = (size_t)sqlite3_column_int64(s, 0);
 		*invalid = (size_t)sqlite3_column_int64(s, 1);
@@ -1072,7 +1092,7 @@ state_domain_get(struct state *st, const char *name, struct state_domain *out)
 	int rc;
 
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
+	rc = read_step(s);
 	if (rc == SQLITE_ROW)
 		domain_row(s, out);
 	return get_done(st, s, rc, "domain_get");
