@@ -32,11 +32,30 @@ static const double le_delivery[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 static const double le_state[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1 };
 
+/* A content filter answers in milliseconds, a slow one in seconds. */
+static const double le_milter[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 };
+
 #define LE(a)	a, sizeof(a) / sizeof(a[0])
+
+uint64_t	stats_milter[STATS_MILTERS][STATS_MILTER_KINDS];
+
+const char *
+stats_milter_kind(enum stats_milter_kind k)
+{
+	static const char *const n[STATS_MILTER_KINDS] = {
+		"pass", "reject", "tempfail", "error" };
+
+	return n[k];
+}
 
 static struct stats_hist hists[HIST_MAX] = {
 	[HIST_DELIVERY] = { "delivery_duration_seconds", "", LE(le_delivery),
 	    { 0 }, 0, 0 },
+	[HIST_MILTER_RCPT] = { "milter_duration_seconds", "stage=\"rcpt\"",
+	    LE(le_milter), { 0 }, 0, 0 },
+	[HIST_MILTER_EOM] = { "milter_duration_seconds", "stage=\"eom\"",
+	    LE(le_milter), { 0 }, 0, 0 },
 	[HIST_STATE_READ] = { "state_operation_duration_seconds",
 	    "op=\"read\"", LE(le_state), { 0 }, 0, 0 },
 	[HIST_STATE_WRITE] = { "state_operation_duration_seconds",
@@ -46,6 +65,7 @@ static struct stats_hist hists[HIST_MAX] = {
 };
 
 _Static_assert(sizeof(le_delivery) / sizeof(double) < STATS_BUCKETS_MAX &&
+    sizeof(le_milter) / sizeof(double) < STATS_BUCKETS_MAX &&
     sizeof(le_state) / sizeof(double) < STATS_BUCKETS_MAX,
     "grow STATS_BUCKETS_MAX");
 

@@ -85,9 +85,26 @@ void		 stats_reply(int code, const char *enh);
 uint64_t	 stats_replies(int cls, int subject);	/* cls 2..5 */
 const char	*stats_reply_subject(int subject);
 
+/*
+ * Backup mode's content filters (docs/milter.md), per filter by its place
+ * in backup_milters (1-based in the label: a bounded set, and no address
+ * as a label): answers that passed, refused, deferred, and failures.
+ */
+#define STATS_MILTERS	8
+enum stats_milter_kind {
+	STATS_MILTER_PASS, STATS_MILTER_REJECT, STATS_MILTER_TEMPFAIL,
+	STATS_MILTER_ERROR, STATS_MILTER_KINDS
+};
+extern uint64_t	stats_milter[STATS_MILTERS][STATS_MILTER_KINDS];
+#define stats_milter_inc(f, k) \
+	((void)((f) < STATS_MILTERS ? stats_milter[(f)][(k)]++ : 0))
+const char	*stats_milter_kind(enum stats_milter_kind);
+
 /* Histograms: seconds, fixed buckets per histogram. */
 enum stat_hist {
 	HIST_DELIVERY,		/* one delivery attempt of a message */
+	HIST_MILTER_RCPT,	/* the filters' answer to one RCPT */
+	HIST_MILTER_EOM,	/* ... to one message at the end of DATA */
 	HIST_STATE_READ,	/* one state store lookup */
 	HIST_STATE_WRITE,	/* one staged state store write */
 	HIST_STATE_COMMIT,	/* one commit of a turn's state writes */

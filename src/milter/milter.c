@@ -22,6 +22,7 @@
 #include "body.h"
 #include "config.h"
 #include "log.h"
+#include "stats.h"
 #include "str.h"
 #include "xmem.h"
 
@@ -216,6 +217,8 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	 * took (docs/milter.md). */
 	evutil_gettimeofday(&now, NULL);
 	evutil_timersub(&now, &tx->stage_start, &d);
+	stats_observe(tx->stage == STAGE_EOM ? HIST_MILTER_EOM :
+	    HIST_MILTER_RCPT, (double)d.tv_sec + d.tv_usec / 1e6);
 	log_info("milter=%s event=milter stage=%s result=%s why=%s code=%d "
 	    "ms=%ld", tx->v.filter[0] ? tx->v.filter : "all",
 	    tx->stage == STAGE_EOM ? "eom" : "rcpt",
@@ -266,6 +269,7 @@ filter_fail(struct filter *f, const char *why)
 		return;
 	log_warn("milter=%s event=milter_error error=%s step=%d", f->spec,
 	    why, (int)f->step);
+	stats_milter_inc((unsigned)(f - tx->f), STATS_MILTER_ERROR);
 	if (f->bev != NULL) {
 		bufferevent_free(f->bev);
 		f->bev = NULL;
@@ -595,6 +599,9 @@ filter_final(struct filter *f, const struct milter_reply *r)
 	int message = f->step != ST_RCPT;	/* decides the message */
 	enum step was = f->step;
 
+	if (r->kind == MR_ACCEPT || (r->kind == MR_CONTINUE &&
+	    (was == ST_RCPT || was == ST_EOM)))
+		stats_milter_inc((unsigned)(f - tx->f), STATS_MILTER_PASS);
 	switch (r->kind) {
 	case MR_CONTINUE:
 		if (was == ST_EOM) {
@@ -655,6 +662,8 @@ filter_final(struct filter *f, const struct milter_reply *r)
 			why = r->kind == MR_DISCARD ? "discard" : "reject";
 		}
 		event_del(f->timer);
+		stats_milter_inc((unsigned)(f - tx->f), res == MILTER_REFUSE ?
+		    STATS_MILTER_REJECT : STATS_MILTER_TEMPFAIL);
 		if (message) {
 			f->step = ST_DONE;
 			tx->sticky = 1;

@@ -17,6 +17,7 @@
 #include <event2/http.h>
 
 #include "config.h"
+#include "str.h"
 #include "dnsbl.h"
 #include "domains.h"
 #include "health.h"
@@ -141,9 +142,13 @@ histograms(struct evbuffer *b)
 		if (strcmp(s->family, last) != 0)
 			header(b, s->family, "histogram", h == HIST_DELIVERY ?
 			    "Seconds of one delivery attempt of a message, "
-			    "all its domains" : "Seconds of one state store "
-			    "operation (read: a lookup; write: a staged "
-			    "write; commit: a turn's writes made durable)");
+			    "all its domains" : h == HIST_MILTER_RCPT ||
+			    h == HIST_MILTER_EOM ? "Seconds the content "
+			    "filters took to answer one recipient (rcpt) or "
+			    "one message (eom), backup mode" : "Seconds of "
+			    "one state store operation (read: a lookup; "
+			    "write: a staged write; commit: a turn's writes "
+			    "made durable)");
 		last = s->family;
 		for (i = 0; i < s->nle; i++) {
 			cum += s->bucket[i];
@@ -160,6 +165,30 @@ histograms(struct evbuffer *b)
 		    s->labels[0] ? "{" : "", s->labels,
 		    s->labels[0] ? "}" : "", (unsigned long long)s->count);
 	}
+}
+
+/* Per content filter of backup_milters, by its place in the list. */
+static void
+milter_counters(struct metrics *m, struct evbuffer *b)
+{
+	char list[sizeof(m->src.conf->backup_milters)], *p;
+	unsigned n = 0, f;
+	int k;
+
+	str_copy(list, sizeof(list), m->src.conf->backup_milters);
+	for (p = strtok(list, " \t,"); p != NULL; p = strtok(NULL, " \t,"))
+		n++;
+	if (n == 0)
+		return;
+	header(b, "milter_replies_total", "counter", "Content filters' "
+	    "answers in backup mode, by filter (its place in backup_milters) "
+	    "and result (error: unreachable, timed out, or nonsense)");
+	for (f = 0; f < n && f < STATS_MILTERS; f++)
+		for (k = 0; k < STATS_MILTER_KINDS; k++)
+			evbuffer_add_printf(b, P "milter_replies_total{filter="
+			    "\"%u\",result=\"%s\"} %llu\n", f + 1,
+			    stats_milter_kind((enum stats_milter_kind)k),
+			    (unsigned long long)stats_milter[f][k]);
 }
 
 static void
@@ -397,6 +426,7 @@ serve(struct evhttp_request *req, void *arg)
 	counters(b);
 	replies(b);
 	histograms(b);
+	milter_counters(m, b);
 	queue_gauges(m, b, now);
 	domain_gauges(m, b);
 	if (m->src.conf->metrics_domains)

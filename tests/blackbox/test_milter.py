@@ -269,3 +269,27 @@ class TestPassThrough(MilterTest):
         self.assertEqual(queued_messages(d), [])
         self.assertEqual(m.conns, [])
         mx.wait_received(1)
+
+
+class TestMetrics(MilterTest):
+
+    def test_per_filter_answers_and_latency_scraped(self):
+        from test_metrics import http_port, promtool, samples, scrape
+        ok = self.milter()
+        no = self.milter(replies={"eom": "r"})
+        d = self.filtered(ok, no, metrics_listen="127.0.0.1:0")
+        c = self.session(d)
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c), 550, "5.7.1")
+        text = scrape(http_port(d))[2].decode()
+        s = samples(text)
+        self.assertEqual(s['backmx_milter_replies_total{filter="1",'
+                           'result="pass"}'], 2)   # its RCPT and EOM
+        self.assertEqual(s['backmx_milter_replies_total{filter="2",'
+                           'result="pass"}'], 1)   # its RCPT
+        self.assertEqual(s['backmx_milter_replies_total{filter="2",'
+                           'result="reject"}'], 1)
+        self.assertEqual(s['backmx_milter_duration_seconds_count{'
+                           'stage="eom"}'], 1)
+        r = promtool("check", "metrics", stdin=text)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
