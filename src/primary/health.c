@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "history.h"
 #include "learn.h"
 #include "log.h"
 #include "str.h"
@@ -51,6 +52,7 @@ struct primary_health {
 	primary_up_cb		*up_cb;
 	void			*up_arg;
 	struct learn		*learn;
+	struct history		*history;	/* for the dashboard */
 };
 
 static uint32_t
@@ -243,6 +245,8 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 	key(k, domain);
 	r = get(h, k);
 	r->probing = 0;
+	if (ok >= 0)
+		history_probe(h->history, r->domain, ok > 0, why, time(NULL));
 	log_info("event=primary_probe domain=%s result=%s%s%s%s", r->domain,
 	    ok > 0 ? "up" : ok < 0 ? "none" : "down", ok > 0 ? "" :
 	    " reason=\"", ok > 0 ? "" : why, ok > 0 ? "" : "\"");
@@ -325,6 +329,7 @@ primary_health_new(struct event_base *base, const struct config *conf)
 	h->conf = conf;
 	h->nbucket = HEALTH_BUCKETS_MIN;
 	h->bucket = xcalloc(h->nbucket, sizeof(*h->bucket));
+	h->history = history_new(HISTORY_DOMAINS_MAX);
 	if (base != NULL) {
 		h->tick = event_new(base, -1, EV_PERSIST, tick_cb, h);
 		event_add(h->tick, &one);
@@ -350,6 +355,7 @@ primary_health_free(struct primary_health *h)
 			h->bucket[i] = r->hnext;
 			free(r);
 		}
+	history_free(h->history);
 	free(h->bucket);
 	free(h);
 }
@@ -373,4 +379,10 @@ void
 primary_health_set_learn(struct primary_health *h, struct learn *l)
 {
 	h->learn = l;
+}
+
+struct history *
+primary_health_history(const struct primary_health *h)
+{
+	return h->history;
 }

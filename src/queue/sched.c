@@ -25,6 +25,7 @@
 #include "config.h"
 #include "dsn.h"
 #include "health.h"
+#include "history.h"
 #include "learn.h"
 #include "log.h"
 #include "str.h"
@@ -882,12 +883,28 @@ learn_outcomes(struct sched *s, const struct sched_task *t)
 	}
 }
 
+/* The attempt's outcome in the domain's recent history (history.h),
+ * for the dashboard: counts, and the first answer. */
+static void
+history_task(struct sched *s, const struct sched_task *t)
+{
+	size_t i, n[3] = { 0, 0, 0 };
+
+	for (i = 0; i < t->nrcpt; i++)
+		n[sched_rcpt_status(t->res[i].code)]++;
+	history_outcome(primary_health_history(s->health), t->domain,
+	    t->msg->id, n[QDB_RCPT_SENT], n[QDB_RCPT_PENDING],
+	    n[QDB_RCPT_BOUNCED], t->nrcpt ? t->res[0].code : 0,
+	    t->nrcpt ? t->res[0].text : "", time(NULL));
+}
+
 static void
 task_done(struct sched_task *t, void *arg)
 {
 	struct attempt *a = arg;
 	struct sched *s = a->s;
 
+	history_task(s, t);
 	if (t->conn_failed)
 		primary_health_failed(s->health, t->domain,
 		    t->nrcpt ? t->res[0].text : "", 0);
