@@ -207,25 +207,52 @@ history_outcome(struct history *h, const char *domain, const char *id,
 	ring_add(&r->outcomes, now, kind, code, id, text);
 }
 
+static const struct hrec *
+lookup(const struct history *h, const char *domain)
+{
+	char k[256];
+
+	str_copy(k, sizeof(k), domain);
+	str_lower(k);
+	return *slot(h, k);
+}
+
+static unsigned
+deferrals(const struct hrec *r, int64_t now)
+{
+	int64_t hr = now / 3600;
+	unsigned n = 0;
+	size_t i;
+
+	/* The current hour and the 23 before it: up to 24 h. */
+	for (i = 0; i < HOURS; i++)
+		if (r->hour[i] > hr - HOURS && r->hour[i] <= hr)
+			n += r->deferred[i];
+	return n;
+}
+
+int
+history_counts(const struct history *h, const char *domain, int64_t now,
+    int64_t *last_delivery, unsigned *deferrals_24h)
+{
+	const struct hrec *r = lookup(h, domain);
+
+	*last_delivery = r != NULL ? r->last_delivery : 0;
+	*deferrals_24h = r != NULL ? deferrals(r, now) : 0;
+	return r != NULL;
+}
+
 int
 history_get(const struct history *h, const char *domain, int64_t now,
     struct history_view *out)
 {
-	char k[256];
-	const struct hrec *r;
-	int64_t hr = now / 3600;
-	size_t i;
+	const struct hrec *r = lookup(h, domain);
 
 	memset(out, 0, sizeof(*out));
-	str_copy(k, sizeof(k), domain);
-	str_lower(k);
-	if ((r = *slot(h, k)) == NULL)
+	if (r == NULL)
 		return 0;
 	out->last_delivery = r->last_delivery;
-	/* The current hour and the 23 before it: up to 24 h. */
-	for (i = 0; i < HOURS; i++)
-		if (r->hour[i] > hr - HOURS && r->hour[i] <= hr)
-			out->deferrals_24h += r->deferred[i];
+	out->deferrals_24h = deferrals(r, now);
 	out->nprobes = ring_get(&r->probes, out->probes);
 	out->noutcomes = ring_get(&r->outcomes, out->outcomes);
 	return 1;

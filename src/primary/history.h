@@ -58,6 +58,11 @@ void		 history_probe(struct history *, const char *domain, int ok,
 void		 history_outcome(struct history *, const char *domain,
 		    const char *id, size_t sent, size_t deferred,
 		    size_t bounced, int code, const char *text, int64_t now);
+/* The two numbers of the domain list: 1, or 0 (both 0) when domain has
+ * no record. O(1). */
+int		 history_counts(const struct history *, const char *domain,
+		    int64_t now, int64_t *last_delivery,
+		    unsigned *deferrals_24h);
 /* 1 and *out, or 0 (all zero) when domain has no record. */
 int		 history_get(const struct history *, const char *domain,
 		    int64_t now, struct history_view *out);

@@ -532,6 +532,25 @@ sched_domain_stats(const struct sched *s, const char *domain,
 	*oldest = d != NULL ? d->head->e->arrival : 0;
 }
 
+size_t
+sched_domain_ids(const struct sched *s, const char *domain, size_t offset,
+    char (*ids)[ENVELOPE_ID_MAX], size_t max)
+{
+	const struct qdom *d;
+	const struct dlink *l;
+	char k[256];
+	size_t n = 0;
+
+	lower(k, sizeof(k), domain);
+	if ((d = qdom_find(s, k)) == NULL)
+		return 0;
+	for (l = d->head; l != NULL && offset > 0; l = l->next)
+		offset--;
+	for (; l != NULL && n < max; l = l->next)
+		str_copy(ids[n++], ENVELOPE_ID_MAX, l->e->id);
+	return n;
+}
+
 void
 sched_set_learn(struct sched *s, struct learn *l)
 {
