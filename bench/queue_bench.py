@@ -40,6 +40,7 @@ def start(daemon, strace, dns):
         f.write("customer.example route=[127.0.0.1]:9\n")
     with open(os.path.join(d, "backmx.conf"), "w") as f:
         f.write("listen = 127.0.0.1:0\nmyhostname = bench.example\n"
+                "metrics_listen =\n"
                 "spool_dir = %s/spool\nstate_dir = %s/state\n"
                 "domains_file = %s/domains\ncontrol_socket = %s/ctl\n"
                 "log_level = info\nsmtpd_max_connections_per_ip = 200\n"

@@ -64,6 +64,7 @@ def write_conf(d, ndom, dns, names):
     conf = os.path.join(d, "backmx.conf")
     with open(conf, "w") as f:
         f.write("listen = 127.0.0.1:0\nmyhostname = bench.example\n"
+                "metrics_listen =\n"
                 "spool_dir = %s/spool\nstate_dir = %s/state\n"
                 "domains_file = %s/domains\ncontrol_socket = %s/ctl\n"
                 "log_level = info\ngreylist = no\ncheck_mx_ranges = no\n"

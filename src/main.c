@@ -33,6 +33,7 @@
 #include "health.h"
 #include "learn.h"
 #include "listener.h"
+#include "http.h"
 #include "log.h"
 #include "policy.h"
 #include "pool.h"
@@ -55,6 +56,7 @@ static struct control	*control;
 static struct learn	*learn;
 static struct callout	*callout;
 static struct listener	*listener;
+static struct http	*web;		/* NULL: metrics_listen is empty */
 static struct primary_health *health;
 static struct deliver	*deliver;
 static struct primary_connector *connector;
@@ -114,6 +116,7 @@ keep_running_values(struct config *n)
 } while (0)
 	KEEP(listen);
 	KEEP(nlisten);
+	KEEP(metrics_listen);	/* bound as root (docs/metrics.md) */
 	KEEP(spool_dir);
 	KEEP(state_dir);
 	KEEP(control_socket);
@@ -346,6 +349,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);
 	}
+	if (conf.metrics_listen[0] != '\0') {
+		if ((web = http_open(srv.base, conf.metrics_listen, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "backmxd: %s\n", err);
+			fatal("event=start_error error=\"%s\"", err);
+		}
+		log_info("event=http_listen address=%s", http_address(web));
+	}
 	/* Root leaves here, before any thread exists: the TLS key is read,
 	 * the listeners bound; the files below are made by the service user
 	 * (docs/service.md §2). */
@@ -464,6 +475,7 @@ main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	listener_free(listener);
+	http_close(web);
 	primary_pool_free(srv.ptpool);
 	callout_free(callout);
 	/* After the sessions and callouts that asked it for connections. */

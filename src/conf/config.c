@@ -73,6 +73,8 @@ static int	check_fail_action(struct config *, const char *, char *,
 		    size_t);
 static int	check_user(struct config *, const char *, char *, size_t);
 static int	check_group(struct config *, const char *, char *, size_t);
+static int	check_metrics_listen(struct config *, const char *, char *,
+		    size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
 			sizeof(((struct config *)0)->f)
@@ -85,6 +87,9 @@ static int	check_group(struct config *, const char *, char *, size_t);
 static const struct conf_key keys[] = {
 	{ "listen", CONF_LISTEN, FIELD(listen), "0.0.0.0:25, [::]:25", 0, 0,
 	    "addresses to accept SMTP on: ADDR:PORT, [IPv6]:PORT, *:PORT" },
+	{ "metrics_listen", CONF_LIST, FIELD(metrics_listen), "127.0.0.1:9125",
+	    0, CONF_EMPTY_OK, "address of the HTTP server for /metrics "
+	    "(docs/metrics.md): ADDR:PORT, [IPv6]:PORT; empty: off" },
 	{ "myhostname", CONF_HOST, FIELD(myhostname), NULL, 0, 0,
 	    "our name in the greeting, EHLO and Received: headers" },
 	{ "spool_dir", CONF_PATH, FIELD(spool_dir), "/var/spool/backmx", 0, 0,
@@ -297,6 +302,7 @@ static const struct {
 	{ "group", check_group },
 	{ "mx_names", set_mx_names },
 	{ "smtpd_etrn_clients", set_etrn_clients },
+	{ "metrics_listen", check_metrics_listen },
 };
 
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
@@ -549,6 +555,21 @@ config_parse_listen(const char *s, struct config_listen *out)
 		out->sslen = sizeof(*sin);
 		inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
 		snprintf(out->text, sizeof(out->text), "%s:%lu", addr, port);
+	}
+	return 0;
+}
+
+/* One address, or nothing: the HTTP server is off. */
+static int
+check_metrics_listen(struct config *c, const char *v, char *why,
+    size_t whysz)
+{
+	struct config_listen l;
+
+	if (*v != '\0' && config_parse_listen(v, &l) == -1) {
+		snprintf(why, whysz, "bad address '%.64s' (ADDR:PORT, "
+		    "[IPv6]:PORT)", v);
+		return -1;
 	}
 	return 0;
 }

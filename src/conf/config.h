@@ -56,6 +56,7 @@ struct config {
 
 	struct config_listen listen[CONFIG_LISTEN_MAX];
 	size_t		nlisten;
+	char		metrics_listen[64];	/* "": no HTTP server */
 	char		myhostname[256];
 	char		spool_dir[PATH_MAX];
 	char		state_dir[PATH_MAX];

@@ -188,6 +188,10 @@ class Daemon:
 
         cfg = {
             "listen": "127.0.0.1:0",
+            # Many daemons run at once: the default 127.0.0.1:9125 would
+            # be one port for all. Tests of the HTTP server give each
+            # daemon its own (metrics_listen="127.0.0.1:0").
+            "metrics_listen": "",
             "myhostname": self.myhostname,
             "spool_dir": self.spool,
             "state_dir": self.state,
