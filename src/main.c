@@ -34,6 +34,7 @@
 #include "learn.h"
 #include "listener.h"
 #include "http.h"
+#include "dash.h"
 #include "log.h"
 #include "policy.h"
 #include "pool.h"
@@ -57,6 +58,7 @@ static struct learn	*learn;
 static struct callout	*callout;
 static struct listener	*listener;
 static struct http	*web;		/* NULL: metrics_listen is empty */
+static struct dash	*dash;		/* on web; NULL when it is off */
 static struct primary_health *health;
 static struct deliver	*deliver;
 static struct primary_connector *connector;
@@ -186,6 +188,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	learn_set_domains(learn, d);
 	callout_set_domains(callout, d);
 	control_set_knowledge(control, learn, state, d);
+	dash_set_knowledge(dash, learn, state, d);
 	domains_free(domains);
 	domains = d;
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
@@ -450,6 +453,12 @@ main(int argc, char **argv)
 		fatal("event=start_error error=\"%s\"", err);
 	}
 	control_set_knowledge(control, learn, state, domains);
+	/* The dashboard on the HTTP server (docs/dashboard.md). */
+	if (web != NULL) {
+		dash = dash_new(conf.myhostname, srv.queue);
+		dash_set_knowledge(dash, learn, state, domains);
+		dash_routes(dash, web);
+	}
 
 	ev_term = evsignal_new(srv.base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(srv.base, SIGINT, stop_cb, NULL);
@@ -476,6 +485,7 @@ main(int argc, char **argv)
 
 	listener_free(listener);
 	http_close(web);
+	dash_free(dash);
 	primary_pool_free(srv.ptpool);
 	callout_free(callout);
 	/* After the sessions and callouts that asked it for connections. */
