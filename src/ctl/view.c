@@ -300,9 +300,9 @@ rcpt_source_name(int s)
 	return "unknown";
 }
 
-/* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
-static const char *
-age(int64_t since, int64_t now, char *buf, size_t bufsz)
+/* view.h */
+const char *
+view_age(int64_t since, int64_t now, char *buf, size_t bufsz)
 {
 	int64_t s = now - since;
 
@@ -490,8 +490,8 @@ control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
 		evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7zu  %7zu  %6s  "
 		    "%s\n", (int)w, v[i].d->name, lc ? lc : "-",
 		    health ? health : "-", v[i].valid,
-		    v[i].invalid, q, age(v[i].live ? (int64_t)v[i].oldest : 0,
-		    now, a, sizeof(a)));
+		    v[i].invalid, q, view_age(v[i].live ?
+		    (int64_t)v[i].oldest : 0, now, a, sizeof(a)));
 	}
 	evbuffer_add_printf(out, "-- %zu domain%s, %zu refused%s\n", n,
 	    n == 1 ? "" : "s", refused, refused == 0 ? "" :

@@ -62,6 +62,9 @@ struct domain_view {
 int		 domain_view_get(struct state *, struct learn *,
 		    struct sched *, const struct domain *, int64_t now,
 		    struct domain_view *);
+/* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none
+ * (since 0). Into buf; returns buf or "-". */
+const char	*view_age(int64_t since, int64_t now, char *buf, size_t bufsz);
 /* Its lifecycle's name ("learning", "active", "refused"), or NULL. */
 const char	*domain_view_lifecycle(const struct domain_view *);
 

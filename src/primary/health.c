@@ -55,18 +55,6 @@ struct primary_health {
 	struct history		*history;	/* for the dashboard */
 };
 
-static uint32_t
-hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 /* The door: every name is lower-cased once, here. */
 static void
 key(char out[256], const char *domain)
@@ -80,7 +68,7 @@ find(const struct primary_health *h, const char *k)
 {
 	struct rec *r;
 
-	for (r = h->bucket[hash(k) & (h->nbucket - 1)]; r != NULL;
+	for (r = h->bucket[str_hash(k) & (h->nbucket - 1)]; r != NULL;
 	    r = r->hnext)
 		if (strcmp(r->domain, k) == 0)
 			return r;
@@ -96,8 +84,8 @@ grow(struct primary_health *h)
 	for (i = 0; i < h->nbucket; i++)
 		for (r = h->bucket[i]; r != NULL; r = next) {
 			next = r->hnext;
-			r->hnext = b[hash(r->domain) & (n - 1)];
-			b[hash(r->domain) & (n - 1)] = r;
+			r->hnext = b[str_hash(r->domain) & (n - 1)];
+			b[str_hash(r->domain) & (n - 1)] = r;
 		}
 	free(h->bucket);
 	h->bucket = b;
@@ -116,7 +104,7 @@ get(struct primary_health *h, const char *k)
 		grow(h);
 	r = xcalloc(1, sizeof(*r));
 	str_copy(r->domain, sizeof(r->domain), k);
-	b = hash(k) & (h->nbucket - 1);
+	b = str_hash(k) & (h->nbucket - 1);
 	r->hnext = h->bucket[b];
 	h->bucket[b] = r;
 	h->nrec++;

@@ -39,18 +39,6 @@ struct history {
 	struct hrec	*head, *tail;
 };
 
-static uint32_t
-hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 struct history *
 history_new(size_t max_domains)
 {
@@ -83,7 +71,7 @@ slot(const struct history *h, const char *k)
 {
 	struct hrec **p;
 
-	for (p = &h->bucket[hash(k) & (h->nbucket - 1)]; *p != NULL;
+	for (p = &h->bucket[str_hash(k) & (h->nbucket - 1)]; *p != NULL;
 	    p = &(*p)->hnext)
 		if (strcmp((*p)->domain, k) == 0)
 			break;

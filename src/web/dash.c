@@ -42,7 +42,16 @@
 #include "view.h"
 #include "xmem.h"
 
+#define DASH_ROUTES	4
+
+/* What one route serves: HTML or JSON, the list or one domain. */
+struct dash_route {
+	struct dash	*ds;
+	int		 json, one;
+};
+
 struct dash {
+	struct dash_route	 routes[DASH_ROUTES];
 	char			 host[256];
 	struct queue		*queue;
 	struct learn		*learn;
@@ -145,29 +154,6 @@ page_foot(struct evbuffer *b, const char *api)
 	    "</body></html>\n", api, api);
 }
 
-/* An age, short: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
-static const char *
-age(int64_t since, int64_t now, char *buf, size_t bufsz)
-{
-	int64_t s = now - since;
-
-	if (since == 0)
-		return "-";
-	if (s < 0)
-		s = 0;
-	if (s < 60)
-		snprintf(buf, bufsz, "%llds", (long long)s);
-	else if (s < 3600)
-		snprintf(buf, bufsz, "%lldm", (long long)(s / 60));
-	else if (s < 86400)
-		snprintf(buf, bufsz, "%lldh%02lldm", (long long)(s / 3600),
-		    (long long)(s % 3600 / 60));
-	else
-		snprintf(buf, bufsz, "%lldd%02lldh", (long long)(s / 86400),
-		    (long long)(s % 86400 / 3600));
-	return buf;
-}
-
 /* A time cell: the age ("12m ago"), the UTC time in its title. */
 static void
 time_cell(struct evbuffer *b, int64_t t, int64_t now)
@@ -183,7 +169,7 @@ time_cell(struct evbuffer *b, int64_t t, int64_t now)
 	gmtime_r(&tt, &tm);
 	strftime(u, sizeof(u), "%Y-%m-%d %H:%M:%S UTC", &tm);
 	evbuffer_add_printf(b, "<span title=\"%s\">%s ago</span>", u,
-	    age(t, now, a, sizeof(a)));
+	    view_age(t, now, a, sizeof(a)));
 }
 
 /* --- the list ------------------------------------------------------------- */
@@ -369,7 +355,9 @@ gather(struct dash *ds, const struct dash_query *q, int64_t now,
 		k++;
 	}
 	if (k > 1) {
-		struct dash_query qc = *q;	/* qsort_r's context is not const */
+		/* qsort_r's context is not const. */
+		struct dash_query qc = *q;
+
 
 		qsort_r(rows, k, sizeof(*rows), row_cmp, &qc);
 	}
@@ -472,7 +460,7 @@ list_row_html(struct evbuffer *b, const struct row *r,
 	evbuffer_add_printf(b, "<td>");
 	time_cell(b, r->since, now);
 	evbuffer_add_printf(b, "</td><td class=\"n\">%zu</td><td class=\"n\">"
-	    "%s</td><td>", r->queued, age(r->oldest, now, a, sizeof(a)));
+	    "%s</td><td>", r->queued, view_age(r->oldest, now, a, sizeof(a)));
 	time_cell(b, r->delivery, now);
 	evbuffer_add_printf(b, "</td><td class=\"n\">%zu</td><td class=\"n\">"
 	    "%zu</td><td class=\"n\">%u</td></tr>", r->valid, r->invalid,
@@ -575,7 +563,7 @@ dash_render_list(struct dash *ds, const struct dash_query *q, int json,
 		stat_box(b, t.refused ? "warn" : "", "refused", s);
 		snprintf(s, sizeof(s), "%zu", t.queued);
 		stat_box(b, "", "queued", s);
-		stat_box(b, "", "oldest queued", age(t.oldest, now, a,
+		stat_box(b, "", "oldest queued", view_age(t.oldest, now, a,
 		    sizeof(a)));
 		evbuffer_add_printf(b, "</div>");
 		list_form(b, q);
@@ -697,6 +685,42 @@ dl_time(struct evbuffer *b, const char *dt, int64_t t, int64_t now)
 	evbuffer_add_printf(b, "</dd>");
 }
 
+/* One of the domain page's history tables (history.h), newest first. */
+static void
+events_html(struct evbuffer *b, const char *title,
+    const struct history_event *ev, size_t n, int probes, const char *none,
+    int64_t now)
+{
+	size_t i;
+
+	evbuffer_add_printf(b, "<h3>%s</h3><table><thead><tr><th>When</th>%s"
+	    "<th>Result</th><th>%s</th></tr></thead><tbody>", title, probes ?
+	    "" : "<th>Queue id</th>", probes ? "Reason" : "Reply");
+	for (i = 0; i < n; i++) {
+		const struct history_event *e = &ev[i];
+		int good = e->kind == HISTORY_DELIVERED ||
+		    e->kind == HISTORY_PROBE_OK;
+		int bad = e->kind == HISTORY_BOUNCED ||
+		    e->kind == HISTORY_PROBE_FAILED;
+
+		evbuffer_add_printf(b, "<tr><td>");
+		time_cell(b, e->when, now);
+		if (!probes) {
+			evbuffer_add_printf(b, "</td><td class=\"mono\">");
+			html_text(b, e->id);
+		}
+		evbuffer_add_printf(b, "</td><td class=\"%s\">%s</td>"
+		    "<td class=\"mono reply\">", good ? "up" : bad ? "down" :
+		    "", kind_name(e->kind));
+		html_text(b, e->text);
+		evbuffer_add_printf(b, "</td></tr>");
+	}
+	if (n == 0)
+		evbuffer_add_printf(b, "<tr><td colspan=\"%d\" class=\"muted\">"
+		    "%s</td></tr>", probes ? 3 : 4, none);
+	evbuffer_add_printf(b, "</tbody></table>");
+}
+
 static void
 domain_html(struct dash *ds, struct evbuffer *b, const struct domain_view *v,
     const struct history_view *h, const struct qpage *qp, unsigned page,
@@ -733,7 +757,7 @@ domain_html(struct dash *ds, struct evbuffer *b, const struct domain_view *v,
 	evbuffer_add_printf(b, "<dt>Deferrals 24h</dt><dd>%u</dd>"
 	    "<dt>Queued</dt><dd>%zu, oldest %s</dd></dl><dl>"
 	    "<div class=\"h\">Domain</div>", h->deferrals_24h, v->queued,
-	    age(v->oldest, now, a, sizeof(a)));
+	    view_age(v->oldest, now, a, sizeof(a)));
 	dl_text(b, "Lifecycle", lc);
 	dl_time(b, "Added", v->rec.added, now);
 	dl_time(b, "First accepted", v->rec.first_accept, now);
@@ -774,11 +798,11 @@ domain_html(struct dash *ds, struct evbuffer *b, const struct domain_view *v,
 		}
 		evbuffer_add_printf(b, "</td><td class=\"n\">%llu</td>"
 		    "<td class=\"n\">%s</td><td class=\"n\">%u</td><td>",
-		    (unsigned long long)m.size, age(m.arrival, now, a,
+		    (unsigned long long)m.size, view_age(m.arrival, now, a,
 		    sizeof(a)), m.attempts);
 		if (m.next_attempt > now)
-			evbuffer_add_printf(b, "in %s", age(now, m.next_attempt,
-			    a, sizeof(a)));
+			evbuffer_add_printf(b, "in %s", view_age(now,
+			    m.next_attempt, a, sizeof(a)));
 		else
 			evbuffer_add_printf(b, "%s", v->up ? "now" :
 			    "when the primary is back");
@@ -786,8 +810,8 @@ domain_html(struct dash *ds, struct evbuffer *b, const struct domain_view *v,
 		if (reply[0] != '\0')
 			html_text(b, reply);
 		else
-			evbuffer_add_printf(b, "<span class=\"muted\">%s</span>",
-			    m.attempts ? "-" : "not tried yet");
+			evbuffer_add_printf(b, "<span class=\"muted\">%s"
+			    "</span>", m.attempts ? "-" : "not tried yet");
 		evbuffer_add_printf(b, "</td></tr>");
 		qdb_msg_free(&m);
 	}
@@ -814,47 +838,10 @@ domain_html(struct dash *ds, struct evbuffer *b, const struct domain_view *v,
 		evbuffer_add_printf(b, "</nav>");
 	}
 
-	evbuffer_add_printf(b, "<h3>Recent delivery outcomes</h3><table>"
-	    "<thead><tr><th>When</th><th>Queue id</th><th>Result</th>"
-	    "<th>Reply</th></tr></thead><tbody>");
-	for (i = 0; i < h->noutcomes; i++) {
-		const struct history_event *e = &h->outcomes[i];
-
-		evbuffer_add_printf(b, "<tr><td>");
-		time_cell(b, e->when, now);
-		evbuffer_add_printf(b, "</td><td class=\"mono\">");
-		html_text(b, e->id);
-		evbuffer_add_printf(b, "</td><td class=\"%s\">%s</td>"
-		    "<td class=\"mono reply\">", e->kind == HISTORY_DELIVERED ?
-		    "up" : e->kind == HISTORY_BOUNCED ? "down" : "",
-		    kind_name(e->kind));
-		html_text(b, e->text);
-		evbuffer_add_printf(b, "</td></tr>");
-	}
-	if (h->noutcomes == 0)
-		evbuffer_add_printf(b, "<tr><td colspan=\"4\" class=\"muted\">"
-		    "No delivery from the queue yet.</td></tr>");
-	evbuffer_add_printf(b, "</tbody></table>");
-
-	evbuffer_add_printf(b, "<h3>Probes of the primary</h3><table><thead>"
-	    "<tr><th>When</th><th>Result</th><th>Reason</th></tr></thead>"
-	    "<tbody>");
-	for (i = 0; i < h->nprobes; i++) {
-		const struct history_event *e = &h->probes[i];
-
-		evbuffer_add_printf(b, "<tr><td>");
-		time_cell(b, e->when, now);
-		evbuffer_add_printf(b, "</td><td class=\"%s\">%s</td>"
-		    "<td class=\"mono reply\">", e->kind == HISTORY_PROBE_OK ?
-		    "up" : "down", kind_name(e->kind));
-		html_text(b, e->text);
-		evbuffer_add_printf(b, "</td></tr>");
-	}
-	if (h->nprobes == 0)
-		evbuffer_add_printf(b, "<tr><td colspan=\"3\" class=\"muted\">"
-		    "No probe yet: the primary is probed only while it is "
-		    "down.</td></tr>");
-	evbuffer_add_printf(b, "</tbody></table>");
+	events_html(b, "Recent delivery outcomes", h->outcomes, h->noutcomes,
+	    0, "No delivery from the queue yet.", now);
+	events_html(b, "Probes of the primary", h->probes, h->nprobes, 1,
+	    "No probe yet: the primary is probed only while it is down.", now);
 	page_foot(b, "/api/domains");
 }
 
@@ -1100,34 +1087,27 @@ out:
 }
 
 static void
-on_list(struct evhttp_request *req, void *arg)
+on_request(struct evhttp_request *req, void *arg)
 {
-	serve(arg, req, 0, 0);
-}
+	const struct dash_route *r = arg;
 
-static void
-on_domain(struct evhttp_request *req, void *arg)
-{
-	serve(arg, req, 0, 1);
-}
-
-static void
-on_api_list(struct evhttp_request *req, void *arg)
-{
-	serve(arg, req, 1, 0);
-}
-
-static void
-on_api_domain(struct evhttp_request *req, void *arg)
-{
-	serve(arg, req, 1, 1);
+	serve(r->ds, req, r->json, r->one);
 }
 
 void
 dash_routes(struct dash *ds, struct http *h)
 {
-	http_route(h, "/", 0, on_list, ds);
-	http_route(h, "/domain/", 1, on_domain, ds);
-	http_route(h, "/api/domains", 0, on_api_list, ds);
-	http_route(h, "/api/domain/", 1, on_api_domain, ds);
+	static const char *paths[DASH_ROUTES] = {
+		"/", "/domain/", "/api/domains", "/api/domain/",
+	};
+	size_t i;
+
+	for (i = 0; i < DASH_ROUTES; i++) {
+		ds->routes[i].ds = ds;
+		ds->routes[i].json = i >= 2;
+		ds->routes[i].one = i % 2;
+		/* The lists are exact paths, a domain's page a prefix. */
+		http_route(h, paths[i], (int)(i % 2), on_request,
+		    &ds->routes[i]);
+	}
 }

@@ -109,6 +109,16 @@ class TestDashboard(PassTest):
         with urllib.request.urlopen(d.web + path, timeout=30) as r:
             return r.status, r.headers, r.read()
 
+    def send_one(self, d, rcpt):
+        """One message to rcpt, answered 250 at the end (passed through
+        or queued)."""
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(b"Subject: t\r\n\r\nhello\r\n.\r\n")
+        self.assertReply(c.reply(), 250)
+        c.close()
+
     def scene(self):
         """The daemon with its three domains in the states the test
         wants; returns it, with .web the dashboard's base URL."""
@@ -126,12 +136,7 @@ class TestDashboard(PassTest):
         # Mail passes through to both primaries while they answer: both
         # become active once learning_period ends.
         for dom in (UP, DOWN):
-            c = self.mail_session(d)
-            self.assertReply(c.cmd("RCPT TO:<u@%s>" % dom), 250)
-            self.assertReply(c.cmd("DATA"), 354)
-            c.send(b"Subject: t\r\n\r\nhello\r\n.\r\n")
-            self.assertReply(c.reply(), 250)
-            c.close()
+            self.send_one(d, "u@" + dom)
         for dom in (UP, DOWN):
             self.wait_domain(d, lambda o: o["lifecycle"] == "active",
                              domain=dom, what="active")
@@ -141,12 +146,7 @@ class TestDashboard(PassTest):
         # through, the probe fails on that greeting, the message is
         # queued in backup mode.
         down.greeting = "421 4.3.2 " + HOSTILE
-        c = self.mail_session(d)
-        self.assertReply(c.cmd("RCPT TO:<w@%s>" % DOWN), 250)
-        self.assertReply(c.cmd("DATA"), 354)
-        c.send(b"Subject: queued\r\n\r\nwaiting\r\n.\r\n")
-        self.assertReply(c.reply(), 250)
-        c.close()
+        self.send_one(d, "w@" + DOWN)
         self.wait_domain(d, lambda o: o["health"] == "down" and
                          o["queued"] == 1, domain=DOWN, what="down, queued")
         # Probes keep failing on the same greeting: wait for one in the
