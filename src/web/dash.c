@@ -43,6 +43,10 @@
 #include "xmem.h"
 
 #define DASH_ROUTES	4
+/* Domains whose recipient counts a list may read for its sort: each is a
+ * COUNT query on the loop. */
+#define DASH_COUNT_MAX		2000
+#define DASH_COUNT_MAX_S	"2000"
 
 /* What one route serves: HTML or JSON, the list or one domain. */
 struct dash_route {
@@ -268,22 +272,60 @@ row_cmp(const void *a, const void *b, void *arg)
 	return c;
 }
 
-/* Does the sort or the filter need the state store for every row? */
+/* Does the sort or the filter need every row's stored domain record
+ * (lifecycle, health change, acceptance)? */
 static int
-needs_store(const struct dash_query *q)
+needs_records(const struct dash_query *q)
 {
 	switch (q->sort) {
 	case DASH_SORT_LIFECYCLE:
 	case DASH_SORT_SINCE:
 	case DASH_SORT_DELIVERY:
-	case DASH_SORT_VALID:
-	case DASH_SORT_INVALID:
 		return 1;
 	default:
 		break;
 	}
 	return q->state == DASH_STATE_LEARNING || q->state ==
 	    DASH_STATE_ACTIVE || q->state == DASH_STATE_REFUSED;
+}
+
+/* Or every row's recipient counts (one COUNT query per domain)? */
+static int
+needs_counts(const struct dash_query *q)
+{
+	return q->sort == DASH_SORT_VALID || q->sort == DASH_SORT_INVALID;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct row *)a)->d->name,
+	    ((const struct row *)b)->d->name);
+}
+
+/* The stored records, in name order, onto rows sorted by name. */
+struct merge {
+	struct row	*rows;
+	size_t		 n, i;
+};
+
+static int
+merge_rec(const struct state_domain *rec, void *arg)
+{
+	struct merge *m = arg;
+	int c = -1;
+
+	while (m->i < m->n && (c = strcmp(m->rows[m->i].d->name,
+	    rec->name)) < 0)
+		m->i++;
+	if (m->i < m->n && c == 0) {
+		struct row *r = &m->rows[m->i++];
+
+		r->lifecycle = rec->lifecycle;
+		r->since = rec->health_changed;
+		r->delivery = last_delivery(rec, r->delivery);
+	}
+	return 0;
 }
 
 static int
@@ -313,7 +355,11 @@ struct totals {
 
 /*
  * Every domain matching q into *rows_out (sorted; caller frees), totals
- * over all of them. -1 on a store error.
+ * over all of them. In memory but for what the sort or the filter needs
+ * of the store: the domain records in one ordered scan of the table, the
+ * recipient counts one query a domain (so at most DASH_COUNT_MAX of
+ * them: the loop serves SMTP too). 0; -1 on a store error; -2 when the
+ * counts would be needed for more domains than that.
  */
 static int
 gather(struct dash *ds, const struct dash_query *q, int64_t now,
@@ -321,10 +367,11 @@ gather(struct dash *ds, const struct dash_query *q, int64_t now,
 {
 	struct sched *sc = queue_sched(ds->queue);
 	struct history *hist = primary_health_history(sched_health(sc));
-	size_t n = domains_count(ds->domains), i, k = 0;
+	size_t n = domains_count(ds->domains), i, k = 0, j;
 	struct row *rows = xcalloc(n ? n : 1, sizeof(*rows));
 	struct domain_view v;
-	int store = needs_store(q);
+	struct merge m;
+	int rc = 0;
 
 	memset(t, 0, sizeof(*t));
 	t->domains = n;
@@ -346,18 +393,37 @@ gather(struct dash *ds, const struct dash_query *q, int64_t now,
 			t->oldest = r->oldest;
 		if (q->q[0] != '\0' && strstr(r->d->name, q->q) == NULL)
 			continue;
-		if (store && row_full(ds, r, now, &v) == -1) {
-			free(rows);
-			return -1;
-		}
-		if (!state_match(q, r))
+		if ((q->state == DASH_STATE_UP && !r->up) ||
+		    (q->state == DASH_STATE_DOWN && r->up))
 			continue;
 		k++;
+	}
+	if (needs_records(q) && k > 0) {
+		qsort(rows, k, sizeof(*rows), name_cmp);
+		m.rows = rows;
+		m.n = k;
+		m.i = 0;
+		if (state_domain_list(ds->state, merge_rec, &m) == -1)
+			rc = -1;
+		for (i = j = 0; rc == 0 && i < k; i++)
+			if (state_match(q, &rows[i]))
+				rows[j++] = rows[i];
+		k = j;
+	}
+	if (rc == 0 && needs_counts(q)) {
+		if (k > DASH_COUNT_MAX)
+			rc = -2;
+		for (i = 0; rc == 0 && i < k; i++)
+			if (row_full(ds, &rows[i], now, &v) == -1)
+				rc = -1;
+	}
+	if (rc != 0) {
+		free(rows);
+		return rc;
 	}
 	if (k > 1) {
 		/* qsort_r's context is not const. */
 		struct dash_query qc = *q;
-
 
 		qsort_r(rows, k, sizeof(*rows), row_cmp, &qc);
 	}
@@ -524,12 +590,19 @@ dash_render_list(struct dash *ds, const struct dash_query *q, int json,
 	struct json j;
 	size_t n, i, first, last, pages;
 	char s[32], a[32];
+	int rc;
 
 	if (ds->learn == NULL || ds->domains == NULL) {
 		error_page(ds, b, json, 503, "starting", now, status);
 		return;
 	}
-	if (gather(ds, q, now, &rows, &n, &t) == -1) {
+	if ((rc = gather(ds, q, now, &rows, &n, &t)) == -2) {
+		error_page(ds, b, json, 400, "sorting by recipients reads every "
+		    "domain's counts: narrow the list first (a name filter, at "
+		    "most " DASH_COUNT_MAX_S " domains)", now, status);
+		return;
+	}
+	if (rc == -1) {
 		error_page(ds, b, json, 500, "state store error", now, status);
 		return;
 	}
