@@ -46,7 +46,6 @@
 /* Domains whose recipient counts a list may read for its sort: each is a
  * COUNT query on the loop. */
 #define DASH_COUNT_MAX		2000
-#define DASH_COUNT_MAX_S	"2000"
 
 /* What one route serves: HTML or JSON, the list or one domain. */
 struct dash_route {
@@ -597,9 +596,12 @@ dash_render_list(struct dash *ds, const struct dash_query *q, int json,
 		return;
 	}
 	if ((rc = gather(ds, q, now, &rows, &n, &t)) == -2) {
-		error_page(ds, b, json, 400, "sorting by recipients reads every "
-		    "domain's counts: narrow the list first (a name filter, at "
-		    "most " DASH_COUNT_MAX_S " domains)", now, status);
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "sorting by recipients reads every "
+		    "domain's counts: narrow the list first with a name "
+		    "filter (at most %d domains)", DASH_COUNT_MAX);
+		error_page(ds, b, json, 400, msg, now, status);
 		return;
 	}
 	if (rc == -1) {

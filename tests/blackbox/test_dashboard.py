@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import urllib.error
@@ -255,3 +256,29 @@ class TestDashboard(PassTest):
         with self.assertRaises(urllib.error.HTTPError) as e:
             self.get(d, "/domain/nobody.example")
         self.assertEqual(e.exception.code, 404)
+        # A reload's new domain is on the dashboard at once.
+        with open(d.domains_file, "a") as f:
+            f.write("new.example\n")
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(poll(lambda: json.loads(self.get(
+            d, "/api/domains")[2])["domains_total"] == 4, 20), d.log_tail())
+        self.assertEqual(self.get(d, "/domain/new.example")[0], 200)
+
+    def test_recipient_sorts_are_bounded(self):
+        """Sorting by recipients reads every domain's counts from the
+        store, on the loop: over more than 2000 domains it is refused
+        with a 400 that says to filter first; a filtered list sorts."""
+        d = self.daemon(domains=["d%04d.example" % i for i in range(2001)],
+                        metrics_listen="127.0.0.1:0")
+        [line] = d.wait_log(r"event=http_listen ")
+        d.web = "http://" + re.search(r"address=(\S+)", line).group(1)
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            self.get(d, "/api/domains?sort=valid")
+        self.assertEqual(e.exception.code, 400)
+        self.assertIn(b"narrow the list", e.exception.read())
+        o = json.loads(self.get(d, "/api/domains?sort=invalid&q=d00")[2])
+        self.assertEqual(o["matching"], 100)
+        # Sorts that the domain table answers in one scan have no bound.
+        o = json.loads(self.get(d, "/api/domains?sort=lifecycle")[2])
+        self.assertEqual(o["matching"], 2001)
+        self.assertEqual(o["pages"], 21)
