@@ -2,6 +2,8 @@
 # sets up its own Meson build directory and builds there.
 #
 #   make run     build and start backmxd in the foreground on 127.0.0.1:2525
+#   make demo    a first look without Internet: a primary, backmxd and its
+#                dashboard on loopback, the story of the README (Ctrl-C ends)
 #   make check   ASan+UBSan build, every unit and black-box test
 #   make fuzz    libFuzzer harnesses, each for FUZZ_TIME seconds
 #   make bench   benchmarks against Postfix (bench/)
@@ -16,14 +18,14 @@
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session milter http
+FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session milter http query
 PREFIX	?= /usr/local
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var
 BACKMX_USER ?= backmx
 DESTDIR	?=
 
-.PHONY: all deps build run check unit blackbox fuzz bench bench-milter bench-scale install uninstall man clean
+.PHONY: all deps build run demo check unit blackbox fuzz bench bench-milter bench-scale install uninstall man clean
 
 all: build
 
@@ -39,6 +41,11 @@ build: deps build/build.ninja
 run: build
 	@mkdir -p var
 	./build/backmxd -f -c etc/backmx.conf
+
+# A first look without Internet (docs/dashboard.md "The demo"): a primary,
+# a DNS and backmxd on loopback, the story told step by step; Ctrl-C ends.
+demo: build
+	BACKMXD=build/backmxd $(PY) scripts/demo.py
 
 build-asan/build.ninja: | deps
 	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \

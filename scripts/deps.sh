@@ -10,7 +10,8 @@ PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  fiu-utils libfiu-dev
  groff-base man-db systemd
  prometheus
- rspamd spamassassin spamd spamc spamass-milter"
+ rspamd spamassassin spamd spamc spamass-milter
+ chromium"
 
 missing=""
 for p in $PKGS; do

@@ -35,6 +35,7 @@
 #include "listener.h"
 #include "http.h"
 #include "metrics.h"
+#include "dash.h"
 #include "log.h"
 #include "policy.h"
 #include "pool.h"
@@ -60,6 +61,7 @@ static struct callout	*callout;
 static struct listener	*listener;
 static struct http	*web;		/* NULL: metrics_listen is empty */
 static struct metrics	*metrics;	/* NULL with web */
+static struct dash	*dash;		/* on web; NULL when it is off */
 static struct primary_health *health;
 static struct deliver	*deliver;
 static struct primary_connector *connector;
@@ -191,6 +193,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	callout_set_domains(callout, d);
 	control_set_knowledge(control, learn, state, d);
 	metrics_set_domains(metrics, d);
+	dash_set_knowledge(dash, learn, state, d);
 	domains_free(domains);
 	domains = d;
 	stats_inc(STAT_RELOAD_OK);
@@ -463,6 +466,12 @@ main(int argc, char **argv)
 		metrics = metrics_new(web, &ms);
 		metrics_set_domains(metrics, domains);
 	}
+	/* The dashboard on the HTTP server (docs/dashboard.md). */
+	if (web != NULL) {
+		dash = dash_new(conf.myhostname, srv.queue);
+		dash_set_knowledge(dash, learn, state, domains);
+		dash_routes(dash, web);
+	}
 
 	ev_term = evsignal_new(srv.base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(srv.base, SIGINT, stop_cb, NULL);
@@ -490,6 +499,7 @@ main(int argc, char **argv)
 	listener_free(listener);
 	http_close(web);
 	metrics_free(metrics);
+	dash_free(dash);
 	primary_pool_free(srv.ptpool);
 	callout_free(callout);
 	/* After the sessions and callouts that asked it for connections. */

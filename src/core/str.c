@@ -170,3 +170,15 @@ str_host_eq(const char *a, const char *b)
 		m--;
 	return n > 0 && n == m && strncasecmp(a, b, n) == 0;
 }
+
+uint32_t
+str_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}

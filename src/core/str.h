@@ -18,6 +18,8 @@ void	str_lower(char *);
 /* 1 when a and b name the same host: any case, one trailing dot on
  * either ("MX.example.org." is "mx.example.org"); never for "". */
 int	str_host_eq(const char *a, const char *b);
+/* FNV-1a of s: the hash of the in-memory tables keyed by a name. */
+uint32_t str_hash(const char *s);
 /* Strip ASCII white space at both ends, in place; returns s. */
 char	*str_trim(char *s);
 

@@ -300,9 +300,9 @@ rcpt_source_name(int s)
 	return "unknown";
 }
 
-/* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none. */
-static const char *
-age(int64_t since, int64_t now, char *buf, size_t bufsz)
+/* view.h */
+const char *
+view_age(int64_t since, int64_t now, char *buf, size_t bufsz)
 {
 	int64_t s = now - since;
 
@@ -323,26 +323,10 @@ age(int64_t since, int64_t now, char *buf, size_t bufsz)
 	return buf;
 }
 
-/* Everything "domain list|show" says of one domain. */
-struct dview {
-	const struct domain	*d;
-	struct state_domain	 rec;		/* all 0: no record */
-	int			 live;		/* health, queue known */
-	int			 up;
-	size_t			 queued;
-	time_t			 oldest;
-	size_t			 valid, invalid;
-};
-
-/*
- * Live (learn != NULL, in the daemon): the record through learn_domain(),
- * which brings the lifecycle up to date (and may stage its write), health
- * and queue from the scheduler. Offline (backmxctl, daemon stopped): the
- * stored record as it is; health and queue unknown. 0 or -1.
- */
-static int
-dview_get(struct state *st, struct learn *ln, struct sched *sc,
-    const struct domain *d, int64_t now, struct dview *v)
+/* The one gatherer of a domain's row (view.h). */
+int
+domain_view_get(struct state *st, struct learn *ln, struct sched *sc,
+    const struct domain *d, int64_t now, struct domain_view *v)
 {
 	int rc;
 
@@ -370,9 +354,15 @@ dview_get(struct state *st, struct learn *ln, struct sched *sc,
 	return 0;
 }
 
+const char *
+domain_view_lifecycle(const struct domain_view *v)
+{
+	return lifecycle_name(v->rec.lifecycle);
+}
+
 /* "up", "down", or NULL when not known (offline). */
 static const char *
-dview_health(const struct dview *v)
+dview_health(const struct domain_view *v)
 {
 	return v->live ? (v->up ? "up" : "down") : NULL;
 }
@@ -425,7 +415,7 @@ show_count(struct evbuffer *b, struct json *j, const char *key, int known,
 }
 
 static void
-dview_show(const struct dview *v, struct evbuffer *b, int json)
+dview_show(const struct domain_view *v, struct evbuffer *b, int json)
 {
 	const struct state_domain *r = &v->rec;
 	struct json js, *j = NULL;
@@ -460,14 +450,14 @@ control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
     const struct domains *ds, struct evbuffer *out, int json, int64_t now)
 {
 	size_t n = domains_count(ds), i, w = strlen("DOMAIN"), refused = 0;
-	struct dview *v;
+	struct domain_view *v;
 	char a[32];
 	int rc = 0;
 
 	/* Whole first: the text columns are as wide as the longest name. */
 	v = xcalloc(n ? n : 1, sizeof(*v));
 	for (i = 0; i < n; i++) {
-		if (dview_get(st, ln, sc, domains_at(ds, i), now, &v[i]) ==
+		if (domain_view_get(st, ln, sc, domains_at(ds, i), now, &v[i]) ==
 		    -1) {
 			rc = -1;
 			goto done;
@@ -500,8 +490,8 @@ control_domain_list(struct state *st, struct learn *ln, struct sched *sc,
 		evbuffer_add_printf(out, "%-*s  %-9s  %-6s  %7zu  %7zu  %6s  "
 		    "%s\n", (int)w, v[i].d->name, lc ? lc : "-",
 		    health ? health : "-", v[i].valid,
-		    v[i].invalid, q, age(v[i].live ? (int64_t)v[i].oldest : 0,
-		    now, a, sizeof(a)));
+		    v[i].invalid, q, view_age(v[i].live ?
+		    (int64_t)v[i].oldest : 0, now, a, sizeof(a)));
 	}
 	evbuffer_add_printf(out, "-- %zu domain%s, %zu refused%s\n", n,
 	    n == 1 ? "" : "s", refused, refused == 0 ? "" :
@@ -516,9 +506,9 @@ int
 control_domain_show(struct state *st, struct learn *ln, struct sched *sc,
     const struct domain *d, struct evbuffer *out, int json, int64_t now)
 {
-	struct dview v;
+	struct domain_view v;
 
-	if (dview_get(st, ln, sc, d, now, &v) == -1)
+	if (domain_view_get(st, ln, sc, d, now, &v) == -1)
 		return -1;
 	dview_show(&v, out, json);
 	return 0;

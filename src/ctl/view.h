@@ -9,6 +9,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
+
+#include "state.h"
 
 struct evbuffer;
 struct qdb;
@@ -35,6 +38,35 @@ void		 control_queue_list_free(struct queue_listing *);
 /* One message as "queue show" renders it. */
 void		 control_queue_show(const struct qdb_msg *,
 		    struct evbuffer *out, int json);
+
+/*
+ * Everything "domain list|show" (and the dashboard, docs/dashboard.md)
+ * says of one domain: the one gatherer of those rows.
+ */
+struct domain_view {
+	const struct domain	*d;
+	struct state_domain	 rec;		/* all 0: no record */
+	int			 live;		/* health, queue known */
+	int			 up;
+	size_t			 queued;
+	time_t			 oldest;
+	size_t			 valid, invalid;
+};
+/*
+ * Live (learn != NULL, in the daemon): the record through learn_domain(),
+ * which brings the lifecycle up to date (and may stage its write), health
+ * and queue from the scheduler. Offline (backmxctl, daemon stopped): the
+ * stored record as it is; health and queue unknown. O(1) per domain (two
+ * indexed reads of state.db). 0 or -1.
+ */
+int		 domain_view_get(struct state *, struct learn *,
+		    struct sched *, const struct domain *, int64_t now,
+		    struct domain_view *);
+/* An age for a column: "45s", "12m", "3h05m", "2d04h"; "-" for none
+ * (since 0). Into buf; returns buf or "-". */
+const char	*view_age(int64_t since, int64_t now, char *buf, size_t bufsz);
+/* Its lifecycle's name ("learning", "active", "refused"), or NULL. */
+const char	*domain_view_lifecycle(const struct domain_view *);
 
 /*
  * The result lines of "domain list", "domain show" and "recipients list"

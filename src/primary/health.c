@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "history.h"
 #include "learn.h"
 #include "log.h"
 #include "stats.h"
@@ -52,19 +53,8 @@ struct primary_health {
 	primary_up_cb		*up_cb;
 	void			*up_arg;
 	struct learn		*learn;
+	struct history		*history;	/* for the dashboard */
 };
-
-static uint32_t
-hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
 
 /* The door: every name is lower-cased once, here. */
 static void
@@ -79,7 +69,7 @@ find(const struct primary_health *h, const char *k)
 {
 	struct rec *r;
 
-	for (r = h->bucket[hash(k) & (h->nbucket - 1)]; r != NULL;
+	for (r = h->bucket[str_hash(k) & (h->nbucket - 1)]; r != NULL;
 	    r = r->hnext)
 		if (strcmp(r->domain, k) == 0)
 			return r;
@@ -95,8 +85,8 @@ grow(struct primary_health *h)
 	for (i = 0; i < h->nbucket; i++)
 		for (r = h->bucket[i]; r != NULL; r = next) {
 			next = r->hnext;
-			r->hnext = b[hash(r->domain) & (n - 1)];
-			b[hash(r->domain) & (n - 1)] = r;
+			r->hnext = b[str_hash(r->domain) & (n - 1)];
+			b[str_hash(r->domain) & (n - 1)] = r;
 		}
 	free(h->bucket);
 	h->bucket = b;
@@ -115,7 +105,7 @@ get(struct primary_health *h, const char *k)
 		grow(h);
 	r = xcalloc(1, sizeof(*r));
 	str_copy(r->domain, sizeof(r->domain), k);
-	b = hash(k) & (h->nbucket - 1);
+	b = str_hash(k) & (h->nbucket - 1);
 	r->hnext = h->bucket[b];
 	h->bucket[b] = r;
 	h->nrec++;
@@ -246,6 +236,8 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 	r->probing = 0;
 	stats_inc(ok > 0 ? STAT_PROBE_UP : ok < 0 ? STAT_PROBE_ERROR :
 	    STAT_PROBE_DOWN);
+	if (ok >= 0)
+		history_probe(h->history, r->domain, ok > 0, why, time(NULL));
 	log_info("event=primary_probe domain=%s result=%s%s%s%s", r->domain,
 	    ok > 0 ? "up" : ok < 0 ? "none" : "down", ok > 0 ? "" :
 	    " reason=\"", ok > 0 ? "" : why, ok > 0 ? "" : "\"");
@@ -328,6 +320,7 @@ primary_health_new(struct event_base *base, const struct config *conf)
 	h->conf = conf;
 	h->nbucket = HEALTH_BUCKETS_MIN;
 	h->bucket = xcalloc(h->nbucket, sizeof(*h->bucket));
+	h->history = history_new(HISTORY_DOMAINS_MAX);
 	if (base != NULL) {
 		h->tick = event_new(base, -1, EV_PERSIST, tick_cb, h);
 		event_add(h->tick, &one);
@@ -353,6 +346,7 @@ primary_health_free(struct primary_health *h)
 			h->bucket[i] = r->hnext;
 			free(r);
 		}
+	history_free(h->history);
 	free(h->bucket);
 	free(h);
 }
@@ -376,4 +370,10 @@ void
 primary_health_set_learn(struct primary_health *h, struct learn *l)
 {
 	h->learn = l;
+}
+
+struct history *
+primary_health_history(const struct primary_health *h)
+{
+	return h->history;
 }

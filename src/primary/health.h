@@ -77,6 +77,10 @@ void		 primary_health_probe_soon(struct primary_health *,
 /* Consecutive failures so far (0 when never seen). */
 unsigned	 primary_health_failures(const struct primary_health *,
 		    const char *domain);
+/* What the primaries did lately (history.h), for the dashboard: the
+ * probes are recorded here, delivery outcomes by the scheduler. */
+struct history;
+struct history	*primary_health_history(const struct primary_health *);
 /* Start the probes that are due at 'now' (the timer calls it each
  * second). */
 void		 primary_health_tick(struct primary_health *, time_t now);

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "dsn.h"
 #include "health.h"
+#include "history.h"
 #include "learn.h"
 #include "log.h"
 #include "stats.h"
@@ -538,6 +539,25 @@ sched_domain_stats(const struct sched *s, const char *domain,
 	*oldest = d != NULL ? d->head->e->arrival : 0;
 }
 
+size_t
+sched_domain_ids(const struct sched *s, const char *domain, size_t offset,
+    char (*ids)[ENVELOPE_ID_MAX], size_t max)
+{
+	const struct qdom *d;
+	const struct dlink *l;
+	char k[256];
+	size_t n = 0;
+
+	lower(k, sizeof(k), domain);
+	if ((d = qdom_find(s, k)) == NULL)
+		return 0;
+	for (l = d->head; l != NULL && offset > 0; l = l->next)
+		offset--;
+	for (; l != NULL && n < max; l = l->next)
+		str_copy(ids[n++], ENVELOPE_ID_MAX, l->e->id);
+	return n;
+}
+
 void
 sched_note_size(struct sched *s, const char *id, uint64_t size)
 {
@@ -924,12 +944,28 @@ learn_outcomes(struct sched *s, const struct sched_task *t)
 	}
 }
 
+/* The attempt's outcome in the domain's recent history (history.h),
+ * for the dashboard: counts, and the first answer. */
+static void
+history_task(struct sched *s, const struct sched_task *t)
+{
+	size_t i, n[3] = { 0, 0, 0 };
+
+	for (i = 0; i < t->nrcpt; i++)
+		n[sched_rcpt_status(t->res[i].code)]++;
+	history_outcome(primary_health_history(s->health), t->domain,
+	    t->msg->id, n[QDB_RCPT_SENT], n[QDB_RCPT_PENDING],
+	    n[QDB_RCPT_BOUNCED], t->nrcpt ? t->res[0].code : 0,
+	    t->nrcpt ? t->res[0].text : "", time(NULL));
+}
+
 static void
 task_done(struct sched_task *t, void *arg)
 {
 	struct attempt *a = arg;
 	struct sched *s = a->s;
 
+	history_task(s, t);
 	if (t->conn_failed)
 		primary_health_failed(s->health, t->domain,
 		    t->nrcpt ? t->res[0].text : "", 0);

@@ -100,6 +100,11 @@ void		 sched_note_size(struct sched *, const char *id,
 		    uint64_t size);
 void		 sched_totals(const struct sched *, size_t *messages,
 		    uint64_t *bytes, time_t *oldest);
+/* The ids of the messages with a pending recipient in 'domain', in queued
+ * order, from the offset-th, up to max of them (a page of the dashboard's
+ * domain view); returns how many. O(offset + max). */
+size_t		 sched_domain_ids(const struct sched *, const char *domain,
+		    size_t offset, char (*ids)[ENVELOPE_ID_MAX], size_t max);
 /* Who learns from delivery outcomes (learn.h). */
 struct learn;
 void		 sched_set_learn(struct sched *, struct learn *);
