@@ -72,6 +72,9 @@ static int	set_etrn_clients(struct config *, const char *, char *,
 static int	check_fail_action(struct config *, const char *, char *,
 		    size_t);
 static int	check_user(struct config *, const char *, char *, size_t);
+static int	check_log_target(struct config *, const char *, char *, size_t);
+static int	check_log_facility(struct config *, const char *, char *,
+		    size_t);
 static int	check_group(struct config *, const char *, char *, size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
@@ -129,6 +132,12 @@ static const struct conf_key keys[] = {
 	    "and this group; empty: the user's own" },
 	{ "log_level", CONF_LOGLEVEL, FIELD(log_level), "info", 0, 0,
 	    "least severe level logged: err, warning, info or debug" },
+	{ "log_target", CONF_LIST, FIELD(log_target), "stderr", 0, 0,
+	    "where log lines go: stderr (the journal) or syslog" },
+	{ "log_facility", CONF_LIST, FIELD(log_facility), "mail", 0, 0,
+	    "syslog facility with log_target = syslog" },
+	{ "shutdown_grace", CONF_TIME, FIELD(shutdown_grace), "30s", 0, 0,
+	    "at SIGTERM, how long a transaction under way may finish" },
 	{ "message_size_limit", CONF_SIZE, FIELD(message_size_limit), "500M",
 	    1, 0, "largest message accepted, in bytes" },
 	{ "smtpd_recipient_limit", CONF_UINT, FIELD(smtpd_recipient_limit),
@@ -293,6 +302,8 @@ static const struct {
 	{ "dnsbl_zones", set_dnsbl_zones },
 	{ "dnsbl_allow", set_dnsbl_allow },
 	{ "dnsbl_fail_action", check_fail_action },
+	{ "log_target", check_log_target },
+	{ "log_facility", check_log_facility },
 	{ "user", check_user },
 	{ "group", check_group },
 	{ "mx_names", set_mx_names },
@@ -942,6 +953,26 @@ check_fail_action(struct config *c, const char *v, char *why, size_t whysz)
 	if (strcmp(v, "tempfail") == 0 || strcmp(v, "ignore") == 0)
 		return 0;
 	snprintf(why, whysz, "tempfail or ignore");
+	return -1;
+}
+
+static int
+check_log_target(struct config *c, const char *v, char *why, size_t whysz)
+{
+	if (strcmp(v, "stderr") == 0 || strcmp(v, "syslog") == 0)
+		return 0;
+	snprintf(why, whysz, "stderr or syslog");
+	return -1;
+}
+
+static int
+check_log_facility(struct config *c, const char *v, char *why, size_t whysz)
+{
+	int f;
+
+	if (log_facility_parse(v, &f) == 0)
+		return 0;
+	snprintf(why, whysz, "mail, daemon, user or local0 to local7");
 	return -1;
 }
 

@@ -188,6 +188,23 @@ primary_pool_count(const struct primary_pool *p)
 }
 
 void
+primary_pool_quit_all(struct primary_pool *p)
+{
+	struct pooled *e;
+
+	if (p == NULL)
+		return;
+	while ((e = p->head) != NULL) {
+		p->head = e->next;
+		if (p->head != NULL)
+			p->head->prev = NULL;
+		p->n--;
+		client_quit(e->c);	/* frees itself once QUIT is answered */
+		free(e);
+	}
+}
+
+void
 primary_pool_free(struct primary_pool *p)
 {
 	struct pooled *e;
