@@ -104,11 +104,12 @@ static void
 stop_end(void)
 {
 	struct timeval tv = { 1, 0 };
+	int quits = primary_pool_count(srv.ptpool) > 0;
 
 	/* Polite to the primaries: QUIT on every idle pass-through
 	 * connection, and a second for the replies and closes. */
 	primary_pool_quit_all(srv.ptpool);
-	event_base_loopexit(srv.base, &tv);
+	event_base_loopexit(srv.base, quits ? &tv : NULL);
 }
 
 static void
