@@ -947,22 +947,27 @@ set_dnsbl_zones(struct config *c, const char *v, char *why, size_t whysz)
 	    &c->dns_lists.ndnsbl_zones, why, whysz);
 }
 
+/* v is word a or word b; else why says which two it may be. */
+static int
+check_either(const char *v, const char *a, const char *b, char *why,
+    size_t whysz)
+{
+	if (strcmp(v, a) == 0 || strcmp(v, b) == 0)
+		return 0;
+	snprintf(why, whysz, "%s or %s", a, b);
+	return -1;
+}
+
 static int
 check_fail_action(struct config *c, const char *v, char *why, size_t whysz)
 {
-	if (strcmp(v, "tempfail") == 0 || strcmp(v, "ignore") == 0)
-		return 0;
-	snprintf(why, whysz, "tempfail or ignore");
-	return -1;
+	return check_either(v, "tempfail", "ignore", why, whysz);
 }
 
 static int
 check_log_target(struct config *c, const char *v, char *why, size_t whysz)
 {
-	if (strcmp(v, "stderr") == 0 || strcmp(v, "syslog") == 0)
-		return 0;
-	snprintf(why, whysz, "stderr or syslog");
-	return -1;
+	return check_either(v, "stderr", "syslog", why, whysz);
 }
 
 static int

@@ -13,18 +13,25 @@ from harness import (BlackboxTest, cannot_run, queued_messages,
 CERT_DIR = None
 
 
-def setUpModule():
-    global CERT_DIR
-    CERT_DIR = tempfile.mkdtemp(prefix="backmx-bb-cert-")
+def make_cert(where, cn):
+    """A self-signed pair for localhost whose subject CN tells it apart."""
+    os.makedirs(where, exist_ok=True)
     r = subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-days", "1", "-subj", "/CN=localhost",
+         "-days", "1", "-subj", "/CN=" + cn,
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", os.path.join(CERT_DIR, "key.pem"),
-         "-out", os.path.join(CERT_DIR, "cert.pem")],
+         "-keyout", os.path.join(where, "key.pem"),
+         "-out", os.path.join(where, "cert.pem")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if r.returncode != 0:
         cannot_run("openssl req failed: %s" % r.stdout.decode())
+    return os.path.join(where, "cert.pem"), os.path.join(where, "key.pem")
+
+
+def setUpModule():
+    global CERT_DIR
+    CERT_DIR = tempfile.mkdtemp(prefix="backmx-bb-cert-")
+    make_cert(CERT_DIR, "localhost")
 
 
 def tearDownModule():
@@ -195,21 +202,6 @@ class TestStartTLS(TLSTest):
                            timeout=10)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(b"tls", r.stdout.lower())
-
-
-def make_cert(where, cn):
-    """A self-signed pair for localhost whose subject CN tells it apart."""
-    os.makedirs(where, exist_ok=True)
-    r = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-days", "1", "-subj", "/CN=" + cn,
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", os.path.join(where, "key.pem"),
-         "-out", os.path.join(where, "cert.pem")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        cannot_run("openssl req failed: %s" % r.stdout.decode())
-    return os.path.join(where, "cert.pem"), os.path.join(where, "key.pem")
 
 
 def peer_cn(c):
