@@ -574,7 +574,7 @@ static void
 shutdown_say(struct session *s)
 {
 	log_info("session=%s event=shutdown client=%s in_tx=%d", s->id,
-	    s->addr, s->in_tx || s->state != S_CMD);
+	    s->addr, s->in_tx);
 	reply(s, 421, "4.3.2", "%s Service shutting down",
 	    s->conf->myhostname);
 	session_close(s, "shutdown");
