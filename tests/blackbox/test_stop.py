@@ -69,11 +69,20 @@ class Sender(threading.Thread):
     def run(self):
         try:
             c = Client(self.port, timeout=30)
+        except ConnectionRefusedError:
+            return      # it came after the stop: no message, no claim
         except OSError as e:
             self.problems.append("connect: %s" % e)
             return
         try:
-            code, _ = c.cmd("EHLO s%d.example" % self.n)
+            if c.greeting[0] == 421:
+                return  # greeted by the stop: no message, no claim
+            try:
+                code, _ = c.cmd("EHLO s%d.example" % self.n)
+            except (ConnectionClosed, ConnectionResetError):
+                return  # the same, a moment later
+            if code == 421:
+                return
             if code != 250:
                 self.problems.append("EHLO %d" % code)
                 return
