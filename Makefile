@@ -15,6 +15,8 @@
 #   make uninstall  the same, back out (a changed configuration and a
 #                   spool that holds mail stay)
 #   make man     man/backmx.conf.5 again from docs/configuration.md
+#   make deb     build-deb/backmx_VERSION_amd64.deb with Debian's tools
+#                (debian/, dpkg-buildpackage), then lintian on it
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
@@ -25,7 +27,7 @@ LOCALSTATEDIR ?= /var
 BACKMX_USER ?= backmx
 DESTDIR	?=
 
-.PHONY: all deps build run demo check unit blackbox fuzz bench bench-milter bench-scale install uninstall man clean
+.PHONY: all deps build run demo check unit blackbox fuzz bench bench-milter bench-scale install uninstall man deb clean
 
 all: build
 
@@ -94,5 +96,19 @@ uninstall:
 	DESTDIR="$(DESTDIR)" sh scripts/install.sh uninstall $(PREFIX) \
 	    $(SYSCONFDIR) $(LOCALSTATEDIR) build/backmx.conf etc/install/domains
 
+# The package is built from a copy of the tree in build-deb/src (so that
+# dpkg-buildpackage's outputs, written beside the source, land in
+# build-deb and not above the checkout); the .deb is moved to build-deb/.
+DEB_DIR	?= build-deb
+deb: deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src/backmx
+	tar -c --exclude-vcs --exclude='./build*' --exclude='./var' \
+	    --exclude='__pycache__' -f - . | tar -x -C $(DEB_DIR)/src/backmx
+	cd $(DEB_DIR)/src/backmx && dpkg-buildpackage -us -uc -b
+	mv $(DEB_DIR)/src/*.deb $(DEB_DIR)/
+	lintian --fail-on error,warning --info $(DEB_DIR)/*.deb
+	@ls $(DEB_DIR)/*.deb
+
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-deb

@@ -11,7 +11,8 @@ PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  groff-base man-db systemd
  prometheus
  rspamd spamassassin spamd spamc spamass-milter
- chromium"
+ chromium
+ debhelper lintian dpkg-dev fakeroot"
 
 missing=""
 for p in $PKGS; do

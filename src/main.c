@@ -5,10 +5,11 @@
  * Everything that can stop the start does so here, before the loop runs,
  * with a message that says what is wrong (docs/principles.md §2).
  *
- * Signals: SIGTERM/SIGINT stop (listeners close at once; commits in flight
- * finish, so no 250 is said for a message that is not on disk), SIGHUP
- * re-reads backmx.conf and domains_file without dropping sessions (what
- * cannot change in a running process waits for a restart).
+ * Signals: SIGTERM/SIGINT stop gracefully (listeners close at once; a
+ * transaction under way may finish for shutdown_grace, the rest hear 421;
+ * no 250 is said for a message that is not on disk), SIGHUP re-reads
+ * backmx.conf, domains_file and the TLS certificate without dropping
+ * sessions (what cannot change in a running process waits for a restart).
  */
 #include <sys/resource.h>
 
@@ -67,11 +68,14 @@ static struct deliver	*deliver;
 static struct primary_connector *connector;
 static const char	*conf_path = "/etc/backmx/backmx.conf";
 
+static void	stop_session_ended(void);
+
 /* A session ended: its slot in the listener's limits is free again. */
 static void
 session_ended(const struct sockaddr *sa, void *arg)
 {
 	listener_release(listener, sa);
+	stop_session_ended();
 }
 
 /* The listener accepted a connection within the limits: a session. */
@@ -88,19 +92,86 @@ usage(void)
 	exit(64);
 }
 
+/*
+ * The stop (docs/service.md §5). SIGTERM closes the listeners and tells
+ * systemd; sessions between transactions get 421 at once, a transaction
+ * under way may finish for shutdown_grace (session_shutdown()). When the
+ * last session is gone, or at the deadline once those left were told 421,
+ * the idle primary connections get their QUIT and the loop ends; then
+ * main() lets the queue writer commit what it holds, and exits 0.
+ */
+static struct event	*ev_stop;	/* the deadline, then the last wait */
+static int		 stopping;	/* 1: grace, 2: past the deadline */
+
+/* How long the last QUITs and the sessions told 421 at the deadline may
+ * take to go out: then the loop ends whatever is left. */
+#define STOP_FLUSH_SEC	3
+
+static void
+stop_end(void)
+{
+	struct timeval tv = { 1, 0 };
+	int quits = primary_pool_count(srv.ptpool) > 0;
+
+	/* Polite to the primaries: QUIT on every idle pass-through
+	 * connection, and a second for the replies and closes. */
+	primary_pool_quit_all(srv.ptpool);
+	event_base_loopexit(srv.base, quits ? &tv : NULL);
+}
+
+static void
+stop_last_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_warn("event=stop_timeout sessions=%zu", listener_sessions(listener));
+	event_base_loopexit(srv.base, NULL);
+}
+
+/* shutdown_grace is over: whoever is still talking gets 421. */
+static void
+stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { STOP_FLUSH_SEC, 0 };
+
+	stopping = 2;
+	log_info("event=stop_deadline sessions=%zu",
+	    listener_sessions(listener));
+	session_shutdown(1);
+	event_free(ev_stop);
+	ev_stop = evtimer_new(srv.base, stop_last_cb, NULL);
+	evtimer_add(ev_stop, &tv);
+}
+
+/* A session ended during the stop: was it the last? */
+static void
+stop_session_ended(void)
+{
+	if (stopping && listener_sessions(listener) == 0 && ev_stop != NULL) {
+		event_free(ev_stop);
+		ev_stop = NULL;
+		stop_end();
+	}
+}
+
 static void
 stop_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct timeval grace = { 1, 0 };
+	struct timeval grace = { conf.shutdown_grace, 0 };
 
-	log_info("event=stop signal=%d sessions=%zu", (int)sig,
-	    listener_sessions(listener));
+	if (stopping) {
+		/* A second signal: the deadline now. */
+		if (stopping == 1 && ev_stop != NULL)
+			event_active(ev_stop, EV_TIMEOUT, 0);
+		return;
+	}
+	stopping = 1;
+	log_info("event=stop signal=%d sessions=%zu grace=%u", (int)sig,
+	    listener_sessions(listener), conf.shutdown_grace);
 	service_notify("STOPPING=1\nSTATUS=stopping");
 	listener_disable(listener);
-	/* Sessions still open get cut; none of them has heard a 250 for a
-	 * message that is not durable, so nothing is lost. */
-	event_base_loopexit(srv.base,
-	    listener_sessions(listener) > 0 ? &grace : NULL);
+	ev_stop = evtimer_new(srv.base, stop_deadline_cb, NULL);
+	evtimer_add(ev_stop, &grace);
+	session_shutdown(0);
+	stop_session_ended();
 }
 
 /*
@@ -128,8 +199,6 @@ keep_running_values(struct config *n)
 	KEEP(user);
 	KEEP(group);
 	KEEP(smtpd_max_connections);
-	KEEP(tls_cert_file);
-	KEEP(tls_key_file);
 	/* The resolver and the parsed DNS check lists are built once. */
 	KEEP(dns_forward);
 	KEEP(dns_trust_anchor_file);
@@ -153,12 +222,49 @@ keep_running_values(struct config *n)
 		log_set_level(level);
 }
 
+/* Where log lines go, as log_target and log_facility say (checked when
+ * the file was read). */
+static void
+set_log_target(const struct config *c)
+{
+	int facility = 0;
+
+	(void)log_facility_parse(c->log_facility, &facility);
+	log_target(strcmp(c->log_target, "syslog") == 0, facility);
+}
+
+/*
+ * The TLS certificate and key again, read as the service user (the files
+ * must be readable by it, docs/service.md §6). A new SSL_CTX for new
+ * sessions; one in flight keeps the context it started with (its SSL
+ * holds a reference), so the old one is freed with its last session. A
+ * file that does not load keeps the running context: returns -1 with why.
+ */
+static int
+reload_tls(const struct config *c, char *err, size_t errsz)
+{
+	SSL_CTX *ctx = NULL;
+
+	if (c->tls_cert_file[0] != '\0' && (ctx = tls_server_ctx(
+	    c->tls_cert_file, c->tls_key_file, err, errsz)) == NULL) {
+		log_err("event=reload what=tls result=failed cert=%s "
+		    "error=\"%s\" action=keep_running_certificate",
+		    c->tls_cert_file, err);
+		return -1;
+	}
+	tls_ctx_free(srv.tls);
+	srv.tls = ctx;
+	log_info("event=reload what=tls result=ok tls=%s", ctx ? "yes" : "no");
+	return 0;
+}
+
 static void
 reload_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct config n;
-	char err[1024];
+	char err[1024], tls_err[1024];
 	struct domains *d;
+	int tls_ok;
 
 	/* All or nothing: a bad file keeps the running configuration. */
 	service_reloading();
@@ -178,6 +284,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	 * freed: whoever keeps &conf across a loop turn reads the new values
 	 * at its next turn, never freed memory. */
 	conf = n;
+	set_log_target(&conf);
+	tls_ok = reload_tls(&conf, tls_err, sizeof(tls_err)) == 0;
 	/* The parts below keep a pointer to the table and get the new one
 	 * in this same turn. Sessions look domains up per RCPT and keep a
 	 * name, not a pointer; the one holder of an entry across turns, a
@@ -196,7 +304,17 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	dash_set_knowledge(dash, learn, state, d);
 	domains_free(domains);
 	domains = d;
-	stats_inc(STAT_RELOAD_OK);
+	/* A partial reload (the old certificate kept) counts as failed:
+	 * an operator's alert on failed reloads must see it. */
+	stats_inc(tls_ok ? STAT_RELOAD_OK : STAT_RELOAD_FAILED);
+	if (!tls_ok) {
+		/* Partial: the rest is in force, the old certificate too. */
+		log_warn("event=reload result=partial domains=%zu",
+		    domains_count(d));
+		service_notify("READY=1\nSTATUS=reloaded: %zu domains; TLS "
+		    "certificate kept: %.300s", domains_count(d), tls_err);
+		return;
+	}
 	log_info("event=reload result=ok domains=%zu", domains_count(d));
 	service_notify("READY=1\nSTATUS=reloaded: %zu domains",
 	    domains_count(d));
@@ -302,7 +420,7 @@ main(int argc, char **argv)
 	struct event *ev_term, *ev_int, *ev_hup;
 	enum log_level level;
 	char err[1024];
-	int ch, foreground = 0;
+	int ch;
 
 	while ((ch = getopt(argc, argv, "c:fh")) != -1) {
 		switch (ch) {
@@ -310,7 +428,8 @@ main(int argc, char **argv)
 			conf_path = optarg;
 			break;
 		case 'f':
-			foreground = 1;
+			/* backmxd never forks; where it logs is log_target's
+			 * (docs/configuration.md). Kept for command lines. */
 			break;
 		default:
 			usage();
@@ -319,7 +438,8 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 
-	log_init("backmxd", foreground);
+	/* stderr until the file says otherwise (set_log_target()). */
+	log_init("backmxd", 1);
 	config_defaults(&conf);
 	if (config_load(&conf, conf_path, err, sizeof(err)) == -1) {
 		fprintf(stderr, "backmxd: %s\n", err);
@@ -327,6 +447,7 @@ main(int argc, char **argv)
 	}
 	if (log_level_parse(conf.log_level, &level) == 0)
 		log_set_level(level);
+	set_log_target(&conf);
 	if (raise_nofile(&conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=start_error error=\"%s\"", err);

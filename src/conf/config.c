@@ -78,6 +78,9 @@ static int	check_user(struct config *, const char *, char *, size_t);
 static int	check_milters(struct config *, const char *, char *, size_t);
 static int	check_milter_action(struct config *, const char *, char *,
 		    size_t);
+static int	check_log_target(struct config *, const char *, char *, size_t);
+static int	check_log_facility(struct config *, const char *, char *,
+		    size_t);
 static int	check_group(struct config *, const char *, char *, size_t);
 static int	check_metrics_listen(struct config *, const char *, char *,
 		    size_t);
@@ -145,6 +148,12 @@ static const struct conf_key keys[] = {
 	    "and this group; empty: the user's own" },
 	{ "log_level", CONF_LOGLEVEL, FIELD(log_level), "info", 0, 0,
 	    "least severe level logged: err, warning, info or debug" },
+	{ "log_target", CONF_LIST, FIELD(log_target), "stderr", 0, 0,
+	    "where log lines go: stderr (the journal) or syslog" },
+	{ "log_facility", CONF_LIST, FIELD(log_facility), "mail", 0, 0,
+	    "syslog facility with log_target = syslog" },
+	{ "shutdown_grace", CONF_TIME, FIELD(shutdown_grace), "30s", 0, 0,
+	    "at SIGTERM, how long a transaction under way may finish" },
 	{ "message_size_limit", CONF_SIZE, FIELD(message_size_limit), "500M",
 	    1, 0, "largest message accepted, in bytes" },
 	{ "smtpd_recipient_limit", CONF_UINT, FIELD(smtpd_recipient_limit),
@@ -322,6 +331,8 @@ static const struct {
 	{ "dnsbl_fail_action", check_fail_action },
 	{ "backup_milters", check_milters },
 	{ "milter_default_action", check_milter_action },
+	{ "log_target", check_log_target },
+	{ "log_facility", check_log_facility },
 	{ "user", check_user },
 	{ "group", check_group },
 	{ "mx_names", set_mx_names },
@@ -981,12 +992,37 @@ set_dnsbl_zones(struct config *c, const char *v, char *why, size_t whysz)
 	    &c->dns_lists.ndnsbl_zones, why, whysz);
 }
 
+/* v is word a or word b; else why says which two it may be. */
+static int
+check_either(const char *v, const char *a, const char *b, char *why,
+    size_t whysz)
+{
+	if (strcmp(v, a) == 0 || strcmp(v, b) == 0)
+		return 0;
+	snprintf(why, whysz, "%s or %s", a, b);
+	return -1;
+}
+
 static int
 check_fail_action(struct config *c, const char *v, char *why, size_t whysz)
 {
-	if (strcmp(v, "tempfail") == 0 || strcmp(v, "ignore") == 0)
+	return check_either(v, "tempfail", "ignore", why, whysz);
+}
+
+static int
+check_log_target(struct config *c, const char *v, char *why, size_t whysz)
+{
+	return check_either(v, "stderr", "syslog", why, whysz);
+}
+
+static int
+check_log_facility(struct config *c, const char *v, char *why, size_t whysz)
+{
+	int f;
+
+	if (log_facility_parse(v, &f) == 0)
 		return 0;
-	snprintf(why, whysz, "tempfail or ignore");
+	snprintf(why, whysz, "mail, daemon, user or local0 to local7");
 	return -1;
 }
 

@@ -67,6 +67,9 @@ struct config {
 	char		user[33];		/* who backmxd runs as */
 	char		group[33];		/* "": the user's own */
 	char		log_level[16];
+	char		log_target[16];		/* stderr or syslog */
+	char		log_facility[16];	/* syslog's, e.g. mail */
+	unsigned	shutdown_grace;		/* seconds a transaction may finish */
 
 	uint64_t	message_size_limit;	/* bytes */
 	unsigned	smtpd_recipient_limit;

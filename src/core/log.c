@@ -33,6 +33,42 @@ log_init(const char *ident, int to_stderr)
 }
 
 void
+log_target(int to_syslog, int facility)
+{
+	if (!log_stderr)
+		closelog();
+	log_stderr = !to_syslog;
+	/* LOG_NDELAY: /dev/log is connected now, while we may still be
+	 * root and before any chroot or namespace could hide it. */
+	if (to_syslog)
+		openlog(log_ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+int
+log_facility_parse(const char *s, int *out)
+{
+	static const struct {
+		const char	*name;
+		int		 value;
+	} names[] = {
+		{ "mail", LOG_MAIL }, { "daemon", LOG_DAEMON },
+		{ "user", LOG_USER },
+		{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+		{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+		{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i].name) == 0) {
+			*out = names[i].value;
+			return 0;
+		}
+	return -1;
+}
+
+void
 log_set_level(enum log_level l)
 {
 	log_max = l;

@@ -1,7 +1,7 @@
 /*
  * log: one line per event, lowercase key=value pairs (docs/principles.md §4).
- * To syslog's mail facility by default, to stderr in the foreground (-f)
- * and in tests. A value a peer supplied (an address, a HELO or domain
+ * To stderr (the journal under systemd) or to syslog(3), as log_target
+ * says (docs/configuration.md). A value a peer supplied (an address, a HELO or domain
  * name, an ETRN argument, a reply text, a DNS name) goes through
  * log_value() or log_path() to be one field, or through log_escape()
  * inside a "..." field of ours: never printed raw (docs/principles.md §4).
@@ -20,6 +20,11 @@ enum log_level {
 
 /* Start logging as 'ident'; to stderr when to_stderr, else syslog LOG_MAIL. */
 void	log_init(const char *ident, int to_stderr);
+/* From now on to syslog(3) with 'facility' (a LOG_* value), or back to
+ * stderr when to_syslog is 0. The same lines either way. */
+void	log_target(int to_syslog, int facility);
+/* "mail", "daemon", "user", "local0".."local7" to its LOG_* value. */
+int	log_facility_parse(const char *, int *out);
 void	log_set_level(enum log_level);
 int	log_level_parse(const char *, enum log_level *out);
 int	log_enabled(enum log_level);

@@ -929,8 +929,8 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 		return 0;
 	l = lookup_host(d, t, t->domain, t->alts.host[t->alts.next],
 	    t->alts.port);
-	log_info("event=delivery_next_mx domain=%s host=%s", t->domain,
-	    t->alts.host[t->alts.next]);
+	log_info("queue=%s event=delivery_next_mx domain=%s host=%s",
+	    t->st->msg->id, t->domain, t->alts.host[t->alts.next]);
 	t->alts.next++;
 	t->conn_failed = 0;
 	lookup_addr(l);

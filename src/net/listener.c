@@ -291,6 +291,12 @@ listener_addresses(const struct listener *l)
 	return l->addresses;
 }
 
+/*
+ * Closed, not only paused: a client connecting now is refused by the
+ * kernel and tries the next MX at once, rather than waiting in a backlog
+ * nobody will accept from (docs/service.md §5). The counts stay, for
+ * the sessions still open.
+ */
 void
 listener_disable(struct listener *l)
 {
@@ -298,7 +304,8 @@ listener_disable(struct listener *l)
 
 	l->disabled = 1;
 	for (i = 0; i < l->nl; i++)
-		evconnlistener_disable(l->l[i]);
+		evconnlistener_free(l->l[i]);
+	l->nl = 0;
 }
 
 void

@@ -38,7 +38,7 @@ const char	*listener_addresses(const struct listener *);
 void		 listener_release(struct listener *, const struct sockaddr *sa);
 size_t		 listener_sessions(const struct listener *);
 
-/* Stop accepting (shutdown). */
+/* Stop accepting for good and close the listening sockets (the stop). */
 void		 listener_disable(struct listener *);
 
 #endif

@@ -187,19 +187,34 @@ primary_pool_count(const struct primary_pool *p)
 	return p != NULL ? p->n : 0;
 }
 
-void
-primary_pool_free(struct primary_pool *p)
+/* Every kept connection out of the pool, each ended by 'end'. */
+static void
+drop_all(struct primary_pool *p, void (*end)(struct client *))
 {
 	struct pooled *e;
 
+	while ((e = p->head) != NULL) {
+		unlink_pooled(e);
+		end(e->c);
+		free(e);
+	}
+}
+
+void
+primary_pool_quit_all(struct primary_pool *p)
+{
+	/* Each client frees itself once its QUIT is answered. */
+	if (p != NULL)
+		drop_all(p, client_quit);
+}
+
+void
+primary_pool_free(struct primary_pool *p)
+{
 	if (p == NULL)
 		return;
 	/* The loop has stopped: a QUIT would never be sent. */
-	while ((e = p->head) != NULL) {
-		p->head = e->next;
-		client_free(e->c);
-		free(e);
-	}
+	drop_all(p, client_free);
 	while (p->busy != NULL) {
 		struct busy *b = p->busy;
 

@@ -25,6 +25,9 @@ struct primary_pool *primary_pool_new(const struct config *);
 /* Closes every kept connection (at exit, the loop stopped). NULL is
  * fine. */
 void	primary_pool_free(struct primary_pool *);
+/* QUIT every kept connection, the loop still running (the stop,
+ * docs/service.md §5); the pool stays usable and empty. */
+void	primary_pool_quit_all(struct primary_pool *);
 /* A kept connection to primary 'key', now the caller's (it sets its
  * callback with client_set_cb); NULL when none. */
 struct client *primary_pool_take(struct primary_pool *, const char *key);

@@ -611,13 +611,16 @@ write_group(struct qdb *q, struct qdb_job *list)
 	}
 	/* The new names in big/ are durable before any row names them. */
 	if (need_dirsync && fsync_dir(q->bigdir) == -1) {
-		enum qdb_result r = errno_result(errno);
+		int e = errno;
+		enum qdb_result r = errno_result(e);
 
-		log_warn("event=queue_commit_failed error=\"fsync big/: %s\"",
-		    strerror(errno));
 		for (i = 0; i < m; i++) {
 			if (jobs[i]->kind != JOB_INSERT)
 				continue;
+			/* One line a message: grep queue=ID finds it. */
+			log_warn("queue=%s event=queue_commit_failed "
+			    "error=\"fsync big/: %s\"", jobs[i]->env.id,
+			    strerror(e));
 			undo_body(q, jobs[i]);
 			jobs[i]->result = r;
 			jobs[i]->failed = 1;

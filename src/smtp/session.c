@@ -171,7 +171,13 @@ struct session {
 	struct evbuffer_cb_entry *under_cb;	/* TLS close: socket drained */
 	struct event		*linger;	/* half-closed, draining input */
 	size_t			 lingered;
+	struct session		*live_prev, *live_next;	/* all sessions */
 };
+
+/* Every session alive, for session_shutdown(); and whether the stop
+ * began (docs/service.md §5). */
+static struct session	*live;
+static int		 shutting_down;
 
 static const char *const count_names[C_NCOUNTS] = {
 	"helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "quit",
@@ -425,6 +431,12 @@ session_free(struct session *s)
 		bufferevent_free(s->bev);
 	else if (s->fd != -1)
 		close(s->fd);
+	if (s->live_prev != NULL)
+		s->live_prev->live_next = s->live_next;
+	else
+		live = s->live_next;
+	if (s->live_next != NULL)
+		s->live_next->live_prev = s->live_prev;
 	s->end((struct sockaddr *)&s->ss, s->end_arg);
 	free(s);
 }
@@ -565,6 +577,36 @@ session_close(struct session *s, const char *reason)
 		closing_drained(s);
 	else
 		bufferevent_enable(s->bev, EV_WRITE);
+}
+
+/* --- the stop (docs/service.md §5) -------------------------------------- */
+
+static void
+shutdown_say(struct session *s)
+{
+	log_info("session=%s event=shutdown client=%s in_tx=%d", s->id,
+	    s->addr, s->in_tx);
+	reply(s, 421, "4.3.2", "%s Service shutting down",
+	    s->conf->myhostname);
+	session_close(s, "shutdown");
+}
+
+void
+session_shutdown(int deadline)
+{
+	struct session *s;
+
+	shutting_down = 1;
+	/* session_close() frees nothing on this stack: the walk is safe. */
+	for (s = live; s != NULL; s = s->live_next) {
+		if (s->state == S_CLOSING)
+			continue;
+		/* At the deadline all but a commit under way, whose 250 or
+		 * 4xx comes from the queue; before it, the idle ones. */
+		if (deadline ? s->state != S_COMMIT :
+		    (s->state == S_GREET || (s->state == S_CMD && !s->in_tx)))
+			shutdown_say(s);
+	}
 }
 
 /* --- pipelining --------------------------------------------------------- */
@@ -2091,6 +2133,10 @@ session_process(struct session *s)
 		}
 		if (s->state != S_CMD || s->sleeping)
 			return;
+		if (shutting_down && !s->in_tx) {
+			shutdown_say(s);	/* between transactions */
+			return;
+		}
 		if (output_full(s) || error_limit_reached(s))
 			return;
 		/* Relayed RCPTs in flight: only RCPTs, and no more than
@@ -2249,6 +2295,9 @@ session_new(struct server *srv, int fd, const struct sockaddr *sa,
 	}
 	s->relay = relay_new(&deps, &s->env, s->id, s->addr, &relay_cbs, s);
 	s->ev_free = event_new(srv->base, -1, 0, free_cb, s);
+	if ((s->live_next = live) != NULL)
+		live->live_prev = s;
+	live = s;
 	s->timer = evtimer_new(srv->base, greet_timer_cb, s);
 	s->tarpit = evtimer_new(srv->base, tarpit_cb, s);
 	s->out_timer = evtimer_new(srv->base, output_timer_cb, s);

@@ -20,4 +20,12 @@ typedef void	session_end_cb(const struct sockaddr *sa, void *arg);
 void	session_new(struct server *, int fd, const struct sockaddr *,
 	    socklen_t, session_end_cb *end, void *arg);
 
+/*
+ * The stop (docs/service.md §5): from now on a session between
+ * transactions is told 421 4.3.2 and closed at its next command, and those
+ * idle now at once; a transaction under way may finish. deadline: every
+ * session but one whose message is being committed is told 421 now.
+ */
+void	session_shutdown(int deadline);
+
 #endif

@@ -212,6 +212,9 @@ class Daemon:
             "passthrough": "no",
             "accept_unverified": "yes",
             "domain_learning": "no",
+            # A test that stops the daemon with a transaction open does
+            # not wait the 30 s of a real stop (test_stop.py tests it).
+            "shutdown_grace": "1s",
         }
         if os.geteuid() == 0:
             # Tests run as root keep root: that must be said (the key

@@ -13,18 +13,25 @@ from harness import (BlackboxTest, cannot_run, queued_messages,
 CERT_DIR = None
 
 
-def setUpModule():
-    global CERT_DIR
-    CERT_DIR = tempfile.mkdtemp(prefix="backmx-bb-cert-")
+def make_cert(where, cn):
+    """A self-signed pair for localhost whose subject CN tells it apart."""
+    os.makedirs(where, exist_ok=True)
     r = subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-days", "1", "-subj", "/CN=localhost",
+         "-days", "1", "-subj", "/CN=" + cn,
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", os.path.join(CERT_DIR, "key.pem"),
-         "-out", os.path.join(CERT_DIR, "cert.pem")],
+         "-keyout", os.path.join(where, "key.pem"),
+         "-out", os.path.join(where, "cert.pem")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if r.returncode != 0:
         cannot_run("openssl req failed: %s" % r.stdout.decode())
+    return os.path.join(where, "cert.pem"), os.path.join(where, "key.pem")
+
+
+def setUpModule():
+    global CERT_DIR
+    CERT_DIR = tempfile.mkdtemp(prefix="backmx-bb-cert-")
+    make_cert(CERT_DIR, "localhost")
 
 
 def tearDownModule():
@@ -195,3 +202,75 @@ class TestStartTLS(TLSTest):
                            timeout=10)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(b"tls", r.stdout.lower())
+
+
+def peer_cn(c):
+    """The subject CN of the certificate the server showed on c."""
+    import ssl
+    der = c.sock.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject",
+                        "-nameopt", "multiline"], input=pem.encode(),
+                       stdout=subprocess.PIPE, check=True)
+    for line in r.stdout.decode().splitlines():
+        if line.strip().startswith("commonName"):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError("no CN in %r" % r.stdout)
+
+
+class TestTLSReload(TLSTest):
+    """SIGHUP reloads the certificate and key (docs/service.md §6)."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="backmx-bb-reload-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.cert = os.path.join(self.dir, "cert.pem")
+        self.key = os.path.join(self.dir, "key.pem")
+        self.old = make_cert(os.path.join(self.dir, "old"), "old.example")
+        self.new = make_cert(os.path.join(self.dir, "new"), "new.example")
+        self.install(self.old)
+
+    def install(self, pair):
+        # As a renewal does: new files renamed over the old names.
+        for src, dst in zip(pair, (self.cert, self.key)):
+            shutil.copy(src, dst + ".tmp")
+            os.rename(dst + ".tmp", dst)
+
+    def hup(self, d, n):
+        d.proc.send_signal(__import__("signal").SIGHUP)
+        d.wait_log(r"event=reload result=(ok|partial)", timeout=10, count=n)
+
+    def test_new_certificate_for_new_sessions(self):
+        d = self.daemon(tls_cert_file=self.cert, tls_key_file=self.key)
+        before, _ = self.tls_session(d)
+        self.assertEqual(peer_cn(before), "old.example")
+        self.assertReply(before.cmd("EHLO client.example"), 250)
+        self.install(self.new)
+        self.hup(d, 1)
+        after, _ = self.tls_session(d)
+        self.assertEqual(peer_cn(after), "new.example")
+        # The session in flight keeps its own: it talks on, and sends a
+        # whole message over its TLS.
+        self.queue_id(self.send_message(before))
+        self.assertReply(before.cmd("QUIT"), 221)
+        self.assertReply(after.cmd("EHLO client.example"), 250)
+        self.assertReply(after.cmd("QUIT"), 221)
+
+    def test_bad_new_pair_keeps_the_old(self):
+        d = self.daemon(tls_cert_file=self.cert, tls_key_file=self.key)
+        # A key that does not match the certificate, as a renewal that
+        # copied one file of two leaves it.
+        shutil.copy(self.new[0], self.cert)
+        self.hup(d, 1)
+        d.wait_log(r"err: event=reload what=tls result=failed"
+                   r".*action=keep_running_certificate")
+        d.wait_log(r"event=reload result=partial")
+        self.assertTrue(d.alive())
+        c, _ = self.tls_session(d)
+        self.assertEqual(peer_cn(c), "old.example")
+        self.assertReply(c.cmd("EHLO client.example"), 250)
+        # Mended: the next SIGHUP takes the new pair.
+        self.install(self.new)
+        self.hup(d, 2)
+        c2, _ = self.tls_session(d)
+        self.assertEqual(peer_cn(c2), "new.example")
