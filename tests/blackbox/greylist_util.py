@@ -83,7 +83,7 @@ class GreyClient(Client):
     """harness.Client for IPv4 or IPv6, any local source address (an
     IPv6 source on a local route needs IP_FREEBIND)."""
 
-    def __init__(self, port, host="127.0.0.1", source=None, timeout=5.0):
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=30.0):
         import socket
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)

@@ -193,7 +193,10 @@ class TestOutputBound(BlackboxTest):
         # its unsent answers pass a small bound (and the kernel's
         # buffers are full: up to some MB here).
         self.assertLess(done, 400000, line)
-        self.assertIn("reason=output_timeout", line)
+        # Closed for not reading: by the output bound's own timer or by
+        # the socket's write timeout, whichever a loaded machine runs
+        # first (both are smtpd_timeout).
+        self.assertRegex(line, r"reason=(output|write)_timeout")
 
 
 class TestETRN(BlackboxTest):
