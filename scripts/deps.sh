@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  libevent-dev libssl-dev libunbound-dev libsqlite3-dev libhiredis-dev
  libcmocka-dev sqlite3 openssl python3 python3-dnslib python3-aiosmtpd
- fiu-utils libfiu-dev
+ fiu-utils libfiu-dev strace
  groff-base man-db systemd"
 
 missing=""
