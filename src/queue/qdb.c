@@ -608,15 +608,9 @@ pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 static int
 log_in_use(sqlite3 *db, const char *name)
 {
-	sqlite3_stmt *st;
-	int rc;
+	int rc = run(db, "SELECT 1 FROM message WHERE log_file = ?1 LIMIT 1",
+	    NULL, "t", name);
 
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM message WHERE log_file = ?1"
-	    " LIMIT 1", -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -1230,15 +1224,9 @@ qdb_scan_page(struct qdb *q, struct qdb_cursor *cur, size_t limit,
 static int
 qdb_exists(struct qdb *q, const char *id)
 {
-	sqlite3_stmt *st;
-	int rc;
+	int rc = run(q->rdb, "SELECT 1 FROM message WHERE id = ?1", NULL, "t",
+	    id);
 
-	if (sqlite3_prepare_v2(q->rdb, "SELECT 1 FROM message WHERE id = ?1",
-	    -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -1428,6 +1416,39 @@ sweep(struct qdb *q)
 	closedir(d);
 }
 
+/* One segment at start, st the statement of its named ranges. */
+static void
+sweep_segment(struct qdb *q, sqlite3_stmt *st, const char *name)
+{
+	char path[PATH_MAX + 300];
+	uint64_t end = 0, off, len;
+	int rc, fd, named = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", q->logdir, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		off = (uint64_t)sqlite3_column_int64(st, 0);
+		len = (uint64_t)sqlite3_column_int64(st, 1);
+		if (fd != -1 && off > end)
+			(void)body_punch(fd, end, off - end);
+		if (off + len > end)
+			end = off + len;
+		named = 1;
+	}
+	/* A read that failed leaves the segment whole: in doubt, keep. */
+	if (rc == SQLITE_DONE && !named) {
+		log_info("event=queue_sweep file=log/%s", name);
+		unlink(path);
+	} else if (rc == SQLITE_DONE && fd != -1 &&
+	    ftruncate(fd, (off_t)end) == -1)
+		log_warn("event=queue_sweep_failed file=log/%s error=\"%s\"",
+		    name, strerror(errno));
+	if (fd != -1)
+		close(fd);
+}
+
 /*
  * The body log after a start: a segment no row names is removed; in the
  * others the bytes no row names (bodies whose senders never got a 250,
@@ -1438,56 +1459,25 @@ sweep(struct qdb *q)
 static void
 sweep_log(struct qdb *q)
 {
-	char path[PATH_MAX + 300];
 	sqlite3_stmt *st = NULL;
 	struct dirent *de;
+	unsigned long long seq;
+	char *e;
 	DIR *d;
 
 	if ((d = opendir(q->logdir)) == NULL)
 		return;
 	if (sqlite3_prepare_v2(q->rdb, "SELECT log_off, size FROM message "
-	    "WHERE log_file = ?1 ORDER BY log_off", -1, &st, NULL) !=
+	    "WHERE log_file = ?1 ORDER BY log_off", -1, &st, NULL) ==
 	    SQLITE_OK) {
-		closedir(d);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		unsigned long long seq;
-		uint64_t end = 0, off, len;
-		char *e;
-		int rc, fd, named = 0;
-
-		if (de->d_name[0] == '.')
-			continue;
-		seq = strtoull(de->d_name, &e, 10);
-		if (*e == '\0' && seq > q->logseq)
-			q->logseq = seq;
-		snprintf(path, sizeof(path), "%s/%s", q->logdir, de->d_name);
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, de->d_name, -1, SQLITE_TRANSIENT);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			off = (uint64_t)sqlite3_column_int64(st, 0);
-			len = (uint64_t)sqlite3_column_int64(st, 1);
-			if (fd != -1 && off > end)
-				(void)body_punch(fd, end, off - end);
-			if (off + len > end)
-				end = off + len;
-			named = 1;
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			seq = strtoull(de->d_name, &e, 10);
+			if (*e == '\0' && seq > q->logseq)
+				q->logseq = seq;
+			sweep_segment(q, st, de->d_name);
 		}
-		if (rc != SQLITE_DONE) {
-			if (fd != -1)
-				close(fd);
-			continue;	/* in doubt, keep it whole */
-		}
-		if (!named) {
-			log_info("event=queue_sweep file=log/%s", de->d_name);
-			unlink(path);
-		} else if (fd != -1 && ftruncate(fd, (off_t)end) == -1)
-			log_warn("event=queue_sweep_failed file=log/%s "
-			    "error=\"%s\"", de->d_name, strerror(errno));
-		if (fd != -1)
-			close(fd);
 	}
 	sqlite3_finalize(st);
 	closedir(d);

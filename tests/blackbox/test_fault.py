@@ -428,17 +428,26 @@ class TestKill9AtSyncs(FaultTest):
         self.assertTrue(writer[0].startswith(big + "/"), writer)
         self.assertEqual(writer[1:], [big, wal])
 
-        # 2. a kill at each point, in a fresh daemon (a new segment): the
-        # writer's first fdatasync (the log), its first fsync (log/), its
-        # second fdatasync (the WAL); strace counts per thread and call
+        # 2. a kill at each point; strace counts per thread and call from
+        # its attach. "body": the writer's next fdatasync, the append
+        # behind tok-sync-order in the open segment (the restart must cut
+        # it off). After a restart a new segment opens: "dir" is the
+        # writer's first fsync (log/), "wal" its second fdatasync. "tail":
+        # a message committed first, the killed one appended behind it.
         for point, calls, when in (("body", "fdatasync", ":when=1"),
                                    ("dir", "fsync", ":when=1"),
-                                   ("wal", "fdatasync", ":when=2")):
+                                   ("wal", "fdatasync", ":when=2"),
+                                   ("tail", "fdatasync", ":when=1")):
+            if point == "tail":
+                t, out = start_send("tok-sync-before-tail")
+                t.join(20)
+                self.assertEqual(out[0][1][0], 250, out[0])
             st = traced(60000, calls, when)
             t, out = start_send("tok-sync-kill-%s" % point)
             tid, path = self.sync_stop(d)
             self.assertIsNotNone(tid, "never reached %s" % point)
-            at = ("body" if path.startswith(big + "/") else
+            at = ("tail" if point == "tail" and path.startswith(big + "/")
+                  else "body" if path.startswith(big + "/") else
                   "dir" if path == big else
                   "wal" if path == wal else path)
             self.assertEqual(at, point, "held at another sync")
@@ -510,7 +519,8 @@ class TestKill9AtSyncs(FaultTest):
         arrived = arrived_tokens(mx, bodies)
         print("test_kill9_at_syncs: arrived %s" % sorted(arrived),
               file=sys.stderr)
-        self.assertLessEqual({"tok-sync-order", token}, rows)
+        self.assertLessEqual({"tok-sync-order", "tok-sync-before-tail",
+                              token}, rows)
         self.assertEqual(arrived, {t: 1 for t in rows})
         self.assertEqual(spool_files(d), [], "files left in the spool")
 
