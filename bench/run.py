@@ -1474,7 +1474,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default="",
                     help="comma list of accept,fsync,idle,drain,big,"
-                         "passthrough")
+                         "passthrough,disk")
     ap.add_argument("--no-save", action="store_true",
                     help="print, do not write bench/results/")
     args = ap.parse_args()
@@ -1551,6 +1551,9 @@ def main():
             import passthrough      # bench/passthrough.py
             res["passthrough"] = passthrough.scenario(binary, top, quick,
                                                       args.rounds)
+        if want("disk"):
+            import disk             # bench/disk.py
+            res["disk"] = disk.scenario(binary, top, quick)
         res["backmx_config"] = getattr(bx, "config", None)
         res["backmx_keys_not_in_this_build"] = getattr(bx, "skipped_keys",
                                                        None)
@@ -1567,6 +1570,9 @@ def main():
 
     res["floors"] = floors(res)
     text = table(res)
+    if res.get("disk"):
+        import disk
+        text += "\n\n" + "\n".join(disk.table(res["disk"]))
     print(text)
     res["table"] = text.splitlines()
     if not args.no_save:

@@ -12,7 +12,8 @@ PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  prometheus
  rspamd spamassassin spamd spamc spamass-milter
  chromium
- debhelper lintian dpkg-dev fakeroot"
+ debhelper lintian dpkg-dev fakeroot
+ strace"
 
 missing=""
 for p in $PKGS; do

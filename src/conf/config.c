@@ -242,7 +242,7 @@ static const struct conf_key keys[] = {
 	{ "milter_default_action", CONF_LIST, FIELD(milter_default_action),
 	    "tempfail", 0, 0, "a filter that fails: tempfail or accept" },
 	{ "queue_inline_max", CONF_SIZE, FIELD(queue_inline_max), "1M", 0, 0,
-	    "bodies up to this size live in queue.db, larger ones in big/" },
+	    "bodies up to this size live in queue.db or log/, larger in big/" },
 	{ "queue_minfree", CONF_SIZE, FIELD(queue_minfree), "0", 0, 0,
 	    "free space under which MAIL gets 452; 0: 2 x message_size_limit" },
 	{ "minimal_backoff_time", CONF_TIME, FIELD(minimal_backoff_time),

@@ -250,3 +250,12 @@ body_read(const struct body *b, uint64_t off, void *buf, size_t len)
 	while (n == -1 && errno == EINTR);
 	return (long)n;
 }
+
+int
+body_punch(int fd, uint64_t off, uint64_t len)
+{
+	if (len == 0)
+		return 0;
+	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)off, (off_t)len);
+}

@@ -44,4 +44,12 @@ const char	*body_take_file(struct body *);
  * bytes read, 0 at the end, -1 on error. */
 long		 body_read(const struct body *, uint64_t off, void *, size_t len);
 
+/*
+ * Give a stored body's bytes back to the file system: punch [off, off+len)
+ * out of fd (the body log, docs/queue.md), the file's size kept. 0, or -1
+ * with errno (EOPNOTSUPP where the file system cannot: the space comes
+ * back with the file). Here because this file asks for GNU extensions.
+ */
+int		 body_punch(int fd, uint64_t off, uint64_t len);
+
 #endif

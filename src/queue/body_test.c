@@ -375,6 +375,50 @@ test_free_null(void **state)
 	body_free(NULL);
 }
 
+/*
+ * body_punch: three 64 KB bodies in one file (the body log, docs/queue.md);
+ * the middle one punched: it reads back as zeros, its neighbours whole,
+ * the size kept and the blocks given back (where the file system can
+ * punch; on one that cannot, EOPNOTSUPP and nothing changed).
+ */
+static void
+test_punch(void **state)
+{
+	enum { PART = 64 * 1024 };
+	static unsigned char buf[3 * PART], back[3 * PART];
+	char *dir = make_dir(), *path = join(dir, "/log");
+	struct stat before, after;
+	size_t i;
+	int fd;
+
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = pattern(i) | 1;	/* never 0 */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd != -1);
+	assert_int_equal(write(fd, buf, sizeof(buf)), sizeof(buf));
+	assert_int_equal(fsync(fd), 0);
+	assert_int_equal(fstat(fd, &before), 0);
+	assert_int_equal(body_punch(fd, PART, 0), 0);
+	if (body_punch(fd, PART, PART) == -1) {
+		assert_int_equal(errno, EOPNOTSUPP);
+		goto out;
+	}
+	assert_int_equal(fstat(fd, &after), 0);
+	assert_int_equal(after.st_size, sizeof(buf));
+	assert_true(after.st_blocks < before.st_blocks);
+	assert_int_equal(pread(fd, back, sizeof(back), 0), sizeof(back));
+	assert_memory_equal(back, buf, PART);
+	for (i = PART; i < 2 * PART; i++)
+		assert_int_equal(back[i], 0);
+	assert_memory_equal(back + 2 * PART, buf + 2 * PART, PART);
+out:
+	close(fd);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+	free(path);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -383,6 +427,7 @@ main(void)
 		cmocka_unit_test(test_take_file),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_free_null),
+		cmocka_unit_test(test_punch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,14 +5,22 @@
  *   1. the body streamed into memory or a temporary file in tmp/ (body.c);
  *   2. writer: a body over queue_inline_max is fsync'd and renamed into
  *      big/ (or written there and fsync'd), then big/ itself is fsync'd —
- *      once for every such body of the group;
+ *      once for every such body of the group; a body over QDB_LOG_MIN (and
+ *      not over queue_inline_max) is appended to the body log, log/SEG,
+ *      and the log is fdatasync'd once for the group (log/ too when the
+ *      segment is new);
  *   3. writer: one transaction inserts every waiting message's rows and
  *      COMMITs (WAL, synchronous=FULL: the commit is on disk when it
  *      returns);
  *   4. the loop hears QDB_OK and only then the session says 250.
- * A crash before 3 leaves at most a big/ file no row names: removed at the
- * next start (its sender never got a 250). A failure in 2 or 3 removes the
- * big/ file at once and answers NOSPACE or IOERR: no row, no file.
+ * A crash before 3 leaves at most a big/ file, or bytes in the log, that no
+ * row names: removed (files) or punched out (log ranges) at the next start;
+ * their senders never got a 250. A failure in 2 or 3 removes the big/ file
+ * at once and answers NOSPACE or IOERR: no row, no file.
+ *
+ * Why a log (docs/queue.md, "Where a body goes"): a body in the row is
+ * written twice, to the WAL and again at checkpoint; a file per body costs
+ * an fsync per body. The log writes each byte once with one sync per group.
  *
  * Exposed to: the disk. Never to peer bytes as structure: every envelope
  * field is bound into its own column.
@@ -43,6 +51,14 @@
 
 #define QDB_WRITER_BUSY_MS	10000
 #define QDB_READER_BUSY_MS	1000
+/* Bodies over this (and up to queue_inline_max) go to the body log: a few
+ * KB is where the row's second copy starts to cost more than a second
+ * sync per group (docs/queue.md, "Where a body goes"). */
+#define QDB_LOG_MIN		(16 * 1024)
+/* A segment takes no new group past this size, so delivered mail frees
+ * whole files; holes are punched for each message before that. */
+#define QDB_LOG_SEGMENT_MAX	(64 * 1024 * 1024)
+#define QDB_LOG_NAME_MAX	32
 
 enum job_kind { JOB_INSERT, JOB_UPDATE };
 
@@ -64,6 +80,11 @@ struct qdb_job {
 	size_t			 bloblen;
 	unsigned char		*blobmem;	/* read from a spilled file */
 	char			 unlink_after[64]; /* big file of a delete */
+	int			 in_log;	/* body appended to the log */
+	uint64_t		 log_off;
+	char			 punch_file[QDB_LOG_NAME_MAX]; /* log range of */
+	uint64_t		 punch_off;	/* a delete, to free */
+	uint64_t		 punch_len;
 	int			 failed;
 };
 
@@ -72,7 +93,13 @@ struct qdb {
 	char			 path[PATH_MAX + 16];
 	char			 bigdir[PATH_MAX + 8];
 	char			 tmpdir[PATH_MAX + 8];
+	char			 logdir[PATH_MAX + 8];
 	uint64_t		 inline_max;
+	/* the body log's open segment: writer thread only */
+	int			 logfd;		/* -1: none open */
+	char			 logname[QDB_LOG_NAME_MAX];
+	uint64_t		 logend;
+	unsigned long long	 logseq;	/* last segment number used */
 	sqlite3			*rdb;		/* loop thread: reads */
 	sqlite3			*wdb;		/* writer thread only */
 	int			 readonly;
@@ -115,7 +142,9 @@ static const char schema[] =
     " warned INTEGER NOT NULL DEFAULT 0,"
     " is_dsn INTEGER NOT NULL DEFAULT 0,"
     " big_file TEXT,"			/* name in big/, NULL if inline */
-    " body BLOB"			/* NULL if in big/ */
+    " body BLOB,"			/* NULL if in big/ or the log */
+    " log_file TEXT,"			/* segment in log/, or NULL */
+    " log_off INTEGER"			/* the body's offset there */
     ");"
     "CREATE TABLE IF NOT EXISTS recipient ("
     " message_id TEXT NOT NULL,"
@@ -254,17 +283,23 @@ exec(sqlite3 *db, const char *sql)
 
 /* --- writer: one message's rows ----------------------------------------- */
 
+/*
+ * The body is in big/ (big), in the log (logfile at logoff) or the blob:
+ * one of them, the others NULL.
+ */
 static int
 insert_rows(sqlite3 *db, const struct envelope *e, uint64_t size,
-    const char *big, const void *blob, size_t bloblen, int is_dsn)
+    const char *big, const char *logfile, uint64_t logoff, const void *blob,
+    size_t bloblen, int is_dsn)
 {
 	static const char sql_msg[] =
 	    "INSERT INTO message (id, sender, sender_local, sender_domain,"
 	    " sender_flags, size, param_size, param_body, param_smtputf8,"
 	    " param_ret, param_envid, helo, client_addr, client_name, proto,"
-	    " arrival, data_flags, next_attempt, is_dsn, big_file, body)"
+	    " arrival, data_flags, next_attempt, is_dsn, big_file, body,"
+	    " log_file, log_off)"
 	    " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
-	    "?17,?18,?19,?20,?21)";
+	    "?17,?18,?19,?20,?21,?22,?23)";
 	static const char sql_rcpt[] =
 	    "INSERT INTO recipient (message_id, idx, address, local, domain,"
 	    " addr_flags, notify, orcpt_type, orcpt) VALUES"
@@ -302,6 +337,11 @@ insert_rows(sqlite3 *db, const struct envelope *e, uint64_t size,
 	if (big != NULL && big[0] != '\0') {
 		sqlite3_bind_text(st, 20, big, -1, SQLITE_STATIC);
 		sqlite3_bind_null(st, 21);
+	} else if (logfile != NULL) {
+		sqlite3_bind_null(st, 20);
+		sqlite3_bind_null(st, 21);
+		sqlite3_bind_text(st, 22, logfile, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 23, (sqlite3_int64)logoff);
 	} else {
 		sqlite3_bind_null(st, 20);
 		sqlite3_bind_blob64(st, 21, bloblen ? blob : "",
@@ -429,7 +469,7 @@ update_rows(struct qdb *q, struct qdb_job *j, int *missing)
 			return rc;
 	}
 	if (u->dsn_env != NULL) {
-		rc = insert_rows(db, u->dsn_env, u->dsn_bodylen, NULL,
+		rc = insert_rows(db, u->dsn_env, u->dsn_bodylen, NULL, NULL, 0,
 		    u->dsn_body, u->dsn_bodylen, 1);
 		if (rc != SQLITE_OK)
 			return rc;
@@ -437,14 +477,18 @@ update_rows(struct qdb *q, struct qdb_job *j, int *missing)
 	if (u->set & QDB_DELETE) {
 		sqlite3_stmt *st;
 
-		rc = sqlite3_prepare_v2(db, "SELECT big_file FROM message "
-		    "WHERE id = ?1", -1, &st, NULL);
+		rc = sqlite3_prepare_v2(db, "SELECT big_file, log_file, "
+		    "log_off, size FROM message WHERE id = ?1", -1, &st, NULL);
 		if (rc != SQLITE_OK)
 			return rc;
 		sqlite3_bind_text(st, 1, u->id, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
+		if (sqlite3_step(st) == SQLITE_ROW) {
 			col_text(st, 0, j->unlink_after,
 			    sizeof(j->unlink_after));
+			col_text(st, 1, j->punch_file, sizeof(j->punch_file));
+			j->punch_off = (uint64_t)sqlite3_column_int64(st, 2);
+			j->punch_len = (uint64_t)sqlite3_column_int64(st, 3);
+		}
 		sqlite3_finalize(st);
 		if ((rc = run(db, "DELETE FROM recipient WHERE message_id = ?1",
 		    NULL, "t", u->id)) != SQLITE_DONE ||
@@ -483,7 +527,7 @@ prepare_body(struct qdb *q, struct qdb_job *j)
 		if (mem != NULL) {
 			j->blob = mem;
 			j->bloblen = len;
-			return 0;
+			goto small;
 		}
 		/* Spilled (smtpd_body_buffer < queue_inline_max): read it
 		 * back; it is small by definition. */
@@ -495,6 +539,10 @@ prepare_body(struct qdb *q, struct qdb_job *j)
 		}
 		j->blob = j->blobmem;
 		j->bloblen = (size_t)size;
+small:
+		/* Over QDB_LOG_MIN the blob goes to the body log instead
+		 * of the row (log_append()). */
+		j->in_log = size > QDB_LOG_MIN;
 		return 0;
 	}
 
@@ -534,12 +582,166 @@ fail:
 	return -1;
 }
 
+/* --- writer: the body log (docs/queue.md, "Where a body goes") ---------- */
+
+static int
+pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Does a committed row name log segment 'name'? 1, 0, or -1 in doubt. */
+static int
+log_in_use(sqlite3 *db, const char *name)
+{
+	int rc = run(db, "SELECT 1 FROM message WHERE log_file = ?1 LIMIT 1",
+	    NULL, "t", name);
+
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Unlink segment 'name' if no row names it (and it is not the open one). */
+static void
+log_unlink_unused(struct qdb *q, sqlite3 *db, const char *name)
+{
+	char path[PATH_MAX + 100];
+
+	if (q->logfd != -1 && strcmp(name, q->logname) == 0)
+		return;
+	if (log_in_use(db, name) != 0)
+		return;		/* named, or in doubt: keep it */
+	snprintf(path, sizeof(path), "%s/%s", q->logdir, name);
+	if (unlink(path) == 0)
+		log_info("event=queue_log_removed file=log/%s", name);
+}
+
+/* Close the open segment; it goes too when no row names it. */
+static void
+log_close(struct qdb *q)
+{
+	char name[QDB_LOG_NAME_MAX];
+
+	if (q->logfd == -1)
+		return;
+	close(q->logfd);
+	q->logfd = -1;
+	str_copy(name, sizeof(name), q->logname);
+	log_unlink_unused(q, q->wdb, name);
+}
+
+/*
+ * Step 2 for the group's log bodies: append them to the open segment (a
+ * new one once it passed QDB_LOG_SEGMENT_MAX) and fdatasync once; a new
+ * segment's name is made durable with an fsync of log/. 0, or -1 with
+ * errno: no job may then name the new bytes, and the segment is closed
+ * (after a failed sync its pages are in doubt; a new group starts a new
+ * segment, and this one goes when no row names it).
+ */
+static int
+log_append(struct qdb *q, struct qdb_job **jobs, size_t n)
+{
+	char path[PATH_MAX + 100];
+	size_t i, any = 0;
+	int fresh = 0, saved;
+
+	for (i = 0; i < n; i++)
+		if (jobs[i]->kind == JOB_INSERT && jobs[i]->in_log &&
+		    !jobs[i]->failed)
+			any++;
+	if (any == 0)
+		return 0;
+	if (q->logfd != -1 && q->logend >= QDB_LOG_SEGMENT_MAX)
+		log_close(q);
+	if (q->logfd == -1) {
+		q->logseq++;
+		snprintf(q->logname, sizeof(q->logname), "%020llu",
+		    q->logseq);
+		snprintf(path, sizeof(path), "%s/%s", q->logdir, q->logname);
+		if ((q->logfd = open(path, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC, 0600)) == -1)
+			return -1;
+		q->logend = 0;
+		fresh = 1;
+	}
+	for (i = 0; i < n; i++) {
+		struct qdb_job *j = jobs[i];
+
+		if (j->kind != JOB_INSERT || !j->in_log || j->failed)
+			continue;
+		j->log_off = q->logend;
+		if (pwrite_all(q->logfd, j->blob, j->bloblen, q->logend) == -1)
+			goto fail;
+		q->logend += j->bloblen;
+	}
+	if (fdatasync(q->logfd) == -1)
+		goto fail;
+	if (fresh && fsync_dir(q->logdir) == -1)
+		goto fail;
+	return 0;
+fail:
+	saved = errno;
+	log_close(q);
+	errno = saved;
+	return -1;
+}
+
+/*
+ * Give back the disk space of a body that left the queue (or never got a
+ * row): punch its range out of the segment; a segment no row names any
+ * more is removed whole. Best effort: a range not punched is freed with
+ * its segment.
+ */
+static void
+log_free(struct qdb *q, const char *name, uint64_t off, uint64_t len)
+{
+	char path[PATH_MAX + 100];
+	int fd;
+
+	if (q->logfd != -1 && strcmp(name, q->logname) == 0) {
+		if (log_in_use(q->wdb, name) == 0) {
+			log_close(q);
+			return;
+		}
+		fd = q->logfd;
+	} else {
+		if (log_in_use(q->wdb, name) == 0) {
+			log_unlink_unused(q, q->wdb, name);
+			return;
+		}
+		snprintf(path, sizeof(path), "%s/%s", q->logdir, name);
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
+			return;
+	}
+	(void)body_punch(fd, off, len);
+	if (fd != q->logfd)
+		close(fd);
+}
+
 /* Undo what prepare_body() left on disk for a job that did not commit. */
 static void
 undo_body(struct qdb *q, struct qdb_job *j)
 {
 	char path[PATH_MAX + 100];
 
+	if (j->in_log && q->logfd != -1) {
+		/* appended, never named: its bytes are garbage now */
+		(void)body_punch(q->logfd, j->log_off, j->bloblen);
+		j->in_log = 0;
+	}
 	if (!j->big_ours)
 		return;
 	snprintf(path, sizeof(path), "%s/%s", q->bigdir, j->big);
@@ -560,9 +762,11 @@ commit_group(struct qdb *q, struct qdb_job **jobs, size_t n)
 		struct qdb_job *j = jobs[i];
 
 		j->unlink_after[0] = '\0';
+		j->punch_file[0] = '\0';
 		if (j->kind == JOB_INSERT)
 			rc = insert_rows(q->wdb, &j->env, body_size(j->body),
-			    j->big, j->blob, j->bloblen, 0);
+			    j->big, j->in_log ? q->logname : NULL, j->log_off,
+			    j->blob, j->bloblen, 0);
 		else {
 			rc = update_rows(q, j, &missing);
 			j->result = missing ? QDB_NOTFOUND : QDB_OK;
@@ -626,6 +830,21 @@ write_group(struct qdb *q, struct qdb_job *list)
 			jobs[i]->failed = 1;
 		}
 	}
+	/* The log's new bytes are durable before any row names them. */
+	if (log_append(q, jobs, m) == -1) {
+		enum qdb_result r = errno_result(errno);
+
+		log_warn("event=queue_commit_failed error=\"body log: %s\"",
+		    strerror(errno));
+		for (i = 0; i < m; i++) {
+			if (jobs[i]->kind != JOB_INSERT || !jobs[i]->in_log ||
+			    jobs[i]->failed)
+				continue;
+			jobs[i]->in_log = 0;
+			jobs[i]->result = r;
+			jobs[i]->failed = 1;
+		}
+	}
 	for (i = n = 0; i < m; i++)
 		if (!jobs[i]->failed)
 			jobs[n++] = jobs[i];
@@ -656,6 +875,9 @@ write_group(struct qdb *q, struct qdb_job *list)
 			    j->unlink_after);
 			unlink(path);
 		}
+		if (!j->failed && j->kind == JOB_UPDATE &&
+		    j->punch_file[0] != '\0')
+			log_free(q, j->punch_file, j->punch_off, j->punch_len);
 	}
 	free(jobs);
 	for (j = list; j != NULL; j = list) {
@@ -1001,15 +1223,60 @@ qdb_scan_page(struct qdb *q, struct qdb_cursor *cur, size_t limit,
 	return rc == SQLITE_DONE ? n : -1;
 }
 
+/* Is message id in the queue? 1, 0, or -1 on error. */
+static int
+qdb_exists(struct qdb *q, const char *id)
+{
+	int rc = run(q->rdb, "SELECT 1 FROM message WHERE id = ?1", NULL, "t",
+	    id);
+
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* m's body (m->size bytes) from the log at off. 0, or -1 (logged). */
+static int
+log_read(struct qdb *q, const char *name, uint64_t off, struct qdb_msg *m)
+{
+	char path[PATH_MAX + 100];
+	size_t done = 0;
+	ssize_t n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", q->logdir, name);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_err("queue=%s event=body_unreadable file=log/%s error=\"%s\"",
+		    m->id, name, strerror(errno));
+		return -1;
+	}
+	m->body = xmalloc(m->size + 1);
+	while (done < m->size) {
+		n = pread(fd, m->body + done, m->size - done,
+		    (off_t)(off + done));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	close(fd);
+	if (done != m->size) {
+		log_err("queue=%s event=body_unreadable file=log/%s error=\"%s\"",
+		    m->id, name, n == 0 ? "short file" : strerror(errno));
+		return -1;
+	}
+	m->bodylen = done;
+	return 0;
+}
+
 int
 qdb_load(struct qdb *q, const char *id, int with_body, struct qdb_msg *out)
 {
 	sqlite3_stmt *st;
-	int rc;
+	int rc, from_log = 0;
 
 	memset(out, 0, sizeof(*out));
-	rc = sqlite3_prepare_v2(q->rdb, "SELECT " MSG_COLS ", body FROM "
-	    "message WHERE id = ?1", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(q->rdb, "SELECT " MSG_COLS ", body, log_file,"
+	    " log_off FROM message WHERE id = ?1", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -1018,7 +1285,19 @@ qdb_load(struct qdb *q, const char *id, int with_body, struct qdb_msg *out)
 		return rc == SQLITE_DONE ? 1 : -1;
 	}
 	msg_from_row(st, out);
-	if (with_body && out->big[0] == '\0') {
+	if (with_body && out->big[0] == '\0' &&
+	    sqlite3_column_type(st, 25) != SQLITE_NULL) {
+		char name[QDB_LOG_NAME_MAX];
+
+		col_text(st, 25, name, sizeof(name));
+		if (log_read(q, name, (uint64_t)sqlite3_column_int64(st, 26),
+		    out) == -1) {
+			sqlite3_finalize(st);
+			qdb_msg_free(out);
+			return -1;
+		}
+		from_log = 1;
+	} else if (with_body && out->big[0] == '\0') {
 		int n = sqlite3_column_bytes(st, 24);
 		const void *p = sqlite3_column_blob(st, 24);
 
@@ -1028,6 +1307,13 @@ qdb_load(struct qdb *q, const char *id, int with_body, struct qdb_msg *out)
 			memcpy(out->body, p, out->bodylen);
 	}
 	sqlite3_finalize(st);
+	/* The writer punches a deleted body out of the log after its
+	 * commit: if the row is still there now, in a new read, the bytes
+	 * read were the body's. */
+	if (from_log && (rc = qdb_exists(q, id)) != 1) {
+		qdb_msg_free(out);
+		return rc == 0 ? 1 : -1;
+	}
 	if (load_rcpts(q, out) == -1) {
 		qdb_msg_free(out);
 		return -1;
@@ -1063,6 +1349,8 @@ set_paths(struct qdb *q, const char *spool_dir)
 	snprintf(q->path, sizeof(q->path), "%s/queue.db", spool_dir);
 	snprintf(q->bigdir, sizeof(q->bigdir), "%s/big", spool_dir);
 	snprintf(q->tmpdir, sizeof(q->tmpdir), "%s/tmp", spool_dir);
+	snprintf(q->logdir, sizeof(q->logdir), "%s/log", spool_dir);
+	q->logfd = -1;
 	return 0;
 }
 
@@ -1131,6 +1419,93 @@ sweep(struct qdb *q)
 	closedir(d);
 }
 
+/* One segment at start, st the statement of its named ranges. */
+static void
+sweep_segment(struct qdb *q, sqlite3_stmt *st, const char *name)
+{
+	char path[PATH_MAX + 300];
+	uint64_t end = 0, off, len;
+	int rc, fd, named = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", q->logdir, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		off = (uint64_t)sqlite3_column_int64(st, 0);
+		len = (uint64_t)sqlite3_column_int64(st, 1);
+		if (fd != -1 && off > end)
+			(void)body_punch(fd, end, off - end);
+		if (off + len > end)
+			end = off + len;
+		named = 1;
+	}
+	/* A read that failed leaves the segment whole: in doubt, keep. */
+	if (rc == SQLITE_DONE && !named) {
+		log_info("event=queue_sweep file=log/%s", name);
+		unlink(path);
+	} else if (rc == SQLITE_DONE && fd != -1 &&
+	    ftruncate(fd, (off_t)end) == -1)
+		log_warn("event=queue_sweep_failed file=log/%s error=\"%s\"",
+		    name, strerror(errno));
+	if (fd != -1)
+		close(fd);
+}
+
+/*
+ * The body log after a start: a segment no row names is removed; in the
+ * others the bytes no row names (bodies whose senders never got a 250,
+ * bodies delivered while a punch failed) are punched out and the tail
+ * past the last named body is cut off. No segment is appended to again:
+ * new groups go to a new one, numbered past every name found.
+ */
+static void
+sweep_log(struct qdb *q)
+{
+	sqlite3_stmt *st = NULL;
+	struct dirent *de;
+	unsigned long long seq;
+	char *e;
+	DIR *d;
+
+	if ((d = opendir(q->logdir)) == NULL)
+		return;
+	if (sqlite3_prepare_v2(q->rdb, "SELECT log_off, size FROM message "
+	    "WHERE log_file = ?1 ORDER BY log_off", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			seq = strtoull(de->d_name, &e, 10);
+			if (*e == '\0' && seq > q->logseq)
+				q->logseq = seq;
+			sweep_segment(q, st, de->d_name);
+		}
+	}
+	sqlite3_finalize(st);
+	closedir(d);
+}
+
+/* A queue.db made before the body log lacks its columns: add them. */
+static int
+migrate(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "SELECT log_file, log_off FROM message "
+	    "LIMIT 0", -1, &st, NULL) != SQLITE_OK) {
+		rc = exec(db, "ALTER TABLE message ADD COLUMN log_file TEXT;"
+		    "ALTER TABLE message ADD COLUMN log_off INTEGER;");
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	sqlite3_finalize(st);
+	/* Whether a segment is still named, once per delivered body. */
+	return exec(db, "CREATE INDEX IF NOT EXISTS message_log ON "
+	    "message(log_file) WHERE log_file IS NOT NULL");
+}
+
 struct qdb *
 qdb_open(struct event_base *base, const char *spool_dir, uint64_t inline_max,
     char *err, size_t errsz)
@@ -1146,7 +1521,7 @@ qdb_open(struct event_base *base, const char *spool_dir, uint64_t inline_max,
 		goto fail;
 	}
 	if (mkdir_p(q->spool) == -1 || mkdir_p(q->bigdir) == -1 ||
-	    mkdir_p(q->tmpdir) == -1) {
+	    mkdir_p(q->tmpdir) == -1 || mkdir_p(q->logdir) == -1) {
 		snprintf(err, errsz, "%s: %s", q->spool, strerror(errno));
 		goto fail;
 	}
@@ -1159,6 +1534,8 @@ qdb_open(struct event_base *base, const char *spool_dir, uint64_t inline_max,
 	    "PRAGMA synchronous=FULL;", NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(q->wdb, schema, NULL, NULL, &msg);
+	if (rc == SQLITE_OK && (rc = migrate(q->wdb)) != SQLITE_OK)
+		msg = sqlite3_mprintf("%s", sqlite3_errmsg(q->wdb));
 	if (rc != SQLITE_OK) {
 		snprintf(err, errsz, "%s: cannot use the queue database: %s "
 		    "(nothing was changed; move it away or repair it)",
@@ -1170,6 +1547,7 @@ qdb_open(struct event_base *base, const char *spool_dir, uint64_t inline_max,
 	    QDB_READER_BUSY_MS, err, errsz)) == NULL)
 		goto fail;
 	sweep(q);
+	sweep_log(q);
 
 	if (pipe(q->pipe) == -1) {
 		snprintf(err, errsz, "pipe: %s", strerror(errno));
@@ -1242,6 +1620,7 @@ qdb_close(struct qdb *q)
 		close(q->pipe[1]);
 		pthread_mutex_destroy(&q->lock);
 		pthread_cond_destroy(&q->cond);
+		log_close(q);
 	}
 	sqlite3_close(q->rdb);
 	sqlite3_close(q->wdb);

@@ -471,7 +471,8 @@ def queued_messages(daemon):
     first); env every column of the message's row (helo, client, ...).
 
     Reads spool_dir/queue.db with Python's sqlite3 (a WAL reader never
-    blocks the daemon) and big/ for bodies over queue_inline_max. This is
+    blocks the daemon), big/ for bodies over queue_inline_max and log/ for
+    those in the body log. This is
     the one place that knows; change it when the queue changes.
 
     A missing queue.db or message table raises NoQueue: "nothing queued"
@@ -503,6 +504,12 @@ def queued_messages(daemon):
                 with open(os.path.join(daemon.spool, "big",
                                        row["big_file"]), "rb") as f:
                     data = f.read()
+            elif "log_file" in row.keys() and row["log_file"]:
+                # the body log: size bytes at log_off (docs/queue.md)
+                with open(os.path.join(daemon.spool, "log",
+                                       row["log_file"]), "rb") as f:
+                    f.seek(row["log_off"])
+                    data = f.read(row["size"])
             else:
                 data = bytes(row["body"] or b"")
             out.append({"id": row["id"], "file_id": row["id"],

@@ -31,7 +31,7 @@ import warnings
 
 from harness import (BlackboxTest, Client, ConnectionClosed, Daemon,
                      cannot_run, is_sanitized, poll, queued_messages, spool_files,
-                     split_received)
+                     split_received, wait_spool_empty)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fakes"))
@@ -169,7 +169,9 @@ class TestKill9(FaultTest):
             c = None
             for i in range(n_total // n_clients):
                 token = "tok-%d-%03d" % (ci, i)
-                body = body_for(token, pad=crnd.choice((0, 0, 0, 2000)))
+                # 2000: in the row; 100 KB: in the body log
+                body = body_for(token, pad=crnd.choice((0, 0, 0, 2000,
+                                                        100 * 1024)))
                 with lock:
                     bodies[token] = body
                 deadline = time.monotonic() + 30
@@ -304,8 +306,226 @@ class TestKill9(FaultTest):
                          "(queue ids %s)\n%s"
                          % ([acked[t] for t in lost[:10]], d.log_tail(60)))
         self.assertTrue(drained, "queue did not drain\n" + d.log_tail())
+        # what a kill left unnamed went at the restart after it; the rest
+        # (log segments) with the last body delivered
+        self.assertEqual(wait_spool_empty(d, 5.0), [],
+                         "files left in the spool\n" + d.log_tail())
         for tok, where, r in refused:
             self.assertTrue(400 <= r[0] < 500, (tok, where, r))
+
+
+# -- 1b. kill -9 at each sync of the commit path -------------------------------
+
+SYS_FSYNC, SYS_FDATASYNC = 74, 75       # x86_64 (/proc/TID/syscall)
+
+
+class TestKill9AtSyncs(FaultTest):
+    """The commit path of a body over queue_inline_max (docs/queue.md,
+    "Durability protocol"), stopped and killed at each of its syncs."""
+
+    def sync_stop(self, d, timeout=10.0):
+        """Wait until a thread of backmxd is held by strace at the entry of
+        fsync/fdatasync; returns (tid, path of the fd being synced)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for tid in os.listdir("/proc/%d/task" % d.proc.pid):
+                base = "/proc/%d/task/%s" % (d.proc.pid, tid)
+                try:
+                    with open(base + "/stat") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]
+                    with open(base + "/syscall") as f:
+                        sc = f.read().split()
+                    if state != "t" or int(sc[0]) not in (SYS_FSYNC,
+                                                          SYS_FDATASYNC):
+                        continue
+                    fd = int(sc[1], 16)
+                    return int(tid), os.readlink("/proc/%d/fd/%d"
+                                                 % (d.proc.pid, fd))
+                except (OSError, ValueError, IndexError):
+                    continue
+            time.sleep(0.005)
+        return None, None
+
+    def test_kill9_at_each_sync_of_a_log_body(self):
+        """With the defaults a 100 KB body goes to the body log (log/).
+        strace holds every fsync/fdatasync of backmxd for a moment; the
+        test names each sync of the commit path by the file it syncs and
+        asserts their order: the log segment, then log/ itself (a new
+        segment), then the WAL (the row) — the row never before the body
+        it names. Then, once per sync point, a new message is sent and
+        backmxd is SIGKILLed while held at that sync; no 250 can have been
+        sent. After each restart the queue is consistent: every segment in
+        log/ is named by a row (unnamed ones swept), nothing in tmp/ or
+        big/, every row's body is the one sent, and a segment ends where
+        its last named body ends (the unacknowledged tail cut off). At the
+        end the primary comes up: everything queued arrives whole, once
+        per row, and the spool is empty (segments go with their last
+        body)."""
+        if os.uname().machine != "x86_64":
+            raise unittest.SkipTest("syscall numbers of x86_64 only, not %s"
+                                    % os.uname().machine)
+        if not shutil.which("strace"):
+            cannot_run("strace not installed (Debian strace)")
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 down for the test"
+        d = self.daemon(domains=["customer.example " + mx.route()],
+                        primary_down_after="1", **FAST)
+        bodies = {}
+
+        def traced(delay_ms, calls="fsync,fdatasync", when=""):
+            st = subprocess.Popen(
+                ["strace", "-f", "-qq", "-o", "/dev/null", "-p",
+                 str(d.proc.pid), "-e", "trace=fsync,fdatasync", "-e",
+                 "inject=%s:delay_enter=%dms%s" % (calls, delay_ms, when)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.addCleanup(lambda: st.poll() is None and st.kill())
+            # attached once every thread has a tracer
+            self.assertTrue(poll(lambda: all(
+                self.tracer(d.proc.pid, t) == st.pid for t in
+                os.listdir("/proc/%d/task" % d.proc.pid)), 10, 0.02),
+                "strace did not attach")
+            return st
+
+        def start_send(token):
+            """The transaction up to the dot, in a thread: the dot's reply
+            lands in out[0] (None: the connection died first)."""
+            c = self.session(d)
+            body = body_for(token, pad=100 * 1024)
+            bodies[token] = body
+            out = [None]
+
+            def run():
+                try:
+                    where, r = self.transaction(c, token, body)
+                    out[0] = (where, r)
+                except (OSError, ConnectionClosed, AssertionError):
+                    pass
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            return t, out
+
+        spool = os.path.realpath(d.spool)
+        big = os.path.join(spool, "log")
+        wal = os.path.join(spool, "queue.db-wal")
+
+        # 1. the order of the syncs, from one message held at each
+        st = traced(150)
+        t, out = start_send("tok-sync-order")
+        seen = []
+        while not seen or seen[-1] != wal:
+            tid, path = self.sync_stop(d)
+            self.assertIsNotNone(tid, "no sync seen; so far %s\n%s"
+                                 % (seen, d.log_tail()))
+            if not seen or seen[-1] != path:
+                seen.append(path)
+            while self.sync_stop(d, 0.0)[0] == tid:
+                time.sleep(0.005)
+        t.join(10)
+        st.kill()
+        st.wait()
+        self.assertEqual(out[0][1][0], 250, out[0])
+        print("\ntest_kill9_at_syncs: syncs %s" % seen, file=sys.stderr)
+        writer = [p for p in seen if p == big or p == wal
+                  or p.startswith(big + "/")]
+        self.assertEqual(len(writer), 3, seen)
+        self.assertTrue(writer[0].startswith(big + "/"), writer)
+        self.assertEqual(writer[1:], [big, wal])
+
+        # 2. a kill at each point; strace counts per thread and call from
+        # its attach. "body": the writer's next fdatasync, the append
+        # behind tok-sync-order in the open segment (the restart must cut
+        # it off). After a restart a new segment opens: "dir" is the
+        # writer's first fsync (log/), "wal" its second fdatasync. "tail":
+        # a message committed first, the killed one appended behind it.
+        for point, calls, when in (("body", "fdatasync", ":when=1"),
+                                   ("dir", "fsync", ":when=1"),
+                                   ("wal", "fdatasync", ":when=2"),
+                                   ("tail", "fdatasync", ":when=1")):
+            if point == "tail":
+                t, out = start_send("tok-sync-before-tail")
+                t.join(20)
+                self.assertEqual(out[0][1][0], 250, out[0])
+            st = traced(60000, calls, when)
+            t, out = start_send("tok-sync-kill-%s" % point)
+            tid, path = self.sync_stop(d)
+            self.assertIsNotNone(tid, "never reached %s" % point)
+            at = ("tail" if point == "tail" and path.startswith(big + "/")
+                  else "body" if path.startswith(big + "/") else
+                  "dir" if path == big else
+                  "wal" if path == wal else path)
+            self.assertEqual(at, point, "held at another sync")
+            # SIGKILL is pending before strace lets go: the held sync is
+            # skipped (a fatal signal at syscall entry), the thread dies
+            d.proc.kill()
+            st.kill()
+            st.wait(10)
+            d.proc.wait()
+            d._logf.close()
+            t.join(10)
+            self.assertFalse(out[0] and out[0][1][0] == 250,
+                             "250 before the commit path ended: %r"
+                             % (out[0],))
+            d.start()
+            self.assert_consistent(d, bodies)
+        self.send_final(d, mx, bodies)
+
+    def tracer(self, pid, tid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("TracerPid:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
+    def assert_consistent(self, d, bodies):
+        """Rows and files agree after a restart: every log segment a
+        row's, no longer than its last named body, nothing in tmp/ or big/,
+        every stored body the one sent."""
+        msgs = queued_messages(d)
+        ends = {}
+        for m in msgs:
+            e = m["env"]
+            self.assertIsNotNone(e["log_file"], "100 KB body not in log/")
+            ends[e["log_file"]] = max(ends.get(e["log_file"], 0),
+                                      e["log_off"] + e["size"])
+        self.assertEqual(spool_files(d), sorted("log/" + f for f in ends),
+                         "files in the spool that no row names\n%s"
+                         % d.log_tail())
+        for f, end in ends.items():
+            self.assertEqual(os.path.getsize(os.path.join(d.spool, "log",
+                                                          f)), end,
+                             "log/%s: bytes past its last body" % f)
+        for m in msgs:
+            _, rest = split_received(m["data"])
+            tok = TOKEN_RX.search(rest).group(1).decode()
+            self.assertEqual(rest, bodies[tok], "body of %s" % tok)
+
+    def send_final(self, d, mx, bodies):
+        """One more message, 250'd; then the primary comes up: every row
+        arrives once, whole, and nothing is left in the spool."""
+        token = "tok-sync-final"
+        bodies[token] = body_for(token, pad=100 * 1024)
+        c = self.session(d)
+        where, r = self.transaction(c, token, bodies[token])
+        self.assertEqual(r[0], 250, (where, r))
+        c.close()
+        rows = set()
+        for m in queued_messages(d):
+            _, rest = split_received(m["data"])
+            rows.add(TOKEN_RX.search(rest).group(1).decode())
+        mx.greeting = "220 primary.example ESMTP back"
+        self.assertTrue(self.wait_queue_empty(d, 30), d.log_tail())
+        mx.wait_received(len(rows), timeout=5)
+        time.sleep(0.5)
+        arrived = arrived_tokens(mx, bodies)
+        print("test_kill9_at_syncs: arrived %s" % sorted(arrived),
+              file=sys.stderr)
+        self.assertLessEqual({"tok-sync-order", "tok-sync-before-tail",
+                              token}, rows)
+        self.assertEqual(arrived, {t: 1 for t in rows})
+        self.assertEqual(spool_files(d), [], "files left in the spool")
 
 
 # -- 2. a full disk -----------------------------------------------------------
@@ -380,15 +600,17 @@ class TestDiskFull(FaultTest):
         the primary refuses (421) so everything stays queued. A filler file
         takes the space: below queue_minfree MAIL gets 452 4.3.1; a disk
         filled while a body streams (before the dot) gets 452/451 after
-        the dot — inline bodies and big/ bodies. Never a 250 for a message
+        the dot — bodies in the row (0), in the body log (20000, 100000:
+        over 16 KB) and in big/ (200000: over queue_inline_max 128K).
+        Never a 250 for a message
         not stored. Then the filler goes, backmxd accepts again, the
         primary comes up: every 250'd message arrives exactly once, nothing
         else, and no file is left in the spool."""
         mx = self.fake()
         mx.greeting = "421 4.3.2 down for the test"
         d, view = self.ns_daemon(mx, message_size_limit="256K",
-                                 queue_inline_max="8K",
-                                 smtpd_body_buffer="16K",
+                                 queue_inline_max="128K",
+                                 smtpd_body_buffer="64K",
                                  primary_down_after="1", **FAST)
         bodies, acked, refused = {}, {}, []
         c = self.session(d)
@@ -435,6 +657,10 @@ class TestDiskFull(FaultTest):
         print("\ntest_full_disk: answers with the disk full before the "
               "dot: %s" % [(p, w, rr[0]) for p, w, rr in dot_replies],
               file=sys.stderr)
+        # 20000 stayed in memory (smtpd_body_buffer 64K): the body log's
+        # own append met the full disk; 100000 and 200000 spilled to tmp/
+        self.assertIn('error="body log: No space left on device"', d.log(),
+                      "the body log never met the full disk")
 
         # space is back: accepted again
         time.sleep(1.1)
@@ -515,13 +741,14 @@ class TestFsyncFails(FaultTest):
     def test_fsync_fails_never_250(self):
         """backmxd runs under fiu-run -x; once ready, fsync and fdatasync
         are made to fail (fiu-ctrl 'enable name=posix/io/sync/*'). A
-        message (inline and big/) then gets 4xx after the dot, never 250,
+        message (in the row, the body log and big/) then gets 4xx after
+        the dot, never 250,
         and the primary (up all along) gets nothing for it. The fault is
         disabled: 250 again. Restarted without fiu on the same spool, the
         queue holds the 250'd messages only, they arrive, and no file is
         left in big/ or tmp/."""
         mx = self.fake()
-        d = self.fiu_daemon(mx, queue_inline_max="8K", **FAST)
+        d = self.fiu_daemon(mx, queue_inline_max="128K", **FAST)
         c = self.session(d)
         bodies, acked, refused = {}, {}, []
 
@@ -540,7 +767,8 @@ class TestFsyncFails(FaultTest):
 
         self.fiu(d, "enable name=%s" % self.FAULT)
         for token, pad in (("tok-fsync-bad-inline", 0),
-                           ("tok-fsync-bad-big", 50000),
+                           ("tok-fsync-bad-log", 50000),
+                           ("tok-fsync-bad-big", 200000),
                            ("tok-fsync-bad-inline2", 100)):
             where, r = send(token, pad)
             self.assertEqual(where, "dot", r)
@@ -555,10 +783,12 @@ class TestFsyncFails(FaultTest):
 
         where, r = send("tok-fsync-after", 0)
         self.assertEqual(r[0], 250, (where, r, d.log_tail()))
-        where, r = send("tok-fsync-after-big", 50000)
+        where, r = send("tok-fsync-after-log", 50000)
+        self.assertEqual(r[0], 250, (where, r, d.log_tail()))
+        where, r = send("tok-fsync-after-big", 200000)
         self.assertEqual(r[0], 250, (where, r, d.log_tail()))
         c.close()
-        mx.wait_received(3)
+        mx.wait_received(4)
 
         # restart on the same spool, without fiu; the primary is down
         # first so the queue can be looked at
