@@ -2,7 +2,7 @@
 """A recording SMTP sink for the bench: the primary whose clock says when
 each message arrived (bench/README.md, "Dot to primary").
 
-    /usr/bin/python3 bench/recsink.py PORT
+    /usr/bin/python3 bench/recsink.py PORT [REJECT_PREFIX]
 
 Listens on 127.0.0.1:PORT, prints `ready` once listening, then one line
 per message received, `<Message-ID> <seconds>`, where seconds is
@@ -10,6 +10,8 @@ CLOCK_MONOTONIC (time.monotonic(): one clock for every process on the
 machine) at the moment the final dot was read. Every command gets a 250
 (354 to DATA, 221 to QUIT): it accepts everything, like smtp-sink, but
 tells us when. No PIPELINING is offered, so a client waits for each reply.
+With REJECT_PREFIX, a RCPT whose local part starts with it gets 550 5.1.1
+(a primary that knows its users: what recipient learning learns from).
 """
 import asyncio
 import re
@@ -17,6 +19,9 @@ import sys
 import time
 
 MSGID = re.compile(rb"^message-id:[ \t]*(\S+)", re.I | re.M)
+
+
+REJECT = None
 
 
 async def serve(reader, writer):
@@ -49,6 +54,9 @@ async def serve(reader, writer):
                     m.group(1).decode(errors="replace") if m else "-", t))
                 out.flush()
                 writer.write(b"250 ok\r\n")
+            elif verb == b"RCPT" and REJECT and re.match(
+                    rb"RCPT TO:\s*<" + re.escape(REJECT), line, re.I):
+                writer.write(b"550 5.1.1 no such user\r\n")
             elif verb == b"QUIT":
                 writer.write(b"221 bye\r\n")
                 await writer.drain()
@@ -71,6 +79,8 @@ async def main(port):
 
 if __name__ == "__main__":
     try:
+        if len(sys.argv) > 2:
+            REJECT = sys.argv[2].encode()
         asyncio.run(main(int(sys.argv[1])))
     except KeyboardInterrupt:
         pass

@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+"""The big-domain drain of issue 16: one customer's long outage has
+queued N messages for it; its primary returns; how fast does the backup
+MX empty its queue? backmx against Postfix in the same run
+(bench/README.md, "Big-domain drain"). Run by bench/scale.py (`make
+bench-scale`), or alone:
+
+    /usr/bin/python3 bench/scale_drain.py [--backmx 200000]
+        [--postfix 100000] [--daemon build/backmxd] [--out FILE]
+
+backmx: bench_scale_load (bench/scale_load.c) writes N 4 KB messages for
+one domain through the queue's own API; backmxd starts on that spool with
+the domain routed to a loopback port that is bound but not listening;
+once it has found the primary down, smtp-sink takes the port and backmxd
+gets `ETRN DOMAIN`: seconds until the sink has counted all N, and the
+queue is empty (`backmxctl queue list --json` has no message left).
+
+Postfix: run.py's private instance (a backup MX for the domain, transport
+to the same kind of dead port), N messages through SMTP (smtp-source, 20
+sessions, many per session: Postfix has no way in but its own), left
+until all sit in its deferred queue; then smtp-sink takes the port and
+`postqueue -f`: seconds until the sink has counted all N.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import run as R  # noqa: E402
+
+ROOT = os.path.dirname(HERE)
+DOMAIN = "cust000000.example"       # scale_load.c's first (big) domain
+log = R.log
+
+
+def backmx_drain(a, top, n):
+    d = tempfile.mkdtemp(prefix="backmx-drain-", dir=top)
+    dead = R.DeadPort()
+    sink = None
+    p = None
+    r = {"messages": n, "size": 4096, "domain": DOMAIN}
+    try:
+        t0 = time.monotonic()
+        out = subprocess.run([a.loader, "-s", os.path.join(d, "spool"),
+                              "-n", str(n), "-d", "1", "-b", "1"],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise R.BenchError("loader failed: %s" % out.stderr)
+        r["load_seconds"] = round(time.monotonic() - t0, 1)
+        os.mkdir(os.path.join(d, "state"))
+        with open(os.path.join(d, "domains"), "w") as f:
+            f.write("%s route=[127.0.0.1]:%d\n" % (DOMAIN, dead.port))
+        conf = os.path.join(d, "backmx.conf")
+        with open(conf, "w") as f:
+            f.write("listen = 127.0.0.1:0\nmyhostname = mx2.bench.test\n"
+                    "spool_dir = %s/spool\nstate_dir = %s/state\n"
+                    "domains_file = %s/domains\ncontrol_socket = %s/ctl\n"
+                    "log_level = info\ngreylist = no\n"
+                    "check_sender_domain = no\ncheck_recipient_domain = no\n"
+                    "check_mx_ranges = no\ncheck_dnsbl = no\n%s"
+                    % (d, d, d, d, "user = root\n"
+                       if os.geteuid() == 0 else ""))
+        logp = os.path.join(d, "log")
+        logf = open(logp, "ab")
+        t0 = time.monotonic()
+        p = subprocess.Popen([a.daemon, "-f", "-c", conf], stdout=logf,
+                             stderr=logf, cwd=d)
+        port = None
+        while time.monotonic() - t0 < a.timeout and port is None:
+            m = re.search(rb"event=ready\b.*?listen=127\.0\.0\.1:(\d+)",
+                          open(logp, "rb").read())
+            if m:
+                port = int(m.group(1))
+            elif p.poll() is not None:
+                raise R.BenchError("backmxd exited: see %s" % logp)
+            else:
+                time.sleep(0.05)
+        r["start_seconds"] = round(time.monotonic() - t0, 2)
+        # The first attempts find the primary down (connection refused).
+        time.sleep(a.settle)
+        r["primary_down_seen"] = bool(re.search(
+            rb"event=primary_down\b|event=deferred\b",
+            open(logp, "rb").read()))
+        dead.release()
+        sink = R.Sink(dead.port)
+        c0 = R.proc_stat(p.pid)
+        t0 = time.monotonic()
+        r["flush_reply"] = R.etrn(port, DOMAIN)
+        sink.wait_count(n, a.drain_timeout)
+        t1 = time.monotonic()
+        c1 = R.proc_stat(p.pid)
+        r["delivered"] = sink.mesg
+        r["seconds"] = round(t1 - t0, 2)
+        r["msgs_per_s"] = round(sink.mesg / (t1 - t0), 1)
+        r["cpu_ms_per_msg"] = round(1000 * (c1[0] - c0[0]) / sink.mesg, 4) \
+            if sink.mesg and c0 and c1 else None
+        # Empty means empty: nothing left in `queue list`.
+        left = None
+        for _ in range(100):
+            q = subprocess.run([a.ctl, "-c", conf, "queue", "list",
+                                "--json"], capture_output=True)
+            left = q.stdout.count(b"\"queue_id\"")
+            if left == 0:
+                break
+            time.sleep(0.1)
+        r["left_in_queue"] = left
+        r["queue_empty_seconds"] = round(time.monotonic() - t0, 2)
+        log("drain backmx: %s" % r)
+        return r
+    finally:
+        if p:
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if sink:
+            sink.stop()
+        dead.release()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def postfix_drain(a, top, n):
+    dead = R.DeadPort()
+    pf = R.Postfix(top, dead.port)
+    # Postfix's DOMAIN is run.py's bench.example: smtp-source sends there.
+    r = {"messages": n, "size": 4096, "domain": R.DOMAIN,
+         "trigger": "postqueue -f"}
+    sink = None
+    try:
+        pf.start()
+        t0 = time.monotonic()
+        wall, err = R.smtp_source(pf.port, 20, n, 4096, True,
+                                  timeout=a.timeout)
+        r["load_seconds"] = round(time.monotonic() - t0, 1)
+        r["load_msgs_per_s"] = round(n / wall, 1) if wall else None
+        if err:
+            r["load_error"] = err
+
+        def where():
+            c = {}
+            for sub in ("incoming", "active", "deferred", "hold"):
+                c[sub] = sum(len(f) for _r, _d, f in
+                             os.walk(os.path.join(pf.queue, sub)))
+            return c
+        # Every message tried once and deferred (the primary is down).
+        deadline = time.monotonic() + a.timeout
+        while time.monotonic() < deadline:
+            c = where()
+            if c["incoming"] == 0 and c["active"] == 0:
+                break
+            time.sleep(1)
+        r["queued"] = where()
+        acc = r["queued"]["deferred"] + r["queued"]["active"] + \
+            r["queued"]["incoming"]
+        r["accepted"] = acc
+        dead.release()
+        sink = R.Sink(dead.port)
+        c0 = pf.cpu()
+        t0 = time.monotonic()
+        subprocess.run(["postqueue", "-c", pf.etc, "-f"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sink.wait_count(acc, a.drain_timeout)
+        t1 = time.monotonic()
+        r["delivered"] = sink.mesg
+        r["seconds"] = round(t1 - t0, 2)
+        r["msgs_per_s"] = round(sink.mesg / (t1 - t0), 1)
+        r["cpu_ms_per_msg"] = round(1000 * (pf.cpu() - c0) / sink.mesg, 4) \
+            if sink.mesg else None
+        r["left_in_queue"] = where()
+        log("drain postfix: %s" % r)
+        return r
+    finally:
+        if sink:
+            sink.stop()
+        pf.stop()
+        dead.release()
+
+
+def drain(a):
+    """Both drains, backmx first; the ratio of their rates."""
+    top = tempfile.mkdtemp(prefix="backmx-bigdrain-", dir=a.tmp)
+    os.chmod(top, 0o755)
+    res = {"loadavg_before": os.getloadavg()}
+    t0 = time.monotonic()
+    try:
+        if a.backmx:
+            res["backmx"] = backmx_drain(a, top, a.backmx)
+        if a.postfix:
+            R.ensure_packages()
+            res["postfix"] = postfix_drain(a, top, a.postfix)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    res["seconds"] = round(time.monotonic() - t0, 1)
+    res["loadavg_after"] = os.getloadavg()
+    b, p = res.get("backmx", {}), res.get("postfix", {})
+    if b.get("msgs_per_s") and p.get("msgs_per_s"):
+        res["rate_ratio"] = round(b["msgs_per_s"] / p["msgs_per_s"], 2)
+    return res
+
+
+def table(res):
+    L = ["", "big-domain drain: msgs  delivered  seconds  msg/s  "
+         "cpu_ms/msg  (load)"]
+    for k in ("backmx", "postfix"):
+        x = res.get(k)
+        if x:
+            L.append("  %-8s %7d %9d %8.1f %7.0f %9s   load %s s" % (
+                k, x["messages"], x["delivered"], x["seconds"],
+                x["msgs_per_s"], x.get("cpu_ms_per_msg"),
+                x.get("load_seconds")))
+    if "rate_ratio" in res:
+        L.append("  drain rate backmx/postfix: %.2f" % res["rate_ratio"])
+    L.append("  loadavg before %s after %s" % (
+        " ".join("%.2f" % v for v in res["loadavg_before"]),
+        " ".join("%.2f" % v for v in res["loadavg_after"])))
+    return L
+
+
+def add_args(ap):
+    ap.add_argument("--drain-backmx", dest="backmx", type=int,
+                    default=200000)
+    ap.add_argument("--drain-postfix", dest="postfix", type=int,
+                    default=100000)
+    ap.add_argument("--drain-timeout", type=float, default=1800.0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--daemon", default=os.path.join(ROOT, "build/backmxd"))
+    ap.add_argument("--ctl", default=os.path.join(ROOT, "build/backmxctl"))
+    ap.add_argument("--loader",
+                    default=os.path.join(ROOT, "build/bench_scale_load"))
+    ap.add_argument("--settle", type=float, default=5.0)
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--tmp", default="/tmp")
+    ap.add_argument("--out", default=None)
+    add_args(ap)
+    a = ap.parse_args()
+    res = drain(a)
+    print("\n".join(table(res)))
+    out = a.out or os.path.join(HERE, "results", "drain-%s.json" %
+                                time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+    print("results:", out)
+
+
+if __name__ == "__main__":
+    main()
