@@ -34,6 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run as R  # noqa: E402
+import outage  # noqa: E402  its NOOP probe
 
 ROOT = os.path.dirname(HERE)
 DOMAIN = "cust000000.example"       # scale_load.c's first (big) domain
@@ -88,6 +89,22 @@ def backmx_drain(a, top, n):
         r["primary_down_seen"] = bool(re.search(
             rb"event=primary_down\b|event=deferred\b",
             open(logp, "rb").read()))
+        # The loop's lag through the drain, as a client sees it
+        # (bench/outage.py's NOOP probe).
+        probe_out = os.path.join(d, "probe")
+        probe = subprocess.Popen([sys.executable,
+                                  os.path.join(HERE, "outage.py"),
+                                  "--probe", str(port), probe_out])
+        perf = None
+        if getattr(a, "perf", None):
+            # Where the loop's time goes during the drain (bench/README.md:
+            # the stall it showed).
+            perf = subprocess.Popen(["perf", "record", "-F", "499",
+                                     "--call-graph", "dwarf,16384",
+                                     "-o", a.perf, "-p", str(p.pid)],
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        time.sleep(1)
         dead.release()
         sink = R.Sink(dead.port)
         c0 = R.proc_stat(p.pid)
@@ -112,6 +129,15 @@ def backmx_drain(a, top, n):
             time.sleep(0.1)
         r["left_in_queue"] = left
         r["queue_empty_seconds"] = round(time.monotonic() - t0, 2)
+        probe.terminate()
+        probe.wait()
+        if perf:
+            perf.send_signal(R.signal.SIGINT)
+            perf.wait()
+        r["probe"] = outage.probe_window(probe_out, t0, float("inf"))
+        r["probe_worst_ms"] = sorted(
+            (float(x.split()[1]), round(float(x.split()[0]) - t0, 2))
+            for x in open(probe_out) if not x.startswith("#"))[-5:]
         log("drain backmx: %s" % r)
         return r
     finally:
@@ -217,6 +243,11 @@ def table(res):
                 k, x["messages"], x["delivered"], x["seconds"],
                 x["msgs_per_s"], x.get("cpu_ms_per_msg"),
                 x.get("load_seconds")))
+            if "probe" in x:
+                L.append("  %-8s NOOP probe during the drain: n=%d, max %.1f "
+                         "ms, %d over 50 ms; worst (ms, s after ETRN): %s" % (
+                             "", x["probe"]["n"], x["probe"]["max_ms"],
+                             x["probe"]["over_50ms"], x["probe_worst_ms"]))
     if "rate_ratio" in res:
         L.append("  drain rate backmx/postfix: %.2f" % res["rate_ratio"])
     L.append("  loadavg before %s after %s" % (
@@ -243,6 +274,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--tmp", default="/tmp")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--perf", default=None,
+                    help="perf record -g backmxd through its drain into FILE")
     add_args(ap)
     a = ap.parse_args()
     res = drain(a)
