@@ -31,6 +31,7 @@ loop's lag as a client sees it.
 """
 import argparse
 import asyncio
+import calendar
 import json
 import math
 import os
@@ -353,6 +354,16 @@ def store_sample(state_dir, snap, batch):
     dst.execute("COMMIT")
     out["sweep_batch_ms"] = round(1000 * (time.perf_counter() - t0), 3)
     out["sweep_batch_deleted"] = deleted
+    # The same batch when everything is due (now = ten years on): what a
+    # full batch costs the loop at this size of the store.
+    t0 = time.perf_counter()
+    deleted = 0
+    dst.execute("BEGIN")
+    for sql in SWEEP_SQL:
+        deleted += dst.execute(sql, (now + 10 * 365 * 86400, batch)).rowcount
+    dst.execute("COMMIT")
+    out["sweep_full_batch_ms"] = round(1000 * (time.perf_counter() - t0), 3)
+    out["sweep_full_batch_deleted"] = deleted
     dst.close()
     return out
 
@@ -456,6 +467,7 @@ async def run_day(a, d, conf, cfg, p, port, logp, up, down_state):
              "from": "user@s000.example", "to": "u%02d@%s" % (i, DOWN),
              "id": "<yday%02d@bench.test>" % i}, 0) for i in range(60)])
         day.t0 = time.monotonic()
+        day.wall0 = time.time()
         tasks = [asyncio.ensure_future(day.send(day.message(k, i), t))
                  for i, (t, k) in enumerate(events)]
         c_prev, t_prev = cpu_s(p.pid), day.t0
@@ -534,6 +546,15 @@ def replay(a, dns):
             k = m.group(1).decode()
             events[k] = events.get(k, 0) + 1
         whole = probe_window(probe_out, 0, float("inf"))
+        # backmxd's own stalls (event=loop_stall), by simulated hour.
+        stalls = []
+        for m in re.finditer(rb"^(\S+)Z .*event=loop_stall late_ms=(\d+)",
+                             log, re.M):
+            t = calendar.timegm(time.strptime(
+                m.group(1)[:19].decode(), "%Y-%m-%dT%H:%M:%S")) + \
+                float(m.group(1)[19:] or 0)
+            stalls.append((int(m.group(2)),
+                           round((t - day.wall0) / day.hour_s, 2)))
         res = {"factor": round(factor, 1), "minutes": a.outage_minutes,
                "messages": a.outage_messages, "mix": dict(MIX),
                "config": cfg, "wall_seconds": round(wall, 1),
@@ -542,7 +563,7 @@ def replay(a, dns):
                "client_late_s": round(day.late_s, 2),
                "hours": hours, "log_events": dict(sorted(
                    events.items(), key=lambda kv: -kv[1])),
-               "probe": whole,
+               "probe": whole, "loop_stalls_logged": stalls,
                "probe_worst": sorted(
                    (float(x.split()[1]), float(x.split()[0]) - t0)
                    for x in open(probe_out) if not x.startswith("#"))[-5:]}
@@ -582,18 +603,21 @@ def table(res):
              res["minutes"], res["factor"], res["messages"], res["attempts"],
              res["wall_seconds"], res["backmxd_cpu_s"]),
          "  hour  cpu%  rss_MB  state_kB  triplets  rcpts  sweep_ms(del)  "
-         "probe_max_ms(>50)  loop_lag_max_ms  stalls_50ms  queued"]
+         "full_batch_ms(del)  probe_max_ms(>50)  loop_lag_max_ms  "
+         "stalls_50ms  queued"]
     for h in res["hours"]:
         s = h.get("store", {})
         st = h.get("status") or {}
-        L.append("  %4d %5.1f %7.1f %9.0f %9s %6s %8s(%s) %10s(%d) %15s "
-                 "%12s %7d" % (
+        L.append("  %4d %5.1f %7.1f %9.0f %9s %6s %8s(%s) %10s(%s) %10s(%d) "
+                 "%15s %12s %7d" % (
                      h["hour"], 100 * h["backmxd_cpu_share"],
                      h["rss_kb"] / 1024.0, h["state_dir_bytes"] / 1024.0,
                      s.get("rows", {}).get("grey_triplet", "-"),
                      s.get("rows", {}).get("recipients", "-"),
                      s.get("sweep_batch_ms", "-"),
                      s.get("sweep_batch_deleted", "-"),
+                     s.get("sweep_full_batch_ms", "-"),
+                     s.get("sweep_full_batch_deleted", "-"),
                      h["probe"]["max_ms"], h["probe"]["over_50ms"],
                      st.get("loop_lag_max_ms", "-"),
                      st.get("loop_stalls_50ms", "-"), h["queued_events"]))
@@ -606,6 +630,9 @@ def table(res):
     if "loop_lag_max_ms" in res:
         L.append("  backmxd's own loop lag: max %s ms, stalls over 50 ms: %s"
                  % (res["loop_lag_max_ms"], res["loop_stalls_50ms"]))
+    if res.get("loop_stalls_logged"):
+        L.append("  event=loop_stall (late ms @ simulated hour): %s" % ", ".join(
+            "%d@%.2f" % x for x in res["loop_stalls_logged"][:30]))
     L.append("  at the primaries: %s" % json.dumps(res["primary_received"]))
     L.append("  client start lag behind schedule, worst: %.2f s" %
              res["client_late_s"])

@@ -41,6 +41,16 @@ DOMAIN = "cust000000.example"       # scale_load.c's first (big) domain
 log = R.log
 
 
+def status(ctl, conf):
+    """backmxctl status --json, or None (a build without it)."""
+    q = subprocess.run([ctl, "-c", conf, "status", "--json"],
+                       capture_output=True)
+    try:
+        return json.loads(q.stdout) if q.returncode == 0 else None
+    except ValueError:
+        return None
+
+
 def backmx_drain(a, top, n):
     d = tempfile.mkdtemp(prefix="backmx-drain-", dir=top)
     dead = R.DeadPort()
@@ -105,6 +115,7 @@ def backmx_drain(a, top, n):
                                     stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
         time.sleep(1)
+        r["status_before"] = status(a.ctl, conf)
         dead.release()
         sink = R.Sink(dead.port)
         c0 = R.proc_stat(p.pid)
@@ -134,6 +145,10 @@ def backmx_drain(a, top, n):
         if perf:
             perf.send_signal(R.signal.SIGINT)
             perf.wait()
+        r["status_after"] = status(a.ctl, conf)
+        # backmxd's own measure: the stalls it logged during the drain.
+        r["loop_stalls"] = [int(x) for x in re.findall(
+            rb"event=loop_stall late_ms=(\d+)", open(logp, "rb").read())]
         r["probe"] = outage.probe_window(probe_out, t0, float("inf"))
         r["probe_worst_ms"] = sorted(
             (float(x.split()[1]), round(float(x.split()[0]) - t0, 2))
@@ -243,6 +258,15 @@ def table(res):
                 k, x["messages"], x["delivered"], x["seconds"],
                 x["msgs_per_s"], x.get("cpu_ms_per_msg"),
                 x.get("load_seconds")))
+            if x.get("status_after"):
+                st = x["status_after"]
+                L.append("  %-8s backmxd's loop: lag max %s ms, stalls over "
+                         "50 ms: %s (%s before the drain); logged: %s" % (
+                             "", st.get("loop_lag_max_ms"),
+                             st.get("loop_stalls_50ms"),
+                             (x.get("status_before") or {}).get(
+                                 "loop_stalls_50ms"),
+                             sorted(x.get("loop_stalls", []))[-8:]))
             if "probe" in x:
                 L.append("  %-8s NOOP probe during the drain: n=%d, max %.1f "
                          "ms, %d over 50 ms; worst (ms, s after ETRN): %s" % (
