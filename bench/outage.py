@@ -406,10 +406,7 @@ def write_conf(d, a, dns, up_port, down_port, factor):
             f.write("%s route=[127.0.0.1]:%d%s\n" % (
                 dom, up_port, " passthrough_filters=yes" if i % 2 else ""))
         f.write("%s route=[127.0.0.1]:%d\n" % (DOWN, down_port))
-    cfg = {"listen": "127.0.0.1:0", "myhostname": "mx2.bench.test",
-           "spool_dir": d + "/spool", "state_dir": d + "/state",
-           "domains_file": d + "/domains", "control_socket": d + "/ctl",
-           "log_level": "info", "greylist": "yes",
+    cfg = {"greylist": "yes",
            "check_sender_domain": "yes", "check_recipient_domain": "yes",
            "check_mx_ranges": "yes", "check_dnsbl": "yes",
            "dnsbl_zones": BL_ZONE, "dnsbl_allow": "::1",
@@ -420,22 +417,46 @@ def write_conf(d, a, dns, up_port, down_port, factor):
            "callout_rate_limit": str(int(30 * factor))}
     for k, v in DURATIONS.items():
         cfg[k] = scaled(v, factor)
+    return backmx_conf(d, cfg), cfg
+
+
+def backmx_conf(d, cfg):
+    """backmx.conf in d from cfg, with what every bench daemon has: its
+    files under d, loopback, and user = root when run as root (the
+    privilege drop refuses root otherwise)."""
+    base = {"listen": "127.0.0.1:0", "myhostname": "mx2.bench.test",
+            "spool_dir": d + "/spool", "state_dir": d + "/state",
+            "domains_file": d + "/domains", "control_socket": d + "/ctl",
+            "log_level": "info"}
+    base.update(cfg)
     if os.geteuid() == 0:
-        cfg["user"] = "root"
+        base["user"] = "root"
+    cfg.update(base)
     os.makedirs(os.path.join(d, "state"), exist_ok=True)
     conf = os.path.join(d, "backmx.conf")
     with open(conf, "w") as f:
-        for k, v in cfg.items():
+        for k, v in base.items():
             f.write("%s = %s\n" % (k, v))
-    return conf, cfg
+    return conf
 
 
-def start_daemon(daemon, d, conf):
+def stop_daemon(p):
+    p.terminate()
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def start_daemon(daemon, d, conf, timeout=60):
+    """backmxd -f on conf, its log in d/log: (process, port, log path)
+    once it says event=ready."""
     logp = os.path.join(d, "log")
     logf = open(logp, "ab")
     p = subprocess.Popen([daemon, "-f", "-c", conf], stdout=logf,
                          stderr=logf, cwd=d)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = re.search(rb"event=ready\b.*?listen=127\.0\.0\.1:(\d+)",
                       open(logp, "rb").read())
@@ -526,10 +547,8 @@ def replay(a, dns):
     def come_back():
         held.pop("s").close()
         held["p"] = Primary(down.port)
-    for i in range(50):
-        ip = "127.30.%d.66" % i
+    for i in range(50):             # the listed senders: 127.30.i.66
         dns.add("66.%d.30.127.%s" % (i, BL_ZONE), "A", "127.0.0.2")
-        del ip
     p = None
     try:
         conf, cfg = write_conf(d, a, dns, up.port, down.port, factor)
@@ -581,12 +600,7 @@ def replay(a, dns):
         return res
     finally:
         if p:
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_daemon(p)
         up.stop()
         down.stop()
         if "s" in held:
@@ -658,8 +672,13 @@ def main():
         dns.stop()
     res["loadavg_after"] = os.getloadavg()
     print("\n".join(table(res)))
-    out = a.out or os.path.join(HERE, "results", "outage-%s.json" %
-                                time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    save(res, a.out, "outage")
+
+
+def save(res, out, prefix):
+    """The JSON under bench/results/ (or at --out), named by the time."""
+    out = out or os.path.join(HERE, "results", "%s-%s.json" % (
+        prefix, time.strftime("%Y%m%d-%H%M%S", time.gmtime())))
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
     print("results:", out)

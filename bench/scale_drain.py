@@ -65,34 +65,14 @@ def backmx_drain(a, top, n):
         if out.returncode:
             raise R.BenchError("loader failed: %s" % out.stderr)
         r["load_seconds"] = round(time.monotonic() - t0, 1)
-        os.mkdir(os.path.join(d, "state"))
         with open(os.path.join(d, "domains"), "w") as f:
             f.write("%s route=[127.0.0.1]:%d\n" % (DOMAIN, dead.port))
-        conf = os.path.join(d, "backmx.conf")
-        with open(conf, "w") as f:
-            f.write("listen = 127.0.0.1:0\nmyhostname = mx2.bench.test\n"
-                    "spool_dir = %s/spool\nstate_dir = %s/state\n"
-                    "domains_file = %s/domains\ncontrol_socket = %s/ctl\n"
-                    "log_level = info\ngreylist = no\n"
-                    "check_sender_domain = no\ncheck_recipient_domain = no\n"
-                    "check_mx_ranges = no\ncheck_dnsbl = no\n%s"
-                    % (d, d, d, d, "user = root\n"
-                       if os.geteuid() == 0 else ""))
-        logp = os.path.join(d, "log")
-        logf = open(logp, "ab")
+        conf = outage.backmx_conf(d, {
+            "greylist": "no", "check_sender_domain": "no",
+            "check_recipient_domain": "no", "check_mx_ranges": "no",
+            "check_dnsbl": "no"})
         t0 = time.monotonic()
-        p = subprocess.Popen([a.daemon, "-f", "-c", conf], stdout=logf,
-                             stderr=logf, cwd=d)
-        port = None
-        while time.monotonic() - t0 < a.timeout and port is None:
-            m = re.search(rb"event=ready\b.*?listen=127\.0\.0\.1:(\d+)",
-                          open(logp, "rb").read())
-            if m:
-                port = int(m.group(1))
-            elif p.poll() is not None:
-                raise R.BenchError("backmxd exited: see %s" % logp)
-            else:
-                time.sleep(0.05)
+        p, port, logp = outage.start_daemon(a.daemon, d, conf, a.timeout)
         r["start_seconds"] = round(time.monotonic() - t0, 2)
         # The first attempts find the primary down (connection refused).
         time.sleep(a.settle)
@@ -157,12 +137,7 @@ def backmx_drain(a, top, n):
         return r
     finally:
         if p:
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            outage.stop_daemon(p)
         if sink:
             sink.stop()
         dead.release()
@@ -304,11 +279,7 @@ def main():
     a = ap.parse_args()
     res = drain(a)
     print("\n".join(table(res)))
-    out = a.out or os.path.join(HERE, "results", "drain-%s.json" %
-                                time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
-    with open(out, "w") as f:
-        json.dump(res, f, indent=1)
-    print("results:", out)
+    outage.save(res, a.out, "drain")
 
 
 if __name__ == "__main__":
