@@ -172,6 +172,57 @@ def probe_main(port, out):
             time.sleep(0.2)
 
 
+def sched_main(pid, out):
+    """What the loop thread (backmxd's main thread) did, every 10 ms:
+    /proc/PID/task/PID/schedstat's time on the CPU and time waiting for
+    one (ns). A stall in which it ran is work in a callback; one in which
+    it waited is the machine's other load."""
+    f = open(out, "w", buffering=1)
+    path = "/proc/%d/task/%d/schedstat" % (pid, pid)
+    while True:
+        try:
+            with open(path) as st:
+                run, wait, _n = st.read().split()
+        except OSError:
+            return
+        f.write("%.4f %s %s\n" % (time.monotonic(), run, wait))
+        time.sleep(0.01)
+
+
+def logged_stalls(log, wall0, mono0):
+    """backmxd's event=loop_stall lines: (monotonic time, late ms), the
+    log's UTC stamps moved onto time.monotonic() by one pair of readings
+    (wall0, mono0) taken together."""
+    out = []
+    for m in re.finditer(rb"^(\S+)Z .*event=loop_stall late_ms=(\d+)", log,
+                         re.M):
+        t = calendar.timegm(time.strptime(
+            m.group(1)[:19].decode(), "%Y-%m-%dT%H:%M:%S")) + \
+            float(m.group(1)[19:] or 0)
+        out.append((t - wall0 + mono0, int(m.group(2))))
+    return out
+
+
+def stall_causes(path, stalls_mono):
+    """For each stall (monotonic end, late ms): ms the loop thread ran and
+    ms it waited for a CPU over the late window."""
+    rows = []
+    try:
+        samples = [tuple(map(float, x.split())) for x in open(path)]
+    except (OSError, ValueError):
+        return rows
+    for end, late in stalls_mono:
+        a = [x for x in samples if x[0] <= end - late / 1000.0]
+        b = [x for x in samples if x[0] >= end]
+        if a and b:
+            rows.append({"late_ms": late,
+                         "ran_ms": round((b[0][1] - a[-1][1]) / 1e6, 1),
+                         "waited_ms": round((b[0][2] - a[-1][2]) / 1e6, 1),
+                         "window_ms": round(1000 * (b[0][0] - a[-1][0]),
+                                            1)})
+    return rows
+
+
 # -- the traffic --------------------------------------------------------------------
 
 
@@ -476,6 +527,9 @@ async def run_day(a, d, conf, cfg, p, port, logp, up, down_state):
     probe_out = os.path.join(d, "probe")
     probe = subprocess.Popen([sys.executable, os.path.abspath(__file__),
                               "--probe", str(port), probe_out])
+    sched_out = os.path.join(d, "schedstat")
+    sampler = subprocess.Popen([sys.executable, os.path.abspath(__file__),
+                                "--schedstat", str(p.pid), sched_out])
     hours = []
     snap = os.path.join(d, "snap.db")
     loop = asyncio.get_running_loop()
@@ -529,6 +583,8 @@ async def run_day(a, d, conf, cfg, p, port, logp, up, down_state):
     finally:
         probe.terminate()
         probe.wait()
+        sampler.terminate()
+        sampler.wait()
 
 
 def replay(a, dns):
@@ -566,14 +622,9 @@ def replay(a, dns):
             events[k] = events.get(k, 0) + 1
         whole = probe_window(probe_out, 0, float("inf"))
         # backmxd's own stalls (event=loop_stall), by simulated hour.
-        stalls = []
-        for m in re.finditer(rb"^(\S+)Z .*event=loop_stall late_ms=(\d+)",
-                             log, re.M):
-            t = calendar.timegm(time.strptime(
-                m.group(1)[:19].decode(), "%Y-%m-%dT%H:%M:%S")) + \
-                float(m.group(1)[19:] or 0)
-            stalls.append((int(m.group(2)),
-                           round((t - day.wall0) / day.hour_s, 2)))
+        mono = logged_stalls(log, day.wall0, day.t0)
+        stalls = [(late, round((t - day.t0) / day.hour_s, 2))
+                  for t, late in mono]
         res = {"factor": round(factor, 1), "minutes": a.outage_minutes,
                "messages": a.outage_messages, "mix": dict(MIX),
                "config": cfg, "wall_seconds": round(wall, 1),
@@ -583,6 +634,8 @@ def replay(a, dns):
                "hours": hours, "log_events": dict(sorted(
                    events.items(), key=lambda kv: -kv[1])),
                "probe": whole, "loop_stalls_logged": stalls,
+               "stall_causes": stall_causes(os.path.join(d, "schedstat"),
+                                            mono),
                "probe_worst": sorted(
                    (float(x.split()[1]), float(x.split()[0]) - t0)
                    for x in open(probe_out) if not x.startswith("#"))[-5:]}
@@ -647,6 +700,11 @@ def table(res):
     if res.get("loop_stalls_logged"):
         L.append("  event=loop_stall (late ms @ simulated hour): %s" % ", ".join(
             "%d@%.2f" % x for x in res["loop_stalls_logged"][:30]))
+    if res.get("stall_causes"):
+        L.append("  each stall, the loop thread (schedstat): %s" % ", ".join(
+            "%d ms late: ran %.0f, waited %.0f" % (
+                x["late_ms"], x["ran_ms"], x["waited_ms"])
+            for x in res["stall_causes"][:20]))
     L.append("  at the primaries: %s" % json.dumps(res["primary_received"]))
     L.append("  client start lag behind schedule, worst: %.2f s" %
              res["client_late_s"])
@@ -656,6 +714,8 @@ def table(res):
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--probe":
         return probe_main(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) == 4 and sys.argv[1] == "--schedstat":
+        return sched_main(int(sys.argv[2]), sys.argv[3])
     ap = argparse.ArgumentParser()
     ap.add_argument("--daemon", default=os.path.join(ROOT, "build/backmxd"))
     ap.add_argument("--ctl", default=os.path.join(ROOT, "build/backmxctl"))

@@ -94,12 +94,17 @@ def backmx_drain(a, top, n):
                                      "-o", a.perf, "-p", str(p.pid)],
                                     stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
+        sched_out = os.path.join(d, "schedstat")
+        sampler = subprocess.Popen([sys.executable,
+                                    os.path.join(HERE, "outage.py"),
+                                    "--schedstat", str(p.pid), sched_out])
         time.sleep(1)
         r["status_before"] = status(a.ctl, conf)
         dead.release()
         sink = R.Sink(dead.port)
         c0 = R.proc_stat(p.pid)
-        t0 = time.monotonic()
+        t0 = mono0 = time.monotonic()
+        wall0 = time.time()
         r["flush_reply"] = R.etrn(port, DOMAIN)
         sink.wait_count(n, a.drain_timeout)
         t1 = time.monotonic()
@@ -127,8 +132,18 @@ def backmx_drain(a, top, n):
             perf.wait()
         r["status_after"] = status(a.ctl, conf)
         # backmxd's own measure: the stalls it logged during the drain.
-        r["loop_stalls"] = [int(x) for x in re.findall(
-            rb"event=loop_stall late_ms=(\d+)", open(logp, "rb").read())]
+        sampler.terminate()
+        sampler.wait()
+        stalls = outage.logged_stalls(open(logp, "rb").read(), wall0, mono0)
+        r["loop_stalls"] = [late for _t, late in stalls]
+        # Work or waiting for a CPU? (bench/README.md "Big-domain drain")
+        causes = outage.stall_causes(sched_out, stalls)
+        r["stall_causes"] = {
+            "stalls": len(causes),
+            "late_ms": sum(x["late_ms"] for x in causes),
+            "ran_ms": round(sum(x["ran_ms"] for x in causes), 1),
+            "waited_ms": round(sum(x["waited_ms"] for x in causes), 1),
+            "worst": sorted(causes, key=lambda x: -x["late_ms"])[:5]}
         r["probe"] = outage.probe_window(probe_out, t0, float("inf"))
         r["probe_worst_ms"] = sorted(
             (float(x.split()[1]), round(float(x.split()[0]) - t0, 2))
@@ -242,6 +257,12 @@ def table(res):
                              (x.get("status_before") or {}).get(
                                  "loop_stalls_50ms"),
                              sorted(x.get("loop_stalls", []))[-8:]))
+            if x.get("stall_causes"):
+                c = x["stall_causes"]
+                L.append("  %-8s those stalls, the loop thread: %d ms late in "
+                         "all, of which it ran %.0f ms and waited for a CPU "
+                         "%.0f ms" % ("", c["late_ms"], c["ran_ms"],
+                                      c["waited_ms"]))
             if "probe" in x:
                 L.append("  %-8s NOOP probe during the drain: n=%d, max %.1f "
                          "ms, %d over 50 ms; worst (ms, s after ETRN): %s" % (
