@@ -7,7 +7,8 @@
 #   make check   ASan+UBSan build, every unit and black-box test
 #   make fuzz    libFuzzer harnesses, each for FUZZ_TIME seconds
 #   make bench   benchmarks against Postfix (bench/)
-#   make bench-scale  how costs grow with queued messages and domains
+#   make bench-scale  how costs grow with queued messages and domains, the
+#                big drain against Postfix, a day's outage replayed (~22 min)
 #                (bench/scale.py; long: SCALE_ARGS=--queued 1000000 for 1M)
 #   make install    programs, example configuration, folders, man pages,
 #                   systemd unit (docs/service.md); PREFIX, DESTDIR,

@@ -22,6 +22,13 @@ copy beside it.
 3. A slow primary: smtp-sink -w 1 (1 s before its 354): backmx should add
    only its own small cost to the primary's second.
 
+Postfix's own in-session relay, the before-queue content proxy
+(smtpd_proxy_filter = the sink), is a third target of 1 and 2 beside
+the direct one and backmx; and "dot to primary" times, with
+bench/recsink.py as the primary, how long after the sender's final dot
+the message is at the primary: backmx passing through, backmx storing
+and forwarding, and Postfix as a backup MX with its primary up.
+
 Standard library only; smtp-sink and smtp-source come with the postfix
 package (run.py installs it when it is missing).
 """
@@ -102,6 +109,22 @@ def start_backmx(top, binary, sink):
     extra.update({k: v for k, v in PT_LIMITS.items() if k in b.keys()})
     b.start(**extra)
     return b
+
+
+# Postfix's own in-session relay: the before-queue content proxy. Its
+# smtpd hands every transaction, as it arrives, to the "filter" at
+# smtpd_proxy_filter and answers the client with the filter's reply, so
+# with the primary itself as the filter it relays live and queues
+# nothing, as backmx's pass-through does. Everything else is run.py's
+# Postfix (bench/README.md, "The two servers").
+def pf_proxy_config(sink_port):
+    return {"smtpd_proxy_filter": "127.0.0.1:%d" % sink_port}
+
+
+def start_postfix_proxy(top, sink):
+    p = R.Postfix(top, sink.port)
+    p.start(**pf_proxy_config(sink.port))
+    return p
 
 
 def counts(b):
@@ -257,7 +280,29 @@ def summarise_single(raw):
     out["phase_added_ms"] = {
         p: round(out["backmx"]["phase_median_ms"][p] -
                  out["direct"]["phase_median_ms"][p], 3) for p in PHASES}
+    if "postfix" in raw:
+        out["compare_postfix"] = compare(out["direct"]["whole"],
+                                         out["postfix"]["whole"])
+        out["phase_added_postfix_ms"] = {
+            p: round(out["postfix"]["phase_median_ms"][p] -
+                     out["direct"]["phase_median_ms"][p], 3) for p in PHASES}
+        out["backmx_vs_postfix"] = vs_postfix(out["compare"],
+                                              out["compare_postfix"],
+                                              out["backmx"]["whole"],
+                                              out["postfix"]["whole"])
     return out
+
+
+def vs_postfix(cb, cp, b, p):
+    """backmx / Postfix: of the latency each adds over a direct
+    transaction, and of the whole medians."""
+    r = {}
+    if cb and cp and cp.get("added_ms_median"):
+        r["added_ratio"] = round(cb["added_ms_median"] /
+                                 cp["added_ms_median"], 3)
+    if b and p and p["median"]:
+        r["median_ratio"] = round(b["median"] / p["median"], 3)
+    return r
 
 
 def summarise_multi(raw, ntx):
@@ -282,34 +327,45 @@ def summarise_multi(raw, ntx):
     for part in ("first_txn", "later_txns", "session"):
         out.setdefault("compare", {})[part] = compare(out["direct"][part],
                                                       out["backmx"][part])
+        if "postfix" in raw:
+            cp = compare(out["direct"][part], out["postfix"][part])
+            out.setdefault("compare_postfix", {})[part] = cp
+            out.setdefault("backmx_vs_postfix", {})[part] = vs_postfix(
+                out["compare"][part], cp, out["backmx"][part],
+                out["postfix"][part])
     return out
 
 
 # -- throughput ---------------------------------------------------------------
 
 
-def throughput(sink, bx, cells, count, rounds):
+def throughput(sink, bx, cells, count, rounds, pf=None):
+    """smtp-source through each target; pf: the Postfix proxy, if any."""
     out = []
+    servers = {"backmx": bx}
+    if pf:
+        servers["postfix"] = pf
+    names = ["direct"] + list(servers)
     for sessions, many in cells:
         cell = {"sessions": sessions, "mode": "many" if many else "one",
                 "messages": count, "size": SIZE,
-                "runs": {"direct": [], "backmx": []}}
+                "runs": {k: [] for k in names}}
         for r in range(rounds):
-            order = ("direct", "backmx") if r % 2 == 0 else \
-                ("backmx", "direct")
+            order = names if r % 2 == 0 else list(reversed(names))
             for k in order:
-                port = sink.port if k == "direct" else bx.port
+                port = sink.port if k == "direct" else servers[k].port
+                srv = servers.get(k)
                 before = sink.mesg
-                c0 = (sink.cpu(), bx.cpu())
+                c0 = (sink.cpu(), srv.cpu() if srv else 0.0)
                 wall, err = R.smtp_source(port, sessions, count, SIZE, many)
                 got = sink.wait_count(before + count) - before
-                c1 = (sink.cpu(), bx.cpu())
+                c1 = (sink.cpu(), srv.cpu() if srv else 0.0)
                 res = {"wall_s": round(wall, 4), "delivered": got,
                        "msgs_per_s": round(got / wall, 1) if wall else None,
                        "sink_cpu_ms_per_msg": round(
                            1000 * (c1[0] - c0[0]) / got, 3) if got else None}
-                if k == "backmx":
-                    res["backmx_cpu_ms_per_msg"] = round(
+                if srv:
+                    res[k + "_cpu_ms_per_msg"] = round(
                         1000 * (c1[1] - c0[1]) / got, 3) if got else None
                 if err:
                     res["error"] = err
@@ -326,8 +382,153 @@ def throughput(sink, bx, cells, count, rounds):
             [y / x for x, y in zip(d, b) if x and y])
         cell["backmx_cpu_ms_per_msg"] = R.median_spread(
             [x.get("backmx_cpu_ms_per_msg") for x in cell["runs"]["backmx"]])
+        if pf:
+            p = [x["msgs_per_s"] for x in cell["runs"]["postfix"]]
+            cell["msgs_per_s"]["postfix"] = R.median_spread(p)
+            # backmx / Postfix of the same round: higher is better.
+            cell["ratio_vs_postfix"] = R.median_spread(
+                [y / x for x, y in zip(p, b) if x and y])
+            cell["postfix_cpu_ms_per_msg"] = R.median_spread(
+                [x.get("postfix_cpu_ms_per_msg")
+                 for x in cell["runs"]["postfix"]])
+            cell["cpu_ratio_vs_postfix"] = R.median_spread(
+                [x.get("backmx_cpu_ms_per_msg") / y.get(
+                    "postfix_cpu_ms_per_msg")
+                 for x, y in zip(cell["runs"]["backmx"],
+                                 cell["runs"]["postfix"])
+                 if x.get("backmx_cpu_ms_per_msg") and
+                 y.get("postfix_cpu_ms_per_msg")])
         out.append(cell)
     return out
+
+
+# -- dot to primary ------------------------------------------------------------
+
+
+class RecSink:
+    """bench/recsink.py on a free loopback port: when each Message-ID
+    arrived (CLOCK_MONOTONIC at its final dot)."""
+
+    def __init__(self):
+        self.port = R.free_port()
+        self.seen = {}
+        self._cv = R.threading.Condition()
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "recsink.py"),
+             str(self.port)], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        if self.p.stdout.readline().strip() != b"ready":
+            self.stop()
+            raise R.BenchError("recsink.py did not start")
+        self.t = R.threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            mid, _, t = line.decode().strip().rpartition(" ")
+            with self._cv:
+                self.seen[mid] = float(t)
+                self._cv.notify_all()
+
+    def wait(self, mid, timeout):
+        with self._cv:
+            self._cv.wait_for(lambda: mid in self.seen, timeout)
+            return self.seen.get(mid)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            self.p.wait(5)
+
+
+def dot_send(port, mid):
+    """One 4 KB message on its own connection, Message-ID <mid>. Returns
+    time.monotonic() just before the final dot was sent."""
+    body = BODY.replace(b"<bench@sender.example>", mid.encode())[:-3]
+    c = Client(port)
+    try:
+        c.reply(b"220")
+        c.cmd(b"EHLO client.bench.test\r\n", b"250")
+        c.cmd(MAIL, b"250")
+        c.cmd(RCPTL, b"250")
+        c.cmd(b"DATA\r\n", b"354")
+        c.s.sendall(body)
+        t0 = time.monotonic()
+        c.cmd(b".\r\n", b"250")
+        c.cmd(b"QUIT\r\n", b"221")
+    finally:
+        c.close()
+    return t0
+
+
+def dot_to_primary(top, binary, quick):
+    """Seconds from the sender's final dot to the message at the primary
+    (recsink.py, up all along): backmx passing through, backmx storing
+    and forwarding (passthrough = no), Postfix as a backup MX (run.py's
+    instance, its transport pointing at the up primary). One message per
+    connection, one at a time, targets in alternating blocks."""
+    n, block, warm = (40, 10, 3) if quick else (300, 25, 5)
+    sink = RecSink()
+    servers = {}
+    res = {"n": n, "primary": "bench/recsink.py (Python asyncio), loopback"}
+    try:
+        servers["backmx_passthrough"] = start_backmx(top, binary, sink)
+        b = R.Backmx(top, binary, sink.port)
+        extra = {"passthrough": "no", "domain_learning": "no",
+                 "greylist": "no"}
+        if "primary_probe_interval" in b.keys():
+            extra["primary_probe_interval"] = "1s"
+        servers["backmx_stored"] = b.start(**extra)
+        servers["postfix"] = R.Postfix(top, sink.port).start()
+        res["postfix_config"] = "run.py's backup MX; transport_maps = " \
+            "inline:{%s=smtp:[127.0.0.1]:RECSINK}" % DOMAIN
+        raw = {k: [] for k in servers}
+        seq = [0]
+        missing = {k: 0 for k in servers}
+
+        def one(k):
+            seq[0] += 1
+            mid = "<dtp%07d.%s@sender.example>" % (seq[0], k)
+            t0 = dot_send(servers[k].port, mid)
+            t1 = sink.wait(mid, 60)
+            if t1 is None:
+                missing[k] += 1
+                return None
+            return t1 - t0
+
+        for k in servers:
+            for _ in range(warm):
+                one(k)
+        done, flip = 0, False
+        names = list(servers)
+        while done < n:
+            m = min(block, n - done)
+            for k in (reversed(names) if flip else names):
+                for _ in range(m):
+                    d = one(k)
+                    if d is not None:
+                        raw[k].append(d)
+            done += m
+            flip = not flip
+        for k in servers:
+            res[k] = dist(raw[k])
+            res[k]["missing"] = missing[k]
+        p = res["postfix"]
+        for k in ("backmx_passthrough", "backmx_stored"):
+            b = res[k]
+            res[k + "_vs_postfix"] = {
+                "median_ratio": round(b["median"] / p["median"], 4),
+                "p90_ratio": round(b["p90"] / p["p90"], 4),
+                "p95_ratio": round(pct(raw[k], 95) / pct(raw["postfix"], 95),
+                                   4)}
+            b["p95"] = round(1000 * pct(raw[k], 95), 3)
+        p["p95"] = round(1000 * pct(raw["postfix"], 95), 3)
+        log("dot to primary: %s" % {k: res[k] for k in servers})
+    finally:
+        for s in servers.values():
+            s.stop()
+        sink.stop()
+    return res
 
 
 # -- the scenario ----------------------------------------------------------------
@@ -347,7 +548,7 @@ def params(quick, rounds):
             "slow_delay": 1}
 
 
-def scenario(binary, top, quick, rounds=None):
+def scenario(binary, top, quick, rounds=None, with_postfix=True):
     """The whole pass-through scenario; a dict for the results."""
     p = params(quick, rounds)
     res = {"size": SIZE, "params": {k: v for k, v in p.items()
@@ -356,7 +557,7 @@ def scenario(binary, top, quick, rounds=None):
            R.sh(["postconf", "-d", "-h", "mail_version"]),
            "backmx_config": PT_CONFIG}
     sink = PtSink()
-    bx = None
+    bx = pf = None
     try:
         bx = start_backmx(top, binary, sink)
         res["backmx_config"] = bx.config
@@ -372,6 +573,29 @@ def scenario(binary, top, quick, rounds=None):
             log("passthrough skipped: %s" % res["skipped"])
             return res
         targets = {"direct": sink.port, "backmx": bx.port}
+        pf = None
+        if with_postfix:
+            pf = start_postfix_proxy(top, sink)
+            res["postfix_config"] = {
+                "main.cf": "run.py's backup MX plus " + ", ".join(
+                    "%s = %s" % kv for kv in
+                    pf_proxy_config(sink.port).items()),
+                "master.cf": "127.0.0.1:PORT inet n - n - - smtpd "
+                             "(every service chroot = n)"}
+            before = sink.mesg
+            session(pf.port, 1)
+            sink.wait_count(before + 1, 5)
+            if sink.mesg < before + 1 or pf.accepted():
+                res["postfix_skipped"] = (
+                    "the probe through Postfix's proxy did not reach the "
+                    "sink (sink %d, queued %d):\n%s" % (
+                        sink.mesg - before, pf.accepted(),
+                        pf.maillog_tail()))
+                log("postfix proxy skipped: %s" % res["postfix_skipped"])
+                pf.stop()
+                pf = None
+            else:
+                targets["postfix"] = pf.port
         t0 = time.monotonic()
         raw = latency(targets, p["single_n"], 1, p["block"], p["warm"])
         res["latency_one_per_conn"] = summarise_single(raw)
@@ -387,12 +611,18 @@ def scenario(binary, top, quick, rounds=None):
             p["ntx"], res["latency_many_per_conn"]["compare"],
             time.monotonic() - t0))
         res["throughput"] = throughput(sink, bx, p["cells"], p["count"],
-                                       p["rounds"])
+                                       p["rounds"], pf)
         res["backmx_log_counts"] = counts(bx)
+        if pf:
+            res["postfix_queued_after"] = pf.accepted()
     finally:
         if bx:
             bx.stop()
+        if pf:
+            pf.stop()
         sink.stop()
+    if with_postfix:
+        res["dot_to_primary"] = dot_to_primary(top, binary, quick)
     # A slow primary: smtp-sink waits slow_delay s before its 354.
     sink = PtSink(delay=p["slow_delay"])
     bx = None
@@ -458,6 +688,28 @@ def table(pt):
         L.append("  %-34s | %s | %s | %8s  %5s" % (
             name, _d(d), _d(b), _f(c.get("added_ms_median"), 3),
             _f(c.get("ratio_median"))))
+    prow = []
+    if one and "postfix" in one:
+        prow.append(("1 msg/conn, whole (connect..221)", one["postfix"]["whole"],
+                     one["compare_postfix"], one["backmx_vs_postfix"]))
+    if many and "postfix" in many:
+        for part, name in (("first_txn", "1st MAIL..dot"),
+                           ("later_txns", "MAIL..dot, 2nd-%dth" % n),
+                           ("session", "whole session")):
+            prow.append(("%d msg/conn: %s" % (n, name),
+                         many["postfix"][part],
+                         many["compare_postfix"][part],
+                         many["backmx_vs_postfix"][part]))
+    if prow:
+        L.append("  Postfix smtpd_proxy_filter -> sink | postfix: median p90 "
+                 "p99 | added (med) | backmx/postfix: added  median")
+        for name, d, c, v in prow:
+            L.append("  %-34s | %s | %8s    | %6s %6s" % (
+                name, _d(d), _f(c.get("added_ms_median"), 3),
+                _f(v.get("added_ratio")), _f(v.get("median_ratio"))))
+    if pt.get("postfix_skipped"):
+        L.append("  postfix proxy skipped: %s" %
+                 pt["postfix_skipped"].splitlines()[0])
     if one:
         L.append("  n per target: %d txns at 1/conn, %d at 10/conn; added "
                  "per step at 1/conn (medians, ms): %s" % (
@@ -478,7 +730,18 @@ def table(pt):
                          R.fmt_ms(md), R.fmt_ms(mb),
                          _f(c["ratio"]["median"]),
                          _f(c["backmx_cpu_ms_per_msg"]["median"], 3)))
-        bad = [(c, k, r) for c in tp for k in ("direct", "backmx")
+        for c in tp:
+            if "postfix" not in c["msgs_per_s"]:
+                continue
+            L.append("  -s %-3d %-4s postfix proxy msg/s %-17s | backmx/"
+                     "postfix %s (cpu ms/msg %s vs %s: %s)" % (
+                         c["sessions"], c["mode"],
+                         R.fmt_ms(c["msgs_per_s"]["postfix"]),
+                         _f(c["ratio_vs_postfix"]["median"]),
+                         _f(c["backmx_cpu_ms_per_msg"]["median"], 3),
+                         _f(c["postfix_cpu_ms_per_msg"]["median"], 3),
+                         _f(c["cpu_ratio_vs_postfix"]["median"], 3)))
+        bad = [(c, k, r) for c in tp for k in c["runs"]
                for r in c["runs"][k] if r.get("error") or
                r["delivered"] != c["messages"]]
         for c, k, r in bad[:6]:
@@ -490,6 +753,21 @@ def table(pt):
         L.append("  backmxd log: %d primary connections (event=passthrough), "
                  "%d queued, %d primary_down" % (
                      lc["passthrough"], lc["queued"], lc["primary_down"]))
+    dp = pt.get("dot_to_primary")
+    if dp:
+        L.append("  dot to primary (final dot sent .. recsink read it), ms, "
+                 "n=%d each | median   p90   p95   p99 | missing" % dp["n"])
+        for k in ("backmx_passthrough", "backmx_stored", "postfix"):
+            x = dp.get(k)
+            if x:
+                L.append("  %-26s | %7s %7s %7s %7s | %d" % (
+                    k, _f(x["median"]), _f(x["p90"]), _f(x.get("p95")),
+                    _f(x["p99"]), x["missing"]))
+        for k in ("backmx_passthrough", "backmx_stored"):
+            v = dp.get(k + "_vs_postfix")
+            if v:
+                L.append("  %s / postfix: median %s, p95 %s" % (
+                    k, _f(v["median_ratio"], 4), _f(v["p95_ratio"], 4)))
     sp = pt.get("slow_primary")
     if sp:
         L.append("  slow primary (smtp-sink %s), 1 msg/conn, ms: direct %s, "

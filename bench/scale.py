@@ -30,6 +30,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fakes"))
 import dns as fakedns  # noqa: E402  scripted DNS
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import scale_drain  # noqa: E402  the big-domain drain, against Postfix
+import outage  # noqa: E402  a long outage replayed
 
 TICK = os.sysconf("SC_CLK_TCK")
 # Only the head of a big queue list is kept; the rest is counted.
@@ -205,7 +208,10 @@ def main():
     ap.add_argument("--tmp", default="/tmp")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=None)
+    scale_drain.add_args(ap)
+    outage.add_args(ap)
     a = ap.parse_args()
+    t_run = time.monotonic()
 
     dns = fakedns.FakeDNS().start()
     res = {"label": a.label, "started": time.strftime(
@@ -214,8 +220,9 @@ def main():
            "ncpu": os.cpu_count(), "idle_seconds": a.idle,
            "queued": [], "domains": []}
     # A baseline with nothing queued: RSS per message is over it.
-    base = queued_point(a, dns, 0)
-    res["queued"].append(base)
+    if sizes(a.queued):
+        base = queued_point(a, dns, 0)
+        res["queued"].append(base)
     for n in sizes(a.queued):
         r = queued_point(a, dns, n)
         r["rss_per_msg_bytes"] = round(
@@ -226,7 +233,12 @@ def main():
         r = domains_point(a, dns, nd)
         res["domains"].append(r)
         print(json.dumps(r), flush=True)
+    if a.backmx or a.postfix:
+        res["drain"] = scale_drain.drain(a)
+    if a.outage_minutes:
+        res["outage"] = outage.replay(a, dns)
     res["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
+    res["run_seconds"] = round(time.monotonic() - t_run, 1)
 
     out = a.out or os.path.join(ROOT, "bench", "results", "scale-%s.json" %
                                 time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
@@ -250,10 +262,15 @@ def main():
               % (r["domains"], r["start_seconds"], r["rss_kb"] / 1024.0,
                  r["idle_cpu"] * 100, r["idle_log_lines_per_min"],
                  r["domain_list"]["seconds"]))
+    if "drain" in res:
+        print("\n".join(scale_drain.table(res["drain"])))
+    if "outage" in res:
+        print("\n".join(outage.table(res["outage"])))
     print("\nloadavg before %s after %s (%d CPUs; shared machine: other "
           "work adds to the CPU figures)" % (
               " ".join(res["loadavg_before"]), " ".join(res["loadavg_after"]),
               res["ncpu"]))
+    print("whole run: %.0f s" % res["run_seconds"])
     print("results:", out)
 
 

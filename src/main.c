@@ -38,6 +38,7 @@
 #include "metrics.h"
 #include "dash.h"
 #include "log.h"
+#include "looplag.h"
 #include "policy.h"
 #include "pool.h"
 #include "queue.h"
@@ -614,6 +615,8 @@ main(int argc, char **argv)
 		    domains_count(domains));
 		service_ready(srv.base, status);
 	}
+	/* From here: the start's own work is no stall. */
+	looplag_start(srv.base);
 
 	event_base_dispatch(srv.base);
 
@@ -635,6 +638,7 @@ main(int argc, char **argv)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	looplag_stop();
 	service_free();
 	tls_ctx_free(srv.tls);
 	policy_free(srv.policy);

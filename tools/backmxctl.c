@@ -3,6 +3,8 @@
  *
  *   backmxctl [-c FILE] config [-n]   effective configuration (-n: only
  *                                     what differs from the defaults)
+ *   backmxctl [-c FILE] status [--json]  the running daemon: pid, uptime,
+ *                                     domains, the event loop's lag
  *   backmxctl [-c FILE] greylist ...  triplets, networks, allow entries
  *                                     (tools/ctl_greylist.c)
  *   backmxctl [-c FILE] queue ...     the queue, through backmxd's
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_conn.h"
 #include "ctl_domain.h"
 #include "ctl_greylist.h"
 #include "ctl_queue.h"
@@ -26,6 +29,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n"
+	    "       backmxctl [-c config] status [--json]\n"
 	    "       backmxctl [-c config] greylist list|allow|delete ...\n"
 	    "       backmxctl [-c config] queue list|show|flush|delete|hold|"
 	    "release ...\n"
@@ -68,6 +72,14 @@ main(int argc, char **argv)
 			usage();
 		config_print(&conf, stdout, only_changed);
 		return 0;
+	}
+	if (strcmp(argv[0], "status") == 0) {
+		int json = argc == 2 && strcmp(argv[1], "--json") == 0;
+
+		if (argc > 2 || (argc == 2 && !json))
+			usage();
+		return ctl_request(&conf, json ? "status json\n" :
+		    "status\n", NULL, 0);
 	}
 	if (strcmp(argv[0], "greylist") == 0)
 		return ctl_greylist(&conf, argc, argv);

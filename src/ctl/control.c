@@ -30,6 +30,7 @@
 #include "envelope.h"
 #include "learn.h"
 #include "log.h"
+#include "looplag.h"
 #include "str.h"
 #include "qdb.h"
 #include "queue.h"
@@ -56,6 +57,7 @@ struct control {
 	const struct domains	*domains;
 	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	size_t			 nconn;
+	time_t			 started;	/* for "status" */
 };
 
 struct conn {
@@ -650,6 +652,21 @@ greylist_request(struct conn *c, char **w, int n)
 	staged(c, st, rc, grey_committed);
 }
 
+/* "status": read-only, answered at once. */
+static void
+status_request(struct conn *c)
+{
+	struct looplag_stats l;
+	struct evbuffer *b = evbuffer_new();
+
+	looplag_read(&l);
+	view_status(b, c->json, (long)getpid(), (int64_t)(time(NULL) -
+	    c->ctl->started), c->ctl->domains != NULL ?
+	    domains_count(c->ctl->domains) : 0, &l);
+	answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
 static void
 request(struct conn *c, char *line)
 {
@@ -661,6 +678,10 @@ request(struct conn *c, char *line)
 	if ((n = words(line, w, 6)) > 0 && strcmp(w[n - 1], "json") == 0) {
 		c->json = 1;
 		n--;
+	}
+	if (n == 1 && strcmp(w[0], "status") == 0) {
+		status_request(c);
+		return;
 	}
 	if (n < 2) {
 		answer(c, "error usage unknown request", NULL);
@@ -903,6 +924,7 @@ control_open(struct event_base *base, const char *path, struct queue *q,
 	ctl = xcalloc(1, sizeof(*ctl));
 	ctl->base = base;
 	ctl->queue = q;
+	ctl->started = time(NULL);
 	memcpy(ctl->path, path, strlen(path) + 1);
 	if ((ctl->lev = evconnlistener_new(base, accept_cb, ctl,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16, fd)) == NULL) {

@@ -9,6 +9,7 @@
  * the request's trailing word "json", one JSON document a line. Peers
  * must be uid 0 or the daemon's uid (SO_PEERCRED); the socket is 0600.
  *
+ *   status [json]                pid, uptime, domains, the loop's lag
  *   queue list [json]            every queued message
  *   queue show ID [json]         one message
  *   queue flush [DOMAIN] [json]  make due now (all, or one domain's)

@@ -22,6 +22,7 @@
 #include "health.h"
 #include "json.h"
 #include "learn.h"
+#include "looplag.h"
 #include "qdb.h"
 #include "sched.h"
 #include "state.h"
@@ -587,6 +588,59 @@ control_rcpt_list(struct state *st, const struct domain *d,
 		    "%zu invalid\n", l.valid + l.invalid, l.valid + l.invalid
 		    == 1 ? "" : "s", l.valid, l.invalid);
 	return 0;
+}
+
+void
+view_status(struct evbuffer *b, int json, long pid, int64_t uptime,
+    size_t domains, const struct looplag_stats *l)
+{
+	const unsigned *bound = looplag_bounds();
+	struct json j;
+	size_t i;
+
+	if (!json) {
+		evbuffer_add_printf(b, "pid: %ld\nuptime: %lld s\n"
+		    "domains: %zu\nloop lag: max %llu ms, last %llu ms, "
+		    "%llu probes over %d ms of %llu\nloop lag histogram:",
+		    pid, (long long)uptime, domains,
+		    (unsigned long long)l->max_ms,
+		    (unsigned long long)l->last_ms,
+		    (unsigned long long)l->stalls, LOOPLAG_STALL_MS,
+		    (unsigned long long)l->ticks);
+		for (i = 0; i < LOOPLAG_BUCKETS; i++)
+			if (bound[i] != 0)
+				evbuffer_add_printf(b, " <%ums:%llu", bound[i],
+				    (unsigned long long)l->hist[i]);
+			else
+				evbuffer_add_printf(b, " more:%llu",
+				    (unsigned long long)l->hist[i]);
+		evbuffer_add(b, "\n", 1);
+		return;
+	}
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kint(&j, "pid", pid);
+	json_kint(&j, "uptime_s", uptime);
+	json_kuint(&j, "domains", domains);
+	json_kuint(&j, "loop_lag_max_ms", l->max_ms);
+	json_kuint(&j, "loop_lag_last_ms", l->last_ms);
+	json_kuint(&j, "loop_stalls_50ms", l->stalls);
+	json_kuint(&j, "loop_probes", l->ticks);
+	/* [upper bound in ms (null: none), probes] pairs */
+	json_key(&j, "loop_lag_histogram");
+	json_array(&j);
+	for (i = 0; i < LOOPLAG_BUCKETS; i++) {
+		json_array(&j);
+		if (bound[i] != 0)
+			json_uint(&j, bound[i]);
+		else
+			json_null(&j);
+		json_uint(&j, l->hist[i]);
+		json_end(&j);
+	}
+	json_end(&j);
+	json_end(&j);
+	json_raw(&j, "\n");
 }
 
 void

@@ -87,6 +87,16 @@ int		 control_domain_show(struct state *, struct learn *,
 int		 control_rcpt_list(struct state *, const struct domain *,
 		    struct evbuffer *out, int json, int64_t now);
 
+/*
+ * The answer to "status": the daemon's pid, seconds up, customer domains,
+ * and the loop's lag (core/looplag: the latest a 25 ms probe ran, probes
+ * over 50 ms late, the histogram).
+ */
+struct looplag_stats;
+void		 view_status(struct evbuffer *out, int json, long pid,
+		    int64_t uptime, size_t domains,
+		    const struct looplag_stats *);
+
 /* The answer to a queue change (flush, delete, hold, release) of id. */
 void		 view_queue_changed(struct evbuffer *out, int json,
 		    const char *id);
