@@ -1002,6 +1002,18 @@ warning_due(const struct sched *s, const struct entry *e, time_t now)
 	    now >= e->arrival + (time_t)s->conf->delay_warning_time;
 }
 
+/* Run 'ev' again at the loop's next turn, after the I/O that is ready:
+ * event_active() would run it in this same turn (libevent runs what
+ * becomes active while it runs the active queue), and a walk in batches
+ * would stall the loop all the same. */
+static void
+next_turn(struct event *ev)
+{
+	struct timeval zero = { 0, 0 };
+
+	event_add(ev, &zero);
+}
+
 /*
  * A reload changed maximal_queue_lifetime or delay_warning_time: every
  * heap key holds the old expiry or warning time, and a parked entry has
@@ -1027,7 +1039,7 @@ rekey_cb(evutil_socket_t fd, short what, void *arg)
 			entry_schedule(s, e);
 	}
 	if (s->rekey != NULL)
-		event_active(s->rekey_ev, EV_TIMEOUT, 0);
+		next_turn(s->rekey_ev);
 	else
 		event_active(s->kick, EV_TIMEOUT, 0);	/* what is due now */
 }
@@ -1048,7 +1060,7 @@ rekey_check(struct sched *s)
 	/* A walk under way starts again: it may have passed entries. */
 	s->rekey = s->head;
 	if (s->rekey != NULL)
-		event_active(s->rekey_ev, EV_TIMEOUT, 0);
+		next_turn(s->rekey_ev);
 }
 
 /*
