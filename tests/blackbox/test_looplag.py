@@ -1,10 +1,11 @@
 """
 The event loop's own lag (issue 16, docs/architecture.md §7): `backmxctl
-status` shows how late the loop's 25 ms probe ran, the count of probes
+status` shows how late the loop's probe ran, the count of probes
 over 50 ms late and a histogram; a stall is logged.
 
 A stall is made for real: the daemon is stopped (SIGSTOP) for 300 ms, so
-its next probe runs at least 275 ms late whatever the machine's load. No
+its next probe runs at least 200 ms late (300 ms less the idle
+period, 100 ms) whatever the machine's load. No
 assertion depends on speed: every bound is a lower one.
 """
 
@@ -54,7 +55,7 @@ class LoopLagTest(BlackboxTest):
                               before["loop_stalls_50ms"] else None)(
                                   self.status(d)), timeout=30)
         self.assertTrue(after, "no stall counted after a 300 ms stop")
-        self.assertGreaterEqual(after["loop_lag_max_ms"], 275)
+        self.assertGreaterEqual(after["loop_lag_max_ms"], 200)
         # The histogram's top buckets hold it: 100-500 ms or more.
         self.assertGreaterEqual(sum(n for _, n in
                                     after["loop_lag_histogram"][-2:]), 1)
