@@ -253,28 +253,6 @@ reload_apply(struct config *np, struct domains *d)
 	    domains_count(d));
 }
 
-/*
- * The loop. epoll's changelist: a bufferevent turns its read and write
- * events on and off several times per SMTP command (a reply queued, sent,
- * the next command read); with the changelist libevent makes one
- * epoll_ctl() per fd and loop turn for the net change, not one per
- * change (bench/README.md "CPU per message"). Its one caveat, dup()ed
- * fds sharing an epoll registration, does not apply: no fd is dup()ed.
- */
-static struct event_base *
-loop_new(void)
-{
-	struct event_config *cfg;
-	struct event_base *base;
-
-	if ((cfg = event_config_new()) == NULL)
-		return NULL;
-	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(cfg);
-	event_config_free(cfg);
-	return base;
-}
-
 /* The scheduler's attempts go to deliver.c, which sits above the queue. */
 static void
 attempt(void *owner, struct sched_task *t, sched_task_done_cb *done,
@@ -413,7 +391,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() == -1)
 		fatal("event=start_error error=\"evthread_use_pthreads\"");
-	if ((srv.base = loop_new()) == NULL)
+	if ((srv.base = event_base_new()) == NULL)
 		fatal("event=start_error error=\"event_base_new\"");
 	srv.conf = &conf;
 	srv.domains = domains;
