@@ -76,7 +76,7 @@ bench-milter: build
 
 SCALE_ARGS ?=
 bench-scale: build
-	ninja -C build bench_scale_load
+	ninja -C build bench_scale_load bench_domains_lookup
 	nice $(PY) bench/scale.py $(SCALE_ARGS)
 
 # The paths are install-time only: nothing compiled depends on them

@@ -33,6 +33,7 @@
 #include "xmem.h"
 
 #define SCHED_ACTIVE_MAX	1000	/* attempts in flight at once */
+#define SCHED_REKEY_BATCH	4096	/* entries re-keyed per loop turn */
 #define SCHED_DB_RETRY		60	/* s after a failed load or commit */
 
 #define NOT_DUE		SIZE_MAX	/* entry.hidx: not in the heap */
@@ -118,6 +119,11 @@ struct sched {
 	int			 capped;	/* last pass hit SCHED_ACTIVE_MAX */
 	struct attempt		*attempts;	/* in flight */
 	struct learn		*learn;		/* NULL: nobody learns */
+	/* The times the heap's keys were computed with, and the walk that
+	 * re-keys every entry after a reload changed them (rekey_cb()). */
+	unsigned		 keyed_lifetime, keyed_warning;
+	struct entry		*rekey;		/* next to re-key; NULL: none */
+	struct event		*rekey_ev;
 };
 
 unsigned
@@ -461,6 +467,8 @@ entry_free(struct sched *s, struct entry *e)
 	*pp = e->hnext;
 	s->nentries--;
 	s->bytes -= e->size;
+	if (s->rekey == e)
+		s->rekey = e->next;
 	if (e->prev != NULL)
 		e->prev->next = e->next;
 	else
@@ -1073,6 +1081,67 @@ warning_due(const struct sched *s, const struct entry *e, time_t now)
 	    now >= e->arrival + (time_t)s->conf->delay_warning_time;
 }
 
+/* Run 'ev' again at the loop's next turn, after the I/O that is ready:
+ * event_active() would run it in this same turn (libevent runs what
+ * becomes active while it runs the active queue), and a walk in batches
+ * would stall the loop all the same. */
+static void
+next_turn(struct event *ev)
+{
+	struct timeval zero = { 0, 0 };
+
+	event_add(ev, &zero);
+}
+
+/*
+ * A reload changed maximal_queue_lifetime or delay_warning_time: every
+ * heap key holds the old expiry or warning time, and a parked entry has
+ * nothing else that would bring it up before then (a shorter lifetime
+ * would wait for the old one). Re-key them all, SCHED_REKEY_BATCH a loop
+ * turn, so a million queued messages never stall the loop
+ * (docs/queue.md "Reload"). Keys from before are harmless meanwhile: an
+ * early one is put right when it comes up (tick_cb()), a late one when
+ * the walk reaches it. New entries are keyed with the new times.
+ */
+static void
+rekey_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	struct entry *e;
+	size_t n;
+
+	(void)fd;
+	(void)what;
+	for (n = 0; n < SCHED_REKEY_BATCH && (e = s->rekey) != NULL; n++) {
+		s->rekey = e->next;
+		if (e->hidx != NOT_DUE)
+			entry_schedule(s, e);
+	}
+	if (s->rekey != NULL)
+		next_turn(s->rekey_ev);
+	else
+		event_active(s->kick, EV_TIMEOUT, 0);	/* what is due now */
+}
+
+/* The configuration is read in place (main.c copies a reload over it):
+ * a change of the times the keys hold shows here, at the next tick. */
+static void
+rekey_check(struct sched *s)
+{
+	if (s->conf->maximal_queue_lifetime == s->keyed_lifetime &&
+	    s->conf->delay_warning_time == s->keyed_warning)
+		return;
+	s->keyed_lifetime = s->conf->maximal_queue_lifetime;
+	s->keyed_warning = s->conf->delay_warning_time;
+	log_info("event=queue_rekey messages=%zu lifetime=%u "
+	    "delay_warning=%u", s->nentries, s->keyed_lifetime,
+	    s->keyed_warning);
+	/* A walk under way starts again: it may have passed entries. */
+	s->rekey = s->head;
+	if (s->rekey != NULL)
+		next_turn(s->rekey_ev);
+}
+
 /*
  * What is due comes off the heap's top, earliest first: O(log n) per due
  * entry, nothing for the rest. A due entry whose primaries are all down
@@ -1088,6 +1157,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (s->deliver == NULL)
 		return;			/* nobody to deliver yet */
+	rekey_check(s);
 	while (s->nheap > 0 && (e = s->heap[0])->due <= now) {
 		if (s->active >= SCHED_ACTIVE_MAX) {
 			s->capped = 1;
@@ -1242,6 +1312,9 @@ sched_new(struct event_base *base, const struct config *conf, struct qdb *q,
 	s->tick = event_new(base, -1, EV_PERSIST, tick_cb, s);
 	event_add(s->tick, &one);
 	s->kick = event_new(base, -1, 0, tick_cb, s);
+	s->rekey_ev = event_new(base, -1, 0, rekey_cb, s);
+	s->keyed_lifetime = conf->maximal_queue_lifetime;
+	s->keyed_warning = conf->delay_warning_time;
 	return s;
 }
 
@@ -1252,6 +1325,7 @@ sched_free(struct sched *s)
 		return;
 	event_free(s->tick);
 	event_free(s->kick);
+	event_free(s->rekey_ev);
 	/* Attempts still waiting for the deliverer (freed before us) end here;
 	 * those handed to the writer ended in qdb_close(). */
 	while (s->attempts != NULL)

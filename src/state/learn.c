@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "config.h"
 #include "domains.h"
 #include "log.h"
@@ -20,12 +22,20 @@
  * than this: a busy pass-through must not write a row per RCPT. */
 #define LEARN_REFRESH	3600
 #define LEARN_ACCEPT_REFRESH 60
+/* Domains brought up to date per loop turn after a reload (a state
+ * store read each): 100,000 customers must not stall the loop. */
+#define LEARN_WALK_BATCH	256
 
 struct learn {
 	const struct config	*conf;
 	struct state		*st;
 	const struct domains	*domains;
 	size_t			 refused;
+	/* learn_set_domains()' walk over the table: the next index, the
+	 * refused domains counted so far. */
+	struct event		*walk_ev;
+	size_t			 walk_next, walk_refused;
+	int			 walking;
 };
 
 static const char *const lifecycle_names[] = {
@@ -79,21 +89,38 @@ key_domain(const char *key)
 	return at != NULL ? at + 1 : "";
 }
 
+static void	walk_cb(evutil_socket_t, short, void *);
+
+/* Run 'ev' again at the loop's next turn, after the I/O that is ready:
+ * event_active() would run it in this same turn (libevent runs what
+ * becomes active while it runs the active queue), and a walk in batches
+ * would stall the loop all the same. */
+static void
+next_turn(struct event *ev)
+{
+	struct timeval zero = { 0, 0 };
+
+	event_add(ev, &zero);
+}
+
 struct learn *
 learn_new(struct event_base *base, const struct config *conf,
     struct state *st)
 {
 	struct learn *l = xcalloc(1, sizeof(*l));
 
-	(void)base;
 	l->conf = conf;
 	l->st = st;
+	if (base != NULL)
+		l->walk_ev = event_new(base, -1, 0, walk_cb, l);
 	return l;
 }
 
 void
 learn_free(struct learn *l)
 {
+	if (l != NULL && l->walk_ev != NULL)
+		event_free(l->walk_ev);
 	free(l);
 }
 
@@ -159,30 +186,65 @@ learn_lifecycle(struct learn *l, const char *domain, int64_t now)
 	return d.lifecycle;
 }
 
+/*
+ * One step of the walk learn_set_domains() starts: LEARN_WALK_BATCH
+ * domains brought up to date (a new one starts learning), the refused
+ * ones counted; 1 while more follow. The count replaces l->refused at
+ * the end: refused customer domains of this table (a domain that
+ * changed meanwhile was counted as it is now, by the walk or by
+ * transition()).
+ */
 static int
-count_refused(const struct state_domain *d, void *arg)
+walk_step(struct learn *l)
 {
-	size_t *n = arg;
+	const struct domain *dom;
+	struct state_domain d;
+	int64_t now = time(NULL);
+	size_t k;
 
-	if (d->lifecycle == STATE_DOM_REFUSED)
-		(*n)++;
+	for (k = 0; k < LEARN_WALK_BATCH &&
+	    (dom = domains_at(l->domains, l->walk_next)) != NULL; k++) {
+		l->walk_next++;
+		if (learn_domain(l, dom->name, now, &d) == -1)
+			log_err("event=store_error op=domain domain=%s",
+			    dom->name);
+		else if (d.lifecycle == STATE_DOM_REFUSED)
+			l->walk_refused++;
+	}
+	if (l->walk_next < domains_count(l->domains))
+		return 1;
+	l->refused = l->walk_refused;
+	l->walking = 0;
 	return 0;
+}
+
+static void
+walk_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct learn *l = arg;
+
+	if (l->walking && walk_step(l) == 1)
+		next_turn(l->walk_ev);
 }
 
 void
 learn_set_domains(struct learn *l, const struct domains *doms)
 {
-	struct state_domain d;
-	int64_t now = time(NULL);
-	size_t i, n = 0;
-
+	/* A walk of the previous table under way starts over on this one:
+	 * it is freed after this call. */
 	l->domains = doms;
-	for (i = 0; i < domains_count(doms); i++)
-		if (learn_domain(l, domains_at(doms, i)->name, now, &d) == -1)
-			log_err("event=store_error op=domain domain=%s",
-			    domains_at(doms, i)->name);
-	if (state_domain_list(l->st, count_refused, &n) == 0)
-		l->refused = n;
+	l->walk_next = 0;
+	l->walk_refused = 0;
+	l->walking = 1;
+	/* The first batch now (all of a small table, as in the unit
+	 * tests); the rest a batch a loop turn. */
+	if (walk_step(l) == 1) {
+		if (l->walk_ev != NULL)
+			next_turn(l->walk_ev);
+		else
+			while (walk_step(l) == 1)
+				;
+	}
 }
 
 size_t

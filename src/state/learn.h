@@ -50,7 +50,10 @@ struct learn	*learn_new(struct event_base *, const struct config *,
 		    struct state *);
 void		 learn_free(struct learn *);
 /* The customer domains (at start and after each reload): a domain seen
- * for the first time starts learning now. */
+ * for the first time starts learning now. The first few hundred at once,
+ * the rest a batch a loop turn (a state store read each: a big table
+ * must not stall the loop); a domain not reached yet is brought up to
+ * date by its first use all the same (learn_domain()). */
 void		 learn_set_domains(struct learn *, const struct domains *);
 
 /*
