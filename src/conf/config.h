@@ -121,6 +121,13 @@ struct config {
 	char		greylist_allow_clients[CONFIG_LIST_MAX];
 	char		greylist_allow_senders[CONFIG_LIST_MAX];
 	char		greylist_allow_recipients[CONFIG_LIST_MAX];
+	/* Sharing it through Redis (docs/cluster.md). */
+	char		redis_servers[256];	/* "ADDR:PORT" or "" */
+	struct config_listen redis_server;	/* parsed */
+	size_t		nredis_servers;		/* 0: no cluster */
+	unsigned	redis_timeout;		/* milliseconds */
+	char		redis_prefix[64];
+	unsigned	redis_replay_limit;	/* decisions kept for Redis */
 
 	/* DNS and the checks that use it (docs/dns.md). */
 	char		dns_forward[512];	/* "ADDR[@PORT] ..." or "" */
