@@ -8,7 +8,8 @@ PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  libevent-dev libssl-dev libunbound-dev libsqlite3-dev libhiredis-dev
  libcmocka-dev sqlite3 openssl python3 python3-dnslib python3-aiosmtpd
  fiu-utils libfiu-dev
- groff-base man-db systemd rspamd spamassassin spamd spamc spamass-milter"
+ groff-base man-db systemd rspamd spamassassin spamd spamc spamass-milter
+ redis-server"
 
 missing=""
 for p in $PKGS; do
