@@ -9,6 +9,8 @@
  *                                     control socket (tools/ctl_queue.c)
  *   backmxctl [-c FILE] domain ...    customer domains' lifecycle, health,
  *   backmxctl [-c FILE] recipients ...  recipients (tools/ctl_domain.c)
+ *   backmxctl [-c FILE] cluster status  the shared state through Redis
+ *                                     (tools/ctl_cluster.c)
  *
  * Exit codes follow <sysexits.h>: 64 usage, 78 configuration error.
  */
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_cluster.h"
 #include "ctl_domain.h"
 #include "ctl_greylist.h"
 #include "ctl_queue.h"
@@ -30,7 +33,8 @@ usage(void)
 	    "       backmxctl [-c config] queue list|show|flush|delete|hold|"
 	    "release ...\n"
 	    "       backmxctl [-c config] domain list|show ...\n"
-	    "       backmxctl [-c config] recipients list|add|delete ...\n");
+	    "       backmxctl [-c config] recipients list|add|delete ...\n"
+	    "       backmxctl [-c config] cluster status [--json]\n");
 	exit(64);
 }
 
@@ -76,5 +80,7 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "domain") == 0 ||
 	    strcmp(argv[0], "recipients") == 0)
 		return ctl_domain(&conf, argc, argv);
+	if (strcmp(argv[0], "cluster") == 0)
+		return ctl_cluster(&conf, argc, argv);
 	usage();
 }
