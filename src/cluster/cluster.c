@@ -164,6 +164,22 @@ struct cluster_op {
 
 static void	replay_next(struct cluster *);
 
+/* Every argument here is text: its length is strlen(). */
+static struct redis_req *
+script_text(struct cluster *cl, size_t script, int nkeys, int argc,
+    const char **argv, redis_reply_cb *cb, void *arg)
+{
+	size_t len[16];
+	int i;
+
+	if (argc > 16)
+		panic("script_text: %d arguments", argc);
+	for (i = 0; i < argc; i++)
+		len[i] = strlen(argv[i]);
+	return redis_script(cl->redis, script, nkeys, argc, argv, len, cb,
+	    arg);
+}
+
 static int64_t
 int_of(const redisReply *r)
 {
@@ -293,7 +309,6 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
 	struct cluster_op *op = op_new(cl, arg);
 	char key[128], now[24], delay[16], win[16], age[16];
 	const char *argv[8];
-	size_t len[8], i;
 
 	op->grey_cb = cb;
 	op->now = q->now;
@@ -316,10 +331,7 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
 	argv[5] = delay;
 	argv[6] = win;
 	argv[7] = age;
-	for (i = 0; i < 8; i++)
-		len[i] = strlen(argv[i]);
-	op->req = redis_script(cl->redis, SCRIPT_CHECK, 1, 8, argv, len,
-	    grey_cb, op);
+	op->req = script_text(cl, SCRIPT_CHECK, 1, 8, argv, grey_cb, op);
 	return op;
 }
 
@@ -394,7 +406,7 @@ replay_next(struct cluster *cl)
 	const struct state_triplet *t;
 	char key[128], num[6][24], now[24];
 	const char *argv[11];
-	size_t len[11], i;
+	size_t i;
 
 	if (cl->merging != NULL || TAILQ_EMPTY(&cl->replay) ||
 	    !redis_usable(cl->redis))
@@ -422,10 +434,8 @@ replay_next(struct cluster *cl)
 	/* Expired is judged at the push, not at the decision. */
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	argv[10] = now;
-	for (i = 0; i < 11; i++)
-		len[i] = strlen(argv[i]);
-	cl->merge_req = redis_script(cl->redis, SCRIPT_MERGE, 1, 11, argv,
-	    len, merge_cb, cl);
+	cl->merge_req = script_text(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb,
+	    cl);
 }
 
 /* --- heartbeat and status ----------------------------------------------------- */
@@ -445,7 +455,6 @@ beat_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { BEAT_SECS, 0 };
 	char k1[400], k2[128], now[24], ttl[16];
 	const char *argv[5];
-	size_t len[5], i;
 
 	evtimer_add(cl->ev_beat, &tv);
 	replay_next(cl);
@@ -460,10 +469,7 @@ beat_timer_cb(evutil_socket_t fd, short what, void *arg)
 	argv[2] = cl->node;
 	argv[3] = now;
 	argv[4] = ttl;
-	for (i = 0; i < 5; i++)
-		len[i] = strlen(argv[i]);
-	cl->beat = redis_script(cl->redis, SCRIPT_BEAT, 2, 5, argv, len,
-	    beat_cb, cl);
+	cl->beat = script_text(cl, SCRIPT_BEAT, 2, 5, argv, beat_cb, cl);
 }
 
 /* The connection is (again) ready: say so at once, then push what
@@ -528,17 +534,13 @@ cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
 	struct cluster_op *op = op_new(cl, arg);
 	char k[128], p[128];
 	const char *argv[2];
-	size_t len[2];
 
 	op->status_cb = cb;
 	snprintf(k, sizeof(k), "%snodes", cl->prefix);
 	snprintf(p, sizeof(p), "%snode:", cl->prefix);
 	argv[0] = k;
 	argv[1] = p;
-	len[0] = strlen(k);
-	len[1] = strlen(p);
-	op->req = redis_script(cl->redis, SCRIPT_NODES, 1, 2, argv, len,
-	    nodes_cb, op);
+	op->req = script_text(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
 	return op;
 }
 

@@ -154,6 +154,7 @@ drop(struct redis *r, const char *why)
 		return;
 	log_warn("event=redis_disconnect server=%s why=\"%s\"", r->addr, why);
 	r->ac = NULL;
+	r->drop_ac = NULL;
 	r->ready = 0;
 	r->loading = 0;
 	/* Runs every pending callback with NULL (reply_cb answers them);
@@ -273,8 +274,10 @@ on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	log_warn("event=redis_disconnect server=%s why=\"%s\"", r->addr,
 	    status == REDIS_OK ? "closed" : ac->errstr);
-	/* hiredis frees the context after this callback. */
+	/* hiredis frees the context after this callback; a drop_later()
+	 * meant for it must not hit a new context at the same address. */
 	r->ac = NULL;
+	r->drop_ac = NULL;
 	r->ready = 0;
 	r->loading = 0;
 	schedule_reconnect(r);
