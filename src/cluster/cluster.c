@@ -246,10 +246,9 @@ cluster_cancel(struct cluster_op *op)
 
 /* --- greylisting ------------------------------------------------------------ */
 
-/* The CHECK script's array into *t; 0, or -1 when it is not what the
- * script returns (then the node decides alone). */
-static int
-grey_parse(const redisReply *reply, struct state_triplet *t, int *act_out)
+int
+cluster_parse_grey(const redisReply *reply, struct state_triplet *t,
+    int *act_out)
 {
 	int64_t v[GREY_FIELDS];
 	size_t i;
@@ -272,6 +271,26 @@ grey_parse(const redisReply *reply, struct state_triplet *t, int *act_out)
 	return 0;
 }
 
+size_t
+cluster_parse_nodes(const redisReply *reply, struct cluster_node *out,
+    size_t max)
+{
+	size_t i, n = 0;
+
+	if (reply->type != REDIS_REPLY_ARRAY)
+		return 0;
+	for (i = 0; i + 1 < reply->elements && n < max; i += 2) {
+		const redisReply *name = reply->element[i];
+
+		if (name->type != REDIS_REPLY_STRING)
+			continue;
+		str_ncopy(out[n].name, sizeof(out[n].name), name->str,
+		    name->len);
+		out[n++].beat = int_of(reply->element[i + 1]);
+	}
+	return n;
+}
+
 static void
 grey_cb(enum redis_status st, const redisReply *reply, void *arg)
 {
@@ -286,7 +305,7 @@ grey_cb(enum redis_status st, const redisReply *reply, void *arg)
 
 	op->req = NULL;
 	op_free(op);
-	if (st != REDIS_REPLY_OK || grey_parse(reply, &t, &act) == -1) {
+	if (st != REDIS_REPLY_OK || cluster_parse_grey(reply, &t, &act) == -1) {
 		if (st == REDIS_REPLY_OK)
 			log_warn("event=redis_greylist error=\"%s\"",
 			    reply->type == REDIS_REPLY_ERROR ? reply->str :
@@ -504,7 +523,6 @@ nodes_cb(enum redis_status st, const redisReply *reply, void *arg)
 	cluster_status_cb *cb = op->status_cb;
 	void *cbarg = op->arg;
 	struct cluster_status *s;
-	size_t i;
 
 	s = xcalloc(1, sizeof(*s));
 	status_fill(op->cl, s);
@@ -512,17 +530,8 @@ nodes_cb(enum redis_status st, const redisReply *reply, void *arg)
 	op_free(op);
 	if (st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_ARRAY) {
 		s->nodes_known = 1;
-		for (i = 0; i + 1 < reply->elements &&
-		    s->nnodes < CLUSTER_NODES_MAX; i += 2) {
-			const redisReply *n = reply->element[i];
-
-			if (n->type != REDIS_REPLY_STRING)
-				continue;
-			str_ncopy(s->nodes[s->nnodes].name,
-			    sizeof(s->nodes[0].name), n->str, n->len);
-			s->nodes[s->nnodes++].beat =
-			    int_of(reply->element[i + 1]);
-		}
+		s->nnodes = cluster_parse_nodes(reply, s->nodes,
+		    CLUSTER_NODES_MAX);
 	}
 	cb(s, cbarg);
 	free(s);

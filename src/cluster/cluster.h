@@ -73,6 +73,16 @@ int		 cluster_grey_key(const char *prefix, const char *net,
 		    const char *sender, const char *rcpt, char *out,
 		    size_t outsz);
 
+/*
+ * The CHECK script's answer (an array of seven integers: action,
+ * first_seen, last_seen, passed, expires, tries, passes) into *t and
+ * *act_out; 0, or -1 when it is anything else (then the node decides
+ * alone). Exposed for fuzz/fuzz_redis.c: Redis' bytes, through hiredis'
+ * reader.
+ */
+int		 cluster_parse_grey(const struct redisReply *,
+		    struct state_triplet *t, int *act_out);
+
 /* --- status (backmxctl cluster status) ----------------------------------------- */
 
 #define CLUSTER_NODES_MAX	64	/* nodes shown */
@@ -95,6 +105,11 @@ struct cluster_status {
 	size_t		 nnodes;
 	struct cluster_node nodes[CLUSTER_NODES_MAX];
 };
+
+/* The NODES script's name, beat pairs into out (at most max); how many.
+ * A name that is no string is skipped; names are cut to their field. */
+size_t		 cluster_parse_nodes(const struct redisReply *,
+		    struct cluster_node *out, size_t max);
 
 typedef void	cluster_status_cb(const struct cluster_status *, void *arg);
 /* Counters now, the nodes from Redis (their heartbeat keys). */
