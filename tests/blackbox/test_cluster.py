@@ -11,6 +11,8 @@ a free loopback port without persistence.
   passes at B, which never saw it;
 - Redis stopped with SIGSTOP: requests time out, the breaker opens, the
   sessions are still answered; SIGCONT: the node comes back by itself;
+- the replay queue keeps at most redis_replay_limit decisions, the
+  newest, and counts what it dropped;
 - without redis_servers, `cluster status` says there is no cluster (the
   single-node greylist tests, test_greylist*.py, run unchanged).
 
@@ -132,6 +134,9 @@ class TestCluster(GreylistTest):
         a = self.node(r, "mx2a.backmx.test")
         b = self.node(r, "mx2b.backmx.test")
         self.assertGreylisted(self.attempt_at(a))
+        # A Redis that lost its scripts (restarted, flushed) answers
+        # NOSCRIPT: the node sends the source once more, still shared.
+        resp(r.port, "SCRIPT", "FLUSH")
         self.assertGreylisted(self.attempt_at(a))
         keys = resp(r.port, "KEYS", "backmx:grey:*")
         self.assertEqual(len(keys), 1, keys)
@@ -248,6 +253,26 @@ class TestCluster(GreylistTest):
         self.assertTrue(poll(recovered, 30), self.status(a))
         self.assertGreaterEqual(
             len(resp(r.port, "KEYS", "backmx:grey:*")), 7)
+
+    def test_replay_queue_bounded(self):
+        r = self.redis()
+        a = self.node(r, "mx2a.backmx.test", redis_replay_limit="2")
+        r.kill()
+        self.assertTrue(poll(lambda: not self.status(a)["connected"], 15))
+        for i in range(4):
+            self.assertGreylisted(self.attempt_at(
+                a, sender="s%d@sender.example" % i))
+        s = self.status(a)
+        self.assertEqual(s["replay_depth"], 2)
+        self.assertEqual(s["replay_dropped"], 2)
+        r.start()
+        self.assertTrue(poll(lambda: self.status(a)["replay_merged"] == 2,
+                             20), self.status(a))
+        # The newest two reached Redis; the dropped ones did not.
+        senders = sorted(resp(r.port, "HGET", k, "sender")
+                         for k in resp(r.port, "KEYS", "backmx:grey:*"))
+        self.assertEqual(senders, ["s2@sender.example",
+                                   "s3@sender.example"])
 
     def test_no_redis_no_cluster(self):
         d = self.grey_daemon()
