@@ -13,7 +13,8 @@ PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  rspamd spamassassin spamd spamc spamass-milter
  chromium
  debhelper lintian dpkg-dev fakeroot
- strace"
+ strace
+ redis-server"
 
 missing=""
 for p in $PKGS; do

@@ -26,6 +26,7 @@
 #include <event2/thread.h>
 
 #include "callout.h"
+#include "cluster.h"
 #include "config.h"
 #include "connect.h"
 #include "control.h"
@@ -57,6 +58,7 @@ static struct server	srv;
 static struct domains	*domains;
 static struct state	*state;
 static struct greylist	*greylist;
+static struct cluster	*cluster;	/* NULL: one node (docs/cluster.md) */
 static struct resolver	*resolver;
 static struct control	*control;
 static struct learn	*learn;
@@ -219,6 +221,13 @@ keep_running_values(struct config *n)
 	KEEP(greylist_allow_clients);
 	KEEP(greylist_allow_senders);
 	KEEP(greylist_allow_recipients);
+	/* The Redis connection is made once. */
+	KEEP(redis_servers);
+	KEEP(redis_server);
+	KEEP(nredis_servers);
+	KEEP(redis_timeout);
+	KEEP(redis_prefix);
+	KEEP(redis_replay_limit);
 #undef KEEP
 	if (log_level_parse(n->log_level, &level) == 0)
 		log_set_level(level);
@@ -576,6 +585,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=config_error error=\"%s\"", err);
 	}
+	/* Shared greylisting, when redis_servers is set; Redis being down
+	 * stops nothing (docs/cluster.md). */
+	cluster = cluster_new(srv.base, &conf);
 	/* DNS: libunbound on this loop (docs/dns.md). */
 	{
 		struct resolver_conf rc;
@@ -636,6 +648,7 @@ main(int argc, char **argv)
 		deps.greylist = greylist;
 		deps.learn = learn;
 		deps.callout = callout;
+		deps.cluster = cluster;
 		srv.policy = policy_new(&deps);
 	}
 	/* The operator's socket (docs/queue.md "Admin"). */
@@ -658,6 +671,7 @@ main(int argc, char **argv)
 		dash_set_knowledge(dash, learn, state, domains);
 		dash_routes(dash, web);
 	}
+	control_set_cluster(control, cluster);
 
 	ev_term = evsignal_new(srv.base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(srv.base, SIGINT, stop_cb, NULL);
@@ -713,6 +727,7 @@ main(int argc, char **argv)
 	service_free();
 	tls_ctx_free(srv.tls);
 	policy_free(srv.policy);
+	cluster_free(cluster);
 	resolver_free(resolver);
 	/* After the sessions' last checks: what they staged commits here. */
 	learn_free(learn);

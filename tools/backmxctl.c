@@ -11,6 +11,8 @@
  *                                     control socket (tools/ctl_queue.c)
  *   backmxctl [-c FILE] domain ...    customer domains' lifecycle, health,
  *   backmxctl [-c FILE] recipients ...  recipients (tools/ctl_domain.c)
+ *   backmxctl [-c FILE] cluster status  the shared state through Redis
+ *                                     (tools/ctl_cluster.c)
  *
  * Exit codes follow <sysexits.h>: 64 usage, 78 configuration error.
  */
@@ -21,6 +23,7 @@
 
 #include "config.h"
 #include "ctl_conn.h"
+#include "ctl_cluster.h"
 #include "ctl_domain.h"
 #include "ctl_greylist.h"
 #include "ctl_queue.h"
@@ -34,7 +37,8 @@ usage(void)
 	    "       backmxctl [-c config] queue list|show|flush|delete|hold|"
 	    "release ...\n"
 	    "       backmxctl [-c config] domain list|show ...\n"
-	    "       backmxctl [-c config] recipients list|add|delete ...\n");
+	    "       backmxctl [-c config] recipients list|add|delete ...\n"
+	    "       backmxctl [-c config] cluster status [--json]\n");
 	exit(64);
 }
 
@@ -88,5 +92,7 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "domain") == 0 ||
 	    strcmp(argv[0], "recipients") == 0)
 		return ctl_domain(&conf, argc, argv);
+	if (strcmp(argv[0], "cluster") == 0)
+		return ctl_cluster(&conf, argc, argv);
 	usage();
 }

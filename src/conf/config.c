@@ -32,6 +32,7 @@
 #include "dnsxl.h"
 #include "log.h"
 #include "ranges.h"
+#include "sockaddr.h"
 #include "str.h"
 #include "file.h"
 #include "xmem.h"
@@ -83,6 +84,10 @@ static int	check_log_facility(struct config *, const char *, char *,
 		    size_t);
 static int	check_group(struct config *, const char *, char *, size_t);
 static int	check_metrics_listen(struct config *, const char *, char *,
+		    size_t);
+static int	set_redis_servers(struct config *, const char *, char *,
+		    size_t);
+static int	check_redis_prefix(struct config *, const char *, char *,
 		    size_t);
 
 #define FIELD(f)	offsetof(struct config, f), \
@@ -136,6 +141,17 @@ static const struct conf_key keys[] = {
 	{ "greylist_allow_recipients", CONF_LIST,
 	    FIELD(greylist_allow_recipients), "", 0, 0,
 	    "recipients never greylisted: addresses, domains" },
+	{ "redis_servers", CONF_LIST, FIELD(redis_servers), "", 0,
+	    CONF_EMPTY_OK, "ADDR:PORT of the Redis server the nodes share "
+	    "greylisting through (docs/cluster.md); empty: no cluster" },
+	{ "redis_timeout", CONF_UINT, FIELD(redis_timeout), "150", 1, 0,
+	    "milliseconds a Redis request may take before the node decides "
+	    "alone" },
+	{ "redis_prefix", CONF_LIST, FIELD(redis_prefix), "backmx:", 0,
+	    CONF_EMPTY_OK, "start of every Redis key of this cluster" },
+	{ "redis_replay_limit", CONF_UINT, FIELD(redis_replay_limit), "10000",
+	    1, 0, "greylist decisions kept for Redis while it is away; past "
+	    "it the oldest go" },
 	{ "domains_file", CONF_PATH, FIELD(domains_file),
 	    "/etc/backmx/domains", 0, 0,
 	    "the customer domains we are backup MX for" },
@@ -338,6 +354,8 @@ static const struct {
 	{ "mx_names", set_mx_names },
 	{ "smtpd_etrn_clients", set_etrn_clients },
 	{ "metrics_listen", check_metrics_listen },
+	{ "redis_servers", set_redis_servers },
+	{ "redis_prefix", check_redis_prefix },
 };
 
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "grow CONFIG_KEYS_MAX");
@@ -1104,6 +1122,53 @@ static int
 check_group(struct config *c, const char *v, char *why, size_t whysz)
 {
 	return check_account(v, 1, why, whysz);
+}
+
+/*
+ * One ADDR:PORT or [IPv6]:PORT for this version (docs/cluster.md): an
+ * address, not a name, because hiredis 0.14 resolves a name with a
+ * blocking getaddrinfo() on the loop.
+ */
+static int
+set_redis_servers(struct config *c, const char *v, char *why, size_t whysz)
+{
+	char item[80], e[96];
+	size_t len;
+
+	c->nredis_servers = 0;
+	memset(&c->redis_server, 0, sizeof(c->redis_server));
+	for (; (len = str_list_next(&v)) > 0; v += len) {
+		if (c->nredis_servers == 1) {
+			snprintf(why, whysz, "one server for now");
+			return -1;
+		}
+		if (len < sizeof(item))
+			str_ncopy(item, sizeof(item), v, len);
+		/* Not "*:PORT" (no server is there), not port 0. */
+		if (len >= sizeof(item) || item[0] == '*' ||
+		    config_parse_listen(item, &c->redis_server) == -1 ||
+		    sockaddr_ntop((struct sockaddr *)&c->redis_server.ss, e,
+		    sizeof(e)) <= 0) {
+			snprintf(why, whysz, "'%s' is not ADDR:PORT or "
+			    "[IPv6]:PORT", log_escape(e, sizeof(e), v, len));
+			return -1;
+		}
+		c->nredis_servers = 1;
+	}
+	return 0;
+}
+
+/* One word of printable ASCII: it starts every key. */
+static int
+check_redis_prefix(struct config *c, const char *v, char *why, size_t whysz)
+{
+	(void)c;
+	for (; *v != '\0'; v++)
+		if (*v <= ' ' || *v > '~') {
+			snprintf(why, whysz, "printable ASCII, no spaces");
+			return -1;
+		}
+	return 0;
 }
 
 /* gethostname(), or "localhost" when that is no usable host name. */

@@ -27,7 +27,7 @@
 #define CONFIG_LISTEN_MAX	16
 #define CONFIG_NETWORKS_MAX	64	/* mx_invalid_networks, dnsbl_allow */
 #define CONFIG_LIST_MAX		4096	/* a list value, with its NUL */
-#define CONFIG_KEYS_MAX		96	/* room in unit[]; config.c checks */
+#define CONFIG_KEYS_MAX		128	/* room in unit[]; config.c checks */
 #define CONFIG_MX_NAMES_MAX	16	/* items of mx_names */
 
 struct config_listen {
@@ -127,6 +127,13 @@ struct config {
 	char		greylist_allow_clients[CONFIG_LIST_MAX];
 	char		greylist_allow_senders[CONFIG_LIST_MAX];
 	char		greylist_allow_recipients[CONFIG_LIST_MAX];
+	/* Sharing it through Redis (docs/cluster.md). */
+	char		redis_servers[256];	/* "ADDR:PORT" or "" */
+	struct config_listen redis_server;	/* parsed */
+	size_t		nredis_servers;		/* 0: no cluster */
+	unsigned	redis_timeout;		/* milliseconds */
+	char		redis_prefix[64];
+	unsigned	redis_replay_limit;	/* decisions kept for Redis */
 
 	/* DNS and the checks that use it (docs/dns.md). */
 	char		dns_forward[512];	/* "ADDR[@PORT] ..." or "" */

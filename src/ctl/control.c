@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 
 #include "addr.h"
+#include "cluster.h"
 #include "dname.h"
 #include "domains.h"
 #include "envelope.h"
@@ -55,6 +56,7 @@ struct control {
 	struct learn		*learn;		/* control_set_knowledge */
 	struct state		*state;
 	const struct domains	*domains;
+	struct cluster		*cluster;	/* control_set_cluster */
 	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	size_t			 nconn;
 	time_t			 started;	/* for "status" */
@@ -76,6 +78,7 @@ struct conn {
 	char			 value[STATE_ADDR_MAX];	/* allow: as given */
 	int			 grey_added;	/* allow: a new entry */
 	int			 grey_deleted;	/* delete: rows, or -1 */
+	struct cluster_op	*op;		/* cluster status, asking Redis */
 };
 
 /* A queue id: letters and digits, as envelope.c makes them. */
@@ -667,6 +670,40 @@ status_request(struct conn *c)
 	evbuffer_free(b);
 }
 
+/* Redis answered (or not) the nodes of a "cluster status". */
+static void
+cluster_cb(const struct cluster_status *s, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *b;
+
+	c->op = NULL;
+	if (committed(c, 1, "Redis") == -1)
+		return;
+	b = evbuffer_new();
+	view_cluster_status(b, c->json, s, (int64_t)time(NULL));
+	answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/* "cluster status": the counters now, the nodes from Redis within
+ * redis_timeout (a Redis that is down answers at once). */
+static void
+cluster_request(struct conn *c, char **w, int n)
+{
+	if (n != 2 || strcmp(w[1], "status") != 0) {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	if (c->ctl->cluster == NULL) {
+		answer(c, "error notfound no cluster: redis_servers is empty",
+		    NULL);
+		return;
+	}
+	c->pending = 1;
+	c->op = cluster_status(c->ctl->cluster, cluster_cb, c);
+}
+
 static void
 request(struct conn *c, char *line)
 {
@@ -707,6 +744,8 @@ request(struct conn *c, char *line)
 			domain_request(c, w, n);
 		else
 			rcpt_request(c, w, n);
+	} else if (strcmp(w[0], "cluster") == 0) {
+		cluster_request(c, w, n);
 	} else if (strcmp(w[0], "greylist") == 0) {
 		if (c->ctl->state == NULL) {
 			answer(c, "error io the state store is not available "
@@ -947,6 +986,12 @@ control_set_knowledge(struct control *ctl, struct learn *ln,
 	ctl->learn = ln;
 	ctl->state = st;
 	ctl->domains = ds;
+}
+
+void
+control_set_cluster(struct control *ctl, struct cluster *cl)
+{
+	ctl->cluster = cl;
 }
 
 void

@@ -23,6 +23,8 @@
  *   greylist allow VALUE [json]   an address, ADDR/LEN or a sender domain
  *   greylist delete KEY [json]    an allow entry or a network's record
  *   greylist delete NET <SENDER> <RCPT> [json]   one triplet
+ *   cluster status [json]         Redis, the breaker, the replay queue, the
+ *                                 nodes seen (docs/cluster.md "Status")
  *
  * Queue changes go through the queue's writer thread (queue_admin());
  * reads use the loop's read connection on queue.db. Recipient changes
@@ -81,5 +83,9 @@ void		 control_close(struct control *);
  */
 void		 control_set_knowledge(struct control *, struct learn *,
 		    struct state *, const struct domains *);
+struct cluster;
+/* What "cluster status" asks; NULL (one node): it answers "error
+ * notfound". Not owned; valid until control_close(). */
+void		 control_set_cluster(struct control *, struct cluster *);
 
 #endif

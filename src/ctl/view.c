@@ -18,6 +18,7 @@
 #include <event2/buffer.h>
 
 #include "addr.h"
+#include "cluster.h"
 #include "domains.h"
 #include "health.h"
 #include "json.h"
@@ -715,6 +716,90 @@ view_greylist_deleted(struct evbuffer *b, int json, int n)
 	json_init(&j, evb_write, b);
 	json_object(&j);
 	json_kint(&j, "deleted", n);
+	json_end(&j);
+	json_raw(&j, "\n");
+}
+
+static void
+cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
+{
+	const struct redis_stats *r = &s->redis;
+	size_t i;
+
+	evbuffer_add_printf(b, "node: ");
+	text_str(b, s->node);
+	evbuffer_add_printf(b, "\nredis: %s %s\nbreaker: %s\n", s->server,
+	    r->connected ? "connected" : "not connected",
+	    redis_breaker_name(r->breaker));
+	evbuffer_add_printf(b, "requests: %llu errors: %llu timeouts: %llu "
+	    "refused: %llu\n", (unsigned long long)r->requests,
+	    (unsigned long long)r->errors, (unsigned long long)r->timeouts,
+	    (unsigned long long)r->refused);
+	evbuffer_add_printf(b, "connects: %llu connect_failures: %llu "
+	    "local_decisions: %llu\n", (unsigned long long)r->connects,
+	    (unsigned long long)r->connect_failures,
+	    (unsigned long long)s->fallbacks);
+	evbuffer_add_printf(b, "replay: %zu of %zu dropped: %llu merged: "
+	    "%llu\n", s->replay_depth, s->replay_limit,
+	    (unsigned long long)s->replay_dropped,
+	    (unsigned long long)s->replay_merged);
+	if (!s->nodes_known) {
+		evbuffer_add_printf(b, "nodes: unknown (Redis did not "
+		    "answer)\n");
+		return;
+	}
+	evbuffer_add_printf(b, "nodes: %zu\n", s->nnodes);
+	for (i = 0; i < s->nnodes; i++) {
+		evbuffer_add_printf(b, "  ");
+		text_str(b, s->nodes[i].name);
+		evbuffer_add_printf(b, " beat %llds ago\n",
+		    (long long)(now - s->nodes[i].beat));
+	}
+}
+
+void
+view_cluster_status(struct evbuffer *b, int json,
+    const struct cluster_status *s, int64_t now)
+{
+	const struct redis_stats *r = &s->redis;
+	struct json j;
+	size_t i;
+
+	if (!json) {
+		cluster_text(b, s, now);
+		return;
+	}
+	json_init(&j, evb_write, b);
+	json_object(&j);
+	json_kstr(&j, "node", s->node);
+	json_kstr(&j, "redis", s->server);
+	json_kbool(&j, "connected", r->connected);
+	json_kstr(&j, "breaker", redis_breaker_name(r->breaker));
+	json_kuint(&j, "requests", r->requests);
+	json_kuint(&j, "errors", r->errors);
+	json_kuint(&j, "timeouts", r->timeouts);
+	json_kuint(&j, "refused", r->refused);
+	json_kuint(&j, "connects", r->connects);
+	json_kuint(&j, "connect_failures", r->connect_failures);
+	json_kuint(&j, "local_decisions", s->fallbacks);
+	json_kuint(&j, "replay_depth", s->replay_depth);
+	json_kuint(&j, "replay_limit", s->replay_limit);
+	json_kuint(&j, "replay_dropped", s->replay_dropped);
+	json_kuint(&j, "replay_merged", s->replay_merged);
+	json_key(&j, "nodes");
+	if (!s->nodes_known)
+		json_null(&j);
+	else {
+		json_array(&j);
+		for (i = 0; i < s->nnodes; i++) {
+			json_object(&j);
+			json_kstr(&j, "name", s->nodes[i].name);
+			json_kint(&j, "beat", s->nodes[i].beat);
+			json_kint(&j, "age", now - s->nodes[i].beat);
+			json_end(&j);
+		}
+		json_end(&j);
+	}
 	json_end(&j);
 	json_raw(&j, "\n");
 }

@@ -112,5 +112,11 @@ void		 view_greylist_allowed(struct evbuffer *out, int json,
 		    const char *value, int added);
 void		 view_greylist_deleted(struct evbuffer *out, int json,
 		    int n);
+struct cluster_status;
+/* "cluster status": the Redis connection, the breaker, the replay queue
+ * and the nodes seen (docs/cluster.md "Status"); 'now' ages the
+ * heartbeats. */
+void		 view_cluster_status(struct evbuffer *out, int json,
+		    const struct cluster_status *, int64_t now);
 
 #endif

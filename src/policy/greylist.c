@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "dname.h"
 #include "dnsxl.h"
@@ -544,7 +545,15 @@ struct greyreq {
 
 	struct state_wait	*wait;
 	struct verdict_info	 v;	/* the answer once committed */
+	struct cluster		*cluster;	/* shared triplets; NULL: off */
+	struct cluster_op	*op;		/* asking Redis */
 };
+
+_Static_assert((int)CLUSTER_GREY_NEW == (int)GREYLIST_NEW &&
+    (int)CLUSTER_GREY_EARLY == (int)GREYLIST_EARLY &&
+    (int)CLUSTER_GREY_PASS == (int)GREYLIST_PASS &&
+    (int)CLUSTER_GREY_PASSED == (int)GREYLIST_PASSED,
+    "the cluster's actions are greylist's");
 
 static void	triplet_check(struct greyreq *);
 
@@ -555,6 +564,7 @@ req_cancel(void *arg)
 
 	resolver_cancel(r->q);
 	state_commit_cancel(r->wait);
+	cluster_cancel(r->op);
 	free(r);
 }
 
@@ -678,26 +688,19 @@ name_ptr_cb(const struct dns_result *res, void *arg)
 	name_next(r);
 }
 
+/*
+ * The triplet's record 't' is decided ('act'): store it (the decision
+ * itself, or the mirror of Redis's) and answer once that committed.
+ */
 static void
-triplet_check(struct greyreq *r)
+decided(struct greyreq *r, enum greylist_action act,
+    const struct state_triplet *tp, unsigned retry)
 {
-	struct state_triplet cur, t;
+	struct state_triplet t = *tp;
 	struct state_net n;
-	enum greylist_action act;
-	unsigned retry;
-	int found, nfound;
+	int nfound;
 	char es[LOG_PATH_SIZE], er[LOG_PATH_SIZE];
 
-	if ((found = state_triplet_get(r->st, r->net, r->sender, r->rcpt,
-	    &cur)) == -1) {
-		store_failed(r);
-		return;
-	}
-	memset(&t, 0, sizeof(t));
-	str_copy(t.net, sizeof(t.net), r->net);
-	str_copy(t.sender, sizeof(t.sender), r->sender);
-	str_copy(t.rcpt, sizeof(t.rcpt), r->rcpt);
-	act = greylist_decide(found ? &cur : NULL, r->now, &r->p, &t, &retry);
 	if (state_triplet_put(r->st, &t) == -1) {
 		store_failed(r);
 		return;
@@ -751,6 +754,66 @@ triplet_check(struct greyreq *r)
 	after_commit(r);
 }
 
+/* This node's store decides; with a cluster ('replay'), the decision is
+ * kept for Redis too (docs/cluster.md "Fallback"). */
+static void
+triplet_local(struct greyreq *r, int replay)
+{
+	struct state_triplet cur, t;
+	enum greylist_action act;
+	unsigned retry;
+	int found;
+
+	if ((found = state_triplet_get(r->st, r->net, r->sender, r->rcpt,
+	    &cur)) == -1) {
+		store_failed(r);
+		return;
+	}
+	memset(&t, 0, sizeof(t));
+	str_copy(t.net, sizeof(t.net), r->net);
+	str_copy(t.sender, sizeof(t.sender), r->sender);
+	str_copy(t.rcpt, sizeof(t.rcpt), r->rcpt);
+	act = greylist_decide(found ? &cur : NULL, r->now, &r->p, &t, &retry);
+	if (replay)
+		cluster_replay_push(r->cluster, &t);
+	decided(r, act, &t, retry);
+}
+
+/* Redis decided (rc 0), or did not answer: then this node alone. */
+static void
+shared_cb(int rc, enum cluster_grey_action act, const struct state_triplet *t,
+    unsigned retry, void *arg)
+{
+	struct greyreq *r = arg;
+
+	r->op = NULL;
+	if (rc == -1) {
+		triplet_local(r, 1);
+		return;
+	}
+	decided(r, (enum greylist_action)act, t, retry);
+}
+
+static void
+triplet_check(struct greyreq *r)
+{
+	struct cluster_grey_query q;
+
+	if (r->cluster == NULL) {
+		triplet_local(r, 0);
+		return;
+	}
+	q.net = r->net;
+	q.sender = r->sender;
+	q.rcpt = r->rcpt;
+	q.now = r->now;
+	q.delay = r->p.delay;
+	q.retry_window = r->p.retry_window;
+	q.max_age = r->p.max_age;
+	r->op = cluster_greylist(r->cluster, &q, shared_cb, r);
+	policy_step_pending(r->chk, req_cancel, r);
+}
+
 void
 greylist_step(struct policy_check *chk)
 {
@@ -775,6 +838,7 @@ greylist_step(struct policy_check *chk)
 	r->gl = deps->greylist;
 	r->st = deps->state;
 	r->resolver = deps->resolver;
+	r->cluster = deps->cluster;
 	r->p.delay = c->greylist_delay;
 	r->p.retry_window = c->greylist_retry_window;
 	r->p.max_age = c->greylist_max_age;

@@ -39,6 +39,7 @@ struct policy_deps {
 	struct greylist		*greylist;	/* greylist.c: the static allow lists */
 	struct learn		*learn;		/* src/state/learn.h */
 	struct callout		*callout;	/* src/primary/callout.h */
+	struct cluster		*cluster;	/* src/cluster: NULL, one node */
 };
 
 struct policy	*policy_new(const struct policy_deps *);

@@ -1,0 +1,612 @@
+/*
+ * cluster: shared greylisting over one Redis connection (docs/cluster.md).
+ *
+ * Four server-side Lua scripts, loaded by redis.c at every connect:
+ * CHECK decides a triplet exactly as greylist_decide() does, and stores
+ * the result, in one atomic step, so two nodes seeing the same retry at
+ * once agree; MERGE pushes a decision taken alone during an outage
+ * without counting anything twice; BEAT and NODES keep and read the
+ * nodes' heartbeats. Keys and arguments go as argv (binary-safe); the
+ * scripts turn numbers into text themselves.
+ *
+ * Time: each node passes its own 'now' (docs/cluster.md "Clocks"). The
+ * keys' TTLs are relative (EXPIRE, not EXPIREAT), so Redis deletes a key
+ * by its own clock, never early by a node's.
+ */
+#include "cluster.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include "config.h"
+#include "log.h"
+#include "sockaddr.h"
+#include "str.h"
+#include "xmem.h"
+
+#define BEAT_SECS	5	/* heartbeat period */
+#define BEAT_TTL	15	/* a node missing 3 beats is gone */
+#define GREY_FIELDS	7	/* the CHECK script's answer */
+
+enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, NSCRIPTS };
+
+/*
+ * KEYS[1] the triplet; ARGV net, sender, rcpt, now, delay, retry_window,
+ * max_age. greylist_decide() in Lua (src/policy/greylist.c), with one
+ * difference for clock skew: last_seen and a pass's expiry never move
+ * back when a node's clock is behind the one that wrote them.
+ */
+static const char script_check[] =
+"local k = KEYS[1]\n"
+"local now = tonumber(ARGV[4])\n"
+"local delay, win, maxage = tonumber(ARGV[5]), tonumber(ARGV[6]),"
+" tonumber(ARGV[7])\n"
+"local h = redis.call('HMGET', k, 'first_seen', 'last_seen', 'passed',"
+" 'expires', 'tries', 'passes')\n"
+"local act, first, last, passed, exp, tries, passes\n"
+"if not h[1] or not h[4] or tonumber(h[4]) < now then\n"
+"  act, first, last, passed, exp, tries, passes = 0, now, now, 0,"
+" now + win, 1, 0\n"
+"else\n"
+"  first, passed = tonumber(h[1]), tonumber(h[3])\n"
+"  tries, passes = tonumber(h[5]), tonumber(h[6])\n"
+"  last = math.max(tonumber(h[2]), now)\n"
+"  exp = tonumber(h[4])\n"
+"  if passed == 0 and now - first < delay then\n"
+"    act, tries = 1, tries + 1\n"
+"  else\n"
+"    passes = passes + 1\n"
+"    exp = math.max(exp, now + maxage)\n"
+"    if passed == 0 then act, passed = 2, now else act = 3 end\n"
+"  end\n"
+"end\n"
+"redis.call('HSET', k, 'net', ARGV[1], 'sender', ARGV[2], 'rcpt', ARGV[3],"
+" 'first_seen', first, 'last_seen', last, 'passed', passed,"
+" 'expires', exp, 'tries', tries, 'passes', passes)\n"
+"redis.call('EXPIRE', k, math.max(1, exp - now))\n"
+"return {act, first, last, passed, exp, tries, passes}\n";
+
+/*
+ * KEYS[1] the triplet; ARGV net, sender, rcpt, first_seen, last_seen,
+ * passed, expires, tries, passes, now. Earliest first_seen and pass,
+ * latest last_seen and expiry, counts by max: pushing the same decision
+ * twice, or one Redis already has, changes nothing.
+ */
+static const char script_merge[] =
+"local k = KEYS[1]\n"
+"local f, l, p = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+"local e, t, s = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])\n"
+"local now = tonumber(ARGV[10])\n"
+"if e < now then return 0 end\n"
+"local h = redis.call('HMGET', k, 'first_seen', 'last_seen', 'passed',"
+" 'expires', 'tries', 'passes')\n"
+"if h[1] and h[4] and tonumber(h[4]) >= now then\n"
+"  f = math.min(f, tonumber(h[1]))\n"
+"  l = math.max(l, tonumber(h[2]))\n"
+"  local hp = tonumber(h[3])\n"
+"  if p == 0 or (hp ~= 0 and hp < p) then p = hp end\n"
+"  e = math.max(e, tonumber(h[4]))\n"
+"  t = math.max(t, tonumber(h[5]))\n"
+"  s = math.max(s, tonumber(h[6]))\n"
+"end\n"
+"redis.call('HSET', k, 'net', ARGV[1], 'sender', ARGV[2], 'rcpt', ARGV[3],"
+" 'first_seen', f, 'last_seen', l, 'passed', p, 'expires', e,"
+" 'tries', t, 'passes', s)\n"
+"redis.call('EXPIRE', k, math.max(1, e - now))\n"
+"return 1\n";
+
+/* KEYS[1] PREFIX node:NAME, KEYS[2] PREFIX nodes; ARGV name, now, ttl. */
+static const char script_beat[] =
+"redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
+"redis.call('SADD', KEYS[2], ARGV[1])\n"
+"return 1\n";
+
+/*
+ * KEYS[1] PREFIX nodes; ARGV[1] PREFIX node:. Name, beat pairs of the
+ * nodes whose heartbeat key lives; the others leave the set. Reads keys
+ * it was not given: fine on one server, not on Redis Cluster
+ * (docs/cluster.md).
+ */
+static const char script_nodes[] =
+"local out = {}\n"
+"for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+"  local v = redis.call('GET', ARGV[1] .. n)\n"
+"  if v then out[#out + 1] = n; out[#out + 1] = v\n"
+"  else redis.call('SREM', KEYS[1], n) end\n"
+"end\n"
+"return out\n";
+
+static const char *const scripts[NSCRIPTS] = {
+	script_check, script_merge, script_beat, script_nodes,
+};
+
+/* One decision waiting for Redis. */
+struct replay {
+	TAILQ_ENTRY(replay)	 link;
+	struct state_triplet	 t;
+};
+
+struct cluster {
+	struct event_base	*base;
+	struct redis		*redis;
+	char			 prefix[64];
+	char			 node[256];
+	struct event		*ev_beat;
+	struct redis_req	*beat;
+
+	TAILQ_HEAD(, replay)	 replay;
+	size_t			 depth, limit;
+	struct replay		*merging;	/* taken off the queue, in flight */
+	struct redis_req	*merge_req;
+	uint64_t		 dropped, merged, fallbacks;
+
+	TAILQ_HEAD(, cluster_op) ops;
+};
+
+/* A caller's pending operation. */
+struct cluster_op {
+	TAILQ_ENTRY(cluster_op)	 link;
+	struct cluster		*cl;
+	struct redis_req	*req;
+	cluster_grey_cb		*grey_cb;
+	cluster_status_cb	*status_cb;
+	void			*arg;
+	struct state_triplet	 t;	/* the query's net, sender, rcpt */
+	int64_t			 now;
+	unsigned		 delay;
+};
+
+static void	replay_next(struct cluster *);
+
+/* Every argument here is text: its length is strlen(). */
+static struct redis_req *
+script_text(struct cluster *cl, size_t script, int nkeys, int argc,
+    const char **argv, redis_reply_cb *cb, void *arg)
+{
+	size_t len[16];
+	int i;
+
+	if (argc > 16)
+		panic("script_text: %d arguments", argc);
+	for (i = 0; i < argc; i++)
+		len[i] = strlen(argv[i]);
+	return redis_script(cl->redis, script, nkeys, argc, argv, len, cb,
+	    arg);
+}
+
+static int64_t
+int_of(const redisReply *r)
+{
+	if (r->type == REDIS_REPLY_INTEGER)
+		return (int64_t)r->integer;
+	if (r->type == REDIS_REPLY_STRING && r->str != NULL)
+		return strtoll(r->str, NULL, 10);
+	return -1;
+}
+
+int
+cluster_grey_key(const char *prefix, const char *net, const char *sender,
+    const char *rcpt, char *out, size_t outsz)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0, i;
+	EVP_MD_CTX *ctx;
+	char hex[33];
+	int ok;
+
+	/* NUL between the parts: ("a", "bc") and ("ab", "c") differ. */
+	ctx = EVP_MD_CTX_new();
+	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	    EVP_DigestUpdate(ctx, net, strlen(net) + 1) &&
+	    EVP_DigestUpdate(ctx, sender, strlen(sender) + 1) &&
+	    EVP_DigestUpdate(ctx, rcpt, strlen(rcpt) + 1) &&
+	    EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 16;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return -1;
+	for (i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	if ((size_t)snprintf(out, outsz, "%sgrey:%s", prefix, hex) >= outsz)
+		return -1;
+	return 0;
+}
+
+static struct cluster_op *
+op_new(struct cluster *cl, void *arg)
+{
+	struct cluster_op *op = xcalloc(1, sizeof(*op));
+
+	op->cl = cl;
+	op->arg = arg;
+	TAILQ_INSERT_TAIL(&cl->ops, op, link);
+	return op;
+}
+
+static void
+op_free(struct cluster_op *op)
+{
+	TAILQ_REMOVE(&op->cl->ops, op, link);
+	free(op);
+}
+
+void
+cluster_cancel(struct cluster_op *op)
+{
+	if (op == NULL)
+		return;
+	redis_cancel(op->req);
+	op_free(op);
+}
+
+/* --- greylisting ------------------------------------------------------------ */
+
+int
+cluster_parse_grey(const redisReply *reply, struct state_triplet *t,
+    int *act_out)
+{
+	int64_t v[GREY_FIELDS];
+	size_t i;
+
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != GREY_FIELDS)
+		return -1;
+	for (i = 0; i < GREY_FIELDS; i++)
+		if ((v[i] = int_of(reply->element[i])) < 0)
+			return -1;
+	if (v[0] > CLUSTER_GREY_PASSED || v[5] > UINT32_MAX ||
+	    v[6] > UINT32_MAX)
+		return -1;
+	*act_out = (int)v[0];
+	t->first_seen = v[1];
+	t->last_seen = v[2];
+	t->passed = v[3];
+	t->expires = v[4];
+	t->tries = (unsigned)v[5];
+	t->passes = (unsigned)v[6];
+	return 0;
+}
+
+size_t
+cluster_parse_nodes(const redisReply *reply, struct cluster_node *out,
+    size_t max)
+{
+	size_t i, n = 0;
+
+	if (reply->type != REDIS_REPLY_ARRAY)
+		return 0;
+	for (i = 0; i + 1 < reply->elements && n < max; i += 2) {
+		const redisReply *name = reply->element[i];
+
+		if (name->type != REDIS_REPLY_STRING)
+			continue;
+		str_ncopy(out[n].name, sizeof(out[n].name), name->str,
+		    name->len);
+		out[n++].beat = int_of(reply->element[i + 1]);
+	}
+	return n;
+}
+
+static void
+grey_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster_op *op = arg;
+	struct cluster *cl = op->cl;
+	cluster_grey_cb *cb = op->grey_cb;
+	void *cbarg = op->arg;
+	struct state_triplet t = op->t;
+	int64_t now = op->now;
+	unsigned delay = op->delay, retry = 0;
+	int act = 0;
+
+	op->req = NULL;
+	op_free(op);
+	if (st != REDIS_REPLY_OK || cluster_parse_grey(reply, &t, &act) == -1) {
+		if (st == REDIS_REPLY_OK)
+			log_warn("event=redis_greylist error=\"%s\"",
+			    reply->type == REDIS_REPLY_ERROR ? reply->str :
+			    "unexpected answer");
+		cl->fallbacks++;
+		cb(-1, CLUSTER_GREY_NEW, NULL, 0, cbarg);
+		return;
+	}
+	if (act <= CLUSTER_GREY_EARLY && now - t.first_seen < (int64_t)delay)
+		retry = (unsigned)(delay - (now - t.first_seen));
+	/* Redis answers again: what waited for it can go now. */
+	replay_next(cl);
+	cb(0, (enum cluster_grey_action)act, &t, retry, cbarg);
+}
+
+struct cluster_op *
+cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
+    cluster_grey_cb *cb, void *arg)
+{
+	struct cluster_op *op = op_new(cl, arg);
+	char key[128], now[24], delay[16], win[16], age[16];
+	const char *argv[8];
+
+	op->grey_cb = cb;
+	op->now = q->now;
+	op->delay = q->delay;
+	str_copy(op->t.net, sizeof(op->t.net), q->net);
+	str_copy(op->t.sender, sizeof(op->t.sender), q->sender);
+	str_copy(op->t.rcpt, sizeof(op->t.rcpt), q->rcpt);
+	if (cluster_grey_key(cl->prefix, q->net, q->sender, q->rcpt, key,
+	    sizeof(key)) == -1)
+		key[0] = '\0';	/* cannot happen; Redis then stores "" */
+	snprintf(now, sizeof(now), "%lld", (long long)q->now);
+	snprintf(delay, sizeof(delay), "%u", q->delay);
+	snprintf(win, sizeof(win), "%u", q->retry_window);
+	snprintf(age, sizeof(age), "%u", q->max_age);
+	argv[0] = key;
+	argv[1] = op->t.net;
+	argv[2] = op->t.sender;
+	argv[3] = op->t.rcpt;
+	argv[4] = now;
+	argv[5] = delay;
+	argv[6] = win;
+	argv[7] = age;
+	op->req = script_text(cl, SCRIPT_CHECK, 1, 8, argv, grey_cb, op);
+	return op;
+}
+
+/* --- replay ------------------------------------------------------------------ */
+
+void
+cluster_replay_push(struct cluster *cl, const struct state_triplet *t)
+{
+	struct replay *e;
+
+	if (cl->depth >= cl->limit) {
+		/* Bounded: the oldest decision is the one most likely
+		 * superseded or expired by now. */
+		e = TAILQ_FIRST(&cl->replay);
+		TAILQ_REMOVE(&cl->replay, e, link);
+		cl->depth--;
+		cl->dropped++;
+		if (cl->dropped == 1 || cl->dropped % 1000 == 0)
+			log_warn("event=redis_replay_drop dropped=%llu "
+			    "limit=%zu", (unsigned long long)cl->dropped,
+			    cl->limit);
+		free(e);
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->t = *t;
+	TAILQ_INSERT_TAIL(&cl->replay, e, link);
+	cl->depth++;
+}
+
+static void
+merge_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster *cl = arg;
+	struct replay *e = cl->merging;
+
+	cl->merge_req = NULL;
+	cl->merging = NULL;
+	if (st == REDIS_REPLY_OK && reply->type != REDIS_REPLY_INTEGER) {
+		/* The server refused this one (a script error): trying it
+		 * again would refuse it again. */
+		log_warn("event=redis_replay error=\"%s\"",
+		    reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    "unexpected answer");
+		cl->dropped++;
+		free(e);
+		return;
+	}
+	if (st != REDIS_REPLY_OK) {
+		/* Back to the front, unless newer ones filled the room. */
+		if (cl->depth < cl->limit) {
+			TAILQ_INSERT_HEAD(&cl->replay, e, link);
+			cl->depth++;
+		} else {
+			cl->dropped++;
+			free(e);
+		}
+		return;
+	}
+	cl->merged++;
+	free(e);
+	if (TAILQ_EMPTY(&cl->replay))
+		log_info("event=redis_replay_done merged=%llu",
+		    (unsigned long long)cl->merged);
+	replay_next(cl);
+}
+
+/* One decision at a time, oldest first, while Redis answers. */
+static void
+replay_next(struct cluster *cl)
+{
+	struct replay *e;
+	const struct state_triplet *t;
+	char key[128], num[6][24], now[24];
+	const char *argv[11];
+	size_t i;
+
+	if (cl->merging != NULL || TAILQ_EMPTY(&cl->replay) ||
+	    !redis_usable(cl->redis))
+		return;
+	e = TAILQ_FIRST(&cl->replay);
+	TAILQ_REMOVE(&cl->replay, e, link);
+	cl->depth--;
+	cl->merging = e;
+	t = &e->t;
+	if (cluster_grey_key(cl->prefix, t->net, t->sender, t->rcpt, key,
+	    sizeof(key)) == -1)
+		key[0] = '\0';
+	snprintf(num[0], sizeof(num[0]), "%lld", (long long)t->first_seen);
+	snprintf(num[1], sizeof(num[1]), "%lld", (long long)t->last_seen);
+	snprintf(num[2], sizeof(num[2]), "%lld", (long long)t->passed);
+	snprintf(num[3], sizeof(num[3]), "%lld", (long long)t->expires);
+	snprintf(num[4], sizeof(num[4]), "%u", t->tries);
+	snprintf(num[5], sizeof(num[5]), "%u", t->passes);
+	argv[0] = key;
+	argv[1] = t->net;
+	argv[2] = t->sender;
+	argv[3] = t->rcpt;
+	for (i = 0; i < 6; i++)
+		argv[4 + i] = num[i];
+	/* Expired is judged at the push, not at the decision. */
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	argv[10] = now;
+	cl->merge_req = script_text(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb,
+	    cl);
+}
+
+/* --- heartbeat and status ----------------------------------------------------- */
+
+static void
+beat_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster *cl = arg;
+
+	cl->beat = NULL;
+}
+
+static void
+beat_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+	struct timeval tv = { BEAT_SECS, 0 };
+	char k1[400], k2[128], now[24], ttl[16];
+	const char *argv[5];
+
+	evtimer_add(cl->ev_beat, &tv);
+	replay_next(cl);
+	if (cl->beat != NULL)
+		return;
+	snprintf(k1, sizeof(k1), "%snode:%s", cl->prefix, cl->node);
+	snprintf(k2, sizeof(k2), "%snodes", cl->prefix);
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	snprintf(ttl, sizeof(ttl), "%d", BEAT_TTL);
+	argv[0] = k1;
+	argv[1] = k2;
+	argv[2] = cl->node;
+	argv[3] = now;
+	argv[4] = ttl;
+	cl->beat = script_text(cl, SCRIPT_BEAT, 2, 5, argv, beat_cb, cl);
+}
+
+/* The connection is (again) ready: say so at once, then push what
+ * waited. */
+static void
+ready_cb(void *arg)
+{
+	struct cluster *cl = arg;
+
+	event_del(cl->ev_beat);
+	event_active(cl->ev_beat, EV_TIMEOUT, 0);
+}
+
+static void
+status_fill(struct cluster *cl, struct cluster_status *s)
+{
+	memset(s, 0, sizeof(*s));
+	str_copy(s->server, sizeof(s->server), redis_address(cl->redis));
+	str_copy(s->node, sizeof(s->node), cl->node);
+	redis_get_stats(cl->redis, &s->redis);
+	s->replay_depth = cl->depth + (cl->merging != NULL);
+	s->replay_limit = cl->limit;
+	s->replay_dropped = cl->dropped;
+	s->replay_merged = cl->merged;
+	s->fallbacks = cl->fallbacks;
+}
+
+static void
+nodes_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster_op *op = arg;
+	cluster_status_cb *cb = op->status_cb;
+	void *cbarg = op->arg;
+	struct cluster_status *s;
+
+	s = xcalloc(1, sizeof(*s));
+	status_fill(op->cl, s);
+	op->req = NULL;
+	op_free(op);
+	if (st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_ARRAY) {
+		s->nodes_known = 1;
+		s->nnodes = cluster_parse_nodes(reply, s->nodes,
+		    CLUSTER_NODES_MAX);
+	}
+	cb(s, cbarg);
+	free(s);
+}
+
+struct cluster_op *
+cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
+{
+	struct cluster_op *op = op_new(cl, arg);
+	char k[128], p[128];
+	const char *argv[2];
+
+	op->status_cb = cb;
+	snprintf(k, sizeof(k), "%snodes", cl->prefix);
+	snprintf(p, sizeof(p), "%snode:", cl->prefix);
+	argv[0] = k;
+	argv[1] = p;
+	op->req = script_text(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
+	return op;
+}
+
+/* --- the object ------------------------------------------------------------- */
+
+struct cluster *
+cluster_new(struct event_base *base, const struct config *c)
+{
+	struct cluster *cl;
+	struct redis_conf rc;
+	char host[64];
+	int port;
+
+	if (c->nredis_servers == 0)
+		return NULL;
+	cl = xcalloc(1, sizeof(*cl));
+	cl->base = base;
+	str_copy(cl->prefix, sizeof(cl->prefix), c->redis_prefix);
+	str_copy(cl->node, sizeof(cl->node), c->myhostname);
+	cl->limit = c->redis_replay_limit;
+	TAILQ_INIT(&cl->replay);
+	TAILQ_INIT(&cl->ops);
+	cl->ev_beat = evtimer_new(base, beat_timer_cb, cl);
+	port = sockaddr_ntop((const struct sockaddr *)&c->redis_server.ss,
+	    host, sizeof(host));
+	memset(&rc, 0, sizeof(rc));
+	rc.host = host;
+	rc.port = (unsigned)port;
+	rc.timeout_ms = c->redis_timeout;
+	rc.scripts = scripts;
+	rc.nscripts = NSCRIPTS;
+	cl->redis = redis_new(base, &rc, ready_cb, cl);
+	log_info("event=cluster node=%s server=%s prefix=%s timeout_ms=%u",
+	    cl->node, redis_address(cl->redis), cl->prefix, c->redis_timeout);
+	return cl;
+}
+
+void
+cluster_free(struct cluster *cl)
+{
+	struct cluster_op *op;
+	struct replay *e;
+
+	if (cl == NULL)
+		return;
+	/* redis_free() drops every request without its callback. */
+	redis_free(cl->redis);
+	while ((op = TAILQ_FIRST(&cl->ops)) != NULL)
+		op_free(op);
+	if (cl->depth > 0 || cl->merging != NULL)
+		log_warn("event=redis_replay_lost count=%zu",
+		    cl->depth + (cl->merging != NULL));
+	free(cl->merging);
+	while ((e = TAILQ_FIRST(&cl->replay)) != NULL) {
+		TAILQ_REMOVE(&cl->replay, e, link);
+		free(e);
+	}
+	event_free(cl->ev_beat);
+	free(cl);
+}

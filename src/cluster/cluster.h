@@ -1,0 +1,119 @@
+/*
+ * cluster: what the nodes of one cluster share through Redis
+ * (docs/cluster.md): today greylist triplets, checked and updated by one
+ * server-side script; a heartbeat per node; the replay queue of the
+ * decisions a node took alone while Redis was away.
+ *
+ * Off (no cluster object) when redis_servers is empty: the node is the
+ * single node it always was. Every function here answers later from the
+ * loop, never inside the call, and a failure is only ever "ask the local
+ * store": Redis never decides a 5xx (docs/cluster.md "Fallback").
+ */
+#ifndef BACKMX_CLUSTER_H
+#define BACKMX_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "redis.h"
+#include "state.h"
+
+struct event_base;
+struct config;
+struct cluster;
+struct cluster_op;
+
+/* The configuration's cluster, connecting; NULL when redis_servers is
+ * empty. 'conf' is read here only. */
+struct cluster	*cluster_new(struct event_base *, const struct config *);
+/* Pending operations are dropped without their callbacks. NULL is fine. */
+void		 cluster_free(struct cluster *);
+
+/* --- greylisting ------------------------------------------------------------ */
+
+/* The script's answer; the same order as greylist.h's enum. */
+enum cluster_grey_action {
+	CLUSTER_GREY_NEW,
+	CLUSTER_GREY_EARLY,
+	CLUSTER_GREY_PASS,
+	CLUSTER_GREY_PASSED,
+};
+
+/* One check: the triplet, this node's clock and the greylist timings
+ * (seconds). */
+struct cluster_grey_query {
+	const char	*net, *sender, *rcpt;
+	int64_t		 now;
+	unsigned	 delay, retry_window, max_age;
+};
+
+/* rc 0: Redis decided 'action' and *t is the shared record (with 'retry',
+ * seconds until a deferred triplet may pass). rc -1: no answer (down,
+ * breaker, timeout, error): decide from the local store. */
+typedef void	cluster_grey_cb(int rc, enum cluster_grey_action action,
+		    const struct state_triplet *t, unsigned retry, void *arg);
+
+/* Check and update the triplet atomically in Redis. The handle is valid
+ * until the callback starts or cluster_cancel(). */
+struct cluster_op *cluster_greylist(struct cluster *,
+		    const struct cluster_grey_query *, cluster_grey_cb *, void *);
+void		 cluster_cancel(struct cluster_op *);
+
+/*
+ * A decision this node took alone (Redis did not answer): kept, bounded
+ * by redis_replay_limit (the oldest go first, counted), and merged into
+ * Redis once it answers again (docs/cluster.md "Replay").
+ */
+void		 cluster_replay_push(struct cluster *,
+		    const struct state_triplet *);
+
+/* The Redis key of a triplet: PREFIX "grey:" and 32 hex digits of the
+ * SHA-256 of net, sender and rcpt (addresses may be 256 bytes). */
+int		 cluster_grey_key(const char *prefix, const char *net,
+		    const char *sender, const char *rcpt, char *out,
+		    size_t outsz);
+
+/*
+ * The CHECK script's answer (an array of seven integers: action,
+ * first_seen, last_seen, passed, expires, tries, passes) into *t and
+ * *act_out; 0, or -1 when it is anything else (then the node decides
+ * alone). Exposed for fuzz/fuzz_redis.c: Redis' bytes, through hiredis'
+ * reader.
+ */
+int		 cluster_parse_grey(const struct redisReply *,
+		    struct state_triplet *t, int *act_out);
+
+/* --- status (backmxctl cluster status) ----------------------------------------- */
+
+#define CLUSTER_NODES_MAX	64	/* nodes shown */
+
+struct cluster_node {
+	char		name[256];
+	int64_t		beat;		/* its clock at its last heartbeat */
+};
+
+struct cluster_status {
+	char		 server[300];
+	char		 node[256];	/* this node's name: myhostname */
+	struct redis_stats redis;
+	size_t		 replay_depth;
+	size_t		 replay_limit;
+	uint64_t	 replay_dropped;
+	uint64_t	 replay_merged;
+	uint64_t	 fallbacks;	/* checks decided locally */
+	int		 nodes_known;	/* 0: Redis did not answer */
+	size_t		 nnodes;
+	struct cluster_node nodes[CLUSTER_NODES_MAX];
+};
+
+/* The NODES script's name, beat pairs into out (at most max); how many.
+ * A name that is no string is skipped; names are cut to their field. */
+size_t		 cluster_parse_nodes(const struct redisReply *,
+		    struct cluster_node *out, size_t max);
+
+typedef void	cluster_status_cb(const struct cluster_status *, void *arg);
+/* Counters now, the nodes from Redis (their heartbeat keys). */
+struct cluster_op *cluster_status(struct cluster *, cluster_status_cb *,
+		    void *arg);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * cluster_test: the Redis key of a triplet, and the redis_* keys as the
+ * configuration reads them. The conversation with Redis itself is
+ * tested against a real redis-server (tests/blackbox/test_cluster.py).
+ */
+#include "cluster.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static void
+test_grey_key(void **state)
+{
+	char a[STATE_ADDR_MAX], b[STATE_ADDR_MAX], k1[128], k2[128];
+
+	/* SHA-256 of "192.0.2.0/24\0a@sender.example\0u@customer.example\0",
+	 * its first 16 bytes (Python's hashlib says so). */
+	assert_int_equal(cluster_grey_key("backmx:", "192.0.2.0/24",
+	    "a@sender.example", "u@customer.example", k1, sizeof(k1)), 0);
+	assert_string_equal(k1,
+	    "backmx:grey:7fe3cf23d3c7647d58d1035000668adc");
+	/* The parts are delimited: moving a byte between them is another
+	 * triplet. */
+	assert_int_equal(cluster_grey_key("p:", "n", "ab", "c", k1,
+	    sizeof(k1)), 0);
+	assert_int_equal(cluster_grey_key("p:", "n", "a", "bc", k2,
+	    sizeof(k2)), 0);
+	assert_string_not_equal(k1, k2);
+	/* Longest addresses: the key stays short. */
+	memset(a, 'a', sizeof(a) - 1);
+	a[sizeof(a) - 1] = '\0';
+	memset(b, 'b', sizeof(b) - 1);
+	b[sizeof(b) - 1] = '\0';
+	assert_int_equal(cluster_grey_key("backmx:", "2001:db8::/64", a, b,
+	    k1, sizeof(k1)), 0);
+	assert_int_equal(strlen(k1), strlen("backmx:grey:") + 32);
+	/* No room: -1, never a cut key. */
+	assert_int_equal(cluster_grey_key("backmx:", "n", "s", "r", k1, 20),
+	    -1);
+}
+
+static int
+load(struct config *c, const char *text, char *err, size_t errsz)
+{
+	config_defaults(c);
+	return config_parse(c, "t.conf", text, strlen(text), err, errsz);
+}
+
+static void
+test_config(void **state)
+{
+	static const char *const bad[] = {
+		"redis_servers = redis.example:6379\n",	/* a name */
+		"redis_servers = *:6379\n",
+		"redis_servers = 127.0.0.1:0\n",
+		"redis_servers = 127.0.0.1\n",
+		"redis_servers = 127.0.0.1:6379 127.0.0.2:6379\n",
+		"redis_prefix = a b\n",
+		"redis_timeout = 0\n",
+	};
+	struct config *c = calloc(1, sizeof(*c));
+	char err[512];
+	size_t i;
+
+	assert_int_equal(load(c, "", err, sizeof(err)), 0);
+	assert_int_equal(c->nredis_servers, 0);
+	assert_int_equal(c->redis_timeout, 150);
+	assert_string_equal(c->redis_prefix, "backmx:");
+	assert_int_equal(c->redis_replay_limit, 10000);
+	assert_int_equal(load(c, "redis_servers = 127.0.0.1:6379\n", err,
+	    sizeof(err)), 0);
+	assert_int_equal(c->nredis_servers, 1);
+	assert_string_equal(c->redis_server.text, "127.0.0.1:6379");
+	assert_int_equal(load(c, "redis_servers = [::1]:7000\n", err,
+	    sizeof(err)), 0);
+	assert_string_equal(c->redis_server.text, "[::1]:7000");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (load(c, bad[i], err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+	free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_grey_key),
+		cmocka_unit_test(test_config),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,690 @@
+/*
+ * redis: one Redis connection on the loop (docs/cluster.md "The
+ * connection"), with what hiredis 0.14 leaves to its user: timeouts,
+ * reconnection, a circuit breaker.
+ *
+ * hiredis 0.14's rules, each followed below (docs/dependencies.md):
+ * - onConnect(REDIS_ERR) frees the context itself after the callback;
+ *   a redisAsyncConnect() whose ac->err is set at once is ours to free.
+ * - onDisconnect runs only after a successful connect, also from our own
+ *   redisAsyncFree(); then the pending callbacks have already run with a
+ *   NULL reply.
+ * - A context is never freed from inside one of its callbacks: drop_later()
+ *   frees it from a zero-delay event instead.
+ * - Commands through redisAsyncCommandArgv() only: binary-safe, no format
+ *   string ever sees peer bytes.
+ *
+ * A request lives in r->reqs from redis_call() to its end. It is answered
+ * exactly once: by its reply, its timer (timeout, or the zero-delay
+ * "not sent" answer), never inside redis_call(). A request that timed out
+ * or was cancelled while hiredis still holds its pointer stays allocated,
+ * with no callback, until hiredis hands it back (a reply, or NULL when the
+ * context goes).
+ */
+#include "redis.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcast-qual"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <hiredis/adapters/libevent.h>
+#pragma GCC diagnostic pop
+
+#include "log.h"
+#include "str.h"
+#include "xmem.h"
+
+#define REDIS_CONNECT_TIMEOUT_MS 1000	/* connect and load the scripts */
+#define REDIS_BACKOFF_MIN_MS	100	/* first reconnect delay */
+#define REDIS_BACKOFF_MAX_MS	5000	/* doubling stops here */
+#define REDIS_BREAKER_OPEN_MS	2000	/* no requests for so long */
+#define REDIS_SHA_LEN		40
+
+struct redis_req {
+	TAILQ_ENTRY(redis_req)	 link;
+	struct redis		*r;
+	struct event		*ev;		/* timeout, or "answer now" */
+	redis_reply_cb		*cb;		/* NULL once answered/cancelled */
+	void			*arg;
+	int			 inflight;	/* hiredis holds a pointer */
+	int			 settled;	/* the breaker counted it */
+	int			 probe;		/* the half-open breaker's try */
+	int			 setup;		/* a SCRIPT LOAD of the connect */
+	int			 evalled;	/* resent with EVAL */
+	enum redis_status	 st;		/* a "not sent" answer */
+	size_t			 script;	/* index + 1; 0: a plain command */
+	int			 nkeys;
+	int			 argc;
+	char			**argv;
+	size_t			*argvlen;
+};
+
+struct redis {
+	struct event_base	*base;
+	char			 host[256];
+	unsigned		 port;
+	unsigned		 timeout_ms;
+	char			 addr[300];
+	char			**src;		/* the Lua scripts */
+	char			(*sha)[REDIS_SHA_LEN + 1];
+	size_t			 nscripts;
+	redis_ready_cb		*ready_cb;
+	void			*ready_arg;
+
+	redisAsyncContext	*ac;		/* NULL: not connected */
+	int			 ready;		/* connected, scripts loaded */
+	size_t			 loading;	/* SCRIPT LOADs outstanding */
+	struct event		*ev_conn;	/* connect deadline or reconnect */
+	struct event		*ev_drop;	/* free ac outside its callbacks */
+	redisAsyncContext	*drop_ac;	/* the one drop_later() meant */
+	unsigned		 backoff_ms;
+
+	enum redis_breaker	 breaker;
+	unsigned		 failures;	/* in a row */
+	uint64_t		 open_until;	/* monotonic ms */
+
+	TAILQ_HEAD(, redis_req)	 reqs;
+	struct redis_stats	 st;
+};
+
+static void	start_connect(struct redis *);
+static void	send_req(struct redis_req *);
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+arm(struct event *ev, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(ev, &tv);
+}
+
+const char *
+redis_breaker_name(enum redis_breaker b)
+{
+	switch (b) {
+	case REDIS_BREAKER_CLOSED:
+		return "closed";
+	case REDIS_BREAKER_OPEN:
+		return "open";
+	case REDIS_BREAKER_HALF_OPEN:
+		return "half_open";
+	}
+	return "?";
+}
+
+/* --- the connection ------------------------------------------------------ */
+
+/* Reconnect after the backoff, with +-25% jitter so that nodes that lost
+ * the same server do not come back in step. */
+static void
+schedule_reconnect(struct redis *r)
+{
+	unsigned b = r->backoff_ms, d;
+
+	d = b - b / 4 + arc4random_uniform(b / 2 + 1);
+	r->backoff_ms = b * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS :
+	    b * 2;
+	event_del(r->ev_conn);
+	arm(r->ev_conn, d);
+}
+
+/* Free the context now: never from inside one of its callbacks. */
+static void
+drop(struct redis *r, const char *why)
+{
+	redisAsyncContext *ac = r->ac;
+
+	if (ac == NULL)
+		return;
+	log_warn("event=redis_disconnect server=%s why=\"%s\"", r->addr, why);
+	r->ac = NULL;
+	r->drop_ac = NULL;
+	r->ready = 0;
+	r->loading = 0;
+	/* Runs every pending callback with NULL (reply_cb answers them);
+	 * on_disconnect sees r->ac != ac and leaves it. */
+	redisAsyncFree(ac);
+	schedule_reconnect(r);
+}
+
+static void
+drop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+
+	if (r->ac != NULL && r->ac == r->drop_ac)
+		drop(r, "failing");
+	r->drop_ac = NULL;
+}
+
+static void
+drop_later(struct redis *r)
+{
+	if (r->ac == NULL)
+		return;
+	r->drop_ac = r->ac;
+	event_active(r->ev_drop, EV_TIMEOUT, 0);
+}
+
+static void
+became_ready(struct redis *r)
+{
+	r->ready = 1;
+	r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+	r->st.connects++;
+	event_del(r->ev_conn);
+	log_info("event=redis_connected server=%s scripts=%zu", r->addr,
+	    r->nscripts);
+	if (r->ready_cb != NULL)
+		r->ready_cb(r->ready_arg);
+}
+
+static void
+loaded_cb(enum redis_status st, const struct redisReply *reply, void *arg)
+{
+	struct redis_req *q = arg;
+	struct redis *r = q->r;
+	size_t i = q->script - 1;
+
+	if (st != REDIS_REPLY_OK || reply->type != REDIS_REPLY_STRING ||
+	    reply->len != REDIS_SHA_LEN) {
+		log_warn("event=redis_script_load server=%s script=%zu "
+		    "error=\"%s\"", r->addr, i, st == REDIS_REPLY_OK &&
+		    reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer");
+		r->st.connect_failures++;
+		drop_later(r);
+		return;
+	}
+	memcpy(r->sha[i], reply->str, REDIS_SHA_LEN);
+	r->sha[i][REDIS_SHA_LEN] = '\0';
+	if (--r->loading == 0)
+		became_ready(r);
+}
+
+static struct redis_req *
+req_new(struct redis *r, int argc, const char **argv, const size_t *argvlen,
+    redis_reply_cb *cb, void *arg);
+static void	req_timer_cb(evutil_socket_t, short, void *);
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+	struct redis_req *q;
+	size_t i;
+	const char *argv[3];
+	size_t len[3];
+
+	if (r == NULL || r->ac != ac)
+		return;
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback. */
+		log_warn("event=redis_connect server=%s error=\"%s\"", r->addr,
+		    ac->errstr);
+		r->ac = NULL;
+		r->st.connect_failures++;
+		schedule_reconnect(r);
+		return;
+	}
+	if (r->nscripts == 0) {
+		became_ready(r);
+		return;
+	}
+	/* The scripts, loaded at every connect: a restarted server has
+	 * none. Ready once every sha is back. */
+	r->loading = r->nscripts;
+	for (i = 0; i < r->nscripts; i++) {
+		argv[0] = "SCRIPT";
+		argv[1] = "LOAD";
+		argv[2] = r->src[i];
+		len[0] = 6;
+		len[1] = 4;
+		len[2] = strlen(r->src[i]);
+		q = req_new(r, 3, argv, len, loaded_cb, NULL);
+		q->arg = q;
+		q->setup = 1;
+		q->script = i + 1;
+		send_req(q);
+	}
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+
+	/* Our own drop() cleared r->ac first: nothing to do. */
+	if (r == NULL || r->ac != ac)
+		return;
+	log_warn("event=redis_disconnect server=%s why=\"%s\"", r->addr,
+	    status == REDIS_OK ? "closed" : ac->errstr);
+	/* hiredis frees the context after this callback; a drop_later()
+	 * meant for it must not hit a new context at the same address. */
+	r->ac = NULL;
+	r->drop_ac = NULL;
+	r->ready = 0;
+	r->loading = 0;
+	schedule_reconnect(r);
+}
+
+static void
+start_connect(struct redis *r)
+{
+	redisAsyncContext *ac;
+
+	ac = redisAsyncConnect(r->host, (int)r->port);
+	if (ac == NULL || ac->err) {
+		/* Failed at once: hiredis calls no callback, the context is
+		 * ours to free. */
+		log_warn("event=redis_connect server=%s error=\"%s\"", r->addr,
+		    ac != NULL ? ac->errstr : "out of memory");
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		r->st.connect_failures++;
+		schedule_reconnect(r);
+		return;
+	}
+	ac->data = r;
+	r->ac = ac;
+	redisLibeventAttach(ac, r->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	/* hiredis 0.14 has no connect timeout: a server that accepts and
+	 * then says nothing (stopped, or swapping) is caught here. */
+	arm(r->ev_conn, REDIS_CONNECT_TIMEOUT_MS);
+}
+
+/* The connect deadline, or the reconnect delay (r->ac NULL). */
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+
+	if (r->ac == NULL) {
+		start_connect(r);
+		return;
+	}
+	if (!r->ready) {
+		r->st.connect_failures++;
+		drop(r, "connect timeout");
+	}
+}
+
+/* --- the breaker ---------------------------------------------------------- */
+
+static void
+breaker_open(struct redis *r)
+{
+	r->breaker = REDIS_BREAKER_OPEN;
+	r->open_until = now_ms() + REDIS_BREAKER_OPEN_MS;
+	log_warn("event=redis_breaker server=%s state=open failures=%u "
+	    "pause_ms=%u", r->addr, r->failures, REDIS_BREAKER_OPEN_MS);
+	/* A stalled server keeps what was written to it: start again on a
+	 * new connection rather than wait behind it. */
+	drop_later(r);
+}
+
+/* A sent request ended: once per request, at its reply or its timeout. */
+static void
+settle(struct redis_req *q, int ok)
+{
+	struct redis *r = q->r;
+
+	if (q->settled || q->setup)
+		return;
+	q->settled = 1;
+	if (ok) {
+		r->failures = 0;
+		if (r->breaker != REDIS_BREAKER_CLOSED) {
+			r->breaker = REDIS_BREAKER_CLOSED;
+			log_info("event=redis_breaker server=%s state=closed",
+			    r->addr);
+		}
+		return;
+	}
+	r->failures++;
+	if (q->probe || (r->breaker == REDIS_BREAKER_CLOSED &&
+	    r->failures >= REDIS_BREAKER_FAILURES))
+		breaker_open(r);
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+static struct redis_req *
+req_new(struct redis *r, int argc, const char **argv, const size_t *argvlen,
+    redis_reply_cb *cb, void *arg)
+{
+	struct redis_req *q;
+	int i;
+
+	q = xcalloc(1, sizeof(*q));
+	q->r = r;
+	q->cb = cb;
+	q->arg = arg;
+	q->ev = evtimer_new(r->base, req_timer_cb, q);
+	q->argc = argc;
+	q->argv = xreallocarray(NULL, (size_t)argc + 1, sizeof(*q->argv));
+	q->argvlen = xreallocarray(NULL, (size_t)argc + 1,
+	    sizeof(*q->argvlen));
+	for (i = 0; i < argc; i++) {
+		q->argv[i] = xmalloc(argvlen[i] + 1);
+		memcpy(q->argv[i], argv[i], argvlen[i]);
+		q->argv[i][argvlen[i]] = '\0';
+		q->argvlen[i] = argvlen[i];
+	}
+	TAILQ_INSERT_TAIL(&r->reqs, q, link);
+	return q;
+}
+
+static void
+req_free(struct redis_req *q)
+{
+	int i;
+
+	TAILQ_REMOVE(&q->r->reqs, q, link);
+	event_free(q->ev);
+	for (i = 0; i < q->argc; i++)
+		free(q->argv[i]);
+	free(q->argv);
+	free(q->argvlen);
+	free(q);
+}
+
+/* The caller's callback, once. */
+static void
+answer(struct redis_req *q, enum redis_status st, const redisReply *reply)
+{
+	redis_reply_cb *cb = q->cb;
+
+	q->cb = NULL;
+	if (cb != NULL)
+		cb(st, reply, q->arg);
+}
+
+/* Not sent: answered from the loop, never inside redis_call(). */
+static void
+fail_later(struct redis_req *q, enum redis_status st)
+{
+	static const struct timeval zero = { 0, 0 };
+
+	q->st = st;
+	q->r->st.refused++;
+	evtimer_add(q->ev, &zero);
+}
+
+static void
+req_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis_req *q = arg;
+	struct redis *r = q->r;
+
+	if (!q->inflight) {
+		answer(q, q->st, NULL);
+		req_free(q);
+		return;
+	}
+	/* hiredis keeps the pointer: q stays until reply_cb gets it back. */
+	if (!q->setup) {
+		r->st.timeouts++;
+		log_debug("event=redis_timeout server=%s timeout_ms=%u",
+		    r->addr, r->timeout_ms);
+	}
+	settle(q, 0);
+	answer(q, REDIS_FAIL_TIMEOUT, NULL);
+}
+
+static int
+is_noscript(const redisReply *reply)
+{
+	return reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+	    strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+static void
+reply_cb(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+	struct redis_req *q = privdata;
+	struct redis *r = q->r;
+	const redisReply *reply = reply_;
+
+	q->inflight = 0;
+	if (reply == NULL) {
+		/* The context is going: every pending request lands here. */
+		if (!q->settled && q->cb != NULL && !q->setup)
+			r->st.errors++;
+		settle(q, 0);
+		answer(q, REDIS_FAIL_CONN, NULL);
+		req_free(q);
+		return;
+	}
+	/* A server that lost its scripts (restarted, SCRIPT FLUSH): once
+	 * more with the source, within the same timeout. */
+	if (q->script > 0 && !q->setup && !q->evalled && q->cb != NULL &&
+	    is_noscript(reply)) {
+		q->evalled = 1;
+		send_req(q);
+		if (q->inflight)
+			return;
+		settle(q, 0);
+		answer(q, REDIS_FAIL_CONN, NULL);
+		req_free(q);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR && !q->settled && !q->setup)
+		r->st.errors++;
+	settle(q, reply->type != REDIS_REPLY_ERROR);
+	event_del(q->ev);
+	answer(q, REDIS_REPLY_OK, reply);
+	req_free(q);
+}
+
+/* Put q on the wire; q->inflight says whether it went. */
+static void
+send_req(struct redis_req *q)
+{
+	struct redis *r = q->r;
+	const char **v;
+	size_t *l, n = 0;
+	char nk[16];
+	int i;
+
+	v = xreallocarray(NULL, (size_t)q->argc + 3, sizeof(*v));
+	l = xreallocarray(NULL, (size_t)q->argc + 3, sizeof(*l));
+	if (q->script > 0 && !q->setup) {
+		size_t s = q->script - 1;
+
+		v[n] = q->evalled ? "EVAL" : "EVALSHA";
+		l[n] = strlen(v[n]);
+		n++;
+		v[n] = q->evalled ? r->src[s] : r->sha[s];
+		l[n] = strlen(v[n]);
+		n++;
+		snprintf(nk, sizeof(nk), "%d", q->nkeys);
+		v[n] = nk;
+		l[n] = strlen(nk);
+		n++;
+	}
+	for (i = 0; i < q->argc; i++, n++) {
+		v[n] = q->argv[i];
+		l[n] = q->argvlen[i];
+	}
+	if (r->ac != NULL && redisAsyncCommandArgv(r->ac, reply_cb, q, (int)n,
+	    v, l) == REDIS_OK) {
+		q->inflight = 1;
+		if (!q->evalled) {
+			r->st.requests += !q->setup;
+			arm(q->ev, q->setup ? REDIS_CONNECT_TIMEOUT_MS :
+			    r->timeout_ms);
+		}
+	}
+	free(v);
+	free(l);
+}
+
+/* Send q, or answer it later with why not. */
+static void
+submit(struct redis_req *q)
+{
+	struct redis *r = q->r;
+
+	if (!r->ready) {
+		fail_later(q, REDIS_FAIL_DOWN);
+		return;
+	}
+	if (r->breaker == REDIS_BREAKER_OPEN && now_ms() >= r->open_until) {
+		/* One request tries the server; the rest still wait. */
+		r->breaker = REDIS_BREAKER_HALF_OPEN;
+		q->probe = 1;
+	} else if (r->breaker != REDIS_BREAKER_CLOSED) {
+		fail_later(q, REDIS_FAIL_BREAKER);
+		return;
+	}
+	send_req(q);
+	if (!q->inflight) {
+		if (q->probe)
+			r->breaker = REDIS_BREAKER_OPEN;
+		r->st.errors++;
+		r->st.refused--;	/* fail_later() counts it refused */
+		fail_later(q, REDIS_FAIL_CONN);
+	}
+}
+
+struct redis_req *
+redis_call(struct redis *r, int argc, const char **argv,
+    const size_t *argvlen, redis_reply_cb *cb, void *arg)
+{
+	struct redis_req *q = req_new(r, argc, argv, argvlen, cb, arg);
+
+	submit(q);
+	return q;
+}
+
+struct redis_req *
+redis_script(struct redis *r, size_t script, int nkeys, int argc,
+    const char **argv, const size_t *argvlen, redis_reply_cb *cb, void *arg)
+{
+	struct redis_req *q = req_new(r, argc, argv, argvlen, cb, arg);
+
+	if (script >= r->nscripts)
+		panic("redis_script: no script %zu", script);
+	q->script = script + 1;
+	q->nkeys = nkeys;
+	submit(q);
+	return q;
+}
+
+void
+redis_cancel(struct redis_req *q)
+{
+	if (q == NULL)
+		return;
+	q->cb = NULL;
+	/* In flight: reply_cb frees it when hiredis hands it back; its
+	 * timer still counts a stalled server against the breaker. */
+	if (!q->inflight)
+		req_free(q);
+}
+
+/* --- the object ----------------------------------------------------------- */
+
+struct redis *
+redis_new(struct event_base *base, const struct redis_conf *c,
+    redis_ready_cb *ready_cb, void *arg)
+{
+	struct redis *r;
+	size_t i;
+
+	r = xcalloc(1, sizeof(*r));
+	r->base = base;
+	str_copy(r->host, sizeof(r->host), c->host);
+	r->port = c->port;
+	r->timeout_ms = c->timeout_ms;
+	snprintf(r->addr, sizeof(r->addr), "%s%s%s:%u",
+	    strchr(c->host, ':') != NULL ? "[" : "", c->host,
+	    strchr(c->host, ':') != NULL ? "]" : "", c->port);
+	r->nscripts = c->nscripts;
+	r->src = xreallocarray(NULL, c->nscripts + 1, sizeof(*r->src));
+	r->sha = xcalloc(c->nscripts + 1, sizeof(*r->sha));
+	for (i = 0; i < c->nscripts; i++)
+		r->src[i] = xstrdup(c->scripts[i]);
+	r->ready_cb = ready_cb;
+	r->ready_arg = arg;
+	r->ev_conn = evtimer_new(base, conn_timer_cb, r);
+	r->ev_drop = evtimer_new(base, drop_cb, r);
+	r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+	TAILQ_INIT(&r->reqs);
+	start_connect(r);
+	return r;
+}
+
+void
+redis_free(struct redis *r)
+{
+	struct redis_req *q, *next;
+	redisAsyncContext *ac;
+	size_t i;
+
+	if (r == NULL)
+		return;
+	/* No callback runs from here on. */
+	TAILQ_FOREACH(q, &r->reqs, link)
+		q->cb = NULL;
+	for (q = TAILQ_FIRST(&r->reqs); q != NULL; q = next) {
+		next = TAILQ_NEXT(q, link);
+		if (!q->inflight)
+			req_free(q);
+	}
+	if ((ac = r->ac) != NULL) {
+		r->ac = NULL;
+		/* reply_cb frees the requests in flight, with NULL. */
+		redisAsyncFree(ac);
+	}
+	if (!TAILQ_EMPTY(&r->reqs))
+		panic("redis_free: requests left after the context");
+	event_free(r->ev_conn);
+	event_free(r->ev_drop);
+	for (i = 0; i < r->nscripts; i++)
+		free(r->src[i]);
+	free(r->src);
+	free(r->sha);
+	free(r);
+}
+
+int
+redis_usable(const struct redis *r)
+{
+	if (!r->ready)
+		return 0;
+	return r->breaker == REDIS_BREAKER_CLOSED ||
+	    (r->breaker == REDIS_BREAKER_OPEN && now_ms() >= r->open_until);
+}
+
+void
+redis_get_stats(const struct redis *r, struct redis_stats *out)
+{
+	*out = r->st;
+	out->connected = r->ready;
+	out->breaker = r->breaker;
+}
+
+const char *
+redis_address(const struct redis *r)
+{
+	return r->addr;
+}

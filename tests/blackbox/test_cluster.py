@@ -1,0 +1,287 @@
+"""
+Shared greylisting through Redis (issue 14's first slice, docs/cluster.md):
+two backmxd nodes and one real redis-server (Debian's), started here on
+a free loopback port without persistence.
+
+- a triplet greylisted at node A passes at node B after greylist_delay;
+- Redis killed: both nodes keep answering (451 for new triplets, never a
+  5xx; a known triplet still passes and its message is queued), and
+  `backmxctl cluster status` says so; Redis back on the same port: the
+  replay queue drains, and a triplet first seen at A during the outage
+  passes at B, which never saw it;
+- Redis stopped with SIGSTOP: requests time out, the breaker opens, the
+  sessions are still answered; SIGCONT: the node comes back by itself;
+- the replay queue keeps at most redis_replay_limit decisions, the
+  newest, and counts what it dropped;
+- without redis_servers, `cluster status` says there is no cluster (the
+  single-node greylist tests, test_greylist*.py, run unchanged).
+
+All of it under the ASan build the harness runs: Daemon.stop() fails on a
+sanitizer report. No assertion depends on speed: waits poll for a state.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from greylist_util import DELAY, GreylistTest, GreyClient, RCPT
+from harness import backmxctl, backmxctl_json, cannot_run, free_port, poll
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def resp(port, *args, timeout=5.0):
+    """One command to Redis in RESP; the answer as Python values."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        s.sendall(out)
+        f = s.makefile("rb")
+        return _read(f)
+    finally:
+        s.close()
+
+
+def _read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read(f) for _ in range(n)]
+    raise RuntimeError("bad RESP %r" % line)
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:port, no persistence, its own folder."""
+
+    def __init__(self):
+        if not os.path.exists(REDIS):
+            cannot_run("no redis-server (scripts/deps.sh installs it)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="backmx-redis-")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "log"), "ab")
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir,
+             "--daemonize", "no"],
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        if not poll(lambda: resp(self.port, "PING") == "PONG", 10):
+            raise AssertionError("redis-server did not start")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TestCluster(GreylistTest):
+
+    def redis(self):
+        r = RedisServer()
+        self.addCleanup(r.stop)
+        return r
+
+    def node(self, r, name, **kw):
+        d = self.grey_daemon(myhostname=name,
+                             redis_servers="127.0.0.1:%d" % r.port, **kw)
+        self.assertTrue(poll(lambda: self.status(d)["connected"], 15),
+                        "node %s never connected to Redis" % name)
+        return d
+
+    def status(self, d):
+        return backmxctl_json(d, "cluster", "status")[0]
+
+    def attempt_at(self, d, **kw):
+        """The RCPT reply, never a 5xx whatever Redis does."""
+        r = self.attempt(d, **kw)
+        self.assertLess(r[0], 500, r)
+        return r
+
+    def test_greylisted_at_a_passes_at_b(self):
+        r = self.redis()
+        a = self.node(r, "mx2a.backmx.test")
+        b = self.node(r, "mx2b.backmx.test")
+        self.assertGreylisted(self.attempt_at(a))
+        # A Redis that lost its scripts (restarted, flushed) answers
+        # NOSCRIPT: the node sends the source once more, still shared.
+        resp(r.port, "SCRIPT", "FLUSH")
+        self.assertGreylisted(self.attempt_at(a))
+        keys = resp(r.port, "KEYS", "backmx:grey:*")
+        self.assertEqual(len(keys), 1, keys)
+        h = resp(r.port, "HGETALL", keys[0])
+        rec = dict(zip(h[0::2], h[1::2]))
+        self.assertEqual(rec["sender"], "a@sender.example")
+        self.assertEqual(rec["rcpt"], RCPT)
+        self.assertEqual(rec["net"], "127.0.0.0/24")
+        self.assertEqual(rec["tries"], "2")
+        self.assertEqual(rec["passed"], "0")
+        # Pending: the key lives greylist_retry_window (48h default).
+        ttl = resp(r.port, "TTL", keys[0])
+        self.assertTrue(47 * 3600 < ttl <= 48 * 3600, ttl)
+        self.wait_delay()
+        # B never saw it: it passes on A's record, from Redis.
+        c = self.session(b)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        self.assertPasses(c.cmd("RCPT TO:<%s>" % RCPT))
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+        self.queue_id(c.reply())
+        # Passed: kept greylist_max_age (36d), and mirrored into B's
+        # own store.
+        ttl = resp(r.port, "TTL", keys[0])
+        self.assertTrue(35 * 86400 < ttl <= 36 * 86400, ttl)
+        passed = self.listing(b, "--passed")["triplets"]
+        self.assertEqual(len(passed), 1)
+        self.assertEqual(passed[0]["tries"], 2)
+        # A hears of the pass too, from Redis.
+        self.assertPasses(self.attempt_at(a))
+        # Both nodes beat.
+        names = poll(lambda: {n["name"] for n in self.status(a)["nodes"]}
+                     >= {"mx2a.backmx.test", "mx2b.backmx.test"}, 15)
+        self.assertTrue(names, self.status(a))
+        text = backmxctl(a, "cluster", "status")
+        self.assertIn("redis: 127.0.0.1:%d connected" % r.port, text)
+        self.assertIn("breaker: closed", text)
+
+    def test_redis_killed_then_back(self):
+        r = self.redis()
+        a = self.node(r, "mx2a.backmx.test")
+        b = self.node(r, "mx2b.backmx.test")
+        # A triplet passed before the outage (first at A, pass at B).
+        self.assertGreylisted(self.attempt_at(a))
+        self.wait_delay()
+        self.assertPasses(self.attempt_at(b))
+
+        r.kill()
+        for d in (a, b):
+            self.assertTrue(poll(lambda: not self.status(d)["connected"],
+                                 15))
+        # New triplets: greylisted by each node alone, 451 not 5xx.
+        self.assertGreylisted(self.attempt_at(
+            a, sender="outage@sender.example"))
+        self.assertGreylisted(self.attempt_at(
+            b, sender="other@sender.example"))
+        # The known triplet still passes at B (its mirror), and the
+        # message is taken: nothing lost.
+        c = self.session(b)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        self.assertPasses(c.cmd("RCPT TO:<%s>" % RCPT))
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: t\r\n\r\nduring the outage\r\n.\r\n")
+        self.queue_id(c.reply())
+        s = self.status(a)
+        self.assertFalse(s["connected"])
+        self.assertIsNone(s["nodes"])
+        self.assertGreaterEqual(s["replay_depth"], 1)
+        self.assertGreaterEqual(s["local_decisions"], 1)
+        self.assertIn("not connected", backmxctl(a, "cluster", "status"))
+
+        r.start()
+        # A pushes what it decided alone; the queue drains.
+        self.assertTrue(poll(lambda: (lambda s: s["connected"] and
+                                      s["replay_depth"] == 0 and
+                                      s["replay_merged"] >= 1)(
+                                          self.status(a)), 20),
+                        self.status(a))
+        self.assertEqual(self.status(a)["replay_dropped"], 0)
+        # First seen at A during the outage, never at B: B lets it
+        # through after the delay only because A's record reached Redis.
+        self.wait_delay()
+        self.assertTrue(poll(lambda: self.status(b)["connected"], 20))
+        self.assertPasses(self.attempt_at(
+            b, sender="outage@sender.example"))
+
+    def test_redis_stalled_breaker_opens(self):
+        r = self.redis()
+        a = self.node(r, "mx2a.backmx.test", redis_timeout="150")
+        os.kill(r.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: r.proc.poll() is None and
+                        os.kill(r.proc.pid, signal.SIGCONT))
+        # Each check waits redis_timeout, then the node decides alone;
+        # after five failures in a row the breaker opens.
+        for i in range(6):
+            self.assertGreylisted(self.attempt_at(
+                a, sender="s%d@sender.example" % i))
+        s = poll(lambda: (lambda s: s if s["breaker"] != "closed" else
+                          None)(self.status(a)), 15)
+        self.assertTrue(s, self.status(a))
+        self.assertGreaterEqual(s["timeouts"], 1)
+        self.assertGreaterEqual(s["replay_depth"], 6)
+        # Sessions keep being answered while it stays stopped.
+        self.assertGreylisted(self.attempt_at(
+            a, sender="late@sender.example"))
+        os.kill(r.proc.pid, signal.SIGCONT)
+        # Back by itself: connected, the breaker closed again by a
+        # request that went through, the decisions merged.
+        def recovered():
+            self.attempt_at(a, sender="probe@sender.example")
+            s = self.status(a)
+            return (s["connected"] and s["breaker"] == "closed" and
+                    s["replay_depth"] == 0)
+        self.assertTrue(poll(recovered, 30), self.status(a))
+        self.assertGreaterEqual(
+            len(resp(r.port, "KEYS", "backmx:grey:*")), 7)
+
+    def test_replay_queue_bounded(self):
+        r = self.redis()
+        a = self.node(r, "mx2a.backmx.test", redis_replay_limit="2")
+        r.kill()
+        self.assertTrue(poll(lambda: not self.status(a)["connected"], 15))
+        for i in range(4):
+            self.assertGreylisted(self.attempt_at(
+                a, sender="s%d@sender.example" % i))
+        s = self.status(a)
+        self.assertEqual(s["replay_depth"], 2)
+        self.assertEqual(s["replay_dropped"], 2)
+        r.start()
+        self.assertTrue(poll(lambda: self.status(a)["replay_merged"] == 2,
+                             20), self.status(a))
+        # The newest two reached Redis; the dropped ones did not.
+        senders = sorted(resp(r.port, "HGET", k, "sender")
+                         for k in resp(r.port, "KEYS", "backmx:grey:*"))
+        self.assertEqual(senders, ["s2@sender.example",
+                                   "s3@sender.example"])
+
+    def test_no_redis_no_cluster(self):
+        d = self.grey_daemon()
+        out = backmxctl(d, "cluster", "status", rc=1)
+        self.assertEqual(out, "")
+        self.assertNotIn("event=cluster", d.log())
+        # Greylisting as ever (test_greylist*.py has the rest).
+        self.assertGreylisted(self.attempt_at(d))
+
+
+if __name__ == "__main__":
+    unittest.main()
