@@ -1,0 +1,155 @@
+"""
+International mail (issue 17, docs/smtp.md "International mail"): every
+domain is turned into its A-label form once, at the door (MAIL, RCPT, the
+domains file), so that the DNS checks, relay control, greylisting and the
+queue see one form; toward a primary, nothing it did not offer is sent
+(SMTPUTF8: a 553 5.6.7 in pass-through, one DSN with 5.6.7 from the
+queue).
+
+The DNS is tests/fakes/dns.py, the primaries are tests/fakes/mx.py with
+the EHLO keywords each test needs (mx.extensions).
+"""
+
+import os
+import sys
+import time
+
+from greylist_util import GreylistTest
+from harness import BlackboxTest, free_port, poll, queued_messages
+import dns as fakedns
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "fakes"))
+from mx import FakeMX, DEFAULT_EXTENSIONS  # noqa: E402
+
+GOOD = "100.0.0.25"          # outside every special-purpose range
+U_CUST = "müller.example"
+A_CUST = "xn--mller-kva.example"
+
+
+class IntlTest(BlackboxTest):
+
+    def start(self, domains=None, **kw):
+        self.dns = fakedns.FakeDNS().start()
+        self.addCleanup(self.dns.stop)
+        self.d = self.daemon(domains=domains, dns=self.dns, **kw)
+        return self.d
+
+    def fake(self, extensions=None):
+        mx = FakeMX().start()
+        self.addCleanup(mx.stop)
+        if extensions is not None:
+            mx.extensions = list(extensions)
+        return mx
+
+
+class TestSenderDomainChecks(IntlTest):
+    """The sender's domain is looked up in its A-label form: a U-label
+    domain gets exactly the checks of its ASCII twin."""
+
+    def test_ulabel_without_records_refused_like_ascii_twin(self):
+        self.start()
+        c = self.session(self.d)
+        ascii_r = c.cmd("MAIL FROM:<a@nowhere.test>")
+        self.assertReply(ascii_r, 550, "5.1.8")
+        c = self.session(self.d)
+        r = c.cmd("MAIL FROM:<a@ñowhere.test> SMTPUTF8")
+        self.assertReply(r, 550, "5.1.8")
+        # The lookup was of the A-label form, not skipped.
+        self.assertGreaterEqual(self.dns.count("xn--owhere-vwa.test", "MX"),
+                                1)
+        self.assertIn("xn--owhere-vwa.test", r[1][0])
+        self.assertTrue(self.d.wait_log(
+            r'event=idna .*domain="\\xc3\\xb1owhere\.test" '
+            r'alabel=xn--owhere-vwa\.test'), self.d.log_tail())
+
+    def test_ulabel_with_mx_accepted_after_lookup(self):
+        self.start()
+        self.dns.mail_domain("xn--bcher-kva.test", addrs=(GOOD,))
+        c = self.session(self.d)
+        self.assertReply(c.cmd("MAIL FROM:<a@bücher.test> SMTPUTF8"), 250,
+                         "2.1.0")
+        self.assertGreaterEqual(self.dns.count("xn--bcher-kva.test", "MX"),
+                                1)
+
+    def test_ulabel_needs_smtputf8(self):
+        self.start()
+        self.dns.mail_domain("xn--bcher-kva.test", addrs=(GOOD,))
+        c = self.session(self.d)
+        self.assertReply(c.cmd("MAIL FROM:<a@bücher.test>"), 553, "5.6.7")
+
+    def test_invalid_idna_refused_as_bad_system_address(self):
+        self.start()
+        c = self.session(self.d)
+        # Punycode that decodes to nothing, and a U-label IDNA2008
+        # forbids (a leading combining mark).
+        for s in ("a@xn--zz.test", "a@\u0301x.test"):
+            with self.subTest(sender=s):
+                r = c.cmd("MAIL FROM:<%s> SMTPUTF8" % s)
+                self.assertReply(r, 553, "5.1.8")
+                self.assertIn("international domain", r[1][0])
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        r = c.cmd("RCPT TO:<u@xn--zz.example>")
+        self.assertReply(r, 553, "5.1.2")
+        self.assertEqual(self.dns.count("xn--zz.test", "MX"), 0)
+
+
+class TestRelayControl(IntlTest):
+    """A customer listed in either form is one customer, mail in either
+    form reaches it; backup mode (queued) here, pass-through below."""
+
+    def check_backup(self, listed):
+        # Its primary down: every message stays queued.
+        d = self.start(domains=["%s route=[127.0.0.1]:%d"
+                                % (listed, free_port())])
+        for rcpt in ("alice@müller.example", "alice@xn--mller-kva.example",
+                     "bob@MÜLLER.example"):
+            with self.subTest(listed=listed, rcpt=rcpt):
+                c = self.session(d)
+                self.assertReply(c.cmd(
+                    "MAIL FROM:<a@sender.example> SMTPUTF8"), 250)
+                self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250,
+                                 "2.1.5")
+                self.assertEqual(c.cmd("DATA")[0], 354)
+                c.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+                self.queue_id(c.reply())
+        # Stored in the A-label form, whatever form came in.
+        rcpts = sorted(r for m in queued_messages(d) for r in m["rcpts"])
+        self.assertTrue(rcpts)
+        for r in rcpts:
+            self.assertTrue(r.endswith("@" + A_CUST), rcpts)
+        # Another IDN is no customer.
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example> SMTPUTF8"), 250)
+        self.assertReply(c.cmd("RCPT TO:<x@möller.example>"), 554, "5.7.1")
+
+    def test_listed_as_alabel(self):
+        self.check_backup(A_CUST)
+
+    def test_listed_as_ulabel(self):
+        self.check_backup(U_CUST)
+
+    def test_bad_idna_in_domains_file_refused(self):
+        from harness import Daemon, DaemonError
+        with self.assertRaises(DaemonError) as cm:
+            d = Daemon(domains=["xn--zz.example"], dns=False)
+            self.addCleanup(d.stop)
+        self.assertIn("xn--zz.example", str(cm.exception))
+
+
+class TestGreylist(GreylistTest):
+
+    def test_ulabel_and_alabel_sender_one_triplet(self):
+        d = self.grey_daemon(greylist_delay="60s")
+        for sender in ("a@müller.example", "a@xn--mller-kva.example",
+                       "a@MÜLLER.example"):
+            c = self.session(d)
+            self.assertReply(c.cmd("MAIL FROM:<%s> SMTPUTF8" % sender), 250)
+            r = c.cmd("RCPT TO:<u@customer.example>")
+            self.assertReply(r, 451)
+            c.cmd("QUIT")
+        pending = self.listing(d, "--pending")["triplets"]
+        self.assertEqual(len(pending), 1, pending)
+        self.assertEqual(pending[0]["key"], "127.0.0.0/24 <a@%s> "
+                         "<u@customer.example>" % A_CUST)
+        self.assertEqual(pending[0]["tries"], 3)
