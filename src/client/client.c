@@ -548,14 +548,19 @@ client_send(struct client *c, struct client_tx *tx)
 	c->body_fd = -1;
 
 	text[0] = '\0';
-	if ((m->data_flags & DATA_HAS_8BIT) && !c->ext_8bitmime)
+	if (m->params->smtputf8 && !c->ext_smtputf8) {
+		/* RFC 6531 §3.2: never sent to it, and no waiting for a
+		 * primary to learn it -- the sender hears now (a DSN
+		 * naming 5.6.7, docs/smtp.md "International mail"). First:
+		 * a definite no beats the 4xx below. */
+		code = 553;
+		snprintf(text, sizeof(text), "553 5.6.7 %s does not offer "
+		    "SMTPUTF8, which this message needs", c->relay);
+	} else if ((m->data_flags & DATA_HAS_8BIT) && !c->ext_8bitmime)
 		/* RFC 6152: 8-bit data to a server without 8BITMIME
 		 * would be mangled or refused; keep it and retry. */
 		snprintf(text, sizeof(text), "450 4.6.0 %s does not offer "
 		    "8BITMIME for this 8-bit message", c->relay);
-	else if (m->params->smtputf8 && !c->ext_smtputf8)
-		snprintf(text, sizeof(text), "450 4.6.7 %s does not offer "
-		    "SMTPUTF8", c->relay);
 	else if (c->ext_size > 0 && m->size > c->ext_size) {
 		/* RFC 1870 §6: a definite "too big" for this primary. */
 		code = 552;

@@ -642,12 +642,46 @@ send_rcpt(struct relay *r, struct place *q)
 	set_state(r, RELAY_RCPT_PENDING);
 }
 
+/*
+ * The transaction needs SMTPUTF8 (the client gave it on MAIL: RFC 6531
+ * §3.4, it says so only when the envelope or the headers need it) and
+ * the primary did not offer it: nothing of it is sent (RFC 6531 §3.2),
+ * every RCPT waiting gets 553 5.6.7 from us. Permanent: the primary's
+ * EHLO was just read, it is what it is; a retry would meet the same
+ * (docs/smtp.md, "International mail"). Nothing is open on the primary.
+ */
+static void
+refuse_utf8(struct relay *r)
+{
+	char to[ADDR_PATH_MAX + 1], la[LOG_PATH_SIZE];
+	struct place *q;
+
+	if (r->state == RELAY_CONNECTING)
+		set_state(r, RELAY_IDLE);
+	while ((q = waiting(r)) != NULL) {
+		addr_format(&q->addr, to, sizeof(to));
+		log_info("session=%s event=rcpt client=%s to=%s "
+		    "verdict=passthrough code=553 dsn=5.6.7 "
+		    "reason=primary_without_smtputf8 relay=%s", r->id,
+		    r->client, log_path(la, sizeof(la), to),
+		    client_relay(r->c));
+		q->text = evbuffer_new();
+		evbuffer_add_printf(q->text, "553 5.6.7 <%s>: Error: the "
+		    "primary mail server does not support SMTPUTF8\r\n", to);
+	}
+	flush(r, 0);
+}
+
 /* Connected (or reconnected): MAIL, then every RCPT waiting. */
 static void
 send_waiting(struct relay *r)
 {
 	struct place *q, *next;
 
+	if (r->env->params.smtputf8 && !client_has_ext(r->c, "SMTPUTF8")) {
+		refuse_utf8(r);
+		return;
+	}
 	if (send_mail(r) == -1) {
 		/* From CONNECTING the table has no FAILED: MAIL_SENT first
 		 * is what the primary will see of it anyway. */

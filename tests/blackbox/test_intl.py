@@ -153,3 +153,114 @@ class TestGreylist(GreylistTest):
         self.assertEqual(pending[0]["key"], "127.0.0.0/24 <a@%s> "
                          "<u@customer.example>" % A_CUST)
         self.assertEqual(pending[0]["tries"], 3)
+
+
+PASS = dict(passthrough="yes", accept_unverified="no", domain_learning="no")
+NO_UTF8 = [e for e in DEFAULT_EXTENSIONS if e != "SMTPUTF8"]
+
+
+class TestPassThrough(IntlTest):
+    """Relayed live: the primary's EHLO decides what it may be sent."""
+
+    def pt(self, listed, extensions=None):
+        mx = self.fake(extensions)
+        d = self.start(domains=["%s %s" % (listed, mx.route())], **PASS)
+        return mx, d
+
+    def test_customer_either_form_relayed(self):
+        for listed in (U_CUST, A_CUST):
+            mx, d = self.pt(listed)
+            for rcpt in ("alice@müller.example",
+                         "bob@xn--mller-kva.example"):
+                with self.subTest(listed=listed, rcpt=rcpt):
+                    c = self.session(d)
+                    self.assertReply(c.cmd(
+                        "MAIL FROM:<a@sender.example> SMTPUTF8"), 250)
+                    self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250,
+                                     "2.1.5")
+                    c.cmd("RSET")
+            # The primary saw the A-label form, with SMTPUTF8 passed on.
+            self.assertTrue(poll(lambda: len(mx.rcpts_seen()) >= 2),
+                            mx.commands)
+            self.assertEqual(mx.rcpts_seen()[-2:],
+                             ["alice@" + A_CUST, "bob@" + A_CUST])
+            self.assertEqual(queued_messages(d), [])
+
+    def utf8_refused(self, sender, rcpt):
+        mx, d = self.pt(U_CUST, NO_UTF8)
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<%s> SMTPUTF8" % sender), 250)
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        self.assertReply(r, 553, "5.6.7")
+        self.assertIn("SMTPUTF8", r[1][0])
+        self.assertReply(c.cmd("DATA"), 554)
+        self.assertReply(c.cmd("QUIT"), 221)
+        # Its EHLO was read (the primary is up), but no MAIL or RCPT of
+        # the transaction reached it, and no byte that is not ASCII.
+        self.assertTrue(mx.wait_for(lambda m: m.connections >= 1))
+        self.assertEqual(mx.txns("a@sender.example"), [])
+        self.assertEqual(mx.txns("jöran@sender.example"), [])
+        self.assertTrue(all(cmd.isascii() for cmd in mx.commands),
+                        mx.commands)
+        self.assertEqual(mx.received, [])
+        self.assertEqual(queued_messages(d), [])
+        self.assertTrue(d.wait_log(r"event=rcpt .*code=553 dsn=5\.6\.7 "
+                                   r"reason=primary_without_smtputf8"))
+
+    def test_no_smtputf8_utf8_sender(self):
+        self.utf8_refused("jöran@sender.example", "u@müller.example")
+
+    def test_no_smtputf8_utf8_recipient(self):
+        self.utf8_refused("a@sender.example", "jörg@müller.example")
+
+    def test_smtputf8_offered_passes(self):
+        mx, d = self.pt(U_CUST)
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<jöran@sender.example> SMTPUTF8"),
+                         250)
+        self.assertReply(c.cmd("RCPT TO:<jörg@müller.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send("Subject: grüße\r\n\r\nhallo\r\n.\r\n".encode())
+        self.assertReply(c.reply(), 250)
+        [m] = mx.wait_received(1)
+        self.assertEqual(m["mail_from"], "jöran@sender.example")
+        self.assertEqual(m["rcpts"], ["jörg@" + A_CUST])
+        self.assertIn("SMTPUTF8", m["mail_params"])
+
+
+class TestQueued(IntlTest):
+    """Backup mode: a queued message that needs SMTPUTF8 meets a primary
+    without it: one DSN naming 5.6.7, at once, no retry."""
+
+    def test_smtputf8_message_bounced_once(self):
+        mx = self.fake(NO_UTF8)
+        sink = self.fake()
+        d = self.start(domains=["%s %s" % (U_CUST, mx.route()),
+                                "other.example " + sink.route()],
+                       minimal_backoff_time="1s", maximal_backoff_time="2s",
+                       primary_probe_interval="1s")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<s@other.example> SMTPUTF8"), 250)
+        self.assertReply(c.cmd("RCPT TO:<jörg@müller.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send("Subject: grüße\r\nMessage-ID: <u1@x>\r\n\r\nhallo\r\n.\r\n"
+               .encode())
+        qid = self.queue_id(c.reply())
+        [dsn] = sink.wait_received(1, timeout=15)
+        self.assertEqual(dsn["mail_from"], "")
+        self.assertEqual(dsn["rcpts"], ["s@other.example"])
+        text = dsn["data"].decode("utf-8", "replace")
+        self.assertIn("Action: failed", text)
+        self.assertIn("Status: 5.6.7", text)
+        self.assertIn("SMTPUTF8", text)
+        self.assertTrue(poll(lambda: not queued_messages(d), 10),
+                        d.log_tail())
+        self.assertTrue(d.wait_log(r"queue=%s .*status=bounced" % qid))
+        # Nothing of it reached the primary; a few backoff periods later
+        # still nothing, and no second DSN.
+        time.sleep(3)
+        self.assertEqual(mx.txns("s@other.example"), [])
+        self.assertTrue(all(cmd.isascii() for cmd in mx.commands))
+        self.assertEqual(len(sink.received), 1)
+        self.assertEqual(len(d.wait_log(r"queue=%s .*status=deferred"
+                                        % qid, timeout=0)), 0)
