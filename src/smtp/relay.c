@@ -643,15 +643,18 @@ send_rcpt(struct relay *r, struct place *q)
 }
 
 /*
- * The transaction needs SMTPUTF8 (the client gave it on MAIL: RFC 6531
- * §3.4, it says so only when the envelope or the headers need it) and
- * the primary did not offer it: nothing of it is sent (RFC 6531 §3.2),
- * every RCPT waiting gets 553 5.6.7 from us. Permanent: the primary's
- * EHLO was just read, it is what it is; a retry would meet the same
- * (docs/smtp.md, "International mail"). Nothing is open on the primary.
+ * The transaction needs what the primary did not offer: SMTPUTF8 (the
+ * client gave it on MAIL: RFC 6531 §3.4, it says so only when the
+ * envelope or the headers need it), or 8BITMIME for a body the client
+ * declared 8-bit (BODY=8BITMIME) -- backmx does not convert to 7 bit.
+ * Nothing of it is sent (RFC 6531 §3.2, RFC 6152 §3); every RCPT
+ * waiting gets 553 from us: permanent, the primary's EHLO was just
+ * read, a retry would meet the same (docs/smtp.md, "International
+ * mail"). Nothing is open on the primary.
  */
 static void
-refuse_utf8(struct relay *r)
+refuse_unoffered(struct relay *r, const char *enh, const char *ext,
+    const char *reason)
 {
 	char to[ADDR_PATH_MAX + 1], la[LOG_PATH_SIZE];
 	struct place *q;
@@ -661,13 +664,13 @@ refuse_utf8(struct relay *r)
 	while ((q = waiting(r)) != NULL) {
 		addr_format(&q->addr, to, sizeof(to));
 		log_info("session=%s event=rcpt client=%s to=%s "
-		    "verdict=passthrough code=553 dsn=5.6.7 "
-		    "reason=primary_without_smtputf8 relay=%s", r->id,
-		    r->client, log_path(la, sizeof(la), to),
-		    client_relay(r->c));
+		    "verdict=passthrough code=553 dsn=%s reason=%s relay=%s",
+		    r->id, r->client, log_path(la, sizeof(la), to), enh,
+		    reason, client_relay(r->c));
 		q->text = evbuffer_new();
-		evbuffer_add_printf(q->text, "553 5.6.7 <%s>: Error: the "
-		    "primary mail server does not support SMTPUTF8\r\n", to);
+		evbuffer_add_printf(q->text, "553 %s <%s>: Error: the "
+		    "primary mail server does not support %s\r\n", enh, to,
+		    ext);
 	}
 	flush(r, 0);
 }
@@ -679,7 +682,14 @@ send_waiting(struct relay *r)
 	struct place *q, *next;
 
 	if (r->env->params.smtputf8 && !client_has_ext(r->c, "SMTPUTF8")) {
-		refuse_utf8(r);
+		refuse_unoffered(r, "5.6.7", "SMTPUTF8",
+		    "primary_without_smtputf8");
+		return;
+	}
+	if (r->env->params.body == ESMTP_BODY_8BITMIME &&
+	    !client_has_ext(r->c, "8BITMIME")) {
+		refuse_unoffered(r, "5.6.3", "8BITMIME",
+		    "primary_without_8bitmime");
 		return;
 	}
 	if (send_mail(r) == -1) {
@@ -894,8 +904,28 @@ relay_data(struct relay *r)
 void
 relay_body(struct relay *r, const char *buf, size_t len)
 {
-	if (r->state == RELAY_BODY)
-		client_body(r->c, buf, len);
+	size_t i;
+
+	if (r->state != RELAY_BODY)
+		return;
+	/* 8-bit bytes the client did not declare (RFC 6152 §3 is its
+	 * rule) to a primary without 8BITMIME: never sent. Dropping the
+	 * connection aborts the primary's transaction; the client's dot
+	 * gets 451 (docs/smtp.md, "International mail"). Not the
+	 * primary's failure: its health is left alone. */
+	if (!client_has_ext(r->c, "8BITMIME"))
+		for (i = 0; i < len; i++)
+			if ((unsigned char)buf[i] >= 0x80) {
+				log_warn("session=%s event=passthrough_failed "
+				    "client=%s domain=%s reason=\"undeclared "
+				    "8-bit body, primary without 8BITMIME\"",
+				    r->id, r->client, r->domain);
+				conn_release(r, 0);
+				set_state(r, RELAY_FAILED);
+				r->cbs.failed(RELAY_BODY, r->arg);
+				return;
+			}
+	client_body(r->c, buf, len);
 }
 
 static void

@@ -157,6 +157,8 @@ class TestGreylist(GreylistTest):
 
 PASS = dict(passthrough="yes", accept_unverified="no", domain_learning="no")
 NO_UTF8 = [e for e in DEFAULT_EXTENSIONS if e != "SMTPUTF8"]
+NO_8BIT = [e for e in DEFAULT_EXTENSIONS if e != "8BITMIME"]
+CUSTOMER = "customer.example"
 
 
 class TestPassThrough(IntlTest):
@@ -226,6 +228,33 @@ class TestPassThrough(IntlTest):
         self.assertEqual(m["mail_from"], "jöran@sender.example")
         self.assertEqual(m["rcpts"], ["jörg@" + A_CUST])
         self.assertIn("SMTPUTF8", m["mail_params"])
+
+    def test_no_8bitmime_declared_8bit_refused(self):
+        mx, d = self.pt(CUSTOMER, NO_8BIT)
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example> "
+                               "BODY=8BITMIME"), 250)
+        r = c.cmd("RCPT TO:<u@customer.example>")
+        self.assertReply(r, 553, "5.6.3")
+        self.assertIn("8BITMIME", r[1][0])
+        self.assertReply(c.cmd("QUIT"), 221)
+        self.assertEqual(mx.txns("a@sender.example"), [])
+        self.assertEqual(queued_messages(d), [])
+
+    def test_no_8bitmime_undeclared_8bit_never_sent(self):
+        mx, d = self.pt(CUSTOMER, NO_8BIT)
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: x\r\n\r\n" + b"seven bit\r\n" * 100 +
+               b"caf\xc3\xa9\r\n" + b"more\r\n" * 10 + b".\r\n")
+        self.assertReply(c.reply(), 451, "4.4.2")
+        [t] = mx.txns("a@sender.example")
+        self.assertFalse(t["dot"])
+        self.assertEqual(mx.received, [])
+        self.assertTrue(all(b < 0x80 for b in t["data"]), t["data"])
+        self.assertEqual(queued_messages(d), [])
 
 
 class TestQueued(IntlTest):
