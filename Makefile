@@ -16,7 +16,7 @@
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session idna
+FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session idna mime7
 PREFIX	?= /usr/local
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var

@@ -60,6 +60,7 @@ struct relay {
 	unsigned		 held:1;	/* counted in held_key's
 						   passthrough_connection_limit */
 	unsigned		 forward:1;	/* the domain's forward_client */
+	unsigned		 convert:1;	/* the body goes as 7 bit */
 	char			 key[PASSTHRU_KEY_MAX];
 	/* This transaction went to backup mode when this primary failed
 	 * us: not tried again until the transaction ends ("" none). */
@@ -686,12 +687,6 @@ send_waiting(struct relay *r)
 		    "primary_without_smtputf8");
 		return;
 	}
-	if (r->env->params.body == ESMTP_BODY_8BITMIME &&
-	    !client_has_ext(r->c, "8BITMIME")) {
-		refuse_unoffered(r, "5.6.3", "8BITMIME",
-		    "primary_without_8bitmime");
-		return;
-	}
 	if (send_mail(r) == -1) {
 		/* From CONNECTING the table has no FAILED: MAIL_SENT first
 		 * is what the primary will see of it anyway. */
@@ -871,6 +866,12 @@ data_reply(struct client *c, const struct reply *rp, void *arg)
 	/* Refused: the transaction stays open on the primary as on ours
 	 * (RSET, EHLO or QUIT next: tx_close). */
 	set_state(r, rp->code == 354 ? RELAY_BODY : RELAY_MAIL_SENT);
+	/* A body declared 8 bit, a primary without 8BITMIME: 7 bit on the
+	 * way (RFC 6152 §3, docs/smtp.md "International mail"). */
+	r->convert = rp->code == 354 && r->env->params.body ==
+	    ESMTP_BODY_8BITMIME && !client_has_ext(c, "8BITMIME");
+	if (r->convert)
+		client_body_convert(c);
 	r->cbs.data_answered(rp->code == 354, r->arg);
 	r->cbs.process(r->arg);
 }
@@ -904,28 +905,36 @@ relay_data(struct relay *r)
 void
 relay_body(struct relay *r, const char *buf, size_t len)
 {
+	const char *why;
 	size_t i;
 
 	if (r->state != RELAY_BODY)
 		return;
 	/* 8-bit bytes the client did not declare (RFC 6152 §3 is its
-	 * rule) to a primary without 8BITMIME: never sent. Dropping the
+	 * rule) to a primary without 8BITMIME are never sent; a declared
+	 * body that cannot be made 7 bit (mime7.h) neither. Dropping the
 	 * connection aborts the primary's transaction; the client's dot
 	 * gets 451 (docs/smtp.md, "International mail"). Not the
 	 * primary's failure: its health is left alone. */
-	if (!client_has_ext(r->c, "8BITMIME"))
+	why = NULL;
+	if (!r->convert && !client_has_ext(r->c, "8BITMIME")) {
 		for (i = 0; i < len; i++)
 			if ((unsigned char)buf[i] >= 0x80) {
-				log_warn("session=%s event=passthrough_failed "
-				    "client=%s domain=%s reason=\"undeclared "
-				    "8-bit body, primary without 8BITMIME\"",
-				    r->id, r->client, r->domain);
-				conn_release(r, 0);
-				set_state(r, RELAY_FAILED);
-				r->cbs.failed(RELAY_BODY, r->arg);
-				return;
+				why = "undeclared 8-bit body, primary "
+				    "without 8BITMIME";
+				break;
 			}
-	client_body(r->c, buf, len);
+	}
+	if (why == NULL && client_body(r->c, buf, len) == -1)
+		why = client_body_error(r->c);
+	if (why != NULL) {
+		log_warn("session=%s event=passthrough_failed client=%s "
+		    "domain=%s reason=\"%s\"", r->id, r->client, r->domain,
+		    why);
+		conn_release(r, 0);
+		set_state(r, RELAY_FAILED);
+		r->cbs.failed(RELAY_BODY, r->arg);
+	}
 }
 
 static void

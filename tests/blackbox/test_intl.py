@@ -160,6 +160,82 @@ NO_UTF8 = [e for e in DEFAULT_EXTENSIONS if e != "SMTPUTF8"]
 NO_8BIT = [e for e in DEFAULT_EXTENSIONS if e != "8BITMIME"]
 CUSTOMER = "customer.example"
 
+# A multipart message with 8-bit text, an 8-bit binary attachment, a
+# nested multipart/alternative, a part already base64, and a line that
+# starts with a dot; preamble and epilogue in ASCII.
+EIGHT_BIT_MIME = (
+    b"Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="outer-b"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--outer-b\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Gr\xc3\xbc\xc3\x9fe aus M\xc3\xbcnchen = 100 \xe2\x82\xac \r\n"
+    b".a line with a dot\r\n"
+    + b"long \xc3\xa9" * 40 + b"\r\n"
+    b"--outer-b\r\n"
+    b"Content-Type: multipart/alternative; boundary=inner\r\n"
+    b"\r\n"
+    b"--inner\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"\r\n"
+    b"<p>\xc3\xa9t\xc3\xa9</p>\r\n"
+    b"--inner--\r\n"
+    b"--outer-b\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: binary\r\n"
+    b"\r\n"
+    b"\x00\x80\xff\xfe binary\r\n"
+    b"--outer-b\r\n"
+    b"Content-Type: image/png\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"iVBORw0KGgo=\r\n"
+    b"--outer-b--\r\n"
+    b"epilogue\r\n")
+
+SIGNED_8BIT = (
+    b"Subject: signed\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/signed; boundary="s"; protocol="x"\r\n'
+    b"\r\n"
+    b"--s\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"sign\xc3\xa9d\r\n"
+    b"--s\r\n"
+    b"Content-Type: application/x-sig\r\n"
+    b"\r\n"
+    b"sig\r\n"
+    b"--s--\r\n")
+
+
+def leaves(raw):
+    """(content type, decoded payload bytes) of every leaf part."""
+    import email
+    import email.policy
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    return [(p.get_content_type(), p.get_payload(decode=True))
+            for p in msg.walk() if not p.is_multipart()]
+
+
+def assertSameMime(test, got, sent):
+    """What the primary got is 7 bit and, decoded, what was sent."""
+    from harness import split_received
+    _, body = split_received(got)
+    test.assertTrue(all(b < 0x80 for b in got),
+                    [got[i:i + 40] for i, b in enumerate(got) if b >= 0x80][:1])
+    test.assertTrue(all(len(l) <= 998 for l in got.split(b"\r\n")))
+    want = leaves(sent)
+    # The CRLF before a boundary is the boundary's (RFC 2046): compat32
+    # keeps it in 8bit parts; compare without trailing line ends.
+    norm = lambda ls: [(t, p.rstrip(b"\r\n")) for t, p in ls]
+    test.assertEqual(norm(leaves(body)), norm(want))
+    test.assertGreater(len(want), 3)
+
 
 class TestPassThrough(IntlTest):
     """Relayed live: the primary's EHLO decides what it may be sent."""
@@ -229,17 +305,34 @@ class TestPassThrough(IntlTest):
         self.assertEqual(m["rcpts"], ["jörg@" + A_CUST])
         self.assertIn("SMTPUTF8", m["mail_params"])
 
-    def test_no_8bitmime_declared_8bit_refused(self):
+    def test_no_8bitmime_body_converted_to_7bit(self):
         mx, d = self.pt(CUSTOMER, NO_8BIT)
         c = self.session(d)
         self.assertReply(c.cmd("MAIL FROM:<a@sender.example> "
                                "BODY=8BITMIME"), 250)
-        r = c.cmd("RCPT TO:<u@customer.example>")
-        self.assertReply(r, 553, "5.6.3")
-        self.assertIn("8BITMIME", r[1][0])
-        self.assertReply(c.cmd("QUIT"), 221)
-        self.assertEqual(mx.txns("a@sender.example"), [])
-        self.assertEqual(queued_messages(d), [])
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(EIGHT_BIT_MIME.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        [m] = mx.wait_received(1)
+        self.assertNotIn("BODY=8BITMIME", m["mail_params"])
+        assertSameMime(self, m["data"], EIGHT_BIT_MIME)
+
+    def test_no_8bitmime_signed_8bit_refused(self):
+        mx, d = self.pt(CUSTOMER, NO_8BIT)
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example> "
+                               "BODY=8BITMIME"), 250)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(SIGNED_8BIT + b".\r\n")
+        self.assertReply(c.reply(), 451, "4.4.2")
+        [t] = mx.txns("a@sender.example")
+        self.assertFalse(t["dot"])
+        self.assertEqual(mx.received, [])
+        self.assertTrue(all(b < 0x80 for b in t["data"]), t["data"])
+        self.assertTrue(d.wait_log(r"event=passthrough_failed .*"
+                                   r"multipart/signed"))
 
     def test_no_8bitmime_undeclared_8bit_never_sent(self):
         mx, d = self.pt(CUSTOMER, NO_8BIT)
@@ -293,3 +386,37 @@ class TestQueued(IntlTest):
         self.assertEqual(len(sink.received), 1)
         self.assertEqual(len(d.wait_log(r"queue=%s .*status=deferred"
                                         % qid, timeout=0)), 0)
+
+    def queue_8bit(self, body):
+        mx = self.fake(NO_8BIT)
+        sink = self.fake()
+        d = self.start(domains=["customer.example " + mx.route(),
+                                "other.example " + sink.route()],
+                       minimal_backoff_time="1s", maximal_backoff_time="2s",
+                       primary_probe_interval="1s")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<s@other.example> BODY=8BITMIME"),
+                         250)
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        return mx, sink, d, self.queue_id(c.reply())
+
+    def test_8bit_converted_for_primary_without_8bitmime(self):
+        mx, sink, d, qid = self.queue_8bit(EIGHT_BIT_MIME)
+        [m] = mx.wait_received(1)
+        self.assertNotIn("BODY=8BITMIME", m["mail_params"])
+        assertSameMime(self, m["data"], EIGHT_BIT_MIME)
+        self.assertTrue(poll(lambda: not queued_messages(d), 10))
+
+    def test_signed_8bit_bounced_5_6_3(self):
+        mx, sink, d, qid = self.queue_8bit(SIGNED_8BIT)
+        [dsn] = sink.wait_received(1, timeout=15)
+        text = dsn["data"].decode("utf-8", "replace")
+        self.assertIn("Status: 5.6.3", text)
+        self.assertIn("multipart/signed", text)
+        self.assertTrue(poll(lambda: not queued_messages(d), 10))
+        self.assertEqual(mx.received, [])
+        for t in mx.txns("s@other.example"):
+            self.assertFalse(t["dot"])
+            self.assertTrue(all(b < 0x80 for b in t["data"]))
