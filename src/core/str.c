@@ -170,3 +170,14 @@ str_host_eq(const char *a, const char *b)
 		m--;
 	return n > 0 && n == m && strncasecmp(a, b, n) == 0;
 }
+
+int
+str_has_8bit(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return 1;
+	return 0;
+}

@@ -20,17 +20,6 @@
 #define IDNA_FLAGS	(IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL | \
 			    IDN2_USE_STD3_ASCII_RULES)
 
-static int
-is_ascii(const char *d, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)d[i] >= 0x80)
-			return 0;
-	return 1;
-}
-
 int
 idna_has_alabel(const char *d, size_t len)
 {
@@ -68,7 +57,7 @@ idna_to_alabel(const char *d, size_t len, char *out, size_t outsz,
 		    IDNA_ERR_INVALID;
 	}
 	/* The common case, untouched: nothing for IDNA to do. */
-	if (is_ascii(d, len) && !idna_has_alabel(d, len)) {
+	if (!str_has_8bit(d, len) && !idna_has_alabel(d, len)) {
 		if (len >= outsz)
 			return IDNA_ERR_TOO_LONG;
 		memcpy(out, d, len);

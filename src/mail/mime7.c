@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "str.h"
 #include "xmem.h"
 
 #define BOUNDARY_MAX	70		/* RFC 2046 §5.1.1 */
@@ -373,17 +374,6 @@ boundary_line(const struct mime7 *m, const char *s, size_t n, int *close)
 	return -1;
 }
 
-static int
-has_8bit(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
 /*
  * One line (s, n without its line end; 'eol' when it had one, else it
  * is a piece of a longer line and more of it follows).
@@ -396,7 +386,7 @@ line(struct mime7 *m, const char *s, size_t n, int eol)
 	if (m->mode == M_HEADER) {
 		if (!eol)
 			return fail(m, "header line too long to convert");
-		if (has_8bit(s, n))
+		if (str_has_8bit(s, n))
 			return fail(m, "8-bit data in a header (needs "
 			    "SMTPUTF8)");
 		if (n == 0)
@@ -409,7 +399,7 @@ line(struct mime7 *m, const char *s, size_t n, int eol)
 		return 0;
 	}
 	if (eol && (d = boundary_line(m, s, n, &close)) != -1) {
-		if (has_8bit(s, n))
+		if (str_has_8bit(s, n))
 			return fail(m, "8-bit data after a boundary");
 		enc_finish(m, 0);
 		emit(m, s, n);
@@ -431,7 +421,7 @@ line(struct mime7 *m, const char *s, size_t n, int eol)
 	}
 	switch (m->mode) {
 	case M_PASS:
-		if (has_8bit(s, n))
+		if (str_has_8bit(s, n))
 			return fail(m, pass_why[m->pass_why_8bit]);
 		emit(m, s, n);
 		if (eol)

@@ -906,7 +906,6 @@ void
 relay_body(struct relay *r, const char *buf, size_t len)
 {
 	const char *why;
-	size_t i;
 
 	if (r->state != RELAY_BODY)
 		return;
@@ -917,14 +916,9 @@ relay_body(struct relay *r, const char *buf, size_t len)
 	 * gets 451 (docs/smtp.md, "International mail"). Not the
 	 * primary's failure: its health is left alone. */
 	why = NULL;
-	if (!r->convert && !client_has_ext(r->c, "8BITMIME")) {
-		for (i = 0; i < len; i++)
-			if ((unsigned char)buf[i] >= 0x80) {
-				why = "undeclared 8-bit body, primary "
-				    "without 8BITMIME";
-				break;
-			}
-	}
+	if (!r->convert && !client_has_ext(r->c, "8BITMIME") &&
+	    str_has_8bit(buf, len))
+		why = "undeclared 8-bit body, primary without 8BITMIME";
 	if (why == NULL && client_body(r->c, buf, len) == -1)
 		why = client_body_error(r->c);
 	if (why != NULL) {

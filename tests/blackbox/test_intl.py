@@ -35,6 +35,13 @@ class IntlTest(BlackboxTest):
         self.d = self.daemon(domains=domains, dns=self.dns, **kw)
         return self.d
 
+    def mail_rcpt(self, d, rcpt, sender="a@sender.example"):
+        """A session with MAIL (SMTPUTF8) and one RCPT accepted."""
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<%s> SMTPUTF8" % sender), 250)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250, "2.1.5")
+        return c
+
     def fake(self, extensions=None):
         mx = FakeMX().start()
         self.addCleanup(mx.stop)
@@ -105,11 +112,7 @@ class TestRelayControl(IntlTest):
         for rcpt in ("alice@müller.example", "alice@xn--mller-kva.example",
                      "bob@MÜLLER.example"):
             with self.subTest(listed=listed, rcpt=rcpt):
-                c = self.session(d)
-                self.assertReply(c.cmd(
-                    "MAIL FROM:<a@sender.example> SMTPUTF8"), 250)
-                self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250,
-                                 "2.1.5")
+                c = self.mail_rcpt(d, rcpt)
                 self.assertEqual(c.cmd("DATA")[0], 354)
                 c.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
                 self.queue_id(c.reply())
@@ -251,12 +254,7 @@ class TestPassThrough(IntlTest):
             for rcpt in ("alice@müller.example",
                          "bob@xn--mller-kva.example"):
                 with self.subTest(listed=listed, rcpt=rcpt):
-                    c = self.session(d)
-                    self.assertReply(c.cmd(
-                        "MAIL FROM:<a@sender.example> SMTPUTF8"), 250)
-                    self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250,
-                                     "2.1.5")
-                    c.cmd("RSET")
+                    self.mail_rcpt(d, rcpt).cmd("RSET")
             # The primary saw the A-label form, with SMTPUTF8 passed on.
             self.assertTrue(poll(lambda: len(mx.rcpts_seen()) >= 2),
                             mx.commands)
@@ -305,48 +303,47 @@ class TestPassThrough(IntlTest):
         self.assertEqual(m["rcpts"], ["jörg@" + A_CUST])
         self.assertIn("SMTPUTF8", m["mail_params"])
 
-    def test_no_8bitmime_body_converted_to_7bit(self):
+    def pt_body(self, body, params=" BODY=8BITMIME"):
+        """One message relayed to a primary without 8BITMIME: (mx, d,
+        the reply to the dot)."""
         mx, d = self.pt(CUSTOMER, NO_8BIT)
         c = self.session(d)
-        self.assertReply(c.cmd("MAIL FROM:<a@sender.example> "
-                               "BODY=8BITMIME"), 250)
+        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>" + params),
+                         250)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
         self.assertEqual(c.cmd("DATA")[0], 354)
-        c.send(EIGHT_BIT_MIME.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-        self.assertReply(c.reply(), 250)
+        c.send(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        return mx, d, c.reply()
+
+    def assertNeverSent(self, mx):
+        """The primary's transaction ended without a dot, and not one
+        8-bit byte reached it."""
+        [t] = mx.txns("a@sender.example")
+        self.assertFalse(t["dot"])
+        self.assertEqual(mx.received, [])
+        self.assertTrue(all(b < 0x80 for b in t["data"]), t["data"])
+
+    def test_no_8bitmime_body_converted_to_7bit(self):
+        mx, d, r = self.pt_body(EIGHT_BIT_MIME)
+        self.assertReply(r, 250)
         [m] = mx.wait_received(1)
         self.assertNotIn("BODY=8BITMIME", m["mail_params"])
         assertSameMime(self, m["data"], EIGHT_BIT_MIME)
 
     def test_no_8bitmime_signed_8bit_refused(self):
-        mx, d = self.pt(CUSTOMER, NO_8BIT)
-        c = self.session(d)
-        self.assertReply(c.cmd("MAIL FROM:<a@sender.example> "
-                               "BODY=8BITMIME"), 250)
-        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
-        self.assertEqual(c.cmd("DATA")[0], 354)
-        c.send(SIGNED_8BIT + b".\r\n")
-        self.assertReply(c.reply(), 451, "4.4.2")
-        [t] = mx.txns("a@sender.example")
-        self.assertFalse(t["dot"])
-        self.assertEqual(mx.received, [])
-        self.assertTrue(all(b < 0x80 for b in t["data"]), t["data"])
+        mx, d, r = self.pt_body(SIGNED_8BIT)
+        self.assertReply(r, 451, "4.4.2")
+        self.assertNeverSent(mx)
         self.assertTrue(d.wait_log(r"event=passthrough_failed .*"
                                    r"multipart/signed"))
 
     def test_no_8bitmime_undeclared_8bit_never_sent(self):
-        mx, d = self.pt(CUSTOMER, NO_8BIT)
-        c = self.session(d)
-        self.assertReply(c.cmd("MAIL FROM:<a@sender.example>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
-        self.assertEqual(c.cmd("DATA")[0], 354)
-        c.send(b"Subject: x\r\n\r\n" + b"seven bit\r\n" * 100 +
-               b"caf\xc3\xa9\r\n" + b"more\r\n" * 10 + b".\r\n")
-        self.assertReply(c.reply(), 451, "4.4.2")
-        [t] = mx.txns("a@sender.example")
-        self.assertFalse(t["dot"])
-        self.assertEqual(mx.received, [])
-        self.assertTrue(all(b < 0x80 for b in t["data"]), t["data"])
+        mx, d, r = self.pt_body(b"Subject: x\r\n\r\n" +
+                                b"seven bit\r\n" * 100 +
+                                b"caf\xc3\xa9\r\n" + b"more\r\n" * 10,
+                                params="")
+        self.assertReply(r, 451, "4.4.2")
+        self.assertNeverSent(mx)
         self.assertEqual(queued_messages(d), [])
 
 
