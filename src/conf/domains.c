@@ -517,9 +517,10 @@ name_key(const char *s, size_t n, char out[DOMAIN_NAME_MAX + 1],
 	char al[ADDR_DOMAIN_MAX + 1];
 
 	*why = NULL;
+	/* One trailing dot is dropped, a second one is no name. */
 	if (n > 0 && s[n - 1] == '.')
 		n--;
-	if (n == 0 || n > DOMAIN_NAME_MAX)
+	if (n == 0 || n > DOMAIN_NAME_MAX || s[n - 1] == '.')
 		return -1;
 	if (idna_to_alabel(s, n, al, sizeof(al), why) != IDNA_OK)
 		return -1;
