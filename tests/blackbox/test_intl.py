@@ -359,7 +359,8 @@ class TestQueued(IntlTest):
                        minimal_backoff_time="1s", maximal_backoff_time="2s",
                        primary_probe_interval="1s")
         c = self.session(d)
-        self.assertReply(c.cmd("MAIL FROM:<s@other.example> SMTPUTF8"), 250)
+        self.assertReply(c.cmd("MAIL FROM:<jöran@other.example> SMTPUTF8"),
+                         250)
         self.assertReply(c.cmd("RCPT TO:<jörg@müller.example>"), 250)
         self.assertEqual(c.cmd("DATA")[0], 354)
         c.send("Subject: grüße\r\nMessage-ID: <u1@x>\r\n\r\nhallo\r\n.\r\n"
@@ -367,7 +368,9 @@ class TestQueued(IntlTest):
         qid = self.queue_id(c.reply())
         [dsn] = sink.wait_received(1, timeout=15)
         self.assertEqual(dsn["mail_from"], "")
-        self.assertEqual(dsn["rcpts"], ["s@other.example"])
+        self.assertEqual(dsn["rcpts"], ["jöran@other.example"])
+        # Its own RCPT is UTF-8: the DSN goes with SMTPUTF8.
+        self.assertIn("SMTPUTF8", dsn["mail_params"])
         text = dsn["data"].decode("utf-8", "replace")
         self.assertIn("Action: failed", text)
         self.assertIn("Status: 5.6.7", text)
@@ -378,7 +381,7 @@ class TestQueued(IntlTest):
         # Nothing of it reached the primary; a few backoff periods later
         # still nothing, and no second DSN.
         time.sleep(3)
-        self.assertEqual(mx.txns("s@other.example"), [])
+        self.assertEqual(mx.txns("jöran@other.example"), [])
         self.assertTrue(all(cmd.isascii() for cmd in mx.commands))
         self.assertEqual(len(sink.received), 1)
         self.assertEqual(len(d.wait_log(r"queue=%s .*status=deferred"
