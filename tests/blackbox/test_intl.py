@@ -351,21 +351,28 @@ class TestQueued(IntlTest):
     """Backup mode: a queued message that needs SMTPUTF8 meets a primary
     without it: one DSN naming 5.6.7, at once, no retry."""
 
-    def test_smtputf8_message_bounced_once(self):
-        mx = self.fake(NO_UTF8)
+    def queue(self, extensions, customer, mail, rcpt, body):
+        """One message queued for customer (its primary a FakeMX with
+        these EHLO keywords; other.example's takes the DSNs): (mx, sink,
+        d, queue id)."""
+        mx = self.fake(extensions)
         sink = self.fake()
-        d = self.start(domains=["%s %s" % (U_CUST, mx.route()),
+        d = self.start(domains=["%s %s" % (customer, mx.route()),
                                 "other.example " + sink.route()],
                        minimal_backoff_time="1s", maximal_backoff_time="2s",
                        primary_probe_interval="1s")
         c = self.session(d)
-        self.assertReply(c.cmd("MAIL FROM:<jöran@other.example> SMTPUTF8"),
-                         250)
-        self.assertReply(c.cmd("RCPT TO:<jörg@müller.example>"), 250)
+        self.assertReply(c.cmd("MAIL FROM:" + mail), 250)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % rcpt), 250)
         self.assertEqual(c.cmd("DATA")[0], 354)
-        c.send("Subject: grüße\r\nMessage-ID: <u1@x>\r\n\r\nhallo\r\n.\r\n"
-               .encode())
-        qid = self.queue_id(c.reply())
+        c.send(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        return mx, sink, d, self.queue_id(c.reply())
+
+    def test_smtputf8_message_bounced_once(self):
+        mx, sink, d, qid = self.queue(
+            NO_UTF8, U_CUST, "<jöran@other.example> SMTPUTF8",
+            "jörg@müller.example",
+            "Subject: grüße\r\nMessage-ID: <u1@x>\r\n\r\nhallo\r\n".encode())
         [dsn] = sink.wait_received(1, timeout=15)
         self.assertEqual(dsn["mail_from"], "")
         self.assertEqual(dsn["rcpts"], ["jöran@other.example"])
@@ -388,19 +395,9 @@ class TestQueued(IntlTest):
                                         % qid, timeout=0)), 0)
 
     def queue_8bit(self, body):
-        mx = self.fake(NO_8BIT)
-        sink = self.fake()
-        d = self.start(domains=["customer.example " + mx.route(),
-                                "other.example " + sink.route()],
-                       minimal_backoff_time="1s", maximal_backoff_time="2s",
-                       primary_probe_interval="1s")
-        c = self.session(d)
-        self.assertReply(c.cmd("MAIL FROM:<s@other.example> BODY=8BITMIME"),
-                         250)
-        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
-        self.assertEqual(c.cmd("DATA")[0], 354)
-        c.send(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-        return mx, sink, d, self.queue_id(c.reply())
+        return self.queue(NO_8BIT, CUSTOMER,
+                          "<s@other.example> BODY=8BITMIME",
+                          "u@customer.example", body)
 
     def test_8bit_converted_for_primary_without_8bitmime(self):
         mx, sink, d, qid = self.queue_8bit(EIGHT_BIT_MIME)
