@@ -38,6 +38,7 @@
 #include "envelope.h"
 #include "esmtp.h"
 #include "log.h"
+#include "mime7.h"
 #include "reply.h"
 #include "sockaddr.h"
 #include "str.h"
@@ -125,6 +126,11 @@ struct client {
 	int			 body_fd;
 	uint64_t		 body_off;
 	int			 bol;		/* next byte starts a line */
+	/* 8 bit to 7 bit on the way out (a primary without 8BITMIME,
+	 * docs/smtp.md "International mail"); NULL: bytes as they are. */
+	struct mime7		*conv;
+	struct evbuffer		*conv_out;	/* where it writes now */
+	int			*conv_bol;
 };
 
 static void	client_fail(struct client *, const char *fmt, ...)
@@ -243,6 +249,39 @@ body_close(struct client *c)
 	if (c->body_fd != -1)
 		close(c->body_fd);
 	c->body_fd = -1;
+	mime7_free(c->conv);
+	c->conv = NULL;
+}
+
+static void
+conv_write(const char *s, size_t n, void *arg)
+{
+	struct client *c = arg;
+
+	add_stuffed(c->conv_out, s, n, c->conv_bol);
+}
+
+static void
+conv_start(struct client *c, struct evbuffer *out, int *bol)
+{
+	mime7_free(c->conv);
+	c->conv = mime7_new(conv_write, c);
+	c->conv_out = out;
+	c->conv_bol = bol;
+}
+
+/* Body bytes out, through the converter when there is one. -1 when
+ * the message cannot be converted (mime7.h says which cannot). */
+static int
+body_out(struct client *c, struct evbuffer *out, const char *p, size_t n,
+    int *bol)
+{
+	if (c->conv == NULL) {
+		add_stuffed(out, p, n, bol);
+		return 0;
+	}
+	c->conv_out = out;
+	return mime7_feed(c->conv, p, n);
 }
 
 /* Every recipient still open gets 'code' and 'text'. */
@@ -405,6 +444,24 @@ noconn_cb(evutil_socket_t fd, short what, void *arg)
 	leave(c);
 }
 
+/*
+ * The queued message cannot be made 7 bit for this primary (mime7.h):
+ * a definite no for every recipient still open (the sender gets a DSN
+ * naming 5.6.3), then the connection is dropped -- half a body is on
+ * the wire, and no dot must follow it.
+ */
+static void
+conv_failed(struct client *c)
+{
+	char text[CLIENT_TEXT_MAX];
+
+	snprintf(text, sizeof(text), "554 5.6.3 %.200s does not offer "
+	    "8BITMIME and the message cannot be converted to 7 bit: %.200s",
+	    c->relay, mime7_error(c->conv));
+	tx_resolve_open(c, 554, text);
+	client_fail(c, "conversion to 7 bit: %s", mime7_error(c->conv));
+}
+
 /* Refill the output with the next piece of the body. */
 static void
 body_pump(struct client *c)
@@ -439,10 +496,17 @@ body_pump(struct client *c)
 		if (n == 0)
 			break;
 		c->body_off += n;
-		add_stuffed(out, p, n, &c->bol);
+		if (body_out(c, out, p, n, &c->bol) == -1) {
+			conv_failed(c);
+			return;
+		}
 	}
 	if (evbuffer_get_length(out) >= CLIENT_WRITE_LOW)
 		return;
+	if (c->conv != NULL && mime7_end(c->conv) == -1) {
+		conv_failed(c);
+		return;
+	}
 	/* The end: a body that does not end in CRLF gets one, then the
 	 * dot (RFC 5321 §4.1.1.4). */
 	if (c->body_off > 0 && !c->bol)
@@ -471,6 +535,10 @@ body_start(struct client *c)
 	 * bounds a primary that stops reading. */
 	set_timeouts(c, 0, c->conf->data_block_timeout);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_WRITE_LOW, 0);
+	/* RFC 6152 §3: 8 bit to a primary without 8BITMIME goes as 7 bit
+	 * (MAIL went without BODY=8BITMIME). */
+	if ((c->tx->data_flags & DATA_HAS_8BIT) && !c->ext_8bitmime)
+		conv_start(c, bufferevent_get_output(c->bev), &c->bol);
 	body_pump(c);
 }
 
@@ -548,15 +616,15 @@ client_send(struct client *c, struct client_tx *tx)
 	c->body_fd = -1;
 
 	text[0] = '\0';
-	if ((m->data_flags & DATA_HAS_8BIT) && !c->ext_8bitmime)
-		/* RFC 6152: 8-bit data to a server without 8BITMIME
-		 * would be mangled or refused; keep it and retry. */
-		snprintf(text, sizeof(text), "450 4.6.0 %s does not offer "
-		    "8BITMIME for this 8-bit message", c->relay);
-	else if (m->params->smtputf8 && !c->ext_smtputf8)
-		snprintf(text, sizeof(text), "450 4.6.7 %s does not offer "
-		    "SMTPUTF8", c->relay);
-	else if (c->ext_size > 0 && m->size > c->ext_size) {
+	if (m->params->smtputf8 && !c->ext_smtputf8) {
+		/* RFC 6531 §3.2: never sent to it, and no waiting for a
+		 * primary to learn it -- the sender hears now (a DSN
+		 * naming 5.6.7, docs/smtp.md "International mail"). First:
+		 * a definite no beats the 4xx below. */
+		code = 553;
+		snprintf(text, sizeof(text), "553 5.6.7 %s does not offer "
+		    "SMTPUTF8, which this message needs", c->relay);
+	} else if (c->ext_size > 0 && m->size > c->ext_size) {
 		/* RFC 1870 §6: a definite "too big" for this primary. */
 		code = 552;
 		snprintf(text, sizeof(text), "552 5.3.4 message size %llu "
@@ -734,14 +802,32 @@ client_cmd(struct client *c, const char *line, unsigned timeout,
 }
 
 void
+client_body_convert(struct client *c)
+{
+	if (c->freed || c->state == C_DEAD)
+		return;
+	if (c->state != C_OBODY)
+		panic("client_body_convert in state %s", state_names[c->state]);
+	conv_start(c, bufferevent_get_output(c->bev), &c->obol);
+}
+
+const char *
+client_body_error(const struct client *c)
+{
+	return c->conv != NULL ? mime7_error(c->conv) : "ok";
+}
+
+int
 client_body(struct client *c, const char *buf, size_t len)
 {
 	if (c->freed || c->state == C_DEAD)
-		return;		/* CLIENT_FAILED says it */
+		return 0;	/* CLIENT_FAILED says it */
 	if (c->state != C_OBODY)
 		panic("client_body in state %s", state_names[c->state]);
-	if (len > 0)
-		add_stuffed(bufferevent_get_output(c->bev), buf, len, &c->obol);
+	if (len == 0)
+		return 0;
+	return body_out(c, bufferevent_get_output(c->bev), buf, len,
+	    &c->obol);
 }
 
 void
@@ -756,6 +842,17 @@ client_body_end(struct client *c, unsigned timeout, client_reply_cb *cb,
 	if (c->state != C_OBODY || c->cmd_n != 0)
 		panic("client_body_end in state %s", state_names[c->state]);
 	out = bufferevent_get_output(c->bev);
+	if (c->conv != NULL) {
+		c->conv_out = out;
+		if (mime7_end(c->conv) == -1) {
+			/* Never a dot behind half a message. */
+			client_fail(c, "conversion to 7 bit: %s",
+			    mime7_error(c->conv));
+			return;
+		}
+		mime7_free(c->conv);
+		c->conv = NULL;
+	}
 	/* RFC 5321 §4.1.1.4: the dot on a line of its own. */
 	if (!c->obol)
 		evbuffer_add(out, "\r\n", 2);

@@ -149,8 +149,14 @@ void		 client_set_cb(struct client *, client_cb *, void *arg);
  * command_timeout). */
 int		 client_cmd(struct client *, const char *line, unsigned timeout, client_reply_cb *, void *arg);
 /* After a 354 to DATA: message bytes as the recipient must see them (unstuffed,
- * CRLF line ends); the client dot-stuffs. */
-void		 client_body(struct client *, const char *buf, size_t len);
+ * CRLF line ends); the client dot-stuffs. -1 when client_body_convert() is on
+ * and the message cannot be made 7 bit (client_body_error() says why): the
+ * owner must drop the connection, nothing more may be sent. */
+int		 client_body(struct client *, const char *buf, size_t len);
+/* After a 354: convert what client_body() gets to 7 bit (src/mail/mime7.h),
+ * for a primary without 8BITMIME; until client_body_end(). */
+void		 client_body_convert(struct client *);
+const char	*client_body_error(const struct client *);
 /* ".\r\n" (after a CRLF if the body did not end with one) and the reply to cb,
  * awaited at most 'timeout' seconds (0: data_done_timeout). */
 void		 client_body_end(struct client *, unsigned timeout, client_reply_cb *, void *arg);

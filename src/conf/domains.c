@@ -37,6 +37,7 @@
 #include "addr.h"
 #include "config.h"
 #include "dname.h"
+#include "idna.h"
 #include "log.h"
 #include "str.h"
 #include "file.h"
@@ -502,6 +503,30 @@ parse_option(struct dparse *p, struct domain *dom, unsigned *seen,
 		dom->passthrough_filters = b != 0;
 	return 0;
 }
+/*
+ * The table's key for a name written either way: its A-label form
+ * (idna.h), lower case, without a trailing dot. A customer listed as
+ * müller.test or xn--mller-kva.test is one entry that mail to either
+ * form finds (docs/smtp.md, "International mail"). -1 when it is no
+ * name; *why says why when IDNA refused it.
+ */
+static int
+name_key(const char *s, size_t n, char out[DOMAIN_NAME_MAX + 1],
+    const char **why)
+{
+	char al[ADDR_DOMAIN_MAX + 1];
+
+	*why = NULL;
+	/* One trailing dot is dropped, a second one is no name. */
+	if (n > 0 && s[n - 1] == '.')
+		n--;
+	if (n == 0 || n > DOMAIN_NAME_MAX || s[n - 1] == '.')
+		return -1;
+	if (idna_to_alabel(s, n, al, sizeof(al), why) != IDNA_OK)
+		return -1;
+	*why = NULL;
+	return fold(al, strlen(al), out);
+}
 
 /* One line: "domain [key=value ...] [# comment]". */
 static int
@@ -511,6 +536,7 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 	const char *w, *eq;
 	size_t i = 0, wlen, klen, *slot;
 	unsigned seen = 0;
+	const char *why;
 	char e[96];
 
 	memset(&dom, 0, sizeof(dom));
@@ -526,9 +552,10 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 		log_escape(e, sizeof(e), w, wlen);
 
 		if (dom.name[0] == '\0') {
-			if (fold(w, wlen, dom.name) == -1 ||
+			if (name_key(w, wlen, dom.name, &why) == -1 ||
 			    !dname_valid(dom.name, DNAME_DOTTED)) {
-				derr(p, "bad domain name '%s'", e);
+				derr(p, "bad domain name '%s'%s%s", e,
+				    why ? ": " : "", why ? why : "");
 				return -1;
 			}
 			continue;
@@ -668,9 +695,10 @@ const struct domain *
 domains_lookup(const struct domains *d, const char *name)
 {
 	char key[DOMAIN_NAME_MAX + 1];
+	const char *why;
 	size_t *slot;
 
-	if (fold(name, strlen(name), key) == -1)
+	if (name_key(name, strlen(name), key, &why) == -1)
 		return NULL;
 	slot = find_slot(d, key);
 	return *slot != 0 ? &d->v[*slot - 1] : NULL;

@@ -182,3 +182,14 @@ str_hash(const char *s)
 	}
 	return h;
 }
+
+int
+str_has_8bit(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return 1;
+	return 0;
+}

@@ -29,6 +29,8 @@ char	*str_trim(char *s);
  * surrogates, nothing above U+10FFFF.
  */
 size_t	str_utf8_len(const unsigned char *p, size_t avail);
+/* 1 when one of the n bytes at p is >= 0x80 (not ASCII). */
+int	str_has_8bit(const char *p, size_t n);
 /* The code point of the n-byte sequence at p, n from str_utf8_len(). */
 uint32_t str_utf8_cp(const unsigned char *p, size_t n);
 /*

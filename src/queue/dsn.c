@@ -206,6 +206,10 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
 	env_out->data_flags = eight ? DATA_HAS_8BIT : 0;
 	if (eight)
 		env_out->params.body = ESMTP_BODY_8BITMIME;
+	/* To a UTF-8 mailbox the DSN's own RCPT needs SMTPUTF8 (RFC 6531
+	 * §3.4): without it, it would go nowhere that does not offer it. */
+	env_out->params.smtputf8 = str_has_8bit(m->sender.local,
+	    strlen(m->sender.local));
 	memset(&none, 0, sizeof(none));
 	envelope_add_rcpt(env_out, &m->sender, &none);
 	*body_out = (unsigned char *)text;

@@ -60,6 +60,7 @@ struct relay {
 	unsigned		 held:1;	/* counted in held_key's
 						   passthrough_connection_limit */
 	unsigned		 forward:1;	/* the domain's forward_client */
+	unsigned		 convert:1;	/* the body goes as 7 bit */
 	char			 key[PASSTHRU_KEY_MAX];
 	/* This transaction went to backup mode when this primary failed
 	 * us: not tried again until the transaction ends ("" none). */
@@ -642,12 +643,50 @@ send_rcpt(struct relay *r, struct place *q)
 	set_state(r, RELAY_RCPT_PENDING);
 }
 
+/*
+ * The transaction needs what the primary did not offer: SMTPUTF8 (the
+ * client gave it on MAIL: RFC 6531 §3.4, it says so only when the
+ * envelope or the headers need it), or 8BITMIME for a body the client
+ * declared 8-bit (BODY=8BITMIME) -- backmx does not convert to 7 bit.
+ * Nothing of it is sent (RFC 6531 §3.2, RFC 6152 §3); every RCPT
+ * waiting gets 553 from us: permanent, the primary's EHLO was just
+ * read, a retry would meet the same (docs/smtp.md, "International
+ * mail"). Nothing is open on the primary.
+ */
+static void
+refuse_unoffered(struct relay *r, const char *enh, const char *ext,
+    const char *reason)
+{
+	char to[ADDR_PATH_MAX + 1], la[LOG_PATH_SIZE];
+	struct place *q;
+
+	if (r->state == RELAY_CONNECTING)
+		set_state(r, RELAY_IDLE);
+	while ((q = waiting(r)) != NULL) {
+		addr_format(&q->addr, to, sizeof(to));
+		log_info("session=%s event=rcpt client=%s to=%s "
+		    "verdict=passthrough code=553 dsn=%s reason=%s relay=%s",
+		    r->id, r->client, log_path(la, sizeof(la), to), enh,
+		    reason, client_relay(r->c));
+		q->text = evbuffer_new();
+		evbuffer_add_printf(q->text, "553 %s <%s>: Error: the "
+		    "primary mail server does not support %s\r\n", enh, to,
+		    ext);
+	}
+	flush(r, 0);
+}
+
 /* Connected (or reconnected): MAIL, then every RCPT waiting. */
 static void
 send_waiting(struct relay *r)
 {
 	struct place *q, *next;
 
+	if (r->env->params.smtputf8 && !client_has_ext(r->c, "SMTPUTF8")) {
+		refuse_unoffered(r, "5.6.7", "SMTPUTF8",
+		    "primary_without_smtputf8");
+		return;
+	}
 	if (send_mail(r) == -1) {
 		/* From CONNECTING the table has no FAILED: MAIL_SENT first
 		 * is what the primary will see of it anyway. */
@@ -827,6 +866,12 @@ data_reply(struct client *c, const struct reply *rp, void *arg)
 	/* Refused: the transaction stays open on the primary as on ours
 	 * (RSET, EHLO or QUIT next: tx_close). */
 	set_state(r, rp->code == 354 ? RELAY_BODY : RELAY_MAIL_SENT);
+	/* A body declared 8 bit, a primary without 8BITMIME: 7 bit on the
+	 * way (RFC 6152 §3, docs/smtp.md "International mail"). */
+	r->convert = rp->code == 354 && r->env->params.body ==
+	    ESMTP_BODY_8BITMIME && !client_has_ext(c, "8BITMIME");
+	if (r->convert)
+		client_body_convert(c);
 	r->cbs.data_answered(rp->code == 354, r->arg);
 	r->cbs.process(r->arg);
 }
@@ -860,8 +905,30 @@ relay_data(struct relay *r)
 void
 relay_body(struct relay *r, const char *buf, size_t len)
 {
-	if (r->state == RELAY_BODY)
-		client_body(r->c, buf, len);
+	const char *why;
+
+	if (r->state != RELAY_BODY)
+		return;
+	/* 8-bit bytes the client did not declare (RFC 6152 §3 is its
+	 * rule) to a primary without 8BITMIME are never sent; a declared
+	 * body that cannot be made 7 bit (mime7.h) neither. Dropping the
+	 * connection aborts the primary's transaction; the client's dot
+	 * gets 451 (docs/smtp.md, "International mail"). Not the
+	 * primary's failure: its health is left alone. */
+	why = NULL;
+	if (!r->convert && !client_has_ext(r->c, "8BITMIME") &&
+	    str_has_8bit(buf, len))
+		why = "undeclared 8-bit body, primary without 8BITMIME";
+	if (why == NULL && client_body(r->c, buf, len) == -1)
+		why = client_body_error(r->c);
+	if (why != NULL) {
+		log_warn("session=%s event=passthrough_failed client=%s "
+		    "domain=%s reason=\"%s\"", r->id, r->client, r->domain,
+		    why);
+		conn_release(r, 0);
+		set_state(r, RELAY_FAILED);
+		r->cbs.failed(RELAY_BODY, r->arg);
+	}
 }
 
 static void
