@@ -16,7 +16,7 @@
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session
+FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session bulk
 PREFIX	?= /usr/local
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var
