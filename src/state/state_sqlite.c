@@ -95,6 +95,21 @@ static const char *const schema[] = {
 	"  accept_how TEXT NOT NULL, health INTEGER NOT NULL,"
 	"  health_changed INTEGER NOT NULL, health_why TEXT NOT NULL,"
 	"  last_probe INTEGER NOT NULL);",
+	/* 2 -> 3: bulk digests (docs/bulk.md §3). A recipient row counts
+	 * for its digest only while its gen is the digest's first_seen: a
+	 * digest that expired and came back starts from 0 without a mass
+	 * delete. */
+	"CREATE TABLE bulk_digest ("
+	"  digest TEXT PRIMARY KEY, kind INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL, first_seen INTEGER NOT NULL,"
+	"  last_seen INTEGER NOT NULL, bulk_until INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL, subject TEXT NOT NULL);"
+	"CREATE INDEX bulk_digest_expires ON bulk_digest (expires);"
+	"CREATE INDEX bulk_digest_count ON bulk_digest (count);"
+	"CREATE TABLE bulk_rcpt ("
+	"  digest TEXT NOT NULL, rcpt TEXT NOT NULL, gen INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL, PRIMARY KEY (digest, rcpt));"
+	"CREATE INDEX bulk_rcpt_expires ON bulk_rcpt (expires);",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
@@ -122,6 +137,14 @@ enum stmt {
 	S_SWEEP_TRIPLET,
 	S_SWEEP_NET,
 	S_SWEEP_RCPT,
+	S_BULK_GET,
+	S_BULK_PUT,
+	S_BULK_RCPT_GET,
+	S_BULK_RCPT_PUT,
+	S_BULK_LIST,
+	S_BULK_FORGET,
+	S_SWEEP_BULK,
+	S_SWEEP_BULK_RCPT,
 	NSTMT
 };
 
@@ -130,6 +153,8 @@ enum stmt {
 #define DOMAIN_COLS	"name, lifecycle, added, changed, first_accept, " \
 			"last_accept, accept_how, health, health_changed, " \
 			"health_why, last_probe"
+#define BULK_COLS	"digest, kind, count, first_seen, last_seen, " \
+			"bulk_until, expires, subject"
 
 static const char *const stmt_sql[NSTMT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -185,6 +210,24 @@ static const char *const stmt_sql[NSTMT] = {
 	[S_SWEEP_RCPT] = "DELETE FROM recipients WHERE rowid IN "
 	    "(SELECT rowid FROM recipients WHERE expires != 0 AND "
 	    "expires < ?1 ORDER BY expires LIMIT ?2)",
+	[S_BULK_GET] = "SELECT " BULK_COLS " FROM bulk_digest "
+	    "WHERE digest = ?1 AND expires > ?2",
+	[S_BULK_PUT] = "INSERT OR REPLACE INTO bulk_digest (" BULK_COLS ") "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_BULK_RCPT_GET] = "SELECT 1 FROM bulk_rcpt WHERE digest = ?1 AND "
+	    "rcpt = ?2 AND gen = ?3",
+	[S_BULK_RCPT_PUT] = "INSERT OR REPLACE INTO bulk_rcpt (digest, rcpt, "
+	    "gen, expires) VALUES (?1, ?2, ?3, ?4)",
+	[S_BULK_LIST] = "SELECT " BULK_COLS " FROM bulk_digest "
+	    "WHERE expires > ?2 AND (count >= ?1 OR bulk_until > ?2) "
+	    "ORDER BY count DESC, digest",
+	[S_BULK_FORGET] = "DELETE FROM bulk_digest WHERE digest = ?1",
+	[S_SWEEP_BULK] = "DELETE FROM bulk_digest WHERE rowid IN "
+	    "(SELECT rowid FROM bulk_digest WHERE expires < ?1 "
+	    "ORDER BY expires LIMIT ?2)",
+	[S_SWEEP_BULK_RCPT] = "DELETE FROM bulk_rcpt WHERE rowid IN "
+	    "(SELECT rowid FROM bulk_rcpt WHERE expires < ?1 "
+	    "ORDER BY expires LIMIT ?2)",
 };
 
 struct state_wait {
@@ -1295,6 +1338,122 @@ state_delete(struct state *st, const char *key, const char *sender,
 	return total + n;
 }
 
+/* --- bulk digests (docs/bulk.md §3) ---------------------------------------- */
+
+static void
+bulk_row(sqlite3_stmt *s, struct state_bulk *b)
+{
+	memset(b, 0, sizeof(*b));
+	col_text(s, 0, b->digest, sizeof(b->digest));
+	b->kind = sqlite3_column_int(s, 1);
+	b->count = (unsigned)sqlite3_column_int64(s, 2);
+	b->first_seen = sqlite3_column_int64(s, 3);
+	b->last_seen = sqlite3_column_int64(s, 4);
+	b->bulk_until = sqlite3_column_int64(s, 5);
+	b->expires = sqlite3_column_int64(s, 6);
+	col_text(s, 7, b->subject, sizeof(b->subject));
+}
+
+int
+state_bulk_get(struct state *st, const char *digest, int64_t now,
+    struct state_bulk *out)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_GET];
+	int rc;
+
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		bulk_row(s, out);
+	return get_done(st, s, rc, "bulk_get");
+}
+
+int
+state_bulk_put(struct state *st, const struct state_bulk *b)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_PUT];
+
+	if (begin_write(st) == -1)
+		return -1;
+	bind_field(s, 1, b->digest, sizeof(b->digest));
+	sqlite3_bind_int(s, 2, b->kind);
+	sqlite3_bind_int64(s, 3, b->count);
+	sqlite3_bind_int64(s, 4, b->first_seen);
+	sqlite3_bind_int64(s, 5, b->last_seen);
+	sqlite3_bind_int64(s, 6, b->bulk_until);
+	sqlite3_bind_int64(s, 7, b->expires);
+	bind_field(s, 8, b->subject, sizeof(b->subject));
+	if (step_done(st, s, "bulk_put") == -1)
+		return write_failed(st);
+	return 0;
+}
+
+int
+state_bulk_rcpt_add(struct state *st, const char *digest, int64_t gen,
+    const char *rcpt, int64_t expires)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_RCPT_GET];
+	int rc, found;
+
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, rcpt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, gen);
+	rc = sqlite3_step(s);
+	if ((found = get_done(st, s, rc, "bulk_rcpt_get")) == -1)
+		return -1;
+	if (begin_write(st) == -1)
+		return -1;
+	s = st->stmt[S_BULK_RCPT_PUT];
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, rcpt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, gen);
+	sqlite3_bind_int64(s, 4, expires);
+	if (step_done(st, s, "bulk_rcpt_put") == -1)
+		return write_failed(st);
+	return !found;
+}
+
+int
+state_bulk_list(struct state *st, unsigned min_count, int64_t now,
+    state_bulk_fn *fn, void *arg)
+{
+	struct state_bulk b;
+	sqlite3_stmt *s;
+	int own, rc;
+
+	if ((s = walk_begin(st, S_BULK_LIST, &own, "bulk_list")) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, min_count);
+	sqlite3_bind_int64(s, 2, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		bulk_row(s, &b);
+		if (fn(&b, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	walk_end(s, own);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "bulk_list");
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_bulk_forget(struct state *st, const char *digest)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_FORGET];
+
+	if (begin_write(st) == -1)
+		return -1;
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	if (step_done(st, s, "bulk_forget") == -1)
+		return write_failed(st);
+	return sqlite3_changes(st->db);
+}
+
 /* --- expiry -------------------------------------------------------------- */
 
 int
@@ -1302,7 +1461,7 @@ state_sweep(struct state *st, int64_t now, unsigned batch,
     size_t *deleted_out)
 {
 	static const enum stmt which[] = { S_SWEEP_TRIPLET, S_SWEEP_NET,
-	    S_SWEEP_RCPT };
+	    S_SWEEP_RCPT, S_SWEEP_BULK, S_SWEEP_BULK_RCPT };
 	int own = !st->admin && !st->in_txn;
 	size_t i;
 
