@@ -934,12 +934,17 @@ bulk_policy_of(struct session *s, const struct mailaddr *a,
 	return bulk_rcpt_policy(s->srv->bulk, s->conf, dom, to);
 }
 
-/* One bulk policy per transaction: a recipient with another is sent again
- * later (452 4.5.3), so that one verdict holds for the whole message. */
+/*
+ * One bulk policy per transaction: a recipient that passed every check but
+ * has another policy than those accepted before is sent again later (452
+ * 4.5.3), so that one verdict holds for the whole message. Returns 1 for
+ * such a recipient; the first one sets the transaction's policy.
+ */
 static int
-bulk_split(struct session *s, const struct domain *dom)
+bulk_split(struct session *s)
 {
-	unsigned p = bulk_policy_of(s, &s->pending_addr, dom);
+	unsigned p = bulk_policy_of(s, &s->pending_addr,
+	    domains_lookup(s->srv->domains, s->pending_addr.domain));
 
 	if (s->env.nrcpt == 0) {
 		s->bulk_policy = p;
@@ -948,11 +953,11 @@ bulk_split(struct session *s, const struct domain *dom)
 	if (p == s->bulk_policy)
 		return 0;
 	s->overshoot++;
-	reply(s, 452, "4.5.3", "Error: too many recipients for one "
-	    "transaction (another bulk policy); send again");
-	s->state = S_CMD;
 	return 1;
 }
+
+#define BULK_SPLIT_TEXT	"Error: too many recipients for one transaction " \
+			"(another bulk policy); send again"
 
 /* Backup mode: the message would be stored, so every check runs. The
  * answer comes back in rcpt_checked(). */
@@ -971,8 +976,6 @@ rcpt_backup(struct session *s, const struct domain *dom)
 		s->state = S_CMD;
 		return;
 	}
-	if (bulk_split(s, dom))
-		return;
 	s->state = S_POLICY;
 	policy_check_rcpt(s->policy, &s->env.sender, &s->pending_addr, dom,
 	    POLICY_BACKUP, !s->sender_ok, rcpt_checked, s);
@@ -988,6 +991,8 @@ rcpt_checked(const struct verdict_info *v, void *arg)
 	addr_format(&s->pending_addr, to, sizeof(to));
 	if (v->v != VERDICT_ACCEPT)
 		session_refuse(s, "rcpt", "to", to, v);
+	else if (bulk_split(s))
+		reply(s, 452, "4.5.3", BULK_SPLIT_TEXT);
 	else {
 		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
@@ -1117,6 +1122,9 @@ replay_checked(const struct verdict_info *v, void *arg)
 		    v->enh, v->reason);
 		snprintf(line, sizeof(line), "%d %s %s", v->code, v->enh,
 		    v->text);
+	} else if (bulk_split(s)) {
+		snprintf(line, sizeof(line), "452 4.5.3 <%s>: %s", to,
+		    BULK_SPLIT_TEXT);
 	} else {
 		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
@@ -1692,8 +1700,8 @@ bulk_end(struct session *s)
 	rcpts = xreallocarray(NULL, s->env.nrcpt, sizeof(*rcpts));
 	addrs = xreallocarray(NULL, s->env.nrcpt, sizeof(*addrs));
 	for (i = 0; i < s->env.nrcpt; i++) {
-		/* Recipients that came back from a failed pass-through did
-		 * not pass bulk_split(): only those of the policy count. */
+		/* Every recipient passed bulk_split(); one whose domain's
+		 * threshold changed by a reload since is not counted. */
 		addr_format(&s->env.rcpts[i].addr, addrs[n], sizeof(addrs[n]));
 		str_lower(addrs[n]);
 		if (bulk_rcpt_policy(s->srv->bulk, s->conf, domains_lookup(
