@@ -5,6 +5,8 @@
  *                                     what differs from the defaults)
  *   backmxctl [-c FILE] greylist ...  triplets, networks, allow entries
  *                                     (tools/ctl_greylist.c)
+ *   backmxctl [-c FILE] bulk ...      the bulk detector's digests
+ *                                     (tools/ctl_bulk.c)
  *   backmxctl [-c FILE] queue ...     the queue, through backmxd's
  *                                     control socket (tools/ctl_queue.c)
  *   backmxctl [-c FILE] domain ...    customer domains' lifecycle, health,
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_bulk.h"
 #include "ctl_domain.h"
 #include "ctl_greylist.h"
 #include "ctl_queue.h"
@@ -27,6 +30,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n"
 	    "       backmxctl [-c config] greylist list|allow|delete ...\n"
+	    "       backmxctl [-c config] bulk list|forget ...\n"
 	    "       backmxctl [-c config] queue list|show|flush|delete|hold|"
 	    "release ...\n"
 	    "       backmxctl [-c config] domain list|show ...\n"
@@ -71,6 +75,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "greylist") == 0)
 		return ctl_greylist(&conf, argc, argv);
+	if (strcmp(argv[0], "bulk") == 0)
+		return ctl_bulk(&conf, argc, argv);
 	if (strcmp(argv[0], "queue") == 0)
 		return ctl_queue(&conf, argc, argv);
 	if (strcmp(argv[0], "domain") == 0 ||

@@ -650,6 +650,49 @@ greylist_request(struct conn *c, char **w, int n)
 	staged(c, st, rc, grey_committed);
 }
 
+/* The state store committed (or not) a "bulk forget". */
+static void
+bulk_committed(int rc, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *b;
+
+	if (committed(c, rc != -1, "the state store") == -1)
+		return;
+	b = evbuffer_new();
+	view_greylist_deleted(b, c->json, c->grey_deleted);
+	answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/*
+ * "bulk forget DIGEST": the digest is no longer bulk and counts from 0
+ * (docs/bulk.md §6). On the daemon's own store, answered once committed.
+ */
+static void
+bulk_request(struct conn *c, char **w, int n)
+{
+	struct state *st = c->ctl->state;
+	int rc;
+
+	if (strcmp(w[1], "forget") != 0 || n != 3) {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	if (control_word_decode(w[2], c->value, sizeof(c->value)) == -1 ||
+	    strlen(c->value) != 32 ||
+	    strspn(c->value, "0123456789abcdef") != 32) {
+		answer(c, "error value not a bulk digest", NULL);
+		return;
+	}
+	if ((rc = state_bulk_forget(st, c->value)) == 0) {
+		answer(c, "error notfound no such bulk digest", NULL);
+		return;
+	}
+	c->grey_deleted = rc;
+	staged(c, st, rc, bulk_committed);
+}
+
 static void
 request(struct conn *c, char *line)
 {
@@ -693,6 +736,13 @@ request(struct conn *c, char *line)
 			return;
 		}
 		greylist_request(c, w, n);
+	} else if (strcmp(w[0], "bulk") == 0) {
+		if (c->ctl->state == NULL) {
+			answer(c, "error io the state store is not available "
+			    "in this daemon", NULL);
+			return;
+		}
+		bulk_request(c, w, n);
 	} else
 		answer(c, "error usage unknown request", NULL);
 }

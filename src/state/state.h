@@ -212,8 +212,8 @@ typedef int	state_bulk_fn(const struct state_bulk *, void *arg);
  * highest count first. 0 or -1. */
 int	state_bulk_list(struct state *, unsigned min_count, int64_t now,
 	    state_bulk_fn *, void *arg);
-/* Delete one digest (its recipient rows go with the sweep: their
- * generation no longer matches). Rows deleted, or -1. */
+/* Delete one digest and its recipient rows, staged like a put: it
+ * counts from 0 again. Digest rows deleted (0 or 1), or -1. */
 int	state_bulk_forget(struct state *, const char *digest);
 
 /* --- writes' durability ----------------------------------------------- */

@@ -143,6 +143,7 @@ enum stmt {
 	S_BULK_RCPT_PUT,
 	S_BULK_LIST,
 	S_BULK_FORGET,
+	S_BULK_FORGET_RCPT,
 	S_SWEEP_BULK,
 	S_SWEEP_BULK_RCPT,
 	NSTMT
@@ -222,6 +223,8 @@ static const char *const stmt_sql[NSTMT] = {
 	    "WHERE expires > ?2 AND (count >= ?1 OR bulk_until > ?2) "
 	    "ORDER BY count DESC, digest",
 	[S_BULK_FORGET] = "DELETE FROM bulk_digest WHERE digest = ?1",
+	/* The primary key's prefix serves it. */
+	[S_BULK_FORGET_RCPT] = "DELETE FROM bulk_rcpt WHERE digest = ?1",
 	[S_SWEEP_BULK] = "DELETE FROM bulk_digest WHERE rowid IN "
 	    "(SELECT rowid FROM bulk_digest WHERE expires < ?1 "
 	    "ORDER BY expires LIMIT ?2)",
@@ -1445,13 +1448,19 @@ int
 state_bulk_forget(struct state *st, const char *digest)
 {
 	sqlite3_stmt *s = st->stmt[S_BULK_FORGET];
+	int n;
 
 	if (begin_write(st) == -1)
 		return -1;
 	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
 	if (step_done(st, s, "bulk_forget") == -1)
 		return write_failed(st);
-	return sqlite3_changes(st->db);
+	n = sqlite3_changes(st->db);
+	s = st->stmt[S_BULK_FORGET_RCPT];
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	if (step_done(st, s, "bulk_forget") == -1)
+		return write_failed(st);
+	return n;
 }
 
 /* --- expiry -------------------------------------------------------------- */

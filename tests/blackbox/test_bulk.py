@@ -14,7 +14,8 @@ import sqlite3
 import sys
 import unittest
 
-from harness import CUSTOMER, OTHER, BlackboxTest, queued_messages
+from harness import (CUSTOMER, OTHER, BlackboxTest, backmxctl,
+                     backmxctl_json, queued_messages)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fakes"))
@@ -239,6 +240,48 @@ class BulkTest(BlackboxTest):
         self.assertEqual(len(mx.transactions), 4)
         self.assertEqual(queued_messages(d), [])
         self.assertNotIn("event=bulk", d.log())
+
+    # -- the operator ------------------------------------------------------
+
+    def listing(self, d, *flags):
+        return backmxctl_json(d, "bulk", "list", *flags)[0]
+
+    def test_ctl_list_and_forget(self):
+        d = self.bulk_daemon(bulk_threshold="4")
+        body = spam(0)
+        self.assertReply(self.attempt(d, [self.rcpt(0)], body), 250)
+        # Under half the threshold: listed with --all only.
+        self.assertEqual(self.listing(d)["digests"], [])
+        self.assertEqual(len(self.listing(d, "--all")["digests"]), 10)
+        for i in (1, 2):
+            self.assertReply(self.attempt(d, [self.rcpt(i)], body), 250)
+        got = self.listing(d)
+        self.assertEqual(got["threshold"], 4)
+        self.assertEqual(len(got["digests"]), 10)
+        kinds = sorted(set(x["kind"] for x in got["digests"]))
+        self.assertEqual(kinds, ["body", "letters", "shingle"])
+        for x in got["digests"]:
+            self.assertEqual(x["count"], 3)
+            self.assertFalse(x["remembered"])
+            self.assertEqual(x["subject"], "Your winter reward")
+        self.assertBulk(self.attempt(d, [self.rcpt(3)], body))
+        got = self.listing(d)["digests"]
+        self.assertTrue(all(x["remembered"] and x["count"] == 4
+                            for x in got), got)
+        text = backmxctl(d, "bulk", "list")
+        self.assertRegex(text, r"[0-9a-f]{32} body +count=4 first=\S+Z "
+                         r"last=\S+Z bulk=\S+Z subject=\"Your winter "
+                         r"reward\"")
+        # Forgotten: no longer bulk, counting from 0.
+        for x in got:
+            self.assertEqual(backmxctl(d, "bulk", "forget", x["digest"]),
+                             "1 deleted\n")
+        self.assertEqual(self.listing(d, "--all")["digests"], [])
+        self.assertReply(self.attempt(d, [self.rcpt(3)], body), 250)
+        self.assertEqual(self.listing(d, "--all")["digests"][0]["count"],
+                         1)
+        backmxctl(d, "bulk", "forget", "0" * 32, rc=1)
+        backmxctl(d, "bulk", "forget", "xyz", rc=65)
 
     # -- the store --------------------------------------------------------
 
