@@ -19,6 +19,9 @@
 #include "str.h"
 #include "xmem.h"
 
+/* Shingle bands that must be bulk together for the message to be. */
+#define BULK_SHINGLE_BANDS_BULK	2
+
 struct bulk_net {
 	uint8_t		addr[16];
 	unsigned	prefix;
@@ -259,7 +262,7 @@ bulk_judge(struct state *st, const struct config *c,
 {
 	char (*keys)[33];
 	size_t k;
-	int i, r, any = 0;
+	int i, r, any = 0, bands = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->threshold = threshold;
@@ -288,9 +291,15 @@ bulk_judge(struct state *st, const struct config *c,
 			out->verdict = BULK_ERROR;
 			break;
 		}
-		if (r == 1)
+		if (r == 1 && d->d[i].kind != BULK_SHINGLE)
 			out->verdict = BULK_BULK;
+		bands += r == 1 && d->d[i].kind == BULK_SHINGLE;
 	}
+	/* One shingle band alone is too easily shared by messages that only
+	 * have a list footer in common; two make the S-curve of the min-hash
+	 * steeper (docs/bulk.md §4). */
+	if (out->verdict == BULK_PASS && bands >= BULK_SHINGLE_BANDS_BULK)
+		out->verdict = BULK_BULK;
 	free(keys);
 }
 

@@ -34,7 +34,7 @@
 #define WORD_MAX	48	/* octets of a word kept */
 #define HOST_MAX	253	/* a URL's host */
 #define HOLD_WORDS	8	/* a salutation line has at most this many */
-#define SHINGLE_WORDS	20000	/* words min-hashed: bounded work */
+#define SHINGLE_WORDS	1000	/* words min-hashed: bounded work */
 #define SHINGLES	(BULK_BANDS * BULK_BAND_ROWS)
 #define BODY_BUF	256	/* non-white octets batched per hash update */
 
@@ -71,7 +71,6 @@ struct bulk_walk {
 	char		line[WALK_LINE_MAX];
 	size_t		linelen;
 	unsigned	line_cont:1;	/* the line overflowed: not at its start */
-	unsigned	line_cr:1;	/* a CR held back */
 
 	/* the MIME walk */
 	int		wstate;		/* enum wstate */
@@ -127,6 +126,7 @@ struct bulk_walk {
 	size_t		letters_n;
 	uint64_t	w1, w2;		/* the two previous words' hashes */
 	uint64_t	nwords;
+	int		tok_done;	/* letters and shingles are full */
 	uint64_t	nshingles;
 	uint64_t	minh[SHINGLES];
 
@@ -220,8 +220,12 @@ word_out(struct bulk_walk *w, const char *p, size_t n)
 		ctx_add(w->letters, p, take);
 		w->letters_n += take;
 	}
-	if (w->nwords >= SHINGLE_WORDS)
+	if (w->nwords >= SHINGLE_WORDS) {
+		/* Both digests have what they take: the rest of the part
+		 * feeds the body digest only. */
+		w->tok_done = w->letters_n >= BULK_LETTERS_MAX;
 		return;
+	}
 	h = word_hash(p, n);
 	if (w->nwords >= 2) {
 		/* Order matters within a 3-gram: rotate before mixing. */
@@ -254,6 +258,8 @@ is_greeting(const char *wd)
 	    "ciao", "mr", "mrs", "ms", "dr", NULL };
 	int i;
 
+	if (strlen(wd) > 9)	/* "greetings", the longest */
+		return 0;
 	for (i = 0; g[i] != NULL; i++)
 		if (strcmp(wd, g[i]) == 0)
 			return 1;
@@ -574,12 +580,31 @@ text_byte(struct bulk_walk *w, unsigned char c)
 		if (w->bodybuflen == sizeof(w->bodybuf))
 			body_flush(w);
 	}
-	if (!w->first_text)
+	if (!w->first_text || w->tok_done)
 		return;
 	if (w->html)
 		html_byte(w, c);
 	else
 		tok_byte(w, c == '\r' ? ' ' : c);
+}
+
+/* Identity-encoded text that only the body digest still reads. */
+static void
+body_octets(struct bulk_walk *w, const char *p, size_t n)
+{
+	size_t i;
+	unsigned char c;
+
+	w->text_octets += n;
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)p[i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		w->bodybuf[w->bodybuflen++] = c;
+		w->body_n++;
+		if (w->bodybuflen == sizeof(w->bodybuf))
+			body_flush(w);
+	}
 }
 
 /* A text part ended (a boundary, or the end of the message). */
@@ -883,6 +908,12 @@ line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
 	case W_BODY:
 		if (!w->in_text)
 			return;
+		if (w->cur.cte == CTE_IDENT && (!w->first_text || w->tok_done)) {
+			body_octets(w, p, n);
+			if (eol)
+				text_byte(w, '\n');
+			return;
+		}
 		for (i = 0; i < n; i++)
 			decode_byte(w, (unsigned char)p[i]);
 		if (eol)
@@ -893,37 +924,51 @@ line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
 	}
 }
 
-void
-bulk_walk_feed(struct bulk_walk *w, const char *buf, size_t len)
+/* Octets of the current line; a full buffer goes out as a chunk of an
+ * overlong line first. Where chunks end depends on the line alone, never on
+ * how the input was split. */
+static void
+line_add(struct bulk_walk *w, const char *p, size_t n)
 {
-	size_t i;
-	unsigned char c;
+	size_t take;
 
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)buf[i];
-		if (c == '\n') {
-			line_out(w, w->line, w->linelen, 1);
-			w->linelen = 0;
-			w->line_cont = 0;
-			w->line_cr = 0;
-			continue;
-		}
-		if (w->line_cr) {
-			/* A CR not before LF is text. */
-			w->line_cr = 0;
-			if (w->linelen < sizeof(w->line))
-				w->line[w->linelen++] = '\r';
-		}
-		if (c == '\r') {
-			w->line_cr = 1;
-			continue;
-		}
+	while (n > 0) {
 		if (w->linelen == sizeof(w->line)) {
 			line_out(w, w->line, w->linelen, 0);
 			w->linelen = 0;
 			w->line_cont = 1;
 		}
-		w->line[w->linelen++] = (char)c;
+		take = sizeof(w->line) - w->linelen;
+		if (take > n)
+			take = n;
+		memcpy(w->line + w->linelen, p, take);
+		w->linelen += take;
+		p += take;
+		n -= take;
+	}
+}
+
+void
+bulk_walk_feed(struct bulk_walk *w, const char *buf, size_t len)
+{
+	const char *nl;
+	size_t n;
+
+	while (len > 0) {
+		nl = memchr(buf, '\n', len);
+		n = nl != NULL ? (size_t)(nl - buf) : len;
+		line_add(w, buf, n);
+		if (nl != NULL) {
+			/* CR LF or LF ends a line; a CR elsewhere is text. */
+			if (w->linelen > 0 && w->line[w->linelen - 1] == '\r')
+				w->linelen--;
+			line_out(w, w->line, w->linelen, 1);
+			w->linelen = 0;
+			w->line_cont = 0;
+			n++;
+		}
+		buf += n;
+		len -= n;
 	}
 }
 

@@ -276,17 +276,18 @@ variant(const struct variant *v)
 	return d;
 }
 
-/* Do a and b share a valid digest of this kind? */
+/* Do a and b meet on this kind: share its digest, or for the shingles two
+ * bands, as the verdict wants (docs/bulk.md §4)? */
 static int
 meet(const struct bulk_digests *a, const struct bulk_digests *b, int kind)
 {
-	int i;
+	int i, n = 0;
 
 	for (i = 0; i < BULK_NDIGEST; i++)
 		if (a->d[i].kind == kind && a->d[i].valid && b->d[i].valid &&
 		    strcmp(a->d[i].hex, b->d[i].hex) == 0)
-			return 1;
-	return 0;
+			n++;
+	return n >= (kind == BULK_SHINGLE ? 2 : 1);
 }
 
 static const struct variant base = { "Dear Alice Miller,", "4711-0815",
