@@ -41,18 +41,6 @@ usage(void)
 	exit(64);
 }
 
-static const char *
-iso(int64_t t, char *buf, size_t bufsz)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (t == 0 || gmtime_r(&tt, &tm) == NULL)
-		return "-";
-	strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
-}
-
 static int
 row(const struct state_bulk *b, void *arg)
 {
@@ -65,9 +53,9 @@ row(const struct state_bulk *b, void *arg)
 		 * reaches the terminal (str_term()). */
 		printf("%s %-7s count=%u first=%s last=%s bulk=%s "
 		    "subject=\"%s\"\n", b->digest, bulk_kind_name(b->kind),
-		    b->count, iso(b->first_seen, a, sizeof(a)),
-		    iso(b->last_seen, c, sizeof(c)), remembered ?
-		    iso(b->bulk_until, d, sizeof(d)) : "no",
+		    b->count, ctl_iso(b->first_seen, a, sizeof(a)),
+		    ctl_iso(b->last_seen, c, sizeof(c)), remembered ?
+		    ctl_iso(b->bulk_until, d, sizeof(d)) : "no",
 		    str_term(subj, sizeof(subj), b->subject));
 		return 0;
 	}

@@ -518,7 +518,7 @@ html_byte(struct bulk_walk *w, unsigned char c)
 			return;
 		}
 		if (w->tagdone)
-			return;		/* attributes: only '>' and quotes matter */
+			return;	/* attributes: only '>' and quotes matter */
 		if (c >= 'A' && c <= 'Z')
 			c += 'a' - 'A';
 		if (((c >= 'a' && c <= 'z') || (c >= '1' && c <= '6') ||
@@ -908,7 +908,8 @@ line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
 	case W_BODY:
 		if (!w->in_text)
 			return;
-		if (w->cur.cte == CTE_IDENT && (!w->first_text || w->tok_done)) {
+		if (w->cur.cte == CTE_IDENT &&
+		    (!w->first_text || w->tok_done)) {
 			body_octets(w, p, n);
 			if (eol)
 				text_byte(w, '\n');
