@@ -2,15 +2,18 @@
  * ctl_bulk: the bulk subcommands of backmxctl (docs/bulk.md §6).
  *
  *   bulk list [--all] [--json]   digests counted past half the threshold
- *                                (--all: every one), or remembered as bulk
- *   bulk forget DIGEST           the digest is no longer bulk and counts
+ *                                (--all: every one), or remembered as bulk;
+ *                                the operator's allow entries
+ *   bulk allow CLIENT|DOMAIN     an address, ADDR/LEN or a sender domain
+ *                                (and its subdomains): never counted
+ *   bulk forget DIGEST|VALUE     the digest is no longer bulk and counts
  *                                from 0 (a false positive, or a newsletter
- *                                just allow-listed)
+ *                                just allow-listed); or an allow entry goes
  *
- * list reads state.db itself; forget is a request to the running daemon,
- * answered once the change committed, refused (69) with no daemon.
- * Exit 0, 1 when forget found nothing, 64 usage, 65 bad digest, 69 no
- * daemon, 75 store error.
+ * list reads state.db itself; allow and forget are requests to the running
+ * daemon, answered once the change committed, refused (69) with no daemon
+ * (entries for before a start go in bulk_allow_*). Exit 0, 1 when forget
+ * found nothing, 64 usage, 65 bad value, 69 no daemon, 75 store error.
  */
 #include "ctl_bulk.h"
 
@@ -21,6 +24,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "control.h"
 #include "ctl_conn.h"
 #include "digest.h"
 #include "json.h"
@@ -37,7 +41,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: backmxctl [-c config] bulk list [--all] "
 	    "[--json]\n"
-	    "       backmxctl [-c config] bulk forget DIGEST\n");
+	    "       backmxctl [-c config] bulk allow CLIENT|DOMAIN\n"
+	    "       backmxctl [-c config] bulk forget DIGEST|VALUE\n");
 	exit(64);
 }
 
@@ -78,6 +83,28 @@ row(const struct state_bulk *b, void *arg)
 }
 
 static int
+allow_row(enum state_allow_kind kind, const char *value, int64_t added,
+    void *arg)
+{
+	struct out *o = arg;
+	const char *k = kind == STATE_ALLOW_CLIENT ? "client" : "domain";
+	char a[32], v[1024];
+
+	if (o->j == NULL) {
+		printf("allow %s %s added=%s\n", k, str_term(v, sizeof(v),
+		    value), ctl_iso(added, a, sizeof(a)));
+		return 0;
+	}
+	json_object(o->j);
+	json_kstr(o->j, "kind", k);
+	json_kstr(o->j, "value", value);
+	json_key(o->j, "added");
+	json_int(o->j, added);
+	json_end(o->j);
+	return 0;
+}
+
+static int
 list(const struct config *conf, int all, int json)
 {
 	struct state *st;
@@ -104,6 +131,13 @@ list(const struct config *conf, int all, int json)
 		rc = 75;
 	if (json) {
 		json_end(&j);
+		json_key(&j, "allow");
+		json_array(&j);
+	}
+	if (rc == 0 && state_bulk_allow_list(st, allow_row, &o) == -1)
+		rc = 75;
+	if (json) {
+		json_end(&j);
 		json_end(&j);
 		json_raw(&j, "\n");
 	}
@@ -111,25 +145,26 @@ list(const struct config *conf, int all, int json)
 	return rc;
 }
 
+/* "bulk allow|forget VALUE", to the daemon. */
 static int
-forget(const struct config *conf, const char *digest, int json)
+change(const struct config *conf, const char *verb, const char *value,
+    int json)
 {
-	char req[128];
+	char req[CONTROL_LINE_MAX + 1], w[CONTROL_LINE_MAX];
 	int rc;
 
-	if (strlen(digest) != BULK_HEX_LEN ||
-	    strspn(digest, "0123456789abcdef") != BULK_HEX_LEN) {
-		fprintf(stderr, "backmxctl: bad digest '%s': %d lower-case "
-		    "hex digits, as bulk list shows\n", digest, BULK_HEX_LEN);
+	if (control_word_encode(value, w, sizeof(w)) == -1 ||
+	    (size_t)snprintf(req, sizeof(req), "bulk %s %s%s\n", verb, w,
+	    json ? " json" : "") >= sizeof(req)) {
+		fprintf(stderr, "backmxctl: argument too long: %s\n", value);
 		return 65;
 	}
-	snprintf(req, sizeof(req), "bulk forget %s%s\n", digest,
-	    json ? " json" : "");
-	rc = ctl_request(conf, req, digest, 1);
+	rc = ctl_request(conf, req, value, 1);
 	if (rc == CTL_NOT_RUNNING) {
 		fprintf(stderr, "backmxctl: backmxd is not running (no %s): "
-		    "bulk changes are made by the daemon\n",
-		    conf->control_socket);
+		    "bulk changes are made by the daemon; entries for before "
+		    "a start go in backmx.conf (bulk_allow_clients, "
+		    "bulk_allow_senders)\n", conf->control_socket);
 		return 69;
 	}
 	return rc;
@@ -146,8 +181,9 @@ ctl_bulk(const struct config *conf, int argc, char **argv)
 		usage();
 	if (strcmp(args[0], "list") == 0 && nargs == 1)
 		return list(conf, flag == 1, json);
-	if (strcmp(args[0], "forget") == 0 && nargs == 2 && flag == 0)
-		return forget(conf, args[1], json);
+	if ((strcmp(args[0], "forget") == 0 || strcmp(args[0], "allow") ==
+	    0) && nargs == 2 && flag == 0)
+		return change(conf, args[0], args[1], json);
 	usage();
 	return 64;
 }

@@ -171,22 +171,24 @@ bulk_rcpt_policy(const struct bulk *b, const struct config *c,
 }
 
 int
-bulk_tx_allowed(const struct bulk *b, const struct sockaddr *sa,
-    const char *sender)
+bulk_tx_allowed(const struct bulk *b, struct state *st,
+    const struct sockaddr *sa, const char *sender)
 {
+	const char *at = strrchr(sender, '@');
 	uint8_t ip[16];
 	size_t i;
 
 	if (sender[0] != '\0' && list_has_addr(&b->senders, sender))
 		return 1;
-	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
-		return 0;
-	sockaddr_bytes(sa, ip);
-	for (i = 0; i < b->clients.nnets; i++)
-		if (ranges_in_prefix(b->clients.nets[i].addr,
-		    b->clients.nets[i].prefix, ip))
-			return 1;
-	return 0;
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		sockaddr_bytes(sa, ip);
+		for (i = 0; i < b->clients.nnets; i++)
+			if (ranges_in_prefix(b->clients.nets[i].addr,
+			    b->clients.nets[i].prefix, ip))
+				return 1;
+	}
+	return st != NULL && state_bulk_allowed(st, sa, at != NULL ? at + 1 :
+	    NULL) == 1;
 }
 
 /* The key a recipient is counted under: a hash, so that the store keeps

@@ -53,9 +53,12 @@ void		 bulk_free(struct bulk *);
 unsigned	 bulk_rcpt_policy(const struct bulk *, const struct config *,
 		    const struct domain *, const char *rcpt);
 /* The whole transaction is allowed: its client or its envelope sender
- * (lower case, "" for <>) is on an allow list. */
-int		 bulk_tx_allowed(const struct bulk *, const struct sockaddr *,
-		    const char *sender);
+ * (lower case, "" for <>) is on an allow list, bulk_allow_* or the
+ * operator's in the state store (backmxctl bulk allow). A store error
+ * reads as "not allowed": the message is counted, and the count's own
+ * store error answers 4xx. */
+int		 bulk_tx_allowed(const struct bulk *, struct state *,
+		    const struct sockaddr *, const char *sender);
 
 /*
  * Count 'nrcpt' recipients (lower-case addresses) for each valid digest

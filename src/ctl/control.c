@@ -575,7 +575,8 @@ bracketed_arg(const char *w, char *out, size_t outsz)
 	return 0;
 }
 
-/* The state store committed (or not) a "greylist allow|delete". */
+/* The state store committed (or not) a "greylist allow|delete" or a
+ * "bulk allow|forget". */
 static void
 grey_committed(int rc, void *arg)
 {
@@ -650,47 +651,55 @@ greylist_request(struct conn *c, char **w, int n)
 	staged(c, st, rc, grey_committed);
 }
 
-/* The state store committed (or not) a "bulk forget". */
-static void
-bulk_committed(int rc, void *arg)
-{
-	struct conn *c = arg;
-	struct evbuffer *b;
-
-	if (committed(c, rc != -1, "the state store") == -1)
-		return;
-	b = evbuffer_new();
-	view_greylist_deleted(b, c->json, c->grey_deleted);
-	answer(c, "ok", b);
-	evbuffer_free(b);
-}
-
 /*
- * "bulk forget DIGEST": the digest is no longer bulk and counts from 0
- * (docs/bulk.md §6). On the daemon's own store, answered once committed.
+ * "bulk allow VALUE": a client network or sender domain never counted;
+ * "bulk forget DIGEST|VALUE": a digest no longer bulk, counting from 0,
+ * or an allow entry gone (docs/bulk.md §6). On the daemon's own store,
+ * answered once committed.
  */
 static void
 bulk_request(struct conn *c, char **w, int n)
 {
 	struct state *st = c->ctl->state;
+	char err[256], status[320];
 	int rc;
 
-	if (strcmp(w[1], "forget") != 0 || n != 3) {
+	c->grey_deleted = -1;
+	if (n != 3 || control_word_decode(w[2], c->value, sizeof(c->value)) ==
+	    -1) {
+		answer(c, n != 3 ? "error usage unknown request" :
+		    "error value not a digest, address, network or domain",
+		    NULL);
+		return;
+	}
+	if (strcmp(w[1], "allow") == 0) {
+		rc = state_bulk_allow_add(st, state_allow_kind_of(c->value),
+		    c->value, (int64_t)time(NULL), err, sizeof(err));
+		if (rc == -2) {
+			snprintf(status, sizeof(status), "error value %s",
+			    err);
+			answer(c, status, NULL);
+			return;
+		}
+		c->grey_added = rc == 0;
+	} else if (strcmp(w[1], "forget") == 0) {
+		/* 32 hex digits: a digest; anything else: an allow entry. */
+		if (strlen(c->value) == 32 &&
+		    strspn(c->value, "0123456789abcdef") == 32)
+			rc = state_bulk_forget(st, c->value);
+		else
+			rc = state_bulk_allow_delete(st, c->value);
+		if (rc == 0) {
+			answer(c, "error notfound no such bulk digest or "
+			    "allow entry", NULL);
+			return;
+		}
+		c->grey_deleted = rc;
+	} else {
 		answer(c, "error usage unknown request", NULL);
 		return;
 	}
-	if (control_word_decode(w[2], c->value, sizeof(c->value)) == -1 ||
-	    strlen(c->value) != 32 ||
-	    strspn(c->value, "0123456789abcdef") != 32) {
-		answer(c, "error value not a bulk digest", NULL);
-		return;
-	}
-	if ((rc = state_bulk_forget(st, c->value)) == 0) {
-		answer(c, "error notfound no such bulk digest", NULL);
-		return;
-	}
-	c->grey_deleted = rc;
-	staged(c, st, rc, bulk_committed);
+	staged(c, st, rc, grey_committed);	/* the same answers */
 }
 
 static void

@@ -1671,7 +1671,8 @@ bulk_begin(struct session *s)
 		return;
 	addr_format(&s->env.sender, from, sizeof(from));
 	str_lower(from);
-	if (bulk_tx_allowed(s->srv->bulk, (struct sockaddr *)&s->ss, from)) {
+	if (bulk_tx_allowed(s->srv->bulk, s->srv->state,
+	    (struct sockaddr *)&s->ss, from)) {
 		log_info("session=%s queue=%s event=bulk client=%s "
 		    "verdict=skipped why=allowed", s->id, s->env.id, s->addr);
 		return;

@@ -283,4 +283,20 @@ enum state_allow_kind state_allow_kind_of(const char *value);
 int	state_delete(struct state *, const char *key, const char *sender,
 	    const char *rcpt);
 
+/*
+ * The operator's bulk allow entries (backmxctl bulk allow): client
+ * networks and sender domains whose mail is never counted, kept like the
+ * greylist's (state_allow_add(): same kinds, same canonical forms, same
+ * return values) in a table of their own.
+ */
+int	state_bulk_allow_add(struct state *, enum state_allow_kind,
+	    const char *value, int64_t now, char *err, size_t errsz);
+/* 1 when the client is in an allowed network or the sender domain (lower
+ * case, may be NULL or "") or a parent is allowed; 0; -1 on an error. */
+int	state_bulk_allowed(struct state *, const struct sockaddr *,
+	    const char *domain);
+int	state_bulk_allow_list(struct state *, state_allow_fn *, void *arg);
+/* Entries deleted (value as written or canonical), or -1. */
+int	state_bulk_allow_delete(struct state *, const char *value);
+
 #endif

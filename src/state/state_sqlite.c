@@ -109,7 +109,12 @@ static const char *const schema[] = {
 	"CREATE TABLE bulk_rcpt ("
 	"  digest TEXT NOT NULL, rcpt TEXT NOT NULL, gen INTEGER NOT NULL,"
 	"  expires INTEGER NOT NULL, PRIMARY KEY (digest, rcpt));"
-	"CREATE INDEX bulk_rcpt_expires ON bulk_rcpt (expires);",
+	"CREATE INDEX bulk_rcpt_expires ON bulk_rcpt (expires);"
+	"CREATE TABLE bulk_allow ("
+	"  kind TEXT NOT NULL, value TEXT NOT NULL,"
+	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
+	"  PRIMARY KEY (kind, value));"
+	"CREATE INDEX bulk_allow_lo ON bulk_allow (kind, lo);",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
@@ -124,6 +129,8 @@ enum stmt {
 	S_NET_PUT,
 	S_ALLOW_CLIENT,
 	S_ALLOW_DOMAIN,
+	S_BULK_ALLOW_CLIENT,
+	S_BULK_ALLOW_DOMAIN,
 	S_RCPT_GET,
 	S_RCPT_PUT,
 	S_RCPT_DELETE,
@@ -175,6 +182,10 @@ static const char *const stmt_sql[NSTMT] = {
 	    "AND lo <= ?1 AND hi >= ?1 LIMIT 1",
 	[S_ALLOW_DOMAIN] = "SELECT 1 FROM grey_allow WHERE kind = 'domain' "
 	    "AND value = ?1",
+	[S_BULK_ALLOW_CLIENT] = "SELECT 1 FROM bulk_allow WHERE kind = "
+	    "'client' AND lo <= ?1 AND hi >= ?1 LIMIT 1",
+	[S_BULK_ALLOW_DOMAIN] = "SELECT 1 FROM bulk_allow WHERE kind = "
+	    "'domain' AND value = ?1",
 	/* Recipients: the columns in rcpt_row()'s order. Unexpired means
 	 * expires 0 (never) or later than now (?2). */
 	[S_RCPT_GET] = "SELECT " RCPT_COLS " FROM recipients "
@@ -824,10 +835,11 @@ state_net_put(struct state *st, const struct state_net *n)
 
 /* --- allow entries ------------------------------------------------------- */
 
-int
-state_allow_client(struct state *st, const struct sockaddr *sa)
+/* The client's address inside an allowed network of one allow table. */
+static int
+allow_client(struct state *st, enum stmt which, const struct sockaddr *sa)
 {
-	sqlite3_stmt *s = st->stmt[S_ALLOW_CLIENT];
+	sqlite3_stmt *s = st->stmt[which];
 	uint8_t ip[16];
 	int rc;
 
@@ -839,9 +851,16 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 }
 
 int
-state_allow_domain(struct state *st, const char *domain)
+state_allow_client(struct state *st, const struct sockaddr *sa)
 {
-	sqlite3_stmt *s = st->stmt[S_ALLOW_DOMAIN];
+	return allow_client(st, S_ALLOW_CLIENT, sa);
+}
+
+/* The domain or a parent in one allow table. */
+static int
+allow_domain(struct state *st, enum stmt which, const char *domain)
+{
+	sqlite3_stmt *s = st->stmt[which];
 	const char *d = domain;
 	int rc;
 
@@ -864,6 +883,25 @@ state_allow_domain(struct state *st, const char *domain)
 	return 0;
 }
 
+int
+state_allow_domain(struct state *st, const char *domain)
+{
+	return allow_domain(st, S_ALLOW_DOMAIN, domain);
+}
+
+int
+state_bulk_allowed(struct state *st, const struct sockaddr *sa,
+    const char *domain)
+{
+	int rc;
+
+	if ((rc = allow_client(st, S_BULK_ALLOW_CLIENT, sa)) != 0)
+		return rc;
+	if (domain == NULL || domain[0] == '\0')
+		return 0;
+	return allow_domain(st, S_BULK_ALLOW_DOMAIN, domain);
+}
+
 /* A host name (src/core/dname.h), lower-cased into out. */
 static int
 canon_domain(const char *v, char *out, size_t outsz)
@@ -882,11 +920,12 @@ state_allow_kind_of(const char *v)
 	    STATE_ALLOW_DOMAIN;
 }
 
-int
-state_allow_add(struct state *st, enum state_allow_kind kind,
+/* An entry into one allow table (grey_allow, bulk_allow): same rows. */
+static int
+allow_add(struct state *st, const char *table, enum state_allow_kind kind,
     const char *value, int64_t now, char *err, size_t errsz)
 {
-	char canon[256], text[INET6_ADDRSTRLEN];
+	char canon[256], text[INET6_ADDRSTRLEN], sql[160];
 	uint8_t lo[16], hi[16];
 	unsigned prefix;
 	sqlite3_stmt *s;
@@ -913,9 +952,9 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 	}
 	if (begin_write(st) == -1)
 		return -1;
-	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO grey_allow "
-	    "(kind, value, lo, hi, added) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &s,
-	    NULL) != SQLITE_OK) {
+	snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO %s "
+	    "(kind, value, lo, hi, added) VALUES (?1, ?2, ?3, ?4, ?5)", table);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
 		store_error(st, "allow_add");
 		return write_failed(st);
 	}
@@ -934,6 +973,20 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 		return write_failed(st);
 	}
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
+}
+
+int
+state_allow_add(struct state *st, enum state_allow_kind kind,
+    const char *value, int64_t now, char *err, size_t errsz)
+{
+	return allow_add(st, "grey_allow", kind, value, now, err, errsz);
+}
+
+int
+state_bulk_allow_add(struct state *st, enum state_allow_kind kind,
+    const char *value, int64_t now, char *err, size_t errsz)
+{
+	return allow_add(st, "bulk_allow", kind, value, now, err, errsz);
 }
 
 /* --- recipients and customer domains (docs/architecture.md §6) ------------ */
@@ -1251,14 +1304,17 @@ state_net_list(struct state *st, state_net_fn *fn, void *arg)
 	return 0;
 }
 
-int
-state_allow_list(struct state *st, state_allow_fn *fn, void *arg)
+static int
+allow_list(struct state *st, const char *table, state_allow_fn *fn,
+    void *arg)
 {
 	sqlite3_stmt *s;
+	char sql[96];
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT kind, value, added FROM "
-	    "grey_allow ORDER BY kind, value", -1, &s, NULL) != SQLITE_OK) {
+	snprintf(sql, sizeof(sql), "SELECT kind, value, added FROM %s "
+	    "ORDER BY kind, value", table);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
 		store_error(st, "allow_list");
 		return -1;
 	}
@@ -1281,6 +1337,18 @@ state_allow_list(struct state *st, state_allow_fn *fn, void *arg)
 		return -1;
 	}
 	return 0;
+}
+
+int
+state_allow_list(struct state *st, state_allow_fn *fn, void *arg)
+{
+	return allow_list(st, "grey_allow", fn, arg);
+}
+
+int
+state_bulk_allow_list(struct state *st, state_allow_fn *fn, void *arg)
+{
+	return allow_list(st, "bulk_allow", fn, arg);
 }
 
 /* Run one parameterised DELETE; the rows it removed, or -1. */
@@ -1339,6 +1407,22 @@ state_delete(struct state *st, const char *key, const char *sender,
 	    NULL, NULL)) == -1)
 		return -1;
 	return total + n;
+}
+
+int
+state_bulk_allow_delete(struct state *st, const char *value)
+{
+	char canon[256];
+	int n;
+
+	if ((n = delete_rows(st, "DELETE FROM bulk_allow WHERE value = ?1",
+	    value, NULL, NULL)) != 0)
+		return n;
+	if (canon_domain(value, canon, sizeof(canon)) == 0 &&
+	    strcmp(canon, value) != 0)
+		return delete_rows(st, "DELETE FROM bulk_allow WHERE "
+		    "value = ?1", canon, NULL, NULL);
+	return 0;
 }
 
 /* --- bulk digests (docs/bulk.md §3) ---------------------------------------- */

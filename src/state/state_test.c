@@ -286,6 +286,42 @@ test_bulk(void **state)
 	assert_int_equal(del, 2);
 }
 
+/* The operator's bulk allow entries: a table of their own, the
+ * greylist's forms. */
+static void
+test_bulk_allow(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_storage in, out;
+	char err[256];
+
+	rows_sockaddr("192.0.2.77", &in);
+	rows_sockaddr("198.51.100.1", &out);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_CLIENT,
+	    "192.0.2.0/24", 10, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_DOMAIN,
+	    "News.Example", 10, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_DOMAIN,
+	    "news.example", 10, err, sizeof(err)), 1);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_CLIENT,
+	    "192.0.2.1/24", 10, err, sizeof(err)), -2);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&in,
+	    NULL), 1);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "a.news.example"), 1);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "news.example.org"), 0);
+	/* Not the greylist's. */
+	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&in),
+	    0);
+	assert_int_equal(state_allow_domain(f->st, "news.example"), 0);
+	assert_int_equal(state_bulk_allow_delete(f->st, "News.Example"), 1);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "news.example"), 0);
+}
+
 /* A client address for a row (tests/unit/rows.h). */
 #define make_sa(ip, ss)	rows_sockaddr(ip, ss)
 
@@ -913,6 +949,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bulk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_allow, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_allow_admin, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rcpt_put_get, setup,

@@ -281,7 +281,33 @@ class BulkTest(BlackboxTest):
         self.assertEqual(self.listing(d, "--all")["digests"][0]["count"],
                          1)
         backmxctl(d, "bulk", "forget", "0" * 32, rc=1)
-        backmxctl(d, "bulk", "forget", "xyz", rc=65)
+        backmxctl(d, "bulk", "forget", "xyz.example", rc=1)
+
+    def test_ctl_allow(self):
+        d = self.bulk_daemon(bulk_threshold="2")
+        body = spam(0)
+        self.assertEqual(backmxctl(d, "bulk", "allow", "Shop.Example"),
+                         "Shop.Example allowed\n")
+        backmxctl(d, "bulk", "allow", "127.0.3.0/24")
+        for i in range(4):
+            self.assertReply(self.attempt(d, [self.rcpt(i)], body), 250)
+            self.assertReply(self.attempt(
+                d, [self.rcpt(i)], body, sender="x@else.example",
+                source="127.0.3.%d" % (i + 1)), 250)
+        self.assertTrue(d.wait_log(r"event=bulk .*verdict=skipped "
+                                   r"why=allowed", count=8))
+        got = self.listing(d, "--all")
+        self.assertEqual(got["digests"], [])
+        self.assertEqual(sorted((a["kind"], a["value"])
+                                for a in got["allow"]),
+                         [("client", "127.0.3.0/24"),
+                          ("domain", "shop.example")])
+        # Gone: counted again, and deferred at the threshold.
+        self.assertEqual(backmxctl(d, "bulk", "forget", "shop.example"),
+                         "1 deleted\n")
+        self.assertReply(self.attempt(d, [self.rcpt(1)], body), 250)
+        self.assertBulk(self.attempt(d, [self.rcpt(2)], body))
+        backmxctl(d, "bulk", "allow", "not a name!", rc=65)
 
     # -- the store --------------------------------------------------------
 
