@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "bulk.h"
 #include "callout.h"
 #include "cluster.h"
 #include "config.h"
@@ -228,6 +229,9 @@ keep_running_values(struct config *n)
 	KEEP(redis_timeout);
 	KEEP(redis_prefix);
 	KEEP(redis_replay_limit);
+	KEEP(bulk_allow_clients);
+	KEEP(bulk_allow_senders);
+	KEEP(bulk_allow_recipients);
 #undef KEEP
 	if (log_level_parse(n->log_level, &level) == 0)
 		log_set_level(level);
@@ -588,6 +592,12 @@ main(int argc, char **argv)
 	/* Shared greylisting, when redis_servers is set; Redis being down
 	 * stops nothing (docs/cluster.md). */
 	cluster = cluster_new(srv.base, &conf);
+	/* The bulk detector (docs/bulk.md): counts in the state store. */
+	if ((srv.bulk = bulk_new(&conf, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "backmxd: %s\n", err);
+		fatal("event=config_error error=\"%s\"", err);
+	}
+	srv.state = state;
 	/* DNS: libunbound on this loop (docs/dns.md). */
 	{
 		struct resolver_conf rc;
@@ -733,6 +743,7 @@ main(int argc, char **argv)
 	learn_free(learn);
 	state_close(state);
 	greylist_free(greylist);
+	bulk_free(srv.bulk);
 	domains_free(domains);
 	log_info("event=stopped");
 	/* Sessions cut at exit are not freed one by one: the process ends. */

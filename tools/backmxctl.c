@@ -7,6 +7,8 @@
  *                                     domains, the event loop's lag
  *   backmxctl [-c FILE] greylist ...  triplets, networks, allow entries
  *                                     (tools/ctl_greylist.c)
+ *   backmxctl [-c FILE] bulk ...      the bulk detector's digests
+ *                                     (tools/ctl_bulk.c)
  *   backmxctl [-c FILE] queue ...     the queue, through backmxd's
  *                                     control socket (tools/ctl_queue.c)
  *   backmxctl [-c FILE] domain ...    customer domains' lifecycle, health,
@@ -24,6 +26,7 @@
 #include "config.h"
 #include "ctl_conn.h"
 #include "ctl_cluster.h"
+#include "ctl_bulk.h"
 #include "ctl_domain.h"
 #include "ctl_greylist.h"
 #include "ctl_queue.h"
@@ -34,6 +37,7 @@ usage(void)
 	fprintf(stderr, "usage: backmxctl [-c config] config [-n]\n"
 	    "       backmxctl [-c config] status [--json]\n"
 	    "       backmxctl [-c config] greylist list|allow|delete ...\n"
+	    "       backmxctl [-c config] bulk list|forget ...\n"
 	    "       backmxctl [-c config] queue list|show|flush|delete|hold|"
 	    "release ...\n"
 	    "       backmxctl [-c config] domain list|show ...\n"
@@ -87,6 +91,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "greylist") == 0)
 		return ctl_greylist(&conf, argc, argv);
+	if (strcmp(argv[0], "bulk") == 0)
+		return ctl_bulk(&conf, argc, argv);
 	if (strcmp(argv[0], "queue") == 0)
 		return ctl_queue(&conf, argc, argv);
 	if (strcmp(argv[0], "domain") == 0 ||

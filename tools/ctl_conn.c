@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -151,4 +152,16 @@ ctl_flush(struct evbuffer *b)
 		if (evbuffer_write(b, STDOUT_FILENO) == -1)
 			return 74;
 	return 0;
+}
+
+const char *
+ctl_iso(int64_t t, char *buf, size_t bufsz)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL)
+		return "-";
+	strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
 }

@@ -6,6 +6,9 @@
 #ifndef BACKMX_CTL_CONN_H
 #define BACKMX_CTL_CONN_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 struct config;
 struct evbuffer;
 
@@ -31,6 +34,9 @@ int	ctl_request(const struct config *, const char *req, const char *arg,
  */
 int	ctl_args(int argc, char **argv, const char *const *flags, int *flag,
 	    int *json, char **words, int max);
+
+/* "2024-05-01T12:00:00Z" (UTC) into buf, or "-" for 0 ("never"). */
+const char *ctl_iso(int64_t t, char *buf, size_t bufsz);
 
 /* Write all of b to stdout: 0, or 74 on a write error. */
 int	ctl_flush(struct evbuffer *b);

@@ -50,19 +50,6 @@ usage(void)
 	exit(64);
 }
 
-/* "2024-05-01T12:00:00Z", or "-" for 0. */
-static const char *
-iso(int64_t t, char *buf, size_t bufsz)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (t == 0 || gmtime_r(&tt, &tm) == NULL)
-		return "-";
-	strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
-}
-
 static int
 triplet_row(const struct state_triplet *t, void *arg)
 {
@@ -77,10 +64,10 @@ triplet_row(const struct state_triplet *t, void *arg)
 		    "expires=%s tries=%u passes=%u\n",
 		    t->passed ? "passed" : "pending", t->net,
 		    str_term(s, sizeof(s), t->sender),
-		    str_term(r, sizeof(r), t->rcpt), iso(t->first_seen, a,
+		    str_term(r, sizeof(r), t->rcpt), ctl_iso(t->first_seen, a,
 		    sizeof(a)),
-		    iso(t->last_seen, b, sizeof(b)), iso(t->passed, c,
-		    sizeof(c)), iso(t->expires, d, sizeof(d)), t->tries,
+		    ctl_iso(t->last_seen, b, sizeof(b)), ctl_iso(t->passed, c,
+		    sizeof(c)), ctl_iso(t->expires, d, sizeof(d)), t->tries,
 		    t->passes);
 		return 0;
 	}
@@ -112,7 +99,7 @@ net_row(const struct state_net *n, void *arg)
 	if (o->j == NULL) {
 		printf("network %s passes=%u auto_allowed=%s since=%s "
 		    "expires=%s\n", n->net, n->passes, allowed ? "yes" : "no",
-		    iso(n->allowed, a, sizeof(a)), iso(n->expires, b,
+		    ctl_iso(n->allowed, a, sizeof(a)), ctl_iso(n->expires, b,
 		    sizeof(b)));
 		return 0;
 	}
@@ -136,7 +123,8 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
 
 	if (o->j == NULL) {
 		printf("allow   %s %s added=%s\n", k,
-		    str_term(v, sizeof(v), value), iso(added, a, sizeof(a)));
+		    str_term(v, sizeof(v), value),
+		    ctl_iso(added, a, sizeof(a)));
 		return 0;
 	}
 	json_object(o->j);

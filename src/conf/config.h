@@ -134,6 +134,14 @@ struct config {
 	unsigned	redis_timeout;		/* milliseconds */
 	char		redis_prefix[64];
 	unsigned	redis_replay_limit;	/* decisions kept for Redis */
+	/* The bulk detector (docs/bulk.md). */
+	int		bulk_detect;
+	unsigned	bulk_threshold;		/* distinct recipients */
+	unsigned	bulk_window;		/* seconds */
+	unsigned	bulk_remember;		/* seconds */
+	char		bulk_allow_clients[CONFIG_LIST_MAX];
+	char		bulk_allow_senders[CONFIG_LIST_MAX];
+	char		bulk_allow_recipients[CONFIG_LIST_MAX];
 
 	/* DNS and the checks that use it (docs/dns.md). */
 	char		dns_forward[512];	/* "ADDR[@PORT] ..." or "" */

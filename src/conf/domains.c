@@ -452,12 +452,33 @@ parse_yesno(struct dparse *p, const char *key, const char *v, size_t n,
 	return -1;
 }
 
+/* bulk_threshold=N: a number, 0 (off) to 1000000. */
+static int
+parse_threshold(struct dparse *p, struct domain *dom, const char *v,
+    size_t n)
+{
+	char e[96];
+	size_t i;
+	long t = 0;
+
+	for (i = 0; i < n && v[i] >= '0' && v[i] <= '9' && t <= 1000000; i++)
+		t = t * 10 + (v[i] - '0');
+	if (n == 0 || i != n || t > 1000000) {
+		derr(p, "bad bulk_threshold '%s': a number, 0 to 1000000",
+		    log_escape(e, sizeof(e), v, n));
+		return -1;
+	}
+	dom->bulk_threshold = (int)t;
+	return 0;
+}
+
 /* The options of a domain line, each allowed once. */
 enum { OPT_ROUTE, OPT_MX_CHECK, OPT_ACCEPT_UNVERIFIED,
-    OPT_PASSTHROUGH_FILTERS, OPT_RECIPIENTS, OPT_FORWARD_CLIENT, OPT_N };
+    OPT_PASSTHROUGH_FILTERS, OPT_RECIPIENTS, OPT_FORWARD_CLIENT,
+    OPT_BULK_THRESHOLD, OPT_N };
 static const char *const options[OPT_N] = {
 	"route", "mx_check", "accept_unverified", "passthrough_filters",
-	"recipients", "forward_client"
+	"recipients", "forward_client", "bulk_threshold"
 };
 
 /* Option 'w' (klen bytes, before its '=') with value v (vlen bytes) into
@@ -489,6 +510,8 @@ parse_option(struct dparse *p, struct domain *dom, unsigned *seen,
 	case OPT_RECIPIENTS:
 		dom->rcpts = rcpts_load(p, dom->name, v, vlen);
 		return dom->rcpts != NULL ? 0 : -1;
+	case OPT_BULK_THRESHOLD:
+		return parse_threshold(p, dom, v, vlen);
 	}
 	/* The others are yes or no. */
 	if (parse_yesno(p, options[o], v, vlen, &b) == -1)
@@ -541,6 +564,7 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 
 	memset(&dom, 0, sizeof(dom));
 	dom.accept_unverified = -1;
+	dom.bulk_threshold = -1;
 	for (;;) {
 		while (i < n && is_blank(s[i]))
 			i++;

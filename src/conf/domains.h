@@ -14,6 +14,8 @@
  *     recipient domain checks run on the pass-through path too;
  *   forward_client=yes|no (no): in pass-through, tell a primary that
  *     offers XFORWARD who the client is (docs/passthrough.md);
+ *   bulk_threshold=N: the bulk detector's threshold for this domain's
+ *     recipients (docs/bulk.md); 0 turns it off; unset, the global key;
  *   recipients=FILE: the domain's valid recipients, never expired. FILE
  *     is relative to the domains file's directory (to the current
  *     directory for domains_parse()). One address a line, "local" or
@@ -51,6 +53,7 @@ struct domain {
 	unsigned	passthrough_filters:1; /* DNSBL, DNS checks in pass-through */
 	unsigned	forward_client:1; /* XFORWARD the client in pass-through */
 	int		accept_unverified; /* -1 unset (global key), 0 no, 1 yes */
+	int		bulk_threshold;	/* -1 unset (global key), 0 off */
 	struct domain_rcpts *rcpts;	/* recipients=; NULL: none. Owned by
 					 * struct domains */
 	struct domains	*table;		/* the table this entry is of; NULL

@@ -313,6 +313,48 @@ test_forward_client(void **state)
 	}
 }
 
+/* bulk_threshold=N, 0 to 1000000, once (docs/bulk.md §4). */
+static void
+test_bulk_threshold(void **state)
+{
+	static const struct {
+		const char	*text;
+		int		 want;
+		const char	*err;
+	} rows[] = {
+		{ "example.com", -1, NULL },
+		{ "example.com bulk_threshold=5", 5, NULL },
+		{ "example.com bulk_threshold=0", 0, NULL },
+		{ "example.com bulk_threshold=1000000", 1000000, NULL },
+		{ "example.com bulk_threshold=1000001", 0,
+		    "d:1: bad bulk_threshold '1000001': a number, 0 to 1000000" },
+		{ "example.com bulk_threshold=-1", 0,
+		    "d:1: bad bulk_threshold '-1': a number, 0 to 1000000" },
+		{ "example.com bulk_threshold=", 0,
+		    "d:1: bad bulk_threshold '': a number, 0 to 1000000" },
+		{ "example.com bulk_threshold=99999999999999999999", 0,
+		    "d:1: bad bulk_threshold '99999999999999999999': a number, "
+		    "0 to 1000000" },
+		{ "example.com bulk_threshold=2 bulk_threshold=3", 0,
+		    "d:1: bulk_threshold given twice" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(rows); i++) {
+		const struct domain *dom;
+		struct domains *d = parse_one(i, rows[i].text, rows[i].err,
+		    &dom);
+
+		if (d == NULL)
+			continue;
+		if (dom->bulk_threshold != rows[i].want)
+			fail_msg("row %zu: bulk_threshold %d", i,
+			    dom->bulk_threshold);
+		domains_free(d);
+	}
+}
+
 /* accept_unverified= and passthrough_filters=, yes or no, once each. */
 static void
 test_flag_options(void **state)
@@ -837,6 +879,7 @@ main(void)
 		cmocka_unit_test(test_mx_check),
 		cmocka_unit_test(test_flag_options),
 		cmocka_unit_test(test_forward_client),
+		cmocka_unit_test(test_bulk_threshold),
 		cmocka_unit_test(test_recipients),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_many),

@@ -57,8 +57,10 @@
 	    "status=\"invalid\"")					\
 	X(RELOAD_OK, "config_reloads_total", "result=\"ok\"")		\
 	X(RELOAD_FAILED, "config_reloads_total", "result=\"failed\"")	\
-	/* Bulk outcomes (issue 12) go here, one row per outcome:	\
-	 * X(BULK_..., "bulk_total", "result=\"...\"") */
+	X(BULK_SKIPPED, "bulk_total", "result=\"skipped\"")		\
+	X(BULK_PASS, "bulk_total", "result=\"pass\"")		\
+	X(BULK_BULK, "bulk_total", "result=\"bulk\"")		\
+	X(BULK_ERROR, "bulk_total", "result=\"error\"")
 
 enum stat_counter {
 #define STATS_ENUM(id, family, labels)	STAT_##id,

@@ -580,7 +580,8 @@ bracketed_arg(const char *w, char *out, size_t outsz)
 	return 0;
 }
 
-/* The state store committed (or not) a "greylist allow|delete". */
+/* The state store committed (or not) a "greylist allow|delete" or a
+ * "bulk allow|forget". */
 static void
 grey_committed(int rc, void *arg)
 {
@@ -704,6 +705,57 @@ cluster_request(struct conn *c, char **w, int n)
 	c->op = cluster_status(c->ctl->cluster, cluster_cb, c);
 }
 
+/*
+ * "bulk allow VALUE": a client network or sender domain never counted;
+ * "bulk forget DIGEST|VALUE": a digest no longer bulk, counting from 0,
+ * or an allow entry gone (docs/bulk.md §6). On the daemon's own store,
+ * answered once committed.
+ */
+static void
+bulk_request(struct conn *c, char **w, int n)
+{
+	struct state *st = c->ctl->state;
+	char err[256], status[320];
+	int rc;
+
+	c->grey_deleted = -1;
+	if (n != 3 || control_word_decode(w[2], c->value, sizeof(c->value)) ==
+	    -1) {
+		answer(c, n != 3 ? "error usage unknown request" :
+		    "error value not a digest, address, network or domain",
+		    NULL);
+		return;
+	}
+	if (strcmp(w[1], "allow") == 0) {
+		rc = state_bulk_allow_add(st, state_allow_kind_of(c->value),
+		    c->value, (int64_t)time(NULL), err, sizeof(err));
+		if (rc == -2) {
+			snprintf(status, sizeof(status), "error value %s",
+			    err);
+			answer(c, status, NULL);
+			return;
+		}
+		c->grey_added = rc == 0;
+	} else if (strcmp(w[1], "forget") == 0) {
+		/* 32 hex digits: a digest; anything else: an allow entry. */
+		if (strlen(c->value) == 32 &&
+		    strspn(c->value, "0123456789abcdef") == 32)
+			rc = state_bulk_forget(st, c->value);
+		else
+			rc = state_bulk_allow_delete(st, c->value);
+		if (rc == 0) {
+			answer(c, "error notfound no such bulk digest or "
+			    "allow entry", NULL);
+			return;
+		}
+		c->grey_deleted = rc;
+	} else {
+		answer(c, "error usage unknown request", NULL);
+		return;
+	}
+	staged(c, st, rc, grey_committed);	/* the same answers */
+}
+
 static void
 request(struct conn *c, char *line)
 {
@@ -753,6 +805,13 @@ request(struct conn *c, char *line)
 			return;
 		}
 		greylist_request(c, w, n);
+	} else if (strcmp(w[0], "bulk") == 0) {
+		if (c->ctl->state == NULL) {
+			answer(c, "error io the state store is not available "
+			    "in this daemon", NULL);
+			return;
+		}
+		bulk_request(c, w, n);
 	} else
 		answer(c, "error usage unknown request", NULL);
 }

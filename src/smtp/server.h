@@ -30,6 +30,8 @@ struct server {
 	struct primary_pool	*ptpool;	/* idle primary connections */
 	struct primary_health	*health;	/* is each primary up */
 	struct primary_connector *connector;	/* connections to them */
+	struct state		*state;		/* the bulk detector's counts */
+	struct bulk		*bulk;		/* its allow lists; NULL: off */
 	/* NULL in backmxd. The session fuzzer's scripted primary: its
 	 * connect, cancel and connect_arg replace primary_connect (relay.h). */
 	const struct relay_deps	*relay_hooks;

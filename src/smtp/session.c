@@ -61,6 +61,7 @@
 #include "stats.h"
 #include "str.h"
 #include "tls.h"
+#include "bulk.h"
 #include "xmem.h"
 
 /* Input is read in bounded steps: libevent stops reading from the socket
@@ -154,6 +155,12 @@ struct session {
 	char			 pending_domain[256];
 	struct milter_tx	*milter;	/* backup mode's filters */
 	unsigned		 quarantine:1;	/* a filter said: hold it */
+	/* The bulk detector (docs/bulk.md): the transaction's one bulk
+	 * policy (its recipients' threshold), the digests while DATA
+	 * streams. */
+	unsigned		 bulk_policy;
+	unsigned		 bulk_on:1;	/* this DATA is digested */
+	struct bulk_walk	*bulkw;
 
 	unsigned		 errors;	/* 4xx/5xx replies said */
 	unsigned		 overshoot;	/* 452 4.5.3 replies said */
@@ -198,6 +205,8 @@ static void	mail_accept(struct session *);
 static void	quarantine(struct session *, const char *id);
 static void	eom_milter_done(const struct milter_verdict *, void *);
 static void	commit(struct session *);
+static void	bulk_begin(struct session *);
+static int	bulk_end(struct session *);
 static void	count_reply(struct session *, int code, const char *enh);
 
 /*
@@ -392,6 +401,7 @@ session_tx_reset(struct session *s)
 	milter_tx_free(s->milter);
 	s->milter = NULL;
 	s->quarantine = 0;
+	s->bulk_on = 0;
 }
 
 /* --- the end of a session ----------------------------------------------- */
@@ -418,6 +428,7 @@ session_free(struct session *s)
 	policy_client_free(s->policy);
 	session_tx_reset(s);
 	envelope_free(&s->env);
+	bulk_walk_free(s->bulkw);
 	if (s->timer)
 		event_free(s->timer);
 	event_free(s->tarpit);
@@ -1004,6 +1015,45 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	}
 }
 
+/* A recipient's bulk policy: its threshold (docs/bulk.md §4). */
+static unsigned
+bulk_policy_of(struct session *s, const struct mailaddr *a,
+    const struct domain *dom)
+{
+	char to[ADDR_PATH_MAX + 1];
+
+	if (s->srv->bulk == NULL)
+		return 0;
+	addr_format(a, to, sizeof(to));
+	str_lower(to);
+	return bulk_rcpt_policy(s->srv->bulk, s->conf, dom, to);
+}
+
+/*
+ * One bulk policy per transaction: a recipient that passed every check but
+ * has another policy than those accepted before is sent again later (452
+ * 4.5.3), so that one verdict holds for the whole message. Returns 1 for
+ * such a recipient; the first one sets the transaction's policy.
+ */
+static int
+bulk_split(struct session *s)
+{
+	unsigned p = bulk_policy_of(s, &s->pending_addr,
+	    domains_lookup(s->srv->domains, s->pending_addr.domain));
+
+	if (s->env.nrcpt == 0) {
+		s->bulk_policy = p;
+		return 0;
+	}
+	if (p == s->bulk_policy)
+		return 0;
+	s->overshoot++;
+	return 1;
+}
+
+#define BULK_SPLIT_TEXT	"Error: too many recipients for one transaction " \
+			"(another bulk policy); send again"
+
 /* Backup mode: the message would be stored, so every check runs. The
  * answer comes back in rcpt_checked(). */
 static void
@@ -1122,6 +1172,8 @@ rcpt_answer(struct session *s, const struct verdict_info *v)
 	addr_format(&s->pending_addr, to, sizeof(to));
 	if (v->v != VERDICT_ACCEPT)
 		session_refuse(s, "rcpt", "to", to, v);
+	else if (bulk_split(s))
+		reply(s, 452, "4.5.3", BULK_SPLIT_TEXT);
 	else {
 		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
@@ -1262,6 +1314,9 @@ replay_answer(struct session *s, const struct verdict_info *v)
 		    v->enh, v->reason);
 		snprintf(line, sizeof(line), "%d %s %s", v->code, v->enh,
 		    v->text);
+	} else if (bulk_split(s)) {
+		snprintf(line, sizeof(line), "452 4.5.3 <%s>: %s", to,
+		    BULK_SPLIT_TEXT);
 	} else {
 		s->sender_ok = 1;
 		envelope_add_rcpt(&s->env, &s->pending_addr, &s->pending_rcpt);
@@ -1497,6 +1552,7 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 	    (size_t)s->conf->smtpd_body_buffer);
 	if ((n = data_begin(s, hdr, sizeof(hdr))) > 0)
 		body_append(s->body, hdr, n);
+	bulk_begin(s);
 	reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	data_go(s);
 }
@@ -1796,6 +1852,83 @@ session_command(struct session *s, const char *line, size_t len)
 
 /* --- DATA --------------------------------------------------------------- */
 
+/* Backup mode: digest the body while it streams, unless no recipient is
+ * counted or the client or sender is allowed (docs/bulk.md §4). */
+static void
+bulk_begin(struct session *s)
+{
+	char from[ADDR_PATH_MAX + 1];
+
+	s->bulk_on = 0;
+	if (s->srv->bulk == NULL || s->bulk_policy == 0)
+		return;
+	addr_format(&s->env.sender, from, sizeof(from));
+	str_lower(from);
+	if (bulk_tx_allowed(s->srv->bulk, s->srv->state,
+	    (struct sockaddr *)&s->ss, from)) {
+		log_info("session=%s queue=%s event=bulk client=%s "
+		    "verdict=skipped why=allowed", s->id, s->env.id, s->addr);
+		return;
+	}
+	if (s->bulkw == NULL)
+		s->bulkw = bulk_walk_new();
+	bulk_walk_reset(s->bulkw);
+	s->bulk_on = 1;
+}
+
+/*
+ * The dot: count the recipients for each digest and decide. Returns 1
+ * when the message was answered here: bulk (451 4.7.28, docs/bulk.md §4)
+ * or a store error (451 4.3.0: doubt is 4xx, docs/principles.md §1.2).
+ */
+static int
+bulk_end(struct session *s)
+{
+	struct bulk_digests d;
+	struct bulk_outcome o;
+	const char **rcpts;
+	char (*addrs)[ADDR_PATH_MAX + 1], sum[512];
+	size_t i, n = 0;
+
+	bulk_walk_finish(s->bulkw, &d);
+	rcpts = xreallocarray(NULL, s->env.nrcpt, sizeof(*rcpts));
+	addrs = xreallocarray(NULL, s->env.nrcpt, sizeof(*addrs));
+	for (i = 0; i < s->env.nrcpt; i++) {
+		/* Every recipient passed bulk_split(); one whose domain's
+		 * threshold changed by a reload since is not counted. */
+		addr_format(&s->env.rcpts[i].addr, addrs[n], sizeof(addrs[n]));
+		str_lower(addrs[n]);
+		if (bulk_rcpt_policy(s->srv->bulk, s->conf, domains_lookup(
+		    s->srv->domains, s->env.rcpts[i].addr.domain), addrs[n]) ==
+		    s->bulk_policy) {
+			rcpts[n] = addrs[n];
+			n++;
+		}
+	}
+	bulk_judge(s->srv->state, s->conf, &d, rcpts, n, s->bulk_policy,
+	    time(NULL), &o);
+	free(rcpts);
+	free(addrs);
+	log_info("session=%s queue=%s event=bulk client=%s verdict=%s "
+	    "threshold=%u nrcpt=%u digests=%s%s%s", s->id, s->env.id, s->addr,
+	    bulk_verdict_name(o.verdict), o.threshold, o.counted,
+	    bulk_summary(sum, sizeof(sum), &d, &o), o.why ? " why=" : "",
+	    o.why ? o.why : "");
+	stats_inc(o.verdict == BULK_BULK ? STAT_BULK_BULK : o.verdict ==
+	    BULK_ERROR ? STAT_BULK_ERROR : o.verdict == BULK_PASS ?
+	    STAT_BULK_PASS : STAT_BULK_SKIPPED);
+	if (o.verdict != BULK_BULK && o.verdict != BULK_ERROR)
+		return 0;
+	if (o.verdict == BULK_BULK)
+		reply(s, 451, "4.7.28", "Error: this message looks like bulk "
+		    "mail (its copies reached many recipients); not accepted "
+		    "by this backup MX");
+	else
+		reply(s, 451, "4.3.0", "Error: local error in processing");
+	session_tx_reset(s);
+	return 1;
+}
+
 static void
 data_sink(const char *buf, size_t len, void *arg)
 {
@@ -1822,6 +1955,8 @@ data_sink(const char *buf, size_t len, void *arg)
 	}
 	if (s->mode == TX_ABORTED)
 		return;		/* the primary failed: answer at the dot */
+	if (s->bulk_on)
+		bulk_walk_feed(s->bulkw, buf, len);
 	/* An error is sticky in the body and answered at the end. */
 	(void)body_append(s->body, buf, len);
 }
@@ -2004,6 +2139,8 @@ data_end(struct session *s)
 		session_tx_reset(s);
 		return;
 	}
+	if (s->bulk_on && bulk_end(s))
+		return;
 	/* Hand over; 250 waits for the commit (commit_done). Input stays
 	 * unread meanwhile: pipelined commands run after the answer. */
 	s->state = S_COMMIT;

@@ -2,8 +2,8 @@
  * state: the state store (docs/architecture.md §2), in backmx's terms: greylist
  * triplets seen and passed, client networks and their passes, the operator's
  * allow entries, learned recipients, customer domains' lifecycle and primary
- * health (docs/architecture.md §6). Bulk counts join it in a later issue, as
- * more tables and more functions here.
+ * health (docs/architecture.md §6), and the bulk detector's digests
+ * (docs/bulk.md §3).
  *
  * One implementation today: SQLite (state_sqlite.c), one database file
  * state_dir/state.db in WAL mode, owned by the event-loop thread. A Redis
@@ -35,7 +35,7 @@ struct state;
 #define STATE_NET_MAX	64	/* "2001:db8:ffff:ffff::/64" and room */
 #define STATE_ADDR_MAX	257	/* an RFC 5321 address without brackets */
 #define STATE_WHY_MAX	200	/* last answer text kept with a record */
-#define STATE_SCHEMA	2	/* PRAGMA user_version this code writes */
+#define STATE_SCHEMA	3	/* PRAGMA user_version this code writes */
 
 struct state_conf {
 	unsigned	sweep_interval;	/* seconds between expiry sweeps */
@@ -177,6 +177,45 @@ typedef int	state_domain_fn(const struct state_domain *, void *arg);
 /* Every row, ordered by name. 0 or -1. */
 int	state_domain_list(struct state *, state_domain_fn *, void *arg);
 
+/* --- bulk digests (docs/bulk.md §3) -------------------------------------- */
+
+/*
+ * One digest of the bulk detector: how many distinct recipients it
+ * reached since it was first seen (it expires bulk_window after it was
+ * last seen, and counts from 0 if it comes back), and until when it is
+ * remembered as bulk.
+ */
+struct state_bulk {
+	char		digest[40];	/* lower-case hex, the key */
+	int		kind;		/* the detector's digest kind */
+	unsigned	count;		/* distinct recipients */
+	int64_t		first_seen;	/* also the generation of its rows */
+	int64_t		last_seen;
+	int64_t		bulk_until;	/* remembered as bulk until; 0 never */
+	int64_t		expires;
+	char		subject[80];	/* a sample Subject, for the operator */
+};
+/* 1 and *out, 0 unknown or expired, -1 error. */
+int	state_bulk_get(struct state *, const char *digest, int64_t now,
+	    struct state_bulk *out);
+/* Insert or replace, staged in this turn's transaction. 0 or -1. */
+int	state_bulk_put(struct state *, const struct state_bulk *);
+/*
+ * Note that 'rcpt' (an opaque key) was counted for 'digest' of generation
+ * 'gen', staged like a put; its row lives until 'expires'. 1 when it had
+ * not been counted in that generation, 0 when it had, -1 on an error.
+ */
+int	state_bulk_rcpt_add(struct state *, const char *digest, int64_t gen,
+	    const char *rcpt, int64_t expires);
+typedef int	state_bulk_fn(const struct state_bulk *, void *arg);
+/* Unexpired digests with count >= min_count or remembered as bulk, the
+ * highest count first. 0 or -1. */
+int	state_bulk_list(struct state *, unsigned min_count, int64_t now,
+	    state_bulk_fn *, void *arg);
+/* Delete one digest and its recipient rows, staged like a put: it
+ * counts from 0 again. Digest rows deleted (0 or 1), or -1. */
+int	state_bulk_forget(struct state *, const char *digest);
+
 /* --- writes' durability ----------------------------------------------- */
 
 struct state_wait;
@@ -243,5 +282,21 @@ enum state_allow_kind state_allow_kind_of(const char *value);
  */
 int	state_delete(struct state *, const char *key, const char *sender,
 	    const char *rcpt);
+
+/*
+ * The operator's bulk allow entries (backmxctl bulk allow): client
+ * networks and sender domains whose mail is never counted, kept like the
+ * greylist's (state_allow_add(): same kinds, same canonical forms, same
+ * return values) in a table of their own.
+ */
+int	state_bulk_allow_add(struct state *, enum state_allow_kind,
+	    const char *value, int64_t now, char *err, size_t errsz);
+/* 1 when the client is in an allowed network or the sender domain (lower
+ * case, may be NULL or "") or a parent is allowed; 0; -1 on an error. */
+int	state_bulk_allowed(struct state *, const struct sockaddr *,
+	    const char *domain);
+int	state_bulk_allow_list(struct state *, state_allow_fn *, void *arg);
+/* Entries deleted (value as written or canonical), or -1. */
+int	state_bulk_allow_delete(struct state *, const char *value);
 
 #endif

@@ -96,6 +96,26 @@ static const char *const schema[] = {
 	"  accept_how TEXT NOT NULL, health INTEGER NOT NULL,"
 	"  health_changed INTEGER NOT NULL, health_why TEXT NOT NULL,"
 	"  last_probe INTEGER NOT NULL);",
+	/* 2 -> 3: bulk digests (docs/bulk.md §3). A recipient row counts
+	 * for its digest only while its gen is the digest's first_seen: a
+	 * digest that expired and came back starts from 0 without a mass
+	 * delete. */
+	"CREATE TABLE bulk_digest ("
+	"  digest TEXT PRIMARY KEY, kind INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL, first_seen INTEGER NOT NULL,"
+	"  last_seen INTEGER NOT NULL, bulk_until INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL, subject TEXT NOT NULL);"
+	"CREATE INDEX bulk_digest_expires ON bulk_digest (expires);"
+	"CREATE INDEX bulk_digest_count ON bulk_digest (count);"
+	"CREATE TABLE bulk_rcpt ("
+	"  digest TEXT NOT NULL, rcpt TEXT NOT NULL, gen INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL, PRIMARY KEY (digest, rcpt));"
+	"CREATE INDEX bulk_rcpt_expires ON bulk_rcpt (expires);"
+	"CREATE TABLE bulk_allow ("
+	"  kind TEXT NOT NULL, value TEXT NOT NULL,"
+	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
+	"  PRIMARY KEY (kind, value));"
+	"CREATE INDEX bulk_allow_lo ON bulk_allow (kind, lo);",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
@@ -110,6 +130,8 @@ enum stmt {
 	S_NET_PUT,
 	S_ALLOW_CLIENT,
 	S_ALLOW_DOMAIN,
+	S_BULK_ALLOW_CLIENT,
+	S_BULK_ALLOW_DOMAIN,
 	S_RCPT_GET,
 	S_RCPT_PUT,
 	S_RCPT_DELETE,
@@ -123,6 +145,15 @@ enum stmt {
 	S_SWEEP_TRIPLET,
 	S_SWEEP_NET,
 	S_SWEEP_RCPT,
+	S_BULK_GET,
+	S_BULK_PUT,
+	S_BULK_RCPT_GET,
+	S_BULK_RCPT_PUT,
+	S_BULK_LIST,
+	S_BULK_FORGET,
+	S_BULK_FORGET_RCPT,
+	S_SWEEP_BULK,
+	S_SWEEP_BULK_RCPT,
 	NSTMT
 };
 
@@ -131,6 +162,8 @@ enum stmt {
 #define DOMAIN_COLS	"name, lifecycle, added, changed, first_accept, " \
 			"last_accept, accept_how, health, health_changed, " \
 			"health_why, last_probe"
+#define BULK_COLS	"digest, kind, count, first_seen, last_seen, " \
+			"bulk_until, expires, subject"
 
 static const char *const stmt_sql[NSTMT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -150,6 +183,10 @@ static const char *const stmt_sql[NSTMT] = {
 	    "AND lo <= ?1 AND hi >= ?1 LIMIT 1",
 	[S_ALLOW_DOMAIN] = "SELECT 1 FROM grey_allow WHERE kind = 'domain' "
 	    "AND value = ?1",
+	[S_BULK_ALLOW_CLIENT] = "SELECT 1 FROM bulk_allow WHERE kind = "
+	    "'client' AND lo <= ?1 AND hi >= ?1 LIMIT 1",
+	[S_BULK_ALLOW_DOMAIN] = "SELECT 1 FROM bulk_allow WHERE kind = "
+	    "'domain' AND value = ?1",
 	/* Recipients: the columns in rcpt_row()'s order. Unexpired means
 	 * expires 0 (never) or later than now (?2). */
 	[S_RCPT_GET] = "SELECT " RCPT_COLS " FROM recipients "
@@ -186,6 +223,26 @@ static const char *const stmt_sql[NSTMT] = {
 	[S_SWEEP_RCPT] = "DELETE FROM recipients WHERE rowid IN "
 	    "(SELECT rowid FROM recipients WHERE expires != 0 AND "
 	    "expires < ?1 ORDER BY expires LIMIT ?2)",
+	[S_BULK_GET] = "SELECT " BULK_COLS " FROM bulk_digest "
+	    "WHERE digest = ?1 AND expires > ?2",
+	[S_BULK_PUT] = "INSERT OR REPLACE INTO bulk_digest (" BULK_COLS ") "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_BULK_RCPT_GET] = "SELECT 1 FROM bulk_rcpt WHERE digest = ?1 AND "
+	    "rcpt = ?2 AND gen = ?3",
+	[S_BULK_RCPT_PUT] = "INSERT OR REPLACE INTO bulk_rcpt (digest, rcpt, "
+	    "gen, expires) VALUES (?1, ?2, ?3, ?4)",
+	[S_BULK_LIST] = "SELECT " BULK_COLS " FROM bulk_digest "
+	    "WHERE expires > ?2 AND (count >= ?1 OR bulk_until > ?2) "
+	    "ORDER BY count DESC, digest",
+	[S_BULK_FORGET] = "DELETE FROM bulk_digest WHERE digest = ?1",
+	/* The primary key's prefix serves it. */
+	[S_BULK_FORGET_RCPT] = "DELETE FROM bulk_rcpt WHERE digest = ?1",
+	[S_SWEEP_BULK] = "DELETE FROM bulk_digest WHERE rowid IN "
+	    "(SELECT rowid FROM bulk_digest WHERE expires < ?1 "
+	    "ORDER BY expires LIMIT ?2)",
+	[S_SWEEP_BULK_RCPT] = "DELETE FROM bulk_rcpt WHERE rowid IN "
+	    "(SELECT rowid FROM bulk_rcpt WHERE expires < ?1 "
+	    "ORDER BY expires LIMIT ?2)",
 };
 
 struct state_wait {
@@ -798,10 +855,11 @@ state_net_put(struct state *st, const struct state_net *n)
 
 /* --- allow entries ------------------------------------------------------- */
 
-int
-state_allow_client(struct state *st, const struct sockaddr *sa)
+/* The client's address inside an allowed network of one allow table. */
+static int
+allow_client(struct state *st, enum stmt which, const struct sockaddr *sa)
 {
-	sqlite3_stmt *s = st->stmt[S_ALLOW_CLIENT];
+	sqlite3_stmt *s = st->stmt[which];
 	uint8_t ip[16];
 	int rc;
 
@@ -813,9 +871,16 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 }
 
 int
-state_allow_domain(struct state *st, const char *domain)
+state_allow_client(struct state *st, const struct sockaddr *sa)
 {
-	sqlite3_stmt *s = st->stmt[S_ALLOW_DOMAIN];
+	return allow_client(st, S_ALLOW_CLIENT, sa);
+}
+
+/* The domain or a parent in one allow table. */
+static int
+allow_domain(struct state *st, enum stmt which, const char *domain)
+{
+	sqlite3_stmt *s = st->stmt[which];
 	const char *d = domain;
 	int rc;
 
@@ -838,6 +903,25 @@ state_allow_domain(struct state *st, const char *domain)
 	return 0;
 }
 
+int
+state_allow_domain(struct state *st, const char *domain)
+{
+	return allow_domain(st, S_ALLOW_DOMAIN, domain);
+}
+
+int
+state_bulk_allowed(struct state *st, const struct sockaddr *sa,
+    const char *domain)
+{
+	int rc;
+
+	if ((rc = allow_client(st, S_BULK_ALLOW_CLIENT, sa)) != 0)
+		return rc;
+	if (domain == NULL || domain[0] == '\0')
+		return 0;
+	return allow_domain(st, S_BULK_ALLOW_DOMAIN, domain);
+}
+
 /* A host name (src/core/dname.h), lower-cased into out. */
 static int
 canon_domain(const char *v, char *out, size_t outsz)
@@ -856,11 +940,12 @@ state_allow_kind_of(const char *v)
 	    STATE_ALLOW_DOMAIN;
 }
 
-int
-state_allow_add(struct state *st, enum state_allow_kind kind,
+/* An entry into one allow table (grey_allow, bulk_allow): same rows. */
+static int
+allow_add(struct state *st, const char *table, enum state_allow_kind kind,
     const char *value, int64_t now, char *err, size_t errsz)
 {
-	char canon[256], text[INET6_ADDRSTRLEN];
+	char canon[256], text[INET6_ADDRSTRLEN], sql[160];
 	uint8_t lo[16], hi[16];
 	unsigned prefix;
 	sqlite3_stmt *s;
@@ -887,9 +972,9 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 	}
 	if (begin_write(st) == -1)
 		return -1;
-	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO grey_allow "
-	    "(kind, value, lo, hi, added) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &s,
-	    NULL) != SQLITE_OK) {
+	snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO %s "
+	    "(kind, value, lo, hi, added) VALUES (?1, ?2, ?3, ?4, ?5)", table);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
 		store_error(st, "allow_add");
 		return write_failed(st);
 	}
@@ -908,6 +993,20 @@ state_allow_add(struct state *st, enum state_allow_kind kind,
 		return write_failed(st);
 	}
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
+}
+
+int
+state_allow_add(struct state *st, enum state_allow_kind kind,
+    const char *value, int64_t now, char *err, size_t errsz)
+{
+	return allow_add(st, "grey_allow", kind, value, now, err, errsz);
+}
+
+int
+state_bulk_allow_add(struct state *st, enum state_allow_kind kind,
+    const char *value, int64_t now, char *err, size_t errsz)
+{
+	return allow_add(st, "bulk_allow", kind, value, now, err, errsz);
 }
 
 /* --- recipients and customer domains (docs/architecture.md §6) ------------ */
@@ -1225,14 +1324,17 @@ state_net_list(struct state *st, state_net_fn *fn, void *arg)
 	return 0;
 }
 
-int
-state_allow_list(struct state *st, state_allow_fn *fn, void *arg)
+static int
+allow_list(struct state *st, const char *table, state_allow_fn *fn,
+    void *arg)
 {
 	sqlite3_stmt *s;
+	char sql[96];
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT kind, value, added FROM "
-	    "grey_allow ORDER BY kind, value", -1, &s, NULL) != SQLITE_OK) {
+	snprintf(sql, sizeof(sql), "SELECT kind, value, added FROM %s "
+	    "ORDER BY kind, value", table);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
 		store_error(st, "allow_list");
 		return -1;
 	}
@@ -1255,6 +1357,18 @@ state_allow_list(struct state *st, state_allow_fn *fn, void *arg)
 		return -1;
 	}
 	return 0;
+}
+
+int
+state_allow_list(struct state *st, state_allow_fn *fn, void *arg)
+{
+	return allow_list(st, "grey_allow", fn, arg);
+}
+
+int
+state_bulk_allow_list(struct state *st, state_allow_fn *fn, void *arg)
+{
+	return allow_list(st, "bulk_allow", fn, arg);
 }
 
 /* Run one parameterised DELETE; the rows it removed, or -1. */
@@ -1315,6 +1429,144 @@ state_delete(struct state *st, const char *key, const char *sender,
 	return total + n;
 }
 
+int
+state_bulk_allow_delete(struct state *st, const char *value)
+{
+	char canon[256];
+	int n;
+
+	if ((n = delete_rows(st, "DELETE FROM bulk_allow WHERE value = ?1",
+	    value, NULL, NULL)) != 0)
+		return n;
+	if (canon_domain(value, canon, sizeof(canon)) == 0 &&
+	    strcmp(canon, value) != 0)
+		return delete_rows(st, "DELETE FROM bulk_allow WHERE "
+		    "value = ?1", canon, NULL, NULL);
+	return 0;
+}
+
+/* --- bulk digests (docs/bulk.md §3) ---------------------------------------- */
+
+static void
+bulk_row(sqlite3_stmt *s, struct state_bulk *b)
+{
+	memset(b, 0, sizeof(*b));
+	col_text(s, 0, b->digest, sizeof(b->digest));
+	b->kind = sqlite3_column_int(s, 1);
+	b->count = (unsigned)sqlite3_column_int64(s, 2);
+	b->first_seen = sqlite3_column_int64(s, 3);
+	b->last_seen = sqlite3_column_int64(s, 4);
+	b->bulk_until = sqlite3_column_int64(s, 5);
+	b->expires = sqlite3_column_int64(s, 6);
+	col_text(s, 7, b->subject, sizeof(b->subject));
+}
+
+int
+state_bulk_get(struct state *st, const char *digest, int64_t now,
+    struct state_bulk *out)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_GET];
+	int rc;
+
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		bulk_row(s, out);
+	return get_done(st, s, rc, "bulk_get");
+}
+
+int
+state_bulk_put(struct state *st, const struct state_bulk *b)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_PUT];
+
+	if (begin_write(st) == -1)
+		return -1;
+	bind_field(s, 1, b->digest, sizeof(b->digest));
+	sqlite3_bind_int(s, 2, b->kind);
+	sqlite3_bind_int64(s, 3, b->count);
+	sqlite3_bind_int64(s, 4, b->first_seen);
+	sqlite3_bind_int64(s, 5, b->last_seen);
+	sqlite3_bind_int64(s, 6, b->bulk_until);
+	sqlite3_bind_int64(s, 7, b->expires);
+	bind_field(s, 8, b->subject, sizeof(b->subject));
+	if (step_done(st, s, "bulk_put") == -1)
+		return write_failed(st);
+	return 0;
+}
+
+int
+state_bulk_rcpt_add(struct state *st, const char *digest, int64_t gen,
+    const char *rcpt, int64_t expires)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_RCPT_GET];
+	int rc, found;
+
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, rcpt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, gen);
+	rc = sqlite3_step(s);
+	if ((found = get_done(st, s, rc, "bulk_rcpt_get")) == -1)
+		return -1;
+	if (begin_write(st) == -1)
+		return -1;
+	s = st->stmt[S_BULK_RCPT_PUT];
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, rcpt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, gen);
+	sqlite3_bind_int64(s, 4, expires);
+	if (step_done(st, s, "bulk_rcpt_put") == -1)
+		return write_failed(st);
+	return !found;
+}
+
+int
+state_bulk_list(struct state *st, unsigned min_count, int64_t now,
+    state_bulk_fn *fn, void *arg)
+{
+	struct state_bulk b;
+	sqlite3_stmt *s;
+	int own, rc;
+
+	if ((s = walk_begin(st, S_BULK_LIST, &own, "bulk_list")) == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, min_count);
+	sqlite3_bind_int64(s, 2, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		bulk_row(s, &b);
+		if (fn(&b, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	walk_end(s, own);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "bulk_list");
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_bulk_forget(struct state *st, const char *digest)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_FORGET];
+	int n;
+
+	if (begin_write(st) == -1)
+		return -1;
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	if (step_done(st, s, "bulk_forget") == -1)
+		return write_failed(st);
+	n = sqlite3_changes(st->db);
+	s = st->stmt[S_BULK_FORGET_RCPT];
+	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
+	if (step_done(st, s, "bulk_forget") == -1)
+		return write_failed(st);
+	return n;
+}
+
 /* --- expiry -------------------------------------------------------------- */
 
 int
@@ -1322,7 +1574,7 @@ state_sweep(struct state *st, int64_t now, unsigned batch,
     size_t *deleted_out)
 {
 	static const enum stmt which[] = { S_SWEEP_TRIPLET, S_SWEEP_NET,
-	    S_SWEEP_RCPT };
+	    S_SWEEP_RCPT, S_SWEEP_BULK, S_SWEEP_BULK_RCPT };
 	int own = !st->admin && !st->in_txn;
 	size_t i;
 

@@ -231,6 +231,97 @@ test_sweep(void **state)
 	assert_int_equal(state_net_get(f->st, "198.51.100.0/24", &n), 0);
 }
 
+static int
+bulk_seen_cb(const struct state_bulk *b, void *arg)
+{
+	strcat(arg, b->digest);
+	strcat(arg, " ");
+	return 0;
+}
+
+/* Bulk digests: distinct recipients per generation, a list above a
+ * count, forget, and the sweep. */
+static void
+test_bulk(void **state)
+{
+	struct fx *f = *state;
+	struct state_bulk b;
+	char seen[256] = "";
+	size_t del;
+
+	memset(&b, 0, sizeof(b));
+	strcpy(b.digest, "aa");
+	b.count = 2;
+	b.first_seen = 100;
+	b.last_seen = 100;
+	b.expires = 1000;
+	strcpy(b.subject, "hello");
+	assert_int_equal(state_bulk_put(f->st, &b), 0);
+	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 100, "r1", 1000), 1);
+	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 100, "r1", 1000), 0);
+	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 100, "r2", 1000), 1);
+	/* Another generation: counted again. */
+	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 200, "r1", 1000), 1);
+	strcpy(b.digest, "bb");
+	b.count = 1;
+	assert_int_equal(state_bulk_put(f->st, &b), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+
+	assert_int_equal(state_bulk_get(f->st, "aa", 500, &b), 1);
+	assert_int_equal(b.count, 2);
+	assert_string_equal(b.subject, "hello");
+	assert_int_equal(state_bulk_get(f->st, "aa", 1000, &b), 0);
+	assert_int_equal(state_bulk_list(f->st, 2, 500, bulk_seen_cb, seen),
+	    0);
+	assert_string_equal(seen, "aa ");
+	assert_int_equal(state_bulk_forget(f->st, "aa"), 1);
+	assert_int_equal(state_bulk_forget(f->st, "aa"), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_get(f->st, "aa", 500, &b), 0);
+	/* Its recipients went with it: counted again, same generation. */
+	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 200, "r1", 1000), 1);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	/* bb and that recipient row expire. */
+	assert_int_equal(state_sweep(f->st, 5000, 64, &del), 0);
+	assert_int_equal(del, 2);
+}
+
+/* The operator's bulk allow entries: a table of their own, the
+ * greylist's forms. */
+static void
+test_bulk_allow(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_storage in, out;
+	char err[256];
+
+	rows_sockaddr("192.0.2.77", &in);
+	rows_sockaddr("198.51.100.1", &out);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_CLIENT,
+	    "192.0.2.0/24", 10, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_DOMAIN,
+	    "News.Example", 10, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_DOMAIN,
+	    "news.example", 10, err, sizeof(err)), 1);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_CLIENT,
+	    "192.0.2.1/24", 10, err, sizeof(err)), -2);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&in,
+	    NULL), 1);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "a.news.example"), 1);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "news.example.org"), 0);
+	/* Not the greylist's. */
+	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&in),
+	    0);
+	assert_int_equal(state_allow_domain(f->st, "news.example"), 0);
+	assert_int_equal(state_bulk_allow_delete(f->st, "News.Example"), 1);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "news.example"), 0);
+}
+
 /* A client address for a row (tests/unit/rows.h). */
 #define make_sa(ip, ss)	rows_sockaddr(ip, ss)
 
@@ -809,7 +900,7 @@ test_migrate_v1(void **state)
 	if (st == NULL)
 		fail_msg("%s", err);
 	assert_int_equal(user_version(dir), STATE_SCHEMA);
-	assert_int_equal(STATE_SCHEMA, 2);
+	assert_int_equal(STATE_SCHEMA, 3);
 	/* The greylist row from before survives... */
 	assert_int_equal(state_triplet_get(st, "192.0.2.0/24", "a@b.example",
 	    "u@customer.example", &t), 1);
@@ -840,9 +931,9 @@ test_migrate_v1(void **state)
 	state_close(st);
 
 	/* One version past ours still refuses to open. */
-	raw_exec(dir, "PRAGMA user_version = 3");
+	raw_exec(dir, "PRAGMA user_version = 4");
 	assert_null(state_open(base, dir, &sc, err, sizeof(err)));
-	assert_non_null(strstr(err, "schema version 3 is newer"));
+	assert_non_null(strstr(err, "schema version 4 is newer"));
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -857,6 +948,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bulk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_allow, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_allow_admin, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rcpt_put_get, setup,

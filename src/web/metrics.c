@@ -63,6 +63,9 @@ static const struct {
 	    "a primary's answers, by status" },
 	{ "config_reloads_total", "Configuration reloads (SIGHUP), by "
 	    "result" },
+	{ "bulk_total", "Backup-mode messages the bulk detector judged, by "
+	    "verdict (skipped: off, allowed or nothing to digest; bulk: "
+	    "deferred 451 4.7.28; error: the store failed, 4xx)" },
 };
 
 static const char *

@@ -1,0 +1,349 @@
+/*
+ * bulk: counting distinct recipients per digest and the verdict
+ * (docs/bulk.md §3, §4).
+ */
+#include "bulk.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "dname.h"
+#include "domains.h"
+#include "log.h"
+#include "ranges.h"
+#include "sockaddr.h"
+#include "state.h"
+#include "str.h"
+#include "xmem.h"
+
+/* Shingle bands that must be bulk together for the message to be. */
+#define BULK_SHINGLE_BANDS_BULK	2
+
+struct bulk_net {
+	uint8_t		addr[16];
+	unsigned	prefix;
+};
+
+/* One allow list: networks (clients) or names ("domain" or "l@domain"). */
+struct bulk_list {
+	struct bulk_net	*nets;
+	size_t		 nnets;
+	char		**names;
+	size_t		 nnames;
+};
+
+struct bulk {
+	struct bulk_list clients;
+	struct bulk_list senders;
+	struct bulk_list rcpts;
+};
+
+static int
+list_add(struct bulk_list *l, const char *key, const char *item, size_t len,
+    int clients, char *err, size_t errsz)
+{
+	char buf[512];
+	const char *at, *dom;
+
+	if (len >= sizeof(buf)) {
+		snprintf(err, errsz, "%s: entry too long", key);
+		return -1;
+	}
+	memcpy(buf, item, len);
+	buf[len] = '\0';
+	str_lower(buf);
+	if (clients) {
+		struct bulk_net n;
+
+		if (ranges_parse_prefix(buf, len, n.addr, &n.prefix) == -1) {
+			snprintf(err, errsz, "%s: bad address or network "
+			    "'%s'", key, buf);
+			return -1;
+		}
+		l->nets = xreallocarray(l->nets, l->nnets + 1, sizeof(n));
+		l->nets[l->nnets++] = n;
+		return 0;
+	}
+	at = strrchr(buf, '@');
+	dom = at != NULL ? at + 1 : buf;
+	if (at == buf || !dname_valid(dom, DNAME_UNDERSCORE)) {
+		snprintf(err, errsz, "%s: bad entry '%s'", key, buf);
+		return -1;
+	}
+	l->names = xreallocarray(l->names, l->nnames + 1, sizeof(char *));
+	l->names[l->nnames++] = xstrdup(buf);
+	return 0;
+}
+
+static int
+list_parse(struct bulk_list *l, const char *key, const char *v, int clients,
+    char *err, size_t errsz)
+{
+	size_t len;
+
+	for (; (len = str_list_next(&v)) > 0; v += len)
+		if (list_add(l, key, v, len, clients, err, errsz) == -1)
+			return -1;
+	return 0;
+}
+
+static void
+list_free(struct bulk_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->nnames; i++)
+		free(l->names[i]);
+	free(l->names);
+	free(l->nets);
+}
+
+/* "local@domain" (lower case) against whole addresses and domains, a
+ * domain covering its subdomains. */
+static int
+list_has_addr(const struct bulk_list *l, const char *a)
+{
+	const char *at = strrchr(a, '@'), *dom = at != NULL ? at + 1 : a;
+	size_t i, n = strlen(dom), e;
+
+	for (i = 0; i < l->nnames; i++) {
+		const char *x = l->names[i];
+
+		if (strchr(x, '@') != NULL) {
+			if (strcmp(x, a) == 0)
+				return 1;
+			continue;
+		}
+		e = strlen(x);
+		if (n == e ? strcmp(dom, x) == 0 : n > e &&
+		    dom[n - e - 1] == '.' && strcmp(dom + n - e, x) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+struct bulk *
+bulk_new(const struct config *c, char *err, size_t errsz)
+{
+	struct bulk *b = xcalloc(1, sizeof(*b));
+
+	if (list_parse(&b->clients, "bulk_allow_clients",
+	    c->bulk_allow_clients, 1, err, errsz) == -1 ||
+	    list_parse(&b->senders, "bulk_allow_senders",
+	    c->bulk_allow_senders, 0, err, errsz) == -1 ||
+	    list_parse(&b->rcpts, "bulk_allow_recipients",
+	    c->bulk_allow_recipients, 0, err, errsz) == -1) {
+		bulk_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void
+bulk_free(struct bulk *b)
+{
+	if (b == NULL)
+		return;
+	list_free(&b->clients);
+	list_free(&b->senders);
+	list_free(&b->rcpts);
+	free(b);
+}
+
+unsigned
+bulk_rcpt_policy(const struct bulk *b, const struct config *c,
+    const struct domain *dom, const char *rcpt)
+{
+	unsigned t = c->bulk_threshold;
+
+	if (!c->bulk_detect)
+		return 0;
+	if (dom != NULL && dom->bulk_threshold >= 0)
+		t = (unsigned)dom->bulk_threshold;
+	/* RFC 2142 role addresses: a report of spam forwards the spam. */
+	if (strncmp(rcpt, "postmaster@", 11) == 0 ||
+	    strncmp(rcpt, "abuse@", 6) == 0 || list_has_addr(&b->rcpts, rcpt))
+		return 0;
+	return t;
+}
+
+int
+bulk_tx_allowed(const struct bulk *b, struct state *st,
+    const struct sockaddr *sa, const char *sender)
+{
+	const char *at = strrchr(sender, '@');
+	uint8_t ip[16];
+	size_t i;
+
+	if (sender[0] != '\0' && list_has_addr(&b->senders, sender))
+		return 1;
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		sockaddr_bytes(sa, ip);
+		for (i = 0; i < b->clients.nnets; i++)
+			if (ranges_in_prefix(b->clients.nets[i].addr,
+			    b->clients.nets[i].prefix, ip))
+				return 1;
+	}
+	return st != NULL && state_bulk_allowed(st, sa, at != NULL ? at + 1 :
+	    NULL) == 1;
+}
+
+/* The key a recipient is counted under: a hash, so that the store keeps
+ * no address list per message (docs/bulk.md §3). */
+static void
+rcpt_key(const char *rcpt, char *out)
+{
+	static const char x[] = "0123456789abcdef";
+	unsigned char sum[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+
+	if (EVP_Digest(rcpt, strlen(rcpt), sum, &n, EVP_sha256(), NULL) != 1)
+		panic("bulk: SHA-256 failed");
+	for (i = 0; i < 16; i++) {
+		out[2 * i] = x[sum[i] >> 4];
+		out[2 * i + 1] = x[sum[i] & 15];
+	}
+	out[32] = '\0';
+}
+
+/* One digest: count, decide, stage its row. 1 bulk, 0 not, -1 error. */
+static int
+judge_one(struct state *st, const struct config *c,
+    const struct bulk_digests *d, int i, const char (*keys)[33],
+    size_t nrcpt, unsigned t, int64_t now, struct bulk_outcome *out)
+{
+	const struct bulk_digest *dg = &d->d[i];
+	struct state_bulk row;
+	int found, remembered, bulk, r;
+	size_t k;
+
+	if ((found = state_bulk_get(st, dg->hex, now, &row)) == -1)
+		return -1;
+	if (!found) {
+		memset(&row, 0, sizeof(row));
+		str_copy(row.digest, sizeof(row.digest), dg->hex);
+		row.kind = dg->kind;
+		row.first_seen = now;
+	}
+	remembered = row.bulk_until > now;
+	out->remembered[i] = remembered;
+	/* A remembered digest stops counting (its rows stay bounded), but
+	 * for a domain whose own threshold is above the global one. */
+	if (!remembered || t > c->bulk_threshold)
+		for (k = 0; k < nrcpt; k++) {
+			if ((r = state_bulk_rcpt_add(st, dg->hex,
+			    row.first_seen, keys[k], now +
+			    (int64_t)c->bulk_window)) == -1)
+				return -1;
+			row.count += (unsigned)r;
+		}
+	out->count[i] = row.count;
+	bulk = row.count >= t || (remembered && t <= c->bulk_threshold);
+	/* Remembered for every domain only once the global threshold is
+	 * met: a domain's lower one defers its own copies, no one else's. */
+	if ((bulk && remembered) || row.count >= c->bulk_threshold)
+		row.bulk_until = now + (int64_t)c->bulk_remember;
+	row.last_seen = now;
+	row.expires = now + (int64_t)c->bulk_window;
+	if (row.bulk_until > row.expires)
+		row.expires = row.bulk_until;
+	if (row.subject[0] == '\0')
+		str_copy(row.subject, sizeof(row.subject), d->subject);
+	if (state_bulk_put(st, &row) == -1)
+		return -1;
+	return bulk;
+}
+
+void
+bulk_judge(struct state *st, const struct config *c,
+    const struct bulk_digests *d, const char *const *rcpts, size_t nrcpt,
+    unsigned threshold, int64_t now, struct bulk_outcome *out)
+{
+	char (*keys)[33];
+	size_t k;
+	int i, r, any = 0, bands = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->threshold = threshold;
+	out->counted = (unsigned)nrcpt;
+	if (threshold == 0 || nrcpt == 0) {
+		out->verdict = BULK_SKIPPED;
+		out->why = "not_counted";
+		return;
+	}
+	for (i = 0; i < BULK_NDIGEST; i++)
+		any |= d->d[i].valid;
+	if (!any) {
+		out->verdict = BULK_SKIPPED;
+		out->why = "too_short";
+		return;
+	}
+	keys = xreallocarray(NULL, nrcpt, sizeof(*keys));
+	for (k = 0; k < nrcpt; k++)
+		rcpt_key(rcpts[k], keys[k]);
+	out->verdict = BULK_PASS;
+	for (i = 0; i < BULK_NDIGEST; i++) {
+		if (!d->d[i].valid)
+			continue;
+		if ((r = judge_one(st, c, d, i, (const char (*)[33])keys,
+		    nrcpt, threshold, now, out)) == -1) {
+			out->verdict = BULK_ERROR;
+			break;
+		}
+		if (r == 1 && d->d[i].kind != BULK_SHINGLE)
+			out->verdict = BULK_BULK;
+		bands += r == 1 && d->d[i].kind == BULK_SHINGLE;
+	}
+	/* One shingle band alone is too easily shared by messages that only
+	 * have a list footer in common; two make the S-curve of the min-hash
+	 * steeper (docs/bulk.md §4). */
+	if (out->verdict == BULK_PASS && bands >= BULK_SHINGLE_BANDS_BULK)
+		out->verdict = BULK_BULK;
+	free(keys);
+}
+
+const char *
+bulk_summary(char *buf, size_t bufsz, const struct bulk_digests *d,
+    const struct bulk_outcome *o)
+{
+	size_t n = 0;
+	int i, w;
+
+	buf[0] = '\0';
+	for (i = 0; i < BULK_NDIGEST && n < bufsz; i++) {
+		const struct bulk_digest *dg = &d->d[i];
+		char name[16];
+
+		if (!dg->valid)
+			continue;
+		if (dg->kind == BULK_SHINGLE)
+			snprintf(name, sizeof(name), "s%d", dg->band);
+		else
+			str_copy(name, sizeof(name), bulk_kind_name(dg->kind));
+		w = snprintf(buf + n, bufsz - n, "%s%s=%.8s/%u%s",
+		    n > 0 ? "," : "", name, dg->hex, o->count[i],
+		    o->remembered[i] ? "*" : "");
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+	return buf;
+}
+
+const char *
+bulk_verdict_name(int v)
+{
+	switch (v) {
+	case BULK_PASS:
+		return "pass";
+	case BULK_BULK:
+		return "bulk";
+	case BULK_ERROR:
+		return "error";
+	default:
+		return "skipped";
+	}
+}

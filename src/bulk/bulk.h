@@ -1,0 +1,80 @@
+/*
+ * bulk: the bulk detector's counting and verdict (docs/bulk.md §3, §4).
+ * At the end of DATA in backup mode the session hands the message's
+ * digests (digest.h) and its counted recipients here: each valid digest
+ * adds the recipients it had not reached yet, and the message is bulk when
+ * any digest reaches the threshold or is remembered as bulk. Allow lists
+ * (bulk_allow_*) and the recipients never counted (postmaster@, abuse@)
+ * are decided here too. Reads answer from the state store at once; the
+ * writes, one row per digest and one per new recipient, join the store's
+ * loop-turn transaction. Owner: main.c.
+ */
+#ifndef BACKMX_BULK_H
+#define BACKMX_BULK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "digest.h"
+
+struct config;
+struct domain;
+struct state;
+struct bulk;
+
+enum bulk_verdict {
+	BULK_SKIPPED = 0,	/* not checked: off, allowed, nothing valid */
+	BULK_PASS,
+	BULK_BULK,
+	BULK_ERROR,		/* the store failed: 4xx, never an accept */
+};
+
+struct bulk_outcome {
+	int		verdict;	/* enum bulk_verdict */
+	unsigned	threshold;
+	unsigned	counted;	/* recipients counted */
+	unsigned	count[BULK_NDIGEST];
+	int		remembered[BULK_NDIGEST];	/* bulk before this copy */
+	const char	*why;		/* BULK_SKIPPED: why, for the log */
+};
+
+/* The allow lists parsed; NULL with a sentence in err when one is bad. */
+struct bulk	*bulk_new(const struct config *, char *err, size_t errsz);
+void		 bulk_free(struct bulk *);
+
+/*
+ * The bulk policy of one recipient (lower case "local@domain") of a
+ * customer domain: the threshold its copies count against, or 0 when it
+ * is never counted (the detector or the domain's threshold off, an
+ * allowed recipient, postmaster@ or abuse@). A transaction keeps one
+ * policy: a recipient with another gets 452 4.5.3.
+ */
+unsigned	 bulk_rcpt_policy(const struct bulk *, const struct config *,
+		    const struct domain *, const char *rcpt);
+/* The whole transaction is allowed: its client or its envelope sender
+ * (lower case, "" for <>) is on an allow list, bulk_allow_* or the
+ * operator's in the state store (backmxctl bulk allow). A store error
+ * reads as "not allowed": the message is counted, and the count's own
+ * store error answers 4xx. */
+int		 bulk_tx_allowed(const struct bulk *, struct state *,
+		    const struct sockaddr *, const char *sender);
+
+/*
+ * Count 'nrcpt' recipients (lower-case addresses) for each valid digest
+ * and decide. 'threshold' 0 skips. out->verdict is BULK_ERROR when the
+ * store failed; what was staged before then may still commit.
+ */
+void		 bulk_judge(struct state *, const struct config *,
+		    const struct bulk_digests *, const char *const *rcpts,
+		    size_t nrcpt, unsigned threshold, int64_t now,
+		    struct bulk_outcome *out);
+
+/* "body=1a2b3c4d/3 letters=.../20* ...": each valid digest's short form,
+ * its count, '*' when remembered as bulk; for the per-message log line. */
+const char	*bulk_summary(char *buf, size_t bufsz,
+		    const struct bulk_digests *, const struct bulk_outcome *);
+/* "pass", "bulk", "error", "skipped". */
+const char	*bulk_verdict_name(int);
+
+#endif

@@ -1,0 +1,1080 @@
+/*
+ * digest: the streaming MIME walk and the three bulk digests
+ * (docs/bulk.md §2 says what each keeps and drops, and why).
+ *
+ * Four layers, each a small state machine fed one byte at a time, so a
+ * split anywhere in the input changes nothing and nothing but a line of
+ * at most WALK_LINE_MAX octets is ever buffered:
+ *
+ *   lines    -> the MIME walk: header fields, boundaries, parts
+ *   a part   -> its decoder: identity, quoted-printable or base64
+ *   decoded  -> the body digest (all text parts) and, for the first text
+ *               part, the HTML stripper
+ *   text     -> the tokenizer: words, URLs, salutation lines -> the
+ *               letters digest and the shingles
+ *
+ * Designed from the published ideas (DCC's Body and fuzzy sums, Pyzor's
+ * digest, rspamd's shingles); no code of theirs is used.
+ */
+#include "digest.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "str.h"
+#include "xmem.h"
+
+#define WALK_LINE_MAX	1000	/* RFC 5322 §2.1.1 line, CR LF excluded */
+#define WALK_HDR_MAX	1024	/* an unfolded header field kept */
+#define WALK_BND_MAX	70	/* RFC 2046 §5.1.1 boundary */
+#define WORD_MAX	48	/* octets of a word kept */
+#define HOST_MAX	253	/* a URL's host */
+#define HOLD_WORDS	8	/* a salutation line has at most this many */
+#define SHINGLE_WORDS	1000	/* words min-hashed: bounded work */
+#define SHINGLES	(BULK_BANDS * BULK_BAND_ROWS)
+#define BODY_BUF	256	/* non-white octets batched per hash update */
+
+/* Below these a digest is "invalid" and never counted (docs/bulk.md §2):
+ * a short body is as likely a one-line ham reply as anything. */
+#define BODY_MIN	64	/* non-white octets */
+#define LETTERS_MIN	64	/* letters */
+#define SHINGLE_MIN	16	/* word 3-grams */
+
+enum cte { CTE_IDENT = 0, CTE_QP, CTE_B64 };
+enum ptype { P_OTHER = 0, P_PLAIN, P_HTML, P_MULTI };
+
+/* Where the walk is in the current line's entity. */
+enum wstate {
+	W_HEADER = 0,	/* reading an entity's header fields */
+	W_BODY,		/* an entity's body: decode if text */
+	W_SKIP,		/* a preamble, an epilogue: up to the next boundary */
+};
+
+enum qpstate { QP_TEXT = 0, QP_EQ, QP_EQ1 };
+enum hstate { H_TEXT = 0, H_TAG, H_ENT };
+enum tstate { T_WORD = 0, T_COLON, T_SLASH, T_HOST, T_REST, T_MAILHOST };
+enum lstate { L_START = 0, L_HOLD, L_DIRECT };
+
+struct entity {
+	int		type;		/* enum ptype */
+	int		cte;		/* enum cte */
+	char		charset[32];	/* kept for the log; not transcoded */
+	char		boundary[WALK_BND_MAX + 1];
+};
+
+struct bulk_walk {
+	/* lines */
+	char		line[WALK_LINE_MAX];
+	size_t		linelen;
+	unsigned	line_cont:1;	/* the line overflowed: not at its start */
+
+	/* the MIME walk */
+	int		wstate;		/* enum wstate */
+	int		top;		/* the top-level header is being read */
+	char		hdr[WALK_HDR_MAX];
+	size_t		hdrlen;
+	struct entity	cur;
+	char		bnd[BULK_MIME_DEPTH][WALK_BND_MAX + 1];
+	size_t		bndlen[BULK_MIME_DEPTH];
+	int		depth;
+	int		in_text;	/* cur's body is a text part being fed */
+	int		first_text;	/* the letters and shingles see this part */
+	int		first_done;	/* the first text part has ended */
+
+	/* decoders */
+	int		qp;		/* enum qpstate */
+	int		qphi;
+	uint32_t	b64acc;
+	int		b64bits;
+
+	/* the body digest */
+	EVP_MD_CTX	*body;
+	unsigned char	bodybuf[BODY_BUF];
+	size_t		bodybuflen;
+	uint64_t	body_n;
+	uint64_t	text_octets;
+
+	/* the HTML stripper */
+	int		html;
+	int		hstate;		/* enum hstate */
+	char		tag[8];
+	size_t		taglen;
+	int		tagquote;
+	int		tagdone;	/* the name ended: attributes follow */
+	int		raw;		/* inside <style> or <script> */
+	size_t		entlen;
+
+	/* the tokenizer */
+	int		tstate;		/* enum tstate */
+	char		word[WORD_MAX];
+	size_t		wordlen;
+	char		host[HOST_MAX + 1];
+	size_t		hostlen;
+	int		slashes;
+
+	/* lines of words: salutations */
+	int		lstate;		/* enum lstate */
+	char		hold[HOLD_WORDS][WORD_MAX + 1];
+	size_t		nhold;
+
+	/* letters and shingles */
+	EVP_MD_CTX	*letters;
+	size_t		letters_n;
+	uint64_t	w1, w2;		/* the two previous words' hashes */
+	uint64_t	nwords;
+	int		tok_done;	/* letters and shingles are full */
+	uint64_t	nshingles;
+	uint64_t	minh[SHINGLES];
+
+	char		subject[BULK_SUBJECT_MAX];
+};
+
+static void	text_byte(struct bulk_walk *, unsigned char);
+static void	text_end(struct bulk_walk *);
+
+/* --- hashing ------------------------------------------------------------ */
+
+/* splitmix64's finaliser: every input bit moves every output bit. */
+static uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t
+word_hash(const char *w, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a 64 */
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= (unsigned char)w[i];
+		h *= 0x100000001b3ULL;
+	}
+	return mix64(h);
+}
+
+static void
+hex128(const unsigned char *sum, char *out)
+{
+	static const char x[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		out[2 * i] = x[sum[i] >> 4];
+		out[2 * i + 1] = x[sum[i] & 15];
+	}
+	out[BULK_HEX_LEN] = '\0';
+}
+
+/* A context started with the digest's own tag, so that two kinds (and two
+ * bands) never share a key. */
+static void
+ctx_start(EVP_MD_CTX *c, const char *tag)
+{
+	if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(c, tag, strlen(tag) + 1) != 1)
+		panic("bulk: SHA-256 unavailable");
+}
+
+static void
+ctx_end(EVP_MD_CTX *c, char *hex)
+{
+	unsigned char sum[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (EVP_DigestFinal_ex(c, sum, &n) != 1 || n < 16)
+		panic("bulk: SHA-256 failed");
+	hex128(sum, hex);
+}
+
+static void
+ctx_add(EVP_MD_CTX *c, const void *p, size_t n)
+{
+	if (n > 0 && EVP_DigestUpdate(c, p, n) != 1)
+		panic("bulk: SHA-256 failed");
+}
+
+/* --- letters and shingles ----------------------------------------------- */
+
+/* One word of the first text part, salutations already dropped. */
+static void
+word_out(struct bulk_walk *w, const char *p, size_t n)
+{
+	uint64_t h, sh;
+	size_t i, take;
+
+	if (w->letters_n < BULK_LETTERS_MAX) {
+		take = BULK_LETTERS_MAX - w->letters_n;
+		if (take > n)
+			take = n;
+		ctx_add(w->letters, p, take);
+		w->letters_n += take;
+	}
+	if (w->nwords >= SHINGLE_WORDS) {
+		/* Both digests have what they take: the rest of the part
+		 * feeds the body digest only. */
+		w->tok_done = w->letters_n >= BULK_LETTERS_MAX;
+		return;
+	}
+	h = word_hash(p, n);
+	if (w->nwords >= 2) {
+		/* Order matters within a 3-gram: rotate before mixing. */
+		sh = mix64(w->w2 ^ ((w->w1 << 21) | (w->w1 >> 43)) ^
+		    ((h << 42) | (h >> 22)));
+		for (i = 0; i < SHINGLES; i++) {
+			uint64_t v = mix64(sh ^ (0x9e3779b97f4a7c15ULL *
+			    (i + 1)));
+			if (v < w->minh[i])
+				w->minh[i] = v;
+		}
+		w->nshingles++;
+	}
+	w->w2 = w->w1;
+	w->w1 = h;
+	w->nwords++;
+}
+
+/*
+ * A line that starts with one of these and has at most HOLD_WORDS words
+ * is a salutation ("Dear John Smith,", "Hi Anna"): dropped, since bulk
+ * mailers put the recipient's name there.
+ */
+static int
+is_greeting(const char *wd)
+{
+	static const char *const g[] = { "dear", "dearest", "hello", "hi",
+	    "hey", "greetings", "good", "attention", "attn", "howdy",
+	    "hallo", "bonjour", "hola", "salut", "liebe", "lieber", "sehr",
+	    "ciao", "mr", "mrs", "ms", "dr", NULL };
+	int i;
+
+	if (strlen(wd) > 9)	/* "greetings", the longest */
+		return 0;
+	for (i = 0; g[i] != NULL; i++)
+		if (strcmp(wd, g[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+hold_flush(struct bulk_walk *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nhold; i++)
+		word_out(w, w->hold[i], strlen(w->hold[i]));
+	w->nhold = 0;
+}
+
+static void
+line_word(struct bulk_walk *w, const char *p, size_t n)
+{
+	switch (w->lstate) {
+	case L_START:
+		memcpy(w->hold[0], p, n);
+		w->hold[0][n] = '\0';
+		if (is_greeting(w->hold[0])) {
+			w->nhold = 1;
+			w->lstate = L_HOLD;
+			return;
+		}
+		w->lstate = L_DIRECT;
+		word_out(w, p, n);
+		return;
+	case L_HOLD:
+		if (w->nhold < HOLD_WORDS) {
+			memcpy(w->hold[w->nhold], p, n);
+			w->hold[w->nhold][n] = '\0';
+			w->nhold++;
+			return;
+		}
+		hold_flush(w);
+		w->lstate = L_DIRECT;
+		word_out(w, p, n);
+		return;
+	default:
+		word_out(w, p, n);
+		return;
+	}
+}
+
+/* The end of a line of text: a short held line was a salutation. */
+static void
+line_end(struct bulk_walk *w)
+{
+	w->nhold = 0;
+	w->lstate = L_START;
+}
+
+/* --- the tokenizer ------------------------------------------------------ */
+
+static int
+is_letter(unsigned char c)
+{
+	/* Octets >= 0x80 are letters of some charset: a message in
+	 * Cyrillic or CJK must not be letter-less (docs/bulk.md §2). */
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
+}
+
+static void
+word_end(struct bulk_walk *w)
+{
+	if (w->wordlen > 0)
+		line_word(w, w->word, w->wordlen);
+	w->wordlen = 0;
+}
+
+/*
+ * A URL's host cut to its registered domain: the last two labels, three
+ * when the last is a two-letter country code under a generic second level
+ * ("co.uk", "com.au"). No public-suffix list: close enough to keep
+ * tracking hosts ("t1234.news.example.com") of one sender together.
+ * Emitted as one word of its letters.
+ */
+static void
+host_out(struct bulk_walk *w)
+{
+	static const char *const sld[] = { "co", "com", "net", "org", "ac",
+	    "gov", "edu", "ne", "or", "go", NULL };
+	char out[WORD_MAX];
+	size_t i, n = 0, dots = 0, keep = 2, start = 0;
+	const char *last, *prev;
+
+	while (w->hostlen > 0 && w->host[w->hostlen - 1] == '.')
+		w->hostlen--;
+	w->host[w->hostlen] = '\0';
+	if ((last = strrchr(w->host, '.')) != NULL && strlen(last + 1) == 2) {
+		for (prev = last; prev > w->host && prev[-1] != '.'; prev--)
+			;
+		for (i = 0; sld[i] != NULL; i++)
+			if ((size_t)(last - prev) == strlen(sld[i]) &&
+			    strncmp(prev, sld[i], last - prev) == 0)
+				keep = 3;
+	}
+	for (i = w->hostlen; i > 0; i--)
+		if (w->host[i - 1] == '.' && ++dots == keep) {
+			start = i;
+			break;
+		}
+	for (i = start; i < w->hostlen && n < sizeof(out); i++)
+		if (is_letter((unsigned char)w->host[i]))
+			out[n++] = w->host[i];
+	if (n > 0)
+		line_word(w, out, n);
+	w->hostlen = 0;
+}
+
+static int
+url_end_char(unsigned char c)
+{
+	return c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' ||
+	    c == ')' || c == ']' || c == '}';
+}
+
+static int
+host_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+	    c == '-';
+}
+
+static void
+tok_byte(struct bulk_walk *w, unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		c += 'a' - 'A';
+	switch (w->tstate) {
+	case T_COLON:		/* "http:" seen, the word held */
+		if (c == '/' && ++w->slashes == 2) {
+			w->tstate = T_HOST;
+			w->hostlen = 0;
+			w->wordlen = 0;
+			return;
+		}
+		if (c == '/')
+			return;
+		w->tstate = T_WORD;
+		word_end(w);
+		break;
+	case T_HOST:
+		if (host_char(c) && w->hostlen < HOST_MAX) {
+			w->host[w->hostlen++] = (char)c;
+			return;
+		}
+		host_out(w);
+		w->tstate = url_end_char(c) ? T_WORD : T_REST;
+		if (w->tstate == T_REST)
+			return;
+		break;
+	case T_REST:
+		if (!url_end_char(c))
+			return;
+		w->tstate = T_WORD;
+		break;
+	case T_MAILHOST:	/* an address's domain: dropped */
+		if (host_char(c))
+			return;
+		w->tstate = T_WORD;
+		break;
+	default:
+		break;
+	}
+
+	if (is_letter(c)) {
+		if (w->wordlen < WORD_MAX)
+			w->word[w->wordlen++] = (char)c;
+		return;
+	}
+	if (c >= '0' && c <= '9')
+		return;		/* numbers are what personalisation changes */
+	if (c == ':' && ((w->wordlen == 4 && memcmp(w->word, "http", 4) ==
+	    0) || (w->wordlen == 5 && memcmp(w->word, "https", 5) == 0))) {
+		w->tstate = T_COLON;
+		w->slashes = 0;
+		return;
+	}
+	if (c == '.' && w->wordlen == 3 && memcmp(w->word, "www", 3) == 0) {
+		w->wordlen = 0;
+		memcpy(w->host, "www.", 4);
+		w->hostlen = 4;
+		w->tstate = T_HOST;
+		return;
+	}
+	if (c == '@') {
+		/* An e-mail address is the recipient's more often than
+		 * not: its local part and domain go. */
+		w->wordlen = 0;
+		w->tstate = T_MAILHOST;
+		return;
+	}
+	word_end(w);
+	if (c == '\n')
+		line_end(w);
+}
+
+/* The end of the first text part's words. */
+static void
+tok_end(struct bulk_walk *w)
+{
+	if (w->tstate == T_HOST)
+		host_out(w);
+	w->tstate = T_WORD;
+	word_end(w);
+	line_end(w);
+}
+
+/* --- the HTML stripper -------------------------------------------------- */
+
+/* Tags that end a line of text, so that "<p>Dear Ann,</p>" is a line. */
+static int
+tag_breaks(const char *t)
+{
+	static const char *const b[] = { "br", "p", "/p", "div", "/div",
+	    "tr", "/tr", "li", "/li", "td", "/td", "table", "/table", "h1",
+	    "h2", "h3", "/h1", "/h2", "/h3", "hr", "title", "/title", NULL };
+	int i;
+
+	for (i = 0; b[i] != NULL; i++)
+		if (strcmp(t, b[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+html_byte(struct bulk_walk *w, unsigned char c)
+{
+	switch (w->hstate) {
+	case H_TAG:
+		if (w->tagquote) {
+			if (c == w->tagquote)
+				w->tagquote = 0;
+			return;
+		}
+		if (c == '"' || c == '\'') {
+			w->tagquote = c;
+			return;
+		}
+		if (c == '>') {
+			w->tag[w->taglen] = '\0';
+			w->hstate = H_TEXT;
+			if (strcmp(w->tag, "style") == 0 ||
+			    strcmp(w->tag, "script") == 0)
+				w->raw = 1;
+			else if (strcmp(w->tag, "/style") == 0 ||
+			    strcmp(w->tag, "/script") == 0)
+				w->raw = 0;
+			if (!w->raw)
+				tok_byte(w, tag_breaks(w->tag) ? '\n' : ' ');
+			return;
+		}
+		if (w->tagdone)
+			return;	/* attributes: only '>' and quotes matter */
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		if (((c >= 'a' && c <= 'z') || (c >= '1' && c <= '6') ||
+		    (c == '/' && w->taglen == 0)) && w->taglen + 1 <
+		    sizeof(w->tag))
+			w->tag[w->taglen++] = (char)c;
+		else if (w->taglen > 0)
+			w->tagdone = 1;
+		return;
+	case H_ENT:
+		if (((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '#') && w->entlen < 10) {
+			w->entlen++;
+			return;
+		}
+		w->hstate = H_TEXT;
+		if (!w->raw)
+			tok_byte(w, ' ');	/* an entity is a separator */
+		if (c == ';')
+			return;
+		break;
+	default:
+		break;
+	}
+	if (c == '<') {
+		w->hstate = H_TAG;
+		w->taglen = 0;
+		w->tagquote = 0;
+		w->tagdone = 0;
+		return;
+	}
+	if (w->raw)
+		return;
+	if (c == '&') {
+		w->hstate = H_ENT;
+		w->entlen = 0;
+		return;
+	}
+	/* Line ends in HTML source are spaces: tags make the lines. */
+	tok_byte(w, c == '\n' || c == '\r' ? ' ' : c);
+}
+
+/* --- decoded text ------------------------------------------------------- */
+
+static void
+body_flush(struct bulk_walk *w)
+{
+	ctx_add(w->body, w->bodybuf, w->bodybuflen);
+	w->bodybuflen = 0;
+}
+
+static void
+text_byte(struct bulk_walk *w, unsigned char c)
+{
+	w->text_octets++;
+	if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+		w->bodybuf[w->bodybuflen++] = c;
+		w->body_n++;
+		if (w->bodybuflen == sizeof(w->bodybuf))
+			body_flush(w);
+	}
+	if (!w->first_text || w->tok_done)
+		return;
+	if (w->html)
+		html_byte(w, c);
+	else
+		tok_byte(w, c == '\r' ? ' ' : c);
+}
+
+/* Identity-encoded text that only the body digest still reads. */
+static void
+body_octets(struct bulk_walk *w, const char *p, size_t n)
+{
+	size_t i;
+	unsigned char c;
+
+	w->text_octets += n;
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)p[i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		w->bodybuf[w->bodybuflen++] = c;
+		w->body_n++;
+		if (w->bodybuflen == sizeof(w->bodybuf))
+			body_flush(w);
+	}
+}
+
+/* A text part ended (a boundary, or the end of the message). */
+static void
+text_end(struct bulk_walk *w)
+{
+	if (!w->in_text)
+		return;
+	w->in_text = 0;
+	if (w->first_text) {
+		tok_end(w);
+		w->first_text = 0;
+		w->first_done = 1;
+	}
+}
+
+/* --- decoders ----------------------------------------------------------- */
+
+static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static int
+b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* One octet of a text part's body, encoded; eol: the line ended here. */
+static void
+decode_byte(struct bulk_walk *w, unsigned char c)
+{
+	int v;
+
+	switch (w->cur.cte) {
+	case CTE_QP:
+		if (w->qp == QP_EQ) {
+			if ((v = hexval(c)) >= 0) {
+				w->qphi = v;
+				w->qp = QP_EQ1;
+				return;
+			}
+			/* Not an escape: keep it as it came. */
+			w->qp = QP_TEXT;
+			text_byte(w, '=');
+			break;
+		}
+		if (w->qp == QP_EQ1) {
+			w->qp = QP_TEXT;
+			if ((v = hexval(c)) >= 0) {
+				text_byte(w, (unsigned char)(w->qphi * 16 + v));
+				return;
+			}
+			text_byte(w, '=');
+			text_byte(w, "0123456789ABCDEF"[w->qphi]);
+			break;
+		}
+		if (c == '=') {
+			w->qp = QP_EQ;
+			return;
+		}
+		break;
+	case CTE_B64:
+		if ((v = b64val(c)) < 0) {
+			if (c == '=')
+				w->b64bits = 0;	/* padding: the group ends */
+			return;
+		}
+		w->b64acc = (w->b64acc << 6) | (uint32_t)v;
+		w->b64bits += 6;
+		if (w->b64bits >= 8) {
+			w->b64bits -= 8;
+			text_byte(w, (unsigned char)(w->b64acc >>
+			    w->b64bits));
+		}
+		return;
+	default:
+		break;
+	}
+	text_byte(w, c);
+}
+
+/* The end of an encoded line (not of a line-buffer chunk). */
+static void
+decode_eol(struct bulk_walk *w)
+{
+	if (w->cur.cte == CTE_B64)
+		return;
+	if (w->cur.cte == CTE_QP) {
+		if (w->qp == QP_EQ) {	/* soft line break */
+			w->qp = QP_TEXT;
+			return;
+		}
+		if (w->qp == QP_EQ1)
+			text_byte(w, '=');
+		w->qp = QP_TEXT;
+	}
+	text_byte(w, '\n');
+}
+
+/* --- header fields ------------------------------------------------------ */
+
+/* The value of parameter 'name' in a Content-Type's parameters, or "". */
+static void
+param(const char *p, const char *name, char *out, size_t outsz)
+{
+	size_t nl = strlen(name), n = 0;
+
+	out[0] = '\0';
+	while ((p = strchr(p, ';')) != NULL) {
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncasecmp(p, name, nl) != 0)
+			continue;
+		p += nl;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '=')
+			continue;
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '"') {
+			for (p++; *p != '\0' && *p != '"' && n + 1 < outsz; p++)
+				out[n++] = *p;
+		} else {
+			for (; *p != '\0' && *p != ';' && *p != ' ' &&
+			    *p != '\t' && n + 1 < outsz; p++)
+				out[n++] = *p;
+		}
+		out[n] = '\0';
+		return;
+	}
+}
+
+static void
+field_done(struct bulk_walk *w)
+{
+	char *v;
+
+	if (w->hdrlen == 0)
+		return;
+	w->hdr[w->hdrlen] = '\0';
+	w->hdrlen = 0;
+	if ((v = strchr(w->hdr, ':')) == NULL)
+		return;
+	*v++ = '\0';
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (strcasecmp(w->hdr, "content-type") == 0) {
+		if (strncasecmp(v, "multipart/", 10) == 0) {
+			w->cur.type = P_MULTI;
+			param(v, "boundary", w->cur.boundary,
+			    sizeof(w->cur.boundary));
+		} else if (strncasecmp(v, "text/html", 9) == 0)
+			w->cur.type = P_HTML;
+		else if (strncasecmp(v, "text/plain", 10) == 0 ||
+		    strncasecmp(v, "text/", 5) == 0 || *v == '\0')
+			w->cur.type = P_PLAIN;
+		else
+			w->cur.type = P_OTHER;
+		param(v, "charset", w->cur.charset, sizeof(w->cur.charset));
+	} else if (strcasecmp(w->hdr, "content-transfer-encoding") == 0) {
+		if (strncasecmp(v, "quoted-printable", 16) == 0)
+			w->cur.cte = CTE_QP;
+		else if (strncasecmp(v, "base64", 6) == 0)
+			w->cur.cte = CTE_B64;
+		else
+			w->cur.cte = CTE_IDENT;
+	} else if (w->top && strcasecmp(w->hdr, "subject") == 0)
+		str_copy(w->subject, sizeof(w->subject), v);
+}
+
+/* An entity's header ended: what its body is. */
+static void
+header_done(struct bulk_walk *w)
+{
+	field_done(w);
+	w->top = 0;
+	w->qp = QP_TEXT;
+	w->b64acc = 0;
+	w->b64bits = 0;
+	if (w->cur.type == P_MULTI) {
+		/* An unusable boundary, or one level too deep: the body is
+		 * skipped up to a boundary we know. */
+		if (w->cur.boundary[0] != '\0' && w->depth < BULK_MIME_DEPTH) {
+			str_copy(w->bnd[w->depth], sizeof(w->bnd[0]),
+			    w->cur.boundary);
+			w->bndlen[w->depth] = strlen(w->cur.boundary);
+			w->depth++;
+		}
+		w->wstate = W_SKIP;
+		return;
+	}
+	w->wstate = W_BODY;
+	if (w->cur.type == P_PLAIN || w->cur.type == P_HTML) {
+		w->in_text = 1;
+		w->html = w->cur.type == P_HTML;
+		w->hstate = H_TEXT;
+		w->raw = 0;
+		if (!w->first_done) {
+			w->first_text = 1;
+			w->tstate = T_WORD;
+			w->wordlen = 0;
+			w->lstate = L_START;
+			w->nhold = 0;
+		}
+	}
+}
+
+static void
+entity_start(struct bulk_walk *w)
+{
+	memset(&w->cur, 0, sizeof(w->cur));
+	w->cur.type = P_PLAIN;	/* RFC 2045 §5.2: no Content-Type */
+	w->hdrlen = 0;
+	w->wstate = W_HEADER;
+}
+
+/* --- lines -------------------------------------------------------------- */
+
+/*
+ * Is this line a boundary of an open multipart? Innermost first; a match
+ * closes the levels inside it (RFC 2046 §5.1.2: an inner part left open).
+ */
+static int
+boundary_line(struct bulk_walk *w, const char *p, size_t n)
+{
+	int i;
+	size_t bl, j;
+
+	if (n < 2 || p[0] != '-' || p[1] != '-')
+		return 0;
+	for (i = w->depth - 1; i >= 0; i--) {
+		bl = w->bndlen[i];
+		if (n < 2 + bl || memcmp(p + 2, w->bnd[i], bl) != 0)
+			continue;
+		j = 2 + bl;
+		text_end(w);
+		if (n >= j + 2 && p[j] == '-' && p[j + 1] == '-') {
+			w->depth = i;	/* closed: its epilogue is skipped */
+			w->wstate = W_SKIP;
+		} else {
+			w->depth = i + 1;
+			entity_start(w);
+		}
+		return 1;
+	}
+	return 0;
+}
+
+static void
+header_line(struct bulk_walk *w, const char *p, size_t n, int cont)
+{
+	size_t take;
+
+	if (!cont && n == 0) {
+		header_done(w);
+		return;
+	}
+	if (!cont && p[0] != ' ' && p[0] != '\t')
+		field_done(w);
+	take = sizeof(w->hdr) - 1 - w->hdrlen;
+	if (take > n)
+		take = n;
+	memcpy(w->hdr + w->hdrlen, p, take);
+	w->hdrlen += take;
+}
+
+/* One line, or a chunk of an overlong one; eol: a line end follows. */
+static void
+line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
+{
+	size_t i;
+
+	if (!w->line_cont && w->depth > 0 && boundary_line(w, p, n))
+		return;
+	switch (w->wstate) {
+	case W_HEADER:
+		header_line(w, p, n, w->line_cont);
+		return;
+	case W_BODY:
+		if (!w->in_text)
+			return;
+		if (w->cur.cte == CTE_IDENT &&
+		    (!w->first_text || w->tok_done)) {
+			body_octets(w, p, n);
+			if (eol)
+				text_byte(w, '\n');
+			return;
+		}
+		for (i = 0; i < n; i++)
+			decode_byte(w, (unsigned char)p[i]);
+		if (eol)
+			decode_eol(w);
+		return;
+	default:
+		return;
+	}
+}
+
+/* Octets of the current line; a full buffer goes out as a chunk of an
+ * overlong line first. Where chunks end depends on the line alone, never on
+ * how the input was split. */
+static void
+line_add(struct bulk_walk *w, const char *p, size_t n)
+{
+	size_t take;
+
+	while (n > 0) {
+		if (w->linelen == sizeof(w->line)) {
+			line_out(w, w->line, w->linelen, 0);
+			w->linelen = 0;
+			w->line_cont = 1;
+		}
+		take = sizeof(w->line) - w->linelen;
+		if (take > n)
+			take = n;
+		memcpy(w->line + w->linelen, p, take);
+		w->linelen += take;
+		p += take;
+		n -= take;
+	}
+}
+
+void
+bulk_walk_feed(struct bulk_walk *w, const char *buf, size_t len)
+{
+	const char *nl;
+	size_t n;
+
+	while (len > 0) {
+		nl = memchr(buf, '\n', len);
+		n = nl != NULL ? (size_t)(nl - buf) : len;
+		line_add(w, buf, n);
+		if (nl != NULL) {
+			/* CR LF or LF ends a line; a CR elsewhere is text. */
+			if (w->linelen > 0 && w->line[w->linelen - 1] == '\r')
+				w->linelen--;
+			line_out(w, w->line, w->linelen, 1);
+			w->linelen = 0;
+			w->line_cont = 0;
+			n++;
+		}
+		buf += n;
+		len -= n;
+	}
+}
+
+/* --- the walk ----------------------------------------------------------- */
+
+struct bulk_walk *
+bulk_walk_new(void)
+{
+	struct bulk_walk *w = xcalloc(1, sizeof(*w));
+
+	if ((w->body = EVP_MD_CTX_new()) == NULL ||
+	    (w->letters = EVP_MD_CTX_new()) == NULL)
+		fatal("bulk: out of memory");
+	bulk_walk_reset(w);
+	return w;
+}
+
+void
+bulk_walk_reset(struct bulk_walk *w)
+{
+	EVP_MD_CTX *b = w->body, *l = w->letters;
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	w->body = b;
+	w->letters = l;
+	ctx_start(w->body, "body");
+	ctx_start(w->letters, "letters");
+	for (i = 0; i < SHINGLES; i++)
+		w->minh[i] = UINT64_MAX;
+	w->top = 1;
+	entity_start(w);
+}
+
+void
+bulk_walk_finish(struct bulk_walk *w, struct bulk_digests *out)
+{
+	EVP_MD_CTX *c = w->body;
+	struct bulk_digest *d;
+	char tag[16];
+	int b, r;
+
+	if (w->linelen > 0 || w->line_cont)
+		line_out(w, w->line, w->linelen, 1);
+	w->linelen = 0;
+	if (w->wstate == W_HEADER)
+		header_done(w);	/* a message that is only a header */
+	if (w->in_text && w->cur.cte == CTE_QP && w->qp != QP_TEXT)
+		decode_eol(w);
+	text_end(w);
+	body_flush(w);
+
+	memset(out, 0, sizeof(*out));
+	str_copy(out->subject, sizeof(out->subject), w->subject);
+	out->text_octets = w->text_octets;
+
+	d = &out->d[0];
+	d->kind = BULK_BODY;
+	d->valid = w->body_n >= BODY_MIN;
+	ctx_end(w->body, d->hex);
+
+	d = &out->d[1];
+	d->kind = BULK_LETTERS;
+	d->valid = w->letters_n >= LETTERS_MIN;
+	ctx_end(w->letters, d->hex);
+
+	for (b = 0; b < BULK_BANDS; b++) {
+		d = &out->d[2 + b];
+		d->kind = BULK_SHINGLE;
+		d->band = b;
+		d->valid = w->nshingles >= SHINGLE_MIN;
+		snprintf(tag, sizeof(tag), "shingle%d", b);
+		ctx_start(c, tag);
+		for (r = 0; r < BULK_BAND_ROWS; r++) {
+			uint64_t v = w->minh[b * BULK_BAND_ROWS + r];
+			unsigned char le[8];
+			int k;
+
+			for (k = 0; k < 8; k++)
+				le[k] = (unsigned char)(v >> (8 * k));
+			ctx_add(c, le, sizeof(le));
+		}
+		ctx_end(c, d->hex);
+	}
+}
+
+void
+bulk_walk_free(struct bulk_walk *w)
+{
+	if (w == NULL)
+		return;
+	EVP_MD_CTX_free(w->body);
+	EVP_MD_CTX_free(w->letters);
+	free(w);
+}
+
+const char *
+bulk_kind_name(int kind)
+{
+	switch (kind) {
+	case BULK_BODY:
+		return "body";
+	case BULK_LETTERS:
+		return "letters";
+	default:
+		return "shingle";
+	}
+}

@@ -1,0 +1,70 @@
+/*
+ * digest: the bulk detector's fuzzy body checksums (docs/bulk.md §2),
+ * computed while DATA streams. A bounded streaming MIME walk (Content-Type,
+ * Content-Transfer-Encoding, charset, up to BULK_MIME_DEPTH nested
+ * multiparts; quoted-printable and base64 decoded a character at a time)
+ * feeds the decoded text parts to three digests:
+ *
+ *   body     every text part, white space removed: exact copies;
+ *   letters  the first text part with HTML tags, entities, digits, URLs
+ *            (cut to their registered domain), e-mail addresses and
+ *            salutation lines dropped, lower-cased letters only, the first
+ *            BULK_LETTERS_MAX of them: personalised copies;
+ *   shingles a min-hash of the first text part's word 3-grams, as
+ *            BULK_BANDS bands of BULK_BAND_ROWS hashes, each band one
+ *            digest: a copy with a sentence changed still shares a band.
+ *
+ * Memory per walk is fixed (struct bulk_walk, about 3.5 KiB) whatever the
+ * message's size; the work per byte is a few table look-ups. Exposed to
+ * peer bytes, split anywhere (fuzz/fuzz_bulk.c). Owner: the session that
+ * made it.
+ */
+#ifndef BACKMX_DIGEST_H
+#define BACKMX_DIGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BULK_MIME_DEPTH		3	/* nested multiparts followed */
+#define BULK_LETTERS_MAX	4096	/* letters hashed into "letters" */
+#define BULK_BANDS		8	/* shingle bands, one digest each */
+#define BULK_BAND_ROWS		4	/* min-hashes per band */
+#define BULK_NDIGEST		(2 + BULK_BANDS)
+#define BULK_SUBJECT_MAX	80	/* a sample Subject kept, for the operator */
+#define BULK_HEX_LEN		32	/* a digest as text: 128 bits in hex */
+
+enum bulk_kind {
+	BULK_BODY = 0,
+	BULK_LETTERS,
+	BULK_SHINGLE,
+};
+
+struct bulk_digest {
+	int		kind;		/* enum bulk_kind */
+	int		band;		/* BULK_SHINGLE: 0..BULK_BANDS-1 */
+	int		valid;		/* 0: under the minimum, never counted */
+	char		hex[BULK_HEX_LEN + 1];	/* the key, kind and band included */
+};
+
+struct bulk_digests {
+	struct bulk_digest d[BULK_NDIGEST];	/* body, letters, bands */
+	char		subject[BULK_SUBJECT_MAX];	/* top-level Subject, cut */
+	uint64_t	text_octets;	/* decoded text seen, for the log */
+};
+
+struct bulk_walk;
+
+struct bulk_walk *bulk_walk_new(void);
+/* Start a new message; the walk is reusable. */
+void		 bulk_walk_reset(struct bulk_walk *);
+/* Message bytes (header and body, dot-unstuffed, CR LF line ends), split
+ * anywhere. */
+void		 bulk_walk_feed(struct bulk_walk *, const char *, size_t);
+/* The digests of what was fed; the walk must be reset before reuse. */
+void		 bulk_walk_finish(struct bulk_walk *, struct bulk_digests *);
+void		 bulk_walk_free(struct bulk_walk *);
+
+/* "body", "letters", "shingle". */
+const char	*bulk_kind_name(int kind);
+
+#endif

@@ -1,0 +1,465 @@
+/*
+ * digest_test: which copies of a message meet on which digest, and which
+ * distinct messages do not. Each variant is what a bulk mailer does to
+ * one template per recipient (docs/bulk.md §2): a name in the greeting, a
+ * number, a tracking URL, lines re-wrapped, quoted-printable instead of
+ * base64, HTML instead of text, one sentence changed. Every message is
+ * also fed byte by byte and must give the same digests as fed whole.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "digest.h"
+
+#define MSG_MAX	65536
+
+/* The template: sentences of one offer. %N is the personal number, %U the
+ * tracking URL. */
+static const char *const offer[] = {
+	"We are pleased to tell you that your account has been selected "
+	"for our exclusive winter savings programme.",
+	"Members of the programme receive a discount of up to seventy "
+	"percent on every product in our catalogue, with free shipping on "
+	"all orders placed before the end of the month.",
+	"Your personal reference number is %N and it is valid for the "
+	"next fourteen days only.",
+	"To claim your reward simply visit %U and enter the reference "
+	"number shown above.",
+	"Thousands of satisfied customers have already taken advantage "
+	"of this limited offer and you should not miss out either.",
+	"If you have any questions our friendly support team is available "
+	"around the clock to help you with your order.",
+	NULL
+};
+
+static const char *const ham1[] = {
+	"Hi team, the build on the release branch failed again last night "
+	"because the integration tests timed out while talking to the "
+	"staging database.",
+	"I think the connection pool is too small after the change that "
+	"Peter merged on Tuesday, so I would like to raise it to sixteen "
+	"and watch the next few runs.",
+	"Could somebody who knows the deployment scripts have a look at "
+	"the health check as well, it seems to start before the migrations "
+	"have finished.",
+	NULL
+};
+
+static const char *const ham2[] = {
+	"Thanks for the photos from the weekend, the one of the lake at "
+	"sunset is beautiful and I have already printed it for the kitchen "
+	"wall.",
+	"We are thinking of going back in spring when the trails are dry "
+	"again, would you and the children like to come along this time?",
+	"Let me know which dates suit you and I will book the cabin near "
+	"the old mill before it fills up.",
+	NULL
+};
+
+struct variant {
+	const char	*greeting;	/* "Dear Alice," or NULL */
+	const char	*number;
+	const char	*url;
+	int		 width;		/* wrap text at this column */
+	int		 cte;		/* 0 8bit, 1 quoted-printable, 2 base64 */
+	int		 html;
+	int		 alternative;	/* multipart/alternative text + html */
+	int		 change;	/* replace sentence 4 */
+	const char *const *text;	/* NULL: the offer */
+};
+
+/* The text of a variant, wrapped, as plain text or HTML. */
+static size_t
+render(const struct variant *v, int html, char *out, size_t outsz)
+{
+	const char *const *t = v->text != NULL ? v->text : offer;
+	char para[2048], word[256];
+	size_t n = 0, col = 0, i;
+	const char *p, *q;
+
+	if (html)
+		n += (size_t)snprintf(out + n, outsz - n,
+		    "<html><head><style>p { color: red; }</style></head>"
+		    "<body>\r\n");
+	if (v->greeting != NULL)
+		n += (size_t)snprintf(out + n, outsz - n, html ?
+		    "<p>%s</p>\r\n" : "%s\r\n\r\n", v->greeting);
+	for (i = 0; t[i] != NULL; i++) {
+		const char *s = t[i];
+
+		if (v->change && i == 4)
+			s = "Our records show that many people in your town "
+			    "already use this service every single day.";
+		/* Substitute %N and %U. */
+		para[0] = '\0';
+		for (p = s; *p != '\0'; p++) {
+			size_t l = strlen(para);
+
+			if (p[0] == '%' && p[1] == 'N') {
+				snprintf(para + l, sizeof(para) - l, "%s",
+				    v->number);
+				p++;
+			} else if (p[0] == '%' && p[1] == 'U') {
+				if (html)
+					snprintf(para + l, sizeof(para) - l,
+					    "<a href=\"%s\">%s</a>", v->url,
+					    v->url);
+				else
+					snprintf(para + l, sizeof(para) - l,
+					    "%s", v->url);
+				p++;
+			} else {
+				para[l] = *p;
+				para[l + 1] = '\0';
+			}
+		}
+		if (html)
+			n += (size_t)snprintf(out + n, outsz - n, "<p>");
+		col = 0;
+		for (p = para; *p != '\0'; p = q) {
+			while (*p == ' ')
+				p++;
+			if (*p == '\0')
+				break;
+			for (q = p; *q != '\0' && *q != ' '; q++)
+				;
+			snprintf(word, sizeof(word), "%.*s", (int)(q - p), p);
+			if (col > 0 && col + 1 + strlen(word) >
+			    (size_t)v->width) {
+				n += (size_t)snprintf(out + n, outsz - n,
+				    "\r\n");
+				col = 0;
+			}
+			n += (size_t)snprintf(out + n, outsz - n, "%s%s",
+			    col > 0 ? " " : "", word);
+			col += (col > 0) + strlen(word);
+		}
+		n += (size_t)snprintf(out + n, outsz - n, html ? "</p>\r\n" :
+		    "\r\n\r\n");
+	}
+	if (html)
+		n += (size_t)snprintf(out + n, outsz - n, "</body></html>\r\n");
+	return n;
+}
+
+static size_t
+enc_qp(const char *in, size_t len, char *out)
+{
+	size_t i, n = 0, col = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (c == '\r' && i + 1 < len && in[i + 1] == '\n') {
+			memcpy(out + n, "\r\n", 2);
+			n += 2;
+			i++;
+			col = 0;
+			continue;
+		}
+		if (col >= 70) {
+			memcpy(out + n, "=\r\n", 3);
+			n += 3;
+			col = 0;
+		}
+		if (c == '=' || c >= 0x7f || c < ' ') {
+			n += (size_t)sprintf(out + n, "=%02X", c);
+			col += 3;
+		} else {
+			out[n++] = (char)c;
+			col++;
+		}
+	}
+	return n;
+}
+
+static size_t
+enc_b64(const char *in, size_t len, char *out)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+	    "qrstuvwxyz0123456789+/";
+	size_t i, n = 0, col = 0;
+
+	for (i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+		size_t k = len - i < 3 ? len - i : 3;
+
+		if (k > 1)
+			v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+		if (k > 2)
+			v |= (unsigned char)in[i + 2];
+		out[n++] = t[(v >> 18) & 63];
+		out[n++] = t[(v >> 12) & 63];
+		out[n++] = k > 1 ? t[(v >> 6) & 63] : '=';
+		out[n++] = k > 2 ? t[v & 63] : '=';
+		if ((col += 4) >= 76) {
+			memcpy(out + n, "\r\n", 2);
+			n += 2;
+			col = 0;
+		}
+	}
+	memcpy(out + n, "\r\n", 2);
+	return n + 2;
+}
+
+static size_t
+part(const struct variant *v, int html, char *out, size_t outsz)
+{
+	static char text[MSG_MAX];
+	size_t tl = render(v, html, text, sizeof(text)), n;
+
+	n = (size_t)snprintf(out, outsz,
+	    "Content-Type: text/%s;\r\n\tcharset=\"utf-8\"\r\n"
+	    "Content-Transfer-Encoding: %s\r\n\r\n", html ? "html" : "plain",
+	    v->cte == 1 ? "quoted-printable" : v->cte == 2 ? "base64" :
+	    "8bit");
+	if (v->cte == 1)
+		n += enc_qp(text, tl, out + n);
+	else if (v->cte == 2)
+		n += enc_b64(text, tl, out + n);
+	else {
+		memcpy(out + n, text, tl);
+		n += tl;
+	}
+	return n;
+}
+
+static size_t
+message(const struct variant *v, char *out)
+{
+	size_t n;
+
+	n = (size_t)sprintf(out, "From: <news@shop.example>\r\n"
+	    "Subject: Your winter reward\r\nMIME-Version: 1.0\r\n");
+	if (!v->alternative)
+		return n + part(v, v->html, out + n, MSG_MAX - n);
+	n += (size_t)sprintf(out + n, "Content-Type: multipart/alternative;"
+	    " boundary=\"=_b1\"\r\n\r\nThis is a MIME message.\r\n--=_b1\r\n");
+	n += part(v, 0, out + n, MSG_MAX - n);
+	n += (size_t)sprintf(out + n, "\r\n--=_b1\r\n");
+	n += part(v, 1, out + n, MSG_MAX - n);
+	n += (size_t)sprintf(out + n, "\r\n--=_b1--\r\nepilogue\r\n");
+	return n;
+}
+
+static void
+digests_of(const char *m, size_t len, struct bulk_digests *d)
+{
+	struct bulk_walk *w = bulk_walk_new();
+	struct bulk_digests d1;
+	size_t i;
+
+	bulk_walk_feed(w, m, len);
+	bulk_walk_finish(w, d);
+	/* Byte by byte: the same. */
+	bulk_walk_reset(w);
+	for (i = 0; i < len; i++)
+		bulk_walk_feed(w, m + i, 1);
+	bulk_walk_finish(w, &d1);
+	assert_memory_equal(d, &d1, sizeof(d1));
+	bulk_walk_free(w);
+}
+
+static struct bulk_digests
+variant(const struct variant *v)
+{
+	static char m[MSG_MAX];
+	struct bulk_digests d;
+
+	digests_of(m, message(v, m), &d);
+	return d;
+}
+
+/* Do a and b meet on this kind: share its digest, or for the shingles two
+ * bands, as the verdict wants (docs/bulk.md §4)? */
+static int
+meet(const struct bulk_digests *a, const struct bulk_digests *b, int kind)
+{
+	int i, n = 0;
+
+	for (i = 0; i < BULK_NDIGEST; i++)
+		if (a->d[i].kind == kind && a->d[i].valid && b->d[i].valid &&
+		    strcmp(a->d[i].hex, b->d[i].hex) == 0)
+			n++;
+	return n >= (kind == BULK_SHINGLE ? 2 : 1);
+}
+
+static const struct variant base = { "Dear Alice Miller,", "4711-0815",
+	"http://t.shop-offers.example.com/c?u=alice&id=1", 72, 0, 0, 0, 0,
+	NULL };
+
+static void
+test_exact(void **st)
+{
+	struct bulk_digests a = variant(&base), b = variant(&base);
+	int i;
+
+	(void)st;
+	for (i = 0; i < BULK_NDIGEST; i++)
+		assert_true(a.d[i].valid);
+	assert_true(meet(&a, &b, BULK_BODY));
+	assert_true(meet(&a, &b, BULK_LETTERS));
+	assert_true(meet(&a, &b, BULK_SHINGLE));
+	assert_string_equal(a.subject, "Your winter reward");
+}
+
+static void
+test_personalised(void **st)
+{
+	struct variant v = base;
+	struct bulk_digests a = variant(&base), b;
+
+	(void)st;
+	/* Name, number and tracking link all differ. */
+	v.greeting = "Dear Mr. Robert J. Anderson,";
+	v.number = "9921-3377";
+	v.url = "https://click7.mail.shop-offers.example.com/r/zz91?u=bob";
+	b = variant(&v);
+	assert_false(meet(&a, &b, BULK_BODY));
+	assert_true(meet(&a, &b, BULK_LETTERS));
+	assert_true(meet(&a, &b, BULK_SHINGLE));
+
+	/* No greeting at all. */
+	v.greeting = NULL;
+	b = variant(&v);
+	assert_true(meet(&a, &b, BULK_LETTERS));
+}
+
+static void
+test_rewrap_and_encodings(void **st)
+{
+	struct variant v = base;
+	struct bulk_digests a = variant(&base), b;
+
+	(void)st;
+	v.width = 38;
+	b = variant(&v);
+	assert_true(meet(&a, &b, BULK_BODY));	/* white space only */
+	assert_true(meet(&a, &b, BULK_LETTERS));
+
+	v = base;
+	v.cte = 1;
+	b = variant(&v);
+	assert_true(meet(&a, &b, BULK_BODY));
+	assert_true(meet(&a, &b, BULK_LETTERS));
+	v.cte = 2;
+	b = variant(&v);
+	assert_true(meet(&a, &b, BULK_BODY));
+	assert_true(meet(&a, &b, BULK_LETTERS));
+	assert_true(meet(&a, &b, BULK_SHINGLE));
+}
+
+static void
+test_html(void **st)
+{
+	struct variant v = base;
+	struct bulk_digests a = variant(&base), b;
+
+	(void)st;
+	v.html = 1;
+	v.cte = 1;
+	v.greeting = "Hello Bob,";
+	b = variant(&v);
+	assert_false(meet(&a, &b, BULK_BODY));
+	assert_true(meet(&a, &b, BULK_LETTERS));
+	assert_true(meet(&a, &b, BULK_SHINGLE));
+
+	/* multipart/alternative, base64 parts: the text part counts. */
+	v = base;
+	v.alternative = 1;
+	v.cte = 2;
+	b = variant(&v);
+	assert_true(meet(&a, &b, BULK_LETTERS));
+	assert_true(meet(&a, &b, BULK_SHINGLE));
+}
+
+static void
+test_sentence_changed(void **st)
+{
+	struct variant v = base;
+	struct bulk_digests a = variant(&base), b;
+
+	(void)st;
+	v.change = 1;
+	v.greeting = "Dear Carol,";
+	b = variant(&v);
+	assert_false(meet(&a, &b, BULK_BODY));
+	assert_false(meet(&a, &b, BULK_LETTERS));
+	assert_true(meet(&a, &b, BULK_SHINGLE));
+}
+
+static void
+test_ham_apart(void **st)
+{
+	struct variant v = base;
+	struct bulk_digests a = variant(&base), h1, h2;
+
+	(void)st;
+	v.text = ham1;
+	v.greeting = "Hi all,";
+	h1 = variant(&v);
+	v.text = ham2;
+	v.greeting = "Dear Anna,";
+	h2 = variant(&v);
+	assert_false(meet(&a, &h1, BULK_BODY));
+	assert_false(meet(&a, &h1, BULK_LETTERS));
+	assert_false(meet(&a, &h1, BULK_SHINGLE));
+	assert_false(meet(&h1, &h2, BULK_LETTERS));
+	assert_false(meet(&h1, &h2, BULK_SHINGLE));
+	assert_false(meet(&a, &h2, BULK_SHINGLE));
+}
+
+static void
+test_short_and_odd(void **st)
+{
+	static const char shortm[] = "Subject: hi\r\n\r\nok, thanks!\r\n";
+	static const char nested[] =
+	    "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+	    "Content-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n"
+	    "Content-Type: multipart/mixed; boundary=d\r\n\r\n--d\r\n"
+	    "Content-Type: text/plain\r\n\r\nfour deep is not followed\r\n"
+	    "--c--\r\n--b--\r\n--a--\r\n";
+	static const char attach[] =
+	    "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"
+	    "Content-Type: image/png\r\nContent-Transfer-Encoding: base64"
+	    "\r\n\r\niVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
+	    "2mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==\r\n--a--\r\n";
+	struct bulk_digests d;
+	int i;
+
+	(void)st;
+	/* Under every minimum: never counted. */
+	digests_of(shortm, sizeof(shortm) - 1, &d);
+	for (i = 0; i < BULK_NDIGEST; i++)
+		assert_false(d.d[i].valid);
+	/* The text four multiparts deep is not seen. */
+	digests_of(nested, sizeof(nested) - 1, &d);
+	assert_int_equal(d.text_octets, 0);
+	/* An attachment is not text. */
+	digests_of(attach, sizeof(attach) - 1, &d);
+	assert_int_equal(d.text_octets, 0);
+	assert_false(d.d[0].valid);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exact),
+		cmocka_unit_test(test_personalised),
+		cmocka_unit_test(test_rewrap_and_encodings),
+		cmocka_unit_test(test_html),
+		cmocka_unit_test(test_sentence_changed),
+		cmocka_unit_test(test_ham_apart),
+		cmocka_unit_test(test_short_and_odd),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
