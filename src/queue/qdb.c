@@ -292,8 +292,10 @@ exec(sqlite3 *db, const char *sql)
  * A writer statement kept prepared from one message to the next: parsing
  * the two INSERTs again for every message was 45 % of backmxd's
  * user-space instructions per 1 KB message (callgrind; bench/README.md
- * "CPU per message"). Found by its SQL among the connection's own
- * statements (a handful: the others are finalized after use), reset and
+ * "CPU per message"); so was parsing the outcome's UPDATEs and DELETEs
+ * for every message of a big drain (run(), docs/queue.md "Draining a big
+ * queue"). Found by its SQL among the connection's own statements (about
+ * fifteen: the others are finalized after use), reset and
  * unbound; left reset after use (insert_rows()), finalized by
  * qdb_close().
  */
@@ -414,7 +416,7 @@ run(sqlite3 *db, const char *sql, int *changes_out, const char *types, ...)
 	va_list ap;
 	int i, rc;
 
-	if ((rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL)) != SQLITE_OK)
+	if ((rc = prepare_kept(db, sql, &st)) != SQLITE_OK)
 		return rc;
 	va_start(ap, types);
 	for (i = 0; types[i] != '\0'; i++) {
@@ -427,7 +429,8 @@ run(sqlite3 *db, const char *sql, int *changes_out, const char *types, ...)
 	}
 	va_end(ap);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	if (changes_out != NULL)
 		*changes_out = sqlite3_changes(db);
 	return rc;
@@ -505,8 +508,8 @@ update_rows(struct qdb *q, struct qdb_job *j, int *missing)
 	if (u->set & QDB_DELETE) {
 		sqlite3_stmt *st;
 
-		rc = sqlite3_prepare_v2(db, "SELECT big_file, log_file, "
-		    "log_off, size FROM message WHERE id = ?1", -1, &st, NULL);
+		rc = prepare_kept(db, "SELECT big_file, log_file, log_off, "
+		    "size FROM message WHERE id = ?1", &st);
 		if (rc != SQLITE_OK)
 			return rc;
 		sqlite3_bind_text(st, 1, u->id, -1, SQLITE_STATIC);
@@ -517,7 +520,7 @@ update_rows(struct qdb *q, struct qdb_job *j, int *missing)
 			j->punch_off = (uint64_t)sqlite3_column_int64(st, 2);
 			j->punch_len = (uint64_t)sqlite3_column_int64(st, 3);
 		}
-		sqlite3_finalize(st);
+		sqlite3_reset(st);
 		if ((rc = run(db, "DELETE FROM recipient WHERE message_id = ?1",
 		    NULL, "t", u->id)) != SQLITE_DONE ||
 		    (rc = run(db, "DELETE FROM attempt WHERE message_id = ?1",
@@ -1659,6 +1662,15 @@ qdb_open_readonly(const char *spool_dir, char *err, size_t errsz)
 	return q;
 }
 
+static void
+finalize_all(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+
+	while (db != NULL && (st = sqlite3_next_stmt(db, NULL)) != NULL)
+		sqlite3_finalize(st);
+}
+
 void
 qdb_close(struct qdb *q)
 {
@@ -1678,17 +1690,11 @@ qdb_close(struct qdb *q)
 		pthread_cond_destroy(&q->cond);
 		log_close(q);
 	}
-	sqlite3_finalize(q->st_load);
-	sqlite3_finalize(q->st_rcpts);
-	sqlite3_finalize(q->st_exists);
+	/* The kept statements (load_stmt(), prepare_kept()), or the
+	 * connections stay open. */
+	finalize_all(q->rdb);
 	sqlite3_close(q->rdb);
-	/* The writer's kept statements (prepare_kept()), or it stays open. */
-	if (q->wdb != NULL) {
-		sqlite3_stmt *st;
-
-		while ((st = sqlite3_next_stmt(q->wdb, NULL)) != NULL)
-			sqlite3_finalize(st);
-	}
+	finalize_all(q->wdb);
 	sqlite3_close(q->wdb);
 	free(q);
 }
