@@ -80,8 +80,10 @@ void		 sched_free(struct sched *);
 void		 sched_add_msg(struct sched *, const struct qdb_msg *);
 void		 sched_add_env(struct sched *, const struct envelope *);
 
-/* Make due now every message with a pending recipient in 'domain' (NULL:
- * all) not on hold. Returns how many. */
+/* Make due every message with a pending recipient in 'domain' (NULL:
+ * all) not on hold: 4,096 a loop turn, from the next turn on, so that a
+ * big queue never stalls the loop. Returns how many (counts kept, no
+ * walk). */
 size_t		 sched_flush(struct sched *, const char *domain);
 /* 1 when some queued message has a pending recipient in 'domain'. */
 int		 sched_has_domain(const struct sched *, const char *domain);
