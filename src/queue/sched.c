@@ -1156,7 +1156,7 @@ warning_due(const struct sched *s, const struct entry *e, time_t now)
  * would wait for the old one). Re-key them all, SCHED_REKEY_BATCH a loop
  * turn, so a million queued messages never stall the loop
  * (docs/queue.md "Reload"). Keys from before are harmless meanwhile: an
- * early one is put right when it comes up (tick_cb()), a late one when
+ * early one is put right when it comes up (kick_cb()), a late one when
  * the walk reaches it. New entries are keyed with the new times.
  */
 static void
