@@ -101,6 +101,11 @@ struct qdb {
 	uint64_t		 logend;
 	unsigned long long	 logseq;	/* last segment number used */
 	sqlite3			*rdb;		/* loop thread: reads */
+	/* rdb's statements for qdb_load(), prepared once (load_stmt()):
+	 * a drain loads every message, and preparing took a third of its
+	 * CPU (docs/queue.md "Draining"). Left reset between uses, so no
+	 * read transaction stays open; finalized by qdb_close(). */
+	sqlite3_stmt		*st_load, *st_rcpts, *st_exists;
 	sqlite3			*wdb;		/* writer thread only */
 	int			 readonly;
 
@@ -287,8 +292,10 @@ exec(sqlite3 *db, const char *sql)
  * A writer statement kept prepared from one message to the next: parsing
  * the two INSERTs again for every message was 45 % of backmxd's
  * user-space instructions per 1 KB message (callgrind; bench/README.md
- * "CPU per message"). Found by its SQL among the connection's own
- * statements (a handful: the others are finalized after use), reset and
+ * "CPU per message"); so was parsing the outcome's UPDATEs and DELETEs
+ * for every message of a big drain (run(), docs/queue.md "Draining a big
+ * queue"). Found by its SQL among the connection's own statements (about
+ * fifteen: the others are finalized after use), reset and
  * unbound; left reset after use (insert_rows()), finalized by
  * qdb_close().
  */
@@ -409,7 +416,7 @@ run(sqlite3 *db, const char *sql, int *changes_out, const char *types, ...)
 	va_list ap;
 	int i, rc;
 
-	if ((rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL)) != SQLITE_OK)
+	if ((rc = prepare_kept(db, sql, &st)) != SQLITE_OK)
 		return rc;
 	va_start(ap, types);
 	for (i = 0; types[i] != '\0'; i++) {
@@ -422,7 +429,8 @@ run(sqlite3 *db, const char *sql, int *changes_out, const char *types, ...)
 	}
 	va_end(ap);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	if (changes_out != NULL)
 		*changes_out = sqlite3_changes(db);
 	return rc;
@@ -500,8 +508,8 @@ update_rows(struct qdb *q, struct qdb_job *j, int *missing)
 	if (u->set & QDB_DELETE) {
 		sqlite3_stmt *st;
 
-		rc = sqlite3_prepare_v2(db, "SELECT big_file, log_file, "
-		    "log_off, size FROM message WHERE id = ?1", -1, &st, NULL);
+		rc = prepare_kept(db, "SELECT big_file, log_file, log_off, "
+		    "size FROM message WHERE id = ?1", &st);
 		if (rc != SQLITE_OK)
 			return rc;
 		sqlite3_bind_text(st, 1, u->id, -1, SQLITE_STATIC);
@@ -512,7 +520,7 @@ update_rows(struct qdb *q, struct qdb_job *j, int *missing)
 			j->punch_off = (uint64_t)sqlite3_column_int64(st, 2);
 			j->punch_len = (uint64_t)sqlite3_column_int64(st, 3);
 		}
-		sqlite3_finalize(st);
+		sqlite3_reset(st);
 		if ((rc = run(db, "DELETE FROM recipient WHERE message_id = ?1",
 		    NULL, "t", u->id)) != SQLITE_DONE ||
 		    (rc = run(db, "DELETE FROM attempt WHERE message_id = ?1",
@@ -1113,13 +1121,31 @@ msg_from_row(sqlite3_stmt *st, struct qdb_msg *m)
 	col_text(st, 23, m->big, sizeof(m->big));
 }
 
+#define SQL_RCPTS	"SELECT local, domain, addr_flags, notify, orcpt_type," \
+			" orcpt, status, last_code, last_reply FROM recipient" \
+			" WHERE message_id = ?1 ORDER BY idx"
+#define SQL_LOAD	"SELECT " MSG_COLS ", body, log_file, log_off FROM" \
+			" message WHERE id = ?1"
+#define SQL_EXISTS	"SELECT 1 FROM message WHERE id = ?1"
+
 static int
 rcpts_prepare(struct qdb *q, sqlite3_stmt **st)
 {
-	return sqlite3_prepare_v2(q->rdb, "SELECT local, domain, addr_flags,"
-	    " notify, orcpt_type, orcpt, status, last_code, last_reply FROM"
-	    " recipient WHERE message_id = ?1 ORDER BY idx", -1, st, NULL) ==
+	return sqlite3_prepare_v2(q->rdb, SQL_RCPTS, -1, st, NULL) ==
 	    SQLITE_OK ? 0 : -1;
+}
+
+/* *kept, rdb's statement for sql, prepared at its first use; NULL when
+ * it cannot be. The caller resets it after use. */
+static sqlite3_stmt *
+load_stmt(struct qdb *q, sqlite3_stmt **kept, const char *sql)
+{
+	if (*kept == NULL && sqlite3_prepare_v3(q->rdb, sql, -1,
+	    SQLITE_PREPARE_PERSISTENT, kept, NULL) != SQLITE_OK) {
+		sqlite3_finalize(*kept);
+		*kept = NULL;
+	}
+	return *kept;
 }
 
 /* m's recipients with st, rcpts_prepare()'s statement; st is reset for
@@ -1156,13 +1182,10 @@ static int
 load_rcpts(struct qdb *q, struct qdb_msg *m)
 {
 	sqlite3_stmt *st;
-	int rc;
 
-	if (rcpts_prepare(q, &st) == -1)
+	if ((st = load_stmt(q, &q->st_rcpts, SQL_RCPTS)) == NULL)
 		return -1;
-	rc = load_rcpts_with(st, m);
-	sqlite3_finalize(st);
-	return rc;
+	return load_rcpts_with(st, m);
 }
 
 void
@@ -1250,9 +1273,15 @@ qdb_scan_page(struct qdb *q, struct qdb_cursor *cur, size_t limit,
 static int
 qdb_exists(struct qdb *q, const char *id)
 {
-	int rc = run(q->rdb, "SELECT 1 FROM message WHERE id = ?1", NULL, "t",
-	    id);
+	sqlite3_stmt *st;
+	int rc;
 
+	if ((st = load_stmt(q, &q->st_exists, SQL_EXISTS)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -1291,6 +1320,15 @@ log_read(struct qdb *q, const char *name, uint64_t off, struct qdb_msg *m)
 	return 0;
 }
 
+/* A kept statement back to its resting state: reset (its read
+ * transaction ends) and unbound (the id it pointed at is the caller's). */
+static void
+load_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
 int
 qdb_load(struct qdb *q, const char *id, int with_body, struct qdb_msg *out)
 {
@@ -1298,13 +1336,11 @@ qdb_load(struct qdb *q, const char *id, int with_body, struct qdb_msg *out)
 	int rc, from_log = 0;
 
 	memset(out, 0, sizeof(*out));
-	rc = sqlite3_prepare_v2(q->rdb, "SELECT " MSG_COLS ", body, log_file,"
-	    " log_off FROM message WHERE id = ?1", -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	if ((st = load_stmt(q, &q->st_load, SQL_LOAD)) == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		load_done(st);
 		return rc == SQLITE_DONE ? 1 : -1;
 	}
 	msg_from_row(st, out);
@@ -1315,7 +1351,7 @@ qdb_load(struct qdb *q, const char *id, int with_body, struct qdb_msg *out)
 		col_text(st, 25, name, sizeof(name));
 		if (log_read(q, name, (uint64_t)sqlite3_column_int64(st, 26),
 		    out) == -1) {
-			sqlite3_finalize(st);
+			load_done(st);
 			qdb_msg_free(out);
 			return -1;
 		}
@@ -1329,7 +1365,7 @@ qdb_load(struct qdb *q, const char *id, int with_body, struct qdb_msg *out)
 		if (out->bodylen > 0)
 			memcpy(out->body, p, out->bodylen);
 	}
-	sqlite3_finalize(st);
+	load_done(st);
 	/* The writer punches a deleted body out of the log after its
 	 * commit: if the row is still there now, in a new read, the bytes
 	 * read were the body's. */
@@ -1626,6 +1662,15 @@ qdb_open_readonly(const char *spool_dir, char *err, size_t errsz)
 	return q;
 }
 
+static void
+finalize_all(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+
+	while (db != NULL && (st = sqlite3_next_stmt(db, NULL)) != NULL)
+		sqlite3_finalize(st);
+}
+
 void
 qdb_close(struct qdb *q)
 {
@@ -1645,14 +1690,11 @@ qdb_close(struct qdb *q)
 		pthread_cond_destroy(&q->cond);
 		log_close(q);
 	}
+	/* The kept statements (load_stmt(), prepare_kept()), or the
+	 * connections stay open. */
+	finalize_all(q->rdb);
 	sqlite3_close(q->rdb);
-	/* The writer's kept statements (prepare_kept()), or it stays open. */
-	if (q->wdb != NULL) {
-		sqlite3_stmt *st;
-
-		while ((st = sqlite3_next_stmt(q->wdb, NULL)) != NULL)
-			sqlite3_finalize(st);
-	}
+	finalize_all(q->wdb);
 	sqlite3_close(q->wdb);
 	free(q);
 }

@@ -34,6 +34,10 @@
 
 #define SCHED_ACTIVE_MAX	1000	/* attempts in flight at once */
 #define SCHED_REKEY_BATCH	4096	/* entries re-keyed per loop turn */
+/* Due entries looked at per loop turn (kick_cb()); SCHED_START_BATCH of
+ * them at most start an attempt (sched.h). */
+#define SCHED_LOOK_BATCH	4096
+#define SCHED_FLUSH_BATCH	4096	/* entries made due per loop turn */
 #define SCHED_DB_RETRY		60	/* s after a failed load or commit */
 
 #define NOT_DUE		SIZE_MAX	/* entry.hidx: not in the heap */
@@ -45,6 +49,11 @@ struct qdom {
 	struct qdom	*hnext;		/* hash chain */
 	struct dlink	*head, *tail;	/* its entries, in queued order */
 	size_t		 n;
+	size_t		 nheld;		/* of them on hold */
+	/* A flush under way (flush_cb()): the next of its entries to make
+	 * due, and its place in sched's list of domains being flushed. */
+	struct dlink	*flushing;
+	struct qdom	*fnext, **fprev;
 	char		 name[256];	/* lower case */
 };
 
@@ -124,7 +133,40 @@ struct sched {
 	unsigned		 keyed_lifetime, keyed_warning;
 	struct entry		*rekey;		/* next to re-key; NULL: none */
 	struct event		*rekey_ev;
+	/* Flushes under way, SCHED_FLUSH_BATCH entries a loop turn
+	 * (flush_cb()): domains with a cursor, and the walk of every entry
+	 * (flush_all; NULL: none). */
+	struct qdom		*flushq;
+	struct entry		*flush_all;
+	int			 flush_all_on;
+	struct event		*flush_ev;
+	size_t			 nheld;		/* entries on hold */
+	size_t			 ngone;		/* deleted, not held, busy */
 };
+
+/* Run 'ev' again at the loop's next turn, after the I/O that is ready:
+ * event_active() would run it in this same turn (libevent runs what
+ * becomes active while it runs the active queue), and a walk in batches
+ * would stall the loop all the same. */
+static void
+next_turn(struct event *ev)
+{
+	struct timeval zero = { 0, 0 };
+
+	event_add(ev, &zero);
+}
+
+/* Look at what is due at the next turn (kick_cb()). Any number of kicks
+ * in one turn make one look. Not again when one is pending: adding a
+ * timer that is already active takes it off the active queue (libevent
+ * 2.1), and a kick from every committed message would put the look off
+ * turn after turn. */
+static void
+kick(struct sched *s)
+{
+	if (!event_pending(s->kick, EV_TIMEOUT, NULL))
+		next_turn(s->kick);
+}
 
 unsigned
 sched_backoff(unsigned attempts, unsigned min, unsigned max)
@@ -226,6 +268,17 @@ qdom_get(struct sched *s, const char *lname)
 }
 
 static void
+flushq_remove(struct qdom *d)
+{
+	if (d->fnext != NULL)
+		d->fnext->fprev = d->fprev;
+	*d->fprev = d->fnext;
+	d->fnext = NULL;
+	d->fprev = NULL;
+	d->flushing = NULL;
+}
+
+static void
 qdom_free(struct sched *s, struct qdom *d)
 {
 	struct qdom **pp;
@@ -235,6 +288,8 @@ qdom_free(struct sched *s, struct qdom *d)
 		;
 	*pp = d->hnext;
 	s->ndoms--;
+	if (d->fprev != NULL)
+		flushq_remove(d);
 	free(d);
 }
 
@@ -256,6 +311,8 @@ dlink_new(struct sched *s, struct entry *e, const char *lname)
 		d->head = l;
 	d->tail = l;
 	d->n++;
+	if (e->hold)
+		d->nheld++;
 	return l;
 }
 
@@ -264,6 +321,10 @@ dlink_free(struct sched *s, struct dlink *l)
 {
 	struct qdom *d = l->d;
 
+	if (d->flushing == l)
+		d->flushing = l->next;
+	if (l->e->hold)
+		d->nheld--;
 	if (l->prev != NULL)
 		l->prev->next = l->next;
 	else
@@ -469,6 +530,12 @@ entry_free(struct sched *s, struct entry *e)
 	s->bytes -= e->size;
 	if (s->rekey == e)
 		s->rekey = e->next;
+	if (s->flush_all == e)
+		s->flush_all = e->next;
+	if (e->hold)
+		s->nheld--;
+	else if (e->gone)
+		s->ngone--;
 	if (e->prev != NULL)
 		e->prev->next = e->next;
 	else
@@ -502,6 +569,7 @@ sched_add_msg(struct sched *s, const struct qdb_msg *m)
 	e->next_attempt = m->next_attempt;
 	e->attempts = m->attempts;
 	e->hold = m->hold != 0;
+	s->nheld += e->hold;
 	e->warned = m->warned != 0;
 	e->is_dsn = m->is_dsn != 0;
 	entry_set_pending(s, e, m->rcpts, m->nrcpt);
@@ -524,7 +592,7 @@ sched_add_env(struct sched *s, const struct envelope *env)
 	entry_set_domains(s, e, v, env->nrcpt);
 	free(v);
 	entry_schedule(s, e);
-	event_active(s->kick, EV_TIMEOUT, 0);
+	kick(s);
 }
 
 /* The health of a domain's primary came back up: its queue drains now. */
@@ -647,7 +715,7 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 	 * 10,000 messages would take ten ticks). */
 	if (e->flushed || (s->capped && s->active <= SCHED_ACTIVE_MAX / 2)) {
 		s->capped = 0;
-		event_active(s->kick, EV_TIMEOUT, 0);
+		kick(s);
 	}
 	if (r == QDB_NOTFOUND || e->gone || (r == QDB_OK && a->deleted)) {
 		if (r == QDB_OK && a->deleted)
@@ -1081,18 +1149,6 @@ warning_due(const struct sched *s, const struct entry *e, time_t now)
 	    now >= e->arrival + (time_t)s->conf->delay_warning_time;
 }
 
-/* Run 'ev' again at the loop's next turn, after the I/O that is ready:
- * event_active() would run it in this same turn (libevent runs what
- * becomes active while it runs the active queue), and a walk in batches
- * would stall the loop all the same. */
-static void
-next_turn(struct event *ev)
-{
-	struct timeval zero = { 0, 0 };
-
-	event_add(ev, &zero);
-}
-
 /*
  * A reload changed maximal_queue_lifetime or delay_warning_time: every
  * heap key holds the old expiry or warning time, and a parked entry has
@@ -1100,7 +1156,7 @@ next_turn(struct event *ev)
  * would wait for the old one). Re-key them all, SCHED_REKEY_BATCH a loop
  * turn, so a million queued messages never stall the loop
  * (docs/queue.md "Reload"). Keys from before are harmless meanwhile: an
- * early one is put right when it comes up (tick_cb()), a late one when
+ * early one is put right when it comes up (kick_cb()), a late one when
  * the walk reaches it. New entries are keyed with the new times.
  */
 static void
@@ -1120,7 +1176,7 @@ rekey_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->rekey != NULL)
 		next_turn(s->rekey_ev);
 	else
-		event_active(s->kick, EV_TIMEOUT, 0);	/* what is due now */
+		kick(s);	/* what is due now */
 }
 
 /* The configuration is read in place (main.c copies a reload over it):
@@ -1146,23 +1202,34 @@ rekey_check(struct sched *s)
  * What is due comes off the heap's top, earliest first: O(log n) per due
  * entry, nothing for the rest. A due entry whose primaries are all down
  * is parked (only its warning or expiry keeps a time) until one comes
- * back: primary_back() flushes its domain.
+ * back: primary_back() flushes its domain. At most SCHED_START_BATCH
+ * attempts start, SCHED_LOOK_BATCH entries are looked at, in one turn;
+ * the rest at the next, after the loop's other I/O (a big drain stalled
+ * every session otherwise: docs/queue.md "Draining a big queue").
  */
 static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
+kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
 	struct entry *e;
 	time_t now = time(NULL);
+	size_t started = 0, looked = 0;
 
+	(void)fd;
+	(void)what;
 	if (s->deliver == NULL)
 		return;			/* nobody to deliver yet */
 	rekey_check(s);
 	while (s->nheap > 0 && (e = s->heap[0])->due <= now) {
 		if (s->active >= SCHED_ACTIVE_MAX) {
 			s->capped = 1;
-			break;
+			return;
 		}
+		if (started == SCHED_START_BATCH || looked == SCHED_LOOK_BATCH) {
+			kick(s);
+			return;
+		}
+		looked++;
 		if (now >= e->arrival + (time_t)s->conf->maximal_queue_lifetime)
 			attempt_start(s, e, now);	/* expires it */
 		else if (warning_due(s, e, now))
@@ -1175,15 +1242,28 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			entry_schedule(s, e);
 			/* A key from before a reload's new times: next tick. */
 			if (e->due <= now)
-				break;
+				return;
+			continue;
 		}
+		started++;
 	}
+}
+
+/* The one-second timer: what came due meanwhile. */
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	kick(arg);
 }
 
 /* Due now (or as soon as its attempt in flight ends). */
 static void
 entry_flush(struct sched *s, struct entry *e, time_t now)
 {
+	if (e->hold || e->gone)
+		return;
 	if (e->next_attempt > now)
 		e->next_attempt = now;
 	e->parked = 0;
@@ -1195,35 +1275,80 @@ entry_flush(struct sched *s, struct entry *e, time_t now)
 		entry_schedule(s, e);
 }
 
-size_t
-sched_flush(struct sched *s, const char *domain)
+/*
+ * The flushes under way, SCHED_FLUSH_BATCH entries a loop turn: a big
+ * domain's return made 200,000 messages due in one callback before
+ * (docs/queue.md "Draining a big queue"). What is made due starts as
+ * kick_cb() gets to it; what is queued meanwhile is due at once anyway,
+ * and what leaves the queue moves the cursors on (dlink_free(),
+ * entry_free()).
+ */
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct sched *s = arg;
 	struct entry *e;
 	struct qdom *d;
 	struct dlink *l;
 	time_t now = time(NULL);
 	size_t n = 0;
+
+	(void)fd;
+	(void)what;
+	while (n < SCHED_FLUSH_BATCH && s->flush_all_on) {
+		if ((e = s->flush_all) == NULL) {
+			s->flush_all_on = 0;
+			break;
+		}
+		s->flush_all = e->next;
+		entry_flush(s, e, now);
+		n++;
+	}
+	while (n < SCHED_FLUSH_BATCH && (d = s->flushq) != NULL) {
+		if ((l = d->flushing) == NULL) {
+			flushq_remove(d);
+			continue;
+		}
+		d->flushing = l->next;
+		entry_flush(s, l->e, now);
+		n++;
+	}
+	if (s->flush_all_on || s->flushq != NULL)
+		next_turn(s->flush_ev);
+	kick(s);
+}
+
+/* Start (or start again from the top) the flush of a domain, or of every
+ * entry; returns how many it will make due. */
+size_t
+sched_flush(struct sched *s, const char *domain)
+{
+	struct qdom *d;
+	size_t n = 0;
 	char ld[256];
 
 	if (domain == NULL) {
-		for (e = s->head; e != NULL; e = e->next)
-			if (!e->hold && !e->gone) {
-				entry_flush(s, e, now);
-				n++;
-			}
+		s->flush_all = s->head;
+		s->flush_all_on = 1;
+		n = s->nentries - s->nheld - s->ngone;
 	} else {
 		lower(ld, sizeof(ld), domain);
-		d = qdom_find(s, ld);
-		for (l = d != NULL ? d->head : NULL; l != NULL; l = l->next)
-			if (!l->e->hold) {
-				entry_flush(s, l->e, now);
-				n++;
+		if ((d = qdom_find(s, ld)) != NULL) {
+			if (d->fprev == NULL) {
+				d->fnext = s->flushq;
+				if (s->flushq != NULL)
+					s->flushq->fprev = &d->fnext;
+				d->fprev = &s->flushq;
+				s->flushq = d;
 			}
-	}
-	/* An operator's or ETRN's flush is worth a probe now. */
-	if (domain != NULL)
+			d->flushing = d->head;
+			n = d->n - d->nheld;
+		}
+		/* An operator's or ETRN's flush is worth a probe now. */
 		primary_health_probe_soon(s->health, domain);
-	event_active(s->kick, EV_TIMEOUT, 0);
+	}
+	if (!event_pending(s->flush_ev, EV_TIMEOUT, NULL))
+		next_turn(s->flush_ev);
 	return n;
 }
 
@@ -1237,7 +1362,7 @@ sched_flush_id(struct sched *s, const char *id)
 	e->next_attempt = time(NULL);
 	e->parked = 0;
 	entry_schedule(s, e);
-	event_active(s->kick, EV_TIMEOUT, 0);
+	kick(s);
 	return 0;
 }
 
@@ -1256,9 +1381,21 @@ sched_hold(struct sched *s, const char *id, int hold, qdb_done_cb *done,
 {
 	struct entry *e = entry_find(s, id);
 	struct qdb_update *u;
+	size_t i;
 
-	if (e == NULL)
+	if (e == NULL || e->gone)
 		return -1;
+	if (e->hold != (hold != 0)) {
+		for (i = 0; i < e->nlinks; i++)
+			if (hold)
+				e->links[i]->d->nheld++;
+			else
+				e->links[i]->d->nheld--;
+		if (hold)
+			s->nheld++;
+		else
+			s->nheld--;
+	}
 	e->hold = hold != 0;
 	u = qdb_update_new(id);
 	u->set = QDB_SET_HOLD;
@@ -1286,6 +1423,8 @@ sched_delete(struct sched *s, const char *id, qdb_done_cb *done, void *arg)
 	qdb_update(s->qdb, u, done, arg);
 	log_info("queue=%s event=deleted by=operator", id);
 	if (e->busy) {
+		if (!e->gone && !e->hold)
+			s->ngone++;
 		e->gone = 1;	/* the attempt's update finds no row */
 		entry_unlink_domains(s, e);	/* counted no more */
 	} else
@@ -1311,8 +1450,9 @@ sched_new(struct event_base *base, const struct config *conf, struct qdb *q,
 	primary_health_on_up(h, primary_back, s);
 	s->tick = event_new(base, -1, EV_PERSIST, tick_cb, s);
 	event_add(s->tick, &one);
-	s->kick = event_new(base, -1, 0, tick_cb, s);
+	s->kick = event_new(base, -1, 0, kick_cb, s);
 	s->rekey_ev = event_new(base, -1, 0, rekey_cb, s);
+	s->flush_ev = event_new(base, -1, 0, flush_cb, s);
 	s->keyed_lifetime = conf->maximal_queue_lifetime;
 	s->keyed_warning = conf->delay_warning_time;
 	return s;
@@ -1326,6 +1466,7 @@ sched_free(struct sched *s)
 	event_free(s->tick);
 	event_free(s->kick);
 	event_free(s->rekey_ev);
+	event_free(s->flush_ev);
 	/* Attempts still waiting for the deliverer (freed before us) end here;
 	 * those handed to the writer ended in qdb_close(). */
 	while (s->attempts != NULL)
@@ -1344,7 +1485,7 @@ sched_set_deliver(struct sched *s, sched_deliver_fn *fn, void *owner)
 {
 	s->deliver = fn;
 	s->deliver_owner = owner;
-	event_active(s->kick, EV_TIMEOUT, 0);
+	kick(s);
 }
 
 struct primary_health *

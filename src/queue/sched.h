@@ -59,6 +59,13 @@ typedef void	sched_task_done_cb(struct sched_task *, void *arg);
 typedef void	sched_deliver_fn(void *owner, struct sched_task *t,
 		    sched_task_done_cb *done, void *arg);
 
+/* Attempts started in one loop turn at most, each a message loaded from
+ * queue.db on the loop; the rest of what is due starts at the next turns,
+ * after the loop's other I/O. Sized so a turn of a big drain stays well
+ * under 50 ms on a loaded 2-core machine (docs/queue.md "Draining a big
+ * queue"). */
+#define SCHED_START_BATCH	32
+
 struct primary_health;
 struct sched	*sched_new(struct event_base *, const struct config *,
 		    struct qdb *, struct primary_health *);
@@ -73,8 +80,10 @@ void		 sched_free(struct sched *);
 void		 sched_add_msg(struct sched *, const struct qdb_msg *);
 void		 sched_add_env(struct sched *, const struct envelope *);
 
-/* Make due now every message with a pending recipient in 'domain' (NULL:
- * all) not on hold. Returns how many. */
+/* Make due every message with a pending recipient in 'domain' (NULL:
+ * all) not on hold: 4,096 a loop turn, from the next turn on, so that a
+ * big queue never stalls the loop. Returns how many (counts kept, no
+ * walk). */
 size_t		 sched_flush(struct sched *, const char *domain);
 /* 1 when some queued message has a pending recipient in 'domain'. */
 int		 sched_has_domain(const struct sched *, const char *domain);

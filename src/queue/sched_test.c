@@ -5,6 +5,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,9 +15,12 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "body.h"
 #include "config.h"
 #include "dsn.h"
 #include "health.h"
+#include "log.h"
+#include "qdb.h"
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -323,6 +327,216 @@ test_domain_counts(void **state)
 	event_base_free(base);
 }
 
+/* --- a drain through the real queue.db, with a deliverer that records -- */
+
+#define DRAIN_N		(SCHED_START_BATCH * 12 + 5)
+#define DRAIN_BIG	(4096 + DRAIN_N)	/* past a flush's batch */
+#define DRAIN_DOMAIN	"big.example"
+
+struct drain {
+	struct sched_task	*t[DRAIN_BIG];
+	sched_task_done_cb	*done[DRAIN_BIG];
+	void			*arg[DRAIN_BIG];
+	size_t			 npending;
+	size_t			 calls;		/* deliver() calls in all */
+	size_t			 inserted;
+};
+
+/* The deliverer: keeps the task; the test answers it between turns. */
+static void
+drain_deliver(void *owner, struct sched_task *t, sched_task_done_cb *done,
+    void *arg)
+{
+	struct drain *d = owner;
+
+	assert_true(d->npending < nitems(d->t));
+	d->t[d->npending] = t;
+	d->done[d->npending] = done;
+	d->arg[d->npending] = arg;
+	d->npending++;
+	d->calls++;
+}
+
+static void
+drain_inserted(enum qdb_result r, const char *id, const struct envelope *env,
+    void *arg)
+{
+	struct drain *d = arg;
+
+	(void)id;
+	(void)env;
+	assert_int_equal(r, QDB_OK);
+	d->inserted++;
+}
+
+/* Every task answered 250: its message is delivered. */
+static void
+drain_answer(struct drain *d)
+{
+	size_t i, j, n = d->npending;
+
+	d->npending = 0;
+	for (i = 0; i < n; i++) {
+		struct sched_task *t = d->t[i];
+
+		for (j = 0; j < t->nrcpt; j++) {
+			t->res[j].code = 250;
+			snprintf(t->res[j].text, sizeof(t->res[j].text),
+			    "250 2.0.0 ok");
+		}
+		t->reached = 1;
+		d->done[i](t, d->arg[i]);
+	}
+}
+
+/* n messages to DRAIN_DOMAIN, committed to queue.db and scheduled. */
+static void
+drain_fill(struct event_base *base, struct qdb *q, struct sched *s,
+    struct drain *d, char (*ids)[ENVELOPE_ID_MAX], size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct envelope env;
+		struct mailaddr a;
+		struct rcpt_params rp;
+		struct body *b = body_new(qdb_tmpdir(q), 1 << 16);
+
+		envelope_init(&env);
+		envelope_new_id(env.id);
+		memcpy(ids[i], env.id, sizeof(env.id));
+		env.arrival = time(NULL);
+		snprintf(env.proto, sizeof(env.proto), "ESMTP");
+		snprintf(env.sender.local, sizeof(env.sender.local), "s");
+		snprintf(env.sender.domain, sizeof(env.sender.domain),
+		    "sender.example");
+		memset(&a, 0, sizeof(a));
+		memset(&rp, 0, sizeof(rp));
+		snprintf(a.local, sizeof(a.local), "u%zu", i);
+		snprintf(a.domain, sizeof(a.domain), DRAIN_DOMAIN);
+		envelope_add_rcpt(&env, &a, &rp);
+		assert_int_equal(body_append(b, "Subject: x\r\n\r\nhi\r\n",
+		    19), 0);
+		assert_non_null(qdb_insert(q, &env, b, drain_inserted, d));
+		sched_add_env(s, &env);
+		envelope_free(&env);
+	}
+	while (d->inserted < n)
+		event_base_loop(base, EVLOOP_ONCE);
+}
+
+/*
+ * n due messages, one loop turn at a time, the deliverer answering
+ * between turns: no turn starts more than SCHED_START_BATCH attempts (a
+ * turn that started them all would stall the loop: docs/queue.md
+ * "Draining a big queue"), and in the end every message was tried once
+ * and is gone from the queue and from queue.db. Twenty turns in a row
+ * without progress (each waits at most for the one-second tick) is a
+ * drain that stopped.
+ */
+static void
+drain_run(struct event_base *base, struct qdb *q, struct sched *s,
+    struct drain *d, char (*ids)[ENVELOPE_ID_MAX], size_t n)
+{
+	size_t i, before, most = 0, idle = 0, msgs, last = SIZE_MAX;
+	uint64_t bytes;
+	time_t oldest;
+	struct qdb_msg m;
+
+	for (;;) {
+		sched_totals(s, &msgs, &bytes, &oldest);
+		if (msgs == 0 || idle == 20)
+			break;
+		before = d->calls;
+		event_base_loop(base, EVLOOP_ONCE);
+		assert_true(d->calls - before <= SCHED_START_BATCH);
+		if (d->calls - before > most)
+			most = d->calls - before;
+		idle = d->calls == before && msgs == last ? idle + 1 : 0;
+		last = msgs;
+		drain_answer(d);
+	}
+	assert_int_equal(msgs, 0);
+	/* Each message tried exactly once, and batches were full. */
+	assert_int_equal(d->calls, n);
+	assert_int_equal(most, SCHED_START_BATCH);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(qdb_load(q, ids[i], 0, &m), 1);
+		qdb_msg_free(&m);
+	}
+}
+
+/*
+ * A big domain's queue drains a bounded batch per loop turn, and all of
+ * it: with its primary up from the start (down_first 0), or down while
+ * the messages are queued and back once every one is parked; then the
+ * return's flush, SCHED_FLUSH_BATCH a turn, must reach every message
+ * (DRAIN_BIG of them: more than one flush batch).
+ */
+static void
+drain_case(size_t n, int down_first)
+{
+	struct event_base *base = event_base_new();
+	struct config conf;
+	struct primary_health *h;
+	struct sched *s;
+	struct qdb *q;
+	struct drain *d = calloc(1, sizeof(*d));
+	char (*ids)[ENVELOPE_ID_MAX] = calloc(n, sizeof(*ids));
+	char dir[] = "/tmp/sched_test.XXXXXX", err[256], cmd[64];
+	size_t i;
+
+	log_set_level(LOG_LEVEL_WARNING);	/* n "removed" lines */
+	assert_non_null(d);
+	assert_non_null(ids);
+	assert_non_null(mkdtemp(dir));
+	config_defaults(&conf);
+	q = qdb_open(base, dir, conf.queue_inline_max, err, sizeof(err));
+	assert_non_null(q);
+	h = primary_health_new(NULL, &conf);
+	s = sched_new(base, &conf, q, h);
+	if (down_first)
+		primary_health_failed(h, DRAIN_DOMAIN, "test", 1);
+	drain_fill(base, q, s, d, ids, n);
+	/* Nothing starts before there is a deliverer. */
+	assert_int_equal(d->calls, 0);
+	sched_set_deliver(s, drain_deliver, d);
+	if (down_first) {
+		/* Every message comes due and is parked, a batch a turn;
+		 * nothing is tried while the primary is down. */
+		for (i = 0; i < 2 * (n / 4096 + 2); i++)
+			event_base_loop(base, EVLOOP_NONBLOCK);
+		assert_int_equal(d->calls, 0);
+		primary_health_ok(h, DRAIN_DOMAIN);	/* flushes it */
+		/* The count a flush reports, kept, not walked; flushing
+		 * again starts the walk again, harmlessly. */
+		assert_int_equal(sched_flush(s, DRAIN_DOMAIN), n);
+	}
+	drain_run(base, q, s, d, ids, n);
+	sched_free(s);
+	qdb_close(q);
+	primary_health_free(h);
+	event_base_free(base);
+	free(ids);
+	free(d);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void
+test_drain_batches(void **state)
+{
+	(void)state;
+	drain_case(DRAIN_N, 0);
+}
+
+static void
+test_drain_return(void **state)
+{
+	(void)state;
+	drain_case(DRAIN_BIG, 1);
+}
+
 int
 main(void)
 {
@@ -332,6 +546,8 @@ main(void)
 		cmocka_unit_test(test_outcome),
 		cmocka_unit_test(test_dsn),
 		cmocka_unit_test(test_domain_counts),
+		cmocka_unit_test(test_drain_batches),
+		cmocka_unit_test(test_drain_return),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
