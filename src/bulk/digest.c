@@ -489,7 +489,7 @@ tok_byte(struct bulk_walk *w, unsigned char c)
 static void
 tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 {
-	size_t i = 0;
+	size_t i = 0, len;
 	unsigned char c;
 
 	while (i < n && !w->tok_done) {
@@ -498,16 +498,18 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 			i++;
 			continue;
 		}
-		for (; i < n; i++) {
+		/* wordlen in a local, as in body_octets(). */
+		for (len = w->wordlen; i < n; i++) {
 			c = p[i];
 			if (c >= 'A' && c <= 'Z')
 				c += 'a' - 'A';
 			if (is_letter(c)) {
-				if (w->wordlen < WORD_MAX)
-					w->word[w->wordlen++] = (char)c;
+				if (len < WORD_MAX)
+					w->word[len++] = (char)c;
 			} else if (c < '0' || c > '9')
 				break;	/* digits are dropped, as there */
 		}
+		w->wordlen = len;
 		if (i < n) {
 			tok_byte(w, p[i] == '\r' ? ' ' : p[i]);
 			i++;
@@ -645,19 +647,26 @@ text_byte(struct bulk_walk *w, unsigned char c)
 static void
 body_octets(struct bulk_walk *w, const char *p, size_t n)
 {
-	size_t i;
+	size_t i, len = w->bodybuflen, kept = 0;
 	unsigned char c;
 
+	/* Counters in locals: a store to bodybuf may alias any field of
+	 * the walk, so the compiler reloaded them per octet. */
 	w->text_octets += n;
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)p[i];
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
 			continue;
-		w->bodybuf[w->bodybuflen++] = c;
-		w->body_n++;
-		if (w->bodybuflen == sizeof(w->bodybuf))
+		w->bodybuf[len++] = c;
+		kept++;
+		if (len == sizeof(w->bodybuf)) {
+			w->bodybuflen = len;
 			body_flush(w);
+			len = 0;
+		}
 	}
+	w->bodybuflen = len;
+	w->body_n += kept;
 }
 
 /* A text part ended (a boundary, or the end of the message). */
