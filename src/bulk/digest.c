@@ -211,6 +211,19 @@ ctx_add(EVP_MD_CTX *c, const void *p, size_t n)
 		panic("bulk: SHA-256 failed");
 }
 
+/* Append to buf (bufsz, *len used) what fits of p[0..n-1]: how much. */
+static size_t
+buf_append(void *buf, size_t bufsz, size_t *len, const char *p, size_t n)
+{
+	size_t take = bufsz - *len;
+
+	if (take > n)
+		take = n;
+	memcpy((char *)buf + *len, p, take);
+	*len += take;
+	return take;
+}
+
 /* --- letters and shingles ----------------------------------------------- */
 
 static void
@@ -661,11 +674,8 @@ body_octets(struct bulk_walk *w, const char *p, size_t n)
 	    memchr(p, '\r', n) == NULL) {
 		w->body_n += n;
 		while (n > 0) {
-			take = sizeof(w->bodybuf) - w->bodybuflen;
-			if (take > n)
-				take = n;
-			memcpy(w->bodybuf + w->bodybuflen, p, take);
-			w->bodybuflen += take;
+			take = buf_append(w->bodybuf, sizeof(w->bodybuf),
+			    &w->bodybuflen, p, n);
 			p += take;
 			n -= take;
 			if (w->bodybuflen == sizeof(w->bodybuf))
@@ -1032,11 +1042,7 @@ line_add(struct bulk_walk *w, const char *p, size_t n)
 			w->linelen = 0;
 			w->line_cont = 1;
 		}
-		take = sizeof(w->line) - w->linelen;
-		if (take > n)
-			take = n;
-		memcpy(w->line + w->linelen, p, take);
-		w->linelen += take;
+		take = buf_append(w->line, sizeof(w->line), &w->linelen, p, n);
 		p += take;
 		n -= take;
 	}
