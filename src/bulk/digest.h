@@ -14,7 +14,7 @@
  *            BULK_BANDS bands of BULK_BAND_ROWS hashes, each band one
  *            digest: a copy with a sentence changed still shares a band.
  *
- * Memory per walk is fixed (struct bulk_walk, about 3.5 KiB) whatever the
+ * Memory per walk is fixed (struct bulk_walk, about 4 KiB) whatever the
  * message's size; the work per byte is a few table look-ups. Exposed to
  * peer bytes, split anywhere (fuzz/fuzz_bulk.c). Owner: the session that
  * made it.

@@ -207,6 +207,28 @@ int	state_bulk_put(struct state *, const struct state_bulk *);
  */
 int	state_bulk_rcpt_add(struct state *, const char *digest, int64_t gen,
 	    const char *rcpt, int64_t expires);
+/*
+ * The grouped forms the detector uses, one statement each for all of a
+ * message's digests (docs/bulk.md §5, "Cost"): up to STATE_BULK_MANY
+ * digests, a NULL digest a slot skipped.
+ */
+#define STATE_BULK_MANY	10
+/* found[i] 1 and out[i] set, or 0 when unknown or expired. 0 or -1. */
+int	state_bulk_get_many(struct state *, const char *const *digests,
+	    size_t n, int64_t now, struct state_bulk *out, int *found);
+/* Insert or update rows[0..n-1], staged like a put. 0 or -1. */
+int	state_bulk_put_many(struct state *, const struct state_bulk *rows,
+	    size_t n);
+/* seen[i] 1 when 'rcpt' was counted for digests[i] in generation
+ * gens[i], else 0. 0 or -1. */
+int	state_bulk_rcpt_seen(struct state *, const char *rcpt,
+	    const char *const *digests, const int64_t *gens, size_t n,
+	    int *seen);
+/* Note 'rcpt' as counted for each digests[i] of generation gens[i],
+ * staged like a put; the rows live until 'expires'. 0 or -1. */
+int	state_bulk_rcpt_put_many(struct state *, const char *rcpt,
+	    const char *const *digests, const int64_t *gens, size_t n,
+	    int64_t expires);
 typedef int	state_bulk_fn(const struct state_bulk *, void *arg);
 /* Unexpired digests with count >= min_count or remembered as bulk, the
  * highest count first. 0 or -1. */

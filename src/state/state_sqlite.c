@@ -145,10 +145,10 @@ enum stmt {
 	S_SWEEP_TRIPLET,
 	S_SWEEP_NET,
 	S_SWEEP_RCPT,
-	S_BULK_GET,
-	S_BULK_PUT,
-	S_BULK_RCPT_GET,
-	S_BULK_RCPT_PUT,
+	S_BULK_GET_MANY,
+	S_BULK_PUT_MANY,
+	S_BULK_RCPT_SEEN,
+	S_BULK_RCPT_PUT_MANY,
 	S_BULK_LIST,
 	S_BULK_FORGET,
 	S_BULK_FORGET_RCPT,
@@ -164,6 +164,16 @@ enum stmt {
 			"health_why, last_probe"
 #define BULK_COLS	"digest, kind, count, first_seen, last_seen, " \
 			"bulk_until, expires, subject"
+/*
+ * STATE_BULK_MANY digests' parameters as a table "s", joined (outer loop,
+ * CROSS JOIN) to the primary key: one probe a slot. "digest IN (?1, ...)"
+ * built an ephemeral index per statement, zeroed pages and all, which
+ * cost more than the look-ups (docs/bulk.md §5).
+ */
+#define BULK_SLOTS	"(VALUES (?1),(?2),(?3),(?4),(?5),(?6),(?7),(?8)," \
+			"(?9),(?10)) AS s"
+_Static_assert(STATE_BULK_MANY == 10, "BULK_SLOTS and the VALUES lists "
+    "are written for 10 digests");
 
 static const char *const stmt_sql[NSTMT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -223,14 +233,48 @@ static const char *const stmt_sql[NSTMT] = {
 	[S_SWEEP_RCPT] = "DELETE FROM recipients WHERE rowid IN "
 	    "(SELECT rowid FROM recipients WHERE expires != 0 AND "
 	    "expires < ?1 ORDER BY expires LIMIT ?2)",
-	[S_BULK_GET] = "SELECT " BULK_COLS " FROM bulk_digest "
-	    "WHERE digest = ?1 AND expires > ?2",
-	[S_BULK_PUT] = "INSERT OR REPLACE INTO bulk_digest (" BULK_COLS ") "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[S_BULK_RCPT_GET] = "SELECT 1 FROM bulk_rcpt WHERE digest = ?1 AND "
-	    "rcpt = ?2 AND gen = ?3",
-	[S_BULK_RCPT_PUT] = "INSERT OR REPLACE INTO bulk_rcpt (digest, rcpt, "
-	    "gen, expires) VALUES (?1, ?2, ?3, ?4)",
+	/*
+	 * A message's digests in one statement each (docs/bulk.md §5): a
+	 * slot bound NULL matches nothing and writes nothing. Rows are
+	 * updated in place (not deleted and inserted, as REPLACE would:
+	 * the primary-key index is not touched), and not at all when
+	 * nothing changed (a copy within the same second).
+	 */
+	[S_BULK_GET_MANY] = "SELECT " BULK_COLS " FROM " BULK_SLOTS
+	    " CROSS JOIN bulk_digest ON digest = s.column1 "
+	    "WHERE expires > ?11",
+	[S_BULK_PUT_MANY] = "INSERT INTO bulk_digest (" BULK_COLS ") "
+	    "SELECT * FROM (VALUES "
+	    "(?1,?2,?3,?4,?5,?6,?7,?8),(?9,?10,?11,?12,?13,?14,?15,?16),"
+	    "(?17,?18,?19,?20,?21,?22,?23,?24),"
+	    "(?25,?26,?27,?28,?29,?30,?31,?32),"
+	    "(?33,?34,?35,?36,?37,?38,?39,?40),"
+	    "(?41,?42,?43,?44,?45,?46,?47,?48),"
+	    "(?49,?50,?51,?52,?53,?54,?55,?56),"
+	    "(?57,?58,?59,?60,?61,?62,?63,?64),"
+	    "(?65,?66,?67,?68,?69,?70,?71,?72),"
+	    "(?73,?74,?75,?76,?77,?78,?79,?80)) "
+	    "WHERE column1 IS NOT NULL "
+	    "ON CONFLICT (digest) DO UPDATE SET kind = excluded.kind, "
+	    "count = excluded.count, first_seen = excluded.first_seen, "
+	    "last_seen = excluded.last_seen, "
+	    "bulk_until = excluded.bulk_until, expires = excluded.expires, "
+	    "subject = excluded.subject "
+	    "WHERE (kind, count, first_seen, last_seen, bulk_until, expires, "
+	    "subject) IS NOT (excluded.kind, excluded.count, "
+	    "excluded.first_seen, excluded.last_seen, excluded.bulk_until, "
+	    "excluded.expires, excluded.subject)",
+	/* The primary key (digest, rcpt) serves it, one probe a slot. */
+	[S_BULK_RCPT_SEEN] = "SELECT digest, gen FROM " BULK_SLOTS
+	    " CROSS JOIN bulk_rcpt ON digest = s.column1 AND rcpt = ?11",
+	[S_BULK_RCPT_PUT_MANY] = "INSERT INTO bulk_rcpt (digest, rcpt, gen, "
+	    "expires) SELECT column1, ?21, column2, ?22 FROM "
+	    "(VALUES (?1,?2),(?3,?4),(?5,?6),(?7,?8),(?9,?10),(?11,?12),"
+	    "(?13,?14),(?15,?16),(?17,?18),(?19,?20)) "
+	    "WHERE column1 IS NOT NULL "
+	    "ON CONFLICT (digest, rcpt) DO UPDATE SET gen = excluded.gen, "
+	    "expires = excluded.expires "
+	    "WHERE (gen, expires) IS NOT (excluded.gen, excluded.expires)",
 	[S_BULK_LIST] = "SELECT " BULK_COLS " FROM bulk_digest "
 	    "WHERE expires > ?2 AND (count >= ?1 OR bulk_until > ?2) "
 	    "ORDER BY count DESC, digest",
@@ -1461,37 +1505,152 @@ bulk_row(sqlite3_stmt *s, struct state_bulk *b)
 	col_text(s, 7, b->subject, sizeof(b->subject));
 }
 
+/* The slot of 'digest' among digests[0..n-1], or -1. */
+static int
+bulk_slot(const char *const *digests, size_t n, const char *digest)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (digests[i] != NULL && strcmp(digests[i], digest) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Bind digests[0..n-1] to ?1..?STATE_BULK_MANY; the rest stay NULL. */
+static void
+bind_slots(sqlite3_stmt *s, const char *const *digests, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (digests[i] != NULL)
+			sqlite3_bind_text(s, (int)i + 1, digests[i], -1,
+			    SQLITE_STATIC);
+}
+
+int
+state_bulk_get_many(struct state *st, const char *const *digests, size_t n,
+    int64_t now, struct state_bulk *out, int *found)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_GET_MANY];
+	struct state_bulk b;
+	int rc, i;
+
+	if (n > STATE_BULK_MANY)
+		panic("state_bulk_get_many: %zu digests", n);
+	/* The message's writes follow at once: its reads join the turn's
+	 * transaction instead of each opening a read transaction of its
+	 * own (docs/bulk.md §5). */
+	if (begin_write(st) == -1)
+		return -1;
+	memset(found, 0, n * sizeof(*found));
+	bind_slots(s, digests, n);
+	sqlite3_bind_int64(s, 11, now);
+	while ((rc = read_step(s)) == SQLITE_ROW) {
+		bulk_row(s, &b);
+		if ((i = bulk_slot(digests, n, b.digest)) >= 0) {
+			out[i] = b;
+			found[i] = 1;
+		}
+	}
+	return get_done(st, s, rc, "bulk_get") == -1 ? -1 : 0;
+}
+
 int
 state_bulk_get(struct state *st, const char *digest, int64_t now,
     struct state_bulk *out)
 {
-	sqlite3_stmt *s = st->stmt[S_BULK_GET];
-	int rc;
+	int found;
 
-	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, now);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		bulk_row(s, out);
-	return get_done(st, s, rc, "bulk_get");
+	if (state_bulk_get_many(st, &digest, 1, now, out, &found) == -1)
+		return -1;
+	return found;
+}
+
+int
+state_bulk_put_many(struct state *st, const struct state_bulk *rows,
+    size_t n)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_PUT_MANY];
+	const struct state_bulk *b;
+	size_t i;
+	int p;
+
+	if (n > STATE_BULK_MANY)
+		panic("state_bulk_put_many: %zu rows", n);
+	if (begin_write(st) == -1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		b = &rows[i];
+		p = (int)i * 8;
+		bind_field(s, p + 1, b->digest, sizeof(b->digest));
+		sqlite3_bind_int(s, p + 2, b->kind);
+		sqlite3_bind_int64(s, p + 3, b->count);
+		sqlite3_bind_int64(s, p + 4, b->first_seen);
+		sqlite3_bind_int64(s, p + 5, b->last_seen);
+		sqlite3_bind_int64(s, p + 6, b->bulk_until);
+		sqlite3_bind_int64(s, p + 7, b->expires);
+		bind_field(s, p + 8, b->subject, sizeof(b->subject));
+	}
+	if (step_done(st, s, "bulk_put") == -1)
+		return write_failed(st);
+	return 0;
 }
 
 int
 state_bulk_put(struct state *st, const struct state_bulk *b)
 {
-	sqlite3_stmt *s = st->stmt[S_BULK_PUT];
+	return state_bulk_put_many(st, b, 1);
+}
 
+int
+state_bulk_rcpt_seen(struct state *st, const char *rcpt,
+    const char *const *digests, const int64_t *gens, size_t n, int *seen)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_RCPT_SEEN];
+	const unsigned char *d;
+	int rc, i;
+
+	if (n > STATE_BULK_MANY)
+		panic("state_bulk_rcpt_seen: %zu digests", n);
+	memset(seen, 0, n * sizeof(*seen));
+	bind_slots(s, digests, n);
+	sqlite3_bind_text(s, 11, rcpt, -1, SQLITE_STATIC);
+	while ((rc = read_step(s)) == SQLITE_ROW) {
+		/* A row of another generation is a digest that expired
+		 * and came back: it counts again. */
+		d = sqlite3_column_text(s, 0);
+		if (d != NULL && (i = bulk_slot(digests, n,
+		    (const char *)d)) >= 0 &&
+		    sqlite3_column_int64(s, 1) == gens[i])
+			seen[i] = 1;
+	}
+	return get_done(st, s, rc, "bulk_rcpt_get") == -1 ? -1 : 0;
+}
+
+int
+state_bulk_rcpt_put_many(struct state *st, const char *rcpt,
+    const char *const *digests, const int64_t *gens, size_t n,
+    int64_t expires)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_RCPT_PUT_MANY];
+	size_t i;
+
+	if (n > STATE_BULK_MANY)
+		panic("state_bulk_rcpt_put_many: %zu digests", n);
 	if (begin_write(st) == -1)
 		return -1;
-	bind_field(s, 1, b->digest, sizeof(b->digest));
-	sqlite3_bind_int(s, 2, b->kind);
-	sqlite3_bind_int64(s, 3, b->count);
-	sqlite3_bind_int64(s, 4, b->first_seen);
-	sqlite3_bind_int64(s, 5, b->last_seen);
-	sqlite3_bind_int64(s, 6, b->bulk_until);
-	sqlite3_bind_int64(s, 7, b->expires);
-	bind_field(s, 8, b->subject, sizeof(b->subject));
-	if (step_done(st, s, "bulk_put") == -1)
+	for (i = 0; i < n; i++) {
+		if (digests[i] == NULL)
+			continue;
+		sqlite3_bind_text(s, 2 * (int)i + 1, digests[i], -1,
+		    SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2 * (int)i + 2, gens[i]);
+	}
+	sqlite3_bind_text(s, 21, rcpt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 22, expires);
+	if (step_done(st, s, "bulk_rcpt_put") == -1)
 		return write_failed(st);
 	return 0;
 }
@@ -1500,25 +1659,13 @@ int
 state_bulk_rcpt_add(struct state *st, const char *digest, int64_t gen,
     const char *rcpt, int64_t expires)
 {
-	sqlite3_stmt *s = st->stmt[S_BULK_RCPT_GET];
-	int rc, found;
+	int seen;
 
-	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, rcpt, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, gen);
-	rc = sqlite3_step(s);
-	if ((found = get_done(st, s, rc, "bulk_rcpt_get")) == -1)
+	if (state_bulk_rcpt_seen(st, rcpt, &digest, &gen, 1, &seen) == -1 ||
+	    state_bulk_rcpt_put_many(st, rcpt, &digest, &gen, 1,
+	    expires) == -1)
 		return -1;
-	if (begin_write(st) == -1)
-		return -1;
-	s = st->stmt[S_BULK_RCPT_PUT];
-	sqlite3_bind_text(s, 1, digest, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, rcpt, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, gen);
-	sqlite3_bind_int64(s, 4, expires);
-	if (step_done(st, s, "bulk_rcpt_put") == -1)
-		return write_failed(st);
-	return !found;
+	return !seen;
 }
 
 int

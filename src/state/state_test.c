@@ -286,6 +286,67 @@ test_bulk(void **state)
 	assert_int_equal(del, 2);
 }
 
+/* The grouped forms bulk_judge() uses: each slot answers for itself,
+ * a NULL slot neither matches nor writes, an update keeps the row. */
+static void
+test_bulk_many(void **state)
+{
+	struct fx *f = *state;
+	struct state_bulk rows[3], out[4];
+	const char *dg[4] = { "d1", "d2", NULL, "d3" };
+	const char *two[2] = { "d1", "d2" };
+	int64_t gen[4] = { 100, 100, 0, 100 };
+	int found[4], seen[4], i;
+
+	memset(rows, 0, sizeof(rows));
+	for (i = 0; i < 3; i++) {
+		snprintf(rows[i].digest, sizeof(rows[i].digest), "d%d", i + 1);
+		rows[i].count = (unsigned)i + 1;
+		rows[i].first_seen = 100;
+		rows[i].expires = i == 2 ? 400 : 1000;
+	}
+	assert_int_equal(state_bulk_put_many(f->st, rows, 3), 0);
+	/* Updated in place, in the same grouped write. */
+	rows[0].count = 7;
+	strcpy(rows[0].subject, "again");
+	assert_int_equal(state_bulk_put_many(f->st, rows, 1), 0);
+	assert_int_equal(state_bulk_rcpt_put_many(f->st, "r1", dg, gen, 4,
+	    1000), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+
+	/* d3 expired at 500; the NULL slot finds nothing. */
+	assert_int_equal(state_bulk_get_many(f->st, dg, 4, 500, out, found),
+	    0);
+	assert_int_equal(found[0], 1);
+	assert_int_equal(found[1], 1);
+	assert_int_equal(found[2], 0);
+	assert_int_equal(found[3], 0);
+	assert_string_equal(out[0].digest, "d1");
+	assert_int_equal(out[0].count, 7);
+	assert_string_equal(out[0].subject, "again");
+	assert_string_equal(out[1].digest, "d2");
+	assert_int_equal(out[1].count, 2);
+
+	/* Seen in its generation only; r2 nowhere. */
+	gen[1] = 200;
+	assert_int_equal(state_bulk_rcpt_seen(f->st, "r1", dg, gen, 4, seen),
+	    0);
+	assert_int_equal(seen[0], 1);
+	assert_int_equal(seen[1], 0);
+	assert_int_equal(seen[2], 0);
+	assert_int_equal(seen[3], 1);
+	assert_int_equal(state_bulk_rcpt_seen(f->st, "r2", two, gen, 2, seen),
+	    0);
+	assert_int_equal(seen[0] + seen[1], 0);
+	/* A new generation's row replaces the old one's. */
+	assert_int_equal(state_bulk_rcpt_put_many(f->st, "r1", two, gen, 2,
+	    1000), 0);
+	assert_int_equal(state_bulk_rcpt_seen(f->st, "r1", two, gen, 2, seen),
+	    0);
+	assert_int_equal(seen[0] + seen[1], 2);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
 /* The operator's bulk allow entries: a table of their own, the
  * greylist's forms. */
 static void
@@ -949,6 +1010,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bulk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_many, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_bulk_allow, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_allow_admin, setup,
