@@ -99,14 +99,21 @@ class TestResults(DccifdTest):
         self.assertEqual(queued_messages(d), [])
 
     def test_some_recipients_goes_on(self):
-        r, _, d = self.run_one(b"S\nAR\n" + HDR.encode() + b"\n")
+        r, _, d = self.run_one(b"S\nAR\n" + HDR.encode() + b"\n",
+                               dccifd_fail_action="tempfail")
         self.queue_id(r)
+        self.assertTrue(d.wait_log(
+            r'event=dccifd .*result=S verdict=pass header="X-DCC-'))
         self.assertEqual(self.metric(d, "some"), 1)
 
     def test_greylist_goes_on(self):
-        # backmx greylisted at RCPT already (docs/bulk.md §7).
-        r, _, d = self.run_one(reply("G", 2, HDR))
+        # backmx greylisted at RCPT already (docs/bulk.md §7). Not a
+        # failure either: accepted even where failures are deferred.
+        r, _, d = self.run_one(reply("G", 2, HDR),
+                               dccifd_fail_action="tempfail")
         self.queue_id(r)
+        self.assertTrue(d.wait_log(
+            r'event=dccifd .*result=G verdict=pass header="X-DCC-'))
         self.assertEqual(self.metric(d, "greylist"), 1)
 
     def test_trouble_follows_fail_action_accept(self):
