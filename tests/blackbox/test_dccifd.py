@@ -134,6 +134,46 @@ class TestResults(DccifdTest):
         self.assertBulk(r)
 
 
+class TestWhatIsAsked(DccifdTest):
+
+    def test_large_message_streamed_whole(self):
+        # Past smtpd_body_buffer the body lives in a file: it goes to
+        # dccifd chunk by chunk as the socket drains, whole and in order.
+        lines = b"".join(b"line %07d of a long message\r\n" % i
+                         for i in range(200000))
+        body = b"Subject: big\r\n\r\n" + lines
+        f = self.dcc(reply("A", 1, HDR))
+        d = self.daemon(dccifd_socket=f.path, dccifd_timeout="60s")
+        c = self.session(d)
+        self.queue_id(self.send_message(c, body=body))
+        self.assertEqual(len(f.requests), 1)
+        self.assertTrue(f.requests[0]["message"].endswith(b"\r\n" + body))
+
+    def test_allowed_sender_not_asked(self):
+        f = self.dcc(reply("R", 1, BULK_HDR))
+        d = self.daemon(dccifd_socket=f.path,
+                        bulk_allow_senders="a@sender.example")
+        c = self.session(d)
+        self.queue_id(self.send_message(c, body=MSG))
+        c = self.session(d)
+        self.assertBulk(self.send_message(c, sender="b@sender.example",
+                                          body=MSG))
+        self.assertEqual([q["sender"] for q in f.requests],
+                         ["b@sender.example"])
+
+    def test_null_sender_and_unset_socket(self):
+        f = self.dcc(reply("A", 1, HDR))
+        d = self.daemon(dccifd_socket=f.path)
+        c = self.session(d)
+        self.queue_id(self.send_message(c, sender="", body=MSG))
+        self.assertEqual(f.requests[0]["sender"], "<>")
+        # Unset (the default): nothing is asked.
+        d = self.daemon()
+        c = self.session(d)
+        self.queue_id(self.send_message(c, body=MSG))
+        self.assertEqual(len(f.requests), 1)
+
+
 class TestFailures(DccifdTest):
 
     def check_failure(self, answer, why):
