@@ -1882,6 +1882,16 @@ bulk_begin(struct session *s)
 	s->bulk_on = 1;
 }
 
+/* The bulk deferral, the embedded detector's and dccifd's alike: 451
+ * 4.7.28, told apart from greylisting's 4.7.1 (docs/bulk.md §4). */
+static void
+reply_bulk(struct session *s)
+{
+	reply(s, 451, "4.7.28", "Error: this message looks like bulk mail "
+	    "(its copies reached many recipients); not accepted by this "
+	    "backup MX");
+}
+
 /*
  * The dot: count the recipients for each digest and decide. Returns 1
  * when the message was answered here: bulk (451 4.7.28, docs/bulk.md §4)
@@ -1926,9 +1936,7 @@ bulk_end(struct session *s)
 	if (o.verdict != BULK_BULK && o.verdict != BULK_ERROR)
 		return 0;
 	if (o.verdict == BULK_BULK)
-		reply(s, 451, "4.7.28", "Error: this message looks like bulk "
-		    "mail (its copies reached many recipients); not accepted "
-		    "by this backup MX");
+		reply_bulk(s);
 	else
 		reply(s, 451, "4.3.0", "Error: local error in processing");
 	session_tx_reset(s);
@@ -1973,9 +1981,7 @@ dcc_done(const struct dccifd_outcome *o, void *arg)
 		return;
 	}
 	if (o->verdict == DCCIFD_BULK)
-		reply(s, 451, "4.7.28", "Error: this message looks like bulk "
-		    "mail (its copies reached many recipients); not accepted "
-		    "by this backup MX");
+		reply_bulk(s);
 	else
 		reply(s, 451, "4.3.0", "Error: bulk mail check unavailable; "
 		    "try again later");
