@@ -207,6 +207,7 @@ static void	mail_accept(struct session *);
 static void	quarantine(struct session *, const char *id);
 static void	eom_milter_done(const struct milter_verdict *, void *);
 static void	eom_filters(struct session *);
+static void	tx_answered(struct session *);
 static void	commit(struct session *);
 static void	bulk_begin(struct session *);
 static int	bulk_end(struct session *);
@@ -1943,6 +1944,17 @@ bulk_end(struct session *s)
 	return 1;
 }
 
+/* The dot was answered after a wait (dccifd, the milters, the queue):
+ * the transaction ends, and the commands that waited run. */
+static void
+tx_answered(struct session *s)
+{
+	session_tx_reset(s);
+	s->state = S_CMD;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
 /* The counter of a dccifd answer (docs/metrics.md). */
 static enum stat_counter
 dcc_stat(const struct dccifd_outcome *o)
@@ -1985,10 +1997,7 @@ dcc_done(const struct dccifd_outcome *o, void *arg)
 	else
 		reply(s, 451, "4.3.0", "Error: bulk mail check unavailable; "
 		    "try again later");
-	session_tx_reset(s);
-	s->state = S_CMD;
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	tx_answered(s);
 }
 
 /* Ask the site's dccifd, when there is one and the transaction is not
@@ -2108,10 +2117,7 @@ commit_done(enum queue_result r, const char *id, void *arg)
 		break;
 	}
 	s->body = NULL;		/* the queue took and freed it */
-	session_tx_reset(s);
-	s->state = S_CMD;
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	tx_answered(s);
 }
 
 static void
@@ -2160,10 +2166,7 @@ eom_milter_done(const struct milter_verdict *m, void *arg)
 		commit(s);
 		return;
 	}
-	session_tx_reset(s);
-	s->state = S_CMD;
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	tx_answered(s);
 }
 
 /* The final dot was read: answer once for the whole message. */
