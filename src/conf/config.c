@@ -166,6 +166,14 @@ static const struct conf_key keys[] = {
 	    "senders whose mail is never counted: domains, addresses" },
 	{ "bulk_allow_recipients", CONF_LIST, FIELD(bulk_allow_recipients), "",
 	    0, 0, "recipients never counted: addresses, domains" },
+	{ "dccifd_socket", CONF_PATH, FIELD(dccifd_socket), "", 0,
+	    CONF_EMPTY_OK, "a site's own DCC daemon asked about backup mail "
+	    "(UNIX socket); empty: none" },
+	{ "dccifd_timeout", CONF_TIME, FIELD(dccifd_timeout), "30s", 1, 0,
+	    "time dccifd has for one message, connect to verdict" },
+	{ "dccifd_fail_action", CONF_LIST, FIELD(dccifd_fail_action),
+	    "accept", 0, 0, "dccifd in trouble or failing: accept or "
+	    "tempfail" },
 	{ "domains_file", CONF_PATH, FIELD(domains_file),
 	    "/etc/backmx/domains", 0, 0,
 	    "the customer domains we are backup MX for" },
@@ -361,6 +369,7 @@ static const struct {
 	{ "dnsbl_fail_action", check_fail_action },
 	{ "backup_milters", check_milters },
 	{ "milter_default_action", check_milter_action },
+	{ "dccifd_fail_action", check_milter_action },
 	{ "log_target", check_log_target },
 	{ "log_facility", check_log_facility },
 	{ "user", check_user },

@@ -142,6 +142,9 @@ struct config {
 	char		bulk_allow_clients[CONFIG_LIST_MAX];
 	char		bulk_allow_senders[CONFIG_LIST_MAX];
 	char		bulk_allow_recipients[CONFIG_LIST_MAX];
+	char		dccifd_socket[108];	/* sun_path; "" none */
+	unsigned	dccifd_timeout;		/* seconds */
+	char		dccifd_fail_action[16];	/* accept, tempfail */
 
 	/* DNS and the checks that use it (docs/dns.md). */
 	char		dns_forward[512];	/* "ADDR[@PORT] ..." or "" */

@@ -60,7 +60,14 @@
 	X(BULK_SKIPPED, "bulk_total", "result=\"skipped\"")		\
 	X(BULK_PASS, "bulk_total", "result=\"pass\"")		\
 	X(BULK_BULK, "bulk_total", "result=\"bulk\"")		\
-	X(BULK_ERROR, "bulk_total", "result=\"error\"")
+	X(BULK_ERROR, "bulk_total", "result=\"error\"")		\
+	X(DCCIFD_ACCEPT, "dccifd_total", "result=\"accept\"")	\
+	X(DCCIFD_SOME, "dccifd_total", "result=\"some\"")		\
+	X(DCCIFD_GREYLIST, "dccifd_total", "result=\"greylist\"")	\
+	X(DCCIFD_REJECT, "dccifd_total", "result=\"reject\"")	\
+	X(DCCIFD_BULK, "dccifd_total", "result=\"bulk\"")		\
+	X(DCCIFD_TROUBLE, "dccifd_total", "result=\"trouble\"")	\
+	X(DCCIFD_FAILED, "dccifd_total", "result=\"failed\"")
 
 enum stat_counter {
 #define STATS_ENUM(id, family, labels)	STAT_##id,

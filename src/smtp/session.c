@@ -62,6 +62,7 @@
 #include "str.h"
 #include "tls.h"
 #include "bulk.h"
+#include "dccifd.h"
 #include "xmem.h"
 
 /* Input is read in bounded steps: libevent stops reading from the socket
@@ -154,6 +155,7 @@ struct session {
 	struct relay		*relay;
 	char			 pending_domain[256];
 	struct milter_tx	*milter;	/* backup mode's filters */
+	struct dccifd_req	*dcc;		/* dccifd asked at the dot */
 	unsigned		 quarantine:1;	/* a filter said: hold it */
 	/* The bulk detector (docs/bulk.md): the transaction's one bulk
 	 * policy (its recipients' threshold), the digests while DATA
@@ -204,9 +206,12 @@ static void	session_close(struct session *, const char *reason);
 static void	mail_accept(struct session *);
 static void	quarantine(struct session *, const char *id);
 static void	eom_milter_done(const struct milter_verdict *, void *);
+static void	eom_filters(struct session *);
+static void	tx_answered(struct session *);
 static void	commit(struct session *);
 static void	bulk_begin(struct session *);
 static int	bulk_end(struct session *);
+static int	dcc_begin(struct session *);
 static void	count_reply(struct session *, int code, const char *enh);
 
 /*
@@ -400,6 +405,8 @@ session_tx_reset(struct session *s)
 	s->data_overflow = 0;
 	milter_tx_free(s->milter);
 	s->milter = NULL;
+	dccifd_cancel(s->dcc);
+	s->dcc = NULL;
 	s->quarantine = 0;
 	s->bulk_on = 0;
 }
@@ -1876,6 +1883,16 @@ bulk_begin(struct session *s)
 	s->bulk_on = 1;
 }
 
+/* The bulk deferral, the embedded detector's and dccifd's alike: 451
+ * 4.7.28, told apart from greylisting's 4.7.1 (docs/bulk.md §4). */
+static void
+reply_bulk(struct session *s)
+{
+	reply(s, 451, "4.7.28", "Error: this message looks like bulk mail "
+	    "(its copies reached many recipients); not accepted by this "
+	    "backup MX");
+}
+
 /*
  * The dot: count the recipients for each digest and decide. Returns 1
  * when the message was answered here: bulk (451 4.7.28, docs/bulk.md §4)
@@ -1920,12 +1937,103 @@ bulk_end(struct session *s)
 	if (o.verdict != BULK_BULK && o.verdict != BULK_ERROR)
 		return 0;
 	if (o.verdict == BULK_BULK)
-		reply(s, 451, "4.7.28", "Error: this message looks like bulk "
-		    "mail (its copies reached many recipients); not accepted "
-		    "by this backup MX");
+		reply_bulk(s);
 	else
 		reply(s, 451, "4.3.0", "Error: local error in processing");
 	session_tx_reset(s);
+	return 1;
+}
+
+/* The dot was answered after a wait (dccifd, the milters, the queue):
+ * the transaction ends, and the commands that waited run. */
+static void
+tx_answered(struct session *s)
+{
+	session_tx_reset(s);
+	s->state = S_CMD;
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* The counter of a dccifd answer (docs/metrics.md). */
+static enum stat_counter
+dcc_stat(const struct dccifd_outcome *o)
+{
+	if (o->result == 0)
+		return STAT_DCCIFD_FAILED;
+	if (o->result == 'R')
+		return STAT_DCCIFD_REJECT;
+	if (o->verdict == DCCIFD_BULK)
+		return STAT_DCCIFD_BULK;
+	return o->result == 'T' ? STAT_DCCIFD_TROUBLE : o->result == 'S' ?
+	    STAT_DCCIFD_SOME : o->result == 'G' ? STAT_DCCIFD_GREYLIST :
+	    STAT_DCCIFD_ACCEPT;
+}
+
+/*
+ * dccifd's answer (docs/bulk.md §7). Bulk is the embedded detector's
+ * deferral; a failure with dccifd_fail_action tempfail is 451 4.3.0;
+ * anything else goes on to the milters. G, dccifd's own greylisting,
+ * goes on too: backmx greylists at RCPT already.
+ */
+static void
+dcc_done(const struct dccifd_outcome *o, void *arg)
+{
+	struct session *s = arg;
+
+	s->dcc = NULL;		/* dccifd.c freed it before the call */
+	log_info("session=%s queue=%s event=dccifd client=%s result=%c "
+	    "verdict=%s%s%s header=\"%s\"", s->id, s->env.id, s->addr,
+	    o->result != 0 ? o->result : '-', dccifd_verdict_name(o->verdict),
+	    o->why != NULL ? " why=" : "", o->why != NULL ? o->why : "",
+	    o->header);
+	stats_inc(dcc_stat(o));
+	if (o->verdict == DCCIFD_PASS) {
+		eom_filters(s);
+		return;
+	}
+	if (o->verdict == DCCIFD_BULK)
+		reply_bulk(s);
+	else
+		reply(s, 451, "4.3.0", "Error: bulk mail check unavailable; "
+		    "try again later");
+	tx_answered(s);
+}
+
+/* Ask the site's dccifd, when there is one and the transaction is not
+ * allowed (bulk_allow_*). Returns 1 when dcc_done() will go on. */
+static int
+dcc_begin(struct session *s)
+{
+	char from[ADDR_PATH_MAX + 1];
+	char (*addrs)[ADDR_PATH_MAX + 1];
+	const char **rcpts;
+	struct dccifd_info in;
+	size_t i;
+
+	if (s->conf->dccifd_socket[0] == '\0')
+		return 0;
+	addr_format(&s->env.sender, from, sizeof(from));
+	str_lower(from);
+	if (bulk_tx_allowed(s->srv->bulk, s->srv->state,
+	    (struct sockaddr *)&s->ss, from))
+		return 0;
+	addr_format(&s->env.sender, from, sizeof(from));
+	rcpts = xreallocarray(NULL, s->env.nrcpt, sizeof(*rcpts));
+	addrs = xreallocarray(NULL, s->env.nrcpt, sizeof(*addrs));
+	for (i = 0; i < s->env.nrcpt; i++) {
+		addr_format(&s->env.rcpts[i].addr, addrs[i], sizeof(addrs[i]));
+		rcpts[i] = addrs[i];
+	}
+	memset(&in, 0, sizeof(in));
+	in.client_addr = s->addr;
+	in.helo = s->helo;
+	in.sender = from;
+	in.rcpts = rcpts;
+	in.nrcpt = s->env.nrcpt;
+	s->dcc = dccifd_ask(s->srv->base, s->conf, &in, s->body, dcc_done, s);
+	free(rcpts);
+	free(addrs);
 	return 1;
 }
 
@@ -2009,10 +2117,7 @@ commit_done(enum queue_result r, const char *id, void *arg)
 		break;
 	}
 	s->body = NULL;		/* the queue took and freed it */
-	session_tx_reset(s);
-	s->state = S_CMD;
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	tx_answered(s);
 }
 
 static void
@@ -2061,10 +2166,7 @@ eom_milter_done(const struct milter_verdict *m, void *arg)
 		commit(s);
 		return;
 	}
-	session_tx_reset(s);
-	s->state = S_CMD;
-	bufferevent_enable(s->bev, EV_READ);
-	session_process(s);
+	tx_answered(s);
 }
 
 /* The final dot was read: answer once for the whole message. */
@@ -2145,6 +2247,15 @@ data_end(struct session *s)
 	 * unread meanwhile: pipelined commands run after the answer. */
 	s->state = S_COMMIT;
 	bufferevent_disable(s->bev, EV_READ);
+	if (dcc_begin(s))
+		return;		/* dccifd first (dcc_done) */
+	eom_filters(s);
+}
+
+/* After the bulk checks: the milters, then the commit. */
+static void
+eom_filters(struct session *s)
+{
 	if (s->milter != NULL) {
 		/* The filters first; then the commit (eom_milter_done). */
 		milter_tx_eom(s->milter, s->body, s->env.id, eom_milter_done,

@@ -66,6 +66,9 @@ static const struct {
 	{ "bulk_total", "Backup-mode messages the bulk detector judged, by "
 	    "verdict (skipped: off, allowed or nothing to digest; bulk: "
 	    "deferred 451 4.7.28; error: the store failed, 4xx)" },
+	{ "dccifd_total", "Backup-mode messages a site's dccifd judged, by "
+	    "its answer (reject, or bulk in its header: deferred 451 4.7.28; "
+	    "trouble: T; failed: no usable answer)" },
 };
 
 static const char *
