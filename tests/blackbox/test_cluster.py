@@ -342,28 +342,41 @@ class TestClusterHealth(GreylistTest):
         self.assertTrue(d.wait_log(r"event=primary_down domain=customer"
                                    r"\.example", timeout=15), d.log_tail())
 
-    def subjects(self):
-        return sorted(m["data"].split(b"Subject: ")[1].split(b"\r\n")[0]
-                      .decode() for m in self.primary.received)
+    def two_nodes(self, r, b_probe):
+        """A probes each second, B every b_probe; one message queued at
+        each while the primary is down."""
+        a = self.health_node(r, "mx2a.backmx.test", "1s")
+        b = self.health_node(r, "mx2b.backmx.test", b_probe)
+        self.queue_one(a, "from-a")
+        self.queue_one(b, "from-b")
+        return a, b
+
+    def assertReceived(self, subjects, d):
+        """The primary got exactly these messages (by Subject)."""
+        got = self.primary.wait_received(len(subjects), timeout=20)
+        self.assertEqual(len(got), len(subjects), d.log_tail())
+        self.assertEqual(sorted(
+            m["data"].split(b"Subject: ")[1].split(b"\r\n")[0].decode()
+            for m in self.primary.received), subjects)
+
+    def assertUpVia(self, d, via):
+        pat = r"event=primary_up domain=customer\.example drain=1"
+        pat += " via=" + via.replace(".", r"\.") if via else "$"
+        self.assertTrue(d.wait_log(pat), d.log_tail())
+
+    def key_state(self, r):
+        return resp(r.port, "HGET", "backmx:health:customer.example",
+                    "state")
 
     def test_probe_at_a_drains_b_at_once(self):
         r = self.redis()
-        a = self.health_node(r, "mx2a.backmx.test", "1s")
-        b = self.health_node(r, "mx2b.backmx.test", "1h")
-        self.queue_one(a, "from-a")
-        self.queue_one(b, "from-b")
+        a, b = self.two_nodes(r, "1h")
         # A's own "down" reached Redis: the key says so.
-        self.assertTrue(poll(lambda: resp(
-            r.port, "HGET", "backmx:health:customer.example", "state")
-            == "down", 10))
+        self.assertTrue(poll(lambda: self.key_state(r) == "down", 10))
         self.primary_back()
         # B's probe and retry are an hour away: only A's news drains it.
-        self.assertEqual(len(self.primary.wait_received(2, timeout=20)), 2,
-                         b.log_tail())
-        self.assertEqual(self.subjects(), ["from-a", "from-b"])
-        self.assertTrue(b.wait_log(r"event=primary_up domain=customer"
-                                   r"\.example drain=1 "
-                                   r"via=mx2a\.backmx\.test"), b.log_tail())
+        self.assertReceived(["from-a", "from-b"], b)
+        self.assertUpVia(b, "mx2a.backmx.test")
         self.assertTrue(poll(lambda: not queued_messages(b), 10))
         h = resp(r.port, "HGETALL", "backmx:health:customer.example")
         rec = dict(zip(h[0::2], h[1::2]))
@@ -381,10 +394,7 @@ class TestClusterHealth(GreylistTest):
 
     def test_redis_killed_each_node_probes_alone(self):
         r = self.redis()
-        a = self.health_node(r, "mx2a.backmx.test", "1s")
-        b = self.health_node(r, "mx2b.backmx.test", "1s")
-        self.queue_one(a, "from-a")
-        self.queue_one(b, "from-b")
+        a, b = self.two_nodes(r, "1s")
         r.kill()
         for d in (a, b):
             self.assertTrue(poll(lambda: not self.status(d)["health"]
@@ -392,13 +402,11 @@ class TestClusterHealth(GreylistTest):
             self.assertIn("health: subscription not connected",
                           backmxctl(d, "cluster", "status"))
         self.primary_back()
-        self.assertEqual(len(self.primary.wait_received(2, timeout=20)), 2)
-        self.assertEqual(self.subjects(), ["from-a", "from-b"])
+        self.assertReceived(["from-a", "from-b"], b)
         for d in (a, b):
             self.assertTrue(poll(lambda: not queued_messages(d), 10))
             # Its own probe, not news from another node.
-            self.assertTrue(d.wait_log(r"event=primary_up domain=customer"
-                                       r"\.example drain=1$"), d.log_tail())
+            self.assertUpVia(d, None)
             self.assertNotIn("via=", "".join(
                 l for l in d.log().splitlines(True)
                 if "event=primary_up" in l))
@@ -410,32 +418,23 @@ class TestClusterHealth(GreylistTest):
 
     def test_started_while_up_reads_the_key(self):
         r = self.redis()
-        a = self.health_node(r, "mx2a.backmx.test", "1s")
-        b = self.health_node(r, "mx2b.backmx.test", "1h")
-        self.queue_one(a, "from-a")
-        self.queue_one(b, "from-b")
+        a, b = self.two_nodes(r, "1h")
         # Stopped (down at its stop; its mail waits), its log aside.
         b.proc.send_signal(signal.SIGTERM)
         b.proc.wait(10)
         b._logf.close()
         os.rename(b.logfile, b.logfile + ".1")
         self.primary_back()
-        self.assertEqual(len(self.primary.wait_received(1, timeout=20)), 1)
-        self.assertTrue(poll(lambda: resp(
-            r.port, "HGET", "backmx:health:customer.example", "state")
-            == "up", 10))
+        self.assertReceived(["from-a"], a)
+        self.assertTrue(poll(lambda: self.key_state(r) == "up", 10))
         # B comes back with its down record and an hour to its probe: it
         # learns from the key, not from a message (none is sent now).
         b.start()
         self.assertTrue(b.wait_log(r"event=primary_down domain=customer"
                                    r"\.example .*down at the last stop"),
                         b.log_tail())
-        self.assertEqual(len(self.primary.wait_received(2, timeout=20)), 2,
-                         b.log_tail())
-        self.assertEqual(self.subjects(), ["from-a", "from-b"])
-        self.assertTrue(b.wait_log(r"event=primary_up domain=customer"
-                                   r"\.example drain=1 "
-                                   r"via=mx2a\.backmx\.test"), b.log_tail())
+        self.assertReceived(["from-a", "from-b"], b)
+        self.assertUpVia(b, "mx2a.backmx.test")
         self.assertGreaterEqual(self.status(b)["health"]["keys_read"], 1)
 
 
