@@ -188,6 +188,8 @@ primary_health_failed(struct primary_health *h, const char *domain,
 	key(k, domain);
 	r = get(h, k);
 	r->failures++;
+	if (r->down && !now)
+		r->down_since = time(NULL);	/* newer evidence of our own */
 	if (!r->down && (now || r->failures >= h->conf->primary_down_after))
 		mark_down(h, r, why, !now);
 }
@@ -300,9 +302,11 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 		r->failures++;
 		if (r->failures >= h->conf->primary_down_after)
 			mark_down(h, r, why, 1);
-	} else
+	} else {
+		r->down_since = time(NULL);	/* still down, seen now */
 		r->next_probe = time(NULL) +
 		    (time_t)h->conf->primary_probe_interval;
+	}
 }
 
 /*

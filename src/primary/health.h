@@ -83,7 +83,7 @@ void		 primary_health_ok(struct primary_health *,
 		    const char *domain);
 /*
  * Another node ('who') saw the primary up at 'since': if this node has it
- * down since no later than that, up, and the up callback drains, exactly
+ * down and saw no failure of its own after that, up, and the up callback drains, exactly
  * as after a probe of our own. A down restored at start ('now' above) is
  * older than any news. Not announced again (no echo between nodes).
  */

@@ -265,6 +265,11 @@ test_remote(void **state)
 	primary_health_remote_up(h, "restored.org", now - 86000, "b");
 	assert_true(primary_health_up(h, "restored.org"));
 	assert_int_equal(seen.nup, 2);
+	/* A failure of ours while down is newer evidence than older news. */
+	primary_health_failed(h, "restored.org", "refused", 1);
+	primary_health_failed(h, "restored.org", "refused", 0);
+	primary_health_remote_up(h, "restored.org", now - 100, "b");
+	assert_false(primary_health_up(h, "restored.org"));
 
 	primary_health_failed(h, "example.org", "refused", 0);
 	primary_health_ok(h, "example.org");
