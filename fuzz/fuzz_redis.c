@@ -4,7 +4,10 @@
  * they do on the connection, and every reply it builds is read as the
  * CHECK script's answer and as the NODES script's. Whatever the bytes: no
  * crash, a parsed triplet has an action of the four and counts that fit,
- * node names stay NUL-terminated inside their field.
+ * node names stay NUL-terminated inside their field. The same bytes, raw,
+ * are a primary-health message on the subscription, and each reply the
+ * HMGET of a health key: a parsed one has names of 1..255 printable
+ * bytes and a non-negative time.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,8 +20,22 @@
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static void
+check_health(const struct cluster_health *h)
+{
+	size_t dl = strnlen(h->domain, sizeof(h->domain));
+	size_t nl = strnlen(h->node, sizeof(h->node));
+
+	if (dl == 0 || dl == sizeof(h->domain) || nl == 0 ||
+	    nl == sizeof(h->node) || h->since < 0 || (h->up != 0 && h->up != 1) ||
+	    strchr(h->domain, ' ') != NULL || strchr(h->node, ' ') != NULL)
+		abort();
+}
+
+static void
 check(const redisReply *reply)
 {
+	static struct cluster_health h;
+
 	static struct cluster_node nodes[CLUSTER_NODES_MAX];
 	struct state_triplet t;
 	size_t n, i;
@@ -35,6 +52,8 @@ check(const redisReply *reply)
 	for (i = 0; i < n; i++)
 		if (memchr(nodes[i].name, '\0', sizeof(nodes[i].name)) == NULL)
 			abort();
+	if (cluster_parse_health_key(reply, &h) == 0)
+		check_health(&h);
 }
 
 /*
@@ -68,6 +87,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	void *reply;
 	int i;
 
+	static struct cluster_health h;
+
+	if (cluster_parse_health_msg((const char *)data, size, &h) == 0)
+		check_health(&h);
 	if (huge_header(data, size) || (r = redisReaderCreate()) == NULL)
 		return 0;
 	if (redisReaderFeed(r, (const char *)data, size) == REDIS_OK) {

@@ -422,6 +422,43 @@ probe(void *owner, const char *domain, primary_probe_done_cb *done, void *arg)
 }
 
 /*
+ * Primary health through the cluster (docs/cluster.md "Primary health"):
+ * what this node sees goes out; another node's "up" is as good as our own
+ * probe's, its "down" only a suspicion (our own probe decides).
+ */
+static void
+health_changed(const char *domain, int up, const char *why, time_t since,
+    void *arg)
+{
+	cluster_health_publish(cluster, domain, up, since);
+}
+
+static void
+cluster_news(const struct cluster_health *n, void *arg)
+{
+	char why[300];
+
+	if (n->up) {
+		primary_health_remote_up(health, n->domain, n->since, n->node);
+		return;
+	}
+	snprintf(why, sizeof(why), "down at node %s", n->node);
+	primary_health_suspect(health, n->domain, why);
+}
+
+static void
+read_one(const char *domain, void *arg)
+{
+	cluster_health_read(cluster, domain);
+}
+
+static void
+cluster_resync(void *arg)
+{
+	primary_health_foreach_down(health, read_one, NULL);
+}
+
+/*
  * A primary that was down when we stopped is down now, until its probe
  * says otherwise: pass-through would otherwise wait for it at a first
  * RCPT (up to passthrough_connect_timeout) for every such domain after
@@ -644,6 +681,10 @@ main(int argc, char **argv)
 	primary_health_set_prober(health, probe, deliver);
 	restore_health(health, learn, domains);
 	primary_health_set_learn(health, learn);
+	if (cluster != NULL) {
+		primary_health_on_change(health, health_changed, NULL);
+		cluster_on_health(cluster, cluster_news, cluster_resync, NULL);
+	}
 	sched_set_learn(queue_sched(srv.queue), learn);
 	callout = callout_new(srv.base, &conf, connector, health, learn);
 	callout_set_domains(callout, domains);

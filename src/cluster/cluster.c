@@ -34,7 +34,12 @@
 #define BEAT_TTL	15	/* a node missing 3 beats is gone */
 #define GREY_FIELDS	7	/* the CHECK script's answer */
 
-enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, NSCRIPTS };
+#define HEALTH_KEY_TTL	86400	/* a state nobody restated in a day is
+				   no news (docs/cluster.md) */
+#define HEALTH_MSG_MAX	600	/* "down", 255, 255, a number, spaces */
+
+enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, SCRIPT_HEALTH,
+	NSCRIPTS };
 
 /*
  * KEYS[1] the triplet; ARGV net, sender, rcpt, now, delay, retry_window,
@@ -122,8 +127,24 @@ static const char script_nodes[] =
 "end\n"
 "return out\n";
 
+/*
+ * KEYS[1] PREFIX health:DOMAIN, KEYS[2] the channel PREFIX health; ARGV
+ * state, since, node, domain, ttl, message. The key keeps the latest news
+ * by its 'since' (two nodes' news arriving out of order); the message
+ * goes out either way, in the same step, so a reader that subscribed
+ * first and reads the key after misses nothing.
+ */
+static const char script_health[] =
+"local old = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')\n"
+"if tonumber(ARGV[2]) >= old then\n"
+"  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', ARGV[2],"
+" 'node', ARGV[3], 'domain', ARGV[4])\n"
+"  redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+"end\n"
+"return redis.call('PUBLISH', KEYS[2], ARGV[6])\n";
+
 static const char *const scripts[NSCRIPTS] = {
-	script_check, script_merge, script_beat, script_nodes,
+	script_check, script_merge, script_beat, script_nodes, script_health,
 };
 
 /* One decision waiting for Redis. */
@@ -147,6 +168,18 @@ struct cluster {
 	uint64_t		 dropped, merged, fallbacks;
 
 	TAILQ_HEAD(, cluster_op) ops;
+
+	/* Primary health: a second connection, subscribed to PREFIX
+	 * "health" (a subscribed connection can send nothing else). */
+	struct redis		*sub;
+	char			 channel[80];
+	cluster_health_cb	*health_cb;
+	cluster_resync_cb	*resync_cb;
+	void			*health_arg;
+	int			 resync;	/* subscribed; keys not read yet */
+	uint64_t		 health_sent, health_send_failed;
+	uint64_t		 health_received, health_keys_read;
+	uint64_t		 health_rejected;
 };
 
 /* A caller's pending operation. */
@@ -457,6 +490,229 @@ replay_next(struct cluster *cl)
 	    cl);
 }
 
+/* --- primary health ----------------------------------------------------------- */
+
+/* A name as this file accepts it from a peer: 1..255 bytes, printable,
+ * no space. */
+static int
+copy_name(char out[256], const char *p, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > 255)
+		return -1;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+			return -1;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return 0;
+}
+
+static int
+parse_since(const char *p, size_t len, int64_t *out)
+{
+	int64_t v = 0;
+	size_t i;
+
+	if (len == 0 || len > 18)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_state(const char *p, size_t len, int *up)
+{
+	if (len == 2 && memcmp(p, "up", 2) == 0)
+		*up = 1;
+	else if (len == 4 && memcmp(p, "down", 4) == 0)
+		*up = 0;
+	else
+		return -1;
+	return 0;
+}
+
+int
+cluster_parse_health_msg(const char *p, size_t len, struct cluster_health *out)
+{
+	const char *f[4];
+	size_t fl[4], n = 0, i, start = 0;
+
+	if (len > HEALTH_MSG_MAX)
+		return -1;
+	for (i = 0; i <= len; i++) {
+		if (i < len && p[i] != ' ')
+			continue;
+		if (n == 4)
+			return -1;
+		f[n] = p + start;
+		fl[n++] = i - start;
+		start = i + 1;
+	}
+	if (n != 4 || parse_state(f[0], fl[0], &out->up) == -1 ||
+	    copy_name(out->domain, f[1], fl[1]) == -1 ||
+	    copy_name(out->node, f[2], fl[2]) == -1 ||
+	    parse_since(f[3], fl[3], &out->since) == -1)
+		return -1;
+	return 0;
+}
+
+int
+cluster_parse_health_key(const redisReply *reply, struct cluster_health *out)
+{
+	const redisReply *e;
+	size_t i;
+
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		e = reply->element[i];
+		if (e->type != REDIS_REPLY_STRING || e->str == NULL)
+			return -1;	/* no key: every field nil */
+	}
+	if (parse_state(reply->element[0]->str, reply->element[0]->len,
+	    &out->up) == -1 ||
+	    parse_since(reply->element[1]->str, reply->element[1]->len,
+	    &out->since) == -1 ||
+	    copy_name(out->node, reply->element[2]->str,
+	    reply->element[2]->len) == -1 ||
+	    copy_name(out->domain, reply->element[3]->str,
+	    reply->element[3]->len) == -1)
+		return -1;
+	return 0;
+}
+
+void
+cluster_on_health(struct cluster *cl, cluster_health_cb *cb,
+    cluster_resync_cb *resync, void *arg)
+{
+	cl->health_cb = cb;
+	cl->resync_cb = resync;
+	cl->health_arg = arg;
+}
+
+static void
+publish_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster *cl = arg;
+
+	if (st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_INTEGER)
+		cl->health_sent++;
+	else
+		cl->health_send_failed++;
+}
+
+void
+cluster_health_publish(struct cluster *cl, const char *domain, int up,
+    int64_t since)
+{
+	char key[400], msg[HEALTH_MSG_MAX + 1], sn[24], ttl[16];
+	const char *argv[8], *state = up ? "up" : "down";
+
+	snprintf(key, sizeof(key), "%shealth:%s", cl->prefix, domain);
+	snprintf(sn, sizeof(sn), "%lld", (long long)since);
+	snprintf(ttl, sizeof(ttl), "%d", HEALTH_KEY_TTL);
+	snprintf(msg, sizeof(msg), "%s %s %s %s", state, domain, cl->node, sn);
+	argv[0] = key;
+	argv[1] = cl->channel;
+	argv[2] = state;
+	argv[3] = sn;
+	argv[4] = cl->node;
+	argv[5] = domain;
+	argv[6] = ttl;
+	argv[7] = msg;
+	/* Not tracked: redis_free() drops it at the end, and its timer
+	 * bounds it meanwhile. */
+	(void)script_text(cl, SCRIPT_HEALTH, 2, 8, argv, publish_cb, cl);
+	log_info("event=cluster_health_publish domain=%s state=%s", domain,
+	    state);
+}
+
+/* Another node's news; this node's own comes back too and is dropped. */
+static void
+deliver_news(struct cluster *cl, const struct cluster_health *n)
+{
+	if (strcmp(n->node, cl->node) == 0 || cl->health_cb == NULL)
+		return;
+	log_info("event=cluster_health domain=%s state=%s node=%s since=%lld",
+	    n->domain, n->up ? "up" : "down", n->node, (long long)n->since);
+	cl->health_cb(n, cl->health_arg);
+}
+
+static void
+message_cb(const char *p, size_t len, void *arg)
+{
+	struct cluster *cl = arg;
+	struct cluster_health n;
+
+	if (cluster_parse_health_msg(p, len, &n) == -1) {
+		cl->health_rejected++;
+		log_warn("event=cluster_health_rejected len=%zu", len);
+		return;
+	}
+	if (strcmp(n.node, cl->node) != 0)
+		cl->health_received++;
+	deliver_news(cl, &n);
+}
+
+static void
+read_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster *cl = arg;
+	struct cluster_health n;
+
+	if (st != REDIS_REPLY_OK || cluster_parse_health_key(reply, &n) == -1)
+		return;		/* no key, or no answer: the probes decide */
+	cl->health_keys_read++;
+	deliver_news(cl, &n);
+}
+
+void
+cluster_health_read(struct cluster *cl, const char *domain)
+{
+	char key[400];
+	const char *argv[6] = { "HMGET", key, "state", "since", "node",
+	    "domain" };
+	size_t len[6];
+	int i;
+
+	snprintf(key, sizeof(key), "%shealth:%s", cl->prefix, domain);
+	for (i = 0; i < 6; i++)
+		len[i] = strlen(argv[i]);
+	(void)redis_call(cl->redis, 6, argv, len, read_cb, cl);
+}
+
+/* Subscribed first, read after (both connections ready): news published
+ * in between comes as a message, news before is in the keys. */
+static void
+resync(struct cluster *cl)
+{
+	struct redis_stats a, b;
+
+	redis_get_stats(cl->redis, &a);
+	redis_get_stats(cl->sub, &b);
+	if (!cl->resync || !a.connected || !b.connected)
+		return;
+	cl->resync = 0;
+	if (cl->resync_cb != NULL)
+		cl->resync_cb(cl->health_arg);
+}
+
+static void
+sub_ready_cb(void *arg)
+{
+	struct cluster *cl = arg;
+
+	cl->resync = 1;
+	resync(cl);
+}
+
 /* --- heartbeat and status ----------------------------------------------------- */
 
 static void
@@ -500,6 +756,7 @@ ready_cb(void *arg)
 
 	event_del(cl->ev_beat);
 	event_active(cl->ev_beat, EV_TIMEOUT, 0);
+	resync(cl);
 }
 
 static void
@@ -514,6 +771,12 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->replay_dropped = cl->dropped;
 	s->replay_merged = cl->merged;
 	s->fallbacks = cl->fallbacks;
+	redis_get_stats(cl->sub, &s->sub);
+	s->health_sent = cl->health_sent;
+	s->health_send_failed = cl->health_send_failed;
+	s->health_received = cl->health_received;
+	s->health_keys_read = cl->health_keys_read;
+	s->health_rejected = cl->health_rejected;
 }
 
 static void
@@ -582,6 +845,13 @@ cluster_new(struct event_base *base, const struct config *c)
 	rc.scripts = scripts;
 	rc.nscripts = NSCRIPTS;
 	cl->redis = redis_new(base, &rc, ready_cb, cl);
+	snprintf(cl->channel, sizeof(cl->channel), "%shealth", cl->prefix);
+	rc.scripts = NULL;
+	rc.nscripts = 0;
+	rc.subscribe = cl->channel;
+	rc.on_message = message_cb;
+	rc.message_arg = cl;
+	cl->sub = redis_new(base, &rc, sub_ready_cb, cl);
 	log_info("event=cluster node=%s server=%s prefix=%s timeout_ms=%u",
 	    cl->node, redis_address(cl->redis), cl->prefix, c->redis_timeout);
 	return cl;
@@ -596,6 +866,7 @@ cluster_free(struct cluster *cl)
 	if (cl == NULL)
 		return;
 	/* redis_free() drops every request without its callback. */
+	redis_free(cl->sub);
 	redis_free(cl->redis);
 	while ((op = TAILQ_FIRST(&cl->ops)) != NULL)
 		op_free(op);

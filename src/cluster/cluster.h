@@ -83,6 +83,44 @@ int		 cluster_grey_key(const char *prefix, const char *net,
 int		 cluster_parse_grey(const struct redisReply *,
 		    struct state_triplet *t, int *act_out);
 
+/* --- primary health (docs/cluster.md "Primary health") ----------------------- */
+
+/* What one node saw of one primary: a message on PREFIX "health", or the
+ * key PREFIX "health:" DOMAIN. */
+struct cluster_health {
+	int		up;
+	char		domain[256];
+	char		node[256];
+	int64_t		since;		/* that node's clock */
+};
+
+/* Another node's news (never this node's own), from a message or a key
+ * read after (re)subscribing. */
+typedef void	cluster_health_cb(const struct cluster_health *, void *arg);
+/* Subscribed (again): news may have been missed; read the keys of the
+ * domains this node has down (cluster_health_read). */
+typedef void	cluster_resync_cb(void *arg);
+
+void		 cluster_on_health(struct cluster *, cluster_health_cb *,
+		    cluster_resync_cb *, void *arg);
+/* This node saw domain's primary go up or down at 'since': the key and a
+ * message, in one script. Redis away: counted, nothing else (every node
+ * still probes on its own). */
+void		 cluster_health_publish(struct cluster *, const char *domain,
+		    int up, int64_t since);
+/* Read the key of domain; its news, if any, goes to the health
+ * callback. */
+void		 cluster_health_read(struct cluster *, const char *domain);
+
+/* A message ("up"|"down" SP domain SP node SP since), peer bytes: 0 and
+ * *out, or -1. Exposed for fuzz/fuzz_redis.c. */
+int		 cluster_parse_health_msg(const char *p, size_t len,
+		    struct cluster_health *out);
+/* The HMGET of a key (state, since, node, domain): 0 and *out, or -1
+ * (no key, or anything else). */
+int		 cluster_parse_health_key(const struct redisReply *,
+		    struct cluster_health *out);
+
 /* --- status (backmxctl cluster status) ----------------------------------------- */
 
 #define CLUSTER_NODES_MAX	64	/* nodes shown */
@@ -101,6 +139,12 @@ struct cluster_status {
 	uint64_t	 replay_dropped;
 	uint64_t	 replay_merged;
 	uint64_t	 fallbacks;	/* checks decided locally */
+	struct redis_stats sub;		/* the subscriber's connection */
+	uint64_t	 health_sent;	/* published, Redis said OK */
+	uint64_t	 health_send_failed;
+	uint64_t	 health_received; /* other nodes' messages */
+	uint64_t	 health_keys_read; /* keys found after subscribing */
+	uint64_t	 health_rejected; /* messages not understood */
 	int		 nodes_known;	/* 0: Redis did not answer */
 	size_t		 nnodes;
 	struct cluster_node nodes[CLUSTER_NODES_MAX];

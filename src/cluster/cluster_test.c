@@ -54,6 +54,45 @@ load(struct config *c, const char *text, char *err, size_t errsz)
 	return config_parse(c, "t.conf", text, strlen(text), err, errsz);
 }
 
+/* A primary-health message as another node sends it, and what is not
+ * one (peer bytes: docs/cluster.md "Primary health"). */
+static void
+test_health_msg(void **state)
+{
+	struct cluster_health h;
+	char big[700];
+	static const char *const bad[] = {
+		"", "up", "up a b", "up a b 1 x", "sideways a b 1",
+		"up  b 1 2", "up a b -1", "up a b 1x", "up a\tb c 1",
+		"up a b 1234567890123456789", "down a b ", "UP a b 1",
+	};
+	size_t i;
+	const char *ok = "up customer.example mx2a 1796626740";
+
+	assert_int_equal(cluster_parse_health_msg(ok, strlen(ok), &h), 0);
+	assert_int_equal(h.up, 1);
+	assert_string_equal(h.domain, "customer.example");
+	assert_string_equal(h.node, "mx2a");
+	assert_true(h.since == 1796626740);
+	assert_int_equal(cluster_parse_health_msg("down d n 0", 10, &h), 0);
+	assert_int_equal(h.up, 0);
+	/* Not NUL-terminated: the length says where it ends. */
+	assert_int_equal(cluster_parse_health_msg("up d n 12xyz", 9, &h), 0);
+	assert_true(h.since == 12);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(cluster_parse_health_msg(bad[i],
+		    strlen(bad[i]), &h), -1);
+	assert_int_equal(cluster_parse_health_msg("up d\0 n 1", 9, &h), -1);
+	/* A domain of 256 bytes is no domain. */
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "up ", 3);
+	memcpy(big + 3 + 256, " n 1", 4);
+	assert_int_equal(cluster_parse_health_msg(big, 3 + 256 + 4, &h), -1);
+	memcpy(big + 3 + 255, " n 1", 4);
+	assert_int_equal(cluster_parse_health_msg(big, 3 + 255 + 4, &h), 0);
+	assert_int_equal(strlen(h.domain), 255);
+}
+
 static void
 test_config(void **state)
 {
@@ -94,6 +133,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grey_key),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_health_msg),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -77,6 +77,9 @@ struct redis {
 	size_t			 nscripts;
 	redis_ready_cb		*ready_cb;
 	void			*ready_arg;
+	char			*channel;	/* a subscriber's; NULL: none */
+	redis_message_cb	*message_cb;
+	void			*message_arg;
 
 	redisAsyncContext	*ac;		/* NULL: not connected */
 	int			 ready;		/* connected, scripts loaded */
@@ -96,6 +99,7 @@ struct redis {
 
 static void	start_connect(struct redis *);
 static void	send_req(struct redis_req *);
+static void	subscribe(struct redis *);
 
 static uint64_t
 now_ms(void)
@@ -242,6 +246,10 @@ on_connect(const redisAsyncContext *ac, int status)
 		schedule_reconnect(r);
 		return;
 	}
+	if (r->channel != NULL) {
+		subscribe(r);
+		return;
+	}
 	if (r->nscripts == 0) {
 		became_ready(r);
 		return;
@@ -323,6 +331,58 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (!r->ready) {
 		r->st.connect_failures++;
 		drop(r, "connect timeout");
+	}
+}
+
+/* --- a subscriber -------------------------------------------------------- */
+
+/*
+ * hiredis keeps a SUBSCRIBE's callback for the connection's life and runs
+ * it for the confirmation and for every message; with NULL when the
+ * context goes (then on_disconnect or drop() deal with it). 'privdata' is
+ * r, which outlives every context of its own.
+ */
+static void
+sub_cb(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+	struct redis *r = privdata;
+	const redisReply *reply = reply_, *kind, *body;
+
+	if (reply == NULL || r->ac != ac || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements < 3)
+		return;
+	kind = reply->element[0];
+	body = reply->element[2];
+	if (kind->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(kind->str, "subscribe") == 0) {
+		if (!r->ready)
+			became_ready(r);
+		return;
+	}
+	if (strcmp(kind->str, "message") != 0 ||
+	    body->type != REDIS_REPLY_STRING)
+		return;
+	r->st.messages++;
+	if (r->message_cb != NULL)
+		r->message_cb(body->str, body->len, r->message_arg);
+}
+
+/* At every connect; ready at the server's confirmation, which the
+ * connect timer waits for like a script load. */
+static void
+subscribe(struct redis *r)
+{
+	const char *argv[2] = { "SUBSCRIBE", r->channel };
+	size_t len[2] = { 9, strlen(r->channel) };
+
+	/* Nothing is written to a listener: keepalive is how a peer that
+	 * vanished (no FIN, no RST) is found at all. */
+	(void)redisEnableKeepAlive(&r->ac->c);
+	if (redisAsyncCommandArgv(r->ac, sub_cb, r, 2, argv, len) !=
+	    REDIS_OK) {
+		r->st.connect_failures++;
+		drop_later(r);
 	}
 }
 
@@ -543,7 +603,7 @@ submit(struct redis_req *q)
 {
 	struct redis *r = q->r;
 
-	if (!r->ready) {
+	if (!r->ready || r->channel != NULL) {
 		fail_later(q, REDIS_FAIL_DOWN);
 		return;
 	}
@@ -625,6 +685,10 @@ redis_new(struct event_base *base, const struct redis_conf *c,
 		r->src[i] = xstrdup(c->scripts[i]);
 	r->ready_cb = ready_cb;
 	r->ready_arg = arg;
+	if (c->subscribe != NULL)
+		r->channel = xstrdup(c->subscribe);
+	r->message_cb = c->on_message;
+	r->message_arg = c->message_arg;
 	r->ev_conn = evtimer_new(base, conn_timer_cb, r);
 	r->ev_drop = evtimer_new(base, drop_cb, r);
 	r->backoff_ms = REDIS_BACKOFF_MIN_MS;
@@ -663,13 +727,14 @@ redis_free(struct redis *r)
 		free(r->src[i]);
 	free(r->src);
 	free(r->sha);
+	free(r->channel);
 	free(r);
 }
 
 int
 redis_usable(const struct redis *r)
 {
-	if (!r->ready)
+	if (!r->ready || r->channel != NULL)
 		return 0;
 	return r->breaker == REDIS_BREAKER_CLOSED ||
 	    (r->breaker == REDIS_BREAKER_OPEN && now_ms() >= r->open_until);

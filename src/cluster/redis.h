@@ -38,12 +38,23 @@ enum redis_status {
 enum redis_breaker { REDIS_BREAKER_CLOSED, REDIS_BREAKER_OPEN,
 	REDIS_BREAKER_HALF_OPEN };
 
+/* A message on the subscribed channel: the payload, valid during the
+ * call only (peer bytes: not NUL-terminated, may hold anything). */
+typedef void	redis_message_cb(const char *payload, size_t len, void *arg);
+
 struct redis_conf {
 	const char	*host;		/* an address or a name */
 	unsigned	 port;
 	unsigned	 timeout_ms;	/* per request: redis_timeout */
 	const char	*const *scripts; /* Lua sources, loaded at connect */
 	size_t		 nscripts;
+	/* Set: a subscriber. At every connect it SUBSCRIBEs to this channel
+	 * (ready once the server confirms, within the connect timeout) and
+	 * hands each message to on_message. A subscribed connection can send
+	 * nothing else: redis_call() answers REDIS_FAIL_DOWN. */
+	const char	*subscribe;
+	redis_message_cb *on_message;
+	void		*message_arg;
 };
 
 struct redis_stats {
@@ -55,6 +66,7 @@ struct redis_stats {
 	uint64_t	 refused;	/* not sent: down or breaker open */
 	uint64_t	 connects;	/* successful connects, scripts loaded */
 	uint64_t	 connect_failures;
+	uint64_t	 messages;	/* a subscriber's messages received */
 };
 
 /* status REDIS_REPLY_OK: 'reply' is the server's, else NULL. */

@@ -743,6 +743,14 @@ cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
 	    "%llu\n", s->replay_depth, s->replay_limit,
 	    (unsigned long long)s->replay_dropped,
 	    (unsigned long long)s->replay_merged);
+	evbuffer_add_printf(b, "health: subscription %s received: %llu "
+	    "sent: %llu send_failed: %llu keys_read: %llu rejected: %llu\n",
+	    s->sub.connected ? "connected" : "not connected",
+	    (unsigned long long)s->health_received,
+	    (unsigned long long)s->health_sent,
+	    (unsigned long long)s->health_send_failed,
+	    (unsigned long long)s->health_keys_read,
+	    (unsigned long long)s->health_rejected);
 	if (!s->nodes_known) {
 		evbuffer_add_printf(b, "nodes: unknown (Redis did not "
 		    "answer)\n");
@@ -786,6 +794,17 @@ view_cluster_status(struct evbuffer *b, int json,
 	json_kuint(&j, "replay_limit", s->replay_limit);
 	json_kuint(&j, "replay_dropped", s->replay_dropped);
 	json_kuint(&j, "replay_merged", s->replay_merged);
+	json_key(&j, "health");
+	json_object(&j);
+	json_kbool(&j, "subscribed", s->sub.connected);
+	json_kuint(&j, "subscribe_connects", s->sub.connects);
+	json_kuint(&j, "messages", s->sub.messages);
+	json_kuint(&j, "received", s->health_received);
+	json_kuint(&j, "sent", s->health_sent);
+	json_kuint(&j, "send_failed", s->health_send_failed);
+	json_kuint(&j, "keys_read", s->health_keys_read);
+	json_kuint(&j, "rejected", s->health_rejected);
+	json_end(&j);
 	json_key(&j, "nodes");
 	if (!s->nodes_known)
 		json_null(&j);

@@ -36,6 +36,7 @@ struct rec {
 	time_t		 next_probe;
 	int		 probing;
 	time_t		 suspected;	/* last probe asked by a suspicion */
+	time_t		 down_since;	/* 0: restored at start, or up */
 };
 
 struct primary_health {
@@ -54,6 +55,8 @@ struct primary_health {
 	void			*up_arg;
 	struct learn		*learn;
 	struct history		*history;	/* for the dashboard */
+	primary_change_cb	*change_cb;	/* the cluster's, or NULL */
+	void			*change_arg;
 };
 
 /* The door: every name is lower-cased once, here. */
@@ -156,16 +159,23 @@ primary_health_failures(const struct primary_health *h, const char *domain)
 	return r != NULL ? r->failures : 0;
 }
 
+/* 'seen' 0: restored from the last stop, no observation of ours: not
+ * announced, and any other node's "up" overrides it. */
 static void
-mark_down(struct primary_health *h, struct rec *r, const char *why)
+mark_down(struct primary_health *h, struct rec *r, const char *why, int seen)
 {
+	time_t now = time(NULL);
+
 	r->down = 1;
-	r->next_probe = time(NULL) + (time_t)h->conf->primary_probe_interval;
+	r->down_since = seen ? now : 0;
+	r->next_probe = now + (time_t)h->conf->primary_probe_interval;
 	down_link(h, r);
 	log_warn("event=primary_down domain=%s failures=%u reason=\"%s\"",
 	    r->domain, r->failures, why);
 	if (h->learn != NULL)
-		learn_health(h->learn, r->domain, 0, why, time(NULL));
+		learn_health(h->learn, r->domain, 0, why, now);
+	if (seen && h->change_cb != NULL)
+		h->change_cb(r->domain, 0, why, now, h->change_arg);
 }
 
 void
@@ -178,27 +188,35 @@ primary_health_failed(struct primary_health *h, const char *domain,
 	key(k, domain);
 	r = get(h, k);
 	r->failures++;
+	if (r->down && !now)
+		r->down_since = time(NULL);	/* newer evidence of our own */
 	if (!r->down && (now || r->failures >= h->conf->primary_down_after))
-		mark_down(h, r, why);
+		mark_down(h, r, why, !now);
 }
 
+/* 'who': the node that saw it, NULL for this one (then announced). */
 static void
-mark_ok(struct primary_health *h, struct rec *r)
+mark_ok(struct primary_health *h, struct rec *r, const char *who)
 {
+	time_t now = time(NULL);
 	size_t n = 0;
 
 	r->failures = 0;
 	if (!r->down)
 		return;
 	r->down = 0;
+	r->down_since = 0;
 	down_unlink(h, r);
 	if (h->learn != NULL)
-		learn_health(h->learn, r->domain, 1, "", time(NULL));
+		learn_health(h->learn, r->domain, 1, "", now);
+	if (who == NULL && h->change_cb != NULL)
+		h->change_cb(r->domain, 1, "", now, h->change_arg);
 	/* docs/queue.md: the moment a domain goes up, its queue drains at
 	 * once; primary_connection_limit holds the rate. */
 	if (h->up_cb != NULL)
 		n = h->up_cb(r->domain, h->up_arg);
-	log_info("event=primary_up domain=%s drain=%zu", r->domain, n);
+	log_info("event=primary_up domain=%s drain=%zu%s%s", r->domain, n,
+	    who != NULL ? " via=" : "", who != NULL ? who : "");
 }
 
 void
@@ -207,7 +225,37 @@ primary_health_ok(struct primary_health *h, const char *domain)
 	char k[256];
 
 	key(k, domain);
-	mark_ok(h, get(h, k));
+	mark_ok(h, get(h, k), NULL);
+}
+
+void
+primary_health_remote_up(struct primary_health *h, const char *domain,
+    time_t since, const char *who)
+{
+	char k[256];
+	struct rec *r;
+
+	key(k, domain);
+	if ((r = find(h, k)) == NULL || !r->down)
+		return;
+	/* Our own failure after their success is the newer news. */
+	if (r->down_since > since) {
+		log_info("event=primary_remote_stale domain=%s via=%s "
+		    "since=%lld down_since=%lld", r->domain, who,
+		    (long long)since, (long long)r->down_since);
+		return;
+	}
+	mark_ok(h, r, who);
+}
+
+void
+primary_health_foreach_down(const struct primary_health *h,
+    void (*fn)(const char *, void *), void *arg)
+{
+	const struct rec *r;
+
+	for (r = h->down; r != NULL; r = r->dnext)
+		fn(r->domain, arg);
 }
 
 void
@@ -242,7 +290,7 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 	    ok > 0 ? "up" : ok < 0 ? "none" : "down", ok > 0 ? "" :
 	    " reason=\"", ok > 0 ? "" : why, ok > 0 ? "" : "\"");
 	if (ok > 0)
-		mark_ok(h, r);
+		mark_ok(h, r, NULL);
 	else if (ok < 0) {
 		/* Our own trouble (no descriptor): no verdict, the next
 		 * probe decides. */
@@ -253,10 +301,12 @@ probe_done(const char *domain, int ok, const char *why, void *arg)
 		 * ours, counted as a delivery's is. */
 		r->failures++;
 		if (r->failures >= h->conf->primary_down_after)
-			mark_down(h, r, why);
-	} else
+			mark_down(h, r, why, 1);
+	} else {
+		r->down_since = time(NULL);	/* still down, seen now */
 		r->next_probe = time(NULL) +
 		    (time_t)h->conf->primary_probe_interval;
+	}
 }
 
 /*
@@ -370,6 +420,14 @@ void
 primary_health_set_learn(struct primary_health *h, struct learn *l)
 {
 	h->learn = l;
+}
+
+void
+primary_health_on_change(struct primary_health *h, primary_change_cb *cb,
+    void *arg)
+{
+	h->change_cb = cb;
+	h->change_arg = arg;
 }
 
 struct history *

@@ -6,7 +6,8 @@
  *
  * A primary is down after primary_down_after consecutive connection failures of
  * our own (queued deliveries, probes), or at once when the caller says so (a
- * down record restored at start). What a client of ours can provoke -- a
+ * down record restored at start). In a cluster another node's "up" counts as
+ * our own (primary_health_remote_up, docs/cluster.md "Primary health"). What a client of ours can provoke -- a
  * pass-through or a callout that failed -- is only a suspicion
  * (primary_health_suspect): it starts a probe, and only the probe's failure
  * counts (docs/queue.md "Primary health"). While down it is probed every
@@ -43,6 +44,13 @@ typedef void	primary_probe_fn(void *owner, const char *domain,
  * made due (for the log). */
 typedef size_t	primary_up_cb(const char *domain, void *arg);
 
+/* This node saw the primary of domain go up or down (its own probe,
+ * delivery, pass-through or callout), at 'since': for whoever shares it
+ * (docs/cluster.md "Primary health"). Not called for what came from
+ * outside (primary_health_remote_up) nor for downs restored at start. */
+typedef void	primary_change_cb(const char *domain, int up, const char *why,
+		    time_t since, void *arg);
+
 /* base NULL: no probe timer (tests drive primary_health_tick). */
 struct primary_health *primary_health_new(struct event_base *,
 		    const struct config *);
@@ -55,6 +63,8 @@ void		 primary_health_on_up(struct primary_health *,
 		    primary_up_cb *, void *arg);
 void		 primary_health_set_learn(struct primary_health *,
 		    struct learn *);
+void		 primary_health_on_change(struct primary_health *,
+		    primary_change_cb *, void *arg);
 
 /* 1 up (or never seen), 0 down. Any case. */
 int		 primary_health_up(const struct primary_health *,
@@ -71,6 +81,18 @@ void		 primary_health_suspect(struct primary_health *,
 /* A clean EHLO: up; if it was down, the up callback runs. */
 void		 primary_health_ok(struct primary_health *,
 		    const char *domain);
+/*
+ * Another node ('who') saw the primary up at 'since': if this node has it
+ * down and saw no failure of its own after that, up, and the up callback drains, exactly
+ * as after a probe of our own. A down restored at start ('now' above) is
+ * older than any news. Not announced again (no echo between nodes).
+ */
+void		 primary_health_remote_up(struct primary_health *,
+		    const char *domain, time_t since, const char *who);
+/* Each domain whose primary is down now, for fn (which must not change
+ * the table). */
+void		 primary_health_foreach_down(const struct primary_health *,
+		    void (*fn)(const char *domain, void *arg), void *arg);
 /* A down primary is worth a probe now (an operator's flush, ETRN). */
 void		 primary_health_probe_soon(struct primary_health *,
 		    const char *domain);

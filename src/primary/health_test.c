@@ -206,6 +206,78 @@ test_suspect(void **state)
 	primary_health_free(h);
 }
 
+/* What the cluster would be told (docs/cluster.md "Primary health"). */
+static struct {
+	unsigned	n;
+	int		up;
+	char		domain[256];
+} told;
+
+static void
+count_down(const char *domain, void *arg)
+{
+	(*(unsigned *)arg)++;
+}
+
+static void
+change_cb(const char *domain, int up, const char *why, time_t since,
+    void *arg)
+{
+	told.n++;
+	told.up = up;
+	snprintf(told.domain, sizeof(told.domain), "%s", domain);
+}
+
+/* Another node's "up" drains as our own probe would, unless our own
+ * failure is newer; it is not told again (no echo); a down restored at
+ * start is older than any news. Our own changes are told, not the
+ * restored down. */
+static void
+test_remote(void **state)
+{
+	struct primary_health *h = fresh(1);
+	time_t now = time(NULL);
+	unsigned n = 0;
+
+	memset(&told, 0, sizeof(told));
+	primary_health_on_change(h, change_cb, NULL);
+	primary_health_remote_up(h, "example.org", now, "b");	/* unknown */
+	assert_int_equal(seen.nup, 0);
+	primary_health_failed(h, "Example.ORG", "refused", 0);
+	assert_int_equal(told.n, 1);
+	assert_int_equal(told.up, 0);
+	assert_string_equal(told.domain, "example.org");
+	primary_health_remote_up(h, "example.org", now - 100, "b"); /* stale */
+	assert_false(primary_health_up(h, "example.org"));
+	assert_int_equal(seen.nup, 0);
+	primary_health_remote_up(h, "EXAMPLE.org", now + 1, "b");
+	assert_true(primary_health_up(h, "example.org"));
+	assert_int_equal(seen.nup, 1);
+	assert_string_equal(seen.up, "example.org");
+	assert_int_equal(told.n, 1);		/* not told back */
+	primary_health_remote_up(h, "example.org", now + 2, "b"); /* up */
+	assert_int_equal(seen.nup, 1);
+
+	primary_health_failed(h, "restored.org", "down at the last stop", 1);
+	assert_int_equal(told.n, 1);		/* a memory, not news */
+	primary_health_foreach_down(h, count_down, &n);
+	assert_int_equal(n, 1);
+	primary_health_remote_up(h, "restored.org", now - 86000, "b");
+	assert_true(primary_health_up(h, "restored.org"));
+	assert_int_equal(seen.nup, 2);
+	/* A failure of ours while down is newer evidence than older news. */
+	primary_health_failed(h, "restored.org", "refused", 1);
+	primary_health_failed(h, "restored.org", "refused", 0);
+	primary_health_remote_up(h, "restored.org", now - 100, "b");
+	assert_false(primary_health_up(h, "restored.org"));
+
+	primary_health_failed(h, "example.org", "refused", 0);
+	primary_health_ok(h, "example.org");
+	assert_int_equal(told.n, 3);
+	assert_int_equal(told.up, 1);
+	primary_health_free(h);
+}
+
 int
 main(void)
 {
@@ -215,6 +287,7 @@ main(void)
 		cmocka_unit_test(test_probes),
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_suspect),
+		cmocka_unit_test(test_remote),
 	};
 
 	log_set_level(LOG_LEVEL_ERR);		/* 100,000 domains go down */

@@ -16,12 +16,22 @@ a free loopback port without persistence.
 - without redis_servers, `cluster status` says there is no cluster (the
   single-node greylist tests, test_greylist*.py, run unchanged).
 
+Primary health (TestClusterHealth, docs/cluster.md "Primary health"): a
+customer's primary down, mail queued at two nodes whose own retries are an
+hour away; node B probes once an hour, so only A's probe can find the
+primary back:
+- A's probe sees it back: B drains at once, on A's message;
+- Redis killed: each node drains on its own probes, as a single node;
+- B restarted (its down record restored) after A saw the primary back:
+  B reads the key when it subscribes and drains.
+
 All of it under the ASan build the harness runs: Daemon.stop() fails on a
 sanitizer report. No assertion depends on speed: waits poll for a state.
 """
 
 import os
 import shutil
+import sys
 import signal
 import socket
 import subprocess
@@ -30,7 +40,12 @@ import time
 import unittest
 
 from greylist_util import DELAY, GreylistTest, GreyClient, RCPT
-from harness import backmxctl, backmxctl_json, cannot_run, free_port, poll
+from harness import (backmxctl, backmxctl_json, cannot_run, free_port, poll,
+                     queued_messages)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "fakes"))
+from mx import FakeMX  # noqa: E402
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -281,6 +296,146 @@ class TestCluster(GreylistTest):
         self.assertNotIn("event=cluster", d.log())
         # Greylisting as ever (test_greylist*.py has the rest).
         self.assertGreylisted(self.attempt_at(d))
+
+
+class TestClusterHealth(GreylistTest):
+    """One customer domain whose primary is down, mail queued at two
+    nodes. Retries are an hour apart (minimal_backoff_time): a message goes
+    out only when its domain is marked up, which drains it at once."""
+
+    DOMAIN = "customer.example"
+    redis = TestCluster.redis
+    status = TestCluster.status
+
+    def setUp(self):
+        super().setUp()
+        mx = FakeMX().start()
+        self.mx_port = mx.port
+        mx.stop()                   # down: connections refused
+        self.primary = None
+
+    def primary_back(self):
+        self.primary = FakeMX(port=self.mx_port).start()
+        self.addCleanup(self.primary.stop)
+        return self.primary
+
+    def health_node(self, r, name, probe):
+        doms = ["%s route=[127.0.0.1]:%d" % (self.DOMAIN, self.mx_port)]
+        d = self.daemon(domains=doms, myhostname=name,
+                        redis_servers="127.0.0.1:%d" % r.port,
+                        minimal_backoff_time="1h",
+                        maximal_backoff_time="1h", primary_down_after="1",
+                        primary_probe_interval=probe)
+        self.assertTrue(poll(lambda: self.subscribed(d), 15),
+                        "node %s never subscribed" % name)
+        return d
+
+    def subscribed(self, d):
+        s = self.status(d)
+        return s["connected"] and s["health"]["subscribed"]
+
+    def queue_one(self, d, subject):
+        c = self.session(d)
+        self.queue_id(self.send_message(
+            c, body=b"Subject: %s\r\n\r\nx\r\n" % subject.encode()))
+        c.close()
+        self.assertTrue(d.wait_log(r"event=primary_down domain=customer"
+                                   r"\.example", timeout=15), d.log_tail())
+
+    def two_nodes(self, r, b_probe):
+        """A probes each second, B every b_probe; one message queued at
+        each while the primary is down."""
+        a = self.health_node(r, "mx2a.backmx.test", "1s")
+        b = self.health_node(r, "mx2b.backmx.test", b_probe)
+        self.queue_one(a, "from-a")
+        self.queue_one(b, "from-b")
+        return a, b
+
+    def assertReceived(self, subjects, d):
+        """The primary got exactly these messages (by Subject)."""
+        got = self.primary.wait_received(len(subjects), timeout=20)
+        self.assertEqual(len(got), len(subjects), d.log_tail())
+        self.assertEqual(sorted(
+            m["data"].split(b"Subject: ")[1].split(b"\r\n")[0].decode()
+            for m in self.primary.received), subjects)
+
+    def assertUpVia(self, d, via):
+        pat = r"event=primary_up domain=customer\.example drain=1"
+        pat += " via=" + via.replace(".", r"\.") if via else "$"
+        self.assertTrue(d.wait_log(pat), d.log_tail())
+
+    def key_state(self, r):
+        return resp(r.port, "HGET", "backmx:health:customer.example",
+                    "state")
+
+    def test_probe_at_a_drains_b_at_once(self):
+        r = self.redis()
+        a, b = self.two_nodes(r, "1h")
+        # A's own "down" reached Redis: the key says so.
+        self.assertTrue(poll(lambda: self.key_state(r) == "down", 10))
+        self.primary_back()
+        # B's probe and retry are an hour away: only A's news drains it.
+        self.assertReceived(["from-a", "from-b"], b)
+        self.assertUpVia(b, "mx2a.backmx.test")
+        self.assertTrue(poll(lambda: not queued_messages(b), 10))
+        h = resp(r.port, "HGETALL", "backmx:health:customer.example")
+        rec = dict(zip(h[0::2], h[1::2]))
+        self.assertEqual(rec["state"], "up")
+        self.assertEqual(rec["node"], "mx2a.backmx.test")
+        self.assertEqual(rec["domain"], self.DOMAIN)
+        ttl = resp(r.port, "TTL", "backmx:health:customer.example")
+        self.assertTrue(0 < ttl <= 86400, ttl)
+        sb, sa = self.status(b)["health"], self.status(a)["health"]
+        self.assertGreaterEqual(sb["received"], 1)
+        self.assertGreaterEqual(sa["sent"], 2)      # its down, its up
+        self.assertEqual(sb["rejected"], 0)
+        text = backmxctl(b, "cluster", "status")
+        self.assertIn("health: subscription connected received: ", text)
+
+    def test_redis_killed_each_node_probes_alone(self):
+        r = self.redis()
+        a, b = self.two_nodes(r, "1s")
+        r.kill()
+        for d in (a, b):
+            self.assertTrue(poll(lambda: not self.status(d)["health"]
+                                 ["subscribed"], 15))
+            self.assertIn("health: subscription not connected",
+                          backmxctl(d, "cluster", "status"))
+        self.primary_back()
+        self.assertReceived(["from-a", "from-b"], b)
+        for d in (a, b):
+            self.assertTrue(poll(lambda: not queued_messages(d), 10))
+            # Its own probe, not news from another node.
+            self.assertUpVia(d, None)
+            self.assertNotIn("via=", "".join(
+                l for l in d.log().splitlines(True)
+                if "event=primary_up" in l))
+        # Redis back: subscribed again by itself.
+        r.start()
+        for d in (a, b):
+            self.assertTrue(poll(lambda: self.subscribed(d), 20),
+                            self.status(d))
+
+    def test_started_while_up_reads_the_key(self):
+        r = self.redis()
+        a, b = self.two_nodes(r, "1h")
+        # Stopped (down at its stop; its mail waits), its log aside.
+        b.proc.send_signal(signal.SIGTERM)
+        b.proc.wait(10)
+        b._logf.close()
+        os.rename(b.logfile, b.logfile + ".1")
+        self.primary_back()
+        self.assertReceived(["from-a"], a)
+        self.assertTrue(poll(lambda: self.key_state(r) == "up", 10))
+        # B comes back with its down record and an hour to its probe: it
+        # learns from the key, not from a message (none is sent now).
+        b.start()
+        self.assertTrue(b.wait_log(r"event=primary_down domain=customer"
+                                   r"\.example .*down at the last stop"),
+                        b.log_tail())
+        self.assertReceived(["from-a", "from-b"], b)
+        self.assertUpVia(b, "mx2a.backmx.test")
+        self.assertGreaterEqual(self.status(b)["health"]["keys_read"], 1)
 
 
 if __name__ == "__main__":
