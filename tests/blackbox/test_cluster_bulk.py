@@ -11,16 +11,19 @@ three backmxd nodes (ASan, backup mode) and one real redis-server
 - a digest remembered at A is deferred at once at B and C;
 - Redis killed: each node counts alone from its mirror (no 5xx); Redis
   back (restarted from its snapshot): what each counted alone is merged
-  without double counting, and the next copy is caught at the total.
+  without double counting, and the next copy is caught at the total;
+- Redis stalled (SIGSTOP): each dot waits redis_timeout at most, the node
+  decides alone; a digest it remembered alone is remembered in Redis once
+  the replay queue drains, and deferred at once at another node.
 
 No assertion depends on speed: waits poll for a state.
 """
 
 import os
-import sys
+import signal
 import unittest
 
-from harness import (CUSTOMER, BlackboxTest, backmxctl, backmxctl_json,
+from harness import (CUSTOMER, BlackboxTest, backmxctl_json,
                      poll, queued_messages)
 
 # Modules, not names: their TestCases must not run again from here.
@@ -180,6 +183,33 @@ class TestClusterBulk(BlackboxTest):
         self.assertBulk(self.attempt(b, [self.rcpt(6)], body))
         self.assertEqual(self.body_digest(b)["count"], 7)
         self.assertBulk(self.attempt(a, [self.rcpt(7)], body))
+
+    def test_redis_stalled_decides_alone_remembered_merged(self):
+        a, b = self.nodes(3, names=NODES[:2])
+        body = tb.spam(0)
+        os.kill(self.r.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: self.r.proc.poll() is None and
+                        os.kill(self.r.proc.pid, signal.SIGCONT))
+        # Each dot waits redis_timeout at most, then A counts alone: the
+        # third recipient is bulk by A's own count, never a 5xx.
+        for i in (1, 2):
+            self.assertReply(self.attempt(a, [self.rcpt(i)], body), 250)
+        self.assertBulk(self.attempt(a, [self.rcpt(3)], body))
+        self.assertGreaterEqual(self.status(a)["local_decisions"], 3)
+        os.kill(self.r.proc.pid, signal.SIGCONT)
+        self.assertTrue(poll(lambda: (lambda s: s["connected"] and
+                                      s["replay_depth"] == 0 and
+                                      s["replay_merged"] >= 3)(
+                                          self.status(a)), 30),
+                        self.status(a))
+        # Remembered alone at A, remembered in Redis by the merge: B,
+        # which never saw a copy, defers the next one at once.
+        rec, n = self.shared(self.body_digest(a)["digest"])
+        self.assertEqual(n, 3)
+        self.assertGreater(int(rec["bulk_until"]), 0)
+        self.assertBulk(self.attempt(b, [self.rcpt(4)], body))
+        self.assertTrue(b.wait_log(r"event=bulk .*verdict=bulk .*"
+                                   r"body=[0-9a-f]{8}/\d+\*"))
 
 
 if __name__ == "__main__":
