@@ -7,7 +7,10 @@
  * node names stay NUL-terminated inside their field. The same bytes, raw,
  * are a primary-health message on the subscription, and each reply the
  * HMGET of a health key: a parsed one has names of 1..255 printable
- * bytes and a non-negative time.
+ * bytes and a non-negative time. Each reply is also the bulk script's
+ * answer (src/cluster/bulkshare.c) for 1 to CLUSTER_BULK_MAX digests: a
+ * parsed one has counts that fit, remembered 0 or 1, a non-negative
+ * bulk_until, and nothing written past its n answers.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "bulkshare.h"
 #include "cluster.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -29,6 +33,25 @@ check_health(const struct cluster_health *h)
 	    nl == sizeof(h->node) || h->since < 0 || (h->up != 0 && h->up != 1) ||
 	    strchr(h->domain, ' ') != NULL || strchr(h->node, ' ') != NULL)
 		abort();
+}
+
+static void
+check_bulk(const redisReply *reply)
+{
+	struct cluster_bulk_answer a[CLUSTER_BULK_MAX + 1];
+	size_t n, i;
+
+	for (n = 1; n <= CLUSTER_BULK_MAX; n++) {
+		memset(a, 0xa5, sizeof(a));
+		if (cluster_parse_bulk(reply, a, n) != 0)
+			continue;
+		for (i = 0; i < n; i++)
+			if ((a[i].remembered != 0 && a[i].remembered != 1) ||
+			    a[i].bulk_until < 0)
+				abort();
+		if (a[n].remembered != (int)0xa5a5a5a5)
+			abort();	/* written past its n */
+	}
 }
 
 static void
@@ -54,6 +77,7 @@ check(const redisReply *reply)
 			abort();
 	if (cluster_parse_health_key(reply, &h) == 0)
 		check_health(&h);
+	check_bulk(reply);
 }
 
 /*

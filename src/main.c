@@ -634,6 +634,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "backmxd: %s\n", err);
 		fatal("event=config_error error=\"%s\"", err);
 	}
+	/* A cluster shares the counts (docs/cluster.md "Bulk counts"). */
+	bulk_set_cluster(srv.bulk, cluster);
 	srv.state = state;
 	/* DNS: libunbound on this loop (docs/dns.md). */
 	{

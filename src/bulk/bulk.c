@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bulkshare.h"
 #include "config.h"
 #include "dname.h"
 #include "domains.h"
@@ -39,6 +40,23 @@ struct bulk {
 	struct bulk_list clients;
 	struct bulk_list senders;
 	struct bulk_list rcpts;
+	struct cluster	*cluster;	/* counts shared; NULL: this node's */
+};
+
+/* A message whose counts wait for Redis (docs/cluster.md "Bulk
+ * counts"). */
+struct bulk_ask {
+	struct bulk		*b;
+	struct state		*st;
+	const struct config	*c;
+	struct bulk_digests	 d;
+	char			(*keys)[33];
+	size_t			 nrcpt;
+	unsigned		 threshold;
+	int64_t			 now;
+	struct cluster_bulk_req	*req;
+	bulk_judged_cb		*cb;
+	void			*arg;
 };
 
 static int
@@ -143,6 +161,12 @@ bulk_new(const struct config *c, char *err, size_t errsz)
 }
 
 void
+bulk_set_cluster(struct bulk *b, struct cluster *cl)
+{
+	b->cluster = cl;
+}
+
+void
 bulk_free(struct bulk *b)
 {
 	if (b == NULL)
@@ -232,7 +256,7 @@ struct judged {
 static int
 judged_load(struct judged *j, struct state *st, const struct config *c,
     const struct bulk_digests *d, unsigned t, int64_t now,
-    struct bulk_outcome *out)
+    const struct cluster_bulk_answer *sh, struct bulk_outcome *out)
 {
 	size_t k;
 	int i;
@@ -256,7 +280,9 @@ judged_load(struct judged *j, struct state *st, const struct config *c,
 			row->kind = d->d[j->idx[k]].kind;
 			row->first_seen = now;
 		}
-		remembered = row->bulk_until > now;
+		/* Remembered at any node is remembered here. */
+		remembered = row->bulk_until > now ||
+		    (sh != NULL && sh[k].remembered);
 		out->remembered[j->idx[k]] = remembered;
 		/* A remembered digest stops counting (its rows stay
 		 * bounded), but for a domain whose own threshold is above
@@ -323,15 +349,12 @@ judged_decide(struct judged *j, size_t k, const struct config *c,
 	return bulk;
 }
 
-void
-bulk_judge(struct state *st, const struct config *c,
-    const struct bulk_digests *d, const char *const *rcpts, size_t nrcpt,
-    unsigned threshold, int64_t now, struct bulk_outcome *out)
+/* Nothing to count: *out says why. 1 skipped, 0 go on. */
+static int
+judge_skip(const struct bulk_digests *d, size_t nrcpt, unsigned threshold,
+    struct bulk_outcome *out)
 {
-	struct judged j;
-	char (*keys)[33];
-	size_t k;
-	int i, any = 0, bands = 0;
+	int i, any = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->threshold = threshold;
@@ -339,35 +362,64 @@ bulk_judge(struct state *st, const struct config *c,
 	if (threshold == 0 || nrcpt == 0) {
 		out->verdict = BULK_SKIPPED;
 		out->why = "not_counted";
-		return;
+		return 1;
 	}
 	for (i = 0; i < BULK_NDIGEST; i++)
 		any |= d->d[i].valid;
 	if (!any) {
 		out->verdict = BULK_SKIPPED;
 		out->why = "too_short";
-		return;
+		return 1;
 	}
-	keys = xreallocarray(NULL, nrcpt, sizeof(*keys));
+	return 0;
+}
+
+static char (*rcpt_keys(const char *const *rcpts, size_t nrcpt))[33]
+{
+	char (*keys)[33] = xreallocarray(NULL, nrcpt, sizeof(*keys));
+	size_t k;
+
 	for (k = 0; k < nrcpt; k++)
 		rcpt_key(rcpts[k], keys[k]);
+	return keys;
+}
+
+/*
+ * Count in the state store and decide. 'sh': Redis' answer for each valid
+ * digest, or NULL (no cluster, or it did not answer). With it, the local
+ * row mirrors the shared count (the larger of the two, so `bulk list`
+ * shows it and a later fallback starts from it) and a digest remembered at
+ * any node is remembered here.
+ */
+static void
+judge(struct judged *j, struct state *st, const struct config *c,
+    const struct bulk_digests *d, const char (*keys)[33], size_t nrcpt,
+    unsigned threshold, int64_t now, const struct cluster_bulk_answer *sh,
+    struct bulk_outcome *out)
+{
+	size_t k;
+	int bands = 0;
+
 	out->verdict = BULK_PASS;
-	if (judged_load(&j, st, c, d, threshold, now, out) == -1 ||
-	    judged_count(&j, st, c, (const char (*)[33])keys, nrcpt,
-	    now) == -1) {
+	if (judged_load(j, st, c, d, threshold, now, sh, out) == -1 ||
+	    judged_count(j, st, c, keys, nrcpt, now) == -1) {
 		out->verdict = BULK_ERROR;
-		free(keys);
 		return;
 	}
-	free(keys);
-	for (k = 0; k < j.n; k++) {
-		int r = judged_decide(&j, k, c, d, threshold, now, out);
-
-		if (r == 1 && d->d[j.idx[k]].kind != BULK_SHINGLE)
-			out->verdict = BULK_BULK;
-		bands += r == 1 && d->d[j.idx[k]].kind == BULK_SHINGLE;
+	for (k = 0; sh != NULL && k < j->n; k++) {
+		if (sh[k].count > j->row[k].count)
+			j->row[k].count = sh[k].count;
+		if (sh[k].bulk_until > j->row[k].bulk_until)
+			j->row[k].bulk_until = sh[k].bulk_until;
 	}
-	if (state_bulk_put_many(st, j.row, j.n) == -1) {
+	for (k = 0; k < j->n; k++) {
+		int r = judged_decide(j, k, c, d, threshold, now, out);
+
+		if (r == 1 && d->d[j->idx[k]].kind != BULK_SHINGLE)
+			out->verdict = BULK_BULK;
+		bands += r == 1 && d->d[j->idx[k]].kind == BULK_SHINGLE;
+	}
+	if (state_bulk_put_many(st, j->row, j->n) == -1) {
 		out->verdict = BULK_ERROR;
 		return;
 	}
@@ -376,6 +428,128 @@ bulk_judge(struct state *st, const struct config *c,
 	 * steeper (docs/bulk.md §4). */
 	if (out->verdict == BULK_PASS && bands >= BULK_SHINGLE_BANDS_BULK)
 		out->verdict = BULK_BULK;
+}
+
+void
+bulk_judge(struct state *st, const struct config *c,
+    const struct bulk_digests *d, const char *const *rcpts, size_t nrcpt,
+    unsigned threshold, int64_t now, struct bulk_outcome *out)
+{
+	struct judged j;
+	char (*keys)[33];
+
+	if (judge_skip(d, nrcpt, threshold, out))
+		return;
+	keys = rcpt_keys(rcpts, nrcpt);
+	judge(&j, st, c, d, (const char (*)[33])keys, nrcpt, threshold, now,
+	    NULL, out);
+	free(keys);
+}
+
+/* The message as the cluster sees it: the valid digests in slot order
+ * (judged_load's), its recipients' keys. */
+static void
+ask_query(const struct bulk_ask *a, const char **rcptp,
+    struct cluster_bulk_query *q)
+{
+	size_t k;
+	int i;
+
+	memset(q, 0, sizeof(*q));
+	q->now = q->seen = a->now;
+	q->window = a->c->bulk_window;
+	q->remember = a->c->bulk_remember;
+	q->global = a->c->bulk_threshold;
+	q->threshold = a->threshold;
+	q->subject = a->d.subject;
+	for (i = 0; i < BULK_NDIGEST; i++)
+		if (a->d.d[i].valid) {
+			q->digest[q->n] = a->d.d[i].hex;
+			q->kind[q->n++] = bulk_kind_name(a->d.d[i].kind);
+		}
+	for (k = 0; k < a->nrcpt; k++)
+		rcptp[k] = a->keys[k];
+	q->nrcpt = a->nrcpt;
+	q->rcpt = rcptp;
+}
+
+static void
+ask_free(struct bulk_ask *a)
+{
+	free(a->keys);
+	free(a);
+}
+
+/* Redis answered (rc 0), or not: count here and decide; what was counted
+ * alone goes to the replay queue, remembered digests with it. */
+static void
+ask_done(int rc, const struct cluster_bulk_answer *sh, size_t n, void *arg)
+{
+	struct bulk_ask *a = arg;
+	struct cluster_bulk_query q;
+	struct bulk_outcome out;
+	struct judged j;
+	const char **rcptp;
+	size_t k;
+
+	a->req = NULL;
+	memset(&out, 0, sizeof(out));
+	out.threshold = a->threshold;
+	out.counted = (unsigned)a->nrcpt;
+	judge(&j, a->st, a->c, &a->d, (const char (*)[33])a->keys, a->nrcpt,
+	    a->threshold, a->now, rc == 0 ? sh : NULL, &out);
+	if (rc != 0) {
+		rcptp = xreallocarray(NULL, a->nrcpt, sizeof(*rcptp));
+		ask_query(a, rcptp, &q);
+		/* judged_load() filled the same slots in the same order. */
+		for (k = 0; k < q.n && out.verdict != BULK_ERROR; k++)
+			q.until[k] = j.row[k].bulk_until;
+		cluster_bulk_replay(a->b->cluster, &q);
+		free(rcptp);
+	}
+	a->cb(&out, &a->d, a->arg);
+	ask_free(a);
+}
+
+struct bulk_ask *
+bulk_judge_ask(struct bulk *b, struct state *st, const struct config *c,
+    const struct bulk_digests *d, const char *const *rcpts, size_t nrcpt,
+    unsigned threshold, int64_t now, struct bulk_outcome *out,
+    bulk_judged_cb *cb, void *arg)
+{
+	struct cluster_bulk_query q;
+	struct bulk_ask *a;
+	const char **rcptp;
+
+	if (b->cluster == NULL || judge_skip(d, nrcpt, threshold, out)) {
+		bulk_judge(st, c, d, rcpts, nrcpt, threshold, now, out);
+		return NULL;
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->b = b;
+	a->st = st;
+	a->c = c;
+	a->d = *d;
+	a->keys = rcpt_keys(rcpts, nrcpt);
+	a->nrcpt = nrcpt;
+	a->threshold = threshold;
+	a->now = now;
+	a->cb = cb;
+	a->arg = arg;
+	rcptp = xreallocarray(NULL, nrcpt, sizeof(*rcptp));
+	ask_query(a, rcptp, &q);
+	a->req = cluster_bulk_ask(b->cluster, &q, ask_done, a);
+	free(rcptp);
+	return a;
+}
+
+void
+bulk_ask_cancel(struct bulk_ask *a)
+{
+	if (a == NULL)
+		return;
+	cluster_bulk_cancel(a->req);
+	ask_free(a);
 }
 
 const char *

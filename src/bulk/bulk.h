@@ -18,6 +18,7 @@
 
 #include "digest.h"
 
+struct cluster;
 struct config;
 struct domain;
 struct state;
@@ -69,6 +70,26 @@ void		 bulk_judge(struct state *, const struct config *,
 		    const struct bulk_digests *, const char *const *rcpts,
 		    size_t nrcpt, unsigned threshold, int64_t now,
 		    struct bulk_outcome *out);
+
+/*
+ * The same, the counts shared with the other nodes of a cluster
+ * (docs/cluster.md "Bulk counts"): Redis is asked first, within
+ * redis_timeout; without an answer the local counts decide and the
+ * message's counts go to the replay queue. NULL when *out is final now
+ * (no cluster, nothing to count); else 'cb' runs once, later, from the
+ * loop, unless bulk_ask_cancel() comes first.
+ */
+struct bulk_ask;
+typedef void	bulk_judged_cb(const struct bulk_outcome *,
+		    const struct bulk_digests *, void *arg);
+struct bulk_ask	*bulk_judge_ask(struct bulk *, struct state *,
+		    const struct config *, const struct bulk_digests *,
+		    const char *const *rcpts, size_t nrcpt, unsigned threshold,
+		    int64_t now, struct bulk_outcome *out, bulk_judged_cb *,
+		    void *arg);
+void		 bulk_ask_cancel(struct bulk_ask *);
+/* Share the counts through this cluster (NULL: this node's only). */
+void		 bulk_set_cluster(struct bulk *, struct cluster *);
 
 /* "body=1a2b3c4d/3 letters=.../20* ...": each valid digest's short form,
  * its count, '*' when remembered as bulk; for the per-message log line. */

@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
+#include "bulkshare.h"
 #include "config.h"
 #include "log.h"
 #include "sockaddr.h"
@@ -39,7 +40,7 @@
 #define HEALTH_MSG_MAX	600	/* "down", 255, 255, a number, spaces */
 
 enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, SCRIPT_HEALTH,
-	NSCRIPTS };
+	SCRIPT_BULK, NSCRIPTS };
 
 /*
  * KEYS[1] the triplet; ARGV net, sender, rcpt, now, delay, retry_window,
@@ -145,12 +146,16 @@ static const char script_health[] =
 
 static const char *const scripts[NSCRIPTS] = {
 	script_check, script_merge, script_beat, script_nodes, script_health,
+	cluster_bulk_lua,
 };
 
-/* One decision waiting for Redis. */
+/* One decision waiting for Redis: a triplet, or another kind's payload
+ * (ops set: bulkshare.c's counts). */
 struct replay {
 	TAILQ_ENTRY(replay)	 link;
 	struct state_triplet	 t;
+	const struct cluster_replay_ops *ops;
+	void			*payload;
 };
 
 struct cluster {
@@ -161,7 +166,7 @@ struct cluster {
 	struct event		*ev_beat;
 	struct redis_req	*beat;
 
-	TAILQ_HEAD(, replay)	 replay;
+	TAILQ_HEAD(replay_q, replay) replay;
 	size_t			 depth, limit;
 	struct replay		*merging;	/* taken off the queue, in flight */
 	struct redis_req	*merge_req;
@@ -196,6 +201,7 @@ struct cluster_op {
 };
 
 static void	replay_next(struct cluster *);
+static void	replay_free(struct replay *);
 
 /* Every argument here is text: its length is strlen(). */
 static struct redis_req *
@@ -405,12 +411,32 @@ cluster_replay_push(struct cluster *cl, const struct state_triplet *t)
 			log_warn("event=redis_replay_drop dropped=%llu "
 			    "limit=%zu", (unsigned long long)cl->dropped,
 			    cl->limit);
-		free(e);
+		replay_free(e);
 	}
 	e = xcalloc(1, sizeof(*e));
 	e->t = *t;
 	TAILQ_INSERT_TAIL(&cl->replay, e, link);
 	cl->depth++;
+}
+
+void
+cluster_replay_push_ops(struct cluster *cl,
+    const struct cluster_replay_ops *ops, void *payload)
+{
+	struct state_triplet none;
+
+	memset(&none, 0, sizeof(none));
+	cluster_replay_push(cl, &none);
+	TAILQ_LAST(&cl->replay, replay_q)->ops = ops;
+	TAILQ_LAST(&cl->replay, replay_q)->payload = payload;
+}
+
+static void
+replay_free(struct replay *e)
+{
+	if (e != NULL && e->ops != NULL)
+		e->ops->drop(e->payload);
+	free(e);
 }
 
 static void
@@ -428,7 +454,7 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 		    reply->type == REDIS_REPLY_ERROR ? reply->str :
 		    "unexpected answer");
 		cl->dropped++;
-		free(e);
+		replay_free(e);
 		return;
 	}
 	if (st != REDIS_REPLY_OK) {
@@ -438,12 +464,12 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 			cl->depth++;
 		} else {
 			cl->dropped++;
-			free(e);
+			replay_free(e);
 		}
 		return;
 	}
 	cl->merged++;
-	free(e);
+	replay_free(e);
 	if (TAILQ_EMPTY(&cl->replay))
 		log_info("event=redis_replay_done merged=%llu",
 		    (unsigned long long)cl->merged);
@@ -467,6 +493,10 @@ replay_next(struct cluster *cl)
 	TAILQ_REMOVE(&cl->replay, e, link);
 	cl->depth--;
 	cl->merging = e;
+	if (e->ops != NULL) {
+		cl->merge_req = e->ops->send(cl, e->payload, merge_cb, cl);
+		return;
+	}
 	t = &e->t;
 	if (cluster_grey_key(cl->prefix, t->net, t->sender, t->rcpt, key,
 	    sizeof(key)) == -1)
@@ -488,6 +518,34 @@ replay_next(struct cluster *cl)
 	argv[10] = now;
 	cl->merge_req = script_text(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb,
 	    cl);
+}
+
+/* --- for bulkshare.c --------------------------------------------------------- */
+
+const char *
+cluster_prefix(const struct cluster *cl)
+{
+	return cl->prefix;
+}
+
+struct redis_req *
+cluster_bulk_script(struct cluster *cl, int nkeys, int argc,
+    const char **argv, const size_t *argvlen, redis_reply_cb *cb, void *arg)
+{
+	return redis_script(cl->redis, SCRIPT_BULK, nkeys, argc, argv,
+	    argvlen, cb, arg);
+}
+
+void
+cluster_fell_back(struct cluster *cl)
+{
+	cl->fallbacks++;
+}
+
+void
+cluster_replay_kick(struct cluster *cl)
+{
+	replay_next(cl);
 }
 
 /* --- primary health ----------------------------------------------------------- */
@@ -873,10 +931,10 @@ cluster_free(struct cluster *cl)
 	if (cl->depth > 0 || cl->merging != NULL)
 		log_warn("event=redis_replay_lost count=%zu",
 		    cl->depth + (cl->merging != NULL));
-	free(cl->merging);
+	replay_free(cl->merging);
 	while ((e = TAILQ_FIRST(&cl->replay)) != NULL) {
 		TAILQ_REMOVE(&cl->replay, e, link);
-		free(e);
+		replay_free(e);
 	}
 	event_free(cl->ev_beat);
 	free(cl);

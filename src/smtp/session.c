@@ -156,6 +156,7 @@ struct session {
 	char			 pending_domain[256];
 	struct milter_tx	*milter;	/* backup mode's filters */
 	struct dccifd_req	*dcc;		/* dccifd asked at the dot */
+	struct bulk_ask		*bulkask;	/* the cluster's counts asked */
 	unsigned		 quarantine:1;	/* a filter said: hold it */
 	/* The bulk detector (docs/bulk.md): the transaction's one bulk
 	 * policy (its recipients' threshold), the digests while DATA
@@ -407,6 +408,8 @@ session_tx_reset(struct session *s)
 	s->milter = NULL;
 	dccifd_cancel(s->dcc);
 	s->dcc = NULL;
+	bulk_ask_cancel(s->bulkask);
+	s->bulkask = NULL;
 	s->quarantine = 0;
 	s->bulk_on = 0;
 }
@@ -1893,10 +1896,53 @@ reply_bulk(struct session *s)
 	    "backup MX");
 }
 
+/* The verdict's log line and counter; 1 when it answered the message:
+ * bulk (451 4.7.28, docs/bulk.md §4) or a store error (451 4.3.0: doubt
+ * is 4xx, docs/principles.md §1.2). */
+static int
+bulk_verdict(struct session *s, const struct bulk_digests *d,
+    const struct bulk_outcome *o)
+{
+	char sum[512];
+
+	log_info("session=%s queue=%s event=bulk client=%s verdict=%s "
+	    "threshold=%u nrcpt=%u digests=%s%s%s", s->id, s->env.id, s->addr,
+	    bulk_verdict_name(o->verdict), o->threshold, o->counted,
+	    bulk_summary(sum, sizeof(sum), d, o), o->why ? " why=" : "",
+	    o->why ? o->why : "");
+	stats_inc(o->verdict == BULK_BULK ? STAT_BULK_BULK : o->verdict ==
+	    BULK_ERROR ? STAT_BULK_ERROR : o->verdict == BULK_PASS ?
+	    STAT_BULK_PASS : STAT_BULK_SKIPPED);
+	if (o->verdict != BULK_BULK && o->verdict != BULK_ERROR)
+		return 0;
+	if (o->verdict == BULK_BULK)
+		reply_bulk(s);
+	else
+		reply(s, 451, "4.3.0", "Error: local error in processing");
+	return 1;
+}
+
+/* The cluster's counts came (or did not: the local ones decided). */
+static void
+bulk_judged(const struct bulk_outcome *o, const struct bulk_digests *d,
+    void *arg)
+{
+	struct session *s = arg;
+
+	s->bulkask = NULL;	/* bulk.c frees it after the call */
+	if (bulk_verdict(s, d, o)) {
+		tx_answered(s);
+		return;
+	}
+	if (dcc_begin(s))
+		return;		/* dccifd first (dcc_done) */
+	eom_filters(s);
+}
+
 /*
  * The dot: count the recipients for each digest and decide. Returns 1
- * when the message was answered here: bulk (451 4.7.28, docs/bulk.md §4)
- * or a store error (451 4.3.0: doubt is 4xx, docs/principles.md §1.2).
+ * when the message was answered here (bulk_verdict), or when the
+ * cluster's counts were asked (bulk_judged goes on).
  */
 static int
 bulk_end(struct session *s)
@@ -1904,7 +1950,7 @@ bulk_end(struct session *s)
 	struct bulk_digests d;
 	struct bulk_outcome o;
 	const char **rcpts;
-	char (*addrs)[ADDR_PATH_MAX + 1], sum[512];
+	char (*addrs)[ADDR_PATH_MAX + 1];
 	size_t i, n = 0;
 
 	bulk_walk_finish(s->bulkw, &d);
@@ -1922,24 +1968,18 @@ bulk_end(struct session *s)
 			n++;
 		}
 	}
-	bulk_judge(s->srv->state, s->conf, &d, rcpts, n, s->bulk_policy,
-	    time(NULL), &o);
+	s->bulkask = bulk_judge_ask(s->srv->bulk, s->srv->state, s->conf, &d,
+	    rcpts, n, s->bulk_policy, time(NULL), &o, bulk_judged, s);
 	free(rcpts);
 	free(addrs);
-	log_info("session=%s queue=%s event=bulk client=%s verdict=%s "
-	    "threshold=%u nrcpt=%u digests=%s%s%s", s->id, s->env.id, s->addr,
-	    bulk_verdict_name(o.verdict), o.threshold, o.counted,
-	    bulk_summary(sum, sizeof(sum), &d, &o), o.why ? " why=" : "",
-	    o.why ? o.why : "");
-	stats_inc(o.verdict == BULK_BULK ? STAT_BULK_BULK : o.verdict ==
-	    BULK_ERROR ? STAT_BULK_ERROR : o.verdict == BULK_PASS ?
-	    STAT_BULK_PASS : STAT_BULK_SKIPPED);
-	if (o.verdict != BULK_BULK && o.verdict != BULK_ERROR)
+	if (s->bulkask != NULL) {
+		/* Input stays unread while Redis is asked. */
+		s->state = S_COMMIT;
+		bufferevent_disable(s->bev, EV_READ);
+		return 1;
+	}
+	if (!bulk_verdict(s, &d, &o))
 		return 0;
-	if (o.verdict == BULK_BULK)
-		reply_bulk(s);
-	else
-		reply(s, 451, "4.3.0", "Error: local error in processing");
 	session_tx_reset(s);
 	return 1;
 }
