@@ -14,6 +14,7 @@
  * by its own clock, never early by a node's.
  */
 #include "cluster.h"
+#include "cluster_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +38,6 @@
 #define HEALTH_KEY_TTL	86400	/* a state nobody restated in a day is
 				   no news (docs/cluster.md) */
 #define HEALTH_MSG_MAX	600	/* "down", 255, 255, a number, spaces */
-
-enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, SCRIPT_HEALTH,
-	NSCRIPTS };
 
 /*
  * KEYS[1] the triplet; ARGV net, sender, rcpt, now, delay, retry_window,
@@ -145,12 +143,19 @@ static const char script_health[] =
 
 static const char *const scripts[NSCRIPTS] = {
 	script_check, script_merge, script_beat, script_nodes, script_health,
+	learned_script_get, learned_script_rcpt, learned_script_domain,
 };
 
-/* One decision waiting for Redis. */
+/* One decision or record waiting for Redis: a triplet, or a learned
+ * recipient or domain (learned.c). */
 struct replay {
 	TAILQ_ENTRY(replay)	 link;
-	struct state_triplet	 t;
+	enum replay_kind	 kind;
+	union {
+		struct state_triplet	 t;
+		struct state_rcpt	 r;
+		struct state_domain	 d;
+	};
 };
 
 struct cluster {
@@ -180,6 +185,8 @@ struct cluster {
 	uint64_t		 health_sent, health_send_failed;
 	uint64_t		 health_received, health_keys_read;
 	uint64_t		 health_rejected;
+
+	struct learned		*learned;	/* learned.c */
 };
 
 /* A caller's pending operation. */
@@ -196,10 +203,12 @@ struct cluster_op {
 };
 
 static void	replay_next(struct cluster *);
+static void	cluster_replay_add_quiet(struct cluster *, enum replay_kind,
+		    const void *);
 
 /* Every argument here is text: its length is strlen(). */
-static struct redis_req *
-script_text(struct cluster *cl, size_t script, int nkeys, int argc,
+struct redis_req *
+cluster_script(struct cluster *cl, size_t script, int nkeys, int argc,
     const char **argv, redis_reply_cb *cb, void *arg)
 {
 	size_t len[16];
@@ -223,31 +232,58 @@ int_of(const redisReply *r)
 	return -1;
 }
 
+const char *
+cluster_prefix(const struct cluster *cl)
+{
+	return cl->prefix;
+}
+
+const char *
+cluster_node(const struct cluster *cl)
+{
+	return cl->node;
+}
+
+struct learned *
+cluster_learned_of(struct cluster *cl)
+{
+	return cl->learned;
+}
+
 int
-cluster_grey_key(const char *prefix, const char *net, const char *sender,
-    const char *rcpt, char *out, size_t outsz)
+cluster_hash_key(const char *prefix, const char *what,
+    const char *const *parts, size_t n, char *out, size_t outsz)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0, i;
 	EVP_MD_CTX *ctx;
 	char hex[33];
+	size_t k;
 	int ok;
 
 	/* NUL between the parts: ("a", "bc") and ("ab", "c") differ. */
 	ctx = EVP_MD_CTX_new();
-	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-	    EVP_DigestUpdate(ctx, net, strlen(net) + 1) &&
-	    EVP_DigestUpdate(ctx, sender, strlen(sender) + 1) &&
-	    EVP_DigestUpdate(ctx, rcpt, strlen(rcpt) + 1) &&
-	    EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 16;
+	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	for (k = 0; ok && k < n; k++)
+		ok = EVP_DigestUpdate(ctx, parts[k], strlen(parts[k]) + 1);
+	ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 16;
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return -1;
 	for (i = 0; i < 16; i++)
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	if ((size_t)snprintf(out, outsz, "%sgrey:%s", prefix, hex) >= outsz)
+	if ((size_t)snprintf(out, outsz, "%s%s%s", prefix, what, hex) >= outsz)
 		return -1;
 	return 0;
+}
+
+int
+cluster_grey_key(const char *prefix, const char *net, const char *sender,
+    const char *rcpt, char *out, size_t outsz)
+{
+	const char *parts[3] = { net, sender, rcpt };
+
+	return cluster_hash_key(prefix, "grey:", parts, 3, out, outsz);
 }
 
 static struct cluster_op *
@@ -383,7 +419,7 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
 	argv[5] = delay;
 	argv[6] = win;
 	argv[7] = age;
-	op->req = script_text(cl, SCRIPT_CHECK, 1, 8, argv, grey_cb, op);
+	op->req = cluster_script(cl, SCRIPT_CHECK, 1, 8, argv, grey_cb, op);
 	return op;
 }
 
@@ -391,6 +427,14 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
 
 void
 cluster_replay_push(struct cluster *cl, const struct state_triplet *t)
+{
+	cluster_replay_add_quiet(cl, REPLAY_TRIPLET, t);
+}
+
+/* Queued; pushed later (the caller knows Redis did not answer). */
+static void
+cluster_replay_add_quiet(struct cluster *cl, enum replay_kind kind,
+    const void *rec)
 {
 	struct replay *e;
 
@@ -408,9 +452,29 @@ cluster_replay_push(struct cluster *cl, const struct state_triplet *t)
 		free(e);
 	}
 	e = xcalloc(1, sizeof(*e));
-	e->t = *t;
+	e->kind = kind;
+	if (kind == REPLAY_TRIPLET)
+		e->t = *(const struct state_triplet *)rec;
+	else if (kind == REPLAY_RCPT)
+		e->r = *(const struct state_rcpt *)rec;
+	else
+		e->d = *(const struct state_domain *)rec;
 	TAILQ_INSERT_TAIL(&cl->replay, e, link);
 	cl->depth++;
+}
+
+void
+cluster_replay_add(struct cluster *cl, enum replay_kind kind,
+    const void *rec)
+{
+	cluster_replay_add_quiet(cl, kind, rec);
+	replay_next(cl);
+}
+
+void
+cluster_replay_kick(struct cluster *cl)
+{
+	replay_next(cl);
 }
 
 static void
@@ -429,6 +493,7 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 		    "unexpected answer");
 		cl->dropped++;
 		free(e);
+		replay_next(cl);
 		return;
 	}
 	if (st != REDIS_REPLY_OK) {
@@ -442,7 +507,11 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 		}
 		return;
 	}
-	cl->merged++;
+	/* 'merged' counts triplets, as before; learned.c counts its own. */
+	if (e->kind == REPLAY_TRIPLET)
+		cl->merged++;
+	else
+		learned_replayed(cl->learned, e->kind, reply->integer == 1);
 	free(e);
 	if (TAILQ_EMPTY(&cl->replay))
 		log_info("event=redis_replay_done merged=%llu",
@@ -450,24 +519,14 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 	replay_next(cl);
 }
 
-/* One decision at a time, oldest first, while Redis answers. */
-static void
-replay_next(struct cluster *cl)
+/* A triplet's MERGE. */
+static struct redis_req *
+replay_triplet(struct cluster *cl, const struct state_triplet *t)
 {
-	struct replay *e;
-	const struct state_triplet *t;
 	char key[128], num[6][24], now[24];
 	const char *argv[11];
 	size_t i;
 
-	if (cl->merging != NULL || TAILQ_EMPTY(&cl->replay) ||
-	    !redis_usable(cl->redis))
-		return;
-	e = TAILQ_FIRST(&cl->replay);
-	TAILQ_REMOVE(&cl->replay, e, link);
-	cl->depth--;
-	cl->merging = e;
-	t = &e->t;
 	if (cluster_grey_key(cl->prefix, t->net, t->sender, t->rcpt, key,
 	    sizeof(key)) == -1)
 		key[0] = '\0';
@@ -486,8 +545,25 @@ replay_next(struct cluster *cl)
 	/* Expired is judged at the push, not at the decision. */
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	argv[10] = now;
-	cl->merge_req = script_text(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb,
-	    cl);
+	return cluster_script(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb, cl);
+}
+
+/* One record at a time, oldest first, while Redis answers. */
+static void
+replay_next(struct cluster *cl)
+{
+	struct replay *e;
+
+	if (cl->merging != NULL || TAILQ_EMPTY(&cl->replay) ||
+	    !redis_usable(cl->redis))
+		return;
+	e = TAILQ_FIRST(&cl->replay);
+	TAILQ_REMOVE(&cl->replay, e, link);
+	cl->depth--;
+	cl->merging = e;
+	cl->merge_req = e->kind == REPLAY_TRIPLET ? replay_triplet(cl, &e->t) :
+	    learned_replay(cl, e->kind, e->kind == REPLAY_RCPT ?
+	    (const void *)&e->r : (const void *)&e->d, merge_cb, cl);
 }
 
 /* --- primary health ----------------------------------------------------------- */
@@ -629,7 +705,7 @@ cluster_health_publish(struct cluster *cl, const char *domain, int up,
 	argv[7] = msg;
 	/* Not tracked: redis_free() drops it at the end, and its timer
 	 * bounds it meanwhile. */
-	(void)script_text(cl, SCRIPT_HEALTH, 2, 8, argv, publish_cb, cl);
+	(void)cluster_script(cl, SCRIPT_HEALTH, 2, 8, argv, publish_cb, cl);
 	log_info("event=cluster_health_publish domain=%s state=%s", domain,
 	    state);
 }
@@ -744,7 +820,7 @@ beat_timer_cb(evutil_socket_t fd, short what, void *arg)
 	argv[2] = cl->node;
 	argv[3] = now;
 	argv[4] = ttl;
-	cl->beat = script_text(cl, SCRIPT_BEAT, 2, 5, argv, beat_cb, cl);
+	cl->beat = cluster_script(cl, SCRIPT_BEAT, 2, 5, argv, beat_cb, cl);
 }
 
 /* The connection is (again) ready: say so at once, then push what
@@ -777,6 +853,7 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->health_received = cl->health_received;
 	s->health_keys_read = cl->health_keys_read;
 	s->health_rejected = cl->health_rejected;
+	learned_stats(cl->learned, &s->learned);
 }
 
 static void
@@ -812,7 +889,7 @@ cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
 	snprintf(p, sizeof(p), "%snode:", cl->prefix);
 	argv[0] = k;
 	argv[1] = p;
-	op->req = script_text(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
+	op->req = cluster_script(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
 	return op;
 }
 
@@ -835,6 +912,7 @@ cluster_new(struct event_base *base, const struct config *c)
 	cl->limit = c->redis_replay_limit;
 	TAILQ_INIT(&cl->replay);
 	TAILQ_INIT(&cl->ops);
+	cl->learned = learned_new();
 	cl->ev_beat = evtimer_new(base, beat_timer_cb, cl);
 	port = sockaddr_ntop((const struct sockaddr *)&c->redis_server.ss,
 	    host, sizeof(host));
@@ -870,6 +948,7 @@ cluster_free(struct cluster *cl)
 	redis_free(cl->redis);
 	while ((op = TAILQ_FIRST(&cl->ops)) != NULL)
 		op_free(op);
+	learned_free(cl->learned);
 	if (cl->depth > 0 || cl->merging != NULL)
 		log_warn("event=redis_replay_lost count=%zu",
 		    cl->depth + (cl->merging != NULL));

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "learned.h"
 #include "redis.h"
 #include "state.h"
 
@@ -145,6 +146,7 @@ struct cluster_status {
 	uint64_t	 health_received; /* other nodes' messages */
 	uint64_t	 health_keys_read; /* keys found after subscribing */
 	uint64_t	 health_rejected; /* messages not understood */
+	struct cluster_learned_stats learned; /* learned.h */
 	int		 nodes_known;	/* 0: Redis did not answer */
 	size_t		 nnodes;
 	struct cluster_node nodes[CLUSTER_NODES_MAX];
