@@ -424,9 +424,11 @@ get_cb(enum redis_status st, const redisReply *reply, void *arg)
 		cb(-1, NULL, NULL, cbarg);
 		return;
 	}
-	/* A record of another address (a hash collision, a hand-made key)
-	 * is no knowledge of this one. */
-	if (have_r && strcmp(r.addr, op->addr) != 0)
+	/* A record of another address (a hash collision, a hand-made key),
+	 * or of this one under another domain, is no knowledge of it. */
+	if (have_r && (strcmp(r.addr, op->addr) != 0 ||
+	    strcmp(r.domain, strrchr(op->addr, '@') != NULL ?
+	    strrchr(op->addr, '@') + 1 : "") != 0))
 		have_r = 0, lr->st.rejected++;
 	if (have_d && strcmp(d.name, op->domain) != 0)
 		have_d = 0, lr->st.rejected++;

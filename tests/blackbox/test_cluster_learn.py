@@ -22,10 +22,15 @@ backup mode, where only what the cluster shares can tell it anything:
   before is still accepted, what it never heard of deferred, no 5xx);
   Redis back on the same port: each node's replay queue drains, and what
   A learned during the outage is accepted at B and the other way round.
+- Redis stopped (SIGSTOP): every check waits at most redis_timeout (then
+  not at all, the breaker open) and the store decides as above; SIGCONT:
+  the node comes back by itself.
 
 All of it under the ASan build the harness runs. No assertion depends on
 speed: waits poll for a state.
 """
+
+import signal
 
 from harness import backmxctl, backmxctl_json, poll
 from test_cluster import RedisServer, resp
@@ -222,3 +227,27 @@ class TestOutage(ClusterLearnTest):
         self.assertGreaterEqual(self.status(b)["learned"]["lookup_failed"], 1)
         # The outage taught nothing false: B still knows u.
         self.assertReply(self.rcpt_at(b, "u@" + CUST), 250, "2.1.5")
+
+    def test_redis_stalled_answers_from_store(self):
+        r = self.redis()
+        a, b, _, _ = self.two_nodes(r, redis_timeout="100")
+        self.assertReply(self.rcpt_at(a, "u@" + CUST), 250)
+        self.shared(a, 1)
+        self.assertReply(self.rcpt_at(b, "u@" + CUST), 250, "2.1.5")
+        # Stopped: it accepts and says nothing. Each check waits
+        # redis_timeout (or not at all once the breaker is open) and the
+        # store decides; the late replies are dropped (ASan at stop()).
+        r.proc.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                self.assertBackupReply(self.rcpt_at(b, "u@" + CUST), 250,
+                                       "2.1.5", "")
+                self.assertBackupReply(self.rcpt_at(b, "x@" + CUST), 450,
+                                       "4.1.1", "not yet verified")
+            s = self.status(b)
+            self.assertGreaterEqual(s["learned"]["lookup_failed"], 6, s)
+        finally:
+            r.proc.send_signal(signal.SIGCONT)
+        self.assertTrue(poll(lambda: self.status(b)["connected"] and
+                             self.status(b)["breaker"] == "closed", 30),
+                        self.status(b))
