@@ -149,6 +149,25 @@ reply_of(const char *resp)
 		"$3\r\n200\r\n$3\r\n300\r\n$11\r\n550 5.1.1 x\r\n"
 #define DOM_NIL	"*6\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n"
 
+/* A recipient answer whose first five fields are 'head' (the rest
+ * well formed): parsed, but no record. */
+static void
+no_rcpt(const char *head)
+{
+	struct state_rcpt r;
+	struct state_domain d;
+	redisReply *rep;
+	char buf[512];
+	int hr, hd;
+
+	snprintf(buf, sizeof(buf), "*2\r\n*8\r\n%s$1\r\n1\r\n$1\r\n1\r\n"
+	    "$-1\r\n%s", head, DOM_NIL);
+	rep = reply_of(buf);
+	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), 0);
+	assert_false(hr);
+	freeReplyObject(rep);
+}
+
 /* The recipient's key, and the GET script's answer read back (peer
  * bytes: docs/cluster.md "Learned recipients and the domain lifecycle"). */
 static void
@@ -191,21 +210,12 @@ test_learned(void **state)
 	freeReplyObject(rep);
 
 	/* A status, a number, an address not understood: no record. */
-	rep = reply_of("*2\r\n*8\r\n$1\r\nu\r\n$1\r\nc\r\n$5\r\nmaybe\r\n"
-	    "$5\r\nadmin\r\n$1\r\n1\r\n$1\r\n1\r\n$1\r\n1\r\n$-1\r\n" DOM_NIL);
-	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), 0);
-	assert_false(hr);
-	freeReplyObject(rep);
-	rep = reply_of("*2\r\n*8\r\n$1\r\nu\r\n$1\r\nc\r\n$5\r\nvalid\r\n"
-	    "$5\r\nadmin\r\n$2\r\n-1\r\n$1\r\n1\r\n$1\r\n1\r\n$-1\r\n" DOM_NIL);
-	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), 0);
-	assert_false(hr);
-	freeReplyObject(rep);
-	rep = reply_of("*2\r\n*8\r\n$3\r\nu\nx\r\n$1\r\nc\r\n$5\r\nvalid\r\n"
-	    "$5\r\nadmin\r\n$1\r\n1\r\n$1\r\n1\r\n$1\r\n1\r\n$-1\r\n" DOM_NIL);
-	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), 0);
-	assert_false(hr);
-	freeReplyObject(rep);
+	no_rcpt("$1\r\nu\r\n$1\r\nc\r\n$5\r\nmaybe\r\n$5\r\nadmin\r\n"
+	    "$1\r\n1\r\n");
+	no_rcpt("$1\r\nu\r\n$1\r\nc\r\n$5\r\nvalid\r\n$5\r\nadmin\r\n"
+	    "$2\r\n-1\r\n");
+	no_rcpt("$3\r\nu\nx\r\n$1\r\nc\r\n$5\r\nvalid\r\n$5\r\nadmin\r\n"
+	    "$1\r\n1\r\n");
 	/* Not the script's shape: an error, the node decides alone. */
 	rep = reply_of("*1\r\n" DOM_NIL);
 	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), -1);
