@@ -10,7 +10,8 @@
  * bytes and a non-negative time. Each reply is also the bulk script's
  * answer (src/cluster/bulkshare.c) for 1 to CLUSTER_BULK_MAX digests: a
  * parsed one has counts that fit, remembered 0 or 1, a non-negative
- * bulk_until, and nothing written past its n answers.
+ * bulk_until, and nothing written past its n answers. And each reply is
+ * the answer of the learned recipients' GET script (check_learned()).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +33,31 @@ check_health(const struct cluster_health *h)
 	if (dl == 0 || dl == sizeof(h->domain) || nl == 0 ||
 	    nl == sizeof(h->node) || h->since < 0 || (h->up != 0 && h->up != 1) ||
 	    strchr(h->domain, ' ') != NULL || strchr(h->node, ' ') != NULL)
+		abort();
+}
+
+/* The GET script's answer (src/cluster/learned.c): a record taken has
+ * a status, a source and a lifecycle of their lists, non-negative times,
+ * and its strings end inside their fields. */
+static void
+check_learned(const redisReply *reply)
+{
+	static struct state_rcpt r;
+	static struct state_domain d;
+	int hr, hd;
+
+	if (cluster_parse_learned(reply, &r, &hr, &d, &hd) == -1)
+		return;
+	if (hr && (r.status < STATE_RCPT_VALID ||
+	    r.status > STATE_RCPT_INVALID || r.source < STATE_SRC_PASSTHROUGH ||
+	    r.source > STATE_SRC_ADMIN || r.first_seen < 0 || r.expires < 0 ||
+	    memchr(r.addr, '\0', sizeof(r.addr)) == NULL ||
+	    memchr(r.why, '\0', sizeof(r.why)) == NULL || r.addr[0] == '\0'))
+		abort();
+	if (hd && (d.lifecycle < STATE_DOM_LEARNING ||
+	    d.lifecycle > STATE_DOM_REFUSED || d.added < 0 ||
+	    memchr(d.name, '\0', sizeof(d.name)) == NULL ||
+	    memchr(d.accept_how, '\0', sizeof(d.accept_how)) == NULL))
 		abort();
 }
 
@@ -78,6 +104,7 @@ check(const redisReply *reply)
 	if (cluster_parse_health_key(reply, &h) == 0)
 		check_health(&h);
 	check_bulk(reply);
+	check_learned(reply);
 }
 
 /*

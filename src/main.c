@@ -446,6 +446,20 @@ cluster_news(const struct cluster_health *n, void *arg)
 	primary_health_suspect(health, n->domain, why);
 }
 
+/* What this node learns goes to the others too (docs/cluster.md
+ * "Learned recipients and the domain lifecycle"). */
+static void
+share_rcpt(const struct state_rcpt *r, void *arg)
+{
+	cluster_learned_rcpt(cluster, r);
+}
+
+static void
+share_domain(const struct state_domain *d, void *arg)
+{
+	cluster_learned_domain(cluster, d);
+}
+
 static void
 read_one(const char *domain, void *arg)
 {
@@ -677,6 +691,8 @@ main(int argc, char **argv)
 	/* What backmx learns of each domain (docs/passthrough.md, "Learning"): from
 	 * deliveries, pass-through and callouts. */
 	learn = learn_new(srv.base, &conf, state);
+	if (cluster != NULL)	/* before the domains: their first records */
+		learn_on_write(learn, share_rcpt, share_domain, NULL);
 	learn_set_domains(learn, domains);
 	srv.learn = learn;
 	srv.ptpool = primary_pool_new(&conf);

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cluster.h"
+#include "cluster_int.h"
 #include "log.h"
 #include "str.h"
 #include "xmem.h"
@@ -38,6 +39,10 @@
  * once the global threshold is met. Times never move back (clock skew,
  * docs/cluster.md "Clocks"); TTLs are relative, set from the asking
  * node's 'now'. A replayed message whose window has passed is dropped.
+ * A replayed copy carries the bulk_until its node set when it judged
+ * that very copy alone: only Redis' own bulk_until says whether the
+ * digest was remembered before it, or its recipients would never be
+ * counted (the copy that made it bulk alone would count for nothing).
  */
 const char cluster_bulk_lua[] =
 "local mode, now, seen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
@@ -54,8 +59,9 @@ const char cluster_bulk_lua[] =
 " 'bulk_until')\n"
 "    local first, last = tonumber(v[1]), tonumber(v[2]) or seen\n"
 "    if not first then redis.call('DEL', s); first = seen end\n"
-"    untl = math.max(tonumber(v[3]) or 0, mine)\n"
-"    was = untl > seen\n"
+"    local theirs = tonumber(v[3]) or 0\n"
+"    untl = math.max(theirs, mine)\n"
+"    if mode == 'merge' then was = theirs > seen else was = untl > seen end\n"
 "    if not was or t > glob then\n"
 "      for j = 1, nr do redis.call('SADD', s, ARGV[r0 + j]) end\n"
 "    end\n"

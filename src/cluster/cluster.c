@@ -14,6 +14,7 @@
  * by its own clock, never early by a node's.
  */
 #include "cluster.h"
+#include "cluster_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,6 @@
 #define HEALTH_KEY_TTL	86400	/* a state nobody restated in a day is
 				   no news (docs/cluster.md) */
 #define HEALTH_MSG_MAX	600	/* "down", 255, 255, a number, spaces */
-
-enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, SCRIPT_HEALTH,
-	SCRIPT_BULK, NSCRIPTS };
 
 /*
  * KEYS[1] the triplet; ARGV net, sender, rcpt, now, delay, retry_window,
@@ -146,14 +144,21 @@ static const char script_health[] =
 
 static const char *const scripts[NSCRIPTS] = {
 	script_check, script_merge, script_beat, script_nodes, script_health,
+	learned_script_get, learned_script_rcpt, learned_script_domain,
 	cluster_bulk_lua,
 };
 
-/* One decision waiting for Redis: a triplet, or another kind's payload
- * (ops set: bulkshare.c's counts). */
+/* One decision or record waiting for Redis: a triplet, a learned
+ * recipient or domain (learned.c), or another kind's payload
+ * (REPLAY_OPS: bulkshare.c's counts, sent and freed by its ops). */
 struct replay {
 	TAILQ_ENTRY(replay)	 link;
-	struct state_triplet	 t;
+	enum replay_kind	 kind;
+	union {
+		struct state_triplet	 t;
+		struct state_rcpt	 r;
+		struct state_domain	 d;
+	};
 	const struct cluster_replay_ops *ops;
 	void			*payload;
 };
@@ -185,6 +190,8 @@ struct cluster {
 	uint64_t		 health_sent, health_send_failed;
 	uint64_t		 health_received, health_keys_read;
 	uint64_t		 health_rejected;
+
+	struct learned		*learned;	/* learned.c */
 };
 
 /* A caller's pending operation. */
@@ -202,10 +209,12 @@ struct cluster_op {
 
 static void	replay_next(struct cluster *);
 static void	replay_free(struct replay *);
+static void	cluster_replay_add_quiet(struct cluster *, enum replay_kind,
+		    const void *);
 
 /* Every argument here is text: its length is strlen(). */
-static struct redis_req *
-script_text(struct cluster *cl, size_t script, int nkeys, int argc,
+struct redis_req *
+cluster_script(struct cluster *cl, size_t script, int nkeys, int argc,
     const char **argv, redis_reply_cb *cb, void *arg)
 {
 	size_t len[16];
@@ -229,31 +238,58 @@ int_of(const redisReply *r)
 	return -1;
 }
 
+const char *
+cluster_prefix(const struct cluster *cl)
+{
+	return cl->prefix;
+}
+
+const char *
+cluster_node(const struct cluster *cl)
+{
+	return cl->node;
+}
+
+struct learned *
+cluster_learned_of(struct cluster *cl)
+{
+	return cl->learned;
+}
+
 int
-cluster_grey_key(const char *prefix, const char *net, const char *sender,
-    const char *rcpt, char *out, size_t outsz)
+cluster_hash_key(const char *prefix, const char *what,
+    const char *const *parts, size_t n, char *out, size_t outsz)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0, i;
 	EVP_MD_CTX *ctx;
 	char hex[33];
+	size_t k;
 	int ok;
 
 	/* NUL between the parts: ("a", "bc") and ("ab", "c") differ. */
 	ctx = EVP_MD_CTX_new();
-	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-	    EVP_DigestUpdate(ctx, net, strlen(net) + 1) &&
-	    EVP_DigestUpdate(ctx, sender, strlen(sender) + 1) &&
-	    EVP_DigestUpdate(ctx, rcpt, strlen(rcpt) + 1) &&
-	    EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 16;
+	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	for (k = 0; ok && k < n; k++)
+		ok = EVP_DigestUpdate(ctx, parts[k], strlen(parts[k]) + 1);
+	ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 16;
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return -1;
 	for (i = 0; i < 16; i++)
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	if ((size_t)snprintf(out, outsz, "%sgrey:%s", prefix, hex) >= outsz)
+	if ((size_t)snprintf(out, outsz, "%s%s%s", prefix, what, hex) >= outsz)
 		return -1;
 	return 0;
+}
+
+int
+cluster_grey_key(const char *prefix, const char *net, const char *sender,
+    const char *rcpt, char *out, size_t outsz)
+{
+	const char *parts[3] = { net, sender, rcpt };
+
+	return cluster_hash_key(prefix, "grey:", parts, 3, out, outsz);
 }
 
 static struct cluster_op *
@@ -389,7 +425,7 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
 	argv[5] = delay;
 	argv[6] = win;
 	argv[7] = age;
-	op->req = script_text(cl, SCRIPT_CHECK, 1, 8, argv, grey_cb, op);
+	op->req = cluster_script(cl, SCRIPT_CHECK, 1, 8, argv, grey_cb, op);
 	return op;
 }
 
@@ -397,6 +433,14 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
 
 void
 cluster_replay_push(struct cluster *cl, const struct state_triplet *t)
+{
+	cluster_replay_add_quiet(cl, REPLAY_TRIPLET, t);
+}
+
+/* Queued; pushed later (the caller knows Redis did not answer). */
+static void
+cluster_replay_add_quiet(struct cluster *cl, enum replay_kind kind,
+    const void *rec)
 {
 	struct replay *e;
 
@@ -414,7 +458,13 @@ cluster_replay_push(struct cluster *cl, const struct state_triplet *t)
 		replay_free(e);
 	}
 	e = xcalloc(1, sizeof(*e));
-	e->t = *t;
+	e->kind = kind;
+	if (kind == REPLAY_TRIPLET)
+		e->t = *(const struct state_triplet *)rec;
+	else if (kind == REPLAY_RCPT)
+		e->r = *(const struct state_rcpt *)rec;
+	else if (kind == REPLAY_DOMAIN)
+		e->d = *(const struct state_domain *)rec;
 	TAILQ_INSERT_TAIL(&cl->replay, e, link);
 	cl->depth++;
 }
@@ -423,10 +473,7 @@ void
 cluster_replay_push_ops(struct cluster *cl,
     const struct cluster_replay_ops *ops, void *payload)
 {
-	struct state_triplet none;
-
-	memset(&none, 0, sizeof(none));
-	cluster_replay_push(cl, &none);
+	cluster_replay_add_quiet(cl, REPLAY_OPS, NULL);
 	TAILQ_LAST(&cl->replay, replay_q)->ops = ops;
 	TAILQ_LAST(&cl->replay, replay_q)->payload = payload;
 }
@@ -437,6 +484,14 @@ replay_free(struct replay *e)
 	if (e != NULL && e->ops != NULL)
 		e->ops->drop(e->payload);
 	free(e);
+}
+
+void
+cluster_replay_add(struct cluster *cl, enum replay_kind kind,
+    const void *rec)
+{
+	cluster_replay_add_quiet(cl, kind, rec);
+	replay_next(cl);
 }
 
 static void
@@ -455,6 +510,7 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 		    "unexpected answer");
 		cl->dropped++;
 		replay_free(e);
+		replay_next(cl);
 		return;
 	}
 	if (st != REDIS_REPLY_OK) {
@@ -468,7 +524,12 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 		}
 		return;
 	}
-	cl->merged++;
+	/* 'merged' counts decisions (triplets, bulk counts), as before;
+	 * learned.c counts its records. */
+	if (e->kind == REPLAY_TRIPLET || e->kind == REPLAY_OPS)
+		cl->merged++;
+	else
+		learned_replayed(cl->learned, e->kind, reply->integer == 1);
 	replay_free(e);
 	if (TAILQ_EMPTY(&cl->replay))
 		log_info("event=redis_replay_done merged=%llu",
@@ -476,28 +537,14 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 	replay_next(cl);
 }
 
-/* One decision at a time, oldest first, while Redis answers. */
-static void
-replay_next(struct cluster *cl)
+/* A triplet's MERGE. */
+static struct redis_req *
+replay_triplet(struct cluster *cl, const struct state_triplet *t)
 {
-	struct replay *e;
-	const struct state_triplet *t;
 	char key[128], num[6][24], now[24];
 	const char *argv[11];
 	size_t i;
 
-	if (cl->merging != NULL || TAILQ_EMPTY(&cl->replay) ||
-	    !redis_usable(cl->redis))
-		return;
-	e = TAILQ_FIRST(&cl->replay);
-	TAILQ_REMOVE(&cl->replay, e, link);
-	cl->depth--;
-	cl->merging = e;
-	if (e->ops != NULL) {
-		cl->merge_req = e->ops->send(cl, e->payload, merge_cb, cl);
-		return;
-	}
-	t = &e->t;
 	if (cluster_grey_key(cl->prefix, t->net, t->sender, t->rcpt, key,
 	    sizeof(key)) == -1)
 		key[0] = '\0';
@@ -516,17 +563,33 @@ replay_next(struct cluster *cl)
 	/* Expired is judged at the push, not at the decision. */
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	argv[10] = now;
-	cl->merge_req = script_text(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb,
-	    cl);
+	return cluster_script(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb, cl);
+}
+
+/* One record at a time, oldest first, while Redis answers. */
+static void
+replay_next(struct cluster *cl)
+{
+	struct replay *e;
+
+	if (cl->merging != NULL || TAILQ_EMPTY(&cl->replay) ||
+	    !redis_usable(cl->redis))
+		return;
+	e = TAILQ_FIRST(&cl->replay);
+	TAILQ_REMOVE(&cl->replay, e, link);
+	cl->depth--;
+	cl->merging = e;
+	if (e->kind == REPLAY_OPS)
+		cl->merge_req = e->ops->send(cl, e->payload, merge_cb, cl);
+	else if (e->kind == REPLAY_TRIPLET)
+		cl->merge_req = replay_triplet(cl, &e->t);
+	else
+		cl->merge_req = learned_replay(cl, e->kind,
+		    e->kind == REPLAY_RCPT ? (const void *)&e->r :
+		    (const void *)&e->d, merge_cb, cl);
 }
 
 /* --- for bulkshare.c --------------------------------------------------------- */
-
-const char *
-cluster_prefix(const struct cluster *cl)
-{
-	return cl->prefix;
-}
 
 struct redis_req *
 cluster_bulk_script(struct cluster *cl, int nkeys, int argc,
@@ -687,7 +750,7 @@ cluster_health_publish(struct cluster *cl, const char *domain, int up,
 	argv[7] = msg;
 	/* Not tracked: redis_free() drops it at the end, and its timer
 	 * bounds it meanwhile. */
-	(void)script_text(cl, SCRIPT_HEALTH, 2, 8, argv, publish_cb, cl);
+	(void)cluster_script(cl, SCRIPT_HEALTH, 2, 8, argv, publish_cb, cl);
 	log_info("event=cluster_health_publish domain=%s state=%s", domain,
 	    state);
 }
@@ -802,7 +865,7 @@ beat_timer_cb(evutil_socket_t fd, short what, void *arg)
 	argv[2] = cl->node;
 	argv[3] = now;
 	argv[4] = ttl;
-	cl->beat = script_text(cl, SCRIPT_BEAT, 2, 5, argv, beat_cb, cl);
+	cl->beat = cluster_script(cl, SCRIPT_BEAT, 2, 5, argv, beat_cb, cl);
 }
 
 /* The connection is (again) ready: say so at once, then push what
@@ -835,6 +898,7 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->health_received = cl->health_received;
 	s->health_keys_read = cl->health_keys_read;
 	s->health_rejected = cl->health_rejected;
+	learned_stats(cl->learned, &s->learned);
 }
 
 static void
@@ -870,7 +934,7 @@ cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
 	snprintf(p, sizeof(p), "%snode:", cl->prefix);
 	argv[0] = k;
 	argv[1] = p;
-	op->req = script_text(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
+	op->req = cluster_script(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
 	return op;
 }
 
@@ -893,6 +957,7 @@ cluster_new(struct event_base *base, const struct config *c)
 	cl->limit = c->redis_replay_limit;
 	TAILQ_INIT(&cl->replay);
 	TAILQ_INIT(&cl->ops);
+	cl->learned = learned_new();
 	cl->ev_beat = evtimer_new(base, beat_timer_cb, cl);
 	port = sockaddr_ntop((const struct sockaddr *)&c->redis_server.ss,
 	    host, sizeof(host));
@@ -928,6 +993,7 @@ cluster_free(struct cluster *cl)
 	redis_free(cl->redis);
 	while ((op = TAILQ_FIRST(&cl->ops)) != NULL)
 		op_free(op);
+	learned_free(cl->learned);
 	if (cl->depth > 0 || cl->merging != NULL)
 		log_warn("event=redis_replay_lost count=%zu",
 		    cl->depth + (cl->merging != NULL));

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "learned.h"
 #include "redis.h"
 #include "state.h"
 
@@ -83,31 +84,6 @@ int		 cluster_grey_key(const char *prefix, const char *net,
 int		 cluster_parse_grey(const struct redisReply *,
 		    struct state_triplet *t, int *act_out);
 
-/*
- * Another kind of entry in the same replay queue (bulkshare.c's counts):
- * 'send' makes its merge request, whose success is an integer reply;
- * 'drop' frees the payload (merged, dropped, or the node stopping).
- */
-struct cluster_replay_ops {
-	struct redis_req *(*send)(struct cluster *, void *payload,
-			    redis_reply_cb *, void *arg);
-	void		 (*drop)(void *payload);
-};
-void		 cluster_replay_push_ops(struct cluster *,
-		    const struct cluster_replay_ops *, void *payload);
-
-/* --- for bulkshare.c (docs/cluster.md "Bulk counts") -------------------------- */
-
-const char	*cluster_prefix(const struct cluster *);
-/* The bulk script (cluster_bulk_lua), loaded with the others. */
-struct redis_req *cluster_bulk_script(struct cluster *, int nkeys, int argc,
-		    const char **argv, const size_t *argvlen,
-		    redis_reply_cb *, void *arg);
-/* A message counted alone: counted with the checks decided alone. */
-void		 cluster_fell_back(struct cluster *);
-/* Redis answered: push what waited for it. */
-void		 cluster_replay_kick(struct cluster *);
-
 /* --- primary health (docs/cluster.md "Primary health") ----------------------- */
 
 /* What one node saw of one primary: a message on PREFIX "health", or the
@@ -170,6 +146,7 @@ struct cluster_status {
 	uint64_t	 health_received; /* other nodes' messages */
 	uint64_t	 health_keys_read; /* keys found after subscribing */
 	uint64_t	 health_rejected; /* messages not understood */
+	struct cluster_learned_stats learned; /* learned.h */
 	int		 nodes_known;	/* 0: Redis did not answer */
 	size_t		 nnodes;
 	struct cluster_node nodes[CLUSTER_NODES_MAX];

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include <hiredis/hiredis.h>
+
 #include "config.h"
 
 static void
@@ -127,6 +129,102 @@ test_config(void **state)
 	free(c);
 }
 
+/* One reply as hiredis' reader makes it of RESP bytes. */
+static redisReply *
+reply_of(const char *resp)
+{
+	redisReader *r = redisReaderCreate();
+	void *reply = NULL;
+
+	assert_non_null(r);
+	assert_int_equal(redisReaderFeed(r, resp, strlen(resp)), REDIS_OK);
+	assert_int_equal(redisReaderGetReply(r, &reply), REDIS_OK);
+	assert_non_null(reply);
+	redisReaderFree(r);
+	return reply;
+}
+
+#define RCPT_OK	"*8\r\n$18\r\nu@customer.example\r\n$16\r\ncustomer.example" \
+		"\r\n$7\r\ninvalid\r\n$11\r\npassthrough\r\n$3\r\n100\r\n" \
+		"$3\r\n200\r\n$3\r\n300\r\n$11\r\n550 5.1.1 x\r\n"
+#define DOM_NIL	"*6\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n"
+
+/* A recipient answer whose first five fields are 'head' (the rest
+ * well formed): parsed, but no record. */
+static void
+no_rcpt(const char *head)
+{
+	struct state_rcpt r;
+	struct state_domain d;
+	redisReply *rep;
+	char buf[512];
+	int hr, hd;
+
+	snprintf(buf, sizeof(buf), "*2\r\n*8\r\n%s$1\r\n1\r\n$1\r\n1\r\n"
+	    "$-1\r\n%s", head, DOM_NIL);
+	rep = reply_of(buf);
+	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), 0);
+	assert_false(hr);
+	freeReplyObject(rep);
+}
+
+/* The recipient's key, and the GET script's answer read back (peer
+ * bytes: docs/cluster.md "Learned recipients and the domain lifecycle"). */
+static void
+test_learned(void **state)
+{
+	struct state_rcpt r;
+	struct state_domain d;
+	redisReply *rep;
+	char k[128];
+	int hr, hd;
+
+	(void)state;
+	/* SHA-256 of "u@customer.example\0", its first 16 bytes. */
+	assert_int_equal(cluster_rcpt_key("backmx:", "u@customer.example", k,
+	    sizeof(k)), 0);
+	assert_string_equal(k, "backmx:rcpt:349dc2e6cb1cf9ffcdf48d00755fc1c6");
+	assert_int_equal(cluster_domain_key("backmx:", "customer.example", k,
+	    sizeof(k)), 0);
+	assert_string_equal(k, "backmx:domain:customer.example");
+
+	rep = reply_of("*2\r\n" RCPT_OK "*6\r\n$16\r\ncustomer.example\r\n"
+	    "$7\r\nrefused\r\n$2\r\n50\r\n$1\r\n0\r\n$1\r\n0\r\n$-1\r\n");
+	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), 0);
+	assert_true(hr && hd);
+	assert_string_equal(r.addr, "u@customer.example");
+	assert_int_equal(r.status, STATE_RCPT_INVALID);
+	assert_int_equal(r.source, STATE_SRC_PASSTHROUGH);
+	assert_int_equal(r.first_seen + r.last_seen + r.expires, 600);
+	assert_string_equal(r.why, "550 5.1.1 x");
+	assert_int_equal(d.lifecycle, STATE_DOM_REFUSED);
+	assert_int_equal(d.added, 50);
+	assert_string_equal(d.accept_how, "");
+	freeReplyObject(rep);
+
+	/* No keys: nothing, and no error. */
+	rep = reply_of("*2\r\n*8\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n"
+	    "$-1\r\n$-1\r\n" DOM_NIL);
+	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), 0);
+	assert_false(hr || hd);
+	freeReplyObject(rep);
+
+	/* A status, a number, an address not understood: no record. */
+	no_rcpt("$1\r\nu\r\n$1\r\nc\r\n$5\r\nmaybe\r\n$5\r\nadmin\r\n"
+	    "$1\r\n1\r\n");
+	no_rcpt("$1\r\nu\r\n$1\r\nc\r\n$5\r\nvalid\r\n$5\r\nadmin\r\n"
+	    "$2\r\n-1\r\n");
+	no_rcpt("$3\r\nu\nx\r\n$1\r\nc\r\n$5\r\nvalid\r\n$5\r\nadmin\r\n"
+	    "$1\r\n1\r\n");
+	/* Not the script's shape: an error, the node decides alone. */
+	rep = reply_of("*1\r\n" DOM_NIL);
+	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), -1);
+	freeReplyObject(rep);
+	rep = reply_of("-ERR nope\r\n");
+	assert_int_equal(cluster_parse_learned(rep, &r, &hr, &d, &hd), -1);
+	freeReplyObject(rep);
+}
+
 int
 main(void)
 {
@@ -134,6 +232,7 @@ main(void)
 		cmocka_unit_test(test_grey_key),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_health_msg),
+		cmocka_unit_test(test_learned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -751,6 +751,16 @@ cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
 	    (unsigned long long)s->health_send_failed,
 	    (unsigned long long)s->health_keys_read,
 	    (unsigned long long)s->health_rejected);
+	evbuffer_add_printf(b, "learned: shared recipients: %llu domains: "
+	    "%llu lookups: %llu failed: %llu found recipients: %llu "
+	    "domains: %llu rejected: %llu\n",
+	    (unsigned long long)s->learned.rcpt_shared,
+	    (unsigned long long)s->learned.domain_shared,
+	    (unsigned long long)s->learned.lookups,
+	    (unsigned long long)s->learned.lookup_failed,
+	    (unsigned long long)s->learned.rcpt_found,
+	    (unsigned long long)s->learned.domain_found,
+	    (unsigned long long)s->learned.rejected);
 	if (!s->nodes_known) {
 		evbuffer_add_printf(b, "nodes: unknown (Redis did not "
 		    "answer)\n");
@@ -804,6 +814,16 @@ view_cluster_status(struct evbuffer *b, int json,
 	json_kuint(&j, "send_failed", s->health_send_failed);
 	json_kuint(&j, "keys_read", s->health_keys_read);
 	json_kuint(&j, "rejected", s->health_rejected);
+	json_end(&j);
+	json_key(&j, "learned");
+	json_object(&j);
+	json_kuint(&j, "recipients_shared", s->learned.rcpt_shared);
+	json_kuint(&j, "domains_shared", s->learned.domain_shared);
+	json_kuint(&j, "lookups", s->learned.lookups);
+	json_kuint(&j, "lookup_failed", s->learned.lookup_failed);
+	json_kuint(&j, "recipients_found", s->learned.rcpt_found);
+	json_kuint(&j, "domains_found", s->learned.domain_found);
+	json_kuint(&j, "rejected", s->learned.rejected);
 	json_end(&j);
 	json_key(&j, "nodes");
 	if (!s->nodes_known)

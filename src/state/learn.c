@@ -36,6 +36,10 @@ struct learn {
 	struct event		*walk_ev;
 	size_t			 walk_next, walk_refused;
 	int			 walking;
+	/* learn_on_write(): the cluster's share, or NULL. */
+	learn_share_rcpt_fn	*share_rcpt;
+	learn_share_domain_fn	*share_domain;
+	void			*share_arg;
 };
 
 static const char *const lifecycle_names[] = {
@@ -90,6 +94,28 @@ key_domain(const char *key)
 }
 
 static void	walk_cb(evutil_socket_t, short, void *);
+
+/* A record of this node's own seeing: stored, then shared (the store
+ * first: docs/cluster.md "Learned recipients"). */
+static int
+domain_put(struct learn *l, const struct state_domain *d)
+{
+	if (state_domain_put(l->st, d) == -1)
+		return -1;
+	if (l->share_domain != NULL)
+		l->share_domain(d, l->share_arg);
+	return 0;
+}
+
+static int
+rcpt_put(struct learn *l, const struct state_rcpt *r)
+{
+	if (state_rcpt_put(l->st, r) == -1)
+		return -1;
+	if (l->share_rcpt != NULL)
+		l->share_rcpt(r, l->share_arg);
+	return 0;
+}
 
 /* Run 'ev' again at the loop's next turn, after the I/O that is ready:
  * event_active() would run it in this same turn (libevent runs what
@@ -163,13 +189,13 @@ learn_domain(struct learn *l, const char *domain, int64_t now,
 		out->health = 1;
 		log_info("event=domain_lifecycle domain=%s to=learning",
 		    out->name);
-		return state_domain_put(l->st, out);
+		return domain_put(l, out);
 	}
 	if (out->lifecycle == STATE_DOM_LEARNING &&
 	    now >= out->added + (int64_t)l->conf->learning_period) {
 		transition(l, out, out->first_accept != 0 ?
 		    STATE_DOM_ACTIVE : STATE_DOM_REFUSED, now);
-		return state_domain_put(l->st, out);
+		return domain_put(l, out);
 	}
 	return 0;
 }
@@ -292,7 +318,7 @@ learn_accepted(struct learn *l, const char *domain, const char *how,
 	 * one waits for its period to end (learn_domain). */
 	if (d.lifecycle == STATE_DOM_REFUSED)
 		transition(l, &d, STATE_DOM_ACTIVE, now);
-	if (state_domain_put(l->st, &d) == -1)
+	if (domain_put(l, &d) == -1)
 		log_err("event=store_error op=domain domain=%s", d.name);
 }
 
@@ -378,7 +404,7 @@ learn_rcpt_answer(struct learn *l, const char *addr, int code,
 		    "source=%s", log_path(la, sizeof(la), addr),
 		    status == STATE_RCPT_VALID ? "valid" : "invalid",
 		    source_names[source]);
-	if (state_rcpt_put(l->st, &r) == -1)
+	if (rcpt_put(l, &r) == -1)
 		log_err("event=store_error op=recipient rcpt=%s",
 		    log_path(la, sizeof(la), addr));
 }
@@ -430,4 +456,120 @@ learn_rcpt_add(struct learn *l, const char *addr, int status, int64_t now)
 	r.expires = 0;
 	str_copy(r.why, sizeof(r.why), "added by the operator");
 	return state_rcpt_put(l->st, &r) == -1 ? -1 : 0;
+}
+
+void
+learn_on_write(struct learn *l, learn_share_rcpt_fn *rcpt,
+    learn_share_domain_fn *domain, void *arg)
+{
+	l->share_rcpt = rcpt;
+	l->share_domain = domain;
+	l->share_arg = arg;
+}
+
+/* The later of two expiries; 0 is never, the latest of all. */
+static int64_t
+later_expiry(int64_t a, int64_t b)
+{
+	if (a == 0 || b == 0)
+		return 0;
+	return a > b ? a : b;
+}
+
+int
+learn_rcpt_merge(struct state_rcpt *local, int have_local,
+    const struct state_rcpt *remote, int64_t now)
+{
+	struct state_rcpt m;
+
+	if (remote->expires != 0 && remote->expires <= now)
+		return 0;
+	/* The operator's word is not overruled by what a node learned. */
+	if (have_local && local->source == STATE_SRC_ADMIN)
+		return 0;
+	if (!have_local) {
+		*local = *remote;
+		return 1;
+	}
+	/* The newer observation wins: a mailbox created or deleted since
+	 * is what the primary says now. A tie keeps ours, as the Redis
+	 * side keeps its own: pushing a record twice changes nothing. */
+	m = remote->last_seen > local->last_seen ? *remote : *local;
+	if (remote->status == local->status) {
+		m.first_seen = remote->first_seen < local->first_seen ?
+		    remote->first_seen : local->first_seen;
+		/* Both say the same: it holds as long as the longer one. A
+		 * status that changed keeps its own expiry (an invalid mark
+		 * must not inherit a valid one's 31 days). */
+		m.expires = later_expiry(remote->expires, local->expires);
+	}
+	if (memcmp(&m, local, sizeof(m)) == 0)
+		return 0;
+	*local = m;
+	return 1;
+}
+
+/* The earlier of two times where 0 is "never". */
+static int
+earlier(int64_t *mine, int64_t theirs)
+{
+	if (theirs == 0 || (*mine != 0 && *mine <= theirs))
+		return 0;
+	*mine = theirs;
+	return 1;
+}
+
+int
+learn_domain_merge(struct state_domain *local,
+    const struct state_domain *remote)
+{
+	int changed = 0;
+
+	/* The learning period started when the first node saw the domain:
+	 * a node added later does not start it again. */
+	changed |= earlier(&local->added, remote->added);
+	/* Acceptances are the union: one node's is the domain's. */
+	changed |= earlier(&local->first_accept, remote->first_accept);
+	if (remote->last_accept > local->last_accept) {
+		local->last_accept = remote->last_accept;
+		str_copy(local->accept_how, sizeof(local->accept_how),
+		    remote->accept_how);
+		changed = 1;
+	}
+	return changed;
+}
+
+int
+learn_merge_rcpt(struct learn *l, const struct state_rcpt *remote,
+    int64_t now)
+{
+	struct state_rcpt r;
+	int rc;
+
+	if ((rc = state_rcpt_get(l->st, remote->addr, now, &r)) == -1)
+		return -1;
+	if (!learn_rcpt_merge(&r, rc, remote, now))
+		return 0;
+	return state_rcpt_put(l->st, &r) == -1 ? -1 : 1;
+}
+
+int
+learn_merge_domain(struct learn *l, const struct state_domain *remote,
+    int64_t now)
+{
+	struct state_domain d;
+	int rc;
+
+	if ((rc = state_domain_get(l->st, remote->name, &d)) == -1)
+		return -1;
+	/* Not a domain of ours (yet): its record starts with its first use
+	 * here, and merges then. */
+	if (rc == 0 || !learn_domain_merge(&d, remote))
+		return 0;
+	log_info("event=domain_merged domain=%s added=%lld first_accept=%lld",
+	    d.name, (long long)d.added, (long long)d.first_accept);
+	if (d.lifecycle == STATE_DOM_REFUSED && d.first_accept != 0)
+		transition(l, &d, STATE_DOM_ACTIVE, now);
+	/* A learning one is judged at its next use (learn_domain()). */
+	return state_domain_put(l->st, &d) == -1 ? -1 : 1;
 }

@@ -101,6 +101,38 @@ int		 learn_says_invalid(int code, const char *enh,
 int		 learn_rcpt_add(struct learn *, const char *addr, int status,
 		    int64_t now);
 
+/*
+ * The cluster's share (docs/cluster.md "Learned recipients"): told after
+ * each recipient or lifecycle record this module writes from what this
+ * node saw (not the operator's entries, not records merged from another
+ * node). NULL functions: a single node.
+ */
+typedef void	learn_share_rcpt_fn(const struct state_rcpt *, void *arg);
+typedef void	learn_share_domain_fn(const struct state_domain *, void *arg);
+void		 learn_on_write(struct learn *, learn_share_rcpt_fn *,
+		    learn_share_domain_fn *, void *arg);
+
+/*
+ * The merge rules of docs/cluster.md, alone: another node's record
+ * 'remote' into '*local' ('have_local' 0: none here). A recipient: the
+ * later last_seen wins (a tie keeps the local one); when both say the
+ * same status, the earliest first_seen and the later expiry; an expired
+ * remote record or a local operator's entry is left alone. A domain:
+ * the earliest learning start ('added'), the earliest first acceptance
+ * and the latest last one. 1 when *local changed, else 0.
+ */
+int		 learn_rcpt_merge(struct state_rcpt *local, int have_local,
+		    const struct state_rcpt *remote, int64_t now);
+int		 learn_domain_merge(struct state_domain *local,
+		    const struct state_domain *remote);
+/* Those rules applied to the store (staged in the loop turn's
+ * transaction; a refused domain that gained an acceptance becomes
+ * active). Nothing is shared again. 1 changed, 0 not, -1 store error. */
+int		 learn_merge_rcpt(struct learn *, const struct state_rcpt *,
+		    int64_t now);
+int		 learn_merge_domain(struct learn *, const struct state_domain *,
+		    int64_t now);
+
 /* Domains refused now (for the operator: a metric). */
 size_t		 learn_refused_count(const struct learn *);
 

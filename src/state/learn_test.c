@@ -428,6 +428,174 @@ test_key(void **state)
 	assert_string_equal(buf, "");
 }
 
+/* A record as another node learned it. */
+static struct state_rcpt
+remote_rcpt(const char *addr, int status, int64_t first, int64_t last,
+    int64_t expires)
+{
+	struct state_rcpt r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.addr, sizeof(r.addr), "%s", addr);
+	snprintf(r.domain, sizeof(r.domain), "%s", strchr(addr, '@') + 1);
+	r.status = status;
+	r.source = STATE_SRC_PASSTHROUGH;
+	r.first_seen = first;
+	r.last_seen = last;
+	r.expires = expires;
+	snprintf(r.why, sizeof(r.why), "%s", status == STATE_RCPT_VALID ?
+	    "250 ok" : "550 5.1.1 no such user");
+	return r;
+}
+
+/* The merge rules of docs/cluster.md, alone. */
+static void
+test_merge_rules(void **state)
+{
+	struct state_rcpt local, remote, before;
+	struct state_domain dl, dr;
+
+	(void)state;
+	/* Nothing here: theirs. */
+	remote = remote_rcpt("u@a.example", STATE_RCPT_VALID, T0, T0 + 10,
+	    T0 + DAY);
+	assert_int_equal(learn_rcpt_merge(&local, 0, &remote, T0 + 20), 1);
+	assert_memory_equal(&local, &remote, sizeof(local));
+	/* The same status: earliest first, latest last, later expiry. */
+	local = remote_rcpt("u@a.example", STATE_RCPT_VALID, T0 + 5, T0 + 30,
+	    T0 + DAY / 2);
+	assert_int_equal(learn_rcpt_merge(&local, 1, &remote, T0 + 40), 1);
+	assert_int_equal(local.first_seen, T0);
+	assert_int_equal(local.last_seen, T0 + 30);
+	assert_int_equal(local.expires, T0 + DAY);
+	/* Merging it again changes nothing. */
+	assert_int_equal(learn_rcpt_merge(&local, 1, &remote, T0 + 40), 0);
+	/* A newer "invalid" wins, with its own expiry and text. */
+	remote = remote_rcpt("u@a.example", STATE_RCPT_INVALID, T0 + 50,
+	    T0 + 50, T0 + 60);
+	assert_int_equal(learn_rcpt_merge(&local, 1, &remote, T0 + 55), 1);
+	assert_int_equal(local.status, STATE_RCPT_INVALID);
+	assert_int_equal(local.first_seen, T0 + 50);
+	assert_int_equal(local.expires, T0 + 60);
+	assert_string_equal(local.why, "550 5.1.1 no such user");
+	/* An older "valid" does not bring it back; a tie keeps ours. */
+	remote = remote_rcpt("u@a.example", STATE_RCPT_VALID, T0, T0 + 40,
+	    T0 + DAY);
+	before = local;
+	assert_int_equal(learn_rcpt_merge(&local, 1, &remote, T0 + 55), 0);
+	remote.last_seen = T0 + 50;
+	assert_int_equal(learn_rcpt_merge(&local, 1, &remote, T0 + 55), 0);
+	assert_memory_equal(&local, &before, sizeof(local));
+	/* An expired record teaches nothing; the operator's word stays. */
+	remote = remote_rcpt("u@a.example", STATE_RCPT_VALID, T0, T0 + 99,
+	    T0 + 56);
+	assert_int_equal(learn_rcpt_merge(&local, 1, &remote, T0 + 56), 0);
+	local.source = STATE_SRC_ADMIN;
+	local.expires = 0;
+	remote.expires = T0 + DAY;
+	assert_int_equal(learn_rcpt_merge(&local, 1, &remote, T0 + 56), 0);
+
+	/* Domains: earliest start, union of acceptances. */
+	memset(&dl, 0, sizeof(dl));
+	memset(&dr, 0, sizeof(dr));
+	dl.added = T0 + 100;
+	dl.first_accept = 0;
+	dr.added = T0;
+	dr.first_accept = T0 + 7;
+	dr.last_accept = T0 + 8;
+	snprintf(dr.accept_how, sizeof(dr.accept_how), "passthrough");
+	assert_int_equal(learn_domain_merge(&dl, &dr), 1);
+	assert_int_equal(dl.added, T0);
+	assert_int_equal(dl.first_accept, T0 + 7);
+	assert_int_equal(dl.last_accept, T0 + 8);
+	assert_string_equal(dl.accept_how, "passthrough");
+	assert_int_equal(learn_domain_merge(&dl, &dr), 0);
+	/* A later start or first acceptance, or none, changes nothing. */
+	dr.added = T0 + 50;
+	dr.first_accept = 0;
+	dr.last_accept = T0 + 2;
+	assert_int_equal(learn_domain_merge(&dl, &dr), 0);
+	assert_int_equal(dl.added, T0);
+	assert_int_equal(dl.first_accept, T0 + 7);
+}
+
+static int	shared_rcpts, shared_domains;
+
+static void
+count_rcpt(const struct state_rcpt *r, void *arg)
+{
+	shared_rcpts++;
+}
+
+static void
+count_domain(const struct state_domain *d, void *arg)
+{
+	shared_domains++;
+}
+
+/* The rules on the store: a node's own learning is shared, what it
+ * merges is not; a refused domain becomes active at another node's
+ * acceptance; a learning one ends its period by the earliest start. */
+static void
+test_merge_store(void **state)
+{
+	struct fx *f = *state;
+	int64_t p = f->conf.learning_period;
+	struct state_rcpt remote;
+	struct state_domain d, dr;
+
+	shared_rcpts = shared_domains = 0;
+	learn_on_write(f->l, count_rcpt, count_domain, NULL);
+	learn_rcpt_answer(f->l, "v@customer.example", 250, "2.1.5", "ok",
+	    STATE_SRC_PASSTHROUGH, T0);
+	assert_int_equal(shared_rcpts, 1);
+	assert_true(shared_domains >= 1);	/* its acceptance */
+	shared_rcpts = shared_domains = 0;
+
+	remote = remote_rcpt("w@customer.example", STATE_RCPT_VALID, T0, T0,
+	    T0 + DAY);
+	assert_int_equal(learn_merge_rcpt(f->l, &remote, T0 + 1), 1);
+	assert_int_equal(learn_rcpt_status(f->l, NULL, "w@customer.example",
+	    T0 + 1), LEARN_VALID);
+	assert_int_equal(learn_merge_rcpt(f->l, &remote, T0 + 1), 0);
+
+	/* b.example: refused here, accepted at another node. */
+	assert_int_equal(learn_lifecycle(f->l, "b.example", T0),
+	    STATE_DOM_LEARNING);
+	assert_int_equal(learn_lifecycle(f->l, "b.example", T0 + p),
+	    STATE_DOM_REFUSED);
+	shared_domains = 0;
+	memset(&dr, 0, sizeof(dr));
+	snprintf(dr.name, sizeof(dr.name), "b.example");
+	dr.added = T0;
+	dr.first_accept = T0 + p + 3;
+	dr.last_accept = T0 + p + 3;
+	assert_int_equal(learn_merge_domain(f->l, &dr, T0 + p + 4), 1);
+	assert_int_equal(learn_lifecycle(f->l, "b.example", T0 + p + 4),
+	    STATE_DOM_ACTIVE);
+	assert_int_equal(learn_refused_count(f->l), 0);
+
+	/* c.example: first seen here late; another node started it
+	 * earlier, so its period is over sooner. */
+	assert_int_equal(learn_lifecycle(f->l, "c.example", T0 + 1000),
+	    STATE_DOM_LEARNING);
+	snprintf(dr.name, sizeof(dr.name), "c.example");
+	dr.added = T0;
+	dr.first_accept = T0 + 10;
+	assert_int_equal(learn_merge_domain(f->l, &dr, T0 + 1001), 1);
+	assert_int_equal(learn_lifecycle(f->l, "c.example", T0 + p),
+	    STATE_DOM_ACTIVE);
+	assert_int_equal(learn_domain(f->l, "c.example", T0 + p, &d), 0);
+	assert_int_equal(d.added, T0);
+	/* An unknown domain is not created by a merge. */
+	snprintf(dr.name, sizeof(dr.name), "nope.example");
+	assert_int_equal(learn_merge_domain(f->l, &dr, T0), 0);
+	assert_int_equal(state_domain_get(f->st, "nope.example", &d), 0);
+	/* Merges are never shared again; the transitions learn_domain()
+	 * makes of its own are. */
+	assert_int_equal(shared_rcpts, 0);
+}
+
 int
 main(void)
 {
@@ -445,6 +613,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_health_recorded, setup,
 		    teardown),
 		cmocka_unit_test(test_key),
+		cmocka_unit_test(test_merge_rules),
+		cmocka_unit_test_setup_teardown(test_merge_store, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
