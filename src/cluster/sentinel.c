@@ -6,7 +6,7 @@
  * with the one that answered last: a connection of its own to each (the
  * connect timer of src/cluster/redis.c), one SENTINEL
  * get-master-addr-by-name within redis_timeout, and the whole try within
- * TRY_MS; a refused connect, a broken one, a stall, an error, a nil (it
+ * both and a little more; a refused connect, a broken one, a stall, an error, a nil (it
  * knows no such master) or an answer that is no address skip to the
  * next. A round where none answered is retried after a backoff. The
  * probe's connection is freed from our own zero-delay event, never inside
@@ -31,7 +31,8 @@
 #include "str.h"
 #include "xmem.h"
 
-#define TRY_MS			1500	/* connect 1 s + the request */
+#define TRY_CONNECT_MS		1100	/* a try: connect 1 s, with slack, */
+					/* then the request's redis_timeout */
 #define SUSPECT_GAP_MS		1000	/* lookups at most so often */
 #define RETRY_MIN_MS		1000	/* after a round with no answer */
 #define RETRY_MAX_MS		5000
@@ -310,7 +311,7 @@ ask(struct sentinel *s)
 	rc.on_trouble = probe_trouble;
 	rc.trouble_arg = s;
 	s->found = 0;
-	arm(s->ev_next, TRY_MS);
+	arm(s->ev_next, TRY_CONNECT_MS + s->timeout_ms);
 	s->probe = redis_new(s->base, &rc, probe_ready, s);
 }
 

@@ -36,6 +36,7 @@ from greylist_util import GreylistTest, RCPT
 from harness import (backmxctl, backmxctl_json, cannot_run, free_port, poll,
                      queued_messages)
 from test_cluster import REDIS, resp
+from test_metrics import http_port, promtool, samples, scrape
 
 SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
 NAME = "mymaster"
@@ -186,10 +187,19 @@ class SentinelTest(GreylistTest):
             self.assertTrue(poll(lambda: self.on_master(d, port), timeout),
                             "%s\n%s" % (self.status(d), d.log_tail()))
 
+    def metrics(self, d):
+        """A scrape, valid for promtool, as {series: value}."""
+        text = scrape(http_port(d))[2].decode()
+        r = promtool("check", "metrics", stdin=text)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout + r.stderr, "")
+        return samples(text)
+
     def test_found_and_failover_under_load(self):
         master, replica, sents = self.replication()
         ports = [s.port for s in sents]
-        a = self.node("mx2a.backmx.test", ports)
+        a = self.node("mx2a.backmx.test", ports,
+                      metrics_listen="127.0.0.1:0")
         b = self.node("mx2b.backmx.test", ports)
         self.wait_master((a, b), master.port)
         # Role and lag as the master reports them; the Sentinel in use.
@@ -206,6 +216,11 @@ class SentinelTest(GreylistTest):
         self.assertIn("role: master", text)
         self.assertIn("replica 127.0.0.1:%d" % replica.port, text)
         self.assertIn("master: 127.0.0.1:%d" % master.port, text)
+        m = self.metrics(a)
+        self.assertEqual(m['backmx_redis_role{role="master"}'], 1)
+        self.assertEqual(m["backmx_redis_replicas"], 1)
+        self.assertEqual(m["backmx_redis_failovers_total"], 0)
+        self.assertIn(m["backmx_redis_sentinel_in_use"], (1, 2, 3))
         # Shared before the failover: greylisted at A, retried later.
         self.assertGreylisted(self.attempt(a, sender="before@sender.example"))
 
@@ -242,6 +257,10 @@ class SentinelTest(GreylistTest):
         self.wait_delay()
         self.assertPasses(self.attempt(b, sender="after@sender.example"))
         self.assertTrue(resp(replica.port, "KEYS", "backmx:grey:*"))
+        m = self.metrics(a)
+        self.assertEqual(m['backmx_redis_role{role="master"}'], 1)
+        self.assertEqual(m["backmx_redis_failovers_total"], 1)
+        self.assertEqual(m["backmx_redis_connected"], 1)
         text = backmxctl(b, "cluster", "status")
         if os.environ.get("SENTINEL_DEBUG"):
             print(text, len(load.accepted), load.replies, a.log_tail())
