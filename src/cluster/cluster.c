@@ -513,18 +513,7 @@ copy_name(char out[256], const char *p, size_t len)
 static int
 parse_since(const char *p, size_t len, int64_t *out)
 {
-	int64_t v = 0;
-	size_t i;
-
-	if (len == 0 || len > 18)
-		return -1;
-	for (i = 0; i < len; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-		v = v * 10 + (p[i] - '0');
-	}
-	*out = v;
-	return 0;
+	return redis_parse_num(p, len, out);
 }
 
 static int

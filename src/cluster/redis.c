@@ -113,8 +113,8 @@ static void	subscribe(struct redis *);
 static void	after_role(struct redis *);
 static void	ask_info(struct redis *);
 
-static uint64_t
-now_ms(void)
+uint64_t
+redis_now_ms(void)
 {
 	struct timespec ts;
 
@@ -122,8 +122,8 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void
-arm(struct event *ev, unsigned ms)
+void
+redis_arm(struct event *ev, unsigned ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -177,7 +177,7 @@ schedule_reconnect(struct redis *r)
 	r->backoff_ms = b * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS :
 	    b * 2;
 	event_del(r->ev_conn);
-	arm(r->ev_conn, d);
+	redis_arm(r->ev_conn, d);
 }
 
 /* Free the context now: never from inside one of its callbacks. */
@@ -400,7 +400,7 @@ start_connect(struct redis *r)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	/* hiredis 0.14 has no connect timeout: a server that accepts and
 	 * then says nothing (stopped, or swapping) is caught here. */
-	arm(r->ev_conn, REDIS_CONNECT_TIMEOUT_MS);
+	redis_arm(r->ev_conn, REDIS_CONNECT_TIMEOUT_MS);
 }
 
 /* The connect deadline, or the reconnect delay (r->ac NULL). */
@@ -478,7 +478,7 @@ static void
 breaker_open(struct redis *r)
 {
 	r->breaker = REDIS_BREAKER_OPEN;
-	r->open_until = now_ms() + REDIS_BREAKER_OPEN_MS;
+	r->open_until = redis_now_ms() + REDIS_BREAKER_OPEN_MS;
 	log_warn("event=redis_breaker server=%s state=open failures=%u "
 	    "pause_ms=%u", r->addr, r->failures, REDIS_BREAKER_OPEN_MS);
 	/* A stalled server keeps what was written to it: start again on a
@@ -680,7 +680,7 @@ send_req(struct redis_req *q)
 		q->inflight = 1;
 		if (!q->evalled) {
 			r->st.requests += !q->setup;
-			arm(q->ev, q->setup ? REDIS_CONNECT_TIMEOUT_MS :
+			redis_arm(q->ev, q->setup ? REDIS_CONNECT_TIMEOUT_MS :
 			    r->timeout_ms);
 		}
 	}
@@ -698,7 +698,7 @@ submit(struct redis_req *q)
 		fail_later(q, REDIS_FAIL_DOWN);
 		return;
 	}
-	if (r->breaker == REDIS_BREAKER_OPEN && now_ms() >= r->open_until) {
+	if (r->breaker == REDIS_BREAKER_OPEN && redis_now_ms() >= r->open_until) {
 		/* One request tries the server; the rest still wait. */
 		r->breaker = REDIS_BREAKER_HALF_OPEN;
 		q->probe = 1;
@@ -802,7 +802,7 @@ info_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct redis *r = arg;
 
-	arm(r->ev_info, REDIS_INFO_SECS * 1000);
+	redis_arm(r->ev_info, REDIS_INFO_SECS * 1000);
 	ask_info(r);
 }
 
@@ -818,9 +818,18 @@ printable(const char *p, size_t len)
 	return 1;
 }
 
-/* 1 to 18 digits: a count or an offset. */
-static int
-parse_num(const char *p, size_t len, int64_t *out)
+void
+redis_format_addr(char *out, size_t outsz, const char *host, unsigned port)
+{
+	int v6 = strchr(host, ':') != NULL;
+
+	snprintf(out, outsz, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
+	    port);
+}
+
+/* A count or an offset. */
+int
+redis_parse_num(const char *p, size_t len, int64_t *out)
 {
 	int64_t n = 0;
 	size_t i;
@@ -847,7 +856,7 @@ redis_parse_addr(const char *host, size_t hostlen, const char *port,
 	if (host == NULL || port == NULL || hostlen == 0 ||
 	    hostlen >= sizeof(h) || hostlen >= outsz ||
 	    memchr(host, '\0', hostlen) != NULL ||
-	    parse_num(port, portlen, &pn) == -1 || pn < 1 || pn > 65535)
+	    redis_parse_num(port, portlen, &pn) == -1 || pn < 1 || pn > 65535)
 		return -1;
 	memcpy(h, host, hostlen);
 	h[hostlen] = '\0';
@@ -895,18 +904,16 @@ parse_replica(const char *p, size_t len, struct redis_replica *out)
 					str_ncopy(out->state,
 					    sizeof(out->state), eq, n - 6);
 			} else if (klen == 6 && memcmp(p, "offset", 6) == 0)
-				(void)parse_num(eq, n - 7, &out->offset);
+				(void)redis_parse_num(eq, n - 7, &out->offset);
 			else if (klen == 3 && memcmp(p, "lag", 3) == 0)
-				(void)parse_num(eq, n - 4, &out->lag_secs);
+				(void)redis_parse_num(eq, n - 4, &out->lag_secs);
 		}
 		p += n + (f != NULL);
 	}
 	if (redis_parse_addr(ip, iplen, port, portlen, host, sizeof(host),
 	    &pn) == -1)
 		return -1;
-	snprintf(out->addr, sizeof(out->addr), "%s%s%s:%u",
-	    strchr(host, ':') != NULL ? "[" : "", host,
-	    strchr(host, ':') != NULL ? "]" : "", pn);
+	redis_format_addr(out->addr, sizeof(out->addr), host, pn);
 	return 0;
 }
 
@@ -936,13 +943,13 @@ redis_parse_repl(const char *p, size_t len, struct redis_repl *out)
 			str_ncopy(out->role, sizeof(out->role), colon, vlen);
 		} else if (klen == 18 &&
 		    memcmp(p, "master_repl_offset", 18) == 0) {
-			(void)parse_num(colon, vlen, &out->offset);
+			(void)redis_parse_num(colon, vlen, &out->offset);
 		} else if (klen == 16 &&
 		    memcmp(p, "connected_slaves", 16) == 0) {
-			if (parse_num(colon, vlen, &v) == 0 && v <= 100000)
+			if (redis_parse_num(colon, vlen, &v) == 0 && v <= 100000)
 				out->connected = (unsigned)v;
 		} else if (klen > 5 && memcmp(p, "slave", 5) == 0 &&
-		    parse_num(p + 5, klen - 5, &v) == 0 &&
+		    redis_parse_num(p + 5, klen - 5, &v) == 0 &&
 		    out->nreplicas < REDIS_REPLICAS_MAX &&
 		    parse_replica(colon, vlen,
 		    &out->replicas[out->nreplicas]) == 0)
@@ -969,18 +976,17 @@ set_addr(struct redis *r, const char *host, unsigned port)
 		str_copy(r->addr, sizeof(r->addr), "none");
 		return;
 	}
-	snprintf(r->addr, sizeof(r->addr), "%s%s%s:%u",
-	    strchr(r->host, ':') != NULL ? "[" : "", r->host,
-	    strchr(r->host, ':') != NULL ? "]" : "", port);
+	redis_format_addr(r->addr, sizeof(r->addr), r->host, port);
 }
 
 void
 redis_set_server(struct redis *r, const char *host, unsigned port)
 {
+	char to[sizeof(r->addr)];
+
 	if (strcmp(r->host, host) != 0 || r->port != port) {
-		log_info("event=redis_server from=%s to=%s%s%s:%u", r->addr,
-		    strchr(host, ':') != NULL ? "[" : "", host,
-		    strchr(host, ':') != NULL ? "]" : "", port);
+		redis_format_addr(to, sizeof(to), host, port);
+		log_info("event=redis_server from=%s to=%s", r->addr, to);
 		drop(r, "master moved");
 		set_addr(r, host, port);
 	} else if (r->ac != NULL)
@@ -988,7 +994,7 @@ redis_set_server(struct redis *r, const char *host, unsigned port)
 	/* At once: the delay was for a server that failed. */
 	r->backoff_ms = REDIS_BACKOFF_MIN_MS;
 	event_del(r->ev_conn);
-	arm(r->ev_conn, 0);
+	redis_arm(r->ev_conn, 0);
 }
 
 struct redis *
@@ -1021,7 +1027,7 @@ redis_new(struct event_base *base, const struct redis_conf *c,
 	r->ev_trouble = evtimer_new(base, trouble_cb, r);
 	if (c->poll_info) {
 		r->ev_info = evtimer_new(base, info_timer_cb, r);
-		arm(r->ev_info, REDIS_INFO_SECS * 1000);
+		redis_arm(r->ev_info, REDIS_INFO_SECS * 1000);
 	}
 	r->backoff_ms = REDIS_BACKOFF_MIN_MS;
 	TAILQ_INIT(&r->reqs);
@@ -1072,7 +1078,7 @@ redis_usable(const struct redis *r)
 	if (!r->ready || r->channel != NULL)
 		return 0;
 	return r->breaker == REDIS_BREAKER_CLOSED ||
-	    (r->breaker == REDIS_BREAKER_OPEN && now_ms() >= r->open_until);
+	    (r->breaker == REDIS_BREAKER_OPEN && redis_now_ms() >= r->open_until);
 }
 
 void

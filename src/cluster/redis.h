@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct event;
 struct event_base;
 struct redisReply;
 struct redis;
@@ -153,6 +154,15 @@ void		 redis_set_server(struct redis *, const char *host,
  * counted, not kept. */
 int		 redis_parse_repl(const char *p, size_t len,
 		    struct redis_repl *out);
+/* Helpers shared with src/cluster/sentinel.c: "host:port" ("[v6]:port"),
+ * the monotonic clock in ms, a timer armed for ms from now. */
+void		 redis_format_addr(char *out, size_t outsz, const char *host,
+		    unsigned port);
+uint64_t	 redis_now_ms(void);
+void		 redis_arm(struct event *, unsigned ms);
+/* 1 to 18 digits (peer bytes): 0 and *out, or -1. */
+int		 redis_parse_num(const char *p, size_t len, int64_t *out);
+
 /* An address a server named (peer bytes): an IPv4 or IPv6 literal that
  * is loopback or unicast (not unspecified, multicast or broadcast) and a
  * port of 1-65535 in digits. 0 and host (NUL-terminated) and *port, or

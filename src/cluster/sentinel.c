@@ -21,7 +21,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -83,31 +82,12 @@ struct sentinel {
 
 static void	lookup_start(struct sentinel *);
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
+/* Re-armed from now. */
 static void
 arm(struct event *ev, unsigned ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
 	event_del(ev);
-	evtimer_add(ev, &tv);
-}
-
-static void
-fmt_addr(char *out, size_t outsz, const char *host, unsigned port)
-{
-	int v6 = strchr(host, ':') != NULL;
-
-	snprintf(out, outsz, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
-	    port);
+	redis_arm(ev, ms);
 }
 
 /* --- parsing what Sentinels say ---------------------------------------------- */
@@ -198,11 +178,11 @@ adopt(struct sentinel *s, size_t i, const char *host, unsigned port)
 	char from[80], to[80];
 	size_t k;
 
-	fmt_addr(to, sizeof(to), host, port);
+	redis_format_addr(to, sizeof(to), host, port);
 	if (!s->known || strcmp(s->host, host) != 0 || s->port != port) {
 		if (s->known) {
 			s->st.failovers++;
-			fmt_addr(from, sizeof(from), s->host, s->port);
+			redis_format_addr(from, sizeof(from), s->host, s->port);
 			log_info("event=redis_failover from=%s to=%s "
 			    "sentinel=%s:%u", from, to, s->s[i].host,
 			    s->s[i].port);
@@ -361,7 +341,7 @@ lookup_start(struct sentinel *s)
 	event_del(s->ev_retry);
 	s->running = 1;
 	s->tried = 0;
-	s->last_ms = now_ms();
+	s->last_ms = redis_now_ms();
 	s->st.lookups++;
 	ask(s);
 }
@@ -376,7 +356,7 @@ void
 sentinel_suspect(const char *why, void *arg)
 {
 	struct sentinel *s = arg;
-	uint64_t now = now_ms();
+	uint64_t now = redis_now_ms();
 
 	if (s->running || evtimer_pending(s->ev_retry, NULL))
 		return;
@@ -446,8 +426,8 @@ sentinel_get_stats(const struct sentinel *s, struct sentinel_stats *out)
 	*out = s->st;
 	out->known = s->known;
 	if (s->known) {
-		fmt_addr(out->master, sizeof(out->master), s->host, s->port);
-		fmt_addr(out->sentinel, sizeof(out->sentinel),
+		redis_format_addr(out->master, sizeof(out->master), s->host, s->port);
+		redis_format_addr(out->sentinel, sizeof(out->sentinel),
 		    s->s[s->used].host, s->s[s->used].port);
 		out->sentinel_place = s->used + 1;
 	}

@@ -285,6 +285,33 @@ class SentinelTest(GreylistTest):
                                                                replica.port),
                                    timeout=5), a.log_tail())
 
+    def test_follows_without_the_switch_message(self):
+        """The Sentinel the node listens to dies, then another fails the
+        master over: no +switch-master reaches the node; the demoted
+        master's READONLY (or its role in INFO) makes it ask again, and
+        the Sentinels left name the new master."""
+        master, replica, sents = self.replication()
+        a = self.node("mx2a.backmx.test", [s.port for s in sents])
+        self.wait_master((a,), master.port)
+        used = self.status(a)["sentinel"]["sentinel"]
+        gone = [s for s in sents if "127.0.0.1:%d" % s.port == used][0]
+        gone.kill()
+        left = [s for s in sents if s is not gone]
+        self.assertEqual(resp(left[0].port, "SENTINEL", "FAILOVER", NAME),
+                         "OK")
+        # Writes keep coming (greylisting), so the node meets the
+        # demoted master.
+        def moved():
+            r = self.attempt(a, sender="probe@sender.example")
+            self.assertLess(r[0], 500, r)
+            return self.on_master(a, replica.port)
+        self.assertTrue(poll(moved, 60), "%s\n%s" % (self.status(a),
+                                                     a.log_tail()))
+        s = self.status(a)["sentinel"]
+        self.assertEqual(s["switches"], 0, s)
+        self.assertEqual(s["failovers"], 1, s)
+        self.assertIn(s["sentinel"], ["127.0.0.1:%d" % x.port for x in left])
+
     def test_bad_sentinels_skipped(self):
         master, replica, sents = self.replication(sentinels=1)
         # A multicast address: no server can be there; and a port out of
