@@ -698,7 +698,8 @@ submit(struct redis_req *q)
 		fail_later(q, REDIS_FAIL_DOWN);
 		return;
 	}
-	if (r->breaker == REDIS_BREAKER_OPEN && redis_now_ms() >= r->open_until) {
+	if (r->breaker == REDIS_BREAKER_OPEN &&
+	    redis_now_ms() >= r->open_until) {
 		/* One request tries the server; the rest still wait. */
 		r->breaker = REDIS_BREAKER_HALF_OPEN;
 		q->probe = 1;
@@ -752,7 +753,7 @@ redis_cancel(struct redis_req *q)
 		req_free(q);
 }
 
-/* --- the server's replication (INFO) --------------------------------------- */
+/* --- the server's replication (INFO) -------------------------------------- */
 
 static void
 info_cb(enum redis_status st, const struct redisReply *reply, void *arg)
@@ -906,7 +907,8 @@ parse_replica(const char *p, size_t len, struct redis_replica *out)
 			} else if (klen == 6 && memcmp(p, "offset", 6) == 0)
 				(void)redis_parse_num(eq, n - 7, &out->offset);
 			else if (klen == 3 && memcmp(p, "lag", 3) == 0)
-				(void)redis_parse_num(eq, n - 4, &out->lag_secs);
+				(void)redis_parse_num(eq, n - 4,
+				    &out->lag_secs);
 		}
 		p += n + (f != NULL);
 	}
@@ -946,7 +948,8 @@ redis_parse_repl(const char *p, size_t len, struct redis_repl *out)
 			(void)redis_parse_num(colon, vlen, &out->offset);
 		} else if (klen == 16 &&
 		    memcmp(p, "connected_slaves", 16) == 0) {
-			if (redis_parse_num(colon, vlen, &v) == 0 && v <= 100000)
+			if (redis_parse_num(colon, vlen, &v) == 0 &&
+			    v <= 100000)
 				out->connected = (unsigned)v;
 		} else if (klen > 5 && memcmp(p, "slave", 5) == 0 &&
 		    redis_parse_num(p + 5, klen - 5, &v) == 0 &&
@@ -1078,7 +1081,8 @@ redis_usable(const struct redis *r)
 	if (!r->ready || r->channel != NULL)
 		return 0;
 	return r->breaker == REDIS_BREAKER_CLOSED ||
-	    (r->breaker == REDIS_BREAKER_OPEN && redis_now_ms() >= r->open_until);
+	    (r->breaker == REDIS_BREAKER_OPEN &&
+	    redis_now_ms() >= r->open_until);
 }
 
 void

@@ -6,9 +6,9 @@
  * with the one that answered last: a connection of its own to each (the
  * connect timer of src/cluster/redis.c), one SENTINEL
  * get-master-addr-by-name within redis_timeout, and the whole try within
- * both and a little more; a refused connect, a broken one, a stall, an error, a nil (it
- * knows no such master) or an answer that is no address skip to the
- * next. A round where none answered is retried after a backoff. The
+ * both and a little more; a refused connect, a broken one, a stall, an
+ * error, a nil (it knows no such master) or an answer that is no address
+ * skip to the next. A round where none answered is retried after a backoff. The
  * probe's connection is freed from our own zero-delay event, never inside
  * one of its callbacks (hiredis' rule, see redis.c).
  *
@@ -59,7 +59,7 @@ struct sentinel {
 	int			 found;
 	char			 found_host[64];
 	unsigned		 found_port;
-	struct event		*ev_next;	/* end of a try: deadline or now */
+	struct event		*ev_next;	/* a try ends: deadline, now */
 	struct event		*ev_retry;	/* the next round */
 	uint64_t		 last_ms;	/* a round started */
 	unsigned		 backoff_ms;
@@ -90,7 +90,7 @@ arm(struct event *ev, unsigned ms)
 	redis_arm(ev, ms);
 }
 
-/* --- parsing what Sentinels say ---------------------------------------------- */
+/* --- parsing what Sentinels say ------------------------------------------- */
 
 int
 sentinel_parse_master(const struct redisReply *reply, char *host,
@@ -144,7 +144,7 @@ sentinel_parse_switch(const char *p, size_t len, const char *name,
 	return redis_parse_addr(w[3], n[3], w[4], n[4], host, hostsz, port);
 }
 
-/* --- following the master ------------------------------------------------------ */
+/* --- following the master ------------------------------------------------- */
 
 static void	switch_msg(const char *, size_t, void *);
 static void	sub_ready(void *);
@@ -240,7 +240,7 @@ sub_ready(void *arg)
 	sentinel_suspect("resubscribed", s);
 }
 
-/* --- asking ------------------------------------------------------------------ */
+/* --- asking --------------------------------------------------------------- */
 
 static void
 probe_reply(enum redis_status st, const struct redisReply *reply, void *arg)
@@ -368,7 +368,7 @@ sentinel_suspect(const char *why, void *arg)
 	arm(s->ev_retry, (unsigned)(SUSPECT_GAP_MS - (now - s->last_ms)));
 }
 
-/* --- the object ----------------------------------------------------------------- */
+/* --- the object ----------------------------------------------------------- */
 
 struct sentinel *
 sentinel_new(struct event_base *base, const struct sentinel_conf *c)
@@ -426,7 +426,8 @@ sentinel_get_stats(const struct sentinel *s, struct sentinel_stats *out)
 	*out = s->st;
 	out->known = s->known;
 	if (s->known) {
-		redis_format_addr(out->master, sizeof(out->master), s->host, s->port);
+		redis_format_addr(out->master, sizeof(out->master), s->host,
+		    s->port);
 		redis_format_addr(out->sentinel, sizeof(out->sentinel),
 		    s->s[s->used].host, s->s[s->used].port);
 		out->sentinel_place = s->used + 1;
