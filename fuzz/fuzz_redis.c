@@ -12,6 +12,12 @@
  * parsed one has counts that fit, remembered 0 or 1, a non-negative
  * bulk_until, and nothing written past its n answers. And each reply is
  * the answer of the learned recipients' GET script (check_learned()).
+ *
+ * Sentinel (src/cluster/sentinel.c): each reply is also read as the
+ * answer to SENTINEL get-master-addr-by-name, and the raw bytes as a
+ * +switch-master message and as INFO replication's text; a parsed
+ * address is a NUL-terminated literal with a port of 1-65535, replicas
+ * stay within their array and their lag is never negative.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +27,7 @@
 
 #include "bulkshare.h"
 #include "cluster.h"
+#include "sentinel.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -81,6 +88,48 @@ check_bulk(const redisReply *reply)
 }
 
 static void
+check_addr(const char *host, size_t hostsz, unsigned port)
+{
+	if (memchr(host, '\0', hostsz) == NULL || host[0] == '\0' ||
+	    port < 1 || port > 65535)
+		abort();
+}
+
+static void
+check_master(const redisReply *reply)
+{
+	char host[64];
+	unsigned port = 0;
+
+	if (sentinel_parse_master(reply, host, sizeof(host), &port) == 0)
+		check_addr(host, sizeof(host), port);
+}
+
+/* The raw bytes as a +switch-master message and as INFO's text. */
+static void
+check_text(const char *p, size_t n)
+{
+	static struct redis_repl repl;
+	char host[64];
+	unsigned port = 0;
+	size_t i;
+
+	if (sentinel_parse_switch(p, n, "mymaster", host, sizeof(host),
+	    &port) == 0)
+		check_addr(host, sizeof(host), port);
+	if (redis_parse_repl(p, n, &repl) == 0) {
+		if (repl.nreplicas > REDIS_REPLICAS_MAX ||
+		    memchr(repl.role, '\0', sizeof(repl.role)) == NULL)
+			abort();
+		for (i = 0; i < repl.nreplicas; i++)
+			if (repl.replicas[i].lag_bytes < 0 ||
+			    memchr(repl.replicas[i].addr, '\0',
+			    sizeof(repl.replicas[i].addr)) == NULL)
+				abort();
+	}
+}
+
+static void
 check(const redisReply *reply)
 {
 	static struct cluster_health h;
@@ -105,6 +154,7 @@ check(const redisReply *reply)
 		check_health(&h);
 	check_bulk(reply);
 	check_learned(reply);
+	check_master(reply);
 }
 
 /*
@@ -142,6 +192,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (cluster_parse_health_msg((const char *)data, size, &h) == 0)
 		check_health(&h);
+	check_text((const char *)data, size);
 	if (huge_header(data, size) || (r = redisReaderCreate()) == NULL)
 		return 0;
 	if (redisReaderFeed(r, (const char *)data, size) == REDIS_OK) {

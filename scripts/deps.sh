@@ -15,7 +15,7 @@ PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  chromium
  debhelper lintian dpkg-dev fakeroot
  strace
- redis-server"
+ redis-server redis-sentinel"
 
 missing=""
 for p in $PKGS; do

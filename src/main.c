@@ -226,6 +226,10 @@ keep_running_values(struct config *n)
 	KEEP(redis_servers);
 	KEEP(redis_server);
 	KEEP(nredis_servers);
+	KEEP(redis_sentinels);
+	KEEP(redis_sentinel);
+	KEEP(nredis_sentinels);
+	KEEP(redis_master_name);
 	KEEP(redis_timeout);
 	KEEP(redis_prefix);
 	KEEP(redis_replay_limit);
@@ -729,7 +733,7 @@ main(int argc, char **argv)
 	control_set_knowledge(control, learn, state, domains);
 	if (web != NULL) {
 		struct metrics_sources ms = { &conf, listener, srv.queue,
-		    health, state, resolver, srv.policy };
+		    health, state, resolver, srv.policy, cluster };
 
 		metrics = metrics_new(web, &ms);
 		metrics_set_domains(metrics, domains);

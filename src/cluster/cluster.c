@@ -166,6 +166,7 @@ struct replay {
 struct cluster {
 	struct event_base	*base;
 	struct redis		*redis;
+	struct sentinel		*sentinel;	/* NULL: redis_servers */
 	char			 prefix[64];
 	char			 node[256];
 	struct event		*ev_beat;
@@ -633,18 +634,7 @@ copy_name(char out[256], const char *p, size_t len)
 static int
 parse_since(const char *p, size_t len, int64_t *out)
 {
-	int64_t v = 0;
-	size_t i;
-
-	if (len == 0 || len > 18)
-		return -1;
-	for (i = 0; i < len; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-		v = v * 10 + (p[i] - '0');
-	}
-	*out = v;
-	return 0;
+	return redis_parse_num(p, len, out);
 }
 
 static int
@@ -893,6 +883,10 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->replay_merged = cl->merged;
 	s->fallbacks = cl->fallbacks;
 	redis_get_stats(cl->sub, &s->sub);
+	if (cl->sentinel != NULL) {
+		s->sentinel = 1;
+		sentinel_get_stats(cl->sentinel, &s->sentinel_st);
+	}
 	s->health_sent = cl->health_sent;
 	s->health_send_failed = cl->health_send_failed;
 	s->health_received = cl->health_received;
@@ -940,15 +934,44 @@ cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
 
 /* --- the object ------------------------------------------------------------- */
 
+static struct sentinel *
+cluster_sentinel_new(struct event_base *base, const struct config *c)
+{
+	struct sentinel_conf sc;
+	char hosts[SENTINEL_MAX][64];
+	const char *hp[SENTINEL_MAX];
+	unsigned ports[SENTINEL_MAX];
+	size_t i;
+
+	memset(&sc, 0, sizeof(sc));
+	for (i = 0; i < c->nredis_sentinels && i < SENTINEL_MAX; i++) {
+		ports[i] = (unsigned)sockaddr_ntop((const struct sockaddr *)
+		    &c->redis_sentinel[i].ss, hosts[i], sizeof(hosts[i]));
+		hp[i] = hosts[i];
+	}
+	sc.hosts = hp;
+	sc.ports = ports;
+	sc.n = i;
+	sc.master_name = c->redis_master_name;
+	sc.timeout_ms = c->redis_timeout;
+	return sentinel_new(base, &sc);
+}
+
+void
+cluster_status_now(struct cluster *cl, struct cluster_status *s)
+{
+	status_fill(cl, s);
+}
+
 struct cluster *
 cluster_new(struct event_base *base, const struct config *c)
 {
 	struct cluster *cl;
 	struct redis_conf rc;
 	char host[64];
-	int port;
+	int port = 0;
 
-	if (c->nredis_servers == 0)
+	if (c->nredis_servers == 0 && c->nredis_sentinels == 0)
 		return NULL;
 	cl = xcalloc(1, sizeof(*cl));
 	cl->base = base;
@@ -959,22 +982,37 @@ cluster_new(struct event_base *base, const struct config *c)
 	TAILQ_INIT(&cl->ops);
 	cl->learned = learned_new();
 	cl->ev_beat = evtimer_new(base, beat_timer_cb, cl);
-	port = sockaddr_ntop((const struct sockaddr *)&c->redis_server.ss,
-	    host, sizeof(host));
+	host[0] = '\0';
+	if (c->nredis_servers > 0)
+		port = sockaddr_ntop((const struct sockaddr *)
+		    &c->redis_server.ss, host, sizeof(host));
 	memset(&rc, 0, sizeof(rc));
 	rc.host = host;
 	rc.port = (unsigned)port;
 	rc.timeout_ms = c->redis_timeout;
 	rc.scripts = scripts;
 	rc.nscripts = NSCRIPTS;
+	rc.poll_info = 1;
+	if (c->nredis_sentinels > 0) {
+		/* The master is named later (docs/cluster.md "Sentinel"). */
+		cl->sentinel = cluster_sentinel_new(base, c);
+		rc.check_role = 1;
+		rc.on_trouble = sentinel_suspect;
+		rc.trouble_arg = cl->sentinel;
+	}
 	cl->redis = redis_new(base, &rc, ready_cb, cl);
 	snprintf(cl->channel, sizeof(cl->channel), "%shealth", cl->prefix);
 	rc.scripts = NULL;
 	rc.nscripts = 0;
+	rc.poll_info = 0;
 	rc.subscribe = cl->channel;
 	rc.on_message = message_cb;
 	rc.message_arg = cl;
 	cl->sub = redis_new(base, &rc, sub_ready_cb, cl);
+	if (cl->sentinel != NULL) {
+		sentinel_follow(cl->sentinel, cl->redis);
+		sentinel_follow(cl->sentinel, cl->sub);
+	}
 	log_info("event=cluster node=%s server=%s prefix=%s timeout_ms=%u",
 	    cl->node, redis_address(cl->redis), cl->prefix, c->redis_timeout);
 	return cl;
@@ -988,7 +1026,9 @@ cluster_free(struct cluster *cl)
 
 	if (cl == NULL)
 		return;
-	/* redis_free() drops every request without its callback. */
+	/* Before its followers; redis_free() drops every request without
+	 * its callback. */
+	sentinel_free(cl->sentinel);
 	redis_free(cl->sub);
 	redis_free(cl->redis);
 	while ((op = TAILQ_FIRST(&cl->ops)) != NULL)

@@ -17,6 +17,7 @@
 
 #include "learned.h"
 #include "redis.h"
+#include "sentinel.h"
 #include "state.h"
 
 struct event_base;
@@ -141,6 +142,8 @@ struct cluster_status {
 	uint64_t	 replay_merged;
 	uint64_t	 fallbacks;	/* checks decided locally */
 	struct redis_stats sub;		/* the subscriber's connection */
+	int		 sentinel;	/* redis_sentinels: sentinel_st */
+	struct sentinel_stats sentinel_st;
 	uint64_t	 health_sent;	/* published, Redis said OK */
 	uint64_t	 health_send_failed;
 	uint64_t	 health_received; /* other nodes' messages */
@@ -161,5 +164,7 @@ typedef void	cluster_status_cb(const struct cluster_status *, void *arg);
 /* Counters now, the nodes from Redis (their heartbeat keys). */
 struct cluster_op *cluster_status(struct cluster *, cluster_status_cb *,
 		    void *arg);
+/* The same now, without the nodes (nodes_known 0): for the metrics. */
+void		 cluster_status_now(struct cluster *, struct cluster_status *);
 
 #endif

@@ -106,6 +106,14 @@ test_config(void **state)
 		"redis_servers = 127.0.0.1:6379 127.0.0.2:6379\n",
 		"redis_prefix = a b\n",
 		"redis_timeout = 0\n",
+		"redis_sentinels = sentinel.example:26379\n",
+		"redis_sentinels = 127.0.0.1:0\n",
+		"redis_servers = 127.0.0.1:6379\n"
+		    "redis_sentinels = 127.0.0.1:26379\n",	/* not both */
+		"redis_sentinels = 127.0.0.1:1 127.0.0.1:2 127.0.0.1:3 "
+		    "127.0.0.1:4 127.0.0.1:5 127.0.0.1:6 127.0.0.1:7 "
+		    "127.0.0.1:8 127.0.0.1:9\n",
+		"redis_master_name = my master\n",
 	};
 	struct config *c = calloc(1, sizeof(*c));
 	char err[512];
@@ -123,6 +131,12 @@ test_config(void **state)
 	assert_int_equal(load(c, "redis_servers = [::1]:7000\n", err,
 	    sizeof(err)), 0);
 	assert_string_equal(c->redis_server.text, "[::1]:7000");
+	assert_int_equal(load(c, "redis_sentinels = 127.0.0.1:26379, "
+	    "[::1]:26380\n", err, sizeof(err)), 0);
+	assert_int_equal(c->nredis_sentinels, 2);
+	assert_int_equal(c->nredis_servers, 0);
+	assert_string_equal(c->redis_sentinel[1].text, "[::1]:26380");
+	assert_string_equal(c->redis_master_name, "mymaster");
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (load(c, bad[i], err, sizeof(err)) != -1)
 			fail_msg("accepted: %s", bad[i]);
@@ -225,6 +239,55 @@ test_learned(void **state)
 	freeReplyObject(rep);
 }
 
+/* What Sentinels and INFO say: peer bytes, only literals pass. */
+static void
+test_sentinel_parsers(void **state)
+{
+	static const char *const bad[] = {
+		"mymaster 127.0.0.1 6379 224.0.0.1 6380",	/* multicast */
+		"mymaster 127.0.0.1 6379 0.0.0.0 6380",
+		"mymaster 127.0.0.1 6379 255.255.255.255 6380",
+		"mymaster 127.0.0.1 6379 :: 6380",
+		"mymaster 127.0.0.1 6379 ff02::1 6380",
+		"mymaster 127.0.0.1 6379 127.0.0.1 0",
+		"mymaster 127.0.0.1 6379 127.0.0.1 65536",
+		"mymaster 127.0.0.1 6379 127.0.0.1 63x",
+		"mymaster 127.0.0.1 6379 redis.example 6380",	/* a name */
+		"other 127.0.0.1 6379 127.0.0.1 6380",		/* not ours */
+		"mymaster 127.0.0.1 6379 127.0.0.1",
+		"mymaster 127.0.0.1 6379 127.0.0.1 6380 extra",
+		"mymaster  127.0.0.1 6379 127.0.0.1 6380",
+		"",
+	};
+	static const char info[] = "# Replication\r\nrole:master\r\n"
+	    "connected_slaves:2\r\n"
+	    "slave0:ip=127.0.0.1,port=6380,state=online,offset=900,lag=1\r\n"
+	    "slave1:ip=224.0.0.1,port=6381,state=online,offset=1,lag=0\r\n"
+	    "master_repl_offset:1000\r\n";
+	struct redis_repl repl;
+	char host[64];
+	unsigned port = 0;
+	size_t i;
+
+	assert_int_equal(sentinel_parse_switch("mymaster 127.0.0.1 6379 "
+	    "::1 6380", 32, "mymaster", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 6380);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (sentinel_parse_switch(bad[i], strlen(bad[i]), "mymaster",
+		    host, sizeof(host), &port) != -1)
+			fail_msg("accepted: %s", bad[i]);
+	assert_int_equal(redis_parse_repl(info, sizeof(info) - 1, &repl), 0);
+	assert_string_equal(repl.role, "master");
+	assert_int_equal(repl.connected, 2);
+	assert_int_equal(repl.nreplicas, 1);	/* the multicast one: no */
+	assert_string_equal(repl.replicas[0].addr, "127.0.0.1:6380");
+	assert_int_equal(repl.replicas[0].lag_bytes, 100);
+	assert_int_equal(repl.replicas[0].lag_secs, 1);
+	assert_int_equal(redis_parse_repl("master_repl_offset:1\r\n", 21,
+	    &repl), -1);				/* no role */
+}
+
 int
 main(void)
 {
@@ -233,6 +296,7 @@ main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_health_msg),
 		cmocka_unit_test(test_learned),
+		cmocka_unit_test(test_sentinel_parsers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

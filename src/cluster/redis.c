@@ -23,6 +23,8 @@
  */
 #include "redis.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -80,6 +82,14 @@ struct redis {
 	char			*channel;	/* a subscriber's; NULL: none */
 	redis_message_cb	*message_cb;
 	void			*message_arg;
+	int			 check_role;
+	redis_trouble_cb	*trouble_cb;
+	void			*trouble_arg;
+	struct event		*ev_trouble;	/* tell it from the loop */
+	char			 trouble_why[64];
+	struct event		*ev_info;	/* NULL: no INFO polling */
+	struct redis_req	*info_req;
+	struct redis_repl	 repl;
 
 	redisAsyncContext	*ac;		/* NULL: not connected */
 	int			 ready;		/* connected, scripts loaded */
@@ -100,9 +110,11 @@ struct redis {
 static void	start_connect(struct redis *);
 static void	send_req(struct redis_req *);
 static void	subscribe(struct redis *);
+static void	after_role(struct redis *);
+static void	ask_info(struct redis *);
 
-static uint64_t
-now_ms(void)
+uint64_t
+redis_now_ms(void)
 {
 	struct timespec ts;
 
@@ -110,12 +122,32 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void
-arm(struct event *ev, unsigned ms)
+void
+redis_arm(struct event *ev, unsigned ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	evtimer_add(ev, &tv);
+}
+
+/* The server may not be the master any more: told from a zero-delay
+ * event, so the listener never runs inside our callbacks (and one burst
+ * of failures is told once). */
+static void
+trouble(struct redis *r, const char *why)
+{
+	if (r->trouble_cb == NULL)
+		return;
+	str_copy(r->trouble_why, sizeof(r->trouble_why), why);
+	event_active(r->ev_trouble, EV_TIMEOUT, 0);
+}
+
+static void
+trouble_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+
+	r->trouble_cb(r->trouble_why, r->trouble_arg);
 }
 
 const char *
@@ -145,7 +177,7 @@ schedule_reconnect(struct redis *r)
 	r->backoff_ms = b * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS :
 	    b * 2;
 	event_del(r->ev_conn);
-	arm(r->ev_conn, d);
+	redis_arm(r->ev_conn, d);
 }
 
 /* Free the context now: never from inside one of its callbacks. */
@@ -195,6 +227,7 @@ became_ready(struct redis *r)
 	event_del(r->ev_conn);
 	log_info("event=redis_connected server=%s scripts=%zu", r->addr,
 	    r->nscripts);
+	ask_info(r);
 	if (r->ready_cb != NULL)
 		r->ready_cb(r->ready_arg);
 }
@@ -226,14 +259,38 @@ req_new(struct redis *r, int argc, const char **argv, const size_t *argvlen,
     redis_reply_cb *cb, void *arg);
 static void	req_timer_cb(evutil_socket_t, short, void *);
 
+/*
+ * ROLE's answer at connect: an array whose first element is "master",
+ * "slave" or "sentinel". Anything else drops the connection, and the
+ * listener hears of it (a Sentinel then asks who the master is now).
+ */
+static void
+role_cb(enum redis_status st, const struct redisReply *reply, void *arg)
+{
+	struct redis_req *q = arg;
+	struct redis *r = q->r;
+	const redisReply *e;
+
+	if (st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_ARRAY &&
+	    reply->elements >= 1 && (e = reply->element[0]) != NULL &&
+	    e->type == REDIS_REPLY_STRING && e->len == 6 &&
+	    memcmp(e->str, "master", 6) == 0) {
+		after_role(r);
+		return;
+	}
+	log_warn("event=redis_not_master server=%s", r->addr);
+	r->st.connect_failures++;
+	drop_later(r);
+	trouble(r, "not master");
+}
+
 static void
 on_connect(const redisAsyncContext *ac, int status)
 {
 	struct redis *r = ac->data;
 	struct redis_req *q;
-	size_t i;
-	const char *argv[3];
-	size_t len[3];
+	const char *argv[1];
+	size_t len[1];
 
 	if (r == NULL || r->ac != ac)
 		return;
@@ -244,8 +301,31 @@ on_connect(const redisAsyncContext *ac, int status)
 		r->ac = NULL;
 		r->st.connect_failures++;
 		schedule_reconnect(r);
+		trouble(r, "connect failed");
 		return;
 	}
+	if (r->check_role) {
+		argv[0] = "ROLE";
+		len[0] = 4;
+		q = req_new(r, 1, argv, len, role_cb, NULL);
+		q->arg = q;
+		q->setup = 1;
+		send_req(q);
+		return;
+	}
+	after_role(r);
+}
+
+/* Connected (and the master, when that is asked): subscribe, or load
+ * the scripts. */
+static void
+after_role(struct redis *r)
+{
+	struct redis_req *q;
+	size_t i;
+	const char *argv[3];
+	size_t len[3];
+
 	if (r->channel != NULL) {
 		subscribe(r);
 		return;
@@ -289,6 +369,7 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	r->ready = 0;
 	r->loading = 0;
 	schedule_reconnect(r);
+	trouble(r, "disconnected");
 }
 
 static void
@@ -296,6 +377,9 @@ start_connect(struct redis *r)
 {
 	redisAsyncContext *ac;
 
+	/* A Sentinel's master not named yet: redis_set_server() starts. */
+	if (r->host[0] == '\0')
+		return;
 	ac = redisAsyncConnect(r->host, (int)r->port);
 	if (ac == NULL || ac->err) {
 		/* Failed at once: hiredis calls no callback, the context is
@@ -306,6 +390,7 @@ start_connect(struct redis *r)
 			redisAsyncFree(ac);
 		r->st.connect_failures++;
 		schedule_reconnect(r);
+		trouble(r, "connect failed");
 		return;
 	}
 	ac->data = r;
@@ -315,7 +400,7 @@ start_connect(struct redis *r)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	/* hiredis 0.14 has no connect timeout: a server that accepts and
 	 * then says nothing (stopped, or swapping) is caught here. */
-	arm(r->ev_conn, REDIS_CONNECT_TIMEOUT_MS);
+	redis_arm(r->ev_conn, REDIS_CONNECT_TIMEOUT_MS);
 }
 
 /* The connect deadline, or the reconnect delay (r->ac NULL). */
@@ -331,6 +416,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (!r->ready) {
 		r->st.connect_failures++;
 		drop(r, "connect timeout");
+		trouble(r, "connect timeout");
 	}
 }
 
@@ -392,7 +478,7 @@ static void
 breaker_open(struct redis *r)
 {
 	r->breaker = REDIS_BREAKER_OPEN;
-	r->open_until = now_ms() + REDIS_BREAKER_OPEN_MS;
+	r->open_until = redis_now_ms() + REDIS_BREAKER_OPEN_MS;
 	log_warn("event=redis_breaker server=%s state=open failures=%u "
 	    "pause_ms=%u", r->addr, r->failures, REDIS_BREAKER_OPEN_MS);
 	/* A stalled server keeps what was written to it: start again on a
@@ -504,6 +590,7 @@ req_timer_cb(evutil_socket_t fd, short what, void *arg)
 		r->st.timeouts++;
 		log_debug("event=redis_timeout server=%s timeout_ms=%u",
 		    r->addr, r->timeout_ms);
+		trouble(r, "timeout");
 	}
 	settle(q, 0);
 	answer(q, REDIS_FAIL_TIMEOUT, NULL);
@@ -548,6 +635,10 @@ reply_cb(redisAsyncContext *ac, void *reply_, void *privdata)
 	}
 	if (reply->type == REDIS_REPLY_ERROR && !q->settled && !q->setup)
 		r->st.errors++;
+	/* A replica (a failover demoted our master): ask again. */
+	if (reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+	    strncmp(reply->str, "READONLY", 8) == 0)
+		trouble(r, "READONLY");
 	settle(q, reply->type != REDIS_REPLY_ERROR);
 	event_del(q->ev);
 	answer(q, REDIS_REPLY_OK, reply);
@@ -589,7 +680,7 @@ send_req(struct redis_req *q)
 		q->inflight = 1;
 		if (!q->evalled) {
 			r->st.requests += !q->setup;
-			arm(q->ev, q->setup ? REDIS_CONNECT_TIMEOUT_MS :
+			redis_arm(q->ev, q->setup ? REDIS_CONNECT_TIMEOUT_MS :
 			    r->timeout_ms);
 		}
 	}
@@ -607,7 +698,8 @@ submit(struct redis_req *q)
 		fail_later(q, REDIS_FAIL_DOWN);
 		return;
 	}
-	if (r->breaker == REDIS_BREAKER_OPEN && now_ms() >= r->open_until) {
+	if (r->breaker == REDIS_BREAKER_OPEN &&
+	    redis_now_ms() >= r->open_until) {
 		/* One request tries the server; the rest still wait. */
 		r->breaker = REDIS_BREAKER_HALF_OPEN;
 		q->probe = 1;
@@ -661,7 +753,252 @@ redis_cancel(struct redis_req *q)
 		req_free(q);
 }
 
+/* --- the server's replication (INFO) -------------------------------------- */
+
+static void
+info_cb(enum redis_status st, const struct redisReply *reply, void *arg)
+{
+	struct redis_req *q = arg;
+	struct redis *r = q->r;
+
+	r->info_req = NULL;
+	if (st != REDIS_REPLY_OK || reply->type != REDIS_REPLY_STRING ||
+	    redis_parse_repl(reply->str, reply->len, &r->repl) == -1) {
+		r->repl.known = 0;
+		return;
+	}
+	/* A master demoted under us (a failover we did not hear of). */
+	if (r->check_role && strcmp(r->repl.role, "master") != 0) {
+		log_warn("event=redis_not_master server=%s role=%s", r->addr,
+		    r->repl.role);
+		drop_later(r);
+		trouble(r, "not master");
+	}
+}
+
+/* Not a caller's request: neither counted nor seen by the breaker; it
+ * has the connect timeout (a stalled server is the requests' business). */
+static void
+ask_info(struct redis *r)
+{
+	static const char *argv[2] = { "INFO", "replication" };
+	static const size_t len[2] = { 4, 11 };
+	struct redis_req *q;
+
+	if (r->ev_info == NULL || r->info_req != NULL || !r->ready)
+		return;
+	q = req_new(r, 2, argv, len, info_cb, NULL);
+	q->arg = q;
+	q->setup = 1;
+	send_req(q);
+	if (!q->inflight) {
+		req_free(q);
+		return;
+	}
+	r->info_req = q;
+}
+
+static void
+info_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis *r = arg;
+
+	redis_arm(r->ev_info, REDIS_INFO_SECS * 1000);
+	ask_info(r);
+}
+
+/* A short word a server sent: printable ASCII, no spaces. */
+static int
+printable(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] <= ' ' || p[i] > '~')
+			return 0;
+	return 1;
+}
+
+void
+redis_format_addr(char *out, size_t outsz, const char *host, unsigned port)
+{
+	int v6 = strchr(host, ':') != NULL;
+
+	snprintf(out, outsz, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
+	    port);
+}
+
+/* A count or an offset. */
+int
+redis_parse_num(const char *p, size_t len, int64_t *out)
+{
+	int64_t n = 0;
+	size_t i;
+
+	if (len == 0 || len > 18)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		n = n * 10 + (p[i] - '0');
+	}
+	*out = n;
+	return 0;
+}
+
+int
+redis_parse_addr(const char *host, size_t hostlen, const char *port,
+    size_t portlen, char *out, size_t outsz, unsigned *port_out)
+{
+	char h[INET6_ADDRSTRLEN];
+	unsigned char a[16];
+	int64_t pn;
+
+	if (host == NULL || port == NULL || hostlen == 0 ||
+	    hostlen >= sizeof(h) || hostlen >= outsz ||
+	    memchr(host, '\0', hostlen) != NULL ||
+	    redis_parse_num(port, portlen, &pn) == -1 || pn < 1 || pn > 65535)
+		return -1;
+	memcpy(h, host, hostlen);
+	h[hostlen] = '\0';
+	if (inet_pton(AF_INET, h, a) == 1) {
+		/* 0/8 "this network", 224/4 multicast, 240/4 and broadcast. */
+		if (a[0] == 0 || a[0] >= 224)
+			return -1;
+	} else if (inet_pton(AF_INET6, h, a) == 1) {
+		static const unsigned char any[16];
+
+		if (memcmp(a, any, 16) == 0 || a[0] == 0xff)
+			return -1;
+	} else
+		return -1;
+	memcpy(out, h, hostlen + 1);
+	*port_out = (unsigned)pn;
+	return 0;
+}
+
+/* "ip=127.0.0.1,port=6380,state=online,offset=123,lag=0" */
+static int
+parse_replica(const char *p, size_t len, struct redis_replica *out)
+{
+	const char *ip = NULL, *port = NULL, *f, *eq, *end = p + len;
+	size_t iplen = 0, portlen = 0, n, klen;
+	char host[INET6_ADDRSTRLEN];
+	unsigned pn;
+
+	memset(out, 0, sizeof(*out));
+	while (p < end) {
+		f = memchr(p, ',', (size_t)(end - p));
+		n = f != NULL ? (size_t)(f - p) : (size_t)(end - p);
+		if ((eq = memchr(p, '=', n)) != NULL) {
+			klen = (size_t)(eq - p);
+			eq++;
+			if (klen == 2 && memcmp(p, "ip", 2) == 0) {
+				ip = eq;
+				iplen = n - 3;
+			} else if (klen == 4 && memcmp(p, "port", 4) == 0) {
+				port = eq;
+				portlen = n - 5;
+			} else if (klen == 5 && memcmp(p, "state", 5) == 0 &&
+			    n - 6 < sizeof(out->state)) {
+				if (printable(eq, n - 6))
+					str_ncopy(out->state,
+					    sizeof(out->state), eq, n - 6);
+			} else if (klen == 6 && memcmp(p, "offset", 6) == 0)
+				(void)redis_parse_num(eq, n - 7, &out->offset);
+			else if (klen == 3 && memcmp(p, "lag", 3) == 0)
+				(void)redis_parse_num(eq, n - 4,
+				    &out->lag_secs);
+		}
+		p += n + (f != NULL);
+	}
+	if (redis_parse_addr(ip, iplen, port, portlen, host, sizeof(host),
+	    &pn) == -1)
+		return -1;
+	redis_format_addr(out->addr, sizeof(out->addr), host, pn);
+	return 0;
+}
+
+int
+redis_parse_repl(const char *p, size_t len, struct redis_repl *out)
+{
+	const char *end, *nl, *colon;
+	size_t n, klen, vlen, i;
+	int64_t v;
+
+	memset(out, 0, sizeof(*out));
+	if (p == NULL)
+		return -1;
+	for (end = p + len; p < end; p += n + (nl != NULL)) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+		vlen = n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+		if ((colon = memchr(p, ':', vlen)) == NULL)
+			continue;
+		klen = (size_t)(colon - p);
+		vlen -= klen + 1;
+		colon++;
+		if (klen == 4 && memcmp(p, "role", 4) == 0) {
+			if (vlen == 0 || vlen >= sizeof(out->role) ||
+			    !printable(colon, vlen))
+				return -1;
+			str_ncopy(out->role, sizeof(out->role), colon, vlen);
+		} else if (klen == 18 &&
+		    memcmp(p, "master_repl_offset", 18) == 0) {
+			(void)redis_parse_num(colon, vlen, &out->offset);
+		} else if (klen == 16 &&
+		    memcmp(p, "connected_slaves", 16) == 0) {
+			if (redis_parse_num(colon, vlen, &v) == 0 &&
+			    v <= 100000)
+				out->connected = (unsigned)v;
+		} else if (klen > 5 && memcmp(p, "slave", 5) == 0 &&
+		    redis_parse_num(p + 5, klen - 5, &v) == 0 &&
+		    out->nreplicas < REDIS_REPLICAS_MAX &&
+		    parse_replica(colon, vlen,
+		    &out->replicas[out->nreplicas]) == 0)
+			out->nreplicas++;
+	}
+	if (out->role[0] == '\0')
+		return -1;
+	for (i = 0; i < out->nreplicas; i++)
+		out->replicas[i].lag_bytes = out->offset >
+		    out->replicas[i].offset ? out->offset -
+		    out->replicas[i].offset : 0;
+	out->known = 1;
+	return 0;
+}
+
 /* --- the object ----------------------------------------------------------- */
+
+static void
+set_addr(struct redis *r, const char *host, unsigned port)
+{
+	str_copy(r->host, sizeof(r->host), host != NULL ? host : "");
+	r->port = port;
+	if (r->host[0] == '\0') {
+		str_copy(r->addr, sizeof(r->addr), "none");
+		return;
+	}
+	redis_format_addr(r->addr, sizeof(r->addr), r->host, port);
+}
+
+void
+redis_set_server(struct redis *r, const char *host, unsigned port)
+{
+	char to[sizeof(r->addr)];
+
+	if (strcmp(r->host, host) != 0 || r->port != port) {
+		redis_format_addr(to, sizeof(to), host, port);
+		log_info("event=redis_server from=%s to=%s", r->addr, to);
+		drop(r, "master moved");
+		set_addr(r, host, port);
+	} else if (r->ac != NULL)
+		return;		/* connected or connecting to it */
+	/* At once: the delay was for a server that failed. */
+	r->backoff_ms = REDIS_BACKOFF_MIN_MS;
+	event_del(r->ev_conn);
+	redis_arm(r->ev_conn, 0);
+}
 
 struct redis *
 redis_new(struct event_base *base, const struct redis_conf *c,
@@ -672,12 +1009,8 @@ redis_new(struct event_base *base, const struct redis_conf *c,
 
 	r = xcalloc(1, sizeof(*r));
 	r->base = base;
-	str_copy(r->host, sizeof(r->host), c->host);
-	r->port = c->port;
+	set_addr(r, c->host, c->port);
 	r->timeout_ms = c->timeout_ms;
-	snprintf(r->addr, sizeof(r->addr), "%s%s%s:%u",
-	    strchr(c->host, ':') != NULL ? "[" : "", c->host,
-	    strchr(c->host, ':') != NULL ? "]" : "", c->port);
 	r->nscripts = c->nscripts;
 	r->src = xreallocarray(NULL, c->nscripts + 1, sizeof(*r->src));
 	r->sha = xcalloc(c->nscripts + 1, sizeof(*r->sha));
@@ -691,6 +1024,14 @@ redis_new(struct event_base *base, const struct redis_conf *c,
 	r->message_arg = c->message_arg;
 	r->ev_conn = evtimer_new(base, conn_timer_cb, r);
 	r->ev_drop = evtimer_new(base, drop_cb, r);
+	r->check_role = c->check_role;
+	r->trouble_cb = c->on_trouble;
+	r->trouble_arg = c->trouble_arg;
+	r->ev_trouble = evtimer_new(base, trouble_cb, r);
+	if (c->poll_info) {
+		r->ev_info = evtimer_new(base, info_timer_cb, r);
+		redis_arm(r->ev_info, REDIS_INFO_SECS * 1000);
+	}
 	r->backoff_ms = REDIS_BACKOFF_MIN_MS;
 	TAILQ_INIT(&r->reqs);
 	start_connect(r);
@@ -723,6 +1064,9 @@ redis_free(struct redis *r)
 		panic("redis_free: requests left after the context");
 	event_free(r->ev_conn);
 	event_free(r->ev_drop);
+	event_free(r->ev_trouble);
+	if (r->ev_info != NULL)
+		event_free(r->ev_info);
 	for (i = 0; i < r->nscripts; i++)
 		free(r->src[i]);
 	free(r->src);
@@ -737,7 +1081,8 @@ redis_usable(const struct redis *r)
 	if (!r->ready || r->channel != NULL)
 		return 0;
 	return r->breaker == REDIS_BREAKER_CLOSED ||
-	    (r->breaker == REDIS_BREAKER_OPEN && now_ms() >= r->open_until);
+	    (r->breaker == REDIS_BREAKER_OPEN &&
+	    redis_now_ms() >= r->open_until);
 }
 
 void
@@ -746,6 +1091,8 @@ redis_get_stats(const struct redis *r, struct redis_stats *out)
 	*out = r->st;
 	out->connected = r->ready;
 	out->breaker = r->breaker;
+	out->repl = r->repl;
+	out->repl.known = r->ready && r->repl.known;
 }
 
 const char *

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct event;
 struct event_base;
 struct redisReply;
 struct redis;
@@ -41,6 +42,30 @@ enum redis_breaker { REDIS_BREAKER_CLOSED, REDIS_BREAKER_OPEN,
 /* A message on the subscribed channel: the payload, valid during the
  * call only (peer bytes: not NUL-terminated, may hold anything). */
 typedef void	redis_message_cb(const char *payload, size_t len, void *arg);
+/* Something says the server may no longer be the master: a failed
+ * connect, a broken connection, a timeout, a READONLY reply, a ROLE or
+ * INFO that is not "master" (docs/cluster.md "Sentinel"). Never called
+ * from inside redis_new() or redis_call(); the redis may not be freed
+ * from it. */
+typedef void	redis_trouble_cb(const char *why, void *arg);
+
+/* What INFO replication says (peer bytes, parsed and bounded). */
+#define REDIS_REPLICAS_MAX	8
+struct redis_replica {
+	char		addr[64];	/* "ip:port", a checked literal */
+	char		state[16];	/* "online", "wait_bgsave"... */
+	int64_t		offset;		/* acknowledged offset */
+	int64_t		lag_bytes;	/* master_repl_offset - offset, >= 0 */
+	int64_t		lag_secs;	/* seconds since its last ack */
+};
+struct redis_repl {
+	int		known;		/* an INFO answer parsed */
+	char		role[16];	/* "master", "slave" */
+	int64_t		offset;		/* master_repl_offset */
+	unsigned	connected;	/* connected_slaves */
+	size_t		nreplicas;	/* shown: at most REDIS_REPLICAS_MAX */
+	struct redis_replica replicas[REDIS_REPLICAS_MAX];
+};
 
 struct redis_conf {
 	const char	*host;		/* an address or a name */
@@ -55,7 +80,19 @@ struct redis_conf {
 	const char	*subscribe;
 	redis_message_cb *on_message;
 	void		*message_arg;
+	/* Set: at every connect ROLE must answer "master" first, else the
+	 * connection is dropped (a Sentinel's master, docs/cluster.md
+	 * "Sentinel"). 'host' may then be NULL: no connect until
+	 * redis_set_server(). */
+	int		 check_role;
+	redis_trouble_cb *on_trouble;	/* NULL: none */
+	void		*trouble_arg;
+	/* Set: INFO replication at every connect and every
+	 * REDIS_INFO_SECS: the role and the replicas' lag for the status. */
+	int		 poll_info;
 };
+
+#define REDIS_INFO_SECS		5
 
 struct redis_stats {
 	int		 connected;	/* connected and its scripts loaded */
@@ -67,6 +104,7 @@ struct redis_stats {
 	uint64_t	 connects;	/* successful connects, scripts loaded */
 	uint64_t	 connect_failures;
 	uint64_t	 messages;	/* a subscriber's messages received */
+	struct redis_repl repl;		/* poll_info's last answer */
 };
 
 /* status REDIS_REPLY_OK: 'reply' is the server's, else NULL. */
@@ -103,8 +141,35 @@ void		 redis_cancel(struct redis_req *);
 /* 1 when a request would be sent now (connected, breaker not open). */
 int		 redis_usable(const struct redis *);
 void		 redis_get_stats(const struct redis *, struct redis_stats *);
-/* "host:port", for messages. */
+/* "host:port", for messages; "none" while no server is named. */
 const char	*redis_address(const struct redis *);
+/* Talk to this server from now on: a new one drops the connection and
+ * connects at once; the same one, not connected, connects at once. Not
+ * from inside one of this redis' own callbacks. */
+void		 redis_set_server(struct redis *, const char *host,
+		    unsigned port);
+
+/* INFO replication's text (peer bytes) into *out; 0, or -1 when it is no
+ * such answer. Unknown lines are ignored; replicas past the limit are
+ * counted, not kept. */
+int		 redis_parse_repl(const char *p, size_t len,
+		    struct redis_repl *out);
+/* Helpers shared with src/cluster/sentinel.c: "host:port" ("[v6]:port"),
+ * the monotonic clock in ms, a timer armed for ms from now. */
+void		 redis_format_addr(char *out, size_t outsz, const char *host,
+		    unsigned port);
+uint64_t	 redis_now_ms(void);
+void		 redis_arm(struct event *, unsigned ms);
+/* 1 to 18 digits (peer bytes): 0 and *out, or -1. */
+int		 redis_parse_num(const char *p, size_t len, int64_t *out);
+
+/* An address a server named (peer bytes): an IPv4 or IPv6 literal that
+ * is loopback or unicast (not unspecified, multicast or broadcast) and a
+ * port of 1-65535 in digits. 0 and host (NUL-terminated) and *port, or
+ * -1. */
+int		 redis_parse_addr(const char *host, size_t hostlen,
+		    const char *port, size_t portlen, char *out,
+		    size_t outsz, unsigned *port_out);
 const char	*redis_breaker_name(enum redis_breaker);
 
 #endif

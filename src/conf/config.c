@@ -87,6 +87,10 @@ static int	check_metrics_listen(struct config *, const char *, char *,
 		    size_t);
 static int	set_redis_servers(struct config *, const char *, char *,
 		    size_t);
+static int	set_redis_sentinels(struct config *, const char *, char *,
+		    size_t);
+static int	check_redis_master_name(struct config *, const char *,
+		    char *, size_t);
 static int	check_redis_prefix(struct config *, const char *, char *,
 		    size_t);
 
@@ -144,6 +148,11 @@ static const struct conf_key keys[] = {
 	{ "redis_servers", CONF_LIST, FIELD(redis_servers), "", 0,
 	    CONF_EMPTY_OK, "ADDR:PORT of the Redis server the nodes share "
 	    "greylisting through (docs/cluster.md); empty: no cluster" },
+	{ "redis_sentinels", CONF_LIST, FIELD(redis_sentinels), "", 0,
+	    CONF_EMPTY_OK, "ADDR:PORT of the Redis Sentinels that name the "
+	    "master (instead of redis_servers); empty: none" },
+	{ "redis_master_name", CONF_LIST, FIELD(redis_master_name),
+	    "mymaster", 0, 0, "the master's name the Sentinels monitor" },
 	{ "redis_timeout", CONF_UINT, FIELD(redis_timeout), "150", 1, 0,
 	    "milliseconds a Redis request may take before the node decides "
 	    "alone" },
@@ -378,6 +387,8 @@ static const struct {
 	{ "smtpd_etrn_clients", set_etrn_clients },
 	{ "metrics_listen", check_metrics_listen },
 	{ "redis_servers", set_redis_servers },
+	{ "redis_sentinels", set_redis_sentinels },
+	{ "redis_master_name", check_redis_master_name },
 	{ "redis_prefix", check_redis_prefix },
 };
 
@@ -1181,6 +1192,59 @@ set_redis_servers(struct config *c, const char *v, char *why, size_t whysz)
 	return 0;
 }
 
+/* Up to CONFIG_SENTINELS_MAX ADDR:PORT, addresses as for redis_servers
+ * (docs/cluster.md "Sentinel"). */
+static int
+set_redis_sentinels(struct config *c, const char *v, char *why,
+    size_t whysz)
+{
+	char item[80], e[96];
+	struct config_listen *l;
+	size_t len;
+
+	c->nredis_sentinels = 0;
+	memset(c->redis_sentinel, 0, sizeof(c->redis_sentinel));
+	for (; (len = str_list_next(&v)) > 0; v += len) {
+		if (c->nredis_sentinels == CONFIG_SENTINELS_MAX) {
+			snprintf(why, whysz, "at most %d sentinels",
+			    CONFIG_SENTINELS_MAX);
+			return -1;
+		}
+		l = &c->redis_sentinel[c->nredis_sentinels];
+		if (len < sizeof(item))
+			str_ncopy(item, sizeof(item), v, len);
+		if (len >= sizeof(item) || item[0] == '*' ||
+		    config_parse_listen(item, l) == -1 ||
+		    sockaddr_ntop((struct sockaddr *)&l->ss, e,
+		    sizeof(e)) <= 0) {
+			snprintf(why, whysz, "'%s' is not ADDR:PORT or "
+			    "[IPv6]:PORT", log_escape(e, sizeof(e), v, len));
+			return -1;
+		}
+		c->nredis_sentinels++;
+	}
+	return 0;
+}
+
+/* Sentinel's own rule for a master's name: one word, no spaces (it is a
+ * field of +switch-master's message). */
+static int
+check_redis_master_name(struct config *c, const char *v, char *why,
+    size_t whysz)
+{
+	(void)c;
+	if (*v == '\0') {
+		snprintf(why, whysz, "a name is needed");
+		return -1;
+	}
+	for (; *v != '\0'; v++)
+		if (*v <= ' ' || *v > '~') {
+			snprintf(why, whysz, "printable ASCII, no spaces");
+			return -1;
+		}
+	return 0;
+}
+
 /* One word of printable ASCII: it starts every key. */
 static int
 check_redis_prefix(struct config *c, const char *v, char *why, size_t whysz)
@@ -1449,6 +1513,10 @@ apply(struct parse *p)
 	    p->c->greylist_ipv6_prefix > 128) {
 		seterr(p, 0, "greylist_ipv4_prefix is 0 to 32, "
 		    "greylist_ipv6_prefix 0 to 128");
+		return -1;
+	}
+	if (p->c->nredis_servers > 0 && p->c->nredis_sentinels > 0) {
+		seterr(p, 0, "redis_servers or redis_sentinels, not both");
 		return -1;
 	}
 	if (p->c->greylist_retry_window <= p->c->greylist_delay) {

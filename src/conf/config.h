@@ -29,6 +29,7 @@
 #define CONFIG_LIST_MAX		4096	/* a list value, with its NUL */
 #define CONFIG_KEYS_MAX		128	/* room in unit[]; config.c checks */
 #define CONFIG_MX_NAMES_MAX	16	/* items of mx_names */
+#define CONFIG_SENTINELS_MAX	8	/* items of redis_sentinels */
 
 struct config_listen {
 	struct sockaddr_storage	ss;
@@ -131,6 +132,11 @@ struct config {
 	char		redis_servers[256];	/* "ADDR:PORT" or "" */
 	struct config_listen redis_server;	/* parsed */
 	size_t		nredis_servers;		/* 0: no cluster */
+	/* Or the master through Sentinel: "ADDR:PORT, ..." or "". */
+	char		redis_sentinels[1024];
+	struct config_listen redis_sentinel[CONFIG_SENTINELS_MAX];
+	size_t		nredis_sentinels;
+	char		redis_master_name[128];
 	unsigned	redis_timeout;		/* milliseconds */
 	char		redis_prefix[64];
 	unsigned	redis_replay_limit;	/* decisions kept for Redis */

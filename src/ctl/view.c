@@ -720,6 +720,99 @@ view_greylist_deleted(struct evbuffer *b, int json, int n)
 	json_raw(&j, "\n");
 }
 
+/* The largest lag of the replicas the master reports, in bytes. */
+static int64_t
+repl_lag_max(const struct redis_repl *p)
+{
+	int64_t m = 0;
+	size_t i;
+
+	for (i = 0; i < p->nreplicas; i++)
+		if (p->replicas[i].lag_bytes > m)
+			m = p->replicas[i].lag_bytes;
+	return m;
+}
+
+/* The role and replication lag, and how the master was found
+ * (docs/cluster.md "Sentinel"). */
+static void
+repl_text(struct evbuffer *b, const struct cluster_status *s)
+{
+	const struct redis_repl *p = &s->redis.repl;
+	const struct sentinel_stats *t = &s->sentinel_st;
+	const struct redis_replica *q;
+	size_t i;
+
+	if (!p->known)
+		evbuffer_add_printf(b, "role: unknown\n");
+	else {
+		evbuffer_add_printf(b, "role: %s offset: %lld replicas: %u "
+		    "lag_max: %lld bytes\n", p->role, (long long)p->offset,
+		    p->connected, (long long)repl_lag_max(p));
+		for (i = 0; i < p->nreplicas; i++) {
+			q = &p->replicas[i];
+			evbuffer_add_printf(b, "  replica %s %s offset: %lld "
+			    "lag: %lld bytes %llds\n", q->addr, q->state,
+			    (long long)q->offset, (long long)q->lag_bytes,
+			    (long long)q->lag_secs);
+		}
+	}
+	if (!s->sentinel)
+		return;
+	evbuffer_add_printf(b, "sentinel: %s master: %s %s failovers: %llu "
+	    "lookups: %llu lookup_failures: %llu skipped: %llu switches: %llu "
+	    "rejected: %llu\n", t->known ? t->sentinel : "none",
+	    t->known ? t->master : "unknown",
+	    t->watching ? "watching" : "not watching",
+	    (unsigned long long)t->failovers, (unsigned long long)t->lookups,
+	    (unsigned long long)t->lookup_failures,
+	    (unsigned long long)t->skipped, (unsigned long long)t->switches,
+	    (unsigned long long)t->rejected);
+}
+
+static void
+repl_json(struct json *j, const struct cluster_status *s)
+{
+	const struct redis_repl *p = &s->redis.repl;
+	const struct sentinel_stats *t = &s->sentinel_st;
+	size_t i;
+
+	json_kstr_or_null(j, "role", p->known ? p->role : NULL);
+	json_key(j, "replication_lag_bytes");
+	if (p->known)
+		json_int(j, repl_lag_max(p));
+	else
+		json_null(j);
+	json_key(j, "replicas");
+	json_array(j);
+	for (i = 0; p->known && i < p->nreplicas; i++) {
+		json_object(j);
+		json_kstr(j, "address", p->replicas[i].addr);
+		json_kstr(j, "state", p->replicas[i].state);
+		json_kint(j, "offset", p->replicas[i].offset);
+		json_kint(j, "lag_bytes", p->replicas[i].lag_bytes);
+		json_kint(j, "lag_seconds", p->replicas[i].lag_secs);
+		json_end(j);
+	}
+	json_end(j);
+	json_key(j, "sentinel");
+	if (!s->sentinel) {
+		json_null(j);
+		return;
+	}
+	json_object(j);
+	json_kstr_or_null(j, "sentinel", t->known ? t->sentinel : NULL);
+	json_kstr_or_null(j, "master", t->known ? t->master : NULL);
+	json_kbool(j, "watching", t->watching);
+	json_kuint(j, "failovers", t->failovers);
+	json_kuint(j, "lookups", t->lookups);
+	json_kuint(j, "lookup_failures", t->lookup_failures);
+	json_kuint(j, "skipped", t->skipped);
+	json_kuint(j, "switches", t->switches);
+	json_kuint(j, "rejected", t->rejected);
+	json_end(j);
+}
+
 static void
 cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
 {
@@ -731,6 +824,7 @@ cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
 	evbuffer_add_printf(b, "\nredis: %s %s\nbreaker: %s\n", s->server,
 	    r->connected ? "connected" : "not connected",
 	    redis_breaker_name(r->breaker));
+	repl_text(b, s);
 	evbuffer_add_printf(b, "requests: %llu errors: %llu timeouts: %llu "
 	    "refused: %llu\n", (unsigned long long)r->requests,
 	    (unsigned long long)r->errors, (unsigned long long)r->timeouts,
@@ -793,6 +887,7 @@ view_cluster_status(struct evbuffer *b, int json,
 	json_kstr(&j, "redis", s->server);
 	json_kbool(&j, "connected", r->connected);
 	json_kstr(&j, "breaker", redis_breaker_name(r->breaker));
+	repl_json(&j, s);
 	json_kuint(&j, "requests", r->requests);
 	json_kuint(&j, "errors", r->errors);
 	json_kuint(&j, "timeouts", r->timeouts);

@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "str.h"
 #include "dnsbl.h"
@@ -413,6 +414,59 @@ http_gauges(struct metrics *m, struct evbuffer *b)
 	    "{reason=\"deadline\"} %lu\n", hc.refused, hc.cut);
 }
 
+/*
+ * The Redis the cluster shares through (docs/cluster.md "Sentinel"):
+ * role, replicas and lag as the master's INFO says, the failovers
+ * followed. No address is a label (docs/metrics.md): the master's and
+ * the Sentinel's addresses are in `backmxctl cluster status`; the
+ * Sentinel in use is its place in redis_sentinels.
+ */
+static void
+cluster_gauges(struct metrics *m, struct evbuffer *b)
+{
+	static const char *const roles[] = { "master", "replica", "unknown" };
+	struct cluster_status *s;
+	const struct redis_repl *p;
+	const char *role;
+	int64_t lag = 0;
+	size_t i;
+
+	if (m->src.cluster == NULL)
+		return;
+	s = xcalloc(1, sizeof(*s));
+	cluster_status_now(m->src.cluster, s);
+	p = &s->redis.repl;
+	role = !p->known ? "unknown" : strcmp(p->role, "master") == 0 ?
+	    "master" : "replica";
+	for (i = 0; p->known && i < p->nreplicas; i++)
+		if (p->replicas[i].lag_bytes > lag)
+			lag = p->replicas[i].lag_bytes;
+	one(b, "redis_connected", "gauge", "1 while the commands connection "
+	    "to Redis is up", (uint64_t)s->redis.connected);
+	header(b, "redis_role", "gauge", "1 for the role the Redis server "
+	    "reports (INFO replication); unknown while it does not answer");
+	for (i = 0; i < 3; i++)
+		evbuffer_add_printf(b, P "redis_role{role=\"%s\"} %d\n",
+		    roles[i], strcmp(role, roles[i]) == 0);
+	one(b, "redis_replicas", "gauge", "Replicas connected to the Redis "
+	    "master, as it reports", p->known ? p->connected : 0);
+	one(b, "redis_replication_lag_bytes", "gauge", "Bytes of the "
+	    "master's replication stream its slowest replica has not "
+	    "acknowledged", (uint64_t)lag);
+	one(b, "redis_failovers_total", "counter", "Changes of the Redis "
+	    "master followed (through Sentinel)",
+	    s->sentinel_st.failovers);
+	one(b, "redis_sentinel_in_use", "gauge", "Place in redis_sentinels "
+	    "(1-based) of the Sentinel that named the master; 0: none",
+	    s->sentinel_st.sentinel_place);
+	one(b, "redis_sentinel_lookups_total", "counter", "Rounds of asking "
+	    "the Sentinels for the master", s->sentinel_st.lookups);
+	one(b, "redis_sentinel_skipped_total", "counter", "Sentinels that "
+	    "did not answer, stalled or answered no valid address",
+	    s->sentinel_st.skipped);
+	free(s);
+}
+
 static void
 serve(struct evhttp_request *req, void *arg)
 {
@@ -439,6 +493,7 @@ serve(struct evhttp_request *req, void *arg)
 		per_domain(m, b, now);
 	dns_counters(m, b);
 	http_gauges(m, b);
+	cluster_gauges(m, b);
 	http_send(req, 200, CONTENT_TYPE, b);
 	evbuffer_free(b);
 }

@@ -27,6 +27,7 @@ struct metrics_sources {
 	struct state		*state;
 	struct resolver		*resolver;
 	struct policy		*policy;
+	struct cluster		*cluster;	/* NULL: one node */
 };
 
 /* Route /metrics on 'http'. */
