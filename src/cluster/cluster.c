@@ -180,6 +180,7 @@ struct cluster {
 	uint64_t		 health_sent, health_send_failed;
 	uint64_t		 health_received, health_keys_read;
 	uint64_t		 health_rejected;
+	struct cluster_lease_stats leases[CLUSTER_LEASE_KINDS]; /* lease.c */
 };
 
 /* A caller's pending operation. */
@@ -777,6 +778,7 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->health_received = cl->health_received;
 	s->health_keys_read = cl->health_keys_read;
 	s->health_rejected = cl->health_rejected;
+	memcpy(s->leases, cl->leases, sizeof(s->leases));
 }
 
 static void
@@ -814,6 +816,32 @@ cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
 	argv[1] = p;
 	op->req = script_text(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
 	return op;
+}
+
+/* --- for lease.c ------------------------------------------------------------ */
+
+struct redis *
+cluster_redis(struct cluster *cl)
+{
+	return cl->redis;
+}
+
+const char *
+cluster_prefix(const struct cluster *cl)
+{
+	return cl->prefix;
+}
+
+const char *
+cluster_node(const struct cluster *cl)
+{
+	return cl->node;
+}
+
+struct cluster_lease_stats *
+cluster_lease_counts(struct cluster *cl, enum cluster_lease_kind k)
+{
+	return &cl->leases[k];
 }
 
 /* --- the object ------------------------------------------------------------- */
