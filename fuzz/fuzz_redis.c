@@ -7,7 +7,8 @@
  * node names stay NUL-terminated inside their field. The same bytes, raw,
  * are a primary-health message on the subscription, and each reply the
  * HMGET of a health key: a parsed one has names of 1..255 printable
- * bytes and a non-negative time.
+ * bytes and a non-negative time. Each reply is also a lease's answer
+ * (src/cluster/lease.c).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cluster.h"
+#include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -28,6 +30,27 @@ check_health(const struct cluster_health *h)
 	if (dl == 0 || dl == sizeof(h->domain) || nl == 0 ||
 	    nl == sizeof(h->node) || h->since < 0 || (h->up != 0 && h->up != 1) ||
 	    strchr(h->domain, ' ') != NULL || strchr(h->node, ' ') != NULL)
+		abort();
+}
+
+/* The answer to a lease's SET ... NX GET (src/cluster/lease.c): one of
+ * the three results, a holder's name NUL-terminated inside its field and
+ * escaped (no byte of it can end a log line). */
+static void
+check_lease(const redisReply *reply)
+{
+	char holder[LOG_VALUE_SIZE(64)];
+	enum cluster_lease_result res;
+
+	res = cluster_lease_decide(REDIS_REPLY_OK, reply, "mx2a.example.net",
+	    holder, sizeof(holder));
+	if (res != CLUSTER_LEASE_TAKEN && res != CLUSTER_LEASE_LOST &&
+	    res != CLUSTER_LEASE_ALONE)
+		abort();
+	if (memchr(holder, '\0', sizeof(holder)) == NULL ||
+	    strpbrk(holder, "\r\n") != NULL)
+		abort();
+	if (res == CLUSTER_LEASE_LOST && holder[0] == '\0')
 		abort();
 }
 
@@ -54,6 +77,7 @@ check(const redisReply *reply)
 			abort();
 	if (cluster_parse_health_key(reply, &h) == 0)
 		check_health(&h);
+	check_lease(reply);
 }
 
 /*
