@@ -17,7 +17,8 @@
  * answer to SENTINEL get-master-addr-by-name, and the raw bytes as a
  * +switch-master message and as INFO replication's text; a parsed
  * address is a NUL-terminated literal with a port of 1-65535, replicas
- * stay within their array and their lag is never negative.
+ * stay within their array and their lag is never negative. Each reply
+ * is also a lease's answer (src/cluster/lease.c).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "bulkshare.h"
 #include "cluster.h"
 #include "sentinel.h"
+#include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -129,6 +131,27 @@ check_text(const char *p, size_t n)
 	}
 }
 
+/* The answer to a lease's SET ... NX GET (src/cluster/lease.c): one of
+ * the three results, a holder's name NUL-terminated inside its field and
+ * escaped (no byte of it can end a log line). */
+static void
+check_lease(const redisReply *reply)
+{
+	char holder[LOG_VALUE_SIZE(64)];
+	enum cluster_lease_result res;
+
+	res = cluster_lease_decide(REDIS_REPLY_OK, reply, "mx2a.example.net",
+	    holder, sizeof(holder));
+	if (res != CLUSTER_LEASE_TAKEN && res != CLUSTER_LEASE_LOST &&
+	    res != CLUSTER_LEASE_ALONE)
+		abort();
+	if (memchr(holder, '\0', sizeof(holder)) == NULL ||
+	    strpbrk(holder, "\r\n") != NULL)
+		abort();
+	if (res == CLUSTER_LEASE_LOST && holder[0] == '\0')
+		abort();
+}
+
 static void
 check(const redisReply *reply)
 {
@@ -155,6 +178,7 @@ check(const redisReply *reply)
 	check_bulk(reply);
 	check_learned(reply);
 	check_master(reply);
+	check_lease(reply);
 }
 
 /*

@@ -464,6 +464,21 @@ share_domain(const struct state_domain *d, void *arg)
 	cluster_learned_domain(cluster, d);
 }
 
+/* One probe per down primary and one callout per address for the
+ * cluster (docs/cluster.md "One probe, one callout"). */
+static void *
+lease_take(void *owner, const char *domain, const char *addr, unsigned ttl,
+    primary_lease_done *done, void *arg)
+{
+	return cluster_lease(owner, domain, addr, ttl, done, arg);
+}
+
+static void
+lease_cancel(void *l)
+{
+	cluster_lease_cancel(l);
+}
+
 static void
 read_one(const char *domain, void *arg)
 {
@@ -710,6 +725,12 @@ main(int argc, char **argv)
 	sched_set_learn(queue_sched(srv.queue), learn);
 	callout = callout_new(srv.base, &conf, connector, health, learn);
 	callout_set_domains(callout, domains);
+	if (cluster != NULL) {
+		struct primary_lease pl = { lease_take, lease_cancel, cluster };
+
+		primary_health_set_lease(health, &pl);
+		callout_set_lease(callout, &pl);
+	}
 	{
 		struct policy_deps deps;
 

@@ -193,6 +193,7 @@ struct cluster {
 	uint64_t		 health_rejected;
 
 	struct learned		*learned;	/* learned.c */
+	struct cluster_lease_stats leases[CLUSTER_LEASE_KINDS]; /* lease.c */
 };
 
 /* A caller's pending operation. */
@@ -893,6 +894,7 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->health_keys_read = cl->health_keys_read;
 	s->health_rejected = cl->health_rejected;
 	learned_stats(cl->learned, &s->learned);
+	memcpy(s->leases, cl->leases, sizeof(s->leases));
 }
 
 static void
@@ -930,6 +932,20 @@ cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
 	argv[1] = p;
 	op->req = cluster_script(cl, SCRIPT_NODES, 1, 2, argv, nodes_cb, op);
 	return op;
+}
+
+/* --- for lease.c ------------------------------------------------------------ */
+
+struct redis *
+cluster_redis(struct cluster *cl)
+{
+	return cl->redis;
+}
+
+struct cluster_lease_stats *
+cluster_lease_counts(struct cluster *cl, enum cluster_lease_kind k)
+{
+	return &cl->leases[k];
 }
 
 /* --- the object ------------------------------------------------------------- */

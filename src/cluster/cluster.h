@@ -123,6 +123,49 @@ int		 cluster_parse_health_msg(const char *p, size_t len,
 int		 cluster_parse_health_key(const struct redisReply *,
 		    struct cluster_health *out);
 
+/* --- leases: one probe, one callout for the cluster (lease.c) ---------------- */
+
+/* What a lease is for (docs/cluster.md "One probe, one callout"). */
+enum cluster_lease_kind { CLUSTER_LEASE_PROBE, CLUSTER_LEASE_CALLOUT,
+	CLUSTER_LEASE_KINDS };
+
+/* How asking for a lease ended. */
+enum cluster_lease_result {
+	CLUSTER_LEASE_TAKEN,	/* ours: act */
+	CLUSTER_LEASE_LOST,	/* another node holds it: skip */
+	CLUSTER_LEASE_ALONE,	/* Redis did not answer: act, as one node */
+};
+
+struct cluster_lease_stats {
+	uint64_t	taken, lost, alone;
+};
+
+struct cluster_lease;
+/* go 1: act (the lease is ours, or Redis did not answer); 0: skip. */
+typedef void	cluster_lease_cb(int go, void *arg);
+
+/*
+ * SET PREFIX "probe:" DOMAIN (addr NULL) or PREFIX "callout:" DOMAIN ":"
+ * hash of addr, to this node's name, NX, for ttl seconds, within
+ * redis_timeout. 'cb' runs once, later, from the loop; the handle is
+ * valid until then or cluster_lease_cancel().
+ */
+struct cluster_lease *cluster_lease(struct cluster *, const char *domain,
+		    const char *addr, unsigned ttl, cluster_lease_cb *,
+		    void *arg);
+/* The callback will not run. NULL is fine. */
+void		 cluster_lease_cancel(struct cluster_lease *);
+/* The key of a lease (domain lower-cased); 0, or -1 if it does not fit. */
+int		 cluster_lease_key(const char *prefix, const char *domain,
+		    const char *addr, char *out, size_t outsz);
+/* The decision from the answer to SET ... NX GET (pure; peer bytes, see
+ * fuzz/fuzz_redis.c): nil, or our own name, is ours; another name is
+ * that node's, copied (escaped) into holder; anything else, or no
+ * answer, is ALONE. */
+enum cluster_lease_result cluster_lease_decide(enum redis_status,
+		    const struct redisReply *, const char *node,
+		    char *holder, size_t holdersz);
+
 /* --- status (backmxctl cluster status) ----------------------------------------- */
 
 #define CLUSTER_NODES_MAX	64	/* nodes shown */
@@ -150,6 +193,7 @@ struct cluster_status {
 	uint64_t	 health_keys_read; /* keys found after subscribing */
 	uint64_t	 health_rejected; /* messages not understood */
 	struct cluster_learned_stats learned; /* learned.h */
+	struct cluster_lease_stats leases[CLUSTER_LEASE_KINDS];
 	int		 nodes_known;	/* 0: Redis did not answer */
 	size_t		 nnodes;
 	struct cluster_node nodes[CLUSTER_NODES_MAX];

@@ -2,13 +2,15 @@
  * cluster_int: what the files of src/cluster share among themselves and
  * nobody else: the scripts' numbers, the replay queue, the connection.
  * cluster.c owns all of it; learned.c (docs/cluster.md "Learned
- * recipients") and bulkshare.c ("Bulk counts") use it.
+ * recipients"), bulkshare.c ("Bulk counts") and lease.c ("One probe,
+ * one callout") use it.
  */
 #ifndef BACKMX_CLUSTER_INT_H
 #define BACKMX_CLUSTER_INT_H
 
 #include <stddef.h>
 
+#include "cluster.h"
 #include "redis.h"
 
 struct cluster;
@@ -77,5 +79,12 @@ struct redis_req *cluster_bulk_script(struct cluster *, int nkeys, int argc,
 		    redis_reply_cb *, void *arg);
 /* A message counted alone: counted with the checks decided alone. */
 void		 cluster_fell_back(struct cluster *);
+
+/* --- for lease.c (docs/cluster.md "One probe, one callout") ----------------- */
+
+/* The connection, and the counters of one kind. */
+struct redis	*cluster_redis(struct cluster *);
+struct cluster_lease_stats *cluster_lease_counts(struct cluster *,
+		    enum cluster_lease_kind);
 
 #endif

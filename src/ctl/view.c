@@ -855,6 +855,14 @@ cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
 	    (unsigned long long)s->learned.rcpt_found,
 	    (unsigned long long)s->learned.domain_found,
 	    (unsigned long long)s->learned.rejected);
+	evbuffer_add_printf(b, "leases: probe taken: %llu lost: %llu "
+	    "alone: %llu callout taken: %llu lost: %llu alone: %llu\n",
+	    (unsigned long long)s->leases[CLUSTER_LEASE_PROBE].taken,
+	    (unsigned long long)s->leases[CLUSTER_LEASE_PROBE].lost,
+	    (unsigned long long)s->leases[CLUSTER_LEASE_PROBE].alone,
+	    (unsigned long long)s->leases[CLUSTER_LEASE_CALLOUT].taken,
+	    (unsigned long long)s->leases[CLUSTER_LEASE_CALLOUT].lost,
+	    (unsigned long long)s->leases[CLUSTER_LEASE_CALLOUT].alone);
 	if (!s->nodes_known) {
 		evbuffer_add_printf(b, "nodes: unknown (Redis did not "
 		    "answer)\n");
@@ -919,6 +927,18 @@ view_cluster_status(struct evbuffer *b, int json,
 	json_kuint(&j, "recipients_found", s->learned.rcpt_found);
 	json_kuint(&j, "domains_found", s->learned.domain_found);
 	json_kuint(&j, "rejected", s->learned.rejected);
+	json_end(&j);
+	/* Each lost lease is one probe or callout this node skipped. */
+	json_key(&j, "leases");
+	json_object(&j);
+	for (i = 0; i < CLUSTER_LEASE_KINDS; i++) {
+		json_key(&j, i == CLUSTER_LEASE_PROBE ? "probe" : "callout");
+		json_object(&j);
+		json_kuint(&j, "taken", s->leases[i].taken);
+		json_kuint(&j, "lost", s->leases[i].lost);
+		json_kuint(&j, "alone", s->leases[i].alone);
+		json_end(&j);
+	}
 	json_end(&j);
 	json_key(&j, "nodes");
 	if (!s->nodes_known)

@@ -30,6 +30,9 @@ struct caddr {
 	struct caddr	*next;
 	char		 addr[STATE_ADDR_MAX];
 	int		 probe;		/* the acceptance probe */
+	int		 leased;	/* ours to call out (the cluster said) */
+	void		*lease;		/* asking the cluster */
+	struct cdomain	*cd;		/* while asking */
 };
 
 /*
@@ -50,6 +53,8 @@ struct cdomain {
 	size_t			 nwait;
 	size_t			 nasked;
 	size_t			 nanswered;
+	size_t			 leasing;	/* asked addresses waiting for
+						   their lease */
 	double			 tokens;	/* RCPTs we may ask now */
 	time_t			 refilled;
 	time_t			 retry_at;	/* after a failed callout */
@@ -70,6 +75,7 @@ struct callout {
 	size_t			 nwait;		/* in all */
 	struct event		*tick;
 	size_t			 probe_next;	/* domains_at() to look at next */
+	struct primary_lease	 lease;		/* take NULL: no cluster */
 };
 
 static uint32_t
@@ -378,14 +384,81 @@ fail:
 	session_end(cd, 1);
 }
 
+/* One connection for what is in 'asked'. */
+static void
+dial(struct cdomain *cd)
+{
+	struct callout *co = cd->co;
+	const struct client_conf *base = primary_client_conf(co->connector);
+	struct client_conf cc;
+
+	cc = *base;
+	cc.connect_timeout = co->conf->passthrough_connect_timeout;
+	cc.greeting_timeout = co->conf->passthrough_connect_timeout;
+	cd->req = primary_connect(co->connector, cd->name, &cc, connected, cd);
+}
+
+/*
+ * The cluster's answer for one address (docs/cluster.md "One probe, one
+ * callout"): another node calls it out, so this one drops it; the RCPT
+ * was answered 4xx already, and the sender's retry finds the answer, or
+ * asks again. Its RCPT token is given back. The last answer dials.
+ */
+static void
+lease_done(int go, void *arg)
+{
+	struct caddr *a = arg, **pp;
+	struct cdomain *cd = a->cd;
+
+	a->lease = NULL;
+	cd->leasing--;
+	if (go)
+		a->leased = 1;
+	else {
+		for (pp = &cd->asked; *pp != a; pp = &(*pp)->next)
+			;
+		*pp = a->next;
+		cd->nasked--;
+		cd->tokens += 1.0;
+		free(a);
+	}
+	if (cd->leasing == 0 && cd->nasked > 0)
+		dial(cd);
+}
+
+/* Leases for the addresses of 'asked' not ours yet; how many asked. The
+ * acceptance probe takes none: what it proves (the domain lifecycle) is
+ * each node's own until that is shared. */
+static size_t
+ask_leases(struct cdomain *cd)
+{
+	struct callout *co = cd->co;
+	struct caddr *a;
+
+	if (co->lease.take == NULL)
+		return 0;
+	/* Counted first: an answer must not see leasing reach 0 early. */
+	for (a = cd->asked; a != NULL; a = a->next)
+		if (!a->probe && !a->leased)
+			cd->leasing++;
+	for (a = cd->asked; a != NULL; a = a->next)
+		if (!a->probe && !a->leased) {
+			a->cd = cd;
+			/* Held for primary_probe_interval: a holder whose
+			 * callout failed tries again after that long. */
+			a->lease = co->lease.take(co->lease.owner, cd->name,
+			    a->addr, co->conf->primary_probe_interval,
+			    lease_done, a);
+		}
+	return cd->leasing;
+}
+
 /* Move up to the budget from 'wait' to 'asked' and connect. */
 static void
 start(struct cdomain *cd, time_t now)
 {
 	struct callout *co = cd->co;
-	const struct client_conf *base = primary_client_conf(co->connector);
 	struct caddr *a, **tail = &cd->asked;
-	struct client_conf cc;
 
 	cd->tokens += (double)(now - cd->refilled) *
 	    co->conf->callout_rate_limit / 60.0;
@@ -405,12 +478,9 @@ start(struct cdomain *cd, time_t now)
 		co->nwait--;
 		cd->tokens -= 1.0;
 	}
-	if (cd->nasked == 0)
+	if (cd->nasked == 0 || ask_leases(cd) > 0)
 		return;
-	cc = *base;
-	cc.connect_timeout = co->conf->passthrough_connect_timeout;
-	cc.greeting_timeout = co->conf->passthrough_connect_timeout;
-	cd->req = primary_connect(co->connector, cd->name, &cc, connected, cd);
+	dial(cd);
 }
 
 size_t
@@ -481,7 +551,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		if (cd->wait == NULL || cd->req != NULL || cd->c != NULL ||
-		    now < cd->retry_at ||
+		    cd->leasing > 0 || now < cd->retry_at ||
 		    !primary_health_up(co->health, cd->name))
 			continue;
 		start(cd, now);
@@ -516,14 +586,27 @@ callout_set_domains(struct callout *co, const struct domains *doms)
 }
 
 void
+callout_set_lease(struct callout *co, const struct primary_lease *l)
+{
+	if (l != NULL)
+		co->lease = *l;
+	else
+		memset(&co->lease, 0, sizeof(co->lease));
+}
+
+void
 callout_free(struct callout *co)
 {
 	struct cdomain *cd, *next;
+	struct caddr *a;
 
 	if (co == NULL)
 		return;
 	for (cd = co->doms; cd != NULL; cd = next) {
 		next = cd->next;
+		for (a = cd->asked; a != NULL; a = a->next)
+			if (a->lease != NULL)
+				co->lease.cancel(a->lease);
 		primary_connect_cancel(cd->req);
 		client_free(cd->c);
 		free_list(cd->wait);

@@ -43,6 +43,11 @@ void		 callout_set_domains(struct callout *, const struct domains *);
  * 'domain' once its primary is up. Deduplicated. */
 void		 callout_want(struct callout *, const char *domain,
 		    const char *addr);
+/* Each address takes a lease before it is called out (copied; NULL:
+ * none): docs/cluster.md "One probe, one callout". */
+struct primary_lease;
+void		 callout_set_lease(struct callout *,
+		    const struct primary_lease *);
 
 /* Acceptance probes started per second, at most, whatever the number of
  * domains: with more than this times acceptance_probe_interval domains,

@@ -37,6 +37,8 @@ struct rec {
 	int		 probing;
 	time_t		 suspected;	/* last probe asked by a suspicion */
 	time_t		 down_since;	/* 0: restored at start, or up */
+	struct primary_health *h;
+	void		*lease;		/* asking for the probe's lease */
 };
 
 struct primary_health {
@@ -57,6 +59,7 @@ struct primary_health {
 	struct history		*history;	/* for the dashboard */
 	primary_change_cb	*change_cb;	/* the cluster's, or NULL */
 	void			*change_arg;
+	struct primary_lease	 lease;		/* take NULL: no cluster */
 };
 
 /* The door: every name is lower-cased once, here. */
@@ -108,6 +111,7 @@ get(struct primary_health *h, const char *k)
 		grow(h);
 	r = xcalloc(1, sizeof(*r));
 	str_copy(r->domain, sizeof(r->domain), k);
+	r->h = h;
 	b = str_hash(k) & (h->nbucket - 1);
 	r->hnext = h->bucket[b];
 	h->bucket[b] = r;
@@ -338,6 +342,29 @@ primary_health_suspect(struct primary_health *h, const char *domain,
 	h->probe(h->probe_owner, r->domain, probe_done, h);
 }
 
+/*
+ * The cluster's answer for a due probe (docs/cluster.md "One probe, one
+ * callout"): another node holds the lease, so it probes this interval and
+ * an "up" reaches us as its news; we look again an interval later. Up
+ * meanwhile (another node's news): nothing to probe.
+ */
+static void
+lease_done(int go, void *arg)
+{
+	struct rec *r = arg;
+	struct primary_health *h = r->h;
+
+	r->lease = NULL;
+	if (go && r->down) {
+		h->probe(h->probe_owner, r->domain, probe_done, h);
+		return;
+	}
+	r->probing = 0;
+	if (r->down)
+		r->next_probe = time(NULL) +
+		    (time_t)h->conf->primary_probe_interval;
+}
+
 void
 primary_health_tick(struct primary_health *h, time_t now)
 {
@@ -351,7 +378,14 @@ primary_health_tick(struct primary_health *h, time_t now)
 		if (r->probing || now < r->next_probe)
 			continue;
 		r->probing = 1;
-		h->probe(h->probe_owner, r->domain, probe_done, h);
+		if (h->lease.take == NULL) {
+			h->probe(h->probe_owner, r->domain, probe_done, h);
+			continue;
+		}
+		/* Held for the whole interval: one probe per interval for
+		 * the cluster, whoever's timer comes first. */
+		r->lease = h->lease.take(h->lease.owner, r->domain, NULL,
+		    h->conf->primary_probe_interval, lease_done, r);
 	}
 }
 
@@ -394,6 +428,8 @@ primary_health_free(struct primary_health *h)
 	for (i = 0; i < h->nbucket; i++)
 		while ((r = h->bucket[i]) != NULL) {
 			h->bucket[i] = r->hnext;
+			if (r->lease != NULL)
+				h->lease.cancel(r->lease);
 			free(r);
 		}
 	history_free(h->history);
@@ -428,6 +464,16 @@ primary_health_on_change(struct primary_health *h, primary_change_cb *cb,
 {
 	h->change_cb = cb;
 	h->change_arg = arg;
+}
+
+void
+primary_health_set_lease(struct primary_health *h,
+    const struct primary_lease *l)
+{
+	if (l != NULL)
+		h->lease = *l;
+	else
+		memset(&h->lease, 0, sizeof(h->lease));
 }
 
 struct history *

@@ -51,6 +51,22 @@ typedef size_t	primary_up_cb(const char *domain, void *arg);
 typedef void	primary_change_cb(const char *domain, int up, const char *why,
 		    time_t since, void *arg);
 
+/*
+ * Leases (docs/cluster.md "One probe, one callout"): before a probe of a
+ * down primary, and before a callout, ask whether this node is the one
+ * to do it. 'take' answers once, later, through 'done': go 1, act (ours,
+ * or nobody could say: act as a single node); 0, another node does it.
+ * addr NULL: the probe of domain; else the callout of addr. ttl: how
+ * long the lease holds, seconds. Returns a handle for 'cancel'.
+ */
+typedef void	primary_lease_done(int go, void *arg);
+struct primary_lease {
+	void	*(*take)(void *owner, const char *domain, const char *addr,
+		    unsigned ttl, primary_lease_done *done, void *arg);
+	void	 (*cancel)(void *handle);
+	void	*owner;
+};
+
 /* base NULL: no probe timer (tests drive primary_health_tick). */
 struct primary_health *primary_health_new(struct event_base *,
 		    const struct config *);
@@ -65,6 +81,9 @@ void		 primary_health_set_learn(struct primary_health *,
 		    struct learn *);
 void		 primary_health_on_change(struct primary_health *,
 		    primary_change_cb *, void *arg);
+/* Probes of down primaries take a lease first (copied; NULL: none). */
+void		 primary_health_set_lease(struct primary_health *,
+		    const struct primary_lease *);
 
 /* 1 up (or never seen), 0 down. Any case. */
 int		 primary_health_up(const struct primary_health *,
