@@ -376,6 +376,25 @@ class ThreeNodes(GreylistTest):
         return time.monotonic() - t0
 
 
+    def under_load(self, r, tag, **kw):
+        """Three nodes on r, the load running, mail taken at each."""
+        nodes = self.three(r, **kw)
+        load = Load(nodes, tag).start()
+        self.addCleanup(load.stop)
+        self.run_phase(load, "up", DELAY + MARGIN)
+        return nodes, load
+
+    def assertRecovered(self, r, load, nodes, phase):
+        """Redis back after phase: replayed, mail taken again; then the
+        whole run: like one node, all queued, all delivered."""
+        self.assertReplayed(r, load, nodes, phase)
+        self.run_phase(load, "back", 1)
+        load.stop()
+        self.assertLikeOneNode(load)
+        self.assertQueued(load, nodes)
+        self.assertDelivered(load, nodes)
+
+
 class TestThreeNodes(ThreeNodes):
 
     def test_greylisted_at_a_passes_at_b_and_c(self):
@@ -419,10 +438,7 @@ class TestThreeNodes(ThreeNodes):
 
     def test_redis_killed_under_load(self):
         r = self.redis()
-        nodes = self.three(r)
-        load = Load(nodes, "kill").start()
-        self.addCleanup(load.stop)
-        self.run_phase(load, "up", DELAY + MARGIN)
+        nodes, load = self.under_load(r, "kill")
         r.kill()
         for d in nodes:
             self.assertTrue(poll(lambda: not self.status(d)["connected"],
@@ -430,19 +446,11 @@ class TestThreeNodes(ThreeNodes):
         self.run_phase(load, "outage", 2 * (DELAY + MARGIN))
         load.set_phase("back")
         r.start()
-        self.assertReplayed(r, load, nodes, "outage")
-        self.run_phase(load, "back", 1)
-        load.stop()
-        self.assertLikeOneNode(load)
-        self.assertQueued(load, nodes)
-        self.assertDelivered(load, nodes)
+        self.assertRecovered(r, load, nodes, "outage")
 
     def test_redis_stalled_under_load(self):
         r = self.redis()
-        nodes = self.three(r, redis_timeout="150")
-        load = Load(nodes, "stall").start()
-        self.addCleanup(load.stop)
-        self.run_phase(load, "up", DELAY + MARGIN)
+        nodes, load = self.under_load(r, "stall", redis_timeout="150")
         load.set_phase("stalled")
         os.kill(r.proc.pid, signal.SIGSTOP)
         self.addCleanup(lambda: r.proc.poll() is None and
@@ -467,20 +475,12 @@ class TestThreeNodes(ThreeNodes):
         # The nodes did ask and gave up on their own timers.
         self.assertTrue(any(self.status(d)["timeouts"] >= 1 for d in nodes),
                         [self.status(d) for d in nodes])
-        self.assertReplayed(r, load, nodes, "stalled")
-        self.run_phase(load, "back", 1)
-        load.stop()
-        self.assertLikeOneNode(load)
-        self.assertQueued(load, nodes)
-        self.assertDelivered(load, nodes)
+        self.assertRecovered(r, load, nodes, "stalled")
 
     def test_node_killed_under_load(self):
         r = self.redis()
-        nodes = self.three(r)
-        a, b, c = nodes
-        load = Load(nodes, "knine").start()
-        self.addCleanup(load.stop)
-        self.run_phase(load, "up", DELAY + MARGIN)
+        nodes, load = self.under_load(r, "knine")
+        c = nodes[2]
         load.set_phase("c-dead")
         c.proc.kill()
         c.proc.wait()
