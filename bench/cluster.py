@@ -24,14 +24,17 @@ difference. Modes alternate within each round; figures are medians.
    timeouts, local decisions: a fallback where none should be shows there).
    A third run, "stalled", sets Redis and stops it (SIGSTOP) for the whole
    smtp-source run: what `redis_timeout` and the breaker leave of the rate.
-3. A loopback round trip (PING, lockstep) to Redis, for what bounds (1).
+3. What bounds (1): a loopback round trip to Redis (PING, lockstep);
+   backmxd's user-space instructions per RCPT (callgrind, --callgrind N
+   RCPTs a pass) and its system calls per RCPT (strace -c), per mode.
 
 Writes bench/results/cluster-YYYY-MM-DDTHHMM.json, prints a table.
 Run as root (smtp-source comes with Debian's postfix, installed if
 missing, as bench/run.py does); `make bench-cluster`.
 
 usage: bench/cluster.py [--backmxd PATH] [--rounds N] [--rcpts N]
-                        [--count N] [--quick] [--set KEY=VALUE ...]
+                        [--count N] [--callgrind N] [--quick]
+                        [--set KEY=VALUE ...] [--no-save]
 """
 import argparse
 import datetime
@@ -357,6 +360,75 @@ def accept_run(server, redis, mode, dns, extra, sessions, count):
     return res
 
 
+def callgrind_run(server, redis, mode, dns, extra, nrcpt, top):
+    """backmxd under valgrind --tool=callgrind: user-space instructions per
+    warm RCPT, a figure the machine's load does not move (this VM has no
+    hardware counters). The kernel's share (the extra syscalls) is not in
+    it. redis_timeout is raised so the slowed node does not time out."""
+    d = tempfile.mkdtemp(prefix="cg-", dir=top)
+    wrapper = os.path.join(d, "backmxd")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind "
+                "--callgrind-out-file=%s/cg.out -q %s \"$@\"\n"
+                % (d, server.binary))
+    os.chmod(wrapper, 0o755)
+    cg = R.Backmx(top, wrapper, server.route_port)
+    cg.ctl, cg._keys = server.ctl, server.keys()
+    x = dict(extra, redis_timeout="5000")
+    start(cg, redis, mode, dns, x)
+    try:
+        rcpts = ["u%05d@%s" % (i, R.DOMAIN) for i in range(nrcpt)]
+        warm(cg.port, rcpts, mode != "nogrey")
+        subprocess.run(["callgrind_control", "-z", str(cg.pid)],
+                       stdout=subprocess.DEVNULL, check=True)
+        codes, _ = rcpt_pass(cg.port, rcpts, timed=True)
+        before = set(os.listdir(d))
+        subprocess.run(["callgrind_control", "--dump", str(cg.pid)],
+                       stdout=subprocess.DEVNULL, check=True)
+        new = sorted(set(os.listdir(d)) - before)
+        status = ctl_json(cg, "cluster", "status") if mode == "redis" \
+            else None
+    finally:
+        cg.halt()
+    with open(os.path.join(d, new[-1])) as f:
+        ir = int(re.search(r"^(?:summary|totals): (\d+)", f.read(),
+                           re.M).group(1))
+    out = {"rcpts": nrcpt, "codes": codes, "instructions_per_rcpt":
+           round(ir / nrcpt)}
+    if status:
+        out["node_timeouts"] = status["timeouts"]
+        out["node_local_decisions"] = status["local_decisions"]
+    return out
+
+
+def strace_run(server, redis, mode, dns, extra, nrcpt):
+    """System calls per warm RCPT (strace -f -c on backmxd during the
+    timed pass): the kernel's share, which callgrind does not see."""
+    start(server, redis, mode, dns, dict(extra, redis_timeout="5000"))
+    out = os.path.join(server.top, "strace-%s.txt" % mode)
+    try:
+        rcpts = ["u%05d@%s" % (i, R.DOMAIN) for i in range(nrcpt)]
+        warm(server.port, rcpts, mode != "nogrey")
+        st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p",
+                               str(server.pid)], stderr=subprocess.DEVNULL)
+        time.sleep(1.0)         # attached to every thread
+        rcpt_pass(server.port, rcpts, timed=True)
+        st.send_signal(signal.SIGINT)
+        st.wait(30)
+    finally:
+        server.halt()
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+"
+                         r"(?:\d+\s+)?([a-z_0-9]+)\s*$", line)
+            if m and m.group(2) != "total":
+                calls[m.group(2)] = round(int(m.group(1)) / nrcpt, 2)
+    os.unlink(out)
+    return {"total": round(sum(calls.values()), 1),
+            "by_call": dict(sorted(calls.items(), key=lambda kv: -kv[1]))}
+
+
 # -- the report --------------------------------------------------------------------
 
 
@@ -387,6 +459,25 @@ def table(res):
                  "triplet step: sqlite %.1f us, redis %.1f us of backmxd CPU"
                  % (r["latency_p50"], r["backmxd_cpu"],
                     r["step_cpu_us_sqlite"], r["step_cpu_us_redis"]))
+    if "callgrind" in res:
+        c = res["callgrind"]
+        lines.append("  backmxd user-space instructions per RCPT (callgrind):"
+                     " nogrey %d, sqlite %d, redis %d (redis/sqlite x%.2f)"
+                     % (c["nogrey"]["instructions_per_rcpt"],
+                        c["sqlite"]["instructions_per_rcpt"],
+                        c["redis"]["instructions_per_rcpt"],
+                        c["redis"]["instructions_per_rcpt"] /
+                        c["sqlite"]["instructions_per_rcpt"]))
+    if "syscalls_per_rcpt" in res:
+        sc = res["syscalls_per_rcpt"]
+        lines.append("  backmxd system calls per RCPT (strace -c): " +
+                     ", ".join("%s %.1f" % (m, sc[m]["total"])
+                               for m in ("nogrey", "sqlite", "redis")))
+        diff = {k: round(v - sc["sqlite"]["by_call"].get(k, 0), 2)
+                for k, v in sc["redis"]["by_call"].items()}
+        lines.append("    redis - sqlite: " + ", ".join(
+            "%s %+.2f" % kv for kv in sorted(diff.items(),
+                                             key=lambda kv: -abs(kv[1]))[:6]))
     lines.append("  Redis PING round trip (lockstep, loopback): p50 %.1f us, "
                  "p99 %.1f us" % (res["redis_rtt"]["p50_us"],
                                   res["redis_rtt"]["p99_us"]))
@@ -427,18 +518,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backmxd", default=os.path.join(REPO, "build",
                                                       "backmxd"))
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rcpts", type=int, default=2000)
-    ap.add_argument("--count", type=int, default=3000,
+    ap.add_argument("--count", type=int, default=10000,
                     help="messages a smtp-source run")
     ap.add_argument("--quick", action="store_true",
                     help="one round, 500 RCPTs, 1000 messages")
     ap.add_argument("--set", action="append", default=[],
                     metavar="KEY=VALUE", help="a config key for every mode")
+    ap.add_argument("--callgrind", type=int, default=300, metavar="N",
+                    help="RCPTs a pass under callgrind (0: none)")
     ap.add_argument("--no-save", action="store_true")
     a = ap.parse_args()
     if a.quick:
-        a.rounds, a.rcpts, a.count = 1, 500, 1000
+        a.rounds, a.rcpts, a.count, a.callgrind = 1, 500, 1000, 100
     extra = dict(kv.split("=", 1) for kv in a.set)
 
     if os.geteuid() != 0:
@@ -489,6 +582,17 @@ def main():
                                             g["nogrey"]["latency_p50_us"], 1),
             "step_latency_us_redis": round(g["redis"]["latency_p50_us"] -
                                            g["nogrey"]["latency_p50_us"], 1)}
+        if a.callgrind:
+            res["callgrind"] = {}
+            for m in modes:
+                res["callgrind"][m] = callgrind_run(server, redis, m, dns,
+                                                    extra, a.callgrind, top)
+                R.log("callgrind %s: %s" % (m, res["callgrind"][m]))
+        if a.callgrind:
+            res["syscalls_per_rcpt"] = {
+                m: strace_run(server, redis, m, dns, extra, a.callgrind)
+                for m in modes}
+            R.log("syscalls per RCPT: %s" % res["syscalls_per_rcpt"])
         res["accept"] = []
         for sessions in (10, 50):
             amodes = ["sqlite", "redis", "stalled"]
