@@ -41,6 +41,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -128,6 +129,16 @@ def cpu_ns(pid):
         except (OSError, ValueError, IndexError):
             pass
     return total
+
+
+def loop_ns(pid):
+    """The main thread's time on a CPU, ns: the event loop's (the state
+    store commits on a thread of its own, docs/architecture.md)."""
+    try:
+        with open("/proc/%d/task/%d/schedstat" % (pid, pid)) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def rss_kb(pid):
@@ -271,7 +282,8 @@ def start(server, redis, mode, dns, extra):
 
 def counters(server, redis, mode):
     c = {"cpu": cpu_ns(server.pid) / 1e9, "redis_cpu": redis.cpu(),
-         "rss_kb": rss_kb(server.pid),
+         "rss_kb": rss_kb(server.pid), "loop": loop_ns(server.pid) / 1e9,
+         "t": time.monotonic(),
          "cmd": redis.commandstats(), "status": ctl_json(server, "status")}
     if mode != "sqlite" and mode != "nogrey":
         c["cluster"] = ctl_json(server, "cluster", "status")
@@ -290,6 +302,11 @@ def deltas(a, b, n, mode):
            "redis_cmds": round(sum(calls.values()) / n, 3),
            "redis_cmd_calls": calls,
            "redis_usec_in_cmds": round(usec / n, 2),
+           "loop_cpu_us": round(1e6 * (b["loop"] - a["loop"]) / n, 1),
+           # The loop thread's share of the wall time: near 1, the loop is
+           # what bounds; well under, it waits (for peers, for Redis).
+           "loop_busy": round((b["loop"] - a["loop"]) / (b["t"] - a["t"]),
+                              3),
            "rss_growth_kb": b["rss_kb"] - a["rss_kb"],
            "loop_lag_max_ms": b["status"].get("loop_lag_max_ms"),
            "loop_stalls_50ms": b["status"].get("loop_stalls_50ms")}
@@ -335,14 +352,17 @@ def accept_run(server, redis, mode, dns, extra, sessions, count):
         if mode == "stalled":
             redis.proc.send_signal(signal.SIGSTOP)
             stopped = True
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall, err = R.smtp_source(server.port, sessions, count, R.KB, False)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         acc = server.accepted() - q0
         # The node's counters first: its status call asks Redis (a
         # script) and answers when that is refused or timed out.
         b = counters(server, redis, mode) if not stopped else None
         if stopped:
             b = {"cpu": cpu_ns(server.pid) / 1e9, "rss_kb":
-                 rss_kb(server.pid), "status": ctl_json(server, "status"),
+                 rss_kb(server.pid), "loop": loop_ns(server.pid) / 1e9,
+                 "t": time.monotonic(), "status": ctl_json(server, "status"),
                  "cluster": ctl_json(server, "cluster", "status")}
             redis.proc.send_signal(signal.SIGCONT)
             stopped = False
@@ -357,6 +377,10 @@ def accept_run(server, redis, mode, dns, extra, sessions, count):
     if err:
         res["error"] = err
     res.update(deltas(a, b, max(acc, 1), mode))
+    # smtp-source's own CPU: it shares the two cores with backmxd.
+    res["client_cpu_us"] = round(1e6 * (ru1.ru_utime + ru1.ru_stime -
+                                        ru0.ru_utime - ru0.ru_stime) /
+                                 max(acc, 1), 1)
     return res
 
 
@@ -484,7 +508,8 @@ def table(res):
     lines.append("")
     lines.append("Accept, smtp-source 1 KB, one message a session (medians)")
     lines.append("  sessions  sqlite msg/s  redis msg/s  ratio  backmxd CPU "
-                 "ms sqlite/redis  redis CPU ms  round trips/msg")
+                 "ms sqlite/redis  redis CPU ms  round trips/msg  loop busy "
+                 "sqlite/redis  smtp-source CPU ms")
     for cell in res["accept"]:
         s, rd = cell["sqlite"]["median"], cell["redis"]["median"]
         lines.append("  %8d  %12.0f  %11.0f  %5.2f  %13.3f / %-7.3f  %12.3f"
@@ -493,7 +518,10 @@ def table(res):
                                   s["backmxd_cpu_us"] / 1000,
                                   rd["backmxd_cpu_us"] / 1000,
                                   rd["redis_cpu_us"] / 1000,
-                                  rd["redis_round_trips"]))
+                                  rd["redis_round_trips"]) +
+                     "  %15.2f / %.2f  %18.3f" % (s["loop_busy"],
+                                                  rd["loop_busy"],
+                                                  rd["client_cpu_us"] / 1000))
     lines.append("  Redis stopped (SIGSTOP) for the whole run: rate / sqlite's,"
                  " node's timeouts, local decisions (medians)")
     for cell in res["accept"]:
