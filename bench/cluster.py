@@ -114,8 +114,9 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def cpu_ns(pid):
-    """Time on a CPU of every thread of pid, ns (schedstat: /proc/PID/stat
+def sched_ns(pid, field=0):
+    """Summed over every thread of pid, from schedstat: field 0 the time
+    on a CPU, 1 the time runnable but waiting for one, ns (/proc/PID/stat
     counts 10 ms ticks, too coarse for a few thousand RCPTs)."""
     total = 0
     try:
@@ -125,10 +126,14 @@ def cpu_ns(pid):
     for t in tids:
         try:
             with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
-                total += int(f.read().split()[0])
+                total += int(f.read().split()[field])
         except (OSError, ValueError, IndexError):
             pass
     return total
+
+
+def cpu_ns(pid):
+    return sched_ns(pid, 0)
 
 
 def loop_ns(pid):
@@ -283,7 +288,8 @@ def start(server, redis, mode, dns, extra):
 def counters(server, redis, mode):
     c = {"cpu": cpu_ns(server.pid) / 1e9, "redis_cpu": redis.cpu(),
          "rss_kb": rss_kb(server.pid), "loop": loop_ns(server.pid) / 1e9,
-         "t": time.monotonic(),
+         "t": time.monotonic(), "runq": sched_ns(server.pid, 1) / 1e9,
+         "redis_runq": sched_ns(redis.proc.pid, 1) / 1e9,
          "cmd": redis.commandstats(), "status": ctl_json(server, "status")}
     if mode != "sqlite" and mode != "nogrey":
         c["cluster"] = ctl_json(server, "cluster", "status")
@@ -307,6 +313,12 @@ def deltas(a, b, n, mode):
            # what bounds; well under, it waits (for peers, for Redis).
            "loop_busy": round((b["loop"] - a["loop"]) / (b["t"] - a["t"]),
                               3),
+           # Runnable but not running: what a loaded machine adds to each
+           # hop, and a round trip to Redis is one more process to wake.
+           "backmxd_runq_wait_us": round(1e6 * (b["runq"] - a["runq"]) / n,
+                                         1),
+           "redis_runq_wait_us": round(1e6 * (b["redis_runq"] -
+                                              a["redis_runq"]) / n, 1),
            "rss_growth_kb": b["rss_kb"] - a["rss_kb"],
            "loop_lag_max_ms": b["status"].get("loop_lag_max_ms"),
            "loop_stalls_50ms": b["status"].get("loop_stalls_50ms")}
@@ -363,10 +375,12 @@ def accept_run(server, redis, mode, dns, extra, sessions, count):
             b = {"cpu": cpu_ns(server.pid) / 1e9, "rss_kb":
                  rss_kb(server.pid), "loop": loop_ns(server.pid) / 1e9,
                  "t": time.monotonic(), "status": ctl_json(server, "status"),
+                 "runq": sched_ns(server.pid, 1) / 1e9,
                  "cluster": ctl_json(server, "cluster", "status")}
             redis.proc.send_signal(signal.SIGCONT)
             stopped = False
             b["redis_cpu"], b["cmd"] = a["redis_cpu"], a["cmd"]
+            b["redis_runq"] = a["redis_runq"]
     finally:
         if stopped:
             redis.proc.send_signal(signal.SIGCONT)
@@ -522,6 +536,13 @@ def table(res):
                      "  %15.2f / %.2f  %18.3f" % (s["loop_busy"],
                                                   rd["loop_busy"],
                                                   rd["client_cpu_us"] / 1000))
+    lines.append("  waiting for a CPU, us/msg (schedstat), backmxd sqlite/redis,"
+                 " redis-server:")
+    for cell in res["accept"]:
+        s, rd = cell["sqlite"]["median"], cell["redis"]["median"]
+        lines.append("  %8d  %8.1f / %-8.1f  %8.1f" % (
+            cell["sessions"], s["backmxd_runq_wait_us"],
+            rd["backmxd_runq_wait_us"], rd["redis_runq_wait_us"]))
     lines.append("  Redis stopped (SIGSTOP) for the whole run: rate / sqlite's,"
                  " node's timeouts, local decisions (medians)")
     for cell in res["accept"]:
