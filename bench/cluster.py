@@ -55,11 +55,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
+sys.path.insert(0, os.path.join(REPO, "tests", "blackbox"))
 
 import run as R  # noqa: E402
 import dns as fakedns  # noqa: E402
+from test_cluster import RedisServer  # noqa: E402
 
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 DELAY = 1               # greylist_delay: the smallest the key takes
 RCPT_LIMIT = 100        # smtpd_recipient_limit's default
@@ -68,25 +69,10 @@ RCPT_LIMIT = 100        # smtpd_recipient_limit's default
 # -- redis-server ---------------------------------------------------------------
 
 
-class Redis:
-    """redis-server on 127.0.0.1:port, its own folder, no persistence
-    (no RDB fork in the middle of a run), no config file of the system's."""
-
-    def __init__(self, top):
-        self.port = R.free_port()
-        self.dir = tempfile.mkdtemp(prefix="redis-", dir=top)
-        self.logf = open(os.path.join(self.dir, "log"), "ab")
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir,
-             "--daemonize", "no"],
-            stdout=self.logf, stderr=self.logf, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.cli("PING").strip() == "PONG":
-                return
-            time.sleep(0.05)
-        raise R.BenchError("redis-server did not start")
+class Redis(RedisServer):
+    """The black-box tests' redis-server (127.0.0.1, its own folder, no
+    persistence: no RDB fork in the middle of a run, nothing of the
+    system's instance), with what the bench reads from it."""
 
     def cli(self, *args):
         r = subprocess.run([REDIS_CLI, "-p", str(self.port)] + list(args),
@@ -105,13 +91,6 @@ class Redis:
             if m.group(1) not in ("info", "flushall", "ping"):
                 out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
         return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.logf.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def sched_ns(pid, field=0):
@@ -611,7 +590,7 @@ def main():
     binary = os.path.abspath(a.backmxd)
     if not os.path.exists(binary):
         raise R.BenchError("no backmxd at %s (make build)" % binary)
-    if not os.path.exists(REDIS):
+    if not shutil.which("redis-server"):
         raise R.BenchError("no redis-server (sh scripts/deps.sh)")
     R.ensure_packages()
     R.raise_fd_limit()
@@ -621,7 +600,7 @@ def main():
     os.chmod(top, 0o755)
     dead = R.DeadPort()
     dns = fakedns.FakeDNS().start()
-    redis = Redis(top)
+    redis = Redis()
     server = R.Backmx(top, binary, dead.port)
     res = {"started": started.isoformat(timespec="seconds"),
            "backmxd": binary, "backmxd_build": R.build_facts(binary),
