@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """What Redis costs one node (docs/cluster.md, issue 14's benchmark).
 
-One backmxd (release build) in backup mode, its primary down (a loopback
+One backmxd (./build, or --backmxd PATH) in backup mode, its primary down (a loopback
 port that refuses), DNS answered by tests/fakes/dns.py, greylisting on
 with every triplet already passed (warm), measured with `redis_servers`
 unset (the node's own SQLite state.db decides) and set to a redis-server
