@@ -7,6 +7,8 @@
 #   make check   ASan+UBSan build, every unit and black-box test
 #   make fuzz    libFuzzer harnesses, each for FUZZ_TIME seconds
 #   make bench   benchmarks against Postfix (bench/)
+#   make bench-cluster  what Redis costs one node: the RCPT check and the
+#                accept rate with redis_servers set and unset (bench/cluster.py)
 #   make bench-scale  how costs grow with queued messages and domains, the
 #                big drain against Postfix, a day's outage replayed (~22 min)
 #                (bench/scale.py; long: SCALE_ARGS=--queued 1000000 for 1M)
@@ -28,7 +30,7 @@ LOCALSTATEDIR ?= /var
 BACKMX_USER ?= backmx
 DESTDIR	?=
 
-.PHONY: all deps build run demo check unit blackbox fuzz bench bench-milter bench-scale install uninstall man deb clean
+.PHONY: all deps build run demo check unit blackbox fuzz bench bench-milter bench-cluster bench-scale install uninstall man deb clean
 
 all: build
 
@@ -73,6 +75,10 @@ bench: build
 # What one rspamd check costs backup mode (docs/milter.md "Cost").
 bench-milter: build
 	$(PY) bench/milter.py
+
+# What Redis costs one node (docs/cluster.md; bench/README.md "Cluster").
+bench-cluster: build
+	$(PY) bench/cluster.py $(if $(QUICK),--quick,)
 
 SCALE_ARGS ?=
 bench-scale: build
