@@ -105,9 +105,9 @@ conn_release(struct http *h, struct conn *c)
 	free(c);
 }
 
-/* Forget the connections evhttp has freed (it closed their sockets
- * itself: they were made without BEV_OPT_CLOSE_ON_FREE). At most
- * HTTP_CONN_MAX plus the few refused ones in flight. */
+/* Forget the connections evhttp has freed; the last reference closes
+ * the socket (BEV_OPT_CLOSE_ON_FREE, conn_new). At most HTTP_CONN_MAX
+ * plus the few refused ones in flight. */
 static void
 conn_sweep(struct http *h)
 {
@@ -159,7 +159,16 @@ conn_new(struct event_base *base, void *arg)
 	conn_sweep(h);
 	c = xcalloc(1, sizeof(*c));
 	c->http = h;
-	if ((c->bev = bufferevent_socket_new(base, -1, 0)) == NULL ||
+	/*
+	 * BEV_OPT_CLOSE_ON_FREE: the socket closes when our reference goes,
+	 * not when evhttp frees the bufferevent. Without it evhttp closed
+	 * the fd while the bufferevent, kept alive by our reference, still
+	 * had its events in the base: the next socket given that number (a
+	 * control connection, a session) was never added to epoll and never
+	 * read, since libevent took the fd as registered already.
+	 */
+	if ((c->bev = bufferevent_socket_new(base, -1,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL ||
 	    (c->deadline = evtimer_new(base, conn_deadline, c)) == NULL)
 		fatal("event=http_error error=\"out of memory\"");
 	bufferevent_incref(c->bev);

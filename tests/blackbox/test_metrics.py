@@ -12,7 +12,8 @@ import subprocess
 import tempfile
 import time
 
-from harness import BlackboxTest, cannot_run, poll, require_daemon
+from harness import (BlackboxTest, backmxctl, cannot_run, poll,
+                     require_daemon)
 from test_passthrough import (BODY, CUST, OTHER, PassTest as PassTestBase,
                               closed_route)
 
@@ -96,6 +97,17 @@ class HttpLimitsTest(BlackboxTest):
         c = self.session(self.d)
         self.assertReply(c.cmd("NOOP"), 250)
         c.close()
+
+    def test_sockets_after_a_scrape_are_read(self):
+        # A scrape read to the end, as Prometheus does: the socket number
+        # evhttp let go of goes to the next connection, a session or the
+        # control socket's, which must still be read (it was not, while
+        # a closed socket's events stayed in libevent's map).
+        for _ in range(3):
+            self.assertEqual(scrape(self.port)[0], 200)
+            self.assertSmtpServes()
+            self.assertEqual(scrape(self.port)[0], 200)
+            self.assertIn("pid:", backmxctl(self.d, "status"))
 
     def test_unknown_path_404_with_security_headers(self):
         status, h, body = get(self.port, "/nothing-here")
