@@ -415,6 +415,53 @@ http_gauges(struct metrics *m, struct evbuffer *b)
 }
 
 /*
+ * What the node asks of Redis and decides without it (docs/cluster.md
+ * "Fallback", "Replay", "One probe, one callout"): the breaker, the
+ * requests, the decisions taken alone, the replay queue, the leases.
+ */
+static void
+cluster_counters(struct evbuffer *b, const struct cluster_status *s)
+{
+	static const char *const states[] = { "closed", "open", "half_open" };
+	static const char *const kinds[] = { "probe", "callout" };
+	size_t i;
+
+	header(b, "redis_breaker", "gauge", "1 for the circuit breaker's "
+	    "state toward Redis: open means the node decides alone");
+	for (i = 0; i < 3; i++)
+		evbuffer_add_printf(b, P "redis_breaker{state=\"%s\"} %d\n",
+		    states[i], (size_t)s->redis.breaker == i);
+	one(b, "redis_requests_total", "counter", "Requests sent to Redis",
+	    s->redis.requests);
+	one(b, "redis_timeouts_total", "counter", "Requests Redis did not "
+	    "answer within redis_timeout", s->redis.timeouts);
+	one(b, "redis_errors_total", "counter", "Error replies and broken "
+	    "connections", s->redis.errors);
+	one(b, "cluster_local_decisions_total", "counter", "Checks this node "
+	    "decided from its own store because Redis did not answer",
+	    s->fallbacks);
+	one(b, "cluster_replay_depth", "gauge", "Decisions and records "
+	    "waiting in the replay queue for Redis", (uint64_t)s->replay_depth);
+	one(b, "cluster_replay_dropped_total", "counter", "Replay entries "
+	    "dropped: the queue was full, or Redis refused one",
+	    s->replay_dropped);
+	one(b, "cluster_replay_merged_total", "counter", "Decisions "
+	    "(greylist triplets, bulk counts) merged into Redis from the "
+	    "replay queue", s->replay_merged);
+	header(b, "cluster_leases_total", "counter", "Probe and callout "
+	    "leases: taken (this node acts), lost (another node does), "
+	    "alone (no answer from Redis: this node acts)");
+	for (i = 0; i < CLUSTER_LEASE_KINDS && i < 2; i++)
+		evbuffer_add_printf(b, P "cluster_leases_total{kind=\"%s\","
+		    "result=\"taken\"} %llu\n" P "cluster_leases_total{kind="
+		    "\"%s\",result=\"lost\"} %llu\n" P "cluster_leases_total"
+		    "{kind=\"%s\",result=\"alone\"} %llu\n", kinds[i],
+		    (unsigned long long)s->leases[i].taken, kinds[i],
+		    (unsigned long long)s->leases[i].lost, kinds[i],
+		    (unsigned long long)s->leases[i].alone);
+}
+
+/*
  * The Redis the cluster shares through (docs/cluster.md "Sentinel"):
  * role, replicas and lag as the master's INFO says, the failovers
  * followed. No address is a label (docs/metrics.md): the master's and
@@ -464,6 +511,7 @@ cluster_gauges(struct metrics *m, struct evbuffer *b)
 	one(b, "redis_sentinel_skipped_total", "counter", "Sentinels that "
 	    "did not answer, stalled or answered no valid address",
 	    s->sentinel_st.skipped);
+	cluster_counters(b, s);
 	free(s);
 }
 

@@ -261,6 +261,18 @@ class SentinelTest(GreylistTest):
         self.assertEqual(m['backmx_redis_role{role="master"}'], 1)
         self.assertEqual(m["backmx_redis_failovers_total"], 1)
         self.assertEqual(m["backmx_redis_connected"], 1)
+        # What the node asked and decided alone, as the status says it.
+        s = self.status(a)
+        self.assertEqual(m['backmx_redis_breaker{state="closed"}'], 1)
+        self.assertEqual(m['backmx_redis_breaker{state="open"}'], 0)
+        self.assertGreater(m["backmx_redis_requests_total"], 0)
+        self.assertEqual(m["backmx_cluster_replay_depth"], 0)
+        self.assertEqual(m["backmx_cluster_local_decisions_total"],
+                         s["local_decisions"])
+        self.assertEqual(m["backmx_cluster_replay_merged_total"],
+                         s["replay_merged"])
+        self.assertIn('backmx_cluster_leases_total{kind="probe",'
+                      'result="taken"}', m)
         text = backmxctl(b, "cluster", "status")
         if os.environ.get("SENTINEL_DEBUG"):
             print(text, len(load.accepted), load.replies, a.log_tail())
