@@ -3,7 +3,8 @@
  * (src/cluster/cluster.c): the bytes go through hiredis' own reader, as
  * they do on the connection, and every reply it builds is read as the
  * CHECK script's answer and as the NODES script's. Whatever the bytes: no
- * crash, a parsed triplet has an action of the four and counts that fit,
+ * crash, a parsed triplet has an action of the five (the fifth: its
+ * network allowed) and counts that fit, its network's times not negative,
  * node names stay NUL-terminated inside their field. The same bytes, raw,
  * are a primary-health message on the subscription, and each reply the
  * HMGET of a health key: a parsed one has names of 1..255 printable
@@ -159,13 +160,16 @@ check(const redisReply *reply)
 
 	static struct cluster_node nodes[CLUSTER_NODES_MAX];
 	struct state_triplet t;
+	struct state_net net;
 	size_t n, i;
 	int act;
 
 	memset(&t, 0, sizeof(t));
-	if (cluster_parse_grey(reply, &t, &act) == 0 &&
-	    (act < CLUSTER_GREY_NEW || act > CLUSTER_GREY_PASSED ||
-	    t.first_seen < 0 || t.expires < 0))
+	memset(&net, 0, sizeof(net));
+	if (cluster_parse_grey(reply, &t, &net, &act) == 0 &&
+	    (act < CLUSTER_GREY_NEW || act > CLUSTER_GREY_NET_ALLOWED ||
+	    t.first_seen < 0 || t.expires < 0 || net.allowed < 0 ||
+	    net.expires < 0))
 		abort();
 	n = cluster_parse_nodes(reply, nodes, CLUSTER_NODES_MAX);
 	if (n > CLUSTER_NODES_MAX)

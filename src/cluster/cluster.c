@@ -5,7 +5,8 @@
  * CHECK decides a triplet exactly as greylist_decide() does, and stores
  * the result, in one atomic step, so two nodes seeing the same retry at
  * once agree; MERGE pushes a decision taken alone during an outage
- * without counting anything twice; BEAT and NODES keep and read the
+ * without counting anything twice; both count a passed triplet for its
+ * client network (SCRIPT_NET), once; BEAT and NODES keep and read the
  * nodes' heartbeats. Keys and arguments go as argv (binary-safe); the
  * scripts turn numbers into text themselves.
  *
@@ -34,23 +35,70 @@
 
 #define BEAT_SECS	5	/* heartbeat period */
 #define BEAT_TTL	15	/* a node missing 3 beats is gone */
-#define GREY_FIELDS	7	/* the CHECK script's answer */
+#define GREY_FIELDS	10	/* the CHECK script's answer */
 
 #define HEALTH_KEY_TTL	86400	/* a state nobody restated in a day is
 				   no news (docs/cluster.md) */
 #define HEALTH_MSG_MAX	600	/* "down", 255, 255, a number, spaces */
 
 /*
- * KEYS[1] the triplet; ARGV net, sender, rcpt, now, delay, retry_window,
- * max_age. greylist_decide() in Lua (src/policy/greylist.c), with one
- * difference for clock skew: last_seen and a pass's expiry never move
- * back when a node's clock is behind the one that wrote them.
+ * A client network's passes (docs/cluster.md "Network passes"): KEYS[2]
+ * the hash PREFIX net:NET (net, passes, allowed, expires), KEYS[3] the
+ * set PREFIX net:NET:passed of the passed triplets' keys. A pass is the
+ * triplet's key added to the set, so one triplet passed at two nodes, or
+ * replayed after Redis counted it, counts once; 'passes' is the set's
+ * size. Once allowed the set goes: it holds at most auto_allow members.
+ * netget reads a live record; netpass counts triplet k, expiring at
+ * 'exp', with auto_allow n.
+ */
+#define SCRIPT_NET \
+"local function netget(now)\n" \
+"  local g = redis.call('HMGET', KEYS[2], 'passes', 'allowed', 'expires')\n" \
+"  if g[3] and tonumber(g[3]) >= now then\n" \
+"    return tonumber(g[1]), tonumber(g[2]), tonumber(g[3])\n" \
+"  end\n" \
+"  return 0, 0, 0\n" \
+"end\n" \
+"local function netpass(k, now, exp, n, net)\n" \
+"  local np, na, ne = netget(now)\n" \
+"  if ne == 0 then redis.call('DEL', KEYS[3]) end\n" \
+"  if na == 0 then\n" \
+"    redis.call('SADD', KEYS[3], k)\n" \
+"    np = math.max(np, redis.call('SCARD', KEYS[3]))\n" \
+"    if np >= n then na = now; redis.call('DEL', KEYS[3]) end\n" \
+"  end\n" \
+"  ne = math.max(ne, exp)\n" \
+"  redis.call('HSET', KEYS[2], 'net', net, 'passes', np, 'allowed', na,"\
+" 'expires', ne)\n" \
+"  redis.call('EXPIRE', KEYS[2], math.max(1, ne - now))\n" \
+"  if na == 0 then\n" \
+"    redis.call('EXPIRE', KEYS[3], math.max(1, ne - now))\n" \
+"  end\n" \
+"  return np, na, ne\n" \
+"end\n"
+
+/*
+ * KEYS[1] the triplet, KEYS[2], KEYS[3] its network (SCRIPT_NET); ARGV
+ * net, sender, rcpt, now, delay, retry_window, max_age, auto_allow.
+ * A network allowed in Redis answers 4 without touching the triplet,
+ * as a node's own auto-allow does. Else greylist_decide() in Lua
+ * (src/policy/greylist.c), with one difference for clock skew:
+ * last_seen and a pass's expiry never move back when a node's clock is
+ * behind the one that wrote them; a pass counts for its network. The
+ * answer ends with the network's passes, allowed, expires.
  */
 static const char script_check[] =
+SCRIPT_NET
 "local k = KEYS[1]\n"
 "local now = tonumber(ARGV[4])\n"
 "local delay, win, maxage = tonumber(ARGV[5]), tonumber(ARGV[6]),"
 " tonumber(ARGV[7])\n"
+"local n = tonumber(ARGV[8])\n"
+"local np, na, ne = 0, 0, 0\n"
+"if n > 0 then\n"
+"  np, na, ne = netget(now)\n"
+"  if na ~= 0 then return {4, 0, 0, 0, 0, 0, 0, np, na, ne} end\n"
+"end\n"
 "local h = redis.call('HMGET', k, 'first_seen', 'last_seen', 'passed',"
 " 'expires', 'tries', 'passes')\n"
 "local act, first, last, passed, exp, tries, passes\n"
@@ -74,15 +122,21 @@ static const char script_check[] =
 " 'first_seen', first, 'last_seen', last, 'passed', passed,"
 " 'expires', exp, 'tries', tries, 'passes', passes)\n"
 "redis.call('EXPIRE', k, math.max(1, exp - now))\n"
-"return {act, first, last, passed, exp, tries, passes}\n";
+"if act == 2 and n > 0 then\n"
+"  np, na, ne = netpass(k, now, exp, n, ARGV[1])\n"
+"end\n"
+"return {act, first, last, passed, exp, tries, passes, np, na, ne}\n";
 
 /*
- * KEYS[1] the triplet; ARGV net, sender, rcpt, first_seen, last_seen,
- * passed, expires, tries, passes, now. Earliest first_seen and pass,
- * latest last_seen and expiry, counts by max: pushing the same decision
- * twice, or one Redis already has, changes nothing.
+ * KEYS[1] the triplet, KEYS[2], KEYS[3] its network; ARGV net, sender,
+ * rcpt, first_seen, last_seen, passed, expires, tries, passes, now,
+ * auto_allow. Earliest first_seen and pass, latest last_seen and expiry,
+ * counts by max: pushing the same decision twice, or one Redis already
+ * has, changes nothing. A passed triplet counts for its network once
+ * (the set of SCRIPT_NET), however often it is pushed.
  */
 static const char script_merge[] =
+SCRIPT_NET
 "local k = KEYS[1]\n"
 "local f, l, p = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
 "local e, t, s = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])\n"
@@ -103,6 +157,8 @@ static const char script_merge[] =
 " 'first_seen', f, 'last_seen', l, 'passed', p, 'expires', e,"
 " 'tries', t, 'passes', s)\n"
 "redis.call('EXPIRE', k, math.max(1, e - now))\n"
+"local n = tonumber(ARGV[11])\n"
+"if p ~= 0 and n > 0 then netpass(k, now, e, n, ARGV[1]) end\n"
 "return 1\n";
 
 /* KEYS[1] PREFIX node:NAME, KEYS[2] PREFIX nodes; ARGV name, now, ttl. */
@@ -177,6 +233,8 @@ struct cluster {
 	struct replay		*merging;	/* taken off the queue, in flight */
 	struct redis_req	*merge_req;
 	uint64_t		 dropped, merged, fallbacks;
+	unsigned		 auto_allow;	/* the last check's */
+	uint64_t		 net_shared, net_allowed;
 
 	TAILQ_HEAD(, cluster_op) ops;
 
@@ -294,6 +352,18 @@ cluster_grey_key(const char *prefix, const char *net, const char *sender,
 	return cluster_hash_key(prefix, "grey:", parts, 3, out, outsz);
 }
 
+/* PREFIX net:NET and PREFIX net:NET:passed: a network is at most 43
+ * bytes of text ("ADDR/LEN"), readable as it is. */
+static void
+net_keys(const struct cluster *cl, const char *net, char *rec, char *set,
+    size_t sz)
+{
+	if ((size_t)snprintf(rec, sz, "%snet:%s", cl->prefix, net) >= sz ||
+	    (size_t)snprintf(set, sz, "%snet:%s:passed", cl->prefix,
+	    net) >= sz)
+		rec[0] = set[0] = '\0';	/* cannot happen */
+}
+
 static struct cluster_op *
 op_new(struct cluster *cl, void *arg)
 {
@@ -325,7 +395,7 @@ cluster_cancel(struct cluster_op *op)
 
 int
 cluster_parse_grey(const redisReply *reply, struct state_triplet *t,
-    int *act_out)
+    struct state_net *n, int *act_out)
 {
 	int64_t v[GREY_FIELDS];
 	size_t i;
@@ -335,8 +405,8 @@ cluster_parse_grey(const redisReply *reply, struct state_triplet *t,
 	for (i = 0; i < GREY_FIELDS; i++)
 		if ((v[i] = int_of(reply->element[i])) < 0)
 			return -1;
-	if (v[0] > CLUSTER_GREY_PASSED || v[5] > UINT32_MAX ||
-	    v[6] > UINT32_MAX)
+	if (v[0] > CLUSTER_GREY_NET_ALLOWED || v[5] > UINT32_MAX ||
+	    v[6] > UINT32_MAX || v[7] > UINT32_MAX)
 		return -1;
 	*act_out = (int)v[0];
 	t->first_seen = v[1];
@@ -345,6 +415,9 @@ cluster_parse_grey(const redisReply *reply, struct state_triplet *t,
 	t->expires = v[4];
 	t->tries = (unsigned)v[5];
 	t->passes = (unsigned)v[6];
+	n->passes = (unsigned)v[7];
+	n->allowed = v[8];
+	n->expires = v[9];
 	return 0;
 }
 
@@ -376,26 +449,37 @@ grey_cb(enum redis_status st, const redisReply *reply, void *arg)
 	cluster_grey_cb *cb = op->grey_cb;
 	void *cbarg = op->arg;
 	struct state_triplet t = op->t;
+	struct state_net n;
 	int64_t now = op->now;
 	unsigned delay = op->delay, retry = 0;
 	int act = 0;
 
 	op->req = NULL;
 	op_free(op);
-	if (st != REDIS_REPLY_OK || cluster_parse_grey(reply, &t, &act) == -1) {
+	memset(&n, 0, sizeof(n));
+	str_copy(n.net, sizeof(n.net), t.net);
+	if (st != REDIS_REPLY_OK ||
+	    cluster_parse_grey(reply, &t, &n, &act) == -1) {
 		if (st == REDIS_REPLY_OK)
 			log_warn("event=redis_greylist error=\"%s\"",
 			    reply->type == REDIS_REPLY_ERROR ? reply->str :
 			    "unexpected answer");
 		cl->fallbacks++;
-		cb(-1, CLUSTER_GREY_NEW, NULL, 0, cbarg);
+		cb(-1, CLUSTER_GREY_NEW, NULL, NULL, 0, cbarg);
 		return;
 	}
 	if (act <= CLUSTER_GREY_EARLY && now - t.first_seen < (int64_t)delay)
 		retry = (unsigned)(delay - (now - t.first_seen));
 	/* Redis answers again: what waited for it can go now. */
 	replay_next(cl);
-	cb(0, (enum cluster_grey_action)act, &t, retry, cbarg);
+	/* The network's record came back with a pass, or allowed it. */
+	if (act == CLUSTER_GREY_PASS && n.expires != 0)
+		cl->net_shared++;
+	else if (act == CLUSTER_GREY_NET_ALLOWED)
+		cl->net_allowed++;
+	cb(0, (enum cluster_grey_action)act, &t,
+	    act == CLUSTER_GREY_PASS || act == CLUSTER_GREY_NET_ALLOWED ?
+	    &n : NULL, retry, cbarg);
 }
 
 struct cluster_op *
@@ -403,10 +487,12 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
     cluster_grey_cb *cb, void *arg)
 {
 	struct cluster_op *op = op_new(cl, arg);
-	char key[128], now[24], delay[16], win[16], age[16];
-	const char *argv[8];
+	char key[128], now[24], delay[16], win[16], age[16], aa[16];
+	char nk[128], ns[128];
+	const char *argv[11];
 
 	op->grey_cb = cb;
+	cl->auto_allow = q->auto_allow;
 	op->now = q->now;
 	op->delay = q->delay;
 	str_copy(op->t.net, sizeof(op->t.net), q->net);
@@ -419,15 +505,20 @@ cluster_greylist(struct cluster *cl, const struct cluster_grey_query *q,
 	snprintf(delay, sizeof(delay), "%u", q->delay);
 	snprintf(win, sizeof(win), "%u", q->retry_window);
 	snprintf(age, sizeof(age), "%u", q->max_age);
+	snprintf(aa, sizeof(aa), "%u", q->auto_allow);
+	net_keys(cl, q->net, nk, ns, sizeof(nk));
 	argv[0] = key;
-	argv[1] = op->t.net;
-	argv[2] = op->t.sender;
-	argv[3] = op->t.rcpt;
-	argv[4] = now;
-	argv[5] = delay;
-	argv[6] = win;
-	argv[7] = age;
-	op->req = cluster_script(cl, SCRIPT_CHECK, 1, 8, argv, grey_cb, op);
+	argv[1] = nk;
+	argv[2] = ns;
+	argv[3] = op->t.net;
+	argv[4] = op->t.sender;
+	argv[5] = op->t.rcpt;
+	argv[6] = now;
+	argv[7] = delay;
+	argv[8] = win;
+	argv[9] = age;
+	argv[10] = aa;
+	op->req = cluster_script(cl, SCRIPT_CHECK, 3, 11, argv, grey_cb, op);
 	return op;
 }
 
@@ -543,8 +634,8 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 static struct redis_req *
 replay_triplet(struct cluster *cl, const struct state_triplet *t)
 {
-	char key[128], num[6][24], now[24];
-	const char *argv[11];
+	char key[128], num[6][24], now[24], aa[16], nk[128], ns[128];
+	const char *argv[14];
 	size_t i;
 
 	if (cluster_grey_key(cl->prefix, t->net, t->sender, t->rcpt, key,
@@ -556,16 +647,24 @@ replay_triplet(struct cluster *cl, const struct state_triplet *t)
 	snprintf(num[3], sizeof(num[3]), "%lld", (long long)t->expires);
 	snprintf(num[4], sizeof(num[4]), "%u", t->tries);
 	snprintf(num[5], sizeof(num[5]), "%u", t->passes);
+	/* The asking node's greylist_auto_allow_passes, as its checks'. */
+	snprintf(aa, sizeof(aa), "%u", cl->auto_allow);
+	net_keys(cl, t->net, nk, ns, sizeof(nk));
 	argv[0] = key;
-	argv[1] = t->net;
-	argv[2] = t->sender;
-	argv[3] = t->rcpt;
+	argv[1] = nk;
+	argv[2] = ns;
+	argv[3] = t->net;
+	argv[4] = t->sender;
+	argv[5] = t->rcpt;
 	for (i = 0; i < 6; i++)
-		argv[4 + i] = num[i];
+		argv[6 + i] = num[i];
 	/* Expired is judged at the push, not at the decision. */
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-	argv[10] = now;
-	return cluster_script(cl, SCRIPT_MERGE, 1, 11, argv, merge_cb, cl);
+	argv[12] = now;
+	argv[13] = aa;
+	if (t->passed != 0 && cl->auto_allow > 0)
+		cl->net_shared++;
+	return cluster_script(cl, SCRIPT_MERGE, 3, 14, argv, merge_cb, cl);
 }
 
 /* One record at a time, oldest first, while Redis answers. */
@@ -883,6 +982,8 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->replay_dropped = cl->dropped;
 	s->replay_merged = cl->merged;
 	s->fallbacks = cl->fallbacks;
+	s->net_shared = cl->net_shared;
+	s->net_allowed = cl->net_allowed;
 	redis_get_stats(cl->sub, &s->sub);
 	if (cl->sentinel != NULL) {
 		s->sentinel = 1;
@@ -994,6 +1095,7 @@ cluster_new(struct event_base *base, const struct config *c)
 	str_copy(cl->prefix, sizeof(cl->prefix), c->redis_prefix);
 	str_copy(cl->node, sizeof(cl->node), c->myhostname);
 	cl->limit = c->redis_replay_limit;
+	cl->auto_allow = c->greylist_auto_allow_passes;
 	TAILQ_INIT(&cl->replay);
 	TAILQ_INIT(&cl->ops);
 	cl->learned = learned_new();

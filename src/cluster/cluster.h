@@ -1,7 +1,7 @@
 /*
  * cluster: what the nodes of one cluster share through Redis
- * (docs/cluster.md): today greylist triplets, checked and updated by one
- * server-side script; a heartbeat per node; the replay queue of the
+ * (docs/cluster.md): today greylist triplets and their networks' passes,
+ * checked and updated by one server-side script; a heartbeat per node; the replay queue of the
  * decisions a node took alone while Redis was away.
  *
  * Off (no cluster object) when redis_servers is empty: the node is the
@@ -39,6 +39,7 @@ enum cluster_grey_action {
 	CLUSTER_GREY_EARLY,
 	CLUSTER_GREY_PASS,
 	CLUSTER_GREY_PASSED,
+	CLUSTER_GREY_NET_ALLOWED,	/* the network is auto-allowed */
 };
 
 /* One check: the triplet, this node's clock and the greylist timings
@@ -47,13 +48,18 @@ struct cluster_grey_query {
 	const char	*net, *sender, *rcpt;
 	int64_t		 now;
 	unsigned	 delay, retry_window, max_age;
+	unsigned	 auto_allow;	/* greylist_auto_allow_passes */
 };
 
 /* rc 0: Redis decided 'action' and *t is the shared record (with 'retry',
- * seconds until a deferred triplet may pass). rc -1: no answer (down,
- * breaker, timeout, error): decide from the local store. */
+ * seconds until a deferred triplet may pass); with PASS and NET_ALLOWED
+ * *n is the network's shared record (passes, allowed, expires; its
+ * expires 0 when auto-allow is off), else n is NULL. With NET_ALLOWED
+ * *t is not the triplet's: nothing was decided for it. rc -1: no answer
+ * (down, breaker, timeout, error): decide from the local store. */
 typedef void	cluster_grey_cb(int rc, enum cluster_grey_action action,
-		    const struct state_triplet *t, unsigned retry, void *arg);
+		    const struct state_triplet *t, const struct state_net *n,
+		    unsigned retry, void *arg);
 
 /* Check and update the triplet atomically in Redis. The handle is valid
  * until the callback starts or cluster_cancel(). */
@@ -76,14 +82,15 @@ int		 cluster_grey_key(const char *prefix, const char *net,
 		    size_t outsz);
 
 /*
- * The CHECK script's answer (an array of seven integers: action,
- * first_seen, last_seen, passed, expires, tries, passes) into *t and
- * *act_out; 0, or -1 when it is anything else (then the node decides
+ * The CHECK script's answer (an array of ten integers: action,
+ * first_seen, last_seen, passed, expires, tries, passes, and the
+ * network's passes, allowed, expires) into *t, *n and *act_out; 0, or -1 when it is anything else (then the node decides
  * alone). Exposed for fuzz/fuzz_redis.c: Redis' bytes, through hiredis'
  * reader.
  */
 int		 cluster_parse_grey(const struct redisReply *,
-		    struct state_triplet *t, int *act_out);
+		    struct state_triplet *t, struct state_net *n,
+		    int *act_out);
 
 /* --- primary health (docs/cluster.md "Primary health") ----------------------- */
 
@@ -184,6 +191,8 @@ struct cluster_status {
 	uint64_t	 replay_dropped;
 	uint64_t	 replay_merged;
 	uint64_t	 fallbacks;	/* checks decided locally */
+	uint64_t	 net_shared;	/* passes counted for a network */
+	uint64_t	 net_allowed;	/* checks Redis's network allowed */
 	struct redis_stats sub;		/* the subscriber's connection */
 	int		 sentinel;	/* redis_sentinels: sentinel_st */
 	struct sentinel_stats sentinel_st;

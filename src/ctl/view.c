@@ -837,6 +837,9 @@ cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
 	    "%llu\n", s->replay_depth, s->replay_limit,
 	    (unsigned long long)s->replay_dropped,
 	    (unsigned long long)s->replay_merged);
+	evbuffer_add_printf(b, "networks: passes_shared: %llu "
+	    "allowed_from_redis: %llu\n", (unsigned long long)s->net_shared,
+	    (unsigned long long)s->net_allowed);
 	evbuffer_add_printf(b, "health: subscription %s received: %llu "
 	    "sent: %llu send_failed: %llu keys_read: %llu rejected: %llu\n",
 	    s->sub.connected ? "connected" : "not connected",
@@ -907,6 +910,11 @@ view_cluster_status(struct evbuffer *b, int json,
 	json_kuint(&j, "replay_limit", s->replay_limit);
 	json_kuint(&j, "replay_dropped", s->replay_dropped);
 	json_kuint(&j, "replay_merged", s->replay_merged);
+	json_key(&j, "networks");
+	json_object(&j);
+	json_kuint(&j, "passes_shared", s->net_shared);
+	json_kuint(&j, "allowed_from_redis", s->net_allowed);
+	json_end(&j);
 	json_key(&j, "health");
 	json_object(&j);
 	json_kbool(&j, "subscribed", s->sub.connected);

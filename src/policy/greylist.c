@@ -547,6 +547,8 @@ struct greyreq {
 	struct verdict_info	 v;	/* the answer once committed */
 	struct cluster		*cluster;	/* shared triplets; NULL: off */
 	struct cluster_op	*op;		/* asking Redis */
+	struct state_net	 shared;	/* Redis's record of the net */
+	int			 has_shared;
 };
 
 _Static_assert((int)CLUSTER_GREY_NEW == (int)GREYLIST_NEW &&
@@ -688,6 +690,47 @@ name_ptr_cb(const struct dns_result *res, void *arg)
 	name_next(r);
 }
 
+/* Redis's record of the network into this node's (docs/cluster.md
+ * "Network passes"): the larger count, the earlier allowance, the later
+ * expiry; this node alone then decides as the cluster did. */
+static void
+net_merge(struct state_net *n, const struct state_net *sh)
+{
+	if (sh->passes > n->passes)
+		n->passes = sh->passes;
+	if (sh->allowed != 0 && (n->allowed == 0 || sh->allowed < n->allowed))
+		n->allowed = sh->allowed;
+	if (sh->expires > n->expires)
+		n->expires = sh->expires;
+}
+
+/* Redis answered that the network is auto-allowed: mirror it, accept. */
+static void
+net_allowed_shared(struct greyreq *r, const struct state_net *sh)
+{
+	struct state_net n;
+	int found;
+
+	if ((found = state_net_get(r->st, r->net, &n)) == -1) {
+		store_failed(r);
+		return;
+	}
+	if (!found || n.expires < r->now) {
+		memset(&n, 0, sizeof(n));
+		str_copy(n.net, sizeof(n.net), r->net);
+	}
+	net_merge(&n, sh);
+	n.refreshed = r->now;
+	if (state_net_put(r->st, &n) == -1) {
+		store_failed(r);
+		return;
+	}
+	log_debug("event=greylist client=%s net=%s action=allow "
+	    "allow=auto_shared passes=%u", r->client, r->net, n.passes);
+	verdict_accept(&r->v);
+	after_commit(r);
+}
+
 /*
  * The triplet's record 't' is decided ('act'): store it (the decision
  * itself, or the mirror of Redis's) and answer once that committed.
@@ -734,6 +777,8 @@ decided(struct greyreq *r, enum greylist_action act,
 			str_copy(n.net, sizeof(n.net), r->net);
 		}
 		greylist_net_pass(&n, nfound, r->now, &r->p);
+		if (r->has_shared)
+			net_merge(&n, &r->shared);
 		if (state_net_put(r->st, &n) == -1) {
 			store_failed(r);
 			return;
@@ -782,7 +827,7 @@ triplet_local(struct greyreq *r, int replay)
 /* Redis decided (rc 0), or did not answer: then this node alone. */
 static void
 shared_cb(int rc, enum cluster_grey_action act, const struct state_triplet *t,
-    unsigned retry, void *arg)
+    const struct state_net *n, unsigned retry, void *arg)
 {
 	struct greyreq *r = arg;
 
@@ -790,6 +835,14 @@ shared_cb(int rc, enum cluster_grey_action act, const struct state_triplet *t,
 	if (rc == -1) {
 		triplet_local(r, 1);
 		return;
+	}
+	if (act == CLUSTER_GREY_NET_ALLOWED) {
+		net_allowed_shared(r, n);
+		return;
+	}
+	if (n != NULL && n->expires != 0) {
+		r->shared = *n;
+		r->has_shared = 1;
 	}
 	decided(r, (enum greylist_action)act, t, retry);
 }
@@ -810,6 +863,7 @@ triplet_check(struct greyreq *r)
 	q.delay = r->p.delay;
 	q.retry_window = r->p.retry_window;
 	q.max_age = r->p.max_age;
+	q.auto_allow = r->p.auto_allow_passes;
 	r->op = cluster_greylist(r->cluster, &q, shared_cb, r);
 	policy_step_pending(r->chk, req_cancel, r);
 }

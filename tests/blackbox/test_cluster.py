@@ -13,6 +13,10 @@ a free loopback port without persistence.
   sessions are still answered; SIGCONT: the node comes back by itself;
 - the replay queue keeps at most redis_replay_limit decisions, the
   newest, and counts what it dropped;
+- network passes (greylist_auto_allow_passes = 2): one triplet passed at
+  A and one at B allow the network at both; Redis killed, the same
+  triplet passed at both nodes alone counts once when the replay queues
+  merge, and the next pass allows the network at both;
 - without redis_servers, `cluster status` says there is no cluster (the
   single-node greylist tests, test_greylist*.py, run unchanged).
 
@@ -288,6 +292,97 @@ class TestCluster(GreylistTest):
                          for k in resp(r.port, "KEYS", "backmx:grey:*"))
         self.assertEqual(senders, ["s2@sender.example",
                                    "s3@sender.example"])
+
+    # --- network passes (docs/cluster.md "Network passes") -------------
+
+    def net_record(self, r, net):
+        h = resp(r.port, "HGETALL", "backmx:net:" + net)
+        return dict(zip(h[0::2], h[1::2]))
+
+    def test_network_passes_shared(self):
+        r = self.redis()
+        a = self.node(r, "mx2a.backmx.test", greylist_auto_allow_passes="2")
+        b = self.node(r, "mx2b.backmx.test", greylist_auto_allow_passes="2")
+        src = "127.0.1.1"
+        self.assertGreylisted(self.attempt_at(
+            a, sender="p1@sender.example", source=src))
+        self.assertGreylisted(self.attempt_at(
+            b, sender="p2@sender.example", source=src))
+        self.wait_delay()
+        # One triplet passed (at A): not enough, at either node.
+        self.assertPasses(self.attempt_at(
+            a, sender="p1@sender.example", source=src))
+        self.assertGreylisted(self.attempt_at(
+            b, sender="n1@sender.example", source=src))
+        # The second at B: the network is allowed at both nodes, though
+        # each saw one pass only.
+        self.assertPasses(self.attempt_at(
+            b, sender="p2@sender.example", source=src))
+        self.assertPasses(self.attempt_at(
+            a, sender="x@new.example", source="127.0.1.9"))
+        self.assertPasses(self.attempt_at(
+            b, sender="y@new.example", source=src))
+        rec = self.net_record(r, "127.0.1.0/24")
+        self.assertEqual(rec["passes"], "2", rec)
+        self.assertNotEqual(rec["allowed"], "0", rec)
+        # Mirrored into A's own store: A allows it alone from now on.
+        nets = {n["net"]: n for n in self.listing(a)["networks"]}
+        self.assertTrue(nets["127.0.1.0/24"]["auto_allowed"], nets)
+        self.assertEqual(self.status(a)["networks"]["allowed_from_redis"],
+                         1)
+        self.assertGreaterEqual(
+            self.status(b)["networks"]["passes_shared"], 1)
+        self.assertIn("networks: passes_shared:",
+                      backmxctl(b, "cluster", "status"))
+        # Another network still waits.
+        self.assertGreylisted(self.attempt_at(a, source="127.0.2.1"))
+
+    def test_network_passes_redis_killed_then_back(self):
+        r = self.redis()
+        a = self.node(r, "mx2a.backmx.test", greylist_auto_allow_passes="2")
+        b = self.node(r, "mx2b.backmx.test", greylist_auto_allow_passes="2")
+        src = "127.0.3.1"
+        r.kill()
+        for d in (a, b):
+            self.assertTrue(poll(lambda: not self.status(d)["connected"],
+                                 15))
+        # Each node alone: the same triplet greylisted and passed at
+        # both, and a second one first seen at B.
+        for d in (a, b):
+            self.assertGreylisted(self.attempt_at(
+                d, sender="t@sender.example", source=src))
+        self.assertGreylisted(self.attempt_at(
+            b, sender="t2@sender.example", source=src))
+        self.wait_delay()
+        for d in (a, b):
+            self.assertPasses(self.attempt_at(
+                d, sender="t@sender.example", source=src))
+        # One pass each, counted alone: not allowed at either.
+        for d in (a, b):
+            self.assertGreylisted(self.attempt_at(
+                d, sender="n@sender.example", source=src))
+
+        r.start()
+        for d in (a, b):
+            self.assertTrue(poll(lambda: (lambda s: s["connected"] and
+                                          s["replay_depth"] == 0)(
+                                              self.status(d)), 20),
+                            self.status(d))
+        # Both pushed the pass of the same triplet: one pass, not two,
+        # so the network is not allowed yet.
+        rec = self.net_record(r, "127.0.3.0/24")
+        self.assertEqual(rec["passes"], "1", rec)
+        self.assertEqual(rec["allowed"], "0", rec)
+        self.assertGreylisted(self.attempt_at(
+            a, sender="m@sender.example", source=src))
+        # A second triplet (first seen at B in the outage) passes at A:
+        # two, allowed at both.
+        self.assertPasses(self.attempt_at(
+            a, sender="t2@sender.example", source=src))
+        self.assertEqual(self.net_record(r, "127.0.3.0/24")["passes"], "2")
+        for d in (a, b):
+            self.assertPasses(self.attempt_at(
+                d, sender="new@other.example", source=src))
 
     def test_no_redis_no_cluster(self):
         d = self.grey_daemon()
