@@ -201,7 +201,8 @@ class SentinelTest(GreylistTest):
         a = self.node("mx2a.backmx.test", ports,
                       metrics_listen="127.0.0.1:0")
         b = self.node("mx2b.backmx.test", ports)
-        self.wait_master((a, b), master.port)
+        c = self.node("mx2c.backmx.test", ports)
+        self.wait_master((a, b, c), master.port)
         # Role and lag as the master reports them; the Sentinel in use.
         s = poll(lambda: (lambda s: s if s["replicas"] else None)(
             self.status(a)), 20)
@@ -224,13 +225,13 @@ class SentinelTest(GreylistTest):
         # Shared before the failover: greylisted at A, retried later.
         self.assertGreylisted(self.attempt(a, sender="before@sender.example"))
 
-        load = Load(self, (a, b))
+        load = Load(self, (a, b, c))
         load.start()
         self.addCleanup(load.stop)
         self.assertTrue(poll(lambda: load.replies >= 10, 30))
         self.assertEqual(resp(sents[0].port, "SENTINEL", "FAILOVER", NAME),
                          "OK")
-        self.wait_master((a, b), replica.port, timeout=60)
+        self.wait_master((a, b, c), replica.port, timeout=60)
         # The load goes on on the new master for a while.
         n = load.replies
         self.assertTrue(poll(lambda: load.replies >= n + 10, 30))
@@ -239,16 +240,16 @@ class SentinelTest(GreylistTest):
         self.assertEqual(load.fivexx, [], load.fivexx)
         self.assertGreater(len(load.accepted), 0)
         # Every message a node acknowledged is in that node's queue.
-        for d in (a, b):
+        for d in (a, b, c):
             held = {m["id"] for m in queued_messages(d)}
             mine = {q for (node, q) in load.accepted if node is d}
             self.assertEqual(mine - held, set())
-        for d in (a, b):
+        for d in (a, b, c):
             s = self.status(d)
             self.assertEqual(s["sentinel"]["failovers"], 1, s)
             self.assertEqual(s["role"], "master")
         # The replay queue drains to the new master.
-        for d in (a, b):
+        for d in (a, b, c):
             self.assertTrue(poll(lambda: self.status(d)["replay_depth"] ==
                                  0, 30), self.status(d))
         # Shared on the new master: first seen at A now, passes at B
@@ -348,7 +349,7 @@ class SentinelTest(GreylistTest):
 
 
 class Load(threading.Thread):
-    """Sessions to both nodes in turn, each one MAIL and one RCPT to the
+    """Sessions to each node in turn, each one MAIL and one RCPT to the
     customer (its primary down: backup mode), DATA when the RCPT passes;
     a few senders, so triplets are new, early and passed. Records every
     reply class and every acknowledged message."""
