@@ -114,8 +114,12 @@ class TestOneProbe(LeaseTest):
         # A lease is held a whole interval, so one is granted per
         # interval at most; one more may have been granted just before
         # the window and connect inside it. Three nodes probing alone
-        # would make about three a interval.
-        bound = int(window / INTERVAL) + 2
+        # make about three an interval (18 in this window, seen with the
+        # leases taken out). Half as many again is allowed for what a
+        # loaded machine does to the timers (a lease that expires while
+        # its holder's next timer waits for a CPU; 9 were seen once in a
+        # window whose bound was 8): still far below three nodes alone.
+        bound = int(1.5 * window / INTERVAL) + 2
         self.assertLessEqual(len(probes), bound, probes)
         self.assertGreaterEqual(len(probes), 1, probes)
         self.assertTrue(set(probes) <= set(NODES), probes)
