@@ -201,7 +201,7 @@ static const char script_health[] =
 static const char *const scripts[NSCRIPTS] = {
 	script_check, script_merge, script_beat, script_nodes, script_health,
 	learned_script_get, learned_script_rcpt, learned_script_domain,
-	cluster_bulk_lua,
+	cluster_bulk_lua, cluster_lease_lua,
 };
 
 /* One decision or record waiting for Redis: a triplet, a learned

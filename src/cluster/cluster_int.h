@@ -20,7 +20,10 @@ struct cluster_learned_stats;
 /* The server-side scripts, loaded by redis.c at every connect. */
 enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, SCRIPT_HEALTH,
 	SCRIPT_LEARN_GET, SCRIPT_LEARN_RCPT, SCRIPT_LEARN_DOMAIN, SCRIPT_BULK,
-	NSCRIPTS };
+	SCRIPT_LEASE, NSCRIPTS };
+
+/* lease.c's script: the lease taken, or kept and renewed by its holder. */
+extern const char cluster_lease_lua[];
 
 /* learned.c's sources of the last three. */
 extern const char learned_script_get[], learned_script_rcpt[],

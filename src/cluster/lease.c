@@ -3,16 +3,16 @@
  * the whole cluster (docs/cluster.md "One probe, one callout").
  *
  * Before it probes or calls out, a node asks Redis for a lease: one
- * SET key NODE NX GET PX ttl. The key did not exist: set, ours. It holds
- * our own name: ours still (an earlier lease of ours not yet expired).
+ * script, LEASE below. The key did not exist: set, ours. It holds our own
+ * name: ours still, and renewed for another TTL (a holder keeps the lease
+ * while it keeps probing: SET NX GET alone did not renew it, so the
+ * holder's next timer, a moment before the key expired, probed and a
+ * second node probed a moment after, two probes in one interval).
  * Another name: that node probes or calls out; this one skips. No answer
  * within redis_timeout, an error, the breaker open, not connected: the
  * node acts alone, exactly as a single node does, so Redis trouble never
  * makes a node probe or call out less than it would alone. The TTL is
  * what bounds a holder that dies: nobody ever deletes a lease.
- *
- * SET with both NX and GET needs Redis 7.0 (Debian's); an older server
- * answers an error, and every node then acts alone (counted as 'alone').
  */
 #include "cluster.h"
 
@@ -117,15 +117,26 @@ lease_cb(enum redis_status st, const redisReply *reply, void *arg)
 	cb(res != CLUSTER_LEASE_LOST, cbarg);
 }
 
+/*
+ * KEYS[1] the lease; ARGV this node, the TTL in ms. The holder before
+ * this call, nil (false) when there was none: the same answer SET NX GET
+ * gives, so cluster_lease_decide() reads both.
+ */
+const char cluster_lease_lua[] =
+"local v = redis.call('GET', KEYS[1])\n"
+"if not v or v == ARGV[1] then\n"
+"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+"end\n"
+"return v\n";
+
 struct cluster_lease *
 cluster_lease(struct cluster *cl, const char *domain, const char *addr,
     unsigned ttl, cluster_lease_cb *cb, void *arg)
 {
 	struct cluster_lease *l = xcalloc(1, sizeof(*l));
 	char key[512], px[24];
-	const char *argv[7];
-	size_t len[7];
-	int i;
+	const char *argv[3];
+	unsigned long long ms;
 
 	l->cl = cl;
 	l->kind = addr == NULL ? CLUSTER_LEASE_PROBE : CLUSTER_LEASE_CALLOUT;
@@ -137,21 +148,23 @@ cluster_lease(struct cluster *cl, const char *domain, const char *addr,
 	if (cluster_lease_key(cluster_prefix(cl), domain, addr, key,
 	    sizeof(key)) == -1)
 		panic("cluster_lease: no key for %s", domain);
-	/* PX, not EX: the same milliseconds on every node. 0 is an error
-	 * to Redis: at least one second. */
-	snprintf(px, sizeof(px), "%llu", (unsigned long long)(ttl > 0 ? ttl :
-	    1) * 1000ULL);
-	argv[0] = "SET";
-	argv[1] = key;
-	argv[2] = cluster_node(cl);
-	argv[3] = "NX";
-	argv[4] = "GET";
-	argv[5] = "PX";
-	argv[6] = px;
-	for (i = 0; i < 7; i++)
-		len[i] = strlen(argv[i]);
+	/*
+	 * PX, not EX: the same milliseconds on every node. 0 is an error
+	 * to Redis: at least one second. A probe's lease lasts half an
+	 * interval longer than the interval: its holder's next probe, one
+	 * interval on, renews it before it can expire, so the holder stays
+	 * the one prober and no other node's timer slips in at the edge;
+	 * a holder that dies is replaced 1.5 intervals after its last probe.
+	 */
+	ms = (unsigned long long)(ttl > 0 ? ttl : 1) * 1000ULL;
+	if (l->kind == CLUSTER_LEASE_PROBE)
+		ms += ms / 2;
+	snprintf(px, sizeof(px), "%llu", ms);
+	argv[0] = key;
+	argv[1] = cluster_node(cl);
+	argv[2] = px;
 	/* Answered later from the loop, even when Redis is away. */
-	l->req = redis_call(cluster_redis(cl), 7, argv, len, lease_cb, l);
+	l->req = cluster_script(cl, SCRIPT_LEASE, 1, 3, argv, lease_cb, l);
 	return l;
 }
 
