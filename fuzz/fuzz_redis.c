@@ -132,7 +132,7 @@ check_text(const char *p, size_t n)
 	}
 }
 
-/* The answer to a lease's SET ... NX GET (src/cluster/lease.c): one of
+/* The answer to a lease's LEASE script (src/cluster/lease.c): one of
  * the three results, a holder's name NUL-terminated inside its field and
  * escaped (no byte of it can end a log line). */
 static void

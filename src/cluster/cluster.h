@@ -165,7 +165,7 @@ void		 cluster_lease_cancel(struct cluster_lease *);
 /* The key of a lease (domain lower-cased); 0, or -1 if it does not fit. */
 int		 cluster_lease_key(const char *prefix, const char *domain,
 		    const char *addr, char *out, size_t outsz);
-/* The decision from the answer to SET ... NX GET (pure; peer bytes, see
+/* The decision from the LEASE script's answer (pure; peer bytes, see
  * fuzz/fuzz_redis.c): nil, or our own name, is ours; another name is
  * that node's, copied (escaped) into holder; anything else, or no
  * answer, is ALONE. */
