@@ -58,6 +58,8 @@ enum qpstate { QP_TEXT = 0, QP_EQ, QP_EQ1 };
 enum hstate { H_TEXT = 0, H_TAG, H_ENT };
 enum tstate { T_WORD = 0, T_COLON, T_SLASH, T_HOST, T_REST, T_MAILHOST };
 enum lstate { L_START = 0, L_HOLD, L_DIRECT };
+/* How a charset writes a no-break space: a word break like any space. */
+enum nbsp { NBSP_NONE = 0, NBSP_UTF8, NBSP_LATIN };
 
 struct entity {
 	int		type;		/* enum ptype */
@@ -71,6 +73,7 @@ struct bulk_walk {
 	char		line[WALK_LINE_MAX];
 	size_t		linelen;
 	unsigned	line_cont:1;	/* the line overflowed: not at its start */
+	int		done;		/* BULK_TEXT_MAX read: nothing more is */
 
 	/* the MIME walk */
 	int		wstate;		/* enum wstate */
@@ -114,6 +117,8 @@ struct bulk_walk {
 	size_t		entlen;
 
 	/* the tokenizer */
+	int		nbsp;		/* enum nbsp: the first text part's */
+	int		c2;		/* a UTF-8 0xc2 held: NBSP if 0xa0 follows */
 	int		tstate;		/* enum tstate */
 	char		word[WORD_MAX];
 	size_t		wordlen;
@@ -135,7 +140,7 @@ struct bulk_walk {
 	uint64_t	nwords;
 	int		tok_done;	/* letters and shingles are full */
 	uint64_t	nshingles;
-	uint64_t	minh[SHINGLES];
+	uint32_t	minh[SHINGLES];	/* 32 bits a min-hash: a band is 128 */
 
 	char		subject[BULK_SUBJECT_MAX];
 };
@@ -157,17 +162,28 @@ mix64(uint64_t x)
 	return x;
 }
 
+/*
+ * A word eight octets a step (a word is at most WORD_MAX): FNV-1a's one
+ * multiply per octet was a serial chain, a third of a long word's cost
+ * (docs/bulk.md §5). The length goes in first, so that a word and the same
+ * word with NULs after it differ.
+ */
 static uint64_t
 word_hash(const char *w, size_t n)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a 64 */
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, v;
 	size_t i;
 
-	for (i = 0; i < n; i++) {
-		h ^= (unsigned char)w[i];
-		h *= 0x100000001b3ULL;
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&v, w + i, 8);
+		h = mix64(h ^ v);
 	}
-	return mix64(h);
+	if (i < n) {
+		v = 0;
+		memcpy(&v, w + i, n - i);
+		h = mix64(h ^ v);
+	}
+	return h;
 }
 
 static void
@@ -263,11 +279,16 @@ word_out(struct bulk_walk *w, const char *p, size_t n)
 		/* Order matters within a 3-gram: rotate before mixing. */
 		sh = mix64(w->w2 ^ ((w->w1 << 21) | (w->w1 >> 43)) ^
 		    ((h << 42) | (h >> 22)));
-		for (i = 0; i < SHINGLES; i++) {
+		/* Each mix gives two 32-bit hash functions' values. */
+		for (i = 0; i < SHINGLES; i += 2) {
 			uint64_t v = mix64(sh ^ (0x9e3779b97f4a7c15ULL *
 			    (i + 1)));
-			if (v < w->minh[i])
-				w->minh[i] = v;
+			uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+
+			if (lo < w->minh[i])
+				w->minh[i] = lo;
+			if (hi < w->minh[i + 1])
+				w->minh[i + 1] = hi;
 		}
 		w->nshingles++;
 	}
@@ -421,7 +442,7 @@ host_char(unsigned char c)
 }
 
 static void
-tok_byte(struct bulk_walk *w, unsigned char c)
+tok_octet(struct bulk_walk *w, unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		c += 'a' - 'A';
@@ -495,6 +516,44 @@ tok_byte(struct bulk_walk *w, unsigned char c)
 }
 
 /*
+ * A no-break space is a space: an HTML copy has "&nbsp;" (a separator, as
+ * every entity), its text copy the character itself, and a mailer that
+ * re-wraps the text may turn it into a plain space (docs/bulk.md §2). In
+ * UTF-8 it is 0xc2 0xa0, in the ISO-8859 and windows-125x charsets 0xa0;
+ * elsewhere 0xa0 may be half of another character and is left alone.
+ */
+static void
+tok_byte(struct bulk_walk *w, unsigned char c)
+{
+	if (w->c2) {
+		w->c2 = 0;
+		if (c == 0xa0) {
+			tok_octet(w, ' ');
+			return;
+		}
+		tok_octet(w, 0xc2);
+	}
+	if (c == 0xc2 && w->nbsp == NBSP_UTF8) {
+		w->c2 = 1;
+		return;
+	}
+	tok_octet(w, c == 0xa0 && w->nbsp == NBSP_LATIN ? ' ' : c);
+}
+
+/* The charset's no-break space. */
+static int
+nbsp_of(const char *charset)
+{
+	if (strcasecmp(charset, "utf-8") == 0 ||
+	    strcasecmp(charset, "utf8") == 0)
+		return NBSP_UTF8;
+	if (strncasecmp(charset, "iso-8859-", 9) == 0 ||
+	    strncasecmp(charset, "windows-125", 11) == 0)
+		return NBSP_LATIN;
+	return NBSP_NONE;
+}
+
+/*
  * Identity-encoded plain text, CR as a space: what tok_byte() does to each
  * octet, with the common case, the letters and digits of a word, taken a
  * run at a time (docs/bulk.md §5). Stops once the tokenizer is full.
@@ -506,7 +565,7 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 	unsigned char c;
 
 	while (i < n && !w->tok_done) {
-		if (w->tstate != T_WORD) {
+		if (w->tstate != T_WORD || w->c2) {
 			tok_byte(w, p[i] == '\r' ? ' ' : p[i]);
 			i++;
 			continue;
@@ -516,6 +575,8 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 			c = p[i];
 			if (c >= 'A' && c <= 'Z')
 				c += 'a' - 'A';
+			if (c == 0xc2 || c == 0xa0)
+				break;	/* maybe a no-break space */
 			if (is_letter(c)) {
 				if (len < WORD_MAX)
 					w->word[len++] = (char)c;
@@ -534,6 +595,10 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 static void
 tok_end(struct bulk_walk *w)
 {
+	if (w->c2) {
+		w->c2 = 0;
+		tok_octet(w, 0xc2);
+	}
 	if (w->tstate == T_HOST)
 		host_out(w);
 	w->tstate = T_WORD;
@@ -641,7 +706,10 @@ body_flush(struct bulk_walk *w)
 static void
 text_byte(struct bulk_walk *w, unsigned char c)
 {
-	w->text_octets++;
+	if (w->done)
+		return;
+	if (++w->text_octets == BULK_TEXT_MAX)
+		w->done = 1;	/* this octet is the last one read */
 	if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
 		w->bodybuf[w->bodybuflen++] = c;
 		w->body_n++;
@@ -925,6 +993,8 @@ header_done(struct bulk_walk *w)
 		w->raw = 0;
 		if (!w->first_done) {
 			w->first_text = 1;
+			w->nbsp = nbsp_of(w->cur.charset);
+			w->c2 = 0;
 			w->tstate = T_WORD;
 			w->wordlen = 0;
 			w->lstate = L_START;
@@ -998,6 +1068,8 @@ line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
 {
 	size_t i;
 
+	if (w->done)
+		return;
 	if (!w->line_cont && w->depth > 0 && boundary_line(w, p, n))
 		return;
 	switch (w->wstate) {
@@ -1011,14 +1083,20 @@ line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
 		    w->tok_done || !w->html)) {
 			/* The digests' states are apart: the body's first,
 			 * then the words, each a run at a time. */
+			if (n >= BULK_TEXT_MAX - w->text_octets) {
+				n = BULK_TEXT_MAX - w->text_octets;
+				eol = 0;
+			}
 			body_octets(w, p, n);
 			if (w->first_text)
 				tok_run(w, (const unsigned char *)p, n);
-			if (eol)
+			if (w->text_octets == BULK_TEXT_MAX)
+				w->done = 1;
+			else if (eol)
 				text_byte(w, '\n');
 			return;
 		}
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n && !w->done; i++)
 			decode_byte(w, (unsigned char)p[i]);
 		if (eol)
 			decode_eol(w);
@@ -1054,7 +1132,9 @@ bulk_walk_feed(struct bulk_walk *w, const char *buf, size_t len)
 	const char *nl;
 	size_t n;
 
-	while (len > 0) {
+	/* Once the digests have read their BULK_TEXT_MAX octets, the rest
+	 * of the message costs nothing. */
+	while (len > 0 && !w->done) {
 		nl = memchr(buf, '\n', len);
 		n = nl != NULL ? (size_t)(nl - buf) : len;
 		line_add(w, buf, n);
@@ -1102,18 +1182,45 @@ bulk_walk_reset(struct bulk_walk *w)
 	ctx_start(w->body, w->md, "body");
 	ctx_start(w->letters, w->md, "letters");
 	for (i = 0; i < SHINGLES; i++)
-		w->minh[i] = UINT64_MAX;
+		w->minh[i] = UINT32_MAX;
 	w->top = 1;
 	entity_start(w);
+}
+
+/*
+ * A band's key. Its four 32-bit min-hashes are 128 bits already: they are
+ * mixed with the band's number (two bijections, so distinct bands of one
+ * band number never share a key), not hashed again. SHA-256 here, eight
+ * starts and ends, was a third of a short message's walk; and it bought
+ * nothing: whoever wants a band of someone else's text has that text, and
+ * can send copies of it (docs/bulk.md §2).
+ */
+static void
+band_key(int band, const uint32_t *m, char *hex)
+{
+	uint64_t a = 0x62616e6400000000ULL | (uint64_t)band, b = 0, v; /* "band" */
+	unsigned char sum[16];
+	int k;
+
+	for (k = 0; k < BULK_BAND_ROWS; k += 2) {
+		v = (uint64_t)m[k];
+		if (k + 1 < BULK_BAND_ROWS)
+			v |= (uint64_t)m[k + 1] << 32;
+		a = mix64(a ^ v);
+		b = mix64(b ^ a);
+	}
+	for (k = 0; k < 8; k++) {
+		sum[k] = (unsigned char)(a >> (8 * k));
+		sum[8 + k] = (unsigned char)(b >> (8 * k));
+	}
+	hex128(sum, hex);
 }
 
 void
 bulk_walk_finish(struct bulk_walk *w, struct bulk_digests *out)
 {
-	EVP_MD_CTX *c = w->body;
 	struct bulk_digest *d;
-	char tag[16];
-	int b, r;
+	int b;
 
 	if (w->linelen > 0 || w->line_cont)
 		line_out(w, w->line, w->linelen, 1);
@@ -1145,18 +1252,7 @@ bulk_walk_finish(struct bulk_walk *w, struct bulk_digests *out)
 		d->kind = BULK_SHINGLE;
 		d->band = b;
 		d->valid = w->nshingles >= SHINGLE_MIN;
-		snprintf(tag, sizeof(tag), "shingle%d", b);
-		ctx_start(c, w->md, tag);
-		for (r = 0; r < BULK_BAND_ROWS; r++) {
-			uint64_t v = w->minh[b * BULK_BAND_ROWS + r];
-			unsigned char le[8];
-			int k;
-
-			for (k = 0; k < 8; k++)
-				le[k] = (unsigned char)(v >> (8 * k));
-			ctx_add(c, le, sizeof(le));
-		}
-		ctx_end(c, d->hex);
+		band_key(b, w->minh + b * BULK_BAND_ROWS, d->hex);
 	}
 }
 

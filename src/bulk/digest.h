@@ -5,7 +5,7 @@
  * multiparts; quoted-printable and base64 decoded a character at a time)
  * feeds the decoded text parts to three digests:
  *
- *   body     every text part, white space removed: exact copies;
+ *   body     the text parts, white space removed: exact copies;
  *   letters  the first text part with HTML tags, entities, digits, URLs
  *            (cut to their registered domain), e-mail addresses and
  *            salutation lines dropped, lower-cased letters only, the first
@@ -14,8 +14,10 @@
  *            BULK_BANDS bands of BULK_BAND_ROWS hashes, each band one
  *            digest: a copy with a sentence changed still shares a band.
  *
- * Memory per walk is fixed (struct bulk_walk, about 4 KiB) whatever the
- * message's size; the work per byte is a few table look-ups. Exposed to
+ * Every digest reads the first BULK_TEXT_MAX octets of decoded text, no
+ * more: memory per walk is fixed (struct bulk_walk, about 4 KiB) and so is
+ * the work, whatever the message's size; the rest of the message is not
+ * looked at (docs/bulk.md §2, "Bounds"). Exposed to
  * peer bytes, split anywhere (fuzz/fuzz_bulk.c). Owner: the session that
  * made it.
  */
@@ -26,9 +28,10 @@
 #include <stdint.h>
 
 #define BULK_MIME_DEPTH		3	/* nested multiparts followed */
+#define BULK_TEXT_MAX		(8 * 1024)	/* decoded text octets read */
 #define BULK_LETTERS_MAX	4096	/* letters hashed into "letters" */
-#define BULK_BANDS		8	/* shingle bands, one digest each */
-#define BULK_BAND_ROWS		4	/* min-hashes per band */
+#define BULK_BANDS		4	/* shingle bands, one digest each */
+#define BULK_BAND_ROWS		6	/* min-hashes per band */
 #define BULK_NDIGEST		(2 + BULK_BANDS)
 #define BULK_SUBJECT_MAX	80	/* a sample Subject kept, for the operator */
 #define BULK_HEX_LEN		32	/* a digest as text: 128 bits in hex */
