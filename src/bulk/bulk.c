@@ -250,7 +250,25 @@ struct judged {
 	int		 found[BULK_NDIGEST];
 	int		 seen[BULK_NDIGEST];
 	struct state_bulk row[BULK_NDIGEST];
+	struct state_bulk was[BULK_NDIGEST];	/* as read */
+	int64_t		 refresh;	/* see bulk_refresh() */
 };
+
+/*
+ * How far a row's times may lag before it is written again: a copy that
+ * changes no count and no verdict only moves last_seen and expires, and
+ * rewriting ten rows for that at every copy (every retry of one message)
+ * was most of the detector's cost on a short message (docs/bulk.md §5).
+ * A row may so expire up to this much early: 1/16 of the window, at most
+ * a minute.
+ */
+static int64_t
+bulk_refresh(const struct config *c)
+{
+	int64_t r = (int64_t)c->bulk_window / 16;
+
+	return r < 60 ? r : 60;
+}
 
 /* Read every valid digest's row; a new one starts at 0. 0 or -1. */
 static int
@@ -280,6 +298,7 @@ judged_load(struct judged *j, struct state *st, const struct config *c,
 			row->kind = d->d[j->idx[k]].kind;
 			row->first_seen = now;
 		}
+		j->was[k] = *row;
 		/* Remembered at any node is remembered here. */
 		remembered = row->bulk_until > now ||
 		    (sh != NULL && sh[k].remembered);
@@ -299,8 +318,10 @@ static int
 judged_count(struct judged *j, struct state *st, const struct config *c,
     const char (*keys)[33], size_t nrcpt, int64_t now)
 {
+	const char *stale[BULK_NDIGEST];
+	int64_t expires = now + (int64_t)c->bulk_window;
 	size_t k, r;
-	int known = 0;
+	int known = 0, nstale;
 
 	/* A digest new to the store has no recipient rows of its
 	 * generation (now): only known ones need the read. */
@@ -309,20 +330,36 @@ judged_count(struct judged *j, struct state *st, const struct config *c,
 	for (r = 0; r < nrcpt; r++) {
 		if (known) {
 			if (state_bulk_rcpt_seen(st, keys[r], j->counting,
-			    j->gen, j->n, j->seen) == -1)
+			    j->gen, j->n, expires - j->refresh, j->seen) == -1)
 				return -1;
 		} else
 			memset(j->seen, 0, sizeof(j->seen));
-		for (k = 0; k < j->n; k++)
+		/* A row seen and fresh (2) is not written again. */
+		for (k = 0, nstale = 0; k < j->n; k++) {
 			j->row[k].count += j->counting[k] != NULL &&
 			    !j->seen[k];
-		if (state_bulk_rcpt_put_many(st, keys[r], j->counting, j->gen,
-		    j->n, now + (int64_t)c->bulk_window) == -1)
+			stale[k] = j->seen[k] == 2 ? NULL : j->counting[k];
+			nstale += stale[k] != NULL;
+		}
+		if (nstale > 0 && state_bulk_rcpt_put_many(st, keys[r], stale,
+		    j->gen, j->n, expires) == -1)
 			return -1;
 		/* The same recipient twice in one message is one. */
 		known = 1;
 	}
 	return 0;
+}
+
+/* Must row k be written: new, counted, newly bulk, or its times lag by
+ * the refresh step or more? */
+static int
+row_stale(const struct judged *j, size_t k)
+{
+	const struct state_bulk *was = &j->was[k], *row = &j->row[k];
+
+	return !j->found[k] || row->count != was->count ||
+	    row->bulk_until - was->bulk_until >= j->refresh ||
+	    row->last_seen - was->last_seen >= j->refresh;
 }
 
 /* Decide each digest and refresh its row. 1 bulk, 0 not, per slot. */
@@ -397,10 +434,12 @@ judge(struct judged *j, struct state *st, const struct config *c,
     unsigned threshold, int64_t now, const struct cluster_bulk_answer *sh,
     struct bulk_outcome *out)
 {
-	size_t k;
+	struct state_bulk stale[BULK_NDIGEST];
+	size_t k, nstale = 0;
 	int bands = 0;
 
 	out->verdict = BULK_PASS;
+	j->refresh = bulk_refresh(c);
 	if (judged_load(j, st, c, d, threshold, now, sh, out) == -1 ||
 	    judged_count(j, st, c, keys, nrcpt, now) == -1) {
 		out->verdict = BULK_ERROR;
@@ -418,8 +457,10 @@ judge(struct judged *j, struct state *st, const struct config *c,
 		if (r == 1 && d->d[j->idx[k]].kind != BULK_SHINGLE)
 			out->verdict = BULK_BULK;
 		bands += r == 1 && d->d[j->idx[k]].kind == BULK_SHINGLE;
+		if (row_stale(j, k))
+			stale[nstale++] = j->row[k];
 	}
-	if (state_bulk_put_many(st, j->row, j->n) == -1) {
+	if (nstale > 0 && state_bulk_put_many(st, stale, nstale) == -1) {
 		out->verdict = BULK_ERROR;
 		return;
 	}

@@ -220,10 +220,11 @@ int	state_bulk_get_many(struct state *, const char *const *digests,
 int	state_bulk_put_many(struct state *, const struct state_bulk *rows,
 	    size_t n);
 /* seen[i] 1 when 'rcpt' was counted for digests[i] in generation
- * gens[i], else 0. 0 or -1. */
+ * gens[i], 2 when its row also lives until 'fresh' or later, else 0.
+ * 0 or -1. */
 int	state_bulk_rcpt_seen(struct state *, const char *rcpt,
 	    const char *const *digests, const int64_t *gens, size_t n,
-	    int *seen);
+	    int64_t fresh, int *seen);
 /* Note 'rcpt' as counted for each digests[i] of generation gens[i],
  * staged like a put; the rows live until 'expires'. 0 or -1. */
 int	state_bulk_rcpt_put_many(struct state *, const char *rcpt,

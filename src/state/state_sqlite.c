@@ -132,6 +132,7 @@ enum stmt {
 	S_ALLOW_DOMAIN,
 	S_BULK_ALLOW_CLIENT,
 	S_BULK_ALLOW_DOMAIN,
+	S_BULK_ALLOW_ANY,
 	S_RCPT_GET,
 	S_RCPT_PUT,
 	S_RCPT_DELETE,
@@ -197,6 +198,7 @@ static const char *const stmt_sql[NSTMT] = {
 	    "'client' AND lo <= ?1 AND hi >= ?1 LIMIT 1",
 	[S_BULK_ALLOW_DOMAIN] = "SELECT 1 FROM bulk_allow WHERE kind = "
 	    "'domain' AND value = ?1",
+	[S_BULK_ALLOW_ANY] = "SELECT 1 FROM bulk_allow LIMIT 1",
 	/* Recipients: the columns in rcpt_row()'s order. Unexpired means
 	 * expires 0 (never) or later than now (?2). */
 	[S_RCPT_GET] = "SELECT " RCPT_COLS " FROM recipients "
@@ -265,7 +267,7 @@ static const char *const stmt_sql[NSTMT] = {
 	    "excluded.first_seen, excluded.last_seen, excluded.bulk_until, "
 	    "excluded.expires, excluded.subject)",
 	/* The primary key (digest, rcpt) serves it, one probe a slot. */
-	[S_BULK_RCPT_SEEN] = "SELECT digest, gen FROM " BULK_SLOTS
+	[S_BULK_RCPT_SEEN] = "SELECT digest, gen, expires FROM " BULK_SLOTS
 	    " CROSS JOIN bulk_rcpt ON digest = s.column1 AND rcpt = ?11",
 	[S_BULK_RCPT_PUT_MANY] = "INSERT INTO bulk_rcpt (digest, rcpt, gen, "
 	    "expires) SELECT column1, ?21, column2, ?22 FROM "
@@ -325,6 +327,12 @@ struct state {
 	int			 ckpt_kick;
 	int			 ckpt_stop;
 	int			 ckpt_err;	/* last failure; read on the loop */
+
+	/* Has bulk_allow any row: 1, 0, or -1 not known. Only this daemon
+	 * writes the table (backmxctl asks it), so the answer holds until
+	 * an add, a delete or a rollback here: every message read it, two
+	 * or three statements for an empty table (docs/bulk.md §5). */
+	int			 bulk_allow_any;
 
 	/* Rate limit of error lines. */
 	time_t			 err_logged;
@@ -487,6 +495,7 @@ open_common(struct event_base *base, const char *dir, int admin, char *err,
 	size_t i;
 
 	st->admin = admin;
+	st->bulk_allow_any = -1;
 	st->base = base;
 	TAILQ_INIT(&st->waiters);
 	TAILQ_INIT(&st->firing);
@@ -730,6 +739,7 @@ commit_cb(evutil_socket_t fd, short what, void *arg)
 		if (st->txn_failed ||
 		    step_done(st, st->stmt[S_COMMIT], "commit") == -1) {
 			rc = -1;
+			st->bulk_allow_any = -1;	/* an add may be gone */
 			/* After an I/O error SQLite may have rolled back
 			 * on its own; autocommit says whether it did. */
 			if (!sqlite3_get_autocommit(st->db))
@@ -959,6 +969,16 @@ state_bulk_allowed(struct state *st, const struct sockaddr *sa,
 {
 	int rc;
 
+	if (st->bulk_allow_any == -1) {
+		sqlite3_stmt *s = st->stmt[S_BULK_ALLOW_ANY];
+
+		rc = read_step(s);
+		if ((rc = get_done(st, s, rc, "bulk_allow_any")) == -1)
+			return -1;
+		st->bulk_allow_any = rc;
+	}
+	if (st->bulk_allow_any == 0)
+		return 0;
 	if ((rc = allow_client(st, S_BULK_ALLOW_CLIENT, sa)) != 0)
 		return rc;
 	if (domain == NULL || domain[0] == '\0')
@@ -1050,6 +1070,7 @@ int
 state_bulk_allow_add(struct state *st, enum state_allow_kind kind,
     const char *value, int64_t now, char *err, size_t errsz)
 {
+	st->bulk_allow_any = -1;
 	return allow_add(st, "bulk_allow", kind, value, now, err, errsz);
 }
 
@@ -1479,6 +1500,7 @@ state_bulk_allow_delete(struct state *st, const char *value)
 	char canon[256];
 	int n;
 
+	st->bulk_allow_any = -1;
 	if ((n = delete_rows(st, "DELETE FROM bulk_allow WHERE value = ?1",
 	    value, NULL, NULL)) != 0)
 		return n;
@@ -1606,7 +1628,8 @@ state_bulk_put(struct state *st, const struct state_bulk *b)
 
 int
 state_bulk_rcpt_seen(struct state *st, const char *rcpt,
-    const char *const *digests, const int64_t *gens, size_t n, int *seen)
+    const char *const *digests, const int64_t *gens, size_t n,
+    int64_t fresh, int *seen)
 {
 	sqlite3_stmt *s = st->stmt[S_BULK_RCPT_SEEN];
 	const unsigned char *d;
@@ -1624,7 +1647,7 @@ state_bulk_rcpt_seen(struct state *st, const char *rcpt,
 		if (d != NULL && (i = bulk_slot(digests, n,
 		    (const char *)d)) >= 0 &&
 		    sqlite3_column_int64(s, 1) == gens[i])
-			seen[i] = 1;
+			seen[i] = sqlite3_column_int64(s, 2) >= fresh ? 2 : 1;
 	}
 	return get_done(st, s, rc, "bulk_rcpt_get") == -1 ? -1 : 0;
 }
@@ -1661,7 +1684,8 @@ state_bulk_rcpt_add(struct state *st, const char *digest, int64_t gen,
 {
 	int seen;
 
-	if (state_bulk_rcpt_seen(st, rcpt, &digest, &gen, 1, &seen) == -1 ||
+	if (state_bulk_rcpt_seen(st, rcpt, &digest, &gen, 1, INT64_MAX,
+	    &seen) == -1 ||
 	    state_bulk_rcpt_put_many(st, rcpt, &digest, &gen, 1,
 	    expires) == -1)
 		return -1;
