@@ -429,8 +429,11 @@ def part_cost(binary, rounds):
     out = []
     try:
         for sessions in (10, 50):
-            for size_name, size, count in (("1KB", 1024, 1000),
-                                           ("100KB", 102400, 500)):
+            # Enough messages that a run lasts about a second: 1000 1 KB
+            # messages were over in a fifth of one, and their rates moved
+            # by 2x from run to run.
+            for size_name, size, count in (("1KB", 1024, 5000),
+                                           ("100KB", 102400, 2000)):
                 cell = {"sessions": sessions, "size": size_name,
                         "on": [], "off": []}
                 for r in range(rounds):

@@ -120,7 +120,7 @@ struct bulk_walk {
 	int		nbsp;		/* enum nbsp: the first text part's */
 	int		c2;		/* a UTF-8 0xc2 held: NBSP if 0xa0 follows */
 	int		tstate;		/* enum tstate */
-	char		word[WORD_MAX];
+	char		word[WORD_MAX + 1];	/* + a slot written past a full word */
 	size_t		wordlen;
 	char		host[HOST_MAX + 1];
 	size_t		hostlen;
@@ -554,6 +554,28 @@ nbsp_of(const char *charset)
 }
 
 /*
+ * Each octet's part in a word, for tok_run(): TOK_DIGIT (dropped), TOK_BREAK
+ * (the word ends, tok_byte() decides the rest: white space, punctuation,
+ * and 0xc2 and 0xa0, which may be a no-break space), else the letter as
+ * the word keeps it, lower-case. Filled once, read by every walk.
+ */
+#define TOK_BREAK	0
+#define TOK_DIGIT	1
+static unsigned char tok_class[256];
+
+static void
+tok_class_init(void)
+{
+	int c;
+
+	for (c = 0; c < 256; c++)
+		tok_class[c] = c >= '0' && c <= '9' ? TOK_DIGIT :
+		    c >= 'A' && c <= 'Z' ? (unsigned char)(c + 'a' - 'A') :
+		    c == 0xc2 || c == 0xa0 ? TOK_BREAK :
+		    is_letter((unsigned char)c) ? (unsigned char)c : TOK_BREAK;
+}
+
+/*
  * Identity-encoded plain text, CR as a space: what tok_byte() does to each
  * octet, with the common case, the letters and digits of a word, taken a
  * run at a time (docs/bulk.md §5). Stops once the tokenizer is full.
@@ -570,17 +592,14 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 			i++;
 			continue;
 		}
-		/* wordlen in a local, as in body_octets(). */
+		/* wordlen in a local, as in body_octets(); one look-up an
+		 * octet, and a full word's octets land in its spare slot. */
 		for (len = w->wordlen; i < n; i++) {
-			c = p[i];
-			if (c >= 'A' && c <= 'Z')
-				c += 'a' - 'A';
-			if (c == 0xc2 || c == 0xa0)
-				break;	/* maybe a no-break space */
-			if (is_letter(c)) {
-				if (len < WORD_MAX)
-					w->word[len++] = (char)c;
-			} else if (c < '0' || c > '9')
+			c = tok_class[p[i]];
+			if (c > TOK_DIGIT) {
+				w->word[len] = (char)c;
+				len += len < WORD_MAX;
+			} else if (c != TOK_DIGIT)
 				break;	/* digits are dropped, as there */
 		}
 		w->wordlen = len;
@@ -1164,6 +1183,8 @@ bulk_walk_new(void)
 		fatal("bulk: out of memory");
 	if ((w->md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
 		panic("bulk: SHA-256 unavailable");
+	if (tok_class['a'] == 0)
+		tok_class_init();
 	bulk_walk_reset(w);
 	return w;
 }
