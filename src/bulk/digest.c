@@ -576,6 +576,28 @@ tok_class_init(void)
 }
 
 /*
+ * Are p[0..7] all ASCII letters? Then 1 and lower[] their lower case. One
+ * 64-bit word (SWAR): OR 0x20 lower-cases A-Z and moves no other octet
+ * into a-z; then each octet, its high bit clear, is tested for >= 'a' and
+ * <= 'z' by adding so that bit 7 carries the answer (no carry crosses
+ * octets: 0x7f + 0x1f < 0x100).
+ */
+static int
+letters8(const unsigned char *p, unsigned char *lower)
+{
+	const uint64_t hi = 0x8080808080808080ULL;
+	uint64_t v, l;
+
+	memcpy(&v, p, 8);
+	l = v | 0x2020202020202020ULL;
+	if ((v & hi) != 0 || ((l + 0x1f1f1f1f1f1f1f1fULL) & hi) != hi ||
+	    ((l + 0x0505050505050505ULL) & hi) != 0)
+		return 0;
+	memcpy(lower, &l, 8);
+	return 1;
+}
+
+/*
  * Identity-encoded plain text, CR as a space: what tok_byte() does to each
  * octet, with the common case, the letters and digits of a word, taken a
  * run at a time (docs/bulk.md §5). Stops once the tokenizer is full.
@@ -583,8 +605,8 @@ tok_class_init(void)
 static void
 tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 {
-	size_t i = 0, len;
-	unsigned char c;
+	unsigned char c, lower[8];
+	size_t i = 0, len, k, next8;
 
 	while (i < n && !w->tok_done) {
 		if (w->tstate != T_WORD || w->c2) {
@@ -592,9 +614,29 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 			i++;
 			continue;
 		}
-		/* wordlen in a local, as in body_octets(); one look-up an
-		 * octet, and a full word's octets land in its spare slot. */
-		for (len = w->wordlen; i < n; i++) {
+		/* wordlen in a local, as in body_octets(). A long word
+		 * (a token of the text, letters beyond WORD_MAX only skipped)
+		 * goes eight ASCII letters a step; then one look-up an octet,
+		 * and a full word's octets land in its spare slot. */
+		len = w->wordlen;
+		for (next8 = i; i < n; i++) {
+			/* Eight at once, tried again 8 octets after a miss:
+			 * prose (short words) pays a try per 8 octets. */
+			if (i >= next8 && i + 8 <= n) {
+				if (letters8(p + i, lower)) {
+					if (len + 8 <= WORD_MAX) {
+						memcpy(w->word + len, lower, 8);
+						len += 8;
+					} else
+						for (k = 0; k < 8 &&
+						    len < WORD_MAX; k++)
+							w->word[len++] =
+							    (char)lower[k];
+					i += 7;
+					continue;
+				}
+				next8 = i + 8;
+			}
 			c = tok_class[p[i]];
 			if (c > TOK_DIGIT) {
 				w->word[len] = (char)c;
