@@ -368,8 +368,13 @@ class TestKill9AtSyncs(FaultTest):
             cannot_run("strace not installed (Debian strace)")
         mx = self.fake()
         mx.greeting = "421 4.3.2 down for the test"
+        # No retry within the test (1 h): after tok-sync-order's first
+        # try the writer commits nothing but the messages sent. The
+        # primary's probe (1 s) still drains the queue at the end: a
+        # primary back up makes its mail due at once.
         d = self.daemon(domains=["customer.example " + mx.route()],
-                        primary_down_after="1", **FAST)
+                        primary_down_after="1", minimal_backoff_time="1h",
+                        primary_probe_interval="1s")
         bodies = {}
 
         def traced(delay_ms, calls="fsync,fdatasync", when=""):
@@ -430,6 +435,14 @@ class TestKill9AtSyncs(FaultTest):
         self.assertEqual(len(writer), 3, seen)
         self.assertTrue(writer[0].startswith(big + "/"), writer)
         self.assertEqual(writer[1:], [big, wal])
+
+        # tok-sync-order's first try (a new message is tried at once) met
+        # the 421 and marked the primary down; the update of its row is
+        # the last commit that is not a new message's (retry in 1 h).
+        self.assertTrue(poll(lambda: [m["env"]["attempts"] for m in
+                                      queued_messages(d)] == [1], 10, 0.02),
+                        "first try of tok-sync-order not committed\n%s"
+                        % d.log_tail())
 
         # 2. a kill at each point; strace counts per thread and call from
         # its attach. "body": the writer's next fdatasync, the append
