@@ -323,9 +323,15 @@ class TestKill9AtSyncs(FaultTest):
     """The commit path of a body over queue_inline_max (docs/queue.md,
     "Durability protocol"), stopped and killed at each of its syncs."""
 
-    def sync_stop(self, d, timeout=10.0):
-        """Wait until a thread of backmxd is held by strace at the entry of
-        fsync/fdatasync; returns (tid, path of the fd being synced)."""
+    def sync_stop(self, d, timeout=10.0, path=None):
+        """Wait until a thread of backmxd is stopped by strace at the entry
+        of fsync/fdatasync (of an fd on path, when given); returns (tid,
+        path of the fd being synced, "fsync" or "fdatasync").
+
+        Without strace's seccomp filter every syscall of a traced thread
+        stops it for a moment, the syncs strace lets through at once too:
+        a stop seen here is the held one only when no other sync of the
+        same file can come first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for tid in os.listdir("/proc/%d/task" % d.proc.pid):
@@ -339,12 +345,16 @@ class TestKill9AtSyncs(FaultTest):
                                                           SYS_FDATASYNC):
                         continue
                     fd = int(sc[1], 16)
-                    return int(tid), os.readlink("/proc/%d/fd/%d"
-                                                 % (d.proc.pid, fd))
+                    synced = os.readlink("/proc/%d/fd/%d"
+                                         % (d.proc.pid, fd))
+                    if path is not None and synced != path:
+                        continue
+                    return int(tid), synced, ("fsync" if int(sc[0]) ==
+                                              SYS_FSYNC else "fdatasync")
                 except (OSError, ValueError, IndexError):
                     continue
             time.sleep(0.005)
-        return None, None
+        return None, None, None
 
     def test_kill9_at_each_sync_of_a_log_body(self):
         """With the defaults a 100 KB body goes to the body log (log/).
@@ -368,14 +378,22 @@ class TestKill9AtSyncs(FaultTest):
             cannot_run("strace not installed (Debian strace)")
         mx = self.fake()
         mx.greeting = "421 4.3.2 down for the test"
+        # No retry within the test (1 h): after tok-sync-order's first
+        # try the writer commits nothing but the messages sent. The
+        # primary's probe (1 s) still drains the queue at the end: a
+        # primary back up makes its mail due at once.
         d = self.daemon(domains=["customer.example " + mx.route()],
-                        primary_down_after="1", **FAST)
+                        primary_down_after="1", minimal_backoff_time="1h",
+                        primary_probe_interval="1s")
         bodies = {}
 
-        def traced(delay_ms, calls="fsync,fdatasync", when=""):
+        def traced(delay_ms, calls="fsync,fdatasync", when="", path=None):
+            """strace delaying calls; with path (-P) only those of an fd
+            on path: the others neither delayed nor counted by when="""
             st = subprocess.Popen(
                 ["strace", "-f", "-qq", "-o", "/dev/null", "-p",
-                 str(d.proc.pid), "-e", "trace=fsync,fdatasync", "-e",
+                 str(d.proc.pid)] + (["-P", path] if path else []) +
+                ["-e", "trace=%s" % calls, "-e",
                  "inject=%s:delay_enter=%dms%s" % (calls, delay_ms, when)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.addCleanup(lambda: st.poll() is None and st.kill())
@@ -413,7 +431,7 @@ class TestKill9AtSyncs(FaultTest):
         t, out = start_send("tok-sync-order")
         seen = []
         while not seen or seen[-1] != wal:
-            tid, path = self.sync_stop(d)
+            tid, path, _ = self.sync_stop(d)
             self.assertIsNotNone(tid, "no sync seen; so far %s\n%s"
                                  % (seen, d.log_tail()))
             if not seen or seen[-1] != path:
@@ -431,29 +449,53 @@ class TestKill9AtSyncs(FaultTest):
         self.assertTrue(writer[0].startswith(big + "/"), writer)
         self.assertEqual(writer[1:], [big, wal])
 
-        # 2. a kill at each point; strace counts per thread and call from
-        # its attach. "body": the writer's next fdatasync, the append
-        # behind tok-sync-order in the open segment (the restart must cut
-        # it off). After a restart a new segment opens: "dir" is the
-        # writer's first fsync (log/), "wal" its second fdatasync. "tail":
-        # a message committed first, the killed one appended behind it.
-        for point, calls, when in (("body", "fdatasync", ":when=1"),
-                                   ("dir", "fsync", ":when=1"),
-                                   ("wal", "fdatasync", ":when=2"),
-                                   ("tail", "fdatasync", ":when=1")):
+        # tok-sync-order's first try (a new message is tried at once) met
+        # the 421 and marked the primary down; the update of its row is
+        # the last commit that is not a new message's (retry in 1 h).
+        self.assertTrue(poll(lambda: [m["env"]["attempts"] for m in
+                                      queued_messages(d)] == [1], 10, 0.02),
+                        "first try of tok-sync-order not committed\n%s"
+                        % d.log_tail())
+
+        # 2. a kill at each point. strace holds the first sync of the
+        # point's own file (-P) and lets every other sync through
+        # uncounted: "body" the append behind tok-sync-order in the open
+        # segment (the restart must cut it off). After a restart a new
+        # segment opens: "dir" the fsync of log/, "wal" the commit of the
+        # row. "tail": a message committed first, the killed one appended
+        # behind it in that message's segment.
+        for point, call in (("body", "fdatasync"), ("dir", "fsync"),
+                            ("wal", "fdatasync"), ("tail", "fdatasync")):
+            token = "tok-sync-kill-%s" % point
+            target = {"body": writer[0], "dir": big, "wal": wal}.get(point)
             if point == "tail":
                 t, out = start_send("tok-sync-before-tail")
                 t.join(20)
                 self.assertEqual(out[0][1][0], 250, out[0])
-            st = traced(60000, calls, when)
-            t, out = start_send("tok-sync-kill-%s" % point)
-            tid, path = self.sync_stop(d)
-            self.assertIsNotNone(tid, "never reached %s" % point)
+                target = [os.path.join(big, m["env"]["log_file"])
+                          for m in queued_messages(d)
+                          if TOKEN_RX.search(split_received(m["data"])[1])
+                          .group(1) == b"tok-sync-before-tail"][0]
+            st = traced(60000, call, ":when=1", path=target)
+            t, out = start_send(token)
+            tid, path, held = self.sync_stop(d, path=target)
+            self.assertIsNotNone(tid, "never reached %s (%s of %s)\n%s"
+                                 % (point, call, target, d.log_tail()))
             at = ("tail" if point == "tail" and path.startswith(big + "/")
                   else "body" if path.startswith(big + "/") else
                   "dir" if path == big else
                   "wal" if path == wal else path)
-            self.assertEqual(at, point, "held at another sync")
+            self.assertEqual((at, held), (point, call),
+                             "held at another sync")
+            # ... and it is this message's: its body is the last one in
+            # the newest segment (written before any sync of its group),
+            # so no other commit can be the one held
+            newest = os.path.join(big, max(os.listdir(big)))
+            with open(newest, "rb") as f:
+                self.assertTrue(f.read().endswith(bodies[token]),
+                                "held at the %s of %s before %s was "
+                                "appended to %s" % (call, path, token,
+                                                    newest))
             # SIGKILL is pending before strace lets go: the held sync is
             # skipped (a fatal signal at syscall entry), the thread dies
             d.proc.kill()
