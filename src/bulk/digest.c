@@ -114,6 +114,7 @@ struct bulk_walk {
 	int		tagquote;
 	int		tagdone;	/* the name ended: attributes follow */
 	int		raw;		/* inside <style> or <script> */
+	char		ent[11];	/* an entity's name, cut */
 	size_t		entlen;
 
 	/* the tokenizer */
@@ -684,6 +685,29 @@ tag_breaks(const char *t)
 	return 0;
 }
 
+/*
+ * What the tokenizer sees of an entity: the character for those that
+ * matter to it, as the text copy of the message has them ("&amp;" inside
+ * a link's text is the link's '&': a separator there would end the URL and
+ * make words of its query), else a separator, as any punctuation is.
+ */
+static unsigned char
+entity_char(const char *e)
+{
+	static const struct {
+		const char	*name;
+		unsigned char	 c;
+	} map[] = { { "amp", '&' }, { "#38", '&' }, { "#x26", '&' },
+	    { "lt", '<' }, { "gt", '>' }, { "quot", '"' }, { "apos", '\'' },
+	    { "#39", '\'' }, { "#x27", '\'' }, { NULL, 0 } };
+	int i;
+
+	for (i = 0; map[i].name != NULL; i++)
+		if (strcasecmp(e, map[i].name) == 0)
+			return map[i].c;
+	return ' ';
+}
+
 static void
 html_byte(struct bulk_walk *w, unsigned char c)
 {
@@ -725,12 +749,13 @@ html_byte(struct bulk_walk *w, unsigned char c)
 	case H_ENT:
 		if (((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		    (c >= '0' && c <= '9') || c == '#') && w->entlen < 10) {
-			w->entlen++;
+			w->ent[w->entlen++] = (char)c;
 			return;
 		}
+		w->ent[w->entlen] = '\0';
 		w->hstate = H_TEXT;
 		if (!w->raw)
-			tok_byte(w, ' ');	/* an entity is a separator */
+			tok_byte(w, entity_char(w->ent));
 		if (c == ';')
 			return;
 		break;
