@@ -461,6 +461,68 @@ cluster_counters(struct evbuffer *b, const struct cluster_status *s)
 		    (unsigned long long)s->leases[i].alone);
 }
 
+/* A family of two or more series told apart by one label. */
+static void
+labelled(struct evbuffer *b, const char *family, const char *help,
+    const char *label, const char *const *values, const uint64_t *v,
+    size_t n)
+{
+	size_t i;
+
+	header(b, family, "counter", help);
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b, P "%s{%s=\"%s\"} %llu\n", family, label,
+		    values[i], (unsigned long long)v[i]);
+}
+
+/*
+ * What the node shares besides greylisting and bulk counts (docs/cluster.md
+ * "Network passes", "Primary health", "Learned recipients"): until now
+ * only in `backmxctl cluster status`.
+ */
+static void
+cluster_shared(struct evbuffer *b, const struct cluster_status *s)
+{
+	static const char *const records[] = { "recipient", "domain" };
+	static const char *const answers[] = { "answered", "no_answer" };
+	static const char *const health[] = { "sent", "send_failed",
+	    "received", "rejected" };
+	const struct cluster_learned_stats *l = &s->learned;
+	uint64_t v[4];
+
+	one(b, "cluster_network_passes_total", "counter", "Greylisting "
+	    "passes this node counted for its client's network in Redis",
+	    s->net_shared);
+	one(b, "cluster_network_allowed_total", "counter", "Greylisting "
+	    "checks a network that Redis's record allowed let through",
+	    s->net_allowed);
+	v[0] = s->health_sent;
+	v[1] = s->health_send_failed;
+	v[2] = s->health_received;
+	v[3] = s->health_rejected;
+	labelled(b, "cluster_health_messages_total", "Primary health news: "
+	    "published by this node (sent, send_failed), other nodes' "
+	    "(received, rejected: not understood)", "result", health, v, 4);
+	one(b, "cluster_health_keys_read_total", "counter", "Primary health "
+	    "keys read after (re)subscribing", s->health_keys_read);
+	v[0] = l->rcpt_shared;
+	v[1] = l->domain_shared;
+	labelled(b, "cluster_learned_shared_total", "Learned records this "
+	    "node merged into Redis", "record", records, v, 2);
+	v[0] = l->lookups - (l->lookup_failed < l->lookups ? l->lookup_failed :
+	    l->lookups);
+	v[1] = l->lookup_failed;
+	labelled(b, "cluster_learned_lookups_total", "Backup-mode checks that "
+	    "asked Redis for learned records (no_answer: decided from the "
+	    "node's own store)", "result", answers, v, 2);
+	v[0] = l->rcpt_found;
+	v[1] = l->domain_found;
+	labelled(b, "cluster_learned_found_total", "Learned records Redis "
+	    "answered with", "record", records, v, 2);
+	one(b, "cluster_learned_rejected_total", "counter", "Learned records "
+	    "from Redis not understood, and ignored", l->rejected);
+}
+
 /*
  * The Redis the cluster shares through (docs/cluster.md "Sentinel"):
  * role, replicas and lag as the master's INFO says, the failovers
@@ -512,6 +574,7 @@ cluster_gauges(struct metrics *m, struct evbuffer *b)
 	    "did not answer, stalled or answered no valid address",
 	    s->sentinel_st.skipped);
 	cluster_counters(b, s);
+	cluster_shared(b, s);
 	free(s);
 }
 

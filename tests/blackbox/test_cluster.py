@@ -54,6 +54,16 @@ from mx import FakeMX  # noqa: E402
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
+def cluster_metrics(test, d):
+    """A scrape of d (started with metrics_listen), valid for promtool, as
+    {series: value}."""
+    from test_metrics import http_port, promtool, samples, scrape
+    text = scrape(http_port(d))[2].decode()
+    r = promtool("check", "metrics", stdin=text)
+    test.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+    return samples(text)
+
+
 def resp(port, *args, timeout=5.0):
     """One command to Redis in RESP; the answer as Python values."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -301,8 +311,10 @@ class TestCluster(GreylistTest):
 
     def test_network_passes_shared(self):
         r = self.redis()
-        a = self.node(r, "mx2a.backmx.test", greylist_auto_allow_passes="2")
-        b = self.node(r, "mx2b.backmx.test", greylist_auto_allow_passes="2")
+        a = self.node(r, "mx2a.backmx.test", greylist_auto_allow_passes="2",
+                      metrics_listen="127.0.0.1:0")
+        b = self.node(r, "mx2b.backmx.test", greylist_auto_allow_passes="2",
+                      metrics_listen="127.0.0.1:0")
         src = "127.0.1.1"
         self.assertGreylisted(self.attempt_at(
             a, sender="p1@sender.example", source=src))
@@ -334,6 +346,13 @@ class TestCluster(GreylistTest):
             self.status(b)["networks"]["passes_shared"], 1)
         self.assertIn("networks: passes_shared:",
                       backmxctl(b, "cluster", "status"))
+        # The same counts for Prometheus (docs/metrics.md).
+        ma, mb = cluster_metrics(self, a), cluster_metrics(self, b)
+        self.assertEqual(ma["backmx_cluster_network_allowed_total"], 1)
+        self.assertEqual(mb["backmx_cluster_network_passes_total"],
+                         self.status(b)["networks"]["passes_shared"])
+        self.assertGreaterEqual(mb["backmx_cluster_network_passes_total"],
+                                1)
         # Another network still waits.
         self.assertGreylisted(self.attempt_at(a, source="127.0.2.1"))
 
@@ -420,7 +439,8 @@ class TestClusterHealth(GreylistTest):
                         redis_servers="127.0.0.1:%d" % r.port,
                         minimal_backoff_time="1h",
                         maximal_backoff_time="1h", primary_down_after="1",
-                        primary_probe_interval=probe)
+                        primary_probe_interval=probe,
+                        metrics_listen="127.0.0.1:0")
         self.assertTrue(poll(lambda: self.subscribed(d), 15),
                         "node %s never subscribed" % name)
         return d
@@ -486,6 +506,15 @@ class TestClusterHealth(GreylistTest):
         self.assertEqual(sb["rejected"], 0)
         text = backmxctl(b, "cluster", "status")
         self.assertIn("health: subscription connected received: ", text)
+        # The same counts for Prometheus (docs/metrics.md).
+        mb, ma = cluster_metrics(self, b), cluster_metrics(self, a)
+        sb, sa = self.status(b)["health"], self.status(a)["health"]
+        h = 'backmx_cluster_health_messages_total{result="%s"}'
+        self.assertEqual(mb[h % "received"], sb["received"])
+        self.assertEqual(mb[h % "rejected"], 0)
+        self.assertEqual(ma[h % "sent"], sa["sent"])
+        self.assertGreaterEqual(ma[h % "sent"], 2)
+        self.assertEqual(ma[h % "send_failed"], sa["send_failed"])
 
     def test_redis_killed_each_node_probes_alone(self):
         r = self.redis()

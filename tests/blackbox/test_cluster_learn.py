@@ -33,7 +33,7 @@ speed: waits poll for a state.
 import signal
 
 from harness import backmxctl, backmxctl_json, poll
-from test_cluster import RedisServer, resp
+from test_cluster import RedisServer, cluster_metrics, resp
 from test_learning import LearnTest
 from test_passthrough import closed_route
 
@@ -111,7 +111,7 @@ class TestSharedRecipients(ClusterLearnTest):
 
     def test_learned_at_a_holds_at_b(self):
         r = self.redis()
-        a, b, _, _ = self.two_nodes(r)
+        a, b, _, _ = self.two_nodes(r, metrics_listen="127.0.0.1:0")
         ru, rbad = self.attempt(a, ["u@" + CUST, "bad@" + CUST])
         self.assertReply(ru, 250)
         self.assertReply(rbad, 550, "5.1.1")
@@ -148,6 +148,17 @@ class TestSharedRecipients(ClusterLearnTest):
         self.assertEqual(s["rejected"], 0)
         text = backmxctl(b, "cluster", "status")
         self.assertIn("learned: shared recipients:", text)
+        # The same counts for Prometheus (docs/metrics.md).
+        ma, mb = cluster_metrics(self, a), cluster_metrics(self, b)
+        sa, s = self.status(a)["learned"], self.status(b)["learned"]
+        self.assertEqual(ma['backmx_cluster_learned_shared_total{record='
+                            '"recipient"}'], sa["recipients_shared"])
+        self.assertGreaterEqual(sa["recipients_shared"], 2)
+        self.assertEqual(mb['backmx_cluster_learned_found_total{record='
+                            '"recipient"}'], s["recipients_found"])
+        self.assertEqual(mb['backmx_cluster_learned_lookups_total{result='
+                            '"answered"}'], s["lookups"] - s["lookup_failed"])
+        self.assertEqual(mb["backmx_cluster_learned_rejected_total"], 0)
 
 
 class TestSharedLifecycle(ClusterLearnTest):
