@@ -13,10 +13,9 @@ What it saw: self.requests, one dict per connection: 'options', 'client'
 (the address), 'client_name' (after the CR, or None), 'helo', 'sender',
 'rcpts' [str], 'message' (bytes, as received).
 """
-import os
-import socket
-import tempfile
 import threading
+
+from unixserver import UnixServer
 
 
 def reply(result, rcpts=1, header=None):
@@ -28,48 +27,13 @@ def reply(result, rcpts=1, header=None):
     return out.encode()
 
 
-class FakeDccifd:
+class FakeDccifd(UnixServer):
 
     def __init__(self, answer=None):
+        super().__init__("backmx-dccifd-", "dccifd")
         self.answer = answer if answer is not None else reply("A")
-        self.dir = tempfile.mkdtemp(prefix="backmx-dccifd-")
-        self.path = os.path.join(self.dir, "dccifd")
         self.requests = []
         self.lock = threading.Lock()
-        self.held = []
-        self.sock = None
-
-    def start(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def stop(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in self.held:
-            try:
-                c.close()
-            except OSError:
-                pass
-        try:
-            os.unlink(self.path)
-            os.rmdir(self.dir)
-        except OSError:
-            pass
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,),
-                             daemon=True).start()
 
     @staticmethod
     def _lines(data):

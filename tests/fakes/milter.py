@@ -18,59 +18,26 @@ What it saw: self.conns, one dict per connection: 'macros' {name: value},
 'connect', 'helo', 'mail', 'rcpts', 'headers' [(name, value)], 'body',
 'commands' (the command letters in order).
 """
-import os
-import socket
 import struct
-import tempfile
 import threading
 import time
 
+from unixserver import UnixServer
 
-class FakeMilter:
+
+class FakeMilter(UnixServer):
 
     def __init__(self, replies=None, eom_actions=(), version=6,
                  actions=0x31, steps=0):
+        super().__init__("backmx-milter-", "milter.sock")
         self.replies = dict(replies or {})
         self.eom_actions = list(eom_actions)
         self.version = version
         self.actions = actions
         self.steps = steps
-        self.dir = tempfile.mkdtemp(prefix="backmx-milter-")
-        self.path = os.path.join(self.dir, "milter.sock")
         self.spec = "unix:" + self.path
         self.conns = []
         self.lock = threading.Lock()
-        self.sock = None
-        self._stop = False
-
-    def start(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def stop(self):
-        self._stop = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-
-    # -- the server -------------------------------------------------------
-
-    def _accept(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,),
-                             daemon=True).start()
 
     @staticmethod
     def _recv(c, n):
