@@ -221,14 +221,10 @@ static void
 rcpt_key(const char *rcpt, char *out)
 {
 	static const char x[] = "0123456789abcdef";
-	static EVP_MD *md;	/* fetched once: EVP_sha256() fetched it
-				 * again at every call (docs/bulk.md §5) */
 	unsigned char sum[EVP_MAX_MD_SIZE];
 	unsigned int n = 0, i;
 
-	if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
-		panic("bulk: SHA-256 unavailable");
-	if (EVP_Digest(rcpt, strlen(rcpt), sum, &n, md, NULL) != 1)
+	if (EVP_Digest(rcpt, strlen(rcpt), sum, &n, bulk_sha256(), NULL) != 1)
 		panic("bulk: SHA-256 failed");
 	for (i = 0; i < 16; i++) {
 		out[2 * i] = x[sum[i] >> 4];

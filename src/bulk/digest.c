@@ -94,11 +94,6 @@ struct bulk_walk {
 	uint32_t	b64acc;
 	int		b64bits;
 
-	/* SHA-256, fetched once per walk: EVP_sha256() at every start
-	 * made OpenSSL 3 fetch it again, a fifth of a short message's
-	 * work (docs/bulk.md §5). */
-	EVP_MD		*md;
-
 	/* the body digest */
 	EVP_MD_CTX	*body;
 	unsigned char	bodybuf[BODY_BUF];
@@ -198,6 +193,21 @@ hex128(const unsigned char *sum, char *out)
 		out[2 * i + 1] = x[sum[i] & 15];
 	}
 	out[BULK_HEX_LEN] = '\0';
+}
+
+/*
+ * SHA-256 for the detector (the digests and the recipient keys), fetched
+ * once for the process: EVP_sha256() made OpenSSL 3 fetch it again at
+ * every use, a fifth of a short message's walk (docs/bulk.md §5).
+ */
+const EVP_MD *
+bulk_sha256(void)
+{
+	static EVP_MD *md;
+
+	if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		panic("bulk: SHA-256 unavailable");
+	return md;
 }
 
 /* A context started with the digest's own tag, so that two kinds (and two
@@ -1248,8 +1258,6 @@ bulk_walk_new(void)
 	if ((w->body = EVP_MD_CTX_new()) == NULL ||
 	    (w->letters = EVP_MD_CTX_new()) == NULL)
 		fatal("bulk: out of memory");
-	if ((w->md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
-		panic("bulk: SHA-256 unavailable");
 	if (tok_class['a'] == 0)
 		tok_class_init();
 	bulk_walk_reset(w);
@@ -1260,15 +1268,13 @@ void
 bulk_walk_reset(struct bulk_walk *w)
 {
 	EVP_MD_CTX *b = w->body, *l = w->letters;
-	EVP_MD *md = w->md;
 	size_t i;
 
 	memset(w, 0, sizeof(*w));
 	w->body = b;
 	w->letters = l;
-	w->md = md;
-	ctx_start(w->body, w->md, "body");
-	ctx_start(w->letters, w->md, "letters");
+	ctx_start(w->body, bulk_sha256(), "body");
+	ctx_start(w->letters, bulk_sha256(), "letters");
 	for (i = 0; i < SHINGLES; i++)
 		w->minh[i] = UINT32_MAX;
 	w->top = 1;
@@ -1351,7 +1357,6 @@ bulk_walk_free(struct bulk_walk *w)
 		return;
 	EVP_MD_CTX_free(w->body);
 	EVP_MD_CTX_free(w->letters);
-	EVP_MD_free(w->md);
 	free(w);
 }
 
