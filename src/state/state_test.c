@@ -355,6 +355,55 @@ test_bulk_many(void **state)
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 }
 
+/* The rows a message's copies read again are answered from memory: never
+ * one the database no longer holds. A sweep deletes what expired before
+ * its time; read again with an earlier clock (the wall clock stepped
+ * back), the store must not find them. */
+static void
+test_bulk_cache(void **state)
+{
+	struct fx *f = *state;
+	struct state_bulk row, out;
+	const char *dg[1] = { "c1" };
+	int64_t gen[1] = { 100 };
+	int found, seen;
+	size_t del;
+
+	memset(&row, 0, sizeof(row));
+	strcpy(row.digest, "c1");
+	row.count = 1;
+	row.first_seen = 100;
+	row.expires = 1000;
+	assert_int_equal(state_bulk_put_many(f->st, &row, 1), 0);
+	assert_int_equal(state_bulk_rcpt_put_many(f->st, "r1", dg, gen, 1,
+	    1000), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_get_many(f->st, dg, 1, 500, &out,
+	    &found), 0);
+	assert_int_equal(found, 1);
+	assert_int_equal(state_bulk_rcpt_seen(f->st, "r1", dg, gen, 1, 900,
+	    &seen), 0);
+	assert_int_equal(seen, 2);
+
+	assert_int_equal(state_sweep(f->st, 5000, 64, &del), 0);
+	assert_int_equal(del, 2);
+	assert_int_equal(state_bulk_get_many(f->st, dg, 1, 500, &out,
+	    &found), 0);
+	assert_int_equal(found, 0);
+	assert_int_equal(state_bulk_rcpt_seen(f->st, "r1", dg, gen, 1, 900,
+	    &seen), 0);
+	assert_int_equal(seen, 0);
+
+	/* Written again, it is found again, from the store and then from
+	 * memory alike. */
+	assert_int_equal(state_bulk_put_many(f->st, &row, 1), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_get_many(f->st, dg, 1, 500, &out,
+	    &found), 0);
+	assert_int_equal(found, 1);
+	assert_int_equal(out.count, 1);
+}
+
 /* The operator's bulk allow entries: a table of their own, the
  * greylist's forms. */
 static void
@@ -1019,6 +1068,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bulk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bulk_many, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_cache, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_bulk_allow, setup,
 		    teardown),
