@@ -4,7 +4,6 @@
  */
 #include "bulk.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,17 +219,7 @@ bulk_tx_allowed(const struct bulk *b, struct state *st,
 static void
 rcpt_key(const char *rcpt, char *out)
 {
-	static const char x[] = "0123456789abcdef";
-	unsigned char sum[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
-
-	if (EVP_Digest(rcpt, strlen(rcpt), sum, &n, bulk_sha256(), NULL) != 1)
-		panic("bulk: SHA-256 failed");
-	for (i = 0; i < 16; i++) {
-		out[2 * i] = x[sum[i] >> 4];
-		out[2 * i + 1] = x[sum[i] & 15];
-	}
-	out[32] = '\0';
+	bulk_hash_hex(rcpt, strlen(rcpt), out);
 }
 
 _Static_assert(BULK_NDIGEST <= STATE_BULK_MANY,

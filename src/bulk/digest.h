@@ -67,9 +67,8 @@ void		 bulk_walk_feed(struct bulk_walk *, const char *, size_t);
 void		 bulk_walk_finish(struct bulk_walk *, struct bulk_digests *);
 void		 bulk_walk_free(struct bulk_walk *);
 
-/* SHA-256, fetched once for the process (an EVP_MD). */
-struct evp_md_st;
-const struct evp_md_st *bulk_sha256(void);
+/* p[0..n-1]'s SHA-256, its first 128 bits in hex (BULK_HEX_LEN + 1). */
+void		 bulk_hash_hex(const void *p, size_t n, char *hex);
 
 /* "body", "letters", "shingle". */
 const char	*bulk_kind_name(int kind);
