@@ -137,7 +137,8 @@ struct bulk_walk {
 
 	/* lines of words: salutations */
 	int		lstate;		/* enum lstate */
-	char		hold[HOLD_WORDS][WORD_MAX + 1];
+	char		hold[HOLD_WORDS][WORD_MAX];
+	size_t		holdlen[HOLD_WORDS];
 	size_t		nhold;
 
 	/* letters and shingles */
@@ -386,7 +387,7 @@ word_out(struct bulk_walk *w, const char *p, size_t n)
  * mailers put the recipient's name there.
  */
 static int
-is_greeting(const char *wd)
+is_greeting(const char *wd, size_t n)
 {
 	static const char *const g[] = { "dear", "dearest", "hello", "hi",
 	    "hey", "greetings", "good", "attention", "attn", "howdy",
@@ -394,10 +395,10 @@ is_greeting(const char *wd)
 	    "ciao", "mr", "mrs", "ms", "dr", NULL };
 	int i;
 
-	if (strlen(wd) > 9)	/* "greetings", the longest */
+	if (n > 9)	/* "greetings", the longest */
 		return 0;
 	for (i = 0; g[i] != NULL; i++)
-		if (strcmp(wd, g[i]) == 0)
+		if (strncmp(wd, g[i], n) == 0 && g[i][n] == '\0')
 			return 1;
 	return 0;
 }
@@ -408,7 +409,7 @@ hold_flush(struct bulk_walk *w)
 	size_t i;
 
 	for (i = 0; i < w->nhold; i++)
-		word_out(w, w->hold[i], strlen(w->hold[i]));
+		word_out(w, w->hold[i], w->holdlen[i]);
 	w->nhold = 0;
 }
 
@@ -417,9 +418,9 @@ line_word(struct bulk_walk *w, const char *p, size_t n)
 {
 	switch (w->lstate) {
 	case L_START:
-		memcpy(w->hold[0], p, n);
-		w->hold[0][n] = '\0';
-		if (is_greeting(w->hold[0])) {
+		if (is_greeting(p, n)) {
+			memcpy(w->hold[0], p, n);
+			w->holdlen[0] = n;
 			w->nhold = 1;
 			w->lstate = L_HOLD;
 			return;
@@ -430,8 +431,7 @@ line_word(struct bulk_walk *w, const char *p, size_t n)
 	case L_HOLD:
 		if (w->nhold < HOLD_WORDS) {
 			memcpy(w->hold[w->nhold], p, n);
-			w->hold[w->nhold][n] = '\0';
-			w->nhold++;
+			w->holdlen[w->nhold++] = n;
 			return;
 		}
 		hold_flush(w);
@@ -1305,6 +1305,16 @@ bulk_walk_feed(struct bulk_walk *w, const char *buf, size_t len)
 	while (len > 0 && !w->done) {
 		nl = memchr(buf, '\n', len);
 		n = nl != NULL ? (size_t)(nl - buf) : len;
+		if (nl != NULL && w->linelen == 0 && !w->line_cont &&
+		    n <= WALK_LINE_MAX) {
+			/* A whole line in this piece: read where it is, as
+			 * line_add() would have had it in one go. */
+			line_out(w, buf, n > 0 && buf[n - 1] == '\r' ? n - 1 :
+			    n, 1);
+			buf += n + 1;
+			len -= n + 1;
+			continue;
+		}
 		line_add(w, buf, n);
 		if (nl != NULL) {
 			/* CR LF or LF ends a line; a CR elsewhere is text. */
