@@ -352,12 +352,6 @@ word_out(struct bulk_walk *w, const char *p, size_t n)
 		w->lettersbuflen += take;
 		w->letters_n += take;
 	}
-	if (w->nwords >= SHINGLE_WORDS) {
-		/* Both digests have what they take: the rest of the part
-		 * feeds the body digest only. */
-		w->tok_done = w->letters_n >= BULK_LETTERS_MAX;
-		return;
-	}
 	h = word_hash(p, n);
 	if (w->nwords >= 2) {
 		/* Order matters within a 3-gram: rotate before mixing. */
@@ -378,7 +372,11 @@ word_out(struct bulk_walk *w, const char *p, size_t n)
 	}
 	w->w2 = w->w1;
 	w->w1 = h;
-	w->nwords++;
+	/* The words end where either digest is full, a place no white space
+	 * and no markup moves: the rest of the part feeds the body digest
+	 * only. */
+	if (++w->nwords >= SHINGLE_WORDS || w->letters_n >= BULK_LETTERS_MAX)
+		w->tok_done = 1;
 }
 
 /*
@@ -739,6 +737,8 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 static void
 tok_end(struct bulk_walk *w)
 {
+	if (w->tok_done)
+		return;		/* a word the bound cut stays out */
 	if (w->c2) {
 		w->c2 = 0;
 		tok_octet(w, 0xc2);
@@ -871,6 +871,21 @@ body_flush(struct bulk_walk *w)
 	w->bodybuflen = 0;
 }
 
+/*
+ * Has every digest what it reads? The body its BULK_BODY_MAX octets, and
+ * the words their BULK_LETTERS_MAX letters or SHINGLE_WORDS words (or the
+ * first text part is over): then the walk stops, as it does at
+ * BULK_TEXT_MAX octets of text whatever the digests have (markup with
+ * little text, text without letters). Only the first stop depends on the
+ * content; the second bounds the work.
+ */
+static void
+walk_full(struct bulk_walk *w)
+{
+	if (w->body_n >= BULK_BODY_MAX && (w->tok_done || w->first_done))
+		w->done = 1;
+}
+
 static void
 text_byte(struct bulk_walk *w, unsigned char c)
 {
@@ -878,18 +893,20 @@ text_byte(struct bulk_walk *w, unsigned char c)
 		return;
 	if (++w->text_octets == BULK_TEXT_MAX)
 		w->done = 1;	/* this octet is the last one read */
-	if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+	if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n') &&
+	    w->body_n < BULK_BODY_MAX) {
 		w->bodybuf[w->bodybuflen++] = c;
 		w->body_n++;
 		if (w->bodybuflen == sizeof(w->bodybuf))
 			body_flush(w);
 	}
-	if (!w->first_text || w->tok_done)
-		return;
-	if (w->html)
-		html_byte(w, c);
-	else
-		tok_byte(w, c == '\r' ? ' ' : c);
+	if (w->first_text && !w->tok_done) {
+		if (w->html)
+			html_byte(w, c);
+		else
+			tok_byte(w, c == '\r' ? ' ' : c);
+	}
+	walk_full(w);
 }
 
 /* The octets the body digest drops, as a bit mask. */
@@ -900,14 +917,18 @@ text_byte(struct bulk_walk *w, unsigned char c)
 static void
 body_octets(struct bulk_walk *w, const char *p, size_t n)
 {
-	size_t i, len = w->bodybuflen, kept = 0, keep, take;
+	size_t i, len = w->bodybuflen, kept = 0, keep, take, room;
 	unsigned char c;
 
 	w->text_octets += n;
+	if (w->body_n >= BULK_BODY_MAX)
+		return;
 	/* A line without white space (a long word, an encoded blob) is
 	 * kept whole: three vectorised scans, then copies. */
 	if (memchr(p, ' ', n) == NULL && memchr(p, '\t', n) == NULL &&
 	    memchr(p, '\r', n) == NULL) {
+		if (n > BULK_BODY_MAX - w->body_n)
+			n = BULK_BODY_MAX - w->body_n;
 		w->body_n += n;
 		while (n > 0) {
 			take = buf_append(w->bodybuf, sizeof(w->bodybuf),
@@ -926,7 +947,8 @@ body_octets(struct bulk_walk *w, const char *p, size_t n)
 	 * stored, the next overwrites it unless it was kept (docs/bulk.md
 	 * §5).
 	 */
-	for (i = 0; i < n; i++) {
+	room = BULK_BODY_MAX - w->body_n;
+	for (i = 0; i < n && kept < room; i++) {
 		c = (unsigned char)p[i];
 		w->bodybuf[len] = c;
 		keep = !(c <= ' ' && (WHITE >> (c & 63) & 1));
@@ -953,6 +975,7 @@ text_end(struct bulk_walk *w)
 		tok_end(w);
 		w->first_text = 0;
 		w->first_done = 1;
+		walk_full(w);
 	}
 }
 
@@ -1262,6 +1285,7 @@ line_out(struct bulk_walk *w, const char *p, size_t n, int eol)
 				w->done = 1;
 			else if (eol)
 				text_byte(w, '\n');
+			walk_full(w);
 			return;
 		}
 		for (i = 0; i < n && !w->done; i++)

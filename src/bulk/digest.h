@@ -14,10 +14,13 @@
  *            BULK_BANDS bands of BULK_BAND_ROWS hashes, each band one
  *            digest: a copy with a sentence changed still shares a band.
  *
- * Every digest reads the first BULK_TEXT_MAX octets of decoded text, no
- * more: memory per walk is fixed (struct bulk_walk, about 4 KiB) and so is
- * the work, whatever the message's size; the rest of the message is not
- * looked at (docs/bulk.md §2, "Bounds"). Exposed to
+ * Each digest reads a fixed amount: body its first BULK_BODY_MAX octets
+ * that are not white space, letters and shingles the first text part up to
+ * its BULK_LETTERS_MAX-th letter or SHINGLE_WORDS-th word; the walk stops
+ * once all have what they read, and at BULK_TEXT_MAX octets of decoded
+ * text in any case. Memory per walk is fixed (struct bulk_walk, about
+ * 4 KiB) and so is the work, whatever the message's size; the rest of the
+ * message is not looked at (docs/bulk.md §2, "Bounds"). Exposed to
  * peer bytes, split anywhere (fuzz/fuzz_bulk.c). Owner: the session that
  * made it.
  */
@@ -28,8 +31,9 @@
 #include <stdint.h>
 
 #define BULK_MIME_DEPTH		3	/* nested multiparts followed */
-#define BULK_TEXT_MAX		(8 * 1024)	/* decoded text octets read */
-#define BULK_LETTERS_MAX	4096	/* letters hashed into "letters" */
+#define BULK_TEXT_MAX		(16 * 1024)	/* decoded text octets read, at most */
+#define BULK_BODY_MAX		(4 * 1024)	/* non-white octets in "body" */
+#define BULK_LETTERS_MAX	2048	/* letters hashed into "letters" */
 #define BULK_BANDS		4	/* shingle bands, one digest each */
 #define BULK_BAND_ROWS		6	/* min-hashes per band */
 #define BULK_NDIGEST		(2 + BULK_BANDS)

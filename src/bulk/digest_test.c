@@ -503,33 +503,51 @@ test_entities(void **st)
 	assert_string_equal(a.d[1].hex, b.d[1].hex);
 }
 
-/* The digests read the first BULK_TEXT_MAX octets of text and nothing
- * after: a tail that differs changes nothing, a head that does changes
- * the body digest. */
+/* m (size sz) filled with a header and copies of line: its length. */
+static size_t
+long_message(char *m, size_t sz, const char *line)
+{
+	size_t n, ll = strlen(line);
+
+	n = (size_t)snprintf(m, sz, "Subject: long\r\n\r\n");
+	for (; n + ll < sz; n += ll)
+		memcpy(m + n, line, ll);
+	return n;
+}
+
+/*
+ * Each digest reads what it needs and the walk stops there: prose fills
+ * the body's BULK_BODY_MAX octets and the letters' BULK_LETTERS_MAX well
+ * before BULK_TEXT_MAX octets of text, and a tail that differs changes
+ * nothing, a head that does changes the body digest. Text without
+ * letters never fills the words: BULK_TEXT_MAX bounds it.
+ */
 static void
 test_text_bound(void **st)
 {
-	static const char line[] = "All work and no play makes Jack a dull "
-	    "boy, all work and no play makes him dull.\r\n";
 	static char m[3 * BULK_TEXT_MAX];
 	struct bulk_digests a, b, c;
-	size_t n, hdr, i, ll = sizeof(line) - 1;
+	size_t n, i;
 
 	(void)st;
-	hdr = (size_t)snprintf(m, sizeof(m), "Subject: long\r\n\r\n");
-	for (n = hdr; n + ll < sizeof(m); n += ll)
-		memcpy(m + n, line, ll);
+	n = long_message(m, sizeof(m), "All work and no play makes Jack a "
+	    "dull boy, all work and no play makes him dull.\r\n");
 	digests_of(m, n, &a);
-	assert_int_equal(a.text_octets, BULK_TEXT_MAX);
-	/* Decoded text is the lines without their CR: raw octet
-	 * BULK_TEXT_MAX + 1000 is past the bound, - 1000 before it. */
-	memcpy(m + hdr + BULK_TEXT_MAX + 1000, "XYZ", 3);
+	assert_true(a.text_octets > BULK_BODY_MAX);
+	assert_true(a.text_octets < BULK_TEXT_MAX / 2);
+	memcpy(m + a.text_octets + 1000, "XYZ", 3);
 	digests_of(m, n, &b);
 	for (i = 0; i < BULK_NDIGEST; i++)
 		assert_string_equal(a.d[i].hex, b.d[i].hex);
-	memcpy(m + hdr + BULK_TEXT_MAX - 1000, "XYZ", 3);
+	memcpy(m + 1000, "XYZ", 3);
 	digests_of(m, n, &c);
 	assert_string_not_equal(a.d[0].hex, c.d[0].hex);
+
+	n = long_message(m, sizeof(m), "1234 5678 9012 3456 7890 1234 5678 "
+	    "9012 3456 7890 - 1234 5678 9012 3456\r\n");
+	digests_of(m, n, &a);
+	assert_int_equal(a.text_octets, BULK_TEXT_MAX);
+	assert_false(a.d[1].valid);	/* no letters */
 }
 
 static void
