@@ -472,11 +472,12 @@ def part_cost(binary, rounds):
     out = []
     try:
         for sessions in (10, 50):
-            # Enough messages that a run lasts about a second: 1000 1 KB
+            # Enough messages that a run lasts over a second: 1000 1 KB
             # messages were over in a fifth of one, and their rates moved
-            # by 2x from run to run.
-            for size_name, size, count in (("1KB", 1024, 5000),
-                                           ("100KB", 102400, 2000)):
+            # by 2x from run to run; at 0.7 s a run, a median of 11 still
+            # moved by 0.1.
+            for size_name, size, count in (("1KB", 1024, 10000),
+                                           ("100KB", 102400, 4000)):
                 cell = {"sessions": sessions, "size": size_name,
                         "on": [], "off": []}
                 for r in range(rounds):
@@ -504,6 +505,15 @@ def part_cost(binary, rounds):
                     cell[key + "_ratio_on_off"] = round(
                         on[len(on) // 2] / off[len(off) // 2], 3) \
                         if on and off else None
+                    # Each round's on over the same round's off, then
+                    # the median: the machine's drift over a cell (its
+                    # rates move by 20 % in a minute) falls out of each
+                    # pair, which ran back to back.
+                    pairs = sorted(a[key] / b[key] for a, b in
+                                   zip(cell["on"], cell["off"])
+                                   if a[key] and b[key])
+                    cell[key + "_ratio_paired"] = round(
+                        pairs[len(pairs) // 2], 3) if pairs else None
                 out.append(cell)
     finally:
         server.stop()
