@@ -105,14 +105,6 @@ struct pending {
 	const char	**rcptp;
 };
 
-static int64_t
-int_of(const redisReply *r)
-{
-	if (r->type == REDIS_REPLY_INTEGER)
-		return (int64_t)r->integer;
-	return -1;
-}
-
 int
 cluster_parse_bulk(const redisReply *reply, struct cluster_bulk_answer *a,
     size_t n)
@@ -124,7 +116,8 @@ cluster_parse_bulk(const redisReply *reply, struct cluster_bulk_answer *a,
 		return -1;
 	for (i = 0; i < n; i++) {
 		for (k = 0; k < 3; k++)
-			if ((v[k] = int_of(reply->element[3 * i + k])) < 0)
+			if ((v[k] = redis_reply_int(reply->element[3 * i + k],
+			    0)) < 0)
 				return -1;
 		if (v[0] > UINT32_MAX || v[1] > 1)
 			return -1;

@@ -288,16 +288,6 @@ cluster_script(struct cluster *cl, size_t script, int nkeys, int argc,
 	    arg);
 }
 
-static int64_t
-int_of(const redisReply *r)
-{
-	if (r->type == REDIS_REPLY_INTEGER)
-		return (int64_t)r->integer;
-	if (r->type == REDIS_REPLY_STRING && r->str != NULL)
-		return strtoll(r->str, NULL, 10);
-	return -1;
-}
-
 const char *
 cluster_prefix(const struct cluster *cl)
 {
@@ -403,7 +393,7 @@ cluster_parse_grey(const redisReply *reply, struct state_triplet *t,
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != GREY_FIELDS)
 		return -1;
 	for (i = 0; i < GREY_FIELDS; i++)
-		if ((v[i] = int_of(reply->element[i])) < 0)
+		if ((v[i] = redis_reply_int(reply->element[i], 1)) < 0)
 			return -1;
 	if (v[0] > CLUSTER_GREY_NET_ALLOWED || v[5] > UINT32_MAX ||
 	    v[6] > UINT32_MAX || v[7] > UINT32_MAX)
@@ -436,7 +426,7 @@ cluster_parse_nodes(const redisReply *reply, struct cluster_node *out,
 			continue;
 		str_ncopy(out[n].name, sizeof(out[n].name), name->str,
 		    name->len);
-		out[n++].beat = int_of(reply->element[i + 1]);
+		out[n++].beat = redis_reply_int(reply->element[i + 1], 1);
 	}
 	return n;
 }

@@ -16,6 +16,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "bulkshare.h"
 #include "config.h"
 
 static void
@@ -182,6 +183,56 @@ no_rcpt(const char *head)
 	freeReplyObject(rep);
 }
 
+/*
+ * Numbers in the scripts' answers (peer bytes): the greylist's and the
+ * nodes' may come as integers or as a hash field's digits, and digits
+ * are all a string may hold; the bulk answer is integers only.
+ */
+static void
+test_reply_numbers(void **state)
+{
+	static const char grey[] = "*10\r\n:0\r\n:1\r\n:2\r\n:3\r\n"
+	    ":4\r\n:5\r\n:6\r\n:7\r\n:8\r\n";
+	struct state_triplet t;
+	struct state_net net;
+	struct cluster_node nodes[2];
+	struct cluster_bulk_answer a;
+	redisReply *rep;
+	char buf[256];
+	int act;
+
+	(void)state;
+	snprintf(buf, sizeof(buf), "%s$2\r\n90\r\n", grey);
+	rep = reply_of(buf);
+	assert_int_equal(cluster_parse_grey(rep, &t, &net, &act), 0);
+	assert_int_equal(net.expires, 90);
+	freeReplyObject(rep);
+	/* strtoll() read "90abc" as 90. */
+	snprintf(buf, sizeof(buf), "%s$5\r\n90abc\r\n", grey);
+	rep = reply_of(buf);
+	assert_int_equal(cluster_parse_grey(rep, &t, &net, &act), -1);
+	freeReplyObject(rep);
+	snprintf(buf, sizeof(buf), "%s$3\r\n-90\r\n", grey);
+	rep = reply_of(buf);
+	assert_int_equal(cluster_parse_grey(rep, &t, &net, &act), -1);
+	freeReplyObject(rep);
+
+	rep = reply_of("*4\r\n$2\r\nn1\r\n$4\r\n1700\r\n"
+	    "$2\r\nn2\r\n$4\r\n17x0\r\n");
+	assert_int_equal(cluster_parse_nodes(rep, nodes, 2), 2);
+	assert_int_equal(nodes[0].beat, 1700);
+	assert_true(nodes[1].beat < 0);
+	freeReplyObject(rep);
+
+	rep = reply_of("*3\r\n:5\r\n:0\r\n:0\r\n");
+	assert_int_equal(cluster_parse_bulk(rep, &a, 1), 0);
+	assert_int_equal(a.count, 5);
+	freeReplyObject(rep);
+	rep = reply_of("*3\r\n$1\r\n5\r\n:0\r\n:0\r\n");
+	assert_int_equal(cluster_parse_bulk(rep, &a, 1), -1);
+	freeReplyObject(rep);
+}
+
 /* The recipient's key, and the GET script's answer read back (peer
  * bytes: docs/cluster.md "Learned recipients and the domain lifecycle"). */
 static void
@@ -297,6 +348,7 @@ main(void)
 		cmocka_unit_test(test_health_msg),
 		cmocka_unit_test(test_learned),
 		cmocka_unit_test(test_sentinel_parsers),
+		cmocka_unit_test(test_reply_numbers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -846,6 +846,19 @@ redis_parse_num(const char *p, size_t len, int64_t *out)
 	return 0;
 }
 
+int64_t
+redis_reply_int(const redisReply *r, int strings)
+{
+	int64_t v;
+
+	if (r->type == REDIS_REPLY_INTEGER)
+		return (int64_t)r->integer;
+	if (strings && r->type == REDIS_REPLY_STRING && r->str != NULL &&
+	    redis_parse_num(r->str, r->len, &v) == 0)
+		return v;
+	return -1;
+}
+
 int
 redis_parse_addr(const char *host, size_t hostlen, const char *port,
     size_t portlen, char *out, size_t outsz, unsigned *port_out)

@@ -162,6 +162,10 @@ uint64_t	 redis_now_ms(void);
 void		 redis_arm(struct event *, unsigned ms);
 /* 1 to 18 digits (peer bytes): 0 and *out, or -1. */
 int		 redis_parse_num(const char *p, size_t len, int64_t *out);
+/* A reply's count or time (peer bytes): an integer reply, or with
+ * 'strings' also a string reply of 1 to 18 digits (a hash field's
+ * value). The value, negative when it is neither. */
+int64_t		 redis_reply_int(const struct redisReply *, int strings);
 
 /* An address a server named (peer bytes): an IPv4 or IPv6 literal that
  * is loopback or unicast (not unspecified, multicast or broadcast) and a
