@@ -93,26 +93,8 @@ class Redis(RedisServer):
         return out
 
 
-def sched_ns(pid, field=0):
-    """Summed over every thread of pid, from schedstat: field 0 the time
-    on a CPU, 1 the time runnable but waiting for one, ns (/proc/PID/stat
-    counts 10 ms ticks, too coarse for a few thousand RCPTs)."""
-    total = 0
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return 0
-    for t in tids:
-        try:
-            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
-                total += int(f.read().split()[field])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
 def cpu_ns(pid):
-    return sched_ns(pid, 0)
+    return R.sched_ns(pid, 0)
 
 
 def loop_ns(pid):
@@ -267,8 +249,8 @@ def start(server, redis, mode, dns, extra):
 def counters(server, redis, mode):
     c = {"cpu": cpu_ns(server.pid) / 1e9, "redis_cpu": redis.cpu(),
          "rss_kb": rss_kb(server.pid), "loop": loop_ns(server.pid) / 1e9,
-         "t": time.monotonic(), "runq": sched_ns(server.pid, 1) / 1e9,
-         "redis_runq": sched_ns(redis.proc.pid, 1) / 1e9,
+         "t": time.monotonic(), "runq": R.sched_ns(server.pid, 1) / 1e9,
+         "redis_runq": R.sched_ns(redis.proc.pid, 1) / 1e9,
          "cmd": redis.commandstats(), "status": ctl_json(server, "status")}
     if mode != "sqlite" and mode != "nogrey":
         c["cluster"] = ctl_json(server, "cluster", "status")
@@ -354,7 +336,7 @@ def accept_run(server, redis, mode, dns, extra, sessions, count):
             b = {"cpu": cpu_ns(server.pid) / 1e9, "rss_kb":
                  rss_kb(server.pid), "loop": loop_ns(server.pid) / 1e9,
                  "t": time.monotonic(), "status": ctl_json(server, "status"),
-                 "runq": sched_ns(server.pid, 1) / 1e9,
+                 "runq": R.sched_ns(server.pid, 1) / 1e9,
                  "cluster": ctl_json(server, "cluster", "status")}
             redis.proc.send_signal(signal.SIGCONT)
             stopped = False

@@ -200,6 +200,25 @@ def proc_stat(pid):
     return (ut + st) / CLK_TCK, (cut + cst) / CLK_TCK
 
 
+def sched_ns(pid, field=0):
+    """Summed over every thread of pid, from schedstat: field 0 the time
+    on a CPU, 1 the time runnable but waiting for one, ns (/proc/PID/stat
+    counts 10 ms ticks, too coarse for a few thousand RCPTs, or for the
+    400 1 KB messages of a --quick cell: 8 ticks)."""
+    total = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[field])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def proc_alive(pid):
     """True while pid exists and is not a zombie."""
     fields = _stat_fields(pid)
@@ -625,8 +644,10 @@ class Backmx:
         return self.proc.pid
 
     def cpu(self):
-        st = proc_stat(self.pid)
-        return st[0] + st[1] if st else 0.0
+        """Seconds on a CPU, every thread, to the nanosecond (schedstat;
+        Postfix's figure stays in ticks, as its exited daemons are only in
+        the master's cutime: at ~1 ms a message its ticks are enough)."""
+        return sched_ns(self.pid) / 1e9
 
     def mem(self):
         m = mem_of(self.pid)
