@@ -137,7 +137,6 @@ struct bulk_walk {
 
 	/* letters and shingles */
 	struct h128	letters;
-	size_t		lettersbuflen;
 	size_t		letters_n;
 	uint64_t	w1, w2;		/* the two previous words' hashes */
 	uint64_t	nwords;
@@ -160,7 +159,6 @@ struct bulk_walk {
 						 * past a full word */
 	char		host[HOST_MAX + 1];		/* hostlen */
 	char		hold[HOLD_WORDS][WORD_MAX];	/* holdlen */
-	unsigned char	lettersbuf[BODY_BUF];		/* lettersbuflen */
 };
 
 static void	text_byte(struct bulk_walk *, unsigned char);
@@ -335,13 +333,6 @@ bulk_hash_hex(const void *p, size_t n, char *hex)
 
 /* --- letters and shingles ----------------------------------------------- */
 
-static void
-letters_flush(struct bulk_walk *w)
-{
-	h128_add(&w->letters, w->lettersbuf, w->lettersbuflen);
-	w->lettersbuflen = 0;
-}
-
 /* One word of the first text part, salutations already dropped. */
 static void
 word_out(struct bulk_walk *w, const char *p, size_t n)
@@ -353,12 +344,7 @@ word_out(struct bulk_walk *w, const char *p, size_t n)
 		take = BULK_LETTERS_MAX - w->letters_n;
 		if (take > n)
 			take = n;
-		/* A word is a few octets: one hash update per word cost
-		 * more than the hashing (docs/bulk.md §5). */
-		if (w->lettersbuflen + take > sizeof(w->lettersbuf))
-			letters_flush(w);
-		memcpy(w->lettersbuf + w->lettersbuflen, p, take);
-		w->lettersbuflen += take;
+		h128_add(&w->letters, p, take);
 		w->letters_n += take;
 	}
 	h = word_hash(p, n);
@@ -926,27 +912,21 @@ text_byte(struct bulk_walk *w, unsigned char c)
 static void
 body_octets(struct bulk_walk *w, const char *p, size_t n)
 {
-	size_t i, len = w->bodybuflen, kept = 0, keep, take, room;
+	size_t i, len = w->bodybuflen, kept = 0, keep, room;
 	unsigned char c;
 
 	w->text_octets += n;
 	if (w->body_n >= BULK_BODY_MAX)
 		return;
 	/* A line without white space (a long word, an encoded blob) is
-	 * kept whole: three vectorised scans, then copies. */
+	 * kept whole: three vectorised scans, then hashed where it is. */
 	if (memchr(p, ' ', n) == NULL && memchr(p, '\t', n) == NULL &&
 	    memchr(p, '\r', n) == NULL) {
 		if (n > BULK_BODY_MAX - w->body_n)
 			n = BULK_BODY_MAX - w->body_n;
 		w->body_n += n;
-		while (n > 0) {
-			take = buf_append(w->bodybuf, sizeof(w->bodybuf),
-			    &w->bodybuflen, p, n);
-			p += take;
-			n -= take;
-			if (w->bodybuflen == sizeof(w->bodybuf))
-				body_flush(w);
-		}
+		body_flush(w);		/* what came before goes first */
+		h128_add(&w->body, p, n);
 		return;
 	}
 	/*
@@ -1391,9 +1371,9 @@ bulk_walk_reset(struct bulk_walk *w)
 }
 
 /*
- * A band's key. Its four 32-bit min-hashes are 128 bits already: they are
- * mixed with the band's number (two bijections, so distinct bands of one
- * band number never share a key), not hashed again. SHA-256 here, eight
+ * A band's key: its BULK_BAND_ROWS 32-bit min-hashes mixed down to 128
+ * bits, starting from the band's number (so two bands never share a
+ * key), not hashed again. SHA-256 here, eight
  * starts and ends, was a third of a short message's walk; and it bought
  * nothing: whoever wants a band of someone else's text has that text, and
  * can send copies of it (docs/bulk.md §2).
@@ -1401,7 +1381,8 @@ bulk_walk_reset(struct bulk_walk *w)
 static void
 band_key(int band, const uint32_t *m, char *hex)
 {
-	uint64_t a = 0x62616e6400000000ULL | (uint64_t)band, b = 0, v; /* "band" */
+	/* "band" and its number */
+	uint64_t a = 0x62616e6400000000ULL | (uint64_t)band, b = 0, v;
 	int k;
 
 	for (k = 0; k < BULK_BAND_ROWS; k += 2) {
@@ -1429,7 +1410,6 @@ bulk_walk_finish(struct bulk_walk *w, struct bulk_digests *out)
 		decode_eol(w);
 	text_end(w);
 	body_flush(w);
-	letters_flush(w);
 
 	memset(out, 0, sizeof(*out));
 	str_copy(out->subject, sizeof(out->subject), w->subject);
