@@ -1579,8 +1579,7 @@ static void
 bulk_cache_clear(struct state *st)
 {
 	if (st->bcache != NULL)
-		memset(st->bcache->row, 0, sizeof(st->bcache->row)),
-		memset(st->bcache->rcpt, 0, sizeof(st->bcache->rcpt));
+		memset(st->bcache, 0, sizeof(*st->bcache));
 }
 
 static void
@@ -1683,6 +1682,15 @@ bulk_row(sqlite3_stmt *s, struct state_bulk *b)
 	b->bulk_until = sqlite3_column_int64(s, 5);
 	b->expires = sqlite3_column_int64(s, 6);
 	col_text(s, 7, b->subject, sizeof(b->subject));
+}
+
+/* A recipient row of generation 'gen' living until 'expires', for one of
+ * 'want': state_bulk_rcpt_seen()'s answer. A row of another generation is
+ * a digest that expired and came back: it counts again. */
+static int
+rcpt_seen_of(int64_t gen, int64_t expires, int64_t want, int64_t fresh)
+{
+	return gen != want ? 0 : expires >= fresh ? 2 : 1;
 }
 
 /* The slot of 'digest' among digests[0..n-1], or -1. */
@@ -1826,8 +1834,7 @@ state_bulk_rcpt_seen(struct state *st, const char *rcpt,
 		if (digests[k] == NULL)
 			continue;
 		if (bcache_get_rcpt(st, digests[k], rcpt, &gen, &expires)) {
-			if (gen == gens[k])
-				seen[k] = expires >= fresh ? 2 : 1;
+			seen[k] = rcpt_seen_of(gen, expires, gens[k], fresh);
 			continue;
 		}
 		miss[k] = digests[k];
@@ -1844,10 +1851,7 @@ state_bulk_rcpt_seen(struct state *st, const char *rcpt,
 		gen = sqlite3_column_int64(s, 1);
 		expires = sqlite3_column_int64(s, 2);
 		bcache_put_rcpt(st, miss[i], rcpt, gen, expires);
-		/* A row of another generation is a digest that expired
-		 * and came back: it counts again. */
-		if (gen == gens[i])
-			seen[i] = expires >= fresh ? 2 : 1;
+		seen[i] = rcpt_seen_of(gen, expires, gens[i], fresh);
 	}
 	return get_done(st, s, rc, "bulk_rcpt_get") == -1 ? -1 : 0;
 }
