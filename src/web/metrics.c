@@ -100,6 +100,20 @@ one(struct evbuffer *b, const char *family, const char *type,
 	evbuffer_add_printf(b, P "%s %llu\n", family, (unsigned long long)v);
 }
 
+/* A family of two or more series told apart by one label. */
+static void
+labelled(struct evbuffer *b, const char *family, const char *help,
+    const char *label, const char *const *values, const uint64_t *v,
+    size_t n)
+{
+	size_t i;
+
+	header(b, family, "counter", help);
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b, P "%s{%s=\"%s\"} %llu\n", family, label,
+		    values[i], (unsigned long long)v[i]);
+}
+
 static void
 counters(struct evbuffer *b)
 {
@@ -361,8 +375,10 @@ static void
 dns_counters(struct metrics *m, struct evbuffer *b)
 {
 	struct resolver_stats rs;
+	static const char *const dnsbl_results[] = { "listed", "not_listed",
+	    "error", "no_answer" };
 	struct dnsbl_stats ds;
-	uint64_t clean;
+	uint64_t clean, v[4];
 
 	resolver_stats(m->src.resolver, &rs);
 	one(b, "dns_queries_total", "counter", "DNS questions asked of "
@@ -385,15 +401,13 @@ dns_counters(struct metrics *m, struct evbuffer *b)
 	clean = ds.lookups - ds.listed - ds.errors - ds.failures;
 	if (clean > ds.lookups)
 		clean = 0;	/* lookups still in flight */
-	header(b, "dnsbl_lookups_total", "counter", "DNSBL zone lookups, by "
-	    "result (error: the list's own 127.255.255.x error answer; "
-	    "no_answer: a temporary failure)");
-	evbuffer_add_printf(b, P "dnsbl_lookups_total{result=\"listed\"} "
-	    "%llu\n" P "dnsbl_lookups_total{result=\"not_listed\"} %llu\n"
-	    P "dnsbl_lookups_total{result=\"error\"} %llu\n"
-	    P "dnsbl_lookups_total{result=\"no_answer\"} %llu\n",
-	    (unsigned long long)ds.listed, (unsigned long long)clean,
-	    (unsigned long long)ds.errors, (unsigned long long)ds.failures);
+	v[0] = ds.listed;
+	v[1] = clean;
+	v[2] = ds.errors;
+	v[3] = ds.failures;
+	labelled(b, "dnsbl_lookups_total", "DNSBL zone lookups, by result "
+	    "(error: the list's own 127.255.255.x error answer; no_answer: a "
+	    "temporary failure)", "result", dnsbl_results, v, 4);
 }
 
 static void
@@ -459,20 +473,6 @@ cluster_counters(struct evbuffer *b, const struct cluster_status *s)
 		    (unsigned long long)s->leases[i].taken, kinds[i],
 		    (unsigned long long)s->leases[i].lost, kinds[i],
 		    (unsigned long long)s->leases[i].alone);
-}
-
-/* A family of two or more series told apart by one label. */
-static void
-labelled(struct evbuffer *b, const char *family, const char *help,
-    const char *label, const char *const *values, const uint64_t *v,
-    size_t n)
-{
-	size_t i;
-
-	header(b, family, "counter", help);
-	for (i = 0; i < n; i++)
-		evbuffer_add_printf(b, P "%s{%s=\"%s\"} %llu\n", family, label,
-		    values[i], (unsigned long long)v[i]);
 }
 
 /*
