@@ -8,13 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "allow.h"
 #include "bulkshare.h"
 #include "config.h"
-#include "dname.h"
 #include "domains.h"
 #include "log.h"
-#include "ranges.h"
-#include "sockaddr.h"
 #include "state.h"
 #include "str.h"
 #include "xmem.h"
@@ -22,23 +20,10 @@
 /* Shingle bands that must be bulk together for the message to be. */
 #define BULK_SHINGLE_BANDS_BULK	2
 
-struct bulk_net {
-	uint8_t		addr[16];
-	unsigned	prefix;
-};
-
-/* One allow list: networks (clients) or names ("domain" or "l@domain"). */
-struct bulk_list {
-	struct bulk_net	*nets;
-	size_t		 nnets;
-	char		**names;
-	size_t		 nnames;
-};
-
 struct bulk {
-	struct bulk_list clients;
-	struct bulk_list senders;
-	struct bulk_list rcpts;
+	struct allow_list clients;	/* networks */
+	struct allow_list senders;	/* addresses and domains */
+	struct allow_list rcpts;
 	struct cluster	*cluster;	/* counts shared; NULL: this node's */
 };
 
@@ -58,101 +43,17 @@ struct bulk_ask {
 	void			*arg;
 };
 
-static int
-list_add(struct bulk_list *l, const char *key, const char *item, size_t len,
-    int clients, char *err, size_t errsz)
-{
-	char buf[512];
-	const char *at, *dom;
-
-	if (len >= sizeof(buf)) {
-		snprintf(err, errsz, "%s: entry too long", key);
-		return -1;
-	}
-	memcpy(buf, item, len);
-	buf[len] = '\0';
-	str_lower(buf);
-	if (clients) {
-		struct bulk_net n;
-
-		if (ranges_parse_prefix(buf, len, n.addr, &n.prefix) == -1) {
-			snprintf(err, errsz, "%s: bad address or network "
-			    "'%s'", key, buf);
-			return -1;
-		}
-		l->nets = xreallocarray(l->nets, l->nnets + 1, sizeof(n));
-		l->nets[l->nnets++] = n;
-		return 0;
-	}
-	at = strrchr(buf, '@');
-	dom = at != NULL ? at + 1 : buf;
-	if (at == buf || !dname_valid(dom, DNAME_UNDERSCORE)) {
-		snprintf(err, errsz, "%s: bad entry '%s'", key, buf);
-		return -1;
-	}
-	l->names = xreallocarray(l->names, l->nnames + 1, sizeof(char *));
-	l->names[l->nnames++] = xstrdup(buf);
-	return 0;
-}
-
-static int
-list_parse(struct bulk_list *l, const char *key, const char *v, int clients,
-    char *err, size_t errsz)
-{
-	size_t len;
-
-	for (; (len = str_list_next(&v)) > 0; v += len)
-		if (list_add(l, key, v, len, clients, err, errsz) == -1)
-			return -1;
-	return 0;
-}
-
-static void
-list_free(struct bulk_list *l)
-{
-	size_t i;
-
-	for (i = 0; i < l->nnames; i++)
-		free(l->names[i]);
-	free(l->names);
-	free(l->nets);
-}
-
-/* "local@domain" (lower case) against whole addresses and domains, a
- * domain covering its subdomains. */
-static int
-list_has_addr(const struct bulk_list *l, const char *a)
-{
-	const char *at = strrchr(a, '@'), *dom = at != NULL ? at + 1 : a;
-	size_t i, n = strlen(dom), e;
-
-	for (i = 0; i < l->nnames; i++) {
-		const char *x = l->names[i];
-
-		if (strchr(x, '@') != NULL) {
-			if (strcmp(x, a) == 0)
-				return 1;
-			continue;
-		}
-		e = strlen(x);
-		if (n == e ? strcmp(dom, x) == 0 : n > e &&
-		    dom[n - e - 1] == '.' && strcmp(dom + n - e, x) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 struct bulk *
 bulk_new(const struct config *c, char *err, size_t errsz)
 {
 	struct bulk *b = xcalloc(1, sizeof(*b));
 
-	if (list_parse(&b->clients, "bulk_allow_clients",
-	    c->bulk_allow_clients, 1, err, errsz) == -1 ||
-	    list_parse(&b->senders, "bulk_allow_senders",
-	    c->bulk_allow_senders, 0, err, errsz) == -1 ||
-	    list_parse(&b->rcpts, "bulk_allow_recipients",
-	    c->bulk_allow_recipients, 0, err, errsz) == -1) {
+	if (allow_parse(&b->clients, ALLOW_NETS, "bulk_allow_clients",
+	    c->bulk_allow_clients, err, errsz) == -1 ||
+	    allow_parse(&b->senders, ALLOW_ADDRS, "bulk_allow_senders",
+	    c->bulk_allow_senders, err, errsz) == -1 ||
+	    allow_parse(&b->rcpts, ALLOW_ADDRS, "bulk_allow_recipients",
+	    c->bulk_allow_recipients, err, errsz) == -1) {
 		bulk_free(b);
 		return NULL;
 	}
@@ -170,15 +71,29 @@ bulk_free(struct bulk *b)
 {
 	if (b == NULL)
 		return;
-	list_free(&b->clients);
-	list_free(&b->senders);
-	list_free(&b->rcpts);
+	allow_free(&b->clients);
+	allow_free(&b->senders);
+	allow_free(&b->rcpts);
 	free(b);
+}
+
+int
+bulk_rcpt_allowed(const struct bulk *b, const struct domain *dom,
+    const char *rcpt, const struct sockaddr *sa, const char *sender)
+{
+	const struct domain_allow *a = dom != NULL ? dom->bulk_allow : NULL;
+
+	if (allow_has_addr(&b->rcpts, rcpt))
+		return 1;
+	return a != NULL && (allow_has_addr(&a->rcpts, rcpt) ||
+	    allow_has_addr(&a->senders, sender) ||
+	    allow_has_ip(&a->clients, sa));
 }
 
 unsigned
 bulk_rcpt_policy(const struct bulk *b, const struct config *c,
-    const struct domain *dom, const char *rcpt)
+    const struct domain *dom, const char *rcpt, const struct sockaddr *sa,
+    const char *sender)
 {
 	unsigned t = c->bulk_threshold;
 
@@ -188,7 +103,8 @@ bulk_rcpt_policy(const struct bulk *b, const struct config *c,
 		t = (unsigned)dom->bulk_threshold;
 	/* RFC 2142 role addresses: a report of spam forwards the spam. */
 	if (strncmp(rcpt, "postmaster@", 11) == 0 ||
-	    strncmp(rcpt, "abuse@", 6) == 0 || list_has_addr(&b->rcpts, rcpt))
+	    strncmp(rcpt, "abuse@", 6) == 0 ||
+	    bulk_rcpt_allowed(b, dom, rcpt, sa, sender))
 		return 0;
 	return t;
 }
@@ -198,18 +114,10 @@ bulk_tx_allowed(const struct bulk *b, struct state *st,
     const struct sockaddr *sa, const char *sender)
 {
 	const char *at = strrchr(sender, '@');
-	uint8_t ip[16];
-	size_t i;
 
-	if (sender[0] != '\0' && list_has_addr(&b->senders, sender))
+	if (allow_has_addr(&b->senders, sender) ||
+	    allow_has_ip(&b->clients, sa))
 		return 1;
-	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-		sockaddr_bytes(sa, ip);
-		for (i = 0; i < b->clients.nnets; i++)
-			if (ranges_in_prefix(b->clients.nets[i].addr,
-			    b->clients.nets[i].prefix, ip))
-				return 1;
-	}
 	return st != NULL && state_bulk_allowed(st, sa, at != NULL ? at + 1 :
 	    NULL) == 1;
 }

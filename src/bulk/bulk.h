@@ -46,13 +46,20 @@ void		 bulk_free(struct bulk *);
 
 /*
  * The bulk policy of one recipient (lower case "local@domain") of a
- * customer domain: the threshold its copies count against, or 0 when it
- * is never counted (the detector or the domain's threshold off, an
- * allowed recipient, postmaster@ or abuse@). A transaction keeps one
- * policy: a recipient with another gets 452 4.5.3.
+ * customer domain, in a transaction from client 'sa' and envelope sender
+ * 'sender' (lower case, "" for <>): the threshold its copies count
+ * against, or 0 when it is never counted (the detector or the domain's
+ * threshold off, an allowed recipient, postmaster@ or abuse@). A
+ * transaction keeps one policy: a recipient with another gets 452 4.5.3.
  */
 unsigned	 bulk_rcpt_policy(const struct bulk *, const struct config *,
-		    const struct domain *, const char *rcpt);
+		    const struct domain *, const char *rcpt,
+		    const struct sockaddr *sa, const char *sender);
+/* The recipient is allowed: bulk_allow_recipients, or its domain's own
+ * bulk_allow_* list the recipient, the sender or the client. */
+int		 bulk_rcpt_allowed(const struct bulk *, const struct domain *,
+		    const char *rcpt, const struct sockaddr *sa,
+		    const char *sender);
 /* The whole transaction is allowed: its client or its envelope sender
  * (lower case, "" for <>) is on an allow list, bulk_allow_* or the
  * operator's in the state store (backmxctl bulk allow). A store error

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "allow.h"
 #include "config.h"
 #include "dname.h"
 #include "idna.h"
@@ -269,21 +270,19 @@ read_line(FILE *f, char *buf, size_t bufsz, size_t *len_out)
 }
 
 /*
- * One line of a recipients= file, trimmed, not blank, no comment: "local"
- * or "local@domain", checked as the path "<local@domain>" would be in a
- * RCPT TO, appended to r lower case. The domain part is after the last
+ * "local" or "local@domain" of 'domain' (a recipients= line, an item of
+ * bulk_allow_recipients=), checked as the path "<local@domain>" would be
+ * in a RCPT TO, into out lower case. The domain part is after the last
  * '@' unless a '"' follows it (then the '@' is in a quoted local part).
  */
 static int
-rcpts_add(struct dparse *p, struct domain_rcpts *r, size_t *noff,
-    size_t **off, size_t *offcap, const char *file, int line,
-    const char *domain, const char *s, size_t n)
+rcpt_canon(struct dparse *p, const char *file, int line, const char *domain,
+    const char *s, size_t n, char out[ADDR_PATH_MAX + 1])
 {
-	char path[DOMAINS_RCPT_LINE_MAX + DOMAIN_NAME_MAX + 8];
-	char out[ADDR_PATH_MAX + 1], e[96];
+	char path[DOMAINS_RCPT_LINE_MAX + DOMAIN_NAME_MAX + 8], e[96];
 	const char *at = NULL, *q;
 	struct mailaddr ma;
-	size_t llen = n, plen, consumed, olen;
+	size_t llen = n, plen, consumed;
 	enum addr_err ae;
 
 	for (q = s + n; q > s; q--)
@@ -303,6 +302,11 @@ rcpts_add(struct dparse *p, struct domain_rcpts *r, size_t *noff,
 		}
 	}
 	log_escape(e, sizeof(e), s, llen);
+	if (llen > DOMAINS_RCPT_LINE_MAX) {
+		rerr(p, file, line, "bad local part '%s': %s", e,
+		    addr_strerror(ADDR_ERR_PATH_TOO_LONG));
+		return -1;
+	}
 	plen = (size_t)snprintf(path, sizeof(path), "<%.*s@%s>", (int)llen, s,
 	    domain);
 	ae = addr_parse_path(path, plen, 0, &ma, &consumed);
@@ -314,17 +318,32 @@ rcpts_add(struct dparse *p, struct domain_rcpts *r, size_t *noff,
 		    addr_strerror(ae == ADDR_OK ? ADDR_ERR_SYNTAX : ae));
 		return -1;
 	}
-	if (*noff == DOMAINS_RCPTS_MAX) {
-		rerr(p, file, line, "more than %d addresses",
-		    DOMAINS_RCPTS_MAX);
-		return -1;
-	}
-	if (addr_format(&ma, out, sizeof(out)) == -1) {
+	if (addr_format(&ma, out, ADDR_PATH_MAX + 1) == -1) {
 		rerr(p, file, line, "bad local part '%s': %s", e,
 		    addr_strerror(ADDR_ERR_PATH_TOO_LONG));
 		return -1;
 	}
 	str_lower(out);
+	return 0;
+}
+
+/* One line of a recipients= file, trimmed, not blank, no comment,
+ * appended to r (rcpt_canon()). */
+static int
+rcpts_add(struct dparse *p, struct domain_rcpts *r, size_t *noff,
+    size_t **off, size_t *offcap, const char *file, int line,
+    const char *domain, const char *s, size_t n)
+{
+	char out[ADDR_PATH_MAX + 1];
+	size_t olen;
+
+	if (rcpt_canon(p, file, line, domain, s, n, out) == -1)
+		return -1;
+	if (*noff == DOMAINS_RCPTS_MAX) {
+		rerr(p, file, line, "more than %d addresses",
+		    DOMAINS_RCPTS_MAX);
+		return -1;
+	}
 	olen = strlen(out) + 1;
 	if (r->len + olen > r->cap) {
 		while (r->len + olen > r->cap)
@@ -475,11 +494,70 @@ parse_threshold(struct dparse *p, struct domain *dom, const char *v,
 /* The options of a domain line, each allowed once. */
 enum { OPT_ROUTE, OPT_MX_CHECK, OPT_ACCEPT_UNVERIFIED,
     OPT_PASSTHROUGH_FILTERS, OPT_RECIPIENTS, OPT_FORWARD_CLIENT,
-    OPT_BULK_THRESHOLD, OPT_N };
+    OPT_BULK_THRESHOLD, OPT_BULK_ALLOW_SENDERS, OPT_BULK_ALLOW_CLIENTS,
+    OPT_BULK_ALLOW_RECIPIENTS, OPT_N };
 static const char *const options[OPT_N] = {
 	"route", "mx_check", "accept_unverified", "passthrough_filters",
-	"recipients", "forward_client", "bulk_threshold"
+	"recipients", "forward_client", "bulk_threshold", "bulk_allow_senders",
+	"bulk_allow_clients", "bulk_allow_recipients"
 };
+
+static void
+allow_lists_free(struct domain_allow *a)
+{
+	if (a == NULL)
+		return;
+	allow_free(&a->senders);
+	allow_free(&a->clients);
+	allow_free(&a->rcpts);
+	free(a);
+}
+
+/*
+ * bulk_allow_senders=, bulk_allow_clients=, bulk_allow_recipients=: one
+ * of the domain's own bulk allow lists (docs/bulk.md §4), its items split
+ * by commas. A recipient is one of this domain's: "local" or
+ * "local@DOMAIN", as in a recipients= file.
+ */
+static int
+parse_allow(struct dparse *p, struct domain *dom, int o, const char *v,
+    size_t n)
+{
+	char err[256], addr[ADDR_PATH_MAX + 1], *buf;
+	const char *it;
+	struct domain_allow *a;
+	size_t len, items = 0;
+	int rc = 0;
+
+	if (dom->bulk_allow == NULL)
+		dom->bulk_allow = xcalloc(1, sizeof(*dom->bulk_allow));
+	a = dom->bulk_allow;
+	buf = xmalloc(n + 1);
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	err[0] = '\0';
+	for (it = buf; rc == 0 && (len = str_list_next(&it)) > 0; it += len) {
+		items++;
+		if (o == OPT_BULK_ALLOW_SENDERS)
+			rc = allow_add(&a->senders, ALLOW_ADDRS, options[o],
+			    it, len, err, sizeof(err));
+		else if (o == OPT_BULK_ALLOW_CLIENTS)
+			rc = allow_add(&a->clients, ALLOW_NETS, options[o],
+			    it, len, err, sizeof(err));
+		else if ((rc = rcpt_canon(p, p->name, p->line, dom->name, it,
+		    len, addr)) == 0)
+			rc = allow_add(&a->rcpts, ALLOW_ADDRS, options[o],
+			    addr, strlen(addr), err, sizeof(err));
+	}
+	free(buf);
+	if (rc == 0 && items == 0) {
+		snprintf(err, sizeof(err), "%s: empty", options[o]);
+		rc = -1;
+	}
+	if (rc == -1 && err[0] != '\0')
+		derr(p, "%s", err);
+	return rc;
+}
 
 /* Option 'w' (klen bytes, before its '=') with value v (vlen bytes) into
  * dom; 'seen' has a bit for each option given so far. */
@@ -512,6 +590,10 @@ parse_option(struct dparse *p, struct domain *dom, unsigned *seen,
 		return dom->rcpts != NULL ? 0 : -1;
 	case OPT_BULK_THRESHOLD:
 		return parse_threshold(p, dom, v, vlen);
+	case OPT_BULK_ALLOW_SENDERS:
+	case OPT_BULK_ALLOW_CLIENTS:
+	case OPT_BULK_ALLOW_RECIPIENTS:
+		return parse_allow(p, dom, o, v, vlen);
 	}
 	/* The others are yes or no. */
 	if (parse_yesno(p, options[o], v, vlen, &b) == -1)
@@ -606,12 +688,13 @@ parse_line(struct dparse *p, struct domains *d, const char *s, size_t n)
 		d->v = xreallocarray(d->v, d->cap, sizeof(d->v[0]));
 		d->line = xreallocarray(d->line, d->cap, sizeof(d->line[0]));
 	}
-	d->v[d->n] = dom;	/* d owns dom.rcpts from here */
+	d->v[d->n] = dom;	/* d owns its lists from here */
 	d->line[d->n] = p->line;
 	*slot = ++d->n;
 	return 0;
 fail:
 	rcpts_free(dom.rcpts);
+	allow_lists_free(dom.bulk_allow);
 	return -1;
 }
 
@@ -707,8 +790,10 @@ domains_free(struct domains *d)
 		d->refs--;
 		return;
 	}
-	for (i = 0; i < d->n; i++)
+	for (i = 0; i < d->n; i++) {
 		rcpts_free(d->v[i].rcpts);
+		allow_lists_free(d->v[i].bulk_allow);
+	}
 	free(d->v);
 	free(d->line);
 	free(d->slot);

@@ -16,6 +16,12 @@
  *     offers XFORWARD who the client is (docs/passthrough.md);
  *   bulk_threshold=N: the bulk detector's threshold for this domain's
  *     recipients (docs/bulk.md); 0 turns it off; unset, the global key;
+ *   bulk_allow_senders=LIST, bulk_allow_clients=LIST,
+ *     bulk_allow_recipients=LIST: the domain's own bulk allow lists, items
+ *     split by commas: sender addresses and domains, client addresses and
+ *     networks, this domain's recipients ("local" or "local@DOMAIN");
+ *     its recipients are never counted for what they list (docs/bulk.md
+ *     §4), on top of the global bulk_allow_* keys;
  *   recipients=FILE: the domain's valid recipients, never expired. FILE
  *     is relative to the domains file's directory (to the current
  *     directory for domains_parse()). One address a line, "local" or
@@ -30,11 +36,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "allow.h"
+
 #define DOMAINS_RCPTS_MAX	1000000	/* addresses in one recipients= file */
 #define DOMAINS_RCPT_LINE_MAX	1000	/* octets in one of its lines */
 
 struct config;
 struct domain_rcpts;			/* opaque; see domains_static_rcpt() */
+
+/* A domain's own bulk allow lists (bulk_allow_*=). */
+struct domain_allow {
+	struct allow_list senders;	/* addresses and domains */
+	struct allow_list clients;	/* networks */
+	struct allow_list rcpts;	/* this domain's addresses */
+};
 
 /*
  * One customer domain. Copied by value elsewhere (the policy keeps one):
@@ -56,6 +71,7 @@ struct domain {
 	int		bulk_threshold;	/* -1 unset (global key), 0 off */
 	struct domain_rcpts *rcpts;	/* recipients=; NULL: none. Owned by
 					 * struct domains */
+	struct domain_allow *bulk_allow; /* NULL: none. Owned alike */
 	struct domains	*table;		/* the table this entry is of; NULL
 					 * for one built by hand (tests) */
 };

@@ -7,6 +7,8 @@
  */
 #include "domains.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -353,6 +355,82 @@ test_bulk_threshold(void **state)
 			    dom->bulk_threshold);
 		domains_free(d);
 	}
+}
+
+/* bulk_allow_senders=, bulk_allow_clients=, bulk_allow_recipients=: a
+ * domain's own bulk allow lists, split by commas (docs/bulk.md §4). */
+static void
+test_bulk_allow(void **state)
+{
+	static const struct {
+		const char	*text;
+		const char	*err;
+	} bad[] = {
+		{ "example.com bulk_allow_senders=a@@",
+		    "d:1: bulk_allow_senders: bad entry 'a@@'" },
+		{ "example.com bulk_allow_senders=",
+		    "d:1: bulk_allow_senders: empty" },
+		{ "example.com bulk_allow_senders=,,",
+		    "d:1: bulk_allow_senders: empty" },
+		{ "example.com bulk_allow_clients=news.example",
+		    "d:1: bulk_allow_clients: bad address or network "
+		    "'news.example'" },
+		{ "example.com bulk_allow_clients=192.0.2.0/33",
+		    "d:1: bulk_allow_clients: bad address or network "
+		    "'192.0.2.0/33'" },
+		{ "example.com bulk_allow_recipients=u@other.example",
+		    "d:1: address 'u@other.example' is not in example.com" },
+		{ "example.com bulk_allow_recipients=a<b",
+		    "d:1: bad local part 'a<b': bad address syntax" },
+		{ "example.com bulk_allow_senders=a.example "
+		    "bulk_allow_senders=b.example",
+		    "d:1: bulk_allow_senders given twice" },
+	};
+	struct sockaddr_in in, out;
+	const struct domain *dom;
+	struct domains *d;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(bad); i++)
+		parse_one(i, bad[i].text, bad[i].err, &dom);
+
+	d = parse_one(0, "example.com", NULL, &dom);
+	assert_null(dom->bulk_allow);
+	domains_free(d);
+
+	d = parse_one(0, "example.com bulk_allow_senders=News.Example,"
+	    "list@lists.example bulk_allow_clients=192.0.2.0/24,2001:db8::1 "
+	    "bulk_allow_recipients=Subscriber,other@EXAMPLE.com\n"
+	    "example.net", NULL, &dom);
+	assert_non_null(dom->bulk_allow);
+	assert_true(allow_has_addr(&dom->bulk_allow->senders,
+	    "x@news.example"));
+	assert_true(allow_has_addr(&dom->bulk_allow->senders,
+	    "x@mail.news.example"));
+	assert_true(allow_has_addr(&dom->bulk_allow->senders,
+	    "list@lists.example"));
+	assert_false(allow_has_addr(&dom->bulk_allow->senders,
+	    "other@lists.example"));
+	assert_false(allow_has_addr(&dom->bulk_allow->senders, ""));
+	assert_true(allow_has_addr(&dom->bulk_allow->rcpts,
+	    "subscriber@example.com"));
+	assert_true(allow_has_addr(&dom->bulk_allow->rcpts,
+	    "other@example.com"));
+	assert_false(allow_has_addr(&dom->bulk_allow->rcpts,
+	    "subscriber@example.net"));
+	memset(&in, 0, sizeof(in));
+	in.sin_family = AF_INET;
+	out = in;
+	inet_pton(AF_INET, "192.0.2.77", &in.sin_addr);
+	inet_pton(AF_INET, "192.0.3.1", &out.sin_addr);
+	assert_true(allow_has_ip(&dom->bulk_allow->clients,
+	    (struct sockaddr *)&in));
+	assert_false(allow_has_ip(&dom->bulk_allow->clients,
+	    (struct sockaddr *)&out));
+	/* Another domain's lists are its own. */
+	assert_null(domains_lookup(d, "example.net")->bulk_allow);
+	domains_free(d);
 }
 
 /* accept_unverified= and passthrough_filters=, yes or no, once each. */
@@ -880,6 +958,7 @@ main(void)
 		cmocka_unit_test(test_flag_options),
 		cmocka_unit_test(test_forward_client),
 		cmocka_unit_test(test_bulk_threshold),
+		cmocka_unit_test(test_bulk_allow),
 		cmocka_unit_test(test_recipients),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_many),

@@ -24,9 +24,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "allow.h"
 #include "cluster.h"
 #include "config.h"
-#include "dname.h"
 #include "dnsxl.h"
 #include "log.h"
 #include "sockaddr.h"
@@ -40,19 +40,6 @@
 #define NAME_LOOKUPS_MAX	3	/* PTR names tried for a forward match */
 #define NET_REFRESH_SECS	3600	/* auto-allow expiry moves at most so often */
 
-/* One parsed static allow list. */
-struct allow_net {
-	uint8_t		addr[16];	/* IPv4 as ::ffff:a.b.c.d */
-	unsigned	prefix;		/* over the 128 bits */
-};
-
-struct allow_list {
-	struct allow_net *nets;
-	size_t		 nnets;
-	char		**names;	/* domains or addresses, lower case */
-	size_t		 nnames;
-};
-
 struct greylist {
 	struct allow_list clients;	/* networks + host name suffixes */
 	struct allow_list senders;	/* domains + addresses */
@@ -62,87 +49,19 @@ struct greylist {
 
 /* --- static allow lists ------------------------------------------------- */
 
-/*
- * Items split by commas or white space. Clients: address, ADDR/LEN, or a
- * host name ("example.com" or ".example.com": it and its subdomains).
- * Senders and recipients: a domain, or an address (local@domain).
- */
-static int
-parse_list(struct allow_list *l, const char *key, const char *v, int clients,
-    char *err, size_t errsz)
-{
-	char item[512];
-	size_t len;
-
-	for (; (len = str_list_next(&v)) > 0; v += len) {
-		if (len >= sizeof(item)) {
-			snprintf(err, errsz, "%s: entry too long", key);
-			return -1;
-		}
-		memcpy(item, v, len);
-		item[len] = '\0';
-		str_lower(item);
-		if (clients && strchr(item, '@') == NULL &&
-		    (strchr(item, ':') != NULL || strchr(item, '/') != NULL ||
-		    strspn(item, "0123456789.") == len)) {
-			struct allow_net n;
-
-			if (ranges_parse_prefix(item, len, n.addr, &n.prefix) ==
-			    -1) {
-				snprintf(err, errsz, "%s: bad address or "
-				    "network '%s'", key, item);
-				return -1;
-			}
-			l->nets = xreallocarray(l->nets, l->nnets + 1,
-			    sizeof(*l->nets));
-			l->nets[l->nnets++] = n;
-			continue;
-		}
-		{
-			const char *at = strrchr(item, '@');
-			const char *dom = at != NULL ? at + 1 : item;
-
-			if (*dom == '.')
-				dom++;
-			if ((clients && at != NULL) || !dname_valid(dom, DNAME_UNDERSCORE) ||
-			    (at != NULL && at == item)) {
-				snprintf(err, errsz, "%s: bad entry '%s'", key,
-				    item);
-				return -1;
-			}
-			l->names = xreallocarray(l->names, l->nnames + 1,
-			    sizeof(*l->names));
-			/* A leading dot says "subdomains" to some readers;
-			 * here a domain covers its subdomains anyway. */
-			l->names[l->nnames++] = xstrdup(item[0] == '.' ?
-			    item + 1 : item);
-		}
-	}
-	return 0;
-}
-
-static void
-free_list(struct allow_list *l)
-{
-	size_t i;
-
-	for (i = 0; i < l->nnames; i++)
-		free(l->names[i]);
-	free(l->names);
-	free(l->nets);
-}
-
 struct greylist *
 greylist_new(const struct config *c, char *err, size_t errsz)
 {
 	struct greylist *gl = xcalloc(1, sizeof(*gl));
 
-	if (parse_list(&gl->clients, "greylist_allow_clients",
-	    c->greylist_allow_clients, 1, err, errsz) == -1 ||
-	    parse_list(&gl->senders, "greylist_allow_senders",
-	    c->greylist_allow_senders, 0, err, errsz) == -1 ||
-	    parse_list(&gl->rcpts, "greylist_allow_recipients",
-	    c->greylist_allow_recipients, 0, err, errsz) == -1) {
+	/* Clients: an address, ADDR/LEN, or a host name and its
+	 * subdomains; senders and recipients: a domain or an address. */
+	if (allow_parse(&gl->clients, ALLOW_CLIENTS, "greylist_allow_clients",
+	    c->greylist_allow_clients, err, errsz) == -1 ||
+	    allow_parse(&gl->senders, ALLOW_ADDRS, "greylist_allow_senders",
+	    c->greylist_allow_senders, err, errsz) == -1 ||
+	    allow_parse(&gl->rcpts, ALLOW_ADDRS, "greylist_allow_recipients",
+	    c->greylist_allow_recipients, err, errsz) == -1) {
 		greylist_free(gl);
 		return NULL;
 	}
@@ -154,9 +73,9 @@ greylist_free(struct greylist *gl)
 {
 	if (gl == NULL)
 		return;
-	free_list(&gl->clients);
-	free_list(&gl->senders);
-	free_list(&gl->rcpts);
+	allow_free(&gl->clients);
+	allow_free(&gl->senders);
+	allow_free(&gl->rcpts);
 	free(gl);
 }
 
@@ -170,79 +89,25 @@ int
 greylist_allow_client_addr(const struct greylist *gl,
     const struct sockaddr *sa)
 {
-	uint8_t ip[16];
-	size_t i;
-
-	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
-		return 0;
-	sockaddr_bytes(sa, ip);
-	for (i = 0; i < gl->clients.nnets; i++)
-		if (ranges_in_prefix(gl->clients.nets[i].addr,
-		    gl->clients.nets[i].prefix, ip))
-			return 1;
-	return 0;
-}
-
-/* 'name' is 'dom' or ends in "." dom. Both lower case. */
-static int
-domain_match(const char *name, const char *dom)
-{
-	size_t n = strlen(name), d = strlen(dom);
-
-	if (n == d)
-		return strcmp(name, dom) == 0;
-	return n > d && name[n - d - 1] == '.' && strcmp(name + n - d, dom) ==
-	    0;
+	return allow_has_ip(&gl->clients, sa);
 }
 
 int
 greylist_allow_client_name(const struct greylist *gl, const char *name)
 {
-	char lc[256];
-	size_t i, n;
-
-	if (str_copy(lc, sizeof(lc), name) == -1)
-		return 0;
-	str_lower(lc);
-	n = strlen(lc);
-	if (n > 0 && lc[n - 1] == '.')
-		lc[n - 1] = '\0';
-	for (i = 0; i < gl->clients.nnames; i++)
-		if (domain_match(lc, gl->clients.names[i]))
-			return 1;
-	return 0;
-}
-
-/* An address key (lower case "local@domain") against domains and
- * addresses. */
-static int
-addr_listed(const struct allow_list *l, const char *key)
-{
-	const char *at = strrchr(key, '@');
-	size_t i;
-
-	for (i = 0; i < l->nnames; i++) {
-		const char *e = l->names[i];
-
-		if (strchr(e, '@') != NULL) {
-			if (strcmp(e, key) == 0)
-				return 1;
-		} else if (at != NULL && domain_match(at + 1, e))
-			return 1;
-	}
-	return 0;
+	return allow_has_name(&gl->clients, name);
 }
 
 int
 greylist_allow_sender(const struct greylist *gl, const char *key)
 {
-	return addr_listed(&gl->senders, key);
+	return allow_has_addr(&gl->senders, key);
 }
 
 int
 greylist_allow_rcpt(const struct greylist *gl, const char *key)
 {
-	return addr_listed(&gl->rcpts, key);
+	return allow_has_addr(&gl->rcpts, key);
 }
 
 /* --- the key -------------------------------------------------------------- */

@@ -163,6 +163,7 @@ struct session {
 	 * streams. */
 	unsigned		 bulk_policy;
 	unsigned		 bulk_on:1;	/* this DATA is digested */
+	unsigned		 bulk_allowed:1; /* never counted, nor asked */
 	struct bulk_walk	*bulkw;
 
 	unsigned		 errors;	/* 4xx/5xx replies said */
@@ -412,6 +413,7 @@ session_tx_reset(struct session *s)
 	s->bulkask = NULL;
 	s->quarantine = 0;
 	s->bulk_on = 0;
+	s->bulk_allowed = 0;
 }
 
 /* --- the end of a session ----------------------------------------------- */
@@ -1025,18 +1027,27 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	}
 }
 
+/* An address as the allow lists and the counts see it: lower case. */
+static void
+addr_key(const struct mailaddr *a, char out[ADDR_PATH_MAX + 1])
+{
+	addr_format(a, out, ADDR_PATH_MAX + 1);
+	str_lower(out);
+}
+
 /* A recipient's bulk policy: its threshold (docs/bulk.md §4). */
 static unsigned
 bulk_policy_of(struct session *s, const struct mailaddr *a,
     const struct domain *dom)
 {
-	char to[ADDR_PATH_MAX + 1];
+	char to[ADDR_PATH_MAX + 1], from[ADDR_PATH_MAX + 1];
 
 	if (s->srv->bulk == NULL)
 		return 0;
-	addr_format(a, to, sizeof(to));
-	str_lower(to);
-	return bulk_rcpt_policy(s->srv->bulk, s->conf, dom, to);
+	addr_key(a, to);
+	addr_key(&s->env.sender, from);
+	return bulk_rcpt_policy(s->srv->bulk, s->conf, dom, to,
+	    (struct sockaddr *)&s->ss, from);
 }
 
 /*
@@ -1862,24 +1873,47 @@ session_command(struct session *s, const char *line, size_t len)
 
 /* --- DATA --------------------------------------------------------------- */
 
+/* The transaction is allowed (docs/bulk.md §4): its client or sender,
+ * or each of its recipients, by the global lists or their domains'. */
+static int
+bulk_allowed(struct session *s)
+{
+	char from[ADDR_PATH_MAX + 1], to[ADDR_PATH_MAX + 1];
+	const struct sockaddr *sa = (struct sockaddr *)&s->ss;
+	size_t i;
+
+	addr_key(&s->env.sender, from);
+	if (bulk_tx_allowed(s->srv->bulk, s->srv->state, sa, from))
+		return 1;
+	for (i = 0; i < s->env.nrcpt; i++) {
+		addr_key(&s->env.rcpts[i].addr, to);
+		if (!bulk_rcpt_allowed(s->srv->bulk, domains_lookup(
+		    s->srv->domains, s->env.rcpts[i].addr.domain), to, sa,
+		    from))
+			return 0;
+	}
+	return s->env.nrcpt > 0;
+}
+
 /* Backup mode: digest the body while it streams, unless no recipient is
- * counted or the client or sender is allowed (docs/bulk.md §4). */
+ * counted or the transaction is allowed; allowed mail is not asked of
+ * dccifd either (dcc_begin()). */
 static void
 bulk_begin(struct session *s)
 {
-	char from[ADDR_PATH_MAX + 1];
-
 	s->bulk_on = 0;
-	if (s->srv->bulk == NULL || s->bulk_policy == 0)
+	s->bulk_allowed = 0;
+	if (s->srv->bulk == NULL)
 		return;
-	addr_format(&s->env.sender, from, sizeof(from));
-	str_lower(from);
-	if (bulk_tx_allowed(s->srv->bulk, s->srv->state,
-	    (struct sockaddr *)&s->ss, from)) {
-		log_info("session=%s queue=%s event=bulk client=%s "
-		    "verdict=skipped why=allowed", s->id, s->env.id, s->addr);
+	if ((s->bulk_allowed = bulk_allowed(s)) != 0) {
+		if (s->conf->bulk_detect)
+			log_info("session=%s queue=%s event=bulk client=%s "
+			    "verdict=skipped why=allowed", s->id, s->env.id,
+			    s->addr);
 		return;
 	}
+	if (s->bulk_policy == 0)
+		return;
 	if (s->bulkw == NULL)
 		s->bulkw = bulk_walk_new();
 	bulk_walk_reset(s->bulkw);
@@ -1950,20 +1984,20 @@ bulk_end(struct session *s)
 	struct bulk_digests d;
 	struct bulk_outcome o;
 	const char **rcpts;
-	char (*addrs)[ADDR_PATH_MAX + 1];
+	char (*addrs)[ADDR_PATH_MAX + 1], from[ADDR_PATH_MAX + 1];
 	size_t i, n = 0;
 
 	bulk_walk_finish(s->bulkw, &d);
 	rcpts = xreallocarray(NULL, s->env.nrcpt, sizeof(*rcpts));
 	addrs = xreallocarray(NULL, s->env.nrcpt, sizeof(*addrs));
+	addr_key(&s->env.sender, from);
 	for (i = 0; i < s->env.nrcpt; i++) {
 		/* Every recipient passed bulk_split(); one whose domain's
-		 * threshold changed by a reload since is not counted. */
-		addr_format(&s->env.rcpts[i].addr, addrs[n], sizeof(addrs[n]));
-		str_lower(addrs[n]);
+		 * policy changed by a reload since is not counted. */
+		addr_key(&s->env.rcpts[i].addr, addrs[n]);
 		if (bulk_rcpt_policy(s->srv->bulk, s->conf, domains_lookup(
-		    s->srv->domains, s->env.rcpts[i].addr.domain), addrs[n]) ==
-		    s->bulk_policy) {
+		    s->srv->domains, s->env.rcpts[i].addr.domain), addrs[n],
+		    (struct sockaddr *)&s->ss, from) == s->bulk_policy) {
 			rcpts[n] = addrs[n];
 			n++;
 		}
@@ -2041,7 +2075,7 @@ dcc_done(const struct dccifd_outcome *o, void *arg)
 }
 
 /* Ask the site's dccifd, when there is one and the transaction is not
- * allowed (bulk_allow_*). Returns 1 when dcc_done() will go on. */
+ * allowed (bulk_begin()). Returns 1 when dcc_done() will go on. */
 static int
 dcc_begin(struct session *s)
 {
@@ -2051,12 +2085,7 @@ dcc_begin(struct session *s)
 	struct dccifd_info in;
 	size_t i;
 
-	if (s->conf->dccifd_socket[0] == '\0')
-		return 0;
-	addr_format(&s->env.sender, from, sizeof(from));
-	str_lower(from);
-	if (bulk_tx_allowed(s->srv->bulk, s->srv->state,
-	    (struct sockaddr *)&s->ss, from))
+	if (s->conf->dccifd_socket[0] == '\0' || s->bulk_allowed)
 		return 0;
 	addr_format(&s->env.sender, from, sizeof(from));
 	rcpts = xreallocarray(NULL, s->env.nrcpt, sizeof(*rcpts));

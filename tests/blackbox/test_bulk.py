@@ -10,6 +10,7 @@ error is 4xx, never an accept.
 import base64
 import os
 import quopri
+import signal
 import sqlite3
 import sys
 import unittest
@@ -235,6 +236,49 @@ class BulkTest(BlackboxTest):
         # None of that counted: another sender's first copy passes.
         self.assertReply(self.attempt(d, [self.rcpt(1)], body), 250)
         self.assertBulk(self.attempt(d, [self.rcpt(2)], body))
+
+    def test_domain_allow_lists_are_the_domains_own(self):
+        """A customer's own bulk_allow_* in the domains file: its
+        recipients never count what it allows, other customers' do."""
+        d = self.bulk_daemon(domains=[
+            CUSTOMER + " bulk_allow_senders=news.example"
+            " bulk_allow_clients=127.0.0.9"
+            " bulk_allow_recipients=subscriber,lists@" + CUSTOMER,
+            OTHER], bulk_threshold="2")
+        body = spam(0)
+        for i in range(4):
+            self.assertReply(self.attempt(
+                d, [self.rcpt(i)], body, sender="letter@news.example"), 250)
+            self.assertReply(self.attempt(
+                d, [self.rcpt(i)], body, source="127.0.0.9"), 250)
+        for r in ("subscriber@" + CUSTOMER, "lists@" + CUSTOMER):
+            self.assertReply(self.attempt(d, [r], body), 250)
+        self.assertTrue(d.wait_log(r"event=bulk .*verdict=skipped "
+                                   r"why=allowed", count=10))
+        # None of that counted, and other.example allows nothing: the
+        # newsletter's second copy there is bulk.
+        self.assertReply(self.attempt(
+            d, [self.rcpt(1, OTHER)], body, sender="letter@news.example"),
+            250)
+        self.assertBulk(self.attempt(
+            d, [self.rcpt(2, OTHER)], body, sender="letter@news.example"))
+        # Still allowed where it is allowed, remembered bulk or not.
+        self.assertReply(self.attempt(
+            d, [self.rcpt(7)], body, sender="letter@news.example"), 250)
+        # The two policies in one transaction: the later sent apart.
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<letter@news.example>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % self.rcpt(8)), 250)
+        self.assertReply(c.cmd("RCPT TO:<%s>" % self.rcpt(8, OTHER)), 452,
+                         "4.5.3")
+        # A reload that drops the list: counted from then on (the
+        # remembered digest defers at once).
+        with open(d.domains_file, "w") as f:
+            f.write("%s\n%s\n" % (CUSTOMER, OTHER))
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(d.wait_log(r"event=reload result=ok"), d.log_tail())
+        self.assertBulk(self.attempt(
+            d, [self.rcpt(9)], body, sender="letter@news.example"))
 
     def test_passthrough_never_checked(self):
         mx = FakeMX().start()

@@ -161,6 +161,22 @@ class TestWhatIsAsked(DccifdTest):
         self.assertEqual([q["sender"] for q in f.requests],
                          ["b@sender.example"])
 
+    def test_domain_allowed_sender_not_asked(self):
+        """A customer's own allow list keeps dccifd out of its mail too:
+        an allowed newsletter is never deferred as bulk, by either."""
+        f = self.dcc(reply("R", 1, BULK_HDR))
+        d = self.daemon(dccifd_socket=f.path, domains=[
+            "customer.example bulk_allow_senders=sender.example",
+            "other.example"])
+        c = self.session(d)
+        self.queue_id(self.send_message(c, rcpts=("u@customer.example",),
+                                        body=MSG))
+        c = self.session(d)
+        self.assertBulk(self.send_message(c, rcpts=("u@other.example",),
+                                          body=MSG))
+        self.assertEqual([q["rcpts"] for q in f.requests],
+                         [["u@other.example"]])
+
     def test_null_sender_and_unset_socket(self):
         f = self.dcc(reply("A", 1, HDR))
         d = self.daemon(dccifd_socket=f.path)
