@@ -233,9 +233,6 @@ keep_running_values(struct config *n)
 	KEEP(redis_timeout);
 	KEEP(redis_prefix);
 	KEEP(redis_replay_limit);
-	KEEP(bulk_allow_clients);
-	KEEP(bulk_allow_senders);
-	KEEP(bulk_allow_recipients);
 #undef KEEP
 	if (log_level_parse(n->log_level, &level) == 0)
 		log_set_level(level);
@@ -338,7 +335,14 @@ reload_done_cb(evutil_socket_t fd, short what, void *arg)
 
 	pthread_join(j->thread, NULL);
 	j->running = 0;
-	/* All or nothing: a bad file keeps the running configuration. */
+	/* All or nothing: a bad file keeps the running configuration.
+	 * The bulk allow lists are checked here, the last thing that may
+	 * refuse, and swapped at once (they are read only synchronously). */
+	if (j->d != NULL && bulk_reload(srv.bulk, &j->n, j->err,
+	    sizeof(j->err)) == -1) {
+		domains_free(j->d);
+		j->d = NULL;
+	}
 	if (j->d == NULL) {
 		stats_inc(STAT_RELOAD_FAILED);
 		log_err("event=reload result=failed error=\"%s\"", j->err);

@@ -21,9 +21,7 @@
 #define BULK_SHINGLE_BANDS_BULK	2
 
 struct bulk {
-	struct allow_list clients;	/* networks */
-	struct allow_list senders;	/* addresses and domains */
-	struct allow_list rcpts;
+	struct allow_set allow;		/* bulk_allow_*; clients: networks */
 	struct cluster	*cluster;	/* counts shared; NULL: this node's */
 };
 
@@ -43,21 +41,39 @@ struct bulk_ask {
 	void			*arg;
 };
 
+/* bulk_allow_*, parsed into a; 0 or -1 with why in err. */
+static int
+allow_lists(struct allow_set *a, const struct config *c, char *err,
+    size_t errsz)
+{
+	return allow_set_parse(a, ALLOW_NETS, "bulk_allow_",
+	    c->bulk_allow_clients, c->bulk_allow_senders,
+	    c->bulk_allow_recipients, err, errsz);
+}
+
 struct bulk *
 bulk_new(const struct config *c, char *err, size_t errsz)
 {
 	struct bulk *b = xcalloc(1, sizeof(*b));
 
-	if (allow_parse(&b->clients, ALLOW_NETS, "bulk_allow_clients",
-	    c->bulk_allow_clients, err, errsz) == -1 ||
-	    allow_parse(&b->senders, ALLOW_ADDRS, "bulk_allow_senders",
-	    c->bulk_allow_senders, err, errsz) == -1 ||
-	    allow_parse(&b->rcpts, ALLOW_ADDRS, "bulk_allow_recipients",
-	    c->bulk_allow_recipients, err, errsz) == -1) {
-		bulk_free(b);
+	if (allow_lists(&b->allow, c, err, errsz) == -1) {
+		free(b);
 		return NULL;
 	}
 	return b;
+}
+
+int
+bulk_reload(struct bulk *b, const struct config *c, char *err,
+    size_t errsz)
+{
+	struct allow_set a;
+
+	if (allow_lists(&a, c, err, errsz) == -1)
+		return -1;
+	allow_set_free(&b->allow);
+	b->allow = a;
+	return 0;
 }
 
 void
@@ -71,9 +87,7 @@ bulk_free(struct bulk *b)
 {
 	if (b == NULL)
 		return;
-	allow_free(&b->clients);
-	allow_free(&b->senders);
-	allow_free(&b->rcpts);
+	allow_set_free(&b->allow);
 	free(b);
 }
 
@@ -81,9 +95,9 @@ int
 bulk_rcpt_allowed(const struct bulk *b, const struct domain *dom,
     const char *rcpt, const struct sockaddr *sa, const char *sender)
 {
-	const struct domain_allow *a = dom != NULL ? dom->bulk_allow : NULL;
+	const struct allow_set *a = dom != NULL ? dom->bulk_allow : NULL;
 
-	if (allow_has_addr(&b->rcpts, rcpt))
+	if (allow_has_addr(&b->allow.rcpts, rcpt))
 		return 1;
 	return a != NULL && (allow_has_addr(&a->rcpts, rcpt) ||
 	    allow_has_addr(&a->senders, sender) ||
@@ -115,8 +129,8 @@ bulk_tx_allowed(const struct bulk *b, struct state *st,
 {
 	const char *at = strrchr(sender, '@');
 
-	if (allow_has_addr(&b->senders, sender) ||
-	    allow_has_ip(&b->clients, sa))
+	if (allow_has_addr(&b->allow.senders, sender) ||
+	    allow_has_ip(&b->allow.clients, sa))
 		return 1;
 	return st != NULL && state_bulk_allowed(st, sa, at != NULL ? at + 1 :
 	    NULL) == 1;

@@ -43,6 +43,10 @@ struct bulk_outcome {
 /* The allow lists parsed; NULL with a sentence in err when one is bad. */
 struct bulk	*bulk_new(const struct config *, char *err, size_t errsz);
 void		 bulk_free(struct bulk *);
+/* bulk_allow_* again, from a reloaded configuration: all or nothing, -1
+ * with the running lists kept and why in err. */
+int		 bulk_reload(struct bulk *, const struct config *, char *err,
+		    size_t errsz);
 
 /*
  * The bulk policy of one recipient (lower case "local@domain") of a

@@ -88,6 +88,36 @@ allow_free(struct allow_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+int
+allow_set_parse(struct allow_set *a, enum allow_kind clients_kind,
+    const char *prefix, const char *clients, const char *senders,
+    const char *rcpts, char *err, size_t errsz)
+{
+	char kc[64], ks[64], kr[64];
+
+	snprintf(kc, sizeof(kc), "%sclients", prefix);
+	snprintf(ks, sizeof(ks), "%ssenders", prefix);
+	snprintf(kr, sizeof(kr), "%srecipients", prefix);
+	memset(a, 0, sizeof(*a));
+	if (allow_parse(&a->clients, clients_kind, kc, clients, err,
+	    errsz) == -1 ||
+	    allow_parse(&a->senders, ALLOW_ADDRS, ks, senders, err,
+	    errsz) == -1 ||
+	    allow_parse(&a->rcpts, ALLOW_ADDRS, kr, rcpts, err, errsz) == -1) {
+		allow_set_free(a);
+		return -1;
+	}
+	return 0;
+}
+
+void
+allow_set_free(struct allow_set *a)
+{
+	allow_free(&a->clients);
+	allow_free(&a->senders);
+	allow_free(&a->rcpts);
+}
+
 /* 'name' is 'dom' or ends in "." dom. Both lower case. */
 static int
 domain_match(const char *name, const char *dom)

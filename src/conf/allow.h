@@ -35,6 +35,14 @@ enum allow_kind {
 	ALLOW_CLIENTS,
 };
 
+/* The three lists of one allow (greylist_allow_*, bulk_allow_*, a
+ * customer domain's own bulk_allow_*=). */
+struct allow_set {
+	struct allow_list clients;
+	struct allow_list senders;	/* addresses and domains */
+	struct allow_list rcpts;	/* addresses and domains */
+};
+
 /*
  * Add every item of 'v' to 'l'; -1 with "KEY: what is wrong" in err at
  * the first bad one (what came before it stays in 'l': free it).
@@ -45,6 +53,13 @@ int	allow_parse(struct allow_list *, enum allow_kind, const char *key,
 int	allow_add(struct allow_list *, enum allow_kind, const char *key,
 	    const char *item, size_t len, char *err, size_t errsz);
 void	allow_free(struct allow_list *);
+/* The keys PREFIX "clients", "senders" and "recipients" into an empty
+ * set, the clients of 'clients_kind'. 0, or -1 with the set empty and
+ * "KEY: what is wrong" in err. */
+int	allow_set_parse(struct allow_set *, enum allow_kind clients_kind,
+	    const char *prefix, const char *clients, const char *senders,
+	    const char *rcpts, char *err, size_t errsz);
+void	allow_set_free(struct allow_set *);
 
 /* A lower-case "local@domain" against the addresses and the domains. */
 int	allow_has_addr(const struct allow_list *, const char *addr);

@@ -503,13 +503,10 @@ static const char *const options[OPT_N] = {
 };
 
 static void
-allow_lists_free(struct domain_allow *a)
+allow_lists_free(struct allow_set *a)
 {
-	if (a == NULL)
-		return;
-	allow_free(&a->senders);
-	allow_free(&a->clients);
-	allow_free(&a->rcpts);
+	if (a != NULL)
+		allow_set_free(a);
 	free(a);
 }
 
@@ -525,7 +522,7 @@ parse_allow(struct dparse *p, struct domain *dom, int o, const char *v,
 {
 	char err[256], addr[ADDR_PATH_MAX + 1], *buf;
 	const char *it;
-	struct domain_allow *a;
+	struct allow_set *a;
 	size_t len, items = 0;
 	int rc = 0;
 

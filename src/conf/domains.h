@@ -44,13 +44,6 @@
 struct config;
 struct domain_rcpts;			/* opaque; see domains_static_rcpt() */
 
-/* A domain's own bulk allow lists (bulk_allow_*=). */
-struct domain_allow {
-	struct allow_list senders;	/* addresses and domains */
-	struct allow_list clients;	/* networks */
-	struct allow_list rcpts;	/* this domain's addresses */
-};
-
 /*
  * One customer domain. Copied by value elsewhere (the policy keeps one):
  * a copy shares 'rcpts', which lives as long as the table it came from,
@@ -71,7 +64,9 @@ struct domain {
 	int		bulk_threshold;	/* -1 unset (global key), 0 off */
 	struct domain_rcpts *rcpts;	/* recipients=; NULL: none. Owned by
 					 * struct domains */
-	struct domain_allow *bulk_allow; /* NULL: none. Owned alike */
+	struct allow_set *bulk_allow;	/* bulk_allow_*=; clients networks,
+					 * recipients this domain's. NULL:
+					 * none. Owned alike */
 	struct domains	*table;		/* the table this entry is of; NULL
 					 * for one built by hand (tests) */
 };

@@ -41,9 +41,7 @@
 #define NET_REFRESH_SECS	3600	/* auto-allow expiry moves at most so often */
 
 struct greylist {
-	struct allow_list clients;	/* networks + host name suffixes */
-	struct allow_list senders;	/* domains + addresses */
-	struct allow_list rcpts;	/* addresses + domains */
+	struct allow_set allow;		/* clients: networks + host names */
 	int		 warned_no_dns;
 };
 
@@ -56,11 +54,8 @@ greylist_new(const struct config *c, char *err, size_t errsz)
 
 	/* Clients: an address, ADDR/LEN, or a host name and its
 	 * subdomains; senders and recipients: a domain or an address. */
-	if (allow_parse(&gl->clients, ALLOW_CLIENTS, "greylist_allow_clients",
-	    c->greylist_allow_clients, err, errsz) == -1 ||
-	    allow_parse(&gl->senders, ALLOW_ADDRS, "greylist_allow_senders",
-	    c->greylist_allow_senders, err, errsz) == -1 ||
-	    allow_parse(&gl->rcpts, ALLOW_ADDRS, "greylist_allow_recipients",
+	if (allow_set_parse(&gl->allow, ALLOW_CLIENTS, "greylist_allow_",
+	    c->greylist_allow_clients, c->greylist_allow_senders,
 	    c->greylist_allow_recipients, err, errsz) == -1) {
 		greylist_free(gl);
 		return NULL;
@@ -73,41 +68,39 @@ greylist_free(struct greylist *gl)
 {
 	if (gl == NULL)
 		return;
-	allow_free(&gl->clients);
-	allow_free(&gl->senders);
-	allow_free(&gl->rcpts);
+	allow_set_free(&gl->allow);
 	free(gl);
 }
 
 int
 greylist_has_client_names(const struct greylist *gl)
 {
-	return gl->clients.nnames > 0;
+	return gl->allow.clients.nnames > 0;
 }
 
 int
 greylist_allow_client_addr(const struct greylist *gl,
     const struct sockaddr *sa)
 {
-	return allow_has_ip(&gl->clients, sa);
+	return allow_has_ip(&gl->allow.clients, sa);
 }
 
 int
 greylist_allow_client_name(const struct greylist *gl, const char *name)
 {
-	return allow_has_name(&gl->clients, name);
+	return allow_has_name(&gl->allow.clients, name);
 }
 
 int
 greylist_allow_sender(const struct greylist *gl, const char *key)
 {
-	return allow_has_addr(&gl->senders, key);
+	return allow_has_addr(&gl->allow.senders, key);
 }
 
 int
 greylist_allow_rcpt(const struct greylist *gl, const char *key)
 {
-	return allow_has_addr(&gl->rcpts, key);
+	return allow_has_addr(&gl->allow.rcpts, key);
 }
 
 /* --- the key -------------------------------------------------------------- */

@@ -280,6 +280,34 @@ class BulkTest(BlackboxTest):
         self.assertBulk(self.attempt(
             d, [self.rcpt(9)], body, sender="letter@news.example"))
 
+    def test_allow_keys_reloaded_all_or_nothing(self):
+        """bulk_allow_* are read again at SIGHUP; a bad entry fails the
+        reload and the running lists stay."""
+        d = self.bulk_daemon(bulk_threshold="2")
+        body = spam(0)
+
+        def reload(ok, **keys):
+            d.config.update(keys)
+            with open(d.conf, "w") as f:
+                for k, v in d.config.items():
+                    f.write("%s = %s\n" % (k, v))
+            n = d.log().count("event=reload result=%s" %
+                              ("ok" if ok else "failed"))
+            d.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(d.wait_log(r"event=reload result=%s" % (
+                "ok" if ok else "failed"), count=n + 1), d.log_tail())
+
+        self.assertReply(self.attempt(d, [self.rcpt(1)], body), 250)
+        reload(True, bulk_allow_senders="offers@shop.example")
+        for i in range(2, 6):
+            self.assertReply(self.attempt(d, [self.rcpt(i)], body), 250)
+        reload(False, bulk_allow_senders="offers@shop.example a@@")
+        self.assertIn("bulk_allow_senders: bad entry 'a@@'", d.log())
+        self.assertReply(self.attempt(d, [self.rcpt(6)], body), 250)
+        # Taken out: counted again, from the count it had (1).
+        reload(True, bulk_allow_senders="")
+        self.assertBulk(self.attempt(d, [self.rcpt(7)], body))
+
     def test_passthrough_never_checked(self):
         mx = FakeMX().start()
         self.addCleanup(mx.stop)
