@@ -4,8 +4,10 @@
  *   bulk list [--all] [--json]   digests counted past half the threshold
  *                                (--all: every one), or remembered as bulk;
  *                                the operator's allow entries
- *   bulk allow CLIENT|DOMAIN     an address, ADDR/LEN or a sender domain
- *                                (and its subdomains): never counted
+ *   bulk allow CLIENT|DOMAIN|SENDER
+ *                                an address, ADDR/LEN, a sender domain
+ *                                (and its subdomains) or a whole sender
+ *                                address: never counted
  *   bulk forget DIGEST|VALUE     the digest is no longer bulk and counts
  *                                from 0 (a false positive, or a newsletter
  *                                just allow-listed); or an allow entry goes
@@ -41,7 +43,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: backmxctl [-c config] bulk list [--all] "
 	    "[--json]\n"
-	    "       backmxctl [-c config] bulk allow CLIENT|DOMAIN\n"
+	    "       backmxctl [-c config] bulk allow CLIENT|DOMAIN|SENDER\n"
 	    "       backmxctl [-c config] bulk forget DIGEST|VALUE\n");
 	exit(64);
 }
@@ -87,7 +89,8 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
     void *arg)
 {
 	struct out *o = arg;
-	const char *k = kind == STATE_ALLOW_CLIENT ? "client" : "domain";
+	const char *k = kind == STATE_ALLOW_CLIENT ? "client" :
+	    kind == STATE_ALLOW_SENDER ? "sender" : "domain";
 	char a[32], v[1024];
 
 	if (o->j == NULL) {

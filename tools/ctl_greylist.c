@@ -2,8 +2,10 @@
  * ctl_greylist: the greylist subcommands of backmxctl.
  *
  *   greylist list [--pending|--passed] [--json]
- *   greylist allow CLIENT|DOMAIN       an address, ADDR/LEN, or a sender
- *                                      domain (and its subdomains)
+ *   greylist allow CLIENT|DOMAIN|SENDER
+ *                                      an address, ADDR/LEN, a sender
+ *                                      domain (and its subdomains) or a
+ *                                      whole sender address
  *   greylist delete KEY                a triplet "NET <SENDER> <RCPT>"
  *                                      (one word or three), an allow
  *                                      entry, or a network's record
@@ -45,7 +47,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: backmxctl [-c config] greylist list "
 	    "[--pending|--passed] [--json]\n"
-	    "       backmxctl [-c config] greylist allow CLIENT|DOMAIN\n"
+	    "       backmxctl [-c config] greylist allow CLIENT|DOMAIN|SENDER\n"
 	    "       backmxctl [-c config] greylist delete KEY\n");
 	exit(64);
 }
@@ -118,7 +120,8 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
     void *arg)
 {
 	struct out *o = arg;
-	const char *k = kind == STATE_ALLOW_CLIENT ? "client" : "domain";
+	const char *k = kind == STATE_ALLOW_CLIENT ? "client" :
+	    kind == STATE_ALLOW_SENDER ? "sender" : "domain";
 	char a[32], v[STATE_ADDR_MAX];
 
 	if (o->j == NULL) {

@@ -127,13 +127,10 @@ int
 bulk_tx_allowed(const struct bulk *b, struct state *st,
     const struct sockaddr *sa, const char *sender)
 {
-	const char *at = strrchr(sender, '@');
-
 	if (allow_has_addr(&b->allow.senders, sender) ||
 	    allow_has_ip(&b->allow.clients, sa))
 		return 1;
-	return st != NULL && state_bulk_allowed(st, sa, at != NULL ? at + 1 :
-	    NULL) == 1;
+	return st != NULL && state_bulk_allowed(st, sa, sender) == 1;
 }
 
 /* The key a recipient is counted under: a hash, so that the store keeps

@@ -706,7 +706,8 @@ cluster_request(struct conn *c, char **w, int n)
 }
 
 /*
- * "bulk allow VALUE": a client network or sender domain never counted;
+ * "bulk allow VALUE": a client network, sender domain or sender address
+ * never counted;
  * "bulk forget DIGEST|VALUE": a digest no longer bulk, counting from 0,
  * or an allow entry gone (docs/bulk.md §6). On the daemon's own store,
  * answered once committed.

@@ -735,7 +735,6 @@ greylist_step(struct policy_check *chk)
 	struct greyreq *r;
 	struct state_net n;
 	struct verdict_info v;
-	const char *at;
 	uint8_t ip[16];
 	char rev[80];
 	int rc;
@@ -796,12 +795,12 @@ greylist_step(struct policy_check *chk)
 			allowed(r, "ctl_client");
 		return;
 	}
-	at = strrchr(r->sender, '@');
-	if (at != NULL && (rc = state_allow_domain(r->st, at + 1)) != 0) {
+	if (r->sender[0] != '\0' &&
+	    (rc = state_allow_sender(r->st, r->sender)) != 0) {
 		if (rc == -1)
 			store_failed(r);
 		else
-			allowed(r, "ctl_domain");
+			allowed(r, "ctl_sender");
 		return;
 	}
 	if ((rc = state_net_get(r->st, r->net, &n)) == -1) {

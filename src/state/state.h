@@ -101,14 +101,16 @@ int	state_net_put(struct state *, const struct state_net *);
 enum state_allow_kind {
 	STATE_ALLOW_CLIENT,	/* an address or network, "192.0.2.0/24" */
 	STATE_ALLOW_DOMAIN,	/* a sender domain and its subdomains */
+	STATE_ALLOW_SENDER,	/* a whole sender address, lower case */
 };
 
 /* 1 when the client address is inside an allowed network, 0 when not,
  * -1 on a store error. Read each time: no cache, so what backmxctl
  * commits counts from the next check on. */
 int	state_allow_client(struct state *, const struct sockaddr *);
-/* Same for a sender domain (lower case): it or a parent is allowed. */
-int	state_allow_domain(struct state *, const char *domain);
+/* Same for a sender (lower case "local@domain", or a domain alone): the
+ * whole address, or its domain or a parent, is allowed. */
+int	state_allow_sender(struct state *, const char *sender);
 
 /* --- recipients (docs/architecture.md §6) --------------------------------- */
 
@@ -287,16 +289,18 @@ int	state_allow_list(struct state *, state_allow_fn *, void *arg);
 
 /*
  * Add an allow entry. A client is an IPv4 or IPv6 address, or a network
- * "ADDR/LEN" (the host bits must be zero); a domain is a host name. Stored
- * in canonical form. 0, 1 when it was there already, -1 on a store error,
+ * "ADDR/LEN" (the host bits must be zero); a domain is a host name; a
+ * sender is "local@domain" with such a domain. Stored in canonical form
+ * (lower case). 0, 1 when it was there already, -1 on a store error,
  * -2 when 'value' is not of its kind (a sentence in err). In the daemon
  * the write joins the loop turn's transaction (state_commit_wait());
  * on an admin connection it commits at once, as state_delete() does.
  */
 int	state_allow_add(struct state *, enum state_allow_kind,
 	    const char *value, int64_t now, char *err, size_t errsz);
-/* Which kind an operator's VALUE is: an address or a network has a
- * digit-dot or a colon shape (or a '/'); anything else is a domain. */
+/* Which kind an operator's VALUE is: with an '@' a sender; an address or
+ * a network has a digit-dot or a colon shape (or a '/'); anything else is
+ * a domain. */
 enum state_allow_kind state_allow_kind_of(const char *value);
 /*
  * Delete what 'key' names: an allow entry, a client network's record,
@@ -308,16 +312,17 @@ int	state_delete(struct state *, const char *key, const char *sender,
 
 /*
  * The operator's bulk allow entries (backmxctl bulk allow): client
- * networks and sender domains whose mail is never counted, kept like the
- * greylist's (state_allow_add(): same kinds, same canonical forms, same
- * return values) in a table of their own.
+ * networks, sender domains and sender addresses whose mail is never
+ * counted, kept like the greylist's (state_allow_add(): same kinds, same
+ * canonical forms, same return values) in a table of their own.
  */
 int	state_bulk_allow_add(struct state *, enum state_allow_kind,
 	    const char *value, int64_t now, char *err, size_t errsz);
-/* 1 when the client is in an allowed network or the sender domain (lower
- * case, may be NULL or "") or a parent is allowed; 0; -1 on an error. */
+/* 1 when the client is in an allowed network or the sender (lower case,
+ * "" for <>) is allowed, as state_allow_sender() says; 0; -1 on an
+ * error. */
 int	state_bulk_allowed(struct state *, const struct sockaddr *,
-	    const char *domain);
+	    const char *sender);
 int	state_bulk_allow_list(struct state *, state_allow_fn *, void *arg);
 /* Entries deleted (value as written or canonical), or -1. */
 int	state_bulk_allow_delete(struct state *, const char *value);

@@ -129,9 +129,9 @@ enum stmt {
 	S_NET_GET,
 	S_NET_PUT,
 	S_ALLOW_CLIENT,
-	S_ALLOW_DOMAIN,
+	S_ALLOW_SENDER,
 	S_BULK_ALLOW_CLIENT,
-	S_BULK_ALLOW_DOMAIN,
+	S_BULK_ALLOW_SENDER,
 	S_BULK_ALLOW_ANY,
 	S_RCPT_GET,
 	S_RCPT_PUT,
@@ -192,12 +192,13 @@ static const char *const stmt_sql[NSTMT] = {
 	    "allowed, refreshed, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[S_ALLOW_CLIENT] = "SELECT 1 FROM grey_allow WHERE kind = 'client' "
 	    "AND lo <= ?1 AND hi >= ?1 LIMIT 1",
-	[S_ALLOW_DOMAIN] = "SELECT 1 FROM grey_allow WHERE kind = 'domain' "
-	    "AND value = ?1",
+	/* A domain is never an address: one probe serves both kinds. */
+	[S_ALLOW_SENDER] = "SELECT 1 FROM grey_allow WHERE kind IN "
+	    "('domain', 'sender') AND value = ?1",
 	[S_BULK_ALLOW_CLIENT] = "SELECT 1 FROM bulk_allow WHERE kind = "
 	    "'client' AND lo <= ?1 AND hi >= ?1 LIMIT 1",
-	[S_BULK_ALLOW_DOMAIN] = "SELECT 1 FROM bulk_allow WHERE kind = "
-	    "'domain' AND value = ?1",
+	[S_BULK_ALLOW_SENDER] = "SELECT 1 FROM bulk_allow WHERE kind IN "
+	    "('domain', 'sender') AND value = ?1",
 	[S_BULK_ALLOW_ANY] = "SELECT 1 FROM bulk_allow LIMIT 1",
 	/* Recipients: the columns in rcpt_row()'s order. Unexpired means
 	 * expires 0 (never) or later than now (?2). */
@@ -938,15 +939,17 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 	return allow_client(st, S_ALLOW_CLIENT, sa);
 }
 
-/* The domain or a parent in one allow table. */
+/* The whole sender address, then its domain and each parent, in one
+ * allow table. */
 static int
-allow_domain(struct state *st, enum stmt which, const char *domain)
+allow_sender(struct state *st, enum stmt which, const char *sender)
 {
 	sqlite3_stmt *s = st->stmt[which];
-	const char *d = domain;
+	const char *at = strrchr(sender, '@');
+	const char *d = sender;
 	int rc;
 
-	/* The domain, then each parent: a.b.example, b.example, example. */
+	/* a@a.b.example, a.b.example, b.example, example. */
 	while (*d != '\0') {
 		sqlite3_bind_text(s, 1, d, -1, SQLITE_STATIC);
 		rc = read_step(s);
@@ -955,25 +958,28 @@ allow_domain(struct state *st, enum stmt which, const char *domain)
 		if (rc == SQLITE_ROW)
 			return 1;
 		if (rc != SQLITE_DONE) {
-			store_error(st, "allow_domain");
+			store_error(st, "allow_sender");
 			return -1;
 		}
-		if ((d = strchr(d, '.')) == NULL)
+		if (d == sender && at != NULL)
+			d = at + 1;
+		else if ((d = strchr(d, '.')) == NULL)
 			break;
-		d++;
+		else
+			d++;
 	}
 	return 0;
 }
 
 int
-state_allow_domain(struct state *st, const char *domain)
+state_allow_sender(struct state *st, const char *sender)
 {
-	return allow_domain(st, S_ALLOW_DOMAIN, domain);
+	return allow_sender(st, S_ALLOW_SENDER, sender);
 }
 
 int
 state_bulk_allowed(struct state *st, const struct sockaddr *sa,
-    const char *domain)
+    const char *sender)
 {
 	int rc;
 
@@ -989,16 +995,22 @@ state_bulk_allowed(struct state *st, const struct sockaddr *sa,
 		return 0;
 	if ((rc = allow_client(st, S_BULK_ALLOW_CLIENT, sa)) != 0)
 		return rc;
-	if (domain == NULL || domain[0] == '\0')
+	if (sender[0] == '\0')
 		return 0;
-	return allow_domain(st, S_BULK_ALLOW_DOMAIN, domain);
+	return allow_sender(st, S_BULK_ALLOW_SENDER, sender);
 }
 
-/* A host name (src/core/dname.h), lower-cased into out. */
+/* A host name (src/core/dname.h), or "local@" one, lower-cased into
+ * out: the canonical form of a domain or sender entry. */
 static int
 canon_domain(const char *v, char *out, size_t outsz)
 {
-	if (str_copy(out, outsz, v) == -1 || !dname_valid(out, 0))
+	const char *at;
+
+	if (str_copy(out, outsz, v) == -1)
+		return -1;
+	at = strrchr(out, '@');
+	if (at == out || !dname_valid(at != NULL ? at + 1 : out, 0))
 		return -1;
 	str_lower(out);
 	return 0;
@@ -1007,9 +1019,18 @@ canon_domain(const char *v, char *out, size_t outsz)
 enum state_allow_kind
 state_allow_kind_of(const char *v)
 {
+	if (strchr(v, '@') != NULL)
+		return STATE_ALLOW_SENDER;
 	return strchr(v, ':') != NULL || strchr(v, '/') != NULL ||
 	    strspn(v, "0123456789.") == strlen(v) ? STATE_ALLOW_CLIENT :
 	    STATE_ALLOW_DOMAIN;
+}
+
+static const char *
+allow_kind_name(enum state_allow_kind kind)
+{
+	return kind == STATE_ALLOW_CLIENT ? "client" :
+	    kind == STATE_ALLOW_SENDER ? "sender" : "domain";
 }
 
 /* An entry into one allow table (grey_allow, bulk_allow): same rows. */
@@ -1017,7 +1038,7 @@ static int
 allow_add(struct state *st, const char *table, enum state_allow_kind kind,
     const char *value, int64_t now, char *err, size_t errsz)
 {
-	char canon[256], text[INET6_ADDRSTRLEN], sql[160];
+	char canon[STATE_ADDR_MAX], text[INET6_ADDRSTRLEN], sql[160];
 	uint8_t lo[16], hi[16];
 	unsigned prefix;
 	sqlite3_stmt *s;
@@ -1038,8 +1059,12 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		ranges_addr_text(lo, text, sizeof(text));
 		snprintf(canon, sizeof(canon), "%s/%u", text,
 		    ranges_is_v4(lo) ? prefix - 96 : prefix);
-	} else if (canon_domain(value, canon, sizeof(canon)) == -1) {
-		snprintf(err, errsz, "'%s' is no domain name", value);
+	} else if ((strchr(value, '@') != NULL) !=
+	    (kind == STATE_ALLOW_SENDER) ||
+	    canon_domain(value, canon, sizeof(canon)) == -1) {
+		snprintf(err, errsz, "'%s' is no %s", value,
+		    kind == STATE_ALLOW_SENDER ? "address (local@domain)" :
+		    "domain name");
 		return -2;
 	}
 	if (begin_write(st) == -1)
@@ -1050,8 +1075,7 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		store_error(st, "allow_add");
 		return write_failed(st);
 	}
-	sqlite3_bind_text(s, 1, kind == STATE_ALLOW_CLIENT ? "client" :
-	    "domain", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, allow_kind_name(kind), -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, canon, -1, SQLITE_STATIC);
 	if (kind == STATE_ALLOW_CLIENT) {
 		sqlite3_bind_blob(s, 3, lo, 16, SQLITE_STATIC);
@@ -1418,6 +1442,7 @@ allow_list(struct state *st, const char *table, state_allow_fn *fn,
 		if (kind == NULL || value == NULL)
 			continue;
 		if (fn(strcmp(kind, "client") == 0 ? STATE_ALLOW_CLIENT :
+		    strcmp(kind, "sender") == 0 ? STATE_ALLOW_SENDER :
 		    STATE_ALLOW_DOMAIN, value, sqlite3_column_int64(s, 2),
 		    arg) != 0) {
 			rc = SQLITE_DONE;
@@ -1476,7 +1501,7 @@ int
 state_delete(struct state *st, const char *key, const char *sender,
     const char *rcpt)
 {
-	char canon[256];
+	char canon[STATE_ADDR_MAX];
 	int n, total = 0;
 
 	if (sender != NULL)
@@ -1505,7 +1530,7 @@ state_delete(struct state *st, const char *key, const char *sender,
 int
 state_bulk_allow_delete(struct state *st, const char *value)
 {
-	char canon[256];
+	char canon[STATE_ADDR_MAX];
 	int n;
 
 	st->bulk_allow_any = -1;

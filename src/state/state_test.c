@@ -425,15 +425,37 @@ test_bulk_allow(void **state)
 	    "192.0.2.1/24", 10, err, sizeof(err)), -2);
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&in,
-	    NULL), 1);
+	    ""), 1);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
 	    "a.news.example"), 1);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
 	    "news.example.org"), 0);
+	/* A whole address: that sender, not its domain's others. */
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_SENDER,
+	    "Pudge@Perl.ORG", 10, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_SENDER,
+	    "@perl.org", 10, err, sizeof(err)), -2);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_SENDER,
+	    "perl.org", 10, err, sizeof(err)), -2);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_DOMAIN,
+	    "a@perl.org", 10, err, sizeof(err)), -2);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "pudge@perl.org"), 1);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "other@perl.org"), 0);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "x@lists.news.example"), 1);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    ""), 0);
+	assert_int_equal(state_bulk_allow_delete(f->st, "PUDGE@perl.org"), 1);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "pudge@perl.org"), 0);
 	/* Not the greylist's. */
 	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&in),
 	    0);
-	assert_int_equal(state_allow_domain(f->st, "news.example"), 0);
+	assert_int_equal(state_allow_sender(f->st, "a@news.example"), 0);
 	assert_int_equal(state_bulk_allow_delete(f->st, "News.Example"), 1);
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
@@ -454,7 +476,8 @@ allow_seen(enum state_allow_kind kind, const char *value, int64_t added,
 	struct seen *s = arg;
 
 	snprintf(s->text + strlen(s->text), sizeof(s->text) - strlen(s->text),
-	    "%s:%s ", kind == STATE_ALLOW_CLIENT ? "client" : "domain", value);
+	    "%s:%s ", kind == STATE_ALLOW_CLIENT ? "client" :
+	    kind == STATE_ALLOW_SENDER ? "sender" : "domain", value);
 	return 0;
 }
 
@@ -494,6 +517,10 @@ test_allow_admin(void **state)
 	    "Lists.Example.ORG", 1, err, sizeof(err)), 0);
 	assert_int_equal(state_allow_add(adm, STATE_ALLOW_DOMAIN,
 	    "bad..name", 1, err, sizeof(err)), -2);
+	assert_int_equal(state_allow_add(adm, STATE_ALLOW_SENDER,
+	    "Bounces@News.example", 1, err, sizeof(err)), 0);
+	assert_int_equal(state_allow_add(adm, STATE_ALLOW_SENDER,
+	    "a@bad..name", 1, err, sizeof(err)), -2);
 
 	/* The daemon's connection sees the commits at once: no cache. */
 	for (i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
@@ -502,15 +529,19 @@ test_allow_admin(void **state)
 		    ips[i].want)
 			fail_msg("%s: want %d", ips[i].ip, ips[i].want);
 	}
-	assert_int_equal(state_allow_domain(f->st, "lists.example.org"), 1);
-	assert_int_equal(state_allow_domain(f->st, "a.lists.example.org"), 1);
-	assert_int_equal(state_allow_domain(f->st, "example.org"), 0);
+	assert_int_equal(state_allow_sender(f->st, "u@lists.example.org"), 1);
+	assert_int_equal(state_allow_sender(f->st, "u@a.lists.example.org"),
+	    1);
+	assert_int_equal(state_allow_sender(f->st, "lists.example.org"), 1);
+	assert_int_equal(state_allow_sender(f->st, "u@example.org"), 0);
+	assert_int_equal(state_allow_sender(f->st, "bounces@news.example"), 1);
+	assert_int_equal(state_allow_sender(f->st, "other@news.example"), 0);
 
 	memset(&seen, 0, sizeof(seen));
 	assert_int_equal(state_allow_list(adm, allow_seen, &seen), 0);
 	assert_string_equal(seen.text, "client:192.0.2.0/24 "
 	    "client:2001:db8:5::/48 client:203.0.113.9/32 "
-	    "domain:lists.example.org ");
+	    "domain:lists.example.org sender:bounces@news.example ");
 
 	assert_int_equal(state_delete(adm, "192.0.2.0/24", NULL, NULL), 1);
 	assert_int_equal(state_delete(adm, "LISTS.example.org", NULL, NULL),

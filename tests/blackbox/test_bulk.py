@@ -368,19 +368,30 @@ class BulkTest(BlackboxTest):
         self.assertEqual(backmxctl(d, "bulk", "allow", "Shop.Example"),
                          "Shop.Example allowed\n")
         backmxctl(d, "bulk", "allow", "127.0.3.0/24")
+        backmxctl(d, "bulk", "allow", "Letter@News.Example")
         for i in range(4):
             self.assertReply(self.attempt(d, [self.rcpt(i)], body), 250)
             self.assertReply(self.attempt(
                 d, [self.rcpt(i)], body, sender="x@else.example",
                 source="127.0.3.%d" % (i + 1)), 250)
+            self.assertReply(self.attempt(
+                d, [self.rcpt(i)], body, sender="letter@news.example"), 250)
         self.assertTrue(d.wait_log(r"event=bulk .*verdict=skipped "
-                                   r"why=allowed", count=8))
+                                   r"why=allowed", count=12))
         got = self.listing(d, "--all")
         self.assertEqual(got["digests"], [])
         self.assertEqual(sorted((a["kind"], a["value"])
                                 for a in got["allow"]),
                          [("client", "127.0.3.0/24"),
-                          ("domain", "shop.example")])
+                          ("domain", "shop.example"),
+                          ("sender", "letter@news.example")])
+        # The address alone: its domain's other senders are counted.
+        self.assertReply(self.attempt(
+            d, [self.rcpt(1)], ham(5), sender="other@news.example"), 250)
+        self.assertBulk(self.attempt(
+            d, [self.rcpt(2)], ham(5), sender="other@news.example"))
+        self.assertEqual(backmxctl(d, "bulk", "forget",
+                                   "LETTER@news.example"), "1 deleted\n")
         # Gone: counted again, and deferred at the threshold.
         self.assertEqual(backmxctl(d, "bulk", "forget", "shop.example"),
                          "1 deleted\n")
