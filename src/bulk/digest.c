@@ -8,7 +8,7 @@
  *
  *   lines    -> the MIME walk: header fields, boundaries, parts
  *   a part   -> its decoder: identity, quoted-printable or base64
- *   decoded  -> the body digest (all text parts) and, for the first text
+ *   decoded  -> the body digest (all text parts) and, for the words'
  *               part, the HTML stripper
  *   text     -> the tokenizer: words, URLs, salutation lines -> the
  *               letters digest and the shingles
@@ -69,6 +69,7 @@ enum nbsp { NBSP_NONE = 0, NBSP_UTF8, NBSP_LATIN };
 
 struct entity {
 	int		type;		/* enum ptype */
+	int		alt;		/* multipart/alternative */
 	int		cte;		/* enum cte */
 	char		charset[32];	/* kept for the log; not transcoded */
 	char		boundary[WALK_BND_MAX + 1];
@@ -94,10 +95,13 @@ struct bulk_walk {
 	size_t		hdrlen;
 	struct entity	cur;
 	size_t		bndlen[BULK_MIME_DEPTH];
+	unsigned	altmask;	/* bit i: level i is an alternative */
 	int		depth;
 	int		in_text;	/* cur's body is a text part being fed */
 	int		first_text;	/* the letters and shingles see this part */
-	int		first_done;	/* the first text part has ended */
+	int		first_done;	/* the words' part has ended */
+	int		alt_level;	/* the alternative the words' part is
+					 * in, + 1; 0: none (see words_begin) */
 
 	/* decoders */
 	int		qp;		/* enum qpstate */
@@ -123,7 +127,7 @@ struct bulk_walk {
 	size_t		entlen;
 
 	/* the tokenizer */
-	int		nbsp;		/* enum nbsp: the first text part's */
+	int		nbsp;		/* enum nbsp: the words' part's */
 	int		c2;		/* a UTF-8 0xc2 held: NBSP if 0xa0 follows */
 	int		tstate;		/* enum tstate */
 	size_t		wordlen;
@@ -333,7 +337,7 @@ bulk_hash_hex(const void *p, size_t n, char *hex)
 
 /* --- letters and shingles ----------------------------------------------- */
 
-/* One word of the first text part, salutations already dropped. */
+/* One word of the words' part, salutations already dropped. */
 static void
 word_out(struct bulk_walk *w, const char *p, size_t n)
 {
@@ -728,7 +732,7 @@ tok_run(struct bulk_walk *w, const unsigned char *p, size_t n)
 	}
 }
 
-/* The end of the first text part's words. */
+/* The end of the words' part's words. */
 static void
 tok_end(struct bulk_walk *w)
 {
@@ -869,7 +873,8 @@ body_flush(struct bulk_walk *w)
 /*
  * Has every digest what it reads? The body its BULK_BODY_MAX octets, and
  * the words their BULK_LETTERS_MAX letters or SHINGLE_WORDS words (or the
- * first text part is over): then the walk stops, as it does at
+ * words' part is over; in an alternative, only once it closed, as an HTML
+ * part may replace them): then the walk stops, as it does at
  * BULK_TEXT_MAX octets of text whatever the digests have (markup with
  * little text, text without letters). Only the first stop depends on the
  * content; the second bounds the work.
@@ -877,7 +882,8 @@ body_flush(struct bulk_walk *w)
 static void
 walk_full(struct bulk_walk *w)
 {
-	if (w->body_n >= BULK_BODY_MAX && (w->tok_done || w->first_done))
+	if (w->body_n >= BULK_BODY_MAX && (w->first_done ||
+	    (w->tok_done && w->alt_level == 0)))
 		w->done = 1;
 }
 
@@ -963,7 +969,8 @@ text_end(struct bulk_walk *w)
 	if (w->first_text) {
 		tok_end(w);
 		w->first_text = 0;
-		w->first_done = 1;
+		/* In an alternative, an HTML part may still replace it. */
+		w->first_done = w->alt_level == 0;
 		walk_full(w);
 	}
 }
@@ -1123,6 +1130,8 @@ field_done(struct bulk_walk *w)
 	if (strcasecmp(w->hdr, "content-type") == 0) {
 		if (strncasecmp(v, "multipart/", 10) == 0) {
 			w->cur.type = P_MULTI;
+			w->cur.alt = strncasecmp(v + 10, "alternative",
+			    11) == 0;
 			param(v, "boundary", w->cur.boundary,
 			    sizeof(w->cur.boundary));
 		} else if (strncasecmp(v, "text/html", 9) == 0)
@@ -1144,6 +1153,52 @@ field_done(struct bulk_walk *w)
 		str_copy(w->subject, sizeof(w->subject), v);
 }
 
+/* The words' state as a walk starts it. */
+static void
+words_start(struct bulk_walk *w)
+{
+	size_t i;
+
+	h128_start(&w->letters, BULK_LETTERS);
+	w->letters_n = 0;
+	w->w1 = w->w2 = 0;
+	w->nwords = 0;
+	w->tok_done = 0;
+	w->nshingles = 0;
+	for (i = 0; i < SHINGLES; i++)
+		w->minh[i] = UINT32_MAX;
+}
+
+/*
+ * Do the letters and shingles read this text part (cur)? The first text
+ * part, unless it is one of a multipart/alternative's: there a later
+ * text/html alternative replaces what an earlier one gave them (RFC 2046
+ * §5.1.4: the last alternative is the sender's best; a text part before
+ * an HTML one is often a notice of the sender's, the same in every
+ * message it sends, docs/bulk.md §2).
+ */
+static int
+words_begin(struct bulk_walk *w)
+{
+	int i;
+
+	if (w->first_done)
+		return 0;
+	if (w->alt_level > 0) {
+		if (w->cur.type != P_HTML)
+			return 0;
+		words_start(w);
+		return 1;
+	}
+	/* The innermost alternative around the first text part. */
+	for (i = w->depth - 1; i >= 0; i--)
+		if (w->altmask & (1u << i)) {
+			w->alt_level = i + 1;
+			break;
+		}
+	return 1;
+}
+
 /* An entity's header ended: what its body is. */
 static void
 header_done(struct bulk_walk *w)
@@ -1160,6 +1215,10 @@ header_done(struct bulk_walk *w)
 			str_copy(w->bnd[w->depth], sizeof(w->bnd[0]),
 			    w->cur.boundary);
 			w->bndlen[w->depth] = strlen(w->cur.boundary);
+			if (w->cur.alt)
+				w->altmask |= 1u << w->depth;
+			else
+				w->altmask &= ~(1u << w->depth);
 			w->depth++;
 		}
 		w->wstate = W_SKIP;
@@ -1171,7 +1230,7 @@ header_done(struct bulk_walk *w)
 		w->html = w->cur.type == P_HTML;
 		w->hstate = H_TEXT;
 		w->raw = 0;
-		if (!w->first_done) {
+		if (words_begin(w)) {
 			w->first_text = 1;
 			w->nbsp = nbsp_of(w->cur.charset);
 			w->c2 = 0;
@@ -1218,6 +1277,12 @@ boundary_line(struct bulk_walk *w, const char *p, size_t n)
 		} else {
 			w->depth = i + 1;
 			entity_start(w);
+		}
+		/* The words' alternative is over: what they read stays. */
+		if (w->alt_level > 0 && w->depth < w->alt_level) {
+			w->alt_level = 0;
+			w->first_done = 1;
+			walk_full(w);
 		}
 		return 1;
 	}
@@ -1359,13 +1424,9 @@ bulk_walk_new(void)
 void
 bulk_walk_reset(struct bulk_walk *w)
 {
-	size_t i;
-
 	memset(w, 0, offsetof(struct bulk_walk, line));
 	h128_start(&w->body, BULK_BODY);
-	h128_start(&w->letters, BULK_LETTERS);
-	for (i = 0; i < SHINGLES; i++)
-		w->minh[i] = UINT32_MAX;
+	words_start(w);
 	w->top = 1;
 	entity_start(w);
 }

@@ -6,16 +6,18 @@
  * feeds the decoded text parts to three digests:
  *
  *   body     the text parts, white space removed: exact copies;
- *   letters  the first text part with HTML tags, entities, digits, URLs
+ *   letters  the words' part (the first text part, or the last HTML
+ *            alternative of the multipart/alternative it is in) with
+ *            HTML tags, entities, digits, URLs
  *            (cut to their registered domain), e-mail addresses and
  *            salutation lines dropped, lower-cased letters only, the first
  *            BULK_LETTERS_MAX of them: personalised copies;
- *   shingles a min-hash of the first text part's word 3-grams, as
+ *   shingles a min-hash of the words' part's word 3-grams, as
  *            BULK_BANDS bands of BULK_BAND_ROWS hashes, each band one
  *            digest: a copy with a sentence changed still shares a band.
  *
  * Each digest reads a fixed amount: body its first BULK_BODY_MAX octets
- * that are not white space, letters and shingles the first text part up to
+ * that are not white space, letters and shingles the words' part up to
  * its BULK_LETTERS_MAX-th letter or SHINGLE_WORDS-th word; the walk stops
  * once all have what they read, and at BULK_TEXT_MAX octets of decoded
  * text in any case. Memory per walk is fixed (struct bulk_walk, about

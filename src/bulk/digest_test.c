@@ -387,13 +387,80 @@ test_html(void **st)
 	assert_true(meet(&a, &b, BULK_LETTERS));
 	assert_true(meet(&a, &b, BULK_SHINGLE));
 
-	/* multipart/alternative, base64 parts: the text part counts. */
+	/* multipart/alternative, base64 parts: the HTML part counts, and
+	 * it is the text's. */
 	v = base;
 	v.alternative = 1;
 	v.cte = 2;
 	b = variant(&v);
 	assert_true(meet(&a, &b, BULK_LETTERS));
 	assert_true(meet(&a, &b, BULK_SHINGLE));
+}
+
+#define STUB	"We attempted to deliver this message to you with HTML " \
+		"formatting. However, your e-mail program does not support " \
+		"HTML-enhanced messages. Please change your settings."
+#define ARTICLE_A "The harvest festival opens on Saturday with a parade " \
+		"through the old town, followed by a market of local produce " \
+		"and music in the square until late in the evening."
+#define ARTICLE_B "Our quarterly report shows that membership grew by a " \
+		"fifth, thanks mostly to the new reading group and the " \
+		"summer lectures on astronomy held in the library annex."
+
+/* d: the digests of the message 'fmt' (a literal) makes of a, b, c. */
+#define RAW(d, fmt, a, b, c) do {					\
+	static char m_[MSG_MAX];					\
+	int n_ = snprintf(m_, sizeof(m_), fmt, a, b, c);		\
+									\
+	assert_true(n_ > 0 && (size_t)n_ < sizeof(m_));			\
+	digests_of(m_, (size_t)n_, &(d));				\
+} while (0)
+
+#define ALT	"Subject: s\r\nMIME-Version: 1.0\r\n"			\
+	"Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n"	\
+	"--b\r\nContent-Type: text/plain\r\n\r\n%s\r\n"			\
+	"--b\r\nContent-Type: text/html\r\n\r\n<html><p>%s</p></html>"	\
+	"\r\n--b--\r\n%s"
+#define PLAIN	"Subject: s\r\n\r\n%s\r\n%s%s"
+#define CAL	"Subject: s\r\nMIME-Version: 1.0\r\n"			\
+	"Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n"	\
+	"--b\r\nContent-Type: text/plain\r\n\r\n%s\r\n"			\
+	"--b\r\nContent-Type: text/calendar\r\n\r\n%s\r\n--b--\r\n%s"
+#define MIXED	"Subject: s\r\nMIME-Version: 1.0\r\n"			\
+	"Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n"		\
+	"--m\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n"	\
+	"\r\n--b\r\nContent-Type: text/plain\r\n\r\n%s\r\n"		\
+	"--b\r\nContent-Type: text/html\r\n\r\n<p>%s</p>\r\n--b--\r\n"	\
+	"--m\r\nContent-Type: text/plain\r\n\r\n%s\r\n--m--\r\n"
+
+/* A sender's notice in the text part of an alternative, the message in its
+ * HTML: the words are the HTML's, so two of its messages are apart. */
+static void
+test_alternative_stub(void **st)
+{
+	struct bulk_digests a, b, pa, pb, stub, c, m;
+
+	(void)st;
+	RAW(a, ALT, STUB, ARTICLE_A, "");
+	RAW(b, ALT, STUB, ARTICLE_B, "");
+	RAW(pa, PLAIN, ARTICLE_A, "", "");
+	RAW(pb, PLAIN, ARTICLE_B, "", "");
+	RAW(stub, PLAIN, STUB, "", "");
+	assert_true(a.d[1].valid && b.d[1].valid);
+	assert_false(meet(&a, &b, BULK_LETTERS));
+	assert_false(meet(&a, &b, BULK_SHINGLE));
+	assert_false(meet(&a, &stub, BULK_LETTERS));
+	/* The HTML's words are the article's, as its text copy has them. */
+	assert_true(meet(&a, &pa, BULK_LETTERS));
+	assert_true(meet(&b, &pb, BULK_SHINGLE));
+	/* Only an HTML alternative replaces the text: not a calendar. */
+	RAW(c, CAL, ARTICLE_A, "BEGIN:VCALENDAR\r\nSUMMARY:Harvest festival "
+	    "committee meeting in the town hall\r\nEND:VCALENDAR", "");
+	assert_true(meet(&c, &pa, BULK_LETTERS));
+	/* Once the alternative closed, a later text part is not read. */
+	RAW(m, MIXED, STUB, ARTICLE_A, ARTICLE_B);
+	assert_true(meet(&m, &pa, BULK_LETTERS));
+	assert_false(meet(&m, &pb, BULK_LETTERS));
 }
 
 /* Random words inserted into a sentence (a "hash buster"): body and
@@ -612,6 +679,7 @@ main(void)
 		cmocka_unit_test(test_personalised),
 		cmocka_unit_test(test_rewrap_and_encodings),
 		cmocka_unit_test(test_html),
+		cmocka_unit_test(test_alternative_stub),
 		cmocka_unit_test(test_words_inserted),
 		cmocka_unit_test(test_sentence_changed),
 		cmocka_unit_test(test_nbsp),

@@ -1903,7 +1903,9 @@ bulk_begin(struct session *s)
 {
 	s->bulk_on = 0;
 	s->bulk_allowed = 0;
-	if (s->srv->bulk == NULL)
+	/* Nothing to skip: neither detector looks at this message. */
+	if (s->srv->bulk == NULL || (!s->conf->bulk_detect &&
+	    s->conf->dccifd_socket[0] == '\0'))
 		return;
 	if ((s->bulk_allowed = bulk_allowed(s)) != 0) {
 		if (s->conf->bulk_detect)
