@@ -16,8 +16,8 @@ ham    every ham message once, through a real backmxd (backup mode,
        bulk_threshold 20), from its own envelope sender (its Return-Path)
        to 5 new recipients of 5 domains: how many deferred.
 ham_allowed  the same with the corpus's four list and newsletter senders
-       (addresses or domains) in bulk_allow_senders (HAM_ALLOW), as an operator lists the
-       solicited bulk a customer receives.
+       (addresses or domains) in bulk_allow_senders (HAM_ALLOW), as an
+       operator lists the solicited bulk a customer receives.
 spam   for a seeded sample of spam messages, 30 personalised variants
        each (a name in the greeting, a number, a per-recipient tracking
        URL, re-wrapped lines, 8bit/quoted-printable/base64, HTML vs text),
