@@ -8,6 +8,10 @@
  *                                an address, ADDR/LEN, a sender domain
  *                                (and its subdomains) or a whole sender
  *                                address: never counted
+ *   bulk allow --recipient RECIPIENT|DOMAIN
+ *                                a recipient, or every recipient of a
+ *                                domain (and its subdomains): never
+ *                                counted
  *   bulk forget DIGEST|VALUE     the digest is no longer bulk and counts
  *                                from 0 (a false positive, or a newsletter
  *                                just allow-listed); or an allow entry goes
@@ -44,6 +48,8 @@ usage(void)
 	fprintf(stderr, "usage: backmxctl [-c config] bulk list [--all] "
 	    "[--json]\n"
 	    "       backmxctl [-c config] bulk allow CLIENT|DOMAIN|SENDER\n"
+	    "       backmxctl [-c config] bulk allow --recipient "
+	    "RECIPIENT|DOMAIN\n"
 	    "       backmxctl [-c config] bulk forget DIGEST|VALUE\n");
 	exit(64);
 }
@@ -89,8 +95,7 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
     void *arg)
 {
 	struct out *o = arg;
-	const char *k = kind == STATE_ALLOW_CLIENT ? "client" :
-	    kind == STATE_ALLOW_SENDER ? "sender" : "domain";
+	const char *k = state_allow_kind_name(kind);
 	char a[32], v[1024];
 
 	if (o->j == NULL) {
@@ -167,7 +172,8 @@ change(const struct config *conf, const char *verb, const char *value,
 		fprintf(stderr, "backmxctl: backmxd is not running (no %s): "
 		    "bulk changes are made by the daemon; entries for before "
 		    "a start go in backmx.conf (bulk_allow_clients, "
-		    "bulk_allow_senders)\n", conf->control_socket);
+		    "bulk_allow_senders, bulk_allow_recipients)\n",
+		    conf->control_socket);
 		return 69;
 	}
 	return rc;
@@ -176,14 +182,16 @@ change(const struct config *conf, const char *verb, const char *value,
 int
 ctl_bulk(const struct config *conf, int argc, char **argv)
 {
-	static const char *const flags[] = { "--all", NULL };
+	static const char *const flags[] = { "--all", "--recipient", NULL };
 	char *args[3];
 	int nargs, json = 0, flag = 0;
 
 	if ((nargs = ctl_args(argc, argv, flags, &flag, &json, args, 3)) <= 0)
 		usage();
-	if (strcmp(args[0], "list") == 0 && nargs == 1)
+	if (strcmp(args[0], "list") == 0 && nargs == 1 && flag != 2)
 		return list(conf, flag == 1, json);
+	if (strcmp(args[0], "allow") == 0 && nargs == 2 && flag == 2)
+		return change(conf, "allow-recipient", args[1], json);
 	if ((strcmp(args[0], "forget") == 0 || strcmp(args[0], "allow") ==
 	    0) && nargs == 2 && flag == 0)
 		return change(conf, args[0], args[1], json);

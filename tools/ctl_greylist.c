@@ -120,8 +120,7 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
     void *arg)
 {
 	struct out *o = arg;
-	const char *k = kind == STATE_ALLOW_CLIENT ? "client" :
-	    kind == STATE_ALLOW_SENDER ? "sender" : "domain";
+	const char *k = state_allow_kind_name(kind);
 	char a[32], v[STATE_ADDR_MAX];
 
 	if (o->j == NULL) {

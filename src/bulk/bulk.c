@@ -92,22 +92,24 @@ bulk_free(struct bulk *b)
 }
 
 int
-bulk_rcpt_allowed(const struct bulk *b, const struct domain *dom,
-    const char *rcpt, const struct sockaddr *sa, const char *sender)
+bulk_rcpt_allowed(const struct bulk *b, struct state *st,
+    const struct domain *dom, const char *rcpt, const struct sockaddr *sa,
+    const char *sender)
 {
 	const struct allow_set *a = dom != NULL ? dom->bulk_allow : NULL;
 
-	if (allow_has_addr(&b->allow.rcpts, rcpt))
-		return 1;
-	return a != NULL && (allow_has_addr(&a->rcpts, rcpt) ||
+	if (allow_has_addr(&b->allow.rcpts, rcpt) || (a != NULL &&
+	    (allow_has_addr(&a->rcpts, rcpt) ||
 	    allow_has_addr(&a->senders, sender) ||
-	    allow_has_ip(&a->clients, sa));
+	    allow_has_ip(&a->clients, sa))))
+		return 1;
+	return st != NULL && state_bulk_rcpt_allowed(st, rcpt) == 1;
 }
 
 unsigned
-bulk_rcpt_policy(const struct bulk *b, const struct config *c,
-    const struct domain *dom, const char *rcpt, const struct sockaddr *sa,
-    const char *sender)
+bulk_rcpt_policy(const struct bulk *b, struct state *st,
+    const struct config *c, const struct domain *dom, const char *rcpt,
+    const struct sockaddr *sa, const char *sender)
 {
 	unsigned t = c->bulk_threshold;
 
@@ -118,7 +120,7 @@ bulk_rcpt_policy(const struct bulk *b, const struct config *c,
 	/* RFC 2142 role addresses: a report of spam forwards the spam. */
 	if (strncmp(rcpt, "postmaster@", 11) == 0 ||
 	    strncmp(rcpt, "abuse@", 6) == 0 ||
-	    bulk_rcpt_allowed(b, dom, rcpt, sa, sender))
+	    bulk_rcpt_allowed(b, st, dom, rcpt, sa, sender))
 		return 0;
 	return t;
 }

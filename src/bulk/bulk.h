@@ -56,14 +56,17 @@ int		 bulk_reload(struct bulk *, const struct config *, char *err,
  * threshold off, an allowed recipient, postmaster@ or abuse@). A
  * transaction keeps one policy: a recipient with another gets 452 4.5.3.
  */
-unsigned	 bulk_rcpt_policy(const struct bulk *, const struct config *,
-		    const struct domain *, const char *rcpt,
-		    const struct sockaddr *sa, const char *sender);
-/* The recipient is allowed: bulk_allow_recipients, or its domain's own
- * bulk_allow_* list the recipient, the sender or the client. */
-int		 bulk_rcpt_allowed(const struct bulk *, const struct domain *,
+unsigned	 bulk_rcpt_policy(const struct bulk *, struct state *,
+		    const struct config *, const struct domain *,
 		    const char *rcpt, const struct sockaddr *sa,
 		    const char *sender);
+/* The recipient is allowed: bulk_allow_recipients, its domain's own
+ * bulk_allow_* list the recipient, the sender or the client, or the
+ * operator's entries in the store (backmxctl bulk allow --recipient; a
+ * store error reads as "not allowed", as in bulk_tx_allowed()). */
+int		 bulk_rcpt_allowed(const struct bulk *, struct state *,
+		    const struct domain *, const char *rcpt,
+		    const struct sockaddr *sa, const char *sender);
 /* The whole transaction is allowed: its client or its envelope sender
  * (lower case, "" for <>) is on an allow list, bulk_allow_* or the
  * operator's in the state store (backmxctl bulk allow). A store error

@@ -707,7 +707,8 @@ cluster_request(struct conn *c, char **w, int n)
 
 /*
  * "bulk allow VALUE": a client network, sender domain or sender address
- * never counted;
+ * never counted; "bulk allow-recipient VALUE": a recipient address or
+ * domain never counted;
  * "bulk forget DIGEST|VALUE": a digest no longer bulk, counting from 0,
  * or an allow entry gone (docs/bulk.md §6). On the daemon's own store,
  * answered once committed.
@@ -727,8 +728,10 @@ bulk_request(struct conn *c, char **w, int n)
 		    NULL);
 		return;
 	}
-	if (strcmp(w[1], "allow") == 0) {
-		rc = state_bulk_allow_add(st, state_allow_kind_of(c->value),
+	if (strcmp(w[1], "allow") == 0 ||
+	    strcmp(w[1], "allow-recipient") == 0) {
+		rc = state_bulk_allow_add(st, strcmp(w[1], "allow") == 0 ?
+		    state_allow_kind_of(c->value) : STATE_ALLOW_RECIPIENT,
 		    c->value, (int64_t)time(NULL), err, sizeof(err));
 		if (rc == -2) {
 			snprintf(status, sizeof(status), "error value %s",

@@ -1046,7 +1046,7 @@ bulk_policy_of(struct session *s, const struct mailaddr *a,
 		return 0;
 	addr_key(a, to);
 	addr_key(&s->env.sender, from);
-	return bulk_rcpt_policy(s->srv->bulk, s->conf, dom, to,
+	return bulk_rcpt_policy(s->srv->bulk, s->srv->state, s->conf, dom, to,
 	    (struct sockaddr *)&s->ss, from);
 }
 
@@ -1887,12 +1887,23 @@ bulk_allowed(struct session *s)
 		return 1;
 	for (i = 0; i < s->env.nrcpt; i++) {
 		addr_key(&s->env.rcpts[i].addr, to);
-		if (!bulk_rcpt_allowed(s->srv->bulk, domains_lookup(
-		    s->srv->domains, s->env.rcpts[i].addr.domain), to, sa,
-		    from))
+		if (!bulk_rcpt_allowed(s->srv->bulk, s->srv->state,
+		    domains_lookup(s->srv->domains,
+		    s->env.rcpts[i].addr.domain), to, sa, from))
 			return 0;
 	}
 	return s->env.nrcpt > 0;
+}
+
+/* The envelope sender as the bulk log lines show it: what an operator
+ * puts in bulk_allow_senders or "bulk allow" for solicited bulk. */
+static const char *
+bulk_from(struct session *s, char *la, size_t lasz)
+{
+	char from[ADDR_PATH_MAX + 1];
+
+	addr_format(&s->env.sender, from, sizeof(from));
+	return log_path(la, lasz, from);
 }
 
 /* Backup mode: digest the body while it streams, unless no recipient is
@@ -1901,6 +1912,8 @@ bulk_allowed(struct session *s)
 static void
 bulk_begin(struct session *s)
 {
+	char la[LOG_PATH_SIZE];
+
 	s->bulk_on = 0;
 	s->bulk_allowed = 0;
 	/* Nothing to skip: neither detector looks at this message. */
@@ -1910,8 +1923,8 @@ bulk_begin(struct session *s)
 	if ((s->bulk_allowed = bulk_allowed(s)) != 0) {
 		if (s->conf->bulk_detect)
 			log_info("session=%s queue=%s event=bulk client=%s "
-			    "verdict=skipped why=allowed", s->id, s->env.id,
-			    s->addr);
+			    "from=%s verdict=skipped why=allowed", s->id,
+			    s->env.id, s->addr, bulk_from(s, la, sizeof(la)));
 		return;
 	}
 	if (s->bulk_policy == 0)
@@ -1939,11 +1952,12 @@ static int
 bulk_verdict(struct session *s, const struct bulk_digests *d,
     const struct bulk_outcome *o)
 {
-	char sum[512];
+	char sum[512], la[LOG_PATH_SIZE];
 
-	log_info("session=%s queue=%s event=bulk client=%s verdict=%s "
+	log_info("session=%s queue=%s event=bulk client=%s from=%s verdict=%s "
 	    "threshold=%u nrcpt=%u digests=%s%s%s", s->id, s->env.id, s->addr,
-	    bulk_verdict_name(o->verdict), o->threshold, o->counted,
+	    bulk_from(s, la, sizeof(la)), bulk_verdict_name(o->verdict),
+	    o->threshold, o->counted,
 	    bulk_summary(sum, sizeof(sum), d, o), o->why ? " why=" : "",
 	    o->why ? o->why : "");
 	stats_inc(o->verdict == BULK_BULK ? STAT_BULK_BULK : o->verdict ==
@@ -1997,8 +2011,9 @@ bulk_end(struct session *s)
 		/* Every recipient passed bulk_split(); one whose domain's
 		 * policy changed by a reload since is not counted. */
 		addr_key(&s->env.rcpts[i].addr, addrs[n]);
-		if (bulk_rcpt_policy(s->srv->bulk, s->conf, domains_lookup(
-		    s->srv->domains, s->env.rcpts[i].addr.domain), addrs[n],
+		if (bulk_rcpt_policy(s->srv->bulk, s->srv->state, s->conf,
+		    domains_lookup(s->srv->domains,
+		    s->env.rcpts[i].addr.domain), addrs[n],
 		    (struct sockaddr *)&s->ss, from) == s->bulk_policy) {
 			rcpts[n] = addrs[n];
 			n++;

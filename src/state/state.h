@@ -102,6 +102,7 @@ enum state_allow_kind {
 	STATE_ALLOW_CLIENT,	/* an address or network, "192.0.2.0/24" */
 	STATE_ALLOW_DOMAIN,	/* a sender domain and its subdomains */
 	STATE_ALLOW_SENDER,	/* a whole sender address, lower case */
+	STATE_ALLOW_RECIPIENT,	/* a recipient address or domain: bulk only */
 };
 
 /* 1 when the client address is inside an allowed network, 0 when not,
@@ -302,6 +303,8 @@ int	state_allow_add(struct state *, enum state_allow_kind,
  * a network has a digit-dot or a colon shape (or a '/'); anything else is
  * a domain. */
 enum state_allow_kind state_allow_kind_of(const char *value);
+/* "client", "domain", "sender", "recipient": as stored and shown. */
+const char *state_allow_kind_name(enum state_allow_kind);
 /*
  * Delete what 'key' names: an allow entry, a client network's record,
  * or the triplet (net, sender, rcpt) when sender is not NULL. The number
@@ -323,6 +326,9 @@ int	state_bulk_allow_add(struct state *, enum state_allow_kind,
  * error. */
 int	state_bulk_allowed(struct state *, const struct sockaddr *,
 	    const char *sender);
+/* 1 when the recipient (lower case "local@domain") or its domain or a
+ * parent is an allowed recipient; 0; -1 on an error. */
+int	state_bulk_rcpt_allowed(struct state *, const char *rcpt);
 int	state_bulk_allow_list(struct state *, state_allow_fn *, void *arg);
 /* Entries deleted (value as written or canonical), or -1. */
 int	state_bulk_allow_delete(struct state *, const char *value);

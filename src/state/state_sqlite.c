@@ -132,6 +132,7 @@ enum stmt {
 	S_ALLOW_SENDER,
 	S_BULK_ALLOW_CLIENT,
 	S_BULK_ALLOW_SENDER,
+	S_BULK_ALLOW_RCPT,
 	S_BULK_ALLOW_ANY,
 	S_RCPT_GET,
 	S_RCPT_PUT,
@@ -199,6 +200,8 @@ static const char *const stmt_sql[NSTMT] = {
 	    "'client' AND lo <= ?1 AND hi >= ?1 LIMIT 1",
 	[S_BULK_ALLOW_SENDER] = "SELECT 1 FROM bulk_allow WHERE kind IN "
 	    "('domain', 'sender') AND value = ?1",
+	[S_BULK_ALLOW_RCPT] = "SELECT 1 FROM bulk_allow WHERE kind = "
+	    "'recipient' AND value = ?1",
 	[S_BULK_ALLOW_ANY] = "SELECT 1 FROM bulk_allow LIMIT 1",
 	/* Recipients: the columns in rcpt_row()'s order. Unexpired means
 	 * expires 0 (never) or later than now (?2). */
@@ -939,8 +942,8 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 	return allow_client(st, S_ALLOW_CLIENT, sa);
 }
 
-/* The whole sender address, then its domain and each parent, in one
- * allow table. */
+/* The whole address (a sender's or a recipient's), then its domain and
+ * each parent, in one allow table. */
 static int
 allow_sender(struct state *st, enum stmt which, const char *sender)
 {
@@ -977,22 +980,41 @@ state_allow_sender(struct state *st, const char *sender)
 	return allow_sender(st, S_ALLOW_SENDER, sender);
 }
 
+/* Has bulk_allow a row? 1, 0, or -1 on an error; read once, then kept
+ * until this daemon changes the table. */
+static int
+bulk_allow_any(struct state *st)
+{
+	sqlite3_stmt *s = st->stmt[S_BULK_ALLOW_ANY];
+	int rc;
+
+	if (st->bulk_allow_any == -1) {
+		rc = read_step(s);
+		if ((rc = get_done(st, s, rc, "bulk_allow_any")) == -1)
+			return -1;
+		st->bulk_allow_any = rc;
+	}
+	return st->bulk_allow_any;
+}
+
+int
+state_bulk_rcpt_allowed(struct state *st, const char *rcpt)
+{
+	int rc;
+
+	if ((rc = bulk_allow_any(st)) != 1)
+		return rc;
+	return allow_sender(st, S_BULK_ALLOW_RCPT, rcpt);
+}
+
 int
 state_bulk_allowed(struct state *st, const struct sockaddr *sa,
     const char *sender)
 {
 	int rc;
 
-	if (st->bulk_allow_any == -1) {
-		sqlite3_stmt *s = st->stmt[S_BULK_ALLOW_ANY];
-
-		rc = read_step(s);
-		if ((rc = get_done(st, s, rc, "bulk_allow_any")) == -1)
-			return -1;
-		st->bulk_allow_any = rc;
-	}
-	if (st->bulk_allow_any == 0)
-		return 0;
+	if ((rc = bulk_allow_any(st)) != 1)
+		return rc;
 	if ((rc = allow_client(st, S_BULK_ALLOW_CLIENT, sa)) != 0)
 		return rc;
 	if (sender[0] == '\0')
@@ -1026,11 +1048,18 @@ state_allow_kind_of(const char *v)
 	    STATE_ALLOW_DOMAIN;
 }
 
-static const char *
-allow_kind_name(enum state_allow_kind kind)
+static const char *const allow_kinds[] = {
+	[STATE_ALLOW_CLIENT] = "client",
+	[STATE_ALLOW_DOMAIN] = "domain",
+	[STATE_ALLOW_SENDER] = "sender",
+	[STATE_ALLOW_RECIPIENT] = "recipient",
+};
+
+const char *
+state_allow_kind_name(enum state_allow_kind kind)
 {
-	return kind == STATE_ALLOW_CLIENT ? "client" :
-	    kind == STATE_ALLOW_SENDER ? "sender" : "domain";
+	return (size_t)kind < sizeof(allow_kinds) / sizeof(allow_kinds[0]) ?
+	    allow_kinds[kind] : "domain";
 }
 
 /* An entry into one allow table (grey_allow, bulk_allow): same rows. */
@@ -1059,11 +1088,18 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		ranges_addr_text(lo, text, sizeof(text));
 		snprintf(canon, sizeof(canon), "%s/%u", text,
 		    ranges_is_v4(lo) ? prefix - 96 : prefix);
-	} else if ((strchr(value, '@') != NULL) !=
-	    (kind == STATE_ALLOW_SENDER) ||
-	    canon_domain(value, canon, sizeof(canon)) == -1) {
+	} else if (kind == STATE_ALLOW_RECIPIENT ?
+	    strcmp(table, "bulk_allow") != 0 :
+	    (strchr(value, '@') != NULL) != (kind == STATE_ALLOW_SENDER)) {
 		snprintf(err, errsz, "'%s' is no %s", value,
+		    kind == STATE_ALLOW_RECIPIENT ? "entry of this list "
+		    "(recipients are allowed for bulk only)" :
 		    kind == STATE_ALLOW_SENDER ? "address (local@domain)" :
+		    "domain name");
+		return -2;
+	} else if (canon_domain(value, canon, sizeof(canon)) == -1) {
+		snprintf(err, errsz, "'%s' is no %s", value,
+		    strchr(value, '@') != NULL ? "address (local@domain)" :
 		    "domain name");
 		return -2;
 	}
@@ -1075,7 +1111,8 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		store_error(st, "allow_add");
 		return write_failed(st);
 	}
-	sqlite3_bind_text(s, 1, allow_kind_name(kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, state_allow_kind_name(kind), -1,
+	    SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, canon, -1, SQLITE_STATIC);
 	if (kind == STATE_ALLOW_CLIENT) {
 		sqlite3_bind_blob(s, 3, lo, 16, SQLITE_STATIC);
@@ -1443,6 +1480,7 @@ allow_list(struct state *st, const char *table, state_allow_fn *fn,
 			continue;
 		if (fn(strcmp(kind, "client") == 0 ? STATE_ALLOW_CLIENT :
 		    strcmp(kind, "sender") == 0 ? STATE_ALLOW_SENDER :
+		    strcmp(kind, "recipient") == 0 ? STATE_ALLOW_RECIPIENT :
 		    STATE_ALLOW_DOMAIN, value, sqlite3_column_int64(s, 2),
 		    arg) != 0) {
 			rc = SQLITE_DONE;

@@ -452,6 +452,27 @@ test_bulk_allow(void **state)
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
 	    "pudge@perl.org"), 0);
+	/* Recipients: an address, or a domain and its subdomains; never
+	 * a sender, and not the greylist's. */
+	assert_int_equal(state_bulk_rcpt_allowed(f->st, "subs@customer.example"),
+	    0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_RECIPIENT,
+	    "Subs@Customer.Example", 10, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_RECIPIENT,
+	    "lists.customer.example", 10, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(f->st, STATE_ALLOW_RECIPIENT,
+	    "bad..name", 10, err, sizeof(err)), -2);
+	assert_int_equal(state_allow_add(f->st, STATE_ALLOW_RECIPIENT,
+	    "subs@customer.example", 10, err, sizeof(err)), -2);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_rcpt_allowed(f->st, "subs@customer.example"),
+	    1);
+	assert_int_equal(state_bulk_rcpt_allowed(f->st,
+	    "a@x.lists.customer.example"), 1);
+	assert_int_equal(state_bulk_rcpt_allowed(f->st, "u@customer.example"),
+	    0);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
+	    "subs@customer.example"), 0);
 	/* Not the greylist's. */
 	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&in),
 	    0);
@@ -476,8 +497,7 @@ allow_seen(enum state_allow_kind kind, const char *value, int64_t added,
 	struct seen *s = arg;
 
 	snprintf(s->text + strlen(s->text), sizeof(s->text) - strlen(s->text),
-	    "%s:%s ", kind == STATE_ALLOW_CLIENT ? "client" :
-	    kind == STATE_ALLOW_SENDER ? "sender" : "domain", value);
+	    "%s:%s ", state_allow_kind_name(kind), value);
 	return 0;
 }
 

@@ -152,7 +152,8 @@ class BulkTest(BlackboxTest):
             self.assertBulk(self.attempt(d, [self.rcpt(i)], body))
         # The log line: digests, counts, threshold, verdict.
         self.assertTrue(d.wait_log(
-            r"event=bulk .*verdict=bulk threshold=20 nrcpt=1 "
+            r"event=bulk .*from=<offers@shop\.example> verdict=bulk "
+            r"threshold=20 nrcpt=1 "
             r"digests=body=[0-9a-f]{8}/20,letters=[0-9a-f]{8}/20"))
         self.assertTrue(d.wait_log(r"event=bulk .*verdict=pass .*"
                                    r"body=[0-9a-f]{8}/1,"))
@@ -233,6 +234,8 @@ class BulkTest(BlackboxTest):
                 250)
         self.assertTrue(d.wait_log(r"event=bulk .*verdict=skipped "
                                    r"why=allowed", count=10))
+        self.assertTrue(d.wait_log(r"event=bulk .*from=<letter@news\."
+                                   r"example> verdict=skipped why=allowed"))
         # None of that counted: another sender's first copy passes.
         self.assertReply(self.attempt(d, [self.rcpt(1)], body), 250)
         self.assertBulk(self.attempt(d, [self.rcpt(2)], body))
@@ -369,7 +372,12 @@ class BulkTest(BlackboxTest):
                          "Shop.Example allowed\n")
         backmxctl(d, "bulk", "allow", "127.0.3.0/24")
         backmxctl(d, "bulk", "allow", "Letter@News.Example")
+        backmxctl(d, "bulk", "allow", "--recipient",
+                  "Subscriptions@" + CUSTOMER)
         for i in range(4):
+            self.assertReply(self.attempt(
+                d, ["subscriptions@" + CUSTOMER], ham(6),
+                sender="x@else.example"), 250)
             self.assertReply(self.attempt(d, [self.rcpt(i)], body), 250)
             self.assertReply(self.attempt(
                 d, [self.rcpt(i)], body, sender="x@else.example",
@@ -377,14 +385,21 @@ class BulkTest(BlackboxTest):
             self.assertReply(self.attempt(
                 d, [self.rcpt(i)], body, sender="letter@news.example"), 250)
         self.assertTrue(d.wait_log(r"event=bulk .*verdict=skipped "
-                                   r"why=allowed", count=12))
+                                   r"why=allowed", count=16))
         got = self.listing(d, "--all")
         self.assertEqual(got["digests"], [])
         self.assertEqual(sorted((a["kind"], a["value"])
                                 for a in got["allow"]),
                          [("client", "127.0.3.0/24"),
                           ("domain", "shop.example"),
+                          ("recipient", "subscriptions@" + CUSTOMER),
                           ("sender", "letter@news.example")])
+        # The recipient's entry is its own: another recipient of that
+        # sender is counted, and a second copy there is bulk.
+        self.assertReply(self.attempt(
+            d, [self.rcpt(1)], ham(6), sender="x@else.example"), 250)
+        self.assertBulk(self.attempt(
+            d, [self.rcpt(2)], ham(6), sender="x@else.example"))
         # The address alone: its domain's other senders are counted.
         self.assertReply(self.attempt(
             d, [self.rcpt(1)], ham(5), sender="other@news.example"), 250)
