@@ -381,20 +381,27 @@ judge(struct judged *j, struct state *st, const struct config *c,
 		out->verdict = BULK_BULK;
 }
 
+/* bulk_judge() once judge_skip() said "go on". */
+static void
+judge_here(struct state *st, const struct config *c,
+    const struct bulk_digests *d, const char *const *rcpts, size_t nrcpt,
+    unsigned threshold, int64_t now, struct bulk_outcome *out)
+{
+	struct judged j;
+	char (*keys)[33] = rcpt_keys(rcpts, nrcpt);
+
+	judge(&j, st, c, d, (const char (*)[33])keys, nrcpt, threshold, now,
+	    NULL, out);
+	free(keys);
+}
+
 void
 bulk_judge(struct state *st, const struct config *c,
     const struct bulk_digests *d, const char *const *rcpts, size_t nrcpt,
     unsigned threshold, int64_t now, struct bulk_outcome *out)
 {
-	struct judged j;
-	char (*keys)[33];
-
-	if (judge_skip(d, nrcpt, threshold, out))
-		return;
-	keys = rcpt_keys(rcpts, nrcpt);
-	judge(&j, st, c, d, (const char (*)[33])keys, nrcpt, threshold, now,
-	    NULL, out);
-	free(keys);
+	if (!judge_skip(d, nrcpt, threshold, out))
+		judge_here(st, c, d, rcpts, nrcpt, threshold, now, out);
 }
 
 /* The message as the cluster sees it: the valid digests in slot order
@@ -472,8 +479,10 @@ bulk_judge_ask(struct bulk *b, struct state *st, const struct config *c,
 	struct bulk_ask *a;
 	const char **rcptp;
 
-	if (b->cluster == NULL || judge_skip(d, nrcpt, threshold, out)) {
-		bulk_judge(st, c, d, rcpts, nrcpt, threshold, now, out);
+	if (judge_skip(d, nrcpt, threshold, out))
+		return NULL;
+	if (b->cluster == NULL) {
+		judge_here(st, c, d, rcpts, nrcpt, threshold, now, out);
 		return NULL;
 	}
 	a = xcalloc(1, sizeof(*a));
