@@ -118,6 +118,21 @@ allow_set_free(struct allow_set *a)
 	allow_free(&a->rcpts);
 }
 
+const char *
+allow_item(const struct allow_list *l, size_t i, char *buf, size_t bufsz)
+{
+	char text[64];
+	const struct allow_net *n;
+
+	if (i >= l->nnets)
+		return i - l->nnets < l->nnames ? l->names[i - l->nnets] : NULL;
+	n = &l->nets[i];
+	ranges_addr_text(n->addr, text, sizeof(text));
+	snprintf(buf, bufsz, "%s/%u", text, ranges_is_v4(n->addr) ?
+	    n->prefix - 96 : n->prefix);
+	return buf;
+}
+
 /* 'name' is 'dom' or ends in "." dom. Both lower case. */
 static int
 domain_match(const char *name, const char *dom)

@@ -61,6 +61,11 @@ int	allow_set_parse(struct allow_set *, enum allow_kind clients_kind,
 	    const char *rcpts, char *err, size_t errsz);
 void	allow_set_free(struct allow_set *);
 
+/* Item i of the list as written back (networks "ADDR/LEN" first, then
+ * the names) into buf, or NULL past the last. */
+const char *allow_item(const struct allow_list *, size_t i, char *buf,
+	    size_t bufsz);
+
 /* A lower-case "local@domain" against the addresses and the domains. */
 int	allow_has_addr(const struct allow_list *, const char *addr);
 /* The client's address inside a listed network. */

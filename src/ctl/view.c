@@ -416,9 +416,43 @@ show_count(struct evbuffer *b, struct json *j, const char *key, int known,
 		evbuffer_add_printf(b, "%s: %zu\n", key, n);
 }
 
+/* One of a domain's bulk allow lists: a JSON array, or its items joined
+ * by commas as the domains file writes them, "-" for none. */
+static void
+show_allow(struct evbuffer *b, struct json *j, const char *key,
+    const struct allow_list *l)
+{
+	static const struct allow_list none;
+	char buf[80];
+	const char *it;
+	size_t i;
+
+	if (l == NULL)
+		l = &none;
+	if (j != NULL) {
+		json_key(j, key);
+		json_array(j);
+	} else
+		evbuffer_add_printf(b, "%s: ", key);
+	for (i = 0; (it = allow_item(l, i, buf, sizeof(buf))) != NULL; i++) {
+		if (j != NULL)
+			json_string(j, it);
+		else {
+			if (i > 0)
+				evbuffer_add(b, ",", 1);
+			text_str(b, it);
+		}
+	}
+	if (j != NULL)
+		json_end(j);
+	else
+		evbuffer_add_printf(b, "%s\n", i == 0 ? "-" : "");
+}
+
 static void
 dview_show(const struct domain_view *v, struct evbuffer *b, int json)
 {
+	const struct allow_set *a = v->d->bulk_allow;
 	const struct state_domain *r = &v->rec;
 	struct json js, *j = NULL;
 
@@ -441,6 +475,13 @@ dview_show(const struct domain_view *v, struct evbuffer *b, int json)
 	show_text(b, j, "accept_how", r->accept_how);
 	show_time(b, j, "health_changed", r->health_changed);
 	show_text(b, j, "health_why", r->health_why);
+	/* The domain's own bulk options (docs/bulk.md §4): unset, the
+	 * global keys decide. */
+	show_count(b, j, "bulk_threshold", v->d->bulk_threshold >= 0,
+	    (size_t)(v->d->bulk_threshold >= 0 ? v->d->bulk_threshold : 0));
+	show_allow(b, j, "bulk_allow_senders", a ? &a->senders : NULL);
+	show_allow(b, j, "bulk_allow_clients", a ? &a->clients : NULL);
+	show_allow(b, j, "bulk_allow_recipients", a ? &a->rcpts : NULL);
 	if (j != NULL) {
 		json_end(j);
 		json_raw(j, "\n");

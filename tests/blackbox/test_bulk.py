@@ -249,6 +249,16 @@ class BulkTest(BlackboxTest):
             " bulk_allow_recipients=subscriber,lists@" + CUSTOMER,
             OTHER], bulk_threshold="2")
         body = spam(0)
+        # What is in force, as the operator checks it.
+        s = backmxctl_json(d, "domain", "show", CUSTOMER)[0]
+        self.assertEqual((s["bulk_allow_senders"], s["bulk_allow_clients"],
+                          s["bulk_allow_recipients"]),
+                         (["news.example"], ["127.0.0.9/32"],
+                          ["subscriber@" + CUSTOMER, "lists@" + CUSTOMER]))
+        self.assertIn("bulk_allow_clients: 127.0.0.9/32\n",
+                      backmxctl(d, "domain", "show", CUSTOMER))
+        self.assertEqual(backmxctl_json(d, "domain", "show", OTHER)[0][
+            "bulk_allow_senders"], [])
         for i in range(4):
             self.assertReply(self.attempt(
                 d, [self.rcpt(i)], body, sender="letter@news.example"), 250)

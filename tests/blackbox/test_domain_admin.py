@@ -22,6 +22,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
 DOMAIN_FIELDS = {"domain", "lifecycle", "health", "valid", "invalid",
                  "queued", "oldest", "added", "first_accept", "last_accept",
                  "accept_how", "health_changed", "health_why"}
+# domain show adds the domain's own bulk options (docs/bulk.md §4).
+SHOW_FIELDS = DOMAIN_FIELDS | {"bulk_threshold", "bulk_allow_senders",
+                               "bulk_allow_clients", "bulk_allow_recipients"}
 RCPT_FIELDS = {"address", "status", "source", "first_seen", "last_seen",
                "expires", "why"}
 
@@ -67,7 +70,7 @@ class TestDomainAdmin(DeliverTest):
         rows = self.jlines(d, "domain", "list", "--json")
         self.assertEqual([r["domain"] for r in rows], [CUSTOMER, OTHER])
         for r in rows:
-            self.assertEqual(set(r), DOMAIN_FIELDS)
+            self.assertEqual(set(r), SHOW_FIELDS)
             self.assertEqual(r["lifecycle"], "learning")
             self.assertEqual(r["health"], "up")      # never seen down
             self.assertEqual((r["valid"], r["invalid"], r["queued"]),
@@ -91,12 +94,15 @@ class TestDomainAdmin(DeliverTest):
         self.assertEqual(out[-1], "-- 2 domains, 0 refused")
 
         s = json.loads(self.ctl(d, "domain", "show", CUSTOMER, "--json"))
-        self.assertEqual(set(s), DOMAIN_FIELDS)
+        self.assertEqual(set(s), SHOW_FIELDS)
         self.assertEqual(s["domain"], CUSTOMER)
         self.assertEqual(s["added"], rows[0]["added"])
+        self.assertIsNone(s["bulk_threshold"])
+        self.assertEqual(s["bulk_allow_senders"], [])
         text = self.ctl(d, "domain", "show", CUSTOMER.upper())
         kv = dict(line.split(": ", 1) for line in text.splitlines())
-        self.assertEqual(set(kv), DOMAIN_FIELDS)
+        self.assertEqual(set(kv), SHOW_FIELDS)
+        self.assertEqual(kv["bulk_allow_clients"], "-")
         self.assertEqual(kv["domain"], CUSTOMER)
         self.assertEqual(kv["lifecycle"], "learning")
         self.assertEqual(kv["health"], "up")
