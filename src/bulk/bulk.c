@@ -98,6 +98,10 @@ bulk_rcpt_allowed(const struct bulk *b, struct state *st,
 {
 	const struct allow_set *a = dom != NULL ? dom->bulk_allow : NULL;
 
+	/* RFC 2142 role addresses: a report of spam forwards the spam. */
+	if (strncmp(rcpt, "postmaster@", 11) == 0 ||
+	    strncmp(rcpt, "abuse@", 6) == 0)
+		return 1;
 	if (allow_has_addr(&b->allow.rcpts, rcpt) || (a != NULL &&
 	    (allow_has_addr(&a->rcpts, rcpt) ||
 	    allow_has_addr(&a->senders, sender) ||
@@ -117,10 +121,7 @@ bulk_rcpt_policy(const struct bulk *b, struct state *st,
 		return 0;
 	if (dom != NULL && dom->bulk_threshold >= 0)
 		t = (unsigned)dom->bulk_threshold;
-	/* RFC 2142 role addresses: a report of spam forwards the spam. */
-	if (strncmp(rcpt, "postmaster@", 11) == 0 ||
-	    strncmp(rcpt, "abuse@", 6) == 0 ||
-	    bulk_rcpt_allowed(b, st, dom, rcpt, sa, sender))
+	if (bulk_rcpt_allowed(b, st, dom, rcpt, sa, sender))
 		return 0;
 	return t;
 }

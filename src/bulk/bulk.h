@@ -60,10 +60,11 @@ unsigned	 bulk_rcpt_policy(const struct bulk *, struct state *,
 		    const struct config *, const struct domain *,
 		    const char *rcpt, const struct sockaddr *sa,
 		    const char *sender);
-/* The recipient is allowed: bulk_allow_recipients, its domain's own
- * bulk_allow_* list the recipient, the sender or the client, or the
- * operator's entries in the store (backmxctl bulk allow --recipient; a
- * store error reads as "not allowed", as in bulk_tx_allowed()). */
+/* The recipient is never counted nor deferred as bulk: postmaster@ or
+ * abuse@, bulk_allow_recipients, its domain's own bulk_allow_* list the
+ * recipient, the sender or the client, or the operator's entries in the
+ * store (backmxctl bulk allow --recipient; a store error reads as "not
+ * allowed", as in bulk_tx_allowed()). */
 int		 bulk_rcpt_allowed(const struct bulk *, struct state *,
 		    const struct domain *, const char *rcpt,
 		    const struct sockaddr *sa, const char *sender);

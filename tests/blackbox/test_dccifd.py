@@ -177,6 +177,17 @@ class TestWhatIsAsked(DccifdTest):
         self.assertEqual([q["rcpts"] for q in f.requests],
                          [["u@other.example"]])
 
+    def test_abuse_reports_not_asked(self):
+        """A spam report to abuse@ forwards the spam: dccifd would call it
+        bulk, and the abuse desk must get it."""
+        f = self.dcc(reply("R", 2, BULK_HDR))
+        d = self.daemon(dccifd_socket=f.path)
+        c = self.session(d)
+        self.queue_id(self.send_message(
+            c, rcpts=("abuse@customer.example", "postmaster@customer.example"),
+            body=MSG))
+        self.assertEqual(f.requests, [])
+
     def test_null_sender_and_unset_socket(self):
         f = self.dcc(reply("A", 1, HDR))
         d = self.daemon(dccifd_socket=f.path)
