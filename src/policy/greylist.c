@@ -726,6 +726,27 @@ triplet_check(struct greyreq *r)
 	policy_step_pending(r->chk, req_cancel, r);
 }
 
+/*
+ * The operator's sender entries (backmxctl greylist allow ADDRESS|DOMAIN):
+ * the address as the client wrote it, lower case, which is what an
+ * operator types; then the normalised key and its domain, as before
+ * (BATV, SRS and digit runs change the key: "news-2024@" is "news-#@").
+ */
+static int
+ctl_sender(struct greyreq *r, const struct mailaddr *a)
+{
+	char raw[ADDR_PATH_MAX + 1];
+	int rc;
+
+	if (addr_format(a, raw, sizeof(raw)) != -1) {
+		str_lower(raw);
+		if (strcmp(raw, r->sender) != 0 &&
+		    (rc = state_allow_sender(r->st, raw)) != 0)
+			return rc;
+	}
+	return state_allow_sender(r->st, r->sender);
+}
+
 void
 greylist_step(struct policy_check *chk)
 {
@@ -796,7 +817,7 @@ greylist_step(struct policy_check *chk)
 		return;
 	}
 	if (r->sender[0] != '\0' &&
-	    (rc = state_allow_sender(r->st, r->sender)) != 0) {
+	    (rc = ctl_sender(r, &chk->sender)) != 0) {
 		if (rc == -1)
 			store_failed(r);
 		else

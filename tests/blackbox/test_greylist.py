@@ -170,15 +170,19 @@ class TestGreylist(GreylistTest):
         self.assertPasses(self.attempt(d, source="127.0.5.9"))
         self.ctl(d, "allow", "Partner.Example")
         self.assertPasses(self.attempt(d, sender="a@mail.partner.example"))
-        # A whole sender address: that sender, not its domain's others.
-        self.ctl(d, "allow", "Bounces@Lists.Example")
-        self.assertPasses(self.attempt(d, sender="bounces@lists.example"))
+        # A whole sender address as the operator types it: that sender
+        # (whose key is "bounces-#@lists.example"), not its domain's
+        # others, nor another year's.
+        self.ctl(d, "allow", "Bounces-2024@Lists.Example")
+        self.assertPasses(self.attempt(d, sender="bounces-2024@lists.example"))
         self.assertGreylisted(self.attempt(d, sender="other@lists.example"))
+        self.assertGreylisted(self.attempt(d,
+                                           sender="bounces-2025@lists.example"))
         allow = self.listing(d)["allow"]
         self.assertEqual([(a["kind"], a["value"]) for a in allow],
                          [("client", "127.0.5.0/24"),
                           ("domain", "partner.example"),
-                          ("sender", "bounces@lists.example")])
+                          ("sender", "bounces-2024@lists.example")])
         # Deleted: greylisted again, no restart.
         self.assertEqual(self.ctl(d, "delete", "127.0.5.0/24").stdout,
                          "1 deleted\n")
