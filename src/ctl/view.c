@@ -416,6 +416,22 @@ show_count(struct evbuffer *b, struct json *j, const char *key, int known,
 		evbuffer_add_printf(b, "%s: %zu\n", key, n);
 }
 
+/* A yes/no option: 1, 0, or -1 when not given (the global key decides):
+ * true, false, null in JSON; yes, no, - in text. */
+static void
+show_flag(struct evbuffer *b, struct json *j, const char *key, int v)
+{
+	if (j != NULL) {
+		json_key(j, key);
+		if (v < 0)
+			json_null(j);
+		else
+			json_bool(j, v);
+	} else
+		evbuffer_add_printf(b, "%s: %s\n", key, v < 0 ? "-" : v ? "yes" :
+		    "no");
+}
+
 /* One of a domain's bulk allow lists: a JSON array, or its items joined
  * by commas as the domains file writes them, "-" for none. */
 static void
@@ -453,6 +469,7 @@ static void
 dview_show(const struct domain_view *v, struct evbuffer *b, int json)
 {
 	const struct allow_set *a = v->d->bulk_allow;
+	char route[sizeof(v->d->route_host) + 8];
 	const struct state_domain *r = &v->rec;
 	struct json js, *j = NULL;
 
@@ -475,8 +492,18 @@ dview_show(const struct domain_view *v, struct evbuffer *b, int json)
 	show_text(b, j, "accept_how", r->accept_how);
 	show_time(b, j, "health_changed", r->health_changed);
 	show_text(b, j, "health_why", r->health_why);
-	/* The domain's own bulk options (docs/bulk.md §4): unset, the
-	 * global keys decide. */
+	/* The domain's options in force, as domains_file gave them
+	 * (docs/configuration.md, "The domains file"); unset, the global
+	 * keys decide. */
+	route[0] = '\0';
+	if (v->d->route_host[0] != '\0')
+		snprintf(route, sizeof(route), v->d->route_no_mx ? "[%s]:%u" :
+		    "%s:%u", v->d->route_host, (unsigned)v->d->route_port);
+	show_text(b, j, "route", route);
+	show_flag(b, j, "mx_check", !v->d->mx_check_off);
+	show_flag(b, j, "accept_unverified", v->d->accept_unverified);
+	show_flag(b, j, "passthrough_filters", v->d->passthrough_filters);
+	show_flag(b, j, "forward_client", v->d->forward_client);
 	show_count(b, j, "bulk_threshold", v->d->bulk_threshold >= 0,
 	    (size_t)(v->d->bulk_threshold >= 0 ? v->d->bulk_threshold : 0));
 	show_allow(b, j, "bulk_allow_senders", a ? &a->senders : NULL);

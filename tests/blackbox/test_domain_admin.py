@@ -23,7 +23,9 @@ DOMAIN_FIELDS = {"domain", "lifecycle", "health", "valid", "invalid",
                  "queued", "oldest", "added", "first_accept", "last_accept",
                  "accept_how", "health_changed", "health_why"}
 # domain show adds the domain's own bulk options (docs/bulk.md §4).
-SHOW_FIELDS = DOMAIN_FIELDS | {"bulk_threshold", "bulk_allow_senders",
+SHOW_FIELDS = DOMAIN_FIELDS | {"route", "mx_check", "accept_unverified",
+                               "passthrough_filters", "forward_client",
+                               "bulk_threshold", "bulk_allow_senders",
                                "bulk_allow_clients", "bulk_allow_recipients"}
 RCPT_FIELDS = {"address", "status", "source", "first_seen", "last_seen",
                "expires", "why"}
@@ -99,6 +101,9 @@ class TestDomainAdmin(DeliverTest):
         self.assertEqual(s["added"], rows[0]["added"])
         self.assertIsNone(s["bulk_threshold"])
         self.assertEqual(s["bulk_allow_senders"], [])
+        self.assertEqual((s["route"], s["mx_check"], s["accept_unverified"],
+                          s["passthrough_filters"], s["forward_client"]),
+                         (None, True, None, False, False))
         text = self.ctl(d, "domain", "show", CUSTOMER.upper())
         kv = dict(line.split(": ", 1) for line in text.splitlines())
         self.assertEqual(set(kv), SHOW_FIELDS)
@@ -107,6 +112,32 @@ class TestDomainAdmin(DeliverTest):
         self.assertEqual(kv["lifecycle"], "learning")
         self.assertEqual(kv["health"], "up")
         self.assertEqual(kv["oldest"], "-")
+
+    def test_domain_show_options(self):
+        """The options domains_file gave, as in force: an operator's
+        check of what the daemon read."""
+        d = self.daemon(domains=(
+            CUSTOMER + " route=[127.0.0.1]:2525 mx_check=no"
+            " accept_unverified=no passthrough_filters=yes"
+            " forward_client=yes bulk_threshold=7"
+            " bulk_allow_clients=192.0.2.0/24,2001:DB8::/32",
+            OTHER + " route=mx.other.example:26 accept_unverified=yes"))
+        s = json.loads(self.ctl(d, "domain", "show", CUSTOMER, "--json"))
+        self.assertEqual(
+            {k: s[k] for k in SHOW_FIELDS - DOMAIN_FIELDS},
+            {"route": "[127.0.0.1]:2525", "mx_check": False,
+             "accept_unverified": False, "passthrough_filters": True,
+             "forward_client": True, "bulk_threshold": 7,
+             "bulk_allow_senders": [],
+             "bulk_allow_clients": ["192.0.2.0/24", "2001:db8::/32"],
+             "bulk_allow_recipients": []})
+        text = self.ctl(d, "domain", "show", OTHER)
+        kv = dict(line.split(": ", 1) for line in text.splitlines())
+        self.assertEqual((kv["route"], kv["mx_check"],
+                          kv["accept_unverified"], kv["forward_client"],
+                          kv["bulk_threshold"], kv["bulk_allow_senders"]),
+                         ("mx.other.example:26", "yes", "yes", "no", "-",
+                          "-"))
 
     def test_refused_domain_warns(self):
         """A learning period without one acceptance by the primary: the
