@@ -121,7 +121,7 @@ bulk_rcpt_policy(const struct bulk *b, struct state *st,
 		return 0;
 	if (dom != NULL && dom->bulk_threshold >= 0)
 		t = (unsigned)dom->bulk_threshold;
-	if (bulk_rcpt_allowed(b, st, dom, rcpt, sa, sender))
+	if (t == 0 || bulk_rcpt_allowed(b, st, dom, rcpt, sa, sender))
 		return 0;
 	return t;
 }

@@ -728,7 +728,7 @@ triplet_check(struct greyreq *r)
 
 /*
  * The operator's sender entries (backmxctl greylist allow ADDRESS|DOMAIN):
- * the address as the client wrote it, lower case, which is what an
+ * the whole address as the client wrote it, lower case, which is what an
  * operator types; then the normalised key and its domain, as before
  * (BATV, SRS and digit runs change the key: "news-2024@" is "news-#@").
  */
@@ -741,7 +741,7 @@ ctl_sender(struct greyreq *r, const struct mailaddr *a)
 	if (addr_format(a, raw, sizeof(raw)) != -1) {
 		str_lower(raw);
 		if (strcmp(raw, r->sender) != 0 &&
-		    (rc = state_allow_sender(r->st, raw)) != 0)
+		    (rc = state_allow_address(r->st, raw)) != 0)
 			return rc;
 	}
 	return state_allow_sender(r->st, r->sender);

@@ -1885,6 +1885,10 @@ bulk_allowed(struct session *s)
 	addr_key(&s->env.sender, from);
 	if (bulk_tx_allowed(s->srv->bulk, s->srv->state, sa, from))
 		return 1;
+	/* A counted policy says it already: RCPT gives an allowed
+	 * recipient policy 0, and a transaction has one policy. */
+	if (s->bulk_policy != 0)
+		return 0;
 	for (i = 0; i < s->env.nrcpt; i++) {
 		addr_key(&s->env.rcpts[i].addr, to);
 		if (!bulk_rcpt_allowed(s->srv->bulk, s->srv->state,

@@ -112,6 +112,8 @@ int	state_allow_client(struct state *, const struct sockaddr *);
 /* Same for a sender (lower case "local@domain", or a domain alone): the
  * whole address, or its domain or a parent, is allowed. */
 int	state_allow_sender(struct state *, const char *sender);
+/* The same for the whole address only, not its domain. */
+int	state_allow_address(struct state *, const char *addr);
 
 /* --- recipients (docs/architecture.md §6) --------------------------------- */
 

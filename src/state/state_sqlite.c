@@ -942,10 +942,11 @@ state_allow_client(struct state *st, const struct sockaddr *sa)
 	return allow_client(st, S_ALLOW_CLIENT, sa);
 }
 
-/* The whole address (a sender's or a recipient's), then its domain and
- * each parent, in one allow table. */
+/* The whole address (a sender's or a recipient's), then, unless
+ * 'whole', its domain and each parent, in one allow table. */
 static int
-allow_sender(struct state *st, enum stmt which, const char *sender)
+allow_sender(struct state *st, enum stmt which, const char *sender,
+    int whole)
 {
 	sqlite3_stmt *s = st->stmt[which];
 	const char *at = strrchr(sender, '@');
@@ -964,6 +965,8 @@ allow_sender(struct state *st, enum stmt which, const char *sender)
 			store_error(st, "allow_sender");
 			return -1;
 		}
+		if (whole)
+			break;
 		if (d == sender && at != NULL)
 			d = at + 1;
 		else if ((d = strchr(d, '.')) == NULL)
@@ -977,7 +980,13 @@ allow_sender(struct state *st, enum stmt which, const char *sender)
 int
 state_allow_sender(struct state *st, const char *sender)
 {
-	return allow_sender(st, S_ALLOW_SENDER, sender);
+	return allow_sender(st, S_ALLOW_SENDER, sender, 0);
+}
+
+int
+state_allow_address(struct state *st, const char *addr)
+{
+	return allow_sender(st, S_ALLOW_SENDER, addr, 1);
 }
 
 /* Has bulk_allow a row? 1, 0, or -1 on an error; read once, then kept
@@ -1004,7 +1013,7 @@ state_bulk_rcpt_allowed(struct state *st, const char *rcpt)
 
 	if ((rc = bulk_allow_any(st)) != 1)
 		return rc;
-	return allow_sender(st, S_BULK_ALLOW_RCPT, rcpt);
+	return allow_sender(st, S_BULK_ALLOW_RCPT, rcpt, 0);
 }
 
 int
@@ -1019,7 +1028,7 @@ state_bulk_allowed(struct state *st, const struct sockaddr *sa,
 		return rc;
 	if (sender[0] == '\0')
 		return 0;
-	return allow_sender(st, S_BULK_ALLOW_SENDER, sender);
+	return allow_sender(st, S_BULK_ALLOW_SENDER, sender, 0);
 }
 
 /* A host name (src/core/dname.h), or "local@" one, lower-cased into
@@ -1088,19 +1097,20 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		ranges_addr_text(lo, text, sizeof(text));
 		snprintf(canon, sizeof(canon), "%s/%u", text,
 		    ranges_is_v4(lo) ? prefix - 96 : prefix);
-	} else if (kind == STATE_ALLOW_RECIPIENT ?
-	    strcmp(table, "bulk_allow") != 0 :
-	    (strchr(value, '@') != NULL) != (kind == STATE_ALLOW_SENDER)) {
-		snprintf(err, errsz, "'%s' is no %s", value,
-		    kind == STATE_ALLOW_RECIPIENT ? "entry of this list "
-		    "(recipients are allowed for bulk only)" :
-		    kind == STATE_ALLOW_SENDER ? "address (local@domain)" :
-		    "domain name");
+	} else if (kind == STATE_ALLOW_RECIPIENT &&
+	    strcmp(table, "bulk_allow") != 0) {
+		snprintf(err, errsz, "'%s' is no entry of this list "
+		    "(recipients are allowed for bulk only)", value);
 		return -2;
-	} else if (canon_domain(value, canon, sizeof(canon)) == -1) {
+	} else if ((kind != STATE_ALLOW_RECIPIENT &&
+	    (kind == STATE_ALLOW_SENDER) != (strchr(value, '@') != NULL)) ||
+	    canon_domain(value, canon, sizeof(canon)) == -1) {
+		/* A sender is an address, a domain none; a recipient
+		 * either. */
 		snprintf(err, errsz, "'%s' is no %s", value,
-		    strchr(value, '@') != NULL ? "address (local@domain)" :
-		    "domain name");
+		    kind == STATE_ALLOW_SENDER || (kind ==
+		    STATE_ALLOW_RECIPIENT && strchr(value, '@') != NULL) ?
+		    "address (local@domain)" : "domain name");
 		return -2;
 	}
 	if (begin_write(st) == -1)
