@@ -1064,11 +1064,24 @@ static const char *const allow_kinds[] = {
 	[STATE_ALLOW_RECIPIENT] = "recipient",
 };
 
+#define NALLOW_KINDS	(sizeof(allow_kinds) / sizeof(allow_kinds[0]))
+
 const char *
 state_allow_kind_name(enum state_allow_kind kind)
 {
-	return (size_t)kind < sizeof(allow_kinds) / sizeof(allow_kinds[0]) ?
-	    allow_kinds[kind] : "domain";
+	return (size_t)kind < NALLOW_KINDS ? allow_kinds[kind] : "domain";
+}
+
+/* The kind a row's text names; an unknown one reads as a domain. */
+static enum state_allow_kind
+allow_kind_named(const char *name)
+{
+	size_t k;
+
+	for (k = 0; k < NALLOW_KINDS; k++)
+		if (strcmp(name, allow_kinds[k]) == 0)
+			return (enum state_allow_kind)k;
+	return STATE_ALLOW_DOMAIN;
 }
 
 /* An entry into one allow table (grey_allow, bulk_allow): same rows. */
@@ -1488,11 +1501,8 @@ allow_list(struct state *st, const char *table, state_allow_fn *fn,
 
 		if (kind == NULL || value == NULL)
 			continue;
-		if (fn(strcmp(kind, "client") == 0 ? STATE_ALLOW_CLIENT :
-		    strcmp(kind, "sender") == 0 ? STATE_ALLOW_SENDER :
-		    strcmp(kind, "recipient") == 0 ? STATE_ALLOW_RECIPIENT :
-		    STATE_ALLOW_DOMAIN, value, sqlite3_column_int64(s, 2),
-		    arg) != 0) {
+		if (fn(allow_kind_named(kind), value,
+		    sqlite3_column_int64(s, 2), arg) != 0) {
 			rc = SQLITE_DONE;
 			break;
 		}
