@@ -58,17 +58,20 @@ static int
 row(const struct state_bulk *b, void *arg)
 {
 	struct out *o = arg;
-	char a[32], c[32], d[32], subj[sizeof(b->subject) * 4];
+	char a[32], c[32], d[32], subj[sizeof(b->subject) * 4],
+	    from[sizeof(b->sender) * 4];
 	int remembered = b->bulk_until > o->now;
 
 	if (o->j == NULL) {
-		/* The Subject is a sender's: no control or bidi character
-		 * reaches the terminal (str_term()). */
+		/* The Subject and the sender are a peer's: no control or
+		 * bidi character reaches the terminal (str_term()). */
 		printf("%s %-7s count=%u first=%s last=%s bulk=%s "
-		    "subject=\"%s\"\n", b->digest, bulk_kind_name(b->kind),
-		    b->count, ctl_iso(b->first_seen, a, sizeof(a)),
+		    "from=<%s> subject=\"%s\"\n", b->digest,
+		    bulk_kind_name(b->kind), b->count,
+		    ctl_iso(b->first_seen, a, sizeof(a)),
 		    ctl_iso(b->last_seen, c, sizeof(c)), remembered ?
 		    ctl_iso(b->bulk_until, d, sizeof(d)) : "no",
+		    str_term(from, sizeof(from), b->sender),
 		    str_term(subj, sizeof(subj), b->subject));
 		return 0;
 	}
@@ -86,6 +89,7 @@ row(const struct state_bulk *b, void *arg)
 	json_key(o->j, "bulk_until");
 	json_int(o->j, remembered ? b->bulk_until : 0);
 	json_kstr(o->j, "subject", b->subject);
+	json_kstr(o->j, "sender", b->sender);
 	json_end(o->j);
 	return 0;
 }

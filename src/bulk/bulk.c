@@ -144,6 +144,8 @@ rcpt_key(const char *rcpt, char *out)
 	bulk_hash_hex(rcpt, strlen(rcpt), out);
 }
 
+_Static_assert(sizeof(((struct state_bulk *)0)->sender) >= BULK_SENDER_MAX,
+    "a digest row keeps the whole sample sender");
 _Static_assert(BULK_NDIGEST <= STATE_BULK_MANY,
     "a message's digests go to the store in one grouped call");
 
@@ -294,6 +296,8 @@ judged_decide(struct judged *j, size_t k, const struct config *c,
 		row->expires = row->bulk_until;
 	if (row->subject[0] == '\0')
 		str_copy(row->subject, sizeof(row->subject), d->subject);
+	if (row->sender[0] == '\0')
+		str_copy(row->sender, sizeof(row->sender), d->sender);
 	return bulk;
 }
 
@@ -421,6 +425,7 @@ ask_query(const struct bulk_ask *a, const char **rcptp,
 	q->global = a->c->bulk_threshold;
 	q->threshold = a->threshold;
 	q->subject = a->d.subject;
+	q->sender = a->d.sender;
 	for (i = 0; i < BULK_NDIGEST; i++)
 		if (a->d.d[i].valid) {
 			q->digest[q->n] = a->d.d[i].hex;

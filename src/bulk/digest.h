@@ -40,6 +40,7 @@
 #define BULK_BAND_ROWS		6	/* min-hashes per band */
 #define BULK_NDIGEST		(2 + BULK_BANDS)
 #define BULK_SUBJECT_MAX	80	/* a sample Subject kept, for the operator */
+#define BULK_SENDER_MAX		257	/* and its envelope sender, no brackets */
 #define BULK_HEX_LEN		32	/* a digest as text: 128 bits in hex */
 
 enum bulk_kind {
@@ -58,6 +59,7 @@ struct bulk_digest {
 struct bulk_digests {
 	struct bulk_digest d[BULK_NDIGEST];	/* body, letters, bands */
 	char		subject[BULK_SUBJECT_MAX];	/* top-level Subject, cut */
+	char		sender[BULK_SENDER_MAX];	/* the caller's, lower case */
 	uint64_t	text_octets;	/* decoded text seen, for the log */
 };
 

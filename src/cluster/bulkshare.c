@@ -3,7 +3,8 @@
  * "Bulk counts").
  *
  * Per digest two keys: PREFIX "bulk:" HEX, a hash with the readable
- * fields (kind, count, first_seen, last_seen, bulk_until, subject), and
+ * fields (kind, count, first_seen, last_seen, bulk_until, subject,
+ * sender), and
  * PREFIX "bulkr:" HEX, the set of the recipient hashes counted. A set,
  * not a HyperLogLog: the count decides a 4xx at exactly bulk_threshold,
  * and HLL's estimate is not exact; SADD of a member already there adds
@@ -28,11 +29,12 @@
 
 #define HEX_LEN		32
 #define SUBJECT_MAX	80
+#define SENDER_MAX	257	/* an RFC 5321 address, no brackets */
 
 /*
  * KEYS: per digest its hash and its set. ARGV: mode ("ask" or "merge"),
  * now, seen, window, remember, global threshold, this message's
- * threshold, subject, nrcpt, then n kinds, n bulk_until known to the
+ * threshold, subject, sender, nrcpt, then n kinds, n bulk_until known to the
  * node, then the recipients. The rules are bulk.c's judged_decide(): a
  * remembered digest (before this copy) stops counting unless this
  * message's threshold is above the global one; a digest is remembered
@@ -48,11 +50,12 @@ const char cluster_bulk_lua[] =
 "local mode, now, seen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 "local win, rem = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 "local glob, t = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
-"local subj, nr, n = ARGV[8], tonumber(ARGV[9]), #KEYS / 2\n"
-"local r0, out = 9 + 2 * n, {}\n"
+"local subj, from = ARGV[8], ARGV[9]\n"
+"local nr, n = tonumber(ARGV[10]), #KEYS / 2\n"
+"local r0, out = 10 + 2 * n, {}\n"
 "for i = 1, n do\n"
 "  local h, s = KEYS[2 * i - 1], KEYS[2 * i]\n"
-"  local mine = tonumber(ARGV[9 + n + i])\n"
+"  local mine = tonumber(ARGV[10 + n + i])\n"
 "  local count, was, untl = 0, false, mine\n"
 "  if math.max(seen + win, mine) > now then\n"
 "    local v = redis.call('HMGET', h, 'first_seen', 'last_seen',"
@@ -72,9 +75,10 @@ const char cluster_bulk_lua[] =
 "    end\n"
 "    first, last = math.min(first, seen), math.max(last, seen)\n"
 "    local ttl = math.max(last + win, untl) - now\n"
-"    redis.call('HSET', h, 'kind', ARGV[9 + i], 'count', count,"
+"    redis.call('HSET', h, 'kind', ARGV[10 + i], 'count', count,"
 " 'first_seen', first, 'last_seen', last, 'bulk_until', untl)\n"
 "    redis.call('HSETNX', h, 'subject', subj)\n"
+"    redis.call('HSETNX', h, 'sender', from)\n"
 "    redis.call('EXPIRE', h, math.max(1, ttl))\n"
 "    if redis.call('EXISTS', s) == 1 then\n"
 "      redis.call('EXPIRE', s, math.max(1, ttl))\n"
@@ -101,6 +105,7 @@ struct pending {
 	char		 digest[CLUSTER_BULK_MAX][HEX_LEN + 1];
 	char		 kind[CLUSTER_BULK_MAX][16];
 	char		 subject[SUBJECT_MAX];
+	char		 sender[SENDER_MAX];
 	char		(*rcpt)[HEX_LEN + 1];
 	const char	**rcptp;
 };
@@ -139,7 +144,7 @@ query_argv(const char *prefix, const struct cluster_bulk_query *q,
     int *argcp, int *nkeysp)
 {
 	size_t nr = q->nrcpt < CLUSTER_BULK_RCPT_MAX ? q->nrcpt :
-	    CLUSTER_BULK_RCPT_MAX, argc = 2 * q->n + 9 + 2 * q->n + nr;
+	    CLUSTER_BULK_RCPT_MAX, argc = 2 * q->n + 10 + 2 * q->n + nr;
 	const char **argv = xreallocarray(NULL, argc, sizeof(*argv));
 	size_t *len = xreallocarray(NULL, argc, sizeof(*len)), i, a = 0;
 	int64_t num[7] = { q->now, q->seen, q->window, q->remember, q->global,
@@ -156,8 +161,10 @@ query_argv(const char *prefix, const struct cluster_bulk_query *q,
 	for (i = 0; i < 7; i++) {
 		snprintf(nums[i], 24, "%lld", (long long)num[i]);
 		argv[a++] = nums[i];
-		if (i == 5)	/* the subject sits before nrcpt */
+		if (i == 5) {	/* the samples sit before nrcpt */
 			argv[a++] = q->subject;
+			argv[a++] = q->sender;
+		}
 	}
 	for (i = 0; i < q->n; i++)
 		argv[a++] = q->kind[i];
@@ -289,6 +296,8 @@ cluster_bulk_replay(struct cluster *cl, const struct cluster_bulk_query *q)
 	}
 	str_copy(p->subject, sizeof(p->subject), q->subject);
 	p->q.subject = p->subject;
+	str_copy(p->sender, sizeof(p->sender), q->sender);
+	p->q.sender = p->sender;
 	p->rcpt = xreallocarray(NULL, nr + 1, sizeof(*p->rcpt));
 	p->rcptp = xreallocarray(NULL, nr + 1, sizeof(*p->rcptp));
 	for (i = 0; i < nr; i++) {

@@ -34,6 +34,7 @@ struct cluster_bulk_query {
 	unsigned	 global;	/* bulk_threshold: remembered at it */
 	unsigned	 threshold;	/* this message's (a domain's own) */
 	const char	*subject;	/* a sample, for HGETALL */
+	const char	*sender;	/* its envelope sender, as well */
 	size_t		 n;
 	const char	*digest[CLUSTER_BULK_MAX];	/* 32 hex digits */
 	const char	*kind[CLUSTER_BULK_MAX];	/* "body", ... */

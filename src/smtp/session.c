@@ -2011,6 +2011,7 @@ bulk_end(struct session *s)
 	rcpts = xreallocarray(NULL, s->env.nrcpt, sizeof(*rcpts));
 	addrs = xreallocarray(NULL, s->env.nrcpt, sizeof(*addrs));
 	addr_key(&s->env.sender, from);
+	str_copy(d.sender, sizeof(d.sender), from);
 	for (i = 0; i < s->env.nrcpt; i++) {
 		/* Every recipient passed bulk_split(); one whose domain's
 		 * policy changed by a reload since is not counted. */

@@ -35,7 +35,7 @@ struct state;
 #define STATE_NET_MAX	64	/* "2001:db8:ffff:ffff::/64" and room */
 #define STATE_ADDR_MAX	257	/* an RFC 5321 address without brackets */
 #define STATE_WHY_MAX	200	/* last answer text kept with a record */
-#define STATE_SCHEMA	3	/* PRAGMA user_version this code writes */
+#define STATE_SCHEMA	4	/* PRAGMA user_version this code writes */
 
 struct state_conf {
 	unsigned	sweep_interval;	/* seconds between expiry sweeps */
@@ -199,6 +199,7 @@ struct state_bulk {
 	int64_t		bulk_until;	/* remembered as bulk until; 0 never */
 	int64_t		expires;
 	char		subject[80];	/* a sample Subject, for the operator */
+	char		sender[STATE_ADDR_MAX];	/* and its envelope sender */
 };
 /* 1 and *out, 0 unknown or expired, -1 error. */
 int	state_bulk_get(struct state *, const char *digest, int64_t now,

@@ -116,6 +116,9 @@ static const char *const schema[] = {
 	"  lo BLOB, hi BLOB, added INTEGER NOT NULL,"
 	"  PRIMARY KEY (kind, value));"
 	"CREATE INDEX bulk_allow_lo ON bulk_allow (kind, lo);",
+	/* 3 -> 4: a digest's sample envelope sender, beside its Subject,
+	 * for `bulk list` (what to allow). Rows from before have none. */
+	"ALTER TABLE bulk_digest ADD COLUMN sender TEXT NOT NULL DEFAULT '';",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
@@ -165,7 +168,7 @@ enum stmt {
 			"last_accept, accept_how, health, health_changed, " \
 			"health_why, last_probe"
 #define BULK_COLS	"digest, kind, count, first_seen, last_seen, " \
-			"bulk_until, expires, subject"
+			"bulk_until, expires, subject, sender"
 /*
  * STATE_BULK_MANY digests' parameters as a table "s", joined (outer loop,
  * CROSS JOIN) to the primary key: one probe a slot. "digest IN (?1, ...)"
@@ -251,25 +254,26 @@ static const char *const stmt_sql[NSTMT] = {
 	    "WHERE expires > ?11",
 	[S_BULK_PUT_MANY] = "INSERT INTO bulk_digest (" BULK_COLS ") "
 	    "SELECT * FROM (VALUES "
-	    "(?1,?2,?3,?4,?5,?6,?7,?8),(?9,?10,?11,?12,?13,?14,?15,?16),"
-	    "(?17,?18,?19,?20,?21,?22,?23,?24),"
-	    "(?25,?26,?27,?28,?29,?30,?31,?32),"
-	    "(?33,?34,?35,?36,?37,?38,?39,?40),"
-	    "(?41,?42,?43,?44,?45,?46,?47,?48),"
-	    "(?49,?50,?51,?52,?53,?54,?55,?56),"
-	    "(?57,?58,?59,?60,?61,?62,?63,?64),"
-	    "(?65,?66,?67,?68,?69,?70,?71,?72),"
-	    "(?73,?74,?75,?76,?77,?78,?79,?80)) "
+	    "(?1,?2,?3,?4,?5,?6,?7,?8,?9),"
+	    "(?10,?11,?12,?13,?14,?15,?16,?17,?18),"
+	    "(?19,?20,?21,?22,?23,?24,?25,?26,?27),"
+	    "(?28,?29,?30,?31,?32,?33,?34,?35,?36),"
+	    "(?37,?38,?39,?40,?41,?42,?43,?44,?45),"
+	    "(?46,?47,?48,?49,?50,?51,?52,?53,?54),"
+	    "(?55,?56,?57,?58,?59,?60,?61,?62,?63),"
+	    "(?64,?65,?66,?67,?68,?69,?70,?71,?72),"
+	    "(?73,?74,?75,?76,?77,?78,?79,?80,?81),"
+	    "(?82,?83,?84,?85,?86,?87,?88,?89,?90)) "
 	    "WHERE column1 IS NOT NULL "
 	    "ON CONFLICT (digest) DO UPDATE SET kind = excluded.kind, "
 	    "count = excluded.count, first_seen = excluded.first_seen, "
 	    "last_seen = excluded.last_seen, "
 	    "bulk_until = excluded.bulk_until, expires = excluded.expires, "
-	    "subject = excluded.subject "
+	    "subject = excluded.subject, sender = excluded.sender "
 	    "WHERE (kind, count, first_seen, last_seen, bulk_until, expires, "
-	    "subject) IS NOT (excluded.kind, excluded.count, "
+	    "subject, sender) IS NOT (excluded.kind, excluded.count, "
 	    "excluded.first_seen, excluded.last_seen, excluded.bulk_until, "
-	    "excluded.expires, excluded.subject)",
+	    "excluded.expires, excluded.subject, excluded.sender)",
 	/* The primary key (digest, rcpt) serves it, one probe a slot. */
 	[S_BULK_RCPT_SEEN] = "SELECT digest, gen, expires FROM " BULK_SLOTS
 	    " CROSS JOIN bulk_rcpt ON digest = s.column1 AND rcpt = ?11",
@@ -1621,7 +1625,7 @@ state_bulk_allow_delete(struct state *st, const char *value)
  * sweep (the slots it may have deleted). Direct-mapped and fixed in size:
  * a slot taken by another key is a miss, and SQLite answers.
  */
-#define BCACHE_ROWS	1024	/* digest rows: 160 KiB */
+#define BCACHE_ROWS	1024	/* digest rows: 424 KiB */
 #define BCACHE_RCPTS	4096	/* recipient rows: 384 KiB */
 
 struct bcache_rcpt {
@@ -1765,6 +1769,7 @@ bulk_row(sqlite3_stmt *s, struct state_bulk *b)
 	b->bulk_until = sqlite3_column_int64(s, 5);
 	b->expires = sqlite3_column_int64(s, 6);
 	col_text(s, 7, b->subject, sizeof(b->subject));
+	col_text(s, 8, b->sender, sizeof(b->sender));
 }
 
 /* A recipient row of generation 'gen' living until 'expires', for one of
@@ -1874,7 +1879,7 @@ state_bulk_put_many(struct state *st, const struct state_bulk *rows,
 		return -1;
 	for (i = 0; i < n; i++) {
 		b = &rows[i];
-		p = (int)i * 8;
+		p = (int)i * 9;
 		bind_field(s, p + 1, b->digest, sizeof(b->digest));
 		sqlite3_bind_int(s, p + 2, b->kind);
 		sqlite3_bind_int64(s, p + 3, b->count);
@@ -1883,6 +1888,7 @@ state_bulk_put_many(struct state *st, const struct state_bulk *rows,
 		sqlite3_bind_int64(s, p + 6, b->bulk_until);
 		sqlite3_bind_int64(s, p + 7, b->expires);
 		bind_field(s, p + 8, b->subject, sizeof(b->subject));
+		bind_field(s, p + 9, b->sender, sizeof(b->sender));
 	}
 	if (step_done(st, s, "bulk_put") == -1)
 		return write_failed(st);

@@ -235,7 +235,9 @@ static int
 bulk_seen_cb(const struct state_bulk *b, void *arg)
 {
 	strcat(arg, b->digest);
-	strcat(arg, " ");
+	strcat(arg, " <");
+	strcat(arg, b->sender);
+	strcat(arg, "> ");
 	return 0;
 }
 
@@ -256,6 +258,7 @@ test_bulk(void **state)
 	b.last_seen = 100;
 	b.expires = 1000;
 	strcpy(b.subject, "hello");
+	strcpy(b.sender, "news@list.example");
 	assert_int_equal(state_bulk_put(f->st, &b), 0);
 	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 100, "r1", 1000), 1);
 	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 100, "r1", 1000), 0);
@@ -273,7 +276,8 @@ test_bulk(void **state)
 	assert_int_equal(state_bulk_get(f->st, "aa", 1000, &b), 0);
 	assert_int_equal(state_bulk_list(f->st, 2, 500, bulk_seen_cb, seen),
 	    0);
-	assert_string_equal(seen, "aa ");
+	/* Read from the database: the cache has no list. */
+	assert_string_equal(seen, "aa <news@list.example> ");
 	assert_int_equal(state_bulk_forget(f->st, "aa"), 1);
 	assert_int_equal(state_bulk_forget(f->st, "aa"), 0);
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
@@ -309,6 +313,7 @@ test_bulk_many(void **state)
 	/* Updated in place, in the same grouped write. */
 	rows[0].count = 7;
 	strcpy(rows[0].subject, "again");
+	strcpy(rows[0].sender, "a@b.example");
 	assert_int_equal(state_bulk_put_many(f->st, rows, 1), 0);
 	assert_int_equal(state_bulk_rcpt_put_many(f->st, "r1", dg, gen, 4,
 	    1000), 0);
@@ -324,6 +329,7 @@ test_bulk_many(void **state)
 	assert_string_equal(out[0].digest, "d1");
 	assert_int_equal(out[0].count, 7);
 	assert_string_equal(out[0].subject, "again");
+	assert_string_equal(out[0].sender, "a@b.example");
 	assert_string_equal(out[1].digest, "d2");
 	assert_int_equal(out[1].count, 2);
 
@@ -1069,7 +1075,7 @@ test_migrate_v1(void **state)
 	if (st == NULL)
 		fail_msg("%s", err);
 	assert_int_equal(user_version(dir), STATE_SCHEMA);
-	assert_int_equal(STATE_SCHEMA, 3);
+	assert_int_equal(STATE_SCHEMA, 4);
 	/* The greylist row from before survives... */
 	assert_int_equal(state_triplet_get(st, "192.0.2.0/24", "a@b.example",
 	    "u@customer.example", &t), 1);
@@ -1100,9 +1106,50 @@ test_migrate_v1(void **state)
 	state_close(st);
 
 	/* One version past ours still refuses to open. */
-	raw_exec(dir, "PRAGMA user_version = 4");
+	raw_exec(dir, "PRAGMA user_version = 5");
 	assert_null(state_open(base, dir, &sc, err, sizeof(err)));
-	assert_non_null(strstr(err, "schema version 4 is newer"));
+	assert_non_null(strstr(err, "schema version 5 is newer"));
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	event_base_free(base);
+}
+
+/* A version 3 store (no sample sender): its digests survive the
+ * migration with none, and take one at their next write. */
+static void
+test_migrate_v3(void **state)
+{
+	struct state_conf sc = { 3600, 100 };
+	struct event_base *base = event_base_new();
+	char dir[] = "/tmp/state_test_v3.XXXXXX", cmd[128], err[512],
+	    seen[256] = "";
+	struct state *st;
+	struct state_bulk b;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	if ((st = state_open(base, dir, &sc, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	state_close(st);
+	raw_exec(dir, "ALTER TABLE bulk_digest DROP COLUMN sender;"
+	    "INSERT INTO bulk_digest VALUES ('aa', 0, 12, 100, 200, 0, "
+	    "  90000, 'old news');"
+	    "PRAGMA user_version = 3;");
+
+	if ((st = state_open(base, dir, &sc, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(user_version(dir), 4);
+	assert_int_equal(state_bulk_get(st, "aa", 500, &b), 1);
+	assert_int_equal(b.count, 12);
+	assert_string_equal(b.subject, "old news");
+	assert_string_equal(b.sender, "");
+	strcpy(b.sender, "news@list.example");
+	assert_int_equal(state_bulk_put(st, &b), 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_list(st, 10, 500, bulk_seen_cb, seen), 0);
+	assert_string_equal(seen, "aa <news@list.example> ");
+	state_close(st);
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -1138,6 +1185,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rcpt_domain_admin, setup,
 		    teardown),
 		cmocka_unit_test(test_migrate_v1),
+		cmocka_unit_test(test_migrate_v3),
 		cmocka_unit_test(test_open_errors),
 	};
 

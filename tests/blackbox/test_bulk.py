@@ -340,7 +340,10 @@ class BulkTest(BlackboxTest):
     def test_ctl_list_and_forget(self):
         d = self.bulk_daemon(bulk_threshold="4")
         body = spam(0)
-        self.assertReply(self.attempt(d, [self.rcpt(0)], body), 250)
+        # The first copy's sender is the sample: lower case, as written
+        # (the number stays: it is what `bulk allow` would be given).
+        self.assertReply(self.attempt(d, [self.rcpt(0)], body,
+                                      sender="Offers-7@Shop.example"), 250)
         # Under half the threshold: listed with --all only.
         self.assertEqual(self.listing(d)["digests"], [])
         # body, letters and 4 shingle bands (docs/bulk.md §2)
@@ -356,14 +359,15 @@ class BulkTest(BlackboxTest):
             self.assertEqual(x["count"], 3)
             self.assertFalse(x["remembered"])
             self.assertEqual(x["subject"], "Your winter reward")
+            self.assertEqual(x["sender"], "offers-7@shop.example")
         self.assertBulk(self.attempt(d, [self.rcpt(3)], body))
         got = self.listing(d)["digests"]
         self.assertTrue(all(x["remembered"] and x["count"] == 4
                             for x in got), got)
         text = backmxctl(d, "bulk", "list")
         self.assertRegex(text, r"[0-9a-f]{32} body +count=4 first=\S+Z "
-                         r"last=\S+Z bulk=\S+Z subject=\"Your winter "
-                         r"reward\"")
+                         r"last=\S+Z bulk=\S+Z from=<offers-7@shop\.example> "
+                         r"subject=\"Your winter reward\"")
         # Forgotten: no longer bulk, counting from 0.
         for x in got:
             self.assertEqual(backmxctl(d, "bulk", "forget", x["digest"]),

@@ -109,6 +109,7 @@ class TestClusterBulk(BlackboxTest):
         self.assertEqual((rec["count"], n), ("20", 20))
         self.assertEqual(rec["kind"], "body")
         self.assertEqual(rec["subject"], "Your winter reward")
+        self.assertEqual(rec["sender"], tb.SENDER)
         self.assertGreater(int(rec["bulk_until"]), 0)
         self.assertTrue(nodes[1].wait_log(
             r"event=bulk .*verdict=bulk threshold=20 nrcpt=1 "
