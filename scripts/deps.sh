@@ -14,7 +14,7 @@ PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  rspamd spamassassin spamd spamc spamass-milter
  chromium
  debhelper lintian dpkg-dev fakeroot
- strace iproute2
+ strace iproute2 faketime
  redis-server redis-sentinel"
 
 missing=""
