@@ -19,6 +19,9 @@
 #include <event2/buffer.h>
 
 #include "config.h"
+#include "json.h"
+#include "state.h"
+#include "str.h"
 
 #define CTL_TIMEOUT	60	/* seconds for the daemon's answer */
 
@@ -164,4 +167,24 @@ ctl_iso(int64_t t, char *buf, size_t bufsz)
 		return "-";
 	strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return buf;
+}
+
+int
+ctl_allow_row(struct json *j, const char *label, enum state_allow_kind kind,
+    const char *value, int64_t added)
+{
+	const char *k = state_allow_kind_name(kind);
+	char a[32], v[STATE_ADDR_MAX * 4];
+
+	if (j == NULL) {
+		printf("%s %s %s added=%s\n", label, k,
+		    str_term(v, sizeof(v), value), ctl_iso(added, a, sizeof(a)));
+		return 0;
+	}
+	json_object(j);
+	json_kstr(j, "kind", k);
+	json_kstr(j, "value", value);
+	json_kint(j, "added", added);
+	json_end(j);
+	return 0;
 }

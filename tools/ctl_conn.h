@@ -9,8 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "state.h"
+
 struct config;
 struct evbuffer;
+struct json;
 
 #define CTL_NOT_RUNNING	(-1)	/* ctl_request(): no daemon to ask */
 
@@ -37,6 +40,15 @@ int	ctl_args(int argc, char **argv, const char *const *flags, int *flag,
 
 /* "2024-05-01T12:00:00Z" (UTC) into buf, or "-" for 0 ("never"). */
 const char *ctl_iso(int64_t t, char *buf, size_t bufsz);
+
+/*
+ * One operator allow entry of the state store, as `greylist list` and
+ * `bulk list` show it: a text line "LABEL KIND VALUE added=TIME" (the
+ * value through str_term()), or a JSON object {"kind", "value", "added"}
+ * into j. Returns 0, as a state_*_allow_list() callback does.
+ */
+int	ctl_allow_row(struct json *j, const char *label, enum state_allow_kind,
+	    const char *value, int64_t added);
 
 /* Write all of b to stdout: 0, or 74 on a write error. */
 int	ctl_flush(struct evbuffer *b);

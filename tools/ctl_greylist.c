@@ -120,21 +120,8 @@ allow_row(enum state_allow_kind kind, const char *value, int64_t added,
     void *arg)
 {
 	struct out *o = arg;
-	const char *k = state_allow_kind_name(kind);
-	char a[32], v[STATE_ADDR_MAX];
 
-	if (o->j == NULL) {
-		printf("allow   %s %s added=%s\n", k,
-		    str_term(v, sizeof(v), value),
-		    ctl_iso(added, a, sizeof(a)));
-		return 0;
-	}
-	json_object(o->j);
-	json_kstr(o->j, "kind", k);
-	json_kstr(o->j, "value", value);
-	json_kint(o->j, "added", added);
-	json_end(o->j);
-	return 0;
+	return ctl_allow_row(o->j, "allow  ", kind, value, added);
 }
 
 /* The whole store: text one row a line, or one JSON document
