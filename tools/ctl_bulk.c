@@ -66,12 +66,14 @@ row(const struct state_bulk *b, void *arg)
 		/* The Subject and the sender are a peer's: no control or
 		 * bidi character reaches the terminal (str_term()). */
 		printf("%s %-7s count=%u first=%s last=%s bulk=%s "
-		    "from=<%s> subject=\"%s\"\n", b->digest,
+		    "from=%s%s%s subject=\"%s\"\n", b->digest,
 		    bulk_kind_name(b->kind), b->count,
 		    ctl_iso(b->first_seen, a, sizeof(a)),
 		    ctl_iso(b->last_seen, c, sizeof(c)), remembered ?
 		    ctl_iso(b->bulk_until, d, sizeof(d)) : "no",
-		    str_term(from, sizeof(from), b->sender),
+		    b->has_sender ? "<" : "?", b->has_sender ?
+		    str_term(from, sizeof(from), b->sender) : "",
+		    b->has_sender ? ">" : "",
 		    str_term(subj, sizeof(subj), b->subject));
 		return 0;
 	}
@@ -89,7 +91,13 @@ row(const struct state_bulk *b, void *arg)
 	json_key(o->j, "bulk_until");
 	json_int(o->j, remembered ? b->bulk_until : 0);
 	json_kstr(o->j, "subject", b->subject);
-	json_kstr(o->j, "sender", b->sender);
+	/* "" is the null sender <>; null: not known (schema 3). */
+	if (b->has_sender)
+		json_kstr(o->j, "sender", b->sender);
+	else {
+		json_key(o->j, "sender");
+		json_null(o->j);
+	}
 	json_end(o->j);
 	return 0;
 }

@@ -271,6 +271,7 @@ row_stale(const struct judged *j, size_t k)
 	const struct state_bulk *was = &j->was[k], *row = &j->row[k];
 
 	return !j->found[k] || row->count != was->count ||
+	    row->has_sender != was->has_sender ||
 	    row->bulk_until - was->bulk_until >= j->refresh ||
 	    row->last_seen - was->last_seen >= j->refresh;
 }
@@ -296,8 +297,10 @@ judged_decide(struct judged *j, size_t k, const struct config *c,
 		row->expires = row->bulk_until;
 	if (row->subject[0] == '\0')
 		str_copy(row->subject, sizeof(row->subject), d->subject);
-	if (row->sender[0] == '\0')
+	if (!row->has_sender) {
 		str_copy(row->sender, sizeof(row->sender), d->sender);
+		row->has_sender = 1;
+	}
 	return bulk;
 }
 

@@ -199,7 +199,8 @@ struct state_bulk {
 	int64_t		bulk_until;	/* remembered as bulk until; 0 never */
 	int64_t		expires;
 	char		subject[80];	/* a sample Subject, for the operator */
-	char		sender[STATE_ADDR_MAX];	/* and its envelope sender */
+	char		sender[STATE_ADDR_MAX];	/* and its envelope sender, */
+	int		has_sender;	/* 0: not known (counted before schema 4) */
 };
 /* 1 and *out, 0 unknown or expired, -1 error. */
 int	state_bulk_get(struct state *, const char *digest, int64_t now,

@@ -117,8 +117,9 @@ static const char *const schema[] = {
 	"  PRIMARY KEY (kind, value));"
 	"CREATE INDEX bulk_allow_lo ON bulk_allow (kind, lo);",
 	/* 3 -> 4: a digest's sample envelope sender, beside its Subject,
-	 * for `bulk list` (what to allow). Rows from before have none. */
-	"ALTER TABLE bulk_digest ADD COLUMN sender TEXT NOT NULL DEFAULT '';",
+	 * for `bulk list` (what to allow). NULL: a row from before, whose
+	 * first copy's sender is not known ('' is the null sender <>). */
+	"ALTER TABLE bulk_digest ADD COLUMN sender TEXT;",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
@@ -1769,6 +1770,7 @@ bulk_row(sqlite3_stmt *s, struct state_bulk *b)
 	b->bulk_until = sqlite3_column_int64(s, 5);
 	b->expires = sqlite3_column_int64(s, 6);
 	col_text(s, 7, b->subject, sizeof(b->subject));
+	b->has_sender = sqlite3_column_type(s, 8) != SQLITE_NULL;
 	col_text(s, 8, b->sender, sizeof(b->sender));
 }
 
@@ -1888,7 +1890,10 @@ state_bulk_put_many(struct state *st, const struct state_bulk *rows,
 		sqlite3_bind_int64(s, p + 6, b->bulk_until);
 		sqlite3_bind_int64(s, p + 7, b->expires);
 		bind_field(s, p + 8, b->subject, sizeof(b->subject));
-		bind_field(s, p + 9, b->sender, sizeof(b->sender));
+		if (b->has_sender)
+			bind_field(s, p + 9, b->sender, sizeof(b->sender));
+		else
+			sqlite3_bind_null(s, p + 9);
 	}
 	if (step_done(st, s, "bulk_put") == -1)
 		return write_failed(st);

@@ -235,9 +235,12 @@ static int
 bulk_seen_cb(const struct state_bulk *b, void *arg)
 {
 	strcat(arg, b->digest);
-	strcat(arg, " <");
-	strcat(arg, b->sender);
-	strcat(arg, "> ");
+	if (b->has_sender) {
+		strcat(arg, " <");
+		strcat(arg, b->sender);
+		strcat(arg, "> ");
+	} else
+		strcat(arg, " ? ");
 	return 0;
 }
 
@@ -259,6 +262,7 @@ test_bulk(void **state)
 	b.expires = 1000;
 	strcpy(b.subject, "hello");
 	strcpy(b.sender, "news@list.example");
+	b.has_sender = 1;
 	assert_int_equal(state_bulk_put(f->st, &b), 0);
 	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 100, "r1", 1000), 1);
 	assert_int_equal(state_bulk_rcpt_add(f->st, "aa", 100, "r1", 1000), 0);
@@ -301,6 +305,7 @@ test_bulk_many(void **state)
 	const char *two[2] = { "d1", "d2" };
 	int64_t gen[4] = { 100, 100, 0, 100 };
 	int found[4], seen[4], i;
+	char list[256] = "";
 
 	memset(rows, 0, sizeof(rows));
 	for (i = 0; i < 3; i++) {
@@ -309,11 +314,21 @@ test_bulk_many(void **state)
 		rows[i].first_seen = 100;
 		rows[i].expires = i == 2 ? 400 : 1000;
 	}
+	/* Each row its own sender: not known, the null sender, one. */
+	rows[1].has_sender = 1;
+	strcpy(rows[2].sender, "c@d.example");
+	rows[2].has_sender = 1;
 	assert_int_equal(state_bulk_put_many(f->st, rows, 3), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	/* From the database (the cache has no list), highest count first. */
+	assert_int_equal(state_bulk_list(f->st, 0, 300, bulk_seen_cb, list),
+	    0);
+	assert_string_equal(list, "d3 <c@d.example> d2 <> d1 ? ");
 	/* Updated in place, in the same grouped write. */
 	rows[0].count = 7;
 	strcpy(rows[0].subject, "again");
 	strcpy(rows[0].sender, "a@b.example");
+	rows[0].has_sender = 1;
 	assert_int_equal(state_bulk_put_many(f->st, rows, 1), 0);
 	assert_int_equal(state_bulk_rcpt_put_many(f->st, "r1", dg, gen, 4,
 	    1000), 0);
@@ -330,6 +345,10 @@ test_bulk_many(void **state)
 	assert_int_equal(out[0].count, 7);
 	assert_string_equal(out[0].subject, "again");
 	assert_string_equal(out[0].sender, "a@b.example");
+	list[0] = '\0';
+	assert_int_equal(state_bulk_list(f->st, 7, 500, bulk_seen_cb, list),
+	    0);
+	assert_string_equal(list, "d1 <a@b.example> ");
 	assert_string_equal(out[1].digest, "d2");
 	assert_int_equal(out[1].count, 2);
 
@@ -1143,8 +1162,9 @@ test_migrate_v3(void **state)
 	assert_int_equal(state_bulk_get(st, "aa", 500, &b), 1);
 	assert_int_equal(b.count, 12);
 	assert_string_equal(b.subject, "old news");
-	assert_string_equal(b.sender, "");
+	assert_false(b.has_sender);
 	strcpy(b.sender, "news@list.example");
+	b.has_sender = 1;
 	assert_int_equal(state_bulk_put(st, &b), 0);
 	event_base_loop(base, EVLOOP_NONBLOCK);
 	assert_int_equal(state_bulk_list(st, 10, 500, bulk_seen_cb, seen), 0);

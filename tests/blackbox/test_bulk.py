@@ -378,6 +378,19 @@ class BulkTest(BlackboxTest):
                          1)
         backmxctl(d, "bulk", "forget", "0" * 32, rc=1)
         backmxctl(d, "bulk", "forget", "xyz.example", rc=1)
+        # A first copy from the null sender (a bounce) is the sample:
+        # "" in JSON, from=<> in text, kept when a later copy has one.
+        other = ham(7)
+        self.assertReply(self.attempt(d, [self.rcpt(5)], other, sender=""),
+                         250)
+        self.assertReply(self.attempt(d, [self.rcpt(6)], other), 250)
+        rows = [x for x in self.listing(d, "--all")["digests"]
+                if x["subject"] == "note 7"]
+        self.assertTrue(rows)
+        self.assertTrue(all(x["sender"] == "" and x["count"] == 2
+                            for x in rows), rows)
+        self.assertRegex(backmxctl(d, "bulk", "list", "--all"),
+                         r"count=2 .* from=<> subject=\"note 7\"")
 
     def test_ctl_allow(self):
         d = self.bulk_daemon(bulk_threshold="2")
