@@ -21,8 +21,9 @@ ham_allowed  the same with the corpus's four list and newsletter senders
        operator lists the solicited bulk a customer receives.
 ham_timeline  (not in the default set: root, libfaketime) ham as above,
        but one message at a time in the order the corpus owner received
-       them, each at its own time on the daemon's clock: the date of its
-       topmost Received: header, else its Date:. backmxd runs under
+       them, each at its own time on the daemon's clock: the date of the
+       Received: header its MX wrote (the one below fetchmail's, where the
+       owner fetched his box), else its Date:. backmxd runs under
        libfaketime (a stopped clock the bench sets before each message) in
        a network namespace of its own (unshare --net: loopback only), so
        bulk_window (24h) sees a year of one mailbox at its own pace, not
@@ -415,16 +416,36 @@ HAM_ALLOW = ["fork-admin@xent.com", "pudge@perl.org",
              "rssfeeds@spamassassin.taint.org", "unitedmedia.com"]
 
 
+FETCH_HOP = re.compile(r"fetchmail|\bwith (IMAP|POP3)\b", re.I)
+
+
+def mx_hop(received):
+    """Of a message's Received: headers (topmost first), the one the
+    corpus owner's MX wrote as it took the message. Where the owner
+    fetched his box (fetchmail over IMAP into a local Postfix, hours or
+    weeks later and in batches: the two topmost headers), the one just
+    below the fetch; otherwise the topmost. None: no usable header."""
+    hops = [" ".join(str(r).split()) for r in received]
+    pick = 0
+    for i, r in enumerate(hops):
+        if FETCH_HOP.search(r):
+            pick = i + 1
+            break
+    if pick < len(hops) and ";" in hops[pick]:
+        return hops[pick].rsplit(";", 1)[1]
+    return None
+
+
 def receipt_time(m, by_date=False):
-    """When the corpus owner's server received m, (UTC datetime, how):
-    the date of its topmost Received: header (after its last ';'), else
-    its Date:; (None, None) when neither parses. by_date: Date: alone."""
+    """When the corpus owner's MX received m, (UTC datetime, how): the
+    date of mx_hop() (after its last ';'), else its Date:; (None, None)
+    when neither parses. by_date: Date: alone."""
     head = email.message_from_bytes(m.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n",
                                     policy=email.policy.compat32)
     tries = []
-    rec = head.get_all("Received")
-    if rec and ";" in str(rec[0]) and not by_date:
-        tries.append(("received", str(rec[0]).rsplit(";", 1)[1]))
+    hop = None if by_date else mx_hop(head.get_all("Received") or [])
+    if hop is not None:
+        tries.append(("received", hop))
     if head.get("Date") is not None:
         tries.append(("date", str(head["Date"])))
     for how, v in tries:
