@@ -83,7 +83,7 @@ check_bulk(const redisReply *reply)
 			continue;
 		for (i = 0; i < n; i++)
 			if ((a[i].remembered != 0 && a[i].remembered != 1) ||
-			    a[i].bulk_until < 0)
+			    a[i].bulk_until < 0 || a[i].forgotten < 0)
 				abort();
 		if (a[n].remembered != (int)0xa5a5a5a5)
 			abort();	/* written past its n */

@@ -19,7 +19,8 @@
  * list reads state.db itself; allow and forget are requests to the running
  * daemon, answered once the change committed, refused (69) with no daemon
  * (entries for before a start go in bulk_allow_*). Exit 0, 1 when forget
- * found nothing, 64 usage, 65 bad value, 69 no daemon, 75 store error.
+ * found nothing, 64 usage, 65 bad value, 69 no daemon, 75 store error (or,
+ * in a cluster, Redis did not answer a forget).
  */
 #include "ctl_bulk.h"
 

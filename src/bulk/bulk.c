@@ -203,13 +203,20 @@ judged_load(struct judged *j, struct state *st, const struct config *c,
 		return -1;
 	for (k = 0; k < j->n; k++) {
 		struct state_bulk *row = &j->row[k];
+		int64_t forgot = sh != NULL ? sh[k].forgotten : 0;
 		int remembered;
 
+		/* Forgotten at some node since this row began: its count
+		 * and its verdict go here too, as in Redis. */
+		if (j->found[k] && forgot > 0 && row->first_seen <= forgot)
+			j->found[k] = 0;
 		if (!j->found[k]) {
 			memset(row, 0, sizeof(*row));
 			str_copy(row->digest, sizeof(row->digest), j->hex[k]);
 			row->kind = d->d[j->idx[k]].kind;
-			row->first_seen = now;
+			/* A generation of after the forget, whatever this
+			 * node's clock says (a reset only once). */
+			row->first_seen = now > forgot ? now : forgot + 1;
 		}
 		j->was[k] = *row;
 		/* Remembered at any node is remembered here. */

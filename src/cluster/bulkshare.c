@@ -32,19 +32,28 @@
 #define SENDER_MAX	257	/* an RFC 5321 address, no brackets */
 
 /*
- * KEYS: per digest its hash and its set. ARGV: mode ("ask" or "merge"),
- * now, seen, window, remember, global threshold, this message's
- * threshold, subject, sender, nrcpt, then n kinds, n bulk_until known to the
- * node, then the recipients. The rules are bulk.c's judged_decide(): a
- * remembered digest (before this copy) stops counting unless this
- * message's threshold is above the global one; a digest is remembered
- * once the global threshold is met. Times never move back (clock skew,
- * docs/cluster.md "Clocks"); TTLs are relative, set from the asking
- * node's 'now'. A replayed message whose window has passed is dropped.
- * A replayed copy carries the bulk_until its node set when it judged
- * that very copy alone: only Redis' own bulk_until says whether the
- * digest was remembered before it, or its recipients would never be
- * counted (the copy that made it bulk alone would count for nothing).
+ * KEYS: per digest its hash and its set. ARGV: mode ("ask", "merge" or
+ * "forget"), now, seen, window, remember, global threshold, this
+ * message's threshold, subject, sender, nrcpt, then n kinds, n
+ * bulk_until known to the node, then the recipients. The rules are
+ * bulk.c's judged_decide(): a remembered digest (before this copy) stops
+ * counting unless this message's threshold is above the global one; a
+ * digest is remembered once the global threshold is met. Times never
+ * move back (clock skew, docs/cluster.md "Clocks"); TTLs are relative,
+ * set from the asking node's 'now'. A replayed message whose window has
+ * passed is dropped. A replayed copy carries the bulk_until its node set
+ * when it judged that very copy alone: only Redis' own bulk_until says
+ * whether the digest was remembered before it, or its recipients would
+ * never be counted (the copy that made it bulk alone would count for
+ * nothing).
+ *
+ * "forget" (backmxctl bulk forget, at any node): the set goes, the hash
+ * starts a new generation at 0 and keeps 'forgotten' for 'remember'
+ * seconds, as long as any node's mirror may remember the digest. Then a
+ * node's bulk_until set before it (bulk_until - remember < forgotten:
+ * its last refresh) is not merged back, a copy seen before it counts
+ * nothing, and each answer carries 'forgotten' so the node resets its
+ * mirror (bulk.c). Answers the number of digests Redis knew.
  */
 const char cluster_bulk_lua[] =
 "local mode, now, seen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
@@ -53,40 +62,62 @@ const char cluster_bulk_lua[] =
 "local subj, from = ARGV[8], ARGV[9]\n"
 "local nr, n = tonumber(ARGV[10]), #KEYS / 2\n"
 "local r0, out = 10 + 2 * n, {}\n"
+"if mode == 'forget' then\n"
+"  local known = 0\n"
+"  for i = 1, n do\n"
+"    local h, s = KEYS[2 * i - 1], KEYS[2 * i]\n"
+"    known = known + redis.call('EXISTS', h)\n"
+"    redis.call('DEL', s)\n"
+"    redis.call('HSET', h, 'count', 0, 'first_seen', now, 'last_seen',"
+" now, 'bulk_until', 0, 'forgotten', now)\n"
+"    redis.call('EXPIRE', h, math.max(1, rem))\n"
+"  end\n"
+"  return known\n"
+"end\n"
 "for i = 1, n do\n"
 "  local h, s = KEYS[2 * i - 1], KEYS[2 * i]\n"
 "  local mine = tonumber(ARGV[10 + n + i])\n"
-"  local count, was, untl = 0, false, mine\n"
+"  local count, was, untl, forg = 0, false, mine, 0\n"
 "  if math.max(seen + win, mine) > now then\n"
 "    local v = redis.call('HMGET', h, 'first_seen', 'last_seen',"
-" 'bulk_until')\n"
-"    local first, last = tonumber(v[1]), tonumber(v[2]) or seen\n"
-"    if not first then redis.call('DEL', s); first = seen end\n"
+" 'bulk_until', 'forgotten')\n"
+"    forg = tonumber(v[4]) or 0\n"
+"    if mine - rem < forg then mine = 0 end\n"
 "    local theirs = tonumber(v[3]) or 0\n"
 "    untl = math.max(theirs, mine)\n"
-"    if mode == 'merge' then was = theirs > seen else was = untl > seen end\n"
-"    if not was or t > glob then\n"
-"      for j = 1, nr do redis.call('SADD', s, ARGV[r0 + j]) end\n"
-"    end\n"
-"    count = redis.call('SCARD', s)\n"
-"    local bulk = count >= t or (was and t <= glob)\n"
-"    if (bulk and was) or count >= glob then\n"
-"      untl = math.max(untl, seen + rem)\n"
-"    end\n"
-"    first, last = math.min(first, seen), math.max(last, seen)\n"
-"    local ttl = math.max(last + win, untl) - now\n"
-"    redis.call('HSET', h, 'kind', ARGV[10 + i], 'count', count,"
+"    if seen < forg then\n"
+"      count = redis.call('SCARD', s)\n"
+"    else\n"
+"      local first, last = tonumber(v[1]), tonumber(v[2]) or seen\n"
+"      if not first then redis.call('DEL', s); first = seen end\n"
+"      if mode == 'merge' then was = theirs > seen else was = untl > seen"
+" end\n"
+"      if not was or t > glob then\n"
+"        for j = 1, nr do redis.call('SADD', s, ARGV[r0 + j]) end\n"
+"      end\n"
+"      count = redis.call('SCARD', s)\n"
+"      local bulk = count >= t or (was and t <= glob)\n"
+"      if (bulk and was) or count >= glob then\n"
+"        untl = math.max(untl, seen + rem)\n"
+"      end\n"
+"      first, last = math.min(first, seen), math.max(last, seen)\n"
+"      local keep = 0\n"
+"      if forg > 0 then keep = forg + rem end\n"
+"      local ttl = math.max(last + win, untl, keep) - now\n"
+"      redis.call('HSET', h, 'kind', ARGV[10 + i], 'count', count,"
 " 'first_seen', first, 'last_seen', last, 'bulk_until', untl)\n"
-"    redis.call('HSETNX', h, 'subject', subj)\n"
-"    redis.call('HSETNX', h, 'sender', from)\n"
-"    redis.call('EXPIRE', h, math.max(1, ttl))\n"
-"    if redis.call('EXISTS', s) == 1 then\n"
-"      redis.call('EXPIRE', s, math.max(1, ttl))\n"
+"      redis.call('HSETNX', h, 'subject', subj)\n"
+"      redis.call('HSETNX', h, 'sender', from)\n"
+"      redis.call('EXPIRE', h, math.max(1, ttl))\n"
+"      if redis.call('EXISTS', s) == 1 then\n"
+"        redis.call('EXPIRE', s, math.max(1, ttl))\n"
+"      end\n"
 "    end\n"
 "  end\n"
 "  out[#out + 1] = count\n"
 "  out[#out + 1] = was and 1 or 0\n"
 "  out[#out + 1] = untl\n"
+"  out[#out + 1] = forg\n"
 "end\n"
 "if mode == 'merge' then return 1 end\n"
 "return out\n";
@@ -95,6 +126,7 @@ struct cluster_bulk_req {
 	struct cluster		*cl;
 	struct redis_req	*req;
 	cluster_bulk_cb		*cb;
+	cluster_forget_cb	*forget_cb;
 	void			*arg;
 	size_t			 n;
 };
@@ -114,14 +146,14 @@ int
 cluster_parse_bulk(const redisReply *reply, struct cluster_bulk_answer *a,
     size_t n)
 {
-	int64_t v[3];
+	int64_t v[4];
 	size_t i, k;
 
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 * n)
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 * n)
 		return -1;
 	for (i = 0; i < n; i++) {
-		for (k = 0; k < 3; k++)
-			if ((v[k] = redis_reply_int(reply->element[3 * i + k],
+		for (k = 0; k < 4; k++)
+			if ((v[k] = redis_reply_int(reply->element[4 * i + k],
 			    0)) < 0)
 				return -1;
 		if (v[0] > UINT32_MAX || v[1] > 1)
@@ -129,6 +161,7 @@ cluster_parse_bulk(const redisReply *reply, struct cluster_bulk_answer *a,
 		a[i].count = (unsigned)v[0];
 		a[i].remembered = (int)v[1];
 		a[i].bulk_until = v[2];
+		a[i].forgotten = v[3];
 	}
 	return 0;
 }
@@ -239,6 +272,43 @@ cluster_bulk_ask(struct cluster *cl, const struct cluster_bulk_query *q,
 	r->arg = arg;
 	r->n = q->n;
 	r->req = query_send(cl, q, "ask", ask_cb, r);
+	return r;
+}
+
+static void
+forget_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster_bulk_req *r = arg;
+	cluster_forget_cb *cb = r->forget_cb;
+	void *cbarg = r->arg;
+	int ok = st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_INTEGER;
+
+	free(r);
+	if (st == REDIS_REPLY_OK && !ok)
+		log_warn("event=redis_bulk error=\"%s\"",
+		    reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    "unexpected answer");
+	cb(ok ? 0 : -1, ok && reply->integer > 0, cbarg);
+}
+
+struct cluster_bulk_req *
+cluster_bulk_forget(struct cluster *cl, const char *digest, int64_t now,
+    cluster_forget_cb *cb, void *arg)
+{
+	struct cluster_bulk_req *r = xcalloc(1, sizeof(*r));
+	struct cluster_bulk_query q;
+
+	memset(&q, 0, sizeof(q));
+	q.now = q.seen = now;
+	q.window = q.remember = cluster_bulk_remember(cl);
+	q.subject = q.sender = "";
+	q.n = 1;
+	q.digest[0] = digest;
+	q.kind[0] = "";
+	r->cl = cl;
+	r->forget_cb = cb;
+	r->arg = arg;
+	r->req = query_send(cl, &q, "forget", forget_cb, r);
 	return r;
 }
 

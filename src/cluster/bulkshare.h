@@ -49,6 +49,9 @@ struct cluster_bulk_answer {
 	unsigned	 count;		/* distinct recipients, every node */
 	int		 remembered;	/* bulk before this message */
 	int64_t		 bulk_until;	/* remembered until (0: not) */
+	int64_t		 forgotten;	/* `bulk forget` at any node: when
+					   (0: never); a mirror row of
+					   before then counts from 0 */
 };
 
 /* rc 0: a[0..n-1] in the query's order. rc -1: no answer (down,
@@ -68,8 +71,20 @@ void		 cluster_bulk_cancel(struct cluster_bulk_req *);
 void		 cluster_bulk_replay(struct cluster *,
 		    const struct cluster_bulk_query *);
 
-/* The script's answer (three integers per digest: count, remembered,
- * bulk_until) into a[0..n-1]: 0, or -1 when it is anything else.
+/*
+ * `bulk forget DIGEST` for the whole cluster: Redis' count and set go,
+ * and every node's mirror follows at its next copy of the digest (the
+ * answers' 'forgotten'), for bulk_remember (as at the start). The callback: rc 0 and whether Redis knew the digest, or rc
+ * -1 (no answer: forgotten at this node only). The handle is valid until
+ * the callback starts or cluster_bulk_cancel().
+ */
+typedef void	cluster_forget_cb(int rc, int known, void *arg);
+struct cluster_bulk_req *cluster_bulk_forget(struct cluster *,
+		    const char *digest, int64_t now, cluster_forget_cb *,
+		    void *arg);
+
+/* The script's answer (four integers per digest: count, remembered,
+ * bulk_until, forgotten) into a[0..n-1]: 0, or -1 when it is anything else.
  * Exposed for fuzz/fuzz_redis.c. */
 int		 cluster_parse_bulk(const struct redisReply *,
 		    struct cluster_bulk_answer *a, size_t n);

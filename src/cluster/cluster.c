@@ -234,6 +234,7 @@ struct cluster {
 	struct redis_req	*merge_req;
 	uint64_t		 dropped, merged, fallbacks;
 	unsigned		 auto_allow;	/* the last check's */
+	unsigned		 bulk_remember;	/* config, at the start */
 	uint64_t		 net_shared, net_allowed;
 
 	TAILQ_HEAD(, cluster_op) ops;
@@ -682,6 +683,12 @@ replay_next(struct cluster *cl)
 
 /* --- for bulkshare.c --------------------------------------------------------- */
 
+unsigned
+cluster_bulk_remember(const struct cluster *cl)
+{
+	return cl->bulk_remember;
+}
+
 struct redis_req *
 cluster_bulk_script(struct cluster *cl, int nkeys, int argc,
     const char **argv, const size_t *argvlen, redis_reply_cb *cb, void *arg)
@@ -1086,6 +1093,7 @@ cluster_new(struct event_base *base, const struct config *c)
 	str_copy(cl->node, sizeof(cl->node), c->myhostname);
 	cl->limit = c->redis_replay_limit;
 	cl->auto_allow = c->greylist_auto_allow_passes;
+	cl->bulk_remember = c->bulk_remember;
 	TAILQ_INIT(&cl->replay);
 	TAILQ_INIT(&cl->ops);
 	cl->learned = learned_new();

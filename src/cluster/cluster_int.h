@@ -76,6 +76,8 @@ void		 cluster_replay_push_ops(struct cluster *,
 
 /* --- for bulkshare.c (docs/cluster.md "Bulk counts") -------------------------- */
 
+/* bulk_remember as at the start: how long a forget is kept. */
+unsigned	 cluster_bulk_remember(const struct cluster *);
 /* The bulk script (cluster_bulk_lua), loaded with the others. */
 struct redis_req *cluster_bulk_script(struct cluster *, int nkeys, int argc,
 		    const char **argv, const size_t *argvlen,

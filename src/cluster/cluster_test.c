@@ -224,11 +224,16 @@ test_reply_numbers(void **state)
 	assert_true(nodes[1].beat < 0);
 	freeReplyObject(rep);
 
-	rep = reply_of("*3\r\n:5\r\n:0\r\n:0\r\n");
+	rep = reply_of("*4\r\n:5\r\n:0\r\n:0\r\n:1700\r\n");
 	assert_int_equal(cluster_parse_bulk(rep, &a, 1), 0);
 	assert_int_equal(a.count, 5);
+	assert_int_equal(a.forgotten, 1700);
 	freeReplyObject(rep);
-	rep = reply_of("*3\r\n$1\r\n5\r\n:0\r\n:0\r\n");
+	rep = reply_of("*4\r\n$1\r\n5\r\n:0\r\n:0\r\n:0\r\n");
+	assert_int_equal(cluster_parse_bulk(rep, &a, 1), -1);
+	freeReplyObject(rep);
+	/* An older node's script (three a digest) is not this one's. */
+	rep = reply_of("*3\r\n:5\r\n:0\r\n:0\r\n");
 	assert_int_equal(cluster_parse_bulk(rep, &a, 1), -1);
 	freeReplyObject(rep);
 }

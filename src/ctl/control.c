@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 
 #include "addr.h"
+#include "bulkshare.h"
 #include "cluster.h"
 #include "dname.h"
 #include "domains.h"
@@ -705,13 +706,55 @@ cluster_request(struct conn *c, char **w, int n)
 	c->op = cluster_status(c->ctl->cluster, cluster_cb, c);
 }
 
+/* Redis answered a cluster-wide "bulk forget DIGEST" (or did not). */
+static void
+bulk_forgot(int rc, int known, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *b;
+
+	if (committed(c, 1, "Redis") == -1)
+		return;
+	if (rc == -1) {
+		answer(c, c->grey_deleted > 0 ? "error io forgotten on this "
+		    "node only: Redis did not answer, run it again" :
+		    "error io Redis did not answer, run it again", NULL);
+		return;
+	}
+	if (c->grey_deleted == 0 && !known) {
+		answer(c, "error notfound no such bulk digest or allow entry",
+		    NULL);
+		return;
+	}
+	b = evbuffer_new();
+	view_greylist_deleted(b, c->json, 1);
+	answer(c, "ok", b);
+	evbuffer_free(b);
+}
+
+/* This node forgot the digest (or had none): now Redis and, through it,
+ * the other nodes (docs/cluster.md "Bulk counts"). */
+static void
+bulk_forget_committed(int rc, void *arg)
+{
+	struct conn *c = arg;
+
+	if (committed(c, rc != -1, "the state store") == -1)
+		return;
+	/* The conn stays until the answer, as for "cluster status". */
+	c->pending = 1;
+	(void)cluster_bulk_forget(c->ctl->cluster, c->value,
+	    (int64_t)time(NULL), bulk_forgot, c);
+}
+
 /*
  * "bulk allow VALUE": a client network, sender domain or sender address
  * never counted; "bulk allow-recipient VALUE": a recipient address or
  * domain never counted;
  * "bulk forget DIGEST|VALUE": a digest no longer bulk, counting from 0,
  * or an allow entry gone (docs/bulk.md §6). On the daemon's own store,
- * answered once committed.
+ * answered once committed; a digest in a cluster, once Redis forgot it
+ * too.
  */
 static void
 bulk_request(struct conn *c, char **w, int n)
@@ -743,9 +786,14 @@ bulk_request(struct conn *c, char **w, int n)
 	} else if (strcmp(w[1], "forget") == 0) {
 		/* 32 hex digits: a digest; anything else: an allow entry. */
 		if (strlen(c->value) == 32 &&
-		    strspn(c->value, "0123456789abcdef") == 32)
+		    strspn(c->value, "0123456789abcdef") == 32) {
 			rc = state_bulk_forget(st, c->value);
-		else
+			if (rc != -1 && c->ctl->cluster != NULL) {
+				c->grey_deleted = rc;
+				staged(c, st, 0, bulk_forget_committed);
+				return;
+			}
+		} else
 			rc = state_bulk_allow_delete(st, c->value);
 		if (rc == 0) {
 			answer(c, "error notfound no such bulk digest or "

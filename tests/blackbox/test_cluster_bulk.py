@@ -12,6 +12,8 @@ three backmxd nodes (ASan, backup mode) and one real redis-server
 - Redis killed: each node counts alone from its mirror (no 5xx); Redis
   back (restarted from its snapshot): what each counted alone is merged
   without double counting, and the next copy is caught at the total;
+- `bulk forget` at one node: Redis and every node's mirror count the
+  digest from 0 again (Redis down: forgotten at that node only, exit 75);
 - Redis stalled (SIGSTOP): each dot waits redis_timeout at most, the node
   decides alone; a digest it remembered alone is remembered in Redis once
   the replay queue drains, and deferred at once at another node.
@@ -23,8 +25,8 @@ import os
 import signal
 import unittest
 
-from harness import (CUSTOMER, BlackboxTest, backmxctl_json,
-                     poll, queued_messages)
+from harness import (CUSTOMER, BlackboxTest, CtlError, backmxctl,
+                     backmxctl_json, poll, queued_messages)
 
 # Modules, not names: their TestCases must not run again from here.
 import test_bulk as tb
@@ -144,6 +146,41 @@ class TestClusterBulk(BlackboxTest):
                                        r"body=[0-9a-f]{8}/\d+\*"))
         self.assertEqual(sum(len(queued_messages(d)) for d in (a, b, c)),
                          0)
+
+    def test_forget_at_one_node_forgets_everywhere(self):
+        """A false positive forgotten at one node: Redis and the other
+        nodes' mirrors forget it too, at the digest's next copy (they
+        remembered it, B in its own store)."""
+        a, b, c = self.nodes(20)
+        body = tb.spam(0)
+        self.assertBulk(self.attempt(a, [self.rcpt(i) for i in range(20)],
+                                     body))
+        self.assertBulk(self.attempt(b, [self.rcpt(100)], body))
+        rows = backmxctl_json(a, "bulk", "list")[0]["digests"]
+        self.assertEqual(len(rows), 6, rows)
+        for x in rows:
+            self.assertEqual(backmxctl(a, "bulk", "forget", x["digest"]),
+                             "1 deleted\n")
+        rec, n = self.shared(rows[0]["digest"])
+        self.assertEqual((rec.get("bulk_until"), n), ("0", 0))
+        # Counting from 0 at every node, B's mirror included.
+        for k, d in enumerate((a, b, c, b)):
+            self.assertReply(self.attempt(d, [self.rcpt(200 + k)], body),
+                             250)
+        self.assertEqual(self.body_digest(b)["count"], 4)
+        self.assertFalse(self.body_digest(b)["remembered"])
+        # And caught again at the threshold.
+        self.assertReply(self.attempt(c, [self.rcpt(300 + i)
+                                          for i in range(15)], body), 250)
+        self.assertBulk(self.attempt(a, [self.rcpt(400)], body))
+        # Redis gone: forgotten here only, and said so (75, not "ok").
+        self.r.kill()
+        digest = self.body_digest(c)["digest"]
+        with self.assertRaisesRegex(CtlError, r"exit 75 .*this node only"):
+            backmxctl(c, "bulk", "forget", digest)
+        self.assertEqual([x for x in backmxctl_json(c, "bulk", "list",
+                          "--all")[0]["digests"] if x["digest"] == digest],
+                         [])
 
     def test_redis_killed_each_counts_alone_then_merged(self):
         a, b, c = self.nodes(7)
