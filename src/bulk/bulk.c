@@ -476,8 +476,10 @@ ask_done(int rc, const struct cluster_bulk_answer *sh, size_t n, void *arg)
 		rcptp = xreallocarray(NULL, a->nrcpt, sizeof(*rcptp));
 		ask_query(a, rcptp, &q);
 		/* judged_load() filled the same slots in the same order. */
-		for (k = 0; k < q.n && out.verdict != BULK_ERROR; k++)
+		for (k = 0; k < q.n && out.verdict != BULK_ERROR; k++) {
 			q.until[k] = j.row[k].bulk_until;
+			q.gen[k] = j.gen[k];
+		}
 		cluster_bulk_replay(a->b->cluster, &q);
 		free(rcptp);
 	}

@@ -35,25 +35,27 @@
  * KEYS: per digest its hash and its set. ARGV: mode ("ask", "merge" or
  * "forget"), now, seen, window, remember, global threshold, this
  * message's threshold, subject, sender, nrcpt, then n kinds, n
- * bulk_until known to the node, then the recipients. The rules are
- * bulk.c's judged_decide(): a remembered digest (before this copy) stops
- * counting unless this message's threshold is above the global one; a
- * digest is remembered once the global threshold is met. Times never
- * move back (clock skew, docs/cluster.md "Clocks"); TTLs are relative,
- * set from the asking node's 'now'. A replayed message whose window has
- * passed is dropped. A replayed copy carries the bulk_until its node set
- * when it judged that very copy alone: only Redis' own bulk_until says
- * whether the digest was remembered before it, or its recipients would
- * never be counted (the copy that made it bulk alone would count for
- * nothing).
+ * bulk_until known to the node, n generations of the node's rows (its
+ * first_seen), then the recipients. The rules are bulk.c's
+ * judged_decide(): a remembered digest (before this copy) stops counting
+ * unless this message's threshold is above the global one; a digest is
+ * remembered once the global threshold is met. Times never move back
+ * (clock skew, docs/cluster.md "Clocks"); TTLs are relative, set from
+ * the asking node's 'now'. A replayed message whose window has passed is
+ * dropped. A replayed copy carries the bulk_until its node set when it
+ * judged that very copy alone: only Redis' own bulk_until says whether
+ * the digest was remembered before it, or its recipients would never be
+ * counted (the copy that made it bulk alone would count for nothing).
  *
  * "forget" (backmxctl bulk forget, at any node): the set goes, the hash
- * starts a new generation at 0 and keeps 'forgotten' for 'remember'
- * seconds, as long as any node's mirror may remember the digest. Then a
- * node's bulk_until set before it (bulk_until - remember < forgotten:
- * its last refresh) is not merged back, a copy seen before it counts
- * nothing, and each answer carries 'forgotten' so the node resets its
- * mirror (bulk.c). Answers the number of digests Redis knew.
+ * starts a new generation at 0 and keeps 'forgotten' for the longer of
+ * window and remember, as long as a node's mirror row of before may
+ * live. An ask is after it in Redis' order whatever the node's clock
+ * says; a replayed copy of its time or before counts nothing, and one
+ * judged alone on a row of before (its generation) does not bring back
+ * the bulk_until that row remembered. Each answer carries 'forgotten',
+ * so the node resets such a row (bulk.c). Answers 1 when Redis had
+ * something to forget.
  */
 const char cluster_bulk_lua[] =
 "local mode, now, seen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
@@ -61,31 +63,35 @@ const char cluster_bulk_lua[] =
 "local glob, t = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
 "local subj, from = ARGV[8], ARGV[9]\n"
 "local nr, n = tonumber(ARGV[10]), #KEYS / 2\n"
-"local r0, out = 10 + 2 * n, {}\n"
+"local r0, out = 10 + 3 * n, {}\n"
 "if mode == 'forget' then\n"
 "  local known = 0\n"
 "  for i = 1, n do\n"
 "    local h, s = KEYS[2 * i - 1], KEYS[2 * i]\n"
-"    known = known + redis.call('EXISTS', h)\n"
+"    local v = redis.call('HMGET', h, 'count', 'bulk_until')\n"
+"    if (tonumber(v[1]) or 0) > 0 or (tonumber(v[2]) or 0) > 0 then\n"
+"      known = 1\n"
+"    end\n"
 "    redis.call('DEL', s)\n"
 "    redis.call('HSET', h, 'count', 0, 'first_seen', now, 'last_seen',"
 " now, 'bulk_until', 0, 'forgotten', now)\n"
-"    redis.call('EXPIRE', h, math.max(1, rem))\n"
+"    redis.call('EXPIRE', h, math.max(1, win, rem))\n"
 "  end\n"
 "  return known\n"
 "end\n"
 "for i = 1, n do\n"
 "  local h, s = KEYS[2 * i - 1], KEYS[2 * i]\n"
 "  local mine = tonumber(ARGV[10 + n + i])\n"
+"  local gen = tonumber(ARGV[10 + 2 * n + i])\n"
 "  local count, was, untl, forg = 0, false, mine, 0\n"
 "  if math.max(seen + win, mine) > now then\n"
 "    local v = redis.call('HMGET', h, 'first_seen', 'last_seen',"
 " 'bulk_until', 'forgotten')\n"
 "    forg = tonumber(v[4]) or 0\n"
-"    if mine - rem < forg then mine = 0 end\n"
+"    if mode == 'merge' and forg > 0 and gen <= forg then mine = 0 end\n"
 "    local theirs = tonumber(v[3]) or 0\n"
 "    untl = math.max(theirs, mine)\n"
-"    if seen < forg then\n"
+"    if mode == 'merge' and seen <= forg then\n"
 "      count = redis.call('SCARD', s)\n"
 "    else\n"
 "      local first, last = tonumber(v[1]), tonumber(v[2]) or seen\n"
@@ -102,7 +108,7 @@ const char cluster_bulk_lua[] =
 "      end\n"
 "      first, last = math.min(first, seen), math.max(last, seen)\n"
 "      local keep = 0\n"
-"      if forg > 0 then keep = forg + rem end\n"
+"      if forg > 0 then keep = forg + math.max(win, rem) end\n"
 "      local ttl = math.max(last + win, untl, keep) - now\n"
 "      redis.call('HSET', h, 'kind', ARGV[10 + i], 'count', count,"
 " 'first_seen', first, 'last_seen', last, 'bulk_until', untl)\n"
@@ -126,7 +132,6 @@ struct cluster_bulk_req {
 	struct cluster		*cl;
 	struct redis_req	*req;
 	cluster_bulk_cb		*cb;
-	cluster_forget_cb	*forget_cb;
 	void			*arg;
 	size_t			 n;
 };
@@ -177,7 +182,7 @@ query_argv(const char *prefix, const struct cluster_bulk_query *q,
     int *argcp, int *nkeysp)
 {
 	size_t nr = q->nrcpt < CLUSTER_BULK_RCPT_MAX ? q->nrcpt :
-	    CLUSTER_BULK_RCPT_MAX, argc = 2 * q->n + 10 + 2 * q->n + nr;
+	    CLUSTER_BULK_RCPT_MAX, argc = 2 * q->n + 10 + 3 * q->n + nr;
 	const char **argv = xreallocarray(NULL, argc, sizeof(*argv));
 	size_t *len = xreallocarray(NULL, argc, sizeof(*len)), i, a = 0;
 	int64_t num[7] = { q->now, q->seen, q->window, q->remember, q->global,
@@ -205,6 +210,10 @@ query_argv(const char *prefix, const struct cluster_bulk_query *q,
 		snprintf(nums[7 + i], 24, "%lld", (long long)q->until[i]);
 		argv[a++] = nums[7 + i];
 	}
+	for (i = 0; i < q->n; i++) {
+		snprintf(nums[7 + q->n + i], 24, "%lld", (long long)q->gen[i]);
+		argv[a++] = nums[7 + q->n + i];
+	}
 	for (i = 0; i < nr; i++)
 		argv[a++] = q->rcpt[i];
 	for (i = 0; i < a; i++)
@@ -219,7 +228,8 @@ static struct redis_req *
 query_send(struct cluster *cl, const struct cluster_bulk_query *q,
     const char *mode, redis_reply_cb *cb, void *arg)
 {
-	char keys[2 * CLUSTER_BULK_MAX][128], nums[7 + CLUSTER_BULK_MAX][24];
+	char keys[2 * CLUSTER_BULK_MAX][128];
+	char nums[7 + 2 * CLUSTER_BULK_MAX][24];
 	struct redis_req *req;
 	const char **argv;
 	size_t *len;
@@ -275,41 +285,21 @@ cluster_bulk_ask(struct cluster *cl, const struct cluster_bulk_query *q,
 	return r;
 }
 
-static void
-forget_cb(enum redis_status st, const redisReply *reply, void *arg)
+struct redis_req *
+bulkshare_forget_send(struct cluster *cl, const char *digest, int64_t now,
+    unsigned window, unsigned remember, redis_reply_cb *cb, void *arg)
 {
-	struct cluster_bulk_req *r = arg;
-	cluster_forget_cb *cb = r->forget_cb;
-	void *cbarg = r->arg;
-	int ok = st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_INTEGER;
-
-	free(r);
-	if (st == REDIS_REPLY_OK && !ok)
-		log_warn("event=redis_bulk error=\"%s\"",
-		    reply->type == REDIS_REPLY_ERROR ? reply->str :
-		    "unexpected answer");
-	cb(ok ? 0 : -1, ok && reply->integer > 0, cbarg);
-}
-
-struct cluster_bulk_req *
-cluster_bulk_forget(struct cluster *cl, const char *digest, int64_t now,
-    cluster_forget_cb *cb, void *arg)
-{
-	struct cluster_bulk_req *r = xcalloc(1, sizeof(*r));
 	struct cluster_bulk_query q;
 
 	memset(&q, 0, sizeof(q));
 	q.now = q.seen = now;
-	q.window = q.remember = cluster_bulk_remember(cl);
+	q.window = window;
+	q.remember = remember;
 	q.subject = q.sender = "";
 	q.n = 1;
 	q.digest[0] = digest;
 	q.kind[0] = "";
-	r->cl = cl;
-	r->forget_cb = cb;
-	r->arg = arg;
-	r->req = query_send(cl, &q, "forget", forget_cb, r);
-	return r;
+	return query_send(cl, &q, "forget", cb, arg);
 }
 
 void

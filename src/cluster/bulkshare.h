@@ -40,6 +40,8 @@ struct cluster_bulk_query {
 	const char	*kind[CLUSTER_BULK_MAX];	/* "body", ... */
 	int64_t		 until[CLUSTER_BULK_MAX];	/* remembered here
 							   until; 0 */
+	int64_t		 gen[CLUSTER_BULK_MAX];	/* replay: the row's
+						   first_seen when judged */
 	size_t		 nrcpt;
 	const char	*const *rcpt;	/* 32 hex digits each */
 };
@@ -70,18 +72,6 @@ void		 cluster_bulk_cancel(struct cluster_bulk_req *);
  * Redis answers (sets: a pair Redis has already adds nothing). */
 void		 cluster_bulk_replay(struct cluster *,
 		    const struct cluster_bulk_query *);
-
-/*
- * `bulk forget DIGEST` for the whole cluster: Redis' count and set go,
- * and every node's mirror follows at its next copy of the digest (the
- * answers' 'forgotten'), for bulk_remember (as at the start). The callback: rc 0 and whether Redis knew the digest, or rc
- * -1 (no answer: forgotten at this node only). The handle is valid until
- * the callback starts or cluster_bulk_cancel().
- */
-typedef void	cluster_forget_cb(int rc, int known, void *arg);
-struct cluster_bulk_req *cluster_bulk_forget(struct cluster *,
-		    const char *digest, int64_t now, cluster_forget_cb *,
-		    void *arg);
 
 /* The script's answer (four integers per digest: count, remembered,
  * bulk_until, forgotten) into a[0..n-1]: 0, or -1 when it is anything else.

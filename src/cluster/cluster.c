@@ -234,7 +234,8 @@ struct cluster {
 	struct redis_req	*merge_req;
 	uint64_t		 dropped, merged, fallbacks;
 	unsigned		 auto_allow;	/* the last check's */
-	unsigned		 bulk_remember;	/* config, at the start */
+	const struct config	*conf;	/* the running one: a reload copies
+					   over it (main.c) */
 	uint64_t		 net_shared, net_allowed;
 
 	TAILQ_HEAD(, cluster_op) ops;
@@ -262,6 +263,7 @@ struct cluster_op {
 	struct redis_req	*req;
 	cluster_grey_cb		*grey_cb;
 	cluster_status_cb	*status_cb;
+	cluster_forget_cb	*forget_cb;
 	void			*arg;
 	struct state_triplet	 t;	/* the query's net, sender, rcpt */
 	int64_t			 now;
@@ -683,12 +685,6 @@ replay_next(struct cluster *cl)
 
 /* --- for bulkshare.c --------------------------------------------------------- */
 
-unsigned
-cluster_bulk_remember(const struct cluster *cl)
-{
-	return cl->bulk_remember;
-}
-
 struct redis_req *
 cluster_bulk_script(struct cluster *cl, int nkeys, int argc,
     const char **argv, const size_t *argvlen, redis_reply_cb *cb, void *arg)
@@ -1032,6 +1028,45 @@ cluster_status(struct cluster *cl, cluster_status_cb *cb, void *arg)
 	return op;
 }
 
+/* --- bulk forget (docs/cluster.md "Bulk counts") ------------------------- */
+
+static void
+forget_reply_cb(enum redis_status st, const redisReply *reply, void *arg)
+{
+	struct cluster_op *op = arg;
+	cluster_forget_cb *cb = op->forget_cb;
+	void *cbarg = op->arg;
+	int rc;
+
+	op->req = NULL;
+	op_free(op);
+	if (st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_INTEGER)
+		rc = reply->integer > 0 ? 1 : 0;
+	else {
+		if (st == REDIS_REPLY_OK)
+			log_warn("event=redis_bulk error=\"%s\"",
+			    reply->type == REDIS_REPLY_ERROR ? reply->str :
+			    "unexpected answer");
+		/* Sent but unanswered: it may have run. */
+		rc = st == REDIS_FAIL_TIMEOUT || st == REDIS_FAIL_CONN ?
+		    CLUSTER_FORGET_UNSURE : CLUSTER_FORGET_FAILED;
+	}
+	cb(rc, cbarg);
+}
+
+struct cluster_op *
+cluster_bulk_forget(struct cluster *cl, const char *digest,
+    cluster_forget_cb *cb, void *arg)
+{
+	struct cluster_op *op = op_new(cl, arg);
+
+	op->forget_cb = cb;
+	op->req = bulkshare_forget_send(cl, digest, (int64_t)time(NULL),
+	    cl->conf->bulk_window, cl->conf->bulk_remember, forget_reply_cb,
+	    op);
+	return op;
+}
+
 /* --- for lease.c ------------------------------------------------------------ */
 
 struct redis *
@@ -1093,7 +1128,7 @@ cluster_new(struct event_base *base, const struct config *c)
 	str_copy(cl->node, sizeof(cl->node), c->myhostname);
 	cl->limit = c->redis_replay_limit;
 	cl->auto_allow = c->greylist_auto_allow_passes;
-	cl->bulk_remember = c->bulk_remember;
+	cl->conf = c;
 	TAILQ_INIT(&cl->replay);
 	TAILQ_INIT(&cl->ops);
 	cl->learned = learned_new();

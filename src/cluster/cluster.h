@@ -220,4 +220,18 @@ struct cluster_op *cluster_status(struct cluster *, cluster_status_cb *,
 /* The same now, without the nodes (nodes_known 0): for the metrics. */
 void		 cluster_status_now(struct cluster *, struct cluster_status *);
 
+/*
+ * `bulk forget DIGEST` for the whole cluster (docs/cluster.md "Bulk
+ * counts"): Redis' count and set go, and every node's mirror follows at
+ * its next copy of the digest. The callback: 1 Redis had something to
+ * forget, 0 it had not (both: forgotten in the cluster), or one of the
+ * failures below. Cancelled, or dropped when the cluster stops, without
+ * the callback.
+ */
+#define CLUSTER_FORGET_FAILED	(-1)	/* not sent, or refused: not done */
+#define CLUSTER_FORGET_UNSURE	(-2)	/* no answer in time: it may have run */
+typedef void	cluster_forget_cb(int rc, void *arg);
+struct cluster_op *cluster_bulk_forget(struct cluster *, const char *digest,
+		    cluster_forget_cb *, void *arg);
+
 #endif

@@ -76,8 +76,10 @@ void		 cluster_replay_push_ops(struct cluster *,
 
 /* --- for bulkshare.c (docs/cluster.md "Bulk counts") -------------------------- */
 
-/* bulk_remember as at the start: how long a forget is kept. */
-unsigned	 cluster_bulk_remember(const struct cluster *);
+/* The bulk script in its "forget" mode for one digest (bulkshare.c). */
+struct redis_req *bulkshare_forget_send(struct cluster *,
+		    const char *digest, int64_t now, unsigned window,
+		    unsigned remember, redis_reply_cb *, void *arg);
 /* The bulk script (cluster_bulk_lua), loaded with the others. */
 struct redis_req *cluster_bulk_script(struct cluster *, int nkeys, int argc,
 		    const char **argv, const size_t *argvlen,

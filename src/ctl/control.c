@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -60,10 +61,12 @@ struct control {
 	struct cluster		*cluster;	/* control_set_cluster */
 	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	size_t			 nconn;
+	TAILQ_HEAD(, conn)	 conns;
 	time_t			 started;	/* for "status" */
 };
 
 struct conn {
+	TAILQ_ENTRY(conn)	 link;
 	struct control		*ctl;
 	struct bufferevent	*bev;
 	int			 json;
@@ -105,6 +108,7 @@ conn_free(struct conn *c)
 		bufferevent_free(c->bev);
 	control_queue_list_free(c->list);
 	c->ctl->nconn--;
+	TAILQ_REMOVE(&c->ctl->conns, c, link);
 	free(c);
 }
 
@@ -708,20 +712,24 @@ cluster_request(struct conn *c, char **w, int n)
 
 /* Redis answered a cluster-wide "bulk forget DIGEST" (or did not). */
 static void
-bulk_forgot(int rc, int known, void *arg)
+bulk_forgot(int rc, void *arg)
 {
 	struct conn *c = arg;
 	struct evbuffer *b;
 
+	c->op = NULL;
 	if (committed(c, 1, "Redis") == -1)
 		return;
-	if (rc == -1) {
-		answer(c, c->grey_deleted > 0 ? "error io forgotten on this "
-		    "node only: Redis did not answer, run it again" :
-		    "error io Redis did not answer, run it again", NULL);
+	if (rc == CLUSTER_FORGET_FAILED || rc == CLUSTER_FORGET_UNSURE) {
+		answer(c, rc == CLUSTER_FORGET_UNSURE ? "error io Redis did "
+		    "not answer in time: the other nodes may still remember "
+		    "it, run it again" : c->grey_deleted > 0 ? "error io "
+		    "forgotten on this node only: Redis is not reachable, "
+		    "run it again" : "error io Redis is not reachable, run "
+		    "it again", NULL);
 		return;
 	}
-	if (c->grey_deleted == 0 && !known) {
+	if (c->grey_deleted == 0 && rc == 0) {
 		answer(c, "error notfound no such bulk digest or allow entry",
 		    NULL);
 		return;
@@ -733,18 +741,20 @@ bulk_forgot(int rc, int known, void *arg)
 }
 
 /* This node forgot the digest (or had none): now Redis and, through it,
- * the other nodes (docs/cluster.md "Bulk counts"). */
+ * the other nodes (docs/cluster.md "Bulk counts"). Even when the client
+ * has gone: the operator asked for it. */
 static void
 bulk_forget_committed(int rc, void *arg)
 {
 	struct conn *c = arg;
 
-	if (committed(c, rc != -1, "the state store") == -1)
+	if (rc != -1) {
+		c->pending = 1;
+		c->op = cluster_bulk_forget(c->ctl->cluster, c->value,
+		    bulk_forgot, c);
 		return;
-	/* The conn stays until the answer, as for "cluster status". */
-	c->pending = 1;
-	(void)cluster_bulk_forget(c->ctl->cluster, c->value,
-	    (int64_t)time(NULL), bulk_forgot, c);
+	}
+	(void)committed(c, 0, "the state store");
 }
 
 /*
@@ -944,6 +954,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	c = xcalloc(1, sizeof(*c));
 	c->ctl = ctl;
 	ctl->nconn++;
+	TAILQ_INSERT_TAIL(&ctl->conns, c, link);
 	if ((c->bev = bufferevent_socket_new(ctl->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		close(fd);
@@ -1072,6 +1083,7 @@ control_open(struct event_base *base, const char *path, struct queue *q,
 		return NULL;
 	}
 	ctl = xcalloc(1, sizeof(*ctl));
+	TAILQ_INIT(&ctl->conns);
 	ctl->base = base;
 	ctl->queue = q;
 	ctl->started = time(NULL);
@@ -1108,11 +1120,23 @@ control_set_cluster(struct control *ctl, struct cluster *cl)
 void
 control_close(struct control *ctl)
 {
+	struct conn *c, *next;
+
 	if (ctl == NULL)
 		return;
 	evconnlistener_free(ctl->lev);
 	event_free(ctl->ev_resume);
 	unlink(ctl->path);
-	/* Connections still open are cut at exit with the loop. */
+	/* One waiting for Redis goes now, its request with it (the cluster
+	 * would drop the request without the callback, and nothing else
+	 * would hold the connection). The others are cut at exit with the
+	 * loop: a commit still to come answers them. */
+	for (c = TAILQ_FIRST(&ctl->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->op != NULL) {
+			cluster_cancel(c->op);
+			conn_free(c);
+		}
+	}
 	free(ctl);
 }

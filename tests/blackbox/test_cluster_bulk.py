@@ -14,6 +14,9 @@ three backmxd nodes (ASan, backup mode) and one real redis-server
   without double counting, and the next copy is caught at the total;
 - `bulk forget` at one node: Redis and every node's mirror count the
   digest from 0 again (Redis down: forgotten at that node only, exit 75);
+  a node that judges a copy alone from its old mirror after the forget
+  does not bring it back; a daemon stopped while a forget waits for a
+  stalled Redis stops clean;
 - Redis stalled (SIGSTOP): each dot waits redis_timeout at most, the node
   decides alone; a digest it remembered alone is remembered in Redis once
   the replay queue drains, and deferred at once at another node.
@@ -23,10 +26,11 @@ No assertion depends on speed: waits poll for a state.
 
 import os
 import signal
+import subprocess
 import unittest
 
 from harness import (CUSTOMER, BlackboxTest, CtlError, backmxctl,
-                     backmxctl_json, poll, queued_messages)
+                     backmxctl_json, backmxctl_path, poll, queued_messages)
 
 # Modules, not names: their TestCases must not run again from here.
 import test_bulk as tb
@@ -181,6 +185,58 @@ class TestClusterBulk(BlackboxTest):
         self.assertEqual([x for x in backmxctl_json(c, "bulk", "list",
                           "--all")[0]["digests"] if x["digest"] == digest],
                          [])
+
+    def test_forget_holds_through_a_node_deciding_alone(self):
+        """B remembered the digest, and the forget is made while Redis
+        answers. Then Redis stalls: B judges a copy alone from its old
+        mirror (deferred) and replays it. The merge must not bring the
+        digest back: it was remembered by a row of before the forget."""
+        a, b, c = self.nodes(20)
+        body = tb.spam(0)
+        self.assertBulk(self.attempt(a, [self.rcpt(i) for i in range(20)],
+                                     body))
+        self.assertBulk(self.attempt(b, [self.rcpt(100)], body))
+        for x in backmxctl_json(a, "bulk", "list")[0]["digests"]:
+            backmxctl(a, "bulk", "forget", x["digest"])
+        os.kill(self.r.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: self.r.proc.poll() is None and
+                        os.kill(self.r.proc.pid, signal.SIGCONT))
+        merged = self.status(b)["replay_merged"]
+        self.assertBulk(self.attempt(b, [self.rcpt(101)], body))
+        os.kill(self.r.proc.pid, signal.SIGCONT)
+        self.assertTrue(poll(lambda: (lambda s: s["connected"] and
+                                      s["replay_depth"] == 0 and
+                                      s["replay_merged"] > merged)(
+                                          self.status(b)), 30),
+                        self.status(b))
+        rec, n = self.shared(self.body_digest(b)["digest"])
+        self.assertEqual(rec["bulk_until"], "0")
+        # B's copy still counts (it came after the forget): 1.
+        self.assertEqual(n, 1)
+        for k, d in enumerate((c, a, b)):
+            self.assertReply(self.attempt(d, [self.rcpt(200 + k)], body),
+                             250)
+
+    def test_stopped_while_a_forget_waits_for_redis(self):
+        """The daemon stops cleanly (nothing leaked, under ASan) while a
+        forget waits for a stalled Redis; the operator is told."""
+        a = self.daemon(myhostname=NODES[0], bulk_threshold="3",
+                        redis_servers="127.0.0.1:%d" % self.r.port,
+                        redis_timeout="20000")
+        self.assertTrue(poll(lambda: self.status(a)["connected"], 15))
+        self.assertReply(self.attempt(a, [self.rcpt(1)], tb.spam(0)), 250)
+        digest = self.body_digest(a)["digest"]
+        os.kill(self.r.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: self.r.proc.poll() is None and
+                        os.kill(self.r.proc.pid, signal.SIGCONT))
+        ctl = subprocess.Popen([backmxctl_path(), "-c", a.conf, "bulk",
+                                "forget", digest], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        self.addCleanup(ctl.kill)
+        self.assertTrue(a.wait_log(r"event=control request=\"?bulk forget"))
+        a.stop()
+        _, err = ctl.communicate(timeout=30)
+        self.assertNotEqual(ctl.returncode, 0, err)
 
     def test_redis_killed_each_counts_alone_then_merged(self):
         a, b, c = self.nodes(7)
