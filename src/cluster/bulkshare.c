@@ -54,8 +54,9 @@
  * says; a replayed copy of its time or before counts nothing, and one
  * judged alone on a row of before (its generation) does not bring back
  * the bulk_until that row remembered. Each answer carries 'forgotten',
- * so the node resets such a row (bulk.c). Answers 1 when Redis had
- * something to forget.
+ * so the node resets such a row (bulk.c). Answers 1 when Redis knew the
+ * digest, counted or already forgotten: a forget run again after an
+ * answer that did not come is "ok", not "not found".
  */
 const char cluster_bulk_lua[] =
 "local mode, now, seen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
@@ -68,10 +69,7 @@ const char cluster_bulk_lua[] =
 "  local known = 0\n"
 "  for i = 1, n do\n"
 "    local h, s = KEYS[2 * i - 1], KEYS[2 * i]\n"
-"    local v = redis.call('HMGET', h, 'count', 'bulk_until')\n"
-"    if (tonumber(v[1]) or 0) > 0 or (tonumber(v[2]) or 0) > 0 then\n"
-"      known = 1\n"
-"    end\n"
+"    known = math.max(known, redis.call('EXISTS', h))\n"
 "    redis.call('DEL', s)\n"
 "    redis.call('HSET', h, 'count', 0, 'first_seen', now, 'last_seen',"
 " now, 'bulk_until', 0, 'forgotten', now)\n"
