@@ -15,8 +15,9 @@ three backmxd nodes (ASan, backup mode) and one real redis-server
 - `bulk forget` at one node: Redis and every node's mirror count the
   digest from 0 again (Redis down: forgotten at that node only, exit 75);
   a node that judges a copy alone from its old mirror after the forget
-  does not bring it back; a daemon stopped while a forget waits for a
-  stalled Redis stops clean;
+  does not bring it back; the mark outlives a bulk_remember shorter than
+  bulk_window; a daemon stopped while a forget waits for a stalled Redis
+  stops clean;
 - Redis stalled (SIGSTOP): each dot waits redis_timeout at most, the node
   decides alone; a digest it remembered alone is remembered in Redis once
   the replay queue drains, and deferred at once at another node.
@@ -27,6 +28,7 @@ No assertion depends on speed: waits poll for a state.
 import os
 import signal
 import subprocess
+import time
 import unittest
 
 from harness import (CUSTOMER, BlackboxTest, CtlError, backmxctl,
@@ -191,6 +193,29 @@ class TestClusterBulk(BlackboxTest):
         self.assertEqual([x for x in backmxctl_json(c, "bulk", "list",
                           "--all")[0]["digests"] if x["digest"] == digest],
                          [])
+
+    def test_forget_outlives_a_short_bulk_remember(self):
+        """The forget's mark lives as long as a mirror row of before may:
+        the longer of bulk_window and bulk_remember. With a window of a
+        minute and a memory of 2 s, B's row (count 21, past the
+        threshold) still lives after 2 s, and must still be reset."""
+        a, b = [self.daemon(myhostname=name, bulk_threshold="20",
+                            bulk_window="60s", bulk_remember="2s",
+                            redis_servers="127.0.0.1:%d" % self.r.port)
+                for name in NODES[:2]]
+        for d in (a, b):
+            self.assertTrue(poll(lambda: self.status(d)["connected"], 15))
+        body = tb.spam(0)
+        self.assertBulk(self.attempt(a, [self.rcpt(i) for i in range(20)],
+                                     body))
+        self.assertBulk(self.attempt(b, [self.rcpt(100)], body))
+        for x in backmxctl_json(a, "bulk", "list", "--all")[0]["digests"]:
+            backmxctl(a, "bulk", "forget", x["digest"])
+        rec, _ = self.shared(self.body_digest(b)["digest"])
+        # Past bulk_remember (not a speed: a lower bound on the wait).
+        self.assertTrue(poll(lambda: time.time() >
+                             int(rec["forgotten"]) + 3, 10))
+        self.assertReply(self.attempt(b, [self.rcpt(101)], body), 250)
 
     def test_forget_holds_through_a_node_deciding_alone(self):
         """B remembered the digest, and the forget is made while Redis
