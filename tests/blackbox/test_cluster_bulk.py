@@ -16,7 +16,8 @@ three backmxd nodes (ASan, backup mode) and one real redis-server
   digest from 0 again (Redis down: forgotten at that node only, exit 75);
   a node that judges a copy alone from its old mirror after the forget
   does not bring it back; the mark outlives a bulk_remember shorter than
-  bulk_window; a daemon stopped while a forget waits for a stalled Redis
+  bulk_window; a node whose clock runs a minute behind (libfaketime)
+  still counts its copies after the forget; a daemon stopped while a forget waits for a stalled Redis
   stops clean;
 - Redis stalled (SIGSTOP): each dot waits redis_timeout at most, the node
   decides alone; a digest it remembered alone is remembered in Redis once
@@ -32,7 +33,8 @@ import time
 import unittest
 
 from harness import (CUSTOMER, BlackboxTest, CtlError, backmxctl,
-                     backmxctl_json, backmxctl_path, poll, queued_messages)
+                     backmxctl_json, backmxctl_path, cannot_run, poll,
+                     queued_messages)
 
 # Modules, not names: their TestCases must not run again from here.
 import test_bulk as tb
@@ -216,6 +218,36 @@ class TestClusterBulk(BlackboxTest):
         self.assertTrue(poll(lambda: time.time() >
                              int(rec["forgotten"]) + 3, 10))
         self.assertReply(self.attempt(b, [self.rcpt(101)], body), 250)
+
+    def test_forget_then_a_node_whose_clock_is_behind(self):
+        """A node whose clock runs a minute behind the forgetting node's
+        (libfaketime) still counts its copies after the forget: an ask
+        comes after the forget in Redis' order, whatever its time."""
+        lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+        if not os.path.exists(lib):
+            cannot_run("no libfaketime (scripts/deps.sh installs it)")
+        env = {"LD_PRELOAD": lib, "FAKETIME": "-60",
+               "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+               "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:"
+                               "verify_asan_link_order=0"}
+        a = self.daemon(myhostname=NODES[0], bulk_threshold="20",
+                        redis_servers="127.0.0.1:%d" % self.r.port)
+        b = self.daemon(myhostname=NODES[1], bulk_threshold="20",
+                        redis_servers="127.0.0.1:%d" % self.r.port,
+                        env=env)
+        for d in (a, b):
+            self.assertTrue(poll(lambda: self.status(d)["connected"], 15))
+        body = tb.spam(0)
+        self.assertBulk(self.attempt(a, [self.rcpt(i) for i in range(20)],
+                                     body))
+        for x in backmxctl_json(a, "bulk", "list")[0]["digests"]:
+            backmxctl(a, "bulk", "forget", x["digest"])
+        self.assertReply(self.attempt(b, [self.rcpt(100)], body), 250)
+        row = self.body_digest(b)
+        rec, n = self.shared(row["digest"])
+        # B's time is before the forget's, and its copy counts.
+        self.assertLess(row["last_seen"], int(rec["forgotten"]))
+        self.assertEqual(n, 1)
 
     def test_forget_holds_through_a_node_deciding_alone(self):
         """B remembered the digest, and the forget is made while Redis
