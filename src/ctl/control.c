@@ -26,7 +26,6 @@
 #include <event2/listener.h>
 
 #include "addr.h"
-#include "bulkshare.h"
 #include "cluster.h"
 #include "dname.h"
 #include "domains.h"
