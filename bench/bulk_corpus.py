@@ -496,6 +496,10 @@ def part_ham_timeline(binary, ham, allow=None, by_date=False):
         lo, hi = int(first.timestamp()), int(t.timestamp())
         assert seen and all(lo <= x <= hi for x in seen), \
             ("daemon clock not faked", lo, hi, seen[:10])
+        # ... and it followed the bench to the end: a clock set once and
+        # stuck at the first message would date every row at its start.
+        assert max(seen) >= hi - 86400, \
+            ("daemon clock did not follow", lo, hi, max(seen))
         deferred = [(ham[i][0], when[i][0].isoformat()) for i in order
                     if is_bulk(got[i])]
         other = {}
