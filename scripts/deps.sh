@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config meson ninja-build clang-14 libclang-rt-14-dev
  libevent-dev libssl-dev libunbound-dev libsqlite3-dev libhiredis-dev
- libidn2-dev
+ libidn2-dev dns-root-data
  libcmocka-dev sqlite3 openssl python3 python3-dnslib python3-aiosmtpd
  fiu-utils libfiu-dev
  groff-base man-db systemd
