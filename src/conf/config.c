@@ -147,7 +147,7 @@ static const struct conf_key keys[] = {
 	    "recipients never greylisted: addresses, domains" },
 	{ "redis_servers", CONF_LIST, FIELD(redis_servers), "", 0,
 	    CONF_EMPTY_OK, "ADDR:PORT of the Redis server the nodes share "
-	    "greylisting through (docs/cluster.md); empty: no cluster" },
+	    "their state through (docs/cluster.md); empty: no cluster" },
 	{ "redis_sentinels", CONF_LIST, FIELD(redis_sentinels), "", 0,
 	    CONF_EMPTY_OK, "ADDR:PORT of the Redis Sentinels that name the "
 	    "master (instead of redis_servers); empty: none" },

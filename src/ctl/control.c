@@ -701,8 +701,8 @@ cluster_request(struct conn *c, char **w, int n)
 		return;
 	}
 	if (c->ctl->cluster == NULL) {
-		answer(c, "error notfound no cluster: redis_servers is empty",
-		    NULL);
+		answer(c, "error notfound no cluster: redis_servers and "
+		    "redis_sentinels are empty", NULL);
 		return;
 	}
 	c->pending = 1;
