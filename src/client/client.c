@@ -581,6 +581,14 @@ tx_reply(struct client *c)
 			    c->conf->data_block_timeout);
 			return;
 		}
+		/* RFC 5321 §4.3.2: DATA is answered 354, 4xx or 5xx. A 2xx
+		 * here is a stray line that shifted the count (or a broken
+		 * primary): taken as an answer it would mark a body never
+		 * sent as delivered. */
+		if (code / 100 != 4 && code / 100 != 5) {
+			client_fail(c, "DATA: %s", text);
+			return;
+		}
 		tx_resolve_open(c, code, text);
 		tx_finish(c, 1);
 		return;
@@ -1075,6 +1083,20 @@ handle_reply(struct client *c)
 		cmd_reply(c);
 		return;
 	case C_DOT:
+		/* The answer to the dot comes after the dot: a reply while
+		 * it is still in our output buffer answers nothing we sent
+		 * (a line the primary wrote after its 354), and only 2xx,
+		 * 4xx and 5xx end a message. Either way the message is not
+		 * known delivered: deferred, never marked sent. */
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0) {
+			client_fail(c, "reply before the end of data: %s",
+			    text);
+			return;
+		}
+		if (code / 100 != 2 && code / 100 != 4 && code / 100 != 5) {
+			client_fail(c, "end of data: %s", text);
+			return;
+		}
 		if (c->empty_data) {
 			tx_finish(c, 1);
 			return;

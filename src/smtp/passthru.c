@@ -61,6 +61,9 @@ passthru_reply_ok(const struct reply *r, int data)
 		return 0;
 	switch (r->code / 100) {
 	case 2:
+		/* Never to DATA (RFC 5321 §4.3.2): relayed, a 250 there
+		 * tells the sender its message was taken, body unsent. */
+		return !data;
 	case 4:
 	case 5:
 		return 1;

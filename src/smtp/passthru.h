@@ -35,8 +35,8 @@ void	passthru_key(char *buf, size_t bufsz, const struct domain *);
 void	passthru_reply_out(struct evbuffer *, const struct reply *);
 
 /* 1 when 'r' has a code a relayed command can answer with: 2xx, 4xx,
- * 5xx, or 354 when 'data' (the reply to DATA). A 421 is not relayed: it
- * means the primary closes its channel, not ours. */
+ * 5xx; when 'data' (the reply to DATA) 354, 4xx or 5xx. A 421 is not
+ * relayed: it means the primary closes its channel, not ours. */
 int	passthru_reply_ok(const struct reply *, int data);
 
 #endif

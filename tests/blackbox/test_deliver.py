@@ -127,6 +127,52 @@ class TestRetry(DeliverTest):
         self.assertTrue(d.wait_log(r"queue=%s .*status=deferred.*451 4\.3\.0"
                                    % qid))
 
+    def test_250_to_data_is_not_a_delivery(self):
+        # RFC 5321 §4.3.2: DATA is answered 354, 4xx or 5xx. A primary
+        # that says 250 there has not had the body: the message stays
+        # queued (it was marked sent and removed, never delivered).
+        mx = self.fake()
+        mx.data_reply = "250 2.0.0 ok"
+        d = self.relay(mx)
+        self.retried(mx, d, lambda: setattr(mx, "data_reply",
+                                            "354 go ahead"))
+        time.sleep(1.5)
+        self.assertEqual(len(mx.received), 1)
+
+    def test_a_stray_reply_line_is_not_a_delivery(self):
+        # One line too many after MAIL: under PIPELINING every later
+        # reply shifts by one, and a RCPT's 250 lands where DATA's
+        # answer is due. Taken as the answer, the body was never sent
+        # and the message was removed.
+        mx = self.fake()
+        mx.mail_reply = ["250 2.1.0 ok", "250 2.1.0 ok again"]
+        d = self.relay(mx)
+        self.retried(mx, d, lambda: setattr(mx, "mail_reply",
+                                            "250 2.1.0 ok"))
+        time.sleep(1.5)
+        self.assertEqual(len(mx.received), 1)
+
+    def test_a_reply_before_the_dot_is_not_its_answer(self):
+        # A line right after the 354 comes before backmx has sent the
+        # dot: it answers nothing, so it cannot say the message was
+        # taken. The attempt is deferred; the next one delivers.
+        mx = self.fake()
+        mx.data_reply = ["354 go ahead", "250 2.0.0 ok early"]
+        d = self.relay(mx)
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c))
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*"
+                                   r"status=deferred" % qid, timeout=15),
+                        d.log_tail())
+        self.assertFalse(d.wait_log(r"queue=%s event=delivery .*"
+                                    r"status=sent" % qid, timeout=0.1))
+        self.assertEqual([m["id"] for m in queued_messages(d)], [qid])
+        mx.data_reply = "354 go ahead"
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*"
+                                   r"status=sent reply=\"250 " % qid,
+                                   timeout=15), d.log_tail())
+        self.assertTrue(self.wait_queue_empty(d), d.log_tail())
+
     def test_stall_past_timeout(self):
         mx = self.fake()
         mx.stall_at = "dot"

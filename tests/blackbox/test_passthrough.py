@@ -392,6 +392,16 @@ class TestPrimaryFails(PassTest):
         self.assertNothingDelivered(mx)
         self.assertNothingQueued(d)
 
+    def test_250_to_data_is_not_relayed(self):
+        # RFC 5321 §4.3.2: DATA is answered 354, 4xx or 5xx. Relayed,
+        # a primary's 250 there would tell the sender its message was
+        # taken, body unsent; it is a failed primary: 451 4.4.2.
+        mx, d, c = self.pt_to_fake(data_reply="250 2.0.0 ok")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
+        self.assertReply(c.cmd("DATA"), 451, "4.4.2")
+        self.assertNothingDelivered(mx)
+        self.assertNothingQueued(d)
+
     def test_drop_mid_body(self):
         mx, d, c = self.pt_to_fake(drop_in_data=True)
         self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250)
