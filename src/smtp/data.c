@@ -161,6 +161,7 @@ data_scan_feed(struct data_scan *ds, const char *in, size_t len,
 		case ST_BOL:
 			if (*p == '.') {
 				/* RFC 5321 §4.5.2: dropped, whatever follows */
+				ds->flags = flags;
 				emit(ds, span, (size_t)(p - span), sink, arg);
 				span = ++p;
 				state = ST_DOT;
@@ -185,8 +186,9 @@ data_scan_feed(struct data_scan *ds, const char *in, size_t len,
 				goto out;
 			}
 			/* ".\r" then not LF: the CR was bare, it is text. */
-			emit(ds, cr, 1, sink, arg);
 			flags |= DATA_ERR_BARE;
+			ds->flags = flags;
+			emit(ds, cr, 1, sink, arg);
 			linelen++;
 			state = ST_TEXT;
 			break;
@@ -194,6 +196,7 @@ data_scan_feed(struct data_scan *ds, const char *in, size_t len,
 			panic("data: bad scanner state %d", state);
 		}
 	}
+	ds->flags = flags;
 	emit(ds, span, (size_t)(p - span), sink, arg);
 	/* A line still open counts too; clamp so that no line, however
 	 * long, can wrap the counter back under the limit. */

@@ -30,7 +30,8 @@ struct data_scan {
 };
 
 /* Called with unstuffed message bytes, in order. May be called many times
- * per data_scan_feed(). */
+ * per data_scan_feed(). The scan's flags already hold what the bytes
+ * given so far set (a sink can stop at the first bare CR or LF). */
 typedef void	data_sink_cb(const char *buf, size_t len, void *arg);
 
 void	data_scan_init(struct data_scan *);

@@ -2149,6 +2149,14 @@ data_sink(const char *buf, size_t len, void *arg)
 		return;
 	}
 	if (s->mode == TX_PASS) {
+		/* A bare CR or LF: refused at the dot (550 5.5.2), and the
+		 * primary must not see a byte of it: "<CR>.<CR>" may end
+		 * its data, and what follows would be commands from us
+		 * (SMTP smuggling). Aborted, no dot, as for the size. */
+		if (s->scan.flags & DATA_ERR_BARE) {
+			relay_abort(s->relay);
+			return;
+		}
 		relay_body(s->relay, buf, len);
 		return;
 	}
