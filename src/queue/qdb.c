@@ -1051,6 +1051,39 @@ qdb_update_new(const char *id)
 	return u;
 }
 
+struct qdb_update *
+qdb_update_copy(const struct qdb_update *u)
+{
+	struct qdb_update *c = xmalloc(sizeof(*c));
+	size_t i;
+
+	*c = *u;
+	c->changes = NULL;
+	c->dsn_env = NULL;
+	c->dsn_body = NULL;
+	if (u->nchanges > 0) {
+		c->changes = xreallocarray(NULL, u->nchanges,
+		    sizeof(*c->changes));
+		memcpy(c->changes, u->changes, u->nchanges *
+		    sizeof(*c->changes));
+	}
+	if (u->dsn_env != NULL) {
+		c->dsn_env = xmalloc(sizeof(*c->dsn_env));
+		*c->dsn_env = *u->dsn_env;
+		c->dsn_env->rcpts = NULL;
+		c->dsn_env->nrcpt = c->dsn_env->rcptcap = 0;
+		for (i = 0; i < u->dsn_env->nrcpt; i++)
+			envelope_add_rcpt(c->dsn_env,
+			    &u->dsn_env->rcpts[i].addr,
+			    &u->dsn_env->rcpts[i].params);
+	}
+	if (u->dsn_body != NULL) {
+		c->dsn_body = xmalloc(u->dsn_bodylen ? u->dsn_bodylen : 1);
+		memcpy(c->dsn_body, u->dsn_body, u->dsn_bodylen);
+	}
+	return c;
+}
+
 void
 qdb_update_free(struct qdb_update *u)
 {

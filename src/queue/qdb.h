@@ -166,6 +166,9 @@ void		 qdb_cancel(struct qdb_job *);
 
 /* A new, empty update for message 'id'. */
 struct qdb_update *qdb_update_new(const char *id);
+/* A deep copy (changes, DSN envelope and body): to submit again what a
+ * failed commit rolled back. */
+struct qdb_update *qdb_update_copy(const struct qdb_update *);
 void		 qdb_update_free(struct qdb_update *);
 /* Add a recipient change to u. */
 void		 qdb_update_rcpt(struct qdb_update *u, size_t idx,

@@ -102,6 +102,9 @@ struct attempt {
 	int			 deleted;
 	int			 warned;	/* this attempt sent the warning */
 	struct timespec		 started;	/* for the metrics */
+	struct qdb_update	*saved;		/* the outcome, until on disk */
+	struct event		*retry;		/* its commit again (committed()) */
+	unsigned		 retry_secs;	/* 1, 2, 4 ... SCHED_DB_RETRY */
 };
 
 struct sched {
@@ -682,6 +685,9 @@ attempt_free(struct attempt *a)
 		s->attempts = a->anext;
 	if (a->anext != NULL)
 		a->anext->aprev = a->aprev;
+	if (a->retry != NULL)
+		event_free(a->retry);
+	qdb_update_free(a->saved);
 	free(a->tasks);
 	free(a->idx);
 	free(a->rcptv);
@@ -697,6 +703,20 @@ status_word(enum qdb_rcpt_status st)
 	    "bounced" : "deferred";
 }
 
+static void	committed(enum qdb_result, const char *,
+		    const struct envelope *, void *);
+
+/* The outcome a failed commit rolled back, submitted again as it was. */
+static void
+commit_again(evutil_socket_t fd, short what, void *arg)
+{
+	struct attempt *a = arg;
+
+	(void)fd;
+	(void)what;
+	qdb_update(a->s->qdb, qdb_update_copy(a->saved), committed, a);
+}
+
 /* The attempt's update is back from the writer; 'dsn' is the DSN it
  * carried, if any. */
 static void
@@ -708,6 +728,35 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 	struct entry *e = a->e;
 	int freed = 0;
 
+	if (r != QDB_OK && r != QDB_NOTFOUND && !e->gone) {
+		/* What the primary answered is known but not on disk. A
+		 * new attempt would deliver again all that the primary
+		 * took (a disk full for an hour: every message, once a
+		 * minute): the outcome is kept and only its commit is
+		 * tried again. The message stays busy and keeps its
+		 * slot, so a failing disk also stops new deliveries at
+		 * SCHED_ACTIVE_MAX; only its body is let go. A stop in
+		 * between loses the outcome: one delivery again at the
+		 * next start, as after a crash (docs/queue.md). A commit
+		 * is cheap: tried again after 1 s, doubling to
+		 * SCHED_DB_RETRY. */
+		struct timeval tv = { 0, 0 };
+
+		a->retry_secs = a->retry_secs == 0 ? 1 :
+		    a->retry_secs * 2 > SCHED_DB_RETRY ? SCHED_DB_RETRY :
+		    a->retry_secs * 2;
+		tv.tv_sec = a->retry_secs;
+		log_err("queue=%s event=outcome_not_saved error=%s retry=%us",
+		    e->id, r == QDB_NOSPACE ? "nospace" : "ioerr",
+		    a->retry_secs);
+		free(a->msg.body);
+		a->msg.body = NULL;
+		a->msg.bodylen = 0;
+		if (a->retry == NULL)
+			a->retry = evtimer_new(s->base, commit_again, a);
+		evtimer_add(a->retry, &tv);
+		return;
+	}
 	s->active--;
 	e->busy = 0;
 	/* A pass stopped at SCHED_ACTIVE_MAX: go on once half the slots
@@ -722,12 +771,6 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 			log_info("queue=%s event=removed", e->id);
 		entry_free(s, e);
 		freed = 1;
-	} else if (r != QDB_OK) {
-		/* The outcome is not on disk: the attempt counts for
-		 * nothing and is repeated (a duplicate at worst). */
-		log_err("queue=%s event=outcome_not_saved error=%s", e->id,
-		    r == QDB_NOSPACE ? "nospace" : "ioerr");
-		e->next_attempt = time(NULL) + SCHED_DB_RETRY;
 	} else {
 		if (a->warned)
 			e->warned = 1;
@@ -984,6 +1027,7 @@ attempt_finish(struct attempt *a)
 	free(dr);
 	free(relay);
 	a->committing = 1;
+	a->saved = qdb_update_copy(u);
 	qdb_update(s->qdb, u, committed, a);
 }
 

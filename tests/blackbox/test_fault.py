@@ -854,6 +854,69 @@ class TestFsyncFails(FaultTest):
         self.assertEqual(set(arrived), set(acked), d.log_tail())
         self.assertEqual(spool_files(d), [], "files left in the spool")
 
+    def test_outcome_not_saved_is_not_delivered_again(self):
+        """The primary takes a queued message, then the commit of that
+        outcome fails (fsync fails). The outcome is kept and only its
+        commit tried again, after 1 s, 2 s, 4 s ...: the message is not
+        sent to the primary again (it was, every minute, for as long as
+        the fault lasted). Once the disk is back the commit lands and
+        the message leaves the queue, delivered once."""
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 down"
+        d = self.fiu_daemon(mx, **FAST)
+        c = self.session(d)
+        where, r = self.transaction(c, "tok-outcome", body_for("tok-outcome"))
+        self.assertEqual(r[0], 250, (where, r))
+        qid = self.queue_id(r)
+        c.close()
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*"
+                                   r"status=deferred" % qid), d.log_tail())
+        self.fiu(d, "enable name=%s" % self.FAULT)
+        mx.greeting = "220 primary.example ESMTP"
+        self.assertEqual(len(mx.wait_received(1, timeout=20)), 1,
+                         d.log_tail())
+        # The commit is tried again, and again, and fails each time.
+        self.assertTrue(poll(lambda: d.log().count(
+            "queue=%s event=outcome_not_saved" % qid) >= 3, 30),
+            d.log_tail())
+        self.assertEqual(arrived_tokens(mx), {"tok-outcome": 1},
+                         "delivered again while the outcome was not saved")
+        self.fiu(d, "disable name=%s" % self.FAULT)
+        self.assertTrue(d.wait_log(r"queue=%s event=removed" % qid,
+                                   timeout=30), d.log_tail())
+        self.assertEqual(queued_messages(d), [])
+        self.assertEqual(arrived_tokens(mx), {"tok-outcome": 1})
+
+    def test_a_bounce_whose_outcome_was_not_saved(self):
+        """The same with a 550: the outcome carries a DSN, and the DSN is
+        queued once, when the commit that was tried again lands."""
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 down"
+        d = self.fiu_daemon(mx, **FAST)
+        c = self.session(d)
+        where, r = self.transaction(c, "tok-bounce", body_for("tok-bounce"))
+        qid = self.queue_id(r)
+        c.close()
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*"
+                                   r"status=deferred" % qid), d.log_tail())
+        self.fiu(d, "enable name=%s" % self.FAULT)
+        mx.rcpt = {"u@customer.example": "550 5.1.1 no such user"}
+        mx.greeting = "220 primary.example ESMTP"
+        self.assertTrue(poll(lambda: d.log().count(
+            "queue=%s event=outcome_not_saved" % qid) >= 2, 30),
+            d.log_tail())
+        self.assertNotIn("event=dsn_queued", d.log())
+        self.fiu(d, "disable name=%s" % self.FAULT)
+        self.assertTrue(d.wait_log(r"queue=%s event=dsn_queued" % qid,
+                                   timeout=30), d.log_tail())
+        self.assertTrue(d.wait_log(r"queue=%s event=removed" % qid,
+                                   timeout=10), d.log_tail())
+        time.sleep(1.0)
+        self.assertEqual(d.log().count("event=dsn_queued"), 1)
+        [dsn] = queued_messages(d)
+        self.assertEqual(dsn["sender"], "")
+        self.assertIn(b"no such user", dsn["data"])
+
 
 if __name__ == "__main__":
     unittest.main()
