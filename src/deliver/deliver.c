@@ -590,6 +590,8 @@ deliver_submit(struct deliver *d, struct sched_task *st,
 
 	t->st = st;
 	t->domain = st->domain;
+	st->customer = d->domains != NULL &&
+	    domains_lookup(d->domains, st->domain) != NULL;
 	t->nrcpt = st->nrcpt;
 	t->res = xcalloc(st->nrcpt ? st->nrcpt : 1, sizeof(*t->res));
 	t->done = done;

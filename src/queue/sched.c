@@ -1085,13 +1085,18 @@ task_done(struct sched_task *t, void *arg)
 	struct attempt *a = arg;
 	struct sched *s = a->s;
 
-	history_task(s, t);
-	if (t->conn_failed)
-		primary_health_failed(s->health, t->domain,
-		    t->nrcpt ? t->res[0].text : "", 0);
-	else if (t->reached) {
-		primary_health_ok(s->health, t->domain);
-		learn_outcomes(s, t);
+	/* A DSN's domain is nobody's primary: no health record (probed
+	 * every primary_probe_interval for good once down), no learned
+	 * recipients, no domain row, no history; only its own backoff. */
+	if (t->customer) {
+		history_task(s, t);
+		if (t->conn_failed)
+			primary_health_failed(s->health, t->domain,
+			    t->nrcpt ? t->res[0].text : "", 0);
+		else if (t->reached) {
+			primary_health_ok(s->health, t->domain);
+			learn_outcomes(s, t);
+		}
 	}
 	if (++a->ndone == a->ntasks)
 		attempt_finish(a);

@@ -48,6 +48,8 @@ struct sched_task {
 	struct sched_result	*res;
 	size_t			 nrcpt;
 	/* out */
+	int			 customer;	/* a domain of domains_file:
+						   health, learning, history */
 	int			 reached;	/* the primary greeted us */
 	int			 conn_failed;	/* refused, timeout, 421... */
 	char			 relay[320];	/* "host[addr]:port" or "" */

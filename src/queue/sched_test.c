@@ -384,6 +384,7 @@ drain_answer(struct drain *d)
 			snprintf(t->res[j].text, sizeof(t->res[j].text),
 			    "250 2.0.0 ok");
 		}
+		t->customer = 1;
 		t->reached = 1;
 		d->done[i](t, d->arg[i]);
 	}

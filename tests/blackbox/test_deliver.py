@@ -8,7 +8,8 @@ import re
 import sys
 import time
 
-from harness import BlackboxTest, poll, queued_messages, split_received
+from harness import (BlackboxTest, backmxctl, poll, queued_messages,
+                     split_received)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fakes"))
@@ -229,6 +230,27 @@ class TestRefusals(DeliverTest):
         self.assertTrue(self.wait_queue_empty(d), d.log_tail())
         self.assertTrue(d.wait_log(r"queue=%s .*to=<bad@customer\.example>"
                                    r".*status=bounced" % qid))
+
+    def test_a_dsn_domain_is_not_a_primary(self):
+        # The DSN goes to the sender's own domain, which is no customer's:
+        # its failures must not make it a "primary" with a health record
+        # (probed every primary_probe_interval for good once down), a
+        # learning domain row, learned recipients or a history.
+        mx = self.fake()
+        mx.rcpt_default = "550 5.1.1 no such user"
+        d = self.relay(mx)
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c, sender="s@sender.example"))
+        self.assertTrue(d.wait_log(r"queue=%s event=dsn_queued" % qid),
+                        d.log_tail())
+        # Its MX (the fake DNS's default) cannot be reached: 3 attempts.
+        hits = d.wait_log(r"event=delivery to=<s@sender\.example> "
+                          r".*status=deferred", count=3, timeout=20)
+        self.assertGreaterEqual(len(hits), 3, d.log_tail())
+        log = d.log()
+        self.assertNotIn("event=primary_down domain=sender.example", log)
+        self.assertNotRegex(log, r"domain_lifecycle domain=sender\.example")
+        self.assertNotIn("sender.example", backmxctl(d, "domain", "list"))
 
     def test_5xx_from_null_sender_no_dsn(self):
         mx = self.fake()
