@@ -454,15 +454,22 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	struct deliver *d = cn->d;
 	struct deliver_task *t;
 	char why[QDB_TEXT_MAX];
-	int greeted = client_greeted(c), local;
+	/* A failed STARTTLS handshake: the primary greeted us and answered
+	 * EHLO; it is up, and the next connection talks clear text (RFC
+	 * 7435). Counted as down, it stayed down for good: every probe
+	 * tried TLS again and failed again, and the queue expired. */
+	int tls_failed = client_tls_failed(c);
+	int greeted = client_greeted(c) || tls_failed, local;
 
+	if (tls_failed)
+		p->tls_broken = 1;
 	if (cn->probe) {
 		/* -1: no verdict, the failure was ours (health.h). */
-		int ok = ev == CLIENT_READY ? 1 :
+		int ok = ev == CLIENT_READY || tls_failed ? 1 :
 		    client_local_failure(c) ? -1 : 0;
 
 		snprintf(why, sizeof(why), "%s", ok ? "" : client_error(c));
-		if (ok)
+		if (ev == CLIENT_READY)
 			client_quit(c);
 		else
 			client_free(c);
@@ -495,10 +502,6 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		cn->cur = NULL;
 		task_untx(t);
 		p->nfree++;
-	}
-	if (client_tls_failed(c)) {
-		/* RFC 7435: after a failed handshake, clear text. */
-		p->tls_broken = 1;
 	}
 	snprintf(why, sizeof(why), "451 4.4.1 %s: %s", client_relay(c),
 	    client_error(c));

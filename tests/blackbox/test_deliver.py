@@ -202,6 +202,47 @@ class TestRetry(DeliverTest):
         self.assertGreaterEqual(gaps[2], 3.0, gaps)
 
 
+class TestBrokenTLS(DeliverTest):
+    """A primary that offers STARTTLS and fails the handshake is up: it
+    greeted us and answered EHLO. Its mail goes in clear text (RFC
+    7435), at once; it is never marked down for it."""
+
+    def test_delivered_in_clear_text_at_once(self):
+        mx = self.fake()
+        mx.broken_tls = True
+        d = self.relay(mx)
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c))
+        self.assertEqual(len(mx.wait_received(1, timeout=15)), 1,
+                         d.log_tail())
+        self.assertEqual(mx.tls_tries, 1)
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*status=sent"
+                                   % qid), d.log_tail())
+        self.assertNotRegex(d.log(), r"queue=%s event=delivery "
+                            r".*status=deferred" % qid)
+        self.assertNotIn("event=primary_down", d.log())
+
+    def test_a_down_primary_with_broken_tls_comes_back(self):
+        # Down first (it refused us); back with its broken STARTTLS.
+        # Each probe tried TLS again and counted the handshake as the
+        # primary down: it stayed down for good, and its queue expired.
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 not now"
+        d = self.relay(mx, primary_down_after="1")
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c))
+        self.assertTrue(d.wait_log(r"event=primary_down domain=customer",
+                                   timeout=15), d.log_tail())
+        mx.broken_tls = True
+        mx.greeting = "220 primary.example ESMTP"
+        self.assertTrue(d.wait_log(r"event=primary_up domain=customer",
+                                   timeout=15), d.log_tail())
+        self.assertEqual(len(mx.wait_received(1, timeout=15)), 1,
+                         d.log_tail())
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*status=sent"
+                                   % qid), d.log_tail())
+
+
 class TestRefusals(DeliverTest):
 
     def test_mixed_250_550_bounces_one_with_dsn(self):

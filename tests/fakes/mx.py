@@ -34,6 +34,11 @@ misbehaviour a test needs is one attribute away.
                                     # mx.xforwarded (the attributes of
                                     # each command); xforward_reply: its
                                     # answer
+    mx.broken_tls = True            # offer STARTTLS; to STARTTLS say 220,
+                                    # then bytes that are no TLS record,
+                                    # and close (a primary whose TLS is
+                                    # broken; clear text works); tls_tries
+                                    # counts the STARTTLS commands
     mx.wait_received(1)             # messages answered 2xx after the dot
     mx.wait_for(lambda mx: ...)     # poll any condition on the fake
     mx.stop()
@@ -124,6 +129,8 @@ class FakeMX:
         self.conn_refused = 0
         self.open_conns = 0
         self.peak_conns = 0
+        self.broken_tls = False
+        self.tls_tries = 0
         self.xforward = False
         self.xforward_reply = "250 2.0.0 Ok"
         self.xforwarded = []
@@ -341,7 +348,8 @@ class FakeMX:
                 if verb == "EHLO":
                     drop("ehlo")
                     await stall("ehlo")
-                    lines = ["primary.example hello"] + self.extensions
+                    lines = ["primary.example hello"] + self.extensions + (
+                        ["STARTTLS"] if self.broken_tls else [])
                     if self.xforward:
                         lines.append("XFORWARD NAME ADDR PROTO HELO")
                     for i, t in enumerate(lines):
@@ -452,6 +460,13 @@ class FakeMX:
                     with self._lock:
                         self.xforwarded.append(cmd[len(verb) + 1:])
                     await say(self.xforward_reply)
+                elif verb == "STARTTLS" and self.broken_tls:
+                    with self._lock:
+                        self.tls_tries += 1
+                    await say("220 2.0.0 go ahead")
+                    writer.write(b"this is no TLS record\r\n" * 4)
+                    await writer.drain()
+                    raise _Drop("broken tls")
                 elif verb == "NOOP":
                     await say("250 2.0.0 ok")
                 elif verb == "QUIT":
