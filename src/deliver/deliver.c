@@ -106,6 +106,8 @@ struct lookup {
 	uint16_t		 port;
 	int			 trusted;	/* route= or mx_check=no: special-
 						   purpose addresses are fine */
+	int			 customer;	/* a domain of domains_file (or
+						   its route= host) */
 	struct resolver_query	*rq;
 	struct {
 		uint16_t	pref;
@@ -839,6 +841,18 @@ mx_answer(const struct dns_result *res, void *arg)
 		lookup_fail(l, 451, why);
 		return;
 	case DNS_NXDOMAIN:
+		/* A customer's domain (or the route= host the operator
+		 * wrote) that does not exist is a fault to mend, a lapsed
+		 * registration or a typo: its mail waits, up to
+		 * maximal_queue_lifetime, as for any doubt. Another domain
+		 * (a DSN's) does not exist: bounced. */
+		if (l->customer) {
+			snprintf(why, sizeof(why), "451 4.4.3 domain %s does "
+			    "not exist (NXDOMAIN); a customer's mail waits",
+			    l->domain);
+			lookup_fail(l, 451, why);
+			return;
+		}
 		snprintf(why, sizeof(why), "550 5.1.2 domain %s does not "
 		    "exist", l->domain);
 		lookup_fail(l, 550, why);
@@ -960,6 +974,7 @@ lookup_start(struct deliver *d, const char *domain, struct deliver_task *t,
 	l->port = (uint16_t)d->conf->delivery_port;
 	str_copy(l->domain, sizeof(l->domain), domain);
 	l->trusted = domain_trusted(d, domain);
+	l->customer = dom != NULL;
 	if (dom != NULL && dom->route_host[0] != '\0') {
 		/* route=HOST:PORT (MX of HOST) or route=[HOST]:PORT. */
 		l->port = dom->route_port;

@@ -293,6 +293,22 @@ class TestRefusals(DeliverTest):
         self.assertNotRegex(log, r"domain_lifecycle domain=sender\.example")
         self.assertNotIn("sender.example", backmxctl(d, "domain", "list"))
 
+    def test_a_route_host_that_does_not_exist_defers(self):
+        # route= names a host that has no DNS name (a typo, a lapsed
+        # registration): the operator's fault to mend. The mail waits,
+        # 451 4.4.3; it was bounced at once, 550 5.1.2, the whole queue.
+        d = self.daemon(domains=["customer.example "
+                                 "route=mailhost.typo.test:25"], **FAST)
+        c = self.session(d)
+        qid = self.queue_id(self.send_message(c))
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*"
+                                   r"status=deferred reply=\"451 4\.4\.3 "
+                                   r"domain mailhost\.typo\.test does not "
+                                   r"exist" % qid, timeout=15), d.log_tail())
+        self.assertNotIn("status=bounced", d.log())
+        self.assertNotIn("event=dsn_queued", d.log())
+        self.assertEqual([m["id"] for m in queued_messages(d)], [qid])
+
     def test_5xx_from_null_sender_no_dsn(self):
         mx = self.fake()
         sink = self.fake()
