@@ -33,6 +33,11 @@
 #include "xmem.h"
 
 #define SCHED_ACTIVE_MAX	1000	/* attempts in flight at once */
+/* Bodies the attempts in flight hold in memory, at most (one attempt
+ * always starts): a drain of big messages behind a few connections
+ * would otherwise load SCHED_ACTIVE_MAX of them, up to a GB at
+ * queue_inline_max = 1M, while four are sent. */
+#define SCHED_BODY_BUDGET	(64u << 20)
 #define SCHED_REKEY_BATCH	4096	/* entries re-keyed per loop turn */
 /* Due entries looked at per loop turn (kick_cb()); SCHED_START_BATCH of
  * them at most start an attempt (sched.h). */
@@ -102,6 +107,7 @@ struct attempt {
 	int			 deleted;
 	int			 warned;	/* this attempt sent the warning */
 	struct timespec		 started;	/* for the metrics */
+	uint64_t		 held;		/* its body's bytes, in s->held */
 	struct qdb_update	*saved;		/* the outcome, until on disk */
 	struct event		*retry;		/* its commit again (committed()) */
 	unsigned		 retry_secs;	/* 1, 2, 4 ... SCHED_DB_RETRY */
@@ -128,7 +134,9 @@ struct sched {
 	 * 2.1), and the queue stalled until some other event woke it. */
 	struct event		*kick;
 	size_t			 active;
-	int			 capped;	/* last pass hit SCHED_ACTIVE_MAX */
+	uint64_t		 held;		/* body bytes the attempts hold */
+	int			 capped;	/* last pass hit SCHED_ACTIVE_MAX
+						   or SCHED_BODY_BUDGET */
 	struct attempt		*attempts;	/* in flight */
 	struct learn		*learn;		/* NULL: nobody learns */
 	/* The times the heap's keys were computed with, and the walk that
@@ -687,6 +695,7 @@ attempt_free(struct attempt *a)
 		a->anext->aprev = a->aprev;
 	if (a->retry != NULL)
 		event_free(a->retry);
+	s->held -= a->held;
 	qdb_update_free(a->saved);
 	free(a->tasks);
 	free(a->idx);
@@ -752,6 +761,8 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 		free(a->msg.body);
 		a->msg.body = NULL;
 		a->msg.bodylen = 0;
+		s->held -= a->held;
+		a->held = 0;
 		if (a->retry == NULL)
 			a->retry = evtimer_new(s->base, commit_again, a);
 		evtimer_add(a->retry, &tv);
@@ -759,10 +770,11 @@ committed(enum qdb_result r, const char *id, const struct envelope *dsn,
 	}
 	s->active--;
 	e->busy = 0;
-	/* A pass stopped at SCHED_ACTIVE_MAX: go on once half the slots
-	 * are free again, not at the next one-second tick (a drain of
-	 * 10,000 messages would take ten ticks). */
-	if (e->flushed || (s->capped && s->active <= SCHED_ACTIVE_MAX / 2)) {
+	/* A pass stopped at SCHED_ACTIVE_MAX or SCHED_BODY_BUDGET: go on
+	 * once half of it is free again, not at the next one-second tick
+	 * (a drain of 10,000 messages would take ten ticks). */
+	if (e->flushed || (s->capped && s->active <= SCHED_ACTIVE_MAX / 2 &&
+	    s->held - a->held <= SCHED_BODY_BUDGET / 2)) {
 		s->capped = 0;
 		kick(s);
 	}
@@ -1132,6 +1144,8 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 	if (a->msg.big[0] != '\0')
 		qdb_big_path(s->qdb, a->msg.big, a->big_path,
 		    sizeof(a->big_path));
+	a->held = a->msg.bodylen;
+	s->held += a->held;
 	e->busy = 1;
 	e->flushed = 0;
 	heap_remove(s, e);
@@ -1270,7 +1284,8 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
 		return;			/* nobody to deliver yet */
 	rekey_check(s);
 	while (s->nheap > 0 && (e = s->heap[0])->due <= now) {
-		if (s->active >= SCHED_ACTIVE_MAX) {
+		if (s->active >= SCHED_ACTIVE_MAX ||
+		    (s->active > 0 && s->held >= SCHED_BODY_BUDGET)) {
 			s->capped = 1;
 			return;
 		}

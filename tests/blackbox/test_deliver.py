@@ -8,8 +8,8 @@ import re
 import sys
 import time
 
-from harness import (BlackboxTest, backmxctl, poll, queued_messages,
-                     split_received)
+from harness import (BlackboxTest, backmxctl, cannot_run, poll,
+                     queued_messages, rss_binary, split_received)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fakes"))
@@ -200,6 +200,45 @@ class TestRetry(DeliverTest):
         # 1 s, 2 s, 4 s (the one-second tick may add up to a second)
         self.assertLess(gaps[0], gaps[2], gaps)
         self.assertGreaterEqual(gaps[2], 3.0, gaps)
+
+
+def vm_hwm_kb(d):
+    """The daemon's peak RSS so far (VmHWM), in kB: no sampling."""
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+class TestDrainMemory(DeliverTest):
+
+    def test_a_drain_of_big_messages_holds_a_bounded_number(self):
+        # 160 messages of 900 KB wait (inline bodies: queue_inline_max is
+        # 1M); the primary comes back. Every attempt loads its body, and
+        # four connections send: started all at once, the attempts held
+        # 144 MB. Bodies held are bounded (SCHED_BODY_BUDGET, 64 MB).
+        binary, env, sanitized = rss_binary()
+        if sanitized:
+            cannot_run("needs the plain build (BACKMXD_PLAIN) for RSS")
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 not now"
+        d = self.relay(mx, binary=binary, env=env,
+                       primary_down_after="1000",
+                       minimal_backoff_time="3s", maximal_backoff_time="3s")
+        c = self.session(d, timeout=60)
+        line = b"y" * 998 + b"\r\n"
+        body = b"Subject: big\r\n\r\n" + line * 900
+        for i in range(160):
+            self.queue_id(self.send_message(c, body=body))
+        c.close()
+        before = vm_hwm_kb(d)
+        mx.greeting = "220 primary.example ESMTP"
+        self.assertEqual(len(mx.wait_received(160, timeout=180)), 160,
+                         d.log_tail())
+        grew = vm_hwm_kb(d) - before
+        self.assertLess(grew, 100 * 1024, "peak RSS grew %d kB in the "
+                        "drain" % grew)
 
 
 class TestBrokenTLS(DeliverTest):
