@@ -61,6 +61,16 @@ clean_text(const char *in, char *out, size_t outsz)
 	return out;
 }
 
+/* RFC 3464 §2.3.6: "smtp" is for an SMTP reply ("550 5.1.1 ..."); our
+ * own texts ("4.4.7 message expired ...") get a type of our own. */
+static const char *
+diagnostic_type(const char *text)
+{
+	return text[0] >= '2' && text[0] <= '5' && text[1] >= '0' &&
+	    text[1] <= '9' && text[2] >= '0' && text[2] <= '9' &&
+	    (text[3] == ' ' || text[3] == '-') ? "smtp" : "X-Backmx";
+}
+
 static int
 wants_report(const struct qdb_rcpt *r, int delayed)
 {
@@ -80,7 +90,8 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
     const char *myhostname, time_t now, struct envelope *env_out,
     unsigned char **body_out, size_t *bodylen_out)
 {
-	char date[64], arrival[64], addr[ADDR_PATH_MAX + 1], st[32];
+	char date[64], arrival[64], last[64], addr[ADDR_PATH_MAX + 1];
+	char st[32];
 	char txt[QDB_TEXT_MAX];
 	struct rcpt_params none;
 	size_t i, n, hl = 0, want = 0;
@@ -149,7 +160,8 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
 		    "\r\n");
 	else
 		fprintf(f, "Your message could not be delivered to one or "
-		    "more recipients.\r\nIt is attached below.\r\n\r\n");
+		    "more recipients.\r\nIts header is attached below.\r\n"
+		    "\r\n");
 	for (i = 0; i < nrcpt; i++) {
 		if (!wants_report(rcpts[i].rcpt, delayed))
 			continue;
@@ -180,12 +192,27 @@ dsn_build(const struct qdb_msg *m, const struct dsn_rcpt *rcpts,
 			    "rfc822", r->params.orcpt);
 		fprintf(f, "Action: %s\r\nStatus: %s\r\n",
 		    delayed ? "delayed" : "failed", st);
+		/* RFC 3464 §2.3.5: the MTA's name, not our
+		 * "host[addr]:port". */
 		if (rcpts[i].relay != NULL && rcpts[i].relay[0] != '\0')
-			fprintf(f, "Remote-MTA: dns; %s\r\n", rcpts[i].relay);
-		if (rcpts[i].text != NULL && rcpts[i].code > 0)
-			fprintf(f, "Diagnostic-Code: smtp; %s\r\n",
-			    clean_text(rcpts[i].text, txt, sizeof(txt)));
-		fprintf(f, "Last-Attempt-Date: %s\r\n", date);
+			fprintf(f, "Remote-MTA: dns; %.*s\r\n",
+			    (int)strcspn(rcpts[i].relay, "[:"),
+			    clean_text(rcpts[i].relay, txt, sizeof(txt)));
+		if (rcpts[i].text != NULL && rcpts[i].text[0] != '\0' &&
+		    rcpts[i].code > 0) {
+			clean_text(rcpts[i].text, txt, sizeof(txt));
+			fprintf(f, "Diagnostic-Code: %s; %s\r\n",
+			    diagnostic_type(txt), txt);
+		}
+		/* RFC 3464 §2.3.7: when it was last tried: now if this
+		 * attempt reached it, else the message's last attempt;
+		 * never tried, no date. */
+		if (rcpts[i].relay != NULL && rcpts[i].relay[0] != '\0')
+			fprintf(f, "Last-Attempt-Date: %s\r\n", date);
+		else if (m->last_attempt > 0)
+			fprintf(f, "Last-Attempt-Date: %s\r\n",
+			    clock_rfc5322(last, sizeof(last),
+			    m->last_attempt));
 	}
 	fprintf(f, "\r\n--%s/%s\r\n"
 	    "Content-Type: text/rfc822-headers\r\n"

@@ -337,9 +337,10 @@ test_failed_report(void **state)
 	strcpy(r[0].params.orcpt, "Orig@Customer.example");
 	dr[0] = (struct dsn_rcpt){ &r[0], 550,
 	    "550 5.1.1 <u0@customer.example>: no such user",
-	    "mx.customer.example" };
+	    "mx.customer.example[192.0.2.25]:25" };
 	dr[1] = (struct dsn_rcpt){ &r[1], 552, "552 5.2.2 mailbox full",
 	    "" };
+	m.last_attempt = ARRIVAL + 60;
 	assert_int_equal(build(&m, dr, 2, 0, HEAD, sizeof(HEAD) - 1, &env,
 	    &rep), 0);
 
@@ -398,6 +399,9 @@ test_failed_report(void **state)
 	assert_field(*g, "Status", "5.2.2");
 	assert_no_field(*g, "Remote-MTA");
 	assert_field(*g, "Diagnostic-Code", "smtp; 552 5.2.2 mailbox full");
+	/* Not reached by this attempt: the message's last attempt. */
+	assert_field(*g, "Last-Attempt-Date", clock_rfc5322(when,
+	    sizeof(when), ARRIVAL + 60));
 
 	/* The original's header, exactly, and nothing of its body. */
 	hl = (size_t)(strstr(HEAD, "\r\n\r\n") + 2 - HEAD);
@@ -477,9 +481,42 @@ test_ret_headers_only(void **state)
 		assert_non_null(span_find(rep.parts[2].body,
 		    "Subject: the original\r\n"));
 		assert_null(strstr(rep.text, "the body, never"));
+		/* The text says what is attached: the header. */
+		assert_non_null(span_find(rep.parts[0].body,
+		    "Its header is attached below."));
 		envelope_free(&env);
 		report_free(&rep);
 	}
+}
+
+/* RFC 3464 §2.3.6-7: an expiry's text is ours, not an SMTP reply, so
+ * its Diagnostic-Code is not of type smtp; a recipient never tried has
+ * no Last-Attempt-Date. */
+static void
+test_our_own_texts(void **state)
+{
+	struct qdb_msg m;
+	struct qdb_rcpt r[1];
+	struct dsn_rcpt dr;
+	struct envelope env;
+	struct report rep;
+
+	(void)state;
+	msg_init(&m, r, 1);
+	m.last_attempt = 0;
+	dr = (struct dsn_rcpt){ &r[0], 451, "4.4.7 message expired after "
+	    "691200 s in the queue; last error: 451 4.4.7 message expired "
+	    "in the queue", "" };
+	assert_int_equal(build(&m, &dr, 1, 0, HEAD, sizeof(HEAD) - 1,
+	    &env, &rep), 0);
+	assert_field(rep.groups[1], "Status", "4.4.7");
+	assert_field(rep.groups[1], "Diagnostic-Code", "X-Backmx; 4.4.7 "
+	    "message expired after 691200 s in the queue; last error: 451 "
+	    "4.4.7 message expired in the queue");
+	assert_no_field(rep.groups[1], "Last-Attempt-Date");
+	assert_no_field(rep.groups[1], "Remote-MTA");
+	envelope_free(&env);
+	report_free(&rep);
 }
 
 /* Who gets a report: never <> and never for a DSN of ours (a bounce of a
@@ -638,6 +675,7 @@ main(void)
 		cmocka_unit_test(test_failed_report),
 		cmocka_unit_test(test_delay_warning),
 		cmocka_unit_test(test_ret_headers_only),
+		cmocka_unit_test(test_our_own_texts),
 		cmocka_unit_test(test_who_is_reported),
 		cmocka_unit_test(test_odd_replies),
 		cmocka_unit_test(test_original_header),
