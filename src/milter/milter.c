@@ -504,8 +504,15 @@ filter_advance(struct filter *f)
 				char chunk[MILTER_CHUNK];
 				long n;
 
-				if (evbuffer_get_length(out) > OUT_HIGH)
-					return;	/* the write callback */
+				if (evbuffer_get_length(out) > OUT_HIGH) {
+					/* On at the write callback. A filter
+					 * that does not read does not answer:
+					 * with no answer due (NR_BODY) only
+					 * this timer ends it. */
+					arm(f, tx->conf->
+					    milter_content_timeout);
+					return;
+				}
 				n = body_read(tx->body, f->off, chunk,
 				    sizeof(chunk));
 				if (n <= 0) {
@@ -827,8 +834,10 @@ write_cb(struct bufferevent *bev, void *arg)
 	struct filter *f = arg;
 
 	(void)bev;
-	if (f->step == ST_BODY && !f->waiting)
+	if (f->step == ST_BODY && !f->waiting) {
+		event_del(f->timer);	/* it read: the body goes on */
 		filter_advance(f);
+	}
 }
 
 static void

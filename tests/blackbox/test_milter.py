@@ -253,6 +253,26 @@ class TestFailures(MilterTest):
         # "working" forever is a stall: 4x the content timeout at most.
         self.at_eom(eom_actions=[("p", 0.5)] * 40)
 
+    def test_filter_that_stops_reading_the_body(self):
+        # With NR_BODY no chunk waits for an answer: a filter that stops
+        # reading left backmx waiting for the socket to drain, no timer
+        # armed, the session's own timer off while the filters decide, so
+        # the client waited for ever. Not reading is not answering: the
+        # content timeout, then milter_default_action.
+        m = self.milter(steps=0x200 | 0x20 | 0x40 | 0x80000,  # NODATA,
+                        replies={"body": "stall"})  # NOHDRS, NOEOH, NR_BODY
+        d = self.filtered(m, **self.STALL)
+        c = self.session(d, timeout=20)
+        self.rcpt_ok(c)
+        body = MSG + (b"x" * 998 + b"\r\n") * 4000     # 4 MB
+        self.assertReply(self.data(c, body), 451, "4.7.1")
+        self.assertLess(len(m.conns[0]["body"]), len(body))
+        self.assertTrue(d.wait_log("event=milter_error error=timeout"))
+        # The session goes on.
+        self.assertReply(c.cmd("RSET"), 250)
+        self.assertEqual(queued_messages(d), [])
+        self.assertTrue(d.alive())
+
 
 class TestPassThrough(MilterTest):
 
