@@ -273,6 +273,42 @@ class TestFailures(MilterTest):
         self.assertEqual(queued_messages(d), [])
         self.assertTrue(d.alive())
 
+    def test_default_accept_drops_a_failed_filters_edits(self):
+        # "accept: the filter is left out of that message": a filter that
+        # replaced part of the body, added a header and asked for
+        # quarantine, then hung up, changes nothing (a half-sent body
+        # stored as the message was the bug).
+        m = self.milter(actions=0x1ff, replies={"eom": "close"},
+                        eom_actions=[("b", b"TRUNCATED-PARTIAL"),
+                                     ("h", "X-Bad", "1"), ("q", "half")])
+        d = self.filtered(m, milter_default_action="accept")
+        c = self.session(d)
+        self.queue_id(self.send_message(c, body=MSG))
+        q = queued_messages(d)
+        self.assertEqual(len(q), 1)
+        self.assertTrue(q[0]["data"].endswith(MSG), q[0]["data"])
+        self.assertNotIn("event=milter_quarantine", d.log())
+        self.assertEqual(q[0]["env"]["hold"], 0)
+
+    def test_default_accept_keeps_the_edits_of_filters_that_answered(self):
+        # Only the failed filter is left out: the body and header of the
+        # one before it, which answered, are made.
+        a = self.milter(actions=0x1ff, eom_actions=[
+            ("b", b"from a\n"), ("h", "X-A", "1")])
+        b = self.milter(actions=0x1ff, replies={"eom": "close"},
+                        eom_actions=[("b", b"TRUNCATED-PARTIAL"),
+                                     ("h", "X-B", "1"), ("q", "from b")])
+        d = self.filtered(a, b, milter_default_action="accept")
+        c = self.session(d)
+        self.queue_id(self.send_message(c, body=MSG))
+        q = queued_messages(d)
+        self.assertEqual(len(q), 1)
+        head, _, body = q[0]["data"].partition(b"\r\n\r\n")
+        self.assertEqual(body, b"from a\r\n")
+        self.assertTrue(head.endswith(b"\r\nX-A: 1"), head)
+        self.assertNotIn(b"X-B", head)
+        self.assertNotIn("event=milter_quarantine", d.log())
+
 
 class TestPassThrough(MilterTest):
 
