@@ -144,6 +144,18 @@ class TestReplies(MilterTest):
         self.assertTrue(poll(lambda: queued_messages(d)[0]["env"]["hold"]
                              == 1, 5), queued_messages(d))
 
+    def test_quarantine_reason_cannot_forge_a_log_field(self):
+        # The reason is the filter's text (often the client's words): a
+        # '"' in it printed raw ended the field and forged the rest.
+        d = self.filtered(self.milter(eom_actions=[
+            ("q", 'virus" result=released x="')]))
+        c = self.session(d)
+        self.queue_id(self.send_message(c))
+        lines = d.wait_log("event=milter_quarantine")
+        self.assertEqual(len(lines), 1, d.log_tail())
+        self.assertIn(r'reason="virus\x22 result=released x=\x22"',
+                      lines[0])
+
     def test_progress_extends_the_time(self):
         # 4 s of "working" against a 3 s content timeout: still passes.
         d = self.filtered(self.milter(eom_actions=[("p", 1)] * 4),
