@@ -181,9 +181,17 @@ struct milter_tx {
 	char			 queue_id[32];
 	char			*tmpdir;
 	size_t			 mem_max;
-	struct body		*newbody;	/* a filter's replacement */
-	struct filter		*newbody_by;
-	int			 newbody_cr;	/* its last byte was CR */
+	struct body		*newbody;	/* replaced by a filter that
+						 * answered */
+	/* What the filter at end of message, pend_by, sent so far: made
+	 * the message's when it answers, dropped when it fails, since a
+	 * failed filter is left out of the message (docs/milter.md). */
+	struct filter		*pend_by;
+	struct body		*pend_body;	/* its new body, or NULL */
+	int			 pend_cr;	/* its last byte was CR */
+	size_t			 pend_edits;	/* edits[pend_edits..] */
+	int			 pend_quarantine;
+	char			 pend_reason[256];
 	const struct body	*body;
 	struct hblock		*hb;		/* the header block */
 
@@ -198,6 +206,7 @@ struct milter_tx {
 };
 
 static void	chain_next(struct milter_tx *);
+static void	pend_drop(struct milter_tx *, struct filter *);
 static void	filter_advance(struct filter *);
 static void	filter_fail(struct filter *, const char *why);
 
@@ -277,6 +286,7 @@ filter_fail(struct filter *f, const char *why)
 	event_del(f->timer);
 	f->waiting = 0;
 	f->step = ST_FAILED;
+	pend_drop(tx, f);
 	if (!accept && !tx->sticky) {
 		tx->sticky = 1;
 		memset(&tx->sticky_v, 0, sizeof(tx->sticky_v));
@@ -504,8 +514,15 @@ filter_advance(struct filter *f)
 				char chunk[MILTER_CHUNK];
 				long n;
 
-				if (evbuffer_get_length(out) > OUT_HIGH)
-					return;	/* the write callback */
+				if (evbuffer_get_length(out) > OUT_HIGH) {
+					/* On at the write callback. A filter
+					 * that does not read does not answer:
+					 * with no answer due (NR_BODY) only
+					 * this timer ends it. */
+					arm(f, tx->conf->
+					    milter_content_timeout);
+					return;
+				}
 				n = body_read(tx->body, f->off, chunk,
 				    sizeof(chunk));
 				if (n <= 0) {
@@ -520,6 +537,8 @@ filter_advance(struct filter *f)
 				continue;
 			}
 			f->step = ST_EOM;
+			tx->pend_by = f;
+			tx->pend_edits = tx->nedits;
 			put_macros(out, MC_EOM, (const char *const[]){
 			    "i", tx->queue_id, NULL });
 			milter_put(out, MC_EOM, NULL, 0);
@@ -559,36 +578,72 @@ take_edit(struct milter_tx *tx, struct filter *f,
 
 /*
  * A chunk of the filter's new body, its bare LFs made CRLF (the stored
- * message is in SMTP form). The last filter that replaces wins; the new
- * body is bounded like a client's (message_size_limit).
+ * message is in SMTP form). The last filter that replaces wins, once it
+ * answers (pend_keep); the new body is bounded like a client's
+ * (message_size_limit).
  */
 static int
-replace_body(struct milter_tx *tx, struct filter *f,
-    const struct milter_reply *r)
+replace_body(struct milter_tx *tx, const struct milter_reply *r)
 {
 	size_t i, from = 0;
 
-	if (tx->newbody_by != f) {
-		body_free(tx->newbody);
-		tx->newbody = body_new(tx->tmpdir, tx->mem_max);
-		tx->newbody_by = f;
-		tx->newbody_cr = 0;
+	if (tx->pend_body == NULL) {
+		tx->pend_body = body_new(tx->tmpdir, tx->mem_max);
+		tx->pend_cr = 0;
 	}
 	for (i = 0; i < r->datalen; i++) {
 		if (r->data[i] == '\n' && !(i > 0 ? r->data[i - 1] == '\r' :
-		    tx->newbody_cr)) {
-			body_append(tx->newbody, r->data + from, i - from);
-			body_append(tx->newbody, "\r\n", 2);
+		    tx->pend_cr)) {
+			body_append(tx->pend_body, r->data + from, i - from);
+			body_append(tx->pend_body, "\r\n", 2);
 			from = i + 1;
 		}
 	}
-	body_append(tx->newbody, r->data + from, r->datalen - from);
+	body_append(tx->pend_body, r->data + from, r->datalen - from);
 	if (r->datalen > 0)
-		tx->newbody_cr = r->data[r->datalen - 1] == '\r';
-	if (body_size(tx->newbody) > tx->conf->message_size_limit ||
-	    body_error(tx->newbody) != 0)
+		tx->pend_cr = r->data[r->datalen - 1] == '\r';
+	if (body_size(tx->pend_body) > tx->conf->message_size_limit ||
+	    body_error(tx->pend_body) != 0)
 		return -1;
 	return 0;
+}
+
+/* The filter at end of message answered: what it sent is the message's
+ * (a new body replaces an earlier filter's). */
+static void
+pend_keep(struct milter_tx *tx, struct filter *f)
+{
+	if (tx->pend_by != f)
+		return;
+	if (tx->pend_body != NULL) {
+		body_free(tx->newbody);
+		tx->newbody = tx->pend_body;
+		tx->pend_body = NULL;
+	}
+	if (tx->pend_quarantine) {
+		tx->v.quarantine = 1;
+		str_copy(tx->v.reason, sizeof(tx->v.reason), tx->pend_reason);
+	}
+	tx->pend_quarantine = 0;
+	tx->pend_by = NULL;
+}
+
+/* It failed: none of it is made, not a half-sent body nor the headers
+ * it added before it failed; the filters before it keep theirs. */
+static void
+pend_drop(struct milter_tx *tx, struct filter *f)
+{
+	if (tx->pend_by != f)
+		return;
+	body_free(tx->pend_body);
+	tx->pend_body = NULL;
+	while (tx->nedits > tx->pend_edits) {
+		tx->nedits--;
+		free(tx->edits[tx->nedits].name);
+		free(tx->edits[tx->nedits].value);
+	}
+	tx->pend_quarantine = 0;
+	tx->pend_by = NULL;
 }
 
 /* A final answer to the step that waited for it. */
@@ -692,7 +747,9 @@ filter_final(struct filter *f, const struct milter_reply *r)
 		filter_fail(f, "protocol");
 		return;
 	}
-	/* Accepted or continued at the end: on to the next filter. */
+	/* Accepted or continued at the end: what it sent is made, and on
+	 * to the next filter. */
+	pend_keep(tx, f);
 	if (tx->stage != STAGE_NONE && f == &tx->f[tx->cur]) {
 		tx->cur++;
 		chain_next(tx);
@@ -737,7 +794,7 @@ filter_packet(struct filter *f, const struct milter_reply *r)
 			return;
 		case MR_REPLBODY:
 			if (!(f->actions & SMFIF_CHGBODY) ||
-			    replace_body(tx, f, r) == -1)
+			    replace_body(tx, r) == -1)
 				filter_fail(f, "body");
 			return;
 		case MR_ENVELOPE:
@@ -751,8 +808,9 @@ filter_packet(struct filter *f, const struct milter_reply *r)
 				filter_fail(f, "protocol");
 				return;
 			}
-			tx->v.quarantine = 1;
-			str_copy(tx->v.reason, sizeof(tx->v.reason), r->text);
+			tx->pend_quarantine = 1;
+			str_copy(tx->pend_reason, sizeof(tx->pend_reason),
+			    r->text);
 			return;
 		case MR_PROGRESS: {
 			struct timeval now, d;
@@ -827,8 +885,10 @@ write_cb(struct bufferevent *bev, void *arg)
 	struct filter *f = arg;
 
 	(void)bev;
-	if (f->step == ST_BODY && !f->waiting)
+	if (f->step == ST_BODY && !f->waiting) {
+		event_del(f->timer);	/* it read: the body goes on */
 		filter_advance(f);
+	}
 }
 
 static void
@@ -1066,6 +1126,7 @@ milter_tx_free(struct milter_tx *tx)
 	event_free(tx->ev_done);
 	free(tx->tmpdir);
 	body_free(tx->newbody);
+	body_free(tx->pend_body);
 	free(tx->client_addr);
 	free(tx->client_name);
 	free(tx->helo);

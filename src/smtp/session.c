@@ -2076,13 +2076,16 @@ static void
 dcc_done(const struct dccifd_outcome *o, void *arg)
 {
 	struct session *s = arg;
+	char eh[4 * DCCIFD_HEADER_MAX + 4];
 
 	s->dcc = NULL;		/* dccifd.c freed it before the call */
+	/* The header is dccifd's, made of what the peer sent: escaped, so
+	 * a '"' in it cannot end the field and forge others. */
 	log_info("session=%s queue=%s event=dccifd client=%s result=%c "
 	    "verdict=%s%s%s header=\"%s\"", s->id, s->env.id, s->addr,
 	    o->result != 0 ? o->result : '-', dccifd_verdict_name(o->verdict),
 	    o->why != NULL ? " why=" : "", o->why != NULL ? o->why : "",
-	    o->header);
+	    log_escape(eh, sizeof(eh), o->header, strlen(o->header)));
 	stats_inc(dcc_stat(o));
 	if (o->verdict == DCCIFD_PASS) {
 		eom_filters(s);
@@ -2234,6 +2237,7 @@ eom_milter_done(const struct milter_verdict *m, void *arg)
 	struct session *s = arg;
 	struct verdict_info v;
 	struct body *nb;
+	char er[4 * sizeof(m->reason) + 4];
 
 	if (m->result != MILTER_PASS) {
 		milter_verdict_info(m, &v);
@@ -2259,7 +2263,9 @@ eom_milter_done(const struct milter_verdict *m, void *arg)
 		s->quarantine = m->quarantine != 0;
 		if (s->quarantine)
 			log_info("session=%s queue=%s event=milter_quarantine "
-			    "reason=\"%s\"", s->id, s->env.id, m->reason);
+			    "reason=\"%s\"", s->id, s->env.id,
+			    log_escape(er, sizeof(er), m->reason,
+			    strlen(m->reason)));
 		milter_tx_free(s->milter);
 		s->milter = NULL;
 		commit(s);

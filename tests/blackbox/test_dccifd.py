@@ -86,11 +86,22 @@ class TestResults(DccifdTest):
         r, f, d = self.run_one(reply("A", 2, BULK_HDR))
         self.assertBulk(r)
         self.assertEqual(queued_messages(d), [])
-        # Unfolded in the log: one line.
+        # Unfolded in the log: one line, the tab escaped.
         self.assertTrue(d.wait_log(
             r'result=A verdict=bulk header="X-DCC-Example-Metrics: '
-            r'dcc\.example\.net 1282; bulk\tBody=1 Fuz1=many Fuz2=many"'))
+            r'dcc\.example\.net 1282; bulk\\x09Body=1 Fuz1=many '
+            r'Fuz2=many"'))
         self.assertEqual(self.metric(d, "bulk"), 1)
+
+    def test_quote_in_the_header_cannot_forge_a_field(self):
+        # The header is peer text: a '"' in it printed raw ended the
+        # field, and what followed read as key=value pairs of ours.
+        r, _, d = self.run_one(reply("A", 2, HDR + ' x" verdict=forged'))
+        self.queue_id(r)
+        lines = d.wait_log(r"event=dccifd ")
+        self.assertEqual(len(lines), 1, d.log_tail())
+        self.assertIn(r'Fuz2=3 x\x22 verdict=forged"', lines[0])
+        self.assertNotIn('x" verdict=forged', lines[0])
 
     def test_many_count_alone_is_bulk(self):
         r, _, d = self.run_one(reply("A", 2, HDR.replace("Fuz2=3",

@@ -144,6 +144,18 @@ class TestReplies(MilterTest):
         self.assertTrue(poll(lambda: queued_messages(d)[0]["env"]["hold"]
                              == 1, 5), queued_messages(d))
 
+    def test_quarantine_reason_cannot_forge_a_log_field(self):
+        # The reason is the filter's text (often the client's words): a
+        # '"' in it printed raw ended the field and forged the rest.
+        d = self.filtered(self.milter(eom_actions=[
+            ("q", 'virus" result=released x="')]))
+        c = self.session(d)
+        self.queue_id(self.send_message(c))
+        lines = d.wait_log("event=milter_quarantine")
+        self.assertEqual(len(lines), 1, d.log_tail())
+        self.assertIn(r'reason="virus\x22 result=released x=\x22"',
+                      lines[0])
+
     def test_progress_extends_the_time(self):
         # 4 s of "working" against a 3 s content timeout: still passes.
         d = self.filtered(self.milter(eom_actions=[("p", 1)] * 4),
@@ -252,6 +264,62 @@ class TestFailures(MilterTest):
     def test_progress_is_bounded(self):
         # "working" forever is a stall: 4x the content timeout at most.
         self.at_eom(eom_actions=[("p", 0.5)] * 40)
+
+    def test_filter_that_stops_reading_the_body(self):
+        # With NR_BODY no chunk waits for an answer: a filter that stops
+        # reading left backmx waiting for the socket to drain, no timer
+        # armed, the session's own timer off while the filters decide, so
+        # the client waited for ever. Not reading is not answering: the
+        # content timeout, then milter_default_action.
+        m = self.milter(steps=0x200 | 0x20 | 0x40 | 0x80000,  # NODATA,
+                        replies={"body": "stall"})  # NOHDRS, NOEOH, NR_BODY
+        d = self.filtered(m, **self.STALL)
+        c = self.session(d, timeout=20)
+        self.rcpt_ok(c)
+        body = MSG + (b"x" * 998 + b"\r\n") * 4000     # 4 MB
+        self.assertReply(self.data(c, body), 451, "4.7.1")
+        self.assertLess(len(m.conns[0]["body"]), len(body))
+        self.assertTrue(d.wait_log("event=milter_error error=timeout"))
+        # The session goes on.
+        self.assertReply(c.cmd("RSET"), 250)
+        self.assertEqual(queued_messages(d), [])
+        self.assertTrue(d.alive())
+
+    def test_default_accept_drops_a_failed_filters_edits(self):
+        # "accept: the filter is left out of that message": a filter that
+        # replaced part of the body, added a header and asked for
+        # quarantine, then hung up, changes nothing (a half-sent body
+        # stored as the message was the bug).
+        m = self.milter(actions=0x1ff, replies={"eom": "close"},
+                        eom_actions=[("b", b"TRUNCATED-PARTIAL"),
+                                     ("h", "X-Bad", "1"), ("q", "half")])
+        d = self.filtered(m, milter_default_action="accept")
+        c = self.session(d)
+        self.queue_id(self.send_message(c, body=MSG))
+        q = queued_messages(d)
+        self.assertEqual(len(q), 1)
+        self.assertTrue(q[0]["data"].endswith(MSG), q[0]["data"])
+        self.assertNotIn("event=milter_quarantine", d.log())
+        self.assertEqual(q[0]["env"]["hold"], 0)
+
+    def test_default_accept_keeps_the_edits_of_filters_that_answered(self):
+        # Only the failed filter is left out: the body and header of the
+        # one before it, which answered, are made.
+        a = self.milter(actions=0x1ff, eom_actions=[
+            ("b", b"from a\n"), ("h", "X-A", "1")])
+        b = self.milter(actions=0x1ff, replies={"eom": "close"},
+                        eom_actions=[("b", b"TRUNCATED-PARTIAL"),
+                                     ("h", "X-B", "1"), ("q", "from b")])
+        d = self.filtered(a, b, milter_default_action="accept")
+        c = self.session(d)
+        self.queue_id(self.send_message(c, body=MSG))
+        q = queued_messages(d)
+        self.assertEqual(len(q), 1)
+        head, _, body = q[0]["data"].partition(b"\r\n\r\n")
+        self.assertEqual(body, b"from a\r\n")
+        self.assertTrue(head.endswith(b"\r\nX-A: 1"), head)
+        self.assertNotIn(b"X-B", head)
+        self.assertNotIn("event=milter_quarantine", d.log())
 
 
 class TestPassThrough(MilterTest):

@@ -7,6 +7,7 @@ FakeMilter(replies={...}, eom_actions=[...]): replies maps a stage
   'c' continue, 'a' accept, 'r' reject, 't' tempfail, 'd' discard,
   ('y', '554 5.7.1 text') a reply code, 'stall' (never answers),
   'close' (hangs up), 'garbage' (bytes that are no packet),
+  ('body': 'stall' with NR_BODY asked: the filter stops reading there),
   a callable(data) returning one of those (e.g. per recipient).
 eom_actions: packets sent before the final answer to end-of-message:
   ('h', name, value), ('i', index, name, value), ('m', index, name, value),
@@ -127,7 +128,10 @@ class FakeMilter(UnixServer):
             self._answer(c, "eoh", data)
         elif cmd == b"B":
             seen["body"] += data
-            if not self.steps & 0x80000:
+            # NR_BODY: no answer is due, but a 'stall' still stops
+            # reading (a filter stuck in its body handler).
+            if not self.steps & 0x80000 or \
+                    self.replies.get("body") == "stall":
                 self._answer(c, "body", data)
         elif cmd == b"E":
             for a in self.eom_actions:
