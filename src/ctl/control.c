@@ -644,9 +644,11 @@ greylist_request(struct conn *c, char **w, int n)
 		}
 		if (n == 5) {
 			memcpy(net, c->value, strlen(c->value) + 1);
-			rc = state_delete(st, net, sender, rcpt);
+			rc = state_delete(st, net, sender, rcpt,
+			    (int64_t)time(NULL));
 		} else
-			rc = state_delete(st, c->value, NULL, NULL);
+			rc = state_delete(st, c->value, NULL, NULL,
+			    (int64_t)time(NULL));
 		if (rc == 0) {
 			answer(c, "error notfound nothing in the greylist "
 			    "store has that key", NULL);
@@ -803,7 +805,8 @@ bulk_request(struct conn *c, char **w, int n)
 				return;
 			}
 		} else
-			rc = state_bulk_allow_delete(st, c->value);
+			rc = state_bulk_allow_delete(st, c->value,
+			    (int64_t)time(NULL));
 		if (rc == 0) {
 			answer(c, "error notfound no such bulk digest or "
 			    "allow entry", NULL);
