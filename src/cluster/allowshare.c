@@ -78,7 +78,7 @@ const char cluster_allow_pull_lua[] =
 "  until cur == '0' or #out >= 2 * cap\n"
 "  return out\n"
 "end\n"
-"return {tonumber(redis.call('GET', KEYS[3]) or '0'), take(KEYS[1]),"
+"return {tonumber(redis.call('GET', KEYS[3]) or '0') or 0, take(KEYS[1]),"
 " take(KEYS[2])}\n";
 
 static const char *const list_names[NLISTS] = {

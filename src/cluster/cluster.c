@@ -167,7 +167,7 @@ SCRIPT_NET
 static const char script_beat[] =
 "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
 "redis.call('SADD', KEYS[2], ARGV[1])\n"
-"return tonumber(redis.call('GET', KEYS[3]) or '0')\n";
+"return tonumber(redis.call('GET', KEYS[3]) or '0') or 0\n";
 
 /*
  * KEYS[1] PREFIX nodes; ARGV[1] PREFIX node:. Name, beat pairs of the
