@@ -362,6 +362,7 @@ static void
 pull_cb(enum redis_status st, const redisReply *reply, void *arg)
 {
 	struct allowshare *as = arg;
+	char lv[LOG_VALUE_SIZE(STATE_ADDR_MAX)];
 	struct state_allow_op *remote;
 	size_t nremote = 0, rejected = 0, i, max;
 	int64_t version;
@@ -373,7 +374,14 @@ pull_cb(enum redis_status st, const redisReply *reply, void *arg)
 		finish(as, 0);
 		return;
 	}
-	max = 2 * ALLOW_PULL_MAX;
+	/* Room for the pairs there are (the parser bounds them). */
+	max = 1;
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3)
+		for (k = 1; k <= NLISTS; k++)
+			if (reply->element[k]->type == REDIS_REPLY_ARRAY)
+				max += reply->element[k]->elements / 2;
+	if (max > 2 * ALLOW_PULL_MAX)
+		max = 2 * ALLOW_PULL_MAX;
 	remote = xcalloc(max, sizeof(*remote));
 	if (cluster_parse_allow(reply, &version, remote, max, &nremote,
 	    &rejected) == -1) {
@@ -393,8 +401,9 @@ pull_cb(enum redis_status st, const redisReply *reply, void *arg)
 			    "value=%s op=%s at=%lld",
 			    list_names[remote[i].list],
 			    state_allow_kind_name(remote[i].kind),
-			    remote[i].value, remote[i].deleted ? "delete" :
-			    "add", (long long)remote[i].at);
+			    log_value(lv, sizeof(lv), remote[i].value,
+			    strlen(remote[i].value)), remote[i].deleted ?
+			    "delete" : "add", (long long)remote[i].at);
 		} else if (rc == -2)
 			rejected++;
 	}

@@ -595,9 +595,8 @@ grey_answer(struct conn *c, int ok, int alone)
 	if (committed(c, ok, "the state store") == -1)
 		return;
 	if (alone) {
-		answer(c, "error io changed on this node only: Redis is not "
-		    "reachable; the other nodes get it once it is back",
-		    NULL);
+		answer(c, "error io changed on this node only: Redis did not "
+		    "answer; the other nodes get it once it does", NULL);
 		return;
 	}
 	b = evbuffer_new();
