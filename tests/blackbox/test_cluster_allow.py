@@ -11,6 +11,8 @@ redis-server (Debian's) on free loopback ports.
 - Redis killed: a delete at A (exit 75, "on this node only") while B
   still has the older add, and an add at B; Redis back (empty: no
   snapshot): the delete wins at both nodes, and B's add reaches A;
+- Redis stalled (SIGSTOP) with the add in its hash: a delete at A (exit
+  75); Redis resumed: the delete replaces the add there, and B drops it;
 - a node started after the entries were made gets them, tombstones
   included: a deleted entry does not come back.
 
@@ -18,6 +20,7 @@ No assertion depends on speed: waits poll for a state, with deadlines
 far above the 5 s heartbeat.
 """
 
+import signal
 import subprocess
 
 from greylist_util import GreylistTest
@@ -71,12 +74,12 @@ class TestClusterAllow(GreylistTest):
         # Said at A: the cluster has it (exit 0).
         self.ctl(a, "allow", "Friend.Example")
         self.assertTrue(poll(lambda: self.first_try(b, "friend.example")[0]
-                             == 250, SYNC), "B still greylists")
+                             == 250, SYNC, 0.5), "B still greylists")
         self.assertEqual(self.allowed(b), [("domain", "friend.example")])
         # B's own listing shows it; B deletes it; A greylists again.
         self.ctl(b, "delete", "friend.example")
         self.assertTrue(poll(lambda: self.first_try(a, "friend.example")[0]
-                             == 451, SYNC), "A still allows")
+                             == 451, SYNC, 0.5), "A still allows")
         self.assertEqual(self.allowed(a), [])
         self.assertGreylisted(self.first_try(a, "friend.example"))
         # In Redis: one field, a tombstone, readable.
@@ -129,10 +132,30 @@ class TestClusterAllow(GreylistTest):
         want = [("domain", "new.example")]
         for d in (a, b):
             self.assertTrue(poll(lambda: self.allowed(d) == want, SYNC),
-                            (d.name if hasattr(d, "name") else d,
-                             self.allowed(d)))
+                            self.allowed(d))
         self.assertGreylisted(self.first_try(b, "old.example"))
         self.assertEqual(self.first_try(a, "new.example")[0], 250)
+
+    def test_stalled_redis_keeps_the_add_the_delete_wins(self):
+        """Redis stalled (SIGSTOP) keeps the older add; the delete made
+        meanwhile at A replaces it there, and B follows."""
+        a = self.node("mx2a.backmx.test")
+        b = self.node("mx2b.backmx.test")
+        self.ctl(a, "allow", "held.example")
+        self.assertTrue(poll(lambda: ("domain", "held.example") in
+                             self.allowed(b), SYNC))
+        self.r.proc.send_signal(signal.SIGSTOP)
+        p = self.ctl(a, "delete", "held.example", check=False)
+        self.assertEqual(p.returncode, 75, p)
+        self.assertIn("this node only", p.stderr + p.stdout)
+        self.r.proc.send_signal(signal.SIGCONT)
+        for d in (a, b):
+            self.assertTrue(poll(lambda: self.allowed(d) == [], SYNC),
+                            self.allowed(d))
+        self.assertGreylisted(self.first_try(b, "held.example"))
+        h = tc.resp(self.r.port, "HGET", "backmx:allow:greylist",
+                    "domain held.example")
+        self.assertRegex(h, r"^\d+ del$")
 
     def test_node_started_later_gets_everything(self):
         a = self.node("mx2a.backmx.test")
