@@ -261,6 +261,8 @@ local_op(const struct state_allow_op *op, void *arg)
 	struct allowshare *as = w->as;
 	const struct state_allow_op *r;
 
+	if (as->npush >= 2 * ALLOW_PULL_MAX)
+		return 1;	/* bounded, like a pull */
 	r = bsearch(op, w->remote, w->nremote, sizeof(*op), op_cmp);
 	if (r != NULL && !state_allow_op_wins(op, r))
 		return 0;
@@ -269,7 +271,7 @@ local_op(const struct state_allow_op *op, void *arg)
 		as->push = xreallocarray(as->push, w->cap, sizeof(*as->push));
 	}
 	as->push[as->npush++] = *op;
-	return as->npush >= 2 * ALLOW_PULL_MAX;	/* bounded, like a pull */
+	return 0;
 }
 
 static int
