@@ -2,7 +2,8 @@
  * cluster: what the nodes of one cluster share through Redis
  * (docs/cluster.md): today greylist triplets and their networks' passes,
  * checked and updated by one server-side script; a heartbeat per node; the replay queue of the
- * decisions a node took alone while Redis was away.
+ * decisions a node took alone while Redis was away; the operator's allow
+ * entries, merged both ways with the node's store (allowshare.c).
  *
  * Off (no cluster object) when redis_servers is empty: the node is the
  * single node it always was. Every function here answers later from the

@@ -2,8 +2,8 @@
  * cluster_int: what the files of src/cluster share among themselves and
  * nobody else: the scripts' numbers, the replay queue, the connection.
  * cluster.c owns all of it; learned.c (docs/cluster.md "Learned
- * recipients"), bulkshare.c ("Bulk counts") and lease.c ("One probe,
- * one callout") use it.
+ * recipients"), bulkshare.c ("Bulk counts"), lease.c ("One probe,
+ * one callout") and allowshare.c ("Allow entries") use it.
  */
 #ifndef BACKMX_CLUSTER_INT_H
 #define BACKMX_CLUSTER_INT_H
