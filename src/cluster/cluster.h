@@ -186,7 +186,8 @@ void		 cluster_set_state(struct cluster *, struct state *);
 typedef void	cluster_allow_cb(int rc, void *arg);
 /*
  * An operator changed an allow entry (committed in the store): sync
- * now, and call 'cb' once a sync that started after this call ended.
+ * now, and call 'cb' once a sync that started after this call ended
+ * (never without a store: call cluster_set_state() first).
  * Cancelled with cluster_cancel(), or dropped when the cluster stops,
  * without the callback.
  */
