@@ -82,7 +82,8 @@ struct conn {
 	int			 grey_added;	/* allow: a new entry */
 	int			 grey_deleted;	/* delete: rows, or -1 */
 	int			 share;		/* an allow entry: the cluster's */
-	struct cluster_op	*op;		/* cluster status, asking Redis */
+	struct cluster_op	*op;		/* asking Redis: cluster status,
+						   a forget, an allow's sync */
 };
 
 /* A queue id: letters and digits, as envelope.c makes them. */
