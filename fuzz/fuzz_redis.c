@@ -20,6 +20,12 @@
  * address is a NUL-terminated literal with a port of 1-65535, replicas
  * stay within their array and their lag is never negative. Each reply
  * is also a lease's answer (src/cluster/lease.c).
+ *
+ * Allow entries (src/cluster/allowshare.c): each reply is also a PULL
+ * answer, read into a few slots: never more than the slots, each entry
+ * taken of its list's kinds (a recipient only in the bulk list), with a
+ * NUL-terminated value, a positive time and an op of the two; the
+ * rejected and taken add up to no more than the pairs.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -154,6 +160,35 @@ check_lease(const redisReply *reply)
 }
 
 static void
+check_allow(const redisReply *reply)
+{
+	enum { SLOTS = 4 };
+	static struct state_allow_op ops[SLOTS + 1];
+	size_t n = 0, rejected = 0, i;
+	int64_t version;
+
+	memset(ops, 0xa5, sizeof(ops));
+	if (cluster_parse_allow(reply, &version, ops, SLOTS, &n,
+	    &rejected) != 0)
+		return;
+	if (version < 0 || n > SLOTS || n + rejected > reply->element[1]->
+	    elements / 2 + reply->element[2]->elements / 2)
+		abort();
+	for (i = 0; i < n; i++)
+		if ((ops[i].list != STATE_ALLOWS_GREYLIST &&
+		    ops[i].list != STATE_ALLOWS_BULK) ||
+		    ops[i].kind > STATE_ALLOW_RECIPIENT ||
+		    (ops[i].kind == STATE_ALLOW_RECIPIENT &&
+		    ops[i].list != STATE_ALLOWS_BULK) ||
+		    memchr(ops[i].value, '\0', sizeof(ops[i].value)) == NULL ||
+		    ops[i].value[0] == '\0' || ops[i].at <= 0 ||
+		    (ops[i].deleted != 0 && ops[i].deleted != 1))
+			abort();
+	if (ops[SLOTS].at != (int64_t)0xa5a5a5a5a5a5a5a5)
+		abort();	/* written past its slots */
+}
+
+static void
 check(const redisReply *reply)
 {
 	static struct cluster_health h;
@@ -183,6 +218,7 @@ check(const redisReply *reply)
 	check_learned(reply);
 	check_master(reply);
 	check_lease(reply);
+	check_allow(reply);
 }
 
 /*

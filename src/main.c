@@ -666,6 +666,8 @@ main(int argc, char **argv)
 	/* Shared greylisting, when redis_servers is set; Redis being down
 	 * stops nothing (docs/cluster.md). */
 	cluster = cluster_new(srv.base, &conf);
+	if (cluster != NULL)	/* the operator's allow entries, shared */
+		cluster_set_state(cluster, state);
 	/* The bulk detector (docs/bulk.md): counts in the state store. */
 	if ((srv.bulk = bulk_new(&conf, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "backmxd: %s\n", err);

@@ -20,7 +20,8 @@
  * daemon, answered once the change committed, refused (69) with no daemon
  * (entries for before a start go in bulk_allow_*). Exit 0, 1 when forget
  * found nothing, 64 usage, 65 bad value, 69 no daemon, 75 store error (or,
- * in a cluster, Redis did not answer a forget).
+ * in a cluster, Redis did not answer a forget, or an allow entry's add or
+ * delete: that one is done on this node, shared once Redis answers).
  */
 #include "ctl_bulk.h"
 

@@ -18,9 +18,13 @@
  * as "recipients add|delete" are: the entries meant to hold before a
  * start belong in backmx.conf's greylist_allow_* keys.
  *
+ * In a cluster an allow entry's add or delete is answered once Redis has
+ * it too (docs/cluster.md "Allow entries").
+ *
  * Text by default, one line a row; --json: one JSON document. Exit 0, 1
  * when delete found nothing, 64 usage, 65 bad value, 69 no daemon, 75
- * store error.
+ * store error (or, in a cluster, Redis did not answer: done on this node
+ * only, shared once it does).
  */
 #include "ctl_greylist.h"
 

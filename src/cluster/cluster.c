@@ -161,11 +161,13 @@ SCRIPT_NET
 "if p ~= 0 and n > 0 then netpass(k, now, e, n, ARGV[1]) end\n"
 "return 1\n";
 
-/* KEYS[1] PREFIX node:NAME, KEYS[2] PREFIX nodes; ARGV name, now, ttl. */
+/* KEYS[1] PREFIX node:NAME, KEYS[2] PREFIX nodes, KEYS[3] PREFIX
+ * allow:version; ARGV name, now, ttl. The answer is the allow entries'
+ * version (allowshare.c): a node pulls when it moved. */
 static const char script_beat[] =
 "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
 "redis.call('SADD', KEYS[2], ARGV[1])\n"
-"return 1\n";
+"return tonumber(redis.call('GET', KEYS[3]) or '0') or 0\n";
 
 /*
  * KEYS[1] PREFIX nodes; ARGV[1] PREFIX node:. Name, beat pairs of the
@@ -201,7 +203,8 @@ static const char script_health[] =
 static const char *const scripts[NSCRIPTS] = {
 	script_check, script_merge, script_beat, script_nodes, script_health,
 	learned_script_get, learned_script_rcpt, learned_script_domain,
-	cluster_bulk_lua, cluster_lease_lua,
+	cluster_bulk_lua, cluster_lease_lua, cluster_allow_pull_lua,
+	cluster_allow_put_lua,
 };
 
 /* One decision or record waiting for Redis: a triplet, a learned
@@ -254,6 +257,7 @@ struct cluster {
 
 	struct learned		*learned;	/* learned.c */
 	struct cluster_lease_stats leases[CLUSTER_LEASE_KINDS]; /* lease.c */
+	struct allowshare	*allow;		/* allowshare.c */
 };
 
 /* A caller's pending operation. */
@@ -264,6 +268,8 @@ struct cluster_op {
 	cluster_grey_cb		*grey_cb;
 	cluster_status_cb	*status_cb;
 	cluster_forget_cb	*forget_cb;
+	cluster_allow_cb	*allow_cb;
+	uint64_t		 allow_after;	/* answered by a later sync */
 	void			*arg;
 	struct state_triplet	 t;	/* the query's net, sender, rcpt */
 	int64_t			 now;
@@ -925,6 +931,9 @@ beat_cb(enum redis_status st, const redisReply *reply, void *arg)
 	struct cluster *cl = arg;
 
 	cl->beat = NULL;
+	if (st == REDIS_REPLY_OK && reply->type == REDIS_REPLY_INTEGER &&
+	    reply->integer >= 0)
+		allowshare_beat(cl->allow, reply->integer);
 }
 
 static void
@@ -932,8 +941,8 @@ beat_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cluster *cl = arg;
 	struct timeval tv = { BEAT_SECS, 0 };
-	char k1[400], k2[128], now[24], ttl[16];
-	const char *argv[5];
+	char k1[400], k2[128], k3[128], now[24], ttl[16];
+	const char *argv[6];
 
 	evtimer_add(cl->ev_beat, &tv);
 	replay_next(cl);
@@ -943,12 +952,14 @@ beat_timer_cb(evutil_socket_t fd, short what, void *arg)
 	snprintf(k2, sizeof(k2), "%snodes", cl->prefix);
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	snprintf(ttl, sizeof(ttl), "%d", BEAT_TTL);
+	snprintf(k3, sizeof(k3), "%sallow:version", cl->prefix);
 	argv[0] = k1;
 	argv[1] = k2;
-	argv[2] = cl->node;
-	argv[3] = now;
-	argv[4] = ttl;
-	cl->beat = cluster_script(cl, SCRIPT_BEAT, 2, 5, argv, beat_cb, cl);
+	argv[2] = k3;
+	argv[3] = cl->node;
+	argv[4] = now;
+	argv[5] = ttl;
+	cl->beat = cluster_script(cl, SCRIPT_BEAT, 3, 6, argv, beat_cb, cl);
 }
 
 /* The connection is (again) ready: say so at once, then push what
@@ -958,6 +969,8 @@ ready_cb(void *arg)
 {
 	struct cluster *cl = arg;
 
+	/* What changed meanwhile, here or there, merges at this beat. */
+	allowshare_connected(cl->allow);
 	event_del(cl->ev_beat);
 	event_active(cl->ev_beat, EV_TIMEOUT, 0);
 	resync(cl);
@@ -989,6 +1002,7 @@ status_fill(struct cluster *cl, struct cluster_status *s)
 	s->health_rejected = cl->health_rejected;
 	learned_stats(cl->learned, &s->learned);
 	memcpy(s->leases, cl->leases, sizeof(s->leases));
+	allowshare_stats(cl->allow, &s->allow);
 }
 
 static void
@@ -1067,6 +1081,52 @@ cluster_bulk_forget(struct cluster *cl, const char *digest,
 	return op;
 }
 
+/* --- the operator's allow entries (allowshare.c) ---------------------------- */
+
+void
+cluster_set_state(struct cluster *cl, struct state *st)
+{
+	allowshare_set_state(cl->allow, st);
+}
+
+struct cluster_op *
+cluster_allow_share(struct cluster *cl, cluster_allow_cb *cb, void *arg)
+{
+	struct cluster_op *op = op_new(cl, arg);
+
+	op->allow_cb = cb;
+	/* A sync running now may have read the store before the change. */
+	op->allow_after = allowshare_started(cl->allow);
+	allowshare_kick(cl->allow);
+	return op;
+}
+
+void
+cluster_allow_synced(struct cluster *cl, uint64_t n, int ok)
+{
+	struct cluster_op *op;
+	cluster_allow_cb *cb;
+	void *arg;
+	int more = 0;
+
+	/* One at a time from the head: a callback may cancel others. */
+	for (;;) {
+		TAILQ_FOREACH(op, &cl->ops, link)
+			if (op->allow_cb != NULL && op->allow_after < n)
+				break;
+		if (op == NULL)
+			break;
+		cb = op->allow_cb;
+		arg = op->arg;
+		op_free(op);
+		cb(ok ? 0 : -1, arg);
+	}
+	TAILQ_FOREACH(op, &cl->ops, link)
+		more |= op->allow_cb != NULL;
+	if (more)
+		allowshare_kick(cl->allow);
+}
+
 /* --- for lease.c ------------------------------------------------------------ */
 
 struct redis *
@@ -1132,6 +1192,7 @@ cluster_new(struct event_base *base, const struct config *c)
 	TAILQ_INIT(&cl->replay);
 	TAILQ_INIT(&cl->ops);
 	cl->learned = learned_new();
+	cl->allow = allowshare_new(cl);
 	cl->ev_beat = evtimer_new(base, beat_timer_cb, cl);
 	host[0] = '\0';
 	if (c->nredis_servers > 0)
@@ -1177,6 +1238,8 @@ cluster_free(struct cluster *cl)
 
 	if (cl == NULL)
 		return;
+	/* Its request, while the connection still holds it. */
+	allowshare_free(cl->allow);
 	/* Before its followers; redis_free() drops every request without
 	 * its callback. */
 	sentinel_free(cl->sentinel);

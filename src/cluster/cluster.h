@@ -2,7 +2,8 @@
  * cluster: what the nodes of one cluster share through Redis
  * (docs/cluster.md): today greylist triplets and their networks' passes,
  * checked and updated by one server-side script; a heartbeat per node; the replay queue of the
- * decisions a node took alone while Redis was away.
+ * decisions a node took alone while Redis was away; the operator's allow
+ * entries, merged both ways with the node's store (allowshare.c).
  *
  * Off (no cluster object) when redis_servers is empty: the node is the
  * single node it always was. Every function here answers later from the
@@ -173,6 +174,50 @@ enum cluster_lease_result cluster_lease_decide(enum redis_status,
 		    const struct redisReply *, const char *node,
 		    char *holder, size_t holdersz);
 
+/* --- the operator's allow entries (docs/cluster.md "Allow entries") --------- */
+
+/* The store the allow entries are shared from and merged into (the
+ * daemon's own); until it is set nothing is shared. */
+void		 cluster_set_state(struct cluster *, struct state *);
+
+/* The cluster's answer to a change: 0 Redis has it (and the others pull
+ * it within a heartbeat), -1 it did not answer (the change is on this
+ * node only until a later sync carries it). */
+typedef void	cluster_allow_cb(int rc, void *arg);
+/*
+ * An operator changed an allow entry (committed in the store): sync
+ * now, and call 'cb' once a sync that started after this call ended
+ * (never without a store: call cluster_set_state() first).
+ * Cancelled with cluster_cancel(), or dropped when the cluster stops,
+ * without the callback.
+ */
+struct cluster_op *cluster_allow_share(struct cluster *, cluster_allow_cb *,
+		    void *arg);
+
+struct cluster_allow_stats {
+	int64_t		last_sync;	/* this node's clock; 0 never */
+	uint64_t	syncs, failed;	/* syncs ended and failed */
+	uint64_t	applied;	/* entries taken from Redis */
+	uint64_t	pushed;		/* entries sent to Redis */
+	uint64_t	rejected;	/* entries of Redis' not understood */
+	size_t		entries[2];	/* per list, at the last pull */
+};
+
+/*
+ * A PULL answer (the version, then each list's field, value pairs) into
+ * ops (at most max, both lists), *nops taken, *rejected not understood;
+ * 0, or -1 when the answer is not of that shape. One pair: "KIND VALUE"
+ * and "AT add|del" into *out, 0 or -1. Peer bytes: exposed for
+ * fuzz/fuzz_redis.c. The value is checked for its kind by the store
+ * (state_allow_apply()).
+ */
+int		 cluster_parse_allow(const struct redisReply *,
+		    int64_t *version, struct state_allow_op *ops, size_t max,
+		    size_t *nops, size_t *rejected);
+int		 cluster_parse_allow_entry(enum state_allow_list,
+		    const char *f, size_t flen, const char *v, size_t vlen,
+		    struct state_allow_op *out);
+
 /* --- status (backmxctl cluster status) ----------------------------------------- */
 
 #define CLUSTER_NODES_MAX	64	/* nodes shown */
@@ -203,6 +248,7 @@ struct cluster_status {
 	uint64_t	 health_rejected; /* messages not understood */
 	struct cluster_learned_stats learned; /* learned.h */
 	struct cluster_lease_stats leases[CLUSTER_LEASE_KINDS];
+	struct cluster_allow_stats allow;	/* allowshare.c */
 	int		 nodes_known;	/* 0: Redis did not answer */
 	size_t		 nnodes;
 	struct cluster_node nodes[CLUSTER_NODES_MAX];

@@ -2,13 +2,14 @@
  * cluster_int: what the files of src/cluster share among themselves and
  * nobody else: the scripts' numbers, the replay queue, the connection.
  * cluster.c owns all of it; learned.c (docs/cluster.md "Learned
- * recipients"), bulkshare.c ("Bulk counts") and lease.c ("One probe,
- * one callout") use it.
+ * recipients"), bulkshare.c ("Bulk counts"), lease.c ("One probe,
+ * one callout") and allowshare.c ("Allow entries") use it.
  */
 #ifndef BACKMX_CLUSTER_INT_H
 #define BACKMX_CLUSTER_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cluster.h"
 #include "redis.h"
@@ -20,10 +21,13 @@ struct cluster_learned_stats;
 /* The server-side scripts, loaded by redis.c at every connect. */
 enum { SCRIPT_CHECK, SCRIPT_MERGE, SCRIPT_BEAT, SCRIPT_NODES, SCRIPT_HEALTH,
 	SCRIPT_LEARN_GET, SCRIPT_LEARN_RCPT, SCRIPT_LEARN_DOMAIN, SCRIPT_BULK,
-	SCRIPT_LEASE, NSCRIPTS };
+	SCRIPT_LEASE, SCRIPT_ALLOW_PULL, SCRIPT_ALLOW_PUT, NSCRIPTS };
 
 /* lease.c's script: the lease taken, or kept and renewed by its holder. */
 extern const char cluster_lease_lua[];
+
+/* allowshare.c's scripts: a sync's pull, and its push. */
+extern const char cluster_allow_pull_lua[], cluster_allow_put_lua[];
 
 /* learned.c's sources of the last three. */
 extern const char learned_script_get[], learned_script_rcpt[],
@@ -86,6 +90,31 @@ struct redis_req *cluster_bulk_script(struct cluster *, int nkeys, int argc,
 		    redis_reply_cb *, void *arg);
 /* A message counted alone: counted with the checks decided alone. */
 void		 cluster_fell_back(struct cluster *);
+
+/* --- allowshare.c (docs/cluster.md "Allow entries") -------------------------- */
+
+struct allowshare;
+/* Made and freed with the cluster; it shares nothing until it has a
+ * store (allowshare_set_state()). */
+struct allowshare *allowshare_new(struct cluster *);
+void		 allowshare_free(struct allowshare *);
+void		 allowshare_set_state(struct allowshare *, struct state *);
+/* Start a sync unless one runs (answered later, from the loop, through
+ * cluster_allow_synced()). */
+void		 allowshare_kick(struct allowshare *);
+/* How many syncs started so far: a change waits for one started after
+ * it. */
+uint64_t	 allowshare_started(const struct allowshare *);
+/* The connection is (again) ready: a sync is due. */
+void		 allowshare_connected(struct allowshare *);
+/* A heartbeat's answer: the version key; a sync when it moved, or one is
+ * due. */
+void		 allowshare_beat(struct allowshare *, int64_t version);
+void		 allowshare_stats(const struct allowshare *,
+		    struct cluster_allow_stats *);
+/* cluster.c: sync number 'n' ended (ok 1: Redis has what this store has,
+ * and this store what Redis had); its waiters hear it. */
+void		 cluster_allow_synced(struct cluster *, uint64_t n, int ok);
 
 /* --- for lease.c (docs/cluster.md "One probe, one callout") ----------------- */
 

@@ -344,6 +344,74 @@ test_sentinel_parsers(void **state)
 	    &repl), -1);				/* no role */
 }
 
+/* One pair of an allow list's hash (src/cluster/allowshare.c), peer
+ * bytes: only "KIND VALUE" and "AT add|del" of the list's kinds. */
+static void
+test_allow_entry(void **state)
+{
+	static const struct {
+		int		 list;
+		const char	*f, *v;
+		int		 rc, kind;
+		long long	 at;
+		int		 deleted;
+	} rows[] = {
+		{ STATE_ALLOWS_GREYLIST, "domain friend.example",
+		    "1796626740 add", 0, STATE_ALLOW_DOMAIN, 1796626740, 0 },
+		{ STATE_ALLOWS_GREYLIST, "client 192.0.2.0/24", "5 del", 0,
+		    STATE_ALLOW_CLIENT, 5, 1 },
+		{ STATE_ALLOWS_BULK, "recipient subs@customer.example",
+		    "7 add", 0, STATE_ALLOW_RECIPIENT, 7, 0 },
+		{ STATE_ALLOWS_BULK, "sender a b@c.example", "7 add", 0,
+		    STATE_ALLOW_SENDER, 7, 0 },	/* the store judges it */
+		/* Not for the greylist: recipients are bulk's only. */
+		{ STATE_ALLOWS_GREYLIST, "recipient subs@customer.example",
+		    "7 add", -1, 0, 0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "host friend.example", "7 add", -1,
+		    0, 0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain", "7 add", -1, 0, 0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain ", "7 add", -1, 0, 0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain x.example", "0 add", -1, 0,
+		    0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain x.example", "-7 add", -1, 0,
+		    0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain x.example", "7 put", -1, 0,
+		    0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain x.example", "7add", -1, 0,
+		    0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain x.example", " add", -1, 0,
+		    0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain x.example", "add", -1, 0,
+		    0, 0 },
+		{ STATE_ALLOWS_GREYLIST, "domain x.example",
+		    "1234567890123456789 add", -1, 0, 0, 0 },
+	};
+	struct state_allow_op op;
+	char big[400];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int rc = cluster_parse_allow_entry(
+		    (enum state_allow_list)rows[i].list, rows[i].f,
+		    strlen(rows[i].f), rows[i].v, strlen(rows[i].v), &op);
+
+		if (rc != rows[i].rc)
+			fail_msg("row %zu: %d", i, rc);
+		if (rc == 0 && ((int)op.kind != rows[i].kind ||
+		    op.at != rows[i].at || op.deleted != rows[i].deleted ||
+		    strcmp(op.value, strchr(rows[i].f, ' ') + 1) != 0))
+			fail_msg("row %zu", i);
+	}
+	/* A value longer than any entry, or with a NUL: refused. */
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "domain ", 7);
+	assert_int_equal(cluster_parse_allow_entry(STATE_ALLOWS_GREYLIST, big,
+	    sizeof(big), "7 add", 5, &op), -1);
+	assert_int_equal(cluster_parse_allow_entry(STATE_ALLOWS_GREYLIST,
+	    "domain a\0b", 10, "7 add", 5, &op), -1);
+}
+
 int
 main(void)
 {
@@ -354,6 +422,7 @@ main(void)
 		cmocka_unit_test(test_learned),
 		cmocka_unit_test(test_sentinel_parsers),
 		cmocka_unit_test(test_reply_numbers),
+		cmocka_unit_test(test_allow_entry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

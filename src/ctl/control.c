@@ -81,7 +81,9 @@ struct conn {
 	char			 value[STATE_ADDR_MAX];	/* allow: as given */
 	int			 grey_added;	/* allow: a new entry */
 	int			 grey_deleted;	/* delete: rows, or -1 */
-	struct cluster_op	*op;		/* cluster status, asking Redis */
+	int			 share;		/* an allow entry: the cluster's */
+	struct cluster_op	*op;		/* asking Redis: cluster status,
+						   a forget, an allow's sync */
 };
 
 /* A queue id: letters and digits, as envelope.c makes them. */
@@ -584,16 +586,20 @@ bracketed_arg(const char *w, char *out, size_t outsz)
 	return 0;
 }
 
-/* The state store committed (or not) a "greylist allow|delete" or a
- * "bulk allow|forget". */
+/* A "greylist allow|delete" or a "bulk allow|forget" committed (ok 1)
+ * or not; alone 1: the cluster did not hear of it (yet). */
 static void
-grey_committed(int rc, void *arg)
+grey_answer(struct conn *c, int ok, int alone)
 {
-	struct conn *c = arg;
 	struct evbuffer *b;
 
-	if (committed(c, rc != -1, "the state store") == -1)
+	if (committed(c, ok, "the state store") == -1)
 		return;
+	if (alone) {
+		answer(c, "error io changed on this node only: Redis did not "
+		    "answer; the other nodes get it once it does", NULL);
+		return;
+	}
 	b = evbuffer_new();
 	if (c->grey_deleted >= 0)
 		view_greylist_deleted(b, c->json, c->grey_deleted);
@@ -601,6 +607,33 @@ grey_committed(int rc, void *arg)
 		view_greylist_allowed(b, c->json, c->value, c->grey_added);
 	answer(c, "ok", b);
 	evbuffer_free(b);
+}
+
+/* The cluster's sync after the change ended (docs/cluster.md "Allow
+ * entries"). */
+static void
+allow_shared(int rc, void *arg)
+{
+	struct conn *c = arg;
+
+	c->op = NULL;
+	grey_answer(c, 1, rc == -1);
+}
+
+/* The state store committed (or not) a "greylist allow|delete" or a
+ * "bulk allow|forget": an allow entry goes to the other nodes then,
+ * even when the client has gone (the operator asked for it). */
+static void
+grey_committed(int rc, void *arg)
+{
+	struct conn *c = arg;
+
+	if (rc != -1 && c->share && c->ctl->cluster != NULL) {
+		c->pending = 1;
+		c->op = cluster_allow_share(c->ctl->cluster, allow_shared, c);
+		return;
+	}
+	grey_answer(c, rc != -1, 0);
 }
 
 /*
@@ -634,6 +667,7 @@ greylist_request(struct conn *c, char **w, int n)
 			return;
 		}
 		c->grey_added = rc == 0;
+		c->share = 1;
 	} else if (strcmp(w[1], "delete") == 0 && (n == 3 || n == 5)) {
 		if (control_word_decode(w[2], c->value, sizeof(c->value)) ==
 		    -1 || (n == 5 && (strlen(c->value) >= sizeof(net) ||
@@ -644,15 +678,18 @@ greylist_request(struct conn *c, char **w, int n)
 		}
 		if (n == 5) {
 			memcpy(net, c->value, strlen(c->value) + 1);
-			rc = state_delete(st, net, sender, rcpt);
+			rc = state_delete(st, net, sender, rcpt,
+			    (int64_t)time(NULL));
 		} else
-			rc = state_delete(st, c->value, NULL, NULL);
+			rc = state_delete(st, c->value, NULL, NULL,
+			    (int64_t)time(NULL));
 		if (rc == 0) {
 			answer(c, "error notfound nothing in the greylist "
 			    "store has that key", NULL);
 			return;
 		}
 		c->grey_deleted = rc;
+		c->share = n == 3;	/* maybe an allow entry */
 	} else {
 		answer(c, "error usage unknown request", NULL);
 		return;
@@ -792,6 +829,7 @@ bulk_request(struct conn *c, char **w, int n)
 			return;
 		}
 		c->grey_added = rc == 0;
+		c->share = 1;
 	} else if (strcmp(w[1], "forget") == 0) {
 		/* 32 hex digits: a digest; anything else: an allow entry. */
 		if (strlen(c->value) == 32 &&
@@ -802,8 +840,11 @@ bulk_request(struct conn *c, char **w, int n)
 				staged(c, st, 0, bulk_forget_committed);
 				return;
 			}
-		} else
-			rc = state_bulk_allow_delete(st, c->value);
+		} else {
+			rc = state_bulk_allow_delete(st, c->value,
+			    (int64_t)time(NULL));
+			c->share = 1;
+		}
 		if (rc == 0) {
 			answer(c, "error notfound no such bulk digest or "
 			    "allow entry", NULL);

@@ -926,6 +926,14 @@ cluster_text(struct evbuffer *b, const struct cluster_status *s, int64_t now)
 	    (unsigned long long)s->learned.rcpt_found,
 	    (unsigned long long)s->learned.domain_found,
 	    (unsigned long long)s->learned.rejected);
+	evbuffer_add_printf(b, "allow: last_sync: %lld syncs: %llu "
+	    "failed: %llu greylist: %zu bulk: %zu applied: %llu "
+	    "pushed: %llu rejected: %llu\n", (long long)s->allow.last_sync,
+	    (unsigned long long)s->allow.syncs,
+	    (unsigned long long)s->allow.failed, s->allow.entries[0],
+	    s->allow.entries[1], (unsigned long long)s->allow.applied,
+	    (unsigned long long)s->allow.pushed,
+	    (unsigned long long)s->allow.rejected);
 	evbuffer_add_printf(b, "leases: probe taken: %llu lost: %llu "
 	    "alone: %llu callout taken: %llu lost: %llu alone: %llu\n",
 	    (unsigned long long)s->leases[CLUSTER_LEASE_PROBE].taken,
@@ -1003,6 +1011,18 @@ view_cluster_status(struct evbuffer *b, int json,
 	json_kuint(&j, "recipients_found", s->learned.rcpt_found);
 	json_kuint(&j, "domains_found", s->learned.domain_found);
 	json_kuint(&j, "rejected", s->learned.rejected);
+	json_end(&j);
+	/* The allow entries' sync: entries per list at the last pull. */
+	json_key(&j, "allow");
+	json_object(&j);
+	json_kint(&j, "last_sync", s->allow.last_sync);
+	json_kuint(&j, "syncs", s->allow.syncs);
+	json_kuint(&j, "failed", s->allow.failed);
+	json_kuint(&j, "greylist", s->allow.entries[0]);
+	json_kuint(&j, "bulk", s->allow.entries[1]);
+	json_kuint(&j, "applied", s->allow.applied);
+	json_kuint(&j, "pushed", s->allow.pushed);
+	json_kuint(&j, "rejected", s->allow.rejected);
 	json_end(&j);
 	/* Each lost lease is one probe or callout this node skipped. */
 	json_key(&j, "leases");

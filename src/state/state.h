@@ -35,7 +35,7 @@ struct state;
 #define STATE_NET_MAX	64	/* "2001:db8:ffff:ffff::/64" and room */
 #define STATE_ADDR_MAX	257	/* an RFC 5321 address without brackets */
 #define STATE_WHY_MAX	200	/* last answer text kept with a record */
-#define STATE_SCHEMA	4	/* PRAGMA user_version this code writes */
+#define STATE_SCHEMA	5	/* PRAGMA user_version this code writes */
 
 struct state_conf {
 	unsigned	sweep_interval;	/* seconds between expiry sweeps */
@@ -310,12 +310,12 @@ enum state_allow_kind state_allow_kind_of(const char *value);
 /* "client", "domain", "sender", "recipient": as stored and shown. */
 const char *state_allow_kind_name(enum state_allow_kind);
 /*
- * Delete what 'key' names: an allow entry, a client network's record,
- * or the triplet (net, sender, rcpt) when sender is not NULL. The number
- * of rows deleted, or -1.
+ * Delete what 'key' names: an allow entry (leaving its tombstone, of
+ * 'now', below), a client network's record, or the triplet (net, sender,
+ * rcpt) when sender is not NULL. The number of rows deleted, or -1.
  */
 int	state_delete(struct state *, const char *key, const char *sender,
-	    const char *rcpt);
+	    const char *rcpt, int64_t now);
 
 /*
  * The operator's bulk allow entries (backmxctl bulk allow): client
@@ -334,7 +334,43 @@ int	state_bulk_allowed(struct state *, const struct sockaddr *,
  * parent is an allowed recipient; 0; -1 on an error. */
 int	state_bulk_rcpt_allowed(struct state *, const char *rcpt);
 int	state_bulk_allow_list(struct state *, state_allow_fn *, void *arg);
-/* Entries deleted (value as written or canonical), or -1. */
-int	state_bulk_allow_delete(struct state *, const char *value);
+/* Entries deleted (value as written or canonical, each leaving its
+ * tombstone of 'now'), or -1. */
+int	state_bulk_allow_delete(struct state *, const char *value,
+	    int64_t now);
+
+/*
+ * The run-time allow entries as a cluster shares them (docs/cluster.md
+ * "Allow entries"): the last operation on each entry of a list, an add
+ * (the entry is in its table) or a delete (a tombstone, in no table: the
+ * look-ups above never see it), at the writing node's clock. The
+ * operator's adds and deletes above write them, at max(now, the entry's
+ * previous operation + 1).
+ */
+enum state_allow_list { STATE_ALLOWS_GREYLIST, STATE_ALLOWS_BULK };
+struct state_allow_op {
+	enum state_allow_list	list;
+	enum state_allow_kind	kind;
+	char			value[STATE_ADDR_MAX];	/* canonical */
+	int64_t			at;
+	int			deleted;	/* 1: a tombstone */
+};
+/* 1 when a replaces b (last writer wins; on a tie a delete wins), else
+ * 0. The same rule as the Redis script's. */
+int	state_allow_op_wins(const struct state_allow_op *a,
+	    const struct state_allow_op *b);
+typedef int	state_allow_op_fn(const struct state_allow_op *, void *arg);
+/* Every operation of a list, tombstones too, in (kind, value) order. 0
+ * or -1. */
+int	state_allow_ops(struct state *, enum state_allow_list,
+	    state_allow_op_fn *, void *arg);
+/*
+ * Another node's operation, applied when it wins over this store's
+ * (staged like a put): the entry added to (its 'added' the op's time) or
+ * deleted from its table. 1 applied, 0 this store's is as new, -1 on a
+ * store error, -2 when it is not an entry this node would write (not of
+ * its kind, not canonical: peer bytes).
+ */
+int	state_allow_apply(struct state *, const struct state_allow_op *);
 
 #endif

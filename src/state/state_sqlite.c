@@ -120,6 +120,19 @@ static const char *const schema[] = {
 	 * for `bulk list` (what to allow). NULL: a row from before, whose
 	 * first copy's sender is not known ('' is the null sender <>). */
 	"ALTER TABLE bulk_digest ADD COLUMN sender TEXT;",
+	/* 4 -> 5: the last operation on each run-time allow entry, shared
+	 * by a cluster (docs/cluster.md "Allow entries"): a live entry's
+	 * time, or a tombstone (deleted 1) that keeps an older add from
+	 * another node out. Beside the allow tables, not in them: their
+	 * look-ups stay one probe and never see a tombstone. */
+	"CREATE TABLE allow_op ("
+	"  list TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,"
+	"  at INTEGER NOT NULL, deleted INTEGER NOT NULL,"
+	"  PRIMARY KEY (list, kind, value));"
+	"INSERT INTO allow_op SELECT 'greylist', kind, value, added, 0 "
+	"  FROM grey_allow;"
+	"INSERT INTO allow_op SELECT 'bulk', kind, value, added, 0 "
+	"  FROM bulk_allow;",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");
@@ -160,6 +173,10 @@ enum stmt {
 	S_BULK_FORGET_RCPT,
 	S_SWEEP_BULK,
 	S_SWEEP_BULK_RCPT,
+	S_ALLOW_OP_GET,
+	S_ALLOW_OP_PUT,
+	S_ALLOW_OP_LOCAL,
+	S_ALLOW_OP_LIST,
 	NSTMT
 };
 
@@ -298,6 +315,19 @@ static const char *const stmt_sql[NSTMT] = {
 	[S_SWEEP_BULK_RCPT] = "DELETE FROM bulk_rcpt WHERE rowid IN "
 	    "(SELECT rowid FROM bulk_rcpt WHERE expires < ?1 "
 	    "ORDER BY expires LIMIT ?2)",
+	/* The allow entries' last operations (schema 5). LOCAL is an
+	 * operator's: after this node's own earlier one, at least a second
+	 * later, so its own ops stay ordered whatever the clock did. */
+	[S_ALLOW_OP_GET] = "SELECT at, deleted FROM allow_op "
+	    "WHERE list = ?1 AND kind = ?2 AND value = ?3",
+	[S_ALLOW_OP_PUT] = "INSERT OR REPLACE INTO allow_op (list, kind, "
+	    "value, at, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_ALLOW_OP_LOCAL] = "INSERT INTO allow_op (list, kind, value, at, "
+	    "deleted) VALUES (?1, ?2, ?3, ?4, ?5) "
+	    "ON CONFLICT (list, kind, value) DO UPDATE "
+	    "SET at = max(excluded.at, at + 1), deleted = excluded.deleted",
+	[S_ALLOW_OP_LIST] = "SELECT kind, value, at, deleted FROM allow_op "
+	    "WHERE list = ?1 ORDER BY kind, value",
 };
 
 struct state_wait {
@@ -1089,16 +1119,43 @@ allow_kind_named(const char *name)
 	return STATE_ALLOW_DOMAIN;
 }
 
-/* An entry into one allow table (grey_allow, bulk_allow): same rows. */
-static int
-allow_add(struct state *st, const char *table, enum state_allow_kind kind,
-    const char *value, int64_t now, char *err, size_t errsz)
+/* The list an allow table's entries are shared as (docs/cluster.md). */
+static const char *
+allow_list_name(const char *table)
 {
-	char canon[STATE_ADDR_MAX], text[INET6_ADDRSTRLEN], sql[160];
-	uint8_t lo[16], hi[16];
+	return strcmp(table, "bulk_allow") == 0 ? "bulk" : "greylist";
+}
+
+/* An operator's add or delete of (kind, value) in 'table', at 'now':
+ * its op row, staged. 0 or -1. */
+static int
+allow_op_local(struct state *st, const char *table, const char *kind,
+    const char *value, int64_t now, int deleted)
+{
+	sqlite3_stmt *s = st->stmt[S_ALLOW_OP_LOCAL];
+
+	sqlite3_bind_text(s, 1, allow_list_name(table), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	sqlite3_bind_int(s, 5, deleted);
+	if (step_done(st, s, "allow_op") == -1)
+		return write_failed(st);
+	return 0;
+}
+
+/*
+ * An entry of 'kind' for 'table' (grey_allow, bulk_allow) in canonical
+ * form into canon, a client's range into lo and hi. 0, or -2 with a
+ * sentence in err when 'value' is not of its kind.
+ */
+static int
+allow_canon(const char *table, enum state_allow_kind kind, const char *value,
+    char canon[STATE_ADDR_MAX], uint8_t lo[16], uint8_t hi[16], char *err,
+    size_t errsz)
+{
+	char text[INET6_ADDRSTRLEN];
 	unsigned prefix;
-	sqlite3_stmt *s;
-	int rc;
 
 	if (kind == STATE_ALLOW_CLIENT) {
 		struct range r;
@@ -1113,7 +1170,7 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		ranges_prefix(lo, prefix, &r);
 		memcpy(hi, r.hi, 16);
 		ranges_addr_text(lo, text, sizeof(text));
-		snprintf(canon, sizeof(canon), "%s/%u", text,
+		snprintf(canon, STATE_ADDR_MAX, "%s/%u", text,
 		    ranges_is_v4(lo) ? prefix - 96 : prefix);
 	} else if (kind == STATE_ALLOW_RECIPIENT &&
 	    strcmp(table, "bulk_allow") != 0) {
@@ -1122,7 +1179,7 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		return -2;
 	} else if ((kind != STATE_ALLOW_RECIPIENT &&
 	    (kind == STATE_ALLOW_SENDER) != (strchr(value, '@') != NULL)) ||
-	    canon_domain(value, canon, sizeof(canon)) == -1) {
+	    canon_domain(value, canon, STATE_ADDR_MAX) == -1) {
 		/* A sender is an address, a domain none; a recipient
 		 * either. */
 		snprintf(err, errsz, "'%s' is no %s", value,
@@ -1131,6 +1188,20 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		    "address (local@domain)" : "domain name");
 		return -2;
 	}
+	return 0;
+}
+
+/* (kind, canon) into 'table', added at 'now' if it is new; staged. 1 it
+ * was there, 0 it is new, -1 on an error. */
+static int
+allow_insert(struct state *st, const char *table, enum state_allow_kind kind,
+    const char *canon, const uint8_t lo[16], const uint8_t hi[16],
+    int64_t now)
+{
+	sqlite3_stmt *s;
+	char sql[160];
+	int rc;
+
 	if (begin_write(st) == -1)
 		return -1;
 	snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO %s "
@@ -1154,6 +1225,25 @@ allow_add(struct state *st, const char *table, enum state_allow_kind kind,
 		return write_failed(st);
 	}
 	return sqlite3_changes(st->db) == 0 ? 1 : 0;
+}
+
+/* An entry into one allow table (grey_allow, bulk_allow): same rows. */
+static int
+allow_add(struct state *st, const char *table, enum state_allow_kind kind,
+    const char *value, int64_t now, char *err, size_t errsz)
+{
+	char canon[STATE_ADDR_MAX];
+	uint8_t lo[16], hi[16];
+	int rc;
+
+	if ((rc = allow_canon(table, kind, value, canon, lo, hi, err,
+	    errsz)) != 0)
+		return rc;
+	if ((rc = allow_insert(st, table, kind, canon, lo, hi, now)) == -1 ||
+	    allow_op_local(st, table, state_allow_kind_name(kind), canon,
+	    now, 0) == -1)
+		return -1;
+	return rc;
 }
 
 int
@@ -1560,30 +1650,72 @@ delete_rows(struct state *st, const char *sql, const char *a, const char *b,
 	return sqlite3_changes(st->db);
 }
 
-int
-state_delete(struct state *st, const char *key, const char *sender,
-    const char *rcpt)
+/* The entries of 'table' whose value is 'value' go, each leaving its
+ * tombstone (docs/cluster.md "Allow entries"); the rows deleted, or -1. */
+static int
+allow_delete_value(struct state *st, const char *table, const char *value,
+    int64_t now)
+{
+	sqlite3_stmt *s;
+	char sql[160];
+	int rc;
+
+	if (begin_write(st) == -1)
+		return -1;
+	snprintf(sql, sizeof(sql), "SELECT kind FROM %s WHERE value = ?1",
+	    table);
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		store_error(st, "allow_delete");
+		return write_failed(st);
+	}
+	sqlite3_bind_text(s, 1, value, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *kind = (const char *)sqlite3_column_text(s, 0);
+
+		if (kind != NULL && allow_op_local(st, table, kind, value, now,
+		    1) == -1) {
+			sqlite3_finalize(s);
+			return -1;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "allow_delete");
+		return write_failed(st);
+	}
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE value = ?1", table);
+	return delete_rows(st, sql, value, NULL, NULL);
+}
+
+/* An allow entry, as written or in canonical form. */
+static int
+allow_delete(struct state *st, const char *table, const char *value,
+    int64_t now)
 {
 	char canon[STATE_ADDR_MAX];
-	int n, total = 0;
+	int n;
+
+	if ((n = allow_delete_value(st, table, value, now)) != 0)
+		return n;
+	if (canon_domain(value, canon, sizeof(canon)) == 0 &&
+	    strcmp(canon, value) != 0)
+		return allow_delete_value(st, table, canon, now);
+	return 0;
+}
+
+int
+state_delete(struct state *st, const char *key, const char *sender,
+    const char *rcpt, int64_t now)
+{
+	int n, total;
 
 	if (sender != NULL)
 		return delete_rows(st, "DELETE FROM grey_triplet WHERE "
 		    "net = ?1 AND sender = ?2 AND rcpt = ?3", key, sender,
 		    rcpt);
-	/* An allow entry, as written or in canonical form, or a
-	 * network's record (its auto-allow). */
-	if ((n = delete_rows(st, "DELETE FROM grey_allow WHERE value = ?1",
-	    key, NULL, NULL)) == -1)
+	/* An allow entry, or a network's record (its auto-allow). */
+	if ((total = allow_delete(st, "grey_allow", key, now)) == -1)
 		return -1;
-	total += n;
-	if (total == 0 && canon_domain(key, canon, sizeof(canon)) == 0 &&
-	    strcmp(canon, key) != 0) {
-		if ((n = delete_rows(st, "DELETE FROM grey_allow WHERE "
-		    "value = ?1", canon, NULL, NULL)) == -1)
-			return -1;
-		total += n;
-	}
 	if ((n = delete_rows(st, "DELETE FROM grey_net WHERE net = ?1", key,
 	    NULL, NULL)) == -1)
 		return -1;
@@ -1591,20 +1723,119 @@ state_delete(struct state *st, const char *key, const char *sender,
 }
 
 int
-state_bulk_allow_delete(struct state *st, const char *value)
+state_bulk_allow_delete(struct state *st, const char *value, int64_t now)
 {
-	char canon[STATE_ADDR_MAX];
-	int n;
-
 	st->bulk_allow_any = -1;
-	if ((n = delete_rows(st, "DELETE FROM bulk_allow WHERE value = ?1",
-	    value, NULL, NULL)) != 0)
-		return n;
-	if (canon_domain(value, canon, sizeof(canon)) == 0 &&
-	    strcmp(canon, value) != 0)
-		return delete_rows(st, "DELETE FROM bulk_allow WHERE "
-		    "value = ?1", canon, NULL, NULL);
+	return allow_delete(st, "bulk_allow", value, now);
+}
+
+/* --- sharing the allow entries (docs/cluster.md "Allow entries") ---------- */
+
+static const char *const allow_tables[] = {
+	[STATE_ALLOWS_GREYLIST] = "grey_allow",
+	[STATE_ALLOWS_BULK] = "bulk_allow",
+};
+
+int
+state_allow_op_wins(const struct state_allow_op *a,
+    const struct state_allow_op *b)
+{
+	/* A tie goes to the delete: an allow entry is a relaxation, and
+	 * in doubt it stays off. */
+	return a->at > b->at || (a->at == b->at && a->deleted &&
+	    !b->deleted);
+}
+
+int
+state_allow_ops(struct state *st, enum state_allow_list list,
+    state_allow_op_fn *fn, void *arg)
+{
+	sqlite3_stmt *s = st->stmt[S_ALLOW_OP_LIST];
+	struct state_allow_op op;
+	int rc;
+
+	sqlite3_bind_text(s, 1, allow_list_name(allow_tables[list]), -1,
+	    SQLITE_STATIC);
+	while ((rc = read_step(s)) == SQLITE_ROW) {
+		const char *kind = (const char *)sqlite3_column_text(s, 0);
+		const char *value = (const char *)sqlite3_column_text(s, 1);
+
+		if (kind == NULL || value == NULL)
+			continue;
+		memset(&op, 0, sizeof(op));
+		op.list = list;
+		op.kind = allow_kind_named(kind);
+		if (str_copy(op.value, sizeof(op.value), value) == -1)
+			continue;	/* cannot be ours */
+		op.at = sqlite3_column_int64(s, 2);
+		op.deleted = sqlite3_column_int(s, 3) != 0;
+		if (fn(&op, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE) {
+		store_error(st, "allow_ops");
+		return -1;
+	}
 	return 0;
+}
+
+int
+state_allow_apply(struct state *st, const struct state_allow_op *op)
+{
+	const char *table, *kind, *list;
+	char canon[STATE_ADDR_MAX], err[160], sql[96];
+	struct state_allow_op mine;
+	uint8_t lo[16], hi[16];
+	sqlite3_stmt *s;
+	int rc;
+
+	if ((unsigned)op->list > STATE_ALLOWS_BULK ||
+	    (size_t)op->kind >= NALLOW_KINDS || op->at <= 0)
+		return -2;
+	table = allow_tables[op->list];
+	list = allow_list_name(table);
+	kind = state_allow_kind_name(op->kind);
+	/* Another node's bytes: only an entry this node would have written
+	 * itself, in the same canonical form. */
+	if (memchr(op->value, '\0', sizeof(op->value)) == NULL ||
+	    allow_canon(table, op->kind, op->value, canon, lo, hi, err,
+	    sizeof(err)) != 0 || strcmp(canon, op->value) != 0)
+		return -2;
+	s = st->stmt[S_ALLOW_OP_GET];
+	sqlite3_bind_text(s, 1, list, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, canon, -1, SQLITE_STATIC);
+	if ((rc = read_step(s)) == SQLITE_ROW) {
+		mine.at = sqlite3_column_int64(s, 0);
+		mine.deleted = sqlite3_column_int(s, 1) != 0;
+	}
+	if ((rc = get_done(st, s, rc, "allow_op_get")) == -1)
+		return -1;
+	if (rc == 1 && !state_allow_op_wins(op, &mine))
+		return 0;
+	if (op->deleted) {
+		snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE kind = ?1 "
+		    "AND value = ?2", table);
+		if (delete_rows(st, sql, kind, canon, NULL) == -1)
+			return -1;
+	} else if (allow_insert(st, table, op->kind, canon, lo, hi,
+	    op->at) == -1)
+		return -1;
+	if (op->list == STATE_ALLOWS_BULK)
+		st->bulk_allow_any = -1;
+	s = st->stmt[S_ALLOW_OP_PUT];
+	sqlite3_bind_text(s, 1, list, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, canon, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, op->at);
+	sqlite3_bind_int(s, 5, op->deleted != 0);
+	if (step_done(st, s, "allow_op_put") == -1)
+		return write_failed(st);
+	return 1;
 }
 
 /* --- the bulk rows' cache ------------------------------------------------ */

@@ -473,7 +473,7 @@ test_bulk_allow(void **state)
 	    "x@lists.news.example"), 1);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
 	    ""), 0);
-	assert_int_equal(state_bulk_allow_delete(f->st, "PUDGE@perl.org"), 1);
+	assert_int_equal(state_bulk_allow_delete(f->st, "PUDGE@perl.org", 1000), 1);
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
 	    "pudge@perl.org"), 0);
@@ -502,7 +502,7 @@ test_bulk_allow(void **state)
 	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&in),
 	    0);
 	assert_int_equal(state_allow_sender(f->st, "a@news.example"), 0);
-	assert_int_equal(state_bulk_allow_delete(f->st, "News.Example"), 1);
+	assert_int_equal(state_bulk_allow_delete(f->st, "News.Example", 1000), 1);
 	event_base_loop(f->base, EVLOOP_NONBLOCK);
 	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&out,
 	    "news.example"), 0);
@@ -588,10 +588,10 @@ test_allow_admin(void **state)
 	    "client:2001:db8:5::/48 client:203.0.113.9/32 "
 	    "domain:lists.example.org sender:bounces@news.example ");
 
-	assert_int_equal(state_delete(adm, "192.0.2.0/24", NULL, NULL), 1);
-	assert_int_equal(state_delete(adm, "LISTS.example.org", NULL, NULL),
+	assert_int_equal(state_delete(adm, "192.0.2.0/24", NULL, NULL, 1000), 1);
+	assert_int_equal(state_delete(adm, "LISTS.example.org", NULL, NULL, 1000),
 	    1);
-	assert_int_equal(state_delete(adm, "nothing", NULL, NULL), 0);
+	assert_int_equal(state_delete(adm, "nothing", NULL, NULL, 1000), 0);
 	make_sa("192.0.2.1", &ss);
 	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&ss), 0);
 	state_close(adm);
@@ -1094,7 +1094,7 @@ test_migrate_v1(void **state)
 	if (st == NULL)
 		fail_msg("%s", err);
 	assert_int_equal(user_version(dir), STATE_SCHEMA);
-	assert_int_equal(STATE_SCHEMA, 4);
+	assert_int_equal(STATE_SCHEMA, 5);
 	/* The greylist row from before survives... */
 	assert_int_equal(state_triplet_get(st, "192.0.2.0/24", "a@b.example",
 	    "u@customer.example", &t), 1);
@@ -1125,9 +1125,9 @@ test_migrate_v1(void **state)
 	state_close(st);
 
 	/* One version past ours still refuses to open. */
-	raw_exec(dir, "PRAGMA user_version = 5");
+	raw_exec(dir, "PRAGMA user_version = 6");
 	assert_null(state_open(base, dir, &sc, err, sizeof(err)));
-	assert_non_null(strstr(err, "schema version 5 is newer"));
+	assert_non_null(strstr(err, "schema version 6 is newer"));
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -1152,13 +1152,14 @@ test_migrate_v3(void **state)
 		fail_msg("%s", err);
 	state_close(st);
 	raw_exec(dir, "ALTER TABLE bulk_digest DROP COLUMN sender;"
+	    "DROP TABLE allow_op;"
 	    "INSERT INTO bulk_digest VALUES ('aa', 0, 12, 100, 200, 0, "
 	    "  90000, 'old news');"
 	    "PRAGMA user_version = 3;");
 
 	if ((st = state_open(base, dir, &sc, err, sizeof(err))) == NULL)
 		fail_msg("%s", err);
-	assert_int_equal(user_version(dir), 4);
+	assert_int_equal(user_version(dir), STATE_SCHEMA);
 	assert_int_equal(state_bulk_get(st, "aa", 500, &b), 1);
 	assert_int_equal(b.count, 12);
 	assert_string_equal(b.subject, "old news");
@@ -1174,6 +1175,189 @@ test_migrate_v3(void **state)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
 	event_base_free(base);
+}
+
+/* The operations of a list as text: "kind value at +|- ...". */
+static int
+op_seen(const struct state_allow_op *op, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 1024 - n, "%s %s %lld %s ",
+	    state_allow_kind_name(op->kind), op->value, (long long)op->at,
+	    op->deleted ? "-" : "+");
+	return 0;
+}
+
+/* A version 4 store with allow entries: each becomes an add of its
+ * 'added' time, and the look-ups answer as before. */
+static void
+test_migrate_v4(void **state)
+{
+	struct state_conf sc = { 3600, 100 };
+	struct event_base *base = event_base_new();
+	char dir[] = "/tmp/state_test_v4.XXXXXX", cmd[128], err[512],
+	    seen[1024] = "";
+	struct sockaddr_storage in;
+	struct state *st;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	if ((st = state_open(base, dir, &sc, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(state_allow_add(st, STATE_ALLOW_CLIENT,
+	    "192.0.2.0/24", 100, err, sizeof(err)), 0);
+	assert_int_equal(state_bulk_allow_add(st, STATE_ALLOW_SENDER,
+	    "News@List.Example", 200, err, sizeof(err)), 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	state_close(st);
+	raw_exec(dir, "DROP TABLE allow_op; PRAGMA user_version = 4;");
+
+	if ((st = state_open(base, dir, &sc, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(user_version(dir), STATE_SCHEMA);
+	assert_int_equal(state_allow_ops(st, STATE_ALLOWS_GREYLIST, op_seen,
+	    seen), 0);
+	assert_string_equal(seen, "client 192.0.2.0/24 100 + ");
+	seen[0] = '\0';
+	assert_int_equal(state_allow_ops(st, STATE_ALLOWS_BULK, op_seen,
+	    seen), 0);
+	assert_string_equal(seen, "sender news@list.example 200 + ");
+	make_sa("192.0.2.9", &in);
+	assert_int_equal(state_allow_client(st, (struct sockaddr *)&in), 1);
+	assert_int_equal(state_bulk_allowed(st, (struct sockaddr *)&in,
+	    "news@list.example"), 1);
+	state_close(st);
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	event_base_free(base);
+}
+
+/* The merge rule (docs/cluster.md "Allow entries"): the later operation
+ * wins, a delete on a tie. */
+static void
+test_allow_op_wins(void **state)
+{
+	static const struct {
+		int64_t	a_at;
+		int	a_del;
+		int64_t	b_at;
+		int	b_del;
+		int	wins;
+	} rows[] = {
+		{ 101, 0, 100, 1, 1 },	/* a later add beats a delete */
+		{ 101, 1, 100, 0, 1 },
+		{ 100, 0, 101, 1, 0 },	/* an older one never */
+		{ 100, 1, 101, 0, 0 },
+		{ 100, 1, 100, 0, 1 },	/* a tie: the delete */
+		{ 100, 0, 100, 1, 0 },
+		{ 100, 0, 100, 0, 0 },	/* the same: nothing to do */
+		{ 100, 1, 100, 1, 0 },
+	};
+	struct state_allow_op a, b;
+	size_t i;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		a.at = rows[i].a_at;
+		a.deleted = rows[i].a_del;
+		b.at = rows[i].b_at;
+		b.deleted = rows[i].b_del;
+		if (state_allow_op_wins(&a, &b) != rows[i].wins)
+			fail_msg("row %zu", i);
+	}
+}
+
+/* Another node's operations into this store: applied when they win,
+ * tombstones kept and never seen by the look-ups or the listing, an
+ * operator's op after them ordered after them. */
+static void
+test_allow_apply(void **state)
+{
+	struct fx *f = *state;
+	struct state_allow_op op;
+	struct sockaddr_storage in;
+	char err[256], seen[1024] = "";
+	struct seen listed;
+
+	make_sa("192.0.2.9", &in);
+	assert_int_equal(state_allow_add(f->st, STATE_ALLOW_CLIENT,
+	    "192.0.2.0/24", 100, err, sizeof(err)), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	memset(&op, 0, sizeof(op));
+	op.list = STATE_ALLOWS_GREYLIST;
+	op.kind = STATE_ALLOW_CLIENT;
+	strcpy(op.value, "192.0.2.0/24");
+	/* An older add, the same add: nothing. */
+	op.at = 99;
+	assert_int_equal(state_allow_apply(f->st, &op), 0);
+	op.at = 100;
+	assert_int_equal(state_allow_apply(f->st, &op), 0);
+	/* A delete of the same second wins. */
+	op.deleted = 1;
+	assert_int_equal(state_allow_apply(f->st, &op), 1);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&in), 0);
+	memset(&listed, 0, sizeof(listed));
+	assert_int_equal(state_allow_list(f->st, allow_seen, &listed), 0);
+	assert_string_equal(listed.text, "");
+	assert_int_equal(state_allow_ops(f->st, STATE_ALLOWS_GREYLIST,
+	    op_seen, seen), 0);
+	assert_string_equal(seen, "client 192.0.2.0/24 100 - ");
+	/* An operator here, whose clock is behind: after it all the same. */
+	assert_int_equal(state_allow_add(f->st, STATE_ALLOW_CLIENT,
+	    "192.0.2.0/24", 50, err, sizeof(err)), 0);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_allow_client(f->st, (struct sockaddr *)&in), 1);
+	seen[0] = '\0';
+	assert_int_equal(state_allow_ops(f->st, STATE_ALLOWS_GREYLIST,
+	    op_seen, seen), 0);
+	assert_string_equal(seen, "client 192.0.2.0/24 101 + ");
+	/* A bulk delete of an entry never seen here: its tombstone stays,
+	 * and an older add from elsewhere does not come in. */
+	op.list = STATE_ALLOWS_BULK;
+	op.kind = STATE_ALLOW_SENDER;
+	strcpy(op.value, "news@list.example");
+	op.at = 300;
+	op.deleted = 1;
+	assert_int_equal(state_allow_apply(f->st, &op), 1);
+	op.at = 299;
+	op.deleted = 0;
+	assert_int_equal(state_allow_apply(f->st, &op), 0);
+	op.at = 301;
+	assert_int_equal(state_allow_apply(f->st, &op), 1);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(state_bulk_allowed(f->st, (struct sockaddr *)&in,
+	    "news@list.example"), 1);
+	assert_int_equal(state_bulk_allow_delete(f->st, "news@list.example",
+	    10), 1);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	seen[0] = '\0';
+	assert_int_equal(state_allow_ops(f->st, STATE_ALLOWS_BULK, op_seen,
+	    seen), 0);
+	assert_string_equal(seen, "sender news@list.example 302 - ");
+	/* Peer bytes that this node would never write: refused. */
+	op.at = 1000;
+	strcpy(op.value, "News@List.Example");
+	assert_int_equal(state_allow_apply(f->st, &op), -2);
+	op.kind = STATE_ALLOW_DOMAIN;
+	strcpy(op.value, "a@list.example");
+	assert_int_equal(state_allow_apply(f->st, &op), -2);
+	op.kind = STATE_ALLOW_CLIENT;
+	strcpy(op.value, "192.0.2.1/24");
+	assert_int_equal(state_allow_apply(f->st, &op), -2);
+	op.list = STATE_ALLOWS_GREYLIST;
+	op.kind = STATE_ALLOW_RECIPIENT;
+	strcpy(op.value, "u@customer.example");
+	assert_int_equal(state_allow_apply(f->st, &op), -2);
+	op.kind = STATE_ALLOW_DOMAIN;
+	strcpy(op.value, "list.example");
+	op.at = 0;
+	assert_int_equal(state_allow_apply(f->st, &op), -2);
 }
 
 int
@@ -1193,6 +1377,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_allow_admin, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_allow_apply, setup,
+		    teardown),
+		cmocka_unit_test(test_allow_op_wins),
 		cmocka_unit_test_setup_teardown(test_rcpt_put_get, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rcpt_bounds, setup,
@@ -1206,6 +1393,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test(test_migrate_v1),
 		cmocka_unit_test(test_migrate_v3),
+		cmocka_unit_test(test_migrate_v4),
 		cmocka_unit_test(test_open_errors),
 	};
 
