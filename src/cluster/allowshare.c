@@ -181,8 +181,7 @@ push_cb(enum redis_status st, const redisReply *reply, void *arg)
 	if (st != REDIS_REPLY_OK || reply->type != REDIS_REPLY_INTEGER) {
 		if (st == REDIS_REPLY_OK)
 			log_warn("event=cluster_allow_push error=\"%s\"",
-			    reply->type == REDIS_REPLY_ERROR ? reply->str :
-			    "unexpected answer");
+			    redis_reply_error(reply, "unexpected answer"));
 		finish(as, 0);
 		return;
 	}
@@ -388,8 +387,7 @@ pull_cb(enum redis_status st, const redisReply *reply, void *arg)
 	if (cluster_parse_allow(reply, &version, remote, max, &nremote,
 	    &rejected) == -1) {
 		log_warn("event=cluster_allow_pull error=\"%s\"",
-		    reply->type == REDIS_REPLY_ERROR ? reply->str :
-		    "unexpected answer");
+		    redis_reply_error(reply, "unexpected answer"));
 		free(remote);
 		finish(as, 0);
 		return;

@@ -260,8 +260,7 @@ ask_cb(enum redis_status st, const redisReply *reply, void *arg)
 	else {
 		if (st == REDIS_REPLY_OK)
 			log_warn("event=redis_bulk error=\"%s\"",
-			    reply->type == REDIS_REPLY_ERROR ? reply->str :
-			    "unexpected answer");
+			    redis_reply_error(reply, "unexpected answer"));
 		cluster_fell_back(cl);
 	}
 	cb(rc, rc == 0 ? a : NULL, rc == 0 ? n : 0, cbarg);

@@ -461,8 +461,7 @@ grey_cb(enum redis_status st, const redisReply *reply, void *arg)
 	    cluster_parse_grey(reply, &t, &n, &act) == -1) {
 		if (st == REDIS_REPLY_OK)
 			log_warn("event=redis_greylist error=\"%s\"",
-			    reply->type == REDIS_REPLY_ERROR ? reply->str :
-			    "unexpected answer");
+			    redis_reply_error(reply, "unexpected answer"));
 		cl->fallbacks++;
 		cb(-1, CLUSTER_GREY_NEW, NULL, NULL, 0, cbarg);
 		return;
@@ -598,8 +597,7 @@ merge_cb(enum redis_status st, const redisReply *reply, void *arg)
 		/* The server refused this one (a script error): trying it
 		 * again would refuse it again. */
 		log_warn("event=redis_replay error=\"%s\"",
-		    reply->type == REDIS_REPLY_ERROR ? reply->str :
-		    "unexpected answer");
+		    redis_reply_error(reply, "unexpected answer"));
 		cl->dropped++;
 		replay_free(e);
 		replay_next(cl);
@@ -1059,8 +1057,7 @@ forget_reply_cb(enum redis_status st, const redisReply *reply, void *arg)
 	else {
 		if (st == REDIS_REPLY_OK)
 			log_warn("event=redis_bulk error=\"%s\"",
-			    reply->type == REDIS_REPLY_ERROR ? reply->str :
-			    "unexpected answer");
+			    redis_reply_error(reply, "unexpected answer"));
 		/* Sent but unanswered: it may have run. */
 		rc = st == REDIS_FAIL_TIMEOUT || st == REDIS_FAIL_CONN ?
 		    CLUSTER_FORGET_UNSURE : CLUSTER_FORGET_FAILED;

@@ -417,8 +417,7 @@ get_cb(enum redis_status st, const redisReply *reply, void *arg)
 	    cluster_parse_learned(reply, &r, &have_r, &d, &have_d) == -1) {
 		if (st == REDIS_REPLY_OK)
 			log_warn("event=redis_learned error=\"%s\"",
-			    reply->type == REDIS_REPLY_ERROR ? reply->str :
-			    "unexpected answer");
+			    redis_reply_error(reply, "unexpected answer"));
 		lr->st.lookup_failed++;
 		op_free(op);
 		cb(-1, NULL, NULL, cbarg);

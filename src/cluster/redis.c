@@ -150,6 +150,16 @@ trouble_cb(evutil_socket_t fd, short what, void *arg)
 	r->trouble_cb(r->trouble_why, r->trouble_arg);
 }
 
+/* hiredis's errstr of a context, escaped as redis_reply_error() does: it
+ * can hold the text of a server's error reply. */
+static const char *
+ctx_error(const redisAsyncContext *ac)
+{
+	static char buf[256];
+
+	return log_escape(buf, sizeof(buf), ac->errstr, strlen(ac->errstr));
+}
+
 const char *
 redis_breaker_name(enum redis_breaker b)
 {
@@ -242,8 +252,8 @@ loaded_cb(enum redis_status st, const struct redisReply *reply, void *arg)
 	if (st != REDIS_REPLY_OK || reply->type != REDIS_REPLY_STRING ||
 	    reply->len != REDIS_SHA_LEN) {
 		log_warn("event=redis_script_load server=%s script=%zu "
-		    "error=\"%s\"", r->addr, i, st == REDIS_REPLY_OK &&
-		    reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer");
+		    "error=\"%s\"", r->addr, i, st == REDIS_REPLY_OK ?
+		    redis_reply_error(reply, "no answer") : "no answer");
 		r->st.connect_failures++;
 		drop_later(r);
 		return;
@@ -297,7 +307,7 @@ on_connect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK) {
 		/* hiredis frees the context after this callback. */
 		log_warn("event=redis_connect server=%s error=\"%s\"", r->addr,
-		    ac->errstr);
+		    ctx_error(ac));
 		r->ac = NULL;
 		r->st.connect_failures++;
 		schedule_reconnect(r);
@@ -361,7 +371,7 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	if (r == NULL || r->ac != ac)
 		return;
 	log_warn("event=redis_disconnect server=%s why=\"%s\"", r->addr,
-	    status == REDIS_OK ? "closed" : ac->errstr);
+	    status == REDIS_OK ? "closed" : ctx_error(ac));
 	/* hiredis frees the context after this callback; a drop_later()
 	 * meant for it must not hit a new context at the same address. */
 	r->ac = NULL;
@@ -385,7 +395,7 @@ start_connect(struct redis *r)
 		/* Failed at once: hiredis calls no callback, the context is
 		 * ours to free. */
 		log_warn("event=redis_connect server=%s error=\"%s\"", r->addr,
-		    ac != NULL ? ac->errstr : "out of memory");
+		    ac != NULL ? ctx_error(ac) : "out of memory");
 		if (ac != NULL)
 			redisAsyncFree(ac);
 		r->st.connect_failures++;
@@ -844,6 +854,16 @@ redis_parse_num(const char *p, size_t len, int64_t *out)
 	}
 	*out = n;
 	return 0;
+}
+
+const char *
+redis_reply_error(const redisReply *r, const char *other)
+{
+	static char buf[256];
+
+	if (r == NULL || r->type != REDIS_REPLY_ERROR || r->str == NULL)
+		return other;
+	return log_escape(buf, sizeof(buf), r->str, r->len);
 }
 
 int64_t

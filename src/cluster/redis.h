@@ -166,6 +166,14 @@ int		 redis_parse_num(const char *p, size_t len, int64_t *out);
  * 'strings' also a string reply of 1 to 18 digits (a hash field's
  * value). The value, negative when it is neither. */
 int64_t		 redis_reply_int(const struct redisReply *, int strings);
+/*
+ * What an answer that is not the one expected says, for a log line's
+ * error="..." field: the server's error text through log_escape() (its
+ * bytes are a peer's: a bare LF would start a forged log line), or
+ * 'other'. A static buffer: use it before the next call (loop thread).
+ */
+const char	*redis_reply_error(const struct redisReply *,
+		    const char *other);
 
 /* An address a server named (peer bytes): an IPv4 or IPv6 literal that
  * is loopback or unicast (not unspecified, multicast or broadcast) and a

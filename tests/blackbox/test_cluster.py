@@ -38,6 +38,7 @@ import shutil
 import sys
 import signal
 import socket
+import threading
 import subprocess
 import tempfile
 import time
@@ -410,6 +411,51 @@ class TestCluster(GreylistTest):
         self.assertNotIn("event=cluster", d.log())
         # Greylisting as ever (test_greylist*.py has the rest).
         self.assertGreylisted(self.attempt_at(d))
+
+    def test_a_redis_error_cannot_forge_a_log_line(self):
+        # Whatever a Redis answers is a peer's bytes. An error reply with
+        # a bare LF inside (hiredis ends a line at CR LF only) was logged
+        # raw, and its second half stood as a log line of its own.
+        forged = (b"2026-12-07T23:59:59.000Z backmxd[1]: info: "
+                  b"event=FORGED by=redis")
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        self.addCleanup(srv.close)
+
+        def serve(c):
+            with c:
+                while True:
+                    try:
+                        got = c.recv(65536)
+                    except OSError:
+                        return
+                    if not got:
+                        return
+                    # One error per command (each an array, "*N").
+                    n = got.count(b"\r\n*") + got.startswith(b"*")
+                    try:
+                        c.sendall((b"-ERR x\n" + forged + b"\r\n") * n)
+                    except OSError:
+                        return
+
+        def accept():
+            while True:
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(c,),
+                                 daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        d = self.grey_daemon(redis_servers="127.0.0.1:%d"
+                             % srv.getsockname()[1])
+        self.assertTrue(d.wait_log(r"FORGED", timeout=10), d.log_tail())
+        for line in d.log().splitlines():
+            self.assertFalse(line.startswith(forged.decode()[:24]), line)
+            if "FORGED" in line:
+                self.assertIn("\\x0a", line)
 
 
 class TestClusterHealth(GreylistTest):
