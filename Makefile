@@ -23,7 +23,7 @@
 
 PY	?= /usr/bin/python3
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session milter http query redis idna mime7 bulk dccifd
+FUZZ_TARGETS ?= command addr esmtp data config dnspacket reply session milter http query redis idna mime7 bulk dccifd milteredits
 PREFIX	?= /usr/local
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var

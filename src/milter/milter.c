@@ -78,6 +78,9 @@ struct hblock {
 	size_t		 fields_end;	/* where the empty line starts */
 	size_t		 body_start;	/* after it */
 	int		 whole;		/* the empty line was found */
+	int		 truncated;	/* fields past HEADERS_MAX or the
+					   HEADER_BLOCK_MAX octets */
+	int		 nul;		/* a NUL among the fields */
 	struct field	*fl;
 	size_t		 nf;
 };
@@ -115,8 +118,10 @@ hblock_read(const struct body *b, struct hblock *h)
 		char *eol = memchr(h->buf + i, '\n', cap - i), *colon;
 		size_t line_end = eol ? (size_t)(eol - h->buf) + 1 : cap;
 
-		if (eol == NULL)
-			break;			/* cut by the bound */
+		if (eol == NULL) {
+			h->truncated = cap < size;	/* cut by the bound */
+			break;
+		}
 		if (h->buf[i] == '\r' || h->buf[i] == '\n') {
 			h->whole = 1;
 			h->fields_end = i;
@@ -136,8 +141,11 @@ hblock_read(const struct body *b, struct hblock *h)
 			    h->buf[v] == '\t'))
 				v++;
 			f->value_off = v;
-		} else
-			break;			/* not a header: the body */
+		} else {
+			/* Not a header: the body. Or one field too many. */
+			h->truncated = colon != NULL;
+			break;
+		}
 		i = line_end;
 		if (h->nf > 0)
 			h->fl[h->nf - 1].value_len = i -
@@ -145,6 +153,7 @@ hblock_read(const struct body *b, struct hblock *h)
 	}
 	if (!h->whole)
 		h->fields_end = h->body_start = i;
+	h->nul = memchr(h->buf, '\0', h->fields_end) != NULL;
 	/* A field's extent keeps its line end; its value does not. */
 	for (i = 0; i < h->nf; i++) {
 		struct field *f = &h->fl[i];
@@ -1085,6 +1094,26 @@ milter_tx_eom(struct milter_tx *tx, const struct body *b,
 		memset(&tx->v, 0, sizeof(tx->v));
 		decide(tx, &tx->f[0], MILTER_DEFER, 451, "4.3.0",
 		    "Error: local error in processing", "body_read");
+		return;
+	}
+	/* What the filters cannot be shown as it is stored is not stored:
+	 * past HEADERS_MAX fields or HEADER_BLOCK_MAX octets the rest of
+	 * the header reached them as body, and a NUL ended a field early
+	 * (the protocol's strings end at NUL), so they judged another
+	 * message than the one kept. RFC 5322 allows no NUL at all. */
+	if (tx->hb->truncated || tx->hb->nul) {
+		tx->stage = STAGE_EOM;
+		evutil_gettimeofday(&tx->stage_start, NULL);
+		tx->done = cb;
+		tx->done_arg = arg;
+		memset(&tx->v, 0, sizeof(tx->v));
+		if (tx->hb->nul)
+			decide(tx, &tx->f[0], MILTER_REFUSE, 550, "5.6.0",
+			    "Error: NUL in the message header", "header_nul");
+		else
+			decide(tx, &tx->f[0], MILTER_REFUSE, 552, "5.3.4",
+			    "Error: message header too large for the content "
+			    "filters", "header_size");
 		return;
 	}
 	for (i = 0; i < tx->nf; i++)

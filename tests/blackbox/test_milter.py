@@ -194,6 +194,30 @@ class TestReplies(MilterTest):
         self.assertTrue(head.endswith(b"X-Checked: yes"), head)
         self.assertEqual(body, b"new body\r\nline two\r\n")
 
+    def test_a_header_the_filters_cannot_see_whole_is_refused(self):
+        # Past 1000 fields the rest of the header reached the filter as
+        # body: a From: and Subject: after 999 pads were never seen as
+        # header fields, yet kept as such. A NUL ended a field early for
+        # the filter (its strings end at NUL), the stored copy kept the
+        # rest. Either way the filter judged another message.
+        m = self.milter()
+        d = self.filtered(m)
+        c = self.session(d)
+        pads = b"".join(b"X-Pad: %d\r\n" % i for i in range(999))
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c, pads + b"From: spam@x.example\r\n"
+                                   b"Subject: BUY NOW\r\n\r\nbody\r\n"),
+                         552, "5.3.4")
+        self.rcpt_ok(c)
+        self.assertReply(self.data(c, b"Subject: hello\x00 BUY CHEAP\r\n"
+                                   b"\r\nbody\r\n"), 550, "5.6.0")
+        self.assertEqual(queued_messages(d), [])
+        # Still filtered as ever below the bound: 998 pads and ours.
+        pads = b"".join(b"X-Pad: %d\r\n" % i for i in range(997))
+        self.rcpt_ok(c)
+        self.queue_id(self.data(c, pads + b"Subject: fine\r\n\r\nok\r\n"))
+        self.assertIn(("Subject", "fine"), m.conns[-1]["headers"])
+
     def test_envelope_change_refused(self):
         d = self.filtered(self.milter(actions=0x1ff, eom_actions=[
             ("+", "<bcc@elsewhere.example>")]))
