@@ -61,6 +61,9 @@ struct deliver_task {
 	struct client_result	*res;		/* to st->res at the end */
 	int			 reached;	/* the primary greeted us */
 	int			 conn_failed;	/* refused, timeout, 421... */
+	int			 shared;	/* failed with another task's
+						   connection: not counted
+						   again toward down */
 	char			 relay[320];
 	struct deliver_alts	 alts;
 	struct deliver_task	*next;		/* a FIFO, or the later list */
@@ -181,7 +184,7 @@ task_finish(struct deliver *d, struct deliver_task *t)
 		    t->res[i].text);
 	}
 	st->reached = t->reached;
-	st->conn_failed = t->conn_failed;
+	st->conn_failed = t->conn_failed && !t->shared;
 	str_copy(st->relay, sizeof(st->relay), t->relay);
 	task_free(d, t);
 	done(st, arg);
@@ -462,6 +465,7 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	 * tried TLS again and failed again, and the queue expired. */
 	int tls_failed = client_tls_failed(c);
 	int greeted = client_greeted(c) || tls_failed, local;
+	int cn_task_failed;
 
 	if (tls_failed)
 		p->tls_broken = 1;
@@ -498,9 +502,12 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 	 * known of the primary, so nothing counts against it. */
 	local = client_local_failure(c);
 	t = cn->cur;
+	cn_task_failed = 0;
 	if (t != NULL) {
 		/* Its recipients were deferred by the client. */
 		t->conn_failed = !greeted && !local;
+		t->shared = 0;
+		cn_task_failed = t->conn_failed;
 		cn->cur = NULL;
 		task_untx(t);
 		p->nfree++;
@@ -531,10 +538,18 @@ conn_cb(struct client *c, enum client_event ev, void *arg)
 		 * never ends (thousands of attempts a second), and the
 		 * deferrals are what tells sched that the primary is down.
 		 */
+		/* One connection that failed is one failed attempt
+		 * toward primary_down_after, however many messages
+		 * waited on it: it counts once, with the task it carried
+		 * or with the first that waited. */
+		int counted = cn_task_failed;
+
 		if (!primary_talking(p))
 			while ((t = primary_take(p)) != NULL) {
 				task_resolve_all(t, 451, why);
 				t->conn_failed = 1;
+				t->shared = counted;
+				counted = 1;
 				str_copy(t->relay, sizeof(t->relay), p->key);
 				if (!task_next_host(d, t))
 					task_finish_later(d, t);
@@ -952,6 +967,7 @@ task_next_host(struct deliver *d, struct deliver_task *t)
 	    t->st->msg->id, t->domain, t->alts.host[t->alts.next]);
 	t->alts.next++;
 	t->conn_failed = 0;
+	t->shared = 0;
 	lookup_addr(l);
 	return 1;
 }

@@ -241,6 +241,42 @@ class TestDrainMemory(DeliverTest):
                         "drain" % grew)
 
 
+class TestDownCount(DeliverTest):
+
+    def test_one_failed_connection_is_one_failure(self):
+        # primary_down_after counts failed attempts to reach the primary:
+        # five messages waiting on one connection that the primary
+        # refused are one failure, not five (it was marked down at once).
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 not now"
+        d = self.relay(mx, primary_connection_limit="1",
+                       primary_down_after="1000",
+                       minimal_backoff_time="1h", maximal_backoff_time="1h")
+        c = self.session(d)
+        for i in range(5):
+            self.queue_id(self.send_message(c))
+        c.close()
+        # Restarted with primary_down_after = 3: a fresh count, the five
+        # waiting, and one flush makes them due at once.
+        d.proc.terminate()
+        d.proc.wait()
+        d._logf.close()
+        with open(d.conf) as f:
+            conf = f.read()
+        with open(d.conf, "w") as f:
+            f.write(conf.replace("primary_down_after = 1000",
+                                 "primary_down_after = 3"))
+        d.start()
+        start = len(d.log())
+        conns = mx.connections
+        backmxctl(d, "queue", "flush")
+        hits = d.wait_log(r"event=delivery .*status=deferred .*421 4\.3\.2",
+                          count=10, timeout=20)
+        self.assertGreaterEqual(len(hits), 10, d.log_tail())
+        self.assertEqual(mx.connections - conns, 1, d.log_tail())
+        self.assertNotIn("event=primary_down", d.log()[start:])
+
+
 class TestBrokenTLS(DeliverTest):
     """A primary that offers STARTTLS and fails the handshake is up: it
     greeted us and answered EHLO. Its mail goes in clear text (RFC
