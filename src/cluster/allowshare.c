@@ -28,12 +28,17 @@
 #define ALLOW_PULL_MAX	10000	/* entries a pull takes of each list */
 #define ALLOW_PUSH_MAX	50	/* entries a PUT carries */
 #define NLISTS		2
+#define ALLOW_RESYNC_SECS 300	/* a full sync at least this often */
 
 /*
  * KEYS[1] a list's hash, KEYS[2] the version; ARGV field, at, op
  * triples ("add" or "del"). Each is set only when it wins over the one
  * there: a later time, or the same time and a delete over an add. The
- * version moves when anything changed, so the other nodes pull.
+ * version moves when anything changed, so the other nodes pull. A new
+ * version key (none yet, or a Redis that lost its keys: FLUSHALL,
+ * eviction) starts at Redis' clock in microseconds, not at 0: counted
+ * from 0 again it would repeat the number a node last saw, and that
+ * node would never pull.
  */
 const char cluster_allow_put_lua[] =
 "local n = 0\n"
@@ -52,7 +57,14 @@ const char cluster_allow_put_lua[] =
 "    n = n + 1\n"
 "  end\n"
 "end\n"
-"if n > 0 then redis.call('INCR', KEYS[2]) end\n"
+"if n > 0 then\n"
+"  if redis.call('EXISTS', KEYS[2]) == 0 then\n"
+"    local t = redis.call('TIME')\n"
+"    redis.call('SET', KEYS[2], t[1] .. string.format('%06d',"
+" tonumber(t[2])))\n"
+"  end\n"
+"  redis.call('INCR', KEYS[2])\n"
+"end\n"
 "return n\n";
 
 /*
@@ -368,7 +380,7 @@ pull_cb(enum redis_status st, const redisReply *reply, void *arg)
 	size_t nremote = 0, rejected = 0, i, max;
 	int64_t version;
 	struct walk w;
-	int rc, k;
+	int rc, k, failed;
 
 	as->req = NULL;
 	if (st != REDIS_REPLY_OK) {
@@ -393,9 +405,12 @@ pull_cb(enum redis_status st, const redisReply *reply, void *arg)
 		return;
 	}
 	as->stats.entries[0] = as->stats.entries[1] = 0;
+	failed = 0;
 	for (i = 0; i < nremote; i++) {
 		as->stats.entries[remote[i].list]++;
-		if ((rc = state_allow_apply(as->st, &remote[i])) == 1) {
+		if ((rc = state_allow_apply(as->st, &remote[i])) == -1)
+			failed = 1;	/* the turn's writes roll back */
+		else if (rc == 1) {
 			as->stats.applied++;
 			log_info("event=cluster_allow_apply list=%s kind=%s "
 			    "value=%s op=%s at=%lld",
@@ -410,6 +425,12 @@ pull_cb(enum redis_status st, const redisReply *reply, void *arg)
 	if (rejected > 0) {
 		as->stats.rejected += rejected;
 		log_warn("event=cluster_allow_rejected count=%zu", rejected);
+	}
+	if (failed) {
+		/* Not applied, so not synced: again at the next beat. */
+		free(remote);
+		finish(as, 0);
+		return;
 	}
 	qsort(remote, nremote, sizeof(*remote), op_cmp);
 	memset(&w, 0, sizeof(w));
@@ -464,6 +485,11 @@ allowshare_beat(struct allowshare *as, int64_t version)
 {
 	if (as->st == NULL || as->busy)
 		return;
-	if (as->due || version != as->version)
+	/* The version says when to pull; a Redis that lost its keys with
+	 * the connections up (FLUSHALL, eviction) counts it again from 0
+	 * and may repeat the one this node last saw: a full sync every
+	 * ALLOW_RESYNC_SECS whatever it says. */
+	if (as->due || version != as->version ||
+	    (int64_t)time(NULL) - as->stats.last_sync >= ALLOW_RESYNC_SECS)
 		allowshare_kick(as);
 }

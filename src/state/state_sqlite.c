@@ -124,15 +124,16 @@ static const char *const schema[] = {
 	 * by a cluster (docs/cluster.md "Allow entries"): a live entry's
 	 * time, or a tombstone (deleted 1) that keeps an older add from
 	 * another node out. Beside the allow tables, not in them: their
-	 * look-ups stay one probe and never see a tombstone. */
+	 * look-ups stay one probe and never see a tombstone. The entries
+	 * from before get no operation: they were each node's own, and
+	 * deletes were never recorded, so pushed they would spread one
+	 * node's entries and bring back what another deleted. They stay
+	 * this node's until an operator runs them again (any later op on
+	 * one, remote or local, wins over it). */
 	"CREATE TABLE allow_op ("
 	"  list TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,"
 	"  at INTEGER NOT NULL, deleted INTEGER NOT NULL,"
-	"  PRIMARY KEY (list, kind, value));"
-	"INSERT INTO allow_op SELECT 'greylist', kind, value, added, 0 "
-	"  FROM grey_allow;"
-	"INSERT INTO allow_op SELECT 'bulk', kind, value, added, 0 "
-	"  FROM bulk_allow;",
+	"  PRIMARY KEY (list, kind, value));",
 };
 #define NSCHEMA	(sizeof(schema) / sizeof(schema[0]))
 _Static_assert(NSCHEMA == STATE_SCHEMA, "STATE_SCHEMA and schema[] differ");

@@ -20,7 +20,9 @@ No assertion depends on speed: waits poll for a state, with deadlines
 far above the 5 s heartbeat.
 """
 
+import os
 import signal
+import sqlite3
 import subprocess
 
 from greylist_util import GreylistTest
@@ -178,3 +180,58 @@ class TestClusterAllow(GreylistTest):
         s = self.status(c)["allow"]
         self.assertGreaterEqual(s["applied"], 4, s)
         self.assertEqual(s["rejected"], 0, s)
+
+    def test_entries_from_before_the_upgrade_stay_each_nodes(self):
+        """Schema 4 kept each node's entries and never recorded a
+        delete. Upgraded, they must not be pushed: one node's entry
+        would spread, and a delete made at another before the upgrade
+        would be undone there. Run again by the operator, an entry is
+        the cluster's."""
+        a = self.node("mx2a.backmx.test")
+        b = self.node("mx2b.backmx.test")
+        self.r.kill()
+        for d in (a, b):
+            self.assertTrue(poll(lambda: not self.status(d)["connected"],
+                                 15))
+        self.ctl(a, "allow", "a-only.example", check=False)
+        self.ctl(b, "allow", "x.example", check=False)
+        self.ctl(b, "delete", "x.example", check=False)
+        self.ctl(a, "allow", "x.example", check=False)
+        # Both stores back to schema 4, as a node of before would have.
+        for d in (a, b):
+            d.proc.send_signal(signal.SIGTERM)
+            d.proc.wait(10)
+            d._logf.close()
+            con = sqlite3.connect(os.path.join(d.state, "state.db"))
+            con.executescript("DROP TABLE allow_op; "
+                              "PRAGMA user_version = 4;")
+            con.close()
+        self.r.start()
+        for d in (a, b):
+            d.start()
+            self.assertTrue(poll(lambda: self.status(d)["connected"], 15))
+        # Each node's sync at connecting done, each has what it had.
+        self.assertTrue(poll(lambda: all(self.status(d)["allow"]["syncs"]
+                                         >= 1 for d in (a, b)), SYNC))
+        self.assertEqual(self.allowed(a), [("domain", "a-only.example"),
+                                           ("domain", "x.example")])
+        self.assertEqual(self.allowed(b), [])
+        self.ctl(a, "allow", "a-only.example")
+        self.assertTrue(poll(lambda: self.allowed(b) ==
+                             [("domain", "a-only.example")], SYNC),
+                        self.allowed(b))
+
+    def test_a_redis_that_lost_its_keys_does_not_stop_the_pulls(self):
+        """FLUSHALL with the connections up: the version counted from
+        0 again repeated the one a node last saw, and it never pulled
+        again. It starts from Redis' clock."""
+        a = self.node("mx2a.backmx.test")
+        b = self.node("mx2b.backmx.test")
+        self.ctl(a, "allow", "e1.example")
+        self.assertTrue(poll(lambda: ("domain", "e1.example") in
+                             self.allowed(b), SYNC))
+        # Both synced since the add: A answered after its own, B pulled.
+        tc.resp(self.r.port, "FLUSHALL")
+        self.ctl(b, "allow", "e2.example")
+        self.assertTrue(poll(lambda: ("domain", "e2.example") in
+                             self.allowed(a), SYNC), self.allowed(a))
