@@ -12,9 +12,14 @@
 
 /* Spamhaus's errors: "should NOT be interpreted as any sort of
  * reputation" (spamhaus.org news 788, docs/dns.md, "DNSBL"). */
-static const struct range error_block = {
-	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 255, 255, 0 },
-	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 255, 255, 255 },
+/* Answers that are the list's error, never a listing (REFERENCE.md §1):
+ * 127.255.255.0/24, and 127.0.1.255, Spamhaus's domain lists' answer to
+ * an IP address asked of them. */
+static const struct range error_blocks[] = {
+	{ { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 255, 255, 0 },
+	  { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 255, 255, 255 } },
+	{ { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 1, 255 },
+	  { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 1, 255 } },
 };
 
 static int
@@ -32,6 +37,24 @@ zone_valid(const char *z, size_t n)
 {
 	return n <= 200 && dname_check(z, n, DNAME_DOTTED | DNAME_UNDERSCORE) ==
 	    DNAME_OK;
+}
+
+static int
+zone_is_domain_list(const char *z, size_t n)
+{
+	static const char *const lists[] = {
+		"dbl.spamhaus.org", "zrd.spamhaus.org",
+		".dbl.dq.spamhaus.net", ".zrd.dq.spamhaus.net",
+	};
+	char name[256];
+	size_t i;
+
+	str_ncopy(name, sizeof(name), z, n);
+	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		if (lists[i][0] == '.' ? ends_with(name, lists[i]) :
+		    strcasecmp(name, lists[i]) == 0)
+			return 1;
+	return 0;
 }
 
 int
@@ -53,6 +76,13 @@ dnsxl_zones_parse(const char *text, struct dnsxl_zone *out, size_t max,
 		zlen = eq != NULL ? (size_t)(eq - text) : len;
 		if (!zone_valid(text, zlen)) {
 			snprintf(why, whysz, "bad zone in '%s'", e);
+			return -1;
+		}
+		/* Spamhaus's domain lists list names, not addresses: asked
+		 * for a client's address they answer an error at best. */
+		if (zone_is_domain_list(text, zlen)) {
+			snprintf(why, whysz, "'%s' lists domains, not client "
+			    "addresses", e);
 			return -1;
 		}
 		memcpy(out[n].name, text, zlen);
@@ -130,7 +160,8 @@ dnsxl_classify(const struct dnsxl_zone *z, const uint8_t (*a)[4], size_t n,
 
 	for (i = 0; i < n; i++) {
 		ranges_from_v4(a[i], m);
-		if (ranges_find(&error_block, 1, m) == 0) {
+		if (ranges_find(error_blocks, sizeof(error_blocks) /
+		    sizeof(error_blocks[0]), m) != -1) {
 			*which = i;
 			return DNSXL_ERROR;
 		}

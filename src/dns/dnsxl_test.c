@@ -84,6 +84,9 @@ static const struct crow crows[] = {
 	    DNSXL_ERROR, 1 },
 	{ "any.example", { "127.255.255.0", NULL }, DNSXL_ERROR, 0 },
 	{ "any.example", { "127.255.254.255", NULL }, DNSXL_LISTED, 0 },
+	/* A domain list's answer to an address: an error, any zone. */
+	{ "any.example", { "127.0.1.255", NULL }, DNSXL_ERROR, 0 },
+	{ "any.example", { "127.0.1.254", NULL }, DNSXL_LISTED, 0 },
 	/* Other zones: 127.0.0.2 and up (RFC 5782 §2.1). */
 	{ "any.example", { "127.0.0.2", NULL }, DNSXL_LISTED, 0 },
 	{ "any.example", { "127.1.2.3", NULL }, DNSXL_LISTED, 0 },
@@ -151,6 +154,10 @@ static const struct {
 	{ "a.example=127.0.0.2;bogus", -1, "bad address range 'bogus'" },
 	{ "a.example=::1", -1, "codes are IPv4 in 'a.example=::1'" },
 	{ "a.b b.b c.b d.b e.b f.b g.b h.b i.b", -1, "more than 8 zones" },
+	{ "zen.spamhaus.org dbl.spamhaus.org", -1,
+	    "'dbl.spamhaus.org' lists domains, not client addresses" },
+	{ "K3Y.dbl.dq.spamhaus.net", -1,
+	    "'K3Y.dbl.dq.spamhaus.net' lists domains, not client addresses" },
 };
 
 static void

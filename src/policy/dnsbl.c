@@ -138,7 +138,9 @@ log_error_answer(struct dnsbl *m, const struct zq *z)
 		m->errors_unlogged++;
 		return;
 	}
-	log_warn("event=dnsbl_error zone=%s client=%s code=%s "
+	/* err (REFERENCE.md §1): the operator must fix the resolver or
+	 * the key; until then the list is no protection. */
+	log_err("event=dnsbl_error zone=%s client=%s code=%s "
 	    "dnsbl_errors_total=%llu suppressed=%llu hint=\"the list "
 	    "refuses to answer us: public resolver, query limit or key\"",
 	    z->zone->name, z->cl->ip, z->code,

@@ -137,7 +137,19 @@ class TestErrors(DnsblTest):
                                 r"255\.254")
         self.assertTrue(lines, self.d.log_tail())
         self.assertIn("dnsbl_errors_total=1", lines[0])
-        self.assertIn(" warning: ", lines[0])
+        # err: the operator must fix the resolver or the key
+        # (REFERENCE.md §1).
+        self.assertIn(" err: ", lines[0])
+
+    def test_a_domain_lists_answer_is_never_listing(self):
+        # 127.0.1.255: a Spamhaus domain list asked for an address. Read
+        # as a listing it was a 554 for every client.
+        self.start()
+        self.dns.add(qname("127.0.0.1"), "A", "127.0.1.255")
+        self.rcpt(451, "4.4.3")
+        self.assertTrue(self.d.wait_log(r"event=dnsbl_error\b.*"
+                                        r"code=127\.0\.1\.255"),
+                        self.d.log_tail())
 
     def test_error_answer_ignore(self):
         self.start(dnsbl_fail_action="ignore")
