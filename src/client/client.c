@@ -72,6 +72,7 @@ struct client {
 	struct event_base	*base;
 	const struct client_conf *conf;		/* &conf_copy */
 	struct client_conf	 conf_copy;
+	unsigned		 idle_timeout;	/* 0: conf->command_timeout */
 	char			 helo[256];
 	struct bufferevent	*bev;
 	enum cstate		 state;
@@ -673,8 +674,16 @@ cmd_clear(struct client *c)
 		evtimer_del(c->ev_reply);
 }
 
+/* How long nothing may come while nothing is due. */
+static unsigned
+idle_secs(const struct client *c)
+{
+	return c->idle_timeout != 0 ? c->idle_timeout :
+	    c->conf->command_timeout;
+}
+
 /* The first written command's reply is due within its own timeout from
- * now; with nothing due, the idle timeout of C_IDLE. */
+ * now; with nothing due, the idle timeout. */
 static void
 cmd_arm(struct client *c)
 {
@@ -682,8 +691,7 @@ cmd_arm(struct client *c)
 
 	if (c->cmd_nsent == 0) {
 		evtimer_del(c->ev_reply);
-		set_timeouts(c, c->conf->command_timeout,
-		    c->conf->data_block_timeout);
+		set_timeouts(c, idle_secs(c), c->conf->data_block_timeout);
 		return;
 	}
 	tv.tv_sec = (time_t)cmd_at(c, 0)->timeout;
@@ -807,6 +815,14 @@ client_cmd(struct client *c, const char *line, unsigned timeout,
 			k->group_end = 1;
 	cmd_flush(c);
 	return 0;
+}
+
+void
+client_set_idle_timeout(struct client *c, unsigned secs)
+{
+	c->idle_timeout = secs;
+	if (c->state == C_IDLE || (c->state == C_CMD && c->cmd_nsent == 0))
+		set_timeouts(c, idle_secs(c), c->conf->data_block_timeout);
 }
 
 void

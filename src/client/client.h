@@ -139,6 +139,14 @@ typedef void	client_reply_cb(struct client *, const struct reply *, void *arg);
 /* Change who gets the connection's events (CLIENT_FAILED etc.): a connection
  * handed from primary_connect() to its new owner. */
 void		 client_set_cb(struct client *, client_cb *, void *arg);
+/*
+ * How long the connection may stay silent while nothing is asked of the
+ * primary: the owner's, in seconds (pass-through: the session's own
+ * smtpd_timeout while a session holds it, a sender may pause between
+ * commands), 0 for the conf's command_timeout (a kept connection's
+ * idle limit). Applied at once when nothing is due.
+ */
+void		 client_set_idle_timeout(struct client *, unsigned secs);
 /* After CLIENT_READY, or from any reply callback: queue one command line (no
  * CRLF; at most 1000 octets; -1 if longer or the connection is failing).
  * Replies come back to each cb in order. Queued commands are written back to

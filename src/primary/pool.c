@@ -110,6 +110,8 @@ primary_pool_put(struct primary_pool *p, const char *key, struct client *c)
 		client_quit(c);
 		return;
 	}
+	/* Kept: the conf's idle limit again (passthrough_connect_timeout). */
+	client_set_idle_timeout(c, 0);
 	e = xcalloc(1, sizeof(*e));
 	e->pool = p;
 	e->c = c;

@@ -432,6 +432,12 @@ attach(struct relay *r, struct client *c, int pooled)
 	r->c = c;
 	r->pooled = pooled;
 	client_set_cb(c, event_cb, r);
+	/* Held by a session: a sender may pause up to smtpd_timeout
+	 * between commands (RFC 5321 §4.5.3.2.7 gives it 5 minutes), and
+	 * the session's own timer ends a silent one. The connect timeout
+	 * as the idle limit dropped the primary under a slow sender's
+	 * open transaction: 451 for the rest of it, and a probe. */
+	client_set_idle_timeout(c, r->deps.conf->smtpd_timeout);
 	log_info("session=%s event=passthrough client=%s domain=%s relay=%s "
 	    "pooled=%s", r->id, r->client, r->domain, client_relay(c),
 	    pooled ? "yes" : "no");

@@ -292,6 +292,27 @@ class TestPassThrough(PassTest):
         self.assertNothingQueued(d)
 
 
+class TestSlowSender(PassTest):
+
+    def test_a_sender_that_pauses_is_not_cut_off(self):
+        # A sender may pause between commands (RFC 5321 §4.5.3.2.7: 5
+        # minutes; backmx's smtpd_timeout). The primary's connection
+        # timed out at passthrough_connect_timeout in the pause: 451 for
+        # the rest of the transaction, and a probe of a primary that was
+        # fine. 3 s of pause past a 1 s connect timeout.
+        mx = self.fake()
+        d = self.pt_daemon([CUST + " " + mx.route()],
+                           passthrough_connect_timeout="1s")
+        c = self.mail_session(d)
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 250)
+        time.sleep(3)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c), 250)
+        self.assertEqual(len(mx.wait_received(1)), 1)
+        self.assertNotIn("event=primary_suspect", d.log())
+        self.assertNotIn("timeout in state", d.log())
+
+
 class TestOnePrimary(PassTest):
 
     def test_second_primary_452_then_own_transaction(self):
