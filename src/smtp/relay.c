@@ -994,7 +994,12 @@ relay_dot(struct relay *r, unsigned long long size)
 		return;
 	}
 	set_state(r, RELAY_DOT_SENT);
-	client_body_end(r->c, r->deps.conf->passthrough_reply_timeout,
+	/* The dot gets what RFC 5321 §4.5.3.2.6 gives it, as delivery
+	 * does (smtp_data_done_timeout, 10 minutes), not the 4 minutes
+	 * kept under a sender's RCPT limit: a primary that scans before
+	 * it answers took the message while the sender heard 451, and
+	 * every retry was delivered again. */
+	client_body_end(r->c, r->deps.conf->smtp_data_done_timeout,
 	    dot_reply, r);
 }
 

@@ -313,6 +313,25 @@ class TestSlowSender(PassTest):
         self.assertNotIn("timeout in state", d.log())
 
 
+    def test_a_primary_that_scans_before_it_answers_the_dot(self):
+        # The reply to the dot waits smtp_data_done_timeout (RFC 5321
+        # §4.5.3.2.6), not passthrough_reply_timeout: cut at the latter,
+        # the primary had the message and the sender heard 451, so its
+        # every retry was delivered again.
+        mx = self.fake()
+        mx.body_pause = (1, 1.0)        # ~5 s for the body below
+        d = self.pt_daemon([CUST + " " + mx.route()],
+                           passthrough_reply_timeout="2s",
+                           smtp_data_done_timeout="60s")
+        c = self.session(d, timeout=60)
+        self.mail(c, SENDER, "")
+        self.assertReply(c.cmd("RCPT TO:<u@%s>" % CUST), 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertReply(self.body(c, b"Subject: s\r\n\r\n1\r\n2\r\n"
+                                   b"3\r\n4\r\n"), 250)
+        self.assertEqual(len(mx.received), 1)
+
+
 class TestOnePrimary(PassTest):
 
     def test_second_primary_452_then_own_transaction(self):
