@@ -39,6 +39,7 @@ struct primary_conn {
 	struct resolver_query	*rq;		/* running, or NULL */
 	struct client		*c;		/* connecting, or NULL */
 	struct event		*ev_fail;	/* the failure, from the loop */
+	struct event		*ev_deadline;	/* the whole request's */
 	struct mx_hop		 hop[MX_HOPS_MAX];
 	size_t			 nhop, cur;
 	uint16_t		 qtype;		/* of the address query */
@@ -85,6 +86,7 @@ req_free(struct primary_conn *r)
 	if (r->next != NULL)
 		r->next->prev = r->prev;
 	event_free(r->ev_fail);
+	event_free(r->ev_deadline);
 	free(r);
 }
 
@@ -107,6 +109,31 @@ static void
 fail_later(struct primary_conn *r)
 {
 	event_active(r->ev_fail, EV_TIMEOUT, 0);
+}
+
+/*
+ * The caller's connect timeout bounds the whole request: lookups, the
+ * hosts one after the other, connect, greeting, STARTTLS and EHLO
+ * together. The client's own timeouts restart at every byte, so a host
+ * that dribbles its greeting a byte at a time held a first RCPT for
+ * minutes, and backup mode never began.
+ */
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct primary_conn *r = arg;
+
+	(void)fd;
+	(void)what;
+	if (r->rq != NULL) {
+		resolver_cancel(r->rq);
+		r->rq = NULL;
+	}
+	client_free(r->c);
+	r->c = NULL;
+	snprintf(r->why, sizeof(r->why), "no greeting and EHLO within %u s",
+	    r->cconf.connect_timeout);
+	fail_cb(-1, EV_TIMEOUT, r);
 }
 
 /*
@@ -379,6 +406,12 @@ primary_connect(struct primary_connector *pc, const char *domain,
 	str_copy(r->helo, sizeof(r->helo), conf->helo_name);
 	r->cconf.helo_name = r->helo;
 	r->ev_fail = event_new(pc->base, -1, 0, fail_cb, r);
+	r->ev_deadline = evtimer_new(pc->base, deadline_cb, r);
+	if (conf->connect_timeout > 0) {
+		struct timeval tv = { (time_t)conf->connect_timeout, 0 };
+
+		evtimer_add(r->ev_deadline, &tv);
+	}
 	r->next = pc->reqs;
 	if (pc->reqs != NULL)
 		pc->reqs->prev = r;

@@ -20,7 +20,9 @@ PassTest, the base class, is shared with test_learning.py.
 
 import os
 import re
+import socket
 import sys
+import threading
 import time
 
 from harness import (MYHOSTNAME, BlackboxTest, RssSampler, backmxctl_json,
@@ -377,6 +379,46 @@ class TestPrimaryUnreachable(PassTest):
         self.assertEqual(m["rcpts"], ["u@customer.example"])
         _, rest = split_received(m["data"])
         self.assertEqual(rest, BODY)
+
+    def test_a_primary_that_dribbles_its_greeting(self):
+        # passthrough_connect_timeout bounds connect, greeting and EHLO
+        # together. The client's timeouts restart at every byte, so a
+        # primary sending its greeting a byte at a time held the first
+        # RCPT for minutes, and backup mode never began.
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def dribble():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                for b in b"220-slow\r\n220-slower\r\n220 slowest\r\n":
+                    if stop.wait(1.0):
+                        return
+                    try:
+                        c.sendall(bytes([b]))
+                    except OSError:
+                        return
+
+        threading.Thread(target=dribble, daemon=True).start()
+        d = self.pt_daemon(["customer.example route=[127.0.0.1]:%d"
+                            % srv.getsockname()[1]],
+                           accept_unverified="yes",
+                           passthrough_connect_timeout="2s")
+        # The greeting takes 38 s; the session waits 30 for the RCPT's
+        # answer: backup mode (accept_unverified), 250.
+        c = self.session(d, timeout=30)
+        self.mail(c, SENDER, "")
+        self.assertReply(c.cmd("RCPT TO:<u@customer.example>"), 250, "2.1.5")
+        self.assertTrue(d.wait_log(r"event=passthrough_unreachable .*"
+                                   r"no greeting and EHLO within 2 s"),
+                        d.log_tail())
 
     def down_daemon(self):
         """A daemon whose first session found customer.example's primary
