@@ -626,9 +626,14 @@ state_open(struct event_base *base, const char *dir,
 	{
 		char sql[64];
 
+		/* On the writer too: SQLite cuts the WAL back when the
+		 * writer restarts it, by the writer's limit. Set on the
+		 * checkpoint connection alone, a WAL grown by a burst kept
+		 * its size for good. */
 		snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %d",
 		    WAL_LIMIT);
 		exec(st->ckpt_db, sql);
+		exec(st->db, sql);
 	}
 	sqlite3_wal_hook(st->db, wal_hook, st);
 	if (pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) != 0) {
