@@ -25,6 +25,10 @@
 /* Domains brought up to date per loop turn after a reload (a state
  * store read each): 100,000 customers must not stall the loop. */
 #define LEARN_WALK_BATCH	256
+/* The walk again at most this often (sooner with a shorter
+ * learning_period): a domain whose learning period ends with nobody
+ * asking still becomes refused, logged and exported, on time. */
+#define LEARN_REWALK_SECS	300
 
 struct learn {
 	const struct config	*conf;
@@ -34,6 +38,7 @@ struct learn {
 	/* learn_set_domains()' walk over the table: the next index, the
 	 * refused domains counted so far. */
 	struct event		*walk_ev;
+	struct event		*rewalk_ev;	/* the walk again, by time */
 	size_t			 walk_next, walk_refused;
 	int			 walking;
 	/* learn_on_write(): the cluster's share, or NULL. */
@@ -129,6 +134,38 @@ next_turn(struct event *ev)
 	event_add(ev, &zero);
 }
 
+static void	walk_cb(evutil_socket_t, short, void *);
+
+static void
+rewalk_arm(struct learn *l)
+{
+	struct timeval tv = { LEARN_REWALK_SECS, 0 };
+
+	if (l->conf->learning_period > 0 &&
+	    l->conf->learning_period < LEARN_REWALK_SECS)
+		tv.tv_sec = (time_t)l->conf->learning_period;
+	evtimer_add(l->rewalk_ev, &tv);
+}
+
+/* The lifecycle moves by time too (learning -> refused): nothing may ask
+ * of a customer with no server, so a walk brings every domain up to date
+ * now and then. */
+static void
+rewalk_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct learn *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (!l->walking && l->domains != NULL) {
+		l->walk_next = 0;
+		l->walk_refused = 0;
+		l->walking = 1;
+		next_turn(l->walk_ev);
+	}
+	rewalk_arm(l);
+}
+
 struct learn *
 learn_new(struct event_base *base, const struct config *conf,
     struct state *st)
@@ -137,16 +174,21 @@ learn_new(struct event_base *base, const struct config *conf,
 
 	l->conf = conf;
 	l->st = st;
-	if (base != NULL)
+	if (base != NULL) {
 		l->walk_ev = event_new(base, -1, 0, walk_cb, l);
+		l->rewalk_ev = evtimer_new(base, rewalk_cb, l);
+		rewalk_arm(l);
+	}
 	return l;
 }
 
 void
 learn_free(struct learn *l)
 {
-	if (l != NULL && l->walk_ev != NULL)
+	if (l != NULL && l->walk_ev != NULL) {
 		event_free(l->walk_ev);
+		event_free(l->rewalk_ev);
+	}
 	free(l);
 }
 

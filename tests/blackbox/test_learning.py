@@ -23,6 +23,7 @@ so the first refused connection marks it down.
 import os
 import time
 
+import test_metrics
 from harness import Daemon, backmxctl, backmxctl_json, free_port, poll, \
     queued_messages
 from test_passthrough import CUST, SENDER, PassTest, closed_route
@@ -366,6 +367,25 @@ class TestLifecycle(LearnTest):
         for x in listed:
             for k in DOMAIN_FIELDS:
                 self.assertIn(k, x)
+
+    def test_refused_on_time_with_nobody_asking(self):
+        # The lifecycle moved only when something asked of the domain;
+        # nothing asks of a customer with no server (its primary is down,
+        # no mail comes), so it stayed "learning" in the store, the log
+        # and the metrics long after its learning period. Only the log
+        # and a scrape here: no RCPT, no domain show.
+        d = self.pt_daemon(["customer.example " + closed_route(free_port())],
+                           primary_down_after="1",
+                           primary_probe_interval="1s",
+                           metrics_listen="127.0.0.1:0", **self.LEARN)
+        self.assertTrue(d.wait_log(r"event=domain_lifecycle "
+                                   r"domain=customer\.example .*to=refused",
+                                   timeout=30), d.log_tail())
+        port = test_metrics.http_port(d)
+        got = test_metrics.samples(test_metrics.scrape(port)[2].decode())
+        self.assertEqual(got.get('backmx_domains{lifecycle="refused"}'), 1)
+        self.assertEqual(got.get('backmx_domains{lifecycle="learning"}'), 0)
+        self.assertNotIn("event=control", d.log())
 
     def test_refused_then_active_at_first_acceptance(self):
         port = free_port()
