@@ -40,11 +40,18 @@ decide(struct policy_check *chk, const char *key, int64_t now)
 	}
 	unverified_ok = dom->accept_unverified != -1 ? dom->accept_unverified :
 	    deps->conf->accept_unverified;
-	if (lc == STATE_DOM_LEARNING)
+	if (lc == STATE_DOM_LEARNING) {
 		verdict_set(&v, VERDICT_TEMPFAIL, 450, "4.7.1", "learning",
 		    "<%s>: Recipient address deferred: %s is new to this "
 		    "backup MX and is still being learned; try again later",
 		    key, dom->name);
+		/* Learning is what the period is for (DESIGN.md §2): an
+		 * address seen now is asked of the primary, so it is known
+		 * when the period ends, not deferred again at the next
+		 * outage. */
+		if (st == LEARN_UNKNOWN && deps->callout != NULL)
+			callout_want(deps->callout, dom->name, key);
+	}
 	else if (lc == STATE_DOM_REFUSED)
 		verdict_set(&v, VERDICT_TEMPFAIL, 450, "4.7.1", "refused",
 		    "<%s>: Recipient address deferred: the mail server of %s "

@@ -304,6 +304,24 @@ class TestCallout(LearnTest):
         [m] = queued_messages(d)
         self.assertEqual((m["id"], m["rcpts"]), (qid, ["u@customer.example"]))
 
+    def test_learning_domain_calls_out_what_it_defers(self):
+        # During the learning period every recipient is deferred, and
+        # that is when backmx learns (DESIGN.md §2): an unknown address
+        # is asked of the primary once it is up, so it is known when the
+        # period ends.
+        port = free_port()
+        d = self.pt_daemon(["customer.example " + closed_route(port)],
+                           domain_learning="yes", learning_period="1h",
+                           primary_down_after="1",
+                           primary_probe_interval="1s",
+                           acceptance_probe_interval="1d")
+        [r] = self.attempt(d, ["u@customer.example"])
+        self.assertReply(r, 450, "4.7.1")
+        self.wait_domain(d, lambda o: o["health"] == "down", what="down")
+        self.fake(port=port)
+        self.wait_recipient(d, "u@customer.example", "valid", "callout",
+                            timeout=30)
+
 
 class TestAcceptanceProbe(LearnTest):
 
