@@ -1536,10 +1536,21 @@ sweep_segment(struct qdb *q, sqlite3_stmt *st, const char *name)
 	if (rc == SQLITE_DONE && !named) {
 		log_info("event=queue_sweep file=log/%s", name);
 		unlink(path);
-	} else if (rc == SQLITE_DONE && fd != -1 &&
-	    ftruncate(fd, (off_t)end) == -1)
-		log_warn("event=queue_sweep_failed file=log/%s error=\"%s\"",
-		    name, strerror(errno));
+	} else if (rc == SQLITE_DONE && fd != -1) {
+		struct stat sb;
+
+		/* Only ever cut: ftruncate() past the end extends with
+		 * zeros, and a segment cut short (a damaged disk) became
+		 * bodies of NUL bytes, delivered as if whole. Short, its
+		 * bodies fail to load and expire (sched.c). */
+		if (fstat(fd, &sb) == 0 && (uint64_t)sb.st_size < end)
+			log_err("event=queue_log_short file=log/%s size=%lld "
+			    "want=%llu", name, (long long)sb.st_size,
+			    (unsigned long long)end);
+		else if (ftruncate(fd, (off_t)end) == -1)
+			log_warn("event=queue_sweep_failed file=log/%s "
+			    "error=\"%s\"", name, strerror(errno));
+	}
 	if (fd != -1)
 		close(fd);
 }

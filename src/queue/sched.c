@@ -813,6 +813,8 @@ read_head(struct attempt *a, char *buf, size_t bufsz)
 	size_t n;
 
 	if (a->msg.big[0] == '\0') {
+		if (a->msg.body == NULL)
+			return 0;	/* unreadable (attempt_start()) */
 		n = a->msg.bodylen < bufsz ? a->msg.bodylen : bufsz;
 		memcpy(buf, a->msg.body, n);
 		return n;
@@ -1121,7 +1123,7 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 {
 	struct attempt *a = xcalloc(1, sizeof(*a));
 	size_t i, j, k, n;
-	int rc;
+	int rc, unreadable = 0;
 
 	a->s = s;
 	a->e = e;
@@ -1129,7 +1131,18 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 	if (s->attempts != NULL)
 		s->attempts->aprev = a;
 	s->attempts = a;
-	if ((rc = qdb_load(s->qdb, e->id, 1, &a->msg)) != 0) {
+	/* A body that cannot be read (a damaged body log): tried again
+	 * every SCHED_DB_RETRY, as a disk may come back, but past the
+	 * lifetime the message expires without it, its DSN quoting no
+	 * header. It waited for good before, and its sender never knew. */
+	if ((rc = qdb_load(s->qdb, e->id, 1, &a->msg)) == -1 &&
+	    now >= e->arrival + (time_t)s->conf->maximal_queue_lifetime &&
+	    qdb_load(s->qdb, e->id, 0, &a->msg) == 0) {
+		log_err("queue=%s event=load_failed action=expire", e->id);
+		rc = 0;
+		unreadable = 1;
+	}
+	if (rc != 0) {
 		if (rc == 1) {
 			entry_free(s, e);
 		} else {
@@ -1156,7 +1169,7 @@ attempt_start(struct sched *s, struct entry *e, time_t now)
 	a->resv = xcalloc(a->msg.nrcpt + 1, sizeof(*a->resv));
 	a->tasks = xcalloc(e->nlinks + 1, sizeof(*a->tasks));
 	k = 0;
-	for (j = 0; j < e->nlinks; j++) {
+	for (j = 0; j < e->nlinks && !unreadable; j++) {
 		struct sched_task *t = &a->tasks[a->ntasks];
 		const char *dom = e->links[j]->d->name;
 

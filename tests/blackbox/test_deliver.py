@@ -384,6 +384,52 @@ class TestRefusals(DeliverTest):
         self.assertNotIn("event=dsn_queued", d.log())
         self.assertEqual([m["id"] for m in queued_messages(d)], [qid])
 
+    def test_a_body_that_cannot_be_read_still_expires(self):
+        # A body log segment cut short (a damaged disk): the start's
+        # sweep extended it back with zeros, so the body loaded as NUL
+        # bytes and would have been delivered as if whole. Now the
+        # segment stays short, the load fails, and past the lifetime the
+        # message bounces without its body (the DSN quotes no header);
+        # before the lifetime its load is tried again every minute.
+        mx = self.fake()
+        mx.greeting = "421 4.3.2 not now"
+        d = self.relay(mx, primary_down_after="1000",
+                       minimal_backoff_time="1h", maximal_backoff_time="1h")
+        c = self.session(d)
+        # 50 KB: over the 16 KB of a row, into the body log (queue.md).
+        body = b"Subject: t\r\n\r\n" + (b"z" * 98 + b"\r\n") * 500
+        qid = self.queue_id(self.send_message(c, body=body))
+        c.close()
+        self.assertTrue(d.wait_log(r"queue=%s event=delivery .*"
+                                   r"status=deferred" % qid), d.log_tail())
+        d.proc.terminate()
+        d.proc.wait()
+        d._logf.close()
+        segs = os.listdir(os.path.join(d.spool, "log"))
+        self.assertTrue(segs)
+        for name in segs:
+            os.truncate(os.path.join(d.spool, "log", name), 0)
+        time.sleep(2.1)
+        with open(d.conf) as f:
+            conf = f.read()
+        with open(d.conf, "w") as f:
+            f.write(conf.replace("maximal_backoff_time = 1h",
+                                 "maximal_backoff_time = 1h\n"
+                                 "maximal_queue_lifetime = 2s"))
+        d.start()
+        backmxctl(d, "queue", "flush")
+        self.assertTrue(d.wait_log(r"queue=%s event=expired .*"
+                                   r"status=bounced" % qid, timeout=15),
+                        d.log_tail())
+        self.assertTrue(d.wait_log(r"queue=%s event=dsn_queued" % qid),
+                        d.log_tail())
+        self.assertNotIn(qid, [m["id"] for m in queued_messages(d)])
+        # The start's sweep said so, and did not fill the segment back
+        # with zeros (which loaded as a body of NUL bytes).
+        self.assertTrue(d.wait_log(r"event=queue_log_short"), d.log_tail())
+        self.assertTrue(d.wait_log(r"queue=%s event=load_failed "
+                                   r"action=expire" % qid), d.log_tail())
+
     def test_5xx_from_null_sender_no_dsn(self):
         mx = self.fake()
         sink = self.fake()
