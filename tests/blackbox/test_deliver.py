@@ -256,6 +256,11 @@ class TestDownCount(DeliverTest):
         for i in range(5):
             self.queue_id(self.send_message(c))
         c.close()
+        # Each tried once (and deferred an hour), so the restart finds
+        # none new to try at once: only the flush below starts them.
+        self.assertEqual(len(d.wait_log(r"event=delivery .*status=deferred",
+                                        count=5, timeout=20)), 5,
+                         d.log_tail())
         # Restarted with primary_down_after = 3: a fresh count, the five
         # waiting, and one flush makes them due at once.
         d.proc.terminate()
