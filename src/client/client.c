@@ -1145,8 +1145,7 @@ handle_reply(struct client *c)
 	/* Greeted: idle, ask the owner for work. */
 	c->greeted = 1;
 	c->state = C_IDLE;
-	set_timeouts(c, c->conf->command_timeout,
-	    c->conf->data_block_timeout);
+	set_timeouts(c, idle_secs(c), c->conf->data_block_timeout);
 	notify(c, CLIENT_READY);
 }
 

@@ -285,26 +285,15 @@ local_op(const struct state_allow_op *op, void *arg)
 	return 0;
 }
 
+/* A kind the store names; a recipient is the bulk list's only. */
 static int
 parse_kind(const char *p, size_t len, enum state_allow_list list,
     enum state_allow_kind *out)
 {
-	static const enum state_allow_kind kinds[] = { STATE_ALLOW_CLIENT,
-	    STATE_ALLOW_DOMAIN, STATE_ALLOW_SENDER, STATE_ALLOW_RECIPIENT };
-	size_t i;
-
-	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		const char *name = state_allow_kind_name(kinds[i]);
-
-		if (strlen(name) == len && memcmp(name, p, len) == 0) {
-			if (kinds[i] == STATE_ALLOW_RECIPIENT &&
-			    list != STATE_ALLOWS_BULK)
-				return -1;
-			*out = kinds[i];
-			return 0;
-		}
-	}
-	return -1;
+	if (state_allow_kind_parse(p, len, out) == -1 ||
+	    (*out == STATE_ALLOW_RECIPIENT && list != STATE_ALLOWS_BULK))
+		return -1;
+	return 0;
 }
 
 int

@@ -1075,6 +1075,20 @@ milter_tx_rcpt(struct milter_tx *tx, const char *rcpt, milter_done_cb *cb,
 	stage_begin(tx, STAGE_RCPT, cb, arg);
 }
 
+/* The end of the message answered before any filter is asked. */
+static void
+eom_decided(struct milter_tx *tx, milter_done_cb *cb, void *arg,
+    enum milter_result r, int code, const char *enh, const char *text,
+    const char *why)
+{
+	tx->stage = STAGE_EOM;
+	evutil_gettimeofday(&tx->stage_start, NULL);
+	tx->done = cb;
+	tx->done_arg = arg;
+	memset(&tx->v, 0, sizeof(tx->v));
+	decide(tx, &tx->f[0], r, code, enh, text, why);
+}
+
 void
 milter_tx_eom(struct milter_tx *tx, const struct body *b,
     const char *queue_id, milter_done_cb *cb, void *arg)
@@ -1087,12 +1101,7 @@ milter_tx_eom(struct milter_tx *tx, const struct body *b,
 		tx->hb = xcalloc(1, sizeof(*tx->hb));
 	hblock_free(tx->hb);
 	if (hblock_read(b, tx->hb) == -1) {
-		tx->stage = STAGE_EOM;
-		evutil_gettimeofday(&tx->stage_start, NULL);
-		tx->done = cb;
-		tx->done_arg = arg;
-		memset(&tx->v, 0, sizeof(tx->v));
-		decide(tx, &tx->f[0], MILTER_DEFER, 451, "4.3.0",
+		eom_decided(tx, cb, arg, MILTER_DEFER, 451, "4.3.0",
 		    "Error: local error in processing", "body_read");
 		return;
 	}
@@ -1101,19 +1110,15 @@ milter_tx_eom(struct milter_tx *tx, const struct body *b,
 	 * the header reached them as body, and a NUL ended a field early
 	 * (the protocol's strings end at NUL), so they judged another
 	 * message than the one kept. RFC 5322 allows no NUL at all. */
-	if (tx->hb->truncated || tx->hb->nul) {
-		tx->stage = STAGE_EOM;
-		evutil_gettimeofday(&tx->stage_start, NULL);
-		tx->done = cb;
-		tx->done_arg = arg;
-		memset(&tx->v, 0, sizeof(tx->v));
-		if (tx->hb->nul)
-			decide(tx, &tx->f[0], MILTER_REFUSE, 550, "5.6.0",
-			    "Error: NUL in the message header", "header_nul");
-		else
-			decide(tx, &tx->f[0], MILTER_REFUSE, 552, "5.3.4",
-			    "Error: message header too large for the content "
-			    "filters", "header_size");
+	if (tx->hb->nul) {
+		eom_decided(tx, cb, arg, MILTER_REFUSE, 550, "5.6.0",
+		    "Error: NUL in the message header", "header_nul");
+		return;
+	}
+	if (tx->hb->truncated) {
+		eom_decided(tx, cb, arg, MILTER_REFUSE, 552, "5.3.4",
+		    "Error: message header too large for the content filters",
+		    "header_size");
 		return;
 	}
 	for (i = 0; i < tx->nf; i++)

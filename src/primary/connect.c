@@ -104,6 +104,18 @@ fail_cb(evutil_socket_t fd, short what, void *arg)
 	cb(NULL, reached, why, cbarg);
 }
 
+/* The lookup or the connection under way, gone. */
+static void
+stop_work(struct primary_conn *r)
+{
+	if (r->rq != NULL) {
+		resolver_cancel(r->rq);
+		r->rq = NULL;
+	}
+	client_free(r->c);
+	r->c = NULL;
+}
+
 /* No connection: the caller hears of it from the loop. */
 static void
 fail_later(struct primary_conn *r)
@@ -125,12 +137,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (r->rq != NULL) {
-		resolver_cancel(r->rq);
-		r->rq = NULL;
-	}
-	client_free(r->c);
-	r->c = NULL;
+	stop_work(r);
 	snprintf(r->why, sizeof(r->why), "no greeting and EHLO within %u s",
 	    r->cconf.connect_timeout);
 	fail_cb(-1, EV_TIMEOUT, r);
@@ -467,9 +474,7 @@ primary_connect_cancel(struct primary_conn *r)
 {
 	if (r == NULL)
 		return;
-	if (r->rq != NULL)
-		resolver_cancel(r->rq);
-	client_free(r->c);
+	stop_work(r);
 	req_free(r);
 }
 

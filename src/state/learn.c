@@ -134,7 +134,14 @@ next_turn(struct event *ev)
 	event_add(ev, &zero);
 }
 
-static void	walk_cb(evutil_socket_t, short, void *);
+/* A walk from the table's first domain (walk_step()). */
+static void
+walk_begin(struct learn *l)
+{
+	l->walk_next = 0;
+	l->walk_refused = 0;
+	l->walking = 1;
+}
 
 static void
 rewalk_arm(struct learn *l)
@@ -158,9 +165,7 @@ rewalk_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!l->walking && l->domains != NULL) {
-		l->walk_next = 0;
-		l->walk_refused = 0;
-		l->walking = 1;
+		walk_begin(l);
 		next_turn(l->walk_ev);
 	}
 	rewalk_arm(l);
@@ -301,9 +306,7 @@ learn_set_domains(struct learn *l, const struct domains *doms)
 	/* A walk of the previous table under way starts over on this one:
 	 * it is freed after this call. */
 	l->domains = doms;
-	l->walk_next = 0;
-	l->walk_refused = 0;
-	l->walking = 1;
+	walk_begin(l);
 	/* The first batch now (all of a small table, as in the unit
 	 * tests); the rest a batch a loop turn. */
 	if (walk_step(l) == 1) {

@@ -309,6 +309,10 @@ int	state_allow_add(struct state *, enum state_allow_kind,
 enum state_allow_kind state_allow_kind_of(const char *value);
 /* "client", "domain", "sender", "recipient": as stored and shown. */
 const char *state_allow_kind_name(enum state_allow_kind);
+/* The kind 'name' (n octets, not terminated) names, as the above
+ * writes it: 0, or -1 for no kind. */
+int	state_allow_kind_parse(const char *name, size_t n,
+	    enum state_allow_kind *);
 /*
  * Delete what 'key' names: an allow entry (leaving its tombstone, of
  * 'now', below), a client network's record, or the triplet (net, sender,

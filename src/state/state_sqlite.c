@@ -1113,16 +1113,28 @@ state_allow_kind_name(enum state_allow_kind kind)
 	return (size_t)kind < NALLOW_KINDS ? allow_kinds[kind] : "domain";
 }
 
-/* The kind a row's text names; an unknown one reads as a domain. */
-static enum state_allow_kind
-allow_kind_named(const char *name)
+int
+state_allow_kind_parse(const char *name, size_t n, enum state_allow_kind *out)
 {
 	size_t k;
 
 	for (k = 0; k < NALLOW_KINDS; k++)
-		if (strcmp(name, allow_kinds[k]) == 0)
-			return (enum state_allow_kind)k;
-	return STATE_ALLOW_DOMAIN;
+		if (strlen(allow_kinds[k]) == n &&
+		    memcmp(name, allow_kinds[k], n) == 0) {
+			*out = (enum state_allow_kind)k;
+			return 0;
+		}
+	return -1;
+}
+
+/* The kind a row's text names; an unknown one reads as a domain. */
+static enum state_allow_kind
+allow_kind_named(const char *name)
+{
+	enum state_allow_kind k;
+
+	return state_allow_kind_parse(name, strlen(name), &k) == 0 ? k :
+	    STATE_ALLOW_DOMAIN;
 }
 
 /* The list an allow table's entries are shared as (docs/cluster.md). */
@@ -1756,13 +1768,15 @@ int
 state_allow_ops(struct state *st, enum state_allow_list list,
     state_allow_op_fn *fn, void *arg)
 {
-	sqlite3_stmt *s = st->stmt[S_ALLOW_OP_LIST];
+	sqlite3_stmt *s;
 	struct state_allow_op op;
-	int rc;
+	int rc, own;
 
+	if ((s = walk_begin(st, S_ALLOW_OP_LIST, &own, "allow_ops")) == NULL)
+		return -1;
 	sqlite3_bind_text(s, 1, allow_list_name(allow_tables[list]), -1,
 	    SQLITE_STATIC);
-	while ((rc = read_step(s)) == SQLITE_ROW) {
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *kind = (const char *)sqlite3_column_text(s, 0);
 		const char *value = (const char *)sqlite3_column_text(s, 1);
 
@@ -1780,8 +1794,7 @@ state_allow_ops(struct state *st, enum state_allow_list list,
 			break;
 		}
 	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	walk_end(s, own);
 	if (rc != SQLITE_DONE) {
 		store_error(st, "allow_ops");
 		return -1;
